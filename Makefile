@@ -1,0 +1,144 @@
+# pgolf: build, test and install the pg-* toolchain.
+#
+#   make              build libpg.a and bin/pg-*
+#   make check        install missing dependencies, build, run every test
+#   make check SANITIZE=1   the same under ASan + UBSan (objects in build-san/)
+#   make demo         the whole pipeline on the embedded demo corpus
+#   make install PREFIX=/usr/local
+#   make clean
+#
+# Optional features are found by compile-and-link probes (scripts/probe-features.sh), cached in
+# $(O)/features.mk: HAVE_BLAS (OpenBLAS), HAVE_CUDA (nvcc + cuBLAS under CUDA_HOME), HAVE_NCCL.
+# Force one with HAVE_CUDA=1 (the build then fails if it is missing) or turn it off with =0.
+
+CC ?= gcc
+CXX ?= g++
+CUDA_HOME ?= /usr/local/cuda
+CUDA_ARCH ?= 90a
+NVCC ?= $(CUDA_HOME)/bin/nvcc
+PREFIX ?= /usr/local
+SANITIZE ?= 0
+
+ifeq ($(SANITIZE),1)
+O := build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+BIN := $(O)/bin
+else
+O := build
+SANFLAGS :=
+BIN := bin
+endif
+
+WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter
+CFLAGS ?= -O2 -g
+CXXFLAGS ?= -O2 -g
+PG_CFLAGS := -std=c11 $(WARN) -pthread -MMD -MP $(SANFLAGS)
+PG_CXXFLAGS := -std=c++17 $(WARN) -pthread -MMD -MP $(SANFLAGS)
+LDFLAGS ?=
+LDLIBS := -lsentencepiece -lsentencepiece_train -ljansson -lstdc++ -lpthread -lm
+
+# ---- feature probes -------------------------------------------------------------------------
+
+-include $(O)/features.mk
+$(O)/features.mk: scripts/probe-features.sh
+	@mkdir -p $(O)
+	@sh scripts/probe-features.sh $@ "$(CC)" "$(CUDA_HOME)"
+
+yesno = $(if $(filter 1,$(1)),yes,no)
+FEATURES_LINE = features: OpenBLAS $(call yesno,$(HAVE_BLAS)), CUDA $(call yesno,$(HAVE_CUDA)) ($(CUDA_HOME), sm_$(CUDA_ARCH)), NCCL $(call yesno,$(HAVE_NCCL))
+
+ifeq ($(HAVE_BLAS),1)
+PG_CFLAGS += -DPG_HAVE_BLAS=1
+LDLIBS += -lopenblas
+endif
+
+# ---- sources --------------------------------------------------------------------------------
+
+LIB_C := $(wildcard lib/*.c)
+LIB_CC := $(wildcard lib/*.cc)
+LIB_OBJ := $(LIB_C:%.c=$(O)/%.o) $(LIB_CC:%.cc=$(O)/%.o)
+
+CUDA_SRC := $(wildcard kernels/cuda/*.cu)
+ifeq ($(HAVE_CUDA),1)
+CUDA_OBJ := $(CUDA_SRC:%.cu=$(O)/%.o)
+PG_CFLAGS += -DPG_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+LDLIBS += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt
+else
+CUDA_OBJ :=
+endif
+NVCCFLAGS := -O3 -std=c++17 -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) -Xcompiler -fPIC,-Wall
+
+COMMANDS := tokenize train quantize pack eval ttt
+BINS := $(COMMANDS:%=$(BIN)/pg-%)
+CLI_OBJ := $(O)/cmd/cli.o
+
+TEST_SRC := $(wildcard tests/unit/test_*.c)
+TEST_BINS := $(TEST_SRC:tests/unit/%.c=$(O)/tests/%)
+
+LIBPG := $(O)/libpg.a
+
+.PHONY: all features check test demo install clean deps
+.DEFAULT_GOAL := all
+.SECONDARY:
+
+all: features $(LIBPG) $(BINS) $(TEST_BINS)
+
+features: $(O)/features.mk
+	@echo "$(FEATURES_LINE)"
+
+$(O)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PG_CFLAGS) -c $< -o $@
+
+$(O)/%.o: %.cc
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) $(PG_CXXFLAGS) -c $< -o $@
+
+$(O)/%.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(LIBPG): $(LIB_OBJ) $(CUDA_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BIN)/pg-%: $(O)/cmd/pg-%.o $(CLI_OBJ) $(LIBPG)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(O)/tests/%: tests/unit/%.c tests/tap.h $(LIBPG)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPG) $(LDLIBS)
+
+# ---- targets --------------------------------------------------------------------------------
+
+deps:
+	@sh scripts/install-deps.sh
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@PG_BIN=$(CURDIR)/$(BIN) PG_TESTBIN=$(CURDIR)/$(O)/tests PG_HAVE_CUDA=$(HAVE_CUDA) SANITIZE=$(SANITIZE) \
+		sh tests/run.sh
+
+test: all
+	@PG_BIN=$(CURDIR)/$(BIN) PG_TESTBIN=$(CURDIR)/$(O)/tests PG_HAVE_CUDA=$(HAVE_CUDA) SANITIZE=$(SANITIZE) \
+		sh tests/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh scripts/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/pg \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIBPG) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 lib/*.h $(DESTDIR)$(PREFIX)/include/pg/
+	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 644 $(wildcard man/*.7) $(DESTDIR)$(PREFIX)/share/man/man7/
+
+clean:
+	rm -rf build build-san bin
+
+-include $(LIB_OBJ:.o=.d) $(O)/cmd/*.d

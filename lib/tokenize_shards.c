@@ -1,0 +1,131 @@
+/* tokenize_shards.c: pg-tokenize decode and info: shards back to text, and their counts. */
+#define _POSIX_C_SOURCE 200809L
+#include "tokenize.h"
+
+#include "bpb.h"
+#include "err.h"
+#include "outfile.h"
+#include "shard.h"
+#include "tok.h"
+#include "xio.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void pg_tokenize_summary(const struct pg_tok *tok, struct pg_tok_summary *s)
+{
+    memset(s, 0, sizeof *s);
+    s->vocab = pg_tok_vocab_size(tok);
+    s->bare_space_id = -1;
+    pg_tok_special_ids(tok, &s->pad_id, &s->bos_id, &s->eos_id, &s->unk_id);
+    for (int i = 0; i < s->vocab; i++) {
+        const char *p = pg_tok_piece(tok, i);
+        switch (pg_tok_piece_kind(tok, i)) {
+        case PG_PIECE_BYTE: s->n_byte++; break;
+        case PG_PIECE_CONTROL: s->n_control++; break;
+        case PG_PIECE_UNKNOWN: s->n_unknown++; break;
+        case PG_PIECE_UNUSED: s->n_unused++; break;
+        default:
+            s->n_normal++;
+            if (strcmp(p, "\xe2\x96\x81") == 0) s->bare_space_id = i;
+            if ((int)strlen(p) > s->max_piece_bytes) s->max_piece_bytes = (int)strlen(p);
+        }
+    }
+}
+
+/* ---- decode ---- */
+
+struct decoder {
+    const struct pg_tok *tok;
+    struct pg_out out;
+    int *ids;
+    size_t n, cap;
+    int open; /* a document is being collected */
+};
+
+static int flush_doc(struct decoder *d)
+{
+    if (!d->open) return 0;
+    char *text;
+    size_t len;
+    PG_TRY(pg_tok_decode(d->tok, d->ids, d->n, &text, &len));
+    int rc = pg_out_write(&d->out, text, len);
+    free(text);
+    if (!rc) rc = pg_out_write(&d->out, "\n", 1);
+    d->n = 0;
+    d->open = 0;
+    return rc;
+}
+
+static int decode_shard(struct decoder *d, const struct pg_shard *sh, int bos, int vocab)
+{
+    for (uint64_t i = 0; i < sh->n; i++) {
+        int t = sh->tokens[i];
+        if (t >= vocab)
+            return pg_error(PG_E_FORMAT, "%s: token %d at position %llu is outside the tokenizer's %d pieces",
+                            sh->path, t, (unsigned long long)i, vocab);
+        if (t == bos) {
+            PG_TRY(flush_doc(d));
+            d->open = 1;
+            continue;
+        }
+        PG_TRY(pg_grow((void **)&d->ids, &d->cap, d->n + 1, sizeof *d->ids));
+        d->ids[d->n++] = t;
+        d->open = 1; /* tokens before the first BOS: the tail of a document begun earlier */
+    }
+    return 0;
+}
+
+int pg_tokenize_decode(const char *model, char *const *shards, size_t n, const char *output)
+{
+    struct decoder d;
+    memset(&d, 0, sizeof d);
+    PG_TRY(pg_tok_load((struct pg_tok **)&d.tok, model));
+    int vocab = pg_tok_vocab_size(d.tok), bos = pg_tok_bos_id(d.tok);
+    int rc = pg_out_open(&d.out, output);
+    for (size_t i = 0; i < n && !rc; i++) {
+        struct pg_shard sh;
+        if ((rc = pg_shard_open(&sh, shards[i]))) break;
+        rc = decode_shard(&d, &sh, bos, vocab);
+        pg_shard_close(&sh);
+    }
+    if (!rc) rc = flush_doc(&d);
+    if (!rc) rc = pg_out_commit(&d.out);
+    else pg_out_abort(&d.out);
+    free(d.ids);
+    pg_tok_free((struct pg_tok *)d.tok);
+    return rc;
+}
+
+/* ---- info ---- */
+
+int pg_tokenize_shard_info(const char *model, char *const *shards, size_t n, struct pg_shard_info *info)
+{
+    struct pg_tok *tok;
+    PG_TRY(pg_tok_load(&tok, model));
+    int bos = pg_tok_bos_id(tok);
+    struct pg_bpb_lut lut;
+    int rc = pg_bpb_lut_from_tok(&lut, tok, pg_tok_vocab_size(tok));
+    int prev = -1;
+    for (size_t i = 0; i < n && !rc; i++) {
+        struct pg_shard sh;
+        info[i] = (struct pg_shard_info){.path = shards[i]};
+        if ((rc = pg_shard_open(&sh, shards[i]))) break;
+        int64_t bytes = pg_bpb_count_bytes(&lut, sh.tokens, sh.n, prev);
+        if (bytes < 0) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", pg_error_message());
+            rc = pg_error(PG_E_FORMAT, "%s: %s", shards[i], msg);
+        } else {
+            info[i].tokens = sh.n;
+            info[i].bytes = (uint64_t)bytes;
+            for (uint64_t k = 0; k < sh.n; k++) info[i].docs += sh.tokens[k] == bos;
+            if (sh.n) prev = sh.tokens[sh.n - 1];
+        }
+        pg_shard_close(&sh);
+    }
+    pg_bpb_lut_free(&lut);
+    pg_tok_free(tok);
+    return rc;
+}

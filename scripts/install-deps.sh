@@ -1,0 +1,52 @@
+#!/bin/sh
+# install-deps.sh: install, with apt-get, every build and test dependency of pgolf that is missing.
+# Idempotent: when everything is present it installs nothing and touches no network.
+# Run as root (or through sudo when available). Set PG_NO_INSTALL=1 to only report what is missing.
+set -eu
+
+# package  : why
+PKGS="
+gcc make g++ pkg-config
+libsentencepiece-dev sentencepiece
+libbrotli-dev liblzma-dev zlib1g-dev lrzip brotli xz-utils
+libopenblas-dev
+libjansson-dev
+groff-base man-db
+jq xxd
+"
+# g++/libsentencepiece-dev: the one C++ shim over SentencePiece; sentencepiece: spm_* tools the tests
+# compare against; lrzip/brotli/xz-utils: pg-pack and its benchmarks; libopenblas-dev: CBLAS;
+# libjansson-dev: JSONL docs and safetensors headers; groff-base: man page lint; jq/xxd: CLI tests.
+
+missing=""
+for p in $PKGS; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$status" in
+        *"ok installed") ;;
+        *) missing="$missing $p" ;;
+    esac
+done
+
+if [ -z "$missing" ]; then
+    echo "install-deps: all dependencies present"
+    exit 0
+fi
+
+echo "install-deps: missing:$missing"
+if [ "${PG_NO_INSTALL:-0}" = 1 ]; then
+    exit 1
+fi
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+        echo "install-deps: error: not root and no sudo; install:$missing" >&2
+        exit 1
+    fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+echo "install-deps: installed:$missing"
