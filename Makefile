@@ -77,7 +77,7 @@ TEST_BINS := $(TEST_SRC:tests/unit/%.c=$(O)/tests/%)
 
 LIBPG := $(O)/libpg.a
 
-.PHONY: all features check test demo install clean deps
+.PHONY: all features check check-gpu test demo install clean deps
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -119,6 +119,11 @@ check: deps
 	@$(MAKE) --no-print-directory all
 	@PG_BIN=$(CURDIR)/$(BIN) PG_TESTBIN=$(CURDIR)/$(O)/tests PG_HAVE_CUDA=$(HAVE_CUDA) SANITIZE=$(SANITIZE) \
 		sh tests/run.sh
+
+check-gpu: deps
+	@$(MAKE) --no-print-directory all
+	@PG_EXPECT_GPU=1 PG_BIN=$(CURDIR)/$(BIN) PG_TESTBIN=$(CURDIR)/$(O)/tests PG_HAVE_CUDA=$(HAVE_CUDA) \
+		SANITIZE=$(SANITIZE) sh tests/run.sh
 
 test: all
 	@PG_BIN=$(CURDIR)/$(BIN) PG_TESTBIN=$(CURDIR)/$(O)/tests PG_HAVE_CUDA=$(HAVE_CUDA) SANITIZE=$(SANITIZE) \

@@ -284,6 +284,8 @@ int main(int argc, char **argv)
         parse(&cli, &a, argc, argv);
         pg_cli_usage_error(&cli, "no subcommand (train, encode, decode or info)");
     }
+    /* getopt names argv[0] in its messages: make that the program, not the subcommand. */
+    argv[1] = argv[0];
     struct args a;
     parse(&cli, &a, argc - 1, argv + 1);
     for (int i = optind + 1; i < argc; i++) add_input(&cli, &a, argv[i]);

@@ -10,7 +10,9 @@
 #include <libgen.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define OUT_BUF (1u << 20)

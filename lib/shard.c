@@ -109,7 +109,7 @@ int pg_shard_list(const char *dir, const char *prefix, const char *split, char *
         pg_shard_list_free(v, cnt);
         return rc;
     }
-    qsort(v, cnt, sizeof *v, cmp_str);
+    if (cnt > 1) qsort(v, cnt, sizeof *v, cmp_str);
     *paths = v;
     *n = cnt;
     return 0;

@@ -77,7 +77,7 @@ extern "C" int pg_tok_load(struct pg_tok **out, const char *path)
             FILE *f = fopen(path, "rb");
             if (!f) return pg_error_errno(PG_E_IO, "cannot open tokenizer '%s'", path);
             fclose(f);
-            return pg_error(PG_E_FORMAT, "%s: not a SentencePiece model (%s)", path, st.ToString().c_str());
+            return pg_error(PG_E_FORMAT, "%s: not a SentencePiece model", path);
         }
         int n = t->sp.GetPieceSize();
         t->kind.resize((size_t)n);

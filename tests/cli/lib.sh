@@ -1,0 +1,32 @@
+# lib.sh: TAP helpers for the shell tests (sourced). ok/fail print TAP lines; finish prints the
+# plan and sets the exit status. PG_BIN points at the pg-* binaries.
+cd "$(dirname "$0")/../.." || exit 2
+PG_BIN=${PG_BIN:-$PWD/bin}
+T_N=0
+T_FAILED=0
+ok() { T_N=$((T_N + 1)); echo "ok $T_N - $*"; }
+not_ok() { T_N=$((T_N + 1)); T_FAILED=$((T_FAILED + 1)); echo "not ok $T_N - $*"; }
+# check "name" command...: passes when the command succeeds
+check() { name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name"; fi; }
+# expect_fail NAME STATUS NEEDLE CMD...: the command exits with STATUS and its stderr's first line
+# contains NEEDLE (and, for runtime errors, stderr is that one line).
+expect_fail() {
+    name=$1 want=$2 needle=$3
+    shift 3
+    "$@" >"$T_TMP/out" 2>"$T_TMP/err"
+    got=$?
+    first=$(head -n 1 "$T_TMP/err")
+    lines=$(wc -l <"$T_TMP/err")
+    if [ "$got" -ne "$want" ]; then
+        not_ok "$name: exit $got, want $want"; sed 's/^/#   /' "$T_TMP/err"
+    elif ! printf '%s' "$first" | grep -qF -- "$needle"; then
+        not_ok "$name: stderr lacks '$needle'"; sed 's/^/#   /' "$T_TMP/err"
+    elif [ "$want" -eq 1 ] && [ "$lines" -ne 1 ]; then
+        not_ok "$name: $lines lines on stderr, want 1"; sed 's/^/#   /' "$T_TMP/err"
+    else
+        ok "$name (exit $want: $first)"
+    fi
+}
+finish() { echo "1..$T_N"; [ "$T_FAILED" -eq 0 ]; }
+T_TMP=$(mktemp -d /tmp/pg-cli-XXXXXX)
+trap 'rm -rf "$T_TMP"' EXIT
