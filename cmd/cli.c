@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 void pg_cli_init(struct pg_cli *cli, const char *prog, const char *usage)
@@ -46,14 +47,21 @@ int pg_cli_progress(const struct pg_cli *cli)
     return cli->verbosity > 0 && isatty(STDERR_FILENO);
 }
 
+/* "prog: <tag>message\n" on stderr. */
+static void report(const struct pg_cli *cli, const char *tag, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s: %s", cli->prog, tag);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 void pg_cli_usage_error(const struct pg_cli *cli, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", cli->prog);
-    vfprintf(stderr, fmt, ap);
+    report(cli, "", fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nTry '%s --help'.\n", cli->prog);
+    fprintf(stderr, "Try '%s --help'.\n", cli->prog);
     exit(PG_EXIT_USAGE);
 }
 
@@ -69,10 +77,8 @@ void pg_cli_die(const struct pg_cli *cli, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: error: ", cli->prog);
-    vfprintf(stderr, fmt, ap);
+    report(cli, "error: ", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     exit(PG_EXIT_FAIL);
 }
 
@@ -81,14 +87,20 @@ void pg_cli_info(const struct pg_cli *cli, const char *fmt, ...)
     if (cli->verbosity < 1) return;
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", cli->prog);
-    vfprintf(stderr, fmt, ap);
+    report(cli, "", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
 }
 
-void pg_cli_not_implemented(const char *prog)
+void pg_cli_stub_main(const char *prog, int argc, char **argv)
 {
+    char usage[256];
+    snprintf(usage, sizeof usage, "Usage: %s ...\nNot implemented yet in this version of pgolf (exit status 3).\n", prog);
+    struct pg_cli cli;
+    pg_cli_init(&cli, prog, usage);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) pg_cli_common(&cli, 'h');
+        if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) pg_cli_common(&cli, 'V');
+    }
     fprintf(stderr, "%s: not implemented yet in this version of pgolf\n", prog);
     exit(PG_EXIT_UNAVAILABLE);
 }

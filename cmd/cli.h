@@ -54,7 +54,7 @@ _Noreturn void pg_cli_die(const struct pg_cli *cli, const char *fmt, ...) __attr
 /* Prints "prog: message" on stderr unless -q. */
 void pg_cli_info(const struct pg_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* For commands not built yet: says so and exits 3. */
-_Noreturn void pg_cli_not_implemented(const char *prog);
+/* main() of a command not built yet: handles -h/-V, otherwise says so and exits 3. */
+_Noreturn void pg_cli_stub_main(const char *prog, int argc, char **argv);
 
 #endif
