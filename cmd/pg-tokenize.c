@@ -55,7 +55,7 @@ static const char usage[] =
     "  -V, --version              print the version and exit\n"
     "  -h, --help                 print this help and exit\n"
     "\n"
-    "Exit status: 0 success, 1 runtime error (bad input, I/O), 2 usage error.\n"
+    "Exit status: 0 success, 1 runtime error (bad input, I/O), 2 usage error, 3 unavailable.\n"
     "See pg-tokenize(1), pg-formats(5).\n";
 
 enum {
@@ -168,9 +168,13 @@ static int cmd_train(struct pg_cli *cli, struct args *a)
     pg_cli_info(cli, "wrote %s: vocab %d from %llu documents (%llu used, %llu bytes) in %.1fs", a->output, a->vocab,
                 (unsigned long long)st.docs_read, (unsigned long long)st.docs_used,
                 (unsigned long long)st.bytes_used, st.seconds);
+    if (st.docs_too_long)
+        pg_cli_info(cli, "note: %llu documents longer than --max-sentence-length %d were skipped by SentencePiece",
+                    (unsigned long long)st.docs_too_long, a->maxlen);
     if (cli->json)
-        print_json(json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:f}", "model", a->output, "vocab", a->vocab, "docs",
-                             (json_int_t)st.docs_read, "docs_used", (json_int_t)st.docs_used, "bytes_used",
+        print_json(json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:f}", "model", a->output, "vocab", a->vocab, "docs",
+                             (json_int_t)st.docs_read, "docs_used", (json_int_t)st.docs_used, "docs_too_long",
+                             (json_int_t)st.docs_too_long, "bytes_used",
                              (json_int_t)st.bytes_used, "model_bytes", (json_int_t)st.model_bytes, "seconds",
                              st.seconds));
     return 0;

@@ -26,6 +26,7 @@ struct pg_train_tok_opts {
 
 struct pg_train_tok_stats {
     uint64_t docs_read, docs_used, bytes_used;
+    uint64_t docs_too_long; /* used documents longer than max_sentence_length: SentencePiece skips them */
     size_t model_bytes;
     double seconds;
 };

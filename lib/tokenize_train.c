@@ -45,7 +45,8 @@ struct feed {
     struct pg_docs docs;
     char *buf;
     size_t cap;
-    uint64_t used, bytes;
+    uint64_t used, bytes, too_long;
+    size_t max_len;
     struct pg_progress prog;
 };
 
@@ -98,6 +99,7 @@ static int feed_next(void *ctx, const char **text, size_t *len)
         for (size_t i = 0; i < b - a; i++)
             if (!f->buf[i]) f->buf[i] = ' ';
         f->used++;
+        f->too_long += b - a > f->max_len;
         f->bytes += b - a;
         *text = f->buf;
         *len = b - a;
@@ -117,6 +119,7 @@ int pg_tokenize_train(const struct pg_train_tok_opts *o, struct pg_train_tok_sta
     struct feed f;
     memset(&f, 0, sizeof f);
     PG_TRY(pg_docs_open(&f.docs, o->inputs, o->ninputs, o->text_mode));
+    f.max_len = (size_t)o->max_sentence_length;
     pg_progress_init(&f.prog, "reading", "B", f.docs.bytes_total, o->progress);
     char *args = pg_tokenize_train_args(o);
     char *model = NULL;
@@ -148,8 +151,12 @@ int pg_tokenize_train(const struct pg_train_tok_opts *o, struct pg_train_tok_sta
     st->docs_read = f.docs.ndocs;
     st->docs_used = f.used;
     st->bytes_used = f.bytes;
+    st->docs_too_long = f.too_long;
     if (rc == PG_E_LIB && f.used == 0)
         rc = pg_error(PG_E_FORMAT, "%s: no non-empty document in the input", o->inputs[0]);
+    else if (rc == PG_E_LIB && f.used == f.too_long)
+        rc = pg_error(PG_E_FORMAT, "every document is longer than --max-sentence-length %d bytes, which "
+                      "SentencePiece skips: raise it", o->max_sentence_length);
     pg_docs_close(&f.docs);
     free(f.buf);
     free(args);

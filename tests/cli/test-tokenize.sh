@@ -115,6 +115,8 @@ printf 'caf\351' >"$W/latin1.txt"
 expect_fail "encode: invalid UTF-8 (--text)" 1 "latin1.txt: invalid UTF-8 at byte offset 3" \
     "$TOK" encode --text -m "$W/m.model" -i "$W/latin1.txt" -o "$W/e4"
 expect_fail "train: invalid UTF-8 (--text)" 1 "invalid UTF-8" "$TOK" train --text -i "$W/latin1.txt" -o "$W/x.model" --vocab 300
+expect_fail "train: every document longer than --max-sentence-length" 1 "longer than --max-sentence-length 5" \
+    "$TOK" train -i "$W/docs.jsonl" -o "$W/x.model" --vocab 300 --max-sentence-length 5
 check "no model left after the failures" test ! -e "$W/x.model"
 expect_fail "encode: missing model" 1 "nope.model" "$TOK" encode -m "$W/nope.model" -i "$W/docs.jsonl" -o "$W/e5"
 expect_fail "encode: a model that is not one" 1 "not a SentencePiece model" \
