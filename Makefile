@@ -77,7 +77,7 @@ TEST_BINS := $(TEST_SRC:tests/unit/%.c=$(O)/tests/%)
 
 LIBPG := $(O)/libpg.a
 
-.PHONY: all features check check-gpu test demo install clean deps
+.PHONY: all features check check-gpu test demo install clean deps corpus
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -115,7 +115,13 @@ $(O)/tests/%: tests/unit/%.c tests/tap.h $(LIBPG)
 deps:
 	@sh scripts/install-deps.sh
 
-check: deps
+# The demo corpus (about 1 minute after its package installs); tests/cli/test-demo-corpus.sh
+# checks pg-tokenize against SentencePiece on it. PG_SKIP_CORPUS=1 skips building it.
+corpus:
+	@if [ "$${PG_SKIP_CORPUS:-0}" = 1 ]; then echo "corpus: skipped (PG_SKIP_CORPUS=1)"; \
+	else sh scripts/fetch-corpus.sh; fi
+
+check: deps corpus
 	@$(MAKE) --no-print-directory all
 	@PG_BIN=$(CURDIR)/$(BIN) PG_TESTBIN=$(CURDIR)/$(O)/tests PG_HAVE_CUDA=$(HAVE_CUDA) SANITIZE=$(SANITIZE) \
 		sh tests/run.sh

@@ -241,11 +241,11 @@ static int cmd_info(struct pg_cli *cli, struct args *a)
             json_array_append_new(shards, json_pack("{s:s, s:I, s:I, s:I}", "path", info[i].path, "tokens",
                                                     (json_int_t)info[i].tokens, "docs", (json_int_t)info[i].docs,
                                                     "bytes", (json_int_t)info[i].bytes));
-        json_t *j = json_pack("{s:s, s:i, s:{s:i, s:i, s:i, s:i, s:i}, s:{s:i, s:i, s:i, s:i}, s:i, s:i}", "model",
+        json_t *j = json_pack("{s:s, s:i, s:{s:i, s:i, s:i, s:i, s:i}, s:{s:i, s:i, s:i, s:i}, s:i, s:i, s:b}", "model",
                               a->model, "vocab", s.vocab, "pieces", "normal", s.n_normal, "byte", s.n_byte,
                               "control", s.n_control, "unknown", s.n_unknown, "unused", s.n_unused, "ids", "pad",
                               s.pad_id, "bos", s.bos_id, "eos", s.eos_id, "unk", s.unk_id, "bare_space_id",
-                              s.bare_space_id, "max_piece_bytes", s.max_piece_bytes);
+                              s.bare_space_id, "max_piece_bytes", s.max_piece_bytes, "word_cache", s.word_cache);
         if (a->ninputs) {
             json_object_set_new(j, "shards", shards);
             json_object_set_new(j, "total", json_pack("{s:I, s:I, s:I}", "tokens", (json_int_t)tt, "docs",
@@ -262,6 +262,8 @@ static int cmd_info(struct pg_cli *cli, struct args *a)
         if (s.bare_space_id >= 0) printf("space      bare \"\xe2\x96\x81\" piece is id %d\n", s.bare_space_id);
         else printf("space      no bare \"\xe2\x96\x81\" piece: a lone space encodes as 3 byte tokens\n");
         printf("longest    %d bytes\n", s.max_piece_bytes);
+        printf("encoder    %s\n", s.word_cache ? "SentencePiece with a word cache (exact for this model)"
+                                               : "SentencePiece, whole documents (no word cache)");
         if (a->ninputs) {
             printf("%-40s %14s %10s %14s %8s\n", "shard", "tokens", "docs", "bytes", "B/token");
             for (size_t i = 0; i < a->ninputs; i++)

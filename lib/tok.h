@@ -39,6 +39,9 @@ int pg_tok_piece_kind(const struct pg_tok *t, int id);
 /* @return the BOS id (-1 if the model has none). */
 int pg_tok_bos_id(const struct pg_tok *t);
 
+/* @return 1 if encoding memoizes words (exact for this model, see tok_spm.cc), else 0. */
+int pg_tok_word_cache(const struct pg_tok *t);
+
 /* Reports the special ids (-1 where the model has none). */
 void pg_tok_special_ids(const struct pg_tok *t, int *pad, int *bos, int *eos, int *unk);
 

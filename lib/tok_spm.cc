@@ -3,10 +3,14 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 extern "C" {
@@ -17,6 +21,9 @@ extern "C" {
 struct pg_tok {
     sentencepiece::SentencePieceProcessor sp;
     std::vector<int> kind;
+    bool word_cache;    // splitting into words and memoizing them is exact for this model
+    unsigned long serial; // identifies this load to the per-thread caches (addresses get reused)
+    size_t anchor_n;      // ids of the word-cache anchor "x"
 };
 
 namespace {
@@ -29,6 +36,145 @@ int kind_of(const sentencepiece::SentencePieceProcessor &sp, int id)
     if (sp.IsUnknown(id)) return PG_PIECE_UNKNOWN;
     if (sp.IsUnused(id)) return PG_PIECE_UNUSED;
     return PG_PIECE_NORMAL;
+}
+
+// ---- the word cache ----
+//
+// SentencePiece's BPE spends its time merging symbol pairs, and English repeats its words. With a
+// vocabulary in which "▁" (the escaped space) only ever starts a piece, no piece spans a space,
+// so a text's ids are the concatenation of its words' ids, each word taken with its leading
+// space. pg_tok_encode therefore cuts a text at single spaces, tabs or newlines that sit between
+// two printable ASCII characters (where normalization maps the whitespace to one "▁" and leaves
+// its neighbours alone), encodes each word through SentencePiece as "x word" (an input cannot
+// begin with a space: normalization strips it) and drops the ids of the anchor "x", and
+// memoizes the result per thread. The ids are SentencePiece's own; tests compare them with
+// spm_encode on whole documents. pg_tok_load enables the cache only for a model that passes
+// the checks in word_cache_exact; PG_TOK_NO_WORD_CACHE=1 disables it.
+
+const char kSpaceSymbol[] = "\xe2\x96\x81";
+const char kAnchor[] = "x ";
+
+inline bool word_byte(unsigned char c) { return c > 0x20 && c < 0x7f; }
+inline bool split_byte(unsigned char c) { return c == ' ' || c == '\n' || c == '\t'; }
+
+// Calls f(begin, end, after_space) for each segment of s, in order.
+template <class F> void for_each_word(const char *s, size_t n, F f)
+{
+    size_t start = 0;
+    for (size_t i = 1; i + 1 < n; i++) {
+        if (split_byte((unsigned char)s[i]) && word_byte((unsigned char)s[i - 1]) && word_byte((unsigned char)s[i + 1])) {
+            f(start, i, start != 0);
+            start = i + 1;
+            i++; // s[i + 1] is a word byte: no split there
+        }
+    }
+    f(start, n, start != 0);
+}
+
+// Encodes through SentencePiece, appending to out. Throws on a SentencePiece error.
+void spm_append(const sentencepiece::SentencePieceProcessor &sp, absl::string_view text, std::vector<int> &out)
+{
+    thread_local std::vector<int> ids;
+    auto st = sp.Encode(text, &ids);
+    if (!st.ok()) throw std::runtime_error(st.ToString());
+    out.insert(out.end(), ids.begin(), ids.end());
+}
+
+// The lookup key of a word: "x word" after a space (the anchor's ids are dropped), else the word.
+void word_key(std::string &key, const char *word, size_t n, bool after_space)
+{
+    key.assign(after_space ? kAnchor : "");
+    key.append(word, n);
+}
+
+// Encodes a word key, appending its ids (without the anchor's) to out.
+void encode_word(const pg_tok *t, const std::string &key, bool after_space, std::vector<int> &out)
+{
+    size_t at = out.size();
+    spm_append(t->sp, key, out);
+    if (after_space) {
+        if (out.size() - at < t->anchor_n) throw std::runtime_error("word cache: anchor lost");
+        out.erase(out.begin() + (long)at, out.begin() + (long)(at + t->anchor_n));
+    }
+}
+
+// Word by word without the cache (for the load-time check).
+std::vector<int> encode_by_words(const pg_tok *t, const std::string &text)
+{
+    std::vector<int> out;
+    std::string key;
+    for_each_word(text.data(), text.size(), [&](size_t b, size_t e, bool after_space) {
+        word_key(key, text.data() + b, e - b, after_space);
+        encode_word(t, key, after_space, out);
+    });
+    return out;
+}
+
+// The cache is exact when no piece holds whitespace or a "▁" past its start, when the anchor
+// "x " encodes as the ids of "x" followed by the space's, and when word-by-word encoding
+// reproduces whole-text encoding on probes that would expose a dummy prefix, a normalizer that
+// keeps newlines or tabs, or a piece spanning a space.
+bool word_cache_exact(pg_tok *t)
+{
+    for (size_t id = 0; id < t->kind.size(); id++) {
+        if (t->kind[id] != PG_PIECE_NORMAL) continue;
+        const std::string &p = t->sp.IdToPiece((int)id);
+        if (p.find(kSpaceSymbol, 1) != std::string::npos) return false;
+        for (unsigned char c : p)
+            if (split_byte(c)) return false;
+    }
+    std::vector<int> anchor, anchored;
+    spm_append(t->sp, "x", anchor);
+    spm_append(t->sp, "x y", anchored);
+    if (anchor.empty() || anchored.size() <= anchor.size() ||
+        !std::equal(anchor.begin(), anchor.end(), anchored.begin()))
+        return false;
+    t->anchor_n = anchor.size();
+    const char *probes[] = {"x y", "ab cd\nef\tgh", "The quick, brown fox: 42 jumps.\nIt's 3.14 (pi) today!",
+                            "a,b c;d e-f g_h i=j k/l", "Hello world. Hello world.", "x x x"};
+    for (const char *p : probes) {
+        std::vector<int> whole;
+        spm_append(t->sp, p, whole);
+        if (whole != encode_by_words(t, p)) return false;
+    }
+    return true;
+}
+
+struct WordCache {
+    unsigned long owner = 0;
+    std::unordered_map<std::string, std::vector<int>> map;
+    std::string key;
+};
+
+// Bounded: a cache this large is cleared and refilled, so memory stays flat on any input. Small
+// enough to stay in cache memory; English's frequent words fit many times over.
+const size_t kWordCacheMax = 1u << 18;
+// Longer segments (URLs, code, runs without a splittable space) are rare and mostly unique:
+// they go straight to SentencePiece instead of filling the cache.
+const size_t kWordMaxBytes = 64;
+
+void encode_cached(const pg_tok *t, const char *text, size_t len, std::vector<int> &out)
+{
+    thread_local WordCache cache;
+    if (cache.owner != t->serial) {
+        cache.map.clear();
+        cache.owner = t->serial;
+    }
+    for_each_word(text, len, [&](size_t b, size_t e, bool after_space) {
+        word_key(cache.key, text + b, e - b, after_space);
+        if (e - b > kWordMaxBytes) {
+            encode_word(t, cache.key, after_space, out);
+            return;
+        }
+        auto it = cache.map.find(cache.key);
+        if (it == cache.map.end()) {
+            if (cache.map.size() >= kWordCacheMax) cache.map.clear();
+            std::vector<int> ids;
+            encode_word(t, cache.key, after_space, ids);
+            it = cache.map.emplace(cache.key, std::move(ids)).first;
+        }
+        out.insert(out.end(), it->second.begin(), it->second.end());
+    });
 }
 
 // Feeds documents from the C callback to the trainer.
@@ -82,6 +228,10 @@ extern "C" int pg_tok_load(struct pg_tok **out, const char *path)
         int n = t->sp.GetPieceSize();
         t->kind.resize((size_t)n);
         for (int i = 0; i < n; i++) t->kind[(size_t)i] = kind_of(t->sp, i);
+        static std::atomic<unsigned long> loads{0};
+        t->serial = ++loads;
+        const char *off = std::getenv("PG_TOK_NO_WORD_CACHE");
+        t->word_cache = !(off && *off && std::strcmp(off, "0") != 0) && word_cache_exact(t);
         *out = t;
         return 0;
     } catch (const std::bad_alloc &) {
@@ -112,10 +262,11 @@ extern "C" void pg_tok_special_ids(const struct pg_tok *t, int *pad, int *bos, i
 extern "C" int pg_tok_encode(const struct pg_tok *t, const char *text, size_t len, struct pg_ids *out)
 {
     try {
-        // One vector per thread: Encode clears and refills it, so steady state allocates nothing.
+        // One vector per thread, reused: steady state allocates nothing.
         thread_local std::vector<int> ids;
-        auto st = t->sp.Encode(absl::string_view(text, len), &ids);
-        if (!st.ok()) return pg_error(PG_E_LIB, "SentencePiece encode failed: %s", st.ToString().c_str());
+        ids.clear();
+        if (t->word_cache) encode_cached(t, text, len, ids);
+        else spm_append(t->sp, absl::string_view(text, len), ids);
         size_t need = out->n + ids.size();
         if (need > out->cap) {
             size_t cap = out->cap ? out->cap : 256;
@@ -131,7 +282,7 @@ extern "C" int pg_tok_encode(const struct pg_tok *t, const char *text, size_t le
     } catch (const std::bad_alloc &) {
         return pg_error(PG_E_NOMEM, "out of memory encoding %zu bytes", len);
     } catch (const std::exception &e) {
-        return pg_error(PG_E_LIB, "SentencePiece encode: %s", e.what());
+        return pg_error(PG_E_LIB, "SentencePiece encode failed: %s", e.what());
     }
 }
 
@@ -187,3 +338,5 @@ extern "C" void pg_ids_free(struct pg_ids *ids)
     ids->v = nullptr;
     ids->n = ids->cap = 0;
 }
+
+extern "C" int pg_tok_word_cache(const struct pg_tok *t) { return t->word_cache; }

@@ -95,6 +95,7 @@ struct pg_tok_summary {
     int pad_id, bos_id, eos_id, unk_id;
     int bare_space_id;   /* id of the piece "▁" alone, -1 if absent (then a space costs 3 byte tokens) */
     int max_piece_bytes;
+    int word_cache;      /* encoding memoizes words (exact for this model) */
 };
 
 /* Summarizes a loaded tokenizer. */

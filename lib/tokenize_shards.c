@@ -19,6 +19,7 @@ void pg_tokenize_summary(const struct pg_tok *tok, struct pg_tok_summary *s)
     s->vocab = pg_tok_vocab_size(tok);
     s->bare_space_id = -1;
     pg_tok_special_ids(tok, &s->pad_id, &s->bos_id, &s->eos_id, &s->unk_id);
+    s->word_cache = pg_tok_word_cache(tok);
     for (int i = 0; i < s->vocab; i++) {
         const char *p = pg_tok_piece(tok, i);
         switch (pg_tok_piece_kind(tok, i)) {

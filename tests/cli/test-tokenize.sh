@@ -21,6 +21,8 @@ cat >"$W/hard.jsonl" <<'JSON'
 {"text": "tabs\tand\nnewlines\n\nbecome spaces"}
 {"text": ""}
 {"text": "rare \u16a0\u16a2\u16a6 runes fall back to bytes"}
+{"text": "combining: e\u0301 e \u0301x a \u0308b x\u00a0y (nbsp) a  b a \n b a\r\nb word.\nNext\tTab 1 2 3 don't \u201cquoted\u201d words \u00b4 \u2026 end "}
+{"text": "repeat repeat repeat, the the the. The The the-the the_the (the) [the] {the} the; the: the! the? the."}
 JSON
 cat "$W/hard.jsonl" "$W/paras.jsonl" >"$W/docs.jsonl"
 ndocs=$(wc -l <"$W/docs.jsonl")
@@ -41,6 +43,11 @@ check "encode: 2 threads" "$TOK" encode -q -m "$W/m.model" -i "$W/docs.jsonl" -o
 check "encode: 1 thread" "$TOK" encode -q -m "$W/m.model" -i "$W/docs.jsonl" -o "$W/s1" --val-docs 10 --threads 1
 check "threads 1 and 2 give identical val shards" cmp -s "$W/s1/fineweb_val_000000.bin" "$W/s2/fineweb_val_000000.bin"
 check "threads 1 and 2 give identical train shards" cmp -s "$W/s1/fineweb_train_000000.bin" "$W/s2/fineweb_train_000000.bin"
+check "encode without the word cache (PG_TOK_NO_WORD_CACHE=1)" env PG_TOK_NO_WORD_CACHE=1 "$TOK" encode -q \
+    -m "$W/m.model" -i "$W/docs.jsonl" -o "$W/plain" --val-docs 10
+check "the word cache changes no id" sh -c "cmp -s \"$W/s2/fineweb_val_000000.bin\" \"$W/plain/fineweb_val_000000.bin\" \
+    && cmp -s \"$W/s2/fineweb_train_000000.bin\" \"$W/plain/fineweb_train_000000.bin\""
+check "info: the word cache is on for this model" test "$(jq .word_cache "$W/info.json")" = true
 
 # nmt_nfkc turns newlines into spaces, so a document's line for the spm tools is its text with
 # newlines as spaces.
