@@ -27,6 +27,7 @@ fi
 jq -r '.text | gsub("\n"; " ")' "$docs" >"$work/lines.txt"
 half=$(( $(wc -l <"$docs") / 2 ))
 head -n "$half" "$docs" >"$work/half.jsonl"
+cat "$docs" "$docs" >"$work/double.jsonl"
 jbytes=$(stat -c %s "$docs")
 tbytes=$(stat -c %s "$work/lines.txt")
 
@@ -56,9 +57,14 @@ mbs_1=$mbs
 run "pg-tokenize encode -t 2" "$tbytes" sh -c "rm -rf '$work/out'; bin/pg-tokenize encode -q -m '$model' -i '$docs' -o '$work/out' --val-docs 0 --threads 2"
 mbs_2=$mbs
 rss_full=$rss
-run "pg-tokenize encode -t 2, half" "$(stat -c %s "$work/half.jsonl")" sh -c "rm -rf '$work/out'; bin/pg-tokenize encode -q -m '$model' -i '$work/half.jsonl' -o '$work/out' --val-docs 0 --threads 2"
+run "pg-tokenize encode -t 2, half" "$((tbytes / 2))" sh -c "rm -rf '$work/out'; bin/pg-tokenize encode -q -m '$model' -i '$work/half.jsonl' -o '$work/out' --val-docs 0 --threads 2"
 rss_half=$rss
+run "pg-tokenize encode -t 2, 2x" "$((tbytes * 2))" sh -c "rm -rf '$work/out'; bin/pg-tokenize encode -q -m '$model' -i '$work/double.jsonl' -o '$work/out' --val-docs 0 --threads 2"
+rss_double=$rss
+run "pg-tokenize -t 2, no cache" "$tbytes" sh -c "rm -rf '$work/out'; PG_TOK_NO_WORD_CACHE=1 bin/pg-tokenize encode -q -m '$model' -i '$docs' -o '$work/out' --val-docs 0 --threads 2"
 echo "ratio 1 thread / spm_encode:  $(echo "scale=3; $mbs_1 / $mbs_spm" | bc -l)  (target >= 1)"
 echo "ratio 2 threads / spm_encode: $(echo "scale=3; $mbs_2 / $mbs_spm" | bc -l)  (target >= 1.7)"
-echo "peak RSS full / half input:   $(echo "scale=3; $rss_full / $rss_half" | bc -l)  (flat memory: about 1)"
-rm -rf "$work/out"
+echo "peak RSS half / full / 2x input: $rss_half / $rss_full / $rss_double KiB: 2x / full = $(echo "scale=3; $rss_double / $rss_full" | bc -l)"
+echo "  (memory is the per-thread word caches, capped at 2^18 words each, plus bounded batches: it
+   follows the vocabulary of the text, not its size)"
+rm -rf "$work/out" "$work/double.jsonl"

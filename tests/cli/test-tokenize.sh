@@ -155,6 +155,14 @@ expect_fail "encode without -o" 2 "no output folder" "$TOK" encode -m "$W/m.mode
 check "--help exits 0 and prints usage" sh -c "\"$TOK\" --help | grep -q '^Usage: pg-tokenize'"
 check "--version" sh -c "\"$TOK\" --version | grep -q 'pgolf'"
 
+# ---- progress: on with --progress (stderr is not a terminal here), off by default and with -q ----
+"$TOK" encode --progress -m "$W/m.model" -i "$W/docs.jsonl" -o "$W/p1" 2>"$W/p1.err" >/dev/null
+check "--progress draws done/total, rate and ETA on stderr" grep -q "encoding .*/.* B .*%.* B/s ETA" "$W/p1.err"
+"$TOK" encode -q -m "$W/m.model" -i "$W/docs.jsonl" -o "$W/p2" 2>"$W/p2.err" >/dev/null
+check "-q prints nothing" test ! -s "$W/p2.err"
+"$TOK" encode -m "$W/m.model" -i "$W/docs.jsonl" -o "$W/p3" 2>"$W/p3.err" >/dev/null
+check "no progress line when stderr is not a terminal" sh -c "! grep -q ETA \"$W/p3.err\""
+
 # ---- an interrupted encode leaves no shard and no temporary ----
 mkfifo "$W/fifo"
 ( head -c 8000000 /dev/zero | tr '\0' 'a' | fold -w 100 | sed 's/.*/{"text": "& b"}/' ; sleep 30 ) >"$W/fifo" &

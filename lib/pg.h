@@ -1,0 +1,25 @@
+/* pg.h: the public interface of libpg, the core library of pgolf, in one include.
+ *
+ * Conventions shared by every module: functions return 0 or a negative PG_E_* code and leave a
+ * one-line message (pg_error_message) naming the file and the problem; nothing in the library
+ * exits or prints on its own (progress lines aside, when asked for); every output file is
+ * written atomically (outfile.h); every exported name starts with pg_.
+ */
+#ifndef PG_H
+#define PG_H
+
+#include "bpb.h"      /* val_bpb byte accounting */
+#include "docs.h"     /* JSONL / text document input */
+#include "err.h"      /* error codes, messages, exit statuses */
+#include "mapfile.h"  /* mmap'd input */
+#include "opt.h"      /* checked number parsing */
+#include "outfile.h"  /* atomic output */
+#include "progress.h" /* progress line */
+#include "rng.h"      /* deterministic RNG */
+#include "shard.h"    /* parameter-golf token shards */
+#include "tok.h"      /* SentencePiece tokenizer */
+#include "tokenize.h" /* train / encode / decode / info */
+#include "utf8.h"     /* UTF-8 validation */
+#include "xio.h"      /* checked allocation and I/O */
+
+#endif
