@@ -24,7 +24,7 @@ if [ ! -f "$model" ] || [ "$docs" -nt "$model" ]; then
         --input-sentence-size 100000
 fi
 # spm_encode reads lines: the same documents, newlines as spaces (nmt_nfkc maps them so anyway).
-jq -r '.text | gsub("\n"; " ")' "$docs" >"$work/lines.txt"
+jq -r '.text | split("\n") | join(" ")' "$docs" >"$work/lines.txt"
 half=$(( $(wc -l <"$docs") / 2 ))
 head -n "$half" "$docs" >"$work/half.jsonl"
 cat "$docs" "$docs" >"$work/double.jsonl"

@@ -29,7 +29,7 @@ done
 
 # SentencePiece's own tools read one document per line: newlines become spaces (nmt_nfkc maps
 # them to spaces anyway). Two halves in parallel to use both cores.
-jq -r '.text | gsub("\n"; " ")' "$C/docs.jsonl" >"$W/lines.txt"
+jq -r '.text | split("\n") | join(" ")' "$C/docs.jsonl" >"$W/lines.txt"
 half=$(( (ndocs + 1) / 2 ))
 head -n "$half" "$W/lines.txt" >"$W/l1"
 tail -n +"$((half + 1))" "$W/lines.txt" >"$W/l2"
@@ -40,13 +40,13 @@ done
 wait
 cat "$W/l1.ids" "$W/l2.ids" >"$W/want.ids"
 tokens_of() { od -An -v -tu2 -w2 -j1024 "$1" | tr -d ' '; }
-for f in "$W/s"/demo_val_*.bin "$W/s"/demo_train_*.bin; do tokens_of "$f"; done >"$W/got.ids"
+for f in "$W/s"/demo_val_*.bin "$W/s"/demo_train_*.bin; do tokens_of "$f" | tee "$W/$(basename "$f").ids"; done >"$W/got.ids"
 check "ids equal spm_encode's for all $ndocs documents ($(wc -l <"$W/want.ids") tokens)" cmp -s "$W/want.ids" "$W/got.ids"
 check "val holds the first $val_docs documents" test "$(for f in "$W/s"/demo_val_*.bin; do tokens_of "$f"; done |
     grep -cx 1)" = "$val_docs"
 
 for f in "$W/s"/demo_*.bin; do
-    n=$(tokens_of "$f" | wc -l)
+    n=$(wc -l <"$W/$(basename "$f").ids")
     hdr=$(od -An -v -tu4 -N12 "$f" | tr -s ' ' | sed 's/^ //')
     check "$(basename "$f"): header '20240520 1 $n', size 1024 + 2*$n, reserved zero" \
         test "$hdr|$(stat -c %s "$f")|$(od -An -v -tu4 -j12 -N1012 "$f" | tr -d ' 0\n')" = "20240520 1 $n|$((1024 + 2 * n))|"

@@ -51,7 +51,7 @@ check "info: the word cache is on for this model" test "$(jq .word_cache "$W/inf
 
 # nmt_nfkc turns newlines into spaces, so a document's line for the spm tools is its text with
 # newlines as spaces.
-jq -r '.text | gsub("\n"; " ")' "$W/docs.jsonl" >"$W/lines.txt"
+jq -r '.text | split("\n") | join(" ")' "$W/docs.jsonl" >"$W/lines.txt"
 spm_encode --model="$W/m.model" --output_format=id <"$W/lines.txt" 2>/dev/null |
     awk '{print 1; for (i = 1; i <= NF; i++) print $i}' >"$W/want.ids"
 tokens_of() { od -An -v -tu2 -w2 -j1024 "$1" | tr -d ' '; }
