@@ -12,11 +12,12 @@ libbrotli-dev liblzma-dev zlib1g-dev lrzip brotli xz-utils
 libopenblas-dev
 libjansson-dev
 groff-base man-db
-jq xxd
+jq xxd bc time
 "
 # g++/libsentencepiece-dev: the one C++ shim over SentencePiece; sentencepiece: spm_* tools the tests
 # compare against; lrzip/brotli/xz-utils: pg-pack and its benchmarks; libopenblas-dev: CBLAS;
-# libjansson-dev: JSONL docs and safetensors headers; groff-base: man page lint; jq/xxd: CLI tests.
+# libjansson-dev: JSONL docs and safetensors headers; groff-base/man-db: man page lint;
+# jq/xxd: CLI tests; bc/time: the demo summary and the benchmarks.
 
 missing=""
 for p in $PKGS; do
