@@ -32,7 +32,7 @@ endif
 WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter
 CFLAGS ?= -O2 -g
 CXXFLAGS ?= -O2 -g
-PG_CFLAGS := -std=c11 $(WARN) -pthread -MMD -MP $(SANFLAGS)
+PG_CFLAGS := -std=c11 $(WARN) -pthread -fopenmp -MMD -MP $(SANFLAGS)
 PG_CXXFLAGS := -std=c++17 $(WARN) -pthread -MMD -MP $(SANFLAGS)
 LDFLAGS ?=
 LDLIBS := -lsentencepiece -lsentencepiece_train -ljansson -lstdc++ -lpthread -lm
@@ -54,7 +54,7 @@ endif
 
 # ---- sources --------------------------------------------------------------------------------
 
-LIB_C := $(wildcard lib/*.c)
+LIB_C := $(wildcard lib/*.c) $(wildcard kernels/cpu/*.c)
 LIB_CC := $(wildcard lib/*.cc)
 LIB_OBJ := $(LIB_C:%.c=$(O)/%.o) $(LIB_CC:%.cc=$(O)/%.o)
 
@@ -104,7 +104,13 @@ $(LIBPG): $(LIB_OBJ) $(CUDA_OBJ)
 
 $(BIN)/pg-%: $(O)/cmd/pg-%.o $(CLI_OBJ) $(LIBPG)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(SANFLAGS) -fopenmp $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Gradient checks build the model and the CPU backend again in double (lib/real.h).
+F64_SRC := $(wildcard kernels/cpu/*.c)
+$(O)/tests/test_ops_f64: tests/unit/test_ops_f64.c tests/tap.h $(F64_SRC) $(wildcard kernels/cpu/*.h) lib/backend.h lib/real.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PG_CFLAGS) -DPG_REAL_DOUBLE $(LDFLAGS) -o $@ $< $(F64_SRC) $(LDLIBS)
 
 $(O)/tests/%: tests/unit/%.c tests/tap.h $(LIBPG)
 	@mkdir -p $(@D)

@@ -1,0 +1,25 @@
+/* backend_cpu.c: the reference backend's operation table. */
+#include "cpu.h"
+
+const struct pg_backend pg_backend_cpu = {
+    .name = "cpu",
+    .matmul_fwd = pg_cpu_matmul_fwd,
+    .matmul_bwd = pg_cpu_matmul_bwd,
+    .embedding_fwd = pg_cpu_embedding_fwd,
+    .embedding_bwd = pg_cpu_embedding_bwd,
+    .rmsnorm_fwd = pg_cpu_rmsnorm_fwd,
+    .rmsnorm_bwd = pg_cpu_rmsnorm_bwd,
+    .rope_fwd = pg_cpu_rope_fwd,
+    .rope_bwd = pg_cpu_rope_bwd,
+    .attention_fwd = pg_cpu_attention_fwd,
+    .attention_bwd = pg_cpu_attention_bwd,
+    .relu2_fwd = pg_cpu_relu2_fwd,
+    .relu2_bwd = pg_cpu_relu2_bwd,
+    .mix_fwd = pg_cpu_mix_fwd,
+    .mix_bwd = pg_cpu_mix_bwd,
+    .scale_add_fwd = pg_cpu_scale_add_fwd,
+    .scale_add_bwd = pg_cpu_scale_add_bwd,
+    .head_gain_fwd = pg_cpu_head_gain_fwd,
+    .head_gain_bwd = pg_cpu_head_gain_bwd,
+    .softcap_ce = pg_cpu_softcap_ce,
+};

@@ -1,0 +1,33 @@
+/* norm.c: weightless RMSNorm over rows, forward and backward (float64 sums per row). */
+#include "cpu.h"
+
+void pg_cpu_rmsnorm_fwd(pg_real *y, pg_real *rstd, const pg_real *x, int n, int d, double eps)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const pg_real *xi = x + (size_t)i * d;
+        pg_real *yi = y + (size_t)i * d;
+        double ss = 0;
+        for (int c = 0; c < d; c++) ss += (double)xi[c] * xi[c];
+        pg_real r = (pg_real)(1.0 / sqrt(ss / d + eps));
+        for (int c = 0; c < d; c++) yi[c] = xi[c] * r;
+        rstd[i] = r;
+    }
+}
+
+void pg_cpu_rmsnorm_bwd(pg_real *dx, const pg_real *dy, const pg_real *y, const pg_real *rstd, int n, int d,
+                        int dx_accumulate)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const pg_real *yi = y + (size_t)i * d, *gi = dy + (size_t)i * d;
+        pg_real *dxi = dx + (size_t)i * d;
+        double dot = 0;
+        for (int c = 0; c < d; c++) dot += (double)gi[c] * yi[c];
+        pg_real m = (pg_real)(dot / d), r = rstd[i];
+        for (int c = 0; c < d; c++) {
+            pg_real g = r * (gi[c] - yi[c] * m);
+            dxi[c] = dx_accumulate ? dxi[c] + g : g;
+        }
+    }
+}

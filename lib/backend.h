@@ -1,0 +1,100 @@
+/* backend.h: the table of operations the model is written against.
+ *
+ * lib/model.c expresses the GPT forward and backward passes only through these calls, so a
+ * backend is a filled-in struct pg_backend: kernels/cpu (the reference, CBLAS + OpenMP) today,
+ * kernels/cuda next. Tensors are dense row-major pg_real arrays; N is a number of rows (tokens,
+ * or tokens x heads), D a row width. Linear weights are stored as PyTorch does, [out, in], and a
+ * linear layer computes y = x·Wᵀ. Unless a parameter says "accumulates", outputs are overwritten.
+ * Weight gradients always accumulate (+=), so gradient accumulation over micro-batches is free.
+ */
+#ifndef PG_BACKEND_H
+#define PG_BACKEND_H
+
+#include "real.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct pg_backend {
+    const char *name;
+
+    /* y[N,out] = x[N,in]·w[out,in]ᵀ. */
+    void (*matmul_fwd)(pg_real *y, const pg_real *x, const pg_real *w, int n, int in, int out);
+    /* dx[N,in] = dy·w (accumulates into dx when dx_accumulate; skipped when dx is NULL);
+     * dw[out,in] += dyᵀ·x. */
+    void (*matmul_bwd)(pg_real *dx, pg_real *dw, const pg_real *dy, const pg_real *x, const pg_real *w, int n, int in,
+                       int out, int dx_accumulate);
+
+    /* y[N,D] = E[ids[i]]. */
+    void (*embedding_fwd)(pg_real *y, const pg_real *emb, const int32_t *ids, int n, int d);
+    /* dE[ids[i]] += dy[i] (rows may repeat). */
+    void (*embedding_bwd)(pg_real *demb, const pg_real *dy, const int32_t *ids, int n, int d);
+
+    /* Weightless RMSNorm per row: y = x / sqrt(mean(x²) + eps); rstd[N] = that reciprocal, kept
+     * for the backward pass. */
+    void (*rmsnorm_fwd)(pg_real *y, pg_real *rstd, const pg_real *x, int n, int d, double eps);
+    /* dx = rstd·(dy − y·mean(dy·y)), from the forward's y and rstd (accumulates when asked). */
+    void (*rmsnorm_bwd)(pg_real *dx, const pg_real *dy, const pg_real *y, const pg_real *rstd, int n, int d,
+                        int dx_accumulate);
+
+    /* RoPE in place on x[B,T,H,hd], half-split pairing: with x1 = dims [0, hd/2), x2 the rest,
+     * (x1, x2) ← (x1·cos + x2·sin, −x1·sin + x2·cos); cos/sin are [T, hd/2] tables. */
+    void (*rope_fwd)(pg_real *x, const pg_real *cos, const pg_real *sin, int b, int t, int h, int hd);
+    /* The transpose (inverse) rotation, in place on the gradient. */
+    void (*rope_bwd)(pg_real *dx, const pg_real *cos, const pg_real *sin, int b, int t, int h, int hd);
+
+    /* Causal grouped-query attention: q[B,T,H,hd], k and v [B,T,KV,hd]; query head h reads kv
+     * head h / (H/KV); out[B,T,H,hd]; lse[B,H,T] keeps each row's log-sum-exp for the backward.
+     * work: scratch of pg_attention_work(t) elements from the caller (no allocation inside). */
+    void (*attention_fwd)(pg_real *out, pg_real *lse, const pg_real *q, const pg_real *k, const pg_real *v, int b,
+                          int t, int h, int kv, int hd, double scale, pg_real *work);
+    /* dq, dk, dv from dout (all overwritten), recomputing the probabilities from q, k and lse. */
+    void (*attention_bwd)(pg_real *dq, pg_real *dk, pg_real *dv, const pg_real *dout, const pg_real *out,
+                          const pg_real *lse, const pg_real *q, const pg_real *k, const pg_real *v, int b, int t,
+                          int h, int kv, int hd, double scale, pg_real *work);
+
+    /* y = relu(x)². */
+    void (*relu2_fwd)(pg_real *y, const pg_real *x, size_t n);
+    /* dx = 2·relu(x)·dy. */
+    void (*relu2_bwd)(pg_real *dx, const pg_real *dy, const pg_real *x, size_t n);
+
+    /* Residual mix: y = m0 ⊙ x + m1 ⊙ x0, with m0, m1 per-channel [D]. */
+    void (*mix_fwd)(pg_real *y, const pg_real *x, const pg_real *x0, const pg_real *m0, const pg_real *m1, int n,
+                    int d);
+    /* dx = m0 ⊙ dy; dx0 += m1 ⊙ dy; dm0 += Σ_rows dy ⊙ x; dm1 += Σ_rows dy ⊙ x0. */
+    void (*mix_bwd)(pg_real *dx, pg_real *dx0, pg_real *dm0, pg_real *dm1, const pg_real *dy, const pg_real *x,
+                    const pg_real *x0, const pg_real *m0, const pg_real *m1, int n, int d);
+
+    /* Scaled residual add in place: x += s ⊙ f, s per-channel [D] (attn_scale, mlp_scale, skip
+     * weights). */
+    void (*scale_add_fwd)(pg_real *x, const pg_real *s, const pg_real *f, int n, int d);
+    /* df = s ⊙ dy (overwritten, or accumulated when asked); ds += Σ_rows dy ⊙ f. The residual
+     * path's own gradient passes through unchanged. */
+    void (*scale_add_bwd)(pg_real *df, pg_real *ds, const pg_real *dy, const pg_real *s, const pg_real *f, int n,
+                          int d, int df_accumulate);
+
+    /* Per-head gain in place: q[N,H,hd] *= g[h]. */
+    void (*head_gain_fwd)(pg_real *q, const pg_real *g, int n, int h, int hd);
+    /* dq ← g ⊙ dq (in place); dg[h] += Σ dq ⊙ q_pre, with q_pre the input of the forward. */
+    void (*head_gain_bwd)(pg_real *dq, pg_real *dg, const pg_real *q_pre, const pg_real *g, int n, int h, int hd);
+
+    /* Tied-embedding logits with softcap and cross-entropy, fused so the [N,V] logits are never
+     * stored whole: z = cap·tanh((h·Eᵀ)/cap), loss_i = logsumexp(z_i) − z_i[y_i]. Returns Σ loss_i
+     * (double). If losses is not NULL it receives each loss_i. If dh is not NULL, also the
+     * gradient of grad_scale·Σ loss_i: dh[N,D] overwritten, dE[V,D] accumulated. Rows go in chunks
+     * of PG_CE_CHUNK; work: scratch of pg_ce_work(v) elements. */
+    double (*softcap_ce)(pg_real *dh, pg_real *demb, float *losses, const pg_real *h, const pg_real *emb,
+                         const int32_t *targets, int n, int d, int v, double cap, double grad_scale, pg_real *work);
+};
+
+/* Scratch elements the attention operations need for sequences of t tokens. */
+static inline size_t pg_attention_work(int t) { return 2 * (size_t)t * (size_t)t + (size_t)t; }
+
+/* Rows of logits the fused cross-entropy holds at once, and its scratch size. */
+#define PG_CE_CHUNK 256
+static inline size_t pg_ce_work(int v) { return (size_t)PG_CE_CHUNK * (size_t)v + PG_CE_CHUNK; }
+
+/* The reference backend (kernels/cpu). */
+extern const struct pg_backend pg_backend_cpu;
+
+#endif
