@@ -9,13 +9,18 @@
 #define PG_H
 
 #include "bpb.h"      /* val_bpb byte accounting */
+#include "backend.h"  /* the operation table of the model */
+#include "config.h"   /* model and training configuration */
 #include "docs.h"     /* JSONL / text document input */
+#include "loader.h"   /* training batches and val windows */
 #include "err.h"      /* error codes, messages, exit statuses */
 #include "mapfile.h"  /* mmap'd input */
 #include "opt.h"      /* checked number parsing */
 #include "outfile.h"  /* atomic output */
 #include "progress.h" /* progress line */
+#include "model.h"    /* the GPT, forward and backward */
 #include "rng.h"      /* deterministic RNG */
+#include "safetensors.h" /* checkpoints */
 #include "shard.h"    /* parameter-golf token shards */
 #include "tok.h"      /* SentencePiece tokenizer */
 #include "tokenize.h" /* train / encode / decode / info */

@@ -1,0 +1,468 @@
+/* config.c: the model + training configuration and its field table (see config.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "config.h"
+
+#include "err.h"
+#include "opt.h"
+
+#include <errno.h>
+#include <float.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Table rows. Bounds say what the code can run, not what is sensible: validation of shapes that
+ * involve several fields is pg_config_validate's job. */
+#define ROW(k, fl, ev, ty, lo, hi, flo, fhi, flo_open, fhi_open, h)                                \
+    { #k, fl, ev, ty, offsetof(struct pg_config, k), lo, hi, flo, fhi, flo_open, fhi_open, h }
+#define INT(k, fl, ev, lo, hi, h) ROW(k, fl, ev, PG_CONFIG_INT, lo, hi, 0, 0, 0, 0, h)
+#define BOOL(k, fl, ev, h) ROW(k, fl, ev, PG_CONFIG_BOOL, 0, 1, 0, 0, 0, 0, h)
+#define I64(k, fl, ev, lo, hi, h) ROW(k, fl, ev, PG_CONFIG_I64, lo, hi, 0, 0, 0, 0, h)
+#define U64(k, fl, ev, lo, hi, h) ROW(k, fl, ev, PG_CONFIG_U64, lo, hi, 0, 0, 0, 0, h)
+#define F64(k, fl, ev, lo, hi, h) ROW(k, fl, ev, PG_CONFIG_F64, 0, 0, lo, hi, 0, 0, h)
+/* (lo, hi]: a zero would divide by zero or make the feature meaningless. */
+#define F64_POS(k, fl, ev, hi, h) ROW(k, fl, ev, PG_CONFIG_F64, 0, 0, 0.0, hi, 1, 0, h)
+/* [0, 1): a momentum or Adam beta of 1 never forgets, and torch rejects it. */
+#define F64_UNIT(k, fl, ev, h) ROW(k, fl, ev, PG_CONFIG_F64, 0, 0, 0.0, 1.0, 0, 1, h)
+
+static const struct pg_config_field fields[] = {
+    INT(vocab_size, "vocab", "VOCAB_SIZE", 1, 65536, "vocabulary size (>= the tokenizer's; tokens are uint16)"),
+    INT(num_layers, "layers", "NUM_LAYERS", 1, 1024, "transformer blocks (first half encoder, rest decoder)"),
+    INT(model_dim, "dim", "MODEL_DIM", 1, 65536, "model width d_model"),
+    INT(num_heads, "heads", "NUM_HEADS", 1, 65536, "query heads (must divide model_dim)"),
+    INT(num_kv_heads, "kv-heads", "NUM_KV_HEADS", 1, 65536, "key/value heads (must divide num_heads; GQA)"),
+    INT(mlp_mult, "mlp-mult", "MLP_MULT", 1, 64, "MLP hidden size = mlp_mult * model_dim"),
+    BOOL(tie_embeddings, "tie-embeddings", "TIE_EMBEDDINGS", "1: logits use tok_emb; 0: separate lm_head"),
+    INT(train_seq_len, "seq-len", "TRAIN_SEQ_LEN", 1, 1 << 24, "tokens per training and validation sequence"),
+    F64_POS(rope_base, "rope-base", "ROPE_BASE", 1e12, "RoPE frequency base"),
+    F64_POS(logit_softcap, "logit-softcap", "LOGIT_SOFTCAP", 1e6, "logits = c * tanh(logits / c)"),
+    F64(qk_gain_init, "qk-gain-init", "QK_GAIN_INIT", 0.0, 1e6, "initial per-head query gain"),
+    F64(tied_embed_init_std, "tied-embed-init-std", "TIED_EMBED_INIT_STD", 0.0, 1e3,
+        "std of the normal init of tok_emb"),
+    U64(seed, "seed", "SEED", 0, INT64_MAX, "random seed for initialization"),
+    INT(iterations, "iterations", "ITERATIONS", 0, INT_MAX, "maximum training steps"),
+    INT(warmdown_iters, "warmdown-iters", "WARMDOWN_ITERS", 0, INT_MAX, "steps of linear LR decay to 0 at the end"),
+    INT(warmup_steps, "warmup-steps", "WARMUP_STEPS", 0, INT_MAX,
+        "priming steps run then undone before training (no LR warmup)"),
+    I64(train_batch_tokens, "batch-tokens", "TRAIN_BATCH_TOKENS", 1, INT64_C(1) << 50, "tokens per optimizer step"),
+    I64(val_batch_size, "val-batch-tokens", "VAL_BATCH_SIZE", 1, INT64_C(1) << 50, "tokens per validation batch"),
+    F64(max_wallclock_seconds, "max-wallclock", "MAX_WALLCLOCK_SECONDS", 0.0, 1e9,
+        "training time cap in seconds; 0 = none (warmdown by steps)"),
+    INT(val_loss_every, "val-every", "VAL_LOSS_EVERY", 0, INT_MAX, "validate every N steps; 0 = only at the end"),
+    INT(train_log_every, "log-every", "TRAIN_LOG_EVERY", 0, INT_MAX, "log train loss every N steps; 0 = never"),
+    /* parameter-golf derives this from WORLD_SIZE (8 / world); one process here runs all 8. */
+    INT(grad_accum_steps, "grad-accum", NULL, 1, 65536, "micro-batches per optimizer step"),
+    F64(embed_lr, "embed-lr", "EMBED_LR", 0.0, 1e3, "Adam LR of tok_emb when untied"),
+    F64(head_lr, "head-lr", "HEAD_LR", 0.0, 1e3, "Adam LR of lm_head when untied"),
+    F64(tied_embed_lr, "tied-embed-lr", "TIED_EMBED_LR", 0.0, 1e3, "Adam LR of tok_emb when tied"),
+    F64(matrix_lr, "matrix-lr", "MATRIX_LR", 0.0, 1e3, "Muon LR of the block matrices"),
+    F64(scalar_lr, "scalar-lr", "SCALAR_LR", 0.0, 1e3, "Adam LR of scales, gains, resid_mix, skip weights"),
+    F64_UNIT(muon_momentum, "muon-momentum", "MUON_MOMENTUM", "Muon momentum after warmup"),
+    INT(muon_backend_steps, "muon-steps", "MUON_BACKEND_STEPS", 1, 100, "Newton-Schulz iterations per Muon step"),
+    F64_UNIT(muon_momentum_warmup_start, "muon-momentum-warmup-start", "MUON_MOMENTUM_WARMUP_START",
+             "Muon momentum at step 0"),
+    INT(muon_momentum_warmup_steps, "muon-momentum-warmup-steps", "MUON_MOMENTUM_WARMUP_STEPS", 0, INT_MAX,
+        "steps to ramp Muon momentum linearly"),
+    F64_UNIT(beta1, "beta1", "BETA1", "Adam beta1"),
+    F64_UNIT(beta2, "beta2", "BETA2", "Adam beta2"),
+    F64(adam_eps, "adam-eps", "ADAM_EPS", 0.0, 1.0, "Adam epsilon"),
+    F64(grad_clip_norm, "grad-clip", "GRAD_CLIP_NORM", 0.0, 1e12, "clip the global gradient norm; 0 = off"),
+    /* PyTorch's eps=None for fp32 RMSNorm (spec §3.3); parameter-golf has no variable for it. */
+    F64_POS(rms_norm_eps, "rms-eps", NULL, 1.0, "RMSNorm epsilon"),
+};
+
+#define NFIELDS (sizeof fields / sizeof fields[0])
+
+const struct pg_config_field *pg_config_fields(size_t *n)
+{
+    if (n) *n = NFIELDS;
+    return fields;
+}
+
+const struct pg_config_field *pg_config_find(const char *name)
+{
+    if (!name) return NULL;
+    const char *flag = strncmp(name, "--", 2) == 0 ? name + 2 : name;
+    for (size_t i = 0; i < NFIELDS; i++) {
+        const struct pg_config_field *f = &fields[i];
+        if (strcmp(name, f->key) == 0 || strcmp(flag, f->flag) == 0 || (f->env && strcmp(name, f->env) == 0))
+            return f;
+    }
+    return NULL;
+}
+
+void pg_config_default(struct pg_config *cfg)
+{
+    /* memset first so padding is zero too: configs compare and hash byte-wise. */
+    memset(cfg, 0, sizeof *cfg);
+    cfg->vocab_size = 1024;
+    cfg->num_layers = 9;
+    cfg->model_dim = 512;
+    cfg->num_heads = 8;
+    cfg->num_kv_heads = 4;
+    cfg->mlp_mult = 2;
+    cfg->tie_embeddings = 1;
+    cfg->train_seq_len = 1024;
+    cfg->rope_base = 10000.0;
+    cfg->logit_softcap = 30.0;
+    cfg->qk_gain_init = 1.5;
+    cfg->tied_embed_init_std = 0.005;
+    cfg->seed = 1337;
+    cfg->iterations = 20000;
+    cfg->warmdown_iters = 1200;
+    cfg->warmup_steps = 20;
+    cfg->train_batch_tokens = 524288;
+    cfg->val_batch_size = 524288;
+    cfg->max_wallclock_seconds = 600.0;
+    cfg->val_loss_every = 1000;
+    cfg->train_log_every = 200;
+    cfg->grad_accum_steps = 8;
+    cfg->embed_lr = 0.6;
+    cfg->head_lr = 0.008;
+    cfg->tied_embed_lr = 0.05;
+    cfg->matrix_lr = 0.04;
+    cfg->scalar_lr = 0.04;
+    cfg->muon_momentum = 0.95;
+    cfg->muon_backend_steps = 5;
+    cfg->muon_momentum_warmup_start = 0.85;
+    cfg->muon_momentum_warmup_steps = 500;
+    cfg->beta1 = 0.9;
+    cfg->beta2 = 0.95;
+    cfg->adam_eps = 1e-8;
+    cfg->grad_clip_norm = 0.0;
+    cfg->rms_norm_eps = 0x1p-23;
+}
+
+/* A preset is the baseline plus overrides in config-file syntax, so it is checked like user input. */
+static const struct {
+    const char *name;
+    const char *overrides[8]; /* "key=value", NULL-terminated */
+} presets[] = {
+    {"baseline", {NULL}},
+};
+
+#define NPRESETS (sizeof presets / sizeof presets[0])
+
+static int set_field(struct pg_config *cfg, const struct pg_config_field *f, const char *what, const char *value);
+
+int pg_config_preset(struct pg_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < NPRESETS; i++) {
+        if (!name || strcmp(name, presets[i].name) != 0) continue;
+        struct pg_config tmp;
+        pg_config_default(&tmp);
+        for (const char *const *o = presets[i].overrides; *o; o++) {
+            char key[64];
+            const char *eq = strchr(*o, '=');
+            size_t kn = eq ? (size_t)(eq - *o) : 0;
+            if (!eq || kn >= sizeof key) return pg_error(PG_E_INVAL, "preset '%s': bad override '%s'", name, *o);
+            memcpy(key, *o, kn);
+            key[kn] = 0;
+            int rc = pg_config_set(&tmp, key, eq + 1);
+            if (rc < 0) return rc;
+        }
+        *cfg = tmp;
+        return 0;
+    }
+    char known[256] = "";
+    for (size_t i = 0; i < NPRESETS; i++) {
+        size_t len = strlen(known);
+        snprintf(known + len, sizeof known - len, "%s%s", i ? ", " : "", presets[i].name);
+    }
+    return pg_error(PG_E_INVAL, "unknown preset '%s' (known: %s)", name ? name : "(null)", known);
+}
+
+/* Accepts the spellings people use for booleans in config files and environment variables. */
+static int parse_bool(const char *what, const char *s, int *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"}, *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (s && strcmp(s, yes[i]) == 0) return *out = 1, 0;
+        if (s && strcmp(s, no[i]) == 0) return *out = 0, 0;
+    }
+    return pg_error(PG_E_INVAL, "%s: '%s' is not a boolean (0/1, true/false, yes/no, on/off)", what, s ? s : "");
+}
+
+/* Parses value into f's slot of cfg; the slot is written only on success. */
+static int set_field(struct pg_config *cfg, const struct pg_config_field *f, const char *what, const char *value)
+{
+    char *p = (char *)cfg + f->offset;
+    switch (f->type) {
+    case PG_CONFIG_INT: {
+        int v = 0;
+        PG_TRY(pg_parse_int(what, value, (int)f->imin, (int)f->imax, &v));
+        memcpy(p, &v, sizeof v);
+        return 0;
+    }
+    case PG_CONFIG_BOOL: {
+        int v = 0;
+        PG_TRY(parse_bool(what, value, &v));
+        memcpy(p, &v, sizeof v);
+        return 0;
+    }
+    case PG_CONFIG_I64:
+    case PG_CONFIG_U64: {
+        int64_t v = 0;
+        PG_TRY(pg_parse_i64(what, value, f->imin, f->imax, &v));
+        if (f->type == PG_CONFIG_U64) {
+            uint64_t u = (uint64_t)v; /* imin >= 0 for every U64 row */
+            memcpy(p, &u, sizeof u);
+        } else {
+            memcpy(p, &v, sizeof v);
+        }
+        return 0;
+    }
+    case PG_CONFIG_F64: {
+        double v = 0;
+        PG_TRY(pg_parse_f64(what, value, f->fmin, f->fmax, &v));
+        if ((f->fmin_open && v == f->fmin) || (f->fmax_open && v == f->fmax))
+            return pg_error(PG_E_INVAL, "%s: %s is out of range %c%g, %g%c", what, value, f->fmin_open ? '(' : '[',
+                            f->fmin, f->fmax, f->fmax_open ? ')' : ']');
+        memcpy(p, &v, sizeof v);
+        return 0;
+    }
+    }
+    return pg_error(PG_E_INVAL, "%s: field has an unknown type", what);
+}
+
+int pg_config_set(struct pg_config *cfg, const char *name, const char *value)
+{
+    const struct pg_config_field *f = pg_config_find(name);
+    if (!f) return pg_error(PG_E_INVAL, "unknown config key '%s' (value '%s')", name ? name : "", value ? value : "");
+    /* Name what the user typed, and the key when they typed something else, so a message about
+     * --layers still says which config-file key it is. */
+    char what[128];
+    if (strcmp(name, f->key) == 0) snprintf(what, sizeof what, "%s", f->key);
+    else if (f->env && strcmp(name, f->env) == 0) snprintf(what, sizeof what, "%s (%s)", f->env, f->key);
+    else snprintf(what, sizeof what, "--%s (%s)", f->flag, f->key);
+    return set_field(cfg, f, what, value);
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t') s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n')) s[--n] = 0;
+    return s;
+}
+
+int pg_config_load_file(struct pg_config *cfg, const char *path)
+{
+    int from_stdin = strcmp(path, "-") == 0;
+    FILE *in = from_stdin ? stdin : fopen(path, "r");
+    if (!in) return pg_error_errno(PG_E_IO, "cannot open config '%s'", path);
+    struct pg_config tmp = *cfg;
+    char *line = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    long lineno = 0;
+    errno = 0;
+    while (getline(&line, &cap, in) >= 0) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+        char *s = trim(line);
+        if (!*s) continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            rc = pg_error(PG_E_INVAL, "%s:%ld: expected 'key = value', got '%s'", path, lineno, s);
+            break;
+        }
+        *eq = 0;
+        char *key = trim(s), *value = trim(eq + 1);
+        if ((rc = pg_config_set(&tmp, key, value)) < 0) {
+            /* pg_error formats into the buffer pg_error_message points at: copy it first. */
+            char msg[900];
+            snprintf(msg, sizeof msg, "%s", pg_error_message());
+            rc = pg_error(rc, "%s:%ld: %s", path, lineno, msg);
+            break;
+        }
+    }
+    if (rc == 0 && ferror(in)) rc = pg_error_errno(PG_E_IO, "cannot read config '%s'", path);
+    free(line);
+    if (!from_stdin) fclose(in);
+    if (rc == 0) *cfg = tmp;
+    return rc;
+}
+
+int pg_config_format(const struct pg_config *cfg, const struct pg_config_field *f, char *buf, size_t n)
+{
+    const char *p = (const char *)cfg + f->offset;
+    int len = -1;
+    switch (f->type) {
+    case PG_CONFIG_INT:
+    case PG_CONFIG_BOOL: {
+        int v;
+        memcpy(&v, p, sizeof v);
+        len = snprintf(buf, n, "%d", v);
+        break;
+    }
+    case PG_CONFIG_I64: {
+        int64_t v;
+        memcpy(&v, p, sizeof v);
+        len = snprintf(buf, n, "%" PRId64, v);
+        break;
+    }
+    case PG_CONFIG_U64: {
+        uint64_t v;
+        memcpy(&v, p, sizeof v);
+        len = snprintf(buf, n, "%" PRIu64, v);
+        break;
+    }
+    case PG_CONFIG_F64: {
+        double v;
+        memcpy(&v, p, sizeof v);
+        /* The shortest %g that reads back to the same bits ("0.05", not 0.050000000000000003);
+         * 17 significant digits always do. Whole numbers print whole ("10000", not "1e+04"). */
+        int first = 1;
+        if (v == floor(v) && fabs(v) < 1e15) first = fabs(v) < 1 ? 1 : (int)floor(log10(fabs(v))) + 1;
+        for (int prec = first; prec <= 17; prec++) {
+            len = snprintf(buf, n, "%.*g", prec, v);
+            if (len < 0 || (size_t)len >= n) break;
+            double back = strtod(buf, NULL);
+            if (memcmp(&back, &v, sizeof v) == 0) break;
+        }
+        break;
+    }
+    }
+    if (len < 0 || (size_t)len >= n) return pg_error(PG_E_INVAL, "%s: value does not fit in %zu bytes", f->key, n);
+    return 0;
+}
+
+/* Large enough for any formatted value: 20 digits of an int64, or "-d.dddddddddddddddde-308". */
+#define VALUE_MAX 48
+
+int pg_config_to_kv(const struct pg_config *cfg, pg_config_kv_fn fn, void *ctx)
+{
+    char buf[VALUE_MAX];
+    for (size_t i = 0; i < NFIELDS; i++) {
+        PG_TRY(pg_config_format(cfg, &fields[i], buf, sizeof buf));
+        int rc = fn(ctx, fields[i].key, buf);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+int pg_config_from_kv(struct pg_config *cfg, size_t n, const char *const *keys, const char *const *values)
+{
+    struct pg_config tmp = *cfg;
+    for (size_t i = 0; i < n; i++) {
+        const struct pg_config_field *f = NULL;
+        /* Exact keys only: metadata is written by pg_config_to_kv, so anything else is a
+         * different program's or version's file and must not be half-understood. */
+        for (size_t j = 0; keys[i] && j < NFIELDS && !f; j++)
+            if (strcmp(keys[i], fields[j].key) == 0) f = &fields[j];
+        if (!f) return pg_error(PG_E_INVAL, "unknown config key '%s'", keys[i] ? keys[i] : "(null)");
+        PG_TRY(set_field(&tmp, f, f->key, values[i]));
+    }
+    *cfg = tmp;
+    return 0;
+}
+
+/* Range check of a value already in the struct (which callers may fill directly). */
+static int check_range(const struct pg_config *cfg, const struct pg_config_field *f)
+{
+    const char *p = (const char *)cfg + f->offset;
+    char buf[VALUE_MAX];
+    PG_TRY(pg_config_format(cfg, f, buf, sizeof buf));
+    if (f->type == PG_CONFIG_F64) {
+        double v;
+        memcpy(&v, p, sizeof v);
+        /* Negated comparisons so that NaN fails too. */
+        int ok = (f->fmin_open ? v > f->fmin : v >= f->fmin) && (f->fmax_open ? v < f->fmax : v <= f->fmax);
+        if (!ok)
+            return pg_error(PG_E_INVAL, "%s = %s is out of range %c%g, %g%c", f->key, buf, f->fmin_open ? '(' : '[',
+                            f->fmin, f->fmax, f->fmax_open ? ')' : ']');
+        /* strtod reports ERANGE for subnormals, so pg_parse_f64 could not read one back from a
+         * checkpoint: refuse them here, and every valid config round-trips through to_kv. */
+        if (v != 0 && fabs(v) < DBL_MIN)
+            return pg_error(PG_E_INVAL, "%s = %s is too small (subnormal)", f->key, buf);
+        return 0;
+    }
+    int ok;
+    if (f->type == PG_CONFIG_U64) {
+        uint64_t v;
+        memcpy(&v, p, sizeof v);
+        ok = v <= (uint64_t)f->imax && (f->imin <= 0 || v >= (uint64_t)f->imin);
+    } else {
+        int64_t v;
+        if (f->type == PG_CONFIG_I64) {
+            memcpy(&v, p, sizeof v);
+        } else {
+            int iv;
+            memcpy(&iv, p, sizeof iv);
+            v = iv;
+        }
+        ok = v >= f->imin && v <= f->imax;
+        if (!ok && f->imin == 1 && v < 1) return pg_error(PG_E_INVAL, "%s = %s must be positive", f->key, buf);
+    }
+    if (!ok)
+        return pg_error(PG_E_INVAL, "%s = %s is out of range [%" PRId64 ", %" PRId64 "]", f->key, buf, f->imin,
+                        f->imax);
+    return 0;
+}
+
+int pg_config_validate(const struct pg_config *c, int tokenizer_vocab)
+{
+    if (c->vocab_size > 65536)
+        return pg_error(PG_E_INVAL, "vocab_size = %d exceeds 65536: tokens are stored as uint16", c->vocab_size);
+    for (size_t i = 0; i < NFIELDS; i++) PG_TRY(check_range(c, &fields[i]));
+    if (tokenizer_vocab > 0 && c->vocab_size < tokenizer_vocab)
+        return pg_error(PG_E_INVAL, "vocab_size = %d is smaller than the tokenizer's vocabulary (%d tokens)",
+                        c->vocab_size, tokenizer_vocab);
+    if (c->model_dim % c->num_heads)
+        return pg_error(PG_E_INVAL, "model_dim = %d is not divisible by num_heads = %d", c->model_dim, c->num_heads);
+    if (c->num_heads % c->num_kv_heads)
+        return pg_error(PG_E_INVAL, "num_heads = %d is not divisible by num_kv_heads = %d (each KV head serves a "
+                        "whole group of query heads)", c->num_heads, c->num_kv_heads);
+    if (pg_config_head_dim(c) % 2)
+        return pg_error(PG_E_INVAL, "head_dim = model_dim / num_heads = %d / %d = %d is odd: RoPE rotates the two "
+                        "halves of each head as pairs", c->model_dim, c->num_heads, pg_config_head_dim(c));
+    int64_t per_step = (int64_t)c->train_seq_len * c->grad_accum_steps;
+    if (c->train_batch_tokens % per_step)
+        return pg_error(PG_E_INVAL, "train_batch_tokens = %" PRId64 " is not divisible by train_seq_len * "
+                        "grad_accum_steps = %d * %d = %" PRId64 " (whole sequences per micro-step)",
+                        c->train_batch_tokens, c->train_seq_len, c->grad_accum_steps, per_step);
+    if (c->val_batch_size < per_step)
+        return pg_error(PG_E_INVAL, "val_batch_size = %" PRId64 " is less than one sequence per micro-step: need at "
+                        "least train_seq_len * grad_accum_steps = %d * %d = %" PRId64,
+                        c->val_batch_size, c->train_seq_len, c->grad_accum_steps, per_step);
+    return 0;
+}
+
+int pg_config_print_table(const struct pg_config *cfg, FILE *out)
+{
+    struct pg_config def;
+    pg_config_default(&def);
+    int kw = 0, vw = 0;
+    char val[VALUE_MAX], dval[VALUE_MAX];
+    for (size_t i = 0; i < NFIELDS; i++) {
+        int n = (int)strlen(fields[i].key);
+        if (n > kw) kw = n;
+        PG_TRY(pg_config_format(cfg, &fields[i], val, sizeof val));
+        n = (int)strlen(val);
+        if (n > vw) vw = n;
+    }
+    for (size_t i = 0; i < NFIELDS; i++) {
+        PG_TRY(pg_config_format(cfg, &fields[i], val, sizeof val));
+        PG_TRY(pg_config_format(&def, &fields[i], dval, sizeof dval));
+        if (strcmp(val, dval) == 0) fprintf(out, "%-*s  %s\n", kw, fields[i].key, val);
+        else fprintf(out, "%-*s  %-*s  (default %s)\n", kw, fields[i].key, vw, val, dval);
+    }
+    if (ferror(out)) return pg_error(PG_E_IO, "cannot write the configuration table");
+    return 0;
+}
+
+int64_t pg_config_num_params(const struct pg_config *c)
+{
+    if (c->num_heads <= 0) return pg_error(PG_E_INVAL, "num_heads = %d must be positive", c->num_heads);
+    int64_t d = c->model_dim, v = c->vocab_size, kv = pg_config_kv_dim(c), hidden = pg_config_mlp_hidden(c);
+    int64_t attn = d * d + kv * d + kv * d + d * d; /* c_q, c_k, c_v, proj */
+    int64_t mlp = hidden * d + d * hidden;          /* fc, proj */
+    int64_t per_block = attn + mlp + c->num_heads /* q_gain */ + 2 * d /* attn/mlp scale */ + 2 * d /* resid_mix */;
+    int64_t total = v * d + c->num_layers * per_block + (int64_t)pg_config_num_skip_weights(c) * d;
+    if (!c->tie_embeddings) total += v * d; /* lm_head */
+    return total;
+}
