@@ -107,10 +107,11 @@ $(BIN)/pg-%: $(O)/cmd/pg-%.o $(CLI_OBJ) $(LIBPG)
 	$(CC) $(CFLAGS) $(SANFLAGS) -fopenmp $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Gradient checks build the model and the CPU backend again in double (lib/real.h).
-F64_SRC := $(wildcard kernels/cpu/*.c)
-$(O)/tests/test_ops_f64: tests/unit/test_ops_f64.c tests/tap.h $(F64_SRC) $(wildcard kernels/cpu/*.h) lib/backend.h lib/real.h
+F64_SRC := $(wildcard kernels/cpu/*.c) lib/model.c
+F64_DEPS := tests/tap.h $(F64_SRC) $(wildcard kernels/cpu/*.h) lib/backend.h lib/real.h lib/model.h $(LIBPG)
+$(O)/tests/%_f64: tests/unit/%_f64.c $(F64_DEPS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(PG_CFLAGS) -DPG_REAL_DOUBLE $(LDFLAGS) -o $@ $< $(F64_SRC) $(LDLIBS)
+	$(CC) $(CFLAGS) $(PG_CFLAGS) -DPG_REAL_DOUBLE $(LDFLAGS) -o $@ $< $(F64_SRC) $(LIBPG) $(LDLIBS)
 
 $(O)/tests/%: tests/unit/%.c tests/tap.h $(LIBPG)
 	@mkdir -p $(@D)

@@ -1,0 +1,97 @@
+/* model.h: the parameter-golf GPT (spec/baseline.md §3), forward and backward, written once over
+ * the operation table of backend.h.
+ *
+ * Parameters live in one contiguous array (and their gradients in a second of the same layout),
+ * described by a table of named tensors that uses parameter-golf's own names and shapes
+ * ("tok_emb.weight", "blocks.0.attn.c_q.weight", ...), so checkpoints map onto PyTorch's
+ * state_dict one to one. Activations are allocated for a fixed micro-batch shape; a model set up
+ * for evaluation only keeps one layer's worth and no backward buffers.
+ */
+#ifndef PG_MODEL_H
+#define PG_MODEL_H
+
+#include "backend.h"
+#include "config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* What a tensor is, which decides its optimizer (spec §4.1). */
+enum pg_tensor_kind {
+    PG_TENSOR_EMBED,   /* tok_emb.weight: Adam at tied_embed_lr (or embed_lr when untied) */
+    PG_TENSOR_HEAD,    /* lm_head.weight (untied only): Adam at head_lr */
+    PG_TENSOR_MATRIX,  /* 2-D block matrices: Muon at matrix_lr */
+    PG_TENSOR_CONTROL, /* scales, mixes, gains, skip weights: Adam at scalar_lr */
+};
+
+struct pg_tensor {
+    char name[48];
+    int kind;
+    int ndim;
+    int64_t shape[2];
+    size_t offset, numel; /* into pg_model.params / .grads */
+};
+
+/* Indices into the tensor table of one block's parameters. */
+struct pg_block_params {
+    int c_q, c_k, c_v, proj, q_gain, fc, mlp_proj, attn_scale, mlp_scale, resid_mix;
+};
+
+/* One block's saved activations for a micro-batch of N = B·T tokens. */
+struct pg_block_acts {
+    pg_real *xin, *xm, *ya, *rs_a;                    /* input, mixed, attn norm (+rstd) */
+    pg_real *qn, *rs_q, *qr, *q, *kn, *rs_k, *k, *v;  /* q/k normed, rotated, gained; v */
+    pg_real *o, *lse, *ao;                            /* attention out, log-sum-exp, proj out */
+    pg_real *ym, *rs_m, *hpre, *r, *mo;               /* mlp norm, fc out, relu², proj out */
+};
+
+struct pg_model {
+    struct pg_config cfg;
+    const struct pg_backend *be;
+    int d, h, kv, hd, kvd, hid, v, nl, n_enc, n_dec, n_skip;
+    struct pg_tensor *tensors;
+    int ntensors;
+    int t_emb, t_head, t_skip; /* t_head = -1 when tied */
+    struct pg_block_params *blk;
+    size_t nparams;
+    pg_real *params, *grads;   /* grads is NULL for an evaluation-only model */
+
+    /* activations, for micro-batches of up to max_b sequences of t tokens */
+    int max_b, t, training;
+    struct pg_block_acts *acts; /* nl entries when training, 1 (reused) otherwise */
+    pg_real *x, *x0, *rs0, *yf, *rsf, **enc_out, *cos, *sin, *attn_work, *ce_work;
+    int32_t *targets, *ids;
+    int b;                      /* sequences in the latest forward */
+    /* backward scratch */
+    pg_real *dx, *dx0, *dxm, *dya, *dq, *dk, *dv, *dkn, *dym, *dh, *dr, *dtmp, **denc;
+};
+
+/* Sets up the tensor table and allocates parameters (and gradients when training) for cfg,
+ * which must have passed pg_config_validate. @return 0 or PG_E_NOMEM. */
+int pg_model_init(struct pg_model *m, const struct pg_config *cfg, const struct pg_backend *be, int training);
+
+/* Allocates activations for micro-batches of up to max_b sequences of t tokens (t <= the RoPE
+ * table length, train_seq_len unless t is larger). @return 0 or PG_E_NOMEM. */
+int pg_model_alloc_acts(struct pg_model *m, int max_b, int t);
+
+/* The baseline initialization (spec §3.4) from a deterministic RNG: tok_emb ~ N(0, std²),
+ * linear weights ~ U(±1/√fan_in), output projections zero, q_gain = qk_gain_init, scales 1,
+ * resid_mix rows (1, 0), skip weights 1; matrices rounded to bfloat16 values, as PyTorch's
+ * .bfloat16() does to them before training. */
+void pg_model_init_weights(struct pg_model *m, uint64_t seed);
+
+/* Forward over b sequences of t tokens (x and y are b·t ids). Returns Σ of the per-token
+ * cross-entropies (nats), and each one in losses[] when not NULL. */
+double pg_model_forward(struct pg_model *m, const int32_t *x, const int32_t *y, int b, float *losses);
+
+/* Backward of grad_scale·Σloss of the latest forward: gradients accumulate into m->grads. */
+void pg_model_backward(struct pg_model *m, double grad_scale);
+
+void pg_model_zero_grad(struct pg_model *m);
+
+/* @return the index of the tensor called name, or -1. */
+int pg_model_find(const struct pg_model *m, const char *name);
+
+void pg_model_free(struct pg_model *m);
+
+#endif
