@@ -1,5 +1,122 @@
-/* pg-eval: placeholder until its issue lands: answers -h/-V, otherwise says "not implemented" and
- * exits 3 (feature unavailable), so scripts can tell "not built yet" from a failure. */
+/* pg-eval: val_loss and val_bpb of a checkpoint on the val shards, exactly as parameter-golf's
+ * eval_val computes them. The work is in lib/eval.c; this file parses options and reports. */
+#define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
-int main(int argc, char **argv) { pg_cli_stub_main("pg-eval", argc, argv); }
+#include "../lib/bpb.h"
+#include "../lib/ckpt.h"
+#include "../lib/err.h"
+#include "../lib/eval.h"
+#include "../lib/loader.h"
+#include "../lib/opt.h"
+#include "../lib/tok.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+    "Usage: pg-eval CKPT -d DATA_DIR -m TOKENIZER.model [options]\n"
+    "\n"
+    "Score a checkpoint (safetensors, written by pg-train or by PyTorch with parameter-golf's tensor\n"
+    "names) on the val shards <prefix>_val_*.bin of DATA_DIR: val_loss (nats per token) and val_bpb\n"
+    "(bits per byte of text), over non-overlapping windows, as parameter-golf's eval_val.\n"
+    "\n"
+    "Options:\n"
+    "  -d, --data DIR             folder of the token shards\n"
+    "  -m, --tokenizer MODEL      the SentencePiece .model the shards were encoded with\n"
+    "      --prefix NAME          shard name prefix (default fineweb)\n"
+    "      --seq-len N            window length (default: the checkpoint's train_seq_len)\n"
+    "      --batch-seqs N         windows per forward pass (default 8)\n"
+    "      --json                 print the result as JSON on standard output\n"
+    "      --progress             always draw the progress line\n"
+    "      --no-progress          never draw it (default: when stderr is a terminal)\n"
+    "  -q, --quiet                print only errors\n"
+    "  -v, --verbose              print the configuration too\n"
+    "  -V, --version              print the version and exit\n"
+    "  -h, --help                 print this help and exit\n"
+    "\n"
+    "Output: 'val_loss:L val_bpb:B tokens:T bytes:Y' on standard output (8 decimals).\n"
+    "Exit status: 0 success, 1 runtime error, 2 usage error, 3 unavailable.\n"
+    "See pg-eval(1), pg-formats(5).\n";
+
+enum { OPT_PREFIX = PG_OPT_FIRST_CMD, OPT_SEQLEN, OPT_BATCH };
+
+static const struct option longopts[] = {
+    {"data", required_argument, 0, 'd'},
+    {"tokenizer", required_argument, 0, 'm'},
+    {"prefix", required_argument, 0, OPT_PREFIX},
+    {"seq-len", required_argument, 0, OPT_SEQLEN},
+    {"batch-seqs", required_argument, 0, OPT_BATCH},
+    PG_CLI_COMMON_LONGOPTS,
+    {0, 0, 0, 0},
+};
+
+static void check(struct pg_cli *cli, int rc)
+{
+    if (rc) pg_cli_fail(cli, rc);
+}
+
+int main(int argc, char **argv)
+{
+    struct pg_cli cli;
+    pg_cli_init(&cli, "pg-eval", usage);
+    const char *data = NULL, *tokpath = NULL, *prefix = "fineweb";
+    int seq_len = 0, batch = 8, c;
+    while ((c = getopt_long(argc, argv, "d:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+        if (pg_cli_common(&cli, c)) continue;
+        switch (c) {
+        case 'd': data = optarg; break;
+        case 'm': tokpath = optarg; break;
+        case OPT_PREFIX: prefix = optarg; break;
+        case OPT_SEQLEN: check(&cli, pg_parse_int("--seq-len", optarg, 1, 1 << 20, &seq_len)); break;
+        case OPT_BATCH: check(&cli, pg_parse_int("--batch-seqs", optarg, 1, 1 << 16, &batch)); break;
+        default: pg_cli_usage_error(&cli, "unexpected option");
+        }
+    }
+    if (optind + 1 != argc) pg_cli_usage_error(&cli, optind == argc ? "no checkpoint given" : "more than one checkpoint");
+    if (!data) pg_cli_usage_error(&cli, "no data folder (-d DIR)");
+    if (!tokpath) pg_cli_usage_error(&cli, "no tokenizer (-m MODEL)");
+    const char *ckpt = argv[optind];
+
+    struct pg_config cfg;
+    check(&cli, pg_ckpt_read_config(ckpt, &cfg));
+    if (seq_len) cfg.train_seq_len = seq_len;
+    struct pg_tok *tok;
+    check(&cli, pg_tok_load(&tok, tokpath));
+    int tok_vocab = pg_tok_vocab_size(tok);
+    if (cfg.vocab_size < tok_vocab)
+        pg_cli_die(&cli, "%s: model vocabulary %d is smaller than the tokenizer's %d (%s)", ckpt, cfg.vocab_size,
+                   tok_vocab, tokpath);
+    struct pg_bpb_lut lut;
+    check(&cli, pg_bpb_lut_from_tok(&lut, tok, cfg.vocab_size));
+    pg_tok_free(tok);
+    if (cli.verbosity > 1) pg_config_print_table(&cfg, stderr);
+
+    struct pg_val_set v;
+    check(&cli, pg_val_open(&v, data, prefix, cfg.train_seq_len));
+    struct pg_model m;
+    check(&cli, pg_model_init(&m, &cfg, &pg_backend_cpu, 0));
+    check(&cli, pg_ckpt_load(&m, ckpt));
+    int64_t nseq = pg_val_num_seqs(&v);
+    if (batch > nseq) batch = (int)nseq;
+    check(&cli, pg_model_alloc_acts(&m, batch, cfg.train_seq_len));
+    struct pg_eval_result r;
+    check(&cli, pg_eval_val(&m, &v, &lut, 0, 1, batch, pg_cli_progress(&cli), &r));
+    if (cli.json) {
+        json_t *j = json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f}", "checkpoint", ckpt, "val_loss", r.val_loss,
+                              "val_bpb", r.val_bpb, "tokens", (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes,
+                              "seq_len", cfg.train_seq_len, "seconds", r.seconds);
+        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+        fputc('\n', stdout);
+        json_decref(j);
+    } else {
+        printf("val_loss:%.8f val_bpb:%.8f tokens:%.0f bytes:%.0f\n", r.val_loss, r.val_bpb, r.tokens, r.bytes);
+    }
+    pg_cli_info(&cli, "%.0f tokens in %.1fs (%.0f tokens/s)", r.tokens, r.seconds,
+                r.seconds > 0 ? r.tokens / r.seconds : 0.0);
+    pg_model_free(&m);
+    pg_val_close(&v);
+    pg_bpb_lut_free(&lut);
+    return 0;
+}

@@ -18,6 +18,11 @@
 struct pg_backend {
     const char *name;
 
+    /* Prepares the backend (thread pools); call once before the first operation. */
+    void (*init)(void);
+    /* Scratch elements the attention operations need for sequences of t tokens. */
+    size_t (*attention_work)(int t);
+
     /* y[N,out] = x[N,in]·w[out,in]ᵀ. */
     void (*matmul_fwd)(pg_real *y, const pg_real *x, const pg_real *w, int n, int in, int out);
     /* dx[N,in] = dy·w (accumulates into dx when dx_accumulate; skipped when dx is NULL);
@@ -45,7 +50,7 @@ struct pg_backend {
 
     /* Causal grouped-query attention: q[B,T,H,hd], k and v [B,T,KV,hd]; query head h reads kv
      * head h / (H/KV); out[B,T,H,hd]; lse[B,H,T] keeps each row's log-sum-exp for the backward.
-     * work: scratch of pg_attention_work(t) elements from the caller (no allocation inside). */
+     * work: scratch of attention_work(t) elements from the caller (no allocation inside). */
     void (*attention_fwd)(pg_real *out, pg_real *lse, const pg_real *q, const pg_real *k, const pg_real *v, int b,
                           int t, int h, int kv, int hd, double scale, pg_real *work);
     /* dq, dk, dv from dout (all overwritten), recomputing the probabilities from q, k and lse. */
@@ -86,9 +91,6 @@ struct pg_backend {
     double (*softcap_ce)(pg_real *dh, pg_real *demb, float *losses, const pg_real *h, const pg_real *emb,
                          const int32_t *targets, int n, int d, int v, double cap, double grad_scale, pg_real *work);
 };
-
-/* Scratch elements the attention operations need for sequences of t tokens. */
-static inline size_t pg_attention_work(int t) { return 2 * (size_t)t * (size_t)t + (size_t)t; }
 
 /* Rows of logits the fused cross-entropy holds at once, and its scratch size. */
 #define PG_CE_CHUNK 256

@@ -83,6 +83,7 @@ int pg_model_init(struct pg_model *m, const struct pg_config *cfg, const struct 
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->be = be;
+    be->init();
     m->training = training;
     m->d = cfg->model_dim;
     m->h = cfg->num_heads;
@@ -171,7 +172,7 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
     size_t per_layer = n * (10 * d + 3 * kvd + 2 * hid) + 2 * n + hn + kn + hn;
     int layers = m->training ? m->nl : 1;
     size_t total = per_layer * (size_t)layers + n * (3 * d) + 2 * n + (size_t)m->n_enc * n * d +
-                   (size_t)t * (size_t)m->hd + pg_attention_work(t) + pg_ce_work(m->v);
+                   (size_t)t * (size_t)m->hd + m->be->attention_work(t) + pg_ce_work(m->v);
     if (m->training) total += n * (6 * d + 3 * kvd + 2 * hid) + (size_t)m->n_enc * n * d;
     m->max_b = max_b;
     m->t = t;
@@ -210,7 +211,7 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
             m->cos[(size_t)p * half + i] = (pg_real)cos(ang);
             m->sin[(size_t)p * half + i] = (pg_real)sin(ang);
         }
-    m->attn_work = arena_take(&c, pg_attention_work(t));
+    m->attn_work = arena_take(&c, m->be->attention_work(t));
     m->ce_work = arena_take(&c, pg_ce_work(m->v));
     if (m->training) {
         m->dx = arena_take(&c, n * d), m->dx0 = arena_take(&c, n * d), m->dxm = arena_take(&c, n * d);

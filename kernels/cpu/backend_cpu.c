@@ -3,6 +3,8 @@
 
 const struct pg_backend pg_backend_cpu = {
     .name = "cpu",
+    .init = pg_cpu_init,
+    .attention_work = pg_cpu_attention_work,
     .matmul_fwd = pg_cpu_matmul_fwd,
     .matmul_bwd = pg_cpu_matmul_bwd,
     .embedding_fwd = pg_cpu_embedding_fwd,

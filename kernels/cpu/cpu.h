@@ -15,6 +15,15 @@
 #define pg_gemm cblas_sgemm
 #endif
 
+/* Below this many elements an operation runs on one thread: starting a parallel region costs more
+ * than it saves (the `if` clause of the OpenMP loops). */
+#define PG_OMP_MIN (1 << 15)
+
+/* Makes OpenBLAS single-threaded (OpenMP splits the products instead); called by the backend's
+ * users before the first operation (pg_backend_cpu_init). */
+void pg_cpu_init(void);
+size_t pg_cpu_attention_work(int t);
+
 /* The operations, one group per file, gathered into pg_backend_cpu by backend_cpu.c. */
 void pg_cpu_matmul_fwd(pg_real *y, const pg_real *x, const pg_real *w, int n, int in, int out);
 void pg_cpu_matmul_bwd(pg_real *dx, pg_real *dw, const pg_real *dy, const pg_real *x, const pg_real *w, int n, int in,

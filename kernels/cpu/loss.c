@@ -1,7 +1,7 @@
 /* loss.c: tied-embedding logits, the 30·tanh softcap and cross-entropy, fused over chunks of
  * PG_CE_CHUNK rows so the [N,V] logits are never stored whole (N·V floats would be 256 MB at
- * the baseline's 65,536 tokens per micro-batch). Per row, in float64:
- *   z = cap·tanh(u/cap) with u = h·Eᵀ,  loss = logsumexp(z) − z[y],
+ * the baseline's 65,536 tokens per micro-batch). Per row:
+ *   z = cap·tanh(u/cap) with u = h·Eᵀ (z kept in pg_real),  loss = logsumexp(z) − z[y] (in float64),
  *   ∂loss/∂u_j = (softmax(z)_j − [j = y])·(1 − tanh²(u_j/cap)).
  * Losses are summed in row order after the parallel part, so the total is deterministic. */
 #include "cpu.h"
@@ -14,23 +14,25 @@ double pg_cpu_softcap_ce(pg_real *dh, pg_real *demb, float *losses, const pg_rea
     for (int r0 = 0; r0 < n; r0 += PG_CE_CHUNK) {
         int rows = n - r0 < PG_CE_CHUNK ? n - r0 : PG_CE_CHUNK;
         const pg_real *hc = h + (size_t)r0 * d;
-        pg_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, v, d, 1, hc, d, emb, d, 0, u, v);
-#pragma omp parallel for schedule(static)
+        pg_cpu_matmul_fwd(u, hc, emb, rows, d, v);
+#pragma omp parallel for schedule(static) if ((size_t)rows * v > PG_OMP_MIN)
         for (int i = 0; i < rows; i++) {
             pg_real *ui = u + (size_t)i * v;
             int y = targets[r0 + i];
-            double m = -1e300, sum = 0;
+            /* u is replaced by the softcapped z (one tanh per logit); 1 − tanh² = 1 − (z/cap)². */
+            pg_real m = -INFINITY, c = (pg_real)cap, inv_c = (pg_real)(1 / cap);
             for (int j = 0; j < v; j++) {
-                double z = cap * tanh((double)ui[j] / cap);
-                m = z > m ? z : m;
+                ui[j] = c * tanh(ui[j] * inv_c); /* tanhf in float: the hot loop of evaluation */
+                m = ui[j] > m ? ui[j] : m;
             }
-            for (int j = 0; j < v; j++) sum += exp(cap * tanh((double)ui[j] / cap) - m);
+            double sum = 0;
+            for (int j = 0; j < v; j++) sum += exp(ui[j] - m);
             double lse = m + log(sum);
-            row_loss[i] = (pg_real)(lse - cap * tanh((double)ui[y] / cap));
+            row_loss[i] = (pg_real)(lse - ui[y]);
             if (dh) {
                 for (int j = 0; j < v; j++) {
-                    double t = tanh((double)ui[j] / cap);
-                    double p = exp(cap * t - lse) - (j == y);
+                    double t = ui[j] * inv_c;
+                    double p = exp(ui[j] - (pg_real)lse) - (j == y);
                     ui[j] = (pg_real)(grad_scale * p * (1 - t * t));
                 }
             }
@@ -39,10 +41,7 @@ double pg_cpu_softcap_ce(pg_real *dh, pg_real *demb, float *losses, const pg_rea
             total += row_loss[i];
             if (losses) losses[r0 + i] = (float)row_loss[i];
         }
-        if (dh) {
-            pg_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, v, 1, u, v, emb, d, 0, dh + (size_t)r0 * d, d);
-            pg_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, v, d, rows, 1, u, v, hc, d, 1, demb, d);
-        }
+        if (dh) pg_cpu_matmul_bwd(dh + (size_t)r0 * d, demb, u, hc, emb, rows, d, v, 0);
     }
     return total;
 }

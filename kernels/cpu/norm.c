@@ -3,7 +3,7 @@
 
 void pg_cpu_rmsnorm_fwd(pg_real *y, pg_real *rstd, const pg_real *x, int n, int d, double eps)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * d > PG_OMP_MIN)
     for (int i = 0; i < n; i++) {
         const pg_real *xi = x + (size_t)i * d;
         pg_real *yi = y + (size_t)i * d;
@@ -18,7 +18,7 @@ void pg_cpu_rmsnorm_fwd(pg_real *y, pg_real *rstd, const pg_real *x, int n, int 
 void pg_cpu_rmsnorm_bwd(pg_real *dx, const pg_real *dy, const pg_real *y, const pg_real *rstd, int n, int d,
                         int dx_accumulate)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * d > PG_OMP_MIN)
     for (int i = 0; i < n; i++) {
         const pg_real *yi = y + (size_t)i * d, *gi = dy + (size_t)i * d;
         pg_real *dxi = dx + (size_t)i * d;

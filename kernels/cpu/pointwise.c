@@ -6,19 +6,19 @@
 
 void pg_cpu_relu2_fwd(pg_real *y, const pg_real *x, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > PG_OMP_MIN)
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] * x[i] : 0;
 }
 
 void pg_cpu_relu2_bwd(pg_real *dx, const pg_real *dy, const pg_real *x, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > PG_OMP_MIN)
     for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? 2 * x[i] * dy[i] : 0;
 }
 
 void pg_cpu_mix_fwd(pg_real *y, const pg_real *x, const pg_real *x0, const pg_real *m0, const pg_real *m1, int n, int d)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * d > PG_OMP_MIN)
     for (int i = 0; i < n; i++)
         for (int c = 0; c < d; c++) {
             size_t k = (size_t)i * d + c;
@@ -29,7 +29,7 @@ void pg_cpu_mix_fwd(pg_real *y, const pg_real *x, const pg_real *x0, const pg_re
 void pg_cpu_mix_bwd(pg_real *dx, pg_real *dx0, pg_real *dm0, pg_real *dm1, const pg_real *dy, const pg_real *x,
                     const pg_real *x0, const pg_real *m0, const pg_real *m1, int n, int d)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * d > PG_OMP_MIN)
     for (int c = 0; c < d; c++) {
         double s0 = 0, s1 = 0;
         for (int i = 0; i < n; i++) {
@@ -46,7 +46,7 @@ void pg_cpu_mix_bwd(pg_real *dx, pg_real *dx0, pg_real *dm0, pg_real *dm1, const
 
 void pg_cpu_scale_add_fwd(pg_real *x, const pg_real *s, const pg_real *f, int n, int d)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * d > PG_OMP_MIN)
     for (int i = 0; i < n; i++)
         for (int c = 0; c < d; c++) x[(size_t)i * d + c] += s[c] * f[(size_t)i * d + c];
 }
@@ -54,7 +54,7 @@ void pg_cpu_scale_add_fwd(pg_real *x, const pg_real *s, const pg_real *f, int n,
 void pg_cpu_scale_add_bwd(pg_real *df, pg_real *ds, const pg_real *dy, const pg_real *s, const pg_real *f, int n, int d,
                           int df_accumulate)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * d > PG_OMP_MIN)
     for (int c = 0; c < d; c++) {
         double acc = 0;
         for (int i = 0; i < n; i++) {
@@ -69,7 +69,7 @@ void pg_cpu_scale_add_bwd(pg_real *df, pg_real *ds, const pg_real *dy, const pg_
 
 void pg_cpu_head_gain_fwd(pg_real *q, const pg_real *g, int n, int h, int hd)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * h * hd > PG_OMP_MIN)
     for (int i = 0; i < n; i++)
         for (int hi = 0; hi < h; hi++)
             for (int c = 0; c < hd; c++) q[((size_t)i * h + hi) * hd + c] *= g[hi];
@@ -79,7 +79,7 @@ void pg_cpu_head_gain_bwd(pg_real *dq, pg_real *dg, const pg_real *q_pre, const 
 {
     for (int hi = 0; hi < h; hi++) {
         double acc = 0;
-#pragma omp parallel for reduction(+ : acc) schedule(static)
+#pragma omp parallel for reduction(+ : acc) schedule(static) if ((size_t)n * hd > PG_OMP_MIN)
         for (int i = 0; i < n; i++)
             for (int c = 0; c < hd; c++) {
                 size_t k = ((size_t)i * h + hi) * hd + c;

@@ -6,7 +6,7 @@
 static void rotate(pg_real *x, const pg_real *cos, const pg_real *sin, int b, int t, int h, int hd, int sign)
 {
     int half = hd / 2;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)b * t * h * hd > PG_OMP_MIN)
     for (int bi = 0; bi < b; bi++)
         for (int ti = 0; ti < t; ti++) {
             const pg_real *c = cos + (size_t)ti * half, *s = sin + (size_t)ti * half;

@@ -206,7 +206,7 @@ static void test_attention(void)
     struct at m = {.b = 2, .t = 5, .h = 4, .kv = 2, .hd = 4};
     size_t nq = 2 * 5 * 4 * 4, nk = 2 * 5 * 2 * 4;
     m.q = rnd(nq, 1), m.k = rnd(nk, 1), m.v = rnd(nk, 1), m.o = zeros(nq), m.lse = zeros(2 * 4 * 5);
-    m.r = rnd(nq, 1), m.work = zeros(pg_attention_work(5));
+    m.r = rnd(nq, 1), m.work = zeros(B->attention_work(5));
     at_f(&m);
     double worst = 0;
     for (int bi = 0; bi < 2; bi++)

@@ -1,0 +1,57 @@
+/* eval.c: the standard val_bpb evaluation (see eval.h). */
+#include "eval.h"
+
+#include "err.h"
+#include "progress.h"
+#include "xio.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int pg_eval_val(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut, int rank, int world,
+                int batch_seqs, int progress, struct pg_eval_result *r)
+{
+    memset(r, 0, sizeof *r);
+    int t = v->seq_len;
+    if (batch_seqs < 1 || batch_seqs > m->max_b || t != m->t)
+        return pg_error(PG_E_INVAL, "evaluation batch of %d x %d tokens does not fit the model's %d x %d", batch_seqs,
+                        t, m->max_b, m->t);
+    int64_t s0, s1;
+    PG_TRY(pg_val_rank_range(v, rank, world, &s0, &s1));
+    size_t n = (size_t)batch_seqs * (size_t)t;
+    int32_t *x = pg_malloc(n * sizeof *x), *y = pg_malloc(n * sizeof *y);
+    float *losses = pg_malloc(n * sizeof *losses);
+    if (!x || !y || !losses) {
+        free(x), free(y), free(losses);
+        return PG_E_NOMEM;
+    }
+    double t0 = pg_now();
+    struct pg_progress prog;
+    pg_progress_init(&prog, "eval", "tok", (uint64_t)(s1 - s0) * (uint64_t)t, progress);
+    int rc = 0;
+    for (int64_t s = s0; s < s1 && !rc; s += batch_seqs) {
+        int b = (int)(s1 - s < batch_seqs ? s1 - s : batch_seqs);
+        if ((rc = pg_val_windows(v, s, b, x, y))) break;
+        size_t nt = (size_t)b * (size_t)t;
+        pg_model_forward(m, x, y, b, losses);
+        for (size_t i = 0; i < nt; i++) {
+            if (x[i] >= lut->n || y[i] >= lut->n) {
+                rc = pg_error(PG_E_FORMAT, "val token %d is outside the tokenizer's tables (%d)",
+                              x[i] >= lut->n ? x[i] : y[i], lut->n);
+                break;
+            }
+            r->nll_sum += losses[i];
+            r->bytes += pg_bpb_token_bytes(lut, x[i], y[i]);
+        }
+        r->tokens += (double)nt;
+        pg_progress_update(&prog, (uint64_t)r->tokens);
+    }
+    pg_progress_finish(&prog);
+    free(x), free(y), free(losses);
+    if (rc) return rc;
+    r->val_loss = r->tokens > 0 ? r->nll_sum / r->tokens : 0;
+    r->val_bpb = r->bytes > 0 ? r->nll_sum / (log(2.0) * r->bytes) : 0;
+    r->seconds = pg_now() - t0;
+    return 0;
+}

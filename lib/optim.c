@@ -1,0 +1,413 @@
+/* optim.c: Adam, Muon (Newton–Schulz-5), the LR and momentum schedules and gradient clipping of
+ * the parameter-golf baseline (see optim.h). */
+#include "optim.h"
+
+#include "err.h"
+#include "xio.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef PG_REAL_DOUBLE
+#define pg_gemm cblas_dgemm
+#else
+#define pg_gemm cblas_sgemm
+#endif
+
+/* Below this many elements a loop runs on one thread: the fork costs more than the work (the
+ * baseline's control tensors have a few hundred elements).
+ * Muon's element loops stay serial on purpose: they are ~1/1000 of its matrix products, and an
+ * OpenMP region just before a BLAS call leaves libgomp's threads spinning against OpenBLAS's own
+ * (pthreads) threads; measured on 2 cores, that doubled the time of a baseline Muon step. */
+#define PAR_MIN 16384
+
+/* ---- helpers ---- */
+
+float pg_bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+        u |= 0x00400000u; /* NaN: keep it a (quiet) NaN, which truncation alone might not */
+    } else {
+        /* Add half an ulp of bf16, minus one unless the kept lowest bit is odd: ties go to even.
+         * A carry into the exponent is the correct rounding up, to infinity at the top. */
+        u += 0x7fffu + ((u >> 16) & 1u);
+    }
+    u &= 0xffff0000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+static inline pg_real round_if(pg_real x, int bf16)
+{
+    return bf16 ? (pg_real)pg_bf16_round((float)x) : x;
+}
+
+/* Σ x², in double, over 64 fixed blocks summed in order: the result does not depend on the number
+ * of threads (an OpenMP reduction combines partial sums in whatever order threads finish). */
+static double sum_squares(const pg_real *x, size_t n, int parallel)
+{
+    enum { NB = 64 };
+    double part[NB];
+#pragma omp parallel for schedule(static) if (parallel && n >= PAR_MIN)
+    for (int b = 0; b < NB; b++) {
+        size_t lo = n / NB * b + (n % NB) * b / NB, hi = n / NB * (b + 1) + (n % NB) * (b + 1) / NB;
+        double s = 0;
+        for (size_t i = lo; i < hi; i++) s += (double)x[i] * (double)x[i];
+        part[b] = s;
+    }
+    double s = 0;
+    for (int b = 0; b < NB; b++) s += part[b];
+    return s;
+}
+
+/* Copies the tensor list and lays the per-tensor state out in one block: off[i], *total. */
+static int copy_list(struct pg_opt_tensor **list, size_t **off, size_t *total, const struct pg_opt_tensor *tensors,
+                     size_t n, const char *who)
+{
+    if (n && !tensors) return pg_error(PG_E_INVAL, "%s: tensor list is NULL", who);
+    size_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (tensors[i].n && (!tensors[i].param || !tensors[i].grad))
+            return pg_error(PG_E_INVAL, "%s: tensor %zu has no parameter or gradient array", who, i);
+        if (tensors[i].n > SIZE_MAX / 2 / sizeof(pg_real) - sum)
+            return pg_error(PG_E_INVAL, "%s: %zu tensors are too large for this machine", who, n);
+        sum += tensors[i].n;
+    }
+    *list = pg_malloc(n * sizeof **list);
+    *off = pg_malloc(n * sizeof **off);
+    if (!*list || !*off) return PG_E_NOMEM;
+    if (n) memcpy(*list, tensors, n * sizeof **list);
+    sum = 0;
+    for (size_t i = 0; i < n; i++) (*off)[i] = sum, sum += tensors[i].n;
+    *total = sum;
+    return 0;
+}
+
+/* ---- Adam ---- */
+
+int pg_adam_init(struct pg_adam *a, const struct pg_opt_tensor *tensors, size_t n, double beta1, double beta2,
+                 double eps)
+{
+    memset(a, 0, sizeof *a);
+    if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
+        return pg_error(PG_E_INVAL, "adam: betas (%g, %g) must lie in [0, 1)", beta1, beta2);
+    if (!(eps >= 0)) return pg_error(PG_E_INVAL, "adam: eps %g must be >= 0", eps);
+    int rc = copy_list(&a->t, &a->off, &a->total, tensors, n, "adam");
+    if (!rc) {
+        a->m = pg_calloc(a->total, sizeof *a->m);
+        a->v = pg_calloc(a->total, sizeof *a->v);
+        rc = a->m && a->v ? 0 : PG_E_NOMEM;
+    }
+    if (rc) {
+        pg_adam_free(a);
+        return rc;
+    }
+    a->nt = n;
+    a->beta1 = beta1, a->beta2 = beta2, a->eps = eps;
+    return 0;
+}
+
+void pg_adam_step(struct pg_adam *a, double lr)
+{
+    const double b1 = a->beta1, b2 = a->beta2, eps = a->eps;
+    double t = (double)++a->step;
+    /* The fused kernel keeps these in its opmath type (float for float tensors), computed from
+     * double hyper-parameters; so do we, in pg_real. */
+    const pg_real bc1 = (pg_real)(1 - pow(b1, t));
+    const pg_real step_size = (pg_real)(lr / bc1);
+    const pg_real bc2 = (pg_real)(1 - pow(b2, t));
+    const pg_real bc2_sqrt = (pg_real)sqrt(bc2);
+    for (size_t k = 0; k < a->nt; k++) {
+        pg_real *p = a->t[k].param, *m = a->m + a->off[k], *v = a->v + a->off[k];
+        const pg_real *g = a->t[k].grad;
+        size_t n = a->t[k].n;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (size_t i = 0; i < n; i++) {
+            pg_real gi = g[i];
+            /* double · pg_real promotes: the moments are updated in double, stored rounded. */
+            m[i] = (pg_real)(b1 * m[i] + (1 - b1) * gi);
+            v[i] = (pg_real)(b2 * v[i] + (1 - b2) * gi * gi);
+            pg_real denom = (pg_real)((pg_real)sqrt(v[i]) / bc2_sqrt + eps);
+            p[i] -= step_size * m[i] / denom;
+        }
+    }
+}
+
+void pg_adam_free(struct pg_adam *a)
+{
+    free(a->t);
+    free(a->off);
+    free(a->m);
+    free(a->v);
+    memset(a, 0, sizeof *a);
+}
+
+/* ---- state serialization ---- */
+
+#define STATE_VERSION 1u
+#define STATE_HEAD 16u /* magic, version, scalar bytes, tensor count */
+
+static unsigned char *put_head(unsigned char *p, const char *magic, size_t nt)
+{
+    memcpy(p, magic, 4);
+    pg_le32_put(p + 4, STATE_VERSION);
+    pg_le32_put(p + 8, (uint32_t)sizeof(pg_real));
+    pg_le32_put(p + 12, (uint32_t)nt);
+    return p + STATE_HEAD;
+}
+
+/* Checks what every state starts with, and the exact length (the layout follows from the
+ * optimizer's own tensors, which the state must match). */
+static int check_head(const unsigned char *p, size_t len, size_t want_len, const char *magic, size_t nt,
+                      const char *what, const char *who)
+{
+    if (len < STATE_HEAD)
+        return pg_error(PG_E_FORMAT, "%s: %s state is truncated (%zu bytes)", what, who, len);
+    if (memcmp(p, magic, 4)) return pg_error(PG_E_FORMAT, "%s: bad magic, not a pgolf %s optimizer state", what, who);
+    if (pg_le32_get(p + 4) != STATE_VERSION)
+        return pg_error(PG_E_FORMAT, "%s: %s state version %u, this build reads version %u", what, who,
+                        pg_le32_get(p + 4), STATE_VERSION);
+    if (pg_le32_get(p + 8) != sizeof(pg_real))
+        return pg_error(PG_E_FORMAT, "%s: %s state has %u-byte scalars, this build uses %zu", what, who,
+                        pg_le32_get(p + 8), sizeof(pg_real));
+    if (pg_le32_get(p + 12) != nt)
+        return pg_error(PG_E_FORMAT, "%s: %s state holds %u tensors, the optimizer has %zu", what, who,
+                        pg_le32_get(p + 12), nt);
+    if (len != want_len)
+        return pg_error(PG_E_FORMAT, "%s: %s state is %zu bytes, expected %zu", what, who, len, want_len);
+    return 0;
+}
+
+size_t pg_adam_state_size(const struct pg_adam *a)
+{
+    return STATE_HEAD + 8 + 8 * a->nt + 2 * sizeof(pg_real) * a->total;
+}
+
+int pg_adam_state_save(const struct pg_adam *a, void *buf, size_t cap)
+{
+    size_t need = pg_adam_state_size(a);
+    if (cap < need) return pg_error(PG_E_INVAL, "adam state needs %zu bytes, buffer has %zu", need, cap);
+    unsigned char *p = put_head(buf, "PGAD", a->nt);
+    pg_le64_put(p, (uint64_t)a->step), p += 8;
+    for (size_t i = 0; i < a->nt; i++) pg_le64_put(p, a->t[i].n), p += 8;
+    size_t bytes = sizeof(pg_real) * a->total;
+    if (bytes) memcpy(p, a->m, bytes), memcpy(p + bytes, a->v, bytes);
+    return 0;
+}
+
+int pg_adam_state_load(struct pg_adam *a, const void *buf, size_t len, const char *what)
+{
+    const unsigned char *p = buf;
+    PG_TRY(check_head(p, len, pg_adam_state_size(a), "PGAD", a->nt, what, "adam"));
+    p += STATE_HEAD;
+    uint64_t step = pg_le64_get(p);
+    if (step > INT64_MAX) return pg_error(PG_E_FORMAT, "%s: adam state step %llu is out of range", what,
+                                          (unsigned long long)step);
+    p += 8;
+    for (size_t i = 0; i < a->nt; i++, p += 8)
+        if (pg_le64_get(p) != a->t[i].n)
+            return pg_error(PG_E_FORMAT, "%s: adam state tensor %zu has %llu elements, the optimizer's has %zu",
+                            what, i, (unsigned long long)pg_le64_get(p), a->t[i].n);
+    size_t bytes = sizeof(pg_real) * a->total;
+    if (bytes) memcpy(a->m, p, bytes), memcpy(a->v, p + bytes, bytes);
+    a->step = (int64_t)step;
+    return 0;
+}
+
+/* ---- Newton–Schulz ---- */
+
+size_t pg_newton_schulz5_work(int rows, int cols)
+{
+    size_t m = (size_t)(rows < cols ? rows : cols), k = (size_t)(rows < cols ? cols : rows);
+    return 2 * m * k + 3 * m * m;
+}
+
+/* dst[c][r] = src[r][c] for src rows × cols. */
+static void transpose(pg_real *dst, const pg_real *src, int rows, int cols)
+{
+    for (int c = 0; c < cols; c++)
+        for (int r = 0; r < rows; r++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+}
+
+void pg_newton_schulz5(pg_real *x, int rows, int cols, int steps, int bf16, pg_real *work)
+{
+    /* Python floats meeting a float tensor become float scalars. */
+    const pg_real a = (pg_real)3.4445, b = (pg_real)-4.7750, c = (pg_real)2.0315;
+    const int tr = rows > cols; /* work on the wide orientation: the Gram matrix A is m × m */
+    const int m = tr ? cols : rows, k = tr ? rows : cols;
+    const size_t mk = (size_t)m * k, mm = (size_t)m * m;
+    pg_real *X = work, *Y = X + mk, *A = Y + mk, *T = A + mm, *B = T + mm;
+
+    if (tr) transpose(X, x, rows, cols);
+    else memcpy(X, x, mk * sizeof *X);
+    /* X = G.bfloat16(); X /= X.norm() + eps: the norm is a bf16 tensor, the division one fused
+     * fp32 expression rounded once. */
+    for (size_t i = 0; i < mk; i++) X[i] = round_if(X[i], bf16);
+    const pg_real denom = round_if((pg_real)sqrt(sum_squares(X, mk, 0)), bf16) + (pg_real)1e-7;
+    for (size_t i = 0; i < mk; i++) X[i] = round_if(X[i] / denom, bf16);
+
+    for (int s = 0; s < steps; s++) {
+        /* A = X·Xᵀ */
+        pg_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, m, k, 1, X, k, X, k, 0, A, m);
+        /* B = b·A + (c·A)·A: `c * A @ A` parses as (c*A) @ A, and c·A is stored before the
+         * product reads it. */
+        for (size_t i = 0; i < mm; i++) A[i] = round_if(A[i], bf16), T[i] = round_if(c * A[i], bf16);
+        pg_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, m, m, 1, T, m, A, m, 0, B, m);
+        for (size_t i = 0; i < mm; i++) B[i] = round_if(b * A[i] + round_if(B[i], bf16), bf16);
+        /* X = a·X + B·X */
+        pg_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, m, 1, B, m, X, k, 0, Y, k);
+        for (size_t i = 0; i < mk; i++) X[i] = round_if(a * X[i] + round_if(Y[i], bf16), bf16);
+    }
+
+    if (tr) transpose(x, X, m, k);
+    else memcpy(x, X, mk * sizeof *X);
+}
+
+/* ---- Muon ---- */
+
+int pg_muon_init(struct pg_muon *mu, const struct pg_opt_tensor *tensors, size_t n, int backend_steps, int nesterov,
+                 int bf16)
+{
+    memset(mu, 0, sizeof *mu);
+    if (backend_steps < 0) return pg_error(PG_E_INVAL, "muon: backend steps %d must be >= 0", backend_steps);
+    size_t max_n = 0, max_ns = 0;
+    for (size_t i = 0; i < n && tensors; i++) {
+        const struct pg_opt_tensor *t = &tensors[i];
+        if (t->rows < 1 || t->cols < 1 || t->n != (size_t)t->rows * (size_t)t->cols)
+            return pg_error(PG_E_INVAL, "muon: tensor %zu is %d x %d with %zu elements: not a matrix", i, t->rows,
+                            t->cols, t->n);
+        if (t->n > max_n) max_n = t->n;
+        size_t w = pg_newton_schulz5_work(t->rows, t->cols);
+        if (w > max_ns) max_ns = w;
+    }
+    int rc = copy_list(&mu->t, &mu->off, &mu->total, tensors, n, "muon");
+    if (!rc) {
+        mu->buf = pg_calloc(mu->total, sizeof *mu->buf);
+        mu->work = pg_malloc((max_n + max_ns) * sizeof *mu->work);
+        rc = mu->buf && mu->work ? 0 : PG_E_NOMEM;
+    }
+    if (rc) {
+        pg_muon_free(mu);
+        return rc;
+    }
+    mu->nt = n;
+    mu->backend_steps = backend_steps, mu->nesterov = nesterov != 0, mu->bf16 = bf16 != 0;
+    return 0;
+}
+
+void pg_muon_step(struct pg_muon *mu, double lr, double momentum)
+{
+    const pg_real mom = (pg_real)momentum, lr_r = (pg_real)lr;
+    size_t max_n = 0;
+    for (size_t k = 0; k < mu->nt; k++)
+        if (mu->t[k].n > max_n) max_n = mu->t[k].n;
+    pg_real *G = mu->work, *ns_work = mu->work + max_n;
+
+    for (size_t k = 0; k < mu->nt; k++) {
+        const struct pg_opt_tensor *t = &mu->t[k];
+        const pg_real *g = t->grad;
+        pg_real *buf = mu->buf + mu->off[k], *p = t->param;
+        const size_t n = t->n;
+        const int nesterov = mu->nesterov;
+        /* buf.mul_(μ).add_(g), then g.add(buf, alpha=μ): separate roundings, as PyTorch does.
+         * Without Nesterov the baseline orthogonalizes the raw gradient (its buffer is kept
+         * but unused), unlike modded-nanogpt's `else buf`; we follow the baseline. */
+        for (size_t i = 0; i < n; i++) {
+            pg_real decayed = mom * buf[i];
+            buf[i] = decayed + g[i];
+            G[i] = nesterov ? g[i] + mom * buf[i] : g[i];
+        }
+        pg_newton_schulz5(G, t->rows, t->cols, mu->backend_steps, mu->bf16, ns_work);
+        /* g *= max(1, rows/cols)**0.5 on the (bf16) update, then p.add_(update, alpha=-lr). */
+        const pg_real scale = (pg_real)sqrt(fmax(1.0, (double)t->rows / t->cols));
+        const int bf16 = mu->bf16;
+        for (size_t i = 0; i < n; i++) p[i] -= lr_r * round_if(G[i] * scale, bf16);
+    }
+}
+
+void pg_muon_free(struct pg_muon *mu)
+{
+    free(mu->t);
+    free(mu->off);
+    free(mu->buf);
+    free(mu->work);
+    memset(mu, 0, sizeof *mu);
+}
+
+size_t pg_muon_state_size(const struct pg_muon *mu)
+{
+    return STATE_HEAD + 16 * mu->nt + sizeof(pg_real) * mu->total;
+}
+
+int pg_muon_state_save(const struct pg_muon *mu, void *buf, size_t cap)
+{
+    size_t need = pg_muon_state_size(mu);
+    if (cap < need) return pg_error(PG_E_INVAL, "muon state needs %zu bytes, buffer has %zu", need, cap);
+    unsigned char *p = put_head(buf, "PGMU", mu->nt);
+    for (size_t i = 0; i < mu->nt; i++, p += 16)
+        pg_le64_put(p, (uint64_t)mu->t[i].rows), pg_le64_put(p + 8, (uint64_t)mu->t[i].cols);
+    if (mu->total) memcpy(p, mu->buf, sizeof(pg_real) * mu->total);
+    return 0;
+}
+
+int pg_muon_state_load(struct pg_muon *mu, const void *buf, size_t len, const char *what)
+{
+    const unsigned char *p = buf;
+    PG_TRY(check_head(p, len, pg_muon_state_size(mu), "PGMU", mu->nt, what, "muon"));
+    p += STATE_HEAD;
+    for (size_t i = 0; i < mu->nt; i++, p += 16) {
+        uint64_t r = pg_le64_get(p), c = pg_le64_get(p + 8);
+        if (r != (uint64_t)mu->t[i].rows || c != (uint64_t)mu->t[i].cols)
+            return pg_error(PG_E_FORMAT, "%s: muon state tensor %zu is %llu x %llu, the optimizer's is %d x %d",
+                            what, i, (unsigned long long)r, (unsigned long long)c, mu->t[i].rows, mu->t[i].cols);
+    }
+    if (mu->total) memcpy(mu->buf, p, sizeof(pg_real) * mu->total);
+    return 0;
+}
+
+/* ---- schedules and clipping ---- */
+
+double pg_muon_momentum(int64_t step, double start, double final, int64_t warmup_steps)
+{
+    double f = warmup_steps > 0 ? fmin((double)step / (double)warmup_steps, 1.0) : 1.0;
+    return (1 - f) * start + f * final;
+}
+
+double pg_lr_mul_wallclock(int64_t step, double elapsed_ms, int64_t warmdown_iters, double max_wallclock_ms)
+{
+    if (warmdown_iters <= 0) return 1.0;
+    double step_ms = elapsed_ms / (double)(step > 1 ? step : 1);
+    double warmdown_ms = (double)warmdown_iters * step_ms;
+    double remaining_ms = fmax(max_wallclock_ms - elapsed_ms, 0.0);
+    return remaining_ms <= warmdown_ms ? remaining_ms / fmax(warmdown_ms, 1e-9) : 1.0;
+}
+
+double pg_lr_mul_iterations(int64_t step, int64_t iterations, int64_t warmdown_iters)
+{
+    if (warmdown_iters <= 0) return 1.0;
+    int64_t start = iterations - warmdown_iters > 0 ? iterations - warmdown_iters : 0;
+    if (step < start || step >= iterations) return 1.0; /* the reference's quirk: 1 at step >= iterations */
+    return fmax((double)(iterations - step) / (double)warmdown_iters, 0.0);
+}
+
+double pg_clip_grad_norm(const struct pg_opt_tensor *tensors, size_t n, double max_norm)
+{
+    double ss = 0;
+    for (size_t k = 0; k < n; k++) ss += sum_squares(tensors[k].grad, tensors[k].n, 1);
+    double total = sqrt(ss);
+    double coef = max_norm / (total + 1e-6);
+    if (coef < 1) {
+        const pg_real c = (pg_real)coef; /* a float tensor times a float scalar */
+        for (size_t k = 0; k < n; k++) {
+            pg_real *g = tensors[k].grad;
+            size_t m = tensors[k].n;
+#pragma omp parallel for schedule(static) if (m >= PAR_MIN)
+            for (size_t i = 0; i < m; i++) g[i] *= c;
+        }
+    }
+    return total;
+}

@@ -1,0 +1,182 @@
+/* optim.h: the optimizers of the parameter-golf baseline (spec/baseline.md §4), on the CPU.
+ *
+ * Adam   torch.optim.Adam(betas, eps, fused=True), no weight decay: the arithmetic of PyTorch's
+ *        fused kernel (ATen fused_adam_utils.cuh adam_math), which has the order
+ *          m = b1·m + (1−b1)·g;  v = b2·v + (1−b2)·g·g;  bc1 = 1 − b1^t;  bc2 = 1 − b2^t;
+ *          step_size = lr / bc1;  denom = sqrt(v) / sqrt(bc2) + eps;  p −= step_size·m / denom
+ *        with t = 1 at the first step. As in that kernel the hyper-parameters are doubles, so the
+ *        moment updates and `denom` are evaluated in double and rounded to pg_real on store; the
+ *        rest is pg_real arithmetic. (PyTorch's unfused single-tensor path writes the first
+ *        moment as m.lerp_(g, 1−b1): the same value up to one rounding.)
+ * Muon   for 2-D weights, row-major rows × cols (modded-nanogpt, §4.2):
+ *          buf = μ·buf + G;  G' = G + μ·buf (Nesterov) or G;  X = NS5(G');
+ *          W −= lr · sqrt(max(1, rows/cols)) · X
+ *        NS5 = Newton–Schulz-5 (pg_newton_schulz5). The baseline runs it in bfloat16 under
+ *        torch.compile; the `bf16` flag emulates that (see pg_newton_schulz5), otherwise it runs
+ *        in pg_real.
+ * Schedules and clipping: pg_lr_mul_wallclock / pg_lr_mul_iterations (§4.3), pg_muon_momentum
+ * (§4.2 warmup), pg_clip_grad_norm (torch.nn.utils.clip_grad_norm_).
+ *
+ * Steps never allocate: the state and Muon's scratch are allocated at init. Every element loop
+ * is deterministic whatever the number of OpenMP threads (fixed-block reductions).
+ *
+ * Checkpointing: the state arrays are plain members (adam->m, adam->v, muon->buf, one block each,
+ * tensor i at off[i]) for code that writes them itself; pg_*_state_save / _load serialize the
+ * whole state to a byte buffer, little-endian, in the layouts documented at those functions.
+ * Restoring the state and the parameters makes the following steps bit-identical to an
+ * uninterrupted run. The state of a fresh init (zeros, t = 0) is also how the baseline's
+ * post-warmup reset is done: save right after init, load after the warmup steps.
+ */
+#ifndef PG_OPTIM_H
+#define PG_OPTIM_H
+
+#include "real.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* One parameter tensor and its gradient (same length, dense). The optimizers keep a copy of the
+ * list, not of the arrays: param and grad must stay valid until *_free. */
+struct pg_opt_tensor {
+    pg_real *param; /* updated in place by a step */
+    pg_real *grad;  /* read by a step; scaled in place by pg_clip_grad_norm */
+    int rows, cols; /* Muon: the matrix shape (row-major); Adam ignores it (cols = 0 for 1-D) */
+    size_t n;       /* element count; rows·cols for Muon */
+};
+
+/* ---- Adam ---- */
+
+struct pg_adam {
+    struct pg_opt_tensor *t; /* nt tensors */
+    size_t nt;
+    size_t *off;             /* tensor i's state is m[off[i] .. off[i] + t[i].n), same in v */
+    size_t total;            /* Σ n */
+    pg_real *m, *v;          /* first and second moments, zero at init */
+    double beta1, beta2, eps;
+    int64_t step;            /* steps taken; the next step uses t = step + 1 */
+};
+
+/* Sets up Adam over `n` tensors (the list is copied) with zero moments and step 0. Baseline:
+ * beta1 0.9, beta2 0.95, eps 1e-8. @return 0, PG_E_INVAL (beta outside [0, 1), eps < 0 or NaN,
+ * a NULL array), or PG_E_NOMEM (nothing is left allocated). */
+int pg_adam_init(struct pg_adam *a, const struct pg_opt_tensor *tensors, size_t n, double beta1, double beta2,
+                 double eps);
+
+/* One step at learning rate `lr` (the caller's base lr × schedule). */
+void pg_adam_step(struct pg_adam *a, double lr);
+
+/* Frees the state (not the tensors); safe on a zeroed or freed struct. */
+void pg_adam_free(struct pg_adam *a);
+
+/* State layout (all integers little-endian; pg_real arrays in the host's IEEE format, which is
+ * little-endian on every supported host):
+ *   0   4      magic "PGAD"
+ *   4   4      u32 version, 1
+ *   8   4      u32 bytes per scalar: 4 (float) or 8 (PG_REAL_DOUBLE)
+ *   12  4      u32 tensor count N
+ *   16  8      u64 step
+ *   24  8·N    u64 element count of each tensor
+ *   ..  S·T    m of every tensor, in order (T = Σ counts, S = bytes per scalar)
+ *   ..  S·T    v of every tensor, in order
+ * @return the size in bytes of the serialized state. */
+size_t pg_adam_state_size(const struct pg_adam *a);
+
+/* Writes the state into buf (cap bytes). @return 0, or PG_E_INVAL if cap < pg_adam_state_size. */
+int pg_adam_state_save(const struct pg_adam *a, void *buf, size_t cap);
+
+/* Reads a state written by pg_adam_state_save into an optimizer set up over tensors of the same
+ * counts. `what` names the source (a file name) in messages. On error `a` is unchanged.
+ * @return 0, or PG_E_FORMAT (wrong magic, version, scalar size, tensor count or sizes, length). */
+int pg_adam_state_load(struct pg_adam *a, const void *buf, size_t len, const char *what);
+
+/* ---- Muon ---- */
+
+struct pg_muon {
+    struct pg_opt_tensor *t; /* nt matrices */
+    size_t nt;
+    size_t *off;             /* tensor i's momentum is buf[off[i] .. off[i] + t[i].n) */
+    size_t total;
+    pg_real *buf;            /* momentum buffers, zero at init */
+    int backend_steps;       /* Newton–Schulz iterations (baseline 5) */
+    int nesterov;            /* 1: G' = G + μ·buf (baseline); 0: G' = G, as the baseline's code
+                              * does (buf is still updated, unused) */
+    int bf16;                /* 1: emulate the baseline's bfloat16 Newton–Schulz; 0: pg_real */
+    pg_real *work;           /* scratch: G' of the largest matrix, then pg_newton_schulz5's */
+};
+
+/* Sets up Muon over `n` 2-D tensors (rows, cols >= 1, n == rows·cols; the list is copied) with
+ * zero momentum, and allocates every scratch buffer a step needs. @return 0, PG_E_INVAL (a bad
+ * shape, backend_steps < 0, a NULL array), or PG_E_NOMEM (nothing is left allocated). */
+int pg_muon_init(struct pg_muon *mu, const struct pg_opt_tensor *tensors, size_t n, int backend_steps, int nesterov,
+                 int bf16);
+
+/* One step at learning rate `lr` and momentum `momentum` (pg_muon_momentum(step) in the
+ * baseline), over every tensor in order. */
+void pg_muon_step(struct pg_muon *mu, double lr, double momentum);
+
+/* Frees the state and the scratch (not the tensors); safe on a zeroed or freed struct. */
+void pg_muon_free(struct pg_muon *mu);
+
+/* State layout (as Adam's):
+ *   0   4      magic "PGMU"
+ *   4   4      u32 version, 1
+ *   8   4      u32 bytes per scalar S
+ *   12  4      u32 tensor count N
+ *   16  16·N   u64 rows, u64 cols of each tensor
+ *   ..  S·T    the momentum buffer of every tensor, in order
+ * @return the size in bytes of the serialized state. */
+size_t pg_muon_state_size(const struct pg_muon *mu);
+
+/* @return 0, or PG_E_INVAL if cap < pg_muon_state_size. */
+int pg_muon_state_save(const struct pg_muon *mu, void *buf, size_t cap);
+
+/* As pg_adam_state_load; the shapes must match. @return 0, or PG_E_FORMAT. */
+int pg_muon_state_load(struct pg_muon *mu, const void *buf, size_t len, const char *what);
+
+/* ---- Newton–Schulz and bfloat16 ---- */
+
+/* Rounds a float to the nearest bfloat16 (round to nearest, ties to even, on the fp32 bit
+ * pattern, as PyTorch's float→bfloat16 conversion), returned as a float. NaN stays NaN.
+ * @return the rounded value. */
+float pg_bf16_round(float x);
+
+/* @return the scratch, in elements, that pg_newton_schulz5 needs for a rows × cols matrix:
+ * 2·m·k + 3·m² with m = min(rows, cols), k = max(rows, cols). */
+size_t pg_newton_schulz5_work(int rows, int cols);
+
+/* Orthogonalizes x (rows × cols, row-major) in place, as the baseline's
+ * zeropower_via_newtonschulz5: X = x / (‖x‖_F + 1e-7); work on Xᵀ when rows > cols (so the Gram
+ * matrix is the small side); `steps` times: A = X·Xᵀ; B = b·A + (c·A)·A; X = a·X + B·X with
+ * (a, b, c) = (3.4445, −4.7750, 2.0315); transpose back. Products go through CBLAS.
+ * bf16 = 1 rounds to bfloat16 where the compiled PyTorch function stores a bf16 tensor: the input,
+ * the norm, X after the division, A, c·A, A·A, B, B·X and the new X (each fused pointwise
+ * expression is evaluated in fp32 and rounded once; products accumulate in fp32). In a
+ * PG_REAL_DOUBLE build the rounding goes through float. `work` holds
+ * pg_newton_schulz5_work(rows, cols) elements. */
+void pg_newton_schulz5(pg_real *x, int rows, int cols, int steps, int bf16, pg_real *work);
+
+/* ---- schedules and clipping ---- */
+
+/* The baseline's Muon momentum warmup: (1 − f)·start + f·final with f = min(step / warmup_steps,
+ * 1), f = 1 when warmup_steps <= 0. Baseline: 0.85, 0.95, 500. @return the momentum. */
+double pg_muon_momentum(int64_t step, double start, double final, int64_t warmup_steps);
+
+/* The LR multiplier with the wallclock cap (lr_mul when MAX_WALLCLOCK_SECONDS > 0):
+ * step_ms = elapsed_ms / max(step, 1); warmdown_ms = warmdown_iters · step_ms;
+ * remaining = max(max_wallclock_ms − elapsed_ms, 0);
+ * remaining / max(warmdown_ms, 1e-9) if remaining <= warmdown_ms, else 1; 1 if warmdown_iters <= 0.
+ * elapsed_ms is training time only (validation excluded). @return the multiplier in [0, 1]. */
+double pg_lr_mul_wallclock(int64_t step, double elapsed_ms, int64_t warmdown_iters, double max_wallclock_ms);
+
+/* The LR multiplier without a wallclock cap (MAX_WALLCLOCK_SECONDS <= 0): with
+ * start = max(iterations − warmdown_iters, 0), max((iterations − step) / max(warmdown_iters, 1), 0)
+ * for start <= step < iterations, else 1; 1 if warmdown_iters <= 0. @return the multiplier. */
+double pg_lr_mul_iterations(int64_t step, int64_t iterations, int64_t warmdown_iters);
+
+/* torch.nn.utils.clip_grad_norm_ (2-norm) over the grads of `n` tensors: total = ‖all grads‖₂
+ * (summed in double, in a fixed order); coef = max_norm / (total + 1e-6); when coef < 1 every
+ * grad is multiplied by coef (PyTorch multiplies by min(coef, 1) always: the same values).
+ * @return total, the norm before clipping. */
+double pg_clip_grad_norm(const struct pg_opt_tensor *tensors, size_t n, double max_norm);
+
+#endif

@@ -1,0 +1,578 @@
+/* test_optim.c: the optimizers of lib/optim.c against independent float64 computations:
+ * Adam over a hand-written trace, Muon's momentum/Nesterov buffers and scale, Newton–Schulz
+ * against a float64 iteration written the other way round (right-multiplied for tall matrices)
+ * with its singular values checked by a Jacobi eigen-solver, the transpose rule, the bfloat16
+ * rounding on known bit patterns, the LR and momentum schedules on the spec's numbers, gradient
+ * clipping, and bit-exact resume through the serialized state (with its rejections). */
+#include "../tap.h"
+
+#include "../../lib/err.h"
+#include "../../lib/optim.h"
+
+#include <float.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static unsigned long long rng_state = 7;
+static double urand(void) /* uniform in [-1, 1) */
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(rng_state >> 11) * 0x1.0p-53 * 2 - 1;
+}
+
+static uint32_t bits(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+static float from_bits(uint32_t u)
+{
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* ---- bfloat16 ---- */
+
+static void test_bf16(void)
+{
+    is_int(bits(pg_bf16_round(1.0f)), 0x3F800000, "bf16: 1.0 exact");
+    is_int(bits(pg_bf16_round(1.00390625f)), 0x3F800000, "bf16: 1 + 2^-8 is a tie, goes to even 1.0");
+    is_int(bits(pg_bf16_round(1.01171875f)), bits(1.015625f), "bf16: 1 + 3·2^-8 is a tie, goes to even 1 + 2^-6");
+    ok(pg_bf16_round(1.00390625f + 0x1p-20f) == 1.0078125f, "bf16: just above a tie rounds up");
+    ok(pg_bf16_round(3.14159f) == 3.140625f, "bf16: 3.14159 -> 3.140625");
+    ok(pg_bf16_round(-3.14159f) == -3.140625f, "bf16: -3.14159 -> -3.140625");
+    is_int(bits(pg_bf16_round(from_bits(0x3F80FFFFu))), 0x3F810000, "bf16: carry into the next mantissa");
+    is_int(bits(pg_bf16_round(from_bits(0x00018000u))), 0x00020000, "bf16: subnormal tie to even (up)");
+    is_int(bits(pg_bf16_round(from_bits(0x00008000u))), 0x00000000, "bf16: subnormal tie to even (down)");
+    ok(isinf(pg_bf16_round(FLT_MAX)) && pg_bf16_round(FLT_MAX) > 0, "bf16: FLT_MAX rounds to +inf");
+    ok(isinf(pg_bf16_round(-INFINITY)), "bf16: -inf stays");
+    ok(isnan(pg_bf16_round(from_bits(0x7F800001u))), "bf16: a NaN with only low payload bits stays NaN");
+}
+
+/* ---- Adam ---- */
+
+static void test_adam_trace(void)
+{
+    float p1[3] = {0.5f, -0.25f, 1.0f}, p2[2] = {0.1f, -2.0f}, g1[3], g2[2];
+    struct pg_opt_tensor t[2] = {{p1, g1, 3, 0, 3}, {p2, g2, 2, 0, 2}};
+    struct pg_adam a;
+    is_int(pg_adam_init(&a, t, 2, 0.9, 0.95, 1e-8), 0, "adam: init");
+    /* The expected trace, textbook form: m̂ = m/(1−β1^t), v̂ = v/(1−β2^t), p −= lr·m̂/(√v̂ + ε). */
+    double P[5] = {0.5, -0.25, 1.0, 0.1, -2.0}, M[5] = {0}, V[5] = {0};
+    const double lrs[4] = {0.05, 0.04, 0.03, 0.02}, b1 = 0.9, b2 = 0.95, eps = 1e-8;
+    double maxerr_p = 0, maxerr_m = 0, maxerr_v = 0;
+    for (int s = 0; s < 4; s++) {
+        /* A tiny gradient (1e-7) makes eps matter: it moves that update by ~10%. */
+        double G[5] = {0.3 * (1 + s), -0.2 / (1 + s), 1e-7, (s % 2 ? -1.5 : 0.7), 0.01 * s};
+        for (int i = 0; i < 3; i++) g1[i] = (float)G[i];
+        for (int i = 0; i < 2; i++) g2[i] = (float)G[3 + i];
+        pg_adam_step(&a, lrs[s]);
+        double t1 = s + 1;
+        for (int i = 0; i < 5; i++) {
+            double g = (double)(float)G[i];
+            M[i] = b1 * M[i] + (1 - b1) * g;
+            V[i] = b2 * V[i] + (1 - b2) * g * g;
+            double mh = M[i] / (1 - pow(b1, t1)), vh = V[i] / (1 - pow(b2, t1));
+            P[i] -= lrs[s] * mh / (sqrt(vh) + eps);
+            double p = i < 3 ? p1[i] : p2[i - 3];
+            maxerr_p = fmax(maxerr_p, fabs(p - P[i]));
+            maxerr_m = fmax(maxerr_m, fabs(a.m[i] - M[i]) / fmax(fabs(M[i]), 1e-30));
+            maxerr_v = fmax(maxerr_v, fabs(a.v[i] - V[i]) / fmax(fabs(V[i]), 1e-30));
+        }
+    }
+    ok(maxerr_p < 1e-6, "adam: params follow the float64 trace over 4 steps (max err %.3g)", maxerr_p);
+    ok(maxerr_m < 1e-6 && maxerr_v < 1e-6, "adam: m and v follow the trace (rel err %.3g, %.3g)", maxerr_m, maxerr_v);
+    is_int(a.step, 4, "adam: step counter");
+    /* The eps-sensitive element: without eps it would have moved by exactly Σ lr = 0.14. */
+    ok(fabs((1.0 - p1[2]) - 0.14) > 1e-3, "adam: eps changes the tiny-gradient update (moved %.6f)", 1.0 - p1[2]);
+    /* First step: |update| = lr·|g|/(|g| + eps) for every element (bias correction exact). */
+    pg_adam_free(&a);
+    float p = 0, g = -0.5f;
+    struct pg_opt_tensor one = {&p, &g, 1, 0, 1};
+    pg_adam_init(&a, &one, 1, 0.9, 0.95, 1e-8);
+    pg_adam_step(&a, 0.01);
+    is_close(p, 0.01 * 0.5 / (0.5 + 1e-8), 1e-9, 1e-6, "adam: first step is lr·sign(g)");
+    pg_adam_free(&a);
+    pg_adam_free(&a); /* idempotent */
+    is_int(pg_adam_init(&a, &one, 1, 1.0, 0.95, 1e-8), PG_E_INVAL, "adam: beta1 = 1 rejected");
+    is_int(pg_adam_init(&a, &one, 1, 0.9, 0.95, -1), PG_E_INVAL, "adam: eps < 0 rejected");
+    struct pg_opt_tensor bad = {NULL, &g, 1, 0, 1};
+    is_int(pg_adam_init(&a, &bad, 1, 0.9, 0.95, 1e-8), PG_E_INVAL, "adam: NULL param rejected");
+    pg_adam_free(&a);
+}
+
+/* ---- Newton–Schulz: float64 reference and eigenvalues ---- */
+
+/* Y[r×c] = P[r×q]·Q[q×c] in double. */
+static void mm(double *Y, const double *P, const double *Q, int r, int q, int c)
+{
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < c; j++) {
+            double s = 0;
+            for (int l = 0; l < q; l++) s += P[i * q + l] * Q[l * c + j];
+            Y[i * c + j] = s;
+        }
+}
+static void tr(double *Y, const double *X, int r, int c)
+{
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < c; j++) Y[j * r + i] = X[i * c + j];
+}
+
+/* The same polynomial written without any transpose: wide X ← aX + (bA + cA²)X with A = XXᵀ;
+ * tall X ← aX + X(bA + cA²) with A = XᵀX. Mathematically equal to the transposed form. */
+static void ns_ref(double *X, int r, int c, int steps)
+{
+    const double a = 3.4445, b = -4.7750, cc = 2.0315;
+    int n = r * c, tall = r > c, m = tall ? c : r;
+    double s = 0;
+    for (int i = 0; i < n; i++) s += X[i] * X[i];
+    s = sqrt(s) + 1e-7;
+    for (int i = 0; i < n; i++) X[i] /= s;
+    double *Xt = malloc(n * sizeof *Xt), *A = malloc(m * m * sizeof *A), *A2 = malloc(m * m * sizeof *A2),
+           *Y = malloc(n * sizeof *Y);
+    for (int k = 0; k < steps; k++) {
+        tr(Xt, X, r, c);
+        if (tall) mm(A, Xt, X, c, r, c);
+        else mm(A, X, Xt, r, c, r);
+        mm(A2, A, A, m, m, m);
+        for (int i = 0; i < m * m; i++) A2[i] = b * A[i] + cc * A2[i];
+        if (tall) mm(Y, X, A2, r, c, c);
+        else mm(Y, A2, X, r, r, c);
+        for (int i = 0; i < n; i++) X[i] = a * X[i] + Y[i];
+    }
+    free(Xt), free(A), free(A2), free(Y);
+}
+
+/* The bf16 emulation written out for a wide matrix (r <= c): pointwise work in float rounded to
+ * bfloat16 where the compiled reference stores a tensor, products accumulated in double (the
+ * library's sgemm accumulates in float, so a rare last-bit difference is expected). */
+static float bf(double x) { return pg_bf16_round((float)x); }
+static void ns_ref_bf16(float *X, int r, int c, int steps)
+{
+    const float a = 3.4445f, b = -4.7750f, cc = 2.0315f;
+    int n = r * c;
+    double s = 0;
+    for (int i = 0; i < n; i++) X[i] = bf(X[i]), s += (double)X[i] * X[i];
+    float d = bf(sqrt(s)) + 1e-7f;
+    for (int i = 0; i < n; i++) X[i] = bf(X[i] / d);
+    float *A = malloc(r * r * sizeof *A), *T = malloc(r * r * sizeof *T), *B = malloc(r * r * sizeof *B);
+    for (int k = 0; k < steps; k++) {
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < r; j++) {
+                double acc = 0;
+                for (int l = 0; l < c; l++) acc += (double)X[i * c + l] * X[j * c + l];
+                A[i * r + j] = bf(acc);
+            }
+        for (int i = 0; i < r * r; i++) T[i] = bf(cc * A[i]);
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < r; j++) {
+                double acc = 0;
+                for (int l = 0; l < r; l++) acc += (double)T[i * r + l] * A[l * r + j];
+                B[i * r + j] = bf(b * A[i * r + j] + bf(acc));
+            }
+        float Y[16 * 64];
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < c; j++) {
+                double acc = 0;
+                for (int l = 0; l < r; l++) acc += (double)B[i * r + l] * X[l * c + j];
+                Y[i * c + j] = bf(acc);
+            }
+        for (int i = 0; i < n; i++) X[i] = bf(a * X[i] + Y[i]);
+    }
+    free(A), free(T), free(B);
+}
+
+/* Eigenvalues of a symmetric m×m matrix (cyclic Jacobi), into ev, in place over S. */
+static void jacobi_eig(double *S, int m, double *ev)
+{
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0;
+        for (int p = 0; p < m; p++)
+            for (int q = p + 1; q < m; q++) off += S[p * m + q] * S[p * m + q];
+        if (off < 1e-26) break;
+        for (int p = 0; p < m; p++)
+            for (int q = p + 1; q < m; q++) {
+                if (fabs(S[p * m + q]) < 1e-300) continue;
+                double th = (S[q * m + q] - S[p * m + p]) / (2 * S[p * m + q]);
+                double t = (th >= 0 ? 1 : -1) / (fabs(th) + sqrt(th * th + 1));
+                double c = 1 / sqrt(t * t + 1), s = t * c;
+                for (int k = 0; k < m; k++) { /* columns p, q */
+                    double kp = S[k * m + p], kq = S[k * m + q];
+                    S[k * m + p] = c * kp - s * kq, S[k * m + q] = s * kp + c * kq;
+                }
+                for (int k = 0; k < m; k++) { /* rows p, q */
+                    double pk = S[p * m + k], qk = S[q * m + k];
+                    S[p * m + k] = c * pk - s * qk, S[q * m + k] = s * pk + c * qk;
+                }
+            }
+    }
+    for (int i = 0; i < m; i++) ev[i] = S[i * m + i];
+}
+
+/* Singular values of X (r×c) from the eigenvalues of its small Gram matrix: [*lo, *hi]. */
+static void sv_range(const float *X, int r, int c, double *lo, double *hi)
+{
+    int m = r < c ? r : c;
+    /* Dt by calloc: tr() fills it, but gcc -fsanitize cannot see that (-Wmaybe-uninitialized). */
+    double *D = malloc((size_t)r * c * sizeof *D), *Dt = calloc((size_t)r * c, sizeof *Dt),
+           *S = malloc((size_t)m * m * sizeof *S), ev[64];
+    for (int i = 0; i < r * c; i++) D[i] = X[i];
+    tr(Dt, D, r, c);
+    if (r <= c) mm(S, D, Dt, r, c, r);
+    else mm(S, Dt, D, c, r, c);
+    jacobi_eig(S, m, ev);
+    *lo = INFINITY, *hi = 0;
+    for (int i = 0; i < m; i++) *lo = fmin(*lo, sqrt(fmax(ev[i], 0))), *hi = fmax(*hi, sqrt(fmax(ev[i], 0)));
+    free(D), free(Dt), free(S);
+}
+
+/* A random r×c matrix; square ones get +4·I so that they are well conditioned (a random square
+ * matrix can be nearly singular, and NS5 does not lift a singular value of 1e-5 into range). */
+static void rand_matrix(float *G, int r, int c)
+{
+    for (int i = 0; i < r * c; i++) G[i] = (float)urand();
+    if (r == c)
+        for (int i = 0; i < r; i++) G[i * c + i] += 4;
+}
+
+static void test_newton_schulz(void)
+{
+    static const int shapes[][2] = {{8, 4}, {6, 6}, {4, 8}, {16, 8}, {8, 16}, {32, 64}, {2, 7}, {1, 5}};
+    float work[2 * 64 * 32 + 3 * 32 * 32], G[32 * 64], X[32 * 64];
+    double D[32 * 64];
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int r = shapes[s][0], c = shapes[s][1], n = r * c;
+        rand_matrix(G, r, c);
+        for (int i = 0; i < n; i++) D[i] = G[i], X[i] = G[i];
+        pg_newton_schulz5(X, r, c, 5, 0, work);
+        ns_ref(D, r, c, 5);
+        double err = 0, mx = 0;
+        for (int i = 0; i < n; i++) err = fmax(err, fabs(X[i] - D[i])), mx = fmax(mx, fabs(D[i]));
+        ok(err <= 1e-5 * mx, "NS5 %dx%d: matches the float64 iteration (max err %.3g of %.3g)", r, c, err, mx);
+        double lo, hi;
+        sv_range(X, r, c, &lo, &hi);
+        ok(lo >= 0.6 && hi <= 1.2, "NS5 %dx%d: singular values in [%.3f, %.3f] within [0.6, 1.2]", r, c, lo, hi);
+    }
+    /* steps = 0 is the plain normalization: the Frobenius norm becomes 1. */
+    rand_matrix(G, 4, 8);
+    pg_newton_schulz5(G, 4, 8, 0, 0, work);
+    double fro = 0;
+    for (int i = 0; i < 32; i++) fro += (double)G[i] * G[i];
+    is_close(sqrt(fro), 1, 1e-6, 0, "NS0: unit Frobenius norm");
+
+    /* Transpose rule: a tall matrix is worked on as its transpose, so NS(G) = NS(Gᵀ)ᵀ bit for
+     * bit, in both precisions. */
+    for (int bf = 0; bf < 2; bf++) {
+        float Gt[8 * 4], Y[8 * 4];
+        rand_matrix(G, 8, 4);
+        for (int i = 0; i < 8; i++)
+            for (int j = 0; j < 4; j++) Gt[j * 8 + i] = G[i * 4 + j];
+        pg_newton_schulz5(G, 8, 4, 5, bf, work);
+        pg_newton_schulz5(Gt, 4, 8, 5, bf, work);
+        for (int i = 0; i < 8; i++)
+            for (int j = 0; j < 4; j++) Y[i * 4 + j] = Gt[j * 8 + i];
+        ok(memcmp(Y, G, sizeof Y) == 0, "NS5 %s: 8x4 equals the transpose of NS5 of its 4x8 transpose",
+           bf ? "bf16" : "fp32");
+    }
+
+    /* bf16 emulation: every output is a bfloat16, and close to the fp32 result. */
+    float B[16 * 8];
+    rand_matrix(G, 16, 8);
+    memcpy(B, G, sizeof B);
+    pg_newton_schulz5(G, 16, 8, 5, 0, work);
+    pg_newton_schulz5(B, 16, 8, 5, 1, work);
+    int all_bf16 = 1;
+    double diff = 0;
+    for (int i = 0; i < 128; i++) all_bf16 &= (bits(B[i]) & 0xffff) == 0, diff = fmax(diff, fabs(B[i] - G[i]));
+    ok(all_bf16, "NS5 bf16: every output element is a bfloat16");
+    ok(diff < 0.05 && diff > 0, "NS5 bf16: within 0.05 of fp32 and not identical (max diff %.3g)", diff);
+    double lo, hi;
+    sv_range(B, 16, 8, &lo, &hi);
+    ok(lo >= 0.6 && hi <= 1.2, "NS5 bf16 16x8: singular values in [%.3f, %.3f]", lo, hi);
+    /* Against the written-out emulation: almost every element identical, the rest one bf16 ulp. */
+    static const int wide[][2] = {{8, 16}, {16, 64}, {4, 8}};
+    for (int s = 0; s < 3; s++) {
+        int r = wide[s][0], c = wide[s][1], n = r * c, same = 0;
+        float R[16 * 64];
+        rand_matrix(G, r, c);
+        memcpy(R, G, n * sizeof *R);
+        pg_newton_schulz5(G, r, c, 5, 1, work);
+        ns_ref_bf16(R, r, c, 5);
+        double worst = 0;
+        for (int i = 0; i < n; i++) same += G[i] == R[i], worst = fmax(worst, fabs(G[i] - R[i]) / fabs(R[i]));
+        ok(same >= n * 0.97 && worst <= 1.0 / 64, "NS5 bf16 %dx%d: %d of %d elements equal the emulation written out, "
+           "worst rel diff %.3g", r, c, same, n, worst);
+    }
+    is_int((long long)pg_newton_schulz5_work(1024, 512), 2LL * 512 * 1024 + 3LL * 512 * 512, "NS work size");
+}
+
+/* ---- Muon ---- */
+
+/* Momentum and Nesterov against a float64 trace: with 0 Newton–Schulz steps the update is the
+ * normalized G', so every buffer and weight can be followed by hand. */
+static void muon_trace(int r, int c, int nesterov)
+{
+    float W[6], g[6];
+    double Wd[6], buf[6] = {0};
+    for (int i = 0; i < 6; i++) W[i] = (float)urand(), Wd[i] = W[i];
+    struct pg_opt_tensor t = {W, g, r, c, 6};
+    struct pg_muon mu;
+    is_int(pg_muon_init(&mu, &t, 1, 0, nesterov, 0), 0, "muon %dx%d: init", r, c);
+    const double moms[3] = {0.85, 0.9, 0.95}, lr = 0.1, scale = sqrt(fmax(1.0, (double)r / c));
+    double err_b = 0, err_w = 0;
+    for (int s = 0; s < 3; s++) {
+        double Gp[6], nrm = 0;
+        for (int i = 0; i < 6; i++) g[i] = (float)urand();
+        pg_muon_step(&mu, lr, moms[s]);
+        for (int i = 0; i < 6; i++) {
+            buf[i] = moms[s] * buf[i] + g[i];
+            Gp[i] = nesterov ? g[i] + moms[s] * buf[i] : g[i];
+            nrm += Gp[i] * Gp[i];
+        }
+        nrm = sqrt(nrm) + 1e-7;
+        for (int i = 0; i < 6; i++) {
+            Wd[i] -= lr * scale * Gp[i] / nrm;
+            err_b = fmax(err_b, fabs(mu.buf[i] - buf[i]));
+            err_w = fmax(err_w, fabs(W[i] - Wd[i]));
+        }
+    }
+    ok(err_b < 1e-6, "muon %dx%d nesterov=%d: momentum buffer follows the trace (err %.3g)", r, c, nesterov, err_b);
+    ok(err_w < 1e-6, "muon %dx%d nesterov=%d: weights follow the trace, scale %.4f (err %.3g)", r, c, nesterov, scale,
+       err_w);
+    pg_muon_free(&mu);
+}
+
+/* The √max(1, rows/cols) scale and the lr, bit for bit against NS5 of the same G'. */
+static void test_muon_scale(int bf16)
+{
+    static const int shapes[2][2] = {{16, 8}, {8, 16}};
+    float W[2][128], g[2][128], Gp[128], work[2 * 16 * 8 + 3 * 8 * 8];
+    struct pg_opt_tensor t[2];
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 128; i++) W[k][i] = 0, g[k][i] = (float)urand();
+        t[k] = (struct pg_opt_tensor){W[k], g[k], shapes[k][0], shapes[k][1], 128};
+    }
+    struct pg_muon mu;
+    pg_muon_init(&mu, t, 2, 5, 1, bf16);
+    pg_muon_step(&mu, 0.5, 0.9);
+    for (int k = 0; k < 2; k++) {
+        const float mom = 0.9f, scale = k == 0 ? (float)sqrt(2.0) : 1.0f;
+        for (int i = 0; i < 128; i++) {
+            float b = mom * 0.0f + g[k][i];
+            Gp[i] = g[k][i] + mom * b;
+        }
+        pg_newton_schulz5(Gp, shapes[k][0], shapes[k][1], 5, bf16, work);
+        int same = 1;
+        for (int i = 0; i < 128; i++) {
+            float u = Gp[i] * scale;
+            if (bf16) u = pg_bf16_round(u);
+            same &= W[k][i] == 0.0f - 0.5f * u;
+        }
+        ok(same, "muon %s %dx%d: W = -lr * %.4f * NS5(G + mu*buf), bit for bit", bf16 ? "bf16" : "fp32",
+           shapes[k][0], shapes[k][1], scale);
+    }
+    pg_muon_free(&mu);
+}
+
+static void test_muon(void)
+{
+    muon_trace(2, 3, 1);
+    muon_trace(3, 2, 1);
+    muon_trace(2, 3, 0);
+    test_muon_scale(0);
+    test_muon_scale(1);
+    float p[6], g[6];
+    struct pg_opt_tensor bad = {p, g, 2, 2, 6};
+    struct pg_muon mu;
+    is_int(pg_muon_init(&mu, &bad, 1, 5, 1, 0), PG_E_INVAL, "muon: n != rows*cols rejected");
+    ok(strstr(pg_error_message(), "2 x 2") != NULL, "muon: message names the shape: %s", pg_error_message());
+    struct pg_opt_tensor vec = {p, g, 6, 0, 6};
+    is_int(pg_muon_init(&mu, &vec, 1, 5, 1, 0), PG_E_INVAL, "muon: 1-D tensor rejected");
+    pg_muon_free(&mu);
+}
+
+/* ---- schedules ---- */
+
+static void test_schedules(void)
+{
+    /* §4.3 at 43.54 ms/step, 1200 warmdown iterations, 600 s: warmdown_ms = 52,248, so the
+     * decay starts when elapsed reaches 547,752 ms (≈547.8 s), between steps 12,580 and 12,581. */
+    const double ms = 43.54, cap = 600000;
+    is_close(pg_lr_mul_wallclock(12580, 12580 * ms, 1200, cap), 1.0, 0, 0, "lr wallclock: step 12580 still 1");
+    is_close(pg_lr_mul_wallclock(12581, 12581 * ms, 1200, cap), 52223.26 / 52248.0, 1e-9, 0,
+             "lr wallclock: step 12581 decays (0.99953)");
+    is_close(pg_lr_mul_wallclock(13000, 13000 * ms, 1200, cap), 33980.0 / 52248.0, 1e-9, 0,
+             "lr wallclock: step 13000 = 0.65036");
+    is_close(pg_lr_mul_wallclock(13780, 600038, 1200, cap), 0.0, 0, 0, "lr wallclock: past the cap = 0");
+    is_close(pg_lr_mul_wallclock(0, 0, 1200, cap), 1.0, 0, 0, "lr wallclock: step 0 = 1 (max(step, 1))");
+    is_close(pg_lr_mul_wallclock(1, 599000, 1200, cap), 1000.0 / (1200 * 599000.0), 1e-15, 0,
+             "lr wallclock: a slow first step decays at once");
+    is_close(pg_lr_mul_wallclock(13000, 590000, 0, cap), 1.0, 0, 0, "lr wallclock: warmdown 0 = 1");
+    is_close(pg_lr_mul_iterations(18799, 20000, 1200), 1.0, 0, 0, "lr iterations: 18799 = 1");
+    is_close(pg_lr_mul_iterations(18800, 20000, 1200), 1.0, 0, 0, "lr iterations: 18800 = 1");
+    is_close(pg_lr_mul_iterations(19400, 20000, 1200), 0.5, 0, 0, "lr iterations: 19400 = 0.5");
+    is_close(pg_lr_mul_iterations(19999, 20000, 1200), 1.0 / 1200, 1e-15, 0, "lr iterations: 19999 = 1/1200");
+    is_close(pg_lr_mul_iterations(20000, 20000, 1200), 1.0, 0, 0, "lr iterations: 20000 = 1 (the reference's)");
+    is_close(pg_lr_mul_iterations(0, 1000, 1200), 1000.0 / 1200, 1e-15, 0, "lr iterations: short run starts decayed");
+    is_close(pg_muon_momentum(0, 0.85, 0.95, 500), 0.85, 1e-15, 0, "momentum: step 0 = 0.85");
+    is_close(pg_muon_momentum(250, 0.85, 0.95, 500), 0.90, 1e-15, 0, "momentum: step 250 = 0.90");
+    is_close(pg_muon_momentum(500, 0.85, 0.95, 500), 0.95, 1e-15, 0, "momentum: step 500 = 0.95");
+    is_close(pg_muon_momentum(9000, 0.85, 0.95, 500), 0.95, 1e-15, 0, "momentum: after warmup = 0.95");
+    is_close(pg_muon_momentum(3, 0.85, 0.95, 0), 0.95, 0, 0, "momentum: no warmup = final");
+}
+
+/* ---- clipping ---- */
+
+static void test_clip(void)
+{
+    float g1[2] = {3, 4}, g2[1] = {12}, p[3];
+    struct pg_opt_tensor t[2] = {{p, g1, 1, 2, 2}, {p + 2, g2, 1, 1, 1}};
+    is_close(pg_clip_grad_norm(t, 2, 100), 13, 0, 0, "clip: total norm 13");
+    ok(g1[0] == 3 && g1[1] == 4 && g2[0] == 12, "clip: max_norm 100 leaves grads alone");
+    is_close(pg_clip_grad_norm(t, 2, 1), 13, 0, 0, "clip: returns the norm before clipping");
+    float c = (float)(1.0 / (13 + 1e-6));
+    ok(g1[0] == 3 * c && g1[1] == 4 * c && g2[0] == 12 * c, "clip: grads scaled by max_norm/(norm + 1e-6)");
+    is_close(pg_clip_grad_norm(t, 2, 100), 1.0 / (1 + 1e-6 / 13), 1e-7, 0, "clip: new norm ~1");
+    /* norm == max_norm still scales by max_norm/(norm + 1e-6) < 1, as PyTorch's clamp does. */
+    g1[0] = 3, g1[1] = 4, g2[0] = 12;
+    pg_clip_grad_norm(t, 2, 13);
+    ok(g1[0] < 3 && g1[0] > 3 * 0.9999f, "clip: norm == max_norm scales by 13/(13 + 1e-6)");
+
+    /* Fixed-order sum: the same bits with 1 and 4 threads. */
+    size_t n = 200003;
+    float *big = malloc(n * sizeof *big);
+    for (size_t i = 0; i < n; i++) big[i] = (float)urand();
+    struct pg_opt_tensor tb = {big, big, 1, 1, n};
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    double n1 = pg_clip_grad_norm(&tb, 1, 1e30);
+    omp_set_num_threads(4);
+    double n4 = pg_clip_grad_norm(&tb, 1, 1e30);
+    omp_set_num_threads(threads);
+    ok(memcmp(&n1, &n4, sizeof n1) == 0, "clip: norm identical with 1 and 4 threads");
+    free(big);
+}
+
+/* ---- resume ---- */
+
+struct rig {
+    float pa[2][40], ga[2][40], pm[2][72], gm[2][72];
+    struct pg_opt_tensor ta[2], tm[2];
+};
+
+static void rig_grads(struct rig *r, int step)
+{
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 40; i++) r->ga[k][i] = (float)sin(0.37 * i + 1.3 * step + k);
+        for (int i = 0; i < 72; i++) r->gm[k][i] = (float)cos(0.21 * i + 0.7 * step - k) + r->pm[k][i] * 0.1f;
+    }
+}
+
+static void rig_steps(struct rig *r, struct pg_adam *a, struct pg_muon *mu, int from, int to)
+{
+    for (int s = from; s < to; s++) {
+        rig_grads(r, s);
+        double mul = pg_lr_mul_iterations(s, 8, 4);
+        pg_adam_step(a, 0.05 * mul);
+        pg_muon_step(mu, 0.04 * mul, pg_muon_momentum(s, 0.85, 0.95, 5));
+    }
+}
+
+static void rig_init(struct rig *r, struct pg_adam *a, struct pg_muon *mu)
+{
+    for (int k = 0; k < 2; k++) {
+        r->ta[k] = (struct pg_opt_tensor){r->pa[k], r->ga[k], 40, 0, 40};
+        r->tm[k] = (struct pg_opt_tensor){r->pm[k], r->gm[k], k ? 6 : 12, k ? 12 : 6, 72};
+    }
+    pg_adam_init(a, r->ta, 2, 0.9, 0.95, 1e-8);
+    pg_muon_init(mu, r->tm, 2, 5, 1, 1);
+}
+
+static void test_resume(void)
+{
+    static struct rig r;
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 40; i++) r.pa[k][i] = (float)urand();
+        for (int i = 0; i < 72; i++) r.pm[k][i] = (float)urand() * 0.1f;
+    }
+    struct pg_adam a, a2;
+    struct pg_muon mu, mu2;
+    rig_init(&r, &a, &mu);
+    rig_steps(&r, &a, &mu, 0, 3);
+
+    size_t na = pg_adam_state_size(&a), nm = pg_muon_state_size(&mu);
+    is_int((long long)na, 16 + 8 + 16 + 2 * 4 * 80, "state: adam size");
+    is_int((long long)nm, 16 + 32 + 4 * 144, "state: muon size");
+    unsigned char *sa = malloc(na), *sm = malloc(nm), *sa2 = malloc(na), *sm2 = malloc(nm);
+    is_int(pg_adam_state_save(&a, sa, na), 0, "state: adam saved");
+    is_int(pg_muon_state_save(&mu, sm, nm), 0, "state: muon saved");
+    is_int(pg_adam_state_save(&a, sa2, na - 1), PG_E_INVAL, "state: short buffer rejected");
+    ok(memcmp(sa, "PGAD", 4) == 0 && sa[4] == 1 && sa[8] == sizeof(pg_real) && sa[12] == 2 && sa[16] == 3,
+       "state: adam header bytes (magic, version 1, scalar size, 2 tensors, step 3)");
+    ok(memcmp(sm, "PGMU", 4) == 0 && sm[16] == 12 && sm[24] == 6 && sm[32] == 6 && sm[40] == 12,
+       "state: muon header bytes (magic, shapes 12x6, 6x12)");
+    struct rig saved = r;
+
+    rig_steps(&r, &a, &mu, 3, 7);
+    struct rig straight = r;
+    pg_adam_state_save(&a, sa2, na);
+    pg_muon_state_save(&mu, sm2, nm);
+
+    /* A fresh process: new optimizers over restored parameters, the saved state loaded. */
+    r = saved;
+    rig_init(&r, &a2, &mu2);
+    is_int(pg_adam_state_load(&a2, sa, na, "ck"), 0, "state: adam loaded");
+    is_int(pg_muon_state_load(&mu2, sm, nm, "ck"), 0, "state: muon loaded");
+    rig_steps(&r, &a2, &mu2, 3, 7);
+    ok(memcmp(r.pa, straight.pa, sizeof r.pa) == 0 && memcmp(r.pm, straight.pm, sizeof r.pm) == 0,
+       "resume: 4 more steps give bit-identical parameters");
+    unsigned char *sa3 = malloc(na), *sm3 = malloc(nm);
+    pg_adam_state_save(&a2, sa3, na);
+    pg_muon_state_save(&mu2, sm3, nm);
+    ok(memcmp(sa2, sa3, na) == 0 && memcmp(sm2, sm3, nm) == 0, "resume: and bit-identical optimizer states");
+
+    /* Rejections leave the optimizer as it was. */
+    int64_t step = a2.step;
+    sa[0] ^= 1;
+    is_int(pg_adam_state_load(&a2, sa, na, "ck.opt"), PG_E_FORMAT, "state: bad magic rejected");
+    ok(strstr(pg_error_message(), "ck.opt") && strstr(pg_error_message(), "magic"), "state: message: %s",
+       pg_error_message());
+    sa[0] ^= 1;
+    is_int(pg_adam_state_load(&a2, sa, na - 1, "ck"), PG_E_FORMAT, "state: truncated rejected");
+    sa[8] = 8;
+    is_int(pg_adam_state_load(&a2, sa, na, "ck"), PG_E_FORMAT, "state: other scalar size rejected");
+    sa[8] = sizeof(pg_real);
+    sa[4] = 2;
+    is_int(pg_adam_state_load(&a2, sa, na, "ck"), PG_E_FORMAT, "state: other version rejected");
+    sa[4] = 1;
+    is_int(pg_muon_state_load(&mu2, sa, na, "ck"), PG_E_FORMAT, "state: adam state refused by muon");
+    sm[16] = 6, sm[24] = 12; /* 6x12 instead of 12x6: same size, other shape */
+    is_int(pg_muon_state_load(&mu2, sm, nm, "ck"), PG_E_FORMAT, "state: other shape rejected");
+    ok(strstr(pg_error_message(), "6 x 12") != NULL, "state: message names the shape: %s", pg_error_message());
+    is_int(a2.step, step, "state: a failed load changes nothing");
+    struct pg_adam a3;
+    pg_adam_init(&a3, r.ta, 1, 0.9, 0.95, 1e-8);
+    is_int(pg_adam_state_load(&a3, sa, na, "ck"), PG_E_FORMAT, "state: other tensor count rejected");
+
+    pg_adam_free(&a), pg_adam_free(&a2), pg_adam_free(&a3);
+    pg_muon_free(&mu), pg_muon_free(&mu2);
+    free(sa), free(sm), free(sa2), free(sm2), free(sa3), free(sm3);
+}
+
+int main(void)
+{
+    test_bf16();
+    test_adam_trace();
+    test_newton_schulz();
+    test_muon();
+    test_schedules();
+    test_clip();
+    test_resume();
+    return done_testing();
+}
