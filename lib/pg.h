@@ -11,11 +11,14 @@
 #include "bpb.h"      /* val_bpb byte accounting */
 #include "backend.h"  /* the operation table of the model */
 #include "config.h"   /* model and training configuration */
+#include "ckpt.h"     /* checkpoints */
 #include "docs.h"     /* JSONL / text document input */
+#include "eval.h"     /* val_loss / val_bpb */
 #include "loader.h"   /* training batches and val windows */
 #include "err.h"      /* error codes, messages, exit statuses */
 #include "mapfile.h"  /* mmap'd input */
 #include "opt.h"      /* checked number parsing */
+#include "optim.h"    /* Adam, Muon, schedules */
 #include "outfile.h"  /* atomic output */
 #include "progress.h" /* progress line */
 #include "model.h"    /* the GPT, forward and backward */
