@@ -1,5 +1,166 @@
-/* pg-train: placeholder until its issue lands: answers -h/-V, otherwise says "not implemented" and
- * exits 3 (feature unavailable), so scripts can tell "not built yet" from a failure. */
+/* pg-train: train the parameter-golf GPT on token shards (on the CPU; the CUDA backend comes with
+ * its own issue). The loop is lib/train.c; this file builds the options (the configuration flags
+ * come from the field table of lib/config.c), applies preset → config file → flags, and reports. */
+#define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
-int main(int argc, char **argv) { pg_cli_stub_main("pg-train", argc, argv); }
+#include "../lib/ckpt.h"
+#include "../lib/config.h"
+#include "../lib/err.h"
+#include "../lib/opt.h"
+#include "../lib/train.h"
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage_head[] =
+    "Usage: pg-train -d DATA_DIR -m TOKENIZER.model -o RUN_DIR [options] [config flags]\n"
+    "\n"
+    "Train the parameter-golf GPT on <prefix>_train_*.bin shards of DATA_DIR, validating on\n"
+    "<prefix>_val_*.bin. Writes RUN_DIR/model.safetensors (the final model), resumable checkpoints\n"
+    "RUN_DIR/ckpt_NNNNNN.safetensors (+ .state.safetensors) and RUN_DIR/metrics.jsonl.\n"
+    "SIGINT or SIGTERM stops after the current step with a checkpoint (a second one kills).\n"
+    "\n"
+    "Options:\n"
+    "  -d, --data DIR             folder of the token shards\n"
+    "  -m, --tokenizer MODEL      the SentencePiece .model the shards were encoded with\n"
+    "  -o, --output DIR           the run folder (created if missing)\n"
+    "      --prefix NAME          shard name prefix (default fineweb)\n"
+    "      --preset NAME          start from a preset configuration (baseline)\n"
+    "  -c, --config FILE          then apply 'key = value' lines from FILE\n"
+    "      --resume CKPT          continue from a checkpoint of an earlier run (bit-exact)\n"
+    "      --save-every N         write a checkpoint every N steps (default 0: only at the end)\n"
+    "      --muon-bf16            run Newton-Schulz in emulated bfloat16, as the PyTorch baseline\n"
+    "      --json                 print a summary as JSON on standard output\n"
+    "      --progress             always draw the progress line\n"
+    "      --no-progress          never draw it (default: when stderr is a terminal)\n"
+    "  -q, --quiet                print only errors\n"
+    "  -v, --verbose              print more\n"
+    "  -V, --version              print the version and exit\n"
+    "  -h, --help                 print this help and exit\n"
+    "\n"
+    "Config flags (applied last; the same keys work in -c files and checkpoint metadata):\n";
+
+static const char usage_tail[] = "\nExit status: 0 success (also when stopped by a signal), 1 runtime error, 2 usage "
+                                 "error.\nSee pg-train(1), pg-eval(1), pg-formats(5).\n";
+
+enum { OPT_PREFIX = PG_OPT_FIRST_CMD, OPT_PRESET, OPT_RESUME, OPT_SAVE_EVERY, OPT_MUON_BF16, OPT_FIELD = 2000 };
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_stop(int sig)
+{
+    stop_flag = 1;
+    signal(sig, SIG_DFL); /* a second signal kills */
+}
+
+static char *build_usage(void)
+{
+    size_t n, len = sizeof usage_head + sizeof usage_tail + 64;
+    const struct pg_config_field *f = pg_config_fields(&n);
+    for (size_t i = 0; i < n; i++) len += strlen(f[i].flag) + strlen(f[i].help) + 64;
+    char *u = malloc(len), *p = u;
+    if (!u) return NULL;
+    p += sprintf(p, "%s", usage_head);
+    struct pg_config def;
+    pg_config_default(&def);
+    for (size_t i = 0; i < n; i++) {
+        char val[64];
+        pg_config_format(&def, &f[i], val, sizeof val);
+        char opt[64];
+        snprintf(opt, sizeof opt, "--%s N", f[i].flag);
+        p += sprintf(p, "      %-26s %s (%s)\n", opt, f[i].help, val);
+    }
+    sprintf(p, "%s", usage_tail);
+    return u;
+}
+
+static void check(struct pg_cli *cli, int rc)
+{
+    if (rc) pg_cli_fail(cli, rc);
+}
+
+int main(int argc, char **argv)
+{
+    char *usage = build_usage();
+    struct pg_cli cli;
+    pg_cli_init(&cli, "pg-train", usage ? usage : usage_head);
+    size_t nf;
+    const struct pg_config_field *fields = pg_config_fields(&nf);
+    static const struct option fixed[] = {
+        {"data", required_argument, 0, 'd'},          {"tokenizer", required_argument, 0, 'm'},
+        {"output", required_argument, 0, 'o'},        {"config", required_argument, 0, 'c'},
+        {"prefix", required_argument, 0, OPT_PREFIX}, {"preset", required_argument, 0, OPT_PRESET},
+        {"resume", required_argument, 0, OPT_RESUME}, {"save-every", required_argument, 0, OPT_SAVE_EVERY},
+        {"muon-bf16", no_argument, 0, OPT_MUON_BF16}, PG_CLI_COMMON_LONGOPTS,
+    };
+    size_t nfixed = sizeof fixed / sizeof *fixed;
+    struct option *longopts = calloc(nfixed + nf + 1, sizeof *longopts);
+    const char **set_names = calloc((size_t)argc, sizeof *set_names), **set_values = calloc((size_t)argc, sizeof *set_values);
+    if (!longopts || !set_names || !set_values) pg_cli_die(&cli, "out of memory");
+    memcpy(longopts, fixed, sizeof fixed);
+    for (size_t i = 0; i < nf; i++)
+        longopts[nfixed + i] = (struct option){fields[i].flag, required_argument, 0, OPT_FIELD + (int)i};
+
+    struct pg_train_opts o = {.prefix = "fineweb", .stop = &stop_flag};
+    const char *preset = NULL, *cfg_file = NULL;
+    size_t nset = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "d:m:o:c:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+        if (pg_cli_common(&cli, c)) continue;
+        if (c >= OPT_FIELD && c < OPT_FIELD + (int)nf) {
+            set_names[nset] = fields[c - OPT_FIELD].key;
+            set_values[nset++] = optarg;
+            continue;
+        }
+        switch (c) {
+        case 'd': o.data_dir = optarg; break;
+        case 'm': o.tokenizer = optarg; break;
+        case 'o': o.run_dir = optarg; break;
+        case 'c': cfg_file = optarg; break;
+        case OPT_PREFIX: o.prefix = optarg; break;
+        case OPT_PRESET: preset = optarg; break;
+        case OPT_RESUME: o.resume = optarg; break;
+        case OPT_SAVE_EVERY: check(&cli, pg_parse_int("--save-every", optarg, 0, 1 << 30, &o.save_every)); break;
+        case OPT_MUON_BF16: o.muon_bf16 = 1; break;
+        default: pg_cli_usage_error(&cli, "unexpected option");
+        }
+    }
+    if (optind < argc) pg_cli_usage_error(&cli, "unexpected argument '%s'", argv[optind]);
+    if (!o.data_dir) pg_cli_usage_error(&cli, "no data folder (-d DIR)");
+    if (!o.tokenizer) pg_cli_usage_error(&cli, "no tokenizer (-m MODEL)");
+    if (!o.run_dir) pg_cli_usage_error(&cli, "no run folder (-o DIR)");
+
+    pg_config_default(&o.cfg);
+    if (o.resume) check(&cli, pg_ckpt_read_config(o.resume, &o.cfg));
+    if (preset) check(&cli, pg_config_preset(&o.cfg, preset));
+    if (cfg_file) check(&cli, pg_config_load_file(&o.cfg, cfg_file));
+    for (size_t i = 0; i < nset; i++) check(&cli, pg_config_set(&o.cfg, set_names[i], set_values[i]));
+    o.progress = pg_cli_progress(&cli);
+    o.verbosity = cli.verbosity;
+    if (cli.verbosity > 0) pg_config_print_table(&o.cfg, stderr);
+
+    signal(SIGINT, on_stop);
+    signal(SIGTERM, on_stop);
+    struct pg_train_result r;
+    check(&cli, pg_train_run(&o, &r));
+    pg_cli_info(&cli, "%s after %d steps: train_loss %.4f val_loss %.4f val_bpb %.4f, %.1fs, %.0f tokens/s; wrote %s",
+                r.interrupted ? "stopped by a signal" : "done", r.steps, r.train_loss, r.val_loss, r.val_bpb,
+                r.train_seconds, r.tokens_per_second, r.final_ckpt);
+    if (cli.json) {
+        json_t *j = json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:b, s:s}", "steps", r.steps, "train_loss",
+                              r.train_loss, "val_loss", r.val_loss, "val_bpb", r.val_bpb, "train_seconds",
+                              r.train_seconds, "tokens_per_second", r.tokens_per_second, "interrupted", r.interrupted,
+                              "model", r.final_ckpt);
+        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+        fputc('\n', stdout);
+        json_decref(j);
+    }
+    free(longopts);
+    free(set_names);
+    free(set_values);
+    free(usage);
+    return 0;
+}

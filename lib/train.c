@@ -1,0 +1,314 @@
+/* train.c: the training loop (see train.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "train.h"
+
+#include "bpb.h"
+#include "ckpt.h"
+#include "err.h"
+#include "eval.h"
+#include "loader.h"
+#include "model.h"
+#include "opt.h"
+#include "optim.h"
+#include "outfile.h"
+#include "progress.h"
+#include "safetensors.h"
+#include "tok.h"
+#include "xio.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Optimizer groups, spec §4.1. */
+struct groups {
+    struct pg_adam embed, head, scalar;
+    struct pg_muon muon;
+    int has_head;
+    struct pg_opt_tensor *all; /* every tensor, for clipping */
+    size_t nall;
+};
+
+static int groups_init(struct groups *g, struct pg_model *m, const struct pg_config *c, int bf16)
+{
+    memset(g, 0, sizeof *g);
+    struct pg_opt_tensor *lists[4]; /* embed, head, matrix, control */
+    size_t counts[4] = {0};
+    g->all = pg_calloc((size_t)m->ntensors, sizeof *g->all);
+    for (int k = 0; k < 4; k++) lists[k] = pg_calloc((size_t)m->ntensors, sizeof *lists[k]);
+    int rc = g->all && lists[0] && lists[1] && lists[2] && lists[3] ? 0 : PG_E_NOMEM;
+    for (int i = 0; i < m->ntensors && !rc; i++) {
+        struct pg_tensor *t = &m->tensors[i];
+        struct pg_opt_tensor ot = {m->params + t->offset, m->grads + t->offset, (int)t->shape[0],
+                                   t->ndim == 2 ? (int)t->shape[1] : 0, t->numel};
+        int k = t->kind == PG_TENSOR_EMBED ? 0 : t->kind == PG_TENSOR_HEAD ? 1 : t->kind == PG_TENSOR_MATRIX ? 2 : 3;
+        lists[k][counts[k]++] = ot;
+        g->all[g->nall++] = ot;
+    }
+    if (!rc) rc = pg_adam_init(&g->embed, lists[0], counts[0], c->beta1, c->beta2, c->adam_eps);
+    if (!rc && counts[1]) {
+        g->has_head = 1;
+        rc = pg_adam_init(&g->head, lists[1], counts[1], c->beta1, c->beta2, c->adam_eps);
+    }
+    if (!rc) rc = pg_muon_init(&g->muon, lists[2], counts[2], c->muon_backend_steps, 1, bf16);
+    if (!rc) rc = pg_adam_init(&g->scalar, lists[3], counts[3], c->beta1, c->beta2, c->adam_eps);
+    for (int k = 0; k < 4; k++) free(lists[k]);
+    return rc;
+}
+
+static void groups_free(struct groups *g)
+{
+    pg_adam_free(&g->embed);
+    pg_adam_free(&g->head);
+    pg_adam_free(&g->scalar);
+    pg_muon_free(&g->muon);
+    free(g->all);
+}
+
+/* ---- checkpoints: model file + companion state file ---- */
+
+static void state_path(char *out, size_t n, const char *ckpt)
+{
+    size_t len = strlen(ckpt);
+    const char *sfx = ".safetensors";
+    size_t ls = strlen(sfx);
+    if (len > ls && strcmp(ckpt + len - ls, sfx) == 0) snprintf(out, n, "%.*s.state.safetensors", (int)(len - ls), ckpt);
+    else snprintf(out, n, "%s.state.safetensors", ckpt);
+}
+
+struct blob {
+    const char *name;
+    unsigned char *data;
+    size_t size;
+};
+
+static int save_checkpoint(const char *path, struct pg_model *m, struct groups *g, int step,
+                           const struct pg_train_loader *l, double train_ms)
+{
+    char stepbuf[32], filebuf[32], posbuf[32], msbuf[40];
+    snprintf(stepbuf, sizeof stepbuf, "%d", step);
+    const char *k[] = {"step"}, *v[] = {stepbuf};
+    PG_TRY(pg_ckpt_save(m, path, 1, k, v));
+    struct blob b[4] = {{"adam_embed", NULL, pg_adam_state_size(&g->embed)},
+                        {"muon", NULL, pg_muon_state_size(&g->muon)},
+                        {"adam_scalar", NULL, pg_adam_state_size(&g->scalar)},
+                        {"adam_head", NULL, g->has_head ? pg_adam_state_size(&g->head) : 0}};
+    int rc = 0;
+    for (int i = 0; i < 4 && !rc; i++)
+        if (!(b[i].data = pg_malloc(b[i].size ? b[i].size : 1))) rc = PG_E_NOMEM;
+    if (!rc) rc = pg_adam_state_save(&g->embed, b[0].data, b[0].size);
+    if (!rc) rc = pg_muon_state_save(&g->muon, b[1].data, b[1].size);
+    if (!rc) rc = pg_adam_state_save(&g->scalar, b[2].data, b[2].size);
+    if (!rc && g->has_head) rc = pg_adam_state_save(&g->head, b[3].data, b[3].size);
+    struct pg_st_writer w;
+    pg_st_writer_init(&w);
+    for (int i = 0; i < 4 && !rc; i++)
+        if (b[i].size) {
+            int64_t shape[1] = {(int64_t)b[i].size};
+            rc = pg_st_add(&w, b[i].name, PG_ST_U8, 1, shape, b[i].data);
+        }
+    size_t file;
+    uint64_t pos;
+    pg_train_loader_state(l, &file, &pos);
+    snprintf(filebuf, sizeof filebuf, "%zu", file);
+    snprintf(posbuf, sizeof posbuf, "%llu", (unsigned long long)pos);
+    snprintf(msbuf, sizeof msbuf, "%.17g", train_ms);
+    if (!rc) rc = pg_st_set_meta(&w, "pgolf_state", "1");
+    if (!rc) rc = pg_st_set_meta(&w, "step", stepbuf);
+    if (!rc) rc = pg_st_set_meta(&w, "loader_file", filebuf);
+    if (!rc) rc = pg_st_set_meta(&w, "loader_pos", posbuf);
+    if (!rc) rc = pg_st_set_meta(&w, "train_ms", msbuf);
+    char sp[1100];
+    state_path(sp, sizeof sp, path);
+    if (!rc) rc = pg_st_write(&w, sp);
+    pg_st_writer_free(&w);
+    for (int i = 0; i < 4; i++) free(b[i].data);
+    return rc;
+}
+
+static int load_state(const char *ckpt, struct groups *g, struct pg_train_loader *l, int *step, double *train_ms)
+{
+    char sp[1100];
+    state_path(sp, sizeof sp, ckpt);
+    struct pg_st_file f;
+    PG_TRY(pg_st_open(&f, sp));
+    int rc = 0;
+    const char *s = pg_st_meta(&f, "step"), *fi = pg_st_meta(&f, "loader_file"), *po = pg_st_meta(&f, "loader_pos"),
+               *ms = pg_st_meta(&f, "train_ms");
+    if (!pg_st_meta(&f, "pgolf_state") || !s || !fi || !po || !ms)
+        rc = pg_error(PG_E_FORMAT, "%s: not a pgolf training state (missing metadata)", sp);
+    const struct pg_st_tensor *t;
+    if (!rc && (t = pg_st_find(&f, "adam_embed"))) rc = pg_adam_state_load(&g->embed, t->data, pg_st_nbytes(t), sp);
+    if (!rc && (t = pg_st_find(&f, "muon"))) rc = pg_muon_state_load(&g->muon, t->data, pg_st_nbytes(t), sp);
+    if (!rc && (t = pg_st_find(&f, "adam_scalar"))) rc = pg_adam_state_load(&g->scalar, t->data, pg_st_nbytes(t), sp);
+    if (!rc && g->has_head && (t = pg_st_find(&f, "adam_head")))
+        rc = pg_adam_state_load(&g->head, t->data, pg_st_nbytes(t), sp);
+    if (!rc) {
+        int64_t st, file, pos;
+        double tm;
+        rc = pg_parse_i64("step", s, 0, INT32_MAX, &st);
+        if (!rc) rc = pg_parse_i64("loader_file", fi, 0, INT64_MAX, &file);
+        if (!rc) rc = pg_parse_i64("loader_pos", po, 0, INT64_MAX, &pos);
+        if (!rc) rc = pg_parse_f64("train_ms", ms, 0, 1e300, &tm);
+        if (rc) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", pg_error_message());
+            rc = pg_error(PG_E_FORMAT, "%s: %s", sp, msg);
+        } else {
+            *step = (int)st;
+            *train_ms = tm;
+            rc = pg_train_loader_restore(l, (size_t)file, (uint64_t)pos);
+        }
+    }
+    pg_st_close(&f);
+    return rc;
+}
+
+/* ---- logging ---- */
+
+static void metric(FILE *f, const char *json_line)
+{
+    if (!f) return;
+    fputs(json_line, f);
+    fputc('\n', f);
+    fflush(f);
+}
+
+/* ---- the loop ---- */
+
+int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->val_loss = r->val_bpb = NAN;
+    const struct pg_config *c = &o->cfg;
+    struct pg_tok *tok;
+    PG_TRY(pg_tok_load(&tok, o->tokenizer));
+    int tok_vocab = pg_tok_vocab_size(tok);
+    struct pg_bpb_lut lut;
+    int rc = pg_config_validate(c, tok_vocab);
+    if (!rc) rc = pg_bpb_lut_from_tok(&lut, tok, c->vocab_size);
+    pg_tok_free(tok);
+    if (rc) return rc;
+    PG_TRY(pg_mkdir_p(o->run_dir));
+
+    struct pg_train_loader loader;
+    struct pg_val_set val;
+    struct pg_model m;
+    struct groups g;
+    memset(&loader, 0, sizeof loader), memset(&val, 0, sizeof val), memset(&m, 0, sizeof m), memset(&g, 0, sizeof g);
+    int32_t *x = NULL, *y = NULL;
+    FILE *mf = NULL;
+    rc = pg_train_loader_open(&loader, o->data_dir, o->prefix, 0, 1, c->train_batch_tokens, c->train_seq_len,
+                              c->grad_accum_steps);
+    if (!rc) rc = pg_val_open(&val, o->data_dir, o->prefix, c->train_seq_len);
+    int b = (int)(loader.local_tokens / c->train_seq_len);
+    if (!rc) rc = pg_model_init(&m, c, &pg_backend_cpu, 1);
+    if (!rc) rc = pg_model_alloc_acts(&m, b, c->train_seq_len);
+    if (!rc) {
+        pg_model_init_weights(&m, c->seed);
+        rc = groups_init(&g, &m, c, o->muon_bf16);
+    }
+    if (!rc && !((x = pg_malloc((size_t)loader.local_tokens * sizeof *x)) &&
+                 (y = pg_malloc((size_t)loader.local_tokens * sizeof *y))))
+        rc = PG_E_NOMEM;
+    int step = 0;
+    double train_ms = 0;
+    if (!rc && o->resume) {
+        rc = pg_ckpt_load(&m, o->resume);
+        if (!rc) rc = load_state(o->resume, &g, &loader, &step, &train_ms);
+    }
+    char path[1100];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", o->run_dir);
+    if (!rc && !(mf = fopen(path, o->resume ? "a" : "w"))) rc = pg_error_errno(PG_E_IO, "cannot open '%s'", path);
+    int64_t nval = rc ? 0 : pg_val_num_seqs(&val);
+    int val_b = (int)(nval < b ? nval : b);
+    double tokens_per_step = (double)loader.local_tokens * c->grad_accum_steps;
+    char line[512];
+    struct pg_progress prog;
+    pg_progress_init(&prog, "train", "step", (uint64_t)c->iterations, o->progress);
+    prog.done = (uint64_t)step;
+    double max_ms = c->max_wallclock_seconds * 1000.0;
+    int last_logged = -1;
+    while (!rc) {
+        int last = step >= c->iterations || (max_ms > 0 && train_ms >= max_ms) || (o->stop && *o->stop);
+        if (last || (c->val_loss_every > 0 && step % c->val_loss_every == 0) || (step == 0 && !o->resume)) {
+            struct pg_eval_result er;
+            if ((rc = pg_eval_val(&m, &val, &lut, 0, 1, val_b, 0, &er))) break;
+            r->val_loss = er.val_loss, r->val_bpb = er.val_bpb;
+            if (o->verbosity > 0)
+                fprintf(stderr, "%sstep:%d/%d val_loss:%.4f val_bpb:%.4f train_time:%.0fms eval_time:%.0fms\n",
+                        prog.drawn ? "\n" : "", step, c->iterations, er.val_loss, er.val_bpb, train_ms,
+                        er.seconds * 1000);
+            snprintf(line, sizeof line, "{\"step\":%d,\"val_loss\":%.8f,\"val_bpb\":%.8f,\"train_ms\":%.1f}", step,
+                     er.val_loss, er.val_bpb, train_ms);
+            metric(mf, line);
+        }
+        if (last) break;
+        double t0 = pg_now();
+        double mul = max_ms > 0 ? pg_lr_mul_wallclock(step, train_ms, c->warmdown_iters, max_ms)
+                                : pg_lr_mul_iterations(step, c->iterations, c->warmdown_iters);
+        double mom = pg_muon_momentum(step, c->muon_momentum_warmup_start, c->muon_momentum,
+                                      c->muon_momentum_warmup_steps);
+        pg_model_zero_grad(&m);
+        double loss = 0, scale = 1.0 / ((double)loader.local_tokens * c->grad_accum_steps);
+        for (int micro = 0; micro < c->grad_accum_steps && !rc; micro++) {
+            if ((rc = pg_train_loader_next(&loader, x, y))) break;
+            loss += pg_model_forward(&m, x, y, b, NULL) * scale;
+            pg_model_backward(&m, scale);
+        }
+        if (rc) break;
+        if (!isfinite(loss)) {
+            rc = pg_error(PG_E_FORMAT, "step %d: the training loss is %g: diverged", step, loss);
+            break;
+        }
+        if (c->grad_clip_norm > 0) pg_clip_grad_norm(g.all, g.nall, c->grad_clip_norm);
+        pg_adam_step(&g.embed, (c->tie_embeddings ? c->tied_embed_lr : c->embed_lr) * mul);
+        if (g.has_head) pg_adam_step(&g.head, c->head_lr * mul);
+        pg_muon_step(&g.muon, c->matrix_lr * mul, mom);
+        pg_adam_step(&g.scalar, c->scalar_lr * mul);
+        double ms = (pg_now() - t0) * 1000;
+        train_ms += ms;
+        step++;
+        r->train_loss = loss;
+        pg_progress_update(&prog, (uint64_t)step);
+        if (o->verbosity > 0 && (step <= 10 || (c->train_log_every > 0 && step % c->train_log_every == 0))) {
+            fprintf(stderr, "%sstep:%d/%d train_loss:%.4f lr_mul:%.4f step_ms:%.1f tok/s:%.0f\n",
+                    prog.drawn ? "\n" : "", step, c->iterations, loss, mul, ms, tokens_per_step / (ms / 1000));
+            last_logged = step;
+        }
+        snprintf(line, sizeof line,
+                 "{\"step\":%d,\"train_loss\":%.8f,\"lr_mul\":%.6f,\"muon_momentum\":%.6f,\"step_ms\":%.3f,"
+                 "\"tokens_per_s\":%.1f}",
+                 step, loss, mul, mom, ms, tokens_per_step / (ms / 1000));
+        metric(mf, line);
+        if (o->save_every > 0 && step % o->save_every == 0) {
+            snprintf(path, sizeof path, "%s/ckpt_%06d.safetensors", o->run_dir, step);
+            rc = save_checkpoint(path, &m, &g, step, &loader, train_ms);
+        }
+    }
+    (void)last_logged;
+    pg_progress_finish(&prog);
+    if (!rc) {
+        /* The final (or interrupted) state: a resumable checkpoint, and the plain model file. */
+        snprintf(path, sizeof path, "%s/ckpt_%06d.safetensors", o->run_dir, step);
+        rc = save_checkpoint(path, &m, &g, step, &loader, train_ms);
+        snprintf(r->final_ckpt, sizeof r->final_ckpt, "%s/model.safetensors", o->run_dir);
+        const char *k[] = {"step"};
+        char sb[32];
+        snprintf(sb, sizeof sb, "%d", step);
+        const char *v[] = {sb};
+        if (!rc) rc = pg_ckpt_save(&m, r->final_ckpt, 1, k, v);
+        r->interrupted = o->stop && *o->stop;
+    }
+    r->steps = step;
+    r->train_seconds = train_ms / 1000;
+    r->tokens_per_second = train_ms > 0 ? tokens_per_step * step / (train_ms / 1000) : 0;
+    if (mf) fclose(mf);
+    free(x), free(y);
+    groups_free(&g);
+    pg_model_free(&m);
+    pg_val_close(&val);
+    pg_train_loader_close(&loader);
+    pg_bpb_lut_free(&lut);
+    return rc;
+}

@@ -1,0 +1,45 @@
+/* train.h: the training loop of pg-train (spec/baseline.md §4.4), on one process.
+ *
+ * Each step: the learning-rate multiplier (wall-clock warmdown, or iteration-based when
+ * max_wallclock_seconds <= 0), Muon's momentum warmup, grad_accum_steps micro-batches from the
+ * parameter-golf loader (forward + backward, the loss averaged over tokens and micro-batches),
+ * optional gradient clipping, then Adam on the embedding, Muon on the block matrices, Adam on the
+ * control tensors. Validation (timer paused) at step 0, every val_loss_every steps and at the end.
+ * Checkpoints are a model file (ckpt.h) plus a companion state file with the optimizers, the
+ * loader position and the step, so --resume continues bit-exactly. The warmup-then-restore of the
+ * PyTorch script only primes torch.compile and restores the initial state, so it is skipped here.
+ */
+#ifndef PG_TRAIN_H
+#define PG_TRAIN_H
+
+#include "config.h"
+
+#include <signal.h>
+#include <stdio.h>
+
+struct pg_train_opts {
+    struct pg_config cfg;
+    const char *data_dir, *prefix, *tokenizer, *run_dir;
+    const char *resume;          /* a checkpoint to continue from, or NULL */
+    int save_every;              /* steps between checkpoints; 0: only at the end */
+    int muon_bf16;               /* emulate the baseline's bf16 Newton–Schulz */
+    int progress;                /* draw a progress line */
+    int verbosity;               /* 0 quiet, 1 log lines */
+    volatile sig_atomic_t *stop; /* set asynchronously (SIGINT/SIGTERM): checkpoint and return */
+};
+
+struct pg_train_result {
+    int steps;                   /* optimizer steps taken in total */
+    double train_loss;           /* the last step's */
+    double val_loss, val_bpb;    /* the last validation's (NaN if none) */
+    double train_seconds;        /* training time, validation excluded */
+    double tokens_per_second;
+    int interrupted;
+    char final_ckpt[1024];
+};
+
+/* Runs training as configured; logs on stderr and to <run_dir>/metrics.jsonl.
+ * @return 0 (also when stopped by a signal, after checkpointing), or an error. */
+int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r);
+
+#endif
