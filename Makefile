@@ -74,6 +74,7 @@ CLI_OBJ := $(O)/cmd/cli.o
 
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRC:tests/unit/%.c=$(O)/tests/%)
+TOOLS := $(O)/tests/tools/ref_eval_f64
 
 LIBPG := $(O)/libpg.a
 
@@ -81,7 +82,7 @@ LIBPG := $(O)/libpg.a
 .DEFAULT_GOAL := all
 .SECONDARY:
 
-all: features $(LIBPG) $(BINS) $(TEST_BINS)
+all: features $(LIBPG) $(BINS) $(TEST_BINS) $(TOOLS)
 
 features: $(O)/features.mk
 	@echo "$(FEATURES_LINE)"
@@ -116,6 +117,11 @@ $(O)/tests/%_f64: tests/unit/%_f64.c $(F64_DEPS)
 $(O)/tests/%: tests/unit/%.c tests/tap.h $(LIBPG)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPG) $(LDLIBS)
+
+# Test tools (not tests themselves): the float64 reference evaluator of tests/cli/test-train.sh.
+$(O)/tests/tools/ref_eval_f64: tests/tools/ref_eval_f64.c $(F64_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PG_CFLAGS) -DPG_REAL_DOUBLE $(LDFLAGS) -o $@ $< $(F64_SRC) $(LIBPG) $(LDLIBS)
 
 # ---- targets --------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ static const char usage_head[] =
     "  -c, --config FILE          then apply 'key = value' lines from FILE\n"
     "      --resume CKPT          continue from a checkpoint of an earlier run (bit-exact)\n"
     "      --save-every N         write a checkpoint every N steps (default 0: only at the end)\n"
+    "      --stop-at STEP         stop with a checkpoint on reaching STEP (the schedule is unchanged)\n"
     "      --muon-bf16            run Newton-Schulz in emulated bfloat16, as the PyTorch baseline\n"
     "      --json                 print a summary as JSON on standard output\n"
     "      --progress             always draw the progress line\n"
@@ -46,7 +47,7 @@ static const char usage_head[] =
 static const char usage_tail[] = "\nExit status: 0 success (also when stopped by a signal), 1 runtime error, 2 usage "
                                  "error.\nSee pg-train(1), pg-eval(1), pg-formats(5).\n";
 
-enum { OPT_PREFIX = PG_OPT_FIRST_CMD, OPT_PRESET, OPT_RESUME, OPT_SAVE_EVERY, OPT_MUON_BF16, OPT_FIELD = 2000 };
+enum { OPT_PREFIX = PG_OPT_FIRST_CMD, OPT_PRESET, OPT_RESUME, OPT_SAVE_EVERY, OPT_STOP_AT, OPT_MUON_BF16, OPT_FIELD = 2000 };
 
 static volatile sig_atomic_t stop_flag;
 
@@ -87,6 +88,9 @@ int main(int argc, char **argv)
     char *usage = build_usage();
     struct pg_cli cli;
     pg_cli_init(&cli, "pg-train", usage ? usage : usage_head);
+    /* From here on a stop request is honoured at the next step boundary, with a checkpoint. */
+    signal(SIGINT, on_stop);
+    signal(SIGTERM, on_stop);
     size_t nf;
     const struct pg_config_field *fields = pg_config_fields(&nf);
     static const struct option fixed[] = {
@@ -94,7 +98,8 @@ int main(int argc, char **argv)
         {"output", required_argument, 0, 'o'},        {"config", required_argument, 0, 'c'},
         {"prefix", required_argument, 0, OPT_PREFIX}, {"preset", required_argument, 0, OPT_PRESET},
         {"resume", required_argument, 0, OPT_RESUME}, {"save-every", required_argument, 0, OPT_SAVE_EVERY},
-        {"muon-bf16", no_argument, 0, OPT_MUON_BF16}, PG_CLI_COMMON_LONGOPTS,
+        {"stop-at", required_argument, 0, OPT_STOP_AT}, {"muon-bf16", no_argument, 0, OPT_MUON_BF16},
+        PG_CLI_COMMON_LONGOPTS,
     };
     size_t nfixed = sizeof fixed / sizeof *fixed;
     struct option *longopts = calloc(nfixed + nf + 1, sizeof *longopts);
@@ -111,7 +116,7 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "d:m:o:c:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (pg_cli_common(&cli, c)) continue;
         if (c >= OPT_FIELD && c < OPT_FIELD + (int)nf) {
-            set_names[nset] = fields[c - OPT_FIELD].key;
+            set_names[nset] = fields[c - OPT_FIELD].flag;
             set_values[nset++] = optarg;
             continue;
         }
@@ -124,6 +129,7 @@ int main(int argc, char **argv)
         case OPT_PRESET: preset = optarg; break;
         case OPT_RESUME: o.resume = optarg; break;
         case OPT_SAVE_EVERY: check(&cli, pg_parse_int("--save-every", optarg, 0, 1 << 30, &o.save_every)); break;
+        case OPT_STOP_AT: check(&cli, pg_parse_int("--stop-at", optarg, 1, 1 << 30, &o.stop_at)); break;
         case OPT_MUON_BF16: o.muon_bf16 = 1; break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
@@ -142,8 +148,6 @@ int main(int argc, char **argv)
     o.verbosity = cli.verbosity;
     if (cli.verbosity > 0) pg_config_print_table(&o.cfg, stderr);
 
-    signal(SIGINT, on_stop);
-    signal(SIGTERM, on_stop);
     struct pg_train_result r;
     check(&cli, pg_train_run(&o, &r));
     pg_cli_info(&cli, "%s after %d steps: train_loss %.4f val_loss %.4f val_bpb %.4f, %.1fs, %.0f tokens/s; wrote %s",

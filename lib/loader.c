@@ -45,7 +45,7 @@ int pg_train_loader_open(struct pg_train_loader *l, const char *dir, const char 
     size_t np;
     PG_TRY(pg_shard_list(dir, prefix, "train", &paths, &np));
     int rc = np ? pg_stream_open(&l->stream, paths, np)
-                : pg_error(PG_E_INVAL, "%s: no %s_train_*.bin shard", dir, prefix);
+                : pg_error(PG_E_IO, "%s: no %s_train_*.bin shard", dir, prefix);
     pg_shard_list_free(paths, np);
     if (rc) return rc;
     l->rank = rank;

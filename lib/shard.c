@@ -296,7 +296,7 @@ int pg_split_read(const char *dir, const char *prefix, const char *split, uint16
     char **paths;
     size_t np;
     PG_TRY(pg_shard_list(dir, prefix, split, &paths, &np));
-    if (np == 0) return pg_error(PG_E_INVAL, "%s: no %s_%s_*.bin shard", dir, prefix, split);
+    if (np == 0) return pg_error(PG_E_IO, "%s: no %s_%s_*.bin shard", dir, prefix, split);
     uint16_t *buf = NULL;
     size_t cap = 0;
     uint64_t len = 0;

@@ -116,7 +116,7 @@ void pg_stream_close(struct pg_token_stream *s);
 /* ---- a whole split ---- */
 
 /* Reads and concatenates every shard of a split (the val loader). *tokens is malloc'd.
- * @return 0, or PG_E_IO / PG_E_FORMAT, or PG_E_INVAL when the split has no shard. */
+ * @return 0, or PG_E_IO (also when the split has no shard) / PG_E_FORMAT. */
 int pg_split_read(const char *dir, const char *prefix, const char *split, uint16_t **tokens, uint64_t *n);
 
 #endif

@@ -230,7 +230,8 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     double max_ms = c->max_wallclock_seconds * 1000.0;
     int last_logged = -1;
     while (!rc) {
-        int last = step >= c->iterations || (max_ms > 0 && train_ms >= max_ms) || (o->stop && *o->stop);
+        int last = step >= c->iterations || (max_ms > 0 && train_ms >= max_ms) || (o->stop && *o->stop) ||
+                   (o->stop_at > 0 && step >= o->stop_at);
         if (last || (c->val_loss_every > 0 && step % c->val_loss_every == 0) || (step == 0 && !o->resume)) {
             struct pg_eval_result er;
             if ((rc = pg_eval_val(&m, &val, &lut, 0, 1, val_b, 0, &er))) break;

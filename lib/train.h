@@ -22,6 +22,7 @@ struct pg_train_opts {
     const char *data_dir, *prefix, *tokenizer, *run_dir;
     const char *resume;          /* a checkpoint to continue from, or NULL */
     int save_every;              /* steps between checkpoints; 0: only at the end */
+    int stop_at;                 /* stop (with a checkpoint) on reaching this step, schedule unchanged; 0: never */
     int muon_bf16;               /* emulate the baseline's bf16 Newton–Schulz */
     int progress;                /* draw a progress line */
     int verbosity;               /* 0 quiet, 1 log lines */

@@ -199,10 +199,10 @@ static void test_missing(void)
 {
     struct pg_train_loader l;
     struct pg_val_set v;
-    is_int(pg_train_loader_open(&l, dir, "nope", 0, 1, 8192, 64, 1), PG_E_INVAL, "train: no shard is an error");
+    is_int(pg_train_loader_open(&l, dir, "nope", 0, 1, 8192, 64, 1), PG_E_IO, "train: no shard is a runtime error");
     ok(strstr(pg_error_message(), dir) && strstr(pg_error_message(), "nope_train_"), "train: message names %s: %s",
        dir, pg_error_message());
-    is_int(pg_val_open(&v, dir, "nope", 64), PG_E_INVAL, "val: no shard is an error");
+    is_int(pg_val_open(&v, dir, "nope", 64), PG_E_IO, "val: no shard is a runtime error");
     ok(strstr(pg_error_message(), dir) && strstr(pg_error_message(), "nope_val_"), "val: message names %s: %s", dir,
        pg_error_message());
     char gone[128];

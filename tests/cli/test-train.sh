@@ -1,0 +1,101 @@
+#!/bin/sh
+# test-train.sh: pg-train and pg-eval end to end on a tiny model: the loss falls; pg-eval's
+# val_bpb equals an independent float64 evaluation of the same safetensors file (1e-4 relative)
+# and the training's own final validation; resume is bit-exact (20 steps straight = 10 + resume
+# + 10, byte for byte, with the same data order); SIGTERM stops with a resumable checkpoint;
+# bad checkpoints and bad options fail cleanly.
+. "$(dirname "$0")/lib.sh"
+TOK="$PG_BIN/pg-tokenize" TRAIN="$PG_BIN/pg-train" EVAL="$PG_BIN/pg-eval"
+REF=${PG_TESTBIN:-build/tests}/tools/ref_eval_f64
+W=$T_TMP
+export LC_ALL=C.UTF-8 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+# ---- a tiny dataset: Debian's licence texts, a paragraph per document ----
+for f in /usr/share/common-licenses/GPL-3 /usr/share/common-licenses/Apache-2.0 /usr/share/common-licenses/GPL-2 \
+    /usr/share/common-licenses/MPL-2.0 /usr/share/common-licenses/LGPL-2.1; do
+    jq -R -s -c 'split("\n\n")[] | select(test("\\S")) | {text: .}' "$f"
+done >"$W/docs.jsonl"
+"$TOK" train -q -i "$W/docs.jsonl" -o "$W/sp.model" --vocab 512 || exit 1
+"$TOK" encode -q -m "$W/sp.model" -i "$W/docs.jsonl" -o "$W/data" --prefix t --val-docs 30 --shard-tokens 20000 || exit 1
+check "dataset: several train shards" test "$(ls "$W/data"/t_train_*.bin | wc -l)" -ge 3
+
+TINY="--layers 3 --dim 32 --heads 4 --kv-heads 2 --vocab 512 --seq-len 32 --batch-tokens 256 --grad-accum 2
+ --max-wallclock 0 --warmdown-iters 5 --val-batch-tokens 256 --log-every 5"
+# shellcheck disable=SC2086
+train() { "$TRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY "$@"; }
+
+# ---- training: the loss falls ----
+check "train 40 steps" train -o "$W/run" --iterations 40 --val-every 20 --json
+jq -s '[.[] | select(.train_loss)] | .[0:5] | map(.train_loss) | add / length' "$W/run/metrics.jsonl" >"$W/first"
+jq -s '[.[] | select(.train_loss)] | .[-5:] | map(.train_loss) | add / length' "$W/run/metrics.jsonl" >"$W/last"
+check "loss falls: first 5 steps $(cat "$W/first") > last 5 $(cat "$W/last") + 0.3" \
+    sh -c "[ \$(echo \"$(cat "$W/first") > $(cat "$W/last") + 0.3\" | bc -l) = 1 ]"
+check "three validations (steps 0, 20, 40) in metrics.jsonl" test "$(grep -c val_bpb "$W/run/metrics.jsonl")" = 3
+check "model.safetensors and a resumable checkpoint written" \
+    test -f "$W/run/model.safetensors" -a -f "$W/run/ckpt_000040.safetensors" -a -f "$W/run/ckpt_000040.state.safetensors"
+
+# ---- pg-eval: equals an independent float64 evaluation and the training's last validation ----
+"$EVAL" "$W/run/model.safetensors" -d "$W/data" --prefix t -m "$W/sp.model" --json >"$W/eval.json" 2>"$W/eval.err"
+check "pg-eval runs" test -s "$W/eval.json"
+bpb=$(jq .val_bpb "$W/eval.json")
+loss=$(jq .val_loss "$W/eval.json")
+"$REF" "$W/run/model.safetensors" "$W/data" t "$W/sp.model" >"$W/ref.txt"
+ref_loss=$(cut -d' ' -f1 "$W/ref.txt") ref_bpb=$(cut -d' ' -f2 "$W/ref.txt")
+rel() { echo "define a(x) { if (x < 0) return -x; return x; }; a($1 - $2) / $2" | bc -l; }
+check "val_bpb $bpb = float64 reference $ref_bpb (rel $(rel "$bpb" "$ref_bpb"))" \
+    sh -c "[ \$(echo \"$(rel "$bpb" "$ref_bpb") < 0.0001\" | bc -l) = 1 ]"
+check "val_loss $loss = float64 reference $ref_loss" sh -c "[ \$(echo \"$(rel "$loss" "$ref_loss") < 0.0001\" | bc -l) = 1 ]"
+train_bpb=$(jq -s '[.[] | select(.val_bpb)] | .[-1].val_bpb' "$W/run/metrics.jsonl")
+check "pg-eval's val_bpb = the training's final validation ($train_bpb)" \
+    sh -c "[ \$(echo \"$(rel "$bpb" "$train_bpb") < 0.000001\" | bc -l) = 1 ]"
+check "bytes counted = pg-tokenize info's count over the val split (minus the unscored first token)" \
+    test "$(jq .bytes "$W/eval.json")" -le "$("$TOK" info -m "$W/sp.model" --json "$W/data"/t_val_*.bin | jq .total.bytes)"
+
+# ---- resume is bit-exact ----
+check "straight: 20 steps" train -o "$W/a" --iterations 20 --val-every 0
+check "split: 10 steps of the same 20-step schedule" train -o "$W/b" --iterations 20 --val-every 0 --stop-at 10
+check "split: resume to 20" train -o "$W/b" --iterations 20 --val-every 0 --resume "$W/b/ckpt_000010.safetensors"
+check "resumed model is byte-identical to the straight run" cmp -s "$W/a/model.safetensors" "$W/b/model.safetensors"
+# the state files differ only in the train_ms timing in their headers: compare the data sections
+data_of() { n=$(od -An -tu8 -N8 "$1" | tr -d " "); tail -c +$((9 + n)) "$1"; }
+data_of "$W/a/ckpt_000020.state.safetensors" >"$W/a.state"
+data_of "$W/b/ckpt_000020.state.safetensors" >"$W/b.state"
+check "resumed optimizer state is byte-identical ($(wc -c <"$W/a.state") bytes)" cmp -s "$W/a.state" "$W/b.state"
+train -o "$W/c" --iterations 20 --val-every 0 --seed 7
+check "a different seed gives a different model" sh -c "! cmp -s \"$W/a/model.safetensors\" \"$W/c/model.safetensors\""
+
+# ---- SIGTERM: checkpoint, clean exit, resumable ----
+"$TRAIN" -d "$W/data" --prefix t -m "$W/sp.model" $TINY -o "$W/sig" --iterations 1000000 --val-every 0 2>"$W/sig.err" &
+pid=$!
+i=0
+steps_done() { n=$(grep -c train_loss "$W/sig/metrics.jsonl" 2>/dev/null); echo "${n:-0}"; }
+while [ $i -lt 300 ] && [ "$(steps_done)" -lt 3 ] 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+kill -TERM $pid
+wait $pid
+st=$?
+check "SIGTERM: exit status 0 (got $st)" test "$st" -eq 0
+check "SIGTERM: says it was stopped" grep -q "stopped by a signal" "$W/sig.err"
+ck=$(ls "$W/sig"/ckpt_*.safetensors | grep -v state | tail -1)
+check "SIGTERM: a checkpoint and its state were written ($(basename "$ck"))" test -f "${ck%.safetensors}.state.safetensors"
+check "SIGTERM: no temporary file left" test -z "$(ls -A "$W/sig" | grep '\.tmp\.')"
+check "SIGTERM: training resumes from it" train -o "$W/sig" --iterations "$(($(basename "$ck" .safetensors | sed 's/ckpt_0*//') + 2))" \
+    --val-every 0 --resume "$ck"
+
+# ---- bad input ----
+M="$W/run/model.safetensors"
+head -c 100 "$M" >"$W/trunc.safetensors"
+expect_fail "pg-eval: truncated checkpoint" 1 "trunc.safetensors" "$EVAL" "$W/trunc.safetensors" -d "$W/data" --prefix t -m "$W/sp.model"
+cp "$M" "$W/flip.safetensors"
+printf '\177' | dd of="$W/flip.safetensors" bs=1 seek=20 conv=notrunc 2>/dev/null
+expect_fail "pg-eval: corrupt header" 1 "flip.safetensors" "$EVAL" "$W/flip.safetensors" -d "$W/data" --prefix t -m "$W/sp.model"
+expect_fail "pg-eval: not a checkpoint" 1 "docs.jsonl" "$EVAL" "$W/docs.jsonl" -d "$W/data" --prefix t -m "$W/sp.model"
+expect_fail "pg-eval: missing checkpoint" 1 "nope.safetensors" "$EVAL" "$W/nope.safetensors" -d "$W/data" --prefix t -m "$W/sp.model"
+expect_fail "pg-eval: no val shards" 1 "no x_val" "$EVAL" "$M" -d "$W/data" --prefix x -m "$W/sp.model"
+expect_fail "pg-eval: no -d" 2 "no data folder" "$EVAL" "$M" -m "$W/sp.model"
+expect_fail "pg-train: heads must divide dim" 2 "num_heads" train -o "$W/bad" --dim 30 --heads 4
+expect_fail "pg-train: bad number" 2 "--layers" train -o "$W/bad" --layers nine
+expect_fail "pg-train: vocab smaller than the tokenizer's" 2 "vocab" train -o "$W/bad" --vocab 300
+expect_fail "pg-train: unknown preset" 2 "preset" train -o "$W/bad" --preset huge
+printf 'num_layers = 2\nbogus_key = 1\n' >"$W/bad.cfg"
+expect_fail "pg-train: config file with an unknown key" 2 "bad.cfg:2" train -o "$W/bad" -c "$W/bad.cfg"
+finish
