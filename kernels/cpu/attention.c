@@ -44,7 +44,7 @@ void pg_cpu_attention_fwd(pg_real *out, pg_real *lse, const pg_real *q, const pg
                           int t, int h, int kv, int hd, double scale, pg_real *work)
 {
     int group = h / kv, ldq = h * hd, ldk = kv * hd;
-#pragma omp parallel for collapse(2) schedule(dynamic)
+#pragma omp parallel for collapse(2) schedule(dynamic) if ((size_t)b * h * t * t * hd > PG_OMP_MIN)
     for (int bi = 0; bi < b; bi++)
         for (int g = 0; g < kv; g++) {
             pg_real *p = work + (2 * (size_t)t * t + t) * (size_t)omp_get_thread_num();
@@ -62,7 +62,7 @@ void pg_cpu_attention_bwd(pg_real *dq, pg_real *dk, pg_real *dv, const pg_real *
                           int h, int kv, int hd, double scale, pg_real *work)
 {
     int group = h / kv, ldq = h * hd, ldk = kv * hd;
-#pragma omp parallel for collapse(2) schedule(dynamic)
+#pragma omp parallel for collapse(2) schedule(dynamic) if ((size_t)b * h * t * t * hd > PG_OMP_MIN)
     for (int bi = 0; bi < b; bi++)
         for (int g = 0; g < kv; g++) {
             pg_real *p = work + (2 * (size_t)t * t + t) * (size_t)omp_get_thread_num(), *dp = p + (size_t)t * t;
