@@ -85,7 +85,8 @@ static void check(struct pg_cli *cli, int rc)
 
 int main(int argc, char **argv)
 {
-    char *usage = build_usage();
+    static char *usage;
+    usage = build_usage();
     struct pg_cli cli;
     pg_cli_init(&cli, "pg-train", usage ? usage : usage_head);
     /* From here on a stop request is honoured at the next step boundary, with a checkpoint. */
@@ -102,8 +103,12 @@ int main(int argc, char **argv)
         PG_CLI_COMMON_LONGOPTS,
     };
     size_t nfixed = sizeof fixed / sizeof *fixed;
-    struct option *longopts = calloc(nfixed + nf + 1, sizeof *longopts);
-    const char **set_names = calloc((size_t)argc, sizeof *set_names), **set_values = calloc((size_t)argc, sizeof *set_values);
+    /* Static, so they stay reachable when a usage error exits (LeakSanitizer). */
+    static struct option *longopts;
+    static const char **set_names, **set_values;
+    longopts = calloc(nfixed + nf + 1, sizeof *longopts);
+    set_names = calloc((size_t)argc, sizeof *set_names);
+    set_values = calloc((size_t)argc, sizeof *set_values);
     if (!longopts || !set_names || !set_values) pg_cli_die(&cli, "out of memory");
     memcpy(longopts, fixed, sizeof fixed);
     for (size_t i = 0; i < nf; i++)
