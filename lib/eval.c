@@ -34,13 +34,11 @@ int pg_eval_val(struct pg_model *m, const struct pg_val_set *v, const struct pg_
         int b = (int)(s1 - s < batch_seqs ? s1 - s : batch_seqs);
         if ((rc = pg_val_windows(v, s, b, x, y))) break;
         size_t nt = (size_t)b * (size_t)t;
+        /* The model's vocabulary covers the byte tables (lut->n = max(tokenizer, model)), so one check
+         * guards both the embedding and the tables. */
+        if ((rc = pg_model_check_ids(m, x, nt)) || (rc = pg_model_check_ids(m, y, nt))) break;
         pg_model_forward(m, x, y, b, losses);
         for (size_t i = 0; i < nt; i++) {
-            if (x[i] >= lut->n || y[i] >= lut->n) {
-                rc = pg_error(PG_E_FORMAT, "val token %d is outside the tokenizer's tables (%d)",
-                              x[i] >= lut->n ? x[i] : y[i], lut->n);
-                break;
-            }
             r->nll_sum += losses[i];
             r->bytes += pg_bpb_token_bytes(lut, x[i], y[i]);
         }

@@ -134,9 +134,12 @@ void pg_model_init_weights(struct pg_model *m, uint64_t seed)
         pg_real *p = P(i);
         const char *n = t->name;
         size_t len = strlen(n);
-        if (t->kind == PG_TENSOR_EMBED || t->kind == PG_TENSOR_HEAD) {
-            for (size_t k = 0; k < t->numel; k++)
-                p[k] = bf16_round((float)(m->cfg.tied_embed_init_std * pg_rng_normal(&rng)));
+        if (t->kind == PG_TENSOR_EMBED) {
+            /* tied: N(0, tied_embed_init_std²); untied: nn.Embedding's own N(0, 1) (spec §3.4) */
+            double std = m->cfg.tie_embeddings ? m->cfg.tied_embed_init_std : 1.0;
+            for (size_t k = 0; k < t->numel; k++) p[k] = bf16_round((float)(std * pg_rng_normal(&rng)));
+        } else if (t->kind == PG_TENSOR_HEAD) {
+            for (size_t k = 0; k < t->numel; k++) p[k] = 0; /* lm_head is zero-initialized like the projections */
         } else if (t->kind == PG_TENSOR_MATRIX) {
             int zero = strstr(n, "attn.proj.") || strstr(n, "mlp.proj.");
             double bound = 1.0 / sqrt((double)t->shape[1]);
@@ -373,4 +376,13 @@ void pg_model_free(struct pg_model *m)
     free(m->targets);
     free(m->ids);
     memset(m, 0, sizeof *m);
+}
+
+int pg_model_check_ids(const struct pg_model *m, const int32_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->v)
+            return pg_error(PG_E_FORMAT, "token %d at position %zu is outside the model's vocabulary of %d", ids[i], i,
+                            m->v);
+    return 0;
 }

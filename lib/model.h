@@ -84,6 +84,10 @@ void pg_model_init_weights(struct pg_model *m, uint64_t seed);
  * cross-entropies (nats), and each one in losses[] when not NULL. */
 double pg_model_forward(struct pg_model *m, const int32_t *x, const int32_t *y, int b, float *losses);
 
+/* Checks that n token ids are inside the vocabulary (the forward pass does not: it indexes the
+ * embedding with them). @return 0, or PG_E_FORMAT naming the first bad id and its position. */
+int pg_model_check_ids(const struct pg_model *m, const int32_t *ids, size_t n);
+
 /* Backward of grad_scale·Σloss of the latest forward: gradients accumulate into m->grads. */
 void pg_model_backward(struct pg_model *m, double grad_scale);
 

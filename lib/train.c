@@ -135,14 +135,20 @@ static int load_state(const char *ckpt, struct groups *g, struct pg_train_loader
     int rc = 0;
     const char *s = pg_st_meta(&f, "step"), *fi = pg_st_meta(&f, "loader_file"), *po = pg_st_meta(&f, "loader_pos"),
                *ms = pg_st_meta(&f, "train_ms");
-    if (!pg_st_meta(&f, "pgolf_state") || !s || !fi || !po || !ms)
-        rc = pg_error(PG_E_FORMAT, "%s: not a pgolf training state (missing metadata)", sp);
-    const struct pg_st_tensor *t;
-    if (!rc && (t = pg_st_find(&f, "adam_embed"))) rc = pg_adam_state_load(&g->embed, t->data, pg_st_nbytes(t), sp);
-    if (!rc && (t = pg_st_find(&f, "muon"))) rc = pg_muon_state_load(&g->muon, t->data, pg_st_nbytes(t), sp);
-    if (!rc && (t = pg_st_find(&f, "adam_scalar"))) rc = pg_adam_state_load(&g->scalar, t->data, pg_st_nbytes(t), sp);
-    if (!rc && g->has_head && (t = pg_st_find(&f, "adam_head")))
-        rc = pg_adam_state_load(&g->head, t->data, pg_st_nbytes(t), sp);
+    if (!pg_st_meta(&f, "pgolf_state") || strcmp(pg_st_meta(&f, "pgolf_state"), "1") != 0 || !s || !fi || !po || !ms)
+        rc = pg_error(PG_E_FORMAT, "%s: not a version-1 pgolf training state (missing or unknown metadata)", sp);
+    /* Every optimizer's blob is required: a missing one would silently restart that optimizer. */
+    static const char *names[4] = {"adam_embed", "muon", "adam_scalar", "adam_head"};
+    const struct pg_st_tensor *t[4] = {0};
+    for (int i = 0; i < 4 && !rc; i++) {
+        if (i == 3 && !g->has_head) break;
+        if (!(t[i] = pg_st_find(&f, names[i])))
+            rc = pg_error(PG_E_FORMAT, "%s: no '%s' optimizer state", sp, names[i]);
+    }
+    if (!rc) rc = pg_adam_state_load(&g->embed, t[0]->data, pg_st_nbytes(t[0]), sp);
+    if (!rc) rc = pg_muon_state_load(&g->muon, t[1]->data, pg_st_nbytes(t[1]), sp);
+    if (!rc) rc = pg_adam_state_load(&g->scalar, t[2]->data, pg_st_nbytes(t[2]), sp);
+    if (!rc && g->has_head) rc = pg_adam_state_load(&g->head, t[3]->data, pg_st_nbytes(t[3]), sp);
     if (!rc) {
         int64_t st, file, pos;
         double tm;
@@ -232,7 +238,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     while (!rc) {
         int last = step >= c->iterations || (max_ms > 0 && train_ms >= max_ms) || (o->stop && *o->stop) ||
                    (o->stop_at > 0 && step >= o->stop_at);
-        if (last || (c->val_loss_every > 0 && step % c->val_loss_every == 0) || (step == 0 && !o->resume)) {
+        if (last || (c->val_loss_every > 0 && step % c->val_loss_every == 0)) {
             struct pg_eval_result er;
             if ((rc = pg_eval_val(&m, &val, &lut, 0, 1, val_b, 0, &er))) break;
             r->val_loss = er.val_loss, r->val_bpb = er.val_bpb;
@@ -254,6 +260,9 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         double loss = 0, scale = 1.0 / ((double)loader.local_tokens * c->grad_accum_steps);
         for (int micro = 0; micro < c->grad_accum_steps && !rc; micro++) {
             if ((rc = pg_train_loader_next(&loader, x, y))) break;
+            if ((rc = pg_model_check_ids(&m, x, (size_t)loader.local_tokens)) ||
+                (rc = pg_model_check_ids(&m, y, (size_t)loader.local_tokens)))
+                break;
             loss += pg_model_forward(&m, x, y, b, NULL) * scale;
             pg_model_backward(&m, scale);
         }
@@ -272,7 +281,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         step++;
         r->train_loss = loss;
         pg_progress_update(&prog, (uint64_t)step);
-        if (o->verbosity > 0 && (step <= 10 || (c->train_log_every > 0 && step % c->train_log_every == 0))) {
+        if (o->verbosity > 0 && c->train_log_every > 0 && (step <= 10 || step % c->train_log_every == 0)) {
             fprintf(stderr, "%sstep:%d/%d train_loss:%.4f lr_mul:%.4f step_ms:%.1f tok/s:%.0f\n",
                     prog.drawn ? "\n" : "", step, c->iterations, loss, mul, ms, tokens_per_step / (ms / 1000));
             last_logged = step;

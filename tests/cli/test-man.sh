@@ -1,12 +1,14 @@
 #!/bin/sh
-# test-man.sh: the manual pages in man/ format cleanly and pg-tokenize(1) documents exactly the
-# options of `pg-tokenize --help`. TAP output; exits 1 if any check fails.
+# test-man.sh: the manual pages in man/ format cleanly, and the pages of the commands that exist
+# document exactly the options of their --help. TAP output; exits 1 if any check fails.
 #
 #   (a) every man/*.[157] passes `groff -t -man -ww -z` with nothing on stderr, and
 #       `mandoc -Tlint -Wwarning` when mandoc is installed (it is not required);
-#   (b) every option of `pg-tokenize --help` is in the OPTIONS section of man/pg-tokenize.1,
-#       with its short form, and every option that section names is in --help;
-#   (c) the page renders (man -l, or groff -Tutf8) and shows its NAME line.
+#   (b) for pg-tokenize, pg-train and pg-eval: every option of `CMD --help` is an item of the
+#       OPTIONS section of man/CMD.1, with its short form, and every option that section names
+#       is in --help; for pg-train also that each configuration flag's item gives the default
+#       that --help prints;
+#   (c) each of those pages renders (man -l, or groff -Tutf8) and shows its NAME line.
 #
 # Environment: PG_BIN, the folder of the pg-* binaries (default bin).
 set -u
@@ -58,15 +60,21 @@ for page in $pages; do
     fi
 done
 
-# ---- (b) pg-tokenize.1 OPTIONS == pg-tokenize --help ----
+# ---- (b) man/CMD.1 OPTIONS == CMD --help ----
 
-page=man/pg-tokenize.1
-if [ ! -x "$BIN/pg-tokenize" ]; then
-    not_ok "$BIN/pg-tokenize exists (run make)"
-elif [ ! -f "$page" ]; then
-    not_ok "$page exists"
-else
-    "$BIN/pg-tokenize" --help >"$tmp/help" 2>&1
+# check_options CMD: compares the OPTIONS section of man/CMD.1 with `CMD --help`.
+check_options() {
+    cmd=$1
+    page=man/$cmd.1
+    if [ ! -x "$BIN/$cmd" ]; then
+        not_ok "$BIN/$cmd exists (run make)"
+        return
+    fi
+    if [ ! -f "$page" ]; then
+        not_ok "$page exists"
+        return
+    fi
+    "$BIN/$cmd" --help >"$tmp/help" 2>&1
     # The option column of --help: lines such as "  -i, --input FILE" or "      --text".
     # Writes "LONG SHORT" per option (SHORT is "-" when there is none).
     awk '/^ +(-[A-Za-z], )?--[a-z]/ {
@@ -85,10 +93,10 @@ else
     grep -o -- '--[a-z][a-z0-9-]*' "$tmp/options" | sort -u >"$tmp/man-opts"
 
     if [ "$(wc -l <"$tmp/help-opts")" -lt 5 ]; then
-        not_ok "pg-tokenize --help lists its options"
+        not_ok "$cmd --help lists its options"
         diag "$tmp/help"
     else
-        ok "pg-tokenize --help lists $(wc -l <"$tmp/help-opts" | tr -d ' ') options"
+        ok "$cmd --help lists $(wc -l <"$tmp/help-opts" | tr -d ' ') options"
     fi
 
     # Each option of --help is an item of OPTIONS, tagged with its short form when it has one.
@@ -119,13 +127,56 @@ else
         not_ok "$page OPTIONS names no option that --help lacks"
         echo "#   not in --help:$extra"
     fi
-fi
+}
 
-# ---- (c) the page renders ----
+# check_config_defaults: each configuration flag of `pg-train --help` ("--vocab N  ... (1024)")
+# has an item in man/pg-train.1 whose first body line, "[key, ENV, default]", ends in the same
+# default. Uses $tmp/help and $tmp/options as check_options left them for pg-train.
+check_config_defaults() {
+    page=man/pg-train.1
+    awk '/^Config flags/ { on = 1; next }
+         on && /^ +--[a-z]/ {
+            if (match($0, /--[a-z][a-z0-9-]*/)) long = substr($0, RSTART, RLENGTH)
+            d = $0; sub(/\)[ \t]*$/, "", d); sub(/.*\(/, "", d)
+            print long, d
+         }' "$tmp/help" | sort >"$tmp/help-defaults"
+    # Tag line, then "[key, ENV, default]" on the next line.
+    awk 'tag != "" && /^\[/ {
+            d = $0; sub(/\][ \t]*$/, "", d); sub(/.*, */, "", d)
+            print tag, d
+         }
+         { tag = "" }
+         prev ~ /^\.TP/ && match($0, /^--[a-z][a-z0-9-]*/) { tag = substr($0, RSTART, RLENGTH) }
+         { prev = $0 }' "$tmp/options" | sort >"$tmp/man-defaults"
+    if [ "$(wc -l <"$tmp/help-defaults")" -lt 10 ]; then
+        not_ok "pg-train --help lists its configuration flags with defaults"
+        diag "$tmp/help"
+    elif cmp -s "$tmp/help-defaults" "$tmp/man-defaults"; then
+        ok "$page gives the default of each of the $(wc -l <"$tmp/help-defaults" | tr -d ' ') configuration flags as --help does"
+    else
+        not_ok "$page gives the default of each configuration flag as --help does"
+        diff "$tmp/help-defaults" "$tmp/man-defaults" | grep '^[<>]' >"$tmp/diff"
+        echo "#   < --help, > $page:"
+        diag "$tmp/diff"
+    fi
+}
 
-if [ ! -f "$page" ]; then
-    not_ok "$page renders"
-else
+for cmd in pg-tokenize pg-train pg-eval; do
+    check_options "$cmd"
+    if [ "$cmd" = pg-train ] && [ -f man/pg-train.1 ] && [ -x "$BIN/pg-train" ]; then
+        check_config_defaults
+    fi
+done
+
+# ---- (c) the pages render ----
+
+# check_render PAGE NAME-REGEX: the rendered page has a NAME section whose line matches.
+check_render() {
+    page=$1
+    if [ ! -f "$page" ]; then
+        not_ok "$page renders"
+        return
+    fi
     if have man && have col; then
         MANWIDTH=80 man -l "$page" 2>/dev/null | col -b >"$tmp/rendered"
         how="man -l"
@@ -133,22 +184,24 @@ else
         groff -t -man -Tutf8 "$page" 2>/dev/null | col -b >"$tmp/rendered"
         how="groff -Tutf8"
     else
-        how=""
+        skip "$page renders" "neither man nor groff (with col) is installed"
+        return
     fi
     # a UTF-8 device may render \- as U+2212 (minus) or U+2010 (hyphen)
     minus=$(printf '\342\210\222') hyphen=$(printf '\342\200\220')
     sed -e "s/$minus/-/g" -e "s/$hyphen/-/g" "$tmp/rendered" >"$tmp/rendered.txt" &&
         mv "$tmp/rendered.txt" "$tmp/rendered"
-    if [ -z "$how" ]; then
-        skip "$page renders" "neither man nor groff (with col) is installed"
-    elif grep -q '^NAME' "$tmp/rendered" &&
-        grep -Eq '^ +pg-tokenize +- +train +a +SentencePiece +tokenizer' "$tmp/rendered"; then
+    if grep -q '^NAME' "$tmp/rendered" && grep -Eq "$2" "$tmp/rendered"; then
         ok "$page renders with $how and shows its NAME line"
     else
         not_ok "$page renders with $how and shows its NAME line"
         diag "$tmp/rendered"
     fi
-fi
+}
+
+check_render man/pg-tokenize.1 '^ +pg-tokenize +- +train +a +SentencePiece +tokenizer'
+check_render man/pg-train.1 '^[[:space:]]+pg-train[[:space:]]+-[[:space:]]+train[[:space:]]+the[[:space:]]+parameter-golf[[:space:]]+GPT'
+check_render man/pg-eval.1 '^[[:space:]]+pg-eval[[:space:]]+-[[:space:]]+score[[:space:]]+a[[:space:]]+checkpoint'
 
 echo "1..$n"
 [ "$failed" -eq 0 ]
