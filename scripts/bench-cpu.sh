@@ -17,11 +17,11 @@ rm -rf "$work"
 mkdir -p "$work"
 steps=${STEPS:-6}
 
-# A short val split (the first 4 val documents) so the validations inside the runs stay brief; the
+# A short val split (the first 30 val documents) so the validations inside the runs stay brief; the
 # train shards are the demo's.
 mkdir -p "$work/data"
-head -n 4 data/corpus/docs_val.jsonl >"$work/val4.jsonl"
-bin/pg-tokenize encode -q -m "$D/tokenizer.model" -i "$work/val4.jsonl" -o "$work/data" --prefix demo --val-docs 4
+head -n 30 data/corpus/docs_val.jsonl >"$work/val4.jsonl"
+bin/pg-tokenize encode -q -m "$D/tokenizer.model" -i "$work/val4.jsonl" -o "$work/data" --prefix demo --val-docs 30
 rm -f "$work/data"/demo_train_*.bin
 for f in "$D"/shards/demo_train_*.bin; do ln -s "$PWD/$f" "$work/data/"; done
 
