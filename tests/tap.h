@@ -66,6 +66,14 @@ __attribute__((unused)) static void diag(const char *fmt, ...)
     va_end(ap);
 }
 
+/* Removes a test's temporary folder and everything in it (a failure is only a diagnostic). */
+__attribute__((unused)) static void remove_tree(const char *dir)
+{
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) printf("# could not remove %s\n", dir);
+}
+
 __attribute__((unused)) static void skip_all(const char *reason)
 {
     printf("1..0 # SKIP %s\n", reason);

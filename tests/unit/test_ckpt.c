@@ -112,8 +112,6 @@ int main(void)
     pg_model_free(&m);
     pg_model_free(&m2);
     pg_model_free(&m3);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) diag("could not remove %s", dir);
+    remove_tree(dir);
     return done_testing();
 }

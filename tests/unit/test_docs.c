@@ -124,8 +124,6 @@ int main(void)
     char *in9[1] = {dir};
     is_int(read_all(in9, 1, 0, NULL, NULL), PG_E_IO, "a directory is refused");
 
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) diag("could not remove %s", dir);
+    remove_tree(dir);
     return done_testing();
 }

@@ -310,8 +310,6 @@ int main(void)
     test_missing();
     test_val();
     test_rank_ranges();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) diag("could not remove %s", dir);
+    remove_tree(dir);
     return done_testing();
 }

@@ -458,8 +458,6 @@ int main(void)
     test_rejects();
     test_truncation();
     test_corruption();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) diag("could not remove %s", dir);
+    remove_tree(dir);
     return done_testing();
 }

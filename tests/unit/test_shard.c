@@ -193,8 +193,6 @@ int main(void)
     test_reader_rejects();
     test_writer();
     test_writer_abort_and_empty();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) diag("could not remove %s", dir);
+    remove_tree(dir);
     return done_testing();
 }

@@ -160,8 +160,6 @@ int main(void)
     char dir[] = "/tmp/pg-test-util-XXXXXX";
     if (!mkdtemp(dir)) return 1;
     test_outfile(dir);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) diag("could not remove %s", dir);
+    remove_tree(dir);
     return done_testing();
 }
