@@ -6,6 +6,9 @@
 #include "xio.h"
 
 #include <cblas.h>
+#include <omp.h>
+
+void openblas_set_num_threads(int); /* OpenBLAS's extension; cblas.h may not declare it */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,7 +290,8 @@ int pg_muon_init(struct pg_muon *mu, const struct pg_opt_tensor *tensors, size_t
     int rc = copy_list(&mu->t, &mu->off, &mu->total, tensors, n, "muon");
     if (!rc) {
         mu->buf = pg_calloc(mu->total, sizeof *mu->buf);
-        mu->work = pg_malloc((max_n + max_ns) * sizeof *mu->work);
+        /* one scratch slice per OpenMP thread: matrices are orthogonalized in parallel */
+        mu->work = pg_malloc((max_n + max_ns) * (size_t)omp_get_max_threads() * sizeof *mu->work);
         rc = mu->buf && mu->work ? 0 : PG_E_NOMEM;
     }
     if (rc) {
@@ -296,18 +300,26 @@ int pg_muon_init(struct pg_muon *mu, const struct pg_opt_tensor *tensors, size_t
     }
     mu->nt = n;
     mu->backend_steps = backend_steps, mu->nesterov = nesterov != 0, mu->bf16 = bf16 != 0;
+    /* Matrices are orthogonalized in parallel by OpenMP threads, each calling BLAS: OpenBLAS's own
+     * threads would then spin against OpenMP's, so it runs single-threaded (as pg_cpu_init sets). */
+    openblas_set_num_threads(1);
     return 0;
 }
 
 void pg_muon_step(struct pg_muon *mu, double lr, double momentum)
 {
     const pg_real mom = (pg_real)momentum, lr_r = (pg_real)lr;
-    size_t max_n = 0;
-    for (size_t k = 0; k < mu->nt; k++)
-        if (mu->t[k].n > max_n) max_n = mu->t[k].n;
-    pg_real *G = mu->work, *ns_work = mu->work + max_n;
-
+    size_t max_n = 0, max_ns = 0;
     for (size_t k = 0; k < mu->nt; k++) {
+        if (mu->t[k].n > max_n) max_n = mu->t[k].n;
+        size_t w = pg_newton_schulz5_work(mu->t[k].rows, mu->t[k].cols);
+        if (w > max_ns) max_ns = w;
+    }
+    /* Each matrix is updated whole by one thread, with its own scratch, so the result does not
+     * depend on the thread count or the schedule (BLAS runs single-threaded inside, pg_cpu_init). */
+#pragma omp parallel for schedule(dynamic, 1) if (mu->nt > 1)
+    for (size_t k = 0; k < mu->nt; k++) {
+        pg_real *G = mu->work + (max_n + max_ns) * (size_t)omp_get_thread_num(), *ns_work = G + max_n;
         const struct pg_opt_tensor *t = &mu->t[k];
         const pg_real *g = t->grad;
         pg_real *buf = mu->buf + mu->off[k], *p = t->param;
