@@ -71,6 +71,7 @@ static const struct pg_config_field fields[] = {
     F64(grad_clip_norm, "grad-clip", "GRAD_CLIP_NORM", 0.0, 1e12, "clip the global gradient norm; 0 = off"),
     /* PyTorch's eps=None for fp32 RMSNorm (spec §3.3); parameter-golf has no variable for it. */
     F64_POS(rms_norm_eps, "rms-eps", NULL, 1.0, "RMSNorm epsilon"),
+    BOOL(rope_bf16, "rope-bf16", NULL, "1: RoPE positions, frequencies and tables rounded to bf16 as the PyTorch baseline"),
 };
 
 #define NFIELDS (sizeof fields / sizeof fields[0])
@@ -133,6 +134,7 @@ void pg_config_default(struct pg_config *cfg)
     cfg->adam_eps = 1e-8;
     cfg->grad_clip_norm = 0.0;
     cfg->rms_norm_eps = 0x1p-23;
+    cfg->rope_bf16 = 0;
 }
 
 /* A preset is the baseline plus overrides in config-file syntax, so it is checked like user input. */

@@ -55,6 +55,7 @@ struct pg_config {
     double grad_clip_norm;       /* 0 = off */
     /* numerics (§3.3) */
     double rms_norm_eps;         /* 0x1p-23 = FLT_EPSILON, PyTorch's eps=None for fp32 */
+    int rope_bf16;               /* 0; 1: bf16 RoPE positions and tables, as the PyTorch baseline (§3.3) */
 };
 
 enum pg_config_type {

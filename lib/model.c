@@ -66,7 +66,8 @@ static int build_table(struct pg_model *m)
     }
     m->t_skip = m->n_skip ? add_tensor(m, &cap, PG_TENSOR_CONTROL, m->n_skip, d, "skip_weights", 0) : -1;
     m->t_head = m->cfg.tie_embeddings ? -1 : add_tensor(m, &cap, PG_TENSOR_HEAD, m->v, d, "lm_head.weight", 0);
-    if (m->ntensors < 2 + 10 * m->nl) return PG_E_NOMEM;
+    /* add_tensor returns -1 (and adds nothing) when it cannot grow the table */
+    if (m->ntensors != 1 + 10 * m->nl + (m->n_skip > 0) + !m->cfg.tie_embeddings) return PG_E_NOMEM;
     /* resid_mix is 2-D but a control tensor (parameter-golf's CONTROL_TENSOR_NAME_PATTERNS). */
     return 0;
 }
@@ -205,14 +206,25 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
     m->x = arena_take(&c, n * d), m->x0 = arena_take(&c, n * d), m->yf = arena_take(&c, n * d);
     m->rs0 = arena_take(&c, n), m->rsf = arena_take(&c, n);
     for (int i = 0; i < m->n_enc; i++) m->enc_out[i] = arena_take(&c, n * d);
-    /* RoPE tables for positions 0..t-1: theta = pos · base^(−2i/hd), computed in double. */
+    /* RoPE tables for positions 0..t-1: theta = pos · base^(−2i/hd), computed in double. With
+     * rope_bf16, as the PyTorch baseline after .bfloat16() (spec §3.3): inv_freq, the positions
+     * (integers above 256 snap to even, above 512 to multiples of 4), their product and cos/sin
+     * are each rounded to bf16. */
     int half = m->hd / 2;
     m->cos = arena_take(&c, (size_t)t * half), m->sin = arena_take(&c, (size_t)t * half);
     for (int p = 0; p < t; p++)
         for (int i = 0; i < half; i++) {
-            double ang = p * pow(m->cfg.rope_base, -2.0 * i / m->hd);
-            m->cos[(size_t)p * half + i] = (pg_real)cos(ang);
-            m->sin[(size_t)p * half + i] = (pg_real)sin(ang);
+            size_t k = (size_t)p * half + i;
+            if (m->cfg.rope_bf16) {
+                float inv = bf16_round((float)(1.0 / pow(m->cfg.rope_base, (double)(2 * i) / m->hd)));
+                float ang = bf16_round(bf16_round((float)p) * inv);
+                m->cos[k] = bf16_round(cosf(ang));
+                m->sin[k] = bf16_round(sinf(ang));
+            } else {
+                double ang = p * pow(m->cfg.rope_base, -2.0 * i / m->hd);
+                m->cos[k] = (pg_real)cos(ang);
+                m->sin[k] = (pg_real)sin(ang);
+            }
         }
     m->attn_work = arena_take(&c, m->be->attention_work(t));
     m->ce_work = arena_take(&c, pg_ce_work(m->v));

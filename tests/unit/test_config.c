@@ -124,7 +124,7 @@ static void test_table(void)
         "warmup-steps", "batch-tokens", "val-batch-tokens", "max-wallclock", "val-every", "log-every", "grad-accum",
         "embed-lr", "head-lr", "tied-embed-lr", "matrix-lr", "scalar-lr", "muon-momentum", "muon-steps",
         "muon-momentum-warmup-start", "muon-momentum-warmup-steps", "beta1", "beta2", "adam-eps", "grad-clip",
-        "rms-eps"};
+        "rms-eps", "rope-bf16"};
     size_t n;
     const struct pg_config_field *t = pg_config_fields(&n);
     is_int((long long)n, (long long)(sizeof flags / sizeof flags[0]), "one table row per hyperparameter");
