@@ -104,3 +104,8 @@ void pg_cli_stub_main(const char *prog, int argc, char **argv)
     fprintf(stderr, "%s: not implemented yet in this version of pgolf\n", prog);
     exit(PG_EXIT_UNAVAILABLE);
 }
+
+void pg_cli_check(const struct pg_cli *cli, int rc)
+{
+    if (rc) pg_cli_fail(cli, rc);
+}

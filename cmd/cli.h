@@ -48,6 +48,9 @@ _Noreturn void pg_cli_usage_error(const struct pg_cli *cli, const char *fmt, ...
  * (2 for PG_E_INVAL, 3 for PG_E_UNSUPPORTED, else 1). */
 _Noreturn void pg_cli_fail(const struct pg_cli *cli, int code);
 
+/* Exits through pg_cli_fail when a library call failed (rc < 0); returns otherwise. */
+void pg_cli_check(const struct pg_cli *cli, int rc);
+
 /* Prints "prog: error: message" and exits 1. */
 _Noreturn void pg_cli_die(const struct pg_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -52,11 +52,6 @@ static const struct option longopts[] = {
     {0, 0, 0, 0},
 };
 
-static void check(struct pg_cli *cli, int rc)
-{
-    if (rc) pg_cli_fail(cli, rc);
-}
-
 int main(int argc, char **argv)
 {
     struct pg_cli cli;
@@ -69,8 +64,8 @@ int main(int argc, char **argv)
         case 'd': data = optarg; break;
         case 'm': tokpath = optarg; break;
         case OPT_PREFIX: prefix = optarg; break;
-        case OPT_SEQLEN: check(&cli, pg_parse_int("--seq-len", optarg, 1, 1 << 20, &seq_len)); break;
-        case OPT_BATCH: check(&cli, pg_parse_int("--batch-seqs", optarg, 1, 1 << 16, &batch)); break;
+        case OPT_SEQLEN: pg_cli_check(&cli, pg_parse_int("--seq-len", optarg, 1, 1 << 20, &seq_len)); break;
+        case OPT_BATCH: pg_cli_check(&cli, pg_parse_int("--batch-seqs", optarg, 1, 1 << 16, &batch)); break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
@@ -80,29 +75,29 @@ int main(int argc, char **argv)
     const char *ckpt = argv[optind];
 
     struct pg_config cfg;
-    check(&cli, pg_ckpt_read_config(ckpt, &cfg));
+    pg_cli_check(&cli, pg_ckpt_read_config(ckpt, &cfg));
     if (seq_len) cfg.train_seq_len = seq_len;
     struct pg_tok *tok;
-    check(&cli, pg_tok_load(&tok, tokpath));
+    pg_cli_check(&cli, pg_tok_load(&tok, tokpath));
     int tok_vocab = pg_tok_vocab_size(tok);
     if (cfg.vocab_size < tok_vocab)
         pg_cli_die(&cli, "%s: model vocabulary %d is smaller than the tokenizer's %d (%s)", ckpt, cfg.vocab_size,
                    tok_vocab, tokpath);
     struct pg_bpb_lut lut;
-    check(&cli, pg_bpb_lut_from_tok(&lut, tok, cfg.vocab_size));
+    pg_cli_check(&cli, pg_bpb_lut_from_tok(&lut, tok, cfg.vocab_size));
     pg_tok_free(tok);
     if (cli.verbosity > 1) pg_config_print_table(&cfg, stderr);
 
     struct pg_val_set v;
-    check(&cli, pg_val_open(&v, data, prefix, cfg.train_seq_len));
+    pg_cli_check(&cli, pg_val_open(&v, data, prefix, cfg.train_seq_len));
     struct pg_model m;
-    check(&cli, pg_model_init(&m, &cfg, &pg_backend_cpu, 0));
-    check(&cli, pg_ckpt_load(&m, ckpt));
+    pg_cli_check(&cli, pg_model_init(&m, &cfg, &pg_backend_cpu, 0));
+    pg_cli_check(&cli, pg_ckpt_load(&m, ckpt));
     int64_t nseq = pg_val_num_seqs(&v);
     if (batch > nseq) batch = (int)nseq;
-    check(&cli, pg_model_alloc_acts(&m, batch, cfg.train_seq_len));
+    pg_cli_check(&cli, pg_model_alloc_acts(&m, batch, cfg.train_seq_len));
     struct pg_eval_result r;
-    check(&cli, pg_eval_val(&m, &v, &lut, 0, 1, batch, pg_cli_progress(&cli), &r));
+    pg_cli_check(&cli, pg_eval_val(&m, &v, &lut, 0, 1, batch, pg_cli_progress(&cli), &r));
     if (cli.json) {
         json_t *j = json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f}", "checkpoint", ckpt, "val_loss", r.val_loss,
                               "val_bpb", r.val_bpb, "tokens", (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes,

@@ -99,11 +99,6 @@ static void add_input(struct pg_cli *cli, struct args *a, char *s)
     a->inputs[a->ninputs++] = s;
 }
 
-static void check(struct pg_cli *cli, int rc)
-{
-    if (rc) pg_cli_fail(cli, rc);
-}
-
 static void parse(struct pg_cli *cli, struct args *a, int argc, char **argv)
 {
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
@@ -118,23 +113,23 @@ static void parse(struct pg_cli *cli, struct args *a, int argc, char **argv)
         case 'm': a->model = optarg; break;
         case 'f': a->force = 1; break;
         case OPT_TEXT: a->text = 1; break;
-        case OPT_VOCAB: check(cli, pg_parse_int("--vocab", optarg, 1, 1 << 30, &a->vocab)); break;
-        case OPT_THREADS: check(cli, pg_parse_int("--threads", optarg, 1, 1024, &a->threads)); break;
-        case OPT_MAXLEN: check(cli, pg_parse_int("--max-sentence-length", optarg, 1, 1 << 30, &a->maxlen)); break;
+        case OPT_VOCAB: pg_cli_check(cli, pg_parse_int("--vocab", optarg, 1, 1 << 30, &a->vocab)); break;
+        case OPT_THREADS: pg_cli_check(cli, pg_parse_int("--threads", optarg, 1, 1024, &a->threads)); break;
+        case OPT_MAXLEN: pg_cli_check(cli, pg_parse_int("--max-sentence-length", optarg, 1, 1 << 30, &a->maxlen)); break;
         case OPT_SENTSIZE:
-            check(cli, pg_parse_i64("--input-sentence-size", optarg, 0, INT64_MAX, &a->sentsize));
+            pg_cli_check(cli, pg_parse_i64("--input-sentence-size", optarg, 0, INT64_MAX, &a->sentsize));
             break;
         case OPT_COVERAGE:
-            check(cli, pg_parse_f64("--character-coverage", optarg, 0.5, 1.0, &a->coverage));
+            pg_cli_check(cli, pg_parse_f64("--character-coverage", optarg, 0.5, 1.0, &a->coverage));
             break;
         case OPT_SPM: a->spm = optarg; break;
         case OPT_PREFIX:
             if (!*optarg || strchr(optarg, '/')) pg_cli_usage_error(cli, "--prefix: '%s' is not a file name prefix", optarg);
             a->prefix = optarg;
             break;
-        case OPT_VALDOCS: check(cli, pg_parse_i64("--val-docs", optarg, 0, INT64_MAX, &a->valdocs)); break;
+        case OPT_VALDOCS: pg_cli_check(cli, pg_parse_i64("--val-docs", optarg, 0, INT64_MAX, &a->valdocs)); break;
         case OPT_SHARDTOK:
-            check(cli, pg_parse_i64("--shard-tokens", optarg, 1, (int64_t)PG_SHARD_MAX_TOKENS, &a->shardtok));
+            pg_cli_check(cli, pg_parse_i64("--shard-tokens", optarg, 1, (int64_t)PG_SHARD_MAX_TOKENS, &a->shardtok));
             break;
         default: pg_cli_usage_error(cli, "unexpected option");
         }
@@ -164,7 +159,7 @@ static int cmd_train(struct pg_cli *cli, struct args *a)
         .verbose = cli->verbosity > 1, .progress = pg_cli_progress(cli),
     };
     struct pg_train_tok_stats st;
-    check(cli, pg_tokenize_train(&o, &st));
+    pg_cli_check(cli, pg_tokenize_train(&o, &st));
     pg_cli_info(cli, "wrote %s: vocab %d from %llu documents (%llu used, %llu bytes) in %.1fs", a->output, a->vocab,
                 (unsigned long long)st.docs_read, (unsigned long long)st.docs_used,
                 (unsigned long long)st.bytes_used, st.seconds);
@@ -191,7 +186,7 @@ static int cmd_encode(struct pg_cli *cli, struct args *a)
         .threads = a->threads, .force = a->force, .progress = pg_cli_progress(cli),
     };
     struct pg_encode_stats st;
-    check(cli, pg_tokenize_encode(&o, &st));
+    pg_cli_check(cli, pg_tokenize_encode(&o, &st));
     double mb = (double)st.input_bytes / 1e6;
     pg_cli_info(cli, "val: %llu documents, %llu tokens, %zu shards; train: %llu documents, %llu tokens, %zu shards",
                 (unsigned long long)st.docs[0], (unsigned long long)st.tokens[0], st.shards[0],
@@ -214,7 +209,7 @@ static int cmd_decode(struct pg_cli *cli, struct args *a)
 {
     if (!a->model) pg_cli_usage_error(cli, "decode: no tokenizer (-m MODEL)");
     if (!a->ninputs) pg_cli_usage_error(cli, "decode: no shard given");
-    check(cli, pg_tokenize_decode(a->model, a->inputs, a->ninputs, a->output ? a->output : "-"));
+    pg_cli_check(cli, pg_tokenize_decode(a->model, a->inputs, a->ninputs, a->output ? a->output : "-"));
     return 0;
 }
 
@@ -222,13 +217,13 @@ static int cmd_info(struct pg_cli *cli, struct args *a)
 {
     if (!a->model) pg_cli_usage_error(cli, "info: no tokenizer (-m MODEL)");
     struct pg_tok *tok;
-    check(cli, pg_tok_load(&tok, a->model));
+    pg_cli_check(cli, pg_tok_load(&tok, a->model));
     struct pg_tok_summary s;
     pg_tokenize_summary(tok, &s);
-    pg_tok_free(tok);
     struct pg_shard_info *info = calloc(a->ninputs ? a->ninputs : 1, sizeof *info);
     if (!info) pg_cli_die(cli, "out of memory");
-    if (a->ninputs) check(cli, pg_tokenize_shard_info(a->model, a->inputs, a->ninputs, info));
+    if (a->ninputs) pg_cli_check(cli, pg_tokenize_shard_info(tok, a->inputs, a->ninputs, info));
+    pg_tok_free(tok);
     uint64_t tt = 0, td = 0, tb = 0;
     for (size_t i = 0; i < a->ninputs; i++) {
         tt += info[i].tokens;

@@ -78,11 +78,6 @@ static char *build_usage(void)
     return u;
 }
 
-static void check(struct pg_cli *cli, int rc)
-{
-    if (rc) pg_cli_fail(cli, rc);
-}
-
 int main(int argc, char **argv)
 {
     static char *usage;
@@ -133,8 +128,8 @@ int main(int argc, char **argv)
         case OPT_PREFIX: o.prefix = optarg; break;
         case OPT_PRESET: preset = optarg; break;
         case OPT_RESUME: o.resume = optarg; break;
-        case OPT_SAVE_EVERY: check(&cli, pg_parse_int("--save-every", optarg, 0, 1 << 30, &o.save_every)); break;
-        case OPT_STOP_AT: check(&cli, pg_parse_int("--stop-at", optarg, 1, 1 << 30, &o.stop_at)); break;
+        case OPT_SAVE_EVERY: pg_cli_check(&cli, pg_parse_int("--save-every", optarg, 0, 1 << 30, &o.save_every)); break;
+        case OPT_STOP_AT: pg_cli_check(&cli, pg_parse_int("--stop-at", optarg, 1, 1 << 30, &o.stop_at)); break;
         case OPT_MUON_BF16: o.muon_bf16 = 1; break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
@@ -145,16 +140,16 @@ int main(int argc, char **argv)
     if (!o.run_dir) pg_cli_usage_error(&cli, "no run folder (-o DIR)");
 
     pg_config_default(&o.cfg);
-    if (o.resume) check(&cli, pg_ckpt_read_config(o.resume, &o.cfg));
-    if (preset) check(&cli, pg_config_preset(&o.cfg, preset));
-    if (cfg_file) check(&cli, pg_config_load_file(&o.cfg, cfg_file));
-    for (size_t i = 0; i < nset; i++) check(&cli, pg_config_set(&o.cfg, set_names[i], set_values[i]));
+    if (o.resume) pg_cli_check(&cli, pg_ckpt_read_config(o.resume, &o.cfg));
+    if (preset) pg_cli_check(&cli, pg_config_preset(&o.cfg, preset));
+    if (cfg_file) pg_cli_check(&cli, pg_config_load_file(&o.cfg, cfg_file));
+    for (size_t i = 0; i < nset; i++) pg_cli_check(&cli, pg_config_set(&o.cfg, set_names[i], set_values[i]));
     o.progress = pg_cli_progress(&cli);
     o.verbosity = cli.verbosity;
     if (cli.verbosity > 0) pg_config_print_table(&o.cfg, stderr);
 
     struct pg_train_result r;
-    check(&cli, pg_train_run(&o, &r));
+    pg_cli_check(&cli, pg_train_run(&o, &r));
     pg_cli_info(&cli, "%s after %d steps: train_loss %.4f val_loss %.4f val_bpb %.4f, %.1fs, %.0f tokens/s; wrote %s",
                 r.interrupted ? "stopped by a signal" : "done", r.steps, r.train_loss, r.val_loss, r.val_bpb,
                 r.train_seconds, r.tokens_per_second, r.final_ckpt);

@@ -231,7 +231,6 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
     if (m->training) {
         m->dx = arena_take(&c, n * d), m->dx0 = arena_take(&c, n * d), m->dxm = arena_take(&c, n * d);
         m->dya = arena_take(&c, n * d), m->dym = arena_take(&c, n * d), m->dtmp = arena_take(&c, n * d);
-        m->dq = m->dtmp; /* dq is only live while dtmp is not */
         m->dk = arena_take(&c, n * kvd), m->dv = arena_take(&c, n * kvd), m->dkn = arena_take(&c, n * kvd);
         m->dh = arena_take(&c, n * hid), m->dr = arena_take(&c, n * hid);
         for (int i = 0; i < m->n_enc; i++) m->denc[i] = arena_take(&c, n * d);

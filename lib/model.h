@@ -63,7 +63,7 @@ struct pg_model {
     int32_t *targets, *ids;
     int b;                      /* sequences in the latest forward */
     /* backward scratch */
-    pg_real *dx, *dx0, *dxm, *dya, *dq, *dk, *dv, *dkn, *dym, *dh, *dr, *dtmp, **denc;
+    pg_real *dx, *dx0, *dxm, *dya, *dk, *dv, *dkn, *dym, *dh, *dr, *dtmp, **denc; /* dq reuses dtmp */
 };
 
 /* Sets up the tensor table and allocates parameters (and gradients when training) for cfg,

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct pg_tok;
+
 /* ---- train ---- */
 
 struct pg_train_tok_opts {
@@ -85,7 +87,7 @@ struct pg_shard_info {
 /* Counts tokens, documents (BOS tokens) and val_bpb bytes of each shard, treating the shards as
  * one stream in the given order (the first token of a shard is scored after the last of the
  * previous one; the first of all is not scored). info[] has n entries. @return 0 or an error. */
-int pg_tokenize_shard_info(const char *model, char *const *shards, size_t n, struct pg_shard_info *info);
+int pg_tokenize_shard_info(const struct pg_tok *tok, char *const *shards, size_t n, struct pg_shard_info *info);
 
 /* ---- tokenizer summary ---- */
 
@@ -99,7 +101,6 @@ struct pg_tok_summary {
 };
 
 /* Summarizes a loaded tokenizer. */
-struct pg_tok;
 void pg_tokenize_summary(const struct pg_tok *tok, struct pg_tok_summary *s);
 
 #endif

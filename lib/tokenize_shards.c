@@ -101,10 +101,8 @@ int pg_tokenize_decode(const char *model, char *const *shards, size_t n, const c
 
 /* ---- info ---- */
 
-int pg_tokenize_shard_info(const char *model, char *const *shards, size_t n, struct pg_shard_info *info)
+int pg_tokenize_shard_info(const struct pg_tok *tok, char *const *shards, size_t n, struct pg_shard_info *info)
 {
-    struct pg_tok *tok;
-    PG_TRY(pg_tok_load(&tok, model));
     int bos = pg_tok_bos_id(tok);
     struct pg_bpb_lut lut;
     int rc = pg_bpb_lut_from_tok(&lut, tok, pg_tok_vocab_size(tok));
@@ -127,6 +125,5 @@ int pg_tokenize_shard_info(const char *model, char *const *shards, size_t n, str
         pg_shard_close(&sh);
     }
     pg_bpb_lut_free(&lut);
-    pg_tok_free(tok);
     return rc;
 }

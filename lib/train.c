@@ -234,7 +234,6 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     pg_progress_init(&prog, "train", "step", (uint64_t)c->iterations, o->progress);
     prog.done = (uint64_t)step;
     double max_ms = c->max_wallclock_seconds * 1000.0;
-    int last_logged = -1;
     while (!rc) {
         int last = step >= c->iterations || (max_ms > 0 && train_ms >= max_ms) || (o->stop && *o->stop) ||
                    (o->stop_at > 0 && step >= o->stop_at);
@@ -284,7 +283,6 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         if (o->verbosity > 0 && c->train_log_every > 0 && (step <= 10 || step % c->train_log_every == 0)) {
             fprintf(stderr, "%sstep:%d/%d train_loss:%.4f lr_mul:%.4f step_ms:%.1f tok/s:%.0f\n",
                     prog.drawn ? "\n" : "", step, c->iterations, loss, mul, ms, tokens_per_step / (ms / 1000));
-            last_logged = step;
         }
         snprintf(line, sizeof line,
                  "{\"step\":%d,\"train_loss\":%.8f,\"lr_mul\":%.6f,\"muon_momentum\":%.6f,\"step_ms\":%.3f,"
@@ -296,7 +294,6 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
             rc = save_checkpoint(path, &m, &g, step, &loader, train_ms);
         }
     }
-    (void)last_logged;
     pg_progress_finish(&prog);
     if (!rc) {
         /* The final (or interrupted) state: a resumable checkpoint, and the plain model file. */
