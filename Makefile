@@ -30,12 +30,12 @@ BIN := bin
 endif
 
 WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter
-CFLAGS ?= -O2 -g
+CFLAGS ?= -O3 -g
 CXXFLAGS ?= -O2 -g
-PG_CFLAGS := -std=c11 $(WARN) -pthread -fopenmp -MMD -MP $(SANFLAGS)
+PG_CFLAGS := -std=c11 $(WARN) -pthread -fopenmp -fno-trapping-math -MMD -MP $(SANFLAGS)
 PG_CXXFLAGS := -std=c++17 $(WARN) -pthread -MMD -MP $(SANFLAGS)
 LDFLAGS ?=
-LDLIBS := -lsentencepiece -lsentencepiece_train -ljansson -lstdc++ -lpthread -lm
+LDLIBS := -lsentencepiece -lsentencepiece_train -ljansson -lbrotlienc -lbrotlidec -llzma -lz -lstdc++ -lpthread -lm
 
 # ---- feature probes -------------------------------------------------------------------------
 

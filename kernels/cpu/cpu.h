@@ -23,6 +23,8 @@
  * users before the first operation (pg_backend_cpu_init). */
 void pg_cpu_init(void);
 size_t pg_cpu_attention_work(int t);
+/* y[j] = exp(x[j] − shift), j < n (y may be x): vectorized in the float build (vexp.c). */
+void pg_cpu_exp_shift(pg_real *y, const pg_real *x, pg_real shift, int n);
 
 /* The operations, one group per file, gathered into pg_backend_cpu by backend_cpu.c. */
 void pg_cpu_matmul_fwd(pg_real *y, const pg_real *x, const pg_real *w, int n, int in, int out);

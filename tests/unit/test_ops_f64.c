@@ -188,7 +188,8 @@ static double at_f(void *c)
 static double attn_ref(struct at *m, int bi, int ti, int hi, int c)
 {
     int g = m->h / m->kv, kh = hi / g;
-    double s[16], mx = -1e300, sum = 0, out = 0;
+    static double s[512];
+    double mx = -1e300, sum = 0, out = 0;
     for (int j = 0; j <= ti; j++) {
         double d = 0;
         for (int e = 0; e < m->hd; e++)
@@ -222,6 +223,49 @@ static void test_attention(void)
     check("attention dq", m.q, dq, nq, at_f, &m);
     check("attention dk (summed over the group)", m.k, dk, nk, at_f, &m);
     check("attention dv (summed over the group)", m.v, dv, nk, at_f, &m);
+}
+
+/* Sequences longer than the kernel's row block (128), with a partial last block: the forward
+ * against the plain reference at sampled positions, and the backward along random directions
+ * (Σ grad·u against the central difference of L along u; per-element differences would take
+ * too long at this size), each also shown to catch a nudged gradient. */
+static void test_attention_blocks(void)
+{
+    struct at m = {.b = 1, .t = 300, .h = 2, .kv = 1, .hd = 4};
+    size_t nq = 300 * 2 * 4, nk = 300 * 1 * 4;
+    m.q = rnd(nq, 1), m.k = rnd(nk, 1), m.v = rnd(nk, 1), m.o = zeros(nq), m.lse = zeros(2 * 300);
+    m.r = rnd(nq, 1), m.work = zeros(B->attention_work(300));
+    at_f(&m);
+    double worst = 0;
+    for (int ti = 0; ti < 300; ti += 13)
+        for (int hi = 0; hi < 2; hi++)
+            for (int c = 0; c < 4; c++) {
+                double e = fabs(m.o[((size_t)ti * 2 + hi) * 4 + c] - attn_ref(&m, 0, ti, hi, c));
+                worst = e > worst ? e : worst;
+            }
+    ok(worst < 1e-12, "attention forward, T = 300 (3 row blocks): equals the plain softmax (worst %.1e)", worst);
+    double *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
+    B->attention_bwd(dq, dk, dv, m.r, m.o, m.lse, m.q, m.k, m.v, m.b, m.t, m.h, m.kv, m.hd, 1 / sqrt(m.hd), m.work);
+    struct { const char *name; double *x, *g; size_t n; } in[3] = {{"dq", m.q, dq, nq}, {"dk", m.k, dk, nk},
+                                                                  {"dv", m.v, dv, nk}};
+    for (int a = 0; a < 3; a++) {
+        int bad = 0, caught = 0;
+        for (int trial = 0; trial < 3; trial++) {
+            double *u = rnd(in[a].n, 1), *x = in[a].x;
+            for (size_t i = 0; i < in[a].n; i++) x[i] += EPS * u[i];
+            double lp = at_f(&m);
+            for (size_t i = 0; i < in[a].n; i++) x[i] -= 2 * EPS * u[i];
+            double lm = at_f(&m);
+            for (size_t i = 0; i < in[a].n; i++) x[i] += EPS * u[i];
+            double num = (lp - lm) / (2 * EPS), an = dot(in[a].g, u, in[a].n);
+            bad += fabs(an - num) > ATOL + RTOL * fabs(num);
+            /* a gradient nudged at one element in the last block, along u */
+            double nudged = an + 1e-3 * u[in[a].n - 5];
+            caught += fabs(nudged - num) > ATOL + RTOL * fabs(num);
+        }
+        ok(bad == 0, "attention %s, T = 300: 3 directional derivatives match central differences", in[a].name);
+        ok(caught == 3, "attention %s, T = 300: a gradient nudged in the last block is caught", in[a].name);
+    }
 }
 
 /* ---- pointwise ---- */
@@ -332,6 +376,7 @@ int main(void)
     test_rmsnorm();
     test_rope();
     test_attention();
+    test_attention_blocks();
     test_pointwise();
     test_ce();
     for (int i = 0; i < nkept; i++) free(kept[i]);
