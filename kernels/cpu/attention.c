@@ -34,6 +34,7 @@ static void probs(pg_real *p, pg_real *lse, int compute_lse, const pg_real *q, i
         if (compute_lse) {
             /* one exp pass: e = exp(s − max), then P = e / Σe */
             pg_real m = row[0];
+#pragma omp simd reduction(max : m)
             for (int j = 1; j <= i; j++) m = row[j] > m ? row[j] : m;
             pg_cpu_exp_shift(row, row, m, i + 1);
             double sum = 0;
