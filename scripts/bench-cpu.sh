@@ -1,12 +1,16 @@
 #!/bin/sh
-# bench-cpu.sh: CPU training and evaluation speed of pg-train / pg-eval, and the share of a
-# training step spent in matrix products (BLAS).
+# bench-cpu.sh: CPU training and evaluation speed of pg-train / pg-eval against a PyTorch CPU run
+# of the same model and optimizer, and the share of a training step spent in matrix products.
 #
 # Two shapes: small (4 layers x 256 wide, seq 256) and the baseline shape (9 x 512, seq 1024) at
-# a small batch (one 1024-token sequence per micro-batch). Training tokens/s from pg-train's
-# metrics (median step after the first), eval tokens/s from pg-eval, and the share of cycles in
-# OpenBLAS from `perf record` when perf works here. Data: the demo shards (built by make demo).
-# The PyTorch reference (same model and optimizer on the CPU) is not run here: see docs/BENCH.md.
+# a small batch (one 1024-token sequence per step). Training ms/step: the median step after the
+# first, from pg-train's metrics. Eval tokens/s from pg-eval. The share of cycles in OpenBLAS from
+# `perf record` over training steps only (a 10-document val split keeps the final validation
+# short), on 1 thread (where cycles are time) and on all threads (where OpenMP's barrier waits
+# count as outside BLAS). The PyTorch reference (tests/torch/pg_torch.py, test-only, Debian's
+# python3-torch on OpenBLAS) runs the same steps from the same checkpoint when it is installed;
+# it is timed with OpenBLAS threaded and torch on 1 thread, and the other way round, and the
+# faster is the reference. Data: the demo shards (built by make demo).
 set -eu
 cd "$(dirname "$0")/.."
 D=${DEMO_DIR:-data/demo}
@@ -16,39 +20,61 @@ work=build/bench-cpu
 rm -rf "$work"
 mkdir -p "$work"
 steps=${STEPS:-6}
+threads=$(nproc)
+PY=/usr/bin/python3
+have_torch=0
+[ -x $PY ] && $PY -c 'import torch' 2>/dev/null && have_torch=1
 
-# A short val split (the first 30 val documents) so the validations inside the runs stay brief; the
-# train shards are the demo's.
-mkdir -p "$work/data"
-head -n 30 data/corpus/docs_val.jsonl >"$work/val4.jsonl"
-bin/pg-tokenize encode -q -m "$D/tokenizer.model" -i "$work/val4.jsonl" -o "$work/data" --prefix demo --val-docs 30
-rm -f "$work/data"/demo_train_*.bin
-for f in "$D"/shards/demo_train_*.bin; do ln -s "$PWD/$f" "$work/data/"; done
+# val splits: the first 30 val documents for the eval runs, the first 10 for the perf runs
+valsplit() { # n dir
+    mkdir -p "$2"
+    head -n "$1" data/corpus/docs_val.jsonl >"$2.jsonl"
+    bin/pg-tokenize encode -q -m "$D/tokenizer.model" -i "$2.jsonl" -o "$2" --prefix demo --val-docs "$1"
+    rm -f "$2"/demo_train_*.bin
+    for f in "$D"/shards/demo_train_*.bin; do ln -s "$PWD/$f" "$2/"; done
+}
+valsplit 30 "$work/data"
+valsplit 10 "$work/dperf"
 
-run_shape() { # name, then pg-train flags
-    name=$1
-    shift
-    bin/pg-train -q -d "$work/data" --prefix demo -m "$D/tokenizer.model" -o "$work/$name" --iterations "$steps" \
-        --val-every 0 --max-wallclock 0 --grad-accum 1 --warmdown-iters 1 "$@" >/dev/null
-    # the final validation is not part of a step; the median step time after the first:
-    med=$(jq -r 'select(.step_ms) | .step_ms' "$work/$name/metrics.jsonl" | tail -n +2 | sort -n |
-        awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-    tokps=$(jq -r 'select(.tokens_per_s) | .tokens_per_s' "$work/$name/metrics.jsonl" | tail -n +2 | sort -n |
-        awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-    printf '%-10s train: %8.1f ms/step  %8.0f tokens/s\n' "$name" "$med" "$tokps"
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+run_shape() { # name, batch tokens, then pg-train flags
+    name=$1 bt=$2
+    shift 2
+    train() { bin/pg-train -q -d "$work/dperf" --prefix demo -m "$D/tokenizer.model" --val-every 0 --max-wallclock 0 \
+        --grad-accum 1 --warmdown-iters 1 --batch-tokens "$bt" --val-batch-tokens "$bt" "$@" >/dev/null 2>&1; }
+    train -o "$work/$name" --iterations "$steps" "$@"
+    ms=$(jq -r 'select(.step_ms) | .step_ms' "$work/$name/metrics.jsonl" | tail -n +2 | median)
+    printf '%-9s pg-train      %9.1f ms/step %8.0f tokens/s\n' "$name" "$ms" "$(echo "$bt * 1000 / $ms" | bc -l)"
+    if [ $have_torch = 1 ]; then
+        best=""
+        for cfg in "$threads 1" "1 $threads"; do
+            ob=${cfg% *} ot=${cfg#* }
+            r=$(OPENBLAS_NUM_THREADS=$ob OMP_NUM_THREADS=$ot $PY tests/torch/pg_torch.py bench \
+                "$work/$name/model.safetensors" "$work/dperf" demo "$steps" "$bt" "$ot" | jq -r .step_ms)
+            printf '%-9s PyTorch %s    %9.1f ms/step  (OpenBLAS %s threads, torch %s)\n' "$name" "$(
+                $PY -c 'import torch; print(torch.__version__)')" "$r" "$ob" "$ot"
+            if [ -z "$best" ] || [ "$(echo "$r < $best" | bc -l)" = 1 ]; then best=$r; fi
+        done
+        printf '%-9s pg-train is %.2fx the best PyTorch run\n' "$name" "$(echo "$best / $ms" | bc -l)"
+    fi
     ev=$( (bin/pg-eval "$work/$name/model.safetensors" -d "$work/data" --prefix demo -m "$D/tokenizer.model" \
         --json 2>/dev/null) | jq -r '"\(.tokens / .seconds)"')
-    printf '%-10s eval:  %8.0f tokens/s\n' "$name" "$ev"
+    printf '%-9s pg-eval       %9.0f tokens/s\n' "$name" "$ev"
     if perf stat -e cycles true >/dev/null 2>&1; then
-        perf record -q -o "$work/$name.perf" bin/pg-train -q -d "$work/data" --prefix demo -m "$D/tokenizer.model" \
-            -o "$work/$name-perf" --iterations 3 --val-every 0 --max-wallclock 0 --grad-accum 1 --warmdown-iters 1 \
-            "$@" >/dev/null 2>&1
-        share=$(perf report -q -i "$work/$name.perf" --sort dso --stdio 2>/dev/null |
-            awk '/openblas/ {s += $1} END {printf "%.1f", s}')
-        echo "$name      share of cycles in OpenBLAS (3 steps + final val): ${share}%"
+        for t in 1 "$threads"; do
+            OMP_NUM_THREADS=$t perf record -q -o "$work/$name-$t.perf" bin/pg-train -q -d "$work/dperf" --prefix demo \
+                -m "$D/tokenizer.model" -o "$work/$name-perf" --iterations 3 --val-every 0 --max-wallclock 0 \
+                --grad-accum 1 --warmdown-iters 1 --batch-tokens "$bt" --val-batch-tokens "$bt" "$@" >/dev/null 2>&1
+            rm -rf "$work/$name-perf"
+            perf report -q -i "$work/$name-$t.perf" --sort dso --stdio 2>/dev/null | awk -v n="$name" -v t="$t" '
+                /openblas/ {b += $1} /libgomp/ {g += $1} /kernel/ {k += $1}
+                END {printf "%-9s %s thread(s): %.1f%% of cycles in OpenBLAS, %.1f%% OpenMP waits, %.1f%% kernel (start-up, writes); outside BLAS excluding the kernel: %.1f%%\n",
+                     n, t, b, g, k, 100 * (100 - b - k) / (100 - k)}'
+        done
     fi
 }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%F)"
-run_shape small --layers 4 --dim 256 --heads 4 --kv-heads 2 --seq-len 256 --batch-tokens 8192 --val-batch-tokens 8192
-run_shape baseline --preset baseline --batch-tokens 1024 --val-batch-tokens 1024
+echo "machine: $threads cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%F)"
+run_shape small 8192 --layers 4 --dim 256 --heads 4 --kv-heads 2 --seq-len 256
+run_shape baseline 1024 --preset baseline
