@@ -1,13 +1,14 @@
-/* pg-eval: val_loss and val_bpb of a checkpoint on the val shards, exactly as parameter-golf's
- * eval_val computes them. The work is in lib/eval.c; this file parses options and reports. */
+/* pg-eval: val_loss and val_bpb of a model (checkpoint or .pgq) on the val shards, exactly as
+ * parameter-golf's eval_val computes them. The work is in lib/eval.c; the model file is read by
+ * lib/modelfile.c; this file parses options and reports. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
 #include "../lib/bpb.h"
-#include "../lib/ckpt.h"
 #include "../lib/err.h"
 #include "../lib/eval.h"
 #include "../lib/loader.h"
+#include "../lib/modelfile.h"
 #include "../lib/opt.h"
 #include "../lib/tok.h"
 
@@ -18,9 +19,10 @@
 static const char usage[] =
     "Usage: pg-eval CKPT -d DATA_DIR -m TOKENIZER.model [options]\n"
     "\n"
-    "Score a checkpoint (safetensors, written by pg-train or by PyTorch with parameter-golf's tensor\n"
-    "names) on the val shards <prefix>_val_*.bin of DATA_DIR: val_loss (nats per token) and val_bpb\n"
-    "(bits per byte of text), over non-overlapping windows, as parameter-golf's eval_val.\n"
+    "Score a model on the val shards <prefix>_val_*.bin of DATA_DIR: val_loss (nats per token) and\n"
+    "val_bpb (bits per byte of text), over non-overlapping windows, as parameter-golf's eval_val.\n"
+    "CKPT is a checkpoint (safetensors, written by pg-train or by PyTorch with parameter-golf's\n"
+    "tensor names) or a quantized model (.pgq, written by pg-quantize), told apart by content.\n"
     "\n"
     "Options:\n"
     "  -d, --data DIR             folder of the token shards\n"
@@ -75,7 +77,8 @@ int main(int argc, char **argv)
     const char *ckpt = argv[optind];
 
     struct pg_config cfg;
-    pg_cli_check(&cli, pg_ckpt_read_config(ckpt, &cfg));
+    pg_cli_check(&cli, pg_modelfile_read_config(ckpt, &cfg));
+    pg_cli_check(&cli, pg_modelfile_check_tokenizer(ckpt, tokpath));
     if (seq_len) cfg.train_seq_len = seq_len;
     struct pg_tok *tok;
     pg_cli_check(&cli, pg_tok_load(&tok, tokpath));
@@ -92,7 +95,7 @@ int main(int argc, char **argv)
     pg_cli_check(&cli, pg_val_open(&v, data, prefix, cfg.train_seq_len));
     struct pg_model m;
     pg_cli_check(&cli, pg_model_init(&m, &cfg, &pg_backend_cpu, 0));
-    pg_cli_check(&cli, pg_ckpt_load(&m, ckpt));
+    pg_cli_check(&cli, pg_modelfile_load(&m, ckpt));
     int64_t nseq = pg_val_num_seqs(&v);
     if (batch > nseq) batch = (int)nseq;
     pg_cli_check(&cli, pg_model_alloc_acts(&m, batch, cfg.train_seq_len));

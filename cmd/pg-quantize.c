@@ -1,5 +1,213 @@
-/* pg-quantize: placeholder until its issue lands: answers -h/-V, otherwise says "not implemented" and
- * exits 3 (feature unavailable), so scripts can tell "not built yet" from a failure. */
+/* pg-quantize: quantize a model's parameters into a .pgq file (lib/quant.c, lib/pgq.c), with a
+ * per-tensor report; --dequantize turns a .pgq back into a safetensors checkpoint. */
+#define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
-int main(int argc, char **argv) { pg_cli_stub_main("pg-quantize", argc, argv); }
+#include "../lib/ckpt.h"
+#include "../lib/err.h"
+#include "../lib/modelfile.h"
+#include "../lib/opt.h"
+#include "../lib/pgq.h"
+#include "../lib/quant.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char usage[] =
+    "Usage: pg-quantize CKPT -o MODEL.pgq [options]\n"
+    "       pg-quantize --dequantize MODEL.pgq -o CKPT.safetensors\n"
+    "\n"
+    "Quantize the parameters of a model (a safetensors checkpoint, or a .pgq) into a .pgq file, per\n"
+    "row, and report each tensor's relative reconstruction error |W-Wq|/|W|. The default scheme is\n"
+    "parameter-golf's int8 export, bit for bit.\n"
+    "\n"
+    "Options:\n"
+    "  -o, --output FILE          the file to write (required)\n"
+    "      --scheme NAME          int8-baseline (default) or intN, N = 2..8 bits for every class\n"
+    "      --bits LIST            intN bits per class, e.g. attn=6,mlp=6,embed=8 (implies intN)\n"
+    "      --clip RULE            intN clip rule: sdclip (default), maxabs or quantile\n"
+    "      --k LIST               SDClip k per class (default attn=13,mlp=11.5,embed=14)\n"
+    "      --keep-float N         tensors of at most N elements stay floats (default 65536)\n"
+    "  -m, --tokenizer MODEL      record this tokenizer's identity, which pg-eval then checks\n"
+    "      --dequantize           write the dequantized weights of a .pgq as a checkpoint\n"
+    "      --json                 print the report as JSON on standard output\n"
+    "  -q, --quiet                print only errors\n"
+    "  -v, --verbose              print the configuration too\n"
+    "  -V, --version              print the version and exit\n"
+    "  -h, --help                 print this help and exit\n"
+    "\n"
+    "Classes: attn (c_q, c_k, c_v, proj), mlp (fc, proj), embed (tok_emb, lm_head).\n"
+    "Exit status: 0 success, 1 runtime error, 2 usage error.\n"
+    "See pg-quantize(1), pg-formats(5).\n";
+
+enum { OPT_SCHEME = PG_OPT_FIRST_CMD, OPT_BITS, OPT_CLIP, OPT_K, OPT_KEEP, OPT_DEQUANT };
+
+static const struct option longopts[] = {
+    {"output", required_argument, 0, 'o'},
+    {"tokenizer", required_argument, 0, 'm'},
+    {"scheme", required_argument, 0, OPT_SCHEME},
+    {"bits", required_argument, 0, OPT_BITS},
+    {"clip", required_argument, 0, OPT_CLIP},
+    {"k", required_argument, 0, OPT_K},
+    {"keep-float", required_argument, 0, OPT_KEEP},
+    {"dequantize", no_argument, 0, OPT_DEQUANT},
+    {"help", no_argument, 0, 'h'},
+    {"version", no_argument, 0, 'V'},
+    {"quiet", no_argument, 0, 'q'},
+    {"verbose", no_argument, 0, 'v'},
+    {"json", no_argument, 0, PG_OPT_JSON},
+    {0, 0, 0, 0},
+};
+
+/* "sdclip k=13", "quantile q=0.9999984", "maxabs", "-" */
+static void clip_text(const struct pg_qtensor *t, char *buf, size_t n)
+{
+    if (t->clip == PG_QCLIP_SDCLIP) snprintf(buf, n, "sdclip k=%g", (double)t->clip_param);
+    else if (t->clip == PG_QCLIP_QUANTILE) snprintf(buf, n, "quantile q=%.7g", (double)t->clip_param);
+    else snprintf(buf, n, "%s", pg_qclip_name(t->clip));
+}
+
+static void print_table(const struct pg_qmodel *qm)
+{
+    fprintf(stderr, "%-34s %-5s %4s  %-20s %s\n", "tensor", "kind", "bits", "clip", "rel_err");
+    for (int i = 0; i < qm->ntensors; i++) {
+        const struct pg_qtensor *t = &qm->t[i];
+        char clip[48];
+        clip_text(t, clip, sizeof clip);
+        fprintf(stderr, "%-34s %-5s %4d  %-20s %.6e\n", t->name, pg_qkind_name(t->kind), t->bits, clip, t->rel_err);
+    }
+}
+
+static json_t *report_json(const struct pg_qmodel *qm, const char *in, const char *out, uint64_t file_bytes)
+{
+    json_t *arr = json_array();
+    int nint = 0;
+    for (int i = 0; i < qm->ntensors; i++) {
+        const struct pg_qtensor *t = &qm->t[i];
+        nint += t->kind == PG_QKIND_INT;
+        json_t *shape = t->ndim == 2 ? json_pack("[I, I]", (json_int_t)t->shape[0], (json_int_t)t->shape[1])
+                                     : json_pack("[I]", (json_int_t)t->shape[0]);
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:i, s:s, s:f, s:o, s:I, s:f}", "name", t->name, "kind",
+                                             pg_qkind_name(t->kind), "role", pg_qrole_name(t->role), "bits", t->bits,
+                                             "clip", pg_qclip_name(t->clip), "clip_param", (double)t->clip_param,
+                                             "shape", shape, "bytes", (json_int_t)(t->data_len + t->scale_len),
+                                             "rel_err", t->rel_err));
+    }
+    return json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:o}", "input", in, "output", out, "scheme",
+                     pg_qscheme_name(qm->scheme), "num_tensors", qm->ntensors, "num_int", nint, "payload_bytes",
+                     (json_int_t)pg_qmodel_payload_bytes(qm), "file_bytes", (json_int_t)file_bytes, "tensors", arr);
+}
+
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* --dequantize: any model file in, a safetensors checkpoint of its (dequantized) weights out. */
+static void dequantize(const struct pg_cli *cli, const char *in, const char *out)
+{
+    struct pg_config cfg;
+    pg_cli_check(cli, pg_modelfile_read_config(in, &cfg));
+    struct pg_model m;
+    pg_cli_check(cli, pg_model_init(&m, &cfg, &pg_backend_cpu, 0));
+    pg_cli_check(cli, pg_modelfile_load(&m, in));
+    const char *k[] = {"dequantized_from"}, *v[] = {in};
+    pg_cli_check(cli, pg_ckpt_save(&m, out, 1, k, v));
+    pg_cli_info(cli, "wrote %s: %d tensors, %zu parameters", out, m.ntensors, m.nparams);
+    if (cli->json) {
+        json_t *j = json_pack("{s:s, s:s, s:i, s:I}", "input", in, "output", out, "num_tensors", m.ntensors,
+                              "num_params", (json_int_t)m.nparams);
+        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fputc('\n', stdout);
+        json_decref(j);
+    }
+    pg_model_free(&m);
+}
+
+int main(int argc, char **argv)
+{
+    struct pg_cli cli;
+    pg_cli_init(&cli, "pg-quantize", usage);
+    const char *out = NULL, *tokpath = NULL, *scheme_s = NULL, *bits_s = NULL, *clip_s = NULL, *k_s = NULL;
+    int64_t keep = PG_QUANT_KEEP_FLOAT_MAX;
+    int dequant = 0, c;
+    while ((c = getopt_long(argc, argv, "o:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+        if (pg_cli_common(&cli, c)) continue;
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'm': tokpath = optarg; break;
+        case OPT_SCHEME: scheme_s = optarg; break;
+        case OPT_BITS: bits_s = optarg; break;
+        case OPT_CLIP: clip_s = optarg; break;
+        case OPT_K: k_s = optarg; break;
+        case OPT_KEEP: pg_cli_check(&cli, pg_parse_i64("--keep-float", optarg, 0, INT64_C(1) << 40, &keep)); break;
+        case OPT_DEQUANT: dequant = 1; break;
+        default: pg_cli_usage_error(&cli, "unexpected option");
+        }
+    }
+    if (optind + 1 != argc) pg_cli_usage_error(&cli, optind == argc ? "no input model given" : "more than one input model");
+    if (!out) pg_cli_usage_error(&cli, "no output file (-o FILE)");
+    const char *in = argv[optind];
+    if (dequant) {
+        if (scheme_s || bits_s || clip_s || k_s || tokpath || keep != PG_QUANT_KEEP_FLOAT_MAX)
+            pg_cli_usage_error(&cli, "--dequantize takes no quantization options");
+        dequantize(&cli, in, out);
+        return 0;
+    }
+
+    /* the options: --scheme, or --bits alone (intN over 8-bit defaults); --clip/--k need intN */
+    struct pg_quant_opts o;
+    int scheme = PG_QSCHEME_INT8_BASELINE, bits = 8;
+    if (scheme_s) pg_cli_check(&cli, pg_quant_parse_scheme(scheme_s, &scheme, &bits));
+    else if (bits_s) scheme = PG_QSCHEME_INTN;
+    if (scheme == PG_QSCHEME_INT8_BASELINE && (bits_s || clip_s || k_s))
+        pg_cli_usage_error(&cli, "--bits, --clip and --k apply to the intN schemes (int8-baseline's rule is fixed)");
+    pg_quant_opts_default(&o, scheme, bits);
+    o.keep_float_max = keep;
+    if (bits_s) pg_cli_check(&cli, pg_quant_parse_bits(&o, bits_s));
+    if (clip_s) pg_cli_check(&cli, pg_quant_parse_clip(clip_s, &o.clip));
+    if (k_s && o.clip != PG_QCLIP_SDCLIP) pg_cli_usage_error(&cli, "--k applies to --clip sdclip");
+    if (k_s) pg_cli_check(&cli, pg_quant_parse_k(&o, k_s));
+
+    struct pg_config cfg;
+    pg_cli_check(&cli, pg_modelfile_read_config(in, &cfg));
+    struct pg_tok_id tok = {0, 0, 0};
+    if (tokpath) {
+        pg_cli_check(&cli, pg_pgq_tok_identity(tokpath, &tok));
+        if ((int64_t)tok.vocab > cfg.vocab_size)
+            pg_cli_die(&cli, "%s: model vocabulary %d is smaller than the tokenizer's %u (%s)", in, cfg.vocab_size,
+                       tok.vocab, tokpath);
+    }
+    if (cli.verbosity > 1) pg_config_print_table(&cfg, stderr);
+    struct pg_model m;
+    pg_cli_check(&cli, pg_model_init(&m, &cfg, &pg_backend_cpu, 0));
+    pg_cli_check(&cli, pg_modelfile_load(&m, in));
+    struct pg_qmodel qm;
+    int rc = pg_quantize_model(&m, &o, &qm);
+    if (rc == PG_E_FORMAT) pg_cli_die(&cli, "%s: %s", in, pg_error_message());
+    pg_cli_check(&cli, rc);
+    pg_model_free(&m);
+    qm.tok = tok;
+    pg_cli_check(&cli, pg_pgq_write(&qm, out));
+    uint64_t bytes = file_size(out);
+
+    if (cli.json) {
+        json_t *j = report_json(&qm, in, out, bytes);
+        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+        fputc('\n', stdout);
+        json_decref(j);
+    } else if (cli.verbosity > 0) {
+        print_table(&qm);
+    }
+    int nint = 0;
+    for (int i = 0; i < qm.ntensors; i++) nint += qm.t[i].kind == PG_QKIND_INT;
+    pg_cli_info(&cli, "wrote %s: %s, %d tensors (%d integer, %d float), payload %" PRIu64 " bytes, file %" PRIu64
+                " bytes", out, pg_qscheme_name(qm.scheme), qm.ntensors, nint, qm.ntensors - nint,
+                pg_qmodel_payload_bytes(&qm), bytes);
+    pg_qmodel_free(&qm);
+    return 0;
+}

@@ -320,12 +320,13 @@ int pg_config_format(const struct pg_config *cfg, const struct pg_config_field *
          * 17 significant digits always do. Whole numbers print whole ("10000", not "1e+04"). */
         int first = 1;
         if (v == floor(v) && fabs(v) < 1e15) first = fabs(v) < 1 ? 1 : (int)floor(log10(fabs(v))) + 1;
+        char digits[64]; /* "%.17g" of any double fits */
         for (int prec = first; prec <= 17; prec++) {
-            len = snprintf(buf, n, "%.*g", prec, v);
-            if (len < 0 || (size_t)len >= n) break;
-            double back = strtod(buf, NULL);
+            snprintf(digits, sizeof digits, "%.*g", prec, v);
+            double back = strtod(digits, NULL);
             if (memcmp(&back, &v, sizeof v) == 0) break;
         }
+        len = snprintf(buf, n, "%s", digits);
         break;
     }
     }

@@ -43,7 +43,7 @@ int pg_parse_i64(const char *what, const char *s, int64_t min, int64_t max, int6
 
 int pg_parse_int(const char *what, const char *s, int min, int max, int *out)
 {
-    int64_t v;
+    int64_t v = 0;
     PG_TRY(pg_parse_i64(what, s, min, max, &v));
     *out = (int)v;
     return 0;

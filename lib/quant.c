@@ -1,0 +1,530 @@
+/* quant.c: per-row quantization of a model's parameters (see quant.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "quant.h"
+
+#include "err.h"
+#include "half.h"
+#include "opt.h"
+#include "pgq.h"
+#include "xio.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ---- names ---- */
+
+static const char *const role_names[PG_QROLE_N] = {"other",     "tok_emb", "attn.c_q", "attn.c_k", "attn.c_v",
+                                                   "attn.proj", "mlp.fc",  "mlp.proj", "lm_head"};
+static const char *const class_names[PG_QCLASS_N] = {"attn", "mlp", "embed"};
+
+const char *pg_qrole_name(int role) { return role >= 0 && role < PG_QROLE_N ? role_names[role] : "?"; }
+const char *pg_qclass_name(int cls) { return cls >= 0 && cls < PG_QCLASS_N ? class_names[cls] : "-"; }
+
+const char *pg_qscheme_name(int scheme)
+{
+    return scheme == PG_QSCHEME_INT8_BASELINE ? "int8-baseline" : scheme == PG_QSCHEME_INTN ? "intN" : "?";
+}
+
+const char *pg_qclip_name(int clip)
+{
+    switch (clip) {
+    case PG_QCLIP_NONE: return "-";
+    case PG_QCLIP_QUANTILE: return "quantile";
+    case PG_QCLIP_SDCLIP: return "sdclip";
+    case PG_QCLIP_MAXABS: return "maxabs";
+    default: return "?";
+    }
+}
+
+const char *pg_qkind_name(int kind)
+{
+    return kind == PG_QKIND_INT ? "int" : kind == PG_QKIND_F32 ? "f32" : kind == PG_QKIND_F16 ? "f16" : "?";
+}
+
+int pg_qrole_of(const char *name)
+{
+    if (strcmp(name, "tok_emb.weight") == 0) return PG_QROLE_TOK_EMB;
+    if (strcmp(name, "lm_head.weight") == 0) return PG_QROLE_LM_HEAD;
+    if (strncmp(name, "blocks.", 7) != 0) return PG_QROLE_OTHER;
+    const char *p = name + 7;
+    if (*p < '0' || *p > '9') return PG_QROLE_OTHER;
+    while (*p >= '0' && *p <= '9') p++;
+    static const struct { const char *suffix; int role; } map[] = {
+        {".attn.c_q.weight", PG_QROLE_C_Q},       {".attn.c_k.weight", PG_QROLE_C_K},
+        {".attn.c_v.weight", PG_QROLE_C_V},       {".attn.proj.weight", PG_QROLE_ATTN_PROJ},
+        {".mlp.fc.weight", PG_QROLE_MLP_FC},      {".mlp.proj.weight", PG_QROLE_MLP_PROJ},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(p, map[i].suffix) == 0) return map[i].role;
+    return PG_QROLE_OTHER;
+}
+
+int pg_qclass_of_role(int role)
+{
+    switch (role) {
+    case PG_QROLE_TOK_EMB:
+    case PG_QROLE_LM_HEAD: return PG_QCLASS_EMBED;
+    case PG_QROLE_C_Q:
+    case PG_QROLE_C_K:
+    case PG_QROLE_C_V:
+    case PG_QROLE_ATTN_PROJ: return PG_QCLASS_ATTN;
+    case PG_QROLE_MLP_FC:
+    case PG_QROLE_MLP_PROJ: return PG_QCLASS_MLP;
+    default: return -1;
+    }
+}
+
+/* ---- options ---- */
+
+void pg_quant_opts_default(struct pg_quant_opts *o, int scheme, int bits)
+{
+    memset(o, 0, sizeof *o);
+    o->scheme = scheme;
+    for (int c = 0; c < PG_QCLASS_N; c++) o->bits[c] = scheme == PG_QSCHEME_INT8_BASELINE ? 8 : bits;
+    o->clip = scheme == PG_QSCHEME_INT8_BASELINE ? PG_QCLIP_QUANTILE : PG_QCLIP_SDCLIP;
+    o->k[PG_QCLASS_ATTN] = 13.0;
+    o->k[PG_QCLASS_MLP] = 11.5;
+    o->k[PG_QCLASS_EMBED] = 14.0;
+    o->keep_float_max = PG_QUANT_KEEP_FLOAT_MAX;
+}
+
+int pg_quant_parse_scheme(const char *s, int *scheme, int *bits)
+{
+    if (strcmp(s, "int8-baseline") == 0) {
+        *scheme = PG_QSCHEME_INT8_BASELINE;
+        *bits = 8;
+        return 0;
+    }
+    if (strncmp(s, "int", 3) == 0 && s[3] >= '2' && s[3] <= '8' && !s[4]) {
+        *scheme = PG_QSCHEME_INTN;
+        *bits = s[3] - '0';
+        return 0;
+    }
+    return pg_error(PG_E_INVAL, "--scheme: unknown scheme '%s' (int8-baseline, int2 ... int8)", s);
+}
+
+int pg_quant_parse_clip(const char *s, int *clip)
+{
+    static const int clips[] = {PG_QCLIP_SDCLIP, PG_QCLIP_MAXABS, PG_QCLIP_QUANTILE};
+    for (size_t i = 0; i < sizeof clips / sizeof clips[0]; i++)
+        if (strcmp(s, pg_qclip_name(clips[i])) == 0) {
+            *clip = clips[i];
+            return 0;
+        }
+    return pg_error(PG_E_INVAL, "--clip: unknown clip rule '%s' (sdclip, maxabs, quantile)", s);
+}
+
+/* Applies "class=value,..." (or a bare value for every class) through set(), on a copy. */
+static int parse_per_class(const char *what, const char *spec, void *vals,
+                           int (*set)(const char *what, const char *v, void *vals, int cls))
+{
+    if (!spec || !*spec) return pg_error(PG_E_INVAL, "%s: empty value", what);
+    if (!strchr(spec, '=')) {
+        for (int c = 0; c < PG_QCLASS_N; c++) PG_TRY(set(what, spec, vals, c));
+        return 0;
+    }
+    char *copy = pg_strdup(spec);
+    if (!copy) return PG_E_NOMEM;
+    int rc = 0;
+    char *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item && !rc; item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '=');
+        int cls = -1;
+        for (int c = 0; c < PG_QCLASS_N && eq; c++)
+            if (strlen(class_names[c]) == (size_t)(eq - item) && strncmp(item, class_names[c], (size_t)(eq - item)) == 0)
+                cls = c;
+        if (cls < 0)
+            rc = pg_error(PG_E_INVAL, "%s: '%s' is not CLASS=VALUE with CLASS one of attn, mlp, embed", what, item);
+        else rc = set(what, eq + 1, vals, cls);
+    }
+    free(copy);
+    return rc;
+}
+
+static int set_bits(const char *what, const char *v, void *vals, int cls)
+{
+    return pg_parse_int(what, v, 2, 8, &((int *)vals)[cls]);
+}
+
+static int set_k(const char *what, const char *v, void *vals, int cls)
+{
+    double k;
+    PG_TRY(pg_parse_f64(what, v, 0, 1000, &k));
+    if (!(k > 0)) return pg_error(PG_E_INVAL, "%s: k must be positive, not %s", what, v);
+    ((double *)vals)[cls] = k;
+    return 0;
+}
+
+int pg_quant_parse_bits(struct pg_quant_opts *o, const char *spec)
+{
+    int bits[PG_QCLASS_N];
+    memcpy(bits, o->bits, sizeof bits);
+    PG_TRY(parse_per_class("--bits", spec, bits, set_bits));
+    memcpy(o->bits, bits, sizeof bits);
+    return 0;
+}
+
+int pg_quant_parse_k(struct pg_quant_opts *o, const char *spec)
+{
+    double k[PG_QCLASS_N];
+    memcpy(k, o->k, sizeof k);
+    PG_TRY(parse_per_class("--k", spec, k, set_k));
+    memcpy(o->k, k, sizeof k);
+    return 0;
+}
+
+/* ---- one row ---- */
+
+/* torch.quantile's rank in fp32: rank = q·(n−1); below = (long)rank; weight = rank − below;
+ * above = ceil(rank). */
+static void torch_rank(int64_t n, float q, int64_t *lo, int64_t *hi, float *w)
+{
+    float rank = q * (float)(n - 1);
+    *lo = (int64_t)rank;
+    *w = rank - (float)*lo;
+    *hi = (int64_t)ceilf(rank);
+    /* fp32 cannot hold every n−1 past 2^24 (torch refuses such rows); stay inside the row */
+    if (*lo > n - 1) *lo = n - 1;
+    if (*hi > n - 1) *hi = n - 1;
+}
+
+/* torch.lerp(a, b, w) as ATen's vectorized CPU kernel computes it: fmadd(w, b−a, a) for |w| < 0.5,
+ * else fmadd(w−1, b−a, b). */
+static float torch_lerp(float a, float b, float w)
+{
+    float d = b - a;
+    return fabsf(w) < 0.5f ? fmaf(w, d, a) : fmaf(w - 1.0f, d, b);
+}
+
+float pg_quant_torch_quantile(const float *sorted, int64_t n, float q)
+{
+    int64_t lo, hi;
+    float w;
+    torch_rank(n, q, &lo, &hi, &w);
+    return torch_lerp(sorted[lo], sorted[hi], w);
+}
+
+/* Moves the k-th smallest of a[0..n) to a[k], smaller ones before it and larger or equal ones
+ * after (quickselect, median of three). */
+static void select_kth(float *a, int64_t n, int64_t k)
+{
+    int64_t l = 0, r = n - 1;
+    while (r > l) {
+        int64_t m = l + (r - l) / 2;
+        /* order a[l], a[m], a[r]; pivot = the median, put at a[m] */
+        float t;
+#define SWAP(i, j) (t = a[i], a[i] = a[j], a[j] = t)
+        if (a[m] < a[l]) SWAP(m, l);
+        if (a[r] < a[l]) SWAP(r, l);
+        if (a[r] < a[m]) SWAP(r, m);
+        float piv = a[m];
+        int64_t i = l, j = r;
+        while (i <= j) {
+            while (a[i] < piv) i++;
+            while (a[j] > piv) j--;
+            if (i <= j) {
+                SWAP(i, j);
+                i++;
+                j--;
+            }
+        }
+#undef SWAP
+        /* now a[l..j] <= piv <= a[i..r], and a[j+1..i-1] == piv */
+        if (k <= j) r = j;
+        else if (k >= i) l = i;
+        else return;
+    }
+}
+
+/* The torch quantile of |w| over n values, with tmp as scratch. */
+static float abs_quantile(const float *w, int64_t n, float q, float *tmp)
+{
+    for (int64_t i = 0; i < n; i++) tmp[i] = fabsf(w[i]);
+    int64_t lo, hi;
+    float wt;
+    torch_rank(n, q, &lo, &hi, &wt);
+    select_kth(tmp, n, lo);
+    float below = tmp[lo], above = below;
+    if (hi != lo) { /* the next order statistic: the smallest of what selection left above lo */
+        above = tmp[lo + 1];
+        for (int64_t i = lo + 2; i < n; i++)
+            if (tmp[i] < above) above = tmp[i];
+    }
+    return torch_lerp(below, above, wt);
+}
+
+uint16_t pg_quant_row(const float *w, int64_t n, int scheme, int clip, int bits, double k, int8_t *q, float *tmp)
+{
+    if (scheme == PG_QSCHEME_INT8_BASELINE) {
+        /* clip_abs = quantile(|t|, q); scale = (clip_abs / 127.0).clamp_min(1.0 / 127.0);
+         * q = clamp(round(clamp(t, -clip_abs, clip_abs) / scale), -127, 127) */
+        float c = abs_quantile(w, n, (float)PG_QUANT_BASELINE_Q, tmp);
+        float s = c / 127.0f, floor_s = (float)(1.0 / 127.0);
+        if (s < floor_s) s = floor_s;
+        for (int64_t i = 0; i < n; i++) {
+            float x = w[i];
+            x = x < c ? x : c;
+            x = x > -c ? x : -c;
+            float r = nearbyintf(x / s);
+            q[i] = (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : r);
+        }
+        return pg_f32_to_f16(s);
+    }
+    const int Q = (1 << (bits - 1)) - 1;
+    float s;
+    if (clip == PG_QCLIP_QUANTILE) {
+        s = abs_quantile(w, n, (float)PG_QUANT_BASELINE_Q, tmp) / (float)Q;
+    } else if (clip == PG_QCLIP_MAXABS) {
+        float mx = 0;
+        for (int64_t i = 0; i < n; i++) mx = fabsf(w[i]) > mx ? fabsf(w[i]) : mx;
+        s = mx / (float)Q;
+    } else { /* SDClip: k·std(row)/Q, std with correction 1 as torch.std */
+        double mean = 0, ss = 0;
+        for (int64_t i = 0; i < n; i++) mean += w[i];
+        mean /= (double)n;
+        for (int64_t i = 0; i < n; i++) ss += (w[i] - mean) * (w[i] - mean);
+        double sd = n > 1 ? sqrt(ss / (double)(n - 1)) : 0;
+        s = (float)(k * sd / Q);
+    }
+    /* The step that dequantization will use: fp16, kept positive and finite. */
+    uint16_t h = pg_f32_to_f16(s);
+    if ((h & 0x7fffu) == 0) h = 1;               /* below fp16's range (a zero row): 2^-24 */
+    else if ((h & 0x7fffu) >= 0x7c00u) h = 0x7bff; /* above it: 65504 */
+    h &= 0x7fffu;
+    float s16 = pg_f16_to_f32(h), lim = (float)Q;
+    for (int64_t i = 0; i < n; i++) {
+        float r = nearbyintf(w[i] / s16);
+        q[i] = (int8_t)(r > lim ? lim : r < -lim ? -lim : r);
+    }
+    return h;
+}
+
+/* ---- whole models ---- */
+
+float pg_qtensor_scale(const struct pg_qtensor *t, int64_t r)
+{
+    const unsigned char *p = t->scales + 2 * r;
+    return pg_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+}
+
+void pg_qtensor_dequantize(const struct pg_qtensor *t, pg_real *out)
+{
+    if (t->kind == PG_QKIND_INT) {
+        for (int64_t r = 0; r < t->rows; r++) {
+            float s = pg_qtensor_scale(t, r);
+            const int8_t *q = (const int8_t *)t->data + r * t->cols;
+            for (int64_t c = 0; c < t->cols; c++) out[r * t->cols + c] = (pg_real)((float)q[c] * s);
+        }
+    } else if (t->kind == PG_QKIND_F32) {
+        for (int64_t i = 0; i < t->rows * t->cols; i++) {
+            float v;
+            memcpy(&v, t->data + 4 * i, 4);
+            out[i] = (pg_real)v;
+        }
+    } else {
+        for (int64_t i = 0; i < t->rows * t->cols; i++)
+            out[i] = (pg_real)pg_f16_to_f32((uint16_t)(t->data[2 * i] | t->data[2 * i + 1] << 8));
+    }
+}
+
+/* The storage decision for one tensor of m. */
+static void plan_tensor(const struct pg_tensor *mt, const struct pg_quant_opts *o, struct pg_qtensor *t)
+{
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", mt->name);
+    t->role = pg_qrole_of(mt->name);
+    t->ndim = mt->ndim;
+    t->shape[0] = mt->shape[0];
+    t->shape[1] = mt->ndim == 2 ? mt->shape[1] : 0;
+    t->rows = mt->ndim == 2 ? mt->shape[0] : 1;
+    t->cols = mt->ndim == 2 ? mt->shape[1] : mt->shape[0];
+    int cls = pg_qclass_of_role(t->role);
+    int big = (int64_t)mt->numel > o->keep_float_max;
+    if (o->scheme == PG_QSCHEME_INT8_BASELINE) {
+        if (big) t->kind = PG_QKIND_INT, t->bits = 8, t->clip = PG_QCLIP_QUANTILE;
+        else t->kind = mt->kind == PG_TENSOR_CONTROL ? PG_QKIND_F32 : PG_QKIND_F16;
+    } else if (big && cls >= 0 && mt->kind != PG_TENSOR_CONTROL) {
+        t->kind = PG_QKIND_INT, t->bits = o->bits[cls], t->clip = o->clip;
+    } else {
+        t->kind = PG_QKIND_F16;
+    }
+    if (t->kind == PG_QKIND_INT) {
+        t->clip_param = t->clip == PG_QCLIP_QUANTILE ? (float)PG_QUANT_BASELINE_Q
+                        : t->clip == PG_QCLIP_SDCLIP ? (float)o->k[cls] : 0.0f;
+        t->data_len = (uint64_t)mt->numel;
+        t->scale_len = 2 * (uint64_t)t->rows;
+    } else {
+        t->bits = t->kind == PG_QKIND_F32 ? 32 : 16;
+        t->data_len = (uint64_t)mt->numel * (uint64_t)(t->bits / 8);
+    }
+}
+
+static int check_opts(const struct pg_quant_opts *o)
+{
+    if (o->scheme != PG_QSCHEME_INT8_BASELINE && o->scheme != PG_QSCHEME_INTN)
+        return pg_error(PG_E_INVAL, "unknown quantization scheme %d", o->scheme);
+    if (o->keep_float_max < 0) return pg_error(PG_E_INVAL, "keep_float_max must not be negative");
+    if (o->scheme == PG_QSCHEME_INTN) {
+        if (o->clip != PG_QCLIP_SDCLIP && o->clip != PG_QCLIP_MAXABS && o->clip != PG_QCLIP_QUANTILE)
+            return pg_error(PG_E_INVAL, "unknown clip rule %d", o->clip);
+        for (int c = 0; c < PG_QCLASS_N; c++) {
+            if (o->bits[c] < 2 || o->bits[c] > 8)
+                return pg_error(PG_E_INVAL, "%s: %d bits, not 2 to 8", class_names[c], o->bits[c]);
+            if (!(o->k[c] > 0) || !isfinite(o->k[c]))
+                return pg_error(PG_E_INVAL, "%s: SDClip k %g is not a positive number", class_names[c], o->k[c]);
+        }
+    }
+    return 0;
+}
+
+/* Quantizes one integer tensor from w, its rows in parallel; the error sums come back per row
+ * and are added in row order, so they do not depend on the thread count. */
+static int quantize_int(struct pg_qtensor *t, const pg_real *w_in, int scheme, double k, unsigned char *q_out,
+                        unsigned char *s_out)
+{
+    int64_t rows = t->rows, cols = t->cols;
+    int nth = 1;
+#ifdef _OPENMP
+    nth = omp_get_max_threads();
+#endif
+    float *tmp = pg_malloc((size_t)nth * 2 * (size_t)cols * sizeof *tmp);
+    double *rowerr = pg_malloc((size_t)rows * 2 * sizeof *rowerr);
+    if (!tmp || !rowerr) {
+        free(tmp);
+        free(rowerr);
+        return PG_E_NOMEM;
+    }
+#pragma omp parallel for schedule(static) num_threads(nth)
+    for (int64_t r = 0; r < rows; r++) {
+        int th = 0;
+#ifdef _OPENMP
+        th = omp_get_thread_num();
+#endif
+        float *w = tmp + (size_t)th * 2 * (size_t)cols, *scratch = w + cols;
+        for (int64_t c = 0; c < cols; c++) w[c] = (float)w_in[r * cols + c];
+        int8_t *q = (int8_t *)q_out + r * cols;
+        uint16_t h = pg_quant_row(w, cols, scheme, t->clip, t->bits, k, q, scratch);
+        s_out[2 * r] = (unsigned char)h;
+        s_out[2 * r + 1] = (unsigned char)(h >> 8);
+        float s = pg_f16_to_f32(h);
+        double e = 0, nn = 0;
+        for (int64_t c = 0; c < cols; c++) {
+            double d = (double)w[c] - (double)((float)q[c] * s);
+            e += d * d;
+            nn += (double)w[c] * w[c];
+        }
+        rowerr[2 * r] = (h & 0x7c00u) == 0x7c00u ? NAN : e; /* int8-baseline: a step past fp16 */
+        rowerr[2 * r + 1] = nn;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        if (isnan(rowerr[2 * r])) {
+            free(tmp);
+            free(rowerr);
+            return pg_error(PG_E_FORMAT, "tensor '%s': the step of row %" PRId64 " is too large for fp16", t->name, r);
+        }
+    double e = 0, nn = 0;
+    for (int64_t r = 0; r < rows; r++) e += rowerr[2 * r], nn += rowerr[2 * r + 1];
+    t->rel_err = nn > 0 ? sqrt(e / nn) : 0;
+    free(tmp);
+    free(rowerr);
+    return 0;
+}
+
+int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, struct pg_qmodel *qm)
+{
+    memset(qm, 0, sizeof *qm);
+    PG_TRY(check_opts(o));
+    /* non-finite weights have no quantization (the baseline's quantile would be NaN) */
+    for (int i = 0; i < m->ntensors; i++) {
+        const struct pg_tensor *mt = &m->tensors[i];
+        for (size_t j = 0; j < mt->numel; j++)
+            if (!isfinite(m->params[mt->offset + j]))
+                return pg_error(PG_E_FORMAT, "tensor '%s' has a non-finite value at element %zu", mt->name, j);
+    }
+    qm->cfg = m->cfg;
+    qm->scheme = o->scheme;
+    qm->ntensors = m->ntensors;
+    qm->t = pg_calloc((size_t)m->ntensors, sizeof *qm->t);
+    if (!qm->t) return PG_E_NOMEM;
+    uint64_t total = 0;
+    for (int i = 0; i < m->ntensors; i++) {
+        plan_tensor(&m->tensors[i], o, &qm->t[i]);
+        total += qm->t[i].data_len + qm->t[i].scale_len;
+    }
+    unsigned char *arena = pg_malloc(total ? (size_t)total : 1);
+    if (!arena) {
+        pg_qmodel_free(qm);
+        return PG_E_NOMEM;
+    }
+    qm->arena = arena;
+    int rc = 0;
+    for (int i = 0; i < m->ntensors && !rc; i++) {
+        struct pg_qtensor *t = &qm->t[i];
+        const pg_real *w = m->params + m->tensors[i].offset;
+        unsigned char *d = arena, *s = arena + t->data_len;
+        t->data = d;
+        arena += t->data_len + t->scale_len;
+        int64_t n = t->rows * t->cols;
+        if (t->kind == PG_QKIND_INT) {
+            int cls = pg_qclass_of_role(t->role); /* -1 (no k) only under int8-baseline */
+            t->scales = s;
+            rc = quantize_int(t, w, o->scheme, cls < 0 ? 0 : o->k[cls], d, s);
+            continue;
+        }
+        double e = 0, nn = 0;
+        for (int64_t j = 0; j < n; j++) {
+            float v = (float)w[j], back = v;
+            if (t->kind == PG_QKIND_F32) {
+                memcpy(d + 4 * j, &v, 4);
+            } else {
+                uint16_t h = pg_f32_to_f16(v);
+                d[2 * j] = (unsigned char)h;
+                d[2 * j + 1] = (unsigned char)(h >> 8);
+                back = pg_f16_to_f32(h);
+            }
+            e += ((double)v - back) * ((double)v - back);
+            nn += (double)v * v;
+        }
+        t->rel_err = nn > 0 ? sqrt(e / nn) : 0;
+    }
+    if (!rc) rc = pg_pgq_layout(qm);
+    if (rc) pg_qmodel_free(qm);
+    return rc;
+}
+
+int pg_qmodel_dequantize(const struct pg_qmodel *qm, struct pg_model *m, const char *what)
+{
+    if (qm->ntensors != m->ntensors)
+        return pg_error(PG_E_FORMAT, "%s: %d tensors, the model has %d", what, qm->ntensors, m->ntensors);
+    for (int i = 0; i < m->ntensors; i++) {
+        const struct pg_tensor *mt = &m->tensors[i];
+        const struct pg_qtensor *t = &qm->t[i];
+        if (strcmp(t->name, mt->name) != 0)
+            return pg_error(PG_E_FORMAT, "%s: tensor %d is '%s', the model's is '%s'", what, i, t->name, mt->name);
+        if (t->ndim != mt->ndim || t->shape[0] != mt->shape[0] || (mt->ndim == 2 && t->shape[1] != mt->shape[1]))
+            return pg_error(PG_E_FORMAT, "%s: tensor '%s' has the wrong shape for this configuration", what, t->name);
+    }
+    for (int i = 0; i < m->ntensors; i++) pg_qtensor_dequantize(&qm->t[i], m->params + m->tensors[i].offset);
+    return 0;
+}
+
+uint64_t pg_qmodel_payload_bytes(const struct pg_qmodel *qm)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < qm->ntensors; i++) n += qm->t[i].data_len + qm->t[i].scale_len;
+    return n;
+}
+
+void pg_qmodel_free(struct pg_qmodel *qm)
+{
+    free(qm->t);
+    free(qm->arena);
+    pg_pgq_unmap(qm);
+    memset(qm, 0, sizeof *qm);
+}

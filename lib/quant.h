@@ -1,0 +1,170 @@
+/* quant.h: post-training quantization of a model's parameters, and its inverse.
+ *
+ * Two schemes (spec/baseline.md §5.1, spec/techniques.md §4.1, §4.4, §4.5):
+ *
+ *   int8-baseline  parameter-golf's quantize_state_dict_int8, bit for bit: every float tensor of
+ *                  more than keep_float_max (65,536) elements becomes per-row int8 with the clip
+ *                  c = torch.quantile(|row|, 0.9999984) (fp32, linear interpolation), the step
+ *                  s = max(c/127, 1/127) and q = clamp(round_half_even(clamp(w, -c, c)/s), ±127)
+ *                  computed with the fp32 s, the scale stored as fp16(s); smaller tensors pass
+ *                  through, control tensors as fp32 and any other as fp16.
+ *   intN           per-row round-to-nearest with N = 2..8 bits per tensor class (attn, mlp,
+ *                  embed), Q = 2^(N-1) - 1 and a clip rule: SDClip (s = k·std(row)/Q, std with
+ *                  PyTorch's default correction 1), max-abs (s = max|row|/Q) or the baseline
+ *                  quantile (s = c/Q, no floor). The step is rounded to fp16 first and q =
+ *                  clamp(round_half_even(w/s16), -Q, Q) uses that rounded step, so dequantization
+ *                  sees the step q was computed with. Control tensors and tensors of at most
+ *                  keep_float_max elements pass through as fp16 (§4.5).
+ *
+ * Integers are kept one per int8 byte (pg-pack's entropy coder compresses them). Dequantization
+ * is W = q · fp32(fp16 scale) in fp32 for every scheme. pgolf keeps every parameter in fp32, so
+ * tok_emb is quantized from its fp32 values (PyTorch keeps it in bf16, whose fp32 conversion is
+ * exact, so a PyTorch-trained checkpoint quantizes the same) and dequantized to fp32 (PyTorch casts
+ * it back to bf16; pgolf's model is fp32 throughout and does not).
+ *
+ * A 1-D tensor above the threshold is quantized as one row (parameter-golf would use a per-tensor
+ * fp32 scale; no parameter-golf model has one). Non-finite weights are refused.
+ */
+#ifndef PG_QUANT_H
+#define PG_QUANT_H
+
+#include "config.h"
+#include "model.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum pg_qscheme { PG_QSCHEME_INT8_BASELINE = 1, PG_QSCHEME_INTN = 2 };
+
+/* How a quantized tensor is stored (the values are the .pgq file's). */
+enum pg_qkind { PG_QKIND_INT = 1, PG_QKIND_F32 = 2, PG_QKIND_F16 = 3 };
+
+/* The clip rule of an integer tensor (0 for a float one). */
+enum pg_qclip { PG_QCLIP_NONE = 0, PG_QCLIP_QUANTILE = 1, PG_QCLIP_SDCLIP = 2, PG_QCLIP_MAXABS = 3 };
+
+/* Tensor classes, which carry their own bit width and SDClip k. */
+enum pg_qclass { PG_QCLASS_ATTN, PG_QCLASS_MLP, PG_QCLASS_EMBED, PG_QCLASS_N };
+
+/* What a tensor is in the model: pg-pack groups the integer tensors by it. */
+enum pg_qrole {
+    PG_QROLE_OTHER = 0, /* control tensors */
+    PG_QROLE_TOK_EMB = 1,
+    PG_QROLE_C_Q = 2,
+    PG_QROLE_C_K = 3,
+    PG_QROLE_C_V = 4,
+    PG_QROLE_ATTN_PROJ = 5,
+    PG_QROLE_MLP_FC = 6,
+    PG_QROLE_MLP_PROJ = 7,
+    PG_QROLE_LM_HEAD = 8,
+    PG_QROLE_N
+};
+
+#define PG_QUANT_BASELINE_Q 0.9999984     /* parameter-golf's INT8_CLIP_Q */
+#define PG_QUANT_KEEP_FLOAT_MAX 65536     /* parameter-golf's INT8_KEEP_FLOAT_MAX_NUMEL */
+
+struct pg_quant_opts {
+    int scheme;                 /* PG_QSCHEME_* */
+    int bits[PG_QCLASS_N];      /* intN: 2..8 per class */
+    int clip;                   /* intN: PG_QCLIP_SDCLIP (default), _MAXABS or _QUANTILE */
+    double k[PG_QCLASS_N];      /* SDClip k per class: attn 13, mlp 11.5, embed 14 */
+    int64_t keep_float_max;     /* tensors of at most this many elements pass through (65536) */
+};
+
+/* One tensor of a quantized model. The data pointers are read-only views: into the arena of a
+ * quantized model, a mapped file, or a caller's buffer (see pgq.h). */
+struct pg_qtensor {
+    char name[48];
+    int kind;                   /* PG_QKIND_* */
+    int role;                   /* PG_QROLE_* */
+    int bits;                   /* 2..8 for PG_QKIND_INT, 32 or 16 for the float kinds */
+    int clip;                   /* PG_QCLIP_*, NONE for the float kinds */
+    float clip_param;           /* SDClip k, the quantile q (fp32), or 0 */
+    int ndim;                   /* 1 or 2 */
+    int64_t shape[2];           /* shape[1] = 0 when ndim = 1 */
+    int64_t rows, cols;         /* the per-row layout: 2-D rows × cols, 1-D 1 × n */
+    const unsigned char *data;  /* INT: rows·cols int8; F32/F16: the values, little-endian */
+    const unsigned char *scales;/* INT: rows fp16 steps, little-endian; NULL otherwise */
+    uint64_t data_len, scale_len;
+    uint64_t data_off, scale_off; /* their byte offsets in the serialized .pgq (pgq.h) */
+    double rel_err;             /* ‖W−Ŵ‖/‖W‖ when quantized here; -1 when read from a file */
+};
+
+/* The tokenizer a model was quantized for (all zero: not recorded). */
+struct pg_tok_id {
+    uint32_t vocab;             /* number of pieces */
+    uint32_t crc32;             /* zlib crc32 of the .model file's bytes */
+    uint64_t size;              /* the .model file's length in bytes */
+};
+
+struct pg_qmodel {
+    struct pg_config cfg;
+    int scheme;                 /* PG_QSCHEME_* */
+    struct pg_tok_id tok;
+    int ntensors;
+    struct pg_qtensor *t;       /* in the model's tensor order */
+    void *arena;                /* owned data (quantized here), or NULL */
+    void *map;                  /* owned struct pg_map (read from a file), or NULL */
+};
+
+/* Fills o with the defaults of `scheme`: int8-baseline, or intN with every class at `bits`
+ * (2..8), SDClip and the k of techniques.md §4.4 (attn 13, mlp 11.5, embed 14). */
+void pg_quant_opts_default(struct pg_quant_opts *o, int scheme, int bits);
+
+/* Parses "int8-baseline" or "intN" (N = 2..8) into *scheme and *bits (8 for the baseline).
+ * @return 0, or PG_E_INVAL naming the value. */
+int pg_quant_parse_scheme(const char *s, int *scheme, int *bits);
+
+/* Parses "sdclip", "maxabs" or "quantile". @return 0, or PG_E_INVAL. */
+int pg_quant_parse_clip(const char *s, int *clip);
+
+/* Parses per-class bit widths "attn=6,mlp=6,embed=8" (any subset, any order; a bare "6" sets
+ * every class) over o->bits. @return 0, or PG_E_INVAL naming the bad item (o unchanged). */
+int pg_quant_parse_bits(struct pg_quant_opts *o, const char *spec);
+
+/* Parses per-class SDClip k "attn=13,mlp=11.5,embed=14" (or a bare number for every class),
+ * each in (0, 1000]. @return 0, or PG_E_INVAL (o unchanged). */
+int pg_quant_parse_k(struct pg_quant_opts *o, const char *spec);
+
+/* Quantizes every parameter of m into qm (which owns its data; free with pg_qmodel_free),
+ * recording each tensor's relative reconstruction error. Rows run in parallel (OpenMP); the
+ * result does not depend on the thread count. @return 0, PG_E_INVAL for bad options,
+ * PG_E_FORMAT naming a tensor with a non-finite value, or PG_E_NOMEM. */
+int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, struct pg_qmodel *qm);
+
+/* Dequantizes one tensor into out (numel values). */
+void pg_qtensor_dequantize(const struct pg_qtensor *t, pg_real *out);
+
+/* The fp16 step of row r of an integer tensor, as a float. */
+float pg_qtensor_scale(const struct pg_qtensor *t, int64_t r);
+
+/* Writes every tensor of qm into m's parameters; m's tensor table must match qm's (names and
+ * shapes, in order). `what` names the source in errors. @return 0, or PG_E_FORMAT. */
+int pg_qmodel_dequantize(const struct pg_qmodel *qm, struct pg_model *m, const char *what);
+
+/* Bytes of the stored values: integers + scales + passthrough (parameter-golf's "payload"). */
+uint64_t pg_qmodel_payload_bytes(const struct pg_qmodel *qm);
+
+/* Releases what qm owns. Safe on a zeroed struct. */
+void pg_qmodel_free(struct pg_qmodel *qm);
+
+/* The role and class of a parameter-golf tensor name ("blocks.3.mlp.fc.weight": MLP_FC, MLP). */
+int pg_qrole_of(const char *name);
+int pg_qclass_of_role(int role);
+
+/* Names for reports and the format: "tok_emb", "attn.c_q", ...; "int8-baseline" / "intN";
+ * "sdclip" ...; "int" / "f32" / "f16"; "attn" / "mlp" / "embed". */
+const char *pg_qrole_name(int role);
+const char *pg_qscheme_name(int scheme);
+const char *pg_qclip_name(int clip);
+const char *pg_qkind_name(int kind);
+const char *pg_qclass_name(int cls);
+
+/* The fp32 quantile of n values (sorted ascending) as torch.quantile computes it on the CPU:
+ * rank = fp32(q)·(n−1) in fp32, linear interpolation with torch.lerp's two-sided fused formula. */
+float pg_quant_torch_quantile(const float *sorted, int64_t n, float q);
+
+/* Quantizes one row of n values (the primitive under pg_quantize_model): writes q[n] and
+ * returns the fp16 step. scheme/clip/bits/k as in pg_quant_opts; tmp holds n floats. */
+uint16_t pg_quant_row(const float *w, int64_t n, int scheme, int clip, int bits, double k, int8_t *q, float *tmp);
+
+#endif
