@@ -1,5 +1,226 @@
-/* pg-pack: placeholder until its issue lands: answers -h/-V, otherwise says "not implemented" and
- * exits 3 (feature unavailable), so scripts can tell "not built yet" from a failure. */
+/* pg-pack: a quantized model (.pgq) into a compressed artifact (.pga), its size against the
+ * challenge's 16,000,000-byte budget, and back (-d), or a listing (-l). The work is in lib/pack.c
+ * (the modes), lib/pga.c (the container) and lib/codec.c (the codecs). */
+#define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
-int main(int argc, char **argv) { pg_cli_stub_main("pg-pack", argc, argv); }
+#include "../lib/err.h"
+#include "../lib/mapfile.h"
+#include "../lib/opt.h"
+#include "../lib/outfile.h"
+#include "../lib/pack.h"
+#include "../lib/pgq.h"
+#include "../lib/xio.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char usage[] =
+    "Usage: pg-pack MODEL.pgq -o ARTIFACT.pga [--zlib|--lzma|--brotli|--lrzip] [--code FILE]... [--budget BYTES]\n"
+    "       pg-pack -d ARTIFACT.pga -o MODEL.pgq\n"
+    "       pg-pack -l ARTIFACT.pga\n"
+    "\n"
+    "Compress a quantized model into an artifact and check its size against the budget: artifact\n"
+    "bytes plus the bytes of every --code file must not exceed BYTES (default 16000000).\n"
+    "\n"
+    "Codecs (one, or --lrzip --brotli together):\n"
+    "      --zlib                 zlib level 9, the baseline's compressor (the default)\n"
+    "      --lzma                 xz, preset 9 extreme\n"
+    "      --brotli               brotli quality 11, window 2^24\n"
+    "      --lrzip                the lrzip program, ZPAQ level 9 (Debian package lrzip)\n"
+    "      --lrzip --brotli       the records' per-group mode: integer tensors grouped by role,\n"
+    "                             transposed, lrzip; everything else brotli\n"
+    "\n"
+    "Options:\n"
+    "  -o, --output FILE          the artifact (or, with -d, the .pgq) to write\n"
+    "  -d, --decompress           rebuild the .pgq held by an artifact\n"
+    "  -l, --list                 list an artifact's streams, codecs, sizes and ratios\n"
+    "      --code FILE            count FILE's bytes as code (repeatable)\n"
+    "      --budget BYTES         the size limit (default 16000000; k, M suffixes: 16M)\n"
+    "      --json                 print the result as JSON on standard output\n"
+    "  -q, --quiet                print only errors\n"
+    "  -v, --verbose              list the streams after packing\n"
+    "  -V, --version              print the version and exit\n"
+    "  -h, --help                 print this help and exit\n"
+    "      --progress             accepted, as by every command (pg-pack draws no progress line)\n"
+    "      --no-progress          accepted, likewise\n"
+    "\n"
+    "Exit status: 0 success (and within the budget), 1 runtime error or over the budget,\n"
+    "2 usage error, 3 unavailable (lrzip not installed).\n"
+    "See pg-pack(1), pg-formats(5).\n";
+
+enum { OPT_ZLIB = PG_OPT_FIRST_CMD, OPT_LZMA, OPT_BROTLI, OPT_LRZIP, OPT_CODE, OPT_BUDGET };
+
+static const struct option longopts[] = {
+    {"output", required_argument, 0, 'o'},
+    {"decompress", no_argument, 0, 'd'},
+    {"list", no_argument, 0, 'l'},
+    {"zlib", no_argument, 0, OPT_ZLIB},
+    {"lzma", no_argument, 0, OPT_LZMA},
+    {"brotli", no_argument, 0, OPT_BROTLI},
+    {"lrzip", no_argument, 0, OPT_LRZIP},
+    {"code", required_argument, 0, OPT_CODE},
+    {"budget", required_argument, 0, OPT_BUDGET},
+    PG_CLI_COMMON_LONGOPTS,
+    {0, 0, 0, 0},
+};
+
+/* Picks the mode from the codec flags given (a bit per codec). */
+static void choose_mode(const struct pg_cli *cli, unsigned flags, struct pg_pack_opts *o)
+{
+    static const enum pg_codec codecs[4] = {PG_CODEC_ZLIB, PG_CODEC_LZMA, PG_CODEC_BROTLI, PG_CODEC_LRZIP};
+    memset(o, 0, sizeof *o);
+    o->mode = PG_PACK_WHOLE, o->codec = PG_CODEC_ZLIB;
+    if (flags == ((1u << 2) | (1u << 3))) {
+        o->mode = PG_PACK_PER_GROUP, o->group_codec = PG_CODEC_LRZIP, o->rest_codec = PG_CODEC_BROTLI;
+        return;
+    }
+    int n = 0;
+    for (int i = 0; i < 4; i++)
+        if (flags & (1u << i)) o->codec = codecs[i], n++;
+    if (n > 1) pg_cli_usage_error(cli, "choose one codec, or --lrzip --brotli for the per-group mode");
+}
+
+static const char *mode_name(const struct pg_pack_opts *o)
+{
+    return o->mode == PG_PACK_PER_GROUP ? "lrzip+brotli per-group" : pg_codec_name(o->codec);
+}
+
+static int list(const struct pg_cli *cli, const char *path)
+{
+    struct pg_pga a;
+    memset(&a, 0, sizeof a);
+    pg_cli_check(cli, pg_pga_open(&a, path));
+    if (cli->json) {
+        json_t *streams = json_array();
+        for (size_t i = 0; i < a.n; i++)
+            json_array_append_new(streams, json_pack("{s:s, s:s, s:s, s:I, s:I}", "name", a.streams[i].name, "codec",
+                                                     pg_codec_name(a.streams[i].codec), "transform",
+                                                     pg_xform_name(a.streams[i].xform.id), "raw_bytes",
+                                                     (json_int_t)a.streams[i].raw_size, "packed_bytes",
+                                                     (json_int_t)a.streams[i].packed_size));
+        json_t *j = json_pack("{s:s, s:I, s:o}", "artifact", path, "bytes", (json_int_t)a.size, "streams", streams);
+        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fputc('\n', stdout);
+        json_decref(j);
+    } else {
+        pg_pga_list(&a, stdout);
+    }
+    pg_cli_check(cli, pg_pga_verify(&a));
+    pg_pga_close(&a);
+    return 0;
+}
+
+static int decompress(const struct pg_cli *cli, const char *path, const char *out)
+{
+    struct pg_pga a;
+    memset(&a, 0, sizeof a);
+    pg_cli_check(cli, pg_pga_open(&a, path));
+    unsigned char *pgq;
+    size_t n;
+    pg_cli_check(cli, pg_unpack_pgq(&a, &pgq, &n));
+    struct pg_qmodel qm;
+    memset(&qm, 0, sizeof qm);
+    pg_cli_check(cli, pg_pgq_parse(pgq, n, path, &qm)); /* the rebuilt file's own checksum */
+    pg_qmodel_free(&qm);
+    pg_cli_check(cli, pg_pga_write(out, pgq, n));
+    pg_cli_info(cli, "%s: %zu bytes of .pgq from %zu bytes of artifact", out, n, a.size);
+    free(pgq);
+    pg_pga_close(&a);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct pg_cli cli;
+    pg_cli_init(&cli, "pg-pack", usage);
+    const char *out = NULL;
+    const char **code = NULL;
+    int ncode = 0, dflag = 0, lflag = 0, c;
+    unsigned codec_flags = 0;
+    int64_t budget = 16000000;
+    code = calloc((size_t)argc + 1, sizeof *code);
+    if (!code) pg_cli_die(&cli, "out of memory");
+    while ((c = getopt_long(argc, argv, "o:dl" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+        if (pg_cli_common(&cli, c)) continue;
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'd': dflag = 1; break;
+        case 'l': lflag = 1; break;
+        case OPT_ZLIB: codec_flags |= 1u << 0; break;
+        case OPT_LZMA: codec_flags |= 1u << 1; break;
+        case OPT_BROTLI: codec_flags |= 1u << 2; break;
+        case OPT_LRZIP: codec_flags |= 1u << 3; break;
+        case OPT_CODE: code[ncode++] = optarg; break;
+        case OPT_BUDGET:
+            if (pg_parse_i64("--budget", optarg, 1, INT64_MAX / 2, &budget)) pg_cli_usage_error(&cli, "%s", pg_error_message());
+            break;
+        default: pg_cli_usage_error(&cli, "unexpected option");
+        }
+    }
+    if (optind + 1 != argc) pg_cli_usage_error(&cli, optind == argc ? "no input file" : "more than one input file");
+    const char *in = argv[optind];
+    if (dflag + lflag > 1) pg_cli_usage_error(&cli, "-d and -l exclude each other");
+    if ((dflag || lflag) && (codec_flags || ncode)) pg_cli_usage_error(&cli, "codec and --code options are for packing");
+    if (lflag) {
+        if (out) pg_cli_usage_error(&cli, "-l writes no file (drop -o)");
+        list(&cli, in);
+        free(code);
+        return 0;
+    }
+    if (!out) pg_cli_usage_error(&cli, "no output file (-o FILE)");
+    if (dflag) {
+        decompress(&cli, in, out);
+        free(code);
+        return 0;
+    }
+
+    struct pg_pack_opts o;
+    choose_mode(&cli, codec_flags, &o);
+    uint64_t code_bytes = 0;
+    for (int i = 0; i < ncode; i++) {
+        struct stat st;
+        if (stat(code[i], &st) != 0 || !S_ISREG(st.st_mode)) pg_cli_die(&cli, "%s: cannot read code file", code[i]);
+        code_bytes += (uint64_t)st.st_size;
+    }
+    struct pg_map m;
+    pg_cli_check(&cli, pg_map_open(&m, in));
+    unsigned char *art;
+    size_t art_n;
+    pg_cli_check(&cli, pg_pack_pgq(m.data, m.size, in, &o, &art, &art_n));
+    pg_cli_check(&cli, pg_pga_write(out, art, art_n));
+    uint64_t total = art_n + code_bytes;
+    int fits = total <= (uint64_t)budget;
+    if (cli.json) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:b}", "model", in, "artifact", out, "mode",
+                              mode_name(&o), "pgq_bytes", (json_int_t)m.size, "artifact_bytes", (json_int_t)art_n,
+                              "code_bytes", (json_int_t)code_bytes, "total_bytes", (json_int_t)total, "budget",
+                              (json_int_t)budget, "fits", fits);
+        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fputc('\n', stdout);
+        json_decref(j);
+    } else {
+        printf("%s: %zu bytes (%s, %.4f of the .pgq's %zu) + code %llu = %llu bytes; budget %lld: %s %lld\n", out,
+               art_n, mode_name(&o), m.size ? (double)art_n / (double)m.size : 0.0, m.size,
+               (unsigned long long)code_bytes, (unsigned long long)total, (long long)budget,
+               fits ? "fits, spare" : "OVER by", fits ? (long long)(budget - (int64_t)total) : (long long)(total - budget));
+    }
+    if (cli.verbosity > 1) {
+        struct pg_pga a;
+        memset(&a, 0, sizeof a);
+        pg_cli_check(&cli, pg_pga_parse(&a, art, art_n, out));
+        pg_pga_list(&a, stderr);
+        pg_pga_close(&a);
+    }
+    free(art);
+    pg_map_close(&m);
+    free(code);
+    if (!fits) {
+        fprintf(stderr, "pg-pack: error: %s: %llu bytes is over the budget of %lld by %llu bytes\n", out,
+                (unsigned long long)total, (long long)budget, (unsigned long long)(total - (uint64_t)budget));
+        return 1;
+    }
+    return 0;
+}

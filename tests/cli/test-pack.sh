@@ -1,0 +1,105 @@
+#!/bin/sh
+# test-pack.sh: pg-pack end to end on a tiny trained, quantized model: every codec and the
+# per-group mode give back the identical .pgq (pg-pack -d) and the same val_bpb in pg-eval as
+# the .pgq itself (and pg-ttt reads artifacts too); the brotli stream has the size the brotli
+# program gives for the same bytes and settings; -l lists the streams; the budget and --code
+# arithmetic; a damaged or truncated artifact is refused with one line naming it; missing
+# lrzip is exit 3; usage errors exit 2.
+. "$(dirname "$0")/lib.sh"
+TOK="$PG_BIN/pg-tokenize" TRAIN="$PG_BIN/pg-train" EVAL="$PG_BIN/pg-eval" Q="$PG_BIN/pg-quantize"
+P="$PG_BIN/pg-pack" TTT="$PG_BIN/pg-ttt"
+W=$T_TMP
+export LC_ALL=C.UTF-8 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+for f in /usr/share/common-licenses/GPL-3 /usr/share/common-licenses/Apache-2.0; do
+    jq -R -s -c 'split("\n\n")[] | select(test("\\S")) | {text: .}' "$f"
+done >"$W/docs.jsonl"
+"$TOK" train -q -i "$W/docs.jsonl" -o "$W/sp.model" --vocab 384 || exit 1
+"$TOK" encode -q -m "$W/sp.model" -i "$W/docs.jsonl" -o "$W/data" --prefix t --val-docs 20 || exit 1
+"$TRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" --layers 3 --dim 32 --heads 4 --kv-heads 2 --vocab 384 \
+    --seq-len 32 --batch-tokens 256 --max-wallclock 0 --warmdown-iters 5 --val-batch-tokens 256 \
+    -o "$W/run" --iterations 20 --val-every 0 || exit 1
+"$Q" -q "$W/run/model.safetensors" -o "$W/m.pgq" --scheme int6 --keep-float 100 -m "$W/sp.model" >/dev/null || exit 1
+check "a tiny int6 .pgq" test -s "$W/m.pgq"
+pgq_bytes=$(wc -c <"$W/m.pgq")
+evalm() { "$EVAL" -q "$1" -d "$W/data" --prefix t -m "$W/sp.model"; }
+want=$(evalm "$W/m.pgq")
+
+have_lrzip=0
+command -v lrzip >/dev/null 2>&1 && have_lrzip=1
+for mode in zlib lzma brotli lrzip "lrzip brotli"; do
+    case "$mode" in *lrzip*) [ $have_lrzip = 1 ] || { ok "$mode # SKIP lrzip not installed"; continue; } ;; esac
+    flags=$(printf -- '--%s ' $mode)
+    tag=$(echo "$mode" | tr ' ' '+')
+    # shellcheck disable=SC2086
+    "$P" "$W/m.pgq" -o "$W/$tag.pga" $flags --json >"$W/$tag.json" || { not_ok "pg-pack $flags"; continue; }
+    check "$tag: artifact_bytes in the JSON is the file's size" \
+        test "$(jq .artifact_bytes "$W/$tag.json")" = "$(wc -c <"$W/$tag.pga")"
+    check "$tag: smaller than the .pgq ($(wc -c <"$W/$tag.pga") < $pgq_bytes)" test "$(wc -c <"$W/$tag.pga")" -lt "$pgq_bytes"
+    "$P" -q -d "$W/$tag.pga" -o "$W/$tag.back.pgq"
+    check "$tag: pg-pack -d gives back the identical .pgq" cmp -s "$W/m.pgq" "$W/$tag.back.pgq"
+    got=$(evalm "$W/$tag.pga")
+    check "$tag: pg-eval of the artifact equals pg-eval of the .pgq ($got)" test "$got" = "$want"
+done
+
+# the brotli stream: the same size as the brotli program's output for the same settings
+if command -v brotli >/dev/null 2>&1; then
+    ours=$("$P" -l --json "$W/brotli.pga" | jq '.streams[0].packed_bytes')
+    theirs=$(brotli -c -q 11 -w 24 "$W/m.pgq" | wc -c)
+    # the brotli program adds nothing around the stream: the sizes agree exactly
+    check "brotli stream $ours bytes = brotli -q 11 -w 24 of the same file ($theirs)" test "$ours" = "$theirs"
+fi
+
+# listing
+"$P" -l "$W/zlib.pga" >"$W/list"
+check "-l lists the single stream pgq with codec zlib" grep -Eq '^pgq +zlib +none' "$W/list"
+if [ $have_lrzip = 1 ]; then
+    "$P" -l "$W/lrzip+brotli.pga" >"$W/list2"
+    for s in cuts rest tok_emb attn.c_q attn.c_k attn.c_v attn.proj mlp.fc mlp.proj; do
+        grep -Eq "^$s " "$W/list2" || not_ok "per-group -l lacks stream $s"
+    done
+    check "per-group -l: cuts and rest brotli, the seven role groups lrzip transposed" \
+        test "$(grep -Ec '^(cuts|rest) +brotli' "$W/list2"),$(grep -Ec ' lrzip +transpose' "$W/list2")" = "2,7"
+fi
+
+# pg-ttt reads artifacts (through the same loader as pg-eval)
+a=$("$TTT" -q "$W/zlib.pga" -d "$W/data" --prefix t -m "$W/sp.model" --epochs 0 --json | jq .val_bpb)
+b=$("$TTT" -q "$W/m.pgq" -d "$W/data" --prefix t -m "$W/sp.model" --epochs 0 --json | jq .val_bpb)
+check "pg-ttt --epochs 0 scores the artifact as the .pgq ($a)" test "$a" = "$b"
+
+# budget and code bytes
+printf 'x%.0s' $(seq 1 1000) >"$W/code.sh"
+size=$(wc -c <"$W/zlib.pga")
+"$P" -q "$W/m.pgq" -o "$W/z2.pga" --zlib --code "$W/code.sh" --code "$W/code.sh" --json >"$W/b.json"
+check "--code twice: total = artifact + 2000 bytes" test "$(jq .total_bytes "$W/b.json")" = "$((size + 2000))"
+check "the default budget is 16000000, and it fits" test "$(jq -c '[.budget, .fits]' "$W/b.json")" = "[16000000,true]"
+expect_fail "over the budget: exit 1, the overage on one line" 1 "over the budget of $((size - 1)) by 1001 bytes" \
+    "$P" -q "$W/m.pgq" -o "$W/z3.pga" --code "$W/code.sh" --budget $((size - 1))
+check "the artifact over the budget is written all the same" cmp -s "$W/zlib.pga" "$W/z3.pga"
+"$P" "$W/m.pgq" -o "$W/z4.pga" --budget $size >"$W/out4"
+check "exactly at the budget fits, spare 0" grep -q 'fits, spare 0$' "$W/out4"
+
+# damaged artifacts
+cp "$W/zlib.pga" "$W/flip.pga"
+off=$((size - 40))
+printf '\377' | dd of="$W/flip.pga" bs=1 seek=$off conv=notrunc 2>/dev/null
+cmp -s "$W/zlib.pga" "$W/flip.pga" && printf '\000' | dd of="$W/flip.pga" bs=1 seek=$off conv=notrunc 2>/dev/null
+expect_fail "a flipped byte in a stream: checksum mismatch" 1 "checksum mismatch" "$EVAL" "$W/flip.pga" -d "$W/data" \
+    --prefix t -m "$W/sp.model"
+expect_fail "pg-pack -l notices it too" 1 "checksum mismatch" "$P" -l "$W/flip.pga"
+head -c $((size - 7)) "$W/zlib.pga" >"$W/short.pga"
+expect_fail "a truncated artifact" 1 "short.pga" "$P" -d "$W/short.pga" -o "$W/x.pgq"
+check "nothing written on failure" test ! -e "$W/x.pgq"
+expect_fail "-d of a .pgq, not an artifact" 1 "m.pgq" "$P" -d "$W/m.pgq" -o "$W/x.pgq"
+expect_fail "packing a checkpoint, not a .pgq" 1 "model.safetensors" "$P" "$W/run/model.safetensors" -o "$W/x.pga"
+expect_fail "a missing input" 1 "nope.pgq" "$P" "$W/nope.pgq" -o "$W/x.pga"
+expect_fail "lrzip missing: exit 3" 3 "lrzip not found" env PG_LRZIP=/nonexistent/lrzip "$P" "$W/m.pgq" -o "$W/x.pga" --lrzip
+
+# usage
+expect_fail "no -o" 2 "no output file" "$P" "$W/m.pgq"
+expect_fail "two codecs" 2 "choose one codec" "$P" "$W/m.pgq" -o "$W/x.pga" --zlib --lzma
+expect_fail "-d with a codec" 2 "for packing" "$P" -d "$W/zlib.pga" -o "$W/x.pgq" --zlib
+expect_fail "-l with -o" 2 "-l writes no file" "$P" -l "$W/zlib.pga" -o "$W/x"
+expect_fail "a bad budget" 2 "--budget" "$P" "$W/m.pgq" -o "$W/x.pga" --budget lots
+expect_fail "no input" 2 "no input file" "$P" -o "$W/x.pga"
+finish
