@@ -1,5 +1,194 @@
-/* pg-ttt: placeholder until its issue lands: answers -h/-V, otherwise says "not implemented" and
- * exits 3 (feature unavailable), so scripts can tell "not built yet" from a failure. */
+/* pg-ttt: val_loss and val_bpb with legal score-first test-time training: each chunk of the val
+ * stream is scored first, then the model trains on it before the next chunk is scored. The work
+ * is in lib/ttt.c; the model file (checkpoint or .pgq) is read by lib/modelfile.c; this file
+ * parses options and reports, in pg-eval's output format. */
+#define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
-int main(int argc, char **argv) { pg_cli_stub_main("pg-ttt", argc, argv); }
+#include "../lib/bpb.h"
+#include "../lib/err.h"
+#include "../lib/loader.h"
+#include "../lib/modelfile.h"
+#include "../lib/opt.h"
+#include "../lib/outfile.h"
+#include "../lib/progress.h"
+#include "../lib/tok.h"
+#include "../lib/ttt.h"
+#include "../lib/xio.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+    "Usage: pg-ttt MODEL -d DATA_DIR -m TOKENIZER.model [options]\n"
+    "\n"
+    "Score a model on the val shards <prefix>_val_*.bin of DATA_DIR with legal score-first\n"
+    "test-time training: the val windows (pg-eval's) are taken in chunks; each chunk is scored\n"
+    "first, then (but for the last) the whole model trains on it with SGD before the next chunk\n"
+    "is scored. Reports val_loss and val_bpb over every chunk, as pg-eval does. MODEL is a\n"
+    "checkpoint (safetensors) or a quantized model (.pgq), told apart by content.\n"
+    "\n"
+    "Options:\n"
+    "  -d, --data DIR             folder of the token shards\n"
+    "  -m, --tokenizer MODEL      the SentencePiece .model the shards were encoded with\n"
+    "      --prefix NAME          shard name prefix (default fineweb)\n"
+    "      --seq-len N            window length (default: the model's train_seq_len)\n"
+    "      --chunk-tokens N       tokens per chunk, rounded down to whole windows (default 32768)\n"
+    "      --epochs N             training passes over each scored chunk; 0 = pg-eval (default 3)\n"
+    "      --lr X                 SGD learning rate, cosine-decayed over the chunks (default 0.005)\n"
+    "      --momentum X           SGD momentum (default 0.9)\n"
+    "      --grad-clip X          clip the gradient's global 2-norm to X; 0 = off (default 1.0)\n"
+    "      --batch-seqs N         windows per forward pass (default 8)\n"
+    "      --step-seqs N          windows per SGD step (default 32)\n"
+    "      --token-losses FILE    write every target's loss (float32 LE, stream order) to FILE\n"
+    "      --json                 print the result as JSON on standard output\n"
+    "      --progress             always draw the progress line\n"
+    "      --no-progress          never draw it (default: when stderr is a terminal)\n"
+    "  -q, --quiet                print only errors\n"
+    "  -v, --verbose              print the configuration too\n"
+    "  -V, --version              print the version and exit\n"
+    "  -h, --help                 print this help and exit\n"
+    "\n"
+    "Output: 'val_loss:L val_bpb:B tokens:T bytes:Y' on standard output (8 decimals).\n"
+    "Exit status: 0 success, 1 runtime error, 2 usage error, 3 unavailable.\n"
+    "See pg-ttt(1), pg-eval(1), pg-formats(5).\n";
+
+enum {
+    OPT_PREFIX = PG_OPT_FIRST_CMD,
+    OPT_SEQLEN,
+    OPT_CHUNK,
+    OPT_EPOCHS,
+    OPT_LR,
+    OPT_MOMENTUM,
+    OPT_CLIP,
+    OPT_BATCH,
+    OPT_STEP,
+    OPT_LOSSES,
+};
+
+static const struct option longopts[] = {
+    {"data", required_argument, 0, 'd'},
+    {"tokenizer", required_argument, 0, 'm'},
+    {"prefix", required_argument, 0, OPT_PREFIX},
+    {"seq-len", required_argument, 0, OPT_SEQLEN},
+    {"chunk-tokens", required_argument, 0, OPT_CHUNK},
+    {"epochs", required_argument, 0, OPT_EPOCHS},
+    {"lr", required_argument, 0, OPT_LR},
+    {"momentum", required_argument, 0, OPT_MOMENTUM},
+    {"grad-clip", required_argument, 0, OPT_CLIP},
+    {"batch-seqs", required_argument, 0, OPT_BATCH},
+    {"step-seqs", required_argument, 0, OPT_STEP},
+    {"token-losses", required_argument, 0, OPT_LOSSES},
+    PG_CLI_COMMON_LONGOPTS,
+    {0, 0, 0, 0},
+};
+
+int main(int argc, char **argv)
+{
+    struct pg_cli cli;
+    pg_cli_init(&cli, "pg-ttt", usage);
+    const char *data = NULL, *tokpath = NULL, *prefix = "fineweb", *losses_path = NULL;
+    struct pg_ttt_params p;
+    pg_ttt_params_default(&p);
+    int seq_len = 0, c;
+    while ((c = getopt_long(argc, argv, "d:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+        if (pg_cli_common(&cli, c)) continue;
+        switch (c) {
+        case 'd': data = optarg; break;
+        case 'm': tokpath = optarg; break;
+        case OPT_PREFIX: prefix = optarg; break;
+        case OPT_SEQLEN: pg_cli_check(&cli, pg_parse_int("--seq-len", optarg, 1, 1 << 20, &seq_len)); break;
+        case OPT_CHUNK:
+            pg_cli_check(&cli, pg_parse_i64("--chunk-tokens", optarg, 1, INT64_C(1) << 40, &p.chunk_tokens));
+            break;
+        case OPT_EPOCHS: pg_cli_check(&cli, pg_parse_int("--epochs", optarg, 0, 1000, &p.epochs)); break;
+        case OPT_LR: pg_cli_check(&cli, pg_parse_f64("--lr", optarg, 0, 1e3, &p.lr)); break;
+        case OPT_MOMENTUM: pg_cli_check(&cli, pg_parse_f64("--momentum", optarg, 0, 0.999999, &p.momentum)); break;
+        case OPT_CLIP: pg_cli_check(&cli, pg_parse_f64("--grad-clip", optarg, 0, 1e30, &p.grad_clip)); break;
+        case OPT_BATCH: pg_cli_check(&cli, pg_parse_int("--batch-seqs", optarg, 1, 1 << 16, &p.batch_seqs)); break;
+        case OPT_STEP: pg_cli_check(&cli, pg_parse_int("--step-seqs", optarg, 1, 1 << 24, &p.step_seqs)); break;
+        case OPT_LOSSES: losses_path = optarg; break;
+        default: pg_cli_usage_error(&cli, "unexpected option");
+        }
+    }
+    if (optind + 1 != argc) pg_cli_usage_error(&cli, optind == argc ? "no model given" : "more than one model");
+    if (!data) pg_cli_usage_error(&cli, "no data folder (-d DIR)");
+    if (!tokpath) pg_cli_usage_error(&cli, "no tokenizer (-m MODEL)");
+    const char *model = argv[optind];
+
+    struct pg_config cfg;
+    pg_cli_check(&cli, pg_modelfile_read_config(model, &cfg));
+    pg_cli_check(&cli, pg_modelfile_check_tokenizer(model, tokpath));
+    if (seq_len) cfg.train_seq_len = seq_len;
+    struct pg_tok *tok;
+    pg_cli_check(&cli, pg_tok_load(&tok, tokpath));
+    int tok_vocab = pg_tok_vocab_size(tok);
+    if (cfg.vocab_size < tok_vocab)
+        pg_cli_die(&cli, "%s: model vocabulary %d is smaller than the tokenizer's %d (%s)", model, cfg.vocab_size,
+                   tok_vocab, tokpath);
+    struct pg_bpb_lut lut;
+    pg_cli_check(&cli, pg_bpb_lut_from_tok(&lut, tok, cfg.vocab_size));
+    pg_tok_free(tok);
+    if (cli.verbosity > 1) pg_config_print_table(&cfg, stderr);
+
+    struct pg_val_set v;
+    pg_cli_check(&cli, pg_val_open(&v, data, prefix, cfg.train_seq_len));
+    struct pg_model m;
+    /* Without training the model needs no gradients: --epochs 0 runs in pg-eval's memory. */
+    pg_cli_check(&cli, pg_model_init(&m, &cfg, &pg_backend_cpu, p.epochs > 0));
+    pg_cli_check(&cli, pg_modelfile_load(&m, model));
+    int64_t nseq = pg_val_num_seqs(&v);
+    if (p.batch_seqs > nseq) p.batch_seqs = (int)nseq;
+    pg_cli_check(&cli, pg_model_alloc_acts(&m, p.batch_seqs, cfg.train_seq_len));
+    float *losses = NULL;
+    if (losses_path && !(losses = pg_malloc((size_t)v.usable * sizeof *losses))) pg_cli_check(&cli, PG_E_NOMEM);
+    struct pg_ttt_hooks hooks = {.token_losses = losses};
+    p.progress = pg_cli_progress(&cli);
+    if (cli.verbosity > 1)
+        fprintf(stderr,
+                "pg-ttt: %lld windows of %d in chunks of %lld tokens; %d epochs, lr %g, momentum %g, grad clip %g, "
+                "%d windows per step, %d per forward\n",
+                (long long)nseq, cfg.train_seq_len, (long long)p.chunk_tokens, p.epochs, p.lr, p.momentum,
+                p.grad_clip, p.step_seqs, p.batch_seqs);
+    /* The loss file is opened first, so that a bad path fails before the work, not after. */
+    struct pg_out lo;
+    memset(&lo, 0, sizeof lo);
+    if (losses_path) pg_cli_check(&cli, pg_out_open(&lo, losses_path));
+    double t0 = pg_now();
+    struct pg_ttt_result r;
+    int rc = pg_ttt_run(&m, &v, &lut, &p, &hooks, &r);
+    double seconds = pg_now() - t0;
+    /* float32 in the host's order, which is little-endian (xio.h refuses other hosts) */
+    if (!rc && losses_path && !(rc = pg_out_write(&lo, losses, (size_t)v.usable * sizeof *losses)))
+        rc = pg_out_commit(&lo);
+    else if (losses_path)
+        pg_out_abort(&lo);
+    pg_cli_check(&cli, rc);
+    if (cli.json) {
+        json_t *j = json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:i, s:f, s:f, s:f, s:I, s:f, s:f}",
+                              "checkpoint", model, "val_loss", r.val_loss, "val_bpb", r.val_bpb, "tokens",
+                              (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes, "seq_len", cfg.train_seq_len,
+                              "seconds", seconds, "chunks", (json_int_t)r.chunks, "chunk_tokens",
+                              (json_int_t)(r.chunk_seqs * cfg.train_seq_len), "epochs", p.epochs, "lr", p.lr,
+                              "momentum", p.momentum, "grad_clip", p.grad_clip, "steps", (json_int_t)r.steps,
+                              "score_seconds", r.score_seconds, "train_seconds", r.train_seconds);
+        if (!j) pg_cli_die(&cli, "cannot build the JSON result");
+        if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) != 0)
+            pg_cli_die(&cli, "cannot write the JSON result");
+        fputc('\n', stdout);
+        json_decref(j);
+    } else {
+        printf("val_loss:%.8f val_bpb:%.8f tokens:%.0f bytes:%.0f\n", r.val_loss, r.val_bpb, r.tokens, r.bytes);
+    }
+    if (fflush(stdout) != 0) pg_cli_die(&cli, "cannot write the result to standard output");
+    pg_cli_info(&cli,
+                "%.0f tokens in %.1fs: %lld chunks of %lld tokens, %lld SGD steps (scoring %.1fs, training %.1fs)",
+                r.tokens, seconds, (long long)r.chunks, (long long)(r.chunk_seqs * cfg.train_seq_len),
+                (long long)r.steps, r.score_seconds, r.train_seconds);
+    free(losses);
+    pg_model_free(&m);
+    pg_val_close(&v);
+    pg_bpb_lut_free(&lut);
+    return 0;
+}

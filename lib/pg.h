@@ -29,5 +29,14 @@
 #include "tokenize.h" /* train / encode / decode / info */
 #include "utf8.h"     /* UTF-8 validation */
 #include "xio.h"      /* checked allocation and I/O */
+#include "quant.h"    /* quantization and dequantization */
+#include "pgq.h"      /* the quantized model file */
+#include "codec.h"    /* zlib, lzma, brotli, lrzip */
+#include "bytes_xform.h" /* transpose, byte shuffle, row ordering */
+#include "pga.h"      /* the artifact container */
+#include "pack.h"     /* .pgq into .pga and back */
+#include "modelfile.h" /* load a model from a checkpoint, .pgq or .pga */
+#include "sgd.h"      /* SGD with momentum */
+#include "ttt.h"      /* score-first test-time training */
 
 #endif

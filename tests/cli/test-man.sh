@@ -4,7 +4,7 @@
 #
 #   (a) every man/*.[157] passes `groff -t -man -ww -z` with nothing on stderr, and
 #       `mandoc -Tlint -Wwarning` when mandoc is installed (it is not required);
-#   (b) for pg-tokenize, pg-train and pg-eval: every option of `CMD --help` is an item of the
+#   (b) for every pg-* command: every option of `CMD --help` is an item of the
 #       OPTIONS section of man/CMD.1, with its short form, and every option that section names
 #       is in --help; for pg-train also that each configuration flag's item gives the default
 #       that --help prints;
@@ -161,7 +161,7 @@ check_config_defaults() {
     fi
 }
 
-for cmd in pg-tokenize pg-train pg-eval; do
+for cmd in pg-tokenize pg-train pg-quantize pg-pack pg-eval pg-ttt; do
     check_options "$cmd"
     if [ "$cmd" = pg-train ] && [ -f man/pg-train.1 ] && [ -x "$BIN/pg-train" ]; then
         check_config_defaults
@@ -202,6 +202,9 @@ check_render() {
 check_render man/pg-tokenize.1 '^ +pg-tokenize +- +train +a +SentencePiece +tokenizer'
 check_render man/pg-train.1 '^[[:space:]]+pg-train[[:space:]]+-[[:space:]]+train[[:space:]]+the[[:space:]]+parameter-golf[[:space:]]+GPT'
 check_render man/pg-eval.1 '^[[:space:]]+pg-eval[[:space:]]+-[[:space:]]+score[[:space:]]+a[[:space:]]+checkpoint'
+check_render man/pg-quantize.1 '^[[:space:]]+pg-quantize[[:space:]]+-[[:space:]]+quantize'
+check_render man/pg-pack.1 '^[[:space:]]+pg-pack[[:space:]]+-[[:space:]]+compress[[:space:]]+a[[:space:]]+quantized[[:space:]]+model'
+check_render man/pg-ttt.1 '^[[:space:]]+pg-ttt[[:space:]]+-[[:space:]]'
 
 echo "1..$n"
 [ "$failed" -eq 0 ]
