@@ -103,9 +103,11 @@ $(LIBPG): $(LIB_OBJ) $(CUDA_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
+# pg-eval and pg-ttt share their model/tokenizer/val set-up (cmd/scoring.c).
+$(BIN)/pg-eval $(BIN)/pg-ttt: $(O)/cmd/scoring.o
 $(BIN)/pg-%: $(O)/cmd/pg-%.o $(CLI_OBJ) $(LIBPG)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SANFLAGS) -fopenmp $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(SANFLAGS) -fopenmp $(LDFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 
 # Gradient checks build the model and the CPU backend again in double (lib/real.h).
 F64_SRC := $(wildcard kernels/cpu/*.c) lib/model.c

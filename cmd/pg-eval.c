@@ -3,14 +3,13 @@
  * lib/modelfile.c; this file parses options and reports. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+#include "scoring.h"
 
 #include "../lib/bpb.h"
 #include "../lib/err.h"
 #include "../lib/eval.h"
 #include "../lib/loader.h"
-#include "../lib/modelfile.h"
 #include "../lib/opt.h"
-#include "../lib/tok.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -76,31 +75,16 @@ int main(int argc, char **argv)
     if (!tokpath) pg_cli_usage_error(&cli, "no tokenizer (-m MODEL)");
     const char *ckpt = argv[optind];
 
-    struct pg_config cfg;
-    pg_cli_check(&cli, pg_modelfile_read_config(ckpt, &cfg));
-    pg_cli_check(&cli, pg_modelfile_check_tokenizer(ckpt, tokpath));
-    if (seq_len) cfg.train_seq_len = seq_len;
-    struct pg_tok *tok;
-    pg_cli_check(&cli, pg_tok_load(&tok, tokpath));
-    int tok_vocab = pg_tok_vocab_size(tok);
-    if (cfg.vocab_size < tok_vocab)
-        pg_cli_die(&cli, "%s: model vocabulary %d is smaller than the tokenizer's %d (%s)", ckpt, cfg.vocab_size,
-                   tok_vocab, tokpath);
-    struct pg_bpb_lut lut;
-    pg_cli_check(&cli, pg_bpb_lut_from_tok(&lut, tok, cfg.vocab_size));
-    pg_tok_free(tok);
-    if (cli.verbosity > 1) pg_config_print_table(&cfg, stderr);
-
-    struct pg_val_set v;
-    pg_cli_check(&cli, pg_val_open(&v, data, prefix, cfg.train_seq_len));
-    struct pg_model m;
-    pg_cli_check(&cli, pg_model_init(&m, &cfg, &pg_backend_cpu, 0));
-    pg_cli_check(&cli, pg_modelfile_load(&m, ckpt));
-    int64_t nseq = pg_val_num_seqs(&v);
+    struct pg_scoring sc;
+    pg_scoring_open(&cli, &sc, ckpt, data, prefix, tokpath, seq_len, 0);
+    struct pg_config cfg = sc.cfg;
+    struct pg_model *m = &sc.m;
+    struct pg_val_set *v = &sc.val;
+    int64_t nseq = pg_val_num_seqs(v);
     if (batch > nseq) batch = (int)nseq;
-    pg_cli_check(&cli, pg_model_alloc_acts(&m, batch, cfg.train_seq_len));
+    pg_cli_check(&cli, pg_model_alloc_acts(m, batch, cfg.train_seq_len));
     struct pg_eval_result r;
-    pg_cli_check(&cli, pg_eval_val(&m, &v, &lut, 0, 1, batch, pg_cli_progress(&cli), &r));
+    pg_cli_check(&cli, pg_eval_val(m, v, &sc.lut, 0, 1, batch, pg_cli_progress(&cli), &r));
     if (cli.json) {
         json_t *j = json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f}", "checkpoint", ckpt, "val_loss", r.val_loss,
                               "val_bpb", r.val_bpb, "tokens", (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes,
@@ -113,8 +97,6 @@ int main(int argc, char **argv)
     }
     pg_cli_info(&cli, "%.0f tokens in %.1fs (%.0f tokens/s)", r.tokens, r.seconds,
                 r.seconds > 0 ? r.tokens / r.seconds : 0.0);
-    pg_model_free(&m);
-    pg_val_close(&v);
-    pg_bpb_lut_free(&lut);
+    pg_scoring_close(&sc);
     return 0;
 }

@@ -4,15 +4,14 @@
  * parses options and reports, in pg-eval's output format. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+#include "scoring.h"
 
 #include "../lib/bpb.h"
 #include "../lib/err.h"
 #include "../lib/loader.h"
-#include "../lib/modelfile.h"
 #include "../lib/opt.h"
 #include "../lib/outfile.h"
 #include "../lib/progress.h"
-#include "../lib/tok.h"
 #include "../lib/ttt.h"
 #include "../lib/xio.h"
 
@@ -117,32 +116,17 @@ int main(int argc, char **argv)
     if (!tokpath) pg_cli_usage_error(&cli, "no tokenizer (-m MODEL)");
     const char *model = argv[optind];
 
-    struct pg_config cfg;
-    pg_cli_check(&cli, pg_modelfile_read_config(model, &cfg));
-    pg_cli_check(&cli, pg_modelfile_check_tokenizer(model, tokpath));
-    if (seq_len) cfg.train_seq_len = seq_len;
-    struct pg_tok *tok;
-    pg_cli_check(&cli, pg_tok_load(&tok, tokpath));
-    int tok_vocab = pg_tok_vocab_size(tok);
-    if (cfg.vocab_size < tok_vocab)
-        pg_cli_die(&cli, "%s: model vocabulary %d is smaller than the tokenizer's %d (%s)", model, cfg.vocab_size,
-                   tok_vocab, tokpath);
-    struct pg_bpb_lut lut;
-    pg_cli_check(&cli, pg_bpb_lut_from_tok(&lut, tok, cfg.vocab_size));
-    pg_tok_free(tok);
-    if (cli.verbosity > 1) pg_config_print_table(&cfg, stderr);
-
-    struct pg_val_set v;
-    pg_cli_check(&cli, pg_val_open(&v, data, prefix, cfg.train_seq_len));
-    struct pg_model m;
     /* Without training the model needs no gradients: --epochs 0 runs in pg-eval's memory. */
-    pg_cli_check(&cli, pg_model_init(&m, &cfg, &pg_backend_cpu, p.epochs > 0));
-    pg_cli_check(&cli, pg_modelfile_load(&m, model));
-    int64_t nseq = pg_val_num_seqs(&v);
+    struct pg_scoring sc;
+    pg_scoring_open(&cli, &sc, model, data, prefix, tokpath, seq_len, p.epochs > 0);
+    struct pg_config cfg = sc.cfg;
+    struct pg_model *m = &sc.m;
+    struct pg_val_set *v = &sc.val;
+    int64_t nseq = pg_val_num_seqs(v);
     if (p.batch_seqs > nseq) p.batch_seqs = (int)nseq;
-    pg_cli_check(&cli, pg_model_alloc_acts(&m, p.batch_seqs, cfg.train_seq_len));
+    pg_cli_check(&cli, pg_model_alloc_acts(m, p.batch_seqs, cfg.train_seq_len));
     float *losses = NULL;
-    if (losses_path && !(losses = pg_malloc((size_t)v.usable * sizeof *losses))) pg_cli_check(&cli, PG_E_NOMEM);
+    if (losses_path && !(losses = pg_malloc((size_t)v->usable * sizeof *losses))) pg_cli_check(&cli, PG_E_NOMEM);
     struct pg_ttt_hooks hooks = {.token_losses = losses};
     p.progress = pg_cli_progress(&cli);
     if (cli.verbosity > 1)
@@ -157,10 +141,10 @@ int main(int argc, char **argv)
     if (losses_path) pg_cli_check(&cli, pg_out_open(&lo, losses_path));
     double t0 = pg_now();
     struct pg_ttt_result r;
-    int rc = pg_ttt_run(&m, &v, &lut, &p, &hooks, &r);
+    int rc = pg_ttt_run(m, v, &sc.lut, &p, &hooks, &r);
     double seconds = pg_now() - t0;
     /* float32 in the host's order, which is little-endian (xio.h refuses other hosts) */
-    if (!rc && losses_path && !(rc = pg_out_write(&lo, losses, (size_t)v.usable * sizeof *losses)))
+    if (!rc && losses_path && !(rc = pg_out_write(&lo, losses, (size_t)v->usable * sizeof *losses)))
         rc = pg_out_commit(&lo);
     else if (losses_path)
         pg_out_abort(&lo);
@@ -187,8 +171,6 @@ int main(int argc, char **argv)
                 r.tokens, seconds, (long long)r.chunks, (long long)(r.chunk_seqs * cfg.train_seq_len),
                 (long long)r.steps, r.score_seconds, r.train_seconds);
     free(losses);
-    pg_model_free(&m);
-    pg_val_close(&v);
-    pg_bpb_lut_free(&lut);
+    pg_scoring_close(&sc);
     return 0;
 }

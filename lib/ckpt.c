@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "ckpt.h"
 
+#include "half.h"
+
 #include "err.h"
 #include "safetensors.h"
 #include "xio.h"
@@ -113,29 +115,6 @@ int pg_ckpt_read_config(const char *path, struct pg_config *cfg)
     return rc;
 }
 
-static float half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu, bits;
-    if (exp == 0) {
-        if (!man) bits = sign;
-        else { /* subnormal: normalize */
-            exp = 113;
-            while (!(man & 0x400u)) {
-                man <<= 1;
-                exp--;
-            }
-            bits = sign | exp << 23 | (man & 0x3ffu) << 13;
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | man << 13;
-    } else {
-        bits = sign | (exp + 112) << 23 | man << 13;
-    }
-    float x;
-    memcpy(&x, &bits, 4);
-    return x;
-}
-
 static int convert(pg_real *dst, const struct pg_st_tensor *t, size_t n, const char *path)
 {
     const unsigned char *s = t->data;
@@ -153,7 +132,7 @@ static int convert(pg_real *dst, const struct pg_st_tensor *t, size_t n, const c
             memcpy(&dst[i], &b, 4);
             break;
         }
-        case PG_ST_F16: dst[i] = half_to_float((uint16_t)(s[2 * i] | s[2 * i + 1] << 8)); break;
+        case PG_ST_F16: dst[i] = pg_f16_to_f32((uint16_t)(s[2 * i] | s[2 * i + 1] << 8)); break;
         default:
             return pg_error(PG_E_FORMAT, "%s: tensor '%s' has dtype %s, not a float type", path, t->name,
                             pg_st_dtype_name(t->dtype));

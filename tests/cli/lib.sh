@@ -27,6 +27,12 @@ expect_fail() {
         ok "$name (exit $want: $first)"
     fi
 }
+# licence_docs N: the first N (1..5) of Debian's licence texts (GPL-3, Apache-2.0, GPL-2, MPL-2.0,
+# LGPL-2.1), one paragraph per JSONL document on stdout: the tiny corpus of the CLI tests.
+licence_docs() {
+    for f in GPL-3 Apache-2.0 GPL-2 MPL-2.0 LGPL-2.1; do echo "/usr/share/common-licenses/$f"; done | head -n "$1" |
+        while read -r f; do jq -R -s -c 'split("\n\n")[] | select(test("\\S")) | {text: .}' "$f"; done
+}
 finish() { echo "1..$T_N"; [ "$T_FAILED" -eq 0 ]; }
 T_TMP=$(mktemp -d /tmp/pg-cli-XXXXXX)
 trap 'rm -rf "$T_TMP"' EXIT

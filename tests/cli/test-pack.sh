@@ -11,9 +11,7 @@ P="$PG_BIN/pg-pack" TTT="$PG_BIN/pg-ttt"
 W=$T_TMP
 export LC_ALL=C.UTF-8 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
-for f in /usr/share/common-licenses/GPL-3 /usr/share/common-licenses/Apache-2.0; do
-    jq -R -s -c 'split("\n\n")[] | select(test("\\S")) | {text: .}' "$f"
-done >"$W/docs.jsonl"
+licence_docs 2 >"$W/docs.jsonl"
 "$TOK" train -q -i "$W/docs.jsonl" -o "$W/sp.model" --vocab 384 || exit 1
 "$TOK" encode -q -m "$W/sp.model" -i "$W/docs.jsonl" -o "$W/data" --prefix t --val-docs 20 || exit 1
 "$TRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" --layers 3 --dim 32 --heads 4 --kv-heads 2 --vocab 384 \

@@ -13,10 +13,7 @@ W=$T_TMP
 export LC_ALL=C.UTF-8 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 # ---- a tiny trained model (as in test-train.sh) ----
-for f in /usr/share/common-licenses/GPL-3 /usr/share/common-licenses/Apache-2.0 /usr/share/common-licenses/GPL-2 \
-    /usr/share/common-licenses/MPL-2.0 /usr/share/common-licenses/LGPL-2.1; do
-    jq -R -s -c 'split("\n\n")[] | select(test("\\S")) | {text: .}' "$f"
-done >"$W/docs.jsonl"
+licence_docs 5 >"$W/docs.jsonl"
 "$TOK" train -q -i "$W/docs.jsonl" -o "$W/sp.model" --vocab 512 || exit 1
 "$TOK" encode -q -m "$W/sp.model" -i "$W/docs.jsonl" -o "$W/data" --prefix t --val-docs 30 --shard-tokens 20000 || exit 1
 "$TRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" --layers 3 --dim 32 --heads 4 --kv-heads 2 --vocab 512 \

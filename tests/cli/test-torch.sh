@@ -17,9 +17,7 @@ TOK="$PG_BIN/pg-tokenize" TRAIN="$PG_BIN/pg-train" EVAL="$PG_BIN/pg-eval"
 W=$T_TMP
 export LC_ALL=C.UTF-8 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
-for f in /usr/share/common-licenses/GPL-3 /usr/share/common-licenses/Apache-2.0 /usr/share/common-licenses/GPL-2; do
-    jq -R -s -c 'split("\n\n")[] | select(test("\\S")) | {text: .}' "$f"
-done >"$W/docs.jsonl"
+licence_docs 3 >"$W/docs.jsonl"
 "$TOK" train -q -i "$W/docs.jsonl" -o "$W/sp.model" --vocab 512 || exit 1
 "$TOK" encode -q -m "$W/sp.model" -i "$W/docs.jsonl" -o "$W/data" --prefix t --val-docs 30 || exit 1
 TINY="--layers 5 --dim 64 --heads 4 --kv-heads 2 --vocab 512 --seq-len 64 --batch-tokens 512 --max-wallclock 0

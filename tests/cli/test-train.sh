@@ -11,10 +11,7 @@ W=$T_TMP
 export LC_ALL=C.UTF-8 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 # ---- a tiny dataset: Debian's licence texts, a paragraph per document ----
-for f in /usr/share/common-licenses/GPL-3 /usr/share/common-licenses/Apache-2.0 /usr/share/common-licenses/GPL-2 \
-    /usr/share/common-licenses/MPL-2.0 /usr/share/common-licenses/LGPL-2.1; do
-    jq -R -s -c 'split("\n\n")[] | select(test("\\S")) | {text: .}' "$f"
-done >"$W/docs.jsonl"
+licence_docs 5 >"$W/docs.jsonl"
 "$TOK" train -q -i "$W/docs.jsonl" -o "$W/sp.model" --vocab 512 || exit 1
 "$TOK" encode -q -m "$W/sp.model" -i "$W/docs.jsonl" -o "$W/data" --prefix t --val-docs 30 --shard-tokens 20000 || exit 1
 check "dataset: several train shards" test "$(ls "$W/data"/t_train_*.bin | wc -l)" -ge 3

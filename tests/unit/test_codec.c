@@ -2,6 +2,7 @@
  * truncated or wrongly-sized data is an error (never a crash, never wrong bytes), lrzip's
  * program handling (absent, deterministic), and the byte transforms invert exactly. */
 #define _POSIX_C_SOURCE 200809L
+#include "../../lib/rng.h"
 #include "../tap.h"
 
 #include "../../lib/bytes_xform.h"
@@ -18,13 +19,7 @@
 
 static uint64_t rng_state;
 
-static uint64_t next_u64(void) /* splitmix64 */
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static uint64_t next_u64(void) { return pg_splitmix64(&rng_state); }
 
 struct input {
     const char *name;

@@ -3,6 +3,7 @@
  * loop (every truncation, thousands of random bit flips) in which every damaged file must be
  * refused and none may crash (make check SANITIZE=1 runs it under ASan/UBSan). */
 #define _POSIX_C_SOURCE 200809L
+#include "../../lib/rng.h"
 #include "../tap.h"
 
 #include "../../lib/bytes_xform.h"
@@ -20,13 +21,7 @@
 static char dir[64];
 static uint64_t rng_state;
 
-static uint64_t next_u64(void) /* splitmix64 */
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static uint64_t next_u64(void) { return pg_splitmix64(&rng_state); }
 
 static unsigned char *int8_like(size_t n, uint64_t seed)
 {

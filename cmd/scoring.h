@@ -1,0 +1,27 @@
+/* scoring.h: what pg-eval and pg-ttt both do before they score: read a model file of any kind
+ * (checkpoint, .pgq, .pga), check it against the tokenizer, build the val_bpb byte table, open
+ * the val shards and load the model. Errors exit through the command's pg_cli. */
+#ifndef PG_CMD_SCORING_H
+#define PG_CMD_SCORING_H
+
+#include "cli.h"
+
+#include "../lib/bpb.h"
+#include "../lib/config.h"
+#include "../lib/loader.h"
+#include "../lib/model.h"
+
+struct pg_scoring {
+    struct pg_config cfg;  /* the model's, with train_seq_len = the window length */
+    struct pg_bpb_lut lut;
+    struct pg_val_set val;
+    struct pg_model m;     /* loaded; activations not allocated yet */
+};
+
+/* seq_len 0: the model's own train_seq_len. training: allocate gradients too. */
+void pg_scoring_open(const struct pg_cli *cli, struct pg_scoring *s, const char *model, const char *data,
+                     const char *prefix, const char *tokpath, int seq_len, int training);
+
+void pg_scoring_close(struct pg_scoring *s);
+
+#endif
