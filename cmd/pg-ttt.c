@@ -1,6 +1,6 @@
 /* pg-ttt: val_loss and val_bpb with legal score-first test-time training: each chunk of the val
  * stream is scored first, then the model trains on it before the next chunk is scored. The work
- * is in lib/ttt.c; the model file (checkpoint or .pgq) is read by lib/modelfile.c; this file
+ * is in lib/ttt.c; the model file (checkpoint, .pgq or .pga) is read by lib/modelfile.c; this file
  * parses options and reports, in pg-eval's output format. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
@@ -26,7 +26,7 @@ static const char usage[] =
     "test-time training: the val windows (pg-eval's) are taken in chunks; each chunk is scored\n"
     "first, then (but for the last) the whole model trains on it with SGD before the next chunk\n"
     "is scored. Reports val_loss and val_bpb over every chunk, as pg-eval does. MODEL is a\n"
-    "checkpoint (safetensors) or a quantized model (.pgq), told apart by content.\n"
+    "checkpoint (safetensors), a quantized model (.pgq) or an artifact (.pga), told apart by content.\n"
     "\n"
     "Options:\n"
     "  -d, --data DIR             folder of the token shards\n"
