@@ -125,6 +125,53 @@ $(O)/tests/tools/ref_eval_f64: tests/tools/ref_eval_f64.c $(F64_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) -DPG_REAL_DOUBLE $(LDFLAGS) -o $@ $< $(F64_SRC) $(LIBPG) $(LDLIBS)
 
+# ---- CUDA kernels without a GPU (kernels/emu, DESIGN.md principle 7) -------------------------
+# kernels/cuda/*.cu are compiled a second time by the host C++ compiler against the emulator
+# (kernels/emu/include holds its cuda_runtime.h, cuda_bf16.h, cublas_v2.h), into $(O)/emu/ and
+# $(O)/libpg_cuda_emu.a, never into libpg.a. The tests in tests/emu/ link them as test_*_emu and
+# run in every `make check`. With HAVE_CUDA=1 the same test sources are also built against the
+# real kernels as test_*_gpu: they skip without a device and fail under `make check-gpu` if none.
+EMU_FLAGS := -std=c++17 $(WARN) -pthread -MMD -MP $(SANFLAGS) -Ikernels/emu/include
+EMU_OBJ := $(CUDA_SRC:%.cu=$(O)/emu/%.o) $(patsubst %.cc,$(O)/emu/%.o,$(wildcard kernels/emu/*.cc))
+EMU_LIB := $(O)/libpg_cuda_emu.a
+CUDA_TESTS := $(O)/tests/test_cuda_emu $(O)/tests/test_cuda_ops_emu
+CUBLAS_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas
+ifeq ($(HAVE_CUDA),1)
+CUDA_TESTS += $(O)/tests/test_cuda_emu_gpu $(O)/tests/test_cuda_ops_gpu
+endif
+all: $(CUDA_TESTS)
+$(CUDA_OBJ): kernels/cuda/pg_cuda.cuh kernels/cuda/ops.h lib/backend.h lib/real.h # nvcc writes no .d files
+
+$(O)/emu/%.o: %.cu
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) $(EMU_FLAGS) -x c++ -c $< -o $@
+
+$(O)/emu/%.o: %.cc
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) $(EMU_FLAGS) -c $< -o $@
+
+$(EMU_LIB): $(EMU_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(O)/tests/test_cuda_emu: tests/emu/test_cuda_emu.cu tests/tap.h $(EMU_LIB)
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) $(EMU_FLAGS) $(LDFLAGS) -o $@ -x c++ $< -x none $(EMU_LIB) $(LDLIBS)
+
+$(O)/tests/test_cuda_ops_emu: tests/emu/test_cuda_ops.c tests/tap.h kernels/cuda/ops.h $(EMU_LIB) $(LIBPG)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(EMU_LIB) $(LIBPG) $(LDLIBS)
+
+$(O)/tests/test_cuda_emu_gpu: tests/emu/test_cuda_emu.cu tests/tap.h kernels/cuda/pg_cuda.cuh
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCCFLAGS) -o $@ $< -L$(CUDA_HOME)/lib64 -Xlinker -rpath,$(CUDA_HOME)/lib64 -lcublas
+
+$(O)/tests/test_cuda_ops_gpu: tests/emu/test_cuda_ops.c tests/tap.h kernels/cuda/ops.h $(LIBPG)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPG) $(LDLIBS) $(CUBLAS_LIBS)
+
+-include $(EMU_OBJ:.o=.d) $(CUDA_TESTS:=.d)
+
 # ---- targets --------------------------------------------------------------------------------
 
 deps:

@@ -1,0 +1,64 @@
+/* ops.h: the CUDA backend's operations, callable from C. Each is the twin of the operation of
+ * the same name in lib/backend.h (same arguments, same semantics, same "accumulates" rules),
+ * on device pointers, in fp32 (pg_real is float in libpg). They run on pg_cuda_stream() and
+ * return before the device has finished, like a kernel launch; pg_cuda_download waits.
+ * Sums that must be reproducible (channel gradients, repeated embedding rows) are done in a
+ * fixed order without float atomics: the results are the same bits on every run.
+ *
+ * Built by nvcc into libpg when HAVE_CUDA=1, and by the host compiler against kernels/emu for
+ * the tests (make check); on any CUDA error they report the call and exit(1) (pg_cuda.cuh). */
+#ifndef PG_CUDA_OPS_H
+#define PG_CUDA_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Device memory (checked: a failure reports and exits). */
+void *pg_cuda_alloc(size_t bytes);
+void pg_cuda_free(void *p);
+void pg_cuda_upload(void *dst, const void *src, size_t bytes);   /* host → device */
+void pg_cuda_download(void *dst, const void *src, size_t bytes); /* device → host; waits */
+void pg_cuda_sync(void);                                         /* waits for the stream */
+
+void pg_cuda_matmul_fwd(float *y, const float *x, const float *w, int n, int in, int out);
+void pg_cuda_matmul_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int in, int out,
+                        int dx_accumulate);
+void pg_cuda_embedding_fwd(float *y, const float *emb, const int32_t *ids, int n, int d);
+void pg_cuda_embedding_bwd(float *demb, const float *dy, const int32_t *ids, int n, int d);
+void pg_cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, int n, int d, double eps);
+void pg_cuda_rmsnorm_bwd(float *dx, const float *dy, const float *y, const float *rstd, int n, int d,
+                         int dx_accumulate);
+void pg_cuda_rope_fwd(float *x, const float *cos, const float *sin, int b, int t, int h, int hd);
+void pg_cuda_rope_bwd(float *dx, const float *cos, const float *sin, int b, int t, int h, int hd);
+void pg_cuda_relu2_fwd(float *y, const float *x, size_t n);
+void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, size_t n);
+void pg_cuda_mix_fwd(float *y, const float *x, const float *x0, const float *m0, const float *m1, int n, int d);
+void pg_cuda_mix_bwd(float *dx, float *dx0, float *dm0, float *dm1, const float *dy, const float *x, const float *x0,
+                     const float *m0, const float *m1, int n, int d);
+void pg_cuda_scale_add_fwd(float *x, const float *s, const float *f, int n, int d);
+void pg_cuda_scale_add_bwd(float *df, float *ds, const float *dy, const float *s, const float *f, int n, int d,
+                           int df_accumulate);
+void pg_cuda_head_gain_fwd(float *q, const float *g, int n, int h, int hd);
+void pg_cuda_head_gain_bwd(float *dq, float *dg, const float *q_pre, const float *g, int n, int h, int hd);
+
+/* Attention: work is device scratch of pg_cuda_attention_work(t) floats (not the CPU's size). */
+size_t pg_cuda_attention_work(int t);
+void pg_cuda_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v, int b, int t, int h,
+                           int kv, int hd, double scale, float *work);
+void pg_cuda_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                           const float *q, const float *k, const float *v, int b, int t, int h, int kv, int hd,
+                           double scale, float *work);
+/* The fused softcap cross-entropy: losses (if not NULL) and work (pg_ce_work(v) floats) are
+ * device memory; the returned total waits for the device. */
+double pg_cuda_softcap_ce(float *dh, float *demb, float *losses, const float *h, const float *emb,
+                          const int32_t *targets, int n, int d, int v, double cap, double grad_scale, float *work);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

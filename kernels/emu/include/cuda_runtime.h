@@ -1,0 +1,2 @@
+// The emulated build's <cuda_runtime.h> (kernels/emu/include is first on its include path).
+#include "../cuda_emu.h"

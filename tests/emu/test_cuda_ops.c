@@ -1,0 +1,451 @@
+/* test_cuda_ops.c: every CUDA operation against the CPU reference (pg_backend_cpu) on random
+ * inputs, forward and backward, through the C API of kernels/cuda/ops.h. Built twice
+ * (Makefile): test_cuda_ops_emu links the kernels compiled for the host emulator and runs in
+ * every `make check`; test_cuda_ops_gpu links the nvcc-built kernels and runs them on the GPU
+ * (it skips without one, and fails under PG_EXPECT_GPU=1, i.e. `make check-gpu`).
+ *
+ * Tolerance: |gpu − cpu| ≤ 1e-5·(|cpu| + rms(cpu)) for every element. Both sides compute in
+ * float from the same inputs and sum reductions in double (matrix products: in float, by
+ * OpenBLAS and cuBLAS). What can differ: the order of double sums (~1e-16), fused multiply-adds
+ * on the GPU (1 float ulp ≈ 6e-8 per operation), and the order of the float sums in a matrix
+ * product (≈ sqrt(k)·6e-8 of the result's scale, ≤ 2e-6 at these sizes). 1e-5 keeps a margin
+ * of 5 over the worst of these, while a wrong index or a missed term errs by 1e-2 or more.
+ * Every comparison also proves it can fail: one element of the result nudged by 1e-4 of its
+ * scale must be caught. The embedding gradient is required to be bit-exact (its sums run in
+ * the CPU's order), and every reduction must give the same bits when run twice. Attention and
+ * the cross-entropy add exp/tanh (CUDA's expf and tanhf: ≤ 2 ulp, like the CPU's vectorized exp)
+ * under the same tolerance. */
+#include "../tap.h"
+
+#include "../../kernels/cuda/device.h"
+#include "../../kernels/cuda/ops.h"
+#include "../../lib/backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL 1e-5
+
+static const struct pg_backend *cpu = &pg_backend_cpu;
+static unsigned long long rng_state = 2024;
+
+static float urand(void) /* uniform in [-1, 1) */
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(rng_state >> 11) * 0x1.0p-53 * 2 - 1);
+}
+
+/* Every allocation is kept and freed at the end (the suite also runs under LSan). */
+static void *host_kept[1024], *dev_kept[1024];
+static int n_host, n_dev;
+
+static float *hnew(size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    if (!p || n_host == 1024) {
+        printf("Bail out! out of memory or of slots\n");
+        exit(1);
+    }
+    return host_kept[n_host++] = p;
+}
+
+static float *rnd(size_t n, float scale)
+{
+    float *p = hnew(n);
+    for (size_t i = 0; i < n; i++) p[i] = urand() * scale;
+    return p;
+}
+
+static float *copy(const float *h, size_t n)
+{
+    float *p = hnew(n);
+    memcpy(p, h, n * sizeof *p);
+    return p;
+}
+
+static void *dnew(size_t bytes)
+{
+    if (n_dev == 1024) {
+        printf("Bail out! out of device slots\n");
+        exit(1);
+    }
+    return dev_kept[n_dev++] = pg_cuda_alloc(bytes ? bytes : 4);
+}
+
+/* A device copy of n host floats. */
+static float *dev(const float *h, size_t n)
+{
+    float *d = dnew(n * sizeof *d);
+    pg_cuda_upload(d, h, n * sizeof *d);
+    return d;
+}
+
+static int32_t *dev_ids(const int32_t *h, size_t n)
+{
+    int32_t *d = dnew(n * sizeof *d);
+    pg_cuda_upload(d, h, n * sizeof *d);
+    return d;
+}
+
+/* The device array's contents, in a new host array. */
+static float *back(const float *d, size_t n)
+{
+    float *h = hnew(n);
+    pg_cuda_download(h, d, n * sizeof *h);
+    return h;
+}
+
+static double rms_of(const float *a, size_t n)
+{
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) ss += (double)a[i] * a[i];
+    return n ? sqrt(ss / n) : 0;
+}
+
+/* Elements failing |got − want| ≤ tol·(|want| + rms(want)); *worst: the largest ratio. */
+static size_t mismatches(const float *got, const float *want, size_t n, double tol, double *worst)
+{
+    double rms = rms_of(want, n);
+    size_t bad = 0;
+    *worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]), scale = fabs(want[i]) + rms;
+        double r = scale > 0 ? d / scale : d;
+        if (!(r <= tol)) bad++; /* NaN counts as bad */
+        if (r > *worst || r != r) *worst = r;
+    }
+    return bad;
+}
+
+static double worst_seen; /* over every comparison of the run */
+
+/* One TAP line: the results agree, and the same check catches a copy nudged by 1e-4 of scale. */
+static void check(const char *op, const char *what, const float *got, const float *want, size_t n, double tol)
+{
+    double worst, w2;
+    size_t bad = mismatches(got, want, n, tol, &worst);
+    float *broken = copy(got, n);
+    size_t k = n / 2;
+    broken[k] += (float)(1e-4 * (fabs(want[k]) + rms_of(want, n)) + 1e-20); /* 10x the tolerance */
+    int caught = n == 0 || mismatches(broken, want, n, tol, &w2) > 0;
+    if (!caught) diag("%s %s: a nudged result was not caught", op, what);
+    ok(bad == 0 && caught, "%s %s: %zu values within %g (worst %.2e)", op, what, n, tol, worst);
+    if (bad) diag("%zu of %zu values differ", bad, n);
+    if (worst > worst_seen) worst_seen = worst;
+}
+
+/* ---- operations ---------------------------------------------------------------------------- */
+
+static void test_matmul(int n, int in, int out)
+{
+    char what[64];
+    snprintf(what, sizeof what, "n=%d in=%d out=%d", n, in, out);
+    float *x = rnd((size_t)n * in, 1), *w = rnd((size_t)out * in, 0.5f), *dy = rnd((size_t)n * out, 1);
+    float *y = hnew((size_t)n * out), *d_y = dnew((size_t)n * out * 4);
+    cpu->matmul_fwd(y, x, w, n, in, out);
+    float *d_x = dev(x, (size_t)n * in), *d_w = dev(w, (size_t)out * in), *d_dy = dev(dy, (size_t)n * out);
+    pg_cuda_matmul_fwd(d_y, d_x, d_w, n, in, out);
+    check("matmul_fwd", what, back(d_y, (size_t)n * out), y, (size_t)n * out, TOL);
+    for (int acc = 0; acc < 2; acc++) {
+        float *dx = rnd((size_t)n * in, 1), *dw = rnd((size_t)out * in, 1);
+        float *d_dx = dev(dx, (size_t)n * in), *d_dw = dev(dw, (size_t)out * in);
+        cpu->matmul_bwd(dx, dw, dy, x, w, n, in, out, acc);
+        pg_cuda_matmul_bwd(d_dx, d_dw, d_dy, d_x, d_w, n, in, out, acc);
+        check(acc ? "matmul_bwd dx (accumulated)" : "matmul_bwd dx", what, back(d_dx, (size_t)n * in), dx,
+              (size_t)n * in, TOL);
+        check("matmul_bwd dw (accumulates)", what, back(d_dw, (size_t)out * in), dw, (size_t)out * in, TOL);
+    }
+    float *dw = rnd((size_t)out * in, 1), *d_dw = dev(dw, (size_t)out * in);
+    cpu->matmul_bwd(NULL, dw, dy, x, w, n, in, out, 0);
+    pg_cuda_matmul_bwd(NULL, d_dw, d_dy, d_x, d_w, n, in, out, 0);
+    check("matmul_bwd dw with dx = NULL", what, back(d_dw, (size_t)out * in), dw, (size_t)out * in, TOL);
+}
+
+static void test_embedding(int n, int d, int vocab)
+{
+    char what[64];
+    snprintf(what, sizeof what, "n=%d d=%d vocab=%d", n, d, vocab);
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    if (!ids) exit(1);
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)((urand() + 1) / 2 * vocab) % vocab; /* rows repeat */
+    float *emb = rnd((size_t)vocab * d, 1), *dy = rnd((size_t)n * d, 1), *demb = rnd((size_t)vocab * d, 1);
+    float *y = hnew((size_t)n * d), *d_y = dnew((size_t)n * d * 4);
+    int32_t *d_ids = dev_ids(ids, (size_t)n);
+    float *d_emb = dev(emb, (size_t)vocab * d), *d_dy = dev(dy, (size_t)n * d), *d_demb = dev(demb, (size_t)vocab * d);
+    cpu->embedding_fwd(y, emb, ids, n, d);
+    pg_cuda_embedding_fwd(d_y, d_emb, d_ids, n, d);
+    check("embedding_fwd", what, back(d_y, (size_t)n * d), y, (size_t)n * d, 0);
+    cpu->embedding_bwd(demb, dy, ids, n, d);
+    pg_cuda_embedding_bwd(d_demb, d_dy, d_ids, n, d);
+    check("embedding_bwd (bit-exact)", what, back(d_demb, (size_t)vocab * d), demb, (size_t)vocab * d, 0);
+    free(ids);
+}
+
+static void test_rmsnorm(int n, int d)
+{
+    char what[64];
+    snprintf(what, sizeof what, "n=%d d=%d", n, d);
+    size_t nd = (size_t)n * d;
+    float *x = rnd(nd, 3), *y = hnew(nd), *rstd = hnew((size_t)n), *dy = rnd(nd, 1);
+    float *d_x = dev(x, nd), *d_y = dnew(nd * 4), *d_rstd = dnew((size_t)n * 4), *d_dy = dev(dy, nd);
+    cpu->rmsnorm_fwd(y, rstd, x, n, d, 1e-6);
+    pg_cuda_rmsnorm_fwd(d_y, d_rstd, d_x, n, d, 1e-6);
+    check("rmsnorm_fwd y", what, back(d_y, nd), y, nd, TOL);
+    check("rmsnorm_fwd rstd", what, back(d_rstd, (size_t)n), rstd, (size_t)n, TOL);
+    for (int acc = 0; acc < 2; acc++) {
+        /* both sides start from the CPU's y and rstd, so only the backward is compared */
+        float *dx = rnd(nd, 1), *d_dx = dev(dx, nd), *d_yc = dev(y, nd), *d_rc = dev(rstd, (size_t)n);
+        cpu->rmsnorm_bwd(dx, dy, y, rstd, n, d, acc);
+        pg_cuda_rmsnorm_bwd(d_dx, d_dy, d_yc, d_rc, n, d, acc);
+        check(acc ? "rmsnorm_bwd (accumulated)" : "rmsnorm_bwd", what, back(d_dx, nd), dx, nd, TOL);
+    }
+}
+
+static void test_rope(int b, int t, int h, int hd)
+{
+    char what[64];
+    snprintf(what, sizeof what, "b=%d t=%d h=%d hd=%d", b, t, h, hd);
+    size_t nx = (size_t)b * t * h * hd, nt = (size_t)t * (hd / 2);
+    float *x = rnd(nx, 1), *cs = hnew(nt), *sn = hnew(nt);
+    for (int ti = 0; ti < t; ti++)
+        for (int i = 0; i < hd / 2; i++) {
+            double ang = ti * pow(10000.0, -2.0 * i / hd);
+            cs[(size_t)ti * (hd / 2) + i] = (float)cos(ang);
+            sn[(size_t)ti * (hd / 2) + i] = (float)sin(ang);
+        }
+    float *d_x = dev(x, nx), *d_c = dev(cs, nt), *d_s = dev(sn, nt);
+    cpu->rope_fwd(x, cs, sn, b, t, h, hd);
+    pg_cuda_rope_fwd(d_x, d_c, d_s, b, t, h, hd);
+    check("rope_fwd", what, back(d_x, nx), x, nx, TOL);
+    float *g = rnd(nx, 1), *d_g = dev(g, nx);
+    cpu->rope_bwd(g, cs, sn, b, t, h, hd);
+    pg_cuda_rope_bwd(d_g, d_c, d_s, b, t, h, hd);
+    check("rope_bwd", what, back(d_g, nx), g, nx, TOL);
+}
+
+static void test_relu2(size_t n)
+{
+    char what[64];
+    snprintf(what, sizeof what, "n=%zu", n);
+    float *x = rnd(n, 2), *dy = rnd(n, 1), *y = hnew(n), *dx = hnew(n);
+    float *d_x = dev(x, n), *d_dy = dev(dy, n), *d_y = dnew(n * 4), *d_dx = dnew(n * 4);
+    cpu->relu2_fwd(y, x, n);
+    pg_cuda_relu2_fwd(d_y, d_x, n);
+    check("relu2_fwd", what, back(d_y, n), y, n, TOL);
+    cpu->relu2_bwd(dx, dy, x, n);
+    pg_cuda_relu2_bwd(d_dx, d_dy, d_x, n);
+    check("relu2_bwd", what, back(d_dx, n), dx, n, TOL);
+}
+
+static void test_mix(int n, int d)
+{
+    char what[64];
+    snprintf(what, sizeof what, "n=%d d=%d", n, d);
+    size_t nd = (size_t)n * d;
+    float *x = rnd(nd, 1), *x0 = rnd(nd, 1), *m0 = rnd((size_t)d, 1), *m1 = rnd((size_t)d, 1), *dy = rnd(nd, 1);
+    float *y = hnew(nd), *dx = hnew(nd), *dx0 = rnd(nd, 1), *dm0 = rnd((size_t)d, 1), *dm1 = rnd((size_t)d, 1);
+    float *d_x = dev(x, nd), *d_x0 = dev(x0, nd), *d_m0 = dev(m0, (size_t)d), *d_m1 = dev(m1, (size_t)d);
+    float *d_dy = dev(dy, nd), *d_y = dnew(nd * 4), *d_dx = dnew(nd * 4), *d_dx0 = dev(dx0, nd);
+    float *d_dm0 = dev(dm0, (size_t)d), *d_dm1 = dev(dm1, (size_t)d);
+    cpu->mix_fwd(y, x, x0, m0, m1, n, d);
+    pg_cuda_mix_fwd(d_y, d_x, d_x0, d_m0, d_m1, n, d);
+    check("mix_fwd", what, back(d_y, nd), y, nd, TOL);
+    cpu->mix_bwd(dx, dx0, dm0, dm1, dy, x, x0, m0, m1, n, d);
+    pg_cuda_mix_bwd(d_dx, d_dx0, d_dm0, d_dm1, d_dy, d_x, d_x0, d_m0, d_m1, n, d);
+    check("mix_bwd dx", what, back(d_dx, nd), dx, nd, TOL);
+    check("mix_bwd dx0 (accumulates)", what, back(d_dx0, nd), dx0, nd, TOL);
+    check("mix_bwd dm0 (accumulates)", what, back(d_dm0, (size_t)d), dm0, (size_t)d, TOL);
+    check("mix_bwd dm1 (accumulates)", what, back(d_dm1, (size_t)d), dm1, (size_t)d, TOL);
+}
+
+static void test_scale_add(int n, int d)
+{
+    char what[64];
+    snprintf(what, sizeof what, "n=%d d=%d", n, d);
+    size_t nd = (size_t)n * d;
+    float *x = rnd(nd, 1), *s = rnd((size_t)d, 1), *f = rnd(nd, 1), *dy = rnd(nd, 1);
+    float *d_x = dev(x, nd), *d_s = dev(s, (size_t)d), *d_f = dev(f, nd), *d_dy = dev(dy, nd);
+    cpu->scale_add_fwd(x, s, f, n, d);
+    pg_cuda_scale_add_fwd(d_x, d_s, d_f, n, d);
+    check("scale_add_fwd", what, back(d_x, nd), x, nd, TOL);
+    for (int acc = 0; acc < 2; acc++) {
+        float *df = rnd(nd, 1), *ds = rnd((size_t)d, 1), *d_df = dev(df, nd), *d_ds = dev(ds, (size_t)d);
+        cpu->scale_add_bwd(df, ds, dy, s, f, n, d, acc);
+        pg_cuda_scale_add_bwd(d_df, d_ds, d_dy, d_s, d_f, n, d, acc);
+        check(acc ? "scale_add_bwd df (accumulated)" : "scale_add_bwd df", what, back(d_df, nd), df, nd, TOL);
+        check("scale_add_bwd ds (accumulates)", what, back(d_ds, (size_t)d), ds, (size_t)d, TOL);
+    }
+}
+
+static void test_head_gain(int n, int h, int hd)
+{
+    char what[64];
+    snprintf(what, sizeof what, "n=%d h=%d hd=%d", n, h, hd);
+    size_t nq = (size_t)n * h * hd;
+    float *q = rnd(nq, 1), *g = rnd((size_t)h, 2), *dq = rnd(nq, 1), *dg = rnd((size_t)h, 1);
+    float *d_q = dev(q, nq), *d_g = dev(g, (size_t)h), *d_dq = dev(dq, nq), *d_dg = dev(dg, (size_t)h);
+    float *q_pre = copy(q, nq), *d_qpre = dev(q, nq);
+    cpu->head_gain_fwd(q, g, n, h, hd);
+    pg_cuda_head_gain_fwd(d_q, d_g, n, h, hd);
+    check("head_gain_fwd", what, back(d_q, nq), q, nq, TOL);
+    cpu->head_gain_bwd(dq, dg, q_pre, g, n, h, hd);
+    pg_cuda_head_gain_bwd(d_dq, d_dg, d_qpre, d_g, n, h, hd);
+    check("head_gain_bwd dq", what, back(d_dq, nq), dq, nq, TOL);
+    check("head_gain_bwd dg (accumulates)", what, back(d_dg, (size_t)h), dg, (size_t)h, TOL);
+}
+
+static void test_attention(int b, int t, int h, int kv, int hd)
+{
+    char what[64];
+    snprintf(what, sizeof what, "b=%d t=%d h=%d kv=%d hd=%d", b, t, h, kv, hd);
+    size_t nq = (size_t)b * t * h * hd, nk = (size_t)b * t * kv * hd, nl = (size_t)b * h * t;
+    double scale = 1 / sqrt((double)hd);
+    float *q = rnd(nq, 1), *k = rnd(nk, 1), *v = rnd(nk, 1), *dout = rnd(nq, 1);
+    float *out = hnew(nq), *lse = hnew(nl), *work = hnew(cpu->attention_work(t));
+    float *d_q = dev(q, nq), *d_k = dev(k, nk), *d_v = dev(v, nk), *d_dout = dev(dout, nq);
+    float *d_out = dnew(nq * 4), *d_lse = dnew(nl * 4), *d_work = dnew(pg_cuda_attention_work(t) * 4);
+    cpu->attention_fwd(out, lse, q, k, v, b, t, h, kv, hd, scale, work);
+    pg_cuda_attention_fwd(d_out, d_lse, d_q, d_k, d_v, b, t, h, kv, hd, scale, d_work);
+    check("attention_fwd out", what, back(d_out, nq), out, nq, TOL);
+    check("attention_fwd lse", what, back(d_lse, nl), lse, nl, TOL);
+    /* the backward starts from the CPU's out and lse on both sides */
+    float *dq = hnew(nq), *dk = hnew(nk), *dv = hnew(nk), *d_dq = dnew(nq * 4), *d_dk = dnew(nk * 4);
+    float *d_dv = dnew(nk * 4), *d_outc = dev(out, nq), *d_lsec = dev(lse, nl);
+    cpu->attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, b, t, h, kv, hd, scale, work);
+    pg_cuda_attention_bwd(d_dq, d_dk, d_dv, d_dout, d_outc, d_lsec, d_q, d_k, d_v, b, t, h, kv, hd, scale, d_work);
+    check("attention_bwd dq", what, back(d_dq, nq), dq, nq, TOL);
+    check("attention_bwd dk", what, back(d_dk, nk), dk, nk, TOL);
+    check("attention_bwd dv", what, back(d_dv, nk), dv, nk, TOL);
+}
+
+static void test_softcap_ce(int n, int d, int v, double cap)
+{
+    char what[64];
+    snprintf(what, sizeof what, "n=%d d=%d v=%d cap=%g", n, d, v, cap);
+    int32_t *y = malloc((size_t)n * sizeof *y);
+    if (!y) exit(1);
+    for (int i = 0; i < n; i++) y[i] = (int32_t)((urand() + 1) / 2 * v) % v;
+    float *h = rnd((size_t)n * d, 2), *emb = rnd((size_t)v * d, 1), *dh = hnew((size_t)n * d);
+    float *demb = rnd((size_t)v * d, 1), *losses = hnew((size_t)n), *work = hnew(pg_ce_work(v));
+    float *d_h = dev(h, (size_t)n * d), *d_emb = dev(emb, (size_t)v * d), *d_dh = dnew((size_t)n * d * 4);
+    float *d_demb = dev(demb, (size_t)v * d), *d_losses = dnew((size_t)n * 4), *d_work = dnew(pg_ce_work(v) * 4);
+    int32_t *d_y = dev_ids(y, (size_t)n);
+    double gs = 1.0 / n;
+    double want = cpu->softcap_ce(dh, demb, losses, h, emb, y, n, d, v, cap, gs, work);
+    double got = pg_cuda_softcap_ce(d_dh, d_demb, d_losses, d_h, d_emb, d_y, n, d, v, cap, gs, d_work);
+    is_close(got, want, 0, TOL, "softcap_ce total %s (%.6f)", what, got);
+    check("softcap_ce losses", what, back(d_losses, (size_t)n), losses, (size_t)n, TOL);
+    check("softcap_ce dh", what, back(d_dh, (size_t)n * d), dh, (size_t)n * d, TOL);
+    check("softcap_ce demb (accumulates)", what, back(d_demb, (size_t)v * d), demb, (size_t)v * d, TOL);
+    double eval = pg_cuda_softcap_ce(NULL, NULL, NULL, d_h, d_emb, d_y, n, d, v, cap, gs, d_work);
+    ok(eval == got, "softcap_ce without gradients or losses gives the same total, bit for bit (%s)", what);
+    free(y);
+}
+
+/* ---- properties: empty calls, reproducible reductions ------------------------------------------ */
+
+static void test_empty(void)
+{
+    float *d = dnew(64);
+    int32_t *ids = dev_ids((const int32_t[]){0}, 1);
+    pg_cuda_matmul_fwd(d, d, d, 0, 4, 4);
+    pg_cuda_matmul_bwd(d, d, d, d, d, 0, 4, 4, 0);
+    pg_cuda_embedding_fwd(d, d, ids, 0, 4);
+    pg_cuda_embedding_bwd(d, d, ids, 0, 4);
+    pg_cuda_rmsnorm_fwd(d, d, d, 0, 4, 1e-6);
+    pg_cuda_rmsnorm_bwd(d, d, d, d, 0, 4, 0);
+    pg_cuda_rope_fwd(d, d, d, 0, 1, 1, 4);
+    pg_cuda_relu2_fwd(d, d, 0);
+    pg_cuda_mix_bwd(d, d, d, d, d, d, d, d, d, 0, 4);
+    pg_cuda_scale_add_bwd(d, d, d, d, d, 0, 4, 0);
+    pg_cuda_head_gain_bwd(d, d, d, d, 0, 2, 2);
+    pg_cuda_attention_fwd(d, d, d, d, d, 0, 4, 2, 2, 2, 1, d);
+    ok(pg_cuda_softcap_ce(d, d, d, d, d, ids, 0, 4, 4, 30, 1, d) == 0, "softcap_ce of no rows is 0");
+    pg_cuda_sync();
+    ok(1, "every operation accepts n = 0 (no launch, so no invalid-configuration error)");
+}
+
+static int same_bits(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof *a) == 0; }
+
+static void test_reproducible(void)
+{
+    int n = 333, d = 96, vocab = 17;
+    size_t nd = (size_t)n * d;
+    float *x = rnd(nd, 1), *dy = rnd(nd, 1), *m = rnd((size_t)d, 1);
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    if (!ids) exit(1);
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)(i * 7 % vocab);
+    float *d_x = dev(x, nd), *d_dy = dev(dy, nd), *d_m = dev(m, (size_t)d), *d_tmp = dnew(nd * 4);
+    int32_t *d_ids = dev_ids(ids, (size_t)n);
+    float *r[2][4];
+    for (int run = 0; run < 2; run++) {
+        float *z = hnew(nd), *d_a = dnew((size_t)vocab * d * 4), *d_b = dnew((size_t)d * 4), *d_c = dnew((size_t)d * 4);
+        float *d_e = dnew((size_t)d * 4);
+        memset(z, 0, nd * sizeof *z);
+        pg_cuda_upload(d_a, z, (size_t)vocab * d * 4);
+        pg_cuda_upload(d_b, z, (size_t)d * 4);
+        pg_cuda_upload(d_c, z, (size_t)d * 4);
+        pg_cuda_upload(d_e, z, (size_t)d * 4);
+        pg_cuda_upload(d_tmp, z, nd * 4);
+        pg_cuda_embedding_bwd(d_a, d_dy, d_ids, n, d);
+        pg_cuda_mix_bwd(d_tmp, d_tmp, d_b, d_c, d_dy, d_x, d_x, d_m, d_m, n, d);
+        pg_cuda_scale_add_bwd(d_tmp, d_e, d_dy, d_m, d_x, n, d, 1);
+        r[run][0] = back(d_a, (size_t)vocab * d);
+        r[run][1] = back(d_b, (size_t)d);
+        r[run][2] = back(d_c, (size_t)d);
+        r[run][3] = back(d_e, (size_t)d);
+    }
+    ok(same_bits(r[0][0], r[1][0], (size_t)vocab * d) && same_bits(r[0][1], r[1][1], (size_t)d) &&
+           same_bits(r[0][2], r[1][2], (size_t)d) && same_bits(r[0][3], r[1][3], (size_t)d),
+       "embedding_bwd, mix_bwd, scale_add_bwd reductions give the same bits on a second run");
+    free(ids);
+}
+
+int main(void)
+{
+    if (pg_cuda_device_count() == 0) {
+        const char *want = getenv("PG_EXPECT_GPU");
+        if (want && strcmp(want, "1") == 0) {
+            ok(0, "a GPU is expected here (PG_EXPECT_GPU=1) and none was found");
+            return done_testing();
+        }
+        skip_all("no CUDA device");
+    }
+    cpu->init();
+
+    test_matmul(1, 8, 5);
+    test_matmul(37, 64, 48);
+    test_matmul(130, 96, 200);
+    test_embedding(1, 8, 3);
+    test_embedding(300, 40, 50);
+    test_embedding(1500, 8, 20); /* 2048 keys: the sort's global-memory stages too */
+    test_rmsnorm(1, 32);
+    test_rmsnorm(37, 48);
+    test_rmsnorm(64, 512);
+    test_rmsnorm(5, 1000);
+    test_rope(2, 5, 3, 16);
+    test_rope(1, 7, 2, 10);
+    test_rope(2, 3, 2, 7); /* odd head size: the last dimension is left alone */
+    test_relu2(1);
+    test_relu2(1000);
+    test_mix(1, 32);
+    test_mix(37, 48);
+    test_mix(300, 160);
+    test_scale_add(1, 32);
+    test_scale_add(37, 48);
+    test_scale_add(300, 160);
+    test_head_gain(37, 4, 16);
+    test_head_gain(300, 3, 20);
+    test_attention(2, 37, 4, 2, 16);
+    test_attention(1, 1, 2, 2, 8);
+    test_attention(1, 70, 3, 1, 12);
+    test_softcap_ce(300, 32, 100, 30);
+    test_softcap_ce(40, 16, 37, 2); /* a small cap: the tanh saturates */
+    test_empty();
+    test_reproducible();
+    diag("worst relative error of all comparisons: %.2e (tolerance %g)", worst_seen, TOL);
+
+    for (int i = 0; i < n_dev; i++) pg_cuda_free(dev_kept[i]);
+    for (int i = 0; i < n_host; i++) free(host_kept[i]);
+    return done_testing();
+}
