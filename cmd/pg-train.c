@@ -10,6 +10,7 @@
 #include "../lib/opt.h"
 #include "../lib/train.h"
 
+#include <inttypes.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ static const char usage_head[] =
     "      --save-every N         write a checkpoint every N steps (default 0: only at the end)\n"
     "      --stop-at STEP         stop with a checkpoint on reaching STEP (the schedule is unchanged)\n"
     "      --muon-bf16            run Newton-Schulz in emulated bfloat16, as the PyTorch baseline\n"
+    "      --dry-run              print the resolved configuration and parameter count, and exit\n"
     "      --json                 print a summary as JSON on standard output\n"
     "      --progress             always draw the progress line\n"
     "      --no-progress          never draw it (default: when stderr is a terminal)\n"
@@ -47,7 +49,16 @@ static const char usage_head[] =
 static const char usage_tail[] = "\nExit status: 0 success (also when stopped by a signal), 1 runtime error, 2 usage "
                                  "error.\nSee pg-train(1), pg-eval(1), pg-formats(5).\n";
 
-enum { OPT_PREFIX = PG_OPT_FIRST_CMD, OPT_PRESET, OPT_RESUME, OPT_SAVE_EVERY, OPT_STOP_AT, OPT_MUON_BF16, OPT_FIELD = 2000 };
+enum {
+    OPT_PREFIX = PG_OPT_FIRST_CMD,
+    OPT_PRESET,
+    OPT_RESUME,
+    OPT_SAVE_EVERY,
+    OPT_STOP_AT,
+    OPT_MUON_BF16,
+    OPT_DRY_RUN,
+    OPT_FIELD = 2000
+};
 
 static volatile sig_atomic_t stop_flag;
 
@@ -78,6 +89,35 @@ static char *build_usage(void)
     return u;
 }
 
+/* --dry-run: the configuration pg-train would train, checked (without a tokenizer, so only the
+ * rules that need none), as the aligned table of pg_config_print_table and the parameter count,
+ * or as JSON (every value as the string a config file would hold). Exits on an invalid one. */
+static void dry_run_report(const struct pg_cli *cli, const struct pg_config *cfg)
+{
+    pg_cli_check(cli, pg_config_validate(cfg, 0));
+    int64_t np = pg_config_num_params(cfg);
+    if (!cli->json) {
+        pg_cli_check(cli, pg_config_print_table(cfg, stdout));
+        printf("num_params  %" PRId64 "\n", np);
+        if (fflush(stdout) || ferror(stdout)) pg_cli_die(cli, "cannot write to standard output");
+        return;
+    }
+    json_t *conf = json_object(), *j = json_object();
+    if (!conf || !j) pg_cli_die(cli, "out of memory");
+    size_t n;
+    const struct pg_config_field *f = pg_config_fields(&n);
+    for (size_t i = 0; i < n; i++) {
+        char val[64];
+        pg_cli_check(cli, pg_config_format(cfg, &f[i], val, sizeof val));
+        if (json_object_set_new(conf, f[i].key, json_string(val))) pg_cli_die(cli, "out of memory");
+    }
+    if (json_object_set_new(j, "num_params", json_integer((json_int_t)np)) || json_object_set_new(j, "config", conf))
+        pg_cli_die(cli, "out of memory");
+    if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) || fputc('\n', stdout) == EOF || fflush(stdout))
+        pg_cli_die(cli, "cannot write to standard output");
+    json_decref(j);
+}
+
 int main(int argc, char **argv)
 {
     static char *usage;
@@ -95,6 +135,7 @@ int main(int argc, char **argv)
         {"prefix", required_argument, 0, OPT_PREFIX}, {"preset", required_argument, 0, OPT_PRESET},
         {"resume", required_argument, 0, OPT_RESUME}, {"save-every", required_argument, 0, OPT_SAVE_EVERY},
         {"stop-at", required_argument, 0, OPT_STOP_AT}, {"muon-bf16", no_argument, 0, OPT_MUON_BF16},
+        {"dry-run", no_argument, 0, OPT_DRY_RUN},
         PG_CLI_COMMON_LONGOPTS,
     };
     size_t nfixed = sizeof fixed / sizeof *fixed;
@@ -111,6 +152,7 @@ int main(int argc, char **argv)
 
     struct pg_train_opts o = {.prefix = "fineweb", .stop = &stop_flag};
     const char *preset = NULL, *cfg_file = NULL;
+    int dry_run = 0;
     size_t nset = 0;
     int c;
     while ((c = getopt_long(argc, argv, "d:m:o:c:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
@@ -131,19 +173,29 @@ int main(int argc, char **argv)
         case OPT_SAVE_EVERY: pg_cli_check(&cli, pg_parse_int("--save-every", optarg, 0, 1 << 30, &o.save_every)); break;
         case OPT_STOP_AT: pg_cli_check(&cli, pg_parse_int("--stop-at", optarg, 1, 1 << 30, &o.stop_at)); break;
         case OPT_MUON_BF16: o.muon_bf16 = 1; break;
+        case OPT_DRY_RUN: dry_run = 1; break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
     if (optind < argc) pg_cli_usage_error(&cli, "unexpected argument '%s'", argv[optind]);
-    if (!o.data_dir) pg_cli_usage_error(&cli, "no data folder (-d DIR)");
-    if (!o.tokenizer) pg_cli_usage_error(&cli, "no tokenizer (-m MODEL)");
-    if (!o.run_dir) pg_cli_usage_error(&cli, "no run folder (-o DIR)");
+    /* A dry run reads no data, so it needs neither the data, the tokenizer nor a run folder. */
+    if (!o.data_dir && !dry_run) pg_cli_usage_error(&cli, "no data folder (-d DIR)");
+    if (!o.tokenizer && !dry_run) pg_cli_usage_error(&cli, "no tokenizer (-m MODEL)");
+    if (!o.run_dir && !dry_run) pg_cli_usage_error(&cli, "no run folder (-o DIR)");
 
     pg_config_default(&o.cfg);
     if (o.resume) pg_cli_check(&cli, pg_ckpt_read_config(o.resume, &o.cfg));
     if (preset) pg_cli_check(&cli, pg_config_preset(&o.cfg, preset));
     if (cfg_file) pg_cli_check(&cli, pg_config_load_file(&o.cfg, cfg_file));
     for (size_t i = 0; i < nset; i++) pg_cli_check(&cli, pg_config_set(&o.cfg, set_names[i], set_values[i]));
+    if (dry_run) {
+        dry_run_report(&cli, &o.cfg);
+        free(longopts);
+        free(set_names);
+        free(set_values);
+        free(usage);
+        return 0;
+    }
     o.progress = pg_cli_progress(&cli);
     o.verbosity = cli.verbosity;
     if (cli.verbosity > 0) pg_config_print_table(&o.cfg, stderr);

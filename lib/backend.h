@@ -35,18 +35,23 @@ struct pg_backend {
     /* dE[ids[i]] += dy[i] (rows may repeat). */
     void (*embedding_bwd)(pg_real *demb, const pg_real *dy, const int32_t *ids, int n, int d);
 
-    /* Weightless RMSNorm per row: y = x / sqrt(mean(x²) + eps); rstd[N] = that reciprocal, kept
-     * for the backward pass. */
-    void (*rmsnorm_fwd)(pg_real *y, pg_real *rstd, const pg_real *x, int n, int d, double eps);
-    /* dx = rstd·(dy − y·mean(dy·y)), from the forward's y and rstd (accumulates when asked). */
+    /* Weightless RMSNorm per row, times a constant: y = scale·x / sqrt(mean(x²) + eps); rstd[N] =
+     * that reciprocal (without scale), kept for the backward pass. scale is 1 but for the
+     * layerwise LN scale 1/√(l+1) (spec §2.6); at 1 the results are those of plain RMSNorm. */
+    void (*rmsnorm_fwd)(pg_real *y, pg_real *rstd, const pg_real *x, int n, int d, double eps, double scale);
+    /* dx = rstd·(scale·dy − y·mean(dy·y)/scale), from the forward's y (scaled) and rstd: with
+     * ŷ = y/scale the unit-RMS output, that is rstd·(dŷ − ŷ·mean(dŷ·ŷ)) at dŷ = scale·dy.
+     * Accumulates when asked. */
     void (*rmsnorm_bwd)(pg_real *dx, const pg_real *dy, const pg_real *y, const pg_real *rstd, int n, int d,
-                        int dx_accumulate);
+                        double scale, int dx_accumulate);
 
-    /* RoPE in place on x[B,T,H,hd], half-split pairing: with x1 = dims [0, hd/2), x2 the rest,
-     * (x1, x2) ← (x1·cos + x2·sin, −x1·sin + x2·cos); cos/sin are [T, hd/2] tables. */
-    void (*rope_fwd)(pg_real *x, const pg_real *cos, const pg_real *sin, int b, int t, int h, int hd);
+    /* RoPE in place on x[B,T,H,hd], half-split pairing over the first rd dims of each head
+     * (rd <= hd, even; rd = hd is full RoPE, less is partial RoPE, spec §2.2): with x1 = dims
+     * [0, rd/2), x2 = [rd/2, rd), (x1, x2) ← (x1·cos + x2·sin, −x1·sin + x2·cos); dims from rd on
+     * are left alone; cos/sin are [T, rd/2] tables. */
+    void (*rope_fwd)(pg_real *x, const pg_real *cos, const pg_real *sin, int b, int t, int h, int hd, int rd);
     /* The transpose (inverse) rotation, in place on the gradient. */
-    void (*rope_bwd)(pg_real *dx, const pg_real *cos, const pg_real *sin, int b, int t, int h, int hd);
+    void (*rope_bwd)(pg_real *dx, const pg_real *cos, const pg_real *sin, int b, int t, int h, int hd, int rd);
 
     /* Causal grouped-query attention: q[B,T,H,hd], k and v [B,T,KV,hd]; query head h reads kv
      * head h / (H/KV); out[B,T,H,hd]; lse[B,H,T] keeps each row's log-sum-exp for the backward.
@@ -58,10 +63,11 @@ struct pg_backend {
                           const pg_real *lse, const pg_real *q, const pg_real *k, const pg_real *v, int b, int t,
                           int h, int kv, int hd, double scale, pg_real *work);
 
-    /* y = relu(x)². */
-    void (*relu2_fwd)(pg_real *y, const pg_real *x, size_t n);
-    /* dx = 2·relu(x)·dy. */
-    void (*relu2_bwd)(pg_real *dx, const pg_real *dy, const pg_real *x, size_t n);
+    /* The MLP activation y = leaky_relu(x, slope)² = x² (x > 0), slope²·x² (x <= 0); slope 0 is
+     * the baseline's relu², 0.5 the records' LeakyReLU(0.5)² (spec §2.5). */
+    void (*relu2_fwd)(pg_real *y, const pg_real *x, size_t n, double slope);
+    /* dx = φ'(x)·dy = 2x·dy (x > 0), 2·slope²·x·dy (x <= 0). */
+    void (*relu2_bwd)(pg_real *dx, const pg_real *dy, const pg_real *x, size_t n, double slope);
 
     /* Residual mix: y = m0 ⊙ x + m1 ⊙ x0, with m0, m1 per-channel [D]. */
     void (*mix_fwd)(pg_real *y, const pg_real *x, const pg_real *x0, const pg_real *m0, const pg_real *m1, int n,

@@ -72,6 +72,12 @@ static const struct pg_config_field fields[] = {
     /* PyTorch's eps=None for fp32 RMSNorm (spec §3.3); parameter-golf has no variable for it. */
     F64_POS(rms_norm_eps, "rms-eps", NULL, 1.0, "RMSNorm epsilon"),
     BOOL(rope_bf16, "rope-bf16", NULL, "1: RoPE positions, frequencies and tables rounded to bf16 as the PyTorch baseline"),
+    /* The record stack's switches (spec/techniques.md §2): parameter-golf's baseline script has no
+     * variables for them, and each default reproduces the baseline exactly. */
+    F64(mlp_leaky_slope, "mlp-leaky-slope", NULL, 0.0, 1.0,
+        "MLP activation leaky_relu(x, slope)^2; 0 = relu^2 (baseline), 0.5 as the records"),
+    INT(rope_dims, "rope-dims", NULL, 0, 65536, "RoPE rotates the first N dims of each head (even); 0 = all"),
+    BOOL(ln_scale, "ln-scale", NULL, "1: block l scales both its norm outputs by 1/sqrt(l+1)"),
 };
 
 #define NFIELDS (sizeof fields / sizeof fields[0])
@@ -135,6 +141,9 @@ void pg_config_default(struct pg_config *cfg)
     cfg->grad_clip_norm = 0.0;
     cfg->rms_norm_eps = 0x1p-23;
     cfg->rope_bf16 = 0;
+    cfg->mlp_leaky_slope = 0.0;
+    cfg->rope_dims = 0;
+    cfg->ln_scale = 0;
 }
 
 /* A preset is the baseline plus overrides in config-file syntax, so it is checked like user input. */
@@ -423,6 +432,9 @@ int pg_config_validate(const struct pg_config *c, int tokenizer_vocab)
     if (pg_config_head_dim(c) % 2)
         return pg_error(PG_E_INVAL, "head_dim = model_dim / num_heads = %d / %d = %d is odd: RoPE rotates the two "
                         "halves of each head as pairs", c->model_dim, c->num_heads, pg_config_head_dim(c));
+    if (c->rope_dims % 2 || c->rope_dims > pg_config_head_dim(c))
+        return pg_error(PG_E_INVAL, "rope_dims = %d must be even and at most head_dim = %d (0: all of them): RoPE "
+                        "rotates pairs of dims", c->rope_dims, pg_config_head_dim(c));
     int64_t per_step = (int64_t)c->train_seq_len * c->grad_accum_steps;
     if (c->train_batch_tokens % per_step)
         return pg_error(PG_E_INVAL, "train_batch_tokens = %" PRId64 " is not divisible by train_seq_len * "

@@ -56,6 +56,10 @@ struct pg_config {
     /* numerics (§3.3) */
     double rms_norm_eps;         /* 0x1p-23 = FLT_EPSILON, PyTorch's eps=None for fp32 */
     int rope_bf16;               /* 0; 1: bf16 RoPE positions and tables, as the PyTorch baseline (§3.3) */
+    /* record-stack techniques (spec/techniques.md §2); each default is the baseline's behaviour */
+    double mlp_leaky_slope;      /* 0 = relu²; 0.5 = LeakyReLU(0.5)² (§2.5) */
+    int rope_dims;               /* 0 = all head dims; 16 = partial RoPE 16/64 (§2.2) */
+    int ln_scale;                /* 0; 1: block l's norm outputs times 1/√(l+1) (§2.6) */
 };
 
 enum pg_config_type {
@@ -140,6 +144,8 @@ int64_t pg_config_num_params(const struct pg_config *cfg);
 /* Derived shapes (§3.1, §3.2); meaningful once pg_config_validate has passed. */
 static inline int pg_config_head_dim(const struct pg_config *c) { return c->model_dim / c->num_heads; }
 static inline int pg_config_kv_dim(const struct pg_config *c) { return c->num_kv_heads * pg_config_head_dim(c); }
+/* The dims of each head that RoPE rotates: rope_dims, or the whole head when it is 0. */
+static inline int pg_config_rope_dims(const struct pg_config *c) { return c->rope_dims ? c->rope_dims : pg_config_head_dim(c); }
 static inline int pg_config_mlp_hidden(const struct pg_config *c) { return c->mlp_mult * c->model_dim; }
 static inline int pg_config_num_encoder_layers(const struct pg_config *c) { return c->num_layers / 2; }
 static inline int pg_config_num_decoder_layers(const struct pg_config *c)

@@ -4,9 +4,11 @@
  *   encoder blocks 0..n_enc-1: x = Block(x, x0), each output kept for a skip
  *   decoder blocks: x = x + skip_w[j] ⊙ (the encoder outputs in reverse); x = Block(x, x0)
  *   loss = CE(30·tanh(RMSNorm(x)·Eᵀ / 30), y)
- *   Block(x, x0): xm = m0 ⊙ x + m1 ⊙ x0
- *                 xm + attn_scale ⊙ proj(Attn(RMSNorm(xm)))  → x1
- *                 x1 + mlp_scale ⊙ proj(relu(fc(RMSNorm(x1)))²)
+ *   Block l(x, x0): xm = m0 ⊙ x + m1 ⊙ x0
+ *                 xm + attn_scale ⊙ proj(Attn(s_l·RMSNorm(xm)))  → x1
+ *                 x1 + mlp_scale ⊙ proj(φ(fc(s_l·RMSNorm(x1))))
+ *   s_l = 1, or 1/√(l+1) with ln_scale (spec §2.6)
+ *   φ = relu² (baseline) or leaky_relu(·, mlp_leaky_slope)² (spec §2.5)
  *   Attn: q, k RMSNorm'd per head, RoPE'd, q ⊙ q_gain[head]; causal GQA with scale 1/√hd.
  */
 #include "model.h"
@@ -90,6 +92,7 @@ int pg_model_init(struct pg_model *m, const struct pg_config *cfg, const struct 
     m->h = cfg->num_heads;
     m->kv = cfg->num_kv_heads;
     m->hd = m->d / m->h;
+    m->rd = pg_config_rope_dims(cfg);
     m->kvd = m->kv * m->hd;
     m->hid = cfg->mlp_mult * m->d;
     m->v = cfg->vocab_size;
@@ -206,22 +209,23 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
     m->x = arena_take(&c, n * d), m->x0 = arena_take(&c, n * d), m->yf = arena_take(&c, n * d);
     m->rs0 = arena_take(&c, n), m->rsf = arena_take(&c, n);
     for (int i = 0; i < m->n_enc; i++) m->enc_out[i] = arena_take(&c, n * d);
-    /* RoPE tables for positions 0..t-1: theta = pos · base^(−2i/hd), computed in double. With
+    /* RoPE tables for positions 0..t-1 over the rd rotated dims: theta = pos · base^(−2i/rd)
+     * (partial RoPE's frequencies span its own slice, spec §2.2), computed in double. With
      * rope_bf16, as the PyTorch baseline after .bfloat16() (spec §3.3): inv_freq, the positions
      * (integers above 256 snap to even, above 512 to multiples of 4), their product and cos/sin
      * are each rounded to bf16. */
-    int half = m->hd / 2;
+    int half = m->rd / 2;
     m->cos = arena_take(&c, (size_t)t * half), m->sin = arena_take(&c, (size_t)t * half);
     for (int p = 0; p < t; p++)
         for (int i = 0; i < half; i++) {
             size_t k = (size_t)p * half + i;
             if (m->cfg.rope_bf16) {
-                float inv = bf16_round((float)(1.0 / pow(m->cfg.rope_base, (double)(2 * i) / m->hd)));
+                float inv = bf16_round((float)(1.0 / pow(m->cfg.rope_base, (double)(2 * i) / m->rd)));
                 float ang = bf16_round(bf16_round((float)p) * inv);
                 m->cos[k] = bf16_round(cosf(ang));
                 m->sin[k] = bf16_round(sinf(ang));
             } else {
-                double ang = p * pow(m->cfg.rope_base, -2.0 * i / m->hd);
+                double ang = p * pow(m->cfg.rope_base, -2.0 * i / m->rd);
                 m->cos[k] = (pg_real)cos(ang);
                 m->sin[k] = (pg_real)sin(ang);
             }
@@ -240,6 +244,9 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
 
 /* ---- forward ---- */
 
+/* The factor on block l's two norm outputs: 1/√(l+1) with ln_scale (spec §2.6), else 1. */
+static double ln_scale(const struct pg_model *m, int l) { return m->cfg.ln_scale ? 1.0 / sqrt(l + 1.0) : 1.0; }
+
 static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, const pg_real *xin, pg_real *xout, int b)
 {
     const struct pg_backend *be = m->be;
@@ -249,16 +256,17 @@ static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, co
     if (a->xin != xin) memcpy(a->xin, xin, (size_t)n * d * sizeof *xin);
     const pg_real *mix = P(p->resid_mix);
     be->mix_fwd(a->xm, a->xin, m->x0, mix, mix + d, n, d);
-    be->rmsnorm_fwd(a->ya, a->rs_a, a->xm, n, d, eps);
+    double s = ln_scale(m, l);
+    be->rmsnorm_fwd(a->ya, a->rs_a, a->xm, n, d, eps, s);
     be->matmul_fwd(a->qr, a->ya, P(p->c_q), n, d, d);
     be->matmul_fwd(a->k, a->ya, P(p->c_k), n, d, m->kvd);
     be->matmul_fwd(a->v, a->ya, P(p->c_v), n, d, m->kvd);
-    be->rmsnorm_fwd(a->qn, a->rs_q, a->qr, n * m->h, m->hd, eps);
-    be->rmsnorm_fwd(a->kn, a->rs_k, a->k, n * m->kv, m->hd, eps);
+    be->rmsnorm_fwd(a->qn, a->rs_q, a->qr, n * m->h, m->hd, eps, 1);
+    be->rmsnorm_fwd(a->kn, a->rs_k, a->k, n * m->kv, m->hd, eps, 1);
     memcpy(a->qr, a->qn, (size_t)n * d * sizeof *a->qr);
     memcpy(a->k, a->kn, (size_t)n * m->kvd * sizeof *a->k);
-    be->rope_fwd(a->qr, m->cos, m->sin, b, m->t, m->h, m->hd);
-    be->rope_fwd(a->k, m->cos, m->sin, b, m->t, m->kv, m->hd);
+    be->rope_fwd(a->qr, m->cos, m->sin, b, m->t, m->h, m->hd, m->rd);
+    be->rope_fwd(a->k, m->cos, m->sin, b, m->t, m->kv, m->hd, m->rd);
     memcpy(a->q, a->qr, (size_t)n * d * sizeof *a->q);
     be->head_gain_fwd(a->q, P(p->q_gain), n, m->h, m->hd);
     be->attention_fwd(a->o, a->lse, a->q, a->k, a->v, b, m->t, m->h, m->kv, m->hd, 1.0 / sqrt((double)m->hd),
@@ -266,9 +274,9 @@ static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, co
     be->matmul_fwd(a->ao, a->o, P(p->proj), n, d, d);
     memcpy(xout, a->xm, (size_t)n * d * sizeof *xout);
     be->scale_add_fwd(xout, P(p->attn_scale), a->ao, n, d); /* xout = x1 */
-    be->rmsnorm_fwd(a->ym, a->rs_m, xout, n, d, eps);
+    be->rmsnorm_fwd(a->ym, a->rs_m, xout, n, d, eps, s);
     be->matmul_fwd(a->hpre, a->ym, P(p->fc), n, d, m->hid);
-    be->relu2_fwd(a->r, a->hpre, (size_t)n * m->hid);
+    be->relu2_fwd(a->r, a->hpre, (size_t)n * m->hid, m->cfg.mlp_leaky_slope);
     be->matmul_fwd(a->mo, a->r, P(p->mlp_proj), n, m->hid, d);
     be->scale_add_fwd(xout, P(p->mlp_scale), a->mo, n, d);
 }
@@ -282,7 +290,7 @@ double pg_model_forward(struct pg_model *m, const int32_t *x, const int32_t *y, 
     memcpy(m->targets, y, (size_t)n * sizeof *y);
     memcpy(m->ids, x, (size_t)n * sizeof *x);
     be->embedding_fwd(m->x, P(m->t_emb), x, n, d);
-    be->rmsnorm_fwd(m->x0, m->rs0, m->x, n, d, m->cfg.rms_norm_eps);
+    be->rmsnorm_fwd(m->x0, m->rs0, m->x, n, d, m->cfg.rms_norm_eps, 1);
     memcpy(m->x, m->x0, nd * sizeof *m->x);
     for (int l = 0; l < m->nl; l++) {
         struct pg_block_acts *a = &m->acts[m->training ? l : 0];
@@ -293,7 +301,7 @@ double pg_model_forward(struct pg_model *m, const int32_t *x, const int32_t *y, 
         block_forward(m, l, a, m->x, m->x, b);
         if (l < m->n_enc) memcpy(m->enc_out[l], m->x, nd * sizeof *m->x);
     }
-    be->rmsnorm_fwd(m->yf, m->rsf, m->x, n, d, m->cfg.rms_norm_eps);
+    be->rmsnorm_fwd(m->yf, m->rsf, m->x, n, d, m->cfg.rms_norm_eps, 1); /* no LN scale on the final norm */
     const pg_real *head = m->t_head >= 0 ? P(m->t_head) : P(m->t_emb);
     return be->softcap_ce(NULL, NULL, losses, m->yf, head, m->targets, n, d, m->v, m->cfg.logit_softcap, 0,
                           m->ce_work);
@@ -311,9 +319,10 @@ static void block_backward(struct pg_model *m, int l, struct pg_block_acts *a, p
     /* x2 = x1 + mlp_scale ⊙ mo */
     be->scale_add_bwd(m->dtmp, G(p->mlp_scale), dy, P(p->mlp_scale), a->mo, n, d, 0);
     be->matmul_bwd(m->dr, G(p->mlp_proj), m->dtmp, a->r, P(p->mlp_proj), n, hid, d, 0);
-    be->relu2_bwd(m->dh, m->dr, a->hpre, (size_t)n * hid);
+    be->relu2_bwd(m->dh, m->dr, a->hpre, (size_t)n * hid, m->cfg.mlp_leaky_slope);
     be->matmul_bwd(m->dym, G(p->fc), m->dh, a->ym, P(p->fc), n, d, hid, 0);
-    be->rmsnorm_bwd(dy, m->dym, a->ym, a->rs_m, n, d, 1); /* dy is now d(x1) */
+    double s = ln_scale(m, l);
+    be->rmsnorm_bwd(dy, m->dym, a->ym, a->rs_m, n, d, s, 1); /* dy is now d(x1) */
     /* x1 = xm + attn_scale ⊙ ao */
     be->scale_add_bwd(m->dtmp, G(p->attn_scale), dy, P(p->attn_scale), a->ao, n, d, 0);
     be->matmul_bwd(m->dxm, G(p->proj), m->dtmp, a->o, P(p->proj), n, d, d, 0); /* dxm = d(o) for now */
@@ -321,16 +330,16 @@ static void block_backward(struct pg_model *m, int l, struct pg_block_acts *a, p
     be->attention_bwd(dq, m->dk, m->dv, m->dxm, a->o, a->lse, a->q, a->k, a->v, b, m->t, m->h, m->kv, m->hd,
                       1.0 / sqrt((double)m->hd), m->attn_work);
     be->head_gain_bwd(dq, G(p->q_gain), a->qr, P(p->q_gain), n, m->h, m->hd);
-    be->rope_bwd(dq, m->cos, m->sin, b, m->t, m->h, m->hd);
-    be->rope_bwd(m->dk, m->cos, m->sin, b, m->t, m->kv, m->hd);
-    be->rmsnorm_bwd(m->dxm, dq, a->qn, a->rs_q, n * m->h, m->hd, 0);      /* d(q before norm) */
-    be->rmsnorm_bwd(m->dkn, m->dk, a->kn, a->rs_k, n * m->kv, m->hd, 0); /* d(k before norm) */
+    be->rope_bwd(dq, m->cos, m->sin, b, m->t, m->h, m->hd, m->rd);
+    be->rope_bwd(m->dk, m->cos, m->sin, b, m->t, m->kv, m->hd, m->rd);
+    be->rmsnorm_bwd(m->dxm, dq, a->qn, a->rs_q, n * m->h, m->hd, 1, 0);      /* d(q before norm) */
+    be->rmsnorm_bwd(m->dkn, m->dk, a->kn, a->rs_k, n * m->kv, m->hd, 1, 0); /* d(k before norm) */
     be->matmul_bwd(m->dya, G(p->c_q), m->dxm, a->ya, P(p->c_q), n, d, d, 0);
     be->matmul_bwd(m->dya, G(p->c_k), m->dkn, a->ya, P(p->c_k), n, d, kvd, 1);
     be->matmul_bwd(m->dya, G(p->c_v), m->dv, a->ya, P(p->c_v), n, d, kvd, 1);
     /* dxm = d(x1) (residual) + RMSNorm backward of dya */
     memcpy(m->dxm, dy, (size_t)n * d * sizeof *dy);
-    be->rmsnorm_bwd(m->dxm, m->dya, a->ya, a->rs_a, n, d, 1);
+    be->rmsnorm_bwd(m->dxm, m->dya, a->ya, a->rs_a, n, d, s, 1);
     /* xm = m0 ⊙ x + m1 ⊙ x0 */
     const pg_real *mix = P(p->resid_mix);
     pg_real *gmix = G(p->resid_mix);
@@ -347,7 +356,7 @@ void pg_model_backward(struct pg_model *m, double grad_scale)
     /* m->dx: gradient flowing down the residual stream */
     be->softcap_ce(m->dya, dhead, NULL, m->yf, head, m->targets, n, d, m->v, m->cfg.logit_softcap, grad_scale,
                    m->ce_work);
-    be->rmsnorm_bwd(m->dx, m->dya, m->yf, m->rsf, n, d, 0);
+    be->rmsnorm_bwd(m->dx, m->dya, m->yf, m->rsf, n, d, 1, 0);
     memset(m->dx0, 0, nd * sizeof *m->dx0);
     for (int i = 0; i < m->n_enc; i++) memset(m->denc[i], 0, nd * sizeof *m->denc[i]);
     for (int l = m->nl - 1; l >= 0; l--) {
@@ -365,7 +374,7 @@ void pg_model_backward(struct pg_model *m, double grad_scale)
     }
     /* The first block's input is x0 itself. */
     for (size_t k = 0; k < nd; k++) m->dx0[k] += m->dx[k];
-    be->rmsnorm_bwd(m->dx, m->dx0, m->x0, m->rs0, n, d, 0);
+    be->rmsnorm_bwd(m->dx, m->dx0, m->x0, m->rs0, n, d, 1, 0);
     be->embedding_bwd(G(m->t_emb), m->dx, m->ids, n, d);
 }
 

@@ -49,6 +49,7 @@ struct pg_model {
     struct pg_config cfg;
     const struct pg_backend *be;
     int d, h, kv, hd, kvd, hid, v, nl, n_enc, n_dec, n_skip;
+    int rd;                    /* dims of each head RoPE rotates: hd, or rope_dims (partial RoPE) */
     struct pg_tensor *tensors;
     int ntensors;
     int t_emb, t_head, t_skip; /* t_head = -1 when tied */

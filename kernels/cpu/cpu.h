@@ -32,18 +32,18 @@ void pg_cpu_matmul_bwd(pg_real *dx, pg_real *dw, const pg_real *dy, const pg_rea
                        int out, int dx_accumulate);
 void pg_cpu_embedding_fwd(pg_real *y, const pg_real *emb, const int32_t *ids, int n, int d);
 void pg_cpu_embedding_bwd(pg_real *demb, const pg_real *dy, const int32_t *ids, int n, int d);
-void pg_cpu_rmsnorm_fwd(pg_real *y, pg_real *rstd, const pg_real *x, int n, int d, double eps);
+void pg_cpu_rmsnorm_fwd(pg_real *y, pg_real *rstd, const pg_real *x, int n, int d, double eps, double scale);
 void pg_cpu_rmsnorm_bwd(pg_real *dx, const pg_real *dy, const pg_real *y, const pg_real *rstd, int n, int d,
-                        int dx_accumulate);
-void pg_cpu_rope_fwd(pg_real *x, const pg_real *cos, const pg_real *sin, int b, int t, int h, int hd);
-void pg_cpu_rope_bwd(pg_real *dx, const pg_real *cos, const pg_real *sin, int b, int t, int h, int hd);
+                        double scale, int dx_accumulate);
+void pg_cpu_rope_fwd(pg_real *x, const pg_real *cos, const pg_real *sin, int b, int t, int h, int hd, int rd);
+void pg_cpu_rope_bwd(pg_real *dx, const pg_real *cos, const pg_real *sin, int b, int t, int h, int hd, int rd);
 void pg_cpu_attention_fwd(pg_real *out, pg_real *lse, const pg_real *q, const pg_real *k, const pg_real *v, int b,
                           int t, int h, int kv, int hd, double scale, pg_real *work);
 void pg_cpu_attention_bwd(pg_real *dq, pg_real *dk, pg_real *dv, const pg_real *dout, const pg_real *out,
                           const pg_real *lse, const pg_real *q, const pg_real *k, const pg_real *v, int b, int t,
                           int h, int kv, int hd, double scale, pg_real *work);
-void pg_cpu_relu2_fwd(pg_real *y, const pg_real *x, size_t n);
-void pg_cpu_relu2_bwd(pg_real *dx, const pg_real *dy, const pg_real *x, size_t n);
+void pg_cpu_relu2_fwd(pg_real *y, const pg_real *x, size_t n, double slope);
+void pg_cpu_relu2_bwd(pg_real *dx, const pg_real *dy, const pg_real *x, size_t n, double slope);
 void pg_cpu_mix_fwd(pg_real *y, const pg_real *x, const pg_real *x0, const pg_real *m0, const pg_real *m1, int n,
                     int d);
 void pg_cpu_mix_bwd(pg_real *dx, pg_real *dx0, pg_real *dm0, pg_real *dm1, const pg_real *dy, const pg_real *x,

@@ -1,19 +1,22 @@
-/* pointwise.c: the element- and channel-wise operations of a block: relu², the residual mix
+/* pointwise.c: the element- and channel-wise operations of a block: (leaky) relu², the residual mix
  * with x0, scaled residual adds, and the per-head q gain. Channel reductions (the gradients of
  * per-channel vectors) are parallel over channels and serial over rows, so their sums always run
  * in the same order: the CPU backend is deterministic. */
 #include "cpu.h"
 
-void pg_cpu_relu2_fwd(pg_real *y, const pg_real *x, size_t n)
+/* slope == 0 keeps the baseline's exact expressions (and bits): no multiply by a zero slope. */
+void pg_cpu_relu2_fwd(pg_real *y, const pg_real *x, size_t n, double slope)
 {
+    pg_real s2 = (pg_real)(slope * slope);
 #pragma omp parallel for schedule(static) if (n > PG_OMP_MIN)
-    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] * x[i] : 0;
+    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] * x[i] : slope != 0 ? s2 * x[i] * x[i] : 0;
 }
 
-void pg_cpu_relu2_bwd(pg_real *dx, const pg_real *dy, const pg_real *x, size_t n)
+void pg_cpu_relu2_bwd(pg_real *dx, const pg_real *dy, const pg_real *x, size_t n, double slope)
 {
+    pg_real s2 = (pg_real)(slope * slope);
 #pragma omp parallel for schedule(static) if (n > PG_OMP_MIN)
-    for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? 2 * x[i] * dy[i] : 0;
+    for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? 2 * x[i] * dy[i] : slope != 0 ? 2 * s2 * x[i] * dy[i] : 0;
 }
 
 void pg_cpu_mix_fwd(pg_real *y, const pg_real *x, const pg_real *x0, const pg_real *m0, const pg_real *m1, int n, int d)

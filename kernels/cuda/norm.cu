@@ -1,4 +1,5 @@
-// norm.cu: weightless RMSNorm over rows, forward and backward: one block per row, the row's
+// norm.cu: weightless RMSNorm over rows times a constant scale (1, or the layerwise LN scale
+// 1/√(l+1) of spec §2.6), forward and backward: one block per row, the row's
 // sum reduced by warp shuffles and one shared-memory step (pg_block_sum).
 //
 // The sums are accumulated in double, as the CPU reference does: the kernels are memory-bound,
@@ -15,19 +16,20 @@ static unsigned row_threads(int d)
     return t > 512 ? 512 : t;
 }
 
-__global__ void rmsnorm_fwd_kernel(float *y, float *rstd, const float *x, int d, double eps)
+__global__ void rmsnorm_fwd_kernel(float *y, float *rstd, const float *x, int d, double eps, float scale)
 {
     const float *xi = x + (size_t)blockIdx.x * d;
     float *yi = y + (size_t)blockIdx.x * d;
     double ss = 0;
     for (int c = threadIdx.x; c < d; c += blockDim.x) ss += (double)xi[c] * xi[c];
     ss = pg_block_sum(ss);
-    float r = (float)(1.0 / sqrt(ss / d + eps));
-    for (int c = threadIdx.x; c < d; c += blockDim.x) yi[c] = xi[c] * r;
+    float r = (float)(1.0 / sqrt(ss / d + eps)), rs = r * scale;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) yi[c] = xi[c] * rs;
     if (threadIdx.x == 0) rstd[blockIdx.x] = r;
 }
 
-__global__ void rmsnorm_bwd_kernel(float *dx, const float *dy, const float *y, const float *rstd, int d,
+// y is the scaled output: dx = r·(scale·dy − y·mean(dy·y)/scale), as the CPU computes it.
+__global__ void rmsnorm_bwd_kernel(float *dx, const float *dy, const float *y, const float *rstd, int d, double scale,
                                    int accumulate)
 {
     size_t off = (size_t)blockIdx.x * d;
@@ -36,24 +38,24 @@ __global__ void rmsnorm_bwd_kernel(float *dx, const float *dy, const float *y, c
     double dot = 0;
     for (int c = threadIdx.x; c < d; c += blockDim.x) dot += (double)gi[c] * yi[c];
     dot = pg_block_sum(dot);
-    float m = (float)(dot / d), r = rstd[blockIdx.x];
+    float m = (float)(dot / d / scale), r = rstd[blockIdx.x], s = (float)scale;
     for (int c = threadIdx.x; c < d; c += blockDim.x) {
-        float g = r * (gi[c] - yi[c] * m);
+        float g = r * (s * gi[c] - yi[c] * m);
         dxi[c] = accumulate ? dxi[c] + g : g;
     }
 }
 
-extern "C" void pg_cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, int n, int d, double eps)
+extern "C" void pg_cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, int n, int d, double eps, double scale)
 {
     if (n <= 0 || d <= 0) return;
-    PG_LAUNCH(rmsnorm_fwd_kernel, n, row_threads(d), 0, pg_cuda_stream())(y, rstd, x, d, eps);
+    PG_LAUNCH(rmsnorm_fwd_kernel, n, row_threads(d), 0, pg_cuda_stream())(y, rstd, x, d, eps, (float)scale);
     PG_CUDA_LAUNCHED();
 }
 
 extern "C" void pg_cuda_rmsnorm_bwd(float *dx, const float *dy, const float *y, const float *rstd, int n, int d,
-                                    int dx_accumulate)
+                                    double scale, int dx_accumulate)
 {
     if (n <= 0 || d <= 0) return;
-    PG_LAUNCH(rmsnorm_bwd_kernel, n, row_threads(d), 0, pg_cuda_stream())(dx, dy, y, rstd, d, dx_accumulate);
+    PG_LAUNCH(rmsnorm_bwd_kernel, n, row_threads(d), 0, pg_cuda_stream())(dx, dy, y, rstd, d, scale, dx_accumulate);
     PG_CUDA_LAUNCHED();
 }

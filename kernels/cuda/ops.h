@@ -29,13 +29,13 @@ void pg_cuda_matmul_bwd(float *dx, float *dw, const float *dy, const float *x, c
                         int dx_accumulate);
 void pg_cuda_embedding_fwd(float *y, const float *emb, const int32_t *ids, int n, int d);
 void pg_cuda_embedding_bwd(float *demb, const float *dy, const int32_t *ids, int n, int d);
-void pg_cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, int n, int d, double eps);
-void pg_cuda_rmsnorm_bwd(float *dx, const float *dy, const float *y, const float *rstd, int n, int d,
+void pg_cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, int n, int d, double eps, double scale);
+void pg_cuda_rmsnorm_bwd(float *dx, const float *dy, const float *y, const float *rstd, int n, int d, double scale,
                          int dx_accumulate);
-void pg_cuda_rope_fwd(float *x, const float *cos, const float *sin, int b, int t, int h, int hd);
-void pg_cuda_rope_bwd(float *dx, const float *cos, const float *sin, int b, int t, int h, int hd);
-void pg_cuda_relu2_fwd(float *y, const float *x, size_t n);
-void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, size_t n);
+void pg_cuda_rope_fwd(float *x, const float *cos, const float *sin, int b, int t, int h, int hd, int rd);
+void pg_cuda_rope_bwd(float *dx, const float *cos, const float *sin, int b, int t, int h, int hd, int rd);
+void pg_cuda_relu2_fwd(float *y, const float *x, size_t n, double slope);
+void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, size_t n, double slope);
 void pg_cuda_mix_fwd(float *y, const float *x, const float *x0, const float *m0, const float *m1, int n, int d);
 void pg_cuda_mix_bwd(float *dx, float *dx0, float *dm0, float *dm1, const float *dy, const float *x, const float *x0,
                      const float *m0, const float *m1, int n, int d);

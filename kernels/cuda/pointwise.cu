@@ -1,4 +1,4 @@
-// pointwise.cu: the element- and channel-wise operations of a block: relu², the residual mix
+// pointwise.cu: the element- and channel-wise operations of a block: (leaky) relu², the residual mix
 // with x0, scaled residual adds and the per-head q gain, forward and backward.
 //
 // The backward passes reduce over rows into per-channel gradients. For reproducible bits they
@@ -23,21 +23,22 @@ enum {
 #define GRID_STRIDE(i, n)                                                                                          \
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
-__global__ void relu2_fwd_kernel(float *y, const float *x, size_t n)
+// s2 = slope² in float, as the CPU computes it; s2 == 0 (relu²) gives the baseline's exact zero.
+__global__ void relu2_fwd_kernel(float *y, const float *x, size_t n, float s2)
 {
     GRID_STRIDE(i, n)
     {
         float v = x[i];
-        y[i] = v > 0 ? v * v : 0;
+        y[i] = v > 0 ? v * v : s2 != 0 ? s2 * v * v : 0;
     }
 }
 
-__global__ void relu2_bwd_kernel(float *dx, const float *dy, const float *x, size_t n)
+__global__ void relu2_bwd_kernel(float *dx, const float *dy, const float *x, size_t n, float s2)
 {
     GRID_STRIDE(i, n)
     {
         float v = x[i];
-        dx[i] = v > 0 ? 2 * v * dy[i] : 0;
+        dx[i] = v > 0 ? 2 * v * dy[i] : s2 != 0 ? 2 * s2 * v * dy[i] : 0;
     }
 }
 
@@ -175,17 +176,19 @@ __global__ void head_gain_bwd_kernel(float *dq, double *part, const float *q_pre
 
 // ---- host wrappers ----------------------------------------------------------------------------
 
-extern "C" void pg_cuda_relu2_fwd(float *y, const float *x, size_t n)
+extern "C" void pg_cuda_relu2_fwd(float *y, const float *x, size_t n, double slope)
 {
     if (n == 0) return;
-    PG_LAUNCH(relu2_fwd_kernel, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())(y, x, n);
+    float s2 = (float)(slope * slope);
+    PG_LAUNCH(relu2_fwd_kernel, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())(y, x, n, s2);
     PG_CUDA_LAUNCHED();
 }
 
-extern "C" void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, size_t n)
+extern "C" void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, size_t n, double slope)
 {
     if (n == 0) return;
-    PG_LAUNCH(relu2_bwd_kernel, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())(dx, dy, x, n);
+    float s2 = (float)(slope * slope);
+    PG_LAUNCH(relu2_bwd_kernel, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())(dx, dy, x, n, s2);
     PG_CUDA_LAUNCHED();
 }
 

@@ -2,7 +2,8 @@
 # test-torch.sh: pgolf's model against an independent PyTorch implementation written from the
 # spec (tests/torch/pg_torch.py; test-only, Debian's python3-torch): a pgolf checkpoint loads
 # with load_state_dict(strict=True) and PyTorch's val_loss equals pg-eval's (1e-6 relative), with
-# the float RoPE tables and with --rope-bf16; the state_dict written back by PyTorch (a foreign
+# the float RoPE tables, with --rope-bf16, and with the record-stack switches (LeakyReLU(0.5)²,
+# partial RoPE 8 of 16 dims with bf16 tables, LN scale); the state_dict written back by PyTorch (a foreign
 # safetensors writer, no pgolf metadata) loads into pg-eval with the same val_loss, byte for byte
 # in the printed value. Skips when python3-torch is not installed (`make check` does not install
 # it: it is about 1 GB).
@@ -27,9 +28,10 @@ rel_close() { # a b tol: |a-b| <= tol·|b|
     awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; if (b < 0) b = -b; exit !(d <= t * b) }'
 }
 
-for variant in float bf16; do
+for variant in float bf16 records; do
     extra=""
     [ $variant = bf16 ] && extra="--rope-bf16 1"
+    [ $variant = records ] && extra="--mlp-leaky-slope 0.5 --rope-dims 8 --ln-scale 1 --rope-bf16 1"
     # shellcheck disable=SC2086
     "$TRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY $extra -o "$W/run-$variant" --iterations 15 \
         --val-every 0 || exit 1
@@ -37,9 +39,9 @@ for variant in float bf16; do
     ours=$("$EVAL" "$ck" -d "$W/data" --prefix t -m "$W/sp.model" --json | jq .val_loss)
     theirs=$($REF eval "$ck" "$W/data" t | jq .val_loss)
     if rel_close "$ours" "$theirs" 1e-6; then
-        ok "RoPE $variant: PyTorch load_state_dict(strict) + eval: val_loss $theirs = pg-eval's $ours"
+        ok "$variant: PyTorch load_state_dict(strict) + eval: val_loss $theirs = pg-eval's $ours"
     else
-        not_ok "RoPE $variant: PyTorch val_loss $theirs, pg-eval $ours"
+        not_ok "$variant: PyTorch val_loss $theirs, pg-eval $ours"
     fi
 done
 
@@ -59,5 +61,14 @@ if rel_close "$bug" "$ours" 1e-6; then
     not_ok "a planted RoPE sign bug in the reference should be noticed ($bug vs $ours)"
 else
     ok "the comparison can fail: with a planted RoPE sign bug PyTorch gives $bug, not $ours"
+fi
+# and the records variant's agreement rests on the switches: PyTorch ignoring them disagrees
+ck="$W/run-records/model.safetensors"
+ours=$("$EVAL" "$ck" -d "$W/data" --prefix t -m "$W/sp.model" --json | jq .val_loss)
+bug=$(PG_TORCH_BUG=baseline_only $REF eval "$ck" "$W/data" t | jq .val_loss)
+if rel_close "$bug" "$ours" 1e-6; then
+    not_ok "PyTorch without the record-stack switches should disagree ($bug vs $ours)"
+else
+    ok "the records comparison can fail: PyTorch without the switches gives $bug, not $ours"
 fi
 finish

@@ -3,7 +3,8 @@
 # val_bpb equals an independent float64 evaluation of the same safetensors file (1e-4 relative)
 # and the training's own final validation; resume is bit-exact (20 steps straight = 10 + resume
 # + 10, byte for byte, with the same data order); SIGTERM stops with a resumable checkpoint;
-# bad checkpoints and bad options fail cleanly.
+# bad checkpoints and bad options fail cleanly; --dry-run prints the resolved configuration and the
+# parameter count without reading data.
 . "$(dirname "$0")/lib.sh"
 TOK="$PG_BIN/pg-tokenize" TRAIN="$PG_BIN/pg-train" EVAL="$PG_BIN/pg-eval"
 REF=${PG_TESTBIN:-build/tests}/tools/ref_eval_f64
@@ -95,4 +96,23 @@ expect_fail "pg-train: vocab smaller than the tokenizer's" 2 "vocab" train -o "$
 expect_fail "pg-train: unknown preset" 2 "preset" train -o "$W/bad" --preset huge
 printf 'num_layers = 2\nbogus_key = 1\n' >"$W/bad.cfg"
 expect_fail "pg-train: config file with an unknown key" 2 "bad.cfg:2" train -o "$W/bad" -c "$W/bad.cfg"
+
+# ---- --dry-run: the resolved configuration and the parameter count, no data read ----
+"$TRAIN" --dry-run --preset baseline >"$W/dry.txt" 2>"$W/dry.err"
+check "--dry-run --preset baseline: exit 0" test $? -eq 0
+check "--dry-run: the baseline has 17059912 parameters" test "$(tail -n 1 "$W/dry.txt")" = "num_params  17059912"
+nflags=$("$TRAIN" --help | sed -n '/^Config flags/,$p' | grep -c '^      --')
+check "--dry-run: one line per config field ($nflags), all at their defaults" \
+    test "$(($(wc -l <"$W/dry.txt") - 1))" = "$nflags" -a "$(grep -c default "$W/dry.txt")" = 0 -a "$nflags" -gt 30
+"$TRAIN" --dry-run -d "$W/none" -m "$W/none.model" -o "$W/dry-run" --mlp-leaky-slope 0.5 --rope-dims 16 \
+    --ln-scale 1 >"$W/dry2.txt"
+check "--dry-run: reads no data and writes no run folder" test $? -eq 0 -a ! -e "$W/dry-run"
+check "--dry-run: the record-stack switches show with their defaults" \
+    test "$(grep -c '(default 0)' "$W/dry2.txt")" = 3 -a "$(tail -n 1 "$W/dry2.txt")" = "num_params  17059912"
+check "--dry-run --json: num_params and the config as strings" \
+    test "$("$TRAIN" --dry-run --json --rope-dims 16 | jq -r '"\(.num_params) \(.config.rope_dims)"')" = "17059912 16"
+"$TRAIN" --dry-run --resume "$M" >"$W/dry3.txt"
+check "--dry-run --resume: the checkpoint's configuration (3 layers)" grep -qx 'num_layers *3 *(default 9)' "$W/dry3.txt"
+expect_fail "pg-train --dry-run: an invalid configuration is a usage error" 2 "rope_dims" "$TRAIN" --dry-run \
+    --rope-dims 15
 finish

@@ -181,59 +181,64 @@ static void test_embedding(int n, int d, int vocab)
     free(ids);
 }
 
-static void test_rmsnorm(int n, int d)
+/* scale: the layerwise LN scale on the output (1 = plain RMSNorm). */
+static void test_rmsnorm(int n, int d, double scale)
 {
     char what[64];
-    snprintf(what, sizeof what, "n=%d d=%d", n, d);
+    snprintf(what, sizeof what, "n=%d d=%d scale=%g", n, d, scale);
     size_t nd = (size_t)n * d;
     float *x = rnd(nd, 3), *y = hnew(nd), *rstd = hnew((size_t)n), *dy = rnd(nd, 1);
     float *d_x = dev(x, nd), *d_y = dnew(nd * 4), *d_rstd = dnew((size_t)n * 4), *d_dy = dev(dy, nd);
-    cpu->rmsnorm_fwd(y, rstd, x, n, d, 1e-6);
-    pg_cuda_rmsnorm_fwd(d_y, d_rstd, d_x, n, d, 1e-6);
+    cpu->rmsnorm_fwd(y, rstd, x, n, d, 1e-6, scale);
+    pg_cuda_rmsnorm_fwd(d_y, d_rstd, d_x, n, d, 1e-6, scale);
     check("rmsnorm_fwd y", what, back(d_y, nd), y, nd, TOL);
     check("rmsnorm_fwd rstd", what, back(d_rstd, (size_t)n), rstd, (size_t)n, TOL);
     for (int acc = 0; acc < 2; acc++) {
         /* both sides start from the CPU's y and rstd, so only the backward is compared */
         float *dx = rnd(nd, 1), *d_dx = dev(dx, nd), *d_yc = dev(y, nd), *d_rc = dev(rstd, (size_t)n);
-        cpu->rmsnorm_bwd(dx, dy, y, rstd, n, d, acc);
-        pg_cuda_rmsnorm_bwd(d_dx, d_dy, d_yc, d_rc, n, d, acc);
+        cpu->rmsnorm_bwd(dx, dy, y, rstd, n, d, scale, acc);
+        pg_cuda_rmsnorm_bwd(d_dx, d_dy, d_yc, d_rc, n, d, scale, acc);
         check(acc ? "rmsnorm_bwd (accumulated)" : "rmsnorm_bwd", what, back(d_dx, nd), dx, nd, TOL);
     }
 }
 
-static void test_rope(int b, int t, int h, int hd)
+/* rd: the rotated dims (rd < hd: partial RoPE; the rest must come back untouched). */
+static void test_rope(int b, int t, int h, int hd, int rd)
 {
     char what[64];
-    snprintf(what, sizeof what, "b=%d t=%d h=%d hd=%d", b, t, h, hd);
-    size_t nx = (size_t)b * t * h * hd, nt = (size_t)t * (hd / 2);
+    snprintf(what, sizeof what, "b=%d t=%d h=%d hd=%d rd=%d", b, t, h, hd, rd);
+    size_t nx = (size_t)b * t * h * hd, nt = (size_t)t * (rd / 2);
     float *x = rnd(nx, 1), *cs = hnew(nt), *sn = hnew(nt);
     for (int ti = 0; ti < t; ti++)
-        for (int i = 0; i < hd / 2; i++) {
-            double ang = ti * pow(10000.0, -2.0 * i / hd);
-            cs[(size_t)ti * (hd / 2) + i] = (float)cos(ang);
-            sn[(size_t)ti * (hd / 2) + i] = (float)sin(ang);
+        for (int i = 0; i < rd / 2; i++) {
+            double ang = ti * pow(10000.0, -2.0 * i / rd);
+            cs[(size_t)ti * (rd / 2) + i] = (float)cos(ang);
+            sn[(size_t)ti * (rd / 2) + i] = (float)sin(ang);
         }
     float *d_x = dev(x, nx), *d_c = dev(cs, nt), *d_s = dev(sn, nt);
-    cpu->rope_fwd(x, cs, sn, b, t, h, hd);
-    pg_cuda_rope_fwd(d_x, d_c, d_s, b, t, h, hd);
+    cpu->rope_fwd(x, cs, sn, b, t, h, hd, rd);
+    pg_cuda_rope_fwd(d_x, d_c, d_s, b, t, h, hd, rd);
     check("rope_fwd", what, back(d_x, nx), x, nx, TOL);
     float *g = rnd(nx, 1), *d_g = dev(g, nx);
-    cpu->rope_bwd(g, cs, sn, b, t, h, hd);
-    pg_cuda_rope_bwd(d_g, d_c, d_s, b, t, h, hd);
+    cpu->rope_bwd(g, cs, sn, b, t, h, hd, rd);
+    pg_cuda_rope_bwd(d_g, d_c, d_s, b, t, h, hd, rd);
     check("rope_bwd", what, back(d_g, nx), g, nx, TOL);
 }
 
-static void test_relu2(size_t n)
+static void test_relu2(size_t n, double slope)
 {
     char what[64];
-    snprintf(what, sizeof what, "n=%zu", n);
+    snprintf(what, sizeof what, "n=%zu slope=%g", n, slope);
     float *x = rnd(n, 2), *dy = rnd(n, 1), *y = hnew(n), *dx = hnew(n);
+    /* one positive input, so that even n = 1 under relu² has a non-zero result to compare (an
+     * all-zero result has no scale, and a nudge of it could not be told from rounding) */
+    x[0] = 1.25f;
     float *d_x = dev(x, n), *d_dy = dev(dy, n), *d_y = dnew(n * 4), *d_dx = dnew(n * 4);
-    cpu->relu2_fwd(y, x, n);
-    pg_cuda_relu2_fwd(d_y, d_x, n);
+    cpu->relu2_fwd(y, x, n, slope);
+    pg_cuda_relu2_fwd(d_y, d_x, n, slope);
     check("relu2_fwd", what, back(d_y, n), y, n, TOL);
-    cpu->relu2_bwd(dx, dy, x, n);
-    pg_cuda_relu2_bwd(d_dx, d_dy, d_x, n);
+    cpu->relu2_bwd(dx, dy, x, n, slope);
+    pg_cuda_relu2_bwd(d_dx, d_dy, d_x, n, slope);
     check("relu2_bwd", what, back(d_dx, n), dx, n, TOL);
 }
 
@@ -352,10 +357,10 @@ static void test_empty(void)
     pg_cuda_matmul_bwd(d, d, d, d, d, 0, 4, 4, 0);
     pg_cuda_embedding_fwd(d, d, ids, 0, 4);
     pg_cuda_embedding_bwd(d, d, ids, 0, 4);
-    pg_cuda_rmsnorm_fwd(d, d, d, 0, 4, 1e-6);
-    pg_cuda_rmsnorm_bwd(d, d, d, d, 0, 4, 0);
-    pg_cuda_rope_fwd(d, d, d, 0, 1, 1, 4);
-    pg_cuda_relu2_fwd(d, d, 0);
+    pg_cuda_rmsnorm_fwd(d, d, d, 0, 4, 1e-6, 1);
+    pg_cuda_rmsnorm_bwd(d, d, d, d, 0, 4, 1, 0);
+    pg_cuda_rope_fwd(d, d, d, 0, 1, 1, 4, 4);
+    pg_cuda_relu2_fwd(d, d, 0, 0.5);
     pg_cuda_mix_bwd(d, d, d, d, d, d, d, d, d, 0, 4);
     pg_cuda_scale_add_bwd(d, d, d, d, d, 0, 4, 0);
     pg_cuda_head_gain_bwd(d, d, d, d, 0, 2, 2);
@@ -419,15 +424,21 @@ int main(void)
     test_embedding(1, 8, 3);
     test_embedding(300, 40, 50);
     test_embedding(1500, 8, 20); /* 2048 keys: the sort's global-memory stages too */
-    test_rmsnorm(1, 32);
-    test_rmsnorm(37, 48);
-    test_rmsnorm(64, 512);
-    test_rmsnorm(5, 1000);
-    test_rope(2, 5, 3, 16);
-    test_rope(1, 7, 2, 10);
-    test_rope(2, 3, 2, 7); /* odd head size: the last dimension is left alone */
-    test_relu2(1);
-    test_relu2(1000);
+    test_rmsnorm(1, 32, 1);
+    test_rmsnorm(37, 48, 1);
+    test_rmsnorm(64, 512, 1);
+    test_rmsnorm(5, 1000, 1);
+    test_rmsnorm(37, 48, 1 / sqrt(3.0)); /* the layerwise LN scale of block 2 (spec §2.6) */
+    test_rmsnorm(64, 512, 1 / sqrt(11.0));
+    test_rope(2, 5, 3, 16, 16);
+    test_rope(1, 7, 2, 10, 10);
+    test_rope(2, 3, 2, 7, 6); /* odd head size: the last dimension is left alone */
+    test_rope(2, 5, 3, 64, 16); /* partial RoPE 16/64, as the records (spec §2.2) */
+    test_rope(1, 4, 2, 12, 2);
+    test_relu2(1, 0);
+    test_relu2(1000, 0);
+    test_relu2(1000, 0.5); /* LeakyReLU(0.5)² (spec §2.5) */
+    test_relu2(777, 0.3);
     test_mix(1, 32);
     test_mix(37, 48);
     test_mix(300, 160);

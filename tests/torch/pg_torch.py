@@ -13,7 +13,11 @@ itself has no Python. Needs Debian's python3-torch and python3-numpy (1.13 / 1.2
                                                    spec/baseline.md §4) on the CPU: prints the
                                                    median ms/step and tokens/s
 
-The model follows spec/baseline.md §3.2 in float32, written from the spec, not from pgolf's C.
+The model follows spec/baseline.md §3.2 in float32, written from the spec, not from pgolf's C,
+with the record-stack switches of spec/techniques.md read from the metadata: mlp_leaky_slope
+(LeakyReLU(slope)² MLP, §2.5), rope_dims (partial RoPE, §2.2) and ln_scale (1/sqrt(l+1) on a
+block's norm outputs, §2.6). A metadata key this script does not know is refused, so a new
+technique cannot be silently left out of the comparison.
 """
 import glob
 import json
@@ -29,9 +33,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# PG_TORCH_BUG=rope_sign plants a bug, so a test can show that its comparison notices one.
+# PG_TORCH_BUG=rope_sign plants a bug, so a test can show that its comparison notices one;
+# PG_TORCH_BUG=baseline_only ignores the record-stack switches (the model is the baseline's).
 BUG = os.environ.get("PG_TORCH_BUG", "")
 DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16}
+# Every metadata key a pgolf checkpoint may hold that this model either implements or that does
+# not change the function it computes (training hyperparameters, bookkeeping).
+KNOWN_META = set("""format pgolf step vocab_size num_layers model_dim num_heads num_kv_heads mlp_mult tie_embeddings
+train_seq_len rope_base logit_softcap qk_gain_init tied_embed_init_std seed iterations warmdown_iters warmup_steps
+train_batch_tokens val_batch_size max_wallclock_seconds val_loss_every train_log_every grad_accum_steps embed_lr
+head_lr tied_embed_lr matrix_lr scalar_lr muon_momentum muon_backend_steps muon_momentum_warmup_start
+muon_momentum_warmup_steps beta1 beta2 adam_eps grad_clip_norm rms_norm_eps rope_bf16 mlp_leaky_slope rope_dims
+ln_scale dequantized_from""".split())
 
 
 def read_safetensors(path):
@@ -100,33 +113,36 @@ class Attn(nn.Module):
 def rope(x, cos, sin):
     if BUG == "rope_sign":  # negative control for the tests: the other rotation direction
         sin = -sin
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat((x1 * cos + x2 * sin, -x1 * sin + x2 * cos), dim=-1)
+    rd = 2 * cos.shape[-1]  # partial RoPE: only the first rd dims rotate, the rest pass through
+    half = rd // 2
+    x1, x2, rest = x[..., :half], x[..., half:rd], x[..., rd:]
+    return torch.cat((x1 * cos + x2 * sin, -x1 * sin + x2 * cos, rest), dim=-1)
 
 
 class MLP(nn.Module):
-    def __init__(self, d, mult):
+    def __init__(self, d, mult, slope):
         super().__init__()
         self.fc = nn.Linear(d, mult * d, bias=False)
         self.proj = nn.Linear(mult * d, d, bias=False)
+        self.slope = slope
 
     def forward(self, u):
-        return self.proj(F.relu(self.fc(u)).square())
+        return self.proj(F.leaky_relu(self.fc(u), self.slope).square())
 
 
 class Block(nn.Module):
-    def __init__(self, d, h, kv, mult, qk_gain):
+    def __init__(self, d, h, kv, mult, qk_gain, slope, ln):
         super().__init__()
-        self.attn, self.mlp = Attn(d, h, kv, qk_gain), MLP(d, mult)
+        self.attn, self.mlp = Attn(d, h, kv, qk_gain), MLP(d, mult, slope)
         self.attn_scale = nn.Parameter(torch.ones(d))
         self.mlp_scale = nn.Parameter(torch.ones(d))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d))))
+        self.ln = ln  # the layerwise LN scale of this block (1 when off)
 
     def forward(self, x, x0, cos, sin, eps):
         x = self.resid_mix[0] * x + self.resid_mix[1] * x0
-        x = x + self.attn_scale * self.attn(rms_norm(x, eps), cos, sin, eps)
-        return x + self.mlp_scale * self.mlp(rms_norm(x, eps))
+        x = x + self.attn_scale * self.attn(rms_norm(x, eps) * self.ln, cos, sin, eps)
+        return x + self.mlp_scale * self.mlp(rms_norm(x, eps) * self.ln)
 
 
 class GPT(nn.Module):
@@ -136,22 +152,27 @@ class GPT(nn.Module):
         self.eps, self.cap = float(c["rms_norm_eps"]), float(c["logit_softcap"])
         self.base, self.hd = float(c["rope_base"]), d // int(c["num_heads"])
         self.rope_bf16 = c.get("rope_bf16", "0") == "1"
+        self.rd = int(c.get("rope_dims", "0")) or self.hd
+        slope, ln_scale = float(c.get("mlp_leaky_slope", "0")), c.get("ln_scale", "0") == "1"
+        if BUG == "baseline_only":
+            self.rd, slope, ln_scale = self.hd, 0.0, False
         self.tok_emb = nn.Embedding(int(c["vocab_size"]), d)
         self.n_enc = layers // 2
         self.n_skip = min(self.n_enc, layers - self.n_enc)
         self.skip_weights = nn.Parameter(torch.ones(self.n_skip, d))
         self.blocks = nn.ModuleList(
-            Block(d, int(c["num_heads"]), int(c["num_kv_heads"]), int(c["mlp_mult"]), float(c["qk_gain_init"]))
-            for _ in range(layers))
+            Block(d, int(c["num_heads"]), int(c["num_kv_heads"]), int(c["mlp_mult"]), float(c["qk_gain_init"]),
+                  slope, 1 / math.sqrt(i + 1) if ln_scale else 1.0)
+            for i in range(layers))
 
     def forward(self, ids, targets):
         t = ids.shape[1]
         if self.rope_bf16:  # the baseline after .bfloat16(): positions, inv_freq and tables in bf16
-            inv = 1.0 / self.base ** (torch.arange(0, self.hd, 2, dtype=torch.float32) / self.hd)
+            inv = 1.0 / self.base ** (torch.arange(0, self.rd, 2, dtype=torch.float32) / self.rd)
             ang = torch.outer(torch.arange(t, dtype=torch.bfloat16), inv.to(torch.bfloat16))
             cos, sin = ang.cos().float()[None, :, None, :], ang.sin().float()[None, :, None, :]
         else:
-            inv = 1.0 / self.base ** (torch.arange(0, self.hd, 2, dtype=torch.float64) / self.hd)
+            inv = 1.0 / self.base ** (torch.arange(0, self.rd, 2, dtype=torch.float64) / self.rd)
             ang = torch.outer(torch.arange(t, dtype=torch.float64), inv)
             cos, sin = ang.cos().float()[None, :, None, :], ang.sin().float()[None, :, None, :]
         x = x0 = rms_norm(self.tok_emb(ids), self.eps)
@@ -171,6 +192,9 @@ def load_model(path):
     tensors, meta = read_safetensors(path)
     if "model_dim" not in meta:
         sys.exit(f"{path}: no pgolf metadata")
+    unknown = sorted(set(meta) - KNOWN_META)
+    if unknown:
+        sys.exit(f"{path}: pg_torch.py does not implement the config keys {', '.join(unknown)}")
     model = GPT(meta)
     model.load_state_dict(tensors, strict=True)
     return model, meta

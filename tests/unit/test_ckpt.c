@@ -1,6 +1,8 @@
 /* test_ckpt.c: checkpoints: save → read config → load gives the same parameters bit for bit and
  * re-saving gives the same file byte for byte; a PyTorch-style file (no pgolf metadata, bf16
- * tok_emb) loads with its shape inferred and its values converted; mismatches fail cleanly. */
+ * tok_emb) loads with its shape inferred and its values converted; mismatches fail cleanly. The
+ * record-stack switches (mlp_leaky_slope, rope_dims, ln_scale) round-trip, and a file written
+ * before they existed (pgolf metadata without their keys) reads with their baseline defaults. */
 #define _POSIX_C_SOURCE 200809L
 #include "../tap.h"
 
@@ -105,6 +107,37 @@ int main(void)
     is_int(pg_ckpt_load(&mb, p1), PG_E_FORMAT, "a different shape: refused");
     ok(strstr(pg_error_message(), "wrong shape") != NULL, "message says wrong shape: %s", pg_error_message());
     pg_model_free(&mb);
+    /* The record-stack switches round-trip through the metadata. */
+    struct pg_config cr = c, cr2;
+    cr.mlp_leaky_slope = 0.5, cr.rope_dims = 4, cr.ln_scale = 1;
+    struct pg_model mr;
+    char p4[128], p5[128];
+    snprintf(p4, sizeof p4, "%s/rec.safetensors", dir);
+    snprintf(p5, sizeof p5, "%s/old.safetensors", dir);
+    pg_model_init(&mr, &cr, &pg_backend_cpu, 0);
+    pg_model_init_weights(&mr, 5);
+    is_int(pg_ckpt_save(&mr, p4, 0, NULL, NULL), 0, "save with mlp_leaky_slope 0.5, rope_dims 4, ln_scale 1");
+    is_int(pg_ckpt_read_config(p4, &cr2), 0, "read it back");
+    ok(memcmp(&cr, &cr2, sizeof cr) == 0 && cr2.mlp_leaky_slope == 0.5 && cr2.rope_dims == 4 && cr2.ln_scale == 1,
+       "the record-stack switches round-trip through the metadata");
+    /* A checkpoint of an older pgolf: the same metadata without the three keys. */
+    pg_st_open(&f, p4);
+    pg_st_writer_init(&w);
+    for (int i = 0; i < mr.ntensors; i++) {
+        struct pg_tensor *t = &mr.tensors[i];
+        pg_st_add(&w, t->name, PG_ST_F32, t->ndim, t->shape, mr.params + t->offset);
+    }
+    for (size_t i = 0; i < f.nmeta; i++)
+        if (strcmp(f.meta_keys[i], "mlp_leaky_slope") && strcmp(f.meta_keys[i], "rope_dims") &&
+            strcmp(f.meta_keys[i], "ln_scale"))
+            pg_st_set_meta(&w, f.meta_keys[i], f.meta_values[i]);
+    is_int(pg_st_write(&w, p5), 0, "write a checkpoint without the record-stack keys");
+    pg_st_writer_free(&w);
+    pg_st_close(&f);
+    is_int(pg_ckpt_read_config(p5, &cr2), 0, "an older checkpoint reads");
+    ok(memcmp(&c, &cr2, sizeof c) == 0, "its missing keys take the baseline defaults (slope 0, rope_dims 0, ln_scale 0)");
+    pg_model_free(&mr);
+
     char bad[128];
     snprintf(bad, sizeof bad, "%s/nope.safetensors", dir);
     is_int(pg_ckpt_read_config(bad, &c3), PG_E_IO, "missing file: I/O error");

@@ -66,6 +66,8 @@ static void test_defaults(void)
     ok(c.muon_momentum_warmup_start == 0.85 && c.muon_momentum_warmup_steps == 500, "default Muon warmup");
     ok(c.beta1 == 0.9 && c.beta2 == 0.95 && c.adam_eps == 1e-8 && c.grad_clip_norm == 0.0, "default Adam, clip");
     ok(c.rms_norm_eps == (double)1.1920928955078125e-07, "default rms_norm_eps = 2^-23");
+    ok(c.mlp_leaky_slope == 0 && c.rope_dims == 0 && c.ln_scale == 0,
+       "record-stack switches off: relu^2, full RoPE, no LN scale");
     is_int(pg_config_validate(&c, 1024), 0, "baseline validates against a 1024 tokenizer");
     is_int(pg_config_validate(&c, 0), 0, "baseline validates with an unknown tokenizer");
 
@@ -124,7 +126,7 @@ static void test_table(void)
         "warmup-steps", "batch-tokens", "val-batch-tokens", "max-wallclock", "val-every", "log-every", "grad-accum",
         "embed-lr", "head-lr", "tied-embed-lr", "matrix-lr", "scalar-lr", "muon-momentum", "muon-steps",
         "muon-momentum-warmup-start", "muon-momentum-warmup-steps", "beta1", "beta2", "adam-eps", "grad-clip",
-        "rms-eps", "rope-bf16"};
+        "rms-eps", "rope-bf16", "mlp-leaky-slope", "rope-dims", "ln-scale"};
     size_t n;
     const struct pg_config_field *t = pg_config_fields(&n);
     is_int((long long)n, (long long)(sizeof flags / sizeof flags[0]), "one table row per hyperparameter");
@@ -294,6 +296,13 @@ static void test_validate(void)
     check_invalid(&c, 0, "more kv heads than heads", "num_heads = 8", "num_kv_heads = 16");
     c = b, c.model_dim = 72; /* head_dim 9 */
     check_invalid(&c, 0, "odd head_dim", "head_dim", "= 9 is odd");
+    c = b, c.rope_dims = 15;
+    check_invalid(&c, 0, "odd rope_dims", "rope_dims = 15", "even");
+    c = b, c.rope_dims = 66;
+    check_invalid(&c, 0, "rope_dims above head_dim", "rope_dims = 66", "head_dim = 64");
+    c = b, c.rope_dims = 16, c.mlp_leaky_slope = 0.5, c.ln_scale = 1;
+    is_int(pg_config_validate(&c, 0), 0, "the records' rope_dims 16, slope 0.5, ln_scale 1 validate");
+    is_int(pg_config_num_params(&c), 17059912, "and add no parameters");
     c = b, c.vocab_size = 512;
     check_invalid(&c, 1024, "vocab below the tokenizer's", "vocab_size = 512", "tokenizer's vocabulary (1024");
     is_int(pg_config_validate(&c, 0), 0, "vocab 512 is fine when the tokenizer is unknown");

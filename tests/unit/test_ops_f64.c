@@ -123,39 +123,73 @@ static void test_embedding(void)
 }
 
 /* ---- rmsnorm ---- */
-struct rn { int n, d; double *x, *y, *rstd, *r; };
+struct rn { int n, d; double scale, *x, *y, *rstd, *r; };
 static double rn_f(void *c)
 {
     struct rn *m = c;
-    B->rmsnorm_fwd(m->y, m->rstd, m->x, m->n, m->d, 0x1p-23);
+    B->rmsnorm_fwd(m->y, m->rstd, m->x, m->n, m->d, 0x1p-23, m->scale);
     return dot(m->y, m->r, (size_t)m->n * m->d);
 }
 static void test_rmsnorm(void)
 {
-    struct rn m = {.n = 4, .d = 8};
+    struct rn m = {.n = 4, .d = 8, .scale = 1};
     m.x = rnd(32, 2), m.y = zeros(32), m.rstd = zeros(4), m.r = rnd(32, 1);
     rn_f(&m);
     double *dx = zeros(32);
-    B->rmsnorm_bwd(dx, m.r, m.y, m.rstd, m.n, m.d, 0);
+    B->rmsnorm_bwd(dx, m.r, m.y, m.rstd, m.n, m.d, 1, 0);
     check("rmsnorm dx", m.x, dx, 32, rn_f, &m);
     double ms = 0;
     for (int c = 0; c < 8; c++) ms += m.y[c] * m.y[c];
     is_close(ms / 8, 1.0, 1e-6, 0, "rmsnorm output has mean square 1");
+    /* The layerwise LN scale (spec §2.6): y = s·RMSNorm(x), s = 1/√3 as in block 2. */
+    m.scale = 1 / sqrt(3.0);
+    rn_f(&m);
+    B->rmsnorm_bwd(dx, m.r, m.y, m.rstd, m.n, m.d, m.scale, 0);
+    check("rmsnorm times 1/sqrt(3) (LN scale) dx", m.x, dx, 32, rn_f, &m);
+    ms = 0;
+    for (int c = 0; c < 8; c++) ms += m.y[c] * m.y[c];
+    is_close(ms / 8, 1.0 / 3, 1e-6, 0, "rmsnorm times 1/sqrt(3) has mean square 1/3");
 }
 
 /* ---- rope ---- */
-struct rp { int b, t, h, hd; double *x, *y, *cos, *sin, *r; };
+struct rp { int b, t, h, hd, rd; double *x, *y, *cos, *sin, *r; };
 static double rp_f(void *c)
 {
     struct rp *m = c;
     size_t n = (size_t)m->b * m->t * m->h * m->hd;
     memcpy(m->y, m->x, n * sizeof *m->y);
-    B->rope_fwd(m->y, m->cos, m->sin, m->b, m->t, m->h, m->hd);
+    B->rope_fwd(m->y, m->cos, m->sin, m->b, m->t, m->h, m->hd, m->rd);
     return dot(m->y, m->r, n);
+}
+/* Partial RoPE (spec §2.2): only the first rd of hd = 8 dims rotate, pairs (i, i + rd/2). */
+static void test_rope_partial(void)
+{
+    struct rp m = {.b = 2, .t = 3, .h = 2, .hd = 8, .rd = 4};
+    size_t n = 2 * 3 * 2 * 8;
+    m.x = rnd(n, 1), m.y = zeros(n), m.r = rnd(n, 1), m.cos = zeros(6), m.sin = zeros(6);
+    for (int t = 0; t < 3; t++)
+        for (int i = 0; i < 2; i++) {
+            double ang = t * pow(10000.0, -2.0 * i / m.rd);
+            m.cos[t * 2 + i] = cos(ang);
+            m.sin[t * 2 + i] = sin(ang);
+        }
+    double *dx = keep(malloc(n * sizeof *dx));
+    memcpy(dx, m.r, n * sizeof *dx);
+    B->rope_bwd(dx, m.cos, m.sin, m.b, m.t, m.h, m.hd, m.rd);
+    check("partial rope (4 of 8 dims) dx", m.x, dx, n, rp_f, &m);
+    rp_f(&m);
+    size_t o = (size_t)(1 * m.h + 1) * m.hd; /* b 0, t 1, h 1 */
+    int untouched = 1;
+    for (size_t k = 0; k < n; k++)
+        if (k % (size_t)m.hd >= (size_t)m.rd) untouched &= m.y[k] == m.x[k];
+    ok(untouched, "partial rope: dims rd..hd-1 are not touched");
+    double c1 = m.cos[3], s1 = m.sin[3]; /* t 1, pair 1 = dims (1, 3) */
+    is_close(m.y[o + 1], m.x[o + 1] * c1 + m.x[o + 3] * s1, 1e-12, 0, "partial rope: dim 1 pairs with dim 1 + rd/2");
+    is_close(m.y[o + 3], -m.x[o + 1] * s1 + m.x[o + 3] * c1, 1e-12, 0, "partial rope: dim 3 = −x1·sin + x2·cos");
 }
 static void test_rope(void)
 {
-    struct rp m = {.b = 2, .t = 3, .h = 2, .hd = 4};
+    struct rp m = {.b = 2, .t = 3, .h = 2, .hd = 4, .rd = 4};
     size_t n = 48;
     m.x = rnd(n, 1), m.y = zeros(n), m.r = rnd(n, 1), m.cos = zeros(6), m.sin = zeros(6);
     for (int t = 0; t < 3; t++)
@@ -166,7 +200,7 @@ static void test_rope(void)
         }
     double *dx = keep(malloc(n * sizeof *dx));
     memcpy(dx, m.r, n * sizeof *dx);
-    B->rope_bwd(dx, m.cos, m.sin, m.b, m.t, m.h, m.hd);
+    B->rope_bwd(dx, m.cos, m.sin, m.b, m.t, m.h, m.hd, m.rd);
     check("rope dx", m.x, dx, n, rp_f, &m);
     /* The sign convention: dims (0, 2) at t = 1 rotate as (x1 cos + x2 sin, −x1 sin + x2 cos). */
     rp_f(&m);
@@ -269,11 +303,11 @@ static void test_attention_blocks(void)
 }
 
 /* ---- pointwise ---- */
-struct pw { int n, d, h, hd; double *x, *x0, *m0, *m1, *y, *r, *s, *f, *g; };
+struct pw { int n, d, h, hd; double slope, *x, *x0, *m0, *m1, *y, *r, *s, *f, *g; };
 static double relu2_f(void *c)
 {
     struct pw *m = c;
-    B->relu2_fwd(m->y, m->x, (size_t)m->n * m->d);
+    B->relu2_fwd(m->y, m->x, (size_t)m->n * m->d, m->slope);
     return dot(m->y, m->r, (size_t)m->n * m->d);
 }
 static double mix_f(void *c)
@@ -307,8 +341,17 @@ static void test_pointwise(void)
     for (size_t i = 0; i < n; i++)
         if (fabs(m.x[i]) < 0.05) m.x[i] = 0.3; /* keep finite differences away from relu's kink */
     double *dx = zeros(n);
-    B->relu2_bwd(dx, m.r, m.x, n);
+    B->relu2_bwd(dx, m.r, m.x, n, 0);
     check("relu2 dx", m.x, dx, n, relu2_f, &m);
+    /* LeakyReLU(0.5)² (spec §2.5): φ(z) = z² (z > 0), 0.25·z² (z <= 0); φ' = 2z, 0.5z. */
+    m.slope = 0.5;
+    B->relu2_bwd(dx, m.r, m.x, n, m.slope);
+    check("leaky relu2 (slope 0.5) dx", m.x, dx, n, relu2_f, &m);
+    relu2_f(&m);
+    int phi_ok = 1;
+    for (size_t i = 0; i < n; i++) phi_ok &= m.y[i] == (m.x[i] > 0 ? m.x[i] * m.x[i] : 0.25 * m.x[i] * m.x[i]);
+    ok(phi_ok, "leaky relu2 (slope 0.5) forward: z² above 0, 0.25·z² below");
+    m.slope = 0;
 
     double *dx0 = rnd(n, 1), *dx0_before = keep(malloc(n * sizeof *dx0)), *dm0 = zeros(4), *dm1 = zeros(4);
     memcpy(dx0_before, dx0, n * sizeof *dx0);
@@ -375,6 +418,7 @@ int main(void)
     test_embedding();
     test_rmsnorm();
     test_rope();
+    test_rope_partial();
     test_attention();
     test_attention_blocks();
     test_pointwise();

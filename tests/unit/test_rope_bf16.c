@@ -11,7 +11,7 @@
 
 static int distinct_rows(const struct pg_model *m)
 {
-    int half = m->hd / 2, n = 0;
+    int half = m->rd / 2, n = 0;
     for (int p = 0; p < m->t; p++) {
         int same = p > 0 && memcmp(m->cos + (size_t)p * half, m->cos + (size_t)(p - 1) * half, half * sizeof(float)) == 0 &&
                    memcmp(m->sin + (size_t)p * half, m->sin + (size_t)(p - 1) * half, half * sizeof(float)) == 0;
@@ -29,7 +29,7 @@ int main(void)
         c.rope_bf16 = bf;
         struct pg_model m;
         if (pg_model_init(&m, &c, &pg_backend_cpu, 0) || pg_model_alloc_acts(&m, 1, 1024)) return 1;
-        int half = m.hd / 2;
+        int half = m.rd / 2;
         if (bf) {
             is_int(distinct_rows(&m), 513, "bf16: 513 distinct positions among 1024");
             ok(memcmp(m.cos + 1022 * half, m.cos + 1023 * half, half * sizeof(float)) == 0,
