@@ -4,6 +4,7 @@
 
 #include "err.h"
 #include "opt.h"
+#include "optim.h"
 
 #include <errno.h>
 #include <float.h>
@@ -78,6 +79,12 @@ static const struct pg_config_field fields[] = {
         "MLP activation leaky_relu(x, slope)^2; 0 = relu^2 (baseline), 0.5 as the records"),
     INT(rope_dims, "rope-dims", NULL, 0, 65536, "RoPE rotates the first N dims of each head (even); 0 = all"),
     BOOL(ln_scale, "ln-scale", NULL, "1: block l scales both its norm outputs by 1/sqrt(l+1)"),
+    BOOL(muon_polar_express, "muon-polar-express", NULL,
+         "1: Newton-Schulz with the Polar Express coefficients (at most 5 steps); 0 = classic"),
+    BOOL(muon_row_norm, "muon-row-norm", NULL, "1: MuonEq-R, each row of the Muon update divided by its 2-norm"),
+    F64(muon_wd, "muon-wd", NULL, 0.0, 1e3, "Muon decoupled weight decay, W *= 1 - lr*wd each step; 0 = none"),
+    F64(embed_wd, "embed-wd", NULL, 0.0, 1e3, "AdamW decoupled weight decay of tok_emb; 0 = none (Adam)"),
+    F64(scalar_wd, "scalar-wd", NULL, 0.0, 1e3, "AdamW decoupled weight decay of the control tensors; 0 = none"),
 };
 
 #define NFIELDS (sizeof fields / sizeof fields[0])
@@ -144,6 +151,11 @@ void pg_config_default(struct pg_config *cfg)
     cfg->mlp_leaky_slope = 0.0;
     cfg->rope_dims = 0;
     cfg->ln_scale = 0;
+    cfg->muon_polar_express = 0;
+    cfg->muon_row_norm = 0;
+    cfg->muon_wd = 0.0;
+    cfg->embed_wd = 0.0;
+    cfg->scalar_wd = 0.0;
 }
 
 /* A preset is the baseline plus overrides in config-file syntax, so it is checked like user input. */
@@ -435,6 +447,9 @@ int pg_config_validate(const struct pg_config *c, int tokenizer_vocab)
     if (c->rope_dims % 2 || c->rope_dims > pg_config_head_dim(c))
         return pg_error(PG_E_INVAL, "rope_dims = %d must be even and at most head_dim = %d (0: all of them): RoPE "
                         "rotates pairs of dims", c->rope_dims, pg_config_head_dim(c));
+    if (c->muon_polar_express && c->muon_backend_steps > PG_NS_POLAR_EXPRESS_STEPS)
+        return pg_error(PG_E_INVAL, "muon_polar_express = 1 has %d coefficient tuples, but muon_backend_steps = %d",
+                        PG_NS_POLAR_EXPRESS_STEPS, c->muon_backend_steps);
     int64_t per_step = (int64_t)c->train_seq_len * c->grad_accum_steps;
     if (c->train_batch_tokens % per_step)
         return pg_error(PG_E_INVAL, "train_batch_tokens = %" PRId64 " is not divisible by train_seq_len * "

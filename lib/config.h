@@ -60,6 +60,11 @@ struct pg_config {
     double mlp_leaky_slope;      /* 0 = relu²; 0.5 = LeakyReLU(0.5)² (§2.5) */
     int rope_dims;               /* 0 = all head dims; 16 = partial RoPE 16/64 (§2.2) */
     int ln_scale;                /* 0; 1: block l's norm outputs times 1/√(l+1) (§2.6) */
+    int muon_polar_express;      /* 0 = classic NS coefficients; 1: Polar Express, one tuple per step (§3.1) */
+    int muon_row_norm;           /* 0; 1: MuonEq-R, rows of the update normalized before NS (§3.1) */
+    double muon_wd;              /* 0; decoupled Muon weight decay W ← W·(1 − lr·wd) (§3.1) */
+    double embed_wd;             /* 0; AdamW decoupled weight decay of tok_emb (§3.2) */
+    double scalar_wd;            /* 0; AdamW decoupled weight decay of the control tensors (§3.2) */
 };
 
 enum pg_config_type {

@@ -114,9 +114,21 @@ int pg_adam_init(struct pg_adam *a, const struct pg_opt_tensor *tensors, size_t 
     return 0;
 }
 
+int pg_adam_set_weight_decay(struct pg_adam *a, double wd)
+{
+    if (!(wd >= 0)) return pg_error(PG_E_INVAL, "adam: weight decay %g must be >= 0", wd);
+    a->wd = wd;
+    return 0;
+}
+
 void pg_adam_step(struct pg_adam *a, double lr)
 {
     const double b1 = a->beta1, b2 = a->beta2, eps = a->eps;
+    /* The fused kernel's ADAMW mode: param -= lr * weight_decay * param with double hyper-
+     * parameters, so the product is a double and the store rounds once. Skipped at wd = 0, where
+     * it would change nothing but the time. */
+    const double lr_wd = lr * a->wd;
+    const int decay = a->wd != 0;
     double t = (double)++a->step;
     /* The fused kernel keeps these in its opmath type (float for float tensors), computed from
      * double hyper-parameters; so do we, in pg_real. */
@@ -131,6 +143,7 @@ void pg_adam_step(struct pg_adam *a, double lr)
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
         for (size_t i = 0; i < n; i++) {
             pg_real gi = g[i];
+            if (decay) p[i] = (pg_real)(p[i] - lr_wd * p[i]);
             /* double · pg_real promotes: the moments are updated in double, stored rounded. */
             m[i] = (pg_real)(b1 * m[i] + (1 - b1) * gi);
             v[i] = (pg_real)(b2 * v[i] + (1 - b2) * gi * gi);
@@ -236,10 +249,32 @@ static void transpose(pg_real *dst, const pg_real *src, int rows, int cols)
         for (int r = 0; r < rows; r++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
 }
 
+/* Polar Express (spec/techniques.md §3.1): iteration s uses row s. */
+static const double polar_express[PG_NS_POLAR_EXPRESS_STEPS][3] = {
+    {8.156554524902461, -22.48329292557795, 15.878769915207462},
+    {4.042929935166739, -2.808917465908714, 0.5000178451051316},
+    {3.8916678022926607, -2.772484153217685, 0.5060648178503393},
+    {3.285753657755655, -2.3681294933425376, 0.46449024233003106},
+    {2.3465413258596377, -1.7097828382687081, 0.42323551169305323},
+};
+
+void pg_newton_schulz_coeffs(int coeffs, int step, double abc[3])
+{
+    if (coeffs == PG_NS_POLAR_EXPRESS) {
+        int s = step < 0 ? 0 : step < PG_NS_POLAR_EXPRESS_STEPS ? step : PG_NS_POLAR_EXPRESS_STEPS - 1;
+        memcpy(abc, polar_express[s], 3 * sizeof *abc);
+    } else {
+        abc[0] = 3.4445, abc[1] = -4.7750, abc[2] = 2.0315;
+    }
+}
+
 void pg_newton_schulz5(pg_real *x, int rows, int cols, int steps, int bf16, pg_real *work)
 {
-    /* Python floats meeting a float tensor become float scalars. */
-    const pg_real a = (pg_real)3.4445, b = (pg_real)-4.7750, c = (pg_real)2.0315;
+    pg_newton_schulz(x, rows, cols, steps, PG_NS_CLASSIC, bf16, work);
+}
+
+void pg_newton_schulz(pg_real *x, int rows, int cols, int steps, int coeffs, int bf16, pg_real *work)
+{
     const int tr = rows > cols; /* work on the wide orientation: the Gram matrix A is m × m */
     const int m = tr ? cols : rows, k = tr ? rows : cols;
     const size_t mk = (size_t)m * k, mm = (size_t)m * m;
@@ -254,6 +289,10 @@ void pg_newton_schulz5(pg_real *x, int rows, int cols, int steps, int bf16, pg_r
     for (size_t i = 0; i < mk; i++) X[i] = round_if(X[i] / denom, bf16);
 
     for (int s = 0; s < steps; s++) {
+        /* Python floats meeting a float tensor become float scalars. */
+        double abc[3];
+        pg_newton_schulz_coeffs(coeffs, s, abc);
+        const pg_real a = (pg_real)abc[0], b = (pg_real)abc[1], c = (pg_real)abc[2];
         /* A = X·Xᵀ */
         pg_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, m, k, 1, X, k, X, k, 0, A, m);
         /* B = b·A + (c·A)·A: `c * A @ A` parses as (c*A) @ A, and c·A is stored before the
@@ -300,9 +339,23 @@ int pg_muon_init(struct pg_muon *mu, const struct pg_opt_tensor *tensors, size_t
     }
     mu->nt = n;
     mu->backend_steps = backend_steps, mu->nesterov = nesterov != 0, mu->bf16 = bf16 != 0;
+    mu->coeffs = PG_NS_CLASSIC, mu->row_norm = 0, mu->wd = 0;
     /* Matrices are orthogonalized in parallel by OpenMP threads, each calling BLAS: OpenBLAS's own
      * threads would then spin against OpenMP's, so it runs single-threaded (as pg_cpu_init sets). */
     openblas_set_num_threads(1);
+    return 0;
+}
+
+int pg_muon_set_variant(struct pg_muon *mu, int coeffs, int row_norm, double wd)
+{
+    if (coeffs != PG_NS_CLASSIC && coeffs != PG_NS_POLAR_EXPRESS)
+        return pg_error(PG_E_INVAL, "muon: unknown Newton-Schulz coefficient set %d", coeffs);
+    /* Past its table Polar Express has no coefficients of its own: refuse rather than invent. */
+    if (coeffs == PG_NS_POLAR_EXPRESS && mu->backend_steps > PG_NS_POLAR_EXPRESS_STEPS)
+        return pg_error(PG_E_INVAL, "muon: Polar Express has %d coefficient tuples, not %d backend steps",
+                        PG_NS_POLAR_EXPRESS_STEPS, mu->backend_steps);
+    if (!(wd >= 0)) return pg_error(PG_E_INVAL, "muon: weight decay %g must be >= 0", wd);
+    mu->coeffs = coeffs, mu->row_norm = row_norm != 0, mu->wd = wd;
     return 0;
 }
 
@@ -333,7 +386,23 @@ void pg_muon_step(struct pg_muon *mu, double lr, double momentum)
             buf[i] = decayed + g[i];
             G[i] = nesterov ? g[i] + mom * buf[i] : g[i];
         }
-        pg_newton_schulz5(G, t->rows, t->cols, mu->backend_steps, mu->bf16, ns_work);
+        if (mu->row_norm) {
+            /* MuonEq-R: U / U.norm(dim=-1, keepdim=True).clamp_min(1e-7) on the rows of the matrix
+             * as stored (before Newton–Schulz's transpose); the norm is a pg_real tensor. */
+            const int cols = t->cols;
+            for (int r = 0; r < t->rows; r++) {
+                pg_real *row = G + (size_t)r * cols;
+                pg_real nrm = (pg_real)sqrt(sum_squares(row, (size_t)cols, 0));
+                if (nrm < (pg_real)1e-7) nrm = (pg_real)1e-7; /* clamp_min: a NaN stays NaN */
+                for (int j = 0; j < cols; j++) row[j] /= nrm;
+            }
+        }
+        pg_newton_schulz(G, t->rows, t->cols, mu->backend_steps, mu->coeffs, mu->bf16, ns_work);
+        /* Decoupled decay, p.mul_(1 - lr * wd), before the update; skipped at wd = 0 (a no-op). */
+        if (mu->wd != 0) {
+            const pg_real f = (pg_real)(1 - lr * mu->wd);
+            for (size_t i = 0; i < n; i++) p[i] *= f;
+        }
         /* g *= max(1, rows/cols)**0.5 on the (bf16) update, then p.add_(update, alpha=-lr). */
         const pg_real scale = (pg_real)sqrt(fmax(1.0, (double)t->rows / t->cols));
         const int bf16 = mu->bf16;

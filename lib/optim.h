@@ -14,6 +14,14 @@
  *        NS5 = Newton–Schulz-5 (pg_newton_schulz5). The baseline runs it in bfloat16 under
  *        torch.compile; the `bf16` flag emulates that (see pg_newton_schulz5), otherwise it runs
  *        in pg_real.
+ * Record-stack switches (spec/techniques.md §3.1–3.2), each off after init, the baseline:
+ *   AdamW  decoupled weight decay before the Adam update (pg_adam_set_weight_decay), as the fused
+ *          kernel's ADAMW mode: p −= lr·wd·p, evaluated in double and rounded once (the value of
+ *          torch.optim.AdamW's p·(1 − lr·wd) up to that rounding).
+ *   Muon   (pg_muon_set_variant) MuonEq-R row normalization of G' before Newton–Schulz; the
+ *          Polar Express coefficients, one (a, b, c) per iteration; decoupled weight decay
+ *          W ← W·(1 − lr·wd) before the update.
+ *        They are hyper-parameters, not state: the serialized states below do not hold them.
  * Schedules and clipping: pg_lr_mul_wallclock / pg_lr_mul_iterations (§4.3), pg_muon_momentum
  * (§4.2 warmup), pg_clip_grad_norm (torch.nn.utils.clip_grad_norm_).
  *
@@ -53,6 +61,7 @@ struct pg_adam {
     size_t total;            /* Σ n */
     pg_real *m, *v;          /* first and second moments, zero at init */
     double beta1, beta2, eps;
+    double wd;               /* decoupled (AdamW) weight decay; 0 after init = plain Adam */
     int64_t step;            /* steps taken; the next step uses t = step + 1 */
 };
 
@@ -62,7 +71,12 @@ struct pg_adam {
 int pg_adam_init(struct pg_adam *a, const struct pg_opt_tensor *tensors, size_t n, double beta1, double beta2,
                  double eps);
 
-/* One step at learning rate `lr` (the caller's base lr × schedule). */
+/* Turns `a` into AdamW with decoupled weight decay `wd` (0 = plain Adam, the baseline, whose bits
+ * are then unchanged). @return 0, or PG_E_INVAL (wd < 0 or NaN; `a` is then unchanged). */
+int pg_adam_set_weight_decay(struct pg_adam *a, double wd);
+
+/* One step at learning rate `lr` (the caller's base lr × schedule); with weight decay, first
+ * p −= lr·wd·p (the decayed p then takes the Adam update). */
 void pg_adam_step(struct pg_adam *a, double lr);
 
 /* Frees the state (not the tensors); safe on a zeroed or freed struct. */
@@ -101,6 +115,9 @@ struct pg_muon {
     int nesterov;            /* 1: G' = G + μ·buf (baseline); 0: G' = G, as the baseline's code
                               * does (buf is still updated, unused) */
     int bf16;                /* 1: emulate the baseline's bfloat16 Newton–Schulz; 0: pg_real */
+    int coeffs;              /* PG_NS_CLASSIC (baseline) or PG_NS_POLAR_EXPRESS */
+    int row_norm;            /* 1: MuonEq-R, every row of G' divided by max(‖row‖₂, 1e-7) */
+    double wd;               /* decoupled weight decay; 0 = none (baseline) */
     pg_real *work;           /* scratch: G' of the largest matrix, then pg_newton_schulz5's */
 };
 
@@ -110,8 +127,14 @@ struct pg_muon {
 int pg_muon_init(struct pg_muon *mu, const struct pg_opt_tensor *tensors, size_t n, int backend_steps, int nesterov,
                  int bf16);
 
+/* Selects the record-stack variants (init sets the baseline: PG_NS_CLASSIC, 0, 0).
+ * @return 0, or PG_E_INVAL (an unknown coefficient set, Polar Express with more backend steps than
+ * it has tuples, wd < 0 or NaN; `mu` is then unchanged). */
+int pg_muon_set_variant(struct pg_muon *mu, int coeffs, int row_norm, double wd);
+
 /* One step at learning rate `lr` and momentum `momentum` (pg_muon_momentum(step) in the
- * baseline), over every tensor in order. */
+ * baseline), over every tensor in order: buffers, G', row normalization when on, Newton–Schulz
+ * with the selected coefficients, then W ← W·(1 − lr·wd) when wd > 0, then the update. */
 void pg_muon_step(struct pg_muon *mu, double lr, double momentum);
 
 /* Frees the state and the scratch (not the tensors); safe on a zeroed or freed struct. */
@@ -135,6 +158,18 @@ int pg_muon_state_load(struct pg_muon *mu, const void *buf, size_t len, const ch
 
 /* ---- Newton–Schulz and bfloat16 ---- */
 
+/* Newton–Schulz coefficient sets. */
+enum {
+    PG_NS_CLASSIC = 0,       /* (3.4445, −4.7750, 2.0315) every iteration: the baseline */
+    PG_NS_POLAR_EXPRESS = 1, /* one tuple per iteration, spec/techniques.md §3.1 */
+};
+#define PG_NS_POLAR_EXPRESS_STEPS 5 /* tuples in the Polar Express table */
+
+/* The (a, b, c) of iteration `step` (from 0) of coefficient set `coeffs`, as doubles (the Python
+ * literals). Polar Express steps past its table repeat the last tuple; pg_muon_set_variant and
+ * pg_config_validate refuse such runs, so this only keeps the function total. */
+void pg_newton_schulz_coeffs(int coeffs, int step, double abc[3]);
+
 /* Rounds a float to the nearest bfloat16 (round to nearest, ties to even, on the fp32 bit
  * pattern, as PyTorch's float→bfloat16 conversion), returned as a float. NaN stays NaN.
  * @return the rounded value. */
@@ -154,6 +189,11 @@ size_t pg_newton_schulz5_work(int rows, int cols);
  * PG_REAL_DOUBLE build the rounding goes through float. `work` holds
  * pg_newton_schulz5_work(rows, cols) elements. */
 void pg_newton_schulz5(pg_real *x, int rows, int cols, int steps, int bf16, pg_real *work);
+
+/* pg_newton_schulz5 with the coefficients of set `coeffs` (pg_newton_schulz_coeffs), each rounded
+ * to pg_real as a Python float meeting a float tensor. PG_NS_CLASSIC gives pg_newton_schulz5's
+ * bits. */
+void pg_newton_schulz(pg_real *x, int rows, int cols, int steps, int coeffs, int bf16, pg_real *work);
 
 /* ---- schedules and clipping ---- */
 

@@ -52,6 +52,12 @@ static int groups_init(struct groups *g, struct pg_model *m, const struct pg_con
     }
     if (!rc) rc = pg_muon_init(&g->muon, lists[2], counts[2], c->muon_backend_steps, 1, bf16);
     if (!rc) rc = pg_adam_init(&g->scalar, lists[3], counts[3], c->beta1, c->beta2, c->adam_eps);
+    /* Record-stack switches (spec/techniques.md §3.1-3.2); their defaults leave the baseline's
+     * optimizers as they are. The untied head keeps plain Adam: the records tie it. */
+    if (!rc) rc = pg_muon_set_variant(&g->muon, c->muon_polar_express ? PG_NS_POLAR_EXPRESS : PG_NS_CLASSIC,
+                                      c->muon_row_norm, c->muon_wd);
+    if (!rc) rc = pg_adam_set_weight_decay(&g->embed, c->embed_wd);
+    if (!rc) rc = pg_adam_set_weight_decay(&g->scalar, c->scalar_wd);
     for (int k = 0; k < 4; k++) free(lists[k]);
     return rc;
 }

@@ -2,7 +2,8 @@
 # test-train.sh: pg-train and pg-eval end to end on a tiny model: the loss falls; pg-eval's
 # val_bpb equals an independent float64 evaluation of the same safetensors file (1e-4 relative)
 # and the training's own final validation; resume is bit-exact (20 steps straight = 10 + resume
-# + 10, byte for byte, with the same data order); SIGTERM stops with a resumable checkpoint;
+# + 10, byte for byte, with the same data order, also with the record stack's optimizer switches
+# on); SIGTERM stops with a resumable checkpoint;
 # bad checkpoints and bad options fail cleanly; --dry-run prints the resolved configuration and the
 # parameter count without reading data.
 . "$(dirname "$0")/lib.sh"
@@ -61,6 +62,18 @@ data_of "$W/b/ckpt_000020.state.safetensors" >"$W/b.state"
 check "resumed optimizer state is byte-identical ($(wc -c <"$W/a.state") bytes)" cmp -s "$W/a.state" "$W/b.state"
 train -o "$W/c" --iterations 20 --val-every 0 --seed 7
 check "a different seed gives a different model" sh -c "! cmp -s \"$W/a/model.safetensors\" \"$W/c/model.safetensors\""
+# the record stack's optimizer switches (hyper-parameters, not state) resume bit-exactly too
+REC="--muon-polar-express 1 --muon-row-norm 1 --muon-wd 0.095 --embed-wd 0.085 --scalar-wd 0.02"
+# shellcheck disable=SC2086
+check "record optimizers: 20 steps straight" train -o "$W/ra" --iterations 20 --val-every 0 $REC
+# shellcheck disable=SC2086
+check "record optimizers: 10 steps of the same schedule" train -o "$W/rb" --iterations 20 --val-every 0 --stop-at 10 $REC
+# shellcheck disable=SC2086
+check "record optimizers: resume to 20" train -o "$W/rb" --iterations 20 --val-every 0 $REC \
+    --resume "$W/rb/ckpt_000010.safetensors"
+check "record optimizers: resumed model is byte-identical" cmp -s "$W/ra/model.safetensors" "$W/rb/model.safetensors"
+check "record optimizers: the model differs from the baseline optimizers'" \
+    sh -c "! cmp -s \"$W/a/model.safetensors\" \"$W/ra/model.safetensors\""
 
 # ---- SIGTERM: checkpoint, clean exit, resumable ----
 "$TRAIN" -d "$W/data" --prefix t -m "$W/sp.model" $TINY -o "$W/sig" --iterations 1000000 --val-every 0 2>"$W/sig.err" &

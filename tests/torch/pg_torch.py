@@ -44,7 +44,7 @@ train_seq_len rope_base logit_softcap qk_gain_init tied_embed_init_std seed iter
 train_batch_tokens val_batch_size max_wallclock_seconds val_loss_every train_log_every grad_accum_steps embed_lr
 head_lr tied_embed_lr matrix_lr scalar_lr muon_momentum muon_backend_steps muon_momentum_warmup_start
 muon_momentum_warmup_steps beta1 beta2 adam_eps grad_clip_norm rms_norm_eps rope_bf16 mlp_leaky_slope rope_dims
-ln_scale dequantized_from""".split())
+ln_scale muon_polar_express muon_row_norm muon_wd embed_wd scalar_wd dequantized_from""".split())
 
 
 def read_safetensors(path):
@@ -249,6 +249,8 @@ def cmd_bench(ckpt, data, prefix, steps, batch_tokens, threads=2):
     scalars = [p for n, p in model.named_parameters() if n.startswith("blocks.") and p.ndim < 2] + [model.skip_weights]
     adam = torch.optim.Adam([{"params": [model.tok_emb.weight], "lr": float(meta["tied_embed_lr"])},
                              {"params": scalars, "lr": float(meta["scalar_lr"])}], betas=(0.9, 0.95), eps=1e-8)
+    # Times the baseline's optimizers whatever the checkpoint's optimizer switches (muon_polar_express,
+    # muon_row_norm, muon_wd, embed_wd, scalar_wd): they cost a few pointwise passes, not a product.
     bufs = [torch.zeros_like(p) for p in mats]
     lr, mom, ns = float(meta["matrix_lr"]), 0.95, int(meta["muon_backend_steps"])
     times, pos = [], 0

@@ -68,6 +68,8 @@ static void test_defaults(void)
     ok(c.rms_norm_eps == (double)1.1920928955078125e-07, "default rms_norm_eps = 2^-23");
     ok(c.mlp_leaky_slope == 0 && c.rope_dims == 0 && c.ln_scale == 0,
        "record-stack switches off: relu^2, full RoPE, no LN scale");
+    ok(c.muon_polar_express == 0 && c.muon_row_norm == 0 && c.muon_wd == 0 && c.embed_wd == 0 && c.scalar_wd == 0,
+       "optimizer switches off: classic Newton-Schulz, no row norm, no weight decay");
     is_int(pg_config_validate(&c, 1024), 0, "baseline validates against a 1024 tokenizer");
     is_int(pg_config_validate(&c, 0), 0, "baseline validates with an unknown tokenizer");
 
@@ -126,7 +128,8 @@ static void test_table(void)
         "warmup-steps", "batch-tokens", "val-batch-tokens", "max-wallclock", "val-every", "log-every", "grad-accum",
         "embed-lr", "head-lr", "tied-embed-lr", "matrix-lr", "scalar-lr", "muon-momentum", "muon-steps",
         "muon-momentum-warmup-start", "muon-momentum-warmup-steps", "beta1", "beta2", "adam-eps", "grad-clip",
-        "rms-eps", "rope-bf16", "mlp-leaky-slope", "rope-dims", "ln-scale"};
+        "rms-eps", "rope-bf16", "mlp-leaky-slope", "rope-dims", "ln-scale", "muon-polar-express", "muon-row-norm",
+        "muon-wd", "embed-wd", "scalar-wd"};
     size_t n;
     const struct pg_config_field *t = pg_config_fields(&n);
     is_int((long long)n, (long long)(sizeof flags / sizeof flags[0]), "one table row per hyperparameter");
@@ -302,6 +305,13 @@ static void test_validate(void)
     check_invalid(&c, 0, "rope_dims above head_dim", "rope_dims = 66", "head_dim = 64");
     c = b, c.rope_dims = 16, c.mlp_leaky_slope = 0.5, c.ln_scale = 1;
     is_int(pg_config_validate(&c, 0), 0, "the records' rope_dims 16, slope 0.5, ln_scale 1 validate");
+    c = b, c.muon_polar_express = 1, c.muon_row_norm = 1, c.muon_wd = 0.095, c.embed_wd = 0.085, c.scalar_wd = 0.02;
+    is_int(pg_config_validate(&c, 0), 0, "the records' Polar Express, MuonEq-R and weight decays validate");
+    c.muon_backend_steps = 6;
+    is_int(pg_config_validate(&c, 0), PG_E_INVAL, "Polar Express with 6 backend steps rejected");
+    ok(strstr(pg_error_message(), "muon_backend_steps = 6") != NULL, "  and named: %s", pg_error_message());
+    c = b, c.muon_wd = -0.1;
+    is_int(pg_config_validate(&c, 0), PG_E_INVAL, "negative muon_wd rejected");
     is_int(pg_config_num_params(&c), 17059912, "and add no parameters");
     c = b, c.vocab_size = 512;
     check_invalid(&c, 1024, "vocab below the tokenizer's", "vocab_size = 512", "tokenizer's vocabulary (1024");

@@ -3,7 +3,11 @@
  * against a float64 iteration written the other way round (right-multiplied for tall matrices)
  * with its singular values checked by a Jacobi eigen-solver, the transpose rule, the bfloat16
  * rounding on known bit patterns, the LR and momentum schedules on the spec's numbers, gradient
- * clipping, and bit-exact resume through the serialized state (with its rejections). */
+ * clipping, and bit-exact resume through the serialized state (with its rejections); the record
+ * stack's switches: Polar Express Newton–Schulz against a float64 iteration with the spec's
+ * tuples written here (and shown to catch any one wrong coefficient), its orthogonality against
+ * classic NS5, MuonEq-R and decoupled weight decay (Muon, AdamW) against float64 steps, and the
+ * defaults giving the old bits. */
 #include "../tap.h"
 
 #include "../../lib/err.h"
@@ -126,9 +130,25 @@ static void tr(double *Y, const double *X, int r, int c)
 
 /* The same polynomial written without any transpose: wide X ← aX + (bA + cA²)X with A = XXᵀ;
  * tall X ← aX + X(bA + cA²) with A = XᵀX. Mathematically equal to the transposed form. */
+static void ns_ref_coeffs(double *X, int r, int c, int steps, const double (*co)[3], int nco);
 static void ns_ref(double *X, int r, int c, int steps)
 {
-    const double a = 3.4445, b = -4.7750, cc = 2.0315;
+    static const double classic[1][3] = {{3.4445, -4.7750, 2.0315}};
+    ns_ref_coeffs(X, r, c, steps, classic, 1);
+}
+
+/* Polar Express (spec/techniques.md §3.1), written out here rather than read from the library. */
+static const double polar_ref[5][3] = {
+    {8.156554524902461, -22.48329292557795, 15.878769915207462},
+    {4.042929935166739, -2.808917465908714, 0.5000178451051316},
+    {3.8916678022926607, -2.772484153217685, 0.5060648178503393},
+    {3.285753657755655, -2.3681294933425376, 0.46449024233003106},
+    {2.3465413258596377, -1.7097828382687081, 0.42323551169305323},
+};
+
+/* ns_ref with step k's (a, b, c) = co[min(k, nco - 1)] (classic: one row, every step). */
+static void ns_ref_coeffs(double *X, int r, int c, int steps, const double (*co)[3], int nco)
+{
     int n = r * c, tall = r > c, m = tall ? c : r;
     double s = 0;
     for (int i = 0; i < n; i++) s += X[i] * X[i];
@@ -137,6 +157,7 @@ static void ns_ref(double *X, int r, int c, int steps)
     double *Xt = malloc(n * sizeof *Xt), *A = malloc(m * m * sizeof *A), *A2 = malloc(m * m * sizeof *A2),
            *Y = malloc(n * sizeof *Y);
     for (int k = 0; k < steps; k++) {
+        const double *abc = co[k < nco ? k : nco - 1], a = abc[0], b = abc[1], cc = abc[2];
         tr(Xt, X, r, c);
         if (tall) mm(A, Xt, X, c, r, c);
         else mm(A, X, Xt, r, c, r);
@@ -397,6 +418,232 @@ static void test_muon(void)
     pg_muon_free(&mu);
 }
 
+/* ---- record-stack switches (spec/techniques.md §3.1-3.2) ---- */
+
+/* ‖X·Xᵀ − I‖_F of a wide r×c matrix (r <= c), in double: 0 for orthonormal rows. */
+static double gram_dev(const float *X, int r, int c)
+{
+    double s = 0;
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++) {
+            double acc = 0;
+            for (int l = 0; l < c; l++) acc += (double)X[i * c + l] * X[j * c + l];
+            acc -= i == j;
+            s += acc * acc;
+        }
+    return sqrt(s);
+}
+
+/* Max |pg − ref| over n elements relative to max |ref|. */
+static double rel_err(const float *X, const double *D, int n)
+{
+    double err = 0, mx = 0;
+    for (int i = 0; i < n; i++) err = fmax(err, fabs(X[i] - D[i])), mx = fmax(mx, fabs(D[i]));
+    return err / mx;
+}
+
+static void test_polar_express(void)
+{
+    /* The library's table is the spec's, literal for literal. */
+    int same = 1;
+    for (int k = 0; k < 5; k++) {
+        double abc[3];
+        pg_newton_schulz_coeffs(PG_NS_POLAR_EXPRESS, k, abc);
+        for (int j = 0; j < 3; j++) same &= abc[j] == polar_ref[k][j];
+    }
+    ok(same, "polar express: the 5 (a, b, c) tuples are the spec's");
+    double cl[3];
+    pg_newton_schulz_coeffs(PG_NS_CLASSIC, 3, cl);
+    ok(cl[0] == 3.4445 && cl[1] == -4.7750 && cl[2] == 2.0315, "classic: (3.4445, -4.7750, 2.0315) at every step");
+
+    static const int shapes[][2] = {{4, 8}, {8, 4}, {16, 64}, {6, 6}, {1, 5}};
+    float work[2 * 64 * 32 + 3 * 32 * 32], G[16 * 64], X[16 * 64];
+    double D[16 * 64], M[16 * 64];
+    const double tol = 1e-5;
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int r = shapes[s][0], c = shapes[s][1], n = r * c;
+        rand_matrix(G, r, c);
+        for (int i = 0; i < n; i++) D[i] = G[i], X[i] = G[i];
+        pg_newton_schulz(X, r, c, 5, PG_NS_POLAR_EXPRESS, 0, work);
+        ns_ref_coeffs(D, r, c, 5, polar_ref, 5);
+        double err = rel_err(X, D, n);
+        ok(err <= tol, "polar express %dx%d: matches the float64 iteration (rel err %.3g)", r, c, err);
+        if (r != 16) continue;
+        /* The comparison notices any one coefficient off by 1e-3 (relative), at every step. */
+        int caught = 0;
+        double least = INFINITY;
+        for (int k = 0; k < 15; k++) {
+            double bad[5][3];
+            memcpy(bad, polar_ref, sizeof bad);
+            bad[k / 3][k % 3] *= 1 + 1e-3;
+            for (int i = 0; i < n; i++) M[i] = G[i];
+            ns_ref_coeffs(M, r, c, 5, (const double(*)[3])bad, 5);
+            double e = rel_err(X, M, n);
+            caught += e > tol, least = fmin(least, e);
+        }
+        is_int(caught, 15, "polar express %dx%d: each of the 15 coefficients off by 1e-3 fails the comparison "
+               "(smallest rel err %.3g > %.g)", r, c, least, tol);
+    }
+    /* Orthogonalization quality on wide random matrices: singular values nearer 1 than classic NS5. */
+    static const int wide[][2] = {{16, 64}, {8, 16}, {4, 32}};
+    for (int s = 0; s < 3; s++) {
+        int r = wide[s][0], c = wide[s][1], n = r * c;
+        float C[16 * 64];
+        rand_matrix(G, r, c);
+        memcpy(C, G, n * sizeof *C);
+        pg_newton_schulz(G, r, c, 5, PG_NS_POLAR_EXPRESS, 0, work);
+        pg_newton_schulz(C, r, c, 5, PG_NS_CLASSIC, 0, work);
+        double dp = gram_dev(G, r, c), dc = gram_dev(C, r, c), lo, hi;
+        sv_range(G, r, c, &lo, &hi);
+        ok(dp <= dc, "polar express %dx%d: |XX^T - I|_F %.4f <= classic's %.4f; singular values in [%.3f, %.3f]", r,
+           c, dp, dc, lo, hi);
+    }
+    /* Classic through the general entry point is pg_newton_schulz5, bit for bit; bf16 works too. */
+    float B[16 * 64];
+    rand_matrix(G, 8, 16);
+    memcpy(X, G, 128 * sizeof *X), memcpy(B, G, 128 * sizeof *B);
+    pg_newton_schulz(G, 8, 16, 5, PG_NS_CLASSIC, 1, work);
+    pg_newton_schulz5(X, 8, 16, 5, 1, work);
+    ok(memcmp(G, X, 128 * sizeof *G) == 0, "pg_newton_schulz(PG_NS_CLASSIC) = pg_newton_schulz5, bit for bit");
+    float P[128];
+    memcpy(P, B, sizeof P);
+    pg_newton_schulz(B, 8, 16, 5, PG_NS_POLAR_EXPRESS, 1, work);
+    pg_newton_schulz(P, 8, 16, 5, PG_NS_POLAR_EXPRESS, 0, work);
+    int all_bf16 = 1;
+    double diff = 0;
+    for (int i = 0; i < 128; i++) all_bf16 &= (bits(B[i]) & 0xffff) == 0, diff = fmax(diff, fabs(B[i] - P[i]));
+    ok(all_bf16 && diff < 0.1, "polar express bf16: bfloat16 outputs within 0.1 of fp32 (max diff %.3g)", diff);
+}
+
+/* One Muon step with the switches against float64: G' = g + μ·g (zero buffer), rows normalized
+ * when row_norm, the float64 Newton–Schulz, W·(1 − lr·wd) − lr·scale·X. */
+static void muon_variant(int r, int c, int coeffs, int row_norm, double wd)
+{
+    float W[128], g[128];
+    double Wd[128], Gp[128];
+    int n = r * c;
+    for (int i = 0; i < n; i++) W[i] = (float)urand(), Wd[i] = W[i], g[i] = (float)urand();
+    for (int j = 0; j < c; j++) g[j] = 0; /* a zero row: the 1e-7 clamp keeps it zero, not NaN */
+    struct pg_opt_tensor t = {W, g, r, c, (size_t)n};
+    struct pg_muon mu;
+    pg_muon_init(&mu, &t, 1, 5, 1, 0);
+    is_int(pg_muon_set_variant(&mu, coeffs, row_norm, wd), 0, "muon variant: set");
+    const double lr = 0.05, mom = 0.9, scale = sqrt(fmax(1.0, (double)r / c));
+    pg_muon_step(&mu, lr, mom);
+    for (int i = 0; i < n; i++) Gp[i] = (double)g[i] + mom * (double)g[i];
+    if (row_norm)
+        for (int i = 0; i < r; i++) {
+            double s = 0;
+            for (int j = 0; j < c; j++) s += Gp[i * c + j] * Gp[i * c + j];
+            s = fmax(sqrt(s), 1e-7);
+            for (int j = 0; j < c; j++) Gp[i * c + j] /= s;
+        }
+    if (coeffs == PG_NS_POLAR_EXPRESS) ns_ref_coeffs(Gp, r, c, 5, polar_ref, 5);
+    else ns_ref(Gp, r, c, 5);
+    for (int i = 0; i < n; i++) Wd[i] = Wd[i] * (1 - lr * wd) - lr * scale * Gp[i];
+    double err = 0;
+    int finite = 1;
+    for (int i = 0; i < n; i++) err = fmax(err, fabs(W[i] - Wd[i])), finite &= isfinite(W[i]);
+    ok(finite && err < 2e-6, "muon %dx%d %s row_norm=%d wd=%g: one step matches float64 (max err %.3g)", r, c,
+       coeffs == PG_NS_POLAR_EXPRESS ? "polar" : "classic", row_norm, wd, err);
+    pg_muon_free(&mu);
+}
+
+/* Runs 3 Muon + Adam steps on copies of the same start, one plain and one with the switches set
+ * to their baseline values explicitly: the weights must be the same bits. */
+static void test_baseline_bits(void)
+{
+    float W[2][128], Wg[128], P[2][8], Pg[8];
+    for (int i = 0; i < 128; i++) W[0][i] = W[1][i] = (float)urand();
+    for (int i = 0; i < 8; i++) P[0][i] = P[1][i] = (float)urand();
+    struct pg_muon mu[2];
+    struct pg_adam ad[2];
+    for (int k = 0; k < 2; k++) {
+        struct pg_opt_tensor tm = {W[k], Wg, 8, 16, 128}, ta = {P[k], Pg, 8, 0, 8};
+        pg_muon_init(&mu[k], &tm, 1, 5, 1, 0);
+        pg_adam_init(&ad[k], &ta, 1, 0.9, 0.95, 1e-8);
+    }
+    is_int(pg_muon_set_variant(&mu[1], PG_NS_CLASSIC, 0, 0.0), 0, "baseline muon variant set");
+    is_int(pg_adam_set_weight_decay(&ad[1], 0.0), 0, "adam weight decay 0 set");
+    for (int s = 0; s < 3; s++) {
+        for (int i = 0; i < 128; i++) Wg[i] = (float)urand();
+        for (int i = 0; i < 8; i++) Pg[i] = (float)urand();
+        for (int k = 0; k < 2; k++) pg_muon_step(&mu[k], 0.04, 0.9), pg_adam_step(&ad[k], 0.01);
+    }
+    ok(memcmp(W[0], W[1], sizeof W[0]) == 0 && memcmp(P[0], P[1], sizeof P[0]) == 0,
+       "switches at their defaults: Muon and Adam weights are the old bits after 3 steps");
+    for (int k = 0; k < 2; k++) pg_muon_free(&mu[k]), pg_adam_free(&ad[k]);
+}
+
+static void test_adamw(void)
+{
+    float p[4] = {0.5f, -0.25f, 1.0f, -3.0f}, g[4];
+    struct pg_opt_tensor t = {p, g, 4, 0, 4};
+    struct pg_adam a;
+    pg_adam_init(&a, &t, 1, 0.9, 0.99, 1e-8);
+    const double wd = 0.085, b1 = 0.9, b2 = 0.99, eps = 1e-8, lrs[3] = {0.03, 0.02, 0.01};
+    is_int(pg_adam_set_weight_decay(&a, wd), 0, "adamw: set wd");
+    /* torch.optim.AdamW: p ← p·(1 − lr·wd), then the Adam update of the decayed p. */
+    double P[4] = {0.5, -0.25, 1.0, -3.0}, M[4] = {0}, V[4] = {0}, err = 0;
+    for (int s = 0; s < 3; s++) {
+        for (int i = 0; i < 4; i++) g[i] = (float)(0.2 * (i + 1) * (s % 2 ? -1 : 1));
+        pg_adam_step(&a, lrs[s]);
+        for (int i = 0; i < 4; i++) {
+            double gi = g[i];
+            P[i] *= 1 - lrs[s] * wd;
+            M[i] = b1 * M[i] + (1 - b1) * gi;
+            V[i] = b2 * V[i] + (1 - b2) * gi * gi;
+            P[i] -= lrs[s] * (M[i] / (1 - pow(b1, s + 1))) / (sqrt(V[i] / (1 - pow(b2, s + 1))) + eps);
+            err = fmax(err, fabs(p[i] - P[i]));
+        }
+    }
+    ok(err < 1e-6, "adamw: 3 steps with wd %g follow the float64 trace (max err %.3g)", wd, err);
+    /* The decay's own size: a zero gradient's element moves by exactly p·lr·wd on step 1. */
+    pg_adam_free(&a);
+    float q = 2.0f, z = 0;
+    struct pg_opt_tensor one = {&q, &z, 1, 0, 1};
+    pg_adam_init(&a, &one, 1, 0.9, 0.99, 1e-8);
+    pg_adam_set_weight_decay(&a, 0.5);
+    pg_adam_step(&a, 0.1);
+    ok(q == (float)(2.0 - 0.1 * 0.5 * 2.0), "adamw: zero gradient, only the decay: 2 -> %.9g", q);
+    is_int(pg_adam_set_weight_decay(&a, -0.1), PG_E_INVAL, "adamw: negative wd rejected");
+    is_int(pg_adam_set_weight_decay(&a, NAN), PG_E_INVAL, "adamw: NaN wd rejected");
+    ok(a.wd == 0.5, "adamw: a rejected wd leaves the old one");
+    pg_adam_free(&a);
+}
+
+static void test_muon_variants(void)
+{
+    for (int rn = 0; rn < 2; rn++) {
+        muon_variant(8, 16, PG_NS_CLASSIC, rn, 0);
+        muon_variant(16, 8, PG_NS_POLAR_EXPRESS, rn, 0);
+    }
+    muon_variant(8, 16, PG_NS_CLASSIC, 0, 0.095);
+    muon_variant(16, 8, PG_NS_POLAR_EXPRESS, 1, 0.095);
+    muon_variant(6, 6, PG_NS_POLAR_EXPRESS, 1, 0.5);
+    /* Row normalization changes the step: the rows of a tall matrix are its own, not its transpose's. */
+    float W[2][128], g[128];
+    for (int i = 0; i < 128; i++) g[i] = (float)urand() * (1 + i / 16), W[0][i] = W[1][i] = 0;
+    for (int k = 0; k < 2; k++) {
+        struct pg_opt_tensor t = {W[k], g, 16, 8, 128};
+        struct pg_muon mu;
+        pg_muon_init(&mu, &t, 1, 5, 1, 0);
+        pg_muon_set_variant(&mu, PG_NS_CLASSIC, k, 0);
+        pg_muon_step(&mu, 0.05, 0.9);
+        pg_muon_free(&mu);
+    }
+    ok(memcmp(W[0], W[1], sizeof W[0]) != 0, "muon row norm: changes the update of rows of unequal norm");
+    float p[8], gg[8];
+    struct pg_opt_tensor t = {p, gg, 2, 4, 8};
+    struct pg_muon mu;
+    pg_muon_init(&mu, &t, 1, 6, 1, 0);
+    is_int(pg_muon_set_variant(&mu, PG_NS_POLAR_EXPRESS, 0, 0), PG_E_INVAL, "muon: polar express with 6 steps rejected");
+    is_int(pg_muon_set_variant(&mu, 7, 0, 0), PG_E_INVAL, "muon: unknown coefficient set rejected");
+    is_int(pg_muon_set_variant(&mu, PG_NS_CLASSIC, 0, -1), PG_E_INVAL, "muon: negative wd rejected");
+    ok(mu.coeffs == PG_NS_CLASSIC && mu.row_norm == 0 && mu.wd == 0, "muon: rejections leave the baseline");
+    pg_muon_free(&mu);
+}
+
 /* ---- schedules ---- */
 
 static void test_schedules(void)
@@ -571,6 +818,10 @@ int main(void)
     test_adam_trace();
     test_newton_schulz();
     test_muon();
+    test_polar_express();
+    test_muon_variants();
+    test_adamw();
+    test_baseline_bits();
     test_schedules();
     test_clip();
     test_resume();
