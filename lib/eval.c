@@ -9,6 +9,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+int pg_eval_windows(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut, int64_t s, int b,
+                    int32_t *x, int32_t *y, float *losses, struct pg_eval_result *r)
+{
+    size_t nt = (size_t)b * (size_t)v->seq_len;
+    PG_TRY(pg_val_windows(v, s, b, x, y));
+    /* The model's vocabulary covers the byte tables (lut->n = max(tokenizer, model)), so one check
+     * guards both the embedding and the tables. */
+    PG_TRY(pg_model_check_ids(m, x, nt));
+    PG_TRY(pg_model_check_ids(m, y, nt));
+    pg_model_forward(m, x, y, b, losses);
+    for (size_t i = 0; i < nt; i++) {
+        r->nll_sum += losses[i];
+        r->bytes += pg_bpb_token_bytes(lut, x[i], y[i]);
+    }
+    r->tokens += (double)nt;
+    return 0;
+}
+
 int pg_eval_val(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut, int rank, int world,
                 int batch_seqs, int progress, struct pg_eval_result *r)
 {
@@ -32,17 +50,7 @@ int pg_eval_val(struct pg_model *m, const struct pg_val_set *v, const struct pg_
     int rc = 0;
     for (int64_t s = s0; s < s1 && !rc; s += batch_seqs) {
         int b = (int)(s1 - s < batch_seqs ? s1 - s : batch_seqs);
-        if ((rc = pg_val_windows(v, s, b, x, y))) break;
-        size_t nt = (size_t)b * (size_t)t;
-        /* The model's vocabulary covers the byte tables (lut->n = max(tokenizer, model)), so one check
-         * guards both the embedding and the tables. */
-        if ((rc = pg_model_check_ids(m, x, nt)) || (rc = pg_model_check_ids(m, y, nt))) break;
-        pg_model_forward(m, x, y, b, losses);
-        for (size_t i = 0; i < nt; i++) {
-            r->nll_sum += losses[i];
-            r->bytes += pg_bpb_token_bytes(lut, x[i], y[i]);
-        }
-        r->tokens += (double)nt;
+        if ((rc = pg_eval_windows(m, v, lut, s, b, x, y, losses, r))) break;
         pg_progress_update(&prog, (uint64_t)r->tokens);
     }
     pg_progress_finish(&prog);

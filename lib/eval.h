@@ -17,6 +17,14 @@ struct pg_eval_result {
     double seconds;
 };
 
+/* Scores val windows [s, s + b) with the model as it is: reads them into x and y (b·seq_len ids
+ * each), checks the ids, runs the forward pass with each target's nll in losses, and adds the
+ * nll, bytes and token count to r's sums (nll_sum, bytes, tokens) in window order. pg_eval_val
+ * and pg-ttt's scoring both go through it, so they add the same numbers in the same order.
+ * @return 0 or an error (a bad id, a read failure). */
+int pg_eval_windows(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut, int64_t s, int b,
+                    int32_t *x, int32_t *y, float *losses, struct pg_eval_result *r);
+
 /* Scores this rank's share of the val windows (rank 0 of 1: all of them), batch_seqs windows per
  * forward; m must have activations for batch_seqs sequences of v->seq_len tokens. progress: draw a
  * progress line on stderr. @return 0 or an error. */

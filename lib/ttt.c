@@ -25,7 +25,8 @@ struct pg_ttt {
     int64_t scored_seqs;  /* the frontier: windows [0, scored_seqs) have been scored, and no other */
     int64_t next_chunk;   /* the chunk pg_ttt_score_next scores next */
     int64_t trained, steps;
-    double nll, tokens, bytes, score_s, train_s;
+    struct pg_eval_result sums; /* nll_sum, tokens, bytes over the targets scored so far */
+    double score_s, train_s;
     int32_t *x, *y;
     float *losses;
     struct pg_opt_tensor *all; /* every parameter tensor, for clipping and SGD */
@@ -115,15 +116,7 @@ static int score_chunk(struct pg_ttt *s, int64_t c, int64_t q0, int64_t q1)
     for (int64_t f = q0; f < q1; f += s->p.batch_seqs) {
         int b = (int)(q1 - f < s->p.batch_seqs ? q1 - f : s->p.batch_seqs);
         size_t nt = (size_t)b * (size_t)L;
-        PG_TRY(pg_val_windows(s->v, f, b, s->x, s->y));
-        PG_TRY(pg_model_check_ids(m, s->x, nt));
-        PG_TRY(pg_model_check_ids(m, s->y, nt));
-        pg_model_forward(m, s->x, s->y, b, s->losses);
-        for (size_t i = 0; i < nt; i++) {
-            s->nll += s->losses[i];
-            s->bytes += pg_bpb_token_bytes(s->lut, s->x[i], s->y[i]);
-        }
-        s->tokens += (double)nt;
+        PG_TRY(pg_eval_windows(m, s->v, s->lut, f, b, s->x, s->y, s->losses, &s->sums));
         int64_t begin = f * L + 1;
         if (s->h.token_losses) memcpy(s->h.token_losses + (begin - 1), s->losses, nt * sizeof *s->losses);
         if (s->h.scored) s->h.scored(s->h.ctx, c, begin, begin + (int64_t)nt);
@@ -206,9 +199,10 @@ int pg_ttt_train(struct pg_ttt *s, const struct pg_ttt_chunk *c)
 void pg_ttt_result(const struct pg_ttt *s, struct pg_ttt_result *r)
 {
     memset(r, 0, sizeof *r);
-    r->nll_sum = s->nll, r->tokens = s->tokens, r->bytes = s->bytes;
-    r->val_loss = s->tokens > 0 ? s->nll / s->tokens : 0;
-    r->val_bpb = s->bytes > 0 ? s->nll / (log(2.0) * s->bytes) : 0;
+    const struct pg_eval_result *e = &s->sums;
+    r->nll_sum = e->nll_sum, r->tokens = e->tokens, r->bytes = e->bytes;
+    r->val_loss = e->tokens > 0 ? e->nll_sum / e->tokens : 0;
+    r->val_bpb = e->bytes > 0 ? e->nll_sum / (log(2.0) * e->bytes) : 0;
     r->chunks = s->chunks, r->chunk_seqs = s->chunk_seqs;
     r->chunks_scored = s->next_chunk, r->chunks_trained = s->trained, r->steps = s->steps;
     r->score_seconds = s->score_s, r->train_seconds = s->train_s;
