@@ -77,7 +77,6 @@ static int pack_per_group(const unsigned char *pgq, size_t n, const struct pg_qm
     size_t cuts_n = 8 + (size_t)nint * CUT_BYTES, rest_n = n;
     unsigned char *cuts = pg_malloc(cuts_n), *rest = NULL;
     size_t *fill = pg_calloc((size_t)ng + 1, sizeof *fill);
-    for (int j = 0; j < ng; j++) g[j].buf = NULL;
     if (!cuts || !fill) rc = PG_E_NOMEM;
     for (int j = 0; j < ng && !rc; j++)
         if (!(g[j].buf = pg_malloc(g[j].bytes ? g[j].bytes : 1))) rc = PG_E_NOMEM;
