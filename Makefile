@@ -134,10 +134,13 @@ $(O)/tests/tools/ref_eval_f64: tests/tools/ref_eval_f64.c $(F64_DEPS)
 EMU_FLAGS := -std=c++17 $(WARN) -pthread -MMD -MP $(SANFLAGS) -Ikernels/emu/include
 EMU_OBJ := $(CUDA_SRC:%.cu=$(O)/emu/%.o) $(patsubst %.cc,$(O)/emu/%.o,$(wildcard kernels/emu/*.cc))
 EMU_LIB := $(O)/libpg_cuda_emu.a
-CUDA_TESTS := $(O)/tests/test_cuda_emu $(O)/tests/test_cuda_ops_emu
+# Parity tests: each tests/emu/test_cuda_X.c (C, against kernels/cuda/ops.h) is built as
+# test_cuda_X_emu (emulated kernels) and, with HAVE_CUDA=1, test_cuda_X_gpu (nvcc's kernels).
+CUDA_PARITY := $(patsubst tests/emu/%.c,%,$(wildcard tests/emu/test_cuda_*.c))
+CUDA_TESTS := $(O)/tests/test_cuda_emu $(CUDA_PARITY:%=$(O)/tests/%_emu)
 CUBLAS_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas
 ifeq ($(HAVE_CUDA),1)
-CUDA_TESTS += $(O)/tests/test_cuda_emu_gpu $(O)/tests/test_cuda_ops_gpu
+CUDA_TESTS += $(O)/tests/test_cuda_emu_gpu $(CUDA_PARITY:%=$(O)/tests/%_gpu)
 endif
 all: $(CUDA_TESTS)
 $(CUDA_OBJ): kernels/cuda/pg_cuda.cuh kernels/cuda/ops.h lib/backend.h lib/real.h # nvcc writes no .d files
@@ -158,7 +161,7 @@ $(O)/tests/test_cuda_emu: tests/emu/test_cuda_emu.cu tests/tap.h $(EMU_LIB)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(EMU_FLAGS) $(LDFLAGS) -o $@ -x c++ $< -x none $(EMU_LIB) $(LDLIBS)
 
-$(O)/tests/test_cuda_ops_emu: tests/emu/test_cuda_ops.c tests/tap.h kernels/cuda/ops.h $(EMU_LIB) $(LIBPG)
+$(O)/tests/%_emu: tests/emu/%.c tests/tap.h kernels/cuda/ops.h $(EMU_LIB) $(LIBPG)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(EMU_LIB) $(LIBPG) $(LDLIBS)
 
@@ -166,7 +169,7 @@ $(O)/tests/test_cuda_emu_gpu: tests/emu/test_cuda_emu.cu tests/tap.h kernels/cud
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCCFLAGS) -o $@ $< -L$(CUDA_HOME)/lib64 -Xlinker -rpath,$(CUDA_HOME)/lib64 -lcublas
 
-$(O)/tests/test_cuda_ops_gpu: tests/emu/test_cuda_ops.c tests/tap.h kernels/cuda/ops.h $(LIBPG)
+$(O)/tests/%_gpu: tests/emu/%.c tests/tap.h kernels/cuda/ops.h $(LIBPG)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPG) $(LDLIBS) $(CUBLAS_LIBS)
 

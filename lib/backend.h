@@ -96,6 +96,87 @@ struct pg_backend {
      * of PG_CE_CHUNK; work: scratch of pg_ce_work(v) elements. */
     double (*softcap_ce)(pg_real *dh, pg_real *demb, float *losses, const pg_real *h, const pg_real *emb,
                          const int32_t *targets, int n, int d, int v, double cap, double grad_scale, pg_real *work);
+
+    /* ---- the record stack's operations (spec/techniques.md §2) ---- */
+
+    /* Causal attention restricted to documents (varlen attention, §2.2): as attention_fwd/bwd,
+     * but query t of sequence b sees keys j with doc_start[b·T + t] <= j <= t, where doc_start
+     * (an index into the sequence, <= t) is the first position of the token's document piece.
+     * doc_start NULL is plain causal attention, bit for bit the same as attention_fwd/bwd. */
+    void (*attention_varlen_fwd)(pg_real *out, pg_real *lse, const pg_real *q, const pg_real *k, const pg_real *v,
+                                 const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale,
+                                 pg_real *work);
+    void (*attention_varlen_bwd)(pg_real *dq, pg_real *dk, pg_real *dv, const pg_real *dout, const pg_real *out,
+                                 const pg_real *lse, const pg_real *q, const pg_real *k, const pg_real *v,
+                                 const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale,
+                                 pg_real *work);
+
+    /* softcap_ce with the record variants (§2.13): poly5 = 0 is the tanh softcap (then with
+     * z_loss 0 it is softcap_ce exactly), 1 the poly5 softcap z = c·clamp(p(u), −1, 1),
+     * p(u) = u − u³/3 + u⁵/15, u = clamp(x/c, −2, 2), x = h·Eᵀ. z_loss > 0 adds z_loss·lse_i²
+     * to row i's objective: the returned total and the gradient include it, losses[] (what
+     * scoring reads) stay the plain cross-entropies. */
+    double (*logit_ce)(pg_real *dh, pg_real *demb, float *losses, const pg_real *h, const pg_real *emb,
+                       const int32_t *targets, int n, int d, int v, double cap, int poly5, double z_loss,
+                       double grad_scale, pg_real *work);
+
+    /* XSA (§2.3), in place on y[N,H,hd] with v[N,KV,hd]: for query head h of kv group g,
+     * v̂ = v_g/max(‖v_g‖, 1e-12), y_h ← y_h − (y_h·v̂)·v̂. */
+    void (*xsa_fwd)(pg_real *y, const pg_real *v, int n, int h, int kv, int hd);
+    /* dy in place: ← the gradient of the XSA input (dy − (dy·v̂)v̂); dv += the gradient through v̂,
+     * from y_pre, the forward's input. */
+    void (*xsa_bwd)(pg_real *dy, pg_real *dv, const pg_real *y_pre, const pg_real *v, int n, int h, int kv, int hd);
+
+    /* Per-head output gate (§2.4), in place on y[N,H,hd]: g[N,H] = mult·σ(scale·(w[h]·u[i, 0:win])),
+     * u rows of width ld (win <= ld), w[H,win]; y[i,h,:] *= g[i,h]. g is kept for the backward.
+     * AttnOutGate: mult 2, scale 1; dense gated attention: win = ld = D, mult 1, scale 1; sparse
+     * gate: mult 1, scale c. */
+    void (*head_gate_fwd)(pg_real *y, pg_real *g, const pg_real *u, const pg_real *w, int n, int h, int hd, int ld,
+                          int win, double scale, double mult);
+    /* dy in place ← g ⊙ dy (the gradient of the ungated y); dw += and du[:, 0:win] += (du rows of
+     * width ld; skipped when du is NULL) through the gate, from y_pre (the ungated output). */
+    void (*head_gate_bwd)(pg_real *dy, pg_real *dw, pg_real *du, const pg_real *y_pre, const pg_real *g,
+                          const pg_real *u, const pg_real *w, int n, int h, int hd, int ld, int win, double scale,
+                          double mult);
+
+    /* SmearGate v2 (§2.10) on x[B,T,D] (out of place): y_t = x_t + λ·σ(w·x_t[0:win])·x_{t−1}·[ids_t ≠ bos]
+     * for t >= 1 in each sequence, y_0 = x_0. gate[B·T] keeps λ·σ(·)·mask (0 at t = 0). */
+    void (*smear_fwd)(pg_real *y, pg_real *gate, const pg_real *x, const int32_t *ids, const pg_real *w,
+                      const pg_real *lam, int b, int t, int d, int win, int bos);
+    /* dx overwritten; dw[win] += and dlam[1] += from dy, x, the forward's gate, w and λ. */
+    void (*smear_bwd)(pg_real *dx, pg_real *dw, pg_real *dlam, const pg_real *dy, const pg_real *x,
+                      const pg_real *gate, const int32_t *ids, const pg_real *w, const pg_real *lam, int b, int t,
+                      int d, int win, int bos);
+    /* SmearGate v1: y_t = (1 − s) ⊙ x_t + s ⊙ x_{t−1}·[t >= 1 and ids_t ≠ bos], s = σ(γ) per channel. */
+    void (*smear1_fwd)(pg_real *y, const pg_real *x, const int32_t *ids, const pg_real *gamma, int b, int t, int d,
+                       int bos);
+    /* dx overwritten; dγ += . */
+    void (*smear1_bwd)(pg_real *dx, pg_real *dgamma, const pg_real *dy, const pg_real *x, const int32_t *ids,
+                       const pg_real *gamma, int b, int t, int d, int bos);
+
+    /* Gated U-Net skip (§2.7), in place: x ← s ⊙ x + (1 − s) ⊙ (w ⊙ skip), s = σ(γ), w and γ [D]. */
+    void (*skip_gate_fwd)(pg_real *x, const pg_real *skip, const pg_real *w, const pg_real *gamma, int n, int d);
+    /* dx in place ← s ⊙ dx; dskip += (1 − s)·w ⊙ dx; dw, dγ += ; x_pre is the forward's input x. */
+    void (*skip_gate_bwd)(pg_real *dx, pg_real *dskip, pg_real *dw, pg_real *dgamma, const pg_real *x_pre,
+                          const pg_real *skip, const pg_real *w, const pg_real *gamma, int n, int d);
+
+    /* Two-lane write-back (§2.9), in place over n elements: with r[2] and p[4] = P[2][2] (row 0
+     * the attention output's weights, row 1 the MLP's): l0 ← r0·l0 + P00·a + P10·m,
+     * l1 ← r1·l1 + P01·a + P11·m. */
+    void (*lanes_fwd)(pg_real *l0, pg_real *l1, const pg_real *a, const pg_real *m, const pg_real *r,
+                      const pg_real *p, size_t n);
+    /* From the gradients of the new lanes (dl0, dl1; in place ← the old lanes' gradients):
+     * da, dm overwritten; dr[2], dp[4] += ; l0_pre, l1_pre are the forward's input lanes. */
+    void (*lanes_bwd)(pg_real *dl0, pg_real *dl1, pg_real *da, pg_real *dm, pg_real *dr, pg_real *dp,
+                      const pg_real *l0_pre, const pg_real *l1_pre, const pg_real *a, const pg_real *m,
+                      const pg_real *r, const pg_real *p, size_t n);
+
+    /* x += s1·s2·f over n elements, s1 and s2 scalars in memory (s2 NULL: 1): BigramHash and value
+     * embedding scales (§2.11-2.12). */
+    void (*scalar_add_fwd)(pg_real *x, const pg_real *s1, const pg_real *s2, const pg_real *f, size_t n);
+    /* df = s1·s2·dy (or += when asked); ds1 += s2·Σ dy·f; ds2 += s1·Σ dy·f (when s2). */
+    void (*scalar_add_bwd)(pg_real *df, pg_real *ds1, pg_real *ds2, const pg_real *dy, const pg_real *s1,
+                           const pg_real *s2, const pg_real *f, size_t n, int df_accumulate);
 };
 
 /* Rows of logits the fused cross-entropy holds at once, and its scratch size. */

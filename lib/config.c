@@ -85,6 +85,49 @@ static const struct pg_config_field fields[] = {
     F64(muon_wd, "muon-wd", NULL, 0.0, 1e3, "Muon decoupled weight decay, W *= 1 - lr*wd each step; 0 = none"),
     F64(embed_wd, "embed-wd", NULL, 0.0, 1e3, "AdamW decoupled weight decay of tok_emb; 0 = none (Adam)"),
     F64(scalar_wd, "scalar-wd", NULL, 0.0, 1e3, "AdamW decoupled weight decay of the control tensors; 0 = none"),
+    /* The rest of the record stack (spec/techniques.md §2-§3); every default is off. */
+    BOOL(skip_gates, "skip-gates", "SKIP_GATES_ENABLED",
+         "1: U-Net skips as sigmoid-gated lerps x = s*x + (1-s)*(w*skip), s = sigmoid(gamma)"),
+    INT(num_loops, "num-loops", "NUM_LOOPS", 0, 64, "depth recurrence: extra passes over layers loop_start..loop_end; 0 = off"),
+    INT(loop_start, "loop-start", "LOOP_START", 0, 1023, "first physical layer of the looped range"),
+    INT(loop_end, "loop-end", "LOOP_END", 0, 1023, "last physical layer of the looped range (inclusive)"),
+    F64(enable_looping_at, "enable-looping-at", "ENABLE_LOOPING_AT", 0.0, 1.0,
+        "training fraction from which the looped layers run (evaluation always loops)"),
+    INT(parallel_start_layer, "parallel-start-layer", "PARALLEL_START_LAYER", 0, 1024,
+        "decoder blocks of physical layer >= N run attention and MLP in parallel residual lanes; 0 = off"),
+    BOOL(parallel_gptj, "parallel-gptj", NULL, "1: the parallel blocks use the GPT-J single-lane form x + a + m"),
+    BOOL(smear_gate, "smear-gate", "SMEAR_GATE_ENABLED",
+         "1: SmearGate v2, x_t += lambda*sigmoid(w.x_t[:gate_window])*x_(t-1) on the raw embedding"),
+    BOOL(smear_gate_v1, "smear-gate-v1", NULL, "1: SmearGate v1, a static per-dim blend with the previous token"),
+    INT(gate_window, "gate-window", "GATE_WINDOW", 1, 65536, "input dims of the smear and sparse/out attention gates"),
+    BOOL(attn_out_gate, "attn-out-gate", "ATTN_OUT_GATE_ENABLED", "1: AttnOutGate, head outputs times 2*sigmoid(w_h.u[:gate_window])"),
+    BOOL(gated_attn, "gated-attn", "GATED_ATTN_ENABLED", "1: dense gated attention, head outputs times sigmoid(W_g[h].u)"),
+    BOOL(sparse_attn_gate, "sparse-attn-gate", "SPARSE_ATTN_GATE_ENABLED",
+         "1: sparse head-output gate, sigmoid(scale*w_h.u[:gate_window])"),
+    F64(gated_attn_init_std, "gated-attn-init-std", "GATED_ATTN_INIT_STD", 0.0, 1e3, "std of the normal init of W_g"),
+    F64(sparse_attn_gate_scale, "sparse-attn-gate-scale", "SPARSE_ATTN_GATE_SCALE", 0.0, 1e6, "the sparse gate's scale c"),
+    INT(xsa_last_n, "xsa-last-n", "XSA_LAST_N", 0, 1024, "exclusive self-attention (XSA) in the last N layers"),
+    INT(bigram_vocab, "bigram-vocab", "BIGRAM_VOCAB_SIZE", 0, 1 << 24, "BigramHash embedding buckets (>= 2); 0 = off"),
+    INT(bigram_dim, "bigram-dim", "BIGRAM_DIM", 1, 65536, "BigramHash embedding width"),
+    INT(ve_last_n, "ve-last-n", NULL, 0, 1024, "value embeddings added to v in the last N layers; 0 = off"),
+    INT(ve_dim, "ve-dim", "VE_DIM", 1, 65536, "value embedding table width"),
+    BOOL(varlen_attn, "varlen-attn", NULL, "1: attention stays inside documents (segments start at bos_id)"),
+    INT(bos_id, "bos-id", NULL, 0, 65535, "the token that starts a document (varlen attention, SmearGate BOS fix)"),
+    BOOL(ortho_init, "ortho-init", NULL, "1: orthogonal init of c_q/c_k/c_v/fc (and other >= 64x64 matrices)"),
+    BOOL(softcap_poly5, "softcap-poly5", NULL, "1: the poly5 softcap c*clamp(u - u^3/3 + u^5/15, -1, 1), u = clamp(z/c, -2, 2)"),
+    F64(z_loss, "z-loss", NULL, 0.0, 1e3, "training adds z_loss * mean(logsumexp^2); 0 = off"),
+    F64(wd_taper_start, "wd-taper-start", NULL, 0.0, 1.0, "Muon weight decay tapers linearly from this training fraction"),
+    F64(wd_taper_final, "wd-taper-final", NULL, 0.0, 1e3, "Muon weight decay multiplier reached at the end of training"),
+    F64(warmdown_frac, "warmdown-frac", "WARMDOWN_FRAC", 0.0, 1.0,
+        "LR decays over this final fraction of training (wall clock or steps); 0 = warmdown_iters"),
+    F64(min_lr, "min-lr", "MIN_LR", 0.0, 1.0, "floor of the LR multiplier during warmdown"),
+    F64_UNIT(ema_decay, "ema-decay", "EMA_DECAY", "EMA of the weights, saved as the final model; 0 = off"),
+    INT(swa_every, "swa-every", NULL, 0, INT_MAX, "SWA: average a snapshot every N steps once lr_mul < swa_start_lr; 0 = off"),
+    F64(swa_start_lr, "swa-start-lr", NULL, 0.0, 1.0, "SWA collects snapshots while the LR multiplier is below this"),
+    F64(qat_start_lr, "qat-start-lr", "LATE_QAT_THRESHOLD", 0.0, 1.0,
+        "late QAT: fake int quantization of the matrices once lr_mul < this; 0 = off"),
+    INT(qat_bits, "qat-bits", NULL, 2, 8, "bits of late QAT's fake quantization"),
+    BOOL(coprime_loader, "coprime-loader", NULL, "1: the coprime-stride shard loader instead of the sequential stream"),
 };
 
 #define NFIELDS (sizeof fields / sizeof fields[0])
@@ -156,14 +199,34 @@ void pg_config_default(struct pg_config *cfg)
     cfg->muon_wd = 0.0;
     cfg->embed_wd = 0.0;
     cfg->scalar_wd = 0.0;
+    cfg->gate_window = 12;
+    cfg->gated_attn_init_std = 0.005;
+    cfg->sparse_attn_gate_scale = 1.0;
+    cfg->bigram_dim = 128;
+    cfg->ve_dim = 128;
+    cfg->bos_id = 1;
+    cfg->wd_taper_start = 1.0;
+    cfg->wd_taper_final = 0.5;
+    cfg->swa_start_lr = 0.5;
+    cfg->qat_bits = 6;
 }
 
 /* A preset is the baseline plus overrides in config-file syntax, so it is checked like user input. */
 static const struct {
     const char *name;
-    const char *overrides[8]; /* "key=value", NULL-terminated */
+    const char *overrides[64]; /* "key=value", NULL-terminated */
 } presets[] = {
     {"baseline", {NULL}},
+    /* The top record (spec/techniques.md §0, PR #1855): SP8192, 11 layers looped to 17 virtual. */
+    {"record",
+     {"vocab_size=8192", "num_layers=11", "mlp_mult=4", "train_seq_len=2048", "train_batch_tokens=786432",
+      "val_batch_size=786432", "qk_gain_init=5.0", "tied_embed_lr=0.03", "matrix_lr=0.026", "scalar_lr=0.02",
+      "muon_momentum=0.97", "muon_momentum_warmup_start=0.92", "muon_momentum_warmup_steps=1500", "beta2=0.99",
+      "grad_clip_norm=0.3", "mlp_leaky_slope=0.5", "rope_dims=16", "ln_scale=1", "muon_polar_express=1",
+      "muon_row_norm=1", "muon_wd=0.095", "embed_wd=0.085", "scalar_wd=0.02", "skip_gates=1", "num_loops=2",
+      "loop_start=3", "loop_end=5", "enable_looping_at=0.35", "parallel_start_layer=8", "smear_gate=1",
+      "sparse_attn_gate=1", "sparse_attn_gate_scale=0.5", "xsa_last_n=11", "varlen_attn=1", "ortho_init=1",
+      "warmdown_frac=0.85", "min_lr=0.1", "ema_decay=0.9965", NULL}},
 };
 
 #define NPRESETS (sizeof presets / sizeof presets[0])
@@ -450,6 +513,26 @@ int pg_config_validate(const struct pg_config *c, int tokenizer_vocab)
     if (c->muon_polar_express && c->muon_backend_steps > PG_NS_POLAR_EXPRESS_STEPS)
         return pg_error(PG_E_INVAL, "muon_polar_express = 1 has %d coefficient tuples, but muon_backend_steps = %d",
                         PG_NS_POLAR_EXPRESS_STEPS, c->muon_backend_steps);
+    if (c->num_loops && (c->loop_start > c->loop_end || c->loop_end >= c->num_layers))
+        return pg_error(PG_E_INVAL, "loop_start = %d and loop_end = %d must satisfy loop_start <= loop_end < "
+                        "num_layers = %d (the looped range is inclusive)", c->loop_start, c->loop_end, c->num_layers);
+    if (c->parallel_start_layer > c->num_layers)
+        return pg_error(PG_E_INVAL, "parallel_start_layer = %d is beyond num_layers = %d", c->parallel_start_layer,
+                        c->num_layers);
+    if (c->attn_out_gate + c->gated_attn + c->sparse_attn_gate > 1)
+        return pg_error(PG_E_INVAL, "attn_out_gate, gated_attn and sparse_attn_gate are alternatives: set at most one");
+    if (c->smear_gate && c->smear_gate_v1)
+        return pg_error(PG_E_INVAL, "smear_gate (v2) and smear_gate_v1 are alternatives: set at most one");
+    if ((c->smear_gate || c->attn_out_gate || c->sparse_attn_gate) && c->gate_window > c->model_dim)
+        return pg_error(PG_E_INVAL, "gate_window = %d is wider than model_dim = %d", c->gate_window, c->model_dim);
+    if (c->xsa_last_n > c->num_layers || c->ve_last_n > c->num_layers)
+        return pg_error(PG_E_INVAL, "xsa_last_n = %d and ve_last_n = %d may not exceed num_layers = %d", c->xsa_last_n,
+                        c->ve_last_n, c->num_layers);
+    if (c->bigram_vocab == 1)
+        return pg_error(PG_E_INVAL, "bigram_vocab = 1: BigramHash needs at least 2 buckets (the last is the first "
+                        "token's), or 0 for off");
+    if (c->bos_id >= c->vocab_size)
+        return pg_error(PG_E_INVAL, "bos_id = %d is outside the vocabulary of %d", c->bos_id, c->vocab_size);
     int64_t per_step = (int64_t)c->train_seq_len * c->grad_accum_steps;
     if (c->train_batch_tokens % per_step)
         return pg_error(PG_E_INVAL, "train_batch_tokens = %" PRId64 " is not divisible by train_seq_len * "
@@ -492,7 +575,15 @@ int64_t pg_config_num_params(const struct pg_config *c)
     int64_t attn = d * d + kv * d + kv * d + d * d; /* c_q, c_k, c_v, proj */
     int64_t mlp = hidden * d + d * hidden;          /* fc, proj */
     int64_t per_block = attn + mlp + c->num_heads /* q_gain */ + 2 * d /* attn/mlp scale */ + 2 * d /* resid_mix */;
-    int64_t total = v * d + c->num_layers * per_block + (int64_t)pg_config_num_skip_weights(c) * d;
+    if (c->attn_out_gate || c->sparse_attn_gate) per_block += (int64_t)c->num_heads * c->gate_window;
+    if (c->gated_attn) per_block += (int64_t)c->num_heads * d;
+    int64_t skips = pg_config_num_skip_weights(c);
+    int64_t total = v * d + c->num_layers * per_block + skips * d * (c->skip_gates ? 2 : 1);
     if (!c->tie_embeddings) total += v * d; /* lm_head */
+    if (pg_config_two_lanes(c)) total += 6 * (int64_t)c->num_layers; /* lane residual [L,2] and post [L,2,2] */
+    if (c->smear_gate) total += c->gate_window + 1;
+    if (c->smear_gate_v1) total += d;
+    if (c->bigram_vocab) total += (int64_t)c->bigram_vocab * c->bigram_dim + d * c->bigram_dim + 1;
+    if (c->ve_last_n) total += v * c->ve_dim + kv * c->ve_dim + 1 + c->ve_last_n;
     return total;
 }

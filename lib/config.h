@@ -65,6 +65,34 @@ struct pg_config {
     double muon_wd;              /* 0; decoupled Muon weight decay W ← W·(1 − lr·wd) (§3.1) */
     double embed_wd;             /* 0; AdamW decoupled weight decay of tok_emb (§3.2) */
     double scalar_wd;            /* 0; AdamW decoupled weight decay of the control tensors (§3.2) */
+    /* the rest of the record stack (spec/techniques.md §2-§3); 0 = off unless noted */
+    int skip_gates;              /* 0; 1: sigmoid-gated U-Net skips (§2.7) */
+    int num_loops, loop_start, loop_end; /* depth recurrence (§2.8): 0 = off */
+    double enable_looping_at;    /* training fraction from which the loop runs */
+    int parallel_start_layer;    /* parallel residuals from this physical layer (§2.9); 0 = off */
+    int parallel_gptj;           /* 0: two lanes; 1: GPT-J single lane */
+    int smear_gate;              /* SmearGate v2 (§2.10) */
+    int smear_gate_v1;           /* SmearGate v1 */
+    int gate_window;             /* 12 */
+    int attn_out_gate, gated_attn, sparse_attn_gate; /* head-output gates (§2.4), at most one */
+    double gated_attn_init_std;  /* 0.005 */
+    double sparse_attn_gate_scale; /* 1.0 */
+    int xsa_last_n;              /* XSA in the last N layers (§2.3) */
+    int bigram_vocab, bigram_dim; /* BigramHash (§2.11): 0 = off; 128 */
+    int ve_last_n, ve_dim;       /* value embeddings (§2.12): 0 = off; 128 */
+    int varlen_attn;             /* document-masked attention (§2.2) */
+    int bos_id;                  /* 1 */
+    int ortho_init;              /* OrthoInit (§2.14) */
+    int softcap_poly5;           /* poly5 softcap (§2.13) */
+    double z_loss;               /* z-loss weight (§2.13) */
+    double wd_taper_start, wd_taper_final; /* Muon WD taper (§1.3): 1.0 (off), 0.5 */
+    double warmdown_frac, min_lr; /* §3.3: 0 = warmdown_iters; 0 */
+    double ema_decay;            /* §3.3: 0 = off */
+    int swa_every;               /* §3.3: 0 = off */
+    double swa_start_lr;         /* 0.5 */
+    double qat_start_lr;         /* late QAT (§4.2): 0 = off */
+    int qat_bits;                /* 6 */
+    int coprime_loader;          /* §1.1 */
 };
 
 enum pg_config_type {
@@ -157,11 +185,20 @@ static inline int pg_config_num_decoder_layers(const struct pg_config *c)
 {
     return c->num_layers - pg_config_num_encoder_layers(c);
 }
-/* min(encoder, decoder): the U-Net pairs each encoder output with one decoder block. */
+/* Virtual layers (depth recurrence, spec/techniques.md §2.8): [0, s) + [s, e] x (num_loops + 1) +
+ * (e, L); without loops, the physical layers. The encoder is the first half of that list. */
+static inline int pg_config_num_virtual(const struct pg_config *c)
+{
+    return c->num_loops ? c->num_layers + c->num_loops * (c->loop_end - c->loop_start + 1) : c->num_layers;
+}
+/* min(encoder, decoder) of the (looped) virtual list: the U-Net pairs each encoder output with one
+ * decoder block; before the loop is switched on fewer pairs are used, from the same weights. */
 static inline int pg_config_num_skip_weights(const struct pg_config *c)
 {
-    int e = pg_config_num_encoder_layers(c), d = pg_config_num_decoder_layers(c);
+    int nv = pg_config_num_virtual(c), e = nv / 2, d = nv - e;
     return e < d ? e : d;
 }
+/* Whether the parallel blocks have two lanes with learned mixing (not the GPT-J single lane). */
+static inline int pg_config_two_lanes(const struct pg_config *c) { return c->parallel_start_layer > 0 && !c->parallel_gptj; }
 
 #endif

@@ -129,7 +129,12 @@ static void test_table(void)
         "embed-lr", "head-lr", "tied-embed-lr", "matrix-lr", "scalar-lr", "muon-momentum", "muon-steps",
         "muon-momentum-warmup-start", "muon-momentum-warmup-steps", "beta1", "beta2", "adam-eps", "grad-clip",
         "rms-eps", "rope-bf16", "mlp-leaky-slope", "rope-dims", "ln-scale", "muon-polar-express", "muon-row-norm",
-        "muon-wd", "embed-wd", "scalar-wd"};
+        "muon-wd", "embed-wd", "scalar-wd", "skip-gates", "num-loops", "loop-start", "loop-end", "enable-looping-at",
+        "parallel-start-layer", "parallel-gptj", "smear-gate", "smear-gate-v1", "gate-window", "attn-out-gate",
+        "gated-attn", "sparse-attn-gate", "gated-attn-init-std", "sparse-attn-gate-scale", "xsa-last-n",
+        "bigram-vocab", "bigram-dim", "ve-last-n", "ve-dim", "varlen-attn", "bos-id", "ortho-init", "softcap-poly5",
+        "z-loss", "wd-taper-start", "wd-taper-final", "warmdown-frac", "min-lr", "ema-decay", "swa-every",
+        "swa-start-lr", "qat-start-lr", "qat-bits", "coprime-loader"};
     size_t n;
     const struct pg_config_field *t = pg_config_fields(&n);
     is_int((long long)n, (long long)(sizeof flags / sizeof flags[0]), "one table row per hyperparameter");
@@ -368,13 +373,13 @@ static void test_validate(void)
 /* to_kv collector */
 struct kv {
     size_t n;
-    char *keys[64], *values[64];
+    char *keys[256], *values[256];
 };
 
 static int collect(void *ctx, const char *key, const char *value)
 {
     struct kv *kv = ctx;
-    if (kv->n >= 64) return PG_E_INVAL;
+    if (kv->n >= 256) return PG_E_INVAL;
     kv->keys[kv->n] = strdup(key);
     kv->values[kv->n] = strdup(value);
     kv->n++;
