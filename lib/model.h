@@ -50,6 +50,8 @@ struct pg_model {
     const struct pg_backend *be;
     int d, h, kv, hd, kvd, hid, v, nl, n_enc, n_dec, n_skip;
     int rd;                    /* dims of each head RoPE rotates: hd, or rope_dims (partial RoPE) */
+    int looping;               /* depth recurrence on (spec/techniques.md §2.8): set by the trainer from the
+                                * training fraction; pg_model_init turns it on whenever num_loops > 0 */
     struct pg_tensor *tensors;
     int ntensors;
     int t_emb, t_head, t_skip; /* t_head = -1 when tied */

@@ -24,4 +24,8 @@ const struct pg_backend pg_backend_cpu = {
     .head_gain_fwd = pg_cpu_head_gain_fwd,
     .head_gain_bwd = pg_cpu_head_gain_bwd,
     .softcap_ce = pg_cpu_softcap_ce,
+    /* varlen attention and logit_ce */
+    /* end varlen/logit_ce */
+    /* record.c */
+    /* end record.c */
 };

@@ -55,5 +55,9 @@ void pg_cpu_head_gain_fwd(pg_real *q, const pg_real *g, int n, int h, int hd);
 void pg_cpu_head_gain_bwd(pg_real *dq, pg_real *dg, const pg_real *q_pre, const pg_real *g, int n, int h, int hd);
 double pg_cpu_softcap_ce(pg_real *dh, pg_real *demb, float *losses, const pg_real *h, const pg_real *emb,
                          const int32_t *targets, int n, int d, int v, double cap, double grad_scale, pg_real *work);
+/* varlen attention and logit_ce (attention.c, loss.c) */
+/* end varlen/logit_ce */
+/* record-stack pointwise operations (record.c) */
+/* end record.c */
 
 #endif

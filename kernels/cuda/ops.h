@@ -57,6 +57,11 @@ void pg_cuda_attention_bwd(float *dq, float *dk, float *dv, const float *dout, c
 double pg_cuda_softcap_ce(float *dh, float *demb, float *losses, const float *h, const float *emb,
                           const int32_t *targets, int n, int d, int v, double cap, double grad_scale, float *work);
 
+/* varlen attention and logit_ce (attention.cu, loss.cu) */
+/* end varlen/logit_ce */
+/* record-stack pointwise operations (record.cu) */
+/* end record.cu */
+
 #ifdef __cplusplus
 }
 #endif
