@@ -4,6 +4,7 @@
 #include "err.h"
 #include "xio.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,8 +65,173 @@ int pg_train_loader_open(struct pg_train_loader *l, const char *dir, const char 
     return 0;
 }
 
+/* ---- coprime-stride mode ---- */
+
+void pg_coprime_schedule(uint64_t batch, int world_size, int *k, double *alpha)
+{
+    uint64_t t = batch < PG_COPRIME_RAMP_BATCHES ? batch : PG_COPRIME_RAMP_BATCHES;
+    int64_t w = world_size > 1 ? world_size : 1;
+    int64_t k0 = w > 8 ? w : 8, k1 = 8 * w > 32 ? 8 * w : 32;
+    *k = (int)(k0 + (k1 - k0) * (int64_t)t / PG_COPRIME_RAMP_BATCHES);
+    *alpha = 0.9 - 0.4 * (double)t / PG_COPRIME_RAMP_BATCHES;
+}
+
+static uint64_t gcd_u64(uint64_t a, uint64_t b)
+{
+    while (b) {
+        uint64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+uint64_t pg_coprime_stride(struct pg_rng *r, uint64_t n_blocks)
+{
+    if (n_blocks <= 2) return 1;
+    /* Rejection: n−1 is always coprime with n, and φ(n)/n is large enough (> 1/5 below 10^10)
+     * that a handful of draws suffices. */
+    for (;;) {
+        uint64_t s = 2 + pg_rng_below(r, n_blocks - 2);
+        if (gcd_u64(s, n_blocks) == 1) return s;
+    }
+}
+
+/* A new epoch over one shard: phase, start block, stride, in that order from the loader's RNG.
+ * The phase is capped so that at least one block fits (use_coprime checked n >= seq_len+1). */
+static void coprime_arm(struct pg_train_loader *l, struct pg_coprime_shard *c)
+{
+    uint64_t block = (uint64_t)l->seq_len + 1, n = c->shard.n;
+    uint64_t max_phase = n - block < (uint64_t)l->seq_len ? n - block : (uint64_t)l->seq_len;
+    c->phase = pg_rng_below(&l->cp_rng, max_phase + 1);
+    c->n_blocks = (n - c->phase) / block;
+    c->next = pg_rng_below(&l->cp_rng, c->n_blocks);
+    c->stride = pg_coprime_stride(&l->cp_rng, c->n_blocks);
+    c->left = c->n_blocks;
+}
+
+/* Call 0: the seed's stream, every shard armed in order. The seed is offset so the data order
+ * is not the same random stream as a model initialised from the same seed. */
+static void coprime_reset(struct pg_train_loader *l)
+{
+    pg_rng_seed(&l->cp_rng, l->cp_seed ^ 0x636f7072696d6521ull);
+    for (size_t i = 0; i < l->cp_n; i++) coprime_arm(l, &l->cp[i]);
+    l->cp_batches = 0;
+}
+
+/* @return the token offset of the shard's next block, and moves on (re-arming after its last). */
+static uint64_t coprime_take(struct pg_train_loader *l, struct pg_coprime_shard *c)
+{
+    uint64_t off = c->phase + c->next * ((uint64_t)l->seq_len + 1);
+    c->next = (c->next + c->stride) % c->n_blocks;
+    if (--c->left == 0) coprime_arm(l, c);
+    return off;
+}
+
+/* One call: choose the shards, take the global rows from them and copy rank's rows into x/y;
+ * x == NULL makes only the random choices (restore's replay). */
+static void coprime_batch(struct pg_train_loader *l, int32_t *x, int32_t *y)
+{
+    int k;
+    double alpha;
+    pg_coprime_schedule(l->cp_batches, l->world_size, &k, &alpha);
+    uint64_t local_rows = (uint64_t)(l->local_tokens / l->seq_len);
+    uint64_t rows = local_rows * (uint64_t)l->world_size;
+    uint64_t kk = (uint64_t)k < l->cp_n ? (uint64_t)k : l->cp_n;
+    if (kk > rows) kk = rows;
+    for (size_t i = 0; i < l->cp_n; i++) {
+        l->cp_weight[i] = pow((double)l->cp[i].left, alpha);
+        l->cp_taken[i] = 0;
+    }
+    uint64_t lo = (uint64_t)l->rank * local_rows, hi = lo + local_rows, g = 0;
+    size_t L = (size_t)l->seq_len;
+    for (uint64_t p = 0; p < kk; p++) {
+        /* Weighted draw without replacement over the shards not yet taken this call. */
+        double total = 0;
+        for (size_t i = 0; i < l->cp_n; i++)
+            if (!l->cp_taken[i]) total += l->cp_weight[i];
+        double u = pg_rng_uniform(&l->cp_rng) * total;
+        size_t pick = l->cp_n, last = 0;
+        for (size_t i = 0; i < l->cp_n && pick == l->cp_n; i++) {
+            if (l->cp_taken[i]) continue;
+            last = i;
+            if (u < l->cp_weight[i]) pick = i;
+            else u -= l->cp_weight[i];
+        }
+        if (pick == l->cp_n) pick = last; /* u ran past the end by rounding */
+        l->cp_taken[pick] = 1;
+        struct pg_coprime_shard *c = &l->cp[pick];
+        /* The first rows mod k shards get one row more than the others. */
+        uint64_t m = rows / kk + (p < rows % kk);
+        for (uint64_t j = 0; j < m; j++, g++) {
+            uint64_t off = coprime_take(l, c);
+            if (!x || g < lo || g >= hi) continue;
+            const uint16_t *t = c->shard.tokens + off;
+            int32_t *xr = x + (size_t)(g - lo) * L, *yr = y + (size_t)(g - lo) * L;
+            for (size_t i = 0; i < L; i++) {
+                xr[i] = t[i];
+                yr[i] = t[i + 1];
+            }
+        }
+    }
+    l->cp_batches++;
+}
+
+static void coprime_free(struct pg_train_loader *l)
+{
+    if (l->cp)
+        for (size_t i = 0; i < l->cp_n; i++) pg_shard_close(&l->cp[i].shard);
+    free(l->cp);
+    free(l->cp_weight);
+    free(l->cp_taken);
+    l->cp = NULL;
+    l->cp_weight = NULL;
+    l->cp_taken = NULL;
+    l->cp_n = 0;
+    l->cp_batches = 0;
+}
+
+int pg_train_loader_use_coprime(struct pg_train_loader *l, uint64_t seed)
+{
+    coprime_free(l);
+    size_t n = l->stream.nfiles;
+    if (n == 0) return pg_error(PG_E_INVAL, "coprime-stride loader: the train loader is not open");
+    l->cp = pg_calloc(n, sizeof *l->cp);
+    l->cp_weight = pg_calloc(n, sizeof *l->cp_weight);
+    l->cp_taken = pg_calloc(n, sizeof *l->cp_taken);
+    if (!l->cp || !l->cp_weight || !l->cp_taken) {
+        coprime_free(l);
+        return PG_E_NOMEM;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if ((rc = pg_shard_open(&l->cp[i].shard, l->stream.paths[i]))) break;
+        l->cp_n = i + 1; /* opened so far, for coprime_free */
+        if (l->cp[i].shard.n < (uint64_t)l->seq_len + 1)
+            rc = pg_error(PG_E_INVAL,
+                          "%s: %llu tokens, fewer than one block of sequence length %d + 1 for the coprime-stride "
+                          "loader",
+                          l->stream.paths[i], (unsigned long long)l->cp[i].shard.n, l->seq_len);
+    }
+    if (rc) {
+        coprime_free(l);
+        return rc;
+    }
+    free(l->chunk); /* the sequential chunk is not used in this mode */
+    l->chunk = NULL;
+    l->cp_seed = seed;
+    coprime_reset(l);
+    return 0;
+}
+
+/* ---- either mode ---- */
+
 int pg_train_loader_next(struct pg_train_loader *l, int32_t *x, int32_t *y)
 {
+    if (l->cp) {
+        coprime_batch(l, x, y);
+        return 0;
+    }
     size_t span = (size_t)l->local_tokens + 1;
     PG_TRY(pg_stream_take(&l->stream, l->chunk, (size_t)l->world_size * span));
     const uint16_t *s = l->chunk + (size_t)l->rank * span;
@@ -78,6 +244,11 @@ int pg_train_loader_next(struct pg_train_loader *l, int32_t *x, int32_t *y)
 
 void pg_train_loader_state(const struct pg_train_loader *l, size_t *file, uint64_t *pos)
 {
+    if (l->cp) {
+        *file = PG_TRAIN_LOADER_COPRIME_FILE;
+        *pos = l->cp_batches;
+        return;
+    }
     /* A position at the very end of a shard is kept as is (not normalised to the next shard's
      * start): the reference advances lazily too, and restoring it reads the same tokens. */
     *file = l->stream.file;
@@ -86,11 +257,23 @@ void pg_train_loader_state(const struct pg_train_loader *l, size_t *file, uint64
 
 int pg_train_loader_restore(struct pg_train_loader *l, size_t file, uint64_t pos)
 {
-    return pg_stream_seek(&l->stream, file, pos);
+    if (!l->cp) {
+        if (file == PG_TRAIN_LOADER_COPRIME_FILE)
+            return pg_error(PG_E_INVAL, "loader state (%zu, %llu) was saved by the coprime-stride loader, which is off",
+                            file, (unsigned long long)pos);
+        return pg_stream_seek(&l->stream, file, pos);
+    }
+    if (file != PG_TRAIN_LOADER_COPRIME_FILE && (file != 0 || pos != 0))
+        return pg_error(PG_E_INVAL, "loader state (%zu, %llu) was saved by the sequential loader, not the coprime-stride one",
+                        file, (unsigned long long)pos);
+    coprime_reset(l);
+    while (l->cp_batches < pos) coprime_batch(l, NULL, NULL);
+    return 0;
 }
 
 void pg_train_loader_close(struct pg_train_loader *l)
 {
+    coprime_free(l);
     pg_stream_close(&l->stream);
     free(l->chunk);
     memset(l, 0, sizeof *l);

@@ -1,7 +1,8 @@
 /* test_loader.c: training batches and validation windows against a plain re-implementation of
  * parameter-golf's next_batch / load_validation_tokens / eval_val (spec/baseline.md §1.5, §1.6,
  * §2.2): the expected tokens come from formulas over the concatenated splits with wraparound,
- * never from the files the library reads. */
+ * never from the files the library reads. The coprime-stride mode (spec/techniques.md §1.1) is
+ * checked against the shard files read back here with stdio, and against its defining properties. */
 #define _POSIX_C_SOURCE 200809L
 #include "../tap.h"
 
@@ -296,6 +297,469 @@ static void test_rank_ranges(void)
     is_int(pg_val_batch_seqs(524288, 0, 1, 1024, &n), PG_E_INVAL, "val batch: world 0 rejected");
 }
 
+/* ---- coprime-stride mode ---- */
+
+static uint16_t pos_tok(uint64_t i) { return (uint16_t)i; }
+static uint16_t mx_tok(uint64_t i) { return (uint16_t)(i / 3000 + 40 * (i % 3000 % 1600)); } /* shard = tok % 40 */
+
+/* Split "uq": four shards whose tokens are the global index, so a row's x[0] says where it is. */
+static const uint64_t uq_sizes[4] = {16000, 20011, 9001, 18000};
+static uint16_t *uq_data[4]; /* the files as read back with stdio */
+
+static uint16_t *read_back(const char *name, uint64_t n)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *fp = fopen(path, "rb");
+    uint16_t *t = malloc(n * sizeof *t);
+    unsigned char b[2];
+    int bad = !fp || !t || fseek(fp, PG_SHARD_HEADER_BYTES, SEEK_SET);
+    for (uint64_t i = 0; i < n && !bad; i++) {
+        bad = fread(b, 1, 2, fp) != 2;
+        t[i] = (uint16_t)(b[0] | b[1] << 8);
+    }
+    if (fp) fclose(fp);
+    if (bad) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static void write_coprime_splits(void)
+{
+    int bad = 0;
+    uint64_t first = 0;
+    for (int i = 0; i < 4; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "uq_train_%06d.bin", i);
+        bad |= write_shard(name, first, uq_sizes[i], pos_tok);
+        bad |= !(uq_data[i] = read_back(name, uq_sizes[i]));
+        first += uq_sizes[i];
+    }
+    for (int i = 0; i < 40; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "mx_train_%06d.bin", i);
+        bad |= write_shard(name, 3000ull * i, 3000, mx_tok);
+    }
+    bad |= write_shard("one_train_000000.bin", 0, 1000, pos_tok);
+    bad |= write_shard("two_train_000000.bin", 0, 20, pos_tok);
+    bad |= write_shard("sh_train_000000.bin", 0, 500, pos_tok);
+    bad |= write_shard("sh_train_000001.bin", 0, 20, pos_tok);
+    ok(!bad, "coprime: wrote and read back the uq, mx, one, two and sh splits");
+}
+
+static int open_cp(struct pg_train_loader *l, const char *prefix, int rank, int world, int64_t global, int seq,
+                   int accum, uint64_t seed)
+{
+    int rc = pg_train_loader_open(l, dir, prefix, rank, world, global, seq, accum);
+    if (!rc && (rc = pg_train_loader_use_coprime(l, seed))) pg_train_loader_close(l);
+    if (rc) diag("open %s rank %d/%d seed %llu: %s", prefix, rank, world, (unsigned long long)seed,
+                 pg_error_message());
+    return rc;
+}
+
+static void test_coprime_stride(void)
+{
+    struct pg_rng r;
+    pg_rng_seed(&r, 1);
+    int good = 1;
+    uint64_t first_bad = 0;
+    for (uint64_t n = 1; n <= 3000 && good; n++)
+        for (int d = 0; d < 4 && good; d++) {
+            uint64_t s = pg_coprime_stride(&r, n), a = s, b = n;
+            while (b) {
+                uint64_t t = a % b;
+                a = b;
+                b = t;
+            }
+            good = a == 1 && (n <= 2 ? s == 1 : s >= 2 && s < n);
+            if (!good) first_bad = n;
+        }
+    ok(good, "stride: gcd(s, n) = 1 and s in [2, n) (1 when n <= 2) for n = 1..3000");
+    if (!good) diag("first bad n %llu", (unsigned long long)first_bad);
+    int seen[12] = {0};
+    for (int d = 0; d < 200; d++) seen[pg_coprime_stride(&r, 12)]++;
+    ok(seen[5] && seen[7] && seen[11] && seen[5] + seen[7] + seen[11] == 200,
+       "stride: n = 12 draws each of 5, 7, 11 and nothing else (%d %d %d)", seen[5], seen[7], seen[11]);
+    pg_rng_seed(&r, 1);
+    struct pg_rng r2 = r;
+    pg_coprime_stride(&r, 2);
+    ok(!memcmp(&r, &r2, sizeof r), "stride: n <= 2 draws no number");
+}
+
+static void test_coprime_schedule(void)
+{
+    const struct { uint64_t batch; int world, k; double alpha; } c[] = {
+        {0, 1, 8, 0.9},      {900, 1, 20, 0.7},   {1800, 1, 32, 0.5}, {5000, 1, 32, 0.5}, {450, 1, 14, 0.8},
+        {0, 8, 8, 0.9},      {900, 8, 36, 0.7},   {1800, 8, 64, 0.5}, {99999, 8, 64, 0.5}, {0, 16, 16, 0.9},
+        {900, 16, 72, 0.7},  {1800, 16, 128, 0.5}, {1799, 1, 31, 0.5 + 0.4 / 1800},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+        int k;
+        double a;
+        pg_coprime_schedule(c[i].batch, c[i].world, &k, &a);
+        ok(k == c[i].k && fabs(a - c[i].alpha) < 1e-12, "ramp: batch %llu, W=%d: k %d (want %d), alpha %.6f (want %.6f)",
+           (unsigned long long)c[i].batch, c[i].world, k, c[i].k, a, c[i].alpha);
+    }
+}
+
+/* One shard, one mixing choice: the row offsets, walked epoch by epoch, must each be a coprime
+ * walk over all the blocks of the epoch's phase. */
+static void check_epochs(const char *prefix, uint64_t n, int seq, int want_epochs)
+{
+    struct pg_train_loader l;
+    const int rows = 4;
+    if (open_cp(&l, prefix, 0, 1, (int64_t)rows * seq, seq, 1, 11)) {
+        ok(0, "epochs %s: open", prefix);
+        return;
+    }
+    uint64_t B = (uint64_t)seq + 1;
+    int32_t x[4 * 64], y[4 * 64];
+    uint64_t *offs = NULL;
+    size_t noffs = 0, cap = 0;
+    int real = 1;
+    /* enough rows for want_epochs epochs of at most n / B blocks */
+    size_t need = (size_t)(want_epochs * (n / B) + rows);
+    while (noffs < need) {
+        pg_train_loader_next(&l, x, y);
+        if (noffs + rows > cap) offs = realloc(offs, (cap = 2 * cap + rows) * sizeof *offs);
+        for (int r = 0; r < rows; r++) {
+            uint64_t o = (uint64_t)x[r * seq];
+            offs[noffs++] = o;
+            for (int j = 0; j < seq; j++)
+                real &= o + B <= n && x[r * seq + j] == (int32_t)(o + j) && y[r * seq + j] == (int32_t)(o + j + 1);
+        }
+    }
+    ok(real, "epochs %s seq %d: every row is a window inside the shard, y = x shifted by one", prefix, seq);
+    int epochs = 0, good = 1, coprime = 1, distinct_phase = 0, distinct_stride = 0;
+    uint64_t prev_phase = UINT64_MAX, prev_stride = UINT64_MAX;
+    unsigned char *seen = calloc(n / B + 1, 1);
+    for (size_t at = 0; good && at < noffs; epochs++) {
+        uint64_t phase = offs[at] % B, nb = (n - phase) / B;
+        if (at + nb > noffs) break; /* the last epoch is incomplete */
+        memset(seen, 0, n / B + 1);
+        uint64_t stride = 0;
+        for (uint64_t j = 0; j < nb; j++) {
+            uint64_t o = offs[at + j], b = (o - phase) / B;
+            good &= o % B == phase && b < nb && !seen[b];
+            if (!good) break;
+            seen[b] = 1;
+            if (j == 1) stride = (b + nb - (offs[at] - phase) / B) % nb;
+            if (j >= 1) good &= (b + nb - (offs[at + j - 1] - phase) / B) % nb == stride;
+        }
+        if (nb >= 2) {
+            uint64_t a = stride, c = nb;
+            while (c) {
+                uint64_t t = a % c;
+                a = c;
+                c = t;
+            }
+            coprime &= a == 1 && (nb <= 2 ? stride == 1 : stride >= 2);
+        }
+        distinct_phase += phase != prev_phase;
+        distinct_stride += stride != prev_stride;
+        prev_phase = phase;
+        prev_stride = stride;
+        at += nb;
+        if (!good) diag("epoch %d (phase %llu, %llu blocks) is not a permutation with one stride", epochs,
+                        (unsigned long long)phase, (unsigned long long)nb);
+    }
+    ok(good && epochs >= want_epochs, "epochs %s seq %d: each of %d epochs visits every block exactly once, one step apart",
+       prefix, seq, epochs);
+    ok(coprime, "epochs %s seq %d: every epoch's stride is coprime with its block count (>= 2 when there are 3+)",
+       prefix, seq);
+    if (n / B > 2)
+        ok(distinct_phase > epochs / 3 && distinct_stride > epochs / 3,
+           "epochs %s seq %d: re-armed epochs change phase (%d changes) and stride (%d changes)", prefix, seq,
+           distinct_phase, distinct_stride);
+    free(seen);
+    free(offs);
+    pg_train_loader_close(&l);
+}
+
+/* Where a uq row comes from: shard and offset; -1 if it is not a window of the files. */
+static int uq_locate(const int32_t *x, const int32_t *y, int seq, uint64_t *off)
+{
+    uint64_t g = (uint64_t)x[0];
+    for (int s = 0; s < 4; s++) {
+        if (g >= uq_sizes[s]) {
+            g -= uq_sizes[s];
+            continue;
+        }
+        if (g + (uint64_t)seq + 1 > uq_sizes[s]) return -1;
+        for (int j = 0; j < seq; j++)
+            if (x[j] != uq_data[s][g + j] || y[j] != uq_data[s][g + j + 1]) return -1;
+        *off = g;
+        return s;
+    }
+    return -1;
+}
+
+static void test_coprime_windows(void)
+{
+    struct pg_train_loader l;
+    const int seq = 16, rows = 8;
+    if (open_cp(&l, "uq", 0, 1, rows * seq, seq, 1, 3)) {
+        ok(0, "uq: open");
+        return;
+    }
+    int32_t x[8 * 16], y[8 * 16];
+    int real = 1, per_shard[4] = {0}, calls = 600; /* 4800 rows > the 3706 blocks: shards re-arm */
+    for (int c = 0; c < calls; c++) {
+        pg_train_loader_next(&l, x, y);
+        for (int r = 0; r < rows; r++) {
+            uint64_t off;
+            int s = uq_locate(x + r * seq, y + r * seq, seq, &off);
+            real &= s >= 0;
+            if (s >= 0) per_shard[s]++;
+        }
+    }
+    ok(real, "uq: %d calls x %d rows are all windows of the shard files (x, and y shifted by one)", calls, rows);
+    ok(per_shard[0] && per_shard[1] && per_shard[2] && per_shard[3], "uq: every shard is used (%d %d %d %d rows)",
+       per_shard[0], per_shard[1], per_shard[2], per_shard[3]);
+    size_t f;
+    uint64_t p;
+    pg_train_loader_state(&l, &f, &p);
+    ok(f == PG_TRAIN_LOADER_COPRIME_FILE && p == (uint64_t)calls, "uq: state is (coprime marker, %d calls): (%zu, %llu)",
+       calls, f, (unsigned long long)p);
+    pg_train_loader_close(&l);
+}
+
+/* The k shards of a call: distinct shards = min(k, shards, rows), rows spread within one. */
+static void test_coprime_mixing(void)
+{
+    const int seq = 8;
+    const struct { int rows; uint64_t at; int want; } c[] = {
+        {64, 0, 8}, {64, 900, 20}, {64, 1800, 32}, {64, 2500, 32}, {16, 900, 16}, {16, 0, 8}, {4, 0, 4},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+        struct pg_train_loader l;
+        if (open_cp(&l, "mx", 0, 1, (int64_t)c[i].rows * seq, seq, 1, 5)) {
+            ok(0, "mix: open");
+            continue;
+        }
+        int32_t *x = malloc((size_t)c[i].rows * seq * sizeof *x), *y = malloc((size_t)c[i].rows * seq * sizeof *y);
+        pg_train_loader_restore(&l, PG_TRAIN_LOADER_COPRIME_FILE, c[i].at);
+        pg_train_loader_next(&l, x, y);
+        int count[40] = {0}, same = 1;
+        for (int r = 0; r < c[i].rows; r++) {
+            int s = x[r * seq] % 40;
+            count[s]++;
+            for (int j = 0; j < seq; j++) same &= x[r * seq + j] % 40 == s && y[r * seq + j] % 40 == s;
+        }
+        int k = 0, lo = c[i].rows, hi = 0;
+        for (int s = 0; s < 40; s++)
+            if (count[s]) {
+                k++;
+                lo = count[s] < lo ? count[s] : lo;
+                hi = count[s] > hi ? count[s] : hi;
+            }
+        ok(same && k == c[i].want && hi - lo <= 1,
+           "mix: %d rows at call %llu come from %d shards (want %d), %d..%d rows each", c[i].rows,
+           (unsigned long long)c[i].at, k, c[i].want, lo, hi);
+        free(x);
+        free(y);
+        pg_train_loader_close(&l);
+    }
+}
+
+/* Ranks of W split the global batch: their rows, in rank order, are the 1-rank batch. */
+static void test_coprime_ranks(void)
+{
+    const int seq = 16, rows = 12, calls = 200;
+    const int64_t global = rows * seq;
+    int32_t x1[12 * 16], y1[12 * 16];
+    for (int w = 2; w <= 4; w++) {
+        struct pg_train_loader one, r[4];
+        int bad = open_cp(&one, "uq", 0, 1, global, seq, 1, 9);
+        for (int i = 0; i < w; i++) bad |= open_cp(&r[i], "uq", i, w, global, seq, 1, 9);
+        if (bad) {
+            ok(0, "ranks W=%d: open", w);
+            continue;
+        }
+        int local = rows / w, equal = 1, disjoint = 1;
+        int32_t xr[12 * 16], yr[12 * 16];
+        for (int c = 0; c < calls; c++) {
+            pg_train_loader_next(&one, x1, y1);
+            for (int i = 0; i < w; i++) {
+                pg_train_loader_next(&r[i], xr + i * local * seq, yr + i * local * seq);
+                equal &= !memcmp(xr + i * local * seq, x1 + i * local * seq, (size_t)local * seq * sizeof *xr) &&
+                         !memcmp(yr + i * local * seq, y1 + i * local * seq, (size_t)local * seq * sizeof *yr);
+            }
+            /* no row is on two ranks (uq rows are unique by their first token) */
+            for (int a = 0; a < rows; a++)
+                for (int b = a + 1; b < rows; b++)
+                    if (a / local != b / local && xr[a * seq] == xr[b * seq]) disjoint = 0;
+        }
+        ok(disjoint, "ranks W=%d: %d calls: no row on two ranks", w, calls);
+        ok(equal, "ranks W=%d: %d calls: rank r's rows are rows [r*%d, (r+1)*%d) of the 1-rank batch", w, calls, local,
+           local);
+        pg_train_loader_close(&one);
+        for (int i = 0; i < w; i++) pg_train_loader_close(&r[i]);
+    }
+}
+
+static int same_calls(struct pg_train_loader *a, struct pg_train_loader *b, int calls, int32_t *xa, int32_t *ya,
+                      int32_t *xb, int32_t *yb)
+{
+    size_t n = (size_t)a->local_tokens;
+    int same = 1;
+    for (int c = 0; c < calls; c++) {
+        pg_train_loader_next(a, xa, ya);
+        pg_train_loader_next(b, xb, yb);
+        same &= !memcmp(xa, xb, n * sizeof *xa) && !memcmp(ya, yb, n * sizeof *ya);
+    }
+    return same;
+}
+
+static void test_coprime_resume(void)
+{
+    const int seq = 16, world = 2, rank = 1;
+    const int64_t global = 16 * seq; /* 8 rows per rank */
+    int32_t xa[128], ya[128], xb[128], yb[128];
+    struct pg_train_loader a, b, c, s;
+    if (open_cp(&a, "uq", rank, world, global, seq, 1, 21) || open_cp(&b, "uq", rank, world, global, seq, 1, 21) ||
+        open_cp(&c, "uq", rank, world, global, seq, 1, 22)) {
+        ok(0, "coprime resume: open");
+        return;
+    }
+    int differ = 0;
+    for (int i = 0; i < 50; i++) {
+        pg_train_loader_next(&b, xa, ya);
+        pg_train_loader_next(&c, xb, yb);
+        differ += memcmp(xa, xb, sizeof xa) != 0;
+    }
+    ok(differ == 50, "coprime: seeds 21 and 22 differ in %d of the first 50 calls", differ);
+    pg_train_loader_restore(&b, 0, 0);
+    ok(same_calls(&a, &b, 50, xa, ya, xb, yb), "coprime: the same seed gives the same 50 calls");
+    for (int i = 0; i < 450; i++) pg_train_loader_next(&a, xa, ya); /* 500 calls: 8000 global rows, shards re-armed */
+    size_t f;
+    uint64_t p;
+    pg_train_loader_state(&a, &f, &p);
+    ok(f == PG_TRAIN_LOADER_COPRIME_FILE && p == 500, "coprime resume: state (%zu, %llu)", f, (unsigned long long)p);
+    /* c has another seed and has drawn calls: restore re-seeds from its seed, so use b's */
+    is_int(pg_train_loader_restore(&b, f, p), 0, "coprime resume: restore 500 calls into a loader 50 calls in");
+    ok(same_calls(&a, &b, 300, xa, ya, xb, yb), "coprime resume: the restored loader gives the same 300 next calls");
+    struct pg_train_loader d;
+    if (!open_cp(&d, "uq", rank, world, global, seq, 1, 21)) {
+        pg_train_loader_state(&a, &f, &p);
+        is_int(pg_train_loader_restore(&d, f, p), 0, "coprime resume: restore 800 calls into a fresh loader");
+        ok(same_calls(&a, &d, 100, xa, ya, xb, yb), "coprime resume: fresh + restore gives the same 100 next calls");
+        pg_train_loader_close(&d);
+    }
+    if (!open_cp(&d, "uq", rank, world, global, seq, 1, 21)) {
+        pg_train_loader_restore(&b, 0, 0);
+        ok(same_calls(&b, &d, 20, xa, ya, xb, yb), "coprime resume: restore (0, 0) is call 0 again");
+        pg_train_loader_close(&d);
+    }
+    is_int(pg_train_loader_restore(&b, 1, 5), PG_E_INVAL, "coprime resume: a sequential state is rejected");
+    ok(strstr(pg_error_message(), "sequential") != NULL, "coprime resume: message: %s", pg_error_message());
+    if (!pg_train_loader_open(&s, dir, "uq", rank, world, global, seq, 1)) {
+        is_int(pg_train_loader_restore(&s, PG_TRAIN_LOADER_COPRIME_FILE, 5), PG_E_INVAL,
+               "sequential: a coprime state is rejected");
+        ok(strstr(pg_error_message(), "coprime") != NULL, "sequential: message: %s", pg_error_message());
+        pg_train_loader_close(&s);
+    }
+    pg_train_loader_close(&a);
+    pg_train_loader_close(&b);
+    pg_train_loader_close(&c);
+}
+
+static void test_coprime_bad(void)
+{
+    struct pg_train_loader l;
+    if (!is_int(pg_train_loader_open(&l, dir, "sh", 0, 1, 128, 64, 1), 0, "short shard: the sequential loader opens"))
+        return;
+    int rc = pg_train_loader_use_coprime(&l, 1);
+    is_int(rc, PG_E_INVAL, "short shard: the coprime loader refuses a 20-token shard with seq 64");
+    const char *m = pg_error_message();
+    ok(strstr(m, "sh_train_000001.bin") && strstr(m, "20 tokens") && !strchr(m, '\n'),
+       "short shard: one line naming the shard: %s", m);
+    /* still the sequential loader it was */
+    int32_t x[128], y[128];
+    size_t f;
+    uint64_t p;
+    is_int(pg_train_loader_next(&l, x, y), 0, "short shard: the sequential loader still works");
+    pg_train_loader_state(&l, &f, &p);
+    ok(f == 0 && p == 129 && x[0] == 0 && y[127] == 128, "short shard: it read tokens 0..128 (file %zu pos %llu)", f,
+       (unsigned long long)p);
+    pg_train_loader_close(&l);
+    is_int(pg_train_loader_open(&l, dir, "sh", 0, 1, 16, 16, 1), 0, "short shard: seq 16 opens");
+    is_int(pg_train_loader_use_coprime(&l, 1), 0, "short shard: seq 16 fits both shards (17 <= 20)");
+    pg_train_loader_close(&l);
+}
+
+/* Split "wt": nine shards of 50 blocks of 9 tokens and one of 5000 (whatever the phase), a token
+ * says its shard. At call 0 (α = 0.9, k = 8) with 8 rows, row p comes from the p-th pick, so over
+ * many seeds the first two rows' shards follow the draw without replacement ∝ blocks^0.9. */
+static uint16_t wt_tok(uint64_t i) { return (uint16_t)(i / 100000 + 10 * (i % 100000 % 6000)); }
+
+static void test_coprime_weights(void)
+{
+    int bad = 0;
+    for (int i = 0; i < 10; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "wt_train_%06d.bin", i);
+        bad |= write_shard(name, 100000ull * i, i < 9 ? 50 * 9 + 8 : 5000 * 9 + 8, wt_tok);
+    }
+    struct pg_train_loader l;
+    if (bad || pg_train_loader_open(&l, dir, "wt", 0, 1, 64, 8, 1)) {
+        ok(0, "weights: write and open the wt split: %s", pg_error_message());
+        return;
+    }
+    double w[10], S = 0, p1[10], p2[10] = {0};
+    for (int i = 0; i < 10; i++) S += w[i] = pow(i < 9 ? 50 : 5000, 0.9);
+    for (int i = 0; i < 10; i++) p1[i] = w[i] / S;
+    for (int i = 0; i < 10; i++)
+        for (int j = 0; j < 10; j++)
+            if (j != i) p2[j] += p1[i] * w[j] / (S - w[i]);
+    enum { N = 3000 };
+    int n1[10] = {0}, n2[10] = {0}, distinct = 1;
+    int32_t x[64], y[64];
+    for (uint64_t seed = 0; seed < N && !bad; seed++) {
+        bad |= pg_train_loader_use_coprime(&l, seed) || pg_train_loader_next(&l, x, y);
+        n1[x[0] % 10]++;
+        n2[x[8] % 10]++;
+        int seen[10] = {0};
+        for (int r = 0; r < 8; r++) distinct &= !seen[x[8 * r] % 10]++;
+    }
+    int fit = !bad;
+    for (int i = 0; i < 10; i++) {
+        /* within 4.5 standard deviations of the binomial count */
+        fit &= fabs(n1[i] - N * p1[i]) <= 4.5 * sqrt(N * p1[i] * (1 - p1[i])) + 1;
+        fit &= fabs(n2[i] - N * p2[i]) <= 4.5 * sqrt(N * p2[i] * (1 - p2[i])) + 1;
+    }
+    ok(distinct, "weights: the 8 rows of call 0 come from 8 different shards (%d seeds)", N);
+    ok(fit, "weights: first pick of the big shard %d / %d (expected %.0f), second pick %d (expected %.0f)", n1[9], N,
+       N * p1[9], n2[9], N * p2[9]);
+    if (!fit)
+        for (int i = 0; i < 10; i++)
+            diag("shard %d: first %d (%.1f), second %d (%.1f)", i, n1[i], N * p1[i], n2[i], N * p2[i]);
+    /* the same with blocks^1 or ^0.5 would be far off: 0.917 or 0.526 of first picks */
+    ok(fabs(n1[9] / (double)N - 0.917) > 0.025 && fabs(n1[9] / (double)N - 0.526) > 0.2,
+       "weights: the big shard's share %.3f tells alpha 0.9 from 1 and 0.5", n1[9] / (double)N);
+    pg_train_loader_close(&l);
+}
+
+static void test_coprime(void)
+{
+    write_coprime_splits();
+    test_coprime_stride();
+    test_coprime_schedule();
+    check_epochs("one", 1000, 8, 30);
+    check_epochs("one", 1000, 1, 6);
+    check_epochs("one", 1000, 64, 30);
+    check_epochs("two", 20, 8, 30); /* 1 or 2 blocks an epoch */
+    test_coprime_windows();
+    test_coprime_mixing();
+    test_coprime_weights();
+    test_coprime_ranks();
+    test_coprime_resume();
+    test_coprime_bad();
+    for (int i = 0; i < 4; i++) free(uq_data[i]);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/pg-test-loader-XXXXXX");
@@ -310,6 +774,7 @@ int main(void)
     test_missing();
     test_val();
     test_rank_ranges();
+    test_coprime();
     remove_tree(dir);
     return done_testing();
 }
