@@ -24,7 +24,8 @@
 
 /* ---- the tensor table ---- */
 
-static int add_tensor(struct pg_model *m, int *cap, int kind, int64_t r, int64_t c, const char *fmt, int layer)
+static int add_tensor(struct pg_model *m, int *cap, int kind, int64_t r, int64_t c, const char *fmt, int layer, int init,
+                      double init_val)
 {
     if (m->ntensors == *cap) {
         *cap = *cap ? 2 * *cap : 64;
@@ -41,37 +42,75 @@ static int add_tensor(struct pg_model *m, int *cap, int kind, int64_t r, int64_t
     t->shape[1] = c;
     t->numel = (size_t)r * (size_t)(c ? c : 1);
     t->offset = m->nparams;
+    t->init = init;
+    t->init_val = init_val;
     m->nparams += t->numel;
     return m->ntensors++;
 }
 
-/* parameter-golf's state_dict order: tok_emb, blocks in order, skip_weights (lm_head last). */
+/* parameter-golf's state_dict order: tok_emb, blocks in order, skip_weights (lm_head last); the
+ * record stack's tensors go next to the module they belong to. Two of them are stored 2-D where
+ * PyTorch has 3-D: parallel_post_lambdas [L, 2·2]. */
 static int build_table(struct pg_model *m)
 {
-    int cap = 0, d = m->d;
-    if ((m->t_emb = add_tensor(m, &cap, PG_TENSOR_EMBED, m->v, d, "tok_emb.weight", 0)) < 0) return PG_E_NOMEM;
+    const struct pg_config *c = &m->cfg;
+    int cap = 0, d = m->d, bad = 0;
+#define ADD(...) (bad |= (last = add_tensor(m, &cap, __VA_ARGS__)) < 0, last)
+    int last;
+    m->t_emb = ADD(PG_TENSOR_EMBED, m->v, d, "tok_emb.weight", 0, PG_INIT_NORMAL,
+                   c->tie_embeddings ? c->tied_embed_init_std : 1.0); /* untied: nn.Embedding's N(0, 1) */
+    m->t_bigram_emb = m->t_bigram_proj = m->t_bigram_scale = -1;
+    if (c->bigram_vocab) { /* spec §2.11: table zero, projection a normal linear (orthogonal with OrthoInit) */
+        m->t_bigram_emb = ADD(PG_TENSOR_EMBED, c->bigram_vocab, c->bigram_dim, "bigram.embed.weight", 0, PG_INIT_ZERO, 0);
+        m->t_bigram_proj = ADD(PG_TENSOR_MATRIX, d, c->bigram_dim, "bigram.proj.weight", 0, PG_INIT_LINEAR, 0);
+        m->t_bigram_scale = ADD(PG_TENSOR_CONTROL, 1, 0, "bigram.scale", 0, PG_INIT_CONST, 0.05);
+    }
+    m->t_ve_emb = m->t_ve_proj = m->t_ve_scale = m->t_ve_layer = -1;
+    if (c->ve_last_n) { /* spec §2.12 */
+        m->t_ve_emb = ADD(PG_TENSOR_EMBED, m->v, c->ve_dim, "ve_shared.embed.weight", 0, PG_INIT_NORMAL, 0.01);
+        m->t_ve_proj = ADD(PG_TENSOR_MATRIX, m->kvd, c->ve_dim, "ve_shared.proj.weight", 0, PG_INIT_ZERO, 0);
+        m->t_ve_scale = ADD(PG_TENSOR_CONTROL, 1, 0, "ve_shared.scale", 0, PG_INIT_CONST, 0.1);
+        m->t_ve_layer = ADD(PG_TENSOR_CONTROL, c->ve_last_n, 0, "ve_layer_scales", 0, PG_INIT_CONST, 1.0);
+    }
+    m->t_smear_w = m->t_smear_lam = m->t_smear1 = -1;
+    if (c->smear_gate) { /* spec §2.10 v2: identity at init */
+        m->t_smear_w = ADD(PG_TENSOR_CONTROL, 1, c->gate_window, "smear_gate.weight", 0, PG_INIT_ZERO, 0);
+        m->t_smear_lam = ADD(PG_TENSOR_CONTROL, 1, 0, "smear_lambda", 0, PG_INIT_ZERO, 0);
+    }
+    if (c->smear_gate_v1) m->t_smear1 = ADD(PG_TENSOR_CONTROL, d, 0, "smear.gate", 0, PG_INIT_ZERO, 0);
     m->blk = pg_calloc((size_t)m->nl, sizeof *m->blk);
     if (!m->blk) return PG_E_NOMEM;
     for (int l = 0; l < m->nl; l++) {
         struct pg_block_params *b = &m->blk[l];
-        b->c_q = add_tensor(m, &cap, PG_TENSOR_MATRIX, d, d, "blocks.%d.attn.c_q.weight", l);
-        b->c_k = add_tensor(m, &cap, PG_TENSOR_MATRIX, m->kvd, d, "blocks.%d.attn.c_k.weight", l);
-        b->c_v = add_tensor(m, &cap, PG_TENSOR_MATRIX, m->kvd, d, "blocks.%d.attn.c_v.weight", l);
-        b->proj = add_tensor(m, &cap, PG_TENSOR_MATRIX, d, d, "blocks.%d.attn.proj.weight", l);
-        b->q_gain = add_tensor(m, &cap, PG_TENSOR_CONTROL, m->h, 0, "blocks.%d.attn.q_gain", l);
-        b->fc = add_tensor(m, &cap, PG_TENSOR_MATRIX, m->hid, d, "blocks.%d.mlp.fc.weight", l);
-        b->mlp_proj = add_tensor(m, &cap, PG_TENSOR_MATRIX, d, m->hid, "blocks.%d.mlp.proj.weight", l);
-        b->attn_scale = add_tensor(m, &cap, PG_TENSOR_CONTROL, d, 0, "blocks.%d.attn_scale", l);
-        b->mlp_scale = add_tensor(m, &cap, PG_TENSOR_CONTROL, d, 0, "blocks.%d.mlp_scale", l);
-        b->resid_mix = add_tensor(m, &cap, PG_TENSOR_CONTROL, 2, d, "blocks.%d.resid_mix", l);
-        if (b->resid_mix < 0) return PG_E_NOMEM;
+        b->c_q = ADD(PG_TENSOR_MATRIX, d, d, "blocks.%d.attn.c_q.weight", l, PG_INIT_LINEAR, 0);
+        b->c_k = ADD(PG_TENSOR_MATRIX, m->kvd, d, "blocks.%d.attn.c_k.weight", l, PG_INIT_LINEAR, 0);
+        b->c_v = ADD(PG_TENSOR_MATRIX, m->kvd, d, "blocks.%d.attn.c_v.weight", l, PG_INIT_LINEAR, 0);
+        b->proj = ADD(PG_TENSOR_MATRIX, d, d, "blocks.%d.attn.proj.weight", l, PG_INIT_ZERO, 0);
+        b->q_gain = ADD(PG_TENSOR_CONTROL, m->h, 0, "blocks.%d.attn.q_gain", l, PG_INIT_CONST, c->qk_gain_init);
+        b->attn_gate = -1;
+        if (c->attn_out_gate || c->sparse_attn_gate)
+            b->attn_gate = ADD(PG_TENSOR_CONTROL, m->h, c->gate_window, "blocks.%d.attn.attn_gate_w", l, PG_INIT_ZERO, 0);
+        else if (c->gated_attn)
+            b->attn_gate = ADD(PG_TENSOR_CONTROL, m->h, d, "blocks.%d.attn.attn_gate_w", l, PG_INIT_NORMAL,
+                               c->gated_attn_init_std);
+        b->fc = ADD(PG_TENSOR_MATRIX, m->hid, d, "blocks.%d.mlp.fc.weight", l, PG_INIT_LINEAR, 0);
+        b->mlp_proj = ADD(PG_TENSOR_MATRIX, d, m->hid, "blocks.%d.mlp.proj.weight", l, PG_INIT_ZERO, 0);
+        b->attn_scale = ADD(PG_TENSOR_CONTROL, d, 0, "blocks.%d.attn_scale", l, PG_INIT_CONST, 1.0);
+        b->mlp_scale = ADD(PG_TENSOR_CONTROL, d, 0, "blocks.%d.mlp_scale", l, PG_INIT_CONST, 1.0);
+        /* resid_mix is 2-D but a control tensor (parameter-golf's CONTROL_TENSOR_NAME_PATTERNS). */
+        b->resid_mix = ADD(PG_TENSOR_CONTROL, 2, d, "blocks.%d.resid_mix", l, PG_INIT_RESID_MIX, 0);
     }
-    m->t_skip = m->n_skip ? add_tensor(m, &cap, PG_TENSOR_CONTROL, m->n_skip, d, "skip_weights", 0) : -1;
-    m->t_head = m->cfg.tie_embeddings ? -1 : add_tensor(m, &cap, PG_TENSOR_HEAD, m->v, d, "lm_head.weight", 0);
-    /* add_tensor returns -1 (and adds nothing) when it cannot grow the table */
-    if (m->ntensors != 1 + 10 * m->nl + (m->n_skip > 0) + !m->cfg.tie_embeddings) return PG_E_NOMEM;
-    /* resid_mix is 2-D but a control tensor (parameter-golf's CONTROL_TENSOR_NAME_PATTERNS). */
-    return 0;
+    m->t_skip = m->n_skip ? ADD(PG_TENSOR_CONTROL, m->n_skip, d, "skip_weights", 0, PG_INIT_CONST, 1.0) : -1;
+    m->t_skip_gates = m->n_skip && c->skip_gates ? ADD(PG_TENSOR_CONTROL, m->n_skip, d, "skip_gates", 0, PG_INIT_ZERO, 0)
+                                                  : -1;
+    m->t_lane_post = m->t_lane_resid = -1;
+    if (pg_config_two_lanes(c)) { /* spec §2.9: post P init 1, lane residual r init 1.1 */
+        m->t_lane_post = ADD(PG_TENSOR_CONTROL, m->nl, 4, "parallel_post_lambdas", 0, PG_INIT_CONST, 1.0);
+        m->t_lane_resid = ADD(PG_TENSOR_CONTROL, m->nl, 2, "parallel_resid_lambdas", 0, PG_INIT_CONST, 1.1);
+    }
+    m->t_head = c->tie_embeddings ? -1 : ADD(PG_TENSOR_HEAD, m->v, d, "lm_head.weight", 0, PG_INIT_ZERO, 0);
+#undef ADD
+    return bad ? PG_E_NOMEM : 0; /* add_tensor returns -1 (and adds nothing) when it cannot grow the table */
 }
 
 int pg_model_find(const struct pg_model *m, const char *name)
@@ -99,8 +138,22 @@ int pg_model_init(struct pg_model *m, const struct pg_config *cfg, const struct 
     m->nl = cfg->num_layers;
     m->n_enc = m->nl / 2;
     m->n_dec = m->nl - m->n_enc;
-    m->n_skip = m->n_enc < m->n_dec ? m->n_enc : m->n_dec;
-    int rc = build_table(m);
+    m->n_skip = pg_config_num_skip_weights(cfg);
+    /* The looped virtual list (spec §2.8); without loops it is the physical layers. */
+    m->nv = pg_config_num_virtual(cfg);
+    m->n_venc = m->nv / 2;
+    m->looping = cfg->num_loops > 0;
+    int rc = (m->vlist = pg_malloc((size_t)m->nv * sizeof *m->vlist)) ? 0 : PG_E_NOMEM;
+    if (!rc) {
+        int k = 0;
+        for (int l = 0; l < m->nl; l++) {
+            m->vlist[k++] = l;
+            if (cfg->num_loops && l == cfg->loop_end)
+                for (int r = 0; r < cfg->num_loops; r++)
+                    for (int j = cfg->loop_start; j <= cfg->loop_end; j++) m->vlist[k++] = j;
+        }
+        rc = build_table(m);
+    }
     if (!rc) {
         m->params = pg_calloc(m->nparams, sizeof *m->params);
         if (!m->params) rc = PG_E_NOMEM;
@@ -129,6 +182,38 @@ static float bf16_round(float x)
     return x;
 }
 
+/* Orthogonal init with gain 1, as torch.nn.init.orthogonal_ (spec §2.14): a Gaussian matrix,
+ * made orthonormal along its shorter side by modified Gram-Schmidt in double, rounded to bf16. */
+static void orthogonal(pg_real *p, int64_t rows, int64_t cols, struct pg_rng *rng)
+{
+    int64_t n = rows >= cols ? rows : cols, k = rows >= cols ? cols : rows; /* k vectors of length n */
+    double *a = pg_malloc((size_t)(n * k) * sizeof *a);
+    if (!a) { /* init has no error path: fall back to the baseline's uniform init */
+        for (int64_t i = 0; i < rows * cols; i++)
+            p[i] = bf16_round((float)((2 * pg_rng_uniform(rng) - 1) / sqrt((double)cols)));
+        return;
+    }
+    for (int64_t i = 0; i < n * k; i++) a[i] = pg_rng_normal(rng);
+    for (int64_t j = 0; j < k; j++) {
+        double *v = a + j * n;
+        for (int pass = 0; pass < 2; pass++) /* twice is enough for orthogonality to rounding error */
+            for (int64_t i = 0; i < j; i++) {
+                double *u = a + i * n, dot = 0;
+                for (int64_t e = 0; e < n; e++) dot += u[e] * v[e];
+                for (int64_t e = 0; e < n; e++) v[e] -= dot * u[e];
+            }
+        double nrm = 0;
+        for (int64_t e = 0; e < n; e++) nrm += v[e] * v[e];
+        nrm = sqrt(nrm);
+        for (int64_t e = 0; e < n; e++) v[e] /= nrm;
+    }
+    /* rows >= cols: column j of p is vector j; else row j of p is vector j */
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            p[r * cols + c] = bf16_round((float)(rows >= cols ? a[c * n + r] : a[r * n + c]));
+    free(a);
+}
+
 void pg_model_init_weights(struct pg_model *m, uint64_t seed)
 {
     struct pg_rng rng;
@@ -136,28 +221,29 @@ void pg_model_init_weights(struct pg_model *m, uint64_t seed)
     for (int i = 0; i < m->ntensors; i++) {
         struct pg_tensor *t = &m->tensors[i];
         pg_real *p = P(i);
-        const char *n = t->name;
-        size_t len = strlen(n);
-        if (t->kind == PG_TENSOR_EMBED) {
-            /* tied: N(0, tied_embed_init_std²); untied: nn.Embedding's own N(0, 1) (spec §3.4) */
-            double std = m->cfg.tie_embeddings ? m->cfg.tied_embed_init_std : 1.0;
-            for (size_t k = 0; k < t->numel; k++) p[k] = bf16_round((float)(std * pg_rng_normal(&rng)));
-        } else if (t->kind == PG_TENSOR_HEAD) {
-            for (size_t k = 0; k < t->numel; k++) p[k] = 0; /* lm_head is zero-initialized like the projections */
-        } else if (t->kind == PG_TENSOR_MATRIX) {
-            int zero = strstr(n, "attn.proj.") || strstr(n, "mlp.proj.");
-            double bound = 1.0 / sqrt((double)t->shape[1]);
-            for (size_t k = 0; k < t->numel; k++)
-                p[k] = zero ? 0 : bf16_round((float)(bound * (2 * pg_rng_uniform(&rng) - 1)));
-        } else if (len > 6 && strcmp(n + len - 6, "q_gain") == 0) {
-            for (size_t k = 0; k < t->numel; k++) p[k] = (pg_real)m->cfg.qk_gain_init;
-        } else if (strstr(n, "resid_mix")) {
+        switch (t->init) {
+        case PG_INIT_NORMAL:
+            for (size_t k = 0; k < t->numel; k++) p[k] = bf16_round((float)(t->init_val * pg_rng_normal(&rng)));
+            break;
+        case PG_INIT_LINEAR:
+            if (m->cfg.ortho_init && t->ndim == 2 && t->shape[0] >= 64 && t->shape[1] >= 64) {
+                orthogonal(p, t->shape[0], t->shape[1], &rng);
+            } else {
+                double bound = 1.0 / sqrt((double)t->shape[1]);
+                for (size_t k = 0; k < t->numel; k++) p[k] = bf16_round((float)(bound * (2 * pg_rng_uniform(&rng) - 1)));
+            }
+            break;
+        case PG_INIT_RESID_MIX:
             for (int64_t c = 0; c < t->shape[1]; c++) {
                 p[c] = 1;
                 p[t->shape[1] + c] = 0;
             }
-        } else {
-            for (size_t k = 0; k < t->numel; k++) p[k] = 1; /* attn_scale, mlp_scale, skip_weights */
+            break;
+        case PG_INIT_CONST:
+            for (size_t k = 0; k < t->numel; k++) p[k] = (pg_real)t->init_val;
+            break;
+        default:
+            for (size_t k = 0; k < t->numel; k++) p[k] = 0;
         }
     }
 }
@@ -166,56 +252,96 @@ void pg_model_init_weights(struct pg_model *m, uint64_t seed)
 
 static pg_real *arena_take(pg_real **cur, size_t n)
 {
+    if (!n) return NULL;
     pg_real *p = *cur;
     *cur += n;
     return p;
 }
 
+/* Whether physical layer l has XSA, a head-output gate, value embeddings (spec §2.3, §2.4, §2.12). */
+static int has_xsa(const struct pg_model *m, int l) { return l >= m->nl - m->cfg.xsa_last_n; }
+static int has_gate(const struct pg_model *m, int l) { return m->blk[l].attn_gate >= 0; }
+static int ve_index(const struct pg_model *m, int l) { return m->cfg.ve_last_n ? l - (m->nl - m->cfg.ve_last_n) : -1; }
+
+/* Carves the activation arena; with base NULL it only counts. @return elements used. */
+static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
+{
+    const struct pg_config *c = &m->cfg;
+    size_t d = (size_t)m->d, kvd = (size_t)m->kvd, hid = (size_t)m->hid, hn = n * (size_t)m->h,
+           kn = n * (size_t)m->kv;
+    int any_xsa = c->xsa_last_n > 0, any_gate = c->attn_out_gate || c->gated_attn || c->sparse_attn_gate;
+    int lanes = c->parallel_start_layer > 0, gated_skip = c->skip_gates;
+    int slots = m->training ? m->nv : 1, encs = m->n_venc > m->n_enc ? m->n_venc : m->n_enc;
+    pg_real *cur = base;
+    size_t used = 0;
+#define TAKE(dst, cnt)                                                                                           \
+    do {                                                                                                         \
+        size_t cnt_ = (cnt);                                                                                     \
+        used += cnt_;                                                                                            \
+        if (base) dst = arena_take(&cur, cnt_);                                                                  \
+    } while (0)
+    for (int s = 0; s < slots; s++) {
+        struct pg_block_acts *a = base ? &m->acts[s] : NULL, dummy;
+        if (!a) a = &dummy;
+        TAKE(a->xin, n * d); TAKE(a->xm, n * d); TAKE(a->ya, n * d); TAKE(a->rs_a, n);
+        TAKE(a->qn, n * d); TAKE(a->rs_q, hn); TAKE(a->qr, n * d); TAKE(a->q, n * d);
+        TAKE(a->kn, n * kvd); TAKE(a->rs_k, kn); TAKE(a->k, n * kvd); TAKE(a->v, n * kvd);
+        TAKE(a->o, n * d); TAKE(a->lse, hn); TAKE(a->ao, n * d);
+        TAKE(a->ym, n * d); TAKE(a->rs_m, n); TAKE(a->hpre, n * hid); TAKE(a->r, n * hid); TAKE(a->mo, n * d);
+        TAKE(a->ox, any_xsa ? n * d : 0); TAKE(a->oy, any_gate ? n * d : 0); TAKE(a->gate, any_gate ? hn : 0);
+        TAKE(a->xskip, gated_skip ? n * d : 0);
+        TAKE(a->xin1, lanes ? n * d : 0); TAKE(a->as, lanes ? n * d : 0); TAKE(a->ms, lanes ? n * d : 0);
+    }
+    TAKE(m->x, n * d); TAKE(m->x0, n * d); TAKE(m->yf, n * d); TAKE(m->rs0, n); TAKE(m->rsf, n);
+    TAKE(m->emb, n * d); TAKE(m->emb2, c->smear_gate ? n * d : 0); TAKE(m->xn, c->smear_gate_v1 ? n * d : 0);
+    TAKE(m->smear_gate, c->smear_gate ? n : 0); TAKE(m->lane1, lanes ? n * d : 0);
+    TAKE(m->bg_t, c->bigram_vocab ? n * (size_t)c->bigram_dim : 0); TAKE(m->bg_p, c->bigram_vocab ? n * d : 0);
+    TAKE(m->ve_t, c->ve_last_n ? n * (size_t)c->ve_dim : 0); TAKE(m->ve, c->ve_last_n ? n * kvd : 0);
+    for (int i = 0; i < encs; i++) TAKE(m->enc_out[base ? i : 0], n * d);
+    int half = m->rd / 2;
+    TAKE(m->cos, (size_t)t * half); TAKE(m->sin, (size_t)t * half);
+    TAKE(m->attn_work, m->be->attention_work(t)); TAKE(m->ce_work, pg_ce_work(m->v));
+    if (m->training) {
+        TAKE(m->dx, n * d); TAKE(m->dx0, n * d); TAKE(m->dxm, n * d); TAKE(m->dya, n * d); TAKE(m->dym, n * d);
+        TAKE(m->dtmp, n * d); TAKE(m->dtmp2, n * d); TAKE(m->dtmp3, lanes ? n * d : 0);
+        TAKE(m->dk, n * kvd); TAKE(m->dv, n * kvd); TAKE(m->dkn, n * kvd);
+        TAKE(m->dh, n * hid); TAKE(m->dr, n * hid); TAKE(m->dl1, lanes ? n * d : 0);
+        TAKE(m->dgu, any_gate ? n * d : 0); TAKE(m->dvx, any_xsa ? n * kvd : 0); TAKE(m->dve, c->ve_last_n ? n * kvd : 0);
+        int small = c->bigram_vocab ? c->bigram_dim : 0;
+        if (c->ve_last_n && c->ve_dim > small) small = c->ve_dim;
+        TAKE(m->dsmall, n * (size_t)small);
+        for (int i = 0; i < encs; i++) TAKE(m->denc[base ? i : 0], n * d);
+    }
+#undef TAKE
+    return used;
+}
+
 int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
 {
-    size_t n = (size_t)max_b * (size_t)t, d = (size_t)m->d, kvd = (size_t)m->kvd, hid = (size_t)m->hid;
-    size_t hn = n * (size_t)m->h, kn = n * (size_t)m->kv;
-    /* per layer: 10 [n,d] + 3 [n,kvd] + 2 [n,hid] buffers, 2 row norms, q/k norms, lse (b·h·t) */
-    size_t per_layer = n * (10 * d + 3 * kvd + 2 * hid) + 2 * n + hn + kn + hn;
-    int layers = m->training ? m->nl : 1;
-    size_t total = per_layer * (size_t)layers + n * (3 * d) + 2 * n + (size_t)m->n_enc * n * d +
-                   (size_t)t * (size_t)m->hd + m->be->attention_work(t) + pg_ce_work(m->v);
-    if (m->training) total += n * (6 * d + 3 * kvd + 2 * hid) + (size_t)m->n_enc * n * d;
+    size_t n = (size_t)max_b * (size_t)t;
+    int slots = m->training ? m->nv : 1, encs = m->n_venc > m->n_enc ? m->n_venc : m->n_enc;
     m->max_b = max_b;
     m->t = t;
-    m->acts = pg_calloc((size_t)layers, sizeof *m->acts);
-    m->enc_out = pg_calloc((size_t)(m->n_enc ? m->n_enc : 1), sizeof *m->enc_out);
-    m->denc = pg_calloc((size_t)(m->n_enc ? m->n_enc : 1), sizeof *m->denc);
+    size_t total = carve(m, NULL, n, t);
+    m->acts = pg_calloc((size_t)slots, sizeof *m->acts);
+    m->enc_out = pg_calloc((size_t)(encs ? encs : 1), sizeof *m->enc_out);
+    m->denc = pg_calloc((size_t)(encs ? encs : 1), sizeof *m->denc);
     m->targets = pg_malloc(n * sizeof *m->targets);
     m->ids = pg_malloc(n * sizeof *m->ids);
+    m->doc_start = pg_malloc(n * sizeof *m->doc_start);
+    m->bg_idx = pg_malloc(n * sizeof *m->bg_idx);
     pg_real *arena = pg_malloc(total * sizeof *arena);
-    if (!m->acts || !m->enc_out || !m->denc || !m->targets || !m->ids || !arena) {
+    if (!m->acts || !m->enc_out || !m->denc || !m->targets || !m->ids || !m->doc_start || !m->bg_idx || !arena) {
         free(arena);
         return PG_E_NOMEM;
     }
-    pg_real *c = arena;
-    for (int l = 0; l < layers; l++) {
-        struct pg_block_acts *a = &m->acts[l];
-        a->xin = arena_take(&c, n * d), a->xm = arena_take(&c, n * d), a->ya = arena_take(&c, n * d);
-        a->rs_a = arena_take(&c, n);
-        a->qn = arena_take(&c, n * d), a->rs_q = arena_take(&c, hn), a->qr = arena_take(&c, n * d);
-        a->q = arena_take(&c, n * d);
-        a->kn = arena_take(&c, n * kvd), a->rs_k = arena_take(&c, kn), a->k = arena_take(&c, n * kvd);
-        a->v = arena_take(&c, n * kvd);
-        a->o = arena_take(&c, n * d), a->lse = arena_take(&c, hn), a->ao = arena_take(&c, n * d);
-        a->ym = arena_take(&c, n * d), a->rs_m = arena_take(&c, n), a->hpre = arena_take(&c, n * hid);
-        a->r = arena_take(&c, n * hid), a->mo = arena_take(&c, n * d);
-    }
-    m->x = arena_take(&c, n * d), m->x0 = arena_take(&c, n * d), m->yf = arena_take(&c, n * d);
-    m->rs0 = arena_take(&c, n), m->rsf = arena_take(&c, n);
-    for (int i = 0; i < m->n_enc; i++) m->enc_out[i] = arena_take(&c, n * d);
+    carve(m, arena, n, t); /* the arena starts with slot 0's xin, which pg_model_free frees */
     /* RoPE tables for positions 0..t-1 over the rd rotated dims: theta = pos · base^(−2i/rd)
      * (partial RoPE's frequencies span its own slice, spec §2.2), computed in double. With
      * rope_bf16, as the PyTorch baseline after .bfloat16() (spec §3.3): inv_freq, the positions
      * (integers above 256 snap to even, above 512 to multiples of 4), their product and cos/sin
      * are each rounded to bf16. */
     int half = m->rd / 2;
-    m->cos = arena_take(&c, (size_t)t * half), m->sin = arena_take(&c, (size_t)t * half);
     for (int p = 0; p < t; p++)
         for (int i = 0; i < half; i++) {
             size_t k = (size_t)p * half + i;
@@ -230,15 +356,6 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
                 m->sin[k] = (pg_real)sin(ang);
             }
         }
-    m->attn_work = arena_take(&c, m->be->attention_work(t));
-    m->ce_work = arena_take(&c, pg_ce_work(m->v));
-    if (m->training) {
-        m->dx = arena_take(&c, n * d), m->dx0 = arena_take(&c, n * d), m->dxm = arena_take(&c, n * d);
-        m->dya = arena_take(&c, n * d), m->dym = arena_take(&c, n * d), m->dtmp = arena_take(&c, n * d);
-        m->dk = arena_take(&c, n * kvd), m->dv = arena_take(&c, n * kvd), m->dkn = arena_take(&c, n * kvd);
-        m->dh = arena_take(&c, n * hid), m->dr = arena_take(&c, n * hid);
-        for (int i = 0; i < m->n_enc; i++) m->denc[i] = arena_take(&c, n * d);
-    }
     return 0;
 }
 
@@ -247,20 +364,42 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
 /* The factor on block l's two norm outputs: 1/√(l+1) with ln_scale (spec §2.6), else 1. */
 static double ln_scale(const struct pg_model *m, int l) { return m->cfg.ln_scale ? 1.0 / sqrt(l + 1.0) : 1.0; }
 
-static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, const pg_real *xin, pg_real *xout, int b)
+/* The slots of the current pass: the looped virtual list once the loop is on, else the layers. */
+static int slot_count(const struct pg_model *m) { return m->looping ? m->nv : m->nl; }
+static int slot_layer(const struct pg_model *m, int s) { return m->looping ? m->vlist[s] : s; }
+static int slot_encoders(const struct pg_model *m) { return m->looping ? m->n_venc : m->n_enc; }
+/* Decoder slots that pop an encoder output (LIFO): min(encoders, decoders, skip weight rows). */
+static int active_skips(const struct pg_model *m)
+{
+    int e = slot_encoders(m), dec = slot_count(m) - e, k = e < dec ? e : dec;
+    return k < m->n_skip ? k : m->n_skip;
+}
+/* The first decoder slot whose physical layer is >= parallel_start_layer (spec §2.9); it and every
+ * later slot run as parallel blocks. slot_count when parallel residuals are off. */
+static int parallel_from(const struct pg_model *m)
+{
+    int ns = slot_count(m);
+    if (!m->cfg.parallel_start_layer) return ns;
+    for (int s = slot_encoders(m); s < ns; s++)
+        if (slot_layer(m, s) >= m->cfg.parallel_start_layer) return s;
+    return ns;
+}
+
+enum block_mode { BLOCK_SEQ, BLOCK_GPTJ, BLOCK_LANES };
+
+/* Attention of layer l on the normed input a->ya: a->ao = proj(gate(xsa(attn(q, k, v)))). */
+static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int b)
 {
     const struct pg_backend *be = m->be;
     const struct pg_block_params *p = &m->blk[l];
+    const struct pg_config *c = &m->cfg;
     int n = b * m->t, d = m->d;
-    double eps = m->cfg.rms_norm_eps;
-    if (a->xin != xin) memcpy(a->xin, xin, (size_t)n * d * sizeof *xin);
-    const pg_real *mix = P(p->resid_mix);
-    be->mix_fwd(a->xm, a->xin, m->x0, mix, mix + d, n, d);
-    double s = ln_scale(m, l);
-    be->rmsnorm_fwd(a->ya, a->rs_a, a->xm, n, d, eps, s);
+    double eps = c->rms_norm_eps;
     be->matmul_fwd(a->qr, a->ya, P(p->c_q), n, d, d);
     be->matmul_fwd(a->k, a->ya, P(p->c_k), n, d, m->kvd);
     be->matmul_fwd(a->v, a->ya, P(p->c_v), n, d, m->kvd);
+    int vi = ve_index(m, l);
+    if (vi >= 0) be->scalar_add_fwd(a->v, P(m->t_ve_layer) + vi, P(m->t_ve_scale), m->ve, (size_t)n * m->kvd);
     be->rmsnorm_fwd(a->qn, a->rs_q, a->qr, n * m->h, m->hd, eps, 1);
     be->rmsnorm_fwd(a->kn, a->rs_k, a->k, n * m->kv, m->hd, eps, 1);
     memcpy(a->qr, a->qn, (size_t)n * d * sizeof *a->qr);
@@ -269,113 +408,351 @@ static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, co
     be->rope_fwd(a->k, m->cos, m->sin, b, m->t, m->kv, m->hd, m->rd);
     memcpy(a->q, a->qr, (size_t)n * d * sizeof *a->q);
     be->head_gain_fwd(a->q, P(p->q_gain), n, m->h, m->hd);
-    be->attention_fwd(a->o, a->lse, a->q, a->k, a->v, b, m->t, m->h, m->kv, m->hd, 1.0 / sqrt((double)m->hd),
-                      m->attn_work);
-    be->matmul_fwd(a->ao, a->o, P(p->proj), n, d, d);
-    memcpy(xout, a->xm, (size_t)n * d * sizeof *xout);
-    be->scale_add_fwd(xout, P(p->attn_scale), a->ao, n, d); /* xout = x1 */
-    be->rmsnorm_fwd(a->ym, a->rs_m, xout, n, d, eps, s);
-    be->matmul_fwd(a->hpre, a->ym, P(p->fc), n, d, m->hid);
-    be->relu2_fwd(a->r, a->hpre, (size_t)n * m->hid, m->cfg.mlp_leaky_slope);
-    be->matmul_fwd(a->mo, a->r, P(p->mlp_proj), n, m->hid, d);
-    be->scale_add_fwd(xout, P(p->mlp_scale), a->mo, n, d);
+    double sc = 1.0 / sqrt((double)m->hd);
+    if (c->varlen_attn)
+        be->attention_varlen_fwd(a->o, a->lse, a->q, a->k, a->v, m->doc_start, b, m->t, m->h, m->kv, m->hd, sc,
+                                 m->attn_work);
+    else
+        be->attention_fwd(a->o, a->lse, a->q, a->k, a->v, b, m->t, m->h, m->kv, m->hd, sc, m->attn_work);
+    const pg_real *o = a->o;
+    if (has_xsa(m, l)) {
+        memcpy(a->ox, o, (size_t)n * d * sizeof *o);
+        be->xsa_fwd(a->ox, a->v, n, m->h, m->kv, m->hd);
+        o = a->ox;
+    }
+    if (has_gate(m, l)) {
+        memcpy(a->oy, o, (size_t)n * d * sizeof *o);
+        be->head_gate_fwd(a->oy, a->gate, a->ya, P(p->attn_gate), n, m->h, m->hd, d, c->gated_attn ? d : c->gate_window,
+                          c->sparse_attn_gate ? c->sparse_attn_gate_scale : 1.0, c->attn_out_gate ? 2.0 : 1.0);
+        o = a->oy;
+    }
+    be->matmul_fwd(a->ao, o, P(p->proj), n, d, d);
+}
+
+/* The MLP of layer l on the normed input a->ym: a->mo. */
+static void mlp_forward(struct pg_model *m, int l, struct pg_block_acts *a, int n)
+{
+    const struct pg_block_params *p = &m->blk[l];
+    m->be->matmul_fwd(a->hpre, a->ym, P(p->fc), n, m->d, m->hid);
+    m->be->relu2_fwd(a->r, a->hpre, (size_t)n * m->hid, m->cfg.mlp_leaky_slope);
+    m->be->matmul_fwd(a->mo, a->r, P(p->mlp_proj), n, m->hid, m->d);
+}
+
+/* One block (physical layer l) in place on m->x (and the second lane m->lane1). */
+static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, int mode, int b)
+{
+    const struct pg_backend *be = m->be;
+    const struct pg_block_params *p = &m->blk[l];
+    int n = b * m->t, d = m->d;
+    size_t nd = (size_t)n * d;
+    double eps = m->cfg.rms_norm_eps, s = ln_scale(m, l);
+    memcpy(a->xin, m->x, nd * sizeof *m->x);
+    const pg_real *mix = P(p->resid_mix);
+    be->mix_fwd(a->xm, a->xin, m->x0, mix, mix + d, n, d);
+    be->rmsnorm_fwd(a->ya, a->rs_a, a->xm, n, d, eps, s);
+    attn_forward(m, l, a, b);
+    if (mode == BLOCK_SEQ) { /* x1 = xm + as ⊙ ao; x = x1 + ms ⊙ MLP(norm(x1)) */
+        memcpy(m->x, a->xm, nd * sizeof *m->x);
+        be->scale_add_fwd(m->x, P(p->attn_scale), a->ao, n, d);
+        be->rmsnorm_fwd(a->ym, a->rs_m, m->x, n, d, eps, s);
+        mlp_forward(m, l, a, n);
+        be->scale_add_fwd(m->x, P(p->mlp_scale), a->mo, n, d);
+    } else if (mode == BLOCK_GPTJ) { /* x = xm + as ⊙ ao + ms ⊙ MLP(norm(xm)) */
+        be->rmsnorm_fwd(a->ym, a->rs_m, a->xm, n, d, eps, s);
+        mlp_forward(m, l, a, n);
+        memcpy(m->x, a->xm, nd * sizeof *m->x);
+        be->scale_add_fwd(m->x, P(p->attn_scale), a->ao, n, d);
+        be->scale_add_fwd(m->x, P(p->mlp_scale), a->mo, n, d);
+    } else { /* lanes: attention reads mix(lane0, x0), the MLP lane1; a 2x2 write-back */
+        memcpy(a->xin1, m->lane1, nd * sizeof *m->lane1);
+        be->rmsnorm_fwd(a->ym, a->rs_m, a->xin1, n, d, eps, s);
+        mlp_forward(m, l, a, n);
+        memset(a->as, 0, nd * sizeof *a->as);
+        be->scale_add_fwd(a->as, P(p->attn_scale), a->ao, n, d);
+        memset(a->ms, 0, nd * sizeof *a->ms);
+        be->scale_add_fwd(a->ms, P(p->mlp_scale), a->mo, n, d);
+        be->lanes_fwd(m->x, m->lane1, a->as, a->ms, P(m->t_lane_resid) + 2 * l, P(m->t_lane_post) + 4 * l, nd);
+    }
+}
+
+/* The first position of each token's document in its sequence (varlen attention, spec §2.2). */
+static void find_doc_starts(struct pg_model *m, int b)
+{
+    for (int r = 0; r < b; r++) {
+        int32_t start = 0;
+        for (int t = 0; t < m->t; t++) {
+            size_t i = (size_t)r * m->t + t;
+            if (m->ids[i] == m->cfg.bos_id) start = t;
+            m->doc_start[i] = start;
+        }
+    }
+}
+
+/* BigramHash buckets (spec §2.11): the first token of a sequence gets the last bucket. */
+static void bigram_buckets(struct pg_model *m, int b)
+{
+    int32_t mod = m->cfg.bigram_vocab - 1;
+    for (int r = 0; r < b; r++)
+        for (int t = 0; t < m->t; t++) {
+            size_t i = (size_t)r * m->t + t;
+            uint32_t h = t ? ((uint32_t)36313 * (uint32_t)m->ids[i]) ^ ((uint32_t)27191 * (uint32_t)m->ids[i - 1]) : 0;
+            m->bg_idx[i] = t ? (int32_t)(h % (uint32_t)mod) : mod;
+        }
+}
+
+/* x0 = [smear1](RMSNorm([smear](E[ids] + bigram))) (spec §2.10-2.11); m->x = x0. */
+static void embed_forward(struct pg_model *m, int b)
+{
+    const struct pg_backend *be = m->be;
+    const struct pg_config *c = &m->cfg;
+    int n = b * m->t, d = m->d;
+    be->embedding_fwd(m->emb, P(m->t_emb), m->ids, n, d);
+    if (c->bigram_vocab) {
+        bigram_buckets(m, b);
+        be->embedding_fwd(m->bg_t, P(m->t_bigram_emb), m->bg_idx, n, c->bigram_dim);
+        be->matmul_fwd(m->bg_p, m->bg_t, P(m->t_bigram_proj), n, c->bigram_dim, d);
+        be->scalar_add_fwd(m->emb, P(m->t_bigram_scale), NULL, m->bg_p, (size_t)n * d);
+    }
+    const pg_real *e = m->emb;
+    if (c->smear_gate) {
+        be->smear_fwd(m->emb2, m->smear_gate, m->emb, m->ids, P(m->t_smear_w), P(m->t_smear_lam), b, m->t, d,
+                      c->gate_window, c->bos_id);
+        e = m->emb2;
+    }
+    if (c->smear_gate_v1) {
+        be->rmsnorm_fwd(m->xn, m->rs0, e, n, d, c->rms_norm_eps, 1);
+        be->smear1_fwd(m->x0, m->xn, m->ids, P(m->t_smear1), b, m->t, d, c->bos_id);
+    } else {
+        be->rmsnorm_fwd(m->x0, m->rs0, e, n, d, c->rms_norm_eps, 1);
+    }
+    memcpy(m->x, m->x0, (size_t)n * d * sizeof *m->x);
+    if (c->ve_last_n) { /* the value embedding shared by the VE layers: W·E_ve[ids] */
+        be->embedding_fwd(m->ve_t, P(m->t_ve_emb), m->ids, n, c->ve_dim);
+        be->matmul_fwd(m->ve, m->ve_t, P(m->t_ve_proj), n, c->ve_dim, m->kvd);
+    }
 }
 
 double pg_model_forward(struct pg_model *m, const int32_t *x, const int32_t *y, int b, float *losses)
 {
     const struct pg_backend *be = m->be;
+    const struct pg_config *c = &m->cfg;
     int n = b * m->t, d = m->d;
     size_t nd = (size_t)n * d;
     m->b = b;
     memcpy(m->targets, y, (size_t)n * sizeof *y);
     memcpy(m->ids, x, (size_t)n * sizeof *x);
-    be->embedding_fwd(m->x, P(m->t_emb), x, n, d);
-    be->rmsnorm_fwd(m->x0, m->rs0, m->x, n, d, m->cfg.rms_norm_eps, 1);
-    memcpy(m->x, m->x0, nd * sizeof *m->x);
-    for (int l = 0; l < m->nl; l++) {
-        struct pg_block_acts *a = &m->acts[m->training ? l : 0];
-        if (l >= m->n_enc) {
-            int j = l - m->n_enc;
-            if (j < m->n_skip) be->scale_add_fwd(m->x, P(m->t_skip) + (size_t)j * d, m->enc_out[m->n_enc - 1 - j], n, d);
+    if (c->varlen_attn) find_doc_starts(m, b);
+    embed_forward(m, b);
+    int ns = slot_count(m), ne = slot_encoders(m), nskip = active_skips(m), pf = parallel_from(m);
+    m->nslots = ns;
+    for (int s = 0; s < ns; s++) {
+        struct pg_block_acts *a = &m->acts[m->training ? s : 0];
+        int l = slot_layer(m, s);
+        if (s == pf) memcpy(m->lane1, m->x, nd * sizeof *m->x); /* both lanes start as x */
+        if (s >= ne && s - ne < nskip) { /* the U-Net skip (into lane 0 in parallel blocks) */
+            int j = s - ne;
+            const pg_real *enc = m->enc_out[ne - 1 - j];
+            if (m->t_skip_gates >= 0) {
+                if (m->training) memcpy(a->xskip, m->x, nd * sizeof *m->x);
+                be->skip_gate_fwd(m->x, enc, P(m->t_skip) + (size_t)j * d, P(m->t_skip_gates) + (size_t)j * d, n, d);
+            } else {
+                be->scale_add_fwd(m->x, P(m->t_skip) + (size_t)j * d, enc, n, d);
+            }
         }
-        block_forward(m, l, a, m->x, m->x, b);
-        if (l < m->n_enc) memcpy(m->enc_out[l], m->x, nd * sizeof *m->x);
+        block_forward(m, l, a, s < pf ? BLOCK_SEQ : c->parallel_gptj ? BLOCK_GPTJ : BLOCK_LANES, b);
+        if (s < ne) memcpy(m->enc_out[s], m->x, nd * sizeof *m->x);
     }
-    be->rmsnorm_fwd(m->yf, m->rsf, m->x, n, d, m->cfg.rms_norm_eps, 1); /* no LN scale on the final norm */
+    if (pf < ns && !c->parallel_gptj) /* h = (lane0 + lane1) / 2 */
+        for (size_t k = 0; k < nd; k++) m->x[k] = (pg_real)0.5 * (m->x[k] + m->lane1[k]);
+    be->rmsnorm_fwd(m->yf, m->rsf, m->x, n, d, c->rms_norm_eps, 1); /* no LN scale on the final norm */
     const pg_real *head = m->t_head >= 0 ? P(m->t_head) : P(m->t_emb);
-    return be->softcap_ce(NULL, NULL, losses, m->yf, head, m->targets, n, d, m->v, m->cfg.logit_softcap, 0,
-                          m->ce_work);
+    if (!c->softcap_poly5 && c->z_loss == 0) /* the baseline's path, the same call as always */
+        return be->softcap_ce(NULL, NULL, losses, m->yf, head, m->targets, n, d, m->v, c->logit_softcap, 0,
+                              m->ce_work);
+    return be->logit_ce(NULL, NULL, losses, m->yf, head, m->targets, n, d, m->v, c->logit_softcap, c->softcap_poly5,
+                        c->z_loss, 0, m->ce_work);
 }
 
 /* ---- backward ---- */
 
-/* dy: gradient of the block output (consumed); on return dx holds the gradient of the block
- * input, and m->dx0 has accumulated the x0 path. */
-static void block_backward(struct pg_model *m, int l, struct pg_block_acts *a, pg_real *dy, pg_real *dx)
+/* From dao, the gradient of a->ao: the attention's parameter gradients, dk/dv scratch, and
+ * m->dya = the gradient of the normed input a->ya. */
+static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, const pg_real *dao)
 {
     const struct pg_backend *be = m->be;
     const struct pg_block_params *p = &m->blk[l];
-    int b = m->b, n = b * m->t, d = m->d, hid = m->hid, kvd = m->kvd;
-    /* x2 = x1 + mlp_scale ⊙ mo */
-    be->scale_add_bwd(m->dtmp, G(p->mlp_scale), dy, P(p->mlp_scale), a->mo, n, d, 0);
-    be->matmul_bwd(m->dr, G(p->mlp_proj), m->dtmp, a->r, P(p->mlp_proj), n, hid, d, 0);
-    be->relu2_bwd(m->dh, m->dr, a->hpre, (size_t)n * hid, m->cfg.mlp_leaky_slope);
-    be->matmul_bwd(m->dym, G(p->fc), m->dh, a->ym, P(p->fc), n, d, hid, 0);
-    double s = ln_scale(m, l);
-    be->rmsnorm_bwd(dy, m->dym, a->ym, a->rs_m, n, d, s, 1); /* dy is now d(x1) */
-    /* x1 = xm + attn_scale ⊙ ao */
-    be->scale_add_bwd(m->dtmp, G(p->attn_scale), dy, P(p->attn_scale), a->ao, n, d, 0);
-    be->matmul_bwd(m->dxm, G(p->proj), m->dtmp, a->o, P(p->proj), n, d, d, 0); /* dxm = d(o) for now */
+    const struct pg_config *c = &m->cfg;
+    int b = m->b, n = b * m->t, d = m->d, kvd = m->kvd;
+    int xsa = has_xsa(m, l), gate = has_gate(m, l);
+    const pg_real *o_in = gate ? a->oy : xsa ? a->ox : a->o; /* what proj multiplied */
+    be->matmul_bwd(m->dxm, G(p->proj), dao, o_in, P(p->proj), n, d, d, 0); /* dxm = d(o_in) for now */
+    if (gate) {
+        memset(m->dgu, 0, (size_t)n * d * sizeof *m->dgu);
+        be->head_gate_bwd(m->dxm, G(p->attn_gate), m->dgu, xsa ? a->ox : a->o, a->gate, a->ya, P(p->attn_gate), n,
+                          m->h, m->hd, d, c->gated_attn ? d : c->gate_window,
+                          c->sparse_attn_gate ? c->sparse_attn_gate_scale : 1.0, c->attn_out_gate ? 2.0 : 1.0);
+    }
+    if (xsa) {
+        memset(m->dvx, 0, (size_t)n * kvd * sizeof *m->dvx);
+        be->xsa_bwd(m->dxm, m->dvx, a->o, a->v, n, m->h, m->kv, m->hd);
+    }
     pg_real *dq = m->dtmp;
-    be->attention_bwd(dq, m->dk, m->dv, m->dxm, a->o, a->lse, a->q, a->k, a->v, b, m->t, m->h, m->kv, m->hd,
-                      1.0 / sqrt((double)m->hd), m->attn_work);
+    double sc = 1.0 / sqrt((double)m->hd);
+    if (c->varlen_attn)
+        be->attention_varlen_bwd(dq, m->dk, m->dv, m->dxm, a->o, a->lse, a->q, a->k, a->v, m->doc_start, b, m->t, m->h,
+                                 m->kv, m->hd, sc, m->attn_work);
+    else
+        be->attention_bwd(dq, m->dk, m->dv, m->dxm, a->o, a->lse, a->q, a->k, a->v, b, m->t, m->h, m->kv, m->hd, sc,
+                          m->attn_work);
+    if (xsa)
+        for (size_t k = 0; k < (size_t)n * kvd; k++) m->dv[k] += m->dvx[k];
     be->head_gain_bwd(dq, G(p->q_gain), a->qr, P(p->q_gain), n, m->h, m->hd);
     be->rope_bwd(dq, m->cos, m->sin, b, m->t, m->h, m->hd, m->rd);
     be->rope_bwd(m->dk, m->cos, m->sin, b, m->t, m->kv, m->hd, m->rd);
     be->rmsnorm_bwd(m->dxm, dq, a->qn, a->rs_q, n * m->h, m->hd, 1, 0);      /* d(q before norm) */
     be->rmsnorm_bwd(m->dkn, m->dk, a->kn, a->rs_k, n * m->kv, m->hd, 1, 0); /* d(k before norm) */
+    int vi = ve_index(m, l);
+    if (vi >= 0)
+        be->scalar_add_bwd(m->dve, G(m->t_ve_layer) + vi, G(m->t_ve_scale), m->dv, P(m->t_ve_layer) + vi,
+                           P(m->t_ve_scale), m->ve, (size_t)n * kvd, 1);
     be->matmul_bwd(m->dya, G(p->c_q), m->dxm, a->ya, P(p->c_q), n, d, d, 0);
     be->matmul_bwd(m->dya, G(p->c_k), m->dkn, a->ya, P(p->c_k), n, d, kvd, 1);
     be->matmul_bwd(m->dya, G(p->c_v), m->dv, a->ya, P(p->c_v), n, d, kvd, 1);
-    /* dxm = d(x1) (residual) + RMSNorm backward of dya */
-    memcpy(m->dxm, dy, (size_t)n * d * sizeof *dy);
-    be->rmsnorm_bwd(m->dxm, m->dya, a->ya, a->rs_a, n, d, s, 1);
-    /* xm = m0 ⊙ x + m1 ⊙ x0 */
+    if (gate)
+        for (size_t k = 0; k < (size_t)n * d; k++) m->dya[k] += m->dgu[k];
+}
+
+/* From dmo, the gradient of a->mo: the MLP's parameter gradients and m->dym = d(a->ym). */
+static void mlp_backward(struct pg_model *m, int l, struct pg_block_acts *a, const pg_real *dmo)
+{
+    const struct pg_backend *be = m->be;
+    const struct pg_block_params *p = &m->blk[l];
+    int n = m->b * m->t, d = m->d, hid = m->hid;
+    be->matmul_bwd(m->dr, G(p->mlp_proj), dmo, a->r, P(p->mlp_proj), n, hid, d, 0);
+    be->relu2_bwd(m->dh, m->dr, a->hpre, (size_t)n * hid, m->cfg.mlp_leaky_slope);
+    be->matmul_bwd(m->dym, G(p->fc), m->dh, a->ym, P(p->fc), n, d, hid, 0);
+}
+
+/* In place on m->dx (and m->dl1 for lanes): the gradient of the block output becomes that of
+ * its input; m->dx0 accumulates the x0 path. */
+static void block_backward(struct pg_model *m, int l, struct pg_block_acts *a, int mode)
+{
+    const struct pg_backend *be = m->be;
+    const struct pg_block_params *p = &m->blk[l];
+    int n = m->b * m->t, d = m->d;
+    size_t nd = (size_t)n * d;
+    double s = ln_scale(m, l);
     const pg_real *mix = P(p->resid_mix);
-    pg_real *gmix = G(p->resid_mix);
-    be->mix_bwd(dx, m->dx0, gmix, gmix + d, m->dxm, a->xin, m->x0, mix, mix + d, n, d);
+    pg_real *gmix = G(p->resid_mix), *dy = m->dx;
+    if (mode == BLOCK_SEQ) {
+        be->scale_add_bwd(m->dtmp, G(p->mlp_scale), dy, P(p->mlp_scale), a->mo, n, d, 0);
+        mlp_backward(m, l, a, m->dtmp);
+        be->rmsnorm_bwd(dy, m->dym, a->ym, a->rs_m, n, d, s, 1); /* dy is now d(x1) */
+        be->scale_add_bwd(m->dtmp, G(p->attn_scale), dy, P(p->attn_scale), a->ao, n, d, 0);
+        attn_backward(m, l, a, m->dtmp);
+        memcpy(m->dtmp2, dy, nd * sizeof *dy); /* d(xm) = d(x1) + the attention norm's backward */
+        be->rmsnorm_bwd(m->dtmp2, m->dya, a->ya, a->rs_a, n, d, s, 1);
+        be->mix_bwd(m->dx, m->dx0, gmix, gmix + d, m->dtmp2, a->xin, m->x0, mix, mix + d, n, d);
+    } else if (mode == BLOCK_GPTJ) {
+        be->scale_add_bwd(m->dtmp, G(p->mlp_scale), dy, P(p->mlp_scale), a->mo, n, d, 0);
+        mlp_backward(m, l, a, m->dtmp);
+        memcpy(m->dtmp2, dy, nd * sizeof *dy);
+        be->rmsnorm_bwd(m->dtmp2, m->dym, a->ym, a->rs_m, n, d, s, 1);
+        be->scale_add_bwd(m->dtmp, G(p->attn_scale), dy, P(p->attn_scale), a->ao, n, d, 0);
+        attn_backward(m, l, a, m->dtmp);
+        be->rmsnorm_bwd(m->dtmp2, m->dya, a->ya, a->rs_a, n, d, s, 1);
+        be->mix_bwd(m->dx, m->dx0, gmix, gmix + d, m->dtmp2, a->xin, m->x0, mix, mix + d, n, d);
+    } else {
+        pg_real *da = m->dtmp2, *dm = m->dtmp3;
+        be->lanes_bwd(m->dx, m->dl1, da, dm, G(m->t_lane_resid) + 2 * l, G(m->t_lane_post) + 4 * l, a->xin, a->xin1,
+                      a->as, a->ms, P(m->t_lane_resid) + 2 * l, P(m->t_lane_post) + 4 * l, nd);
+        be->scale_add_bwd(m->dtmp, G(p->mlp_scale), dm, P(p->mlp_scale), a->mo, n, d, 0);
+        mlp_backward(m, l, a, m->dtmp);
+        be->rmsnorm_bwd(m->dl1, m->dym, a->ym, a->rs_m, n, d, s, 1);
+        be->scale_add_bwd(m->dtmp, G(p->attn_scale), da, P(p->attn_scale), a->ao, n, d, 0);
+        attn_backward(m, l, a, m->dtmp);
+        be->rmsnorm_bwd(dm, m->dya, a->ya, a->rs_a, n, d, s, 0); /* dm is free again: d(xm) */
+        be->mix_bwd(da, m->dx0, gmix, gmix + d, dm, a->xin, m->x0, mix, mix + d, n, d);
+        for (size_t k = 0; k < nd; k++) m->dx[k] += da[k];
+    }
+}
+
+/* From m->dx0 (the gradient of x0): the embedding-side parameter gradients. */
+static void embed_backward(struct pg_model *m)
+{
+    const struct pg_backend *be = m->be;
+    const struct pg_config *c = &m->cfg;
+    int b = m->b, n = b * m->t, d = m->d;
+    const pg_real *dn = m->dx0; /* gradient of the norm's output */
+    if (c->smear_gate_v1) {
+        be->smear1_bwd(m->dtmp, G(m->t_smear1), m->dx0, m->xn, m->ids, P(m->t_smear1), b, m->t, d, c->bos_id);
+        dn = m->dtmp;
+    }
+    be->rmsnorm_bwd(m->dx, dn, c->smear_gate_v1 ? m->xn : m->x0, m->rs0, n, d, 1, 0); /* dx = d(norm input) */
+    if (c->smear_gate) {
+        be->smear_bwd(m->dtmp2, G(m->t_smear_w), G(m->t_smear_lam), m->dx, m->emb, m->smear_gate, m->ids,
+                      P(m->t_smear_w), P(m->t_smear_lam), b, m->t, d, c->gate_window, c->bos_id);
+        memcpy(m->dx, m->dtmp2, (size_t)n * d * sizeof *m->dx);
+    }
+    if (c->bigram_vocab) {
+        be->scalar_add_bwd(m->dtmp, G(m->t_bigram_scale), NULL, m->dx, P(m->t_bigram_scale), NULL, m->bg_p,
+                           (size_t)n * d, 0);
+        be->matmul_bwd(m->dsmall, G(m->t_bigram_proj), m->dtmp, m->bg_t, P(m->t_bigram_proj), n, c->bigram_dim, d, 0);
+        be->embedding_bwd(G(m->t_bigram_emb), m->dsmall, m->bg_idx, n, c->bigram_dim);
+    }
+    be->embedding_bwd(G(m->t_emb), m->dx, m->ids, n, d);
+    if (c->ve_last_n) {
+        be->matmul_bwd(m->dsmall, G(m->t_ve_proj), m->dve, m->ve_t, P(m->t_ve_proj), n, c->ve_dim, m->kvd, 0);
+        be->embedding_bwd(G(m->t_ve_emb), m->dsmall, m->ids, n, c->ve_dim);
+    }
 }
 
 void pg_model_backward(struct pg_model *m, double grad_scale)
 {
     const struct pg_backend *be = m->be;
+    const struct pg_config *c = &m->cfg;
     int n = m->b * m->t, d = m->d;
     size_t nd = (size_t)n * d;
     const pg_real *head = m->t_head >= 0 ? P(m->t_head) : P(m->t_emb);
     pg_real *dhead = m->t_head >= 0 ? G(m->t_head) : G(m->t_emb);
-    /* m->dx: gradient flowing down the residual stream */
-    be->softcap_ce(m->dya, dhead, NULL, m->yf, head, m->targets, n, d, m->v, m->cfg.logit_softcap, grad_scale,
-                   m->ce_work);
+    /* m->dx: gradient flowing down the residual stream (lane 0 in parallel blocks; m->dl1 lane 1) */
+    if (!c->softcap_poly5 && c->z_loss == 0)
+        be->softcap_ce(m->dya, dhead, NULL, m->yf, head, m->targets, n, d, m->v, c->logit_softcap, grad_scale,
+                       m->ce_work);
+    else
+        be->logit_ce(m->dya, dhead, NULL, m->yf, head, m->targets, n, d, m->v, c->logit_softcap, c->softcap_poly5,
+                     c->z_loss, grad_scale, m->ce_work);
     be->rmsnorm_bwd(m->dx, m->dya, m->yf, m->rsf, n, d, 1, 0);
+    int ns = m->nslots, ne = slot_encoders(m), nskip = active_skips(m), pf = parallel_from(m);
+    if (pf < ns && !c->parallel_gptj)
+        for (size_t k = 0; k < nd; k++) m->dl1[k] = m->dx[k] *= (pg_real)0.5;
     memset(m->dx0, 0, nd * sizeof *m->dx0);
-    for (int i = 0; i < m->n_enc; i++) memset(m->denc[i], 0, nd * sizeof *m->denc[i]);
-    for (int l = m->nl - 1; l >= 0; l--) {
-        struct pg_block_acts *a = &m->acts[l];
-        if (l < m->n_enc) /* an encoder output also fed a decoder skip */
-            for (size_t k = 0; k < nd; k++) m->dx[k] += m->denc[l][k];
-        block_backward(m, l, a, m->dx, m->dym);
-        memcpy(m->dx, m->dym, nd * sizeof *m->dx);
-        if (l >= m->n_enc) {
-            int j = l - m->n_enc;
-            if (j < m->n_skip) /* x_in = x_prev + w_j ⊙ enc_out[n_enc-1-j]: x_prev's gradient is dx itself */
-                be->scale_add_bwd(m->denc[m->n_enc - 1 - j], G(m->t_skip) + (size_t)j * d, m->dx,
-                                  P(m->t_skip) + (size_t)j * d, m->enc_out[m->n_enc - 1 - j], n, d, 1);
+    if (c->ve_last_n) memset(m->dve, 0, (size_t)n * m->kvd * sizeof *m->dve);
+    for (int i = 0; i < ne; i++) memset(m->denc[i], 0, nd * sizeof *m->denc[i]);
+    for (int s = ns - 1; s >= 0; s--) {
+        struct pg_block_acts *a = &m->acts[s];
+        int l = slot_layer(m, s);
+        if (s < ne) /* an encoder output also fed a decoder skip */
+            for (size_t k = 0; k < nd; k++) m->dx[k] += m->denc[s][k];
+        block_backward(m, l, a, s < pf ? BLOCK_SEQ : c->parallel_gptj ? BLOCK_GPTJ : BLOCK_LANES);
+        if (s >= ne && s - ne < nskip) {
+            int j = s - ne;
+            pg_real *denc = m->denc[ne - 1 - j];
+            const pg_real *enc = m->enc_out[ne - 1 - j];
+            if (m->t_skip_gates >= 0)
+                be->skip_gate_bwd(m->dx, denc, G(m->t_skip) + (size_t)j * d, G(m->t_skip_gates) + (size_t)j * d,
+                                  a->xskip, enc, P(m->t_skip) + (size_t)j * d, P(m->t_skip_gates) + (size_t)j * d, n,
+                                  d);
+            else /* x_in = x_prev + w_j ⊙ enc: x_prev's gradient is dx itself */
+                be->scale_add_bwd(denc, G(m->t_skip) + (size_t)j * d, m->dx, P(m->t_skip) + (size_t)j * d, enc, n, d,
+                                  1);
         }
+        if (s == pf && !c->parallel_gptj) /* both lanes started as this slot's input */
+            for (size_t k = 0; k < nd; k++) m->dx[k] += m->dl1[k];
     }
     /* The first block's input is x0 itself. */
     for (size_t k = 0; k < nd; k++) m->dx0[k] += m->dx[k];
-    be->rmsnorm_bwd(m->dx, m->dx0, m->x0, m->rs0, n, d, 1, 0);
-    be->embedding_bwd(G(m->t_emb), m->dx, m->ids, n, d);
+    embed_backward(m);
 }
 
 void pg_model_zero_grad(struct pg_model *m)
@@ -393,6 +770,9 @@ void pg_model_free(struct pg_model *m)
     free(m->acts);
     free(m->enc_out);
     free(m->denc);
+    free(m->vlist);
+    free(m->doc_start);
+    free(m->bg_idx);
     free(m->targets);
     free(m->ids);
     memset(m, 0, sizeof *m);

@@ -24,17 +24,29 @@ enum pg_tensor_kind {
     PG_TENSOR_CONTROL, /* scales, mixes, gains, skip weights: Adam at scalar_lr */
 };
 
+/* How pg_model_init_weights sets a tensor (spec/baseline.md §3.4, spec/techniques.md §2). */
+enum pg_tensor_init {
+    PG_INIT_NORMAL,    /* N(0, init_val²), rounded to bf16 */
+    PG_INIT_LINEAR,    /* U(±1/√fan_in) rounded to bf16, or orthogonal with ortho_init */
+    PG_INIT_ZERO,
+    PG_INIT_CONST,     /* every element init_val */
+    PG_INIT_RESID_MIX, /* rows (1, 0) */
+};
+
 struct pg_tensor {
     char name[48];
     int kind;
     int ndim;
     int64_t shape[2];
     size_t offset, numel; /* into pg_model.params / .grads */
+    int init;             /* enum pg_tensor_init */
+    double init_val;
 };
 
 /* Indices into the tensor table of one block's parameters. */
 struct pg_block_params {
     int c_q, c_k, c_v, proj, q_gain, fc, mlp_proj, attn_scale, mlp_scale, resid_mix;
+    int attn_gate; /* -1 without a head-output gate */
 };
 
 /* One block's saved activations for a micro-batch of N = B·T tokens. */
@@ -43,6 +55,10 @@ struct pg_block_acts {
     pg_real *qn, *rs_q, *qr, *q, *kn, *rs_k, *k, *v;  /* q/k normed, rotated, gained; v */
     pg_real *o, *lse, *ao;                            /* attention out, log-sum-exp, proj out */
     pg_real *ym, *rs_m, *hpre, *r, *mo;               /* mlp norm, fc out, relu², proj out */
+    /* record stack (NULL when unused) */
+    pg_real *ox, *oy, *gate;   /* after XSA; gated (the proj input); gate values [N,H] */
+    pg_real *xskip;            /* decoder slot input before its gated skip */
+    pg_real *xin1, *as, *ms;   /* parallel blocks: lane 1 input; scaled attention and MLP outputs */
 };
 
 struct pg_model {
@@ -55,6 +71,11 @@ struct pg_model {
     struct pg_tensor *tensors;
     int ntensors;
     int t_emb, t_head, t_skip; /* t_head = -1 when tied */
+    /* record-stack tensors, -1 when off */
+    int t_skip_gates, t_lane_resid, t_lane_post, t_smear_w, t_smear_lam, t_smear1;
+    int t_bigram_emb, t_bigram_proj, t_bigram_scale, t_ve_emb, t_ve_proj, t_ve_scale, t_ve_layer;
+    /* virtual layers: physical index of each slot, looped (nv slots, n_venc encoders) and plain */
+    int nv, n_venc, *vlist;
     struct pg_block_params *blk;
     size_t nparams;
     pg_real *params, *grads;   /* grads is NULL for an evaluation-only model */
@@ -63,10 +84,13 @@ struct pg_model {
     int max_b, t, training;
     struct pg_block_acts *acts; /* nl entries when training, 1 (reused) otherwise */
     pg_real *x, *x0, *rs0, *yf, *rsf, **enc_out, *cos, *sin, *attn_work, *ce_work;
-    int32_t *targets, *ids;
+    pg_real *emb, *emb2, *xn, *smear_gate, *lane1, *bg_t, *bg_p, *ve_t, *ve;
+    int32_t *targets, *ids, *doc_start, *bg_idx;
+    int nslots;                 /* slots used by the latest forward */
     int b;                      /* sequences in the latest forward */
     /* backward scratch */
     pg_real *dx, *dx0, *dxm, *dya, *dk, *dv, *dkn, *dym, *dh, *dr, *dtmp, **denc; /* dq reuses dtmp */
+    pg_real *dl1, *dtmp2, *dtmp3, *dgu, *dvx, *dve, *dsmall;
 };
 
 /* Sets up the tensor table and allocates parameters (and gradients when training) for cfg,

@@ -6,6 +6,7 @@
 
 #include "../../lib/config.h"
 #include "../../lib/err.h"
+#include "../../lib/model.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -101,6 +102,26 @@ static void test_num_params(void)
     is_int(pg_config_num_params(&c), 17059912, "baseline parameter count (spec 3.1, log model_params)");
     c.tie_embeddings = 0;
     is_int(pg_config_num_params(&c), 17059912 + 1024 * 512, "untied baseline adds lm_head 1024x512");
+
+    /* The top record (spec/techniques.md §0): 35,945,671 = tok_emb 8192·512 + 11 blocks of
+     * 2,885,640 (MLP 4x) + sparse gates 11·8·12 + skip weights and gates 2·8·512 (8 pairs of the
+     * 17 looped virtual layers) + lanes 11·(2 + 4) + SmearGate 12 + 1. */
+    struct pg_config r;
+    is_int(pg_config_preset(&r, "record"), 0, "preset record");
+    is_int(pg_config_validate(&r, 8192), 0, "the record preset is valid (%s)", pg_error_message());
+    is_int(pg_config_num_params(&r), 35945671, "record parameter count (the record's log: 35,945,671)");
+    is_int(8192 * 512 + 11 * 2885640 + 11 * 8 * 12 + 2 * 8 * 512 + 11 * 6 + 13, 35945671, "which is the sum above");
+    is_int(pg_config_num_virtual(&r), 17, "record: 17 virtual layers");
+    struct pg_model m;
+    is_int(pg_model_init(&m, &r, &pg_backend_cpu, 0), 0, "the record model builds");
+    is_int((long long)m.nparams, 35945671, "and its tensor table holds 35,945,671 parameters");
+    int enc[8] = {0, 1, 2, 3, 4, 5, 3, 4}, dec[9] = {5, 3, 4, 5, 6, 7, 8, 9, 10}, same = m.n_venc == 8 && m.nv == 17;
+    for (int i = 0; i < 17 && same; i++) same = m.vlist[i] == (i < 8 ? enc[i] : dec[i - 8]);
+    ok(same, "virtual layers: encoder 0 1 2 3 4 5 3 4, decoder 5 3 4 5 6 7 8 9 10 (spec §0)");
+    ok(pg_model_find(&m, "skip_gates") >= 0 && pg_model_find(&m, "blocks.10.attn.attn_gate_w") >= 0 &&
+           pg_model_find(&m, "parallel_post_lambdas") >= 0 && pg_model_find(&m, "smear_lambda") >= 0,
+       "skip gates, head-output gates, lane lambdas and the smear gate are in the table");
+    pg_model_free(&m);
 
     /* Tiny: 2 layers, d 64, 4 heads (head_dim 16), 2 kv heads (kv_dim 32), vocab 256, mlp_mult 2.
      *   tok_emb       256*64               = 16384
