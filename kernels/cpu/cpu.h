@@ -56,8 +56,45 @@ void pg_cpu_head_gain_bwd(pg_real *dq, pg_real *dg, const pg_real *q_pre, const 
 double pg_cpu_softcap_ce(pg_real *dh, pg_real *demb, float *losses, const pg_real *h, const pg_real *emb,
                          const int32_t *targets, int n, int d, int v, double cap, double grad_scale, pg_real *work);
 /* varlen attention and logit_ce (attention.c, loss.c) */
+void pg_cpu_attention_varlen_fwd(pg_real *out, pg_real *lse, const pg_real *q, const pg_real *k, const pg_real *v,
+                                 const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale,
+                                 pg_real *work);
+void pg_cpu_attention_varlen_bwd(pg_real *dq, pg_real *dk, pg_real *dv, const pg_real *dout, const pg_real *out,
+                                 const pg_real *lse, const pg_real *q, const pg_real *k, const pg_real *v,
+                                 const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale,
+                                 pg_real *work);
+double pg_cpu_logit_ce(pg_real *dh, pg_real *demb, float *losses, const pg_real *h, const pg_real *emb,
+                       const int32_t *targets, int n, int d, int v, double cap, int poly5, double z_loss,
+                       double grad_scale, pg_real *work);
 /* end varlen/logit_ce */
 /* record-stack pointwise operations (record.c) */
+void pg_cpu_xsa_fwd(pg_real *y, const pg_real *v, int n, int h, int kv, int hd);
+void pg_cpu_xsa_bwd(pg_real *dy, pg_real *dv, const pg_real *y_pre, const pg_real *v, int n, int h, int kv, int hd);
+void pg_cpu_head_gate_fwd(pg_real *y, pg_real *g, const pg_real *u, const pg_real *w, int n, int h, int hd, int ld,
+                          int win, double scale, double mult);
+void pg_cpu_head_gate_bwd(pg_real *dy, pg_real *dw, pg_real *du, const pg_real *y_pre, const pg_real *g,
+                          const pg_real *u, const pg_real *w, int n, int h, int hd, int ld, int win, double scale,
+                          double mult);
+void pg_cpu_smear_fwd(pg_real *y, pg_real *gate, const pg_real *x, const int32_t *ids, const pg_real *w,
+                      const pg_real *lam, int b, int t, int d, int win, int bos);
+void pg_cpu_smear_bwd(pg_real *dx, pg_real *dw, pg_real *dlam, const pg_real *dy, const pg_real *x,
+                      const pg_real *gate, const int32_t *ids, const pg_real *w, const pg_real *lam, int b, int t,
+                      int d, int win, int bos);
+void pg_cpu_smear1_fwd(pg_real *y, const pg_real *x, const int32_t *ids, const pg_real *gamma, int b, int t, int d,
+                       int bos);
+void pg_cpu_smear1_bwd(pg_real *dx, pg_real *dgamma, const pg_real *dy, const pg_real *x, const int32_t *ids,
+                       const pg_real *gamma, int b, int t, int d, int bos);
+void pg_cpu_skip_gate_fwd(pg_real *x, const pg_real *skip, const pg_real *w, const pg_real *gamma, int n, int d);
+void pg_cpu_skip_gate_bwd(pg_real *dx, pg_real *dskip, pg_real *dw, pg_real *dgamma, const pg_real *x_pre,
+                          const pg_real *skip, const pg_real *w, const pg_real *gamma, int n, int d);
+void pg_cpu_lanes_fwd(pg_real *l0, pg_real *l1, const pg_real *a, const pg_real *m, const pg_real *r,
+                      const pg_real *p, size_t n);
+void pg_cpu_lanes_bwd(pg_real *dl0, pg_real *dl1, pg_real *da, pg_real *dm, pg_real *dr, pg_real *dp,
+                      const pg_real *l0_pre, const pg_real *l1_pre, const pg_real *a, const pg_real *m,
+                      const pg_real *r, const pg_real *p, size_t n);
+void pg_cpu_scalar_add_fwd(pg_real *x, const pg_real *s1, const pg_real *s2, const pg_real *f, size_t n);
+void pg_cpu_scalar_add_bwd(pg_real *df, pg_real *ds1, pg_real *ds2, const pg_real *dy, const pg_real *s1,
+                           const pg_real *s2, const pg_real *f, size_t n, int df_accumulate);
 /* end record.c */
 
 #endif

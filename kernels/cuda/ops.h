@@ -58,8 +58,44 @@ double pg_cuda_softcap_ce(float *dh, float *demb, float *losses, const float *h,
                           const int32_t *targets, int n, int d, int v, double cap, double grad_scale, float *work);
 
 /* varlen attention and logit_ce (attention.cu, loss.cu) */
+/* Varlen attention (backend.h): doc_start is a device int32 array [B·T], or NULL for plain
+ * causal attention (then bit for bit pg_cuda_attention_fwd/bwd); work as for those. */
+void pg_cuda_attention_varlen_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+                                  const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale,
+                                  float *work);
+void pg_cuda_attention_varlen_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                  const float *lse, const float *q, const float *k, const float *v,
+                                  const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale,
+                                  float *work);
+/* softcap_ce with the poly5 softcap and the z-loss (backend.h); losses and work as for
+ * pg_cuda_softcap_ce, which is this with poly5 = 0 and z_loss = 0. */
+double pg_cuda_logit_ce(float *dh, float *demb, float *losses, const float *h, const float *emb,
+                        const int32_t *targets, int n, int d, int v, double cap, int poly5, double z_loss,
+                        double grad_scale, float *work);
 /* end varlen/logit_ce */
 /* record-stack pointwise operations (record.cu) */
+void pg_cuda_xsa_fwd(float *y, const float *v, int n, int h, int kv, int hd);
+void pg_cuda_xsa_bwd(float *dy, float *dv, const float *y_pre, const float *v, int n, int h, int kv, int hd);
+void pg_cuda_head_gate_fwd(float *y, float *g, const float *u, const float *w, int n, int h, int hd, int ld, int win,
+                           double scale, double mult);
+void pg_cuda_head_gate_bwd(float *dy, float *dw, float *du, const float *y_pre, const float *g, const float *u,
+                           const float *w, int n, int h, int hd, int ld, int win, double scale, double mult);
+void pg_cuda_smear_fwd(float *y, float *gate, const float *x, const int32_t *ids, const float *w, const float *lam,
+                       int b, int t, int d, int win, int bos);
+void pg_cuda_smear_bwd(float *dx, float *dw, float *dlam, const float *dy, const float *x, const float *gate,
+                       const int32_t *ids, const float *w, const float *lam, int b, int t, int d, int win, int bos);
+void pg_cuda_smear1_fwd(float *y, const float *x, const int32_t *ids, const float *gamma, int b, int t, int d, int bos);
+void pg_cuda_smear1_bwd(float *dx, float *dgamma, const float *dy, const float *x, const int32_t *ids,
+                        const float *gamma, int b, int t, int d, int bos);
+void pg_cuda_skip_gate_fwd(float *x, const float *skip, const float *w, const float *gamma, int n, int d);
+void pg_cuda_skip_gate_bwd(float *dx, float *dskip, float *dw, float *dgamma, const float *x_pre, const float *skip,
+                           const float *w, const float *gamma, int n, int d);
+void pg_cuda_lanes_fwd(float *l0, float *l1, const float *a, const float *m, const float *r, const float *p, size_t n);
+void pg_cuda_lanes_bwd(float *dl0, float *dl1, float *da, float *dm, float *dr, float *dp, const float *l0_pre,
+                       const float *l1_pre, const float *a, const float *m, const float *r, const float *p, size_t n);
+void pg_cuda_scalar_add_fwd(float *x, const float *s1, const float *s2, const float *f, size_t n);
+void pg_cuda_scalar_add_bwd(float *df, float *ds1, float *ds2, const float *dy, const float *s1, const float *s2,
+                            const float *f, size_t n, int df_accumulate);
 /* end record.cu */
 
 #ifdef __cplusplus

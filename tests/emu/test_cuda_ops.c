@@ -14,7 +14,8 @@
  * scale must be caught. The embedding gradient is required to be bit-exact (its sums run in
  * the CPU's order), and every reduction must give the same bits when run twice. Attention and
  * the cross-entropy add exp/tanh (CUDA's expf and tanhf: ≤ 2 ulp, like the CPU's vectorized exp)
- * under the same tolerance. */
+ * under the same tolerance; so do varlen attention (with and without doc_start, which without
+ * must give the plain operations' bits) and logit_ce (poly5 on/off, z-loss on/off). */
 #include "../tap.h"
 
 #include "../../kernels/cuda/device.h"
@@ -133,6 +134,8 @@ static void check(const char *op, const char *what, const float *got, const floa
     if (bad) diag("%zu of %zu values differ", bad, n);
     if (worst > worst_seen) worst_seen = worst;
 }
+
+static int same_bits(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof *a) == 0; }
 
 /* ---- operations ---------------------------------------------------------------------------- */
 
@@ -347,6 +350,106 @@ static void test_softcap_ce(int n, int d, int v, double cap)
     free(y);
 }
 
+/* Varlen attention (spec §2.2): documents of lengths cycling through `lens` (1 = a document of
+ * length 1), restarting in each sequence; lens NULL passes doc_start NULL, which must also give
+ * the plain operations' bits. */
+static void test_attention_varlen(int b, int t, int h, int kv, int hd, const int *lens, int nlens)
+{
+    char what[96];
+    snprintf(what, sizeof what, "b=%d t=%d h=%d kv=%d hd=%d %s", b, t, h, kv, hd,
+             lens ? "documents" : "doc_start NULL");
+    size_t nq = (size_t)b * t * h * hd, nk = (size_t)b * t * kv * hd, nl = (size_t)b * h * t;
+    double scale = 1 / sqrt((double)hd);
+    int32_t *ds = NULL, *d_ds = NULL;
+    if (lens) {
+        ds = malloc((size_t)b * t * sizeof *ds);
+        if (!ds) exit(1);
+        for (int bi = 0; bi < b; bi++)
+            for (int i = 0, start = 0, li = 0, left = lens[0]; i < t; i++) {
+                if (left == 0) start = i, li = (li + 1) % nlens, left = lens[li];
+                ds[(size_t)bi * t + i] = start;
+                left--;
+            }
+        d_ds = dev_ids(ds, (size_t)b * t);
+    }
+    float *q = rnd(nq, 1), *k = rnd(nk, 1), *v = rnd(nk, 1), *dout = rnd(nq, 1);
+    float *out = hnew(nq), *lse = hnew(nl), *work = hnew(cpu->attention_work(t));
+    float *d_q = dev(q, nq), *d_k = dev(k, nk), *d_v = dev(v, nk), *d_dout = dev(dout, nq);
+    float *d_out = dnew(nq * 4), *d_lse = dnew(nl * 4), *d_work = dnew(pg_cuda_attention_work(t) * 4);
+    cpu->attention_varlen_fwd(out, lse, q, k, v, ds, b, t, h, kv, hd, scale, work);
+    pg_cuda_attention_varlen_fwd(d_out, d_lse, d_q, d_k, d_v, d_ds, b, t, h, kv, hd, scale, d_work);
+    float *g_out = back(d_out, nq), *g_lse = back(d_lse, nl);
+    check("attention_varlen_fwd out", what, g_out, out, nq, TOL);
+    check("attention_varlen_fwd lse", what, g_lse, lse, nl, TOL);
+    /* the backward starts from the CPU's out and lse on both sides */
+    float *dq = hnew(nq), *dk = hnew(nk), *dv = hnew(nk), *d_dq = dnew(nq * 4), *d_dk = dnew(nk * 4);
+    float *d_dv = dnew(nk * 4), *d_outc = dev(out, nq), *d_lsec = dev(lse, nl);
+    cpu->attention_varlen_bwd(dq, dk, dv, dout, out, lse, q, k, v, ds, b, t, h, kv, hd, scale, work);
+    pg_cuda_attention_varlen_bwd(d_dq, d_dk, d_dv, d_dout, d_outc, d_lsec, d_q, d_k, d_v, d_ds, b, t, h, kv, hd, scale,
+                                 d_work);
+    float *g_dq = back(d_dq, nq), *g_dk = back(d_dk, nk), *g_dv = back(d_dv, nk);
+    check("attention_varlen_bwd dq", what, g_dq, dq, nq, TOL);
+    check("attention_varlen_bwd dk", what, g_dk, dk, nk, TOL);
+    check("attention_varlen_bwd dv", what, g_dv, dv, nk, TOL);
+    /* against the plain operations on the device: the same bits without documents, not with */
+    pg_cuda_attention_fwd(d_out, d_lse, d_q, d_k, d_v, b, t, h, kv, hd, scale, d_work);
+    pg_cuda_attention_bwd(d_dq, d_dk, d_dv, d_dout, d_outc, d_lsec, d_q, d_k, d_v, b, t, h, kv, hd, scale, d_work);
+    int eq = same_bits(back(d_out, nq), g_out, nq) && same_bits(back(d_lse, nl), g_lse, nl) &&
+             same_bits(back(d_dq, nq), g_dq, nq) && same_bits(back(d_dk, nk), g_dk, nk) &&
+             same_bits(back(d_dv, nk), g_dv, nk);
+    int masked = 0; /* some query has a document start after 0 (not so for t = 1) */
+    for (size_t i = 0; lens && i < (size_t)b * t; i++) masked |= ds[i] != 0;
+    if (masked)
+        ok(!eq, "attention_varlen with documents differs from plain attention (%s)", what);
+    else if (lens)
+        ok(eq, "attention_varlen with every doc_start 0 equals plain attention bit for bit (%s)", what);
+    else
+        ok(eq, "attention_varlen with doc_start NULL equals attention_fwd/bwd bit for bit (%s)", what);
+    free(ds);
+}
+
+static void test_logit_ce(int n, int d, int v, double cap, int poly5, double z_loss)
+{
+    char what[96];
+    snprintf(what, sizeof what, "n=%d d=%d v=%d cap=%g poly5=%d z_loss=%g", n, d, v, cap, poly5, z_loss);
+    int32_t *y = malloc((size_t)n * sizeof *y);
+    if (!y) exit(1);
+    for (int i = 0; i < n; i++) y[i] = (int32_t)((urand() + 1) / 2 * v) % v;
+    /* h spread 2 against cap: with a small cap many logits fall in poly5's clamped regions */
+    float *h = rnd((size_t)n * d, 2), *emb = rnd((size_t)v * d, 1), *dh = hnew((size_t)n * d);
+    float *demb = rnd((size_t)v * d, 1), *losses = hnew((size_t)n), *work = hnew(pg_ce_work(v));
+    float *d_h = dev(h, (size_t)n * d), *d_emb = dev(emb, (size_t)v * d), *d_dh = dnew((size_t)n * d * 4);
+    float *d_demb = dev(demb, (size_t)v * d), *d_losses = dnew((size_t)n * 4), *d_work = dnew(pg_ce_work(v) * 4);
+    int32_t *d_y = dev_ids(y, (size_t)n);
+    double gs = 1.0 / n;
+    double want = cpu->logit_ce(dh, demb, losses, h, emb, y, n, d, v, cap, poly5, z_loss, gs, work);
+    double got = pg_cuda_logit_ce(d_dh, d_demb, d_losses, d_h, d_emb, d_y, n, d, v, cap, poly5, z_loss, gs, d_work);
+    is_close(got, want, 0, TOL, "logit_ce total %s (%.6f)", what, got);
+    float *g_losses = back(d_losses, (size_t)n), *g_dh = back(d_dh, (size_t)n * d);
+    check("logit_ce losses", what, g_losses, losses, (size_t)n, TOL);
+    check("logit_ce dh", what, g_dh, dh, (size_t)n * d, TOL);
+    check("logit_ce demb (accumulates)", what, back(d_demb, (size_t)v * d), demb, (size_t)v * d, TOL);
+    double eval = pg_cuda_logit_ce(NULL, NULL, NULL, d_h, d_emb, d_y, n, d, v, cap, poly5, z_loss, gs, d_work);
+    ok(eval == got, "logit_ce without gradients or losses gives the same total, bit for bit (%s)", what);
+    if (z_loss != 0) {
+        /* losses[] stay the plain cross-entropies: those of the same call without the z-loss */
+        pg_cuda_logit_ce(NULL, NULL, d_losses, d_h, d_emb, d_y, n, d, v, cap, poly5, 0, gs, d_work);
+        ok(same_bits(back(d_losses, (size_t)n), g_losses, (size_t)n), "logit_ce losses[] do not include the z-loss "
+           "(%s)", what);
+    }
+    if (!poly5 && z_loss == 0) {
+        float *d_dh2 = dnew((size_t)n * d * 4), *d_l2 = dnew((size_t)n * 4);
+        float *d_de2 = dev(demb, (size_t)v * d), *d_de3 = dev(demb, (size_t)v * d);
+        double t1 = pg_cuda_softcap_ce(d_dh2, d_de2, d_l2, d_h, d_emb, d_y, n, d, v, cap, gs, d_work);
+        double t2 = pg_cuda_logit_ce(d_dh, d_de3, d_losses, d_h, d_emb, d_y, n, d, v, cap, 0, 0, gs, d_work);
+        ok(t1 == t2 && same_bits(back(d_l2, (size_t)n), back(d_losses, (size_t)n), (size_t)n) &&
+               same_bits(back(d_dh2, (size_t)n * d), back(d_dh, (size_t)n * d), (size_t)n * d) &&
+               same_bits(back(d_de2, (size_t)v * d), back(d_de3, (size_t)v * d), (size_t)v * d),
+           "logit_ce with poly5 0, z_loss 0 equals softcap_ce bit for bit (%s)", what);
+    }
+    free(y);
+}
+
 /* ---- properties: empty calls, reproducible reductions ------------------------------------------ */
 
 static void test_empty(void)
@@ -365,12 +468,13 @@ static void test_empty(void)
     pg_cuda_scale_add_bwd(d, d, d, d, d, 0, 4, 0);
     pg_cuda_head_gain_bwd(d, d, d, d, 0, 2, 2);
     pg_cuda_attention_fwd(d, d, d, d, d, 0, 4, 2, 2, 2, 1, d);
+    pg_cuda_attention_varlen_fwd(d, d, d, d, d, ids, 0, 4, 2, 2, 2, 1, d);
+    pg_cuda_attention_varlen_bwd(d, d, d, d, d, d, d, d, d, ids, 0, 4, 2, 2, 2, 1, d);
+    ok(pg_cuda_logit_ce(d, d, d, d, d, ids, 0, 4, 4, 30, 1, 1e-4, 1, d) == 0, "logit_ce of no rows is 0");
     ok(pg_cuda_softcap_ce(d, d, d, d, d, ids, 0, 4, 4, 30, 1, d) == 0, "softcap_ce of no rows is 0");
     pg_cuda_sync();
     ok(1, "every operation accepts n = 0 (no launch, so no invalid-configuration error)");
 }
-
-static int same_bits(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof *a) == 0; }
 
 static void test_reproducible(void)
 {
@@ -452,6 +556,18 @@ int main(void)
     test_attention(1, 70, 3, 1, 12);
     test_softcap_ce(300, 32, 100, 30);
     test_softcap_ce(40, 16, 37, 2); /* a small cap: the tanh saturates */
+    {
+        static const int docs[] = {5, 1, 12, 1, 1, 30}, longer[] = {100, 7, 1, 60};
+        test_attention_varlen(2, 37, 4, 2, 16, NULL, 0);
+        test_attention_varlen(2, 37, 4, 2, 16, docs, 6);
+        test_attention_varlen(1, 1, 2, 2, 8, docs + 1, 1); /* one token, its own document */
+        test_attention_varlen(1, 200, 3, 1, 12, longer, 4);
+    }
+    test_logit_ce(300, 32, 100, 30, 0, 0);
+    test_logit_ce(300, 32, 100, 30, 0, 1e-4);
+    test_logit_ce(300, 32, 100, 3, 1, 0);  /* poly5 at a small cap: many logits clamped */
+    test_logit_ce(40, 16, 37, 2, 1, 1e-2); /* poly5 + z-loss */
+    test_logit_ce(40, 16, 37, 2, 0, 1e-2); /* tanh saturated + z-loss */
     test_empty();
     test_reproducible();
     diag("worst relative error of all comparisons: %.2e (tolerance %g)", worst_seen, TOL);

@@ -26,7 +26,7 @@ static int32_t X[B * T], Y[B * T];
 static double loss(void) { return pg_model_forward(&M, X, Y, B, NULL) / (B * T); }
 
 /* Checks every gradient of the model cfg describes; label names the variant in the TAP lines. */
-static void check_model(struct pg_config cfg, const char *label)
+static void check_model(struct pg_config cfg, const char *label, int looping)
 {
     cfg.vocab_size = 32, cfg.num_layers = 3, cfg.model_dim = 16, cfg.num_heads = 4, cfg.num_kv_heads = 2;
     cfg.mlp_mult = 2, cfg.train_seq_len = T, cfg.logit_softcap = 3.0; /* a small cap makes tanh matter */
@@ -35,16 +35,25 @@ static void check_model(struct pg_config cfg, const char *label)
         printf("Bail out! model setup (%s): %s\n", label, pg_error_message());
         exit(1);
     }
-    is_int(M.ntensors, 1 + 10 * 3 + 1, "%s: tensor table: tok_emb, 10 per block, skip_weights", label);
-    ok(M.t_skip >= 0 && M.tensors[M.t_skip].shape[0] == 1, "%s: one skip weight row (min(1 encoder, 2 decoders))",
-       label);
+    if (pg_config_num_virtual(&cfg) == 3 && cfg.attn_out_gate + cfg.gated_attn + cfg.sparse_attn_gate == 0) {
+        int extra = (cfg.skip_gates > 0) + 2 * pg_config_two_lanes(&cfg) + 2 * (cfg.smear_gate > 0) +
+                    (cfg.smear_gate_v1 > 0) + 3 * (cfg.bigram_vocab > 0) + 4 * (cfg.ve_last_n > 0);
+        is_int(M.ntensors, 1 + 10 * 3 + 1 + extra, "%s: tensor table: tok_emb, 10 per block, skip_weights, extras",
+               label);
+        ok(M.t_skip >= 0 && M.tensors[M.t_skip].shape[0] == 1,
+           "%s: one skip weight row (min(1 encoder, 2 decoders))", label);
+    }
+    is_int((long long)M.nparams, (long long)pg_config_num_params(&cfg), "%s: %zu parameters, as pg_config_num_params",
+           label, M.nparams);
+    M.looping = looping;
     struct pg_rng rng;
     pg_rng_seed(&rng, 7);
     for (size_t i = 0; i < M.nparams; i++) M.params[i] = 0.5 * (2 * pg_rng_uniform(&rng) - 1);
-    for (int i = 0; i < B * T; i++) {
-        X[i] = (int32_t)pg_rng_below(&rng, 32);
+    for (int i = 0; i < B * T; i++) { /* ids below 8 are common, so bos_id 1 starts documents */
+        X[i] = (int32_t)pg_rng_below(&rng, i % 3 ? 32 : 4);
         Y[i] = (int32_t)pg_rng_below(&rng, 32);
     }
+    X[3] = X[T + 2] = X[T + 3] = 1; /* documents start mid-sequence (bos_id 1), one of a single token */
     pg_model_zero_grad(&M);
     double l0 = loss();
     pg_model_backward(&M, 1.0 / (B * T));
@@ -108,14 +117,39 @@ static double loss_with(struct pg_config cfg)
     return l;
 }
 
+/* The record stack's switches, in three tiny models that between them turn every one on. */
+static struct pg_config record_a(struct pg_config c)
+{
+    c.xsa_last_n = 3, c.sparse_attn_gate = 1, c.sparse_attn_gate_scale = 0.5, c.gate_window = 4, c.skip_gates = 1;
+    c.smear_gate = 1, c.varlen_attn = 1, c.mlp_leaky_slope = 0.5, c.ln_scale = 1, c.rope_dims = 2;
+    return c;
+}
+static struct pg_config record_b(struct pg_config c)
+{
+    c.num_loops = 1, c.loop_start = 1, c.loop_end = 1, c.parallel_start_layer = 1, c.skip_gates = 1;
+    c.ve_last_n = 2, c.ve_dim = 4, c.bigram_vocab = 8, c.bigram_dim = 4, c.attn_out_gate = 1, c.gate_window = 3;
+    c.smear_gate_v1 = 1, c.softcap_poly5 = 1, c.z_loss = 0.01, c.xsa_last_n = 1;
+    return c;
+}
+static struct pg_config record_c(struct pg_config c)
+{
+    c.num_loops = 2, c.loop_start = 0, c.loop_end = 1, c.parallel_start_layer = 2, c.parallel_gptj = 1;
+    c.gated_attn = 1, c.varlen_attn = 1, c.smear_gate = 1, c.gate_window = 16;
+    return c;
+}
+
 int main(void)
 {
     struct pg_config cfg;
     pg_config_default(&cfg);
-    check_model(cfg, "baseline");
+    check_model(cfg, "baseline", 0);
     struct pg_config rec = cfg;
     rec.mlp_leaky_slope = 0.5, rec.rope_dims = 2, rec.ln_scale = 1;
-    check_model(rec, "leaky 0.5 + rope_dims 2/4 + ln_scale");
+    check_model(rec, "leaky 0.5 + rope_dims 2/4 + ln_scale", 0);
+    check_model(record_a(cfg), "xsa + sparse gate + skip gates + smear v2 + varlen", 0);
+    check_model(record_b(cfg), "loop + lanes + VE + bigram + out gate + smear v1 + poly5 + z-loss", 1);
+    check_model(record_b(cfg), "the same before the loop switches on", 0);
+    check_model(record_c(cfg), "loop x2 + GPT-J parallel + dense gate + varlen + smear v2", 1);
     /* each switch on its own changes the loss, so each is really part of what was checked */
     double base = loss_with(cfg);
     struct pg_config one = cfg;
@@ -125,6 +159,17 @@ int main(void)
     ok(loss_with(one) != base, "rope_dims 2 changes the loss");
     one = cfg, one.ln_scale = 1;
     ok(loss_with(one) != base, "ln_scale changes the loss");
+    /* parameter-free switches: the same weights, another function */
+    one = cfg, one.xsa_last_n = 1;
+    ok(loss_with(one) != base, "xsa_last_n 1 changes the loss");
+    one = cfg, one.varlen_attn = 1;
+    ok(loss_with(one) != base, "varlen_attn changes the loss (documents start at bos_id 1)");
+    one = cfg, one.softcap_poly5 = 1;
+    ok(loss_with(one) != base, "softcap_poly5 changes the loss");
+    one = cfg, one.z_loss = 0.1;
+    ok(loss_with(one) > base, "z_loss adds to the training objective");
+    one = cfg, one.num_loops = 1, one.loop_start = 1, one.loop_end = 1;
+    ok(loss_with(one) != base, "a loop over layer 1 changes the loss");
     one = cfg, one.rope_dims = 4; /* = head_dim: the same model as 0 */
     ok(loss_with(one) == base, "rope_dims = head_dim is exactly full RoPE");
     return done_testing();
