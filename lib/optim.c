@@ -359,6 +359,13 @@ int pg_muon_set_variant(struct pg_muon *mu, int coeffs, int row_norm, double wd)
     return 0;
 }
 
+int pg_muon_set_weight_decay(struct pg_muon *mu, double wd)
+{
+    if (!(wd >= 0)) return pg_error(PG_E_INVAL, "muon: weight decay %g must be >= 0", wd);
+    mu->wd = wd;
+    return 0;
+}
+
 void pg_muon_step(struct pg_muon *mu, double lr, double momentum)
 {
     const pg_real mom = (pg_real)momentum, lr_r = (pg_real)lr;
@@ -473,6 +480,45 @@ double pg_lr_mul_iterations(int64_t step, int64_t iterations, int64_t warmdown_i
     int64_t start = iterations - warmdown_iters > 0 ? iterations - warmdown_iters : 0;
     if (step < start || step >= iterations) return 1.0; /* the reference's quirk: 1 at step >= iterations */
     return fmax((double)(iterations - step) / (double)warmdown_iters, 0.0);
+}
+
+double pg_train_frac(int64_t step, int64_t iterations, double elapsed_ms, double max_wallclock_ms)
+{
+    if (max_wallclock_ms > 0) return elapsed_ms / max_wallclock_ms;
+    return iterations > 0 ? (double)step / (double)iterations : 0.0;
+}
+
+double pg_lr_mul_frac(double frac, double warmdown_frac, double min_lr)
+{
+    if (!(warmdown_frac > 0)) return 1.0;
+    if (frac < 1 - warmdown_frac) return 1.0;
+    return fmax((1 - frac) / warmdown_frac, min_lr);
+}
+
+double pg_wd_taper(double frac, double start, double final)
+{
+    if (!(start < 1) || frac < start) return 1.0;
+    double t = fmin((frac - start) / (1 - start), 1.0);
+    return 1 + (final - 1) * t;
+}
+
+void pg_ema_update(float *ema, const pg_real *theta, size_t n, double decay)
+{
+    const double keep = decay, take = 1 - decay;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++) ema[i] = (float)(keep * ema[i] + take * (double)theta[i]);
+}
+
+void pg_swa_add(double *sum, const float *x, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++) sum[i] += x[i];
+}
+
+void pg_swa_add_real(double *sum, const pg_real *x, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++) sum[i] += (double)x[i];
 }
 
 double pg_clip_grad_norm(const struct pg_opt_tensor *tensors, size_t n, double max_norm)

@@ -23,7 +23,8 @@
  *          W ← W·(1 − lr·wd) before the update.
  *        They are hyper-parameters, not state: the serialized states below do not hold them.
  * Schedules and clipping: pg_lr_mul_wallclock / pg_lr_mul_iterations (§4.3), pg_muon_momentum
- * (§4.2 warmup), pg_clip_grad_norm (torch.nn.utils.clip_grad_norm_).
+ * (§4.2 warmup), pg_clip_grad_norm (torch.nn.utils.clip_grad_norm_); the record stack's
+ * fraction-based schedule, WD taper, EMA and SWA arithmetic (pg_train_frac ... pg_swa_add).
  *
  * Steps never allocate: the state and Muon's scratch are allocated at init. Every element loop
  * is deterministic whatever the number of OpenMP threads (fixed-block reductions).
@@ -132,6 +133,10 @@ int pg_muon_init(struct pg_muon *mu, const struct pg_opt_tensor *tensors, size_t
  * it has tuples, wd < 0 or NaN; `mu` is then unchanged). */
 int pg_muon_set_variant(struct pg_muon *mu, int coeffs, int row_norm, double wd);
 
+/* Sets the decoupled weight decay alone (the WD taper changes it every step; the variant is kept).
+ * @return 0, or PG_E_INVAL (wd < 0 or NaN; `mu` is then unchanged). */
+int pg_muon_set_weight_decay(struct pg_muon *mu, double wd);
+
 /* One step at learning rate `lr` and momentum `momentum` (pg_muon_momentum(step) in the
  * baseline), over every tensor in order: buffers, G', row normalization when on, Newton–Schulz
  * with the selected coefficients, then W ← W·(1 − lr·wd) when wd > 0, then the update. */
@@ -212,6 +217,29 @@ double pg_lr_mul_wallclock(int64_t step, double elapsed_ms, int64_t warmdown_ite
  * start = max(iterations − warmdown_iters, 0), max((iterations − step) / max(warmdown_iters, 1), 0)
  * for start <= step < iterations, else 1; 1 if warmdown_iters <= 0. @return the multiplier. */
 double pg_lr_mul_iterations(int64_t step, int64_t iterations, int64_t warmdown_iters);
+
+/* ---- the record stack's schedule by training fraction (spec/techniques.md §1.3, §3.3) ---- */
+
+/* The training fraction: elapsed_ms / max_wallclock_ms when max_wallclock_ms > 0, else
+ * step / iterations (0 when iterations <= 0). Not clamped: it reaches 1 at the end.
+ * @return the fraction. */
+double pg_train_frac(int64_t step, int64_t iterations, double elapsed_ms, double max_wallclock_ms);
+
+/* The LR multiplier by fraction: 1 while frac < 1 − warmdown_frac, then
+ * max((1 − frac) / warmdown_frac, min_lr); 1 when warmdown_frac <= 0. @return the multiplier. */
+double pg_lr_mul_frac(double frac, double warmdown_frac, double min_lr);
+
+/* The Muon weight-decay taper m(frac): 1 for frac < start, then linear from 1 at `start` to
+ * `final` at frac 1 (and `final` past it); 1 whenever start >= 1 (off). @return the multiplier. */
+double pg_wd_taper(double frac, double start, double final);
+
+/* EMA of the weights, an fp32 shadow: ema[i] ← d·ema[i] + (1 − d)·θ[i], evaluated in double and
+ * rounded once to float. */
+void pg_ema_update(float *ema, const pg_real *theta, size_t n, double decay);
+
+/* SWA: sum[i] += x[i] (double accumulator; the average is sum / count). */
+void pg_swa_add(double *sum, const float *x, size_t n);
+void pg_swa_add_real(double *sum, const pg_real *x, size_t n);
 
 /* torch.nn.utils.clip_grad_norm_ (2-norm) over the grads of `n` tensors: total = ‖all grads‖₂
  * (summed in double, in a fixed order); coef = max_norm / (total + 1e-6); when coef < 1 every

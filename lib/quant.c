@@ -528,3 +528,28 @@ void pg_qmodel_free(struct pg_qmodel *qm)
     pg_pgq_unmap(qm);
     memset(qm, 0, sizeof *qm);
 }
+
+void pg_fake_quant_rows(const pg_real *w, pg_real *out, int64_t rows, int64_t cols, int bits)
+{
+    const pg_real Q = (pg_real)((1 << (bits - 1)) - 1);
+#pragma omp parallel for schedule(static) if (rows * cols >= 65536)
+    for (int64_t r = 0; r < rows; r++) {
+        const pg_real *x = w + r * cols;
+        pg_real *y = out + r * cols;
+        pg_real amax = 0;
+        for (int64_t j = 0; j < cols; j++) {
+            pg_real a = x[j] < 0 ? -x[j] : x[j];
+            if (a > amax) amax = a;
+        }
+        const pg_real s = amax / Q;
+        if (!(s > 0)) {
+            if (y != x) memcpy(y, x, (size_t)cols * sizeof *y); /* zeros */
+            continue;
+        }
+        for (int64_t j = 0; j < cols; j++) {
+            double q = rint((double)(x[j] / s)); /* the default rounding mode: half to even */
+            q = q < -Q - 1 ? -Q - 1 : q > Q ? Q : q;
+            y[j] = (pg_real)q * s;
+        }
+    }
+}

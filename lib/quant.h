@@ -167,4 +167,10 @@ float pg_quant_torch_quantile(const float *sorted, int64_t n, float q);
  * returns the fp16 step. scheme/clip/bits/k as in pg_quant_opts; tmp holds n floats. */
 uint16_t pg_quant_row(const float *w, int64_t n, int scheme, int clip, int bits, double k, int8_t *q, float *tmp);
 
+/* Late QAT's fake quantization (spec/techniques.md §4.2), rows × cols row-major from w into out
+ * (which may be w): per row, the step s = max|row| / Q with Q = 2^(bits−1) − 1 (pg_real, not
+ * rounded to fp16), q = clamp(round_half_even(w/s), −Q−1, Q), out = q·s; an all-zero row stays
+ * zero. bits is 2..8. Rows run in parallel; the result does not depend on the thread count. */
+void pg_fake_quant_rows(const pg_real *w, pg_real *out, int64_t rows, int64_t cols, int bits);
+
 #endif

@@ -12,6 +12,7 @@
 #include "optim.h"
 #include "outfile.h"
 #include "progress.h"
+#include "quant.h"
 #include "safetensors.h"
 #include "tok.h"
 #include "xio.h"
@@ -71,6 +72,84 @@ static void groups_free(struct groups *g)
     free(g->all);
 }
 
+/* ---- weight averaging and late QAT (spec/techniques.md §3.3, §4.2) ---- */
+
+/* Buffers of the record stack's schedule; each NULL while its switch is off. */
+struct avg {
+    float *ema;         /* the EMA shadow, nparams fp32 */
+    double *swa_sum;    /* SWA: the sum of the snapshots, nparams */
+    int64_t swa_count;  /* snapshots in swa_sum */
+    pg_real *master;    /* QAT: the master values of the Muon matrices while fake-quantized */
+    size_t nmaster;
+    pg_real *raw;       /* the raw weights while the final (averaged) weights are in the model */
+};
+
+enum { FINAL_RAW, FINAL_EMA, FINAL_SWA };
+
+static int avg_init(struct avg *a, const struct pg_model *m, const struct pg_config *c)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 0; i < m->ntensors; i++)
+        if (m->tensors[i].kind == PG_TENSOR_MATRIX) a->nmaster += m->tensors[i].numel;
+    size_t n = m->nparams;
+    int ok = 1;
+    if (c->ema_decay > 0) ok = ok && (a->ema = pg_malloc(n * sizeof *a->ema));
+    if (c->swa_every > 0) ok = ok && (a->swa_sum = pg_calloc(n, sizeof *a->swa_sum));
+    if (c->qat_start_lr > 0) ok = ok && (a->master = pg_malloc((a->nmaster ? a->nmaster : 1) * sizeof *a->master));
+    if (a->ema || a->swa_sum) ok = ok && (a->raw = pg_malloc(n * sizeof *a->raw));
+    return ok ? 0 : PG_E_NOMEM;
+}
+
+static void avg_free(struct avg *a)
+{
+    free(a->ema), free(a->swa_sum), free(a->master), free(a->raw);
+    memset(a, 0, sizeof *a);
+}
+
+static void ema_reset(struct avg *a, const struct pg_model *m)
+{
+    for (size_t i = 0; i < m->nparams; i++) a->ema[i] = (float)m->params[i];
+}
+
+/* Which weights the final model holds: the SWA average once it has a snapshot, else the EMA. */
+static int final_kind(const struct avg *a)
+{
+    return a->swa_count > 0 ? FINAL_SWA : a->ema ? FINAL_EMA : FINAL_RAW;
+}
+
+/* Writes the final weights into the model's parameters (the raw ones must be kept in a->raw). */
+static void put_final(const struct avg *a, struct pg_model *m)
+{
+    int k = final_kind(a);
+    if (k == FINAL_SWA) {
+        const double inv = (double)a->swa_count;
+        for (size_t i = 0; i < m->nparams; i++) m->params[i] = (pg_real)(a->swa_sum[i] / inv);
+    } else if (k == FINAL_EMA) {
+        for (size_t i = 0; i < m->nparams; i++) m->params[i] = (pg_real)a->ema[i];
+    }
+}
+
+/* Late QAT: swaps the fake-quantized Muon matrices in (on = 1, keeping the masters) or the
+ * masters back (on = 0). Straight-through: the gradients computed at the quantized values are
+ * applied to the masters. */
+static void qat_swap(struct avg *a, struct pg_model *m, int bits, int on)
+{
+    size_t o = 0;
+    for (int i = 0; i < m->ntensors; i++) {
+        const struct pg_tensor *t = &m->tensors[i];
+        if (t->kind != PG_TENSOR_MATRIX) continue;
+        pg_real *p = m->params + t->offset;
+        if (on) {
+            memcpy(a->master + o, p, t->numel * sizeof *p);
+            int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = (int64_t)t->numel / rows;
+            pg_fake_quant_rows(p, p, rows, cols, bits);
+        } else {
+            memcpy(p, a->master + o, t->numel * sizeof *p);
+        }
+        o += t->numel;
+    }
+}
+
 /* ---- checkpoints: model file + companion state file ---- */
 
 static void state_path(char *out, size_t n, const char *ckpt)
@@ -88,10 +167,10 @@ struct blob {
     size_t size;
 };
 
-static int save_checkpoint(const char *path, struct pg_model *m, struct groups *g, int step,
+static int save_checkpoint(const char *path, struct pg_model *m, struct groups *g, const struct avg *av, int step,
                            const struct pg_train_loader *l, double train_ms)
 {
-    char stepbuf[32], filebuf[32], posbuf[32], msbuf[40];
+    char stepbuf[32], filebuf[32], posbuf[32], msbuf[40], swabuf[32];
     snprintf(stepbuf, sizeof stepbuf, "%d", step);
     const char *k[] = {"step"}, *v[] = {stepbuf};
     PG_TRY(pg_ckpt_save(m, path, 1, k, v));
@@ -113,6 +192,12 @@ static int save_checkpoint(const char *path, struct pg_model *m, struct groups *
             int64_t shape[1] = {(int64_t)b[i].size};
             rc = pg_st_add(&w, b[i].name, PG_ST_U8, 1, shape, b[i].data);
         }
+    /* The averages are state too: a resumed run continues them bit-exactly. */
+    int64_t nshape[1] = {(int64_t)m->nparams};
+    if (!rc && av->ema) rc = pg_st_add(&w, "ema", PG_ST_F32, 1, nshape, av->ema);
+    if (!rc && av->swa_sum) rc = pg_st_add(&w, "swa_sum", PG_ST_F64, 1, nshape, av->swa_sum);
+    snprintf(swabuf, sizeof swabuf, "%lld", (long long)av->swa_count);
+    if (!rc && av->swa_sum) rc = pg_st_set_meta(&w, "swa_count", swabuf);
     size_t file;
     uint64_t pos;
     pg_train_loader_state(l, &file, &pos);
@@ -176,6 +261,47 @@ static int load_state(const char *ckpt, struct groups *g, struct pg_train_loader
     return rc;
 }
 
+/* Reads the EMA shadow and the SWA sum of a training state into the buffers that are on. A state
+ * without them (a run that had them off) starts the EMA at the current weights and SWA empty. */
+static int load_avg(const char *ckpt, struct avg *a, const struct pg_model *m, int verbosity)
+{
+    if (!a->ema && !a->swa_sum) return 0;
+    char sp[1100];
+    state_path(sp, sizeof sp, ckpt);
+    struct pg_st_file f;
+    PG_TRY(pg_st_open(&f, sp));
+    int rc = 0;
+    const struct pg_st_tensor *t;
+    if (a->ema) {
+        if (!(t = pg_st_find(&f, "ema"))) {
+            ema_reset(a, m);
+            if (verbosity > 0) fprintf(stderr, "%s: no EMA state: the EMA starts at the checkpoint's weights\n", sp);
+        } else if (t->dtype != PG_ST_F32 || pg_st_nbytes(t) != m->nparams * sizeof *a->ema) {
+            rc = pg_error(PG_E_FORMAT, "%s: 'ema' is not %zu F32 values", sp, m->nparams);
+        } else {
+            memcpy(a->ema, t->data, m->nparams * sizeof *a->ema);
+        }
+    }
+    if (!rc && a->swa_sum) {
+        const char *cnt = pg_st_meta(&f, "swa_count");
+        int64_t nsnap = 0;
+        if (!(t = pg_st_find(&f, "swa_sum")) || !cnt) {
+            if (verbosity > 0) fprintf(stderr, "%s: no SWA state: SWA starts empty\n", sp);
+        } else if (t->dtype != PG_ST_F64 || pg_st_nbytes(t) != m->nparams * sizeof *a->swa_sum) {
+            rc = pg_error(PG_E_FORMAT, "%s: 'swa_sum' is not %zu F64 values", sp, m->nparams);
+        } else if (pg_parse_i64("swa_count", cnt, 0, INT64_MAX, &nsnap)) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", pg_error_message());
+            rc = pg_error(PG_E_FORMAT, "%s: %s", sp, msg);
+        } else {
+            memcpy(a->swa_sum, t->data, m->nparams * sizeof *a->swa_sum);
+            a->swa_count = nsnap;
+        }
+    }
+    pg_st_close(&f);
+    return rc;
+}
+
 /* ---- logging ---- */
 
 static void metric(FILE *f, const char *json_line)
@@ -207,11 +333,14 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     struct pg_val_set val;
     struct pg_model m;
     struct groups g;
+    struct avg av;
     memset(&loader, 0, sizeof loader), memset(&val, 0, sizeof val), memset(&m, 0, sizeof m), memset(&g, 0, sizeof g);
+    memset(&av, 0, sizeof av);
     int32_t *x = NULL, *y = NULL;
     FILE *mf = NULL;
     rc = pg_train_loader_open(&loader, o->data_dir, o->prefix, 0, 1, c->train_batch_tokens, c->train_seq_len,
                               c->grad_accum_steps);
+    if (!rc && c->coprime_loader) rc = pg_train_loader_use_coprime(&loader, (uint64_t)c->seed);
     if (!rc) rc = pg_val_open(&val, o->data_dir, o->prefix, c->train_seq_len);
     int b = (int)(loader.local_tokens / c->train_seq_len);
     if (!rc) rc = pg_model_init(&m, c, &pg_backend_cpu, 1);
@@ -220,6 +349,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         pg_model_init_weights(&m, c->seed);
         rc = groups_init(&g, &m, c, o->muon_bf16);
     }
+    if (!rc) rc = avg_init(&av, &m, c);
     if (!rc && !((x = pg_malloc((size_t)loader.local_tokens * sizeof *x)) &&
                  (y = pg_malloc((size_t)loader.local_tokens * sizeof *y))))
         rc = PG_E_NOMEM;
@@ -228,6 +358,10 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     if (!rc && o->resume) {
         rc = pg_ckpt_load(&m, o->resume);
         if (!rc) rc = load_state(o->resume, &g, &loader, &step, &train_ms);
+        if (!rc && av.ema) ema_reset(&av, &m); /* replaced by the state's shadow when it has one */
+        if (!rc) rc = load_avg(o->resume, &av, &m, o->verbosity);
+    } else if (!rc && av.ema) {
+        ema_reset(&av, &m); /* the EMA starts at the initial weights */
     }
     char path[1100];
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->run_dir);
@@ -240,28 +374,53 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     pg_progress_init(&prog, "train", "step", (uint64_t)c->iterations, o->progress);
     prog.done = (uint64_t)step;
     double max_ms = c->max_wallclock_seconds * 1000.0;
+    int final = FINAL_RAW, was_looping = 0;
     while (!rc) {
         int last = step >= c->iterations || (max_ms > 0 && train_ms >= max_ms) || (o->stop && *o->stop) ||
                    (o->stop_at > 0 && step >= o->stop_at);
+        if (last && (final = final_kind(&av)) != FINAL_RAW) {
+            /* The last validation scores the weights saved as the final model. */
+            memcpy(av.raw, m.params, m.nparams * sizeof *av.raw);
+            put_final(&av, &m);
+        }
         if (last || (c->val_loss_every > 0 && step % c->val_loss_every == 0)) {
             struct pg_eval_result er;
+            m.looping = c->num_loops > 0; /* evaluation always loops */
             if ((rc = pg_eval_val(&m, &val, &lut, 0, 1, val_b, 0, &er))) break;
             r->val_loss = er.val_loss, r->val_bpb = er.val_bpb;
+            char what[64] = "";
+            if (final == FINAL_EMA) snprintf(what, sizeof what, " (EMA weights)");
+            if (final == FINAL_SWA) snprintf(what, sizeof what, " (SWA of %lld snapshots)", (long long)av.swa_count);
             if (o->verbosity > 0)
-                fprintf(stderr, "%sstep:%d/%d val_loss:%.4f val_bpb:%.4f train_time:%.0fms eval_time:%.0fms\n",
+                fprintf(stderr, "%sstep:%d/%d val_loss:%.4f val_bpb:%.4f train_time:%.0fms eval_time:%.0fms%s\n",
                         prog.drawn ? "\n" : "", step, c->iterations, er.val_loss, er.val_bpb, train_ms,
-                        er.seconds * 1000);
-            snprintf(line, sizeof line, "{\"step\":%d,\"val_loss\":%.8f,\"val_bpb\":%.8f,\"train_ms\":%.1f}", step,
-                     er.val_loss, er.val_bpb, train_ms);
+                        er.seconds * 1000, what);
+            snprintf(line, sizeof line, "{\"step\":%d,\"val_loss\":%.8f,\"val_bpb\":%.8f,\"train_ms\":%.1f%s}", step,
+                     er.val_loss, er.val_bpb, train_ms,
+                     final == FINAL_EMA ? ",\"weights\":\"ema\"" : final == FINAL_SWA ? ",\"weights\":\"swa\"" : "");
             metric(mf, line);
         }
         if (last) break;
         double t0 = pg_now();
-        double mul = max_ms > 0 ? pg_lr_mul_wallclock(step, train_ms, c->warmdown_iters, max_ms)
-                                : pg_lr_mul_iterations(step, c->iterations, c->warmdown_iters);
+        /* The schedule (spec/techniques.md §3.3): by training fraction when warmdown_frac > 0,
+         * else the baseline's warmdown_iters; min_lr floors either. */
+        double frac = pg_train_frac(step, c->iterations, train_ms, max_ms);
+        double mul = c->warmdown_frac > 0 ? pg_lr_mul_frac(frac, c->warmdown_frac, c->min_lr)
+                     : max_ms > 0         ? pg_lr_mul_wallclock(step, train_ms, c->warmdown_iters, max_ms)
+                                          : pg_lr_mul_iterations(step, c->iterations, c->warmdown_iters);
+        if (c->min_lr > 0 && mul < c->min_lr) mul = c->min_lr;
         double mom = pg_muon_momentum(step, c->muon_momentum_warmup_start, c->muon_momentum,
                                       c->muon_momentum_warmup_steps);
+        double wd_mul = pg_wd_taper(frac, c->wd_taper_start, c->wd_taper_final);
+        if (c->wd_taper_start < 1) pg_muon_set_weight_decay(&g.muon, c->muon_wd * wd_mul);
+        int qat = c->qat_start_lr > 0 && mul < c->qat_start_lr;
+        m.looping = c->num_loops > 0 && frac >= c->enable_looping_at;
+        if (m.looping && !was_looping && o->verbosity > 0)
+            fprintf(stderr, "%sstep:%d looping on from this step (training fraction %.4f)\n", prog.drawn ? "\n" : "",
+                    step + 1, frac);
+        was_looping = m.looping;
         pg_model_zero_grad(&m);
+        if (qat) qat_swap(&av, &m, c->qat_bits, 1);
         double loss = 0, scale = 1.0 / ((double)loader.local_tokens * c->grad_accum_steps);
         for (int micro = 0; micro < c->grad_accum_steps && !rc; micro++) {
             if ((rc = pg_train_loader_next(&loader, x, y))) break;
@@ -271,6 +430,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
             loss += pg_model_forward(&m, x, y, b, NULL) * scale;
             pg_model_backward(&m, scale);
         }
+        if (qat) qat_swap(&av, &m, c->qat_bits, 0);
         if (rc) break;
         if (!isfinite(loss)) {
             rc = pg_error(PG_E_FORMAT, "step %d: the training loss is %g: diverged", step, loss);
@@ -281,10 +441,16 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         if (g.has_head) pg_adam_step(&g.head, c->head_lr * mul);
         pg_muon_step(&g.muon, c->matrix_lr * mul, mom);
         pg_adam_step(&g.scalar, c->scalar_lr * mul);
+        if (av.ema) pg_ema_update(av.ema, m.params, m.nparams, c->ema_decay);
         double ms = (pg_now() - t0) * 1000;
         train_ms += ms;
         step++;
         r->train_loss = loss;
+        if (av.swa_sum && mul < c->swa_start_lr && step % c->swa_every == 0) {
+            if (av.ema) pg_swa_add(av.swa_sum, av.ema, m.nparams);
+            else pg_swa_add_real(av.swa_sum, m.params, m.nparams);
+            av.swa_count++;
+        }
         pg_progress_update(&prog, (uint64_t)step);
         if (o->verbosity > 0 && c->train_log_every > 0 && (step <= 10 || step % c->train_log_every == 0)) {
             fprintf(stderr, "%sstep:%d/%d train_loss:%.4f lr_mul:%.4f step_ms:%.1f tok/s:%.0f\n",
@@ -292,19 +458,23 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         }
         snprintf(line, sizeof line,
                  "{\"step\":%d,\"train_loss\":%.8f,\"lr_mul\":%.6f,\"muon_momentum\":%.6f,\"step_ms\":%.3f,"
-                 "\"tokens_per_s\":%.1f}",
-                 step, loss, mul, mom, ms, tokens_per_step / (ms / 1000));
+                 "\"tokens_per_s\":%.1f,\"muon_wd_mul\":%.6f,\"qat\":%d,\"looping\":%d}",
+                 step, loss, mul, mom, ms, tokens_per_step / (ms / 1000), wd_mul, qat, m.looping);
         metric(mf, line);
         if (o->save_every > 0 && step % o->save_every == 0) {
             snprintf(path, sizeof path, "%s/ckpt_%06d.safetensors", o->run_dir, step);
-            rc = save_checkpoint(path, &m, &g, step, &loader, train_ms);
+            rc = save_checkpoint(path, &m, &g, &av, step, &loader, train_ms);
         }
     }
     pg_progress_finish(&prog);
     if (!rc) {
         /* The final (or interrupted) state: a resumable checkpoint, and the plain model file. */
         snprintf(path, sizeof path, "%s/ckpt_%06d.safetensors", o->run_dir, step);
-        rc = save_checkpoint(path, &m, &g, step, &loader, train_ms);
+        /* The checkpoint keeps the raw weights (and the averages in its state), the model file the
+         * final ones: the SWA average, else the EMA, else the raw weights. */
+        if (final != FINAL_RAW) memcpy(m.params, av.raw, m.nparams * sizeof *m.params);
+        rc = save_checkpoint(path, &m, &g, &av, step, &loader, train_ms);
+        if (final != FINAL_RAW) put_final(&av, &m);
         snprintf(r->final_ckpt, sizeof r->final_ckpt, "%s/model.safetensors", o->run_dir);
         const char *k[] = {"step"};
         char sb[32];
@@ -319,6 +489,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     if (mf) fclose(mf);
     free(x), free(y);
     groups_free(&g);
+    avg_free(&av);
     pg_model_free(&m);
     pg_val_close(&val);
     pg_train_loader_close(&loader);

@@ -8,6 +8,14 @@
  * Checkpoints are a model file (ckpt.h) plus a companion state file with the optimizers, the
  * loader position and the step, so --resume continues bit-exactly. The warmup-then-restore of the
  * PyTorch script only primes torch.compile and restores the initial state, so it is skipped here.
+ *
+ * The record stack's schedule (spec/techniques.md §1.3, §3.3, §4.2), every part off by default:
+ * the LR multiplier by training fraction (warmdown_frac, min_lr), the Muon weight-decay taper,
+ * late QAT (straight-through fake quantization of the Muon matrices while lr_mul < qat_start_lr),
+ * the depth-recurrence switch (model.looping from enable_looping_at), an fp32 EMA of the weights
+ * and SWA. With EMA or SWA on, model.safetensors and the last validation get the averaged weights
+ * (SWA once it has a snapshot, else the EMA); the checkpoints keep the raw weights, and their
+ * state file the EMA shadow ("ema", F32) and the SWA sum ("swa_sum", F64, with "swa_count").
  */
 #ifndef PG_TRAIN_H
 #define PG_TRAIN_H

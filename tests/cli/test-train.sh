@@ -3,7 +3,9 @@
 # val_bpb equals an independent float64 evaluation of the same safetensors file (1e-4 relative)
 # and the training's own final validation; resume is bit-exact (20 steps straight = 10 + resume
 # + 10, byte for byte, with the same data order, also with the record stack's optimizer switches
-# on); SIGTERM stops with a resumable checkpoint;
+# on); the record stack's schedule (warmdown by fraction, min_lr, WD taper, EMA, SWA, late QAT,
+# the looping switch): defaults byte-identical, each switch changes the model, EMA equals an
+# independent recomputation, resume bit-exact with all of it on; SIGTERM stops with a resumable checkpoint;
 # bad checkpoints and bad options fail cleanly; --dry-run prints the resolved configuration and the
 # parameter count without reading data.
 . "$(dirname "$0")/lib.sh"
@@ -74,6 +76,105 @@ check "record optimizers: resume to 20" train -o "$W/rb" --iterations 20 --val-e
 check "record optimizers: resumed model is byte-identical" cmp -s "$W/ra/model.safetensors" "$W/rb/model.safetensors"
 check "record optimizers: the model differs from the baseline optimizers'" \
     sh -c "! cmp -s \"$W/a/model.safetensors\" \"$W/ra/model.safetensors\""
+
+# ---- the record stack's schedule (spec/techniques.md §1.3, §3.3, §4.2) ----
+# every new key at its default gives the bytes of a run without them
+DEF="--warmdown-frac 0 --min-lr 0 --wd-taper-start 1 --wd-taper-final 0.5 --ema-decay 0 --swa-every 0
+ --swa-start-lr 0.5 --qat-start-lr 0 --qat-bits 6 --enable-looping-at 0"
+# shellcheck disable=SC2086
+check "schedule defaults: 20 steps" train -o "$W/d0" --iterations 20 --val-every 0 $DEF
+check "schedule defaults: byte-identical to the run without the flags" cmp -s "$W/a/model.safetensors" "$W/d0/model.safetensors"
+check "schedule defaults: metrics say muon_wd_mul 1, qat 0, looping 0 at every step" \
+    test "$(grep -c '"muon_wd_mul":1.000000,"qat":0,"looping":0}' "$W/d0/metrics.jsonl")" = 20
+# each switch changes the model; sw NAME DIR BASE FLAGS...
+sw() {
+    sw_name=$1 sw_dir=$2 sw_base=$3
+    shift 3
+    check "$sw_name: trains" train -o "$W/$sw_dir" --iterations 20 --val-every 0 "$@"
+    check "$sw_name: the model differs from the default's" \
+        sh -c "! cmp -s \"$W/$sw_base/model.safetensors\" \"$W/$sw_dir/model.safetensors\""
+}
+sw "warmdown-frac 0.5" wf a --warmdown-frac 0.5
+lr_at() { jq -s -r ".[] | select(.step == $2 and .train_loss) | .lr_mul" "$W/$1/metrics.jsonl"; }
+check "warmdown-frac 0.5: lr_mul 1 at step 10, 0.2 at step 18 ($(lr_at wf 11) $(lr_at wf 19))" \
+    test "$(lr_at wf 11) $(lr_at wf 19)" = "1 0.2"
+sw "min-lr 0.5" ml a --min-lr 0.5
+check "min-lr 0.5: floors the warmdown_iters schedule (step 19: $(lr_at ml 20))" test "$(lr_at ml 20)" = "0.5"
+# shellcheck disable=SC2086
+sw "wd taper" wt ra $REC --wd-taper-start 0.5 --wd-taper-final 0.5
+wd_at() { jq -s -r ".[] | select(.step == $2 and .train_loss) | .muon_wd_mul" "$W/$1/metrics.jsonl"; }
+check "wd taper: multiplier 1 to step 10, 0.75 at step 15 ($(wd_at wt 10) $(wd_at wt 16))" \
+    test "$(wd_at wt 10) $(wd_at wt 16)" = "1 0.75"
+sw "ema-decay 0.9" ema a --ema-decay 0.9
+check "ema: the final validation scores the EMA weights" \
+    test "$(jq -s -r '[.[] | select(.val_bpb)] | .[-1].weights' "$W/ema/metrics.jsonl")" = ema
+check "ema: model.safetensors differs from the raw weights of the last checkpoint" \
+    sh -c "! cmp -s \"$W/ema/model.safetensors\" \"$W/ema/ckpt_000020.safetensors\""
+# (the headers differ: the configuration is in the metadata)
+data_of "$W/a/ckpt_000020.safetensors" >"$W/a.raw"
+data_of "$W/ema/ckpt_000020.safetensors" >"$W/ema.raw"
+check "ema: the raw checkpoint's weights equal the run without EMA" cmp -s "$W/a.raw" "$W/ema.raw"
+"$EVAL" "$W/ema/model.safetensors" -d "$W/data" --prefix t -m "$W/sp.model" --json >"$W/ema.json" 2>/dev/null
+ema_bpb=$(jq -s '[.[] | select(.val_bpb)] | .[-1].val_bpb' "$W/ema/metrics.jsonl")
+check "ema: pg-eval of model.safetensors = the training's final validation ($ema_bpb)" \
+    sh -c "[ \$(echo \"$(rel "$(jq .val_bpb "$W/ema.json")" "$ema_bpb") < 0.000001\" | bc -l) = 1 ]"
+sw "swa-every 1" swa a --swa-every 1
+check "swa: the final validation scores the SWA average" \
+    test "$(jq -s -r '[.[] | select(.val_bpb)] | .[-1].weights' "$W/swa/metrics.jsonl")" = swa
+sw "swa over ema" swe ema --ema-decay 0.9 --swa-every 1
+sw "qat-start-lr 0.5" qat a --qat-start-lr 0.5
+check "qat: on for the steps with lr_mul < 0.5 only (the last 2 of 20)" \
+    test "$(jq -s '[.[] | select(.qat == 1 and .lr_mul < 0.5)] | length' "$W/qat/metrics.jsonl") $(grep -c '"qat":1' "$W/qat/metrics.jsonl")" = "2 2"
+sw "qat-bits 3" qb3 qat --qat-start-lr 0.5 --qat-bits 3
+check "looping: off before enable_looping_at, on from it (steps 10-19)" \
+    train -o "$W/loop" --iterations 20 --val-every 0 --num-loops 1 --loop-start 1 --loop-end 1 --enable-looping-at 0.5
+check "looping: metrics have looping 0 for 10 steps, then 1 for 10" \
+    test "$(grep -c '"looping":0' "$W/loop/metrics.jsonl") $(grep -c '"looping":1' "$W/loop/metrics.jsonl")" = "10 10"
+
+# EMA recomputed independently: θ0 (a 0-step run) and the raw checkpoints of steps 1..3
+if command -v python3 >/dev/null 2>&1; then
+    train -o "$W/e0" --iterations 0 --val-every 0 --ema-decay 0.8
+    train -o "$W/e3" --iterations 3 --val-every 0 --ema-decay 0.8 --save-every 1
+    cat >"$W/ema.py" <<'PY'
+import json, struct, sys
+def load(p):
+    b = open(p, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n]); out = {}
+    for k, v in h.items():
+        if k == '__metadata__': continue
+        s, e = v['data_offsets']; out[k] = struct.unpack('<%df' % ((e - s) // 4), b[8 + n + s:8 + n + e])
+    return out
+f32 = lambda x: struct.unpack('<f', struct.pack('<f', x))[0]
+d = float(sys.argv[1]); final = load(sys.argv[2]); ema = load(sys.argv[3])
+for p in sys.argv[4:]:
+    th = load(p)
+    ema = {k: [f32(d * e + (1 - d) * t) for e, t in zip(ema[k], th[k])] for k in ema}
+bad = sum(1 for k in ema for a, b in zip(ema[k], final[k]) if abs(a - b) > 2.0 ** -22 * max(abs(b), 1e-30))
+print(bad)
+PY
+    bad=$(python3 "$W/ema.py" 0.8 "$W/e3/model.safetensors" "$W/e0/ckpt_000000.safetensors" \
+        "$W/e3/ckpt_000001.safetensors" "$W/e3/ckpt_000002.safetensors" "$W/e3/ckpt_000003.safetensors")
+    check "ema: model.safetensors = 0.8^3 θ0 + 0.2 Σ 0.8^(3-k) θk over the raw checkpoints ($bad values differ)" test "$bad" = 0
+else
+    check "ema recomputed independently # SKIP no python3" true
+fi
+
+# resume is bit-exact with the whole schedule on: snapshots and QAT on both sides of the split
+SCH="--warmdown-frac 0.8 --min-lr 0.05 --muon-wd 0.095 --wd-taper-start 0.3 --wd-taper-final 0.4 --ema-decay 0.9
+ --swa-every 2 --swa-start-lr 0.9 --qat-start-lr 0.7 --qat-bits 5"
+# shellcheck disable=SC2086
+check "schedule on: 20 steps straight" train -o "$W/sa" --iterations 20 --val-every 0 $SCH
+# shellcheck disable=SC2086
+check "schedule on: 10 steps of the same schedule" train -o "$W/sb" --iterations 20 --val-every 0 --stop-at 10 $SCH
+check "schedule on: SWA snapshots and QAT before the split" \
+    test "$(grep -c '"qat":1' "$W/sb/metrics.jsonl")" -ge 1 -a "$(jq -s -r '[.[] | select(.val_bpb)] | .[-1].weights' "$W/sb/metrics.jsonl")" = swa
+# shellcheck disable=SC2086
+check "schedule on: resume to 20" train -o "$W/sb" --iterations 20 --val-every 0 $SCH --resume "$W/sb/ckpt_000010.safetensors"
+check "schedule on: resumed model is byte-identical" cmp -s "$W/sa/model.safetensors" "$W/sb/model.safetensors"
+check "schedule on: resumed raw checkpoint is byte-identical" cmp -s "$W/sa/ckpt_000020.safetensors" "$W/sb/ckpt_000020.safetensors"
+data_of "$W/sa/ckpt_000020.state.safetensors" >"$W/sa.state"
+data_of "$W/sb/ckpt_000020.state.safetensors" >"$W/sb.state"
+check "schedule on: resumed state (optimizers, EMA, SWA sum) is byte-identical" cmp -s "$W/sa.state" "$W/sb.state"
+check "schedule on: the state holds the EMA and the SWA sum" grep -q '"swa_sum"' "$W/sa/ckpt_000020.state.safetensors"
 
 # ---- SIGTERM: checkpoint, clean exit, resumable ----
 "$TRAIN" -d "$W/data" --prefix t -m "$W/sp.model" $TINY -o "$W/sig" --iterations 1000000 --val-every 0 2>"$W/sig.err" &

@@ -12,6 +12,7 @@
 
 #include "../../lib/err.h"
 #include "../../lib/optim.h"
+#include "../../lib/quant.h"
 
 #include <float.h>
 #include <math.h>
@@ -674,6 +675,179 @@ static void test_schedules(void)
     is_close(pg_muon_momentum(3, 0.85, 0.95, 0), 0.95, 0, 0, "momentum: no warmup = final");
 }
 
+/* ---- the record stack's schedule (spec/techniques.md §1.3, §3.3, §4.2) ---- */
+
+static void test_record_schedule(void)
+{
+    /* training fraction: wall clock when capped, else steps */
+    is_close(pg_train_frac(100, 1000, 150000, 600000), 0.25, 0, 0, "frac: wall clock 150 s of 600 s = 0.25");
+    is_close(pg_train_frac(100, 1000, 150000, 0), 0.1, 0, 0, "frac: no cap, step 100 of 1000 = 0.1");
+    is_close(pg_train_frac(5, 0, 0, 0), 0.0, 0, 0, "frac: no iterations = 0");
+    /* lr by fraction, the Top record's W = 0.85, MIN_LR = 0.1 */
+    is_close(pg_lr_mul_frac(0.0, 0.85, 0.1), 1.0, 0, 0, "lr frac: 0 = 1");
+    is_close(pg_lr_mul_frac(0.149, 0.85, 0.1), 1.0, 0, 0, "lr frac: 0.149 < 1 - W = 1");
+    is_close(pg_lr_mul_frac(0.15, 0.85, 0.1), 1.0, 1e-15, 0, "lr frac: 0.15 = 1 (the start of the decay)");
+    is_close(pg_lr_mul_frac(0.575, 0.85, 0.1), 0.5, 1e-15, 0, "lr frac: 0.575 = 0.5");
+    is_close(pg_lr_mul_frac(0.9, 0.85, 0.1), 0.1 / 0.85, 1e-15, 0, "lr frac: 0.9 = 0.1/0.85, above the floor");
+    is_close(pg_lr_mul_frac(0.95, 0.85, 0.1), 0.1, 0, 0, "lr frac: 0.95 = min_lr");
+    is_close(pg_lr_mul_frac(1.0, 0.85, 0.0), 0.0, 0, 0, "lr frac: 1 without a floor = 0");
+    is_close(pg_lr_mul_frac(1.2, 0.5, 0.0), 0.0, 0, 0, "lr frac: past the end, floored at 0");
+    is_close(pg_lr_mul_frac(0.9, 0.0, 0.1), 1.0, 0, 0, "lr frac: W = 0 = 1 (warmdown_iters instead)");
+    /* every frac: continuous, non-increasing, in [min_lr, 1] */
+    int mono = 1;
+    for (int i = 1; i <= 1000; i++) {
+        double a = pg_lr_mul_frac((i - 1) / 1000.0, 0.72, 0.05), b = pg_lr_mul_frac(i / 1000.0, 0.72, 0.05);
+        if (b > a || a - b > 1.0 / 720 + 1e-12 || b < 0.05 || a > 1) mono = 0;
+    }
+    ok(mono, "lr frac: non-increasing, continuous, within [min_lr, 1] over [0, 1]");
+    /* WD taper: the record's 1 until 0.70, then linear to 0.50 at 1 */
+    is_close(pg_wd_taper(0.5, 0.7, 0.5), 1.0, 0, 0, "taper: 0.5 = 1");
+    is_close(pg_wd_taper(0.7, 0.7, 0.5), 1.0, 1e-15, 0, "taper: 0.7 = 1");
+    is_close(pg_wd_taper(0.85, 0.7, 0.5), 0.75, 1e-12, 0, "taper: 0.85 = 0.75");
+    is_close(pg_wd_taper(1.0, 0.7, 0.5), 0.5, 1e-12, 0, "taper: 1 = 0.5");
+    is_close(pg_wd_taper(1.3, 0.7, 0.5), 0.5, 1e-12, 0, "taper: past the end stays 0.5");
+    is_close(pg_wd_taper(0.99, 1.0, 0.5), 1.0, 0, 0, "taper: start 1 = off");
+    is_close(pg_wd_taper(0.5, 0.0, 2.0), 1.5, 1e-12, 0, "taper: start 0, final 2: 0.5 = 1.5");
+    /* the record's momentum warmup 0.92 -> 0.97 over 1500 steps */
+    is_close(pg_muon_momentum(0, 0.92, 0.97, 1500), 0.92, 1e-15, 0, "momentum record: step 0 = 0.92");
+    is_close(pg_muon_momentum(750, 0.92, 0.97, 1500), 0.945, 1e-15, 0, "momentum record: step 750 = 0.945");
+    is_close(pg_muon_momentum(1500, 0.92, 0.97, 1500), 0.97, 1e-15, 0, "momentum record: step 1500 = 0.97");
+    is_close(pg_muon_momentum(4000, 0.92, 0.97, 1500), 0.97, 1e-15, 0, "momentum record: after = 0.97");
+}
+
+/* Muon's weight decay set per step (the taper) equals a Muon set up with that decay. */
+static void test_muon_wd_setter(void)
+{
+    enum { R = 12, C = 8 };
+    float p1[R * C], p2[R * C], g[R * C];
+    rand_matrix(p1, R, C);
+    memcpy(p2, p1, sizeof p1);
+    rand_matrix(g, R, C);
+    struct pg_opt_tensor t1 = {p1, g, R, C, R * C}, t2 = {p2, g, R, C, R * C};
+    struct pg_muon a, b;
+    pg_muon_init(&a, &t1, 1, 5, 1, 0);
+    pg_muon_init(&b, &t2, 1, 5, 1, 0);
+    pg_muon_set_variant(&a, PG_NS_CLASSIC, 0, 0.095 * 0.75);
+    pg_muon_set_variant(&b, PG_NS_CLASSIC, 0, 0.095);
+    is_int(pg_muon_set_weight_decay(&b, 0.095 * 0.75), 0, "muon wd setter: accepted");
+    is_int(pg_muon_set_weight_decay(&b, -1), PG_E_INVAL, "muon wd setter: negative refused");
+    is_int(pg_muon_set_weight_decay(&b, NAN), PG_E_INVAL, "muon wd setter: NaN refused");
+    pg_muon_step(&a, 0.02, 0.95);
+    pg_muon_step(&b, 0.02, 0.95);
+    ok(!memcmp(p1, p2, sizeof p1), "muon wd setter: same bits as the decay set at init");
+    ok(b.coeffs == PG_NS_CLASSIC && b.wd == 0.095 * 0.75, "muon wd setter: changes the decay only");
+    pg_muon_free(&a), pg_muon_free(&b);
+}
+
+/* EMA and SWA against their closed forms. */
+static void test_ema_swa(void)
+{
+    enum { N = 40000, K = 3 }; /* N above the parallel threshold */
+    const double d = 0.9;
+    float *th[K + 1], *ema = malloc(N * sizeof *ema);
+    double *sum = calloc(N, sizeof *sum);
+    for (int k = 0; k <= K; k++) {
+        th[k] = malloc(N * sizeof *th[k]);
+        for (int i = 0; i < N; i++) th[k][i] = (float)urand();
+    }
+    memcpy(ema, th[0], N * sizeof *ema);
+    for (int k = 1; k <= K; k++) pg_ema_update(ema, th[k], N, d);
+    /* d^K·θ0 + Σ_k (1 − d)·d^(K−k)·θk, in double: a float rounding per step apart */
+    double maxerr = 0;
+    int exact1 = 1;
+    for (int i = 0; i < N; i++) {
+        double want = pow(d, K) * th[0][i];
+        for (int k = 1; k <= K; k++) want += (1 - d) * pow(d, K - k) * th[k][i];
+        maxerr = fmax(maxerr, fabs(ema[i] - want));
+    }
+    ok(maxerr < 4e-7, "ema: = d^K θ0 + Σ (1-d) d^(K-k) θk (max error %.3g)", maxerr);
+    float e1[4] = {1, -2, 0.5f, 3}, t1[4] = {3, 2, 0.5f, -1};
+    pg_ema_update(e1, t1, 4, 0.75);
+    exact1 = e1[0] == 1.5f && e1[1] == -1.0f && e1[2] == 0.5f && e1[3] == 2.0f;
+    ok(exact1, "ema: one step by hand (0.75·e + 0.25·θ)");
+    float e2[2] = {1, 2}, t2[2] = {5, 7};
+    pg_ema_update(e2, t2, 2, 1.0);
+    ok(e2[0] == 1 && e2[1] == 2, "ema: decay 1 keeps the shadow");
+    for (int k = 0; k <= K; k++) pg_swa_add(sum, th[k], N);
+    double swerr = 0;
+    for (int i = 0; i < N; i++) {
+        double want = 0;
+        for (int k = 0; k <= K; k++) want += th[k][i];
+        swerr = fmax(swerr, fabs(sum[i] / (K + 1) - want / (K + 1)));
+    }
+    ok(swerr == 0, "swa: the sum of float snapshots is exact in double (max error %g)", swerr);
+    double s2[3] = {0};
+    pg_real r2[3] = {1, 2, 4};
+    pg_swa_add_real(s2, r2, 3), pg_swa_add_real(s2, r2, 3);
+    ok(s2[0] == 2 && s2[1] == 4 && s2[2] == 8, "swa: pg_swa_add_real accumulates");
+    for (int k = 0; k <= K; k++) free(th[k]);
+    free(ema), free(sum);
+}
+
+/* Late QAT's fake quantization against a straightforward per-element reference. */
+static double round_half_even_ref(double x)
+{
+    double f = floor(x), r = x - f;
+    if (r > 0.5) return f + 1;
+    if (r < 0.5) return f;
+    return fmod(f, 2) == 0 ? f : f + 1;
+}
+
+static void test_fake_quant(void)
+{
+    enum { R = 37, C = 53 };
+    float *w = malloc(R * C * sizeof *w), *out = malloc(R * C * sizeof *out);
+    for (int bits = 2; bits <= 8; bits++) {
+        for (int i = 0; i < R * C; i++) w[i] = (float)(urand() * (1 + i % 7));
+        for (int c = 0; c < C; c++) w[3 * C + c] = 0;                   /* a zero row */
+        w[5 * C + 7] = 1.0f, w[5 * C + 8] = -1.0f;                      /* ties: row 5 ... */
+        for (int c = 0; c < C; c++)
+            if (c != 7 && c != 8) w[5 * C + c] = 0.5f / ((1 << (bits - 1)) - 1) * (c % 5 - 2);
+        pg_fake_quant_rows(w, out, R, C, bits);
+        const float Q = (float)((1 << (bits - 1)) - 1);
+        int same = 1, onlev = 1, levels_ok = 1;
+        double maxrel = 0;
+        for (int r = 0; r < R; r++) {
+            float amax = 0;
+            for (int c = 0; c < C; c++) amax = fmaxf(amax, fabsf(w[r * C + c]));
+            float s = amax / Q;
+            int used[256] = {0}, nlev = 0;
+            for (int c = 0; c < C; c++) {
+                float want = 0;
+                if (s > 0) {
+                    double q = round_half_even_ref((double)(w[r * C + c] / s));
+                    q = fmin(fmax(q, -Q - 1), Q);
+                    want = (float)q * s;
+                    int qi = (int)q + 128;
+                    if (!used[qi]) used[qi] = 1, nlev++;
+                    if (fabs(out[r * C + c] - w[r * C + c]) > s / 2 * (1 + 1e-6)) onlev = 0;
+                    maxrel = fmax(maxrel, fabs(out[r * C + c] - w[r * C + c]) / amax);
+                }
+                if (out[r * C + c] != want) same = 0;
+            }
+            if (nlev > 2 * Q + 1) levels_ok = 0;
+        }
+        ok(same, "fake quant int%d: = per-row reference, half-even ties, zero row kept", bits);
+        ok(onlev && levels_ok, "fake quant int%d: within half a step, at most %d levels (max rel %.3g)", bits,
+           (int)(2 * Q + 1), maxrel);
+        /* in place gives the same; quantizing twice changes nothing */
+        memcpy(out, w, R * C * sizeof *w);
+        pg_fake_quant_rows(out, out, R, C, bits);
+        float *again = malloc(R * C * sizeof *again);
+        pg_fake_quant_rows(out, again, R, C, bits);
+        double idem = 0;
+        for (int i = 0; i < R * C; i++) idem = fmax(idem, fabs(again[i] - out[i]) / (fabs(out[i]) + 1e-30));
+        ok(idem < 1e-6, "fake quant int%d: in place, and (nearly) idempotent (rel %.3g)", bits, idem);
+        free(again);
+    }
+    /* a hand row at int6: s = 31/31 = 1: 0.5 -> 0, 1.5 -> 2, -2.5 -> -2, 31 stays */
+    float h[5] = {0.5f, 1.5f, -2.5f, 31.0f, -0.49f}, ho[5];
+    pg_fake_quant_rows(h, ho, 1, 5, 6);
+    ok(ho[0] == 0 && ho[1] == 2 && ho[2] == -2 && ho[3] == 31 && ho[4] == 0, "fake quant: hand row at int6 "
+       "(%g %g %g %g %g)", ho[0], ho[1], ho[2], ho[3], ho[4]);
+    free(w), free(out);
+}
+
 /* ---- clipping ---- */
 
 static void test_clip(void)
@@ -823,6 +997,10 @@ int main(void)
     test_adamw();
     test_baseline_bits();
     test_schedules();
+    test_record_schedule();
+    test_muon_wd_setter();
+    test_ema_swa();
+    test_fake_quant();
     test_clip();
     test_resume();
     return done_testing();
