@@ -29,7 +29,7 @@ static const char usage_head[] =
     "  -m, --tokenizer MODEL      the SentencePiece .model the shards were encoded with\n"
     "  -o, --output DIR           the run folder (created if missing)\n"
     "      --prefix NAME          shard name prefix (default fineweb)\n"
-    "      --preset NAME          start from a preset configuration (baseline)\n"
+    "      --preset NAME          start from a preset configuration (baseline, record)\n"
     "  -c, --config FILE          then apply 'key = value' lines from FILE\n"
     "      --resume CKPT          continue from a checkpoint of an earlier run (bit-exact)\n"
     "      --save-every N         write a checkpoint every N steps (default 0: only at the end)\n"

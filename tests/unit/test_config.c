@@ -115,6 +115,7 @@ static void test_num_params(void)
     struct pg_model m;
     is_int(pg_model_init(&m, &r, &pg_backend_cpu, 0), 0, "the record model builds");
     is_int((long long)m.nparams, 35945671, "and its tensor table holds 35,945,671 parameters");
+    is_int(m.ntensors, 128, "in 128 tensors (pg-formats(5))");
     int enc[8] = {0, 1, 2, 3, 4, 5, 3, 4}, dec[9] = {5, 3, 4, 5, 6, 7, 8, 9, 10}, same = m.n_venc == 8 && m.nv == 17;
     for (int i = 0; i < 17 && same; i++) same = m.vlist[i] == (i < 8 ? enc[i] : dec[i - 8]);
     ok(same, "virtual layers: encoder 0 1 2 3 4 5 3 4, decoder 5 3 4 5 6 7 8 9 10 (spec §0)");
