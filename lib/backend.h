@@ -147,7 +147,8 @@ struct pg_backend {
     void (*smear_bwd)(pg_real *dx, pg_real *dw, pg_real *dlam, const pg_real *dy, const pg_real *x,
                       const pg_real *gate, const int32_t *ids, const pg_real *w, const pg_real *lam, int b, int t,
                       int d, int win, int bos);
-    /* SmearGate v1: y_t = (1 − s) ⊙ x_t + s ⊙ x_{t−1}·[t >= 1 and ids_t ≠ bos], s = σ(γ) per channel. */
+    /* SmearGate v1: y_t = (1 − s) ⊙ x_t + s ⊙ x_{t−1}·[t >= 1 and ids_t ≠ bos], s = σ(γ) per channel.
+     * The records' v1 has no BOS mask: the model passes bos = −1, which no token matches. */
     void (*smear1_fwd)(pg_real *y, const pg_real *x, const int32_t *ids, const pg_real *gamma, int b, int t, int d,
                        int bos);
     /* dx overwritten; dγ += . */

@@ -521,7 +521,7 @@ static void embed_forward(struct pg_model *m, int b)
     }
     if (c->smear_gate_v1) {
         be->rmsnorm_fwd(m->xn, m->rs0, e, n, d, c->rms_norm_eps, 1);
-        be->smear1_fwd(m->x0, m->xn, m->ids, P(m->t_smear1), b, m->t, d, c->bos_id);
+        be->smear1_fwd(m->x0, m->xn, m->ids, P(m->t_smear1), b, m->t, d, -1); /* v1: no BOS mask (§2.10) */
     } else {
         be->rmsnorm_fwd(m->x0, m->rs0, e, n, d, c->rms_norm_eps, 1);
     }
@@ -685,7 +685,7 @@ static void embed_backward(struct pg_model *m)
     int b = m->b, n = b * m->t, d = m->d;
     const pg_real *dn = m->dx0; /* gradient of the norm's output */
     if (c->smear_gate_v1) {
-        be->smear1_bwd(m->dtmp, G(m->t_smear1), m->dx0, m->xn, m->ids, P(m->t_smear1), b, m->t, d, c->bos_id);
+        be->smear1_bwd(m->dtmp, G(m->t_smear1), m->dx0, m->xn, m->ids, P(m->t_smear1), b, m->t, d, -1);
         dn = m->dtmp;
     }
     be->rmsnorm_bwd(m->dx, dn, c->smear_gate_v1 ? m->xn : m->x0, m->rs0, n, d, 1, 0); /* dx = d(norm input) */
