@@ -138,10 +138,59 @@ static struct pg_config record_c(struct pg_config c)
     return c;
 }
 
+/* OrthoInit (spec §2.14): with ortho_init the >= 64x64 linear weights are orthogonal along
+ * their shorter side (to bf16 rounding), the output projections stay zero; without it they are
+ * the baseline's uniform init, which is far from orthogonal. */
+static double ortho_error(const struct pg_model *m, const char *name)
+{
+    int i = pg_model_find(m, name);
+    const struct pg_tensor *t = &m->tensors[i];
+    int64_t r = t->shape[0], c = t->shape[1], k = r < c ? r : c;
+    const double *p = m->params + t->offset;
+    double worst = 0;
+    for (int64_t a = 0; a < k; a++)
+        for (int64_t b = 0; b < k; b++) {
+            double dot = 0;
+            for (int64_t e = 0; e < (r < c ? c : r); e++)
+                dot += r < c ? p[a * c + e] * p[b * c + e] : p[e * c + a] * p[e * c + b];
+            worst = fmax(worst, fabs(dot - (a == b)));
+        }
+    return worst;
+}
+
+static void test_ortho_init(void)
+{
+    struct pg_config c;
+    pg_config_default(&c);
+    c.vocab_size = 64, c.num_layers = 2, c.model_dim = 64, c.num_heads = 4, c.num_kv_heads = 2, c.mlp_mult = 2;
+    c.ortho_init = 1;
+    struct pg_model m;
+    if (pg_model_init(&m, &c, &pg_backend_cpu, 0)) {
+        printf("Bail out! model setup: %s\n", pg_error_message());
+        exit(1);
+    }
+    pg_model_init_weights(&m, 5);
+    double eq = ortho_error(&m, "blocks.1.attn.c_q.weight"), efc = ortho_error(&m, "blocks.0.mlp.fc.weight");
+    ok(eq < 2e-2 && efc < 2e-2, "ortho_init: c_q (64x64) and fc (128x64) orthonormal to bf16 rounding (%.1e, %.1e)", eq,
+       efc);
+    const struct pg_tensor *t = &m.tensors[pg_model_find(&m, "blocks.0.attn.proj.weight")];
+    double mx = 0;
+    for (size_t k = 0; k < t->numel; k++) mx = fmax(mx, fabs(m.params[t->offset + k]));
+    ok(mx == 0, "ortho_init: the output projection stays zero");
+    pg_model_free(&m);
+    c.ortho_init = 0;
+    if (pg_model_init(&m, &c, &pg_backend_cpu, 0)) exit(1);
+    pg_model_init_weights(&m, 5);
+    eq = ortho_error(&m, "blocks.1.attn.c_q.weight");
+    ok(eq > 0.5, "without it c_q is the uniform init, not orthogonal (%.2f)", eq);
+    pg_model_free(&m);
+}
+
 int main(void)
 {
     struct pg_config cfg;
     pg_config_default(&cfg);
+    test_ortho_init();
     check_model(cfg, "baseline", 0);
     struct pg_config rec = cfg;
     rec.mlp_leaky_slope = 0.5, rec.rope_dims = 2, rec.ln_scale = 1;
