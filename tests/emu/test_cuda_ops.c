@@ -16,126 +16,9 @@
  * the cross-entropy add exp/tanh (CUDA's expf and tanhf: ≤ 2 ulp, like the CPU's vectorized exp)
  * under the same tolerance; so do varlen attention (with and without doc_start, which without
  * must give the plain operations' bits) and logit_ce (poly5 on/off, z-loss on/off). */
-#include "../tap.h"
-
-#include "../../kernels/cuda/device.h"
-#include "../../kernels/cuda/ops.h"
-#include "../../lib/backend.h"
-
-#include <stdlib.h>
-#include <string.h>
+#include "parity.h"
 
 #define TOL 1e-5
-
-static const struct pg_backend *cpu = &pg_backend_cpu;
-static unsigned long long rng_state = 2024;
-
-static float urand(void) /* uniform in [-1, 1) */
-{
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(rng_state >> 11) * 0x1.0p-53 * 2 - 1);
-}
-
-/* Every allocation is kept and freed at the end (the suite also runs under LSan). */
-static void *host_kept[1024], *dev_kept[1024];
-static int n_host, n_dev;
-
-static float *hnew(size_t n)
-{
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    if (!p || n_host == 1024) {
-        printf("Bail out! out of memory or of slots\n");
-        exit(1);
-    }
-    return host_kept[n_host++] = p;
-}
-
-static float *rnd(size_t n, float scale)
-{
-    float *p = hnew(n);
-    for (size_t i = 0; i < n; i++) p[i] = urand() * scale;
-    return p;
-}
-
-static float *copy(const float *h, size_t n)
-{
-    float *p = hnew(n);
-    memcpy(p, h, n * sizeof *p);
-    return p;
-}
-
-static void *dnew(size_t bytes)
-{
-    if (n_dev == 1024) {
-        printf("Bail out! out of device slots\n");
-        exit(1);
-    }
-    return dev_kept[n_dev++] = pg_cuda_alloc(bytes ? bytes : 4);
-}
-
-/* A device copy of n host floats. */
-static float *dev(const float *h, size_t n)
-{
-    float *d = dnew(n * sizeof *d);
-    pg_cuda_upload(d, h, n * sizeof *d);
-    return d;
-}
-
-static int32_t *dev_ids(const int32_t *h, size_t n)
-{
-    int32_t *d = dnew(n * sizeof *d);
-    pg_cuda_upload(d, h, n * sizeof *d);
-    return d;
-}
-
-/* The device array's contents, in a new host array. */
-static float *back(const float *d, size_t n)
-{
-    float *h = hnew(n);
-    pg_cuda_download(h, d, n * sizeof *h);
-    return h;
-}
-
-static double rms_of(const float *a, size_t n)
-{
-    double ss = 0;
-    for (size_t i = 0; i < n; i++) ss += (double)a[i] * a[i];
-    return n ? sqrt(ss / n) : 0;
-}
-
-/* Elements failing |got − want| ≤ tol·(|want| + rms(want)); *worst: the largest ratio. */
-static size_t mismatches(const float *got, const float *want, size_t n, double tol, double *worst)
-{
-    double rms = rms_of(want, n);
-    size_t bad = 0;
-    *worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]), scale = fabs(want[i]) + rms;
-        double r = scale > 0 ? d / scale : d;
-        if (!(r <= tol)) bad++; /* NaN counts as bad */
-        if (r > *worst || r != r) *worst = r;
-    }
-    return bad;
-}
-
-static double worst_seen; /* over every comparison of the run */
-
-/* One TAP line: the results agree, and the same check catches a copy nudged by 1e-4 of scale. */
-static void check(const char *op, const char *what, const float *got, const float *want, size_t n, double tol)
-{
-    double worst, w2;
-    size_t bad = mismatches(got, want, n, tol, &worst);
-    float *broken = copy(got, n);
-    size_t k = n / 2;
-    broken[k] += (float)(1e-4 * (fabs(want[k]) + rms_of(want, n)) + 1e-20); /* 10x the tolerance */
-    int caught = n == 0 || mismatches(broken, want, n, tol, &w2) > 0;
-    if (!caught) diag("%s %s: a nudged result was not caught", op, what);
-    ok(bad == 0 && caught, "%s %s: %zu values within %g (worst %.2e)", op, what, n, tol, worst);
-    if (bad) diag("%zu of %zu values differ", bad, n);
-    if (worst > worst_seen) worst_seen = worst;
-}
-
-static int same_bits(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof *a) == 0; }
 
 /* ---- operations ---------------------------------------------------------------------------- */
 
@@ -512,15 +395,8 @@ static void test_reproducible(void)
 
 int main(void)
 {
-    if (pg_cuda_device_count() == 0) {
-        const char *want = getenv("PG_EXPECT_GPU");
-        if (want && strcmp(want, "1") == 0) {
-            ok(0, "a GPU is expected here (PG_EXPECT_GPU=1) and none was found");
-            return done_testing();
-        }
-        skip_all("no CUDA device");
-    }
-    cpu->init();
+    parity_seed = 2024;
+    parity_start();
 
     test_matmul(1, 8, 5);
     test_matmul(37, 64, 48);
@@ -570,9 +446,5 @@ int main(void)
     test_logit_ce(40, 16, 37, 2, 0, 1e-2); /* tanh saturated + z-loss */
     test_empty();
     test_reproducible();
-    diag("worst relative error of all comparisons: %.2e (tolerance %g)", worst_seen, TOL);
-
-    for (int i = 0; i < n_dev; i++) pg_cuda_free(dev_kept[i]);
-    for (int i = 0; i < n_host; i++) free(host_kept[i]);
-    return done_testing();
+    return parity_done(TOL);
 }

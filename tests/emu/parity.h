@@ -1,0 +1,159 @@
+/* parity.h: what the CUDA-vs-CPU parity tests (tests/emu/test_cuda_*.c) share: a deterministic
+ * random source, host and device arrays kept for freeing at the end (the suite also runs under
+ * LSan), the element-wise comparison with its tolerance rule and nudge check, and the start and
+ * end of main (skip without a device, fail under PG_EXPECT_GPU=1).
+ *
+ * Tolerance rule: |gpu − cpu| ≤ tol·(|cpu| + rms(cpu)) for every element; each comparison also
+ * proves it can fail, by catching one element nudged by 10x the tolerance. Each test file
+ * includes this once and sets parity_seed before drawing. */
+#ifndef PG_TESTS_PARITY_H
+#define PG_TESTS_PARITY_H
+
+#include "../tap.h"
+
+#include "../../kernels/cuda/device.h"
+#include "../../kernels/cuda/ops.h"
+#include "../../lib/backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PARITY_SLOTS 2048
+
+static const struct pg_backend *cpu = &pg_backend_cpu;
+static unsigned long long parity_seed = 2024;
+
+static float urand(void) /* uniform in [-1, 1) */
+{
+    parity_seed = parity_seed * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(parity_seed >> 11) * 0x1.0p-53 * 2 - 1);
+}
+
+static void *host_kept[PARITY_SLOTS], *dev_kept[PARITY_SLOTS];
+static int n_host, n_dev;
+
+/* Keeps p (from malloc) for freeing at the end; NULL or no slot left ends the test. */
+static void *hkeep(void *p)
+{
+    if (!p || n_host == PARITY_SLOTS) {
+        printf("Bail out! out of memory or of slots\n");
+        exit(1);
+    }
+    return host_kept[n_host++] = p;
+}
+
+static float *hnew(size_t n) { return hkeep(malloc((n ? n : 1) * sizeof(float))); }
+
+static float *rnd(size_t n, float scale)
+{
+    float *p = hnew(n);
+    for (size_t i = 0; i < n; i++) p[i] = urand() * scale;
+    return p;
+}
+
+static float *copy(const float *h, size_t n)
+{
+    float *p = hnew(n);
+    memcpy(p, h, n * sizeof *p);
+    return p;
+}
+
+static void *dnew(size_t bytes)
+{
+    if (n_dev == PARITY_SLOTS) {
+        printf("Bail out! out of device slots\n");
+        exit(1);
+    }
+    return dev_kept[n_dev++] = pg_cuda_alloc(bytes ? bytes : 4);
+}
+
+/* A device copy of n host floats. */
+static float *dev(const float *h, size_t n)
+{
+    float *d = dnew(n * sizeof *d);
+    pg_cuda_upload(d, h, n * sizeof *d);
+    return d;
+}
+
+static int32_t *dev_ids(const int32_t *h, size_t n)
+{
+    int32_t *d = dnew(n * sizeof *d);
+    pg_cuda_upload(d, h, n * sizeof *d);
+    return d;
+}
+
+/* The device array's contents, in a new host array. */
+static float *back(const float *d, size_t n)
+{
+    float *h = hnew(n);
+    pg_cuda_download(h, d, n * sizeof *h);
+    return h;
+}
+
+static double rms_of(const float *a, size_t n)
+{
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) ss += (double)a[i] * a[i];
+    return n ? sqrt(ss / n) : 0;
+}
+
+/* Elements failing |got − want| ≤ tol·(|want| + rms(want)); *worst: the largest ratio. */
+static size_t mismatches(const float *got, const float *want, size_t n, double tol, double *worst)
+{
+    double rms = rms_of(want, n);
+    size_t bad = 0;
+    *worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]), scale = fabs(want[i]) + rms;
+        double r = scale > 0 ? d / scale : d;
+        if (!(r <= tol)) bad++; /* NaN counts as bad */
+        if (r > *worst || r != r) *worst = r;
+    }
+    return bad;
+}
+
+static double worst_seen; /* over every comparison of the run */
+static int compared;      /* comparisons made */
+
+/* One TAP line: the results agree, and the same check catches a copy nudged by 1e-4 of scale. */
+static void check(const char *op, const char *what, const float *got, const float *want, size_t n, double tol)
+{
+    double worst, w2;
+    size_t bad = mismatches(got, want, n, tol, &worst);
+    float *broken = copy(got, n);
+    size_t k = n / 2;
+    broken[k] += (float)(1e-4 * (fabs(want[k]) + rms_of(want, n)) + 1e-20); /* 10x the tolerance */
+    int caught = n == 0 || mismatches(broken, want, n, tol, &w2) > 0;
+    if (!caught) diag("%s %s: a nudged result was not caught", op, what);
+    ok(bad == 0 && caught, "%s %s: %zu values within %g (worst %.2e)", op, what, n, tol, worst);
+    if (bad) diag("%zu of %zu values differ", bad, n);
+    if (worst > worst_seen) worst_seen = worst;
+    compared++;
+}
+
+static int same_bits(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof *a) == 0; }
+
+/* The start of main: without a device, skip (or fail under PG_EXPECT_GPU=1, make check-gpu). */
+static void parity_start(void)
+{
+    if (pg_cuda_device_count() == 0) {
+        const char *want = getenv("PG_EXPECT_GPU");
+        if (want && strcmp(want, "1") == 0) {
+            ok(0, "a GPU is expected here (PG_EXPECT_GPU=1) and none was found");
+            exit(done_testing());
+        }
+        skip_all("no CUDA device");
+    }
+    cpu->init();
+}
+
+/* The end of main: frees everything kept. */
+static int parity_done(double tol)
+{
+    diag("%d comparisons; worst relative error %.2e (tolerance %g)", compared, worst_seen, tol);
+    for (int i = 0; i < n_dev; i++) pg_cuda_free(dev_kept[i]);
+    for (int i = 0; i < n_host; i++) free(host_kept[i]);
+    return done_testing();
+}
+
+#endif
