@@ -223,6 +223,10 @@ check "--dry-run: one line per config field ($nflags), all at their defaults" \
 check "--dry-run: reads no data and writes no run folder" test $? -eq 0 -a ! -e "$W/dry-run"
 check "--dry-run: the record-stack switches show with their defaults" \
     test "$(grep -c '(default 0)' "$W/dry2.txt")" = 3 -a "$(tail -n 1 "$W/dry2.txt")" = "num_params  17059912"
+check "--dry-run --preset record: the record's 35945671 parameters" \
+    test "$("$TRAIN" --dry-run --preset record | tail -n 1)" = "num_params  35945671"
+check "--dry-run --preset record: 17 virtual layers' switches (11 layers, loop 3-5 twice from 0.35)" \
+    sh -c "\"$TRAIN\" --dry-run --preset record | grep -Eqx 'num_loops +2 +\\(default 0\\)'"
 check "--dry-run --json: num_params and the config as strings" \
     test "$("$TRAIN" --dry-run --json --rope-dims 16 | jq -r '"\(.num_params) \(.config.rope_dims)"')" = "17059912 16"
 "$TRAIN" --dry-run --resume "$M" >"$W/dry3.txt"
