@@ -23,6 +23,20 @@ struct pg_backend {
     /* Scratch elements the attention operations need for sequences of t tokens. */
     size_t (*attention_work)(int t);
 
+    /* Memory the operations work on: host memory for the CPU backend, device memory for a GPU
+     * one. alloc returns zeroed memory or NULL; upload/download copy bytes in from / out to
+     * host memory (download waits for the operations before it). */
+    void *(*alloc)(size_t bytes);
+    void (*free)(void *p);
+    void (*upload)(void *dst, const void *src, size_t bytes);
+    void (*download)(void *dst, const void *src, size_t bytes);
+    /* dst[n] = src (no overlap); x[n] = 0; y += a·x (computed in double, rounded once: with a = 1
+     * the correctly rounded sum); x *= a. */
+    void (*copy)(pg_real *dst, const pg_real *src, size_t n);
+    void (*zero)(pg_real *x, size_t n);
+    void (*axpy)(pg_real *y, double a, const pg_real *x, size_t n);
+    void (*scale)(pg_real *x, double a, size_t n);
+
     /* y[N,out] = x[N,in]·w[out,in]ᵀ. */
     void (*matmul_fwd)(pg_real *y, const pg_real *x, const pg_real *w, int n, int in, int out);
     /* dx[N,in] = dy·w (accumulates into dx when dx_accumulate; skipped when dx is NULL);
@@ -186,5 +200,9 @@ static inline size_t pg_ce_work(int v) { return (size_t)PG_CE_CHUNK * (size_t)v 
 
 /* The reference backend (kernels/cpu). */
 extern const struct pg_backend pg_backend_cpu;
+
+/* The CUDA backend (kernels/cuda/backend_cuda.c): the same operations on device memory. Linked
+ * from libpg when built with CUDA, and from the emulated kernels in the tests. */
+extern const struct pg_backend pg_backend_cuda;
 
 #endif

@@ -155,11 +155,11 @@ int pg_model_init(struct pg_model *m, const struct pg_config *cfg, const struct 
         rc = build_table(m);
     }
     if (!rc) {
-        m->params = pg_calloc(m->nparams, sizeof *m->params);
+        m->params = be->alloc(m->nparams * sizeof *m->params);
         if (!m->params) rc = PG_E_NOMEM;
     }
     if (!rc && training) {
-        m->grads = pg_calloc(m->nparams, sizeof *m->grads);
+        m->grads = be->alloc(m->nparams * sizeof *m->grads);
         if (!m->grads) rc = PG_E_NOMEM;
     }
     if (rc) pg_model_free(m);
@@ -218,9 +218,15 @@ void pg_model_init_weights(struct pg_model *m, uint64_t seed)
 {
     struct pg_rng rng;
     pg_rng_seed(&rng, seed);
+    /* computed in host memory, then uploaded (the parameters may live on a device) */
+    pg_real *host = pg_malloc((m->nparams ? m->nparams : 1) * sizeof *host);
+    if (!host) { /* init has no error path; a machine without nparams of memory cannot train */
+        fprintf(stderr, "pg: out of memory initializing %zu parameters\n", m->nparams);
+        exit(1);
+    }
     for (int i = 0; i < m->ntensors; i++) {
         struct pg_tensor *t = &m->tensors[i];
-        pg_real *p = P(i);
+        pg_real *p = host + t->offset;
         switch (t->init) {
         case PG_INIT_NORMAL:
             for (size_t k = 0; k < t->numel; k++) p[k] = bf16_round((float)(t->init_val * pg_rng_normal(&rng)));
@@ -246,6 +252,8 @@ void pg_model_init_weights(struct pg_model *m, uint64_t seed)
             for (size_t k = 0; k < t->numel; k++) p[k] = 0;
         }
     }
+    m->be->upload(m->params, host, m->nparams * sizeof *host);
+    free(host);
 }
 
 /* ---- activations ---- */
@@ -326,36 +334,47 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
     m->acts = pg_calloc((size_t)slots, sizeof *m->acts);
     m->enc_out = pg_calloc((size_t)(encs ? encs : 1), sizeof *m->enc_out);
     m->denc = pg_calloc((size_t)(encs ? encs : 1), sizeof *m->denc);
-    m->targets = pg_malloc(n * sizeof *m->targets);
-    m->ids = pg_malloc(n * sizeof *m->ids);
-    m->doc_start = pg_malloc(n * sizeof *m->doc_start);
-    m->bg_idx = pg_malloc(n * sizeof *m->bg_idx);
-    pg_real *arena = pg_malloc(total * sizeof *arena);
-    if (!m->acts || !m->enc_out || !m->denc || !m->targets || !m->ids || !m->doc_start || !m->bg_idx || !arena) {
-        free(arena);
+    /* token ids in backend memory, with host copies for what is computed from them on the host */
+    const struct pg_backend *be = m->be;
+    m->targets = be->alloc(n * sizeof *m->targets);
+    m->ids = be->alloc(n * sizeof *m->ids);
+    m->doc_start = be->alloc(n * sizeof *m->doc_start);
+    m->bg_idx = be->alloc(n * sizeof *m->bg_idx);
+    m->losses = be->alloc(n * sizeof *m->losses);
+    m->ids_host = pg_malloc(3 * n * sizeof *m->ids_host);
+    m->arena = be->alloc(total * sizeof *m->arena);
+    pg_real *tables = pg_malloc(((size_t)t * (m->rd / 2) + 1) * 2 * sizeof *tables);
+    if (!m->acts || !m->enc_out || !m->denc || !m->targets || !m->ids || !m->doc_start || !m->bg_idx || !m->losses ||
+        !m->ids_host || !m->arena || !tables) {
+        free(tables);
         return PG_E_NOMEM;
     }
-    carve(m, arena, n, t); /* the arena starts with slot 0's xin, which pg_model_free frees */
+    carve(m, m->arena, n, t);
     /* RoPE tables for positions 0..t-1 over the rd rotated dims: theta = pos · base^(−2i/rd)
      * (partial RoPE's frequencies span its own slice, spec §2.2), computed in double. With
      * rope_bf16, as the PyTorch baseline after .bfloat16() (spec §3.3): inv_freq, the positions
      * (integers above 256 snap to even, above 512 to multiples of 4), their product and cos/sin
      * are each rounded to bf16. */
     int half = m->rd / 2;
+    size_t nt = (size_t)t * half;
+    pg_real *cs = tables, *sn = tables + nt;
     for (int p = 0; p < t; p++)
         for (int i = 0; i < half; i++) {
             size_t k = (size_t)p * half + i;
             if (m->cfg.rope_bf16) {
                 float inv = bf16_round((float)(1.0 / pow(m->cfg.rope_base, (double)(2 * i) / m->rd)));
                 float ang = bf16_round(bf16_round((float)p) * inv);
-                m->cos[k] = bf16_round(cosf(ang));
-                m->sin[k] = bf16_round(sinf(ang));
+                cs[k] = bf16_round(cosf(ang));
+                sn[k] = bf16_round(sinf(ang));
             } else {
                 double ang = p * pow(m->cfg.rope_base, -2.0 * i / m->rd);
-                m->cos[k] = (pg_real)cos(ang);
-                m->sin[k] = (pg_real)sin(ang);
+                cs[k] = (pg_real)cos(ang);
+                sn[k] = (pg_real)sin(ang);
             }
         }
+    be->upload(m->cos, cs, nt * sizeof *cs);
+    be->upload(m->sin, sn, nt * sizeof *sn);
+    free(tables);
     return 0;
 }
 
@@ -402,11 +421,11 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
     if (vi >= 0) be->scalar_add_fwd(a->v, P(m->t_ve_layer) + vi, P(m->t_ve_scale), m->ve, (size_t)n * m->kvd);
     be->rmsnorm_fwd(a->qn, a->rs_q, a->qr, n * m->h, m->hd, eps, 1);
     be->rmsnorm_fwd(a->kn, a->rs_k, a->k, n * m->kv, m->hd, eps, 1);
-    memcpy(a->qr, a->qn, (size_t)n * d * sizeof *a->qr);
-    memcpy(a->k, a->kn, (size_t)n * m->kvd * sizeof *a->k);
+    be->copy(a->qr, a->qn, (size_t)n * d);
+    be->copy(a->k, a->kn, (size_t)n * m->kvd);
     be->rope_fwd(a->qr, m->cos, m->sin, b, m->t, m->h, m->hd, m->rd);
     be->rope_fwd(a->k, m->cos, m->sin, b, m->t, m->kv, m->hd, m->rd);
-    memcpy(a->q, a->qr, (size_t)n * d * sizeof *a->q);
+    be->copy(a->q, a->qr, (size_t)n * d);
     be->head_gain_fwd(a->q, P(p->q_gain), n, m->h, m->hd);
     double sc = 1.0 / sqrt((double)m->hd);
     if (c->varlen_attn)
@@ -416,12 +435,12 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
         be->attention_fwd(a->o, a->lse, a->q, a->k, a->v, b, m->t, m->h, m->kv, m->hd, sc, m->attn_work);
     const pg_real *o = a->o;
     if (has_xsa(m, l)) {
-        memcpy(a->ox, o, (size_t)n * d * sizeof *o);
+        be->copy(a->ox, o, (size_t)n * d);
         be->xsa_fwd(a->ox, a->v, n, m->h, m->kv, m->hd);
         o = a->ox;
     }
     if (has_gate(m, l)) {
-        memcpy(a->oy, o, (size_t)n * d * sizeof *o);
+        be->copy(a->oy, o, (size_t)n * d);
         be->head_gate_fwd(a->oy, a->gate, a->ya, P(p->attn_gate), n, m->h, m->hd, d, c->gated_attn ? d : c->gate_window,
                           c->sparse_attn_gate ? c->sparse_attn_gate_scale : 1.0, c->attn_out_gate ? 2.0 : 1.0);
         o = a->oy;
@@ -446,13 +465,13 @@ static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, in
     int n = b * m->t, d = m->d;
     size_t nd = (size_t)n * d;
     double eps = m->cfg.rms_norm_eps, s = ln_scale(m, l);
-    memcpy(a->xin, m->x, nd * sizeof *m->x);
+    be->copy(a->xin, m->x, nd);
     const pg_real *mix = P(p->resid_mix);
     be->mix_fwd(a->xm, a->xin, m->x0, mix, mix + d, n, d);
     be->rmsnorm_fwd(a->ya, a->rs_a, a->xm, n, d, eps, s);
     attn_forward(m, l, a, b);
     if (mode == BLOCK_SEQ) { /* x1 = xm + as ⊙ ao; x = x1 + ms ⊙ MLP(norm(x1)) */
-        memcpy(m->x, a->xm, nd * sizeof *m->x);
+        be->copy(m->x, a->xm, nd);
         be->scale_add_fwd(m->x, P(p->attn_scale), a->ao, n, d);
         be->rmsnorm_fwd(a->ym, a->rs_m, m->x, n, d, eps, s);
         mlp_forward(m, l, a, n);
@@ -460,16 +479,16 @@ static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, in
     } else if (mode == BLOCK_GPTJ) { /* x = xm + as ⊙ ao + ms ⊙ MLP(norm(xm)) */
         be->rmsnorm_fwd(a->ym, a->rs_m, a->xm, n, d, eps, s);
         mlp_forward(m, l, a, n);
-        memcpy(m->x, a->xm, nd * sizeof *m->x);
+        be->copy(m->x, a->xm, nd);
         be->scale_add_fwd(m->x, P(p->attn_scale), a->ao, n, d);
         be->scale_add_fwd(m->x, P(p->mlp_scale), a->mo, n, d);
     } else { /* lanes: attention reads mix(lane0, x0), the MLP lane1; a 2x2 write-back */
-        memcpy(a->xin1, m->lane1, nd * sizeof *m->lane1);
+        be->copy(a->xin1, m->lane1, nd);
         be->rmsnorm_fwd(a->ym, a->rs_m, a->xin1, n, d, eps, s);
         mlp_forward(m, l, a, n);
-        memset(a->as, 0, nd * sizeof *a->as);
+        be->zero(a->as, nd);
         be->scale_add_fwd(a->as, P(p->attn_scale), a->ao, n, d);
-        memset(a->ms, 0, nd * sizeof *a->ms);
+        be->zero(a->ms, nd);
         be->scale_add_fwd(a->ms, P(p->mlp_scale), a->mo, n, d);
         be->lanes_fwd(m->x, m->lane1, a->as, a->ms, P(m->t_lane_resid) + 2 * l, P(m->t_lane_post) + 4 * l, nd);
     }
@@ -478,26 +497,33 @@ static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, in
 /* The first position of each token's document in its sequence (varlen attention, spec §2.2). */
 static void find_doc_starts(struct pg_model *m, int b)
 {
+    size_t n = (size_t)b * m->t;
+    int32_t *doc = m->ids_host + n; /* host scratch, uploaded */
     for (int r = 0; r < b; r++) {
         int32_t start = 0;
         for (int t = 0; t < m->t; t++) {
             size_t i = (size_t)r * m->t + t;
-            if (m->ids[i] == m->cfg.bos_id) start = t;
-            m->doc_start[i] = start;
+            if (m->ids_host[i] == m->cfg.bos_id) start = t;
+            doc[i] = start;
         }
     }
+    m->be->upload(m->doc_start, doc, n * sizeof *doc);
 }
 
 /* BigramHash buckets (spec §2.11): the first token of a sequence gets the last bucket. */
 static void bigram_buckets(struct pg_model *m, int b)
 {
     int32_t mod = m->cfg.bigram_vocab - 1;
+    size_t n = (size_t)b * m->t;
+    const int32_t *ids = m->ids_host;
+    int32_t *bg = m->ids_host + 2 * n; /* host scratch, uploaded */
     for (int r = 0; r < b; r++)
         for (int t = 0; t < m->t; t++) {
             size_t i = (size_t)r * m->t + t;
-            uint32_t h = t ? ((uint32_t)36313 * (uint32_t)m->ids[i]) ^ ((uint32_t)27191 * (uint32_t)m->ids[i - 1]) : 0;
-            m->bg_idx[i] = t ? (int32_t)(h % (uint32_t)mod) : mod;
+            uint32_t h = t ? ((uint32_t)36313 * (uint32_t)ids[i]) ^ ((uint32_t)27191 * (uint32_t)ids[i - 1]) : 0;
+            bg[i] = t ? (int32_t)(h % (uint32_t)mod) : mod;
         }
+    m->be->upload(m->bg_idx, bg, n * sizeof *bg);
 }
 
 /* x0 = [smear1](RMSNorm([smear](E[ids] + bigram))) (spec §2.10-2.11); m->x = x0. */
@@ -525,7 +551,7 @@ static void embed_forward(struct pg_model *m, int b)
     } else {
         be->rmsnorm_fwd(m->x0, m->rs0, e, n, d, c->rms_norm_eps, 1);
     }
-    memcpy(m->x, m->x0, (size_t)n * d * sizeof *m->x);
+    be->copy(m->x, m->x0, (size_t)n * d);
     if (c->ve_last_n) { /* the value embedding shared by the VE layers: W·E_ve[ids] */
         be->embedding_fwd(m->ve_t, P(m->t_ve_emb), m->ids, n, c->ve_dim);
         be->matmul_fwd(m->ve, m->ve_t, P(m->t_ve_proj), n, c->ve_dim, m->kvd);
@@ -539,8 +565,9 @@ double pg_model_forward(struct pg_model *m, const int32_t *x, const int32_t *y, 
     int n = b * m->t, d = m->d;
     size_t nd = (size_t)n * d;
     m->b = b;
-    memcpy(m->targets, y, (size_t)n * sizeof *y);
-    memcpy(m->ids, x, (size_t)n * sizeof *x);
+    be->upload(m->targets, y, (size_t)n * sizeof *y);
+    be->upload(m->ids, x, (size_t)n * sizeof *x);
+    memcpy(m->ids_host, x, (size_t)n * sizeof *x);
     if (c->varlen_attn) find_doc_starts(m, b);
     embed_forward(m, b);
     int ns = slot_count(m), ne = slot_encoders(m), nskip = active_skips(m), pf = parallel_from(m);
@@ -548,29 +575,34 @@ double pg_model_forward(struct pg_model *m, const int32_t *x, const int32_t *y, 
     for (int s = 0; s < ns; s++) {
         struct pg_block_acts *a = &m->acts[m->training ? s : 0];
         int l = slot_layer(m, s);
-        if (s == pf) memcpy(m->lane1, m->x, nd * sizeof *m->x); /* both lanes start as x */
+        if (s == pf) be->copy(m->lane1, m->x, nd); /* both lanes start as x */
         if (s >= ne && s - ne < nskip) { /* the U-Net skip (into lane 0 in parallel blocks) */
             int j = s - ne;
             const pg_real *enc = m->enc_out[ne - 1 - j];
             if (m->t_skip_gates >= 0) {
-                if (m->training) memcpy(a->xskip, m->x, nd * sizeof *m->x);
+                if (m->training) be->copy(a->xskip, m->x, nd);
                 be->skip_gate_fwd(m->x, enc, P(m->t_skip) + (size_t)j * d, P(m->t_skip_gates) + (size_t)j * d, n, d);
             } else {
                 be->scale_add_fwd(m->x, P(m->t_skip) + (size_t)j * d, enc, n, d);
             }
         }
         block_forward(m, l, a, s < pf ? BLOCK_SEQ : c->parallel_gptj ? BLOCK_GPTJ : BLOCK_LANES, b);
-        if (s < ne) memcpy(m->enc_out[s], m->x, nd * sizeof *m->x);
+        if (s < ne) be->copy(m->enc_out[s], m->x, nd);
     }
-    if (pf < ns && !c->parallel_gptj) /* h = (lane0 + lane1) / 2 */
-        for (size_t k = 0; k < nd; k++) m->x[k] = (pg_real)0.5 * (m->x[k] + m->lane1[k]);
+    if (pf < ns && !c->parallel_gptj) { /* h = (lane0 + lane1) / 2 */
+        be->axpy(m->x, 1, m->lane1, nd);
+        be->scale(m->x, 0.5, nd);
+    }
     be->rmsnorm_fwd(m->yf, m->rsf, m->x, n, d, c->rms_norm_eps, 1); /* no LN scale on the final norm */
     const pg_real *head = m->t_head >= 0 ? P(m->t_head) : P(m->t_emb);
-    if (!c->softcap_poly5 && c->z_loss == 0) /* the baseline's path, the same call as always */
-        return be->softcap_ce(NULL, NULL, losses, m->yf, head, m->targets, n, d, m->v, c->logit_softcap, 0,
-                              m->ce_work);
-    return be->logit_ce(NULL, NULL, losses, m->yf, head, m->targets, n, d, m->v, c->logit_softcap, c->softcap_poly5,
-                        c->z_loss, 0, m->ce_work);
+    float *dl = losses ? m->losses : NULL; /* per-token losses in backend memory, then copied out */
+    double total = !c->softcap_poly5 && c->z_loss == 0 /* the baseline's path, the same call as always */
+                       ? be->softcap_ce(NULL, NULL, dl, m->yf, head, m->targets, n, d, m->v, c->logit_softcap, 0,
+                                        m->ce_work)
+                       : be->logit_ce(NULL, NULL, dl, m->yf, head, m->targets, n, d, m->v, c->logit_softcap,
+                                      c->softcap_poly5, c->z_loss, 0, m->ce_work);
+    if (losses) be->download(losses, m->losses, (size_t)n * sizeof *losses);
+    return total;
 }
 
 /* ---- backward ---- */
@@ -587,13 +619,13 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
     const pg_real *o_in = gate ? a->oy : xsa ? a->ox : a->o; /* what proj multiplied */
     be->matmul_bwd(m->dxm, G(p->proj), dao, o_in, P(p->proj), n, d, d, 0); /* dxm = d(o_in) for now */
     if (gate) {
-        memset(m->dgu, 0, (size_t)n * d * sizeof *m->dgu);
+        be->zero(m->dgu, (size_t)n * d);
         be->head_gate_bwd(m->dxm, G(p->attn_gate), m->dgu, xsa ? a->ox : a->o, a->gate, a->ya, P(p->attn_gate), n,
                           m->h, m->hd, d, c->gated_attn ? d : c->gate_window,
                           c->sparse_attn_gate ? c->sparse_attn_gate_scale : 1.0, c->attn_out_gate ? 2.0 : 1.0);
     }
     if (xsa) {
-        memset(m->dvx, 0, (size_t)n * kvd * sizeof *m->dvx);
+        be->zero(m->dvx, (size_t)n * kvd);
         be->xsa_bwd(m->dxm, m->dvx, a->o, a->v, n, m->h, m->kv, m->hd);
     }
     pg_real *dq = m->dtmp;
@@ -604,8 +636,7 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
     else
         be->attention_bwd(dq, m->dk, m->dv, m->dxm, a->o, a->lse, a->q, a->k, a->v, b, m->t, m->h, m->kv, m->hd, sc,
                           m->attn_work);
-    if (xsa)
-        for (size_t k = 0; k < (size_t)n * kvd; k++) m->dv[k] += m->dvx[k];
+    if (xsa) be->axpy(m->dv, 1, m->dvx, (size_t)n * kvd);
     be->head_gain_bwd(dq, G(p->q_gain), a->qr, P(p->q_gain), n, m->h, m->hd);
     be->rope_bwd(dq, m->cos, m->sin, b, m->t, m->h, m->hd, m->rd);
     be->rope_bwd(m->dk, m->cos, m->sin, b, m->t, m->kv, m->hd, m->rd);
@@ -618,8 +649,7 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
     be->matmul_bwd(m->dya, G(p->c_q), m->dxm, a->ya, P(p->c_q), n, d, d, 0);
     be->matmul_bwd(m->dya, G(p->c_k), m->dkn, a->ya, P(p->c_k), n, d, kvd, 1);
     be->matmul_bwd(m->dya, G(p->c_v), m->dv, a->ya, P(p->c_v), n, d, kvd, 1);
-    if (gate)
-        for (size_t k = 0; k < (size_t)n * d; k++) m->dya[k] += m->dgu[k];
+    if (gate) be->axpy(m->dya, 1, m->dgu, (size_t)n * d);
 }
 
 /* From dmo, the gradient of a->mo: the MLP's parameter gradients and m->dym = d(a->ym). */
@@ -650,13 +680,13 @@ static void block_backward(struct pg_model *m, int l, struct pg_block_acts *a, i
         be->rmsnorm_bwd(dy, m->dym, a->ym, a->rs_m, n, d, s, 1); /* dy is now d(x1) */
         be->scale_add_bwd(m->dtmp, G(p->attn_scale), dy, P(p->attn_scale), a->ao, n, d, 0);
         attn_backward(m, l, a, m->dtmp);
-        memcpy(m->dtmp2, dy, nd * sizeof *dy); /* d(xm) = d(x1) + the attention norm's backward */
+        be->copy(m->dtmp2, dy, nd); /* d(xm) = d(x1) + the attention norm's backward */
         be->rmsnorm_bwd(m->dtmp2, m->dya, a->ya, a->rs_a, n, d, s, 1);
         be->mix_bwd(m->dx, m->dx0, gmix, gmix + d, m->dtmp2, a->xin, m->x0, mix, mix + d, n, d);
     } else if (mode == BLOCK_GPTJ) {
         be->scale_add_bwd(m->dtmp, G(p->mlp_scale), dy, P(p->mlp_scale), a->mo, n, d, 0);
         mlp_backward(m, l, a, m->dtmp);
-        memcpy(m->dtmp2, dy, nd * sizeof *dy);
+        be->copy(m->dtmp2, dy, nd);
         be->rmsnorm_bwd(m->dtmp2, m->dym, a->ym, a->rs_m, n, d, s, 1);
         be->scale_add_bwd(m->dtmp, G(p->attn_scale), dy, P(p->attn_scale), a->ao, n, d, 0);
         attn_backward(m, l, a, m->dtmp);
@@ -673,7 +703,7 @@ static void block_backward(struct pg_model *m, int l, struct pg_block_acts *a, i
         attn_backward(m, l, a, m->dtmp);
         be->rmsnorm_bwd(dm, m->dya, a->ya, a->rs_a, n, d, s, 0); /* dm is free again: d(xm) */
         be->mix_bwd(da, m->dx0, gmix, gmix + d, dm, a->xin, m->x0, mix, mix + d, n, d);
-        for (size_t k = 0; k < nd; k++) m->dx[k] += da[k];
+        be->axpy(m->dx, 1, da, nd);
     }
 }
 
@@ -692,7 +722,7 @@ static void embed_backward(struct pg_model *m)
     if (c->smear_gate) {
         be->smear_bwd(m->dtmp2, G(m->t_smear_w), G(m->t_smear_lam), m->dx, m->emb, m->smear_gate, m->ids,
                       P(m->t_smear_w), P(m->t_smear_lam), b, m->t, d, c->gate_window, c->bos_id);
-        memcpy(m->dx, m->dtmp2, (size_t)n * d * sizeof *m->dx);
+        be->copy(m->dx, m->dtmp2, (size_t)n * d);
     }
     if (c->bigram_vocab) {
         be->scalar_add_bwd(m->dtmp, G(m->t_bigram_scale), NULL, m->dx, P(m->t_bigram_scale), NULL, m->bg_p,
@@ -725,15 +755,18 @@ void pg_model_backward(struct pg_model *m, double grad_scale)
     be->rmsnorm_bwd(m->dx, m->dya, m->yf, m->rsf, n, d, 1, 0);
     int ns = m->nslots, ne = slot_encoders(m), nskip = active_skips(m), pf = parallel_from(m);
     if (pf < ns && !c->parallel_gptj)
-        for (size_t k = 0; k < nd; k++) m->dl1[k] = m->dx[k] *= (pg_real)0.5;
-    memset(m->dx0, 0, nd * sizeof *m->dx0);
-    if (c->ve_last_n) memset(m->dve, 0, (size_t)n * m->kvd * sizeof *m->dve);
-    for (int i = 0; i < ne; i++) memset(m->denc[i], 0, nd * sizeof *m->denc[i]);
+    {
+        be->scale(m->dx, 0.5, nd);
+        be->copy(m->dl1, m->dx, nd);
+    }
+    be->zero(m->dx0, nd);
+    if (c->ve_last_n) be->zero(m->dve, (size_t)n * m->kvd);
+    for (int i = 0; i < ne; i++) be->zero(m->denc[i], nd);
     for (int s = ns - 1; s >= 0; s--) {
         struct pg_block_acts *a = &m->acts[s];
         int l = slot_layer(m, s);
         if (s < ne) /* an encoder output also fed a decoder skip */
-            for (size_t k = 0; k < nd; k++) m->dx[k] += m->denc[s][k];
+            be->axpy(m->dx, 1, m->denc[s], nd);
         block_backward(m, l, a, s < pf ? BLOCK_SEQ : c->parallel_gptj ? BLOCK_GPTJ : BLOCK_LANES);
         if (s >= ne && s - ne < nskip) {
             int j = s - ne;
@@ -748,33 +781,32 @@ void pg_model_backward(struct pg_model *m, double grad_scale)
                                   1);
         }
         if (s == pf && !c->parallel_gptj) /* both lanes started as this slot's input */
-            for (size_t k = 0; k < nd; k++) m->dx[k] += m->dl1[k];
+            be->axpy(m->dx, 1, m->dl1, nd);
     }
     /* The first block's input is x0 itself. */
-    for (size_t k = 0; k < nd; k++) m->dx0[k] += m->dx[k];
+    be->axpy(m->dx0, 1, m->dx, nd);
     embed_backward(m);
 }
 
 void pg_model_zero_grad(struct pg_model *m)
 {
-    if (m->grads) memset(m->grads, 0, m->nparams * sizeof *m->grads);
+    if (m->grads) m->be->zero(m->grads, m->nparams);
 }
 
 void pg_model_free(struct pg_model *m)
 {
     free(m->tensors);
     free(m->blk);
-    free(m->params);
-    free(m->grads);
-    if (m->acts) free(m->acts[0].xin); /* the arena starts with layer 0's first buffer */
+    if (m->be) {
+        void *dev[] = {m->params, m->grads, m->arena, m->targets, m->ids, m->doc_start, m->bg_idx, m->losses};
+        for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+            if (dev[i]) m->be->free(dev[i]);
+    }
     free(m->acts);
     free(m->enc_out);
     free(m->denc);
     free(m->vlist);
-    free(m->doc_start);
-    free(m->bg_idx);
-    free(m->targets);
-    free(m->ids);
+    free(m->ids_host);
     memset(m, 0, sizeof *m);
 }
 

@@ -6,6 +6,10 @@
  * ("tok_emb.weight", "blocks.0.attn.c_q.weight", ...), so checkpoints map onto PyTorch's
  * state_dict one to one. Activations are allocated for a fixed micro-batch shape; a model set up
  * for evaluation only keeps one layer's worth and no backward buffers.
+ *
+ * Parameters, gradients and activations live in the backend's memory (be->alloc): host memory
+ * for the CPU backend, which is what the optimizers, checkpoints and quantizers read today;
+ * device memory for the CUDA backend, where only the forward and backward passes run so far.
  */
 #ifndef PG_MODEL_H
 #define PG_MODEL_H
@@ -85,7 +89,10 @@ struct pg_model {
     struct pg_block_acts *acts; /* nl entries when training, 1 (reused) otherwise */
     pg_real *x, *x0, *rs0, *yf, *rsf, **enc_out, *cos, *sin, *attn_work, *ce_work;
     pg_real *emb, *emb2, *xn, *smear_gate, *lane1, *bg_t, *bg_p, *ve_t, *ve;
-    int32_t *targets, *ids, *doc_start, *bg_idx;
+    int32_t *targets, *ids, *doc_start, *bg_idx; /* backend memory */
+    float *losses;              /* per-token losses, backend memory */
+    int32_t *ids_host;          /* host: the latest input ids, then doc starts and bigram buckets */
+    pg_real *arena;             /* backend memory holding every activation buffer */
     int nslots;                 /* slots used by the latest forward */
     int b;                      /* sequences in the latest forward */
     /* backward scratch */

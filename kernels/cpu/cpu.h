@@ -22,6 +22,13 @@
 /* Makes OpenBLAS single-threaded (OpenMP splits the products instead); called by the backend's
  * users before the first operation (pg_backend_cpu_init). */
 void pg_cpu_init(void);
+void *pg_cpu_alloc(size_t bytes);
+void pg_cpu_free(void *p);
+void pg_cpu_memcpy(void *dst, const void *src, size_t bytes);
+void pg_cpu_copy(pg_real *dst, const pg_real *src, size_t n);
+void pg_cpu_zero(pg_real *x, size_t n);
+void pg_cpu_axpy(pg_real *y, double a, const pg_real *x, size_t n);
+void pg_cpu_scale(pg_real *x, double a, size_t n);
 size_t pg_cpu_attention_work(int t);
 /* y[j] = exp(x[j] − shift), j < n (y may be x): vectorized in the float build (vexp.c). */
 void pg_cpu_exp_shift(pg_real *y, const pg_real *x, pg_real shift, int n);
