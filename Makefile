@@ -59,8 +59,11 @@ LIB_CC := $(wildcard lib/*.cc)
 LIB_OBJ := $(LIB_C:%.c=$(O)/%.o) $(LIB_CC:%.cc=$(O)/%.o)
 
 CUDA_SRC := $(wildcard kernels/cuda/*.cu)
+# The CUDA backend's C side (backend_cuda.c: the pg_backend_cuda table over ops.h), compiled by
+# $(CC) like lib/*.c: into libpg with the nvcc objects, and into the emulated kernels' library.
+CUDA_C := $(wildcard kernels/cuda/*.c)
 ifeq ($(HAVE_CUDA),1)
-CUDA_OBJ := $(CUDA_SRC:%.cu=$(O)/%.o)
+CUDA_OBJ := $(CUDA_SRC:%.cu=$(O)/%.o) $(CUDA_C:%.c=$(O)/%.o)
 PG_CFLAGS += -DPG_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 LDLIBS += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt
 else
@@ -128,11 +131,12 @@ $(O)/tests/tools/ref_eval_f64: tests/tools/ref_eval_f64.c $(F64_DEPS)
 # ---- CUDA kernels without a GPU (kernels/emu, DESIGN.md principle 7) -------------------------
 # kernels/cuda/*.cu are compiled a second time by the host C++ compiler against the emulator
 # (kernels/emu/include holds its cuda_runtime.h, cuda_bf16.h, cublas_v2.h), into $(O)/emu/ and
-# $(O)/libpg_cuda_emu.a, never into libpg.a. The tests in tests/emu/ link them as test_*_emu and
-# run in every `make check`. With HAVE_CUDA=1 the same test sources are also built against the
+# $(O)/libpg_cuda_emu.a, never into libpg.a; kernels/cuda/*.c (the pg_backend_cuda table) joins
+# them there, compiled by $(CC) with the flags of lib/*.c. The tests in tests/emu/ link them as
+# test_*_emu and run in every `make check`. With HAVE_CUDA=1 the same test sources are also built against the
 # real kernels as test_*_gpu: they skip without a device and fail under `make check-gpu` if none.
 EMU_FLAGS := -std=c++17 $(WARN) -pthread -MMD -MP $(SANFLAGS) -Ikernels/emu/include
-EMU_OBJ := $(CUDA_SRC:%.cu=$(O)/emu/%.o) $(patsubst %.cc,$(O)/emu/%.o,$(wildcard kernels/emu/*.cc))
+EMU_OBJ := $(CUDA_SRC:%.cu=$(O)/emu/%.o) $(CUDA_C:%.c=$(O)/emu/%.o) $(patsubst %.cc,$(O)/emu/%.o,$(wildcard kernels/emu/*.cc))
 EMU_LIB := $(O)/libpg_cuda_emu.a
 # Parity tests: each tests/emu/test_cuda_X.c (C, against kernels/cuda/ops.h) is built as
 # test_cuda_X_emu (emulated kernels) and, with HAVE_CUDA=1, test_cuda_X_gpu (nvcc's kernels).
@@ -148,6 +152,10 @@ $(CUDA_OBJ): kernels/cuda/pg_cuda.cuh kernels/cuda/ops.h lib/backend.h lib/real.
 $(O)/emu/%.o: %.cu
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(EMU_FLAGS) -x c++ -c $< -o $@
+
+$(O)/emu/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PG_CFLAGS) -c $< -o $@
 
 $(O)/emu/%.o: %.cc
 	@mkdir -p $(@D)
@@ -217,4 +225,4 @@ install: all
 clean:
 	rm -rf build build-san bin
 
--include $(LIB_OBJ:.o=.d) $(O)/cmd/*.d
+-include $(LIB_OBJ:.o=.d) $(CUDA_C:%.c=$(O)/%.d) $(O)/cmd/*.d

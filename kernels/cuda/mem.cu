@@ -1,5 +1,6 @@
 // mem.cu: the CUDA backend's host-side plumbing: checked device memory for C callers, the
-// stream and cuBLAS handle the operations share, device scratch, and the fatal-error report.
+// stream and cuBLAS handle the operations share, device scratch, the fatal-error report, and
+// the backend's memory operations (zeroed alloc, device copy, zero, axpy, scale).
 #include "pg_cuda.cuh"
 
 #include "ops.h"
@@ -42,10 +43,20 @@ void *pg_cuda_scratch(size_t bytes)
     return buf;
 }
 
+extern "C" void pg_cuda_init(void)
+{
+    PG_CUDA_CHECK(cudaFree(nullptr)); // creates the context now, not inside the first operation
+    (void)pg_cuda_blas();             // the cuBLAS handle, bound to pg_cuda_stream()
+}
+
+// Zeroed, as lib/backend.h's alloc promises (the CPU's calloc); at least 4 bytes, so that an
+// empty tensor still has an address distinct from NULL.
 extern "C" void *pg_cuda_alloc(size_t bytes)
 {
     void *p = nullptr;
+    if (bytes == 0) bytes = 4;
     PG_CUDA_CHECK(cudaMalloc(&p, bytes));
+    PG_CUDA_CHECK(cudaMemset(p, 0, bytes)); // synchronous: the memory is zero before any use
     return p;
 }
 
@@ -64,3 +75,46 @@ extern "C" void pg_cuda_download(void *dst, const void *src, size_t bytes)
 }
 
 extern "C" void pg_cuda_sync(void) { PG_CUDA_CHECK(cudaStreamSynchronize(pg_cuda_stream())); }
+
+// ---- memory operations of the backend table (lib/backend.h; kernels/cpu/mem.c) ----------------
+
+enum { MEM_THREADS = 256 };
+
+// y += a·x in double, rounded once to float: with a = 1 the correctly rounded sum, the CPU's bits.
+__global__ void mem_axpy_kernel(float *y, double a, const float *x, size_t n)
+{
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = (float)((double)y[i] + a * (double)x[i]);
+}
+
+__global__ void mem_scale_kernel(float *x, double a, size_t n)
+{
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] = (float)(a * (double)x[i]);
+}
+
+extern "C" void pg_cuda_copy(float *dst, const float *src, size_t n)
+{
+    if (n == 0) return;
+    PG_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof *dst, cudaMemcpyDeviceToDevice, pg_cuda_stream()));
+}
+
+extern "C" void pg_cuda_zero(float *x, size_t n)
+{
+    if (n == 0) return;
+    PG_CUDA_CHECK(cudaMemsetAsync(x, 0, n * sizeof *x, pg_cuda_stream()));
+}
+
+extern "C" void pg_cuda_axpy(float *y, double a, const float *x, size_t n)
+{
+    if (n == 0) return;
+    PG_LAUNCH(mem_axpy_kernel, pg_cuda_blocks(n, MEM_THREADS), MEM_THREADS, 0, pg_cuda_stream())(y, a, x, n);
+    PG_CUDA_LAUNCHED();
+}
+
+extern "C" void pg_cuda_scale(float *x, double a, size_t n)
+{
+    if (n == 0) return;
+    PG_LAUNCH(mem_scale_kernel, pg_cuda_blocks(n, MEM_THREADS), MEM_THREADS, 0, pg_cuda_stream())(x, a, n);
+    PG_CUDA_LAUNCHED();
+}

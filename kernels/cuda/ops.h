@@ -17,12 +17,24 @@
 extern "C" {
 #endif
 
-/* Device memory (checked: a failure reports and exits). */
+/* Creates the CUDA context and the cuBLAS handle bound to pg_cuda_stream() (the backend's init;
+ * the operations would otherwise do it on first use). */
+void pg_cuda_init(void);
+
+/* Device memory (checked: a failure reports and exits). alloc returns zeroed memory (at least 4
+ * bytes, so never NULL). */
 void *pg_cuda_alloc(size_t bytes);
 void pg_cuda_free(void *p);
 void pg_cuda_upload(void *dst, const void *src, size_t bytes);   /* host → device */
 void pg_cuda_download(void *dst, const void *src, size_t bytes); /* device → host; waits */
 void pg_cuda_sync(void);                                         /* waits for the stream */
+/* The backend's vector operations (lib/backend.h), on n device floats, on pg_cuda_stream():
+ * dst = src (no overlap); x = 0; y += a·x computed in double and rounded once (the CPU's bits,
+ * kernels/cpu/mem.c); x *= a, likewise. */
+void pg_cuda_copy(float *dst, const float *src, size_t n);
+void pg_cuda_zero(float *x, size_t n);
+void pg_cuda_axpy(float *y, double a, const float *x, size_t n);
+void pg_cuda_scale(float *x, double a, size_t n);
 
 void pg_cuda_matmul_fwd(float *y, const float *x, const float *w, int n, int in, int out);
 void pg_cuda_matmul_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int in, int out,

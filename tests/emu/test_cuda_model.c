@@ -1,0 +1,201 @@
+/* test_cuda_model.c: the whole model on the CUDA backend (pg_backend_cuda, kernels/cuda/
+ * backend_cuda.c) against the same model on the CPU reference (pg_backend_cpu): lib/model.c's
+ * forward and backward, written once against lib/backend.h, must give the same loss, per-token
+ * losses and gradients on both. Built twice (Makefile): test_cuda_model_emu runs the kernels
+ * compiled for the host emulator in every `make check`; test_cuda_model_gpu runs nvcc's kernels
+ * on a GPU (it skips without one, and fails under PG_EXPECT_GPU=1, i.e. `make check-gpu`).
+ *
+ * Configurations: the tiny models of tests/unit/test_model_f64.c (3 layers, d 16, 4 heads over
+ * 2 kv heads, vocab 32, softcap 3 so that tanh matters, random parameters in ±0.5): the baseline,
+ * the baseline with LeakyReLU(0.5)² + partial RoPE + LN scale, and the three record-style models
+ * that between them turn every switch of the record stack on (looping on and off), plus a wider
+ * baseline (d 32, 8 heads over 4, vocab 96, 16 tokens) so matmuls and attention are less trivial.
+ *
+ * Tolerances (parity.h's rule, |gpu − cpu| ≤ tol·(|cpu| + rms(cpu)) per element):
+ *   - the loss total: relative 1e-5, and the per-token losses 1e-5 (forward only);
+ *   - gradients: GRAD_TOL = 5e-5. Each operation agrees to about 1e-6 of scale (test_cuda_ops.c
+ *     and test_cuda_record.c hold them to 1e-5; what differs is summation order and fused
+ *     multiply-adds, a few float ulps), and a gradient is the end of a chain of some 30 of them
+ *     (forward through 3-6 virtual layers and the loss, then back), whose errors add up to a few
+ *     1e-6; 5e-5 leaves a margin of ten for real GPUs, and is still half of parity.h's nudge (an
+ *     element moved by 1e-4 of scale must be caught) while a wrong or missing term in any
+ *     operation errs by 1e-3 or more.
+ * And the CUDA backend's determinism: running forward and backward again gives the same bits
+ * (loss, losses, every gradient). */
+#include "parity.h"
+
+#include "../../lib/config.h"
+#include "../../lib/err.h"
+#include "../../lib/model.h"
+
+#define LOSS_TOL 1e-5
+#define GRAD_TOL 5e-5
+
+static const struct pg_backend *gpu = &pg_backend_cuda;
+
+struct shape {
+    int vocab, layers, dim, heads, kv, b, t;
+};
+
+static const struct shape TINY = {32, 3, 16, 4, 2, 2, 6};
+static const struct shape WIDER = {96, 3, 32, 8, 4, 2, 16};
+
+static void setup(struct pg_model *m, const struct pg_config *cfg, const struct pg_backend *be, const struct shape *s,
+                  const char *label)
+{
+    if (pg_model_init(m, cfg, be, 1) || pg_model_alloc_acts(m, s->b, s->t)) {
+        printf("Bail out! %s model setup (%s): %s\n", be->name, label, pg_error_message());
+        exit(1);
+    }
+}
+
+/* One configuration: the same parameters and tokens on both backends, forward and backward. */
+static void compare(struct pg_config cfg, const struct shape *s, const char *label, int looping)
+{
+    cfg.vocab_size = s->vocab, cfg.num_layers = s->layers, cfg.model_dim = s->dim, cfg.num_heads = s->heads;
+    cfg.num_kv_heads = s->kv, cfg.mlp_mult = 2, cfg.train_seq_len = s->t, cfg.logit_softcap = 3.0;
+    cfg.grad_accum_steps = 1, cfg.train_batch_tokens = cfg.val_batch_size = s->b * s->t;
+    if (pg_config_validate(&cfg, 0)) {
+        printf("Bail out! configuration (%s): %s\n", label, pg_error_message());
+        exit(1);
+    }
+    struct pg_model mc, mg;
+    setup(&mc, &cfg, cpu, s, label);
+    setup(&mg, &cfg, gpu, s, label);
+    mc.looping = mg.looping = looping;
+    size_t np = mc.nparams, n = (size_t)s->b * s->t;
+    is_int((long long)mg.nparams, (long long)np, "%s: both backends lay out %zu parameters", label, np);
+
+    memcpy(mc.params, rnd(np, 0.5f), np * sizeof(float));
+    gpu->upload(mg.params, mc.params, np * sizeof(float));
+    int32_t *x = hkeep(malloc(n * sizeof *x)), *y = hkeep(malloc(n * sizeof *y));
+    for (size_t i = 0; i < n; i++) { /* ids below 4 are common, so bos_id 1 starts documents */
+        x[i] = (int32_t)((urand() + 1) / 2 * (i % 3 ? s->vocab : 4)) % s->vocab;
+        y[i] = (int32_t)((urand() + 1) / 2 * s->vocab) % s->vocab;
+    }
+    x[3] = x[s->t + 2] = x[s->t + 3] = 1; /* documents start mid-sequence, one of a single token */
+
+    double worst_before = worst_seen;
+    worst_seen = 0;
+    float *lc = hnew(n), *lg = hnew(n), *lg2 = hnew(n);
+    pg_model_zero_grad(&mc);
+    pg_model_zero_grad(&mg);
+    double tc = pg_model_forward(&mc, x, y, s->b, lc), tg = pg_model_forward(&mg, x, y, s->b, lg);
+    pg_model_backward(&mc, 1.0 / n);
+    pg_model_backward(&mg, 1.0 / n);
+    double rel = fabs(tg - tc) / fabs(tc);
+    ok(isfinite(tc) && tc > 0 && rel <= LOSS_TOL, "%s: loss total %.9g on the GPU, %.9g on the CPU (relative %.1e)",
+       label, tg, tc, rel);
+    check("per-token losses", label, lg, lc, n, LOSS_TOL);
+
+    float *gg = hnew(np), *gg2 = hnew(np);
+    gpu->download(gg, mg.grads, np * sizeof(float));
+    double gmax = 0;
+    for (int k = 0; k < mc.ntensors; k++) {
+        const struct pg_tensor *t = &mc.tensors[k];
+        char what[160];
+        snprintf(what, sizeof what, "%s: gradient", label);
+        check(t->name, what, gg + t->offset, mc.grads + t->offset, t->numel, GRAD_TOL);
+    }
+    for (size_t i = 0; i < np; i++) gmax = fmax(gmax, fabs(mc.grads[i]));
+    ok(gmax > 0, "%s: the gradients are not all zero (max |g| %.2e)", label, gmax);
+    double worst_here = worst_seen;
+    worst_seen = fmax(worst_before, worst_here);
+
+    /* The same bits again: reductions in a fixed order, no float atomics. */
+    pg_model_zero_grad(&mg);
+    double tg2 = pg_model_forward(&mg, x, y, s->b, lg2);
+    pg_model_backward(&mg, 1.0 / n);
+    gpu->download(gg2, mg.grads, np * sizeof(float));
+    ok(tg2 == tg && same_bits(lg2, lg, n) && same_bits(gg2, gg, np),
+       "%s: a second CUDA forward and backward gives the same bits (loss, %zu losses, %zu gradients)", label, n, np);
+    diag("%s: worst relative difference %.2e (loss total %.1e)", label, worst_here, rel);
+    pg_model_free(&mc);
+    pg_model_free(&mg);
+}
+
+/* The table's memory operations against the CPU's (kernels/cpu/mem.c): alloc gives zeros; copy,
+ * zero, axpy (in double, rounded once) and scale give the CPU's bits; and the table reaches the
+ * operations (an embedding lookup with device ids). */
+static void test_memory_ops(void)
+{
+    const size_t n = 1000;
+    float *z = gpu->alloc(n * sizeof(float)), *zh = hnew(n);
+    gpu->download(zh, z, n * sizeof(float));
+    size_t nonzero = 0;
+    for (size_t i = 0; i < n; i++) nonzero += zh[i] != 0;
+    ok(nonzero == 0, "alloc returns zeroed device memory (%zu of %zu nonzero)", nonzero, n);
+    gpu->free(z);
+    float *x = rnd(n, 3), *y = rnd(n, 2), *d_x = dev(x, n), *d_y = dev(y, n), *d_c = dnew(n * sizeof(float));
+    gpu->copy(d_c, d_x, n);
+    ok(same_bits(back(d_c, n), x, n), "copy: the same bits");
+    cpu->axpy(y, 1.0, x, n);
+    gpu->axpy(d_y, 1.0, d_x, n);
+    ok(same_bits(back(d_y, n), y, n), "axpy with a = 1: the CPU's correctly rounded sums");
+    cpu->axpy(y, -0.3, x, n);
+    gpu->axpy(d_y, -0.3, d_x, n);
+    ok(same_bits(back(d_y, n), y, n), "axpy with a = -0.3: the CPU's bits (double, rounded once)");
+    cpu->scale(y, 1.0 / 3, n);
+    gpu->scale(d_y, 1.0 / 3, n);
+    ok(same_bits(back(d_y, n), y, n), "scale by 1/3: the CPU's bits");
+    gpu->zero(d_y + 10, n - 20);
+    float *b = back(d_y, n);
+    size_t kept = 0, zeroed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i < 10 || i >= n - 10) kept += b[i] == y[i];
+        else zeroed += b[i] == 0;
+    }
+    ok(kept == 20 && zeroed == n - 20, "zero clears exactly its range (%zu kept, %zu zeroed)", kept, zeroed);
+    int32_t ids[5] = {3, 0, 7, 3, 9};
+    float *emb = rnd(10 * 4, 1), *out = hnew(5 * 4), *d_out = dnew(5 * 4 * sizeof(float));
+    cpu->embedding_fwd(out, emb, ids, 5, 4);
+    gpu->embedding_fwd(d_out, dev(emb, 40), dev_ids(ids, 5), 5, 4);
+    ok(same_bits(back(d_out, 20), out, 20), "the table reaches the operations: embedding_fwd with device ids");
+    ok(strcmp(gpu->name, "cuda") == 0 && gpu->attention_work(64) == pg_cuda_attention_work(64),
+       "name \"cuda\", attention_work is the CUDA attention's (%zu floats at t = 64)", gpu->attention_work(64));
+}
+
+/* The record stack's switches, as in tests/unit/test_model_f64.c: three tiny models that between
+ * them turn every one on. */
+static struct pg_config record_a(struct pg_config c)
+{
+    c.xsa_last_n = 3, c.sparse_attn_gate = 1, c.sparse_attn_gate_scale = 0.5, c.gate_window = 4, c.skip_gates = 1;
+    c.smear_gate = 1, c.varlen_attn = 1, c.mlp_leaky_slope = 0.5, c.ln_scale = 1, c.rope_dims = 2;
+    return c;
+}
+static struct pg_config record_b(struct pg_config c)
+{
+    c.num_loops = 1, c.loop_start = 1, c.loop_end = 1, c.parallel_start_layer = 1, c.skip_gates = 1;
+    c.ve_last_n = 2, c.ve_dim = 4, c.bigram_vocab = 8, c.bigram_dim = 4, c.attn_out_gate = 1, c.gate_window = 3;
+    c.smear_gate_v1 = 1, c.softcap_poly5 = 1, c.z_loss = 0.01, c.xsa_last_n = 1;
+    return c;
+}
+static struct pg_config record_c(struct pg_config c)
+{
+    c.num_loops = 2, c.loop_start = 0, c.loop_end = 1, c.parallel_start_layer = 2, c.parallel_gptj = 1;
+    c.gated_attn = 1, c.varlen_attn = 1, c.smear_gate = 1, c.gate_window = 16;
+    return c;
+}
+
+int main(void)
+{
+    parity_start();
+    gpu->init();
+    parity_seed = 31;
+    test_memory_ops();
+    struct pg_config cfg;
+    pg_config_default(&cfg);
+    compare(cfg, &TINY, "baseline", 0);
+    struct pg_config rec = cfg;
+    rec.mlp_leaky_slope = 0.5, rec.rope_dims = 2, rec.ln_scale = 1;
+    compare(rec, &TINY, "leaky 0.5 + rope_dims 2/4 + ln_scale", 0);
+    compare(record_a(cfg), &TINY, "xsa + sparse gate + skip gates + smear v2 + varlen", 0);
+    compare(record_b(cfg), &TINY, "loop + lanes + VE + bigram + out gate + smear v1 + poly5 + z-loss", 1);
+    compare(record_b(cfg), &TINY, "the same before the loop switches on", 0);
+    compare(record_c(cfg), &TINY, "loop x2 + GPT-J parallel + dense gate + varlen + smear v2", 1);
+    compare(cfg, &WIDER, "wider baseline (d 32, 8/4 heads, 16 tokens)", 0);
+    struct pg_config wa = record_a(cfg);
+    wa.gate_window = 12;
+    compare(wa, &WIDER, "wider xsa + sparse gate + skip gates + smear v2 + varlen", 0);
+    return parity_done(GRAD_TOL);
+}
