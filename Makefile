@@ -65,7 +65,9 @@ CUDA_C := $(wildcard kernels/cuda/*.c)
 ifeq ($(HAVE_CUDA),1)
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(O)/%.o) $(CUDA_C:%.c=$(O)/%.o)
 PG_CFLAGS += -DPG_HAVE_CUDA=1 -I$(CUDA_HOME)/include
-LDLIBS += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt
+# cuBLAS as a shared library (no static archive ships with every toolkit): the commands link the
+# CUDA backend (pg-eval --device cuda), so they need it at run time on a CUDA build.
+LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt
 else
 CUDA_OBJ :=
 endif

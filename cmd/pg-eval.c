@@ -30,6 +30,7 @@ static const char usage[] =
     "      --prefix NAME          shard name prefix (default fineweb)\n"
     "      --seq-len N            window length (default: the checkpoint's train_seq_len)\n"
     "      --batch-seqs N         windows per forward pass (default 8)\n"
+    "      --device NAME          cpu (default) or cuda (the first GPU; exit 3 without one)\n"
     "      --json                 print the result as JSON on standard output\n"
     "      --progress             always draw the progress line\n"
     "      --no-progress          never draw it (default: when stderr is a terminal)\n"
@@ -42,7 +43,7 @@ static const char usage[] =
     "Exit status: 0 success, 1 runtime error, 2 usage error, 3 unavailable.\n"
     "See pg-eval(1), pg-formats(5).\n";
 
-enum { OPT_PREFIX = PG_OPT_FIRST_CMD, OPT_SEQLEN, OPT_BATCH };
+enum { OPT_PREFIX = PG_OPT_FIRST_CMD, OPT_SEQLEN, OPT_BATCH, OPT_DEVICE };
 
 static const struct option longopts[] = {
     {"data", required_argument, 0, 'd'},
@@ -50,6 +51,7 @@ static const struct option longopts[] = {
     {"prefix", required_argument, 0, OPT_PREFIX},
     {"seq-len", required_argument, 0, OPT_SEQLEN},
     {"batch-seqs", required_argument, 0, OPT_BATCH},
+    {"device", required_argument, 0, OPT_DEVICE},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
@@ -58,7 +60,7 @@ int main(int argc, char **argv)
 {
     struct pg_cli cli;
     pg_cli_init(&cli, "pg-eval", usage);
-    const char *data = NULL, *tokpath = NULL, *prefix = "fineweb";
+    const char *data = NULL, *tokpath = NULL, *prefix = "fineweb", *device = "cpu";
     int seq_len = 0, batch = 8, c;
     while ((c = getopt_long(argc, argv, "d:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (pg_cli_common(&cli, c)) continue;
@@ -68,6 +70,7 @@ int main(int argc, char **argv)
         case OPT_PREFIX: prefix = optarg; break;
         case OPT_SEQLEN: pg_cli_check(&cli, pg_parse_int("--seq-len", optarg, 1, 1 << 20, &seq_len)); break;
         case OPT_BATCH: pg_cli_check(&cli, pg_parse_int("--batch-seqs", optarg, 1, 1 << 16, &batch)); break;
+        case OPT_DEVICE: device = optarg; break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
@@ -75,9 +78,11 @@ int main(int argc, char **argv)
     if (!data) pg_cli_usage_error(&cli, "no data folder (-d DIR)");
     if (!tokpath) pg_cli_usage_error(&cli, "no tokenizer (-m MODEL)");
     const char *ckpt = argv[optind];
+    const struct pg_backend *be;
+    pg_cli_check(&cli, pg_backend_by_name(device, &be));
 
     struct pg_scoring sc;
-    pg_scoring_open(&cli, &sc, ckpt, data, prefix, tokpath, seq_len, 0);
+    pg_scoring_open(&cli, &sc, ckpt, data, prefix, tokpath, seq_len, 0, be);
     struct pg_config cfg = sc.cfg;
     struct pg_model *m = &sc.m;
     struct pg_val_set *v = &sc.val;

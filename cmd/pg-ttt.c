@@ -118,7 +118,7 @@ int main(int argc, char **argv)
 
     /* Without training the model needs no gradients: --epochs 0 runs in pg-eval's memory. */
     struct pg_scoring sc;
-    pg_scoring_open(&cli, &sc, model, data, prefix, tokpath, seq_len, p.epochs > 0);
+    pg_scoring_open(&cli, &sc, model, data, prefix, tokpath, seq_len, p.epochs > 0, &pg_backend_cpu);
     struct pg_config cfg = sc.cfg;
     struct pg_model *m = &sc.m;
     struct pg_val_set *v = &sc.val;

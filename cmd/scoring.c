@@ -7,7 +7,8 @@
 #include <string.h>
 
 void pg_scoring_open(const struct pg_cli *cli, struct pg_scoring *s, const char *model, const char *data,
-                     const char *prefix, const char *tokpath, int seq_len, int training)
+                     const char *prefix, const char *tokpath, int seq_len, int training,
+                     const struct pg_backend *be)
 {
     memset(s, 0, sizeof *s);
     pg_cli_check(cli, pg_modelfile_read_config(model, &s->cfg));
@@ -23,7 +24,7 @@ void pg_scoring_open(const struct pg_cli *cli, struct pg_scoring *s, const char 
     pg_tok_free(tok);
     if (cli->verbosity > 1) pg_config_print_table(&s->cfg, stderr);
     pg_cli_check(cli, pg_val_open(&s->val, data, prefix, s->cfg.train_seq_len));
-    pg_cli_check(cli, pg_model_init(&s->m, &s->cfg, &pg_backend_cpu, training));
+    pg_cli_check(cli, pg_model_init(&s->m, &s->cfg, be, training));
     pg_cli_check(cli, pg_modelfile_load(&s->m, model));
 }
 

@@ -18,9 +18,11 @@ struct pg_scoring {
     struct pg_model m;     /* loaded; activations not allocated yet */
 };
 
-/* seq_len 0: the model's own train_seq_len. training: allocate gradients too. */
+/* seq_len 0: the model's own train_seq_len. training: allocate gradients too. be: the backend
+ * the model runs on (&pg_backend_cpu, or one from pg_backend_by_name). */
 void pg_scoring_open(const struct pg_cli *cli, struct pg_scoring *s, const char *model, const char *data,
-                     const char *prefix, const char *tokpath, int seq_len, int training);
+                     const char *prefix, const char *tokpath, int seq_len, int training,
+                     const struct pg_backend *be);
 
 void pg_scoring_close(struct pg_scoring *s);
 

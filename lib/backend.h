@@ -17,6 +17,9 @@
 
 struct pg_backend {
     const char *name;
+    /* 1: alloc gives host memory, which callers may read and write directly (the CPU backend);
+     * 0: device memory, reached only through upload/download. */
+    int host_memory;
 
     /* Prepares the backend (thread pools); call once before the first operation. */
     void (*init)(void);
@@ -204,5 +207,10 @@ extern const struct pg_backend pg_backend_cpu;
 /* The CUDA backend (kernels/cuda/backend_cuda.c): the same operations on device memory. Linked
  * from libpg when built with CUDA, and from the emulated kernels in the tests. */
 extern const struct pg_backend pg_backend_cuda;
+
+/* The backend a --device NAME asks for (lib/backend_select.c): "cpu", or "cuda" when this build
+ * has CUDA and the machine a device. @return 0 and *be, PG_E_UNSUPPORTED (built without CUDA, or
+ * no device: exit status 3), or PG_E_INVAL naming an unknown device. */
+int pg_backend_by_name(const char *name, const struct pg_backend **be);
 
 #endif

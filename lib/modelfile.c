@@ -116,7 +116,7 @@ int pg_modelfile_read_config(const char *path, struct pg_config *cfg)
     }
 }
 
-int pg_modelfile_load(struct pg_model *m, const char *path)
+static int load_host(struct pg_model *m, const char *path)
 {
     int format = 0;
     PG_TRY(pg_modelfile_sniff(path, &format));
@@ -132,6 +132,20 @@ int pg_modelfile_load(struct pg_model *m, const char *path)
     }
     default: return unsupported(path, format);
     }
+}
+
+int pg_modelfile_load(struct pg_model *m, const char *path)
+{
+    if (m->be->host_memory) return load_host(m, path);
+    /* A device model: read into a host twin (parameters only), then upload. */
+    struct pg_model h;
+    PG_TRY(pg_model_init(&h, &m->cfg, &pg_backend_cpu, 0));
+    int rc = load_host(&h, path);
+    if (!rc && h.nparams != m->nparams)
+        rc = pg_error(PG_E_INVAL, "%s: %zu parameters on the host, %zu on the device", path, h.nparams, m->nparams);
+    if (!rc) m->be->upload(m->params, h.params, h.nparams * sizeof *h.params);
+    pg_model_free(&h);
+    return rc;
 }
 
 int pg_modelfile_check_tokenizer(const char *path, const char *tok_path)

@@ -3,6 +3,7 @@
 
 const struct pg_backend pg_backend_cpu = {
     .name = "cpu",
+    .host_memory = 1,
     .init = pg_cpu_init,
     .attention_work = pg_cpu_attention_work,
     .alloc = pg_cpu_alloc,

@@ -46,6 +46,20 @@ rel() { echo "define a(x) { if (x < 0) return -x; return x; }; a($1 - $2) / $2" 
 check "val_bpb $bpb = float64 reference $ref_bpb (rel $(rel "$bpb" "$ref_bpb"))" \
     sh -c "[ \$(echo \"$(rel "$bpb" "$ref_bpb") < 0.0001\" | bc -l) = 1 ]"
 check "val_loss $loss = float64 reference $ref_loss" sh -c "[ \$(echo \"$(rel "$loss" "$ref_loss") < 0.0001\" | bc -l) = 1 ]"
+# --device cuda: on a GPU (make check-gpu) the same score as the CPU's; elsewhere exit 3, one line.
+"$EVAL" "$W/run/model.safetensors" -d "$W/data" --prefix t -m "$W/sp.model" --device cuda --json \
+    >"$W/eval-cuda.json" 2>"$W/eval-cuda.err"
+rc=$?
+if [ $rc -eq 0 ]; then
+    cbpb=$(jq .val_bpb "$W/eval-cuda.json")
+    check "pg-eval --device cuda: val_bpb $cbpb = the CPU's $bpb (rel $(rel "$cbpb" "$bpb"))" \
+        sh -c "[ \$(echo \"$(rel "$cbpb" "$bpb") < 0.00001\" | bc -l) = 1 ]"
+else
+    check "pg-eval --device cuda without a GPU: exit 3 and one line naming CUDA (exit $rc)" \
+        sh -c "[ $rc -eq 3 ] && [ \"\${PG_EXPECT_GPU:-0}\" != 1 ] && [ \$(wc -l <'$W/eval-cuda.err') -eq 1 ] && grep -q CUDA '$W/eval-cuda.err'"
+fi
+expect_fail "pg-eval: unknown device" 2 "unknown device" "$EVAL" "$W/run/model.safetensors" -d "$W/data" --prefix t \
+    -m "$W/sp.model" --device tpu
 train_bpb=$(jq -s '[.[] | select(.val_bpb)] | .[-1].val_bpb' "$W/run/metrics.jsonl")
 check "pg-eval's val_bpb = the training's final validation ($train_bpb)" \
     sh -c "[ \$(echo \"$(rel "$bpb" "$train_bpb") < 0.000001\" | bc -l) = 1 ]"

@@ -23,7 +23,7 @@
 static const struct pg_backend *cpu = &pg_backend_cpu;
 static unsigned long long parity_seed = 2024;
 
-static float urand(void) /* uniform in [-1, 1) */
+__attribute__((unused)) static float urand(void) /* uniform in [-1, 1) */
 {
     parity_seed = parity_seed * 6364136223846793005ull + 1442695040888963407ull;
     return (float)((double)(parity_seed >> 11) * 0x1.0p-53 * 2 - 1);
@@ -33,7 +33,7 @@ static void *host_kept[PARITY_SLOTS], *dev_kept[PARITY_SLOTS];
 static int n_host, n_dev;
 
 /* Keeps p (from malloc) for freeing at the end; NULL or no slot left ends the test. */
-static void *hkeep(void *p)
+__attribute__((unused)) static void *hkeep(void *p)
 {
     if (!p || n_host == PARITY_SLOTS) {
         printf("Bail out! out of memory or of slots\n");
@@ -42,23 +42,23 @@ static void *hkeep(void *p)
     return host_kept[n_host++] = p;
 }
 
-static float *hnew(size_t n) { return hkeep(malloc((n ? n : 1) * sizeof(float))); }
+__attribute__((unused)) static float *hnew(size_t n) { return hkeep(malloc((n ? n : 1) * sizeof(float))); }
 
-static float *rnd(size_t n, float scale)
+__attribute__((unused)) static float *rnd(size_t n, float scale)
 {
     float *p = hnew(n);
     for (size_t i = 0; i < n; i++) p[i] = urand() * scale;
     return p;
 }
 
-static float *copy(const float *h, size_t n)
+__attribute__((unused)) static float *copy(const float *h, size_t n)
 {
     float *p = hnew(n);
     memcpy(p, h, n * sizeof *p);
     return p;
 }
 
-static void *dnew(size_t bytes)
+__attribute__((unused)) static void *dnew(size_t bytes)
 {
     if (n_dev == PARITY_SLOTS) {
         printf("Bail out! out of device slots\n");
@@ -68,14 +68,14 @@ static void *dnew(size_t bytes)
 }
 
 /* A device copy of n host floats. */
-static float *dev(const float *h, size_t n)
+__attribute__((unused)) static float *dev(const float *h, size_t n)
 {
     float *d = dnew(n * sizeof *d);
     pg_cuda_upload(d, h, n * sizeof *d);
     return d;
 }
 
-static int32_t *dev_ids(const int32_t *h, size_t n)
+__attribute__((unused)) static int32_t *dev_ids(const int32_t *h, size_t n)
 {
     int32_t *d = dnew(n * sizeof *d);
     pg_cuda_upload(d, h, n * sizeof *d);
@@ -83,14 +83,14 @@ static int32_t *dev_ids(const int32_t *h, size_t n)
 }
 
 /* The device array's contents, in a new host array. */
-static float *back(const float *d, size_t n)
+__attribute__((unused)) static float *back(const float *d, size_t n)
 {
     float *h = hnew(n);
     pg_cuda_download(h, d, n * sizeof *h);
     return h;
 }
 
-static double rms_of(const float *a, size_t n)
+__attribute__((unused)) static double rms_of(const float *a, size_t n)
 {
     double ss = 0;
     for (size_t i = 0; i < n; i++) ss += (double)a[i] * a[i];
@@ -98,7 +98,8 @@ static double rms_of(const float *a, size_t n)
 }
 
 /* Elements failing |got − want| ≤ tol·(|want| + rms(want)); *worst: the largest ratio. */
-static size_t mismatches(const float *got, const float *want, size_t n, double tol, double *worst)
+__attribute__((unused)) static size_t mismatches(const float *got, const float *want, size_t n, double tol,
+                                                 double *worst)
 {
     double rms = rms_of(want, n);
     size_t bad = 0;
@@ -116,7 +117,8 @@ static double worst_seen; /* over every comparison of the run */
 static int compared;      /* comparisons made */
 
 /* One TAP line: the results agree, and the same check catches a copy nudged by 1e-4 of scale. */
-static void check(const char *op, const char *what, const float *got, const float *want, size_t n, double tol)
+__attribute__((unused)) static void check(const char *op, const char *what, const float *got, const float *want, size_t n,
+                                          double tol)
 {
     double worst, w2;
     size_t bad = mismatches(got, want, n, tol, &worst);
@@ -131,10 +133,13 @@ static void check(const char *op, const char *what, const float *got, const floa
     compared++;
 }
 
-static int same_bits(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof *a) == 0; }
+__attribute__((unused)) static int same_bits(const float *a, const float *b, size_t n)
+{
+    return memcmp(a, b, n * sizeof *a) == 0;
+}
 
 /* The start of main: without a device, skip (or fail under PG_EXPECT_GPU=1, make check-gpu). */
-static void parity_start(void)
+__attribute__((unused)) static void parity_start(void)
 {
     if (pg_cuda_device_count() == 0) {
         const char *want = getenv("PG_EXPECT_GPU");
@@ -148,7 +153,7 @@ static void parity_start(void)
 }
 
 /* The end of main: frees everything kept. */
-static int parity_done(double tol)
+__attribute__((unused)) static int parity_done(double tol)
 {
     diag("%d comparisons; worst relative error %.2e (tolerance %g)", compared, worst_seen, tol);
     for (int i = 0; i < n_dev; i++) pg_cuda_free(dev_kept[i]);
