@@ -116,7 +116,7 @@ $(BIN)/pg-%: $(O)/cmd/pg-%.o $(CLI_OBJ) $(LIBPG)
 
 # Gradient checks build the model and the CPU backend again in double (lib/real.h).
 F64_SRC := $(wildcard kernels/cpu/*.c) lib/model.c
-F64_DEPS := tests/tap.h $(F64_SRC) $(wildcard kernels/cpu/*.h) lib/backend.h lib/real.h lib/model.h $(LIBPG)
+F64_DEPS := tests/tap.h tests/record_configs.h $(F64_SRC) $(wildcard kernels/cpu/*.h) lib/backend.h lib/real.h lib/model.h $(LIBPG)
 $(O)/tests/%_f64: tests/unit/%_f64.c $(F64_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) -DPG_REAL_DOUBLE $(LDFLAGS) -o $@ $< $(F64_SRC) $(LIBPG) $(LDLIBS)

@@ -27,6 +27,7 @@
 #include "../../lib/config.h"
 #include "../../lib/err.h"
 #include "../../lib/model.h"
+#include "../record_configs.h"
 
 #define LOSS_TOL 1e-5
 #define GRAD_TOL 5e-5
@@ -153,28 +154,6 @@ static void test_memory_ops(void)
     ok(same_bits(back(d_out, 20), out, 20), "the table reaches the operations: embedding_fwd with device ids");
     ok(strcmp(gpu->name, "cuda") == 0 && gpu->attention_work(64) == pg_cuda_attention_work(64),
        "name \"cuda\", attention_work is the CUDA attention's (%zu floats at t = 64)", gpu->attention_work(64));
-}
-
-/* The record stack's switches, as in tests/unit/test_model_f64.c: three tiny models that between
- * them turn every one on. */
-static struct pg_config record_a(struct pg_config c)
-{
-    c.xsa_last_n = 3, c.sparse_attn_gate = 1, c.sparse_attn_gate_scale = 0.5, c.gate_window = 4, c.skip_gates = 1;
-    c.smear_gate = 1, c.varlen_attn = 1, c.mlp_leaky_slope = 0.5, c.ln_scale = 1, c.rope_dims = 2;
-    return c;
-}
-static struct pg_config record_b(struct pg_config c)
-{
-    c.num_loops = 1, c.loop_start = 1, c.loop_end = 1, c.parallel_start_layer = 1, c.skip_gates = 1;
-    c.ve_last_n = 2, c.ve_dim = 4, c.bigram_vocab = 8, c.bigram_dim = 4, c.attn_out_gate = 1, c.gate_window = 3;
-    c.smear_gate_v1 = 1, c.softcap_poly5 = 1, c.z_loss = 0.01, c.xsa_last_n = 1;
-    return c;
-}
-static struct pg_config record_c(struct pg_config c)
-{
-    c.num_loops = 2, c.loop_start = 0, c.loop_end = 1, c.parallel_start_layer = 2, c.parallel_gptj = 1;
-    c.gated_attn = 1, c.varlen_attn = 1, c.smear_gate = 1, c.gate_window = 16;
-    return c;
 }
 
 int main(void)

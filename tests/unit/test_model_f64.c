@@ -16,6 +16,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "../record_configs.h"
 
 #define B 2
 #define T 6
@@ -115,27 +116,6 @@ static double loss_with(struct pg_config cfg)
     double l = loss();
     pg_model_free(&M);
     return l;
-}
-
-/* The record stack's switches, in three tiny models that between them turn every one on. */
-static struct pg_config record_a(struct pg_config c)
-{
-    c.xsa_last_n = 3, c.sparse_attn_gate = 1, c.sparse_attn_gate_scale = 0.5, c.gate_window = 4, c.skip_gates = 1;
-    c.smear_gate = 1, c.varlen_attn = 1, c.mlp_leaky_slope = 0.5, c.ln_scale = 1, c.rope_dims = 2;
-    return c;
-}
-static struct pg_config record_b(struct pg_config c)
-{
-    c.num_loops = 1, c.loop_start = 1, c.loop_end = 1, c.parallel_start_layer = 1, c.skip_gates = 1;
-    c.ve_last_n = 2, c.ve_dim = 4, c.bigram_vocab = 8, c.bigram_dim = 4, c.attn_out_gate = 1, c.gate_window = 3;
-    c.smear_gate_v1 = 1, c.softcap_poly5 = 1, c.z_loss = 0.01, c.xsa_last_n = 1;
-    return c;
-}
-static struct pg_config record_c(struct pg_config c)
-{
-    c.num_loops = 2, c.loop_start = 0, c.loop_end = 1, c.parallel_start_layer = 2, c.parallel_gptj = 1;
-    c.gated_attn = 1, c.varlen_attn = 1, c.smear_gate = 1, c.gate_window = 16;
-    return c;
 }
 
 /* OrthoInit (spec §2.14): with ortho_init the >= 64x64 linear weights are orthogonal along
