@@ -218,8 +218,9 @@ void pg_model_init_weights(struct pg_model *m, uint64_t seed)
 {
     struct pg_rng rng;
     pg_rng_seed(&rng, seed);
-    /* computed in host memory, then uploaded (the parameters may live on a device) */
-    pg_real *host = pg_malloc((m->nparams ? m->nparams : 1) * sizeof *host);
+    /* computed in place on a host backend; on a device one in host memory, then uploaded */
+    int staged = !m->be->host_memory;
+    pg_real *host = staged ? pg_malloc((m->nparams ? m->nparams : 1) * sizeof *host) : m->params;
     if (!host) { /* init has no error path; a machine without nparams of memory cannot train */
         fprintf(stderr, "pg: out of memory initializing %zu parameters\n", m->nparams);
         exit(1);
@@ -252,8 +253,10 @@ void pg_model_init_weights(struct pg_model *m, uint64_t seed)
             for (size_t k = 0; k < t->numel; k++) p[k] = 0;
         }
     }
-    m->be->upload(m->params, host, m->nparams * sizeof *host);
-    free(host);
+    if (staged) {
+        m->be->upload(m->params, host, m->nparams * sizeof *host);
+        free(host);
+    }
 }
 
 /* ---- activations ---- */

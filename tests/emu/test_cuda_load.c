@@ -1,6 +1,6 @@
 /* test_cuda_load.c: a model file loads onto the CUDA backend (pg_modelfile_load stages it through
  * a host twin and uploads) with the same bits as onto the CPU, and the loaded device model scores
- * as the CPU one does (pg-eval --device cuda). Built as test_cuda_load_emu (emulated kernels) and
+ * as the CPU one does (pg-eval --device cuda), and initializes to the CPU's weights. Built as test_cuda_load_emu (emulated kernels) and
  * test_cuda_load_gpu (a real device; skips without one). */
 #define _POSIX_C_SOURCE 200809L
 #include "parity.h"
@@ -47,6 +47,10 @@ int main(void)
     double tc = pg_model_forward(&mc, x, y, B, lc), tg = pg_model_forward(&mg, x, y, B, lg);
     ok(fabs(tg - tc) <= 1e-5 * fabs(tc), "the device model's loss %.8f equals the CPU's %.8f", tg, tc);
     check("per-token losses", "after loading", lg, lc, B * T, 1e-5);
+    pg_model_init_weights(&mc, 9); /* the device's init is computed on the host and uploaded */
+    pg_model_init_weights(&mg, 9);
+    ok(same_bits(back(mg.params, mg.nparams), mc.params, mc.nparams),
+       "pg_model_init_weights gives the device the CPU's initial weights, bit for bit");
     char bad[] = "/tmp/pg_test_cuda_load_missing";
     ok(pg_modelfile_load(&mg, bad) < 0, "a missing file is an error, not a crash (%s)", pg_error_message());
     unlink(path);
