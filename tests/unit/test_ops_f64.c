@@ -212,6 +212,36 @@ static void test_rope(void)
     is_close(m.y[o + 2], -m.x[o] * s1 + m.x[o + 2] * c1, 1e-12, 0, "rope: second half = −x1·sin + x2·cos");
 }
 
+/* A gradient g of input x (n values), checked along 3 random directions u against central
+ * differences of f; a gradient nudged at one element near the end (the last row block) along u
+ * must be caught each time. */
+struct dir_grad {
+    const char *name;
+    double *x, *g;
+    size_t n;
+};
+
+static void check_directional(const char *what, const struct dir_grad *in, int nin, double (*f)(void *), void *ctx)
+{
+    for (int a = 0; a < nin; a++) {
+        int bad = 0, caught = 0;
+        for (int trial = 0; trial < 3; trial++) {
+            double *u = rnd(in[a].n, 1), *x = in[a].x;
+            for (size_t i = 0; i < in[a].n; i++) x[i] += EPS * u[i];
+            double lp = f(ctx);
+            for (size_t i = 0; i < in[a].n; i++) x[i] -= 2 * EPS * u[i];
+            double lm = f(ctx);
+            for (size_t i = 0; i < in[a].n; i++) x[i] += EPS * u[i];
+            double num = (lp - lm) / (2 * EPS), an = dot(in[a].g, u, in[a].n);
+            bad += fabs(an - num) > ATOL + RTOL * fabs(num);
+            double nudged = an + 1e-3 * u[in[a].n - 5];
+            caught += fabs(nudged - num) > ATOL + RTOL * fabs(num);
+        }
+        ok(bad == 0, "%s %s, T = 300: 3 directional derivatives match central differences", what, in[a].name);
+        ok(caught == 3, "%s %s, T = 300: a gradient nudged in the last block is caught", what, in[a].name);
+    }
+}
+
 /* ---- attention ---- */
 struct at { int b, t, h, kv, hd; double *q, *k, *v, *o, *lse, *r, *work; };
 static double at_f(void *c)
@@ -282,26 +312,8 @@ static void test_attention_blocks(void)
     ok(worst < 1e-12, "attention forward, T = 300 (3 row blocks): equals the plain softmax (worst %.1e)", worst);
     double *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
     B->attention_bwd(dq, dk, dv, m.r, m.o, m.lse, m.q, m.k, m.v, m.b, m.t, m.h, m.kv, m.hd, 1 / sqrt(m.hd), m.work);
-    struct { const char *name; double *x, *g; size_t n; } in[3] = {{"dq", m.q, dq, nq}, {"dk", m.k, dk, nk},
-                                                                  {"dv", m.v, dv, nk}};
-    for (int a = 0; a < 3; a++) {
-        int bad = 0, caught = 0;
-        for (int trial = 0; trial < 3; trial++) {
-            double *u = rnd(in[a].n, 1), *x = in[a].x;
-            for (size_t i = 0; i < in[a].n; i++) x[i] += EPS * u[i];
-            double lp = at_f(&m);
-            for (size_t i = 0; i < in[a].n; i++) x[i] -= 2 * EPS * u[i];
-            double lm = at_f(&m);
-            for (size_t i = 0; i < in[a].n; i++) x[i] += EPS * u[i];
-            double num = (lp - lm) / (2 * EPS), an = dot(in[a].g, u, in[a].n);
-            bad += fabs(an - num) > ATOL + RTOL * fabs(num);
-            /* a gradient nudged at one element in the last block, along u */
-            double nudged = an + 1e-3 * u[in[a].n - 5];
-            caught += fabs(nudged - num) > ATOL + RTOL * fabs(num);
-        }
-        ok(bad == 0, "attention %s, T = 300: 3 directional derivatives match central differences", in[a].name);
-        ok(caught == 3, "attention %s, T = 300: a gradient nudged in the last block is caught", in[a].name);
-    }
+    struct dir_grad in[3] = {{"dq", m.q, dq, nq}, {"dk", m.k, dk, nk}, {"dv", m.v, dv, nk}};
+    check_directional("attention", in, 3, at_f, &m);
 }
 
 /* ---- varlen attention (spec §2.2) ---- */
@@ -476,25 +488,8 @@ static void test_attention_varlen_blocks(void)
     vat_f(&m);
     double *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
     B->attention_varlen_bwd(dq, dk, dv, a->r, a->o, a->lse, a->q, a->k, a->v, ds, 1, 300, 2, 1, 4, 0.5, a->work);
-    struct { const char *name; double *x, *g; size_t n; } in[3] = {{"dq", a->q, dq, nq}, {"dk", a->k, dk, nk},
-                                                                  {"dv", a->v, dv, nk}};
-    for (int i = 0; i < 3; i++) {
-        int bad = 0, caught = 0;
-        for (int trial = 0; trial < 3; trial++) {
-            double *u = rnd(in[i].n, 1), *x = in[i].x;
-            for (size_t j = 0; j < in[i].n; j++) x[j] += EPS * u[j];
-            double lp = vat_f(&m);
-            for (size_t j = 0; j < in[i].n; j++) x[j] -= 2 * EPS * u[j];
-            double lm = vat_f(&m);
-            for (size_t j = 0; j < in[i].n; j++) x[j] += EPS * u[j];
-            double num = (lp - lm) / (2 * EPS), an = dot(in[i].g, u, in[i].n);
-            bad += fabs(an - num) > ATOL + RTOL * fabs(num);
-            double nudged = an + 1e-3 * u[in[i].n - 5]; /* one element of the last block nudged */
-            caught += fabs(nudged - num) > ATOL + RTOL * fabs(num);
-        }
-        ok(bad == 0, "varlen attention %s, T = 300: 3 directional derivatives match central differences", in[i].name);
-        ok(caught == 3, "varlen attention %s, T = 300: a gradient nudged in the last block is caught", in[i].name);
-    }
+    struct dir_grad in[3] = {{"dq", a->q, dq, nq}, {"dk", a->k, dk, nk}, {"dv", a->v, dv, nk}};
+    check_directional("varlen attention", in, 3, vat_f, &m);
 }
 
 /* ---- pointwise ---- */
