@@ -3,9 +3,13 @@
  * LSan), the element-wise comparison with its tolerance rule and nudge check, and the start and
  * end of main (skip without a device, fail under PG_EXPECT_GPU=1).
  *
- * Tolerance rule: |gpu − cpu| ≤ tol·(|cpu| + rms(cpu)) for every element; each comparison also
- * proves it can fail, by catching one element nudged by 10x the tolerance. Each test file
- * includes this once and sets parity_seed before drawing. */
+ * Tolerance rule, for every element: |gpu − cpu| ≤ tol·(|cpu| + max(rms(cpu), floor)). floor is
+ * an absolute scale below which values count as cancellation residue: 0 unless the caller states
+ * one (check_floor), so an all-zero reference demands exact zeros, and a result that is zero in
+ * exact arithmetic (the dq of a one-token softmax) is compared at the scale of the terms that
+ * cancelled in it. Each comparison also proves it can fail, by catching one element nudged by 10x
+ * what the rule allows (at least one ulp, so tol = 0 and an all-zero reference are covered too).
+ * Each test file includes this once and sets parity_seed before drawing. */
 #ifndef PG_TESTS_PARITY_H
 #define PG_TESTS_PARITY_H
 
@@ -97,40 +101,60 @@ __attribute__((unused)) static double rms_of(const float *a, size_t n)
     return n ? sqrt(ss / n) : 0;
 }
 
-/* Elements failing |got − want| ≤ tol·(|want| + rms(want)); *worst: the largest ratio. */
-__attribute__((unused)) static size_t mismatches(const float *got, const float *want, size_t n, double tol,
+/* The scale element i is compared at: |want[i]| + max(rms(want), floor) (rms passed in). */
+static double parity_scale(float want, double rms) { return fabs(want) + rms; }
+
+/* Elements failing |got − want| ≤ tol·(|want| + max(rms(want), floor)); *worst: the largest
+ * |got − want| / scale (infinite where the scale is 0 and the values differ). */
+__attribute__((unused)) static size_t mismatches(const float *got, const float *want, size_t n, double tol, double floor,
                                                  double *worst)
 {
-    double rms = rms_of(want, n);
+    double rms = fmax(rms_of(want, n), floor);
     size_t bad = 0;
     *worst = 0;
     for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]), scale = fabs(want[i]) + rms;
-        double r = scale > 0 ? d / scale : d;
-        if (!(r <= tol)) bad++; /* NaN counts as bad */
+        double d = fabs((double)got[i] - want[i]), scale = parity_scale(want[i], rms);
+        double r = scale > 0 ? d / scale : d == 0 ? 0 : INFINITY;
+        if (!(d <= tol * scale)) bad++; /* NaN counts as bad */
         if (r > *worst || r != r) *worst = r;
     }
     return bad;
 }
 
+/* A copy of got with element k moved by 10x what the rule allows there, and by one ulp at least. */
+__attribute__((unused)) static float *nudged(const float *got, const float *want, size_t n, size_t k, double tol,
+                                             double floor)
+{
+    float *broken = copy(got, n);
+    double allowed = tol * parity_scale(want[k], fmax(rms_of(want, n), floor));
+    float moved = (float)(got[k] + 10 * allowed);
+    broken[k] = moved != got[k] ? moved : nextafterf(got[k], INFINITY);
+    return broken;
+}
+
 static double worst_seen; /* over every comparison of the run */
 static int compared;      /* comparisons made */
 
-/* One TAP line: the results agree, and the same check catches a copy nudged by 1e-4 of scale. */
-__attribute__((unused)) static void check(const char *op, const char *what, const float *got, const float *want, size_t n,
-                                          double tol)
+/* One TAP line: the results agree under the rule with this floor, and the same check catches a
+ * copy with one element nudged past what the rule allows. */
+__attribute__((unused)) static void check_floor(const char *op, const char *what, const float *got, const float *want,
+                                                size_t n, double tol, double floor)
 {
     double worst, w2;
-    size_t bad = mismatches(got, want, n, tol, &worst);
-    float *broken = copy(got, n);
-    size_t k = n / 2;
-    broken[k] += (float)(1e-4 * (fabs(want[k]) + rms_of(want, n)) + 1e-20); /* 10x the tolerance */
-    int caught = n == 0 || mismatches(broken, want, n, tol, &w2) > 0;
+    size_t bad = mismatches(got, want, n, tol, floor, &worst);
+    int caught = n == 0 || mismatches(nudged(got, want, n, n / 2, tol, floor), want, n, tol, floor, &w2) > 0;
     if (!caught) diag("%s %s: a nudged result was not caught", op, what);
     ok(bad == 0 && caught, "%s %s: %zu values within %g (worst %.2e)", op, what, n, tol, worst);
     if (bad) diag("%zu of %zu values differ", bad, n);
     if (worst > worst_seen) worst_seen = worst;
     compared++;
+}
+
+/* check_floor with no floor: an all-zero reference must be matched exactly. */
+__attribute__((unused)) static void check(const char *op, const char *what, const float *got, const float *want, size_t n,
+                                          double tol)
+{
+    check_floor(op, what, got, want, n, tol, 0);
 }
 
 __attribute__((unused)) static int same_bits(const float *a, const float *b, size_t n)
