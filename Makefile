@@ -79,7 +79,7 @@ CLI_OBJ := $(O)/cmd/cli.o
 
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRC:tests/unit/%.c=$(O)/tests/%)
-TOOLS := $(O)/tests/tools/ref_eval_f64
+TOOLS := $(O)/tests/tools/ref_eval_f64 $(O)/tests/tools/blas_info
 
 LIBPG := $(O)/libpg.a
 
@@ -125,7 +125,13 @@ $(O)/tests/%: tests/unit/%.c tests/tap.h $(LIBPG)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPG) $(LDLIBS)
 
-# Test tools (not tests themselves): the float64 reference evaluator of tests/cli/test-train.sh.
+# Test tools (not tests themselves): blas_info (the OpenBLAS core, the CPU's level, one product's
+# GFLOP/s) for tests/cli/test-blas-cores.sh and the benchmarks; the float64 reference evaluator
+# of tests/cli/test-train.sh.
+$(O)/tests/tools/blas_info: tests/tools/blas_info.c $(LIBPG)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPG) $(LDLIBS)
+
 $(O)/tests/tools/ref_eval_f64: tests/tools/ref_eval_f64.c $(F64_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) -DPG_REAL_DOUBLE $(LDFLAGS) -o $@ $< $(F64_SRC) $(LIBPG) $(LDLIBS)
@@ -187,6 +193,11 @@ $(O)/tests/%_gpu: tests/emu/%.c tests/tap.h kernels/cuda/ops.h $(LIBPG)
 
 # ---- targets --------------------------------------------------------------------------------
 
+# check, check-gpu and demo build with every core unless the user gave -j already (a -j given to
+# the sub-make would override the outer jobserver).
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+BUILD_ALL = $(MAKE) $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC)) --no-print-directory all
+
 deps:
 	@sh scripts/install-deps.sh
 
@@ -197,12 +208,12 @@ corpus:
 	else sh scripts/fetch-corpus.sh; fi
 
 check: deps corpus
-	@$(MAKE) --no-print-directory all
+	@$(BUILD_ALL)
 	@PG_BIN=$(CURDIR)/$(BIN) PG_TESTBIN=$(CURDIR)/$(O)/tests PG_HAVE_CUDA=$(HAVE_CUDA) SANITIZE=$(SANITIZE) \
 		sh tests/run.sh
 
 check-gpu: deps
-	@$(MAKE) --no-print-directory all
+	@$(BUILD_ALL)
 	@PG_EXPECT_GPU=1 PG_BIN=$(CURDIR)/$(BIN) PG_TESTBIN=$(CURDIR)/$(O)/tests PG_HAVE_CUDA=$(HAVE_CUDA) \
 		SANITIZE=$(SANITIZE) sh tests/run.sh
 
@@ -211,7 +222,7 @@ test: all
 		sh tests/run.sh
 
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(BUILD_ALL)
 	@sh scripts/demo.sh
 
 install: all

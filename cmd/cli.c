@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
+#include "../lib/cpu_tune.h"
 #include "../lib/err.h"
 #include "../lib/outfile.h"
 
@@ -10,8 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-void pg_cli_init(struct pg_cli *cli, const char *prog, const char *usage)
+void pg_cli_init(struct pg_cli *cli, const char *prog, const char *usage, char **argv)
 {
+    pg_tune_process(argv);
     cli->prog = prog;
     cli->usage = usage;
     cli->verbosity = 1;
@@ -30,7 +32,9 @@ int pg_cli_common(struct pg_cli *cli, int c)
         printf("%s (pgolf) %s\n", cli->prog, PG_VERSION);
         exit(PG_EXIT_OK);
     case 'q': cli->verbosity = 0; return 1;
-    case 'v': cli->verbosity++; return 1;
+    case 'v':
+        if (++cli->verbosity == 2 && *pg_tune_report()) fprintf(stderr, "%s: %s\n", cli->prog, pg_tune_report());
+        return 1;
     case PG_OPT_JSON: cli->json = 1; return 1;
     case PG_OPT_PROGRESS: cli->progress = 1; return 1;
     case PG_OPT_NO_PROGRESS: cli->progress = 0; return 1;
@@ -96,7 +100,7 @@ void pg_cli_stub_main(const char *prog, int argc, char **argv)
     char usage[256];
     snprintf(usage, sizeof usage, "Usage: %s ...\nNot implemented yet in this version of pgolf (exit status 3).\n", prog);
     struct pg_cli cli;
-    pg_cli_init(&cli, prog, usage);
+    pg_cli_init(&cli, prog, usage, argv);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) pg_cli_common(&cli, 'h');
         if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) pg_cli_common(&cli, 'V');

@@ -31,10 +31,13 @@ struct pg_cli {
     int progress;       /* -1: auto (on when stderr is a terminal and not -q) */
 };
 
-void pg_cli_init(struct pg_cli *cli, const char *prog, const char *usage);
+/* The start of every main: settles the process's CPU tuning (lib/cpu_tune.h: may execute the
+ * program again, so it comes before any input or output), installs the output clean-up. */
+void pg_cli_init(struct pg_cli *cli, const char *prog, const char *usage, char **argv);
 
 /* Handles a common option code from getopt_long: -h prints usage and exits 0, -V prints the
- * version and exits 0, -q/-v/--json/--progress set fields. @return 1 if handled, 0 if not ours. */
+ * version and exits 0, -q/-v/--json/--progress set fields (the first -v also says what the CPU
+ * tuning chose, if anything). @return 1 if handled, 0 if not ours. */
 int pg_cli_common(struct pg_cli *cli, int c);
 
 /* @return whether to draw a progress line (resolves "auto"). */

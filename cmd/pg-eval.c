@@ -59,7 +59,7 @@ static const struct option longopts[] = {
 int main(int argc, char **argv)
 {
     struct pg_cli cli;
-    pg_cli_init(&cli, "pg-eval", usage);
+    pg_cli_init(&cli, "pg-eval", usage, argv);
     const char *data = NULL, *tokpath = NULL, *prefix = "fineweb", *device = "cpu";
     int seq_len = 0, batch = 8, c;
     while ((c = getopt_long(argc, argv, "d:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {

@@ -135,7 +135,7 @@ static int decompress(const struct pg_cli *cli, const char *path, const char *ou
 int main(int argc, char **argv)
 {
     struct pg_cli cli;
-    pg_cli_init(&cli, "pg-pack", usage);
+    pg_cli_init(&cli, "pg-pack", usage, argv);
     const char *out = NULL;
     const char **code = NULL;
     int ncode = 0, dflag = 0, lflag = 0, c;

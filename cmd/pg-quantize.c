@@ -131,7 +131,7 @@ static void dequantize(const struct pg_cli *cli, const char *in, const char *out
 int main(int argc, char **argv)
 {
     struct pg_cli cli;
-    pg_cli_init(&cli, "pg-quantize", usage);
+    pg_cli_init(&cli, "pg-quantize", usage, argv);
     const char *out = NULL, *tokpath = NULL, *scheme_s = NULL, *bits_s = NULL, *clip_s = NULL, *k_s = NULL;
     int64_t keep = PG_QUANT_KEEP_FLOAT_MAX;
     int dequant = 0, c;

@@ -277,7 +277,7 @@ static int cmd_info(struct pg_cli *cli, struct args *a)
 int main(int argc, char **argv)
 {
     struct pg_cli cli;
-    pg_cli_init(&cli, "pg-tokenize", usage);
+    pg_cli_init(&cli, "pg-tokenize", usage, argv);
     if (argc < 2) pg_cli_usage_error(&cli, "no subcommand (train, encode, decode or info)");
     const char *sub = argv[1];
     if (sub[0] == '-') { /* pg-tokenize --help / --version */

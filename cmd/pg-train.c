@@ -40,7 +40,7 @@ static const char usage_head[] =
     "      --progress             always draw the progress line\n"
     "      --no-progress          never draw it (default: when stderr is a terminal)\n"
     "  -q, --quiet                print only errors\n"
-    "  -v, --verbose              print more\n"
+    "  -v, --verbose              print more (what the CPU tuning chose)\n"
     "  -V, --version              print the version and exit\n"
     "  -h, --help                 print this help and exit\n"
     "\n"
@@ -123,7 +123,7 @@ int main(int argc, char **argv)
     static char *usage;
     usage = build_usage();
     struct pg_cli cli;
-    pg_cli_init(&cli, "pg-train", usage ? usage : usage_head);
+    pg_cli_init(&cli, "pg-train", usage ? usage : usage_head, argv);
     /* From here on a stop request is honoured at the next step boundary, with a checkpoint. */
     signal(SIGINT, on_stop);
     signal(SIGTERM, on_stop);

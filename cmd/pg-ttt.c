@@ -86,7 +86,7 @@ static const struct option longopts[] = {
 int main(int argc, char **argv)
 {
     struct pg_cli cli;
-    pg_cli_init(&cli, "pg-ttt", usage);
+    pg_cli_init(&cli, "pg-ttt", usage, argv);
     const char *data = NULL, *tokpath = NULL, *prefix = "fineweb", *losses_path = NULL;
     struct pg_ttt_params p;
     pg_ttt_params_default(&p);

@@ -11,11 +11,19 @@
 # python3-torch on OpenBLAS) runs the same steps from the same checkpoint when it is installed;
 # it is timed with OpenBLAS threaded and torch on 1 thread, and the other way round, and the
 # faster is the reference. Data: the demo shards (built by make demo).
+#
+# OpenBLAS kernels: both sides run the best core of this CPU (lib/cpu_tune.h; BENCH_CORE=NAME
+# to choose another), named in the output with one product's GFLOP/s, so the ratio compares like
+# with like even where OpenBLAS misjudges the CPU or the environment pins OPENBLAS_CORETYPE.
+# Then the start-up selection itself: pg-train at the small shape with OpenBLAS forced to its
+# Prescott fallback (as on a CPU it does not know), and the same with the fallback presented to
+# pg-train as OpenBLAS's own choice (PG_TUNE_SIMULATE_FALLBACK=1), which it must raise to the
+# best core and its speed.
 set -eu
 cd "$(dirname "$0")/.."
 D=${DEMO_DIR:-data/demo}
 [ -f "$D/tokenizer.model" ] || { echo "bench-cpu: run 'make demo' first (needs $D)" >&2; exit 1; }
-[ -x bin/pg-train ] || make -s
+[ -x bin/pg-train ] && [ -x build/tests/tools/blas_info ] || make -s
 work=build/bench-cpu
 rm -rf "$work"
 mkdir -p "$work"
@@ -76,5 +84,33 @@ run_shape() { # name, batch tokens, then pg-train flags
 }
 
 echo "machine: $threads cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%F)"
-run_shape small 8192 --layers 4 --dim 256 --heads 4 --kv-heads 2 --seq-len 256
+info() { env "$@" build/tests/tools/blas_info --gflops; }
+field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
+own=$(info -u OPENBLAS_CORETYPE)
+best=${BENCH_CORE:-$(echo "$own" | field best)}
+echo "OpenBLAS: its own choice here $(echo "$own" | field core) ($(echo "$own" | field gflops) GFLOP/s); the CPU offers $(echo "$own" | field isa)"
+for c in Prescott "$best"; do
+    echo "OpenBLAS core $c: $(info OPENBLAS_CORETYPE="$c" | field gflops) GFLOP/s (one 8192x512 by 512x1536 float product, 1 thread)"
+done
+export OPENBLAS_CORETYPE="$best"
+echo "both sides below run OpenBLAS core $best"
+
+small="--layers 4 --dim 256 --heads 4 --kv-heads 2 --seq-len 256"
+# shellcheck disable=SC2086
+select_run() { # label, env assignments: tokens/s of pg-train at the small shape
+    label=$1
+    shift
+    rm -rf "$work/select"
+    tps=$(env "$@" bin/pg-train -q -d "$work/dperf" --prefix demo -m "$D/tokenizer.model" --val-every 0 \
+        --max-wallclock 0 --grad-accum 1 --warmdown-iters 1 --batch-tokens 8192 --val-batch-tokens 8192 $small \
+        -o "$work/select" --iterations "$steps" --json 2>/dev/null | jq -r .tokens_per_second)
+    note=$(env "$@" bin/pg-train --dry-run -v 2>&1 >/dev/null | head -n 1)
+    printf '%-44s %8.0f tokens/s  %s\n' "$label" "$tps" "${note:-(no selection)}"
+}
+select_run "start-up selection: forced Prescott" OPENBLAS_CORETYPE=Prescott
+select_run "start-up selection: Prescott as OpenBLAS's" OPENBLAS_CORETYPE=Prescott PG_TUNE_SIMULATE_FALLBACK=1
+select_run "start-up selection: $best" OPENBLAS_CORETYPE="$best"
+
+# shellcheck disable=SC2086
+run_shape small 8192 $small
 run_shape baseline 1024 --preset baseline
