@@ -15,6 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct pg_muon;
+struct pg_opt_tensor;
+
 struct pg_backend {
     const char *name;
     /* 1: alloc gives host memory, which callers may read and write directly (the CPU backend);
@@ -195,6 +198,41 @@ struct pg_backend {
     /* df = s1·s2·dy (or += when asked); ds1 += s2·Σ dy·f; ds2 += s1·Σ dy·f (when s2). */
     void (*scalar_add_bwd)(pg_real *df, pg_real *ds1, pg_real *ds2, const pg_real *dy, const pg_real *s1,
                            const pg_real *s2, const pg_real *f, size_t n, int df_accumulate);
+
+    /* ---- the backend's state ---- */
+
+    /* Waits for every operation issued so far and reports the first failure since the previous
+     * call, clearing it: 0, or a PG_E_* code whose message (pg_error_message) names the failed
+     * call. A device backend's operations do not stop the process when the device fails (a
+     * launch, a cuBLAS call, an allocation): they record the failure and lib/ asks here at its
+     * synchronization points. The CPU backend's operations cannot fail: always 0. */
+    int (*status)(void);
+    /* Matrix products with bfloat16 inputs and fp32 accumulation (the records' bf16 autocast)
+     * when on, fp32 when off (the default); process-wide. Covers matmul_fwd/bwd, the products
+     * inside attention and the tied head's logits in softcap_ce/logit_ce; everything else (norms,
+     * softmax, the loss, the optimizers) stays fp32. The CPU backend rounds the inputs to bf16
+     * the same way, so the two compare like with like. */
+    void (*set_bf16)(int on);
+
+    /* ---- optimizer steps on device memory (lib/optim.h) ----
+     * NULL for a host-memory backend: lib/optim.c computes those on the arrays directly, and is
+     * the reference these are tested against. Arguments are device pointers. */
+
+    /* One Adam(W) update of n elements, pg_adam_step's arithmetic: with lr_wd != 0, first
+     * p −= lr_wd·p; then m = b1·m + (1−b1)·g, v = b2·v + (1−b2)·g² (in double, rounded once),
+     * denom = sqrt(v)/bc2_sqrt + eps, p −= step_size·m/denom. */
+    void (*adam_update)(pg_real *p, const pg_real *g, pg_real *m, pg_real *v, size_t n, double b1, double b2,
+                        double eps, double lr_wd, double step_size, double bc2_sqrt);
+    /* pg_muon_step over every matrix of mu (its buffers and scratch in this backend's memory). */
+    void (*muon_step)(struct pg_muon *mu, double lr, double momentum);
+    /* pg_clip_grad_norm over n tensors, the norm staying on the device (no synchronization). */
+    void (*clip_grad_norm)(const struct pg_opt_tensor *t, size_t n, double max_norm);
+    /* pg_ema_update; pg_swa_add_real; dst = sum / count (in double, rounded once). */
+    void (*ema_update)(float *ema, const pg_real *theta, size_t n, double decay);
+    void (*swa_add)(double *sum, const pg_real *x, size_t n);
+    void (*swa_average)(pg_real *dst, const double *sum, size_t n, double count);
+    /* pg_fake_quant_rows (lib/quant.h): per-row symmetric fake quantization to `bits`. */
+    void (*fake_quant_rows)(pg_real *dst, const pg_real *src, int64_t rows, int64_t cols, int bits);
 };
 
 /* Rows of logits the fused cross-entropy holds at once, and its scratch size. */

@@ -30,6 +30,10 @@ void pg_cpu_zero(pg_real *x, size_t n);
 void pg_cpu_axpy(pg_real *y, double a, const pg_real *x, size_t n);
 void pg_cpu_scale(pg_real *x, double a, size_t n);
 size_t pg_cpu_attention_work(int t);
+/* The backend's state: its operations cannot fail (0); bf16 products on or off (linear.c). */
+int pg_cpu_status(void);
+void pg_cpu_set_bf16(int on);
+extern int pg_cpu_bf16; /* 1: matrix products round their inputs to bfloat16 */
 /* y[j] = exp(x[j] − shift), j < n (y may be x): vectorized in the float build (vexp.c). */
 void pg_cpu_exp_shift(pg_real *y, const pg_real *x, pg_real shift, int n);
 

@@ -11,6 +11,9 @@
 
 void openblas_set_num_threads(int);
 
+int pg_cpu_bf16;
+void pg_cpu_set_bf16(int on) { pg_cpu_bf16 = on != 0; }
+
 void pg_cpu_init(void)
 {
     static int done;

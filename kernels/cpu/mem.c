@@ -6,6 +6,7 @@
 
 void *pg_cpu_alloc(size_t bytes) { return calloc(bytes ? bytes : 1, 1); }
 void pg_cpu_free(void *p) { free(p); }
+int pg_cpu_status(void) { return 0; }
 void pg_cpu_memcpy(void *dst, const void *src, size_t bytes)
 {
     if (bytes) memcpy(dst, src, bytes);

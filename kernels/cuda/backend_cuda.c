@@ -13,6 +13,8 @@ _Static_assert(sizeof(pg_real) == sizeof(float), "the CUDA backend is fp32: buil
 const struct pg_backend pg_backend_cuda = {
     .name = "cuda",
     .init = pg_cuda_init,
+    .status = pg_cuda_status,
+    .set_bf16 = pg_cuda_set_bf16,
     .attention_work = pg_cuda_attention_work,
     .alloc = pg_cuda_alloc,
     .free = pg_cuda_free,

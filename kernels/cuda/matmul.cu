@@ -28,3 +28,7 @@ extern "C" void pg_cuda_matmul_bwd(float *dx, float *dw, const float *dy, const 
         PG_CUBLAS_CHECK(cublasSgemm(pg_cuda_blas(), CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, x, in, dy, out, &one,
                                     dw, in));
 }
+
+// Not yet used: every product is fp32 (lib/backend.h set_bf16).
+int pg_cuda_bf16;
+extern "C" void pg_cuda_set_bf16(int on) { pg_cuda_bf16 = on != 0; }

@@ -75,6 +75,12 @@ extern "C" void pg_cuda_download(void *dst, const void *src, size_t bytes)
 }
 
 extern "C" void pg_cuda_sync(void) { PG_CUDA_CHECK(cudaStreamSynchronize(pg_cuda_stream())); }
+// Failures still exit in pg_cuda_fatal for now: once waited for, nothing is pending.
+extern "C" int pg_cuda_status(void)
+{
+    pg_cuda_sync();
+    return 0;
+}
 
 // ---- memory operations of the backend table (lib/backend.h; kernels/cpu/mem.c) ----------------
 

@@ -28,6 +28,10 @@ void pg_cuda_free(void *p);
 void pg_cuda_upload(void *dst, const void *src, size_t bytes);   /* host → device */
 void pg_cuda_download(void *dst, const void *src, size_t bytes); /* device → host; waits */
 void pg_cuda_sync(void);                                         /* waits for the stream */
+/* The backend's status (lib/backend.h): waits, then the first failure since the last call. */
+int pg_cuda_status(void);
+/* bf16-input matrix products on or off (lib/backend.h set_bf16). */
+void pg_cuda_set_bf16(int on);
 /* The backend's vector operations (lib/backend.h), on n device floats, on pg_cuda_stream():
  * dst = src (no overlap); x = 0; y += a·x computed in double and rounded once (the CPU's bits,
  * kernels/cpu/mem.c); x *= a, likewise. */
