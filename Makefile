@@ -65,13 +65,16 @@ CUDA_C := $(wildcard kernels/cuda/*.c)
 ifeq ($(HAVE_CUDA),1)
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(O)/%.o) $(CUDA_C:%.c=$(O)/%.o)
 PG_CFLAGS += -DPG_HAVE_CUDA=1 -I$(CUDA_HOME)/include
-# cuBLAS as a shared library (no static archive ships with every toolkit): the commands link the
-# CUDA backend (pg-eval --device cuda), so they need it at run time on a CUDA build.
-LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt
+# cuBLAS is not linked: the CUDA backend loads it with dlopen at its first product
+# (kernels/cuda/cublas_lazy.cu), since loading libcublasLt costs ~0.4 s at every program start
+# even for a run on the CPU. The runtime is linked statically (it is small).
+LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt
+CUBLAS_SONAME := $(shell objdump -p $(CUDA_HOME)/lib64/libcublas.so 2>/dev/null | sed -n 's/^ *SONAME *//p')
 else
 CUDA_OBJ :=
 endif
-NVCCFLAGS := -O3 -std=c++17 -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) -Xcompiler -fPIC,-Wall
+NVCCFLAGS := -O3 -std=c++17 -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) -Xcompiler -fPIC,-Wall \
+	$(if $(CUBLAS_SONAME),-DPG_CUBLAS_SONAME='"$(CUBLAS_SONAME)"')
 
 COMMANDS := tokenize train quantize pack eval ttt
 BINS := $(COMMANDS:%=$(BIN)/pg-%)
@@ -79,7 +82,7 @@ CLI_OBJ := $(O)/cmd/cli.o
 
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRC:tests/unit/%.c=$(O)/tests/%)
-TOOLS := $(O)/tests/tools/ref_eval_f64 $(O)/tests/tools/blas_info
+TOOLS := $(O)/tests/tools/ref_eval_f64 $(O)/tests/tools/blas_info $(O)/tests/tools/st_diff
 
 LIBPG := $(O)/libpg.a
 
@@ -128,7 +131,7 @@ $(O)/tests/%: tests/unit/%.c tests/tap.h $(LIBPG)
 # Test tools (not tests themselves): blas_info (the OpenBLAS core, the CPU's level, one product's
 # GFLOP/s) for tests/cli/test-blas-cores.sh and the benchmarks; the float64 reference evaluator
 # of tests/cli/test-train.sh.
-$(O)/tests/tools/blas_info: tests/tools/blas_info.c $(LIBPG)
+$(O)/tests/tools/blas_info $(O)/tests/tools/st_diff: $(O)/tests/tools/%: tests/tools/%.c $(LIBPG)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPG) $(LDLIBS)
 
@@ -155,7 +158,7 @@ ifeq ($(HAVE_CUDA),1)
 CUDA_TESTS += $(O)/tests/test_cuda_emu_gpu $(CUDA_PARITY:%=$(O)/tests/%_gpu)
 endif
 all: $(CUDA_TESTS)
-$(CUDA_OBJ): kernels/cuda/pg_cuda.cuh kernels/cuda/ops.h lib/backend.h lib/real.h # nvcc writes no .d files
+$(CUDA_OBJ): kernels/cuda/pg_cuda.cuh kernels/cuda/cublas_lazy.h kernels/cuda/ops.h kernels/cuda/optim_ops.h lib/backend.h lib/real.h lib/err.h # nvcc writes no .d files
 
 $(O)/emu/%.o: %.cu
 	@mkdir -p $(@D)
@@ -177,17 +180,31 @@ $(O)/tests/test_cuda_emu: tests/emu/test_cuda_emu.cu tests/tap.h $(EMU_LIB)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(EMU_FLAGS) $(LDFLAGS) -o $@ -x c++ $< -x none $(EMU_LIB) $(LDLIBS)
 
-$(O)/tests/%_emu: tests/emu/%.c tests/tap.h kernels/cuda/ops.h $(EMU_LIB) $(LIBPG)
+$(O)/tests/%_emu: tests/emu/%.c tests/tap.h tests/emu/parity.h kernels/cuda/ops.h kernels/cuda/optim_ops.h $(EMU_LIB) $(LIBPG)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(EMU_LIB) $(LIBPG) $(LDLIBS)
 
 $(O)/tests/test_cuda_emu_gpu: tests/emu/test_cuda_emu.cu tests/tap.h kernels/cuda/pg_cuda.cuh
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCCFLAGS) -o $@ $< -L$(CUDA_HOME)/lib64 -Xlinker -rpath,$(CUDA_HOME)/lib64 -lcublas
+	$(NVCC) $(NVCCFLAGS) -DPG_CUBLAS_DIRECT -o $@ $< -L$(CUDA_HOME)/lib64 -Xlinker -rpath,$(CUDA_HOME)/lib64 -lcublas
 
-$(O)/tests/%_gpu: tests/emu/%.c tests/tap.h kernels/cuda/ops.h $(LIBPG)
+$(O)/tests/%_gpu: tests/emu/%.c tests/tap.h tests/emu/parity.h kernels/cuda/ops.h kernels/cuda/optim_ops.h $(LIBPG)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPG) $(LDLIBS) $(CUBLAS_LIBS)
+
+# The training and scoring commands linked against the emulated kernels (test tools, not
+# installed): `--device cuda` runs on kernels/emu, so tests/cli/test-train-cuda.sh trains through
+# the real command line in make check. backend_select.c is compiled again with the CUDA branch on.
+EMU_SELECT := $(O)/emu/lib/backend_select.o
+EMU_CMDS := $(O)/tests/tools/pg-train-emu $(O)/tests/tools/pg-eval-emu
+all: $(EMU_CMDS)
+$(EMU_SELECT): lib/backend_select.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PG_CFLAGS) -DPG_HAVE_CUDA=1 -c $< -o $@
+$(O)/tests/tools/pg-eval-emu: $(O)/cmd/scoring.o
+$(O)/tests/tools/pg-%-emu: $(O)/cmd/pg-%.o $(CLI_OBJ) $(EMU_SELECT) $(EMU_LIB) $(LIBPG)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SANFLAGS) -fopenmp $(LDFLAGS) -o $@ $(filter %.o,$^) $(EMU_LIB) $(LIBPG) $(LDLIBS)
 
 -include $(EMU_OBJ:.o=.d) $(CUDA_TESTS:=.d)
 

@@ -31,6 +31,8 @@ static const char usage[] =
     "      --seq-len N            window length (default: the checkpoint's train_seq_len)\n"
     "      --batch-seqs N         windows per forward pass (default 8)\n"
     "      --device NAME          cpu (default) or cuda (the first GPU; exit 3 without one)\n"
+    "      --precision P          fp32 (default, the score of record) or bf16: matrix products with\n"
+    "                             bfloat16 inputs and fp32 sums, as bf16 autocast (faster on a GPU)\n"
     "      --json                 print the result as JSON on standard output\n"
     "      --progress             always draw the progress line\n"
     "      --no-progress          never draw it (default: when stderr is a terminal)\n"
@@ -43,7 +45,7 @@ static const char usage[] =
     "Exit status: 0 success, 1 runtime error, 2 usage error, 3 unavailable.\n"
     "See pg-eval(1), pg-formats(5).\n";
 
-enum { OPT_PREFIX = PG_OPT_FIRST_CMD, OPT_SEQLEN, OPT_BATCH, OPT_DEVICE };
+enum { OPT_PREFIX = PG_OPT_FIRST_CMD, OPT_SEQLEN, OPT_BATCH, OPT_DEVICE, OPT_PRECISION };
 
 static const struct option longopts[] = {
     {"data", required_argument, 0, 'd'},
@@ -52,6 +54,7 @@ static const struct option longopts[] = {
     {"seq-len", required_argument, 0, OPT_SEQLEN},
     {"batch-seqs", required_argument, 0, OPT_BATCH},
     {"device", required_argument, 0, OPT_DEVICE},
+    {"precision", required_argument, 0, OPT_PRECISION},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
@@ -61,7 +64,7 @@ int main(int argc, char **argv)
     struct pg_cli cli;
     pg_cli_init(&cli, "pg-eval", usage, argv);
     const char *data = NULL, *tokpath = NULL, *prefix = "fineweb", *device = "cpu";
-    int seq_len = 0, batch = 8, c;
+    int seq_len = 0, batch = 8, bf16 = 0, c;
     while ((c = getopt_long(argc, argv, "d:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (pg_cli_common(&cli, c)) continue;
         switch (c) {
@@ -71,6 +74,11 @@ int main(int argc, char **argv)
         case OPT_SEQLEN: pg_cli_check(&cli, pg_parse_int("--seq-len", optarg, 1, 1 << 20, &seq_len)); break;
         case OPT_BATCH: pg_cli_check(&cli, pg_parse_int("--batch-seqs", optarg, 1, 1 << 16, &batch)); break;
         case OPT_DEVICE: device = optarg; break;
+        case OPT_PRECISION:
+            if (strcmp(optarg, "fp32") != 0 && strcmp(optarg, "bf16") != 0)
+                pg_cli_usage_error(&cli, "--precision %s: expected fp32 or bf16", optarg);
+            bf16 = strcmp(optarg, "bf16") == 0;
+            break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
@@ -80,6 +88,7 @@ int main(int argc, char **argv)
     const char *ckpt = argv[optind];
     const struct pg_backend *be;
     pg_cli_check(&cli, pg_backend_by_name(device, &be));
+    be->set_bf16(bf16); /* --precision: the matrix products' inputs (lib/backend.h) */
 
     struct pg_scoring sc;
     pg_scoring_open(&cli, &sc, ckpt, data, prefix, tokpath, seq_len, 0, be);

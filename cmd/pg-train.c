@@ -1,9 +1,10 @@
-/* pg-train: train the parameter-golf GPT on token shards (on the CPU; the CUDA backend comes with
- * its own issue). The loop is lib/train.c; this file builds the options (the configuration flags
- * come from the field table of lib/config.c), applies preset → config file → flags, and reports. */
+/* pg-train: train the parameter-golf GPT on token shards, on the CPU or a GPU (--device). The
+ * loop is lib/train.c; this file builds the options (the configuration flags come from the field
+ * table of lib/config.c), applies preset → config file → flags, and reports. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
+#include "../lib/backend.h"
 #include "../lib/ckpt.h"
 #include "../lib/config.h"
 #include "../lib/err.h"
@@ -34,7 +35,11 @@ static const char usage_head[] =
     "      --resume CKPT          continue from a checkpoint of an earlier run (bit-exact)\n"
     "      --save-every N         write a checkpoint every N steps (default 0: only at the end)\n"
     "      --stop-at STEP         stop with a checkpoint on reaching STEP (the schedule is unchanged)\n"
-    "      --muon-bf16            run Newton-Schulz in emulated bfloat16, as the PyTorch baseline\n"
+    "      --device NAME          where to train: cpu (default) or cuda (one GPU)\n"
+    "      --precision P          matrix products in fp32 or bf16 (bf16 inputs, fp32 accumulation,\n"
+    "                             as the records' autocast); default bf16 on cuda, fp32 on cpu\n"
+    "      --muon-bf16            run Newton-Schulz in bfloat16, as the PyTorch baseline (the default\n"
+    "                             with --precision bf16)\n"
     "      --dry-run              print the resolved configuration and parameter count, and exit\n"
     "      --json                 print a summary as JSON on standard output\n"
     "      --progress             always draw the progress line\n"
@@ -57,6 +62,8 @@ enum {
     OPT_STOP_AT,
     OPT_MUON_BF16,
     OPT_DRY_RUN,
+    OPT_DEVICE,
+    OPT_PRECISION,
     OPT_FIELD = 2000
 };
 
@@ -135,7 +142,8 @@ int main(int argc, char **argv)
         {"prefix", required_argument, 0, OPT_PREFIX}, {"preset", required_argument, 0, OPT_PRESET},
         {"resume", required_argument, 0, OPT_RESUME}, {"save-every", required_argument, 0, OPT_SAVE_EVERY},
         {"stop-at", required_argument, 0, OPT_STOP_AT}, {"muon-bf16", no_argument, 0, OPT_MUON_BF16},
-        {"dry-run", no_argument, 0, OPT_DRY_RUN},
+        {"dry-run", no_argument, 0, OPT_DRY_RUN},     {"device", required_argument, 0, OPT_DEVICE},
+        {"precision", required_argument, 0, OPT_PRECISION},
         PG_CLI_COMMON_LONGOPTS,
     };
     size_t nfixed = sizeof fixed / sizeof *fixed;
@@ -151,7 +159,7 @@ int main(int argc, char **argv)
         longopts[nfixed + i] = (struct option){fields[i].flag, required_argument, 0, OPT_FIELD + (int)i};
 
     struct pg_train_opts o = {.prefix = "fineweb", .stop = &stop_flag};
-    const char *preset = NULL, *cfg_file = NULL;
+    const char *preset = NULL, *cfg_file = NULL, *device = "cpu", *precision = NULL;
     int dry_run = 0;
     size_t nset = 0;
     int c;
@@ -174,6 +182,12 @@ int main(int argc, char **argv)
         case OPT_STOP_AT: pg_cli_check(&cli, pg_parse_int("--stop-at", optarg, 1, 1 << 30, &o.stop_at)); break;
         case OPT_MUON_BF16: o.muon_bf16 = 1; break;
         case OPT_DRY_RUN: dry_run = 1; break;
+        case OPT_DEVICE: device = optarg; break;
+        case OPT_PRECISION:
+            if (strcmp(optarg, "fp32") != 0 && strcmp(optarg, "bf16") != 0)
+                pg_cli_usage_error(&cli, "--precision %s: expected fp32 or bf16", optarg);
+            precision = optarg;
+            break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
@@ -196,6 +210,9 @@ int main(int argc, char **argv)
         free(usage);
         return 0;
     }
+    pg_cli_check(&cli, pg_backend_by_name(device, &o.backend));
+    o.bf16 = precision ? strcmp(precision, "bf16") == 0 : o.backend != &pg_backend_cpu;
+    o.muon_bf16 = o.muon_bf16 || o.bf16;
     o.progress = pg_cli_progress(&cli);
     o.verbosity = cli.verbosity;
     if (cli.verbosity > 0) pg_config_print_table(&o.cfg, stderr);
@@ -206,10 +223,11 @@ int main(int argc, char **argv)
                 r.interrupted ? "stopped by a signal" : "done", r.steps, r.train_loss, r.val_loss, r.val_bpb,
                 r.train_seconds, r.tokens_per_second, r.final_ckpt);
     if (cli.json) {
-        json_t *j = json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:b, s:s}", "steps", r.steps, "train_loss",
+        json_t *j = json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:b, s:s, s:s, s:s}", "steps", r.steps, "train_loss",
                               r.train_loss, "val_loss", r.val_loss, "val_bpb", r.val_bpb, "train_seconds",
                               r.train_seconds, "tokens_per_second", r.tokens_per_second, "interrupted", r.interrupted,
-                              "model", r.final_ckpt);
+                              "model", r.final_ckpt, "device", o.backend->name, "precision", o.bf16 ? "bf16" : "fp32");
+        if (j && r.device_peak_bytes) json_object_set_new(j, "device_peak_bytes", json_integer((json_int_t)r.device_peak_bytes));
         json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
         fputc('\n', stdout);
         json_decref(j);

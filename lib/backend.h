@@ -205,7 +205,8 @@ struct pg_backend {
      * call, clearing it: 0, or a PG_E_* code whose message (pg_error_message) names the failed
      * call. A device backend's operations do not stop the process when the device fails (a
      * launch, a cuBLAS call, an allocation): they record the failure and lib/ asks here at its
-     * synchronization points. The CPU backend's operations cannot fail: always 0. */
+     * synchronization points. The CPU backend's operations fail only for want of scratch
+     * memory (record.c). */
     int (*status)(void);
     /* Matrix products with bfloat16 inputs and fp32 accumulation (the records' bf16 autocast)
      * when on, fp32 when off (the default); process-wide. Covers matmul_fwd/bwd, the products
@@ -213,6 +214,9 @@ struct pg_backend {
      * softmax, the loss, the optimizers) stays fp32. The CPU backend rounds the inputs to bf16
      * the same way, so the two compare like with like. */
     void (*set_bf16)(int on);
+    /* The most memory the backend's allocations held at once, in bytes; 0 when not tracked (the
+     * CPU's host memory). */
+    size_t (*mem_peak)(void);
 
     /* ---- optimizer steps on device memory (lib/optim.h) ----
      * NULL for a host-memory backend: lib/optim.c computes those on the arrays directly, and is

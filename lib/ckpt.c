@@ -28,12 +28,25 @@ static int add_meta(void *ctx, const char *key, const char *value)
 int pg_ckpt_save(const struct pg_model *m, const char *path, size_t n_extra, const char *const *extra_keys,
                  const char *const *extra_values)
 {
+    /* a device model's parameters are read through one host copy */
+    const pg_real *params = m->params;
+    pg_real *host = NULL;
+    if (!m->be->host_memory) {
+        if (!(host = pg_malloc((m->nparams ? m->nparams : 1) * sizeof *host))) return PG_E_NOMEM;
+        m->be->download(host, m->params, m->nparams * sizeof *host);
+        params = host;
+        int rc = m->be->status();
+        if (rc) {
+            free(host);
+            return rc;
+        }
+    }
     struct pg_st_writer w;
     pg_st_writer_init(&w);
     int rc = 0;
     for (int i = 0; i < m->ntensors && !rc; i++) {
         const struct pg_tensor *t = &m->tensors[i];
-        rc = pg_st_add(&w, t->name, PG_ST_F32, t->ndim, t->shape, m->params + t->offset);
+        rc = pg_st_add(&w, t->name, PG_ST_F32, t->ndim, t->shape, params + t->offset);
     }
     struct meta_ctx mc = {&w};
     if (!rc) rc = pg_config_to_kv(&m->cfg, add_meta, &mc);
@@ -42,6 +55,7 @@ int pg_ckpt_save(const struct pg_model *m, const char *path, size_t n_extra, con
     for (size_t i = 0; i < n_extra && !rc; i++) rc = pg_st_set_meta(&w, extra_keys[i], extra_values[i]);
     if (!rc) rc = pg_st_write(&w, path);
     pg_st_writer_free(&w);
+    free(host);
     return rc;
 }
 
@@ -143,9 +157,18 @@ static int convert(pg_real *dst, const struct pg_st_tensor *t, size_t n, const c
 
 int pg_ckpt_load(struct pg_model *m, const char *path)
 {
+    /* a device model's parameters are converted into one host copy, then uploaded */
+    pg_real *params = m->params, *host = NULL;
+    if (!m->be->host_memory) {
+        if (!(host = pg_malloc((m->nparams ? m->nparams : 1) * sizeof *host))) return PG_E_NOMEM;
+        params = host;
+    }
     struct pg_st_file f;
-    PG_TRY(pg_st_open(&f, path));
-    int rc = 0;
+    int rc = pg_st_open(&f, path);
+    if (rc) {
+        free(host);
+        return rc;
+    }
     if (f.ntensors != (size_t)m->ntensors)
         rc = pg_error(PG_E_FORMAT, "%s: %zu tensors, the model has %d", path, f.ntensors, m->ntensors);
     for (int i = 0; i < m->ntensors && !rc; i++) {
@@ -161,8 +184,13 @@ int pg_ckpt_load(struct pg_model *m, const char *path)
             rc = pg_error(PG_E_FORMAT, "%s: tensor '%s' has the wrong shape for this configuration", path, mt->name);
             break;
         }
-        rc = convert(m->params + mt->offset, t, mt->numel, path);
+        rc = convert(params + mt->offset, t, mt->numel, path);
     }
     pg_st_close(&f);
+    if (!rc && host) {
+        m->be->upload(m->params, host, m->nparams * sizeof *host);
+        rc = m->be->status();
+    }
+    free(host);
     return rc;
 }

@@ -9,14 +9,18 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" { /* kernels/cuda's C++ sources report through pg_error too */
+#endif
+
 enum pg_err {
     PG_OK = 0,
     PG_E_IO = -1,        /* open/read/write/rename failed */
     PG_E_FORMAT = -2,    /* a file is malformed: bad magic, version, size, truncation */
-    PG_E_NOMEM = -3,     /* an allocation failed */
+    PG_E_NOMEM = -3,     /* an allocation failed (host memory, or device memory on a GPU) */
     PG_E_INVAL = -4,     /* a bad argument or value (usage-level) */
     PG_E_UNSUPPORTED = -5, /* a feature this build or machine does not have */
-    PG_E_LIB = -6,       /* an external library reported an error */
+    PG_E_LIB = -6,       /* an external library reported an error (also a failed CUDA/cuBLAS call) */
     PG_E_INTERRUPTED = -7, /* SIGINT/SIGTERM arrived */
 };
 
@@ -54,5 +58,9 @@ int pg_exit_status(int code);
     } while (0)
 
 void pg_error_trace(const char *file, int line, const char *expr);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -19,6 +19,9 @@ int pg_eval_windows(struct pg_model *m, const struct pg_val_set *v, const struct
     PG_TRY(pg_model_check_ids(m, x, nt));
     PG_TRY(pg_model_check_ids(m, y, nt));
     pg_model_forward(m, x, y, b, losses);
+    /* A synchronization point: the losses are on the host now. A device backend's failure in this
+     * batch (or before it) is reported here, before its losses are summed (lib/backend.h status). */
+    if (m->be->status) PG_TRY(m->be->status());
     for (size_t i = 0; i < nt; i++) {
         r->nll_sum += losses[i];
         r->bytes += pg_bpb_token_bytes(lut, x[i], y[i]);

@@ -120,6 +120,22 @@ int pg_model_find(const struct pg_model *m, const char *name)
     return -1;
 }
 
+/* A NULL from be->alloc as the function's result: PG_E_NOMEM with a message. A device backend has
+ * recorded why (out of memory, naming the bytes asked and the device's free and total, or an
+ * earlier failure of the device), and its status reports that, told what the memory was for;
+ * otherwise the message names the bytes here. */
+static int alloc_failed(const struct pg_backend *be, size_t bytes, const char *what)
+{
+    int rc = be->status ? be->status() : 0;
+    if (rc == PG_E_NOMEM) {
+        char why[768];
+        snprintf(why, sizeof why, "%s", pg_error_message());
+        return pg_error(rc, "%s (the model's %s)", why, what);
+    }
+    if (rc < 0) return rc;
+    return pg_error(PG_E_NOMEM, "out of memory: %zu bytes of %s memory for the model's %s", bytes, be->name, what);
+}
+
 int pg_model_init(struct pg_model *m, const struct pg_config *cfg, const struct pg_backend *be, int training)
 {
     memset(m, 0, sizeof *m);
@@ -156,11 +172,11 @@ int pg_model_init(struct pg_model *m, const struct pg_config *cfg, const struct 
     }
     if (!rc) {
         m->params = be->alloc(m->nparams * sizeof *m->params);
-        if (!m->params) rc = PG_E_NOMEM;
+        if (!m->params) rc = alloc_failed(be, m->nparams * sizeof *m->params, "parameters");
     }
     if (!rc && training) {
         m->grads = be->alloc(m->nparams * sizeof *m->grads);
-        if (!m->grads) rc = PG_E_NOMEM;
+        if (!m->grads) rc = alloc_failed(be, m->nparams * sizeof *m->grads, "gradients");
     }
     if (rc) pg_model_free(m);
     return rc;
@@ -184,15 +200,12 @@ static float bf16_round(float x)
 
 /* Orthogonal init with gain 1, as torch.nn.init.orthogonal_ (spec §2.14): a Gaussian matrix,
  * made orthonormal along its shorter side by modified Gram-Schmidt in double, rounded to bf16. */
-static void orthogonal(pg_real *p, int64_t rows, int64_t cols, struct pg_rng *rng)
+static int orthogonal(pg_real *p, int64_t rows, int64_t cols, struct pg_rng *rng)
 {
     int64_t n = rows >= cols ? rows : cols, k = rows >= cols ? cols : rows; /* k vectors of length n */
     double *a = pg_malloc((size_t)(n * k) * sizeof *a);
-    if (!a) { /* init has no error path: fall back to the baseline's uniform init */
-        for (int64_t i = 0; i < rows * cols; i++)
-            p[i] = bf16_round((float)((2 * pg_rng_uniform(rng) - 1) / sqrt((double)cols)));
-        return;
-    }
+    if (!a) return pg_error(PG_E_NOMEM, "out of memory for the orthogonal init of a %lld x %lld matrix",
+                            (long long)rows, (long long)cols);
     for (int64_t i = 0; i < n * k; i++) a[i] = pg_rng_normal(rng);
     for (int64_t j = 0; j < k; j++) {
         double *v = a + j * n;
@@ -212,20 +225,19 @@ static void orthogonal(pg_real *p, int64_t rows, int64_t cols, struct pg_rng *rn
         for (int64_t c = 0; c < cols; c++)
             p[r * cols + c] = bf16_round((float)(rows >= cols ? a[c * n + r] : a[r * n + c]));
     free(a);
+    return 0;
 }
 
-void pg_model_init_weights(struct pg_model *m, uint64_t seed)
+int pg_model_init_weights(struct pg_model *m, uint64_t seed)
 {
     struct pg_rng rng;
     pg_rng_seed(&rng, seed);
     /* computed in place on a host backend; on a device one in host memory, then uploaded */
     int staged = !m->be->host_memory;
     pg_real *host = staged ? pg_malloc((m->nparams ? m->nparams : 1) * sizeof *host) : m->params;
-    if (!host) { /* init has no error path; a machine without nparams of memory cannot train */
-        fprintf(stderr, "pg: out of memory initializing %zu parameters\n", m->nparams);
-        exit(1);
-    }
-    for (int i = 0; i < m->ntensors; i++) {
+    if (!host) return pg_error(PG_E_NOMEM, "out of memory initializing %zu parameters", m->nparams);
+    int rc = 0;
+    for (int i = 0; i < m->ntensors && !rc; i++) {
         struct pg_tensor *t = &m->tensors[i];
         pg_real *p = host + t->offset;
         switch (t->init) {
@@ -234,7 +246,7 @@ void pg_model_init_weights(struct pg_model *m, uint64_t seed)
             break;
         case PG_INIT_LINEAR:
             if (m->cfg.ortho_init && t->ndim == 2 && t->shape[0] >= 64 && t->shape[1] >= 64) {
-                orthogonal(p, t->shape[0], t->shape[1], &rng);
+                rc = orthogonal(p, t->shape[0], t->shape[1], &rng);
             } else {
                 double bound = 1.0 / sqrt((double)t->shape[1]);
                 for (size_t k = 0; k < t->numel; k++) p[k] = bf16_round((float)(bound * (2 * pg_rng_uniform(&rng) - 1)));
@@ -254,9 +266,11 @@ void pg_model_init_weights(struct pg_model *m, uint64_t seed)
         }
     }
     if (staged) {
-        m->be->upload(m->params, host, m->nparams * sizeof *host);
+        if (!rc) m->be->upload(m->params, host, m->nparams * sizeof *host);
         free(host);
+        if (!rc) rc = m->be->status(); /* the upload's failure, if any */
     }
+    return rc;
 }
 
 /* ---- activations ---- */
@@ -347,10 +361,14 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
     m->ids_host = pg_malloc(3 * n * sizeof *m->ids_host);
     m->arena = be->alloc(total * sizeof *m->arena);
     pg_real *tables = pg_malloc(((size_t)t * (m->rd / 2) + 1) * 2 * sizeof *tables);
-    if (!m->acts || !m->enc_out || !m->denc || !m->targets || !m->ids || !m->doc_start || !m->bg_idx || !m->losses ||
-        !m->ids_host || !m->arena || !tables) {
+    if (!m->targets || !m->ids || !m->doc_start || !m->bg_idx || !m->losses || !m->arena) {
         free(tables);
-        return PG_E_NOMEM;
+        return alloc_failed(be, total * sizeof *m->arena + n * (4 * sizeof *m->ids + sizeof *m->losses),
+                            "activations");
+    }
+    if (!m->acts || !m->enc_out || !m->denc || !m->ids_host || !tables) {
+        free(tables);
+        return PG_E_NOMEM; /* pg_malloc and pg_calloc named the bytes */
     }
     carve(m, m->arena, n, t);
     /* RoPE tables for positions 0..t-1 over the rd rotated dims: theta = pos · base^(−2i/rd)

@@ -111,8 +111,9 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t);
 /* The baseline initialization (spec §3.4) from a deterministic RNG: tok_emb ~ N(0, std²),
  * linear weights ~ U(±1/√fan_in), output projections zero, q_gain = qk_gain_init, scales 1,
  * resid_mix rows (1, 0), skip weights 1; matrices rounded to bfloat16 values, as PyTorch's
- * .bfloat16() does to them before training. */
-void pg_model_init_weights(struct pg_model *m, uint64_t seed);
+ * .bfloat16() does to them before training. @return 0, or PG_E_NOMEM (the host copy or an
+ * orthogonal init's scratch), or the device's failure to take the upload. */
+int pg_model_init_weights(struct pg_model *m, uint64_t seed);
 
 /* Forward over b sequences of t tokens (x and y are b·t ids). Returns Σ of the per-token
  * cross-entropies (nats), and each one in losses[] when not NULL. */

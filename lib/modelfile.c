@@ -145,6 +145,8 @@ int pg_modelfile_load(struct pg_model *m, const char *path)
         rc = pg_error(PG_E_INVAL, "%s: %zu parameters on the host, %zu on the device", path, h.nparams, m->nparams);
     if (!rc) m->be->upload(m->params, h.params, h.nparams * sizeof *h.params);
     pg_model_free(&h);
+    /* The device's status: a failed copy (or an earlier failure of the device) is this load's. */
+    if (!rc && m->be->status) rc = m->be->status();
     return rc;
 }
 

@@ -10,6 +10,7 @@
 
 void openblas_set_num_threads(int); /* OpenBLAS's extension; cblas.h may not declare it */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,21 +29,7 @@ void openblas_set_num_threads(int); /* OpenBLAS's extension; cblas.h may not dec
 
 /* ---- helpers ---- */
 
-float pg_bf16_round(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) {
-        u |= 0x00400000u; /* NaN: keep it a (quiet) NaN, which truncation alone might not */
-    } else {
-        /* Add half an ulp of bf16, minus one unless the kept lowest bit is odd: ties go to even.
-         * A carry into the exponent is the correct rounding up, to infinity at the top. */
-        u += 0x7fffu + ((u >> 16) & 1u);
-    }
-    u &= 0xffff0000u;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
+/* pg_bf16_round is a static inline function of optim.h (the CPU backend's bf16 products use it too). */
 
 static inline pg_real round_if(pg_real x, int bf16)
 {
@@ -92,18 +79,70 @@ static int copy_list(struct pg_opt_tensor **list, size_t **off, size_t *total, c
 
 /* ---- Adam ---- */
 
+/* Zeroed state of n elements in be's memory (NULL: the host's); NULL on failure. */
+static void *state_alloc(const struct pg_backend *be, size_t n, size_t size)
+{
+    if (pg_on_device(be)) return be->alloc((n ? n : 1) * size);
+    return pg_calloc(n ? n : 1, size);
+}
+
+/* PG_E_NOMEM for the state of n parameters; a device's own message (bytes asked and free) when
+ * it has one. */
+static int state_nomem(const struct pg_backend *be, const char *what, size_t n)
+{
+    if (pg_on_device(be) && be->status() == PG_E_NOMEM) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", pg_error_message());
+        return pg_error(PG_E_NOMEM, "%s (%s %zu parameters)", msg, what, n);
+    }
+    return pg_error(PG_E_NOMEM, "out of memory for %s %zu parameters", what, n);
+}
+
+static void state_free(const struct pg_backend *be, void *p)
+{
+    if (pg_on_device(be)) {
+        if (p) be->free(p);
+    } else {
+        free(p);
+    }
+}
+
+/* Copies bytes of state out to (save) or in from (load) host memory. */
+static void state_out(const struct pg_backend *be, void *host, const void *state, size_t bytes)
+{
+    if (!bytes) return;
+    if (pg_on_device(be)) be->download(host, state, bytes);
+    else memcpy(host, state, bytes);
+}
+
+static void state_in(const struct pg_backend *be, void *state, const void *host, size_t bytes)
+{
+    if (!bytes) return;
+    if (pg_on_device(be)) be->upload(state, host, bytes);
+    else memcpy(state, host, bytes);
+}
+
 int pg_adam_init(struct pg_adam *a, const struct pg_opt_tensor *tensors, size_t n, double beta1, double beta2,
                  double eps)
+{
+    return pg_adam_init_on(a, NULL, tensors, n, beta1, beta2, eps);
+}
+
+int pg_adam_init_on(struct pg_adam *a, const struct pg_backend *be, const struct pg_opt_tensor *tensors, size_t n,
+                    double beta1, double beta2, double eps)
 {
     memset(a, 0, sizeof *a);
     if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
         return pg_error(PG_E_INVAL, "adam: betas (%g, %g) must lie in [0, 1)", beta1, beta2);
     if (!(eps >= 0)) return pg_error(PG_E_INVAL, "adam: eps %g must be >= 0", eps);
+    if (pg_on_device(be) && !be->adam_update)
+        return pg_error(PG_E_UNSUPPORTED, "adam: the %s backend has no optimizer operations", be->name);
+    a->be = be;
     int rc = copy_list(&a->t, &a->off, &a->total, tensors, n, "adam");
     if (!rc) {
-        a->m = pg_calloc(a->total, sizeof *a->m);
-        a->v = pg_calloc(a->total, sizeof *a->v);
-        rc = a->m && a->v ? 0 : PG_E_NOMEM;
+        a->m = state_alloc(be, a->total, sizeof *a->m);
+        a->v = state_alloc(be, a->total, sizeof *a->v);
+        rc = a->m && a->v ? 0 : state_nomem(be, "adam: the moments of", a->total);
     }
     if (rc) {
         pg_adam_free(a);
@@ -136,6 +175,12 @@ void pg_adam_step(struct pg_adam *a, double lr)
     const pg_real step_size = (pg_real)(lr / bc1);
     const pg_real bc2 = (pg_real)(1 - pow(b2, t));
     const pg_real bc2_sqrt = (pg_real)sqrt(bc2);
+    if (pg_on_device(a->be)) {
+        for (size_t k = 0; k < a->nt; k++)
+            a->be->adam_update(a->t[k].param, a->t[k].grad, a->m + a->off[k], a->v + a->off[k], a->t[k].n, b1, b2,
+                               eps, decay ? lr_wd : 0, step_size, bc2_sqrt);
+        return;
+    }
     for (size_t k = 0; k < a->nt; k++) {
         pg_real *p = a->t[k].param, *m = a->m + a->off[k], *v = a->v + a->off[k];
         const pg_real *g = a->t[k].grad;
@@ -157,8 +202,8 @@ void pg_adam_free(struct pg_adam *a)
 {
     free(a->t);
     free(a->off);
-    free(a->m);
-    free(a->v);
+    state_free(a->be, a->m);
+    state_free(a->be, a->v);
     memset(a, 0, sizeof *a);
 }
 
@@ -211,7 +256,8 @@ int pg_adam_state_save(const struct pg_adam *a, void *buf, size_t cap)
     pg_le64_put(p, (uint64_t)a->step), p += 8;
     for (size_t i = 0; i < a->nt; i++) pg_le64_put(p, a->t[i].n), p += 8;
     size_t bytes = sizeof(pg_real) * a->total;
-    if (bytes) memcpy(p, a->m, bytes), memcpy(p + bytes, a->v, bytes);
+    state_out(a->be, p, a->m, bytes);
+    state_out(a->be, p + bytes, a->v, bytes);
     return 0;
 }
 
@@ -229,7 +275,8 @@ int pg_adam_state_load(struct pg_adam *a, const void *buf, size_t len, const cha
             return pg_error(PG_E_FORMAT, "%s: adam state tensor %zu has %llu elements, the optimizer's has %zu",
                             what, i, (unsigned long long)pg_le64_get(p), a->t[i].n);
     size_t bytes = sizeof(pg_real) * a->total;
-    if (bytes) memcpy(a->m, p, bytes), memcpy(a->v, p + bytes, bytes);
+    state_in(a->be, a->m, p, bytes);
+    state_in(a->be, a->v, p + bytes, bytes);
     a->step = (int64_t)step;
     return 0;
 }
@@ -314,8 +361,16 @@ void pg_newton_schulz(pg_real *x, int rows, int cols, int steps, int coeffs, int
 int pg_muon_init(struct pg_muon *mu, const struct pg_opt_tensor *tensors, size_t n, int backend_steps, int nesterov,
                  int bf16)
 {
+    return pg_muon_init_on(mu, NULL, tensors, n, backend_steps, nesterov, bf16);
+}
+
+int pg_muon_init_on(struct pg_muon *mu, const struct pg_backend *be, const struct pg_opt_tensor *tensors, size_t n,
+                    int backend_steps, int nesterov, int bf16)
+{
     memset(mu, 0, sizeof *mu);
     if (backend_steps < 0) return pg_error(PG_E_INVAL, "muon: backend steps %d must be >= 0", backend_steps);
+    if (pg_on_device(be) && !be->muon_step)
+        return pg_error(PG_E_UNSUPPORTED, "muon: the %s backend has no optimizer operations", be->name);
     size_t max_n = 0, max_ns = 0;
     for (size_t i = 0; i < n && tensors; i++) {
         const struct pg_opt_tensor *t = &tensors[i];
@@ -326,18 +381,22 @@ int pg_muon_init(struct pg_muon *mu, const struct pg_opt_tensor *tensors, size_t
         size_t w = pg_newton_schulz5_work(t->rows, t->cols);
         if (w > max_ns) max_ns = w;
     }
+    mu->be = be;
     int rc = copy_list(&mu->t, &mu->off, &mu->total, tensors, n, "muon");
     if (!rc) {
-        mu->buf = pg_calloc(mu->total, sizeof *mu->buf);
-        /* one scratch slice per OpenMP thread: matrices are orthogonalized in parallel */
-        mu->work = pg_malloc((max_n + max_ns) * (size_t)omp_get_max_threads() * sizeof *mu->work);
-        rc = mu->buf && mu->work ? 0 : PG_E_NOMEM;
+        mu->buf = state_alloc(be, mu->total, sizeof *mu->buf);
+        /* one scratch slice per OpenMP thread on the host, where matrices are orthogonalized in
+         * parallel; one on a device (its step goes matrix by matrix) */
+        size_t slices = pg_on_device(be) ? 1 : (size_t)omp_get_max_threads();
+        mu->work = state_alloc(be, (max_n + max_ns) * slices, sizeof *mu->work);
+        rc = mu->buf && mu->work ? 0 : state_nomem(be, "muon: the state of", mu->total);
     }
     if (rc) {
         pg_muon_free(mu);
         return rc;
     }
     mu->nt = n;
+    mu->max_n = max_n, mu->max_ns = max_ns;
     mu->backend_steps = backend_steps, mu->nesterov = nesterov != 0, mu->bf16 = bf16 != 0;
     mu->coeffs = PG_NS_CLASSIC, mu->row_norm = 0, mu->wd = 0;
     /* Matrices are orthogonalized in parallel by OpenMP threads, each calling BLAS: OpenBLAS's own
@@ -368,13 +427,12 @@ int pg_muon_set_weight_decay(struct pg_muon *mu, double wd)
 
 void pg_muon_step(struct pg_muon *mu, double lr, double momentum)
 {
-    const pg_real mom = (pg_real)momentum, lr_r = (pg_real)lr;
-    size_t max_n = 0, max_ns = 0;
-    for (size_t k = 0; k < mu->nt; k++) {
-        if (mu->t[k].n > max_n) max_n = mu->t[k].n;
-        size_t w = pg_newton_schulz5_work(mu->t[k].rows, mu->t[k].cols);
-        if (w > max_ns) max_ns = w;
+    if (pg_on_device(mu->be)) {
+        mu->be->muon_step(mu, lr, momentum);
+        return;
     }
+    const pg_real mom = (pg_real)momentum, lr_r = (pg_real)lr;
+    const size_t max_n = mu->max_n, max_ns = mu->max_ns;
     /* Each matrix is updated whole by one thread, with its own scratch, so the result does not
      * depend on the thread count or the schedule (BLAS runs single-threaded inside, pg_cpu_init). */
 #pragma omp parallel for schedule(dynamic, 1) if (mu->nt > 1)
@@ -421,8 +479,8 @@ void pg_muon_free(struct pg_muon *mu)
 {
     free(mu->t);
     free(mu->off);
-    free(mu->buf);
-    free(mu->work);
+    state_free(mu->be, mu->buf);
+    state_free(mu->be, mu->work);
     memset(mu, 0, sizeof *mu);
 }
 
@@ -438,7 +496,7 @@ int pg_muon_state_save(const struct pg_muon *mu, void *buf, size_t cap)
     unsigned char *p = put_head(buf, "PGMU", mu->nt);
     for (size_t i = 0; i < mu->nt; i++, p += 16)
         pg_le64_put(p, (uint64_t)mu->t[i].rows), pg_le64_put(p + 8, (uint64_t)mu->t[i].cols);
-    if (mu->total) memcpy(p, mu->buf, sizeof(pg_real) * mu->total);
+    state_out(mu->be, p, mu->buf, sizeof(pg_real) * mu->total);
     return 0;
 }
 
@@ -453,7 +511,7 @@ int pg_muon_state_load(struct pg_muon *mu, const void *buf, size_t len, const ch
             return pg_error(PG_E_FORMAT, "%s: muon state tensor %zu is %llu x %llu, the optimizer's is %d x %d",
                             what, i, (unsigned long long)r, (unsigned long long)c, mu->t[i].rows, mu->t[i].cols);
     }
-    if (mu->total) memcpy(mu->buf, p, sizeof(pg_real) * mu->total);
+    state_in(mu->be, mu->buf, p, sizeof(pg_real) * mu->total);
     return 0;
 }
 
@@ -537,4 +595,11 @@ double pg_clip_grad_norm(const struct pg_opt_tensor *tensors, size_t n, double m
         }
     }
     return total;
+}
+
+void pg_clip_grad_norm_on(const struct pg_backend *be, const struct pg_opt_tensor *tensors, size_t n,
+                          double max_norm)
+{
+    if (pg_on_device(be)) be->clip_grad_norm(tensors, n, max_norm);
+    else pg_clip_grad_norm(tensors, n, max_norm);
 }

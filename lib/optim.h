@@ -29,6 +29,13 @@
  * Steps never allocate: the state and Muon's scratch are allocated at init. Every element loop
  * is deterministic whatever the number of OpenMP threads (fixed-block reductions).
  *
+ * Device backends: pg_adam_init_on / pg_muon_init_on put the state (and Muon's scratch) in a
+ * backend's memory, next to parameters and gradients that live there too (a model on that
+ * backend); the steps then run as that backend's operations (lib/backend.h: adam_update,
+ * muon_step), with the arithmetic described here, and the state is saved and loaded through
+ * download/upload in the same layout. The functions of this file are the host reference they
+ * are tested against; with a NULL or host-memory backend they compute on the arrays directly.
+ *
  * Checkpointing: the state arrays are plain members (adam->m, adam->v, muon->buf, one block each,
  * tensor i at off[i]) for code that writes them itself; pg_*_state_save / _load serialize the
  * whole state to a byte buffer, little-endian, in the layouts documented at those functions.
@@ -39,10 +46,12 @@
 #ifndef PG_OPTIM_H
 #define PG_OPTIM_H
 
+#include "backend.h"
 #include "real.h"
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h> /* memcpy: pg_bf16_round */
 
 /* One parameter tensor and its gradient (same length, dense). The optimizers keep a copy of the
  * list, not of the arrays: param and grad must stay valid until *_free. */
@@ -64,6 +73,7 @@ struct pg_adam {
     double beta1, beta2, eps;
     double wd;               /* decoupled (AdamW) weight decay; 0 after init = plain Adam */
     int64_t step;            /* steps taken; the next step uses t = step + 1 */
+    const struct pg_backend *be; /* where m and v live: NULL for host memory */
 };
 
 /* Sets up Adam over `n` tensors (the list is copied) with zero moments and step 0. Baseline:
@@ -71,6 +81,11 @@ struct pg_adam {
  * a NULL array), or PG_E_NOMEM (nothing is left allocated). */
 int pg_adam_init(struct pg_adam *a, const struct pg_opt_tensor *tensors, size_t n, double beta1, double beta2,
                  double eps);
+
+/* pg_adam_init with the state in be's memory (the tensors' arrays are there too); be NULL or a
+ * host-memory backend is pg_adam_init. */
+int pg_adam_init_on(struct pg_adam *a, const struct pg_backend *be, const struct pg_opt_tensor *tensors, size_t n,
+                    double beta1, double beta2, double eps);
 
 /* Turns `a` into AdamW with decoupled weight decay `wd` (0 = plain Adam, the baseline, whose bits
  * are then unchanged). @return 0, or PG_E_INVAL (wd < 0 or NaN; `a` is then unchanged). */
@@ -119,7 +134,10 @@ struct pg_muon {
     int coeffs;              /* PG_NS_CLASSIC (baseline) or PG_NS_POLAR_EXPRESS */
     int row_norm;            /* 1: MuonEq-R, every row of G' divided by max(‖row‖₂, 1e-7) */
     double wd;               /* decoupled weight decay; 0 = none (baseline) */
-    pg_real *work;           /* scratch: G' of the largest matrix, then pg_newton_schulz5's */
+    pg_real *work;           /* scratch: G' of the largest matrix, then pg_newton_schulz5's (one
+                              * slice per OpenMP thread on the host, one on a device) */
+    size_t max_n, max_ns;    /* the largest matrix and Newton–Schulz scratch, in elements */
+    const struct pg_backend *be; /* where buf and work live: NULL for host memory */
 };
 
 /* Sets up Muon over `n` 2-D tensors (rows, cols >= 1, n == rows·cols; the list is copied) with
@@ -127,6 +145,10 @@ struct pg_muon {
  * shape, backend_steps < 0, a NULL array), or PG_E_NOMEM (nothing is left allocated). */
 int pg_muon_init(struct pg_muon *mu, const struct pg_opt_tensor *tensors, size_t n, int backend_steps, int nesterov,
                  int bf16);
+
+/* pg_muon_init with the momentum and the scratch in be's memory (NULL: host). */
+int pg_muon_init_on(struct pg_muon *mu, const struct pg_backend *be, const struct pg_opt_tensor *tensors, size_t n,
+                    int backend_steps, int nesterov, int bf16);
 
 /* Selects the record-stack variants (init sets the baseline: PG_NS_CLASSIC, 0, 0).
  * @return 0, or PG_E_INVAL (an unknown coefficient set, Polar Express with more backend steps than
@@ -177,8 +199,24 @@ void pg_newton_schulz_coeffs(int coeffs, int step, double abc[3]);
 
 /* Rounds a float to the nearest bfloat16 (round to nearest, ties to even, on the fp32 bit
  * pattern, as PyTorch's float→bfloat16 conversion), returned as a float. NaN stays NaN.
- * @return the rounded value. */
-float pg_bf16_round(float x);
+ * Inline (and branch-free after if-conversion) so that element loops vectorize: Newton–Schulz
+ * here, and the CPU backend's bf16 matrix products (kernels/cpu/linear.c), which round every
+ * operand with it. @return the rounded value. */
+static inline float pg_bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+        u |= 0x00400000u; /* NaN: keep it a (quiet) NaN, which truncation alone might not */
+    } else {
+        /* Add half an ulp of bf16, minus one unless the kept lowest bit is odd: ties go to even.
+         * A carry into the exponent is the correct rounding up, to infinity at the top. */
+        u += 0x7fffu + ((u >> 16) & 1u);
+    }
+    u &= 0xffff0000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
 
 /* @return the scratch, in elements, that pg_newton_schulz5 needs for a rows × cols matrix:
  * 2·m·k + 3·m² with m = min(rows, cols), k = max(rows, cols). */
@@ -246,5 +284,14 @@ void pg_swa_add_real(double *sum, const pg_real *x, size_t n);
  * grad is multiplied by coef (PyTorch multiplies by min(coef, 1) always: the same values).
  * @return total, the norm before clipping. */
 double pg_clip_grad_norm(const struct pg_opt_tensor *tensors, size_t n, double max_norm);
+
+/* pg_clip_grad_norm on the backend holding the grads (NULL: host), without returning the norm: a
+ * device keeps it on the device, so a step does not wait for it. */
+void pg_clip_grad_norm_on(const struct pg_backend *be, const struct pg_opt_tensor *tensors, size_t n,
+                          double max_norm);
+
+/* @return whether be's memory is a device's (not NULL, not host memory): the optimizers then run
+ * as be's operations. */
+static inline int pg_on_device(const struct pg_backend *be) { return be && !be->host_memory; }
 
 #endif

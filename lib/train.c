@@ -32,6 +32,7 @@ struct groups {
 
 static int groups_init(struct groups *g, struct pg_model *m, const struct pg_config *c, int bf16)
 {
+    const struct pg_backend *be = m->be;
     memset(g, 0, sizeof *g);
     struct pg_opt_tensor *lists[4]; /* embed, head, matrix, control */
     size_t counts[4] = {0};
@@ -46,13 +47,13 @@ static int groups_init(struct groups *g, struct pg_model *m, const struct pg_con
         lists[k][counts[k]++] = ot;
         g->all[g->nall++] = ot;
     }
-    if (!rc) rc = pg_adam_init(&g->embed, lists[0], counts[0], c->beta1, c->beta2, c->adam_eps);
+    if (!rc) rc = pg_adam_init_on(&g->embed, be, lists[0], counts[0], c->beta1, c->beta2, c->adam_eps);
     if (!rc && counts[1]) {
         g->has_head = 1;
-        rc = pg_adam_init(&g->head, lists[1], counts[1], c->beta1, c->beta2, c->adam_eps);
+        rc = pg_adam_init_on(&g->head, be, lists[1], counts[1], c->beta1, c->beta2, c->adam_eps);
     }
-    if (!rc) rc = pg_muon_init(&g->muon, lists[2], counts[2], c->muon_backend_steps, 1, bf16);
-    if (!rc) rc = pg_adam_init(&g->scalar, lists[3], counts[3], c->beta1, c->beta2, c->adam_eps);
+    if (!rc) rc = pg_muon_init_on(&g->muon, be, lists[2], counts[2], c->muon_backend_steps, 1, bf16);
+    if (!rc) rc = pg_adam_init_on(&g->scalar, be, lists[3], counts[3], c->beta1, c->beta2, c->adam_eps);
     /* Record-stack switches (spec/techniques.md §3.1-3.2); their defaults leave the baseline's
      * optimizers as they are. The untied head keeps plain Adam: the records tie it. */
     if (!rc) rc = pg_muon_set_variant(&g->muon, c->muon_polar_express ? PG_NS_POLAR_EXPRESS : PG_NS_CLASSIC,
@@ -74,8 +75,10 @@ static void groups_free(struct groups *g)
 
 /* ---- weight averaging and late QAT (spec/techniques.md §3.3, §4.2) ---- */
 
-/* Buffers of the record stack's schedule; each NULL while its switch is off. */
+/* Buffers of the record stack's schedule, in the model's backend memory; each NULL while its
+ * switch is off. */
 struct avg {
+    const struct pg_backend *be;
     float *ema;         /* the EMA shadow, nparams fp32 */
     double *swa_sum;    /* SWA: the sum of the snapshots, nparams */
     int64_t swa_count;  /* snapshots in swa_sum */
@@ -84,31 +87,48 @@ struct avg {
     pg_real *raw;       /* the raw weights while the final (averaged) weights are in the model */
 };
 
+_Static_assert(sizeof(float) == sizeof(pg_real), "the EMA shadow is kept as the parameters' own type");
+
 enum { FINAL_RAW, FINAL_EMA, FINAL_SWA };
 
 static int avg_init(struct avg *a, const struct pg_model *m, const struct pg_config *c)
 {
     memset(a, 0, sizeof *a);
+    a->be = m->be;
     for (int i = 0; i < m->ntensors; i++)
         if (m->tensors[i].kind == PG_TENSOR_MATRIX) a->nmaster += m->tensors[i].numel;
     size_t n = m->nparams;
     int ok = 1;
-    if (c->ema_decay > 0) ok = ok && (a->ema = pg_malloc(n * sizeof *a->ema));
-    if (c->swa_every > 0) ok = ok && (a->swa_sum = pg_calloc(n, sizeof *a->swa_sum));
-    if (c->qat_start_lr > 0) ok = ok && (a->master = pg_malloc((a->nmaster ? a->nmaster : 1) * sizeof *a->master));
-    if (a->ema || a->swa_sum) ok = ok && (a->raw = pg_malloc(n * sizeof *a->raw));
-    return ok ? 0 : PG_E_NOMEM;
+    if (c->ema_decay > 0) ok = ok && (a->ema = a->be->alloc(n * sizeof *a->ema));
+    if (c->swa_every > 0) ok = ok && (a->swa_sum = a->be->alloc(n * sizeof *a->swa_sum));
+    if (c->qat_start_lr > 0) ok = ok && (a->master = a->be->alloc((a->nmaster ? a->nmaster : 1) * sizeof *a->master));
+    if (a->ema || a->swa_sum) ok = ok && (a->raw = a->be->alloc(n * sizeof *a->raw));
+    return ok ? 0 : pg_error(PG_E_NOMEM, "no memory for the weight averages of %zu parameters", n);
 }
 
 static void avg_free(struct avg *a)
 {
-    free(a->ema), free(a->swa_sum), free(a->master), free(a->raw);
+    void *p[] = {a->ema, a->swa_sum, a->master, a->raw};
+    for (int i = 0; i < 4; i++)
+        if (p[i]) a->be->free(p[i]);
     memset(a, 0, sizeof *a);
 }
 
-static void ema_reset(struct avg *a, const struct pg_model *m)
+static void ema_reset(struct avg *a, const struct pg_model *m) { a->be->copy((pg_real *)a->ema, m->params, m->nparams); }
+
+static void ema_update(struct avg *a, const struct pg_model *m, double decay)
 {
-    for (size_t i = 0; i < m->nparams; i++) a->ema[i] = (float)m->params[i];
+    if (pg_on_device(a->be)) a->be->ema_update(a->ema, m->params, m->nparams, decay);
+    else pg_ema_update(a->ema, m->params, m->nparams, decay);
+}
+
+/* SWA takes the EMA when there is one, else the raw weights. */
+static void swa_add(struct avg *a, const struct pg_model *m)
+{
+    const pg_real *x = a->ema ? (const pg_real *)a->ema : m->params;
+    if (pg_on_device(a->be)) a->be->swa_add(a->swa_sum, x, m->nparams);
+    else pg_swa_add_real(a->swa_sum, x, m->nparams);
+    a->swa_count++;
 }
 
 /* Which weights the final model holds: the SWA average once it has a snapshot, else the EMA. */
@@ -122,10 +142,14 @@ static void put_final(const struct avg *a, struct pg_model *m)
 {
     int k = final_kind(a);
     if (k == FINAL_SWA) {
-        const double inv = (double)a->swa_count;
-        for (size_t i = 0; i < m->nparams; i++) m->params[i] = (pg_real)(a->swa_sum[i] / inv);
+        const double count = (double)a->swa_count;
+        if (pg_on_device(a->be)) {
+            a->be->swa_average(m->params, a->swa_sum, m->nparams, count);
+        } else {
+            for (size_t i = 0; i < m->nparams; i++) m->params[i] = (pg_real)(a->swa_sum[i] / count);
+        }
     } else if (k == FINAL_EMA) {
-        for (size_t i = 0; i < m->nparams; i++) m->params[i] = (pg_real)a->ema[i];
+        a->be->copy(m->params, (const pg_real *)a->ema, m->nparams);
     }
 }
 
@@ -140,14 +164,30 @@ static void qat_swap(struct avg *a, struct pg_model *m, int bits, int on)
         if (t->kind != PG_TENSOR_MATRIX) continue;
         pg_real *p = m->params + t->offset;
         if (on) {
-            memcpy(a->master + o, p, t->numel * sizeof *p);
+            a->be->copy(a->master + o, p, t->numel);
             int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = (int64_t)t->numel / rows;
-            pg_fake_quant_rows(p, p, rows, cols, bits);
+            if (pg_on_device(a->be)) a->be->fake_quant_rows(p, p, rows, cols, bits);
+            else pg_fake_quant_rows(p, p, rows, cols, bits);
         } else {
-            memcpy(p, a->master + o, t->numel * sizeof *p);
+            a->be->copy(p, a->master + o, t->numel);
         }
         o += t->numel;
     }
+}
+
+/* A host copy of n elements of backend memory (the memory itself on a host backend); release it
+ * with host_release. NULL when out of memory. */
+static void *host_view(const struct pg_backend *be, const void *src, size_t bytes)
+{
+    if (!pg_on_device(be)) return (void *)src;
+    void *h = pg_malloc(bytes ? bytes : 1);
+    if (h) be->download(h, src, bytes);
+    return h;
+}
+
+static void host_release(const struct pg_backend *be, void *h)
+{
+    if (pg_on_device(be)) free(h);
 }
 
 /* ---- checkpoints: model file + companion state file ---- */
@@ -170,6 +210,7 @@ struct blob {
 static int save_checkpoint(const char *path, struct pg_model *m, struct groups *g, const struct avg *av, int step,
                            const struct pg_train_loader *l, double train_ms)
 {
+    PG_TRY(m->be->status()); /* never save what a failed device computed */
     char stepbuf[32], filebuf[32], posbuf[32], msbuf[40], swabuf[32];
     snprintf(stepbuf, sizeof stepbuf, "%d", step);
     const char *k[] = {"step"}, *v[] = {stepbuf};
@@ -194,8 +235,11 @@ static int save_checkpoint(const char *path, struct pg_model *m, struct groups *
         }
     /* The averages are state too: a resumed run continues them bit-exactly. */
     int64_t nshape[1] = {(int64_t)m->nparams};
-    if (!rc && av->ema) rc = pg_st_add(&w, "ema", PG_ST_F32, 1, nshape, av->ema);
-    if (!rc && av->swa_sum) rc = pg_st_add(&w, "swa_sum", PG_ST_F64, 1, nshape, av->swa_sum);
+    void *ema = NULL, *swa = NULL;
+    if (!rc && av->ema && !(ema = host_view(av->be, av->ema, m->nparams * sizeof *av->ema))) rc = PG_E_NOMEM;
+    if (!rc && av->swa_sum && !(swa = host_view(av->be, av->swa_sum, m->nparams * sizeof *av->swa_sum))) rc = PG_E_NOMEM;
+    if (!rc && av->ema) rc = pg_st_add(&w, "ema", PG_ST_F32, 1, nshape, ema);
+    if (!rc && av->swa_sum) rc = pg_st_add(&w, "swa_sum", PG_ST_F64, 1, nshape, swa);
     snprintf(swabuf, sizeof swabuf, "%lld", (long long)av->swa_count);
     if (!rc && av->swa_sum) rc = pg_st_set_meta(&w, "swa_count", swabuf);
     size_t file;
@@ -211,8 +255,11 @@ static int save_checkpoint(const char *path, struct pg_model *m, struct groups *
     if (!rc) rc = pg_st_set_meta(&w, "train_ms", msbuf);
     char sp[1100];
     state_path(sp, sizeof sp, path);
+    if (!rc) rc = m->be->status(); /* the downloads of the state */
     if (!rc) rc = pg_st_write(&w, sp);
     pg_st_writer_free(&w);
+    if (ema) host_release(av->be, ema);
+    if (swa) host_release(av->be, swa);
     for (int i = 0; i < 4; i++) free(b[i].data);
     return rc;
 }
@@ -279,7 +326,7 @@ static int load_avg(const char *ckpt, struct avg *a, const struct pg_model *m, i
         } else if (t->dtype != PG_ST_F32 || pg_st_nbytes(t) != m->nparams * sizeof *a->ema) {
             rc = pg_error(PG_E_FORMAT, "%s: 'ema' is not %zu F32 values", sp, m->nparams);
         } else {
-            memcpy(a->ema, t->data, m->nparams * sizeof *a->ema);
+            a->be->upload(a->ema, t->data, m->nparams * sizeof *a->ema);
         }
     }
     if (!rc && a->swa_sum) {
@@ -294,7 +341,7 @@ static int load_avg(const char *ckpt, struct avg *a, const struct pg_model *m, i
             snprintf(msg, sizeof msg, "%s", pg_error_message());
             rc = pg_error(PG_E_FORMAT, "%s: %s", sp, msg);
         } else {
-            memcpy(a->swa_sum, t->data, m->nparams * sizeof *a->swa_sum);
+            a->be->upload(a->swa_sum, t->data, m->nparams * sizeof *a->swa_sum);
             a->swa_count = nsnap;
         }
     }
@@ -343,11 +390,13 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     if (!rc && c->coprime_loader) rc = pg_train_loader_use_coprime(&loader, (uint64_t)c->seed);
     if (!rc) rc = pg_val_open(&val, o->data_dir, o->prefix, c->train_seq_len);
     int b = (int)(loader.local_tokens / c->train_seq_len);
-    if (!rc) rc = pg_model_init(&m, c, &pg_backend_cpu, 1);
+    const struct pg_backend *be = o->backend ? o->backend : &pg_backend_cpu;
+    if (!rc) rc = pg_model_init(&m, c, be, 1);
+    if (!rc) be->set_bf16(o->bf16);
     if (!rc) rc = pg_model_alloc_acts(&m, b, c->train_seq_len);
     if (!rc) {
-        pg_model_init_weights(&m, c->seed);
-        rc = groups_init(&g, &m, c, o->muon_bf16);
+        rc = pg_model_init_weights(&m, c->seed);
+        if (!rc) rc = groups_init(&g, &m, c, o->muon_bf16);
     }
     if (!rc) rc = avg_init(&av, &m, c);
     if (!rc && !((x = pg_malloc((size_t)loader.local_tokens * sizeof *x)) &&
@@ -356,7 +405,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     int step = 0;
     double train_ms = 0;
     if (!rc && o->resume) {
-        rc = pg_ckpt_load(&m, o->resume);
+        rc = pg_ckpt_load(&m, o->resume); /* staged through the host for a device model */
         if (!rc) rc = load_state(o->resume, &g, &loader, &step, &train_ms);
         if (!rc && av.ema) ema_reset(&av, &m); /* replaced by the state's shadow when it has one */
         if (!rc) rc = load_avg(o->resume, &av, &m, o->verbosity);
@@ -380,7 +429,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
                    (o->stop_at > 0 && step >= o->stop_at);
         if (last && (final = final_kind(&av)) != FINAL_RAW) {
             /* The last validation scores the weights saved as the final model. */
-            memcpy(av.raw, m.params, m.nparams * sizeof *av.raw);
+            be->copy(av.raw, m.params, m.nparams);
             put_final(&av, &m);
         }
         if (last || (c->val_loss_every > 0 && step % c->val_loss_every == 0)) {
@@ -431,25 +480,25 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
             pg_model_backward(&m, scale);
         }
         if (qat) qat_swap(&av, &m, c->qat_bits, 0);
-        if (rc) break;
+        if (rc || (rc = be->status())) break; /* a device's failure before a NaN it may have caused */
         if (!isfinite(loss)) {
             rc = pg_error(PG_E_FORMAT, "step %d: the training loss is %g: diverged", step, loss);
             break;
         }
-        if (c->grad_clip_norm > 0) pg_clip_grad_norm(g.all, g.nall, c->grad_clip_norm);
+        if (c->grad_clip_norm > 0) pg_clip_grad_norm_on(be, g.all, g.nall, c->grad_clip_norm);
         pg_adam_step(&g.embed, (c->tie_embeddings ? c->tied_embed_lr : c->embed_lr) * mul);
         if (g.has_head) pg_adam_step(&g.head, c->head_lr * mul);
         pg_muon_step(&g.muon, c->matrix_lr * mul, mom);
         pg_adam_step(&g.scalar, c->scalar_lr * mul);
-        if (av.ema) pg_ema_update(av.ema, m.params, m.nparams, c->ema_decay);
+        if (av.ema) ema_update(&av, &m, c->ema_decay);
+        /* a device reports its failures here, once per step (the loss has waited for it already) */
+        if ((rc = be->status())) break;
         double ms = (pg_now() - t0) * 1000;
         train_ms += ms;
         step++;
         r->train_loss = loss;
         if (av.swa_sum && mul < c->swa_start_lr && step % c->swa_every == 0) {
-            if (av.ema) pg_swa_add(av.swa_sum, av.ema, m.nparams);
-            else pg_swa_add_real(av.swa_sum, m.params, m.nparams);
-            av.swa_count++;
+            swa_add(&av, &m);
         }
         pg_progress_update(&prog, (uint64_t)step);
         if (o->verbosity > 0 && c->train_log_every > 0 && (step <= 10 || step % c->train_log_every == 0)) {
@@ -472,7 +521,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         snprintf(path, sizeof path, "%s/ckpt_%06d.safetensors", o->run_dir, step);
         /* The checkpoint keeps the raw weights (and the averages in its state), the model file the
          * final ones: the SWA average, else the EMA, else the raw weights. */
-        if (final != FINAL_RAW) memcpy(m.params, av.raw, m.nparams * sizeof *m.params);
+        if (final != FINAL_RAW) be->copy(m.params, av.raw, m.nparams);
         rc = save_checkpoint(path, &m, &g, &av, step, &loader, train_ms);
         if (final != FINAL_RAW) put_final(&av, &m);
         snprintf(r->final_ckpt, sizeof r->final_ckpt, "%s/model.safetensors", o->run_dir);
@@ -486,6 +535,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     r->steps = step;
     r->train_seconds = train_ms / 1000;
     r->tokens_per_second = train_ms > 0 ? tokens_per_step * step / (train_ms / 1000) : 0;
+    r->device_peak_bytes = be->mem_peak ? be->mem_peak() : 0;
     if (mf) fclose(mf);
     free(x), free(y);
     groups_free(&g);

@@ -20,6 +20,7 @@
 #ifndef PG_TRAIN_H
 #define PG_TRAIN_H
 
+#include "backend.h"
 #include "config.h"
 
 #include <signal.h>
@@ -32,6 +33,9 @@ struct pg_train_opts {
     int save_every;              /* steps between checkpoints; 0: only at the end */
     int stop_at;                 /* stop (with a checkpoint) on reaching this step, schedule unchanged; 0: never */
     int muon_bf16;               /* emulate the baseline's bf16 Newton–Schulz */
+    const struct pg_backend *backend; /* where the model, its gradients and the optimizers live
+                                       * (lib/backend.h; NULL: the CPU) */
+    int bf16;                    /* matrix products with bf16 inputs (backend set_bf16) */
     int progress;                /* draw a progress line */
     int verbosity;               /* 0 quiet, 1 log lines */
     volatile sig_atomic_t *stop; /* set asynchronously (SIGINT/SIGTERM): checkpoint and return */
@@ -43,6 +47,7 @@ struct pg_train_result {
     double val_loss, val_bpb;    /* the last validation's (NaN if none) */
     double train_seconds;        /* training time, validation excluded */
     double tokens_per_second;
+    size_t device_peak_bytes;    /* the backend's mem_peak at the end (0 on the CPU) */
     int interrupted;
     char final_ckpt[1024];
 };

@@ -14,7 +14,16 @@
  * A row block then starts its keys at the smallest doc_start of its rows, so packed short
  * documents skip whole key ranges; inside the block the keys before a row's own document get
  * probability exactly 0, and lse is the masked row's. Plain causal attention is the doc_start
- * NULL case: every range starts at 0, the same products as before, bit for bit. */
+ * NULL case: every range starts at 0, the same products as before, bit for bit.
+ *
+ * Every product goes through pg_cpu_gemm, so in bf16 mode (lib/backend.h set_bf16) each rounds
+ * its two operands to bfloat16, as PyTorch's bf16 SDPA (flash attention) does: S = scale·bf(Q)·
+ * bf(K)ᵀ in fp32, the softmax and lse in fp32, O = bf(P)·bf(V); backward dV += bf(P)ᵀ·bf(dO),
+ * dP = bf(dO)·bf(V)ᵀ, dS = P ⊙ (dP − rowsum(bf(dO) ⊙ O)) from the fp32 P, dP and O (dO as dP's
+ * product saw it, so that Σ_j dS_ij stays 0 up to rounding: at t = 1, dS is 0 as in fp32), then
+ * dQ = scale·bf(dS)·bf(K) and dK += scale·bf(dSᵀ)·bf(Q). Outputs (O, lse, dQ, dK, dV) stay fp32.
+ * The rounded copies live in pg_cpu_gemm's per-thread tiles, so the caller's work buffer keeps
+ * its size and P its fp32 values. */
 #include "cpu.h"
 
 #include <omp.h>
@@ -44,8 +53,8 @@ static int block_lo(const int32_t *ds, int r0, int r1)
 static void probs(pg_real *p, pg_real *lse, int compute_lse, const pg_real *q, int ldq, const pg_real *k, int ldk,
                   int t, int hd, double scale, int r0, int r1, const int32_t *ds, int c0)
 {
-    pg_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1 - c0, hd, (pg_real)scale, q + (size_t)r0 * ldq, ldq,
-            k + (size_t)c0 * ldk, ldk, 0, p + (size_t)r0 * t + c0, t);
+    pg_cpu_gemm(CblasNoTrans, CblasTrans, r1 - r0, r1 - c0, hd, (pg_real)scale, q + (size_t)r0 * ldq, ldq,
+                k + (size_t)c0 * ldk, ldk, 0, p + (size_t)r0 * t + c0, t);
     for (int i = r0; i < r1; i++) {
         pg_real *row = p + (size_t)i * t;
         int lo = ds ? ds[i] : 0;
@@ -88,8 +97,8 @@ void pg_cpu_attention_varlen_fwd(pg_real *out, pg_real *lse, const pg_real *q, c
                     probs(p, lse + ((size_t)bi * h + hi) * t, 1, q + qo, ldq, k + ko, ldk, t, hd, scale, r0, r1, ds,
                           c0);
                     /* O[r0:r1] = P[r0:r1, c0:r1]·V[c0:r1] */
-                    pg_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, hd, r1 - c0, 1, p + (size_t)r0 * t + c0,
-                            t, v + ko + (size_t)c0 * ldk, ldk, 0, out + qo + (size_t)r0 * ldq, ldq);
+                    pg_cpu_gemm(CblasNoTrans, CblasNoTrans, r1 - r0, hd, r1 - c0, 1, p + (size_t)r0 * t + c0, t,
+                                v + ko + (size_t)c0 * ldk, ldk, 0, out + qo + (size_t)r0 * ldq, ldq);
                 }
             }
         }
@@ -100,7 +109,7 @@ void pg_cpu_attention_varlen_bwd(pg_real *dq, pg_real *dk, pg_real *dv, const pg
                                  const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale,
                                  pg_real *work)
 {
-    int group = h / kv, ldq = h * hd, ldk = kv * hd;
+    int group = h / kv, ldq = h * hd, ldk = kv * hd, bf = pg_cpu_bf16;
 #pragma omp parallel for collapse(2) schedule(dynamic) if ((size_t)b * h * t * t * hd > PG_OMP_MIN)
     for (int bi = 0; bi < b; bi++)
         for (int g = 0; g < kv; g++) {
@@ -121,25 +130,28 @@ void pg_cpu_attention_varlen_bwd(pg_real *dq, pg_real *dk, pg_real *dv, const pg
                     probs(p, (pg_real *)lse + ((size_t)bi * h + hi) * t, 0, q + qo, ldq, k + ko, ldk, t, hd, scale,
                           r0, r1, ds, c0);
                     /* dV[c0:r1] += P[r0:r1, c0:r1]ᵀ·dO[r0:r1] */
-                    pg_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, nc, hd, nr, 1, pb, t, dob, ldq, 1,
-                            dv + ko + (size_t)c0 * ldk, ldk);
+                    pg_cpu_gemm(CblasTrans, CblasNoTrans, nc, hd, nr, 1, pb, t, dob, ldq, 1, dv + ko + (size_t)c0 * ldk,
+                                ldk);
                     /* dP[r0:r1, c0:r1] = dO[r0:r1]·V[c0:r1]ᵀ */
-                    pg_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nc, hd, 1, dob, ldq, v + ko + (size_t)c0 * ldk,
-                            ldk, 0, dpb, t);
+                    pg_cpu_gemm(CblasNoTrans, CblasTrans, nr, nc, hd, 1, dob, ldq, v + ko + (size_t)c0 * ldk, ldk, 0,
+                                dpb, t);
                     for (int i = r0; i < r1; i++) {
                         const pg_real *o = out + qo + (size_t)i * ldq, *gr = dout + qo + (size_t)i * ldq;
                         double d = 0;
-                        for (int c = 0; c < hd; c++) d += (double)gr[c] * o[c];
+                        if (bf) /* rowsum(dO ⊙ O) with dO as dP's product saw it, as flash attention's */
+                            for (int c = 0; c < hd; c++) d += (double)pg_cpu_bf16_round(gr[c]) * o[c];
+                        else
+                            for (int c = 0; c < hd; c++) d += (double)gr[c] * o[c];
                         pg_real delta = (pg_real)d, *pr = p + (size_t)i * t, *dr = dp + (size_t)i * t;
                         int lo = ds ? ds[i] : 0;
 #pragma omp simd
                         for (int j = lo; j <= i; j++) pr[j] = pr[j] * (dr[j] - delta); /* P becomes dS */
                     }
                     /* dQ[r0:r1] = scale·dS·K[c0:r1];  dK[c0:r1] += scale·dSᵀ·Q[r0:r1] */
-                    pg_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, nc, (pg_real)scale, pb, t, kc, ldk, 0,
-                            dq + qo + (size_t)r0 * ldq, ldq);
-                    pg_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, nc, hd, nr, (pg_real)scale, pb, t,
-                            q + qo + (size_t)r0 * ldq, ldq, 1, dk + ko + (size_t)c0 * ldk, ldk);
+                    pg_cpu_gemm(CblasNoTrans, CblasNoTrans, nr, hd, nc, (pg_real)scale, pb, t, kc, ldk, 0,
+                                dq + qo + (size_t)r0 * ldq, ldq);
+                    pg_cpu_gemm(CblasTrans, CblasNoTrans, nc, hd, nr, (pg_real)scale, pb, t, q + qo + (size_t)r0 * ldq,
+                                ldq, 1, dk + ko + (size_t)c0 * ldk, ldk);
                 }
             }
         }

@@ -3,6 +3,7 @@
 #define PG_KERNELS_CPU_H
 
 #include "../../lib/backend.h"
+#include "../../lib/optim.h" /* pg_bf16_round */
 
 #include <cblas.h>
 #include <stddef.h>
@@ -30,10 +31,25 @@ void pg_cpu_zero(pg_real *x, size_t n);
 void pg_cpu_axpy(pg_real *y, double a, const pg_real *x, size_t n);
 void pg_cpu_scale(pg_real *x, double a, size_t n);
 size_t pg_cpu_attention_work(int t);
-/* The backend's state: its operations cannot fail (0); bf16 products on or off (linear.c). */
+/* The backend's state: 0, or the out-of-memory an operation recorded with pg_cpu_fail_nomem
+ * (it then skipped its work), reported once; bf16 products on or off (linear.c). */
 int pg_cpu_status(void);
+void pg_cpu_fail_nomem(size_t bytes, const char *what);
+size_t pg_cpu_mem_peak(void); /* 0: host memory is not tracked */
 void pg_cpu_set_bf16(int on);
 extern int pg_cpu_bf16; /* 1: matrix products round their inputs to bfloat16 */
+/* x rounded to bfloat16 (lib/optim.h's pg_bf16_round; through float in a PG_REAL_DOUBLE build). */
+static inline pg_real pg_cpu_bf16_round(pg_real x) { return (pg_real)pg_bf16_round((float)x); }
+/* Every matrix product of the backend (linear.c): C[m,n] = alpha·op(A)·op(B) + beta·C, row-major,
+ * op(A) m × k, op(B) k × n, as cblas_?gemm(CblasRowMajor, ...). With pg_cpu_bf16 off it is that
+ * BLAS call; on, A and B are rounded to bfloat16 (round to nearest even) into per-thread tiles
+ * first and the tiles multiplied by the same BLAS call (fp32 accumulation; C not rounded). Safe
+ * to call from OpenMP threads; never fails. */
+void pg_cpu_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, pg_real alpha, const pg_real *a,
+                 int lda, const pg_real *b, int ldb, pg_real beta, pg_real *c, int ldc);
+/* Tests only: at most `elems` elements of each thread's bf16 tile buffer (0: all of it), to
+ * exercise the tiling on small products. */
+void pg_cpu_bf16_tile_limit(size_t elems);
 /* y[j] = exp(x[j] − shift), j < n (y may be x): vectorized in the float build (vexp.c). */
 void pg_cpu_exp_shift(pg_real *y, const pg_real *x, pg_real shift, int n);
 

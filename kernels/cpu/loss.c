@@ -8,7 +8,13 @@
  * neither clamp holds and 0 where one does; and the z-loss z_loss·lse², which adds
  * 2·z_loss·lse·softmax(z)_j to ∂/∂z_j and z_loss·lse² to the returned total, but not to the
  * per-token losses[] that scoring reads. Losses are summed in row order after the parallel part,
- * so the total is deterministic. */
+ * so the total is deterministic.
+ *
+ * In bf16 mode (lib/backend.h set_bf16) the two products are matmul_fwd/bwd's, so their operands
+ * are rounded to bfloat16 as under PyTorch's autocast: x = bf(h)·bf(E)ᵀ, accumulated and kept in
+ * fp32 (the softcap, log-softmax and loss run on those fp32 logits); the logits' gradient ∂x is
+ * computed in fp32 (grad_scale included) and rounded as an operand of dh = bf(∂x)·bf(E) and
+ * dE += bf(∂x)ᵀ·bf(h). */
 #include "cpu.h"
 
 /* The poly5 softcap of one logit x, and (when dzdx) its derivative dz/dx. */

@@ -14,15 +14,12 @@
 
 static inline double sigm(double z) { return 1 / (1 + exp(-z)); }
 
-/* Scratch for per-row intermediate values; a failed allocation ends the process, as a failed
- * CUDA call does (these operations return nothing). */
+/* Scratch for per-row intermediate values. These operations return nothing: a failed allocation
+ * is recorded for the backend's status (mem.c) and the operation skips its work. */
 static double *scratch(size_t n)
 {
     double *p = malloc((n ? n : 1) * sizeof *p);
-    if (!p) {
-        fprintf(stderr, "pg: cpu backend: out of memory (%zu bytes of scratch)\n", n * sizeof *p);
-        exit(1);
-    }
+    if (!p) pg_cpu_fail_nomem(n * sizeof *p, "record-stack scratch");
     return p;
 }
 
@@ -126,6 +123,7 @@ void pg_cpu_head_gate_bwd(pg_real *dy, pg_real *dw, pg_real *du, const pg_real *
 {
     if (n <= 0 || h <= 0) return;
     double *dz = scratch((size_t)n * h);
+    if (!dz) return;
 #pragma omp parallel for schedule(static) if ((size_t)n * h * (hd + win) > PG_OMP_MIN)
     for (int i = 0; i < n; i++) {
         for (int hh = 0; hh < h; hh++) {
@@ -185,7 +183,9 @@ void pg_cpu_smear_bwd(pg_real *dx, pg_real *dw, pg_real *dlam, const pg_real *dy
 {
     int n = b * t;
     if (n <= 0) return;
-    double *dz = scratch(2 * (size_t)n), *dl = dz + n; /* per row: d(w·x[:win]) and dλ terms */
+    double *dz = scratch(2 * (size_t)n); /* per row: d(w·x[:win]) and dλ terms */
+    if (!dz) return;
+    double *dl = dz + n;
 #pragma omp parallel for schedule(static) if ((size_t)n * d > PG_OMP_MIN)
     for (int i = 0; i < n; i++) {
         const pg_real *xr = x + (size_t)i * d, *dyr = dy + (size_t)i * d;

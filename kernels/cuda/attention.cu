@@ -4,8 +4,12 @@
 // the backward recomputes P from Q, K and the log-sum-exp:
 //   dV += Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP − rowsum(dO ⊙ O)),  dQ = scale·dS·K,  dK += scale·dSᵀ·Q.
 // Query head h reads kv head h / (H/KV). The [T,T] matrices live in the caller's scratch
-// (pg_cuda_attention_work), one head at a time. This is the plain version the emulator tests
-// against the CPU; a fused (flash) kernel that never stores P is the fast path to come.
+// (pg_cuda_attention_work): one head at a time, for up to chunk_seqs(T) sequences at once (about
+// 256 MiB of P and dP), each product one strided-batched cuBLAS call over those sequences and
+// each row kernel one launch over all their rows, so a micro-batch of 64 sequences of 1024
+// tokens and 8 heads takes 16 rounds per layer instead of 512. This is the plain version the
+// emulator tests against the CPU; a fused (flash) kernel that never stores P is the fast path to
+// come.
 // Varlen attention (spec §2.2) masks each row i to its document's keys [doc_start[i], i] inside
 // the softmax kernels (the products stay full [T,T]); plain attention is doc_start NULL.
 //
@@ -18,23 +22,43 @@
 //   dP     = dO·Vᵀ                gemm(T, N, m=T, n=T, k=hd, A=V, B=dO)
 //   dQ     = dS·K                 gemm(N, N, m=hd, n=T, k=T, A=K, B=dS)
 //   dK    += dSᵀ·Q                gemm(N, T, m=hd, n=T, k=T, A=Q, B=dS)
+//
+// Every product goes through pg_cuda_gemm (matmul.cu), so in bf16 mode (lib/backend.h set_bf16)
+// each takes bf16 copies of its two operands, as PyTorch's bf16 SDPA (flash attention) does and
+// as the CPU reference rounds them: S = scale·bf(Q)·bf(K)ᵀ accumulated in fp32, the softmax and
+// lse in fp32, O = bf(P)·bf(V); backward dV += bf(P)ᵀ·bf(dO), dP = bf(dO)·bf(V)ᵀ, dS = P ⊙ (dP −
+// rowsum(bf(dO) ⊙ O)) from the fp32 P, dP and O (dO rounded as dP's product saw it, so Σ_j dS_ij
+// stays 0 up to rounding), dQ = scale·bf(dS)·bf(K), dK += scale·bf(dS)ᵀ·bf(Q). P and dS stay
+// fp32 in the caller's work; their bf16 copies are pg_cuda_gemm's.
 #include "pg_cuda.cuh"
 
 #include "ops.h"
 
-static unsigned row_threads(int t)
+// Sequences whose [t,t] P and dP the scratch holds at once: about 2^26 floats (256 MiB) of them,
+// 1 to 64 sequences.
+static int chunk_cap; // pg_cuda_attention_max_chunk (tests): 0, or fewer sequences per round
+
+static int chunk_seqs(int t)
 {
-    unsigned n = ((unsigned)t + 31) / 32 * 32;
-    return n > 256 ? 256 : n;
+    size_t per = 2 * (size_t)t * (size_t)t, g = ((size_t)1 << 26) / (per ? per : 1);
+    int n = g < 1 ? 1 : g > 64 ? 64 : (int)g;
+    return chunk_cap > 0 && chunk_cap < n ? chunk_cap : n;
 }
 
-// Row i of p [t, t]: the softmax of its scores [lo, i], lo = ds[i] (the first key of the row's
-// document; 0 when ds is NULL), their log-sum-exp computed into lse[i] when `compute`, else taken
-// from lse[i]; the rest of the row is zeroed (keys of other documents: probability exactly 0).
-__global__ void softmax_rows_kernel(float *p, float *lse, const int32_t *ds, int t, int compute)
+extern "C" void pg_cuda_attention_max_chunk(int seqs) { chunk_cap = seqs > 0 ? seqs : 0; }
+
+extern "C" size_t pg_cuda_attention_work(int t) { return (size_t)chunk_seqs(t) * 2 * (size_t)t * (size_t)t; }
+
+// Row i (blockIdx.x) of sequence z (blockIdx.y) of a chunk: p is [t, t] per sequence, t·t apart;
+// the row's log-sum-exp at lse[z·lse_stride + i]; its document starts at ds[z·t + i] (ds NULL:
+// plain causal rows). The softmax of the scores [lo, i], their log-sum-exp computed into lse when
+// `compute`, else taken from it; the rest of the row is zeroed (keys of other documents:
+// probability exactly 0).
+__global__ void softmax_rows_kernel(float *p, float *lse, size_t lse_stride, const int32_t *ds, int t, int compute)
 {
-    int i = blockIdx.x, lo = ds ? ds[i] : 0;
-    float *row = p + (size_t)i * t;
+    int i = blockIdx.x, z = blockIdx.y, lo = ds ? ds[(size_t)z * t + i] : 0;
+    float *row = p + ((size_t)z * t + i) * t;
+    float *l_out = lse + (size_t)z * lse_stride + i;
     if (compute) {
         float m = -INFINITY;
         for (int j = lo + threadIdx.x; j <= i; j += blockDim.x) m = fmaxf(m, row[j]);
@@ -48,40 +72,71 @@ __global__ void softmax_rows_kernel(float *p, float *lse, const int32_t *ds, int
         sum = pg_block_sum(sum);
         float inv = (float)(1.0 / sum);
         for (int j = lo + threadIdx.x; j <= i; j += blockDim.x) row[j] *= inv; // the thread's own entries
-        if (threadIdx.x == 0) lse[i] = m + (float)log(sum);
+        if (threadIdx.x == 0) *l_out = m + (float)log(sum);
     } else {
-        float l = lse[i];
+        float l = *l_out;
         for (int j = lo + threadIdx.x; j <= i; j += blockDim.x) row[j] = expf(row[j] - l);
     }
     for (int j = threadIdx.x; j < lo; j += blockDim.x) row[j] = 0;
     for (int j = i + 1 + threadIdx.x; j < t; j += blockDim.x) row[j] = 0;
 }
 
-// Row i of p becomes dS = P ⊙ (dP − Σ_c dO_ic·O_ic) over its keys [lo, i] (lo as above), 0 elsewhere.
+// Row i of sequence z: p becomes dS = P ⊙ (dP − Σ_c dO_ic·O_ic) over its keys [lo, i] (lo as
+// above), 0 elsewhere; dO and O rows are ld apart, sequences t·ld apart. bf16: dO as the bf16
+// products see it (rounded), as the CPU's.
 __global__ void softmax_bwd_rows_kernel(float *p, const float *dp, const float *dout, const float *out,
-                                        const int32_t *ds, int t, int hd, int ld)
+                                        const int32_t *ds, int t, int hd, int ld, int bf16)
 {
-    int i = blockIdx.x, lo = ds ? ds[i] : 0;
-    const float *o = out + (size_t)i * ld, *g = dout + (size_t)i * ld;
+    int i = blockIdx.x, z = blockIdx.y, lo = ds ? ds[(size_t)z * t + i] : 0;
+    size_t r = (size_t)z * t + i;
+    const float *o = out + r * ld, *g = dout + r * ld;
     double d = 0;
-    for (int c = threadIdx.x; c < hd; c += blockDim.x) d += (double)g[c] * o[c];
+    for (int c = threadIdx.x; c < hd; c += blockDim.x)
+        d += (double)(bf16 ? __bfloat162float(__float2bfloat16(g[c])) : g[c]) * o[c];
     float delta = (float)pg_block_sum(d);
-    float *pr = p + (size_t)i * t;
-    const float *dr = dp + (size_t)i * t;
+    float *pr = p + r * t;
+    const float *dr = dp + r * t;
     for (int j = threadIdx.x; j < t; j += blockDim.x) pr[j] = j >= lo && j <= i ? pr[j] * (dr[j] - delta) : 0.0f;
 }
 
-extern "C" size_t pg_cuda_attention_work(int t) { return 2 * (size_t)t * (size_t)t; }
-
-// p = softmax(scale·q·kᵀ) for one head, each row over its document's keys (ds: the sequence's
-// doc_start, or NULL for plain causal rows); rows of q and k strided by ldq, ldk.
-static void probs(float *p, float *lse, int compute, const float *q, int ldq, const float *k, int ldk,
-                  const int32_t *ds, int t, int hd, float scale)
+static unsigned row_threads(int t)
 {
-    const float zero = 0;
-    PG_CUBLAS_CHECK(cublasSgemm(pg_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, t, t, hd, &scale, k, ldk, q, ldq, &zero, p,
-                                t));
-    PG_LAUNCH(softmax_rows_kernel, t, row_threads(t), 0, pg_cuda_stream())(p, lse, ds, t, compute);
+    unsigned n = ((unsigned)t + 31) / 32 * 32;
+    return n > 256 ? 256 : n;
+}
+
+// One round: head hi of sequences b0 .. b0 + g − 1.
+struct round_ {
+    size_t qo, ko;         // the first sequence's offsets into q/out/dq and k/v/dk/dv
+    long long sq, sk, spp; // sequence strides: q rows, k rows, a [t,t] matrix
+    const int32_t *ds;     // the first sequence's doc_start, or NULL
+    float *lse;            // the first sequence's log-sum-exp row of head hi
+    size_t lse_stride;     // between sequences: h·t
+    int g;
+};
+
+static round_ round_at(int b0, int g, int hi, int t, int h, int group, int hd, int ldq, int ldk,
+                       const int32_t *doc_start, float *lse)
+{
+    round_ r;
+    r.qo = (size_t)b0 * t * ldq + (size_t)hi * hd;
+    r.ko = (size_t)b0 * t * ldk + (size_t)(hi / group) * hd;
+    r.sq = (long long)t * ldq, r.sk = (long long)t * ldk, r.spp = (long long)t * t;
+    r.ds = doc_start ? doc_start + (size_t)b0 * t : nullptr;
+    r.lse = lse + ((size_t)b0 * h + hi) * t;
+    r.lse_stride = (size_t)h * t;
+    r.g = g;
+    return r;
+}
+
+// p = softmax(scale·q·kᵀ) for one round, each row over its document's keys.
+static void probs(float *p, const round_ &r, int compute, const float *q, int ldq, const float *k, int ldk, int t,
+                  int hd, float scale)
+{
+    pg_cuda_gemm_batched(CUBLAS_OP_T, CUBLAS_OP_N, t, t, hd, scale, k + r.ko, ldk, r.sk, q + r.qo, ldq, r.sq, 0, p, t,
+                         r.spp, r.g);
+    PG_LAUNCH(softmax_rows_kernel, dim3((unsigned)t, (unsigned)r.g), row_threads(t), 0,
+              pg_cuda_stream())(p, r.lse, r.lse_stride, r.ds, t, compute);
     PG_CUDA_LAUNCHED();
 }
 
@@ -90,15 +145,14 @@ extern "C" void pg_cuda_attention_varlen_fwd(float *out, float *lse, const float
                                              double scale, float *work)
 {
     if (b <= 0 || t <= 0 || h <= 0 || kv <= 0 || hd <= 0) return;
-    int group = h / kv, ldq = h * hd, ldk = kv * hd;
-    const float one = 1, zero = 0;
-    for (int bi = 0; bi < b; bi++)
+    int group = h / kv, ldq = h * hd, ldk = kv * hd, chunk = chunk_seqs(t);
+    for (int b0 = 0; b0 < b; b0 += chunk)
         for (int hi = 0; hi < h; hi++) {
-            size_t qo = (size_t)bi * t * ldq + (size_t)hi * hd, ko = (size_t)bi * t * ldk + (size_t)(hi / group) * hd;
-            const int32_t *ds = doc_start ? doc_start + (size_t)bi * t : nullptr;
-            probs(work, lse + ((size_t)bi * h + hi) * t, 1, q + qo, ldq, k + ko, ldk, ds, t, hd, (float)scale);
-            PG_CUBLAS_CHECK(cublasSgemm(pg_cuda_blas(), CUBLAS_OP_N, CUBLAS_OP_N, hd, t, t, &one, v + ko, ldk, work, t,
-                                        &zero, out + qo, ldq));
+            int g = b - b0 < chunk ? b - b0 : chunk;
+            round_ r = round_at(b0, g, hi, t, h, group, hd, ldq, ldk, doc_start, lse);
+            probs(work, r, 1, q, ldq, k, ldk, t, hd, (float)scale);
+            pg_cuda_gemm_batched(CUBLAS_OP_N, CUBLAS_OP_N, hd, t, t, 1, v + r.ko, ldk, r.sk, work, t, r.spp, 0,
+                                 out + r.qo, ldq, r.sq, g);
         }
 }
 
@@ -108,27 +162,26 @@ extern "C" void pg_cuda_attention_varlen_bwd(float *dq, float *dk, float *dv, co
                                              double scale, float *work)
 {
     if (b <= 0 || t <= 0 || h <= 0 || kv <= 0 || hd <= 0) return;
-    int group = h / kv, ldq = h * hd, ldk = kv * hd;
-    float *p = work, *dp = work + (size_t)t * t;
-    const float one = 1, zero = 0, sc = (float)scale;
-    cublasHandle_t blas = pg_cuda_blas();
-    for (int bi = 0; bi < b; bi++)
+    int group = h / kv, ldq = h * hd, ldk = kv * hd, chunk = chunk_seqs(t);
+    const float sc = (float)scale;
+    float *p = work, *dp = work + (size_t)chunk * t * t;
+    for (int b0 = 0; b0 < b; b0 += chunk)
         for (int hi = 0; hi < h; hi++) {
-            size_t qo = (size_t)bi * t * ldq + (size_t)hi * hd, ko = (size_t)bi * t * ldk + (size_t)(hi / group) * hd;
-            const int32_t *ds = doc_start ? doc_start + (size_t)bi * t : nullptr;
-            const float *beta = hi % group == 0 ? &zero : &one; // dK, dV: the group's first head overwrites
-            probs(p, (float *)lse + ((size_t)bi * h + hi) * t, 0, q + qo, ldq, k + ko, ldk, ds, t, hd, sc);
-            PG_CUBLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, hd, t, t, &one, dout + qo, ldq, p, t, beta,
-                                        dv + ko, ldk));
-            PG_CUBLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, t, t, hd, &one, v + ko, ldk, dout + qo, ldq,
-                                        &zero, dp, t));
-            PG_LAUNCH(softmax_bwd_rows_kernel, t, row_threads(hd), 0, pg_cuda_stream())(p, dp, dout + qo, out + qo, ds,
-                                                                                        t, hd, ldq);
+            int g = b - b0 < chunk ? b - b0 : chunk;
+            round_ r = round_at(b0, g, hi, t, h, group, hd, ldq, ldk, doc_start, (float *)lse);
+            const float beta = hi % group == 0 ? 0 : 1; // dK, dV: the group's first head overwrites
+            probs(p, r, 0, q, ldq, k, ldk, t, hd, sc);
+            pg_cuda_gemm_batched(CUBLAS_OP_N, CUBLAS_OP_T, hd, t, t, 1, dout + r.qo, ldq, r.sq, p, t, r.spp, beta,
+                                 dv + r.ko, ldk, r.sk, g);
+            pg_cuda_gemm_batched(CUBLAS_OP_T, CUBLAS_OP_N, t, t, hd, 1, v + r.ko, ldk, r.sk, dout + r.qo, ldq, r.sq, 0,
+                                 dp, t, r.spp, g);
+            PG_LAUNCH(softmax_bwd_rows_kernel, dim3((unsigned)t, (unsigned)g), row_threads(hd), 0, pg_cuda_stream())(
+                p, dp, dout + r.qo, out + r.qo, r.ds, t, hd, ldq, pg_cuda_bf16);
             PG_CUDA_LAUNCHED();
-            PG_CUBLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, t, t, &sc, k + ko, ldk, p, t, &zero,
-                                        dq + qo, ldq));
-            PG_CUBLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, hd, t, t, &sc, q + qo, ldq, p, t, beta, dk + ko,
-                                        ldk));
+            pg_cuda_gemm_batched(CUBLAS_OP_N, CUBLAS_OP_N, hd, t, t, sc, k + r.ko, ldk, r.sk, p, t, r.spp, 0,
+                                 dq + r.qo, ldq, r.sq, g);
+            pg_cuda_gemm_batched(CUBLAS_OP_N, CUBLAS_OP_T, hd, t, t, sc, q + r.qo, ldq, r.sq, p, t, r.spp, beta,
+                                 dk + r.ko, ldk, r.sk, g);
         }
 }
 

@@ -7,6 +7,7 @@
  * libpg, so the fp32 operations of ops.h fill the table directly. */
 #include "../../lib/backend.h"
 #include "ops.h"
+#include "optim_ops.h"
 
 _Static_assert(sizeof(pg_real) == sizeof(float), "the CUDA backend is fp32: build it without PG_REAL_DOUBLE");
 
@@ -15,6 +16,7 @@ const struct pg_backend pg_backend_cuda = {
     .init = pg_cuda_init,
     .status = pg_cuda_status,
     .set_bf16 = pg_cuda_set_bf16,
+    .mem_peak = pg_cuda_peak_bytes,
     .attention_work = pg_cuda_attention_work,
     .alloc = pg_cuda_alloc,
     .free = pg_cuda_free,
@@ -60,4 +62,11 @@ const struct pg_backend pg_backend_cuda = {
     .lanes_bwd = pg_cuda_lanes_bwd,
     .scalar_add_fwd = pg_cuda_scalar_add_fwd,
     .scalar_add_bwd = pg_cuda_scalar_add_bwd,
+    .adam_update = pg_cuda_adam_update,
+    .muon_step = pg_cuda_muon_step,
+    .clip_grad_norm = pg_cuda_clip_grad_norm,
+    .ema_update = pg_cuda_ema_update,
+    .swa_add = pg_cuda_swa_add,
+    .swa_average = pg_cuda_swa_average,
+    .fake_quant_rows = pg_cuda_fake_quant_rows,
 };

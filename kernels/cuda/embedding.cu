@@ -112,6 +112,7 @@ extern "C" void pg_cuda_embedding_bwd(float *demb, const float *dy, const int32_
     int p = 2;
     while (p < n) p *= 2;
     unsigned long long *keys = (unsigned long long *)pg_cuda_scratch((size_t)p * sizeof *keys);
+    if (!keys) return; // out of memory: recorded, reported by pg_cuda_status
     PG_LAUNCH(keys_kernel, pg_cuda_blocks((size_t)p, 256), 256, 0, pg_cuda_stream())(keys, ids, n, p);
     PG_CUDA_LAUNCHED();
     bitonic_sort(keys, p);

@@ -10,6 +10,13 @@
 // but not in losses[]. One block per row: a max and a double sum by block reductions. The total
 // is summed on the device in row order, in double, like the CPU loop, so it does not depend on
 // the device or the run.
+//
+// bf16 mode (lib/backend.h set_bf16): the two products are pg_cuda_matmul_fwd/bwd's, so they take
+// bf16 copies of their operands (matmul.cu), as the CPU reference rounds them: x = bf(h)·bf(E)ᵀ
+// accumulated and kept in fp32, the softcap and loss on those fp32 logits; the logits' gradient
+// is computed in fp32 and rounded only as an operand of dh = bf(∂x)·bf(E) and dE += bf(∂x)ᵀ·
+// bf(h). Those copies live in matmul.cu's own scratch, so the pg_cuda_scratch held here across
+// the products (the running total, row_z) is never touched by them.
 #include "pg_cuda.cuh"
 
 #include "../../lib/backend.h" /* PG_CE_CHUNK, pg_ce_work */
@@ -96,7 +103,9 @@ extern "C" double pg_cuda_logit_ce(float *dh, float *demb, float *losses, const 
     cudaStream_t st = pg_cuda_stream();
     float *u = work, *row_loss = work + (size_t)PG_CE_CHUNK * v;
     // scratch: the running total, then each chunk row's z_loss·lse²
-    double *total = (double *)pg_cuda_scratch((1 + (size_t)PG_CE_CHUNK) * sizeof(double)), *row_z = total + 1;
+    double *total = (double *)pg_cuda_scratch((1 + (size_t)PG_CE_CHUNK) * sizeof(double));
+    if (!total) return NAN; // out of memory: recorded, reported by pg_cuda_status
+    double *row_z = total + 1;
     double result = 0;
     PG_CUDA_CHECK(cudaMemsetAsync(total, 0, sizeof *total, st));
     unsigned threads = v >= 256 ? 256 : ((unsigned)v + 31) / 32 * 32;

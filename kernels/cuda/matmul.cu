@@ -1,34 +1,125 @@
-// matmul.cu: the linear layers through cuBLAS (fp32 for now: CUBLAS_DEFAULT_MATH is true fp32,
-// no TF32). cuBLAS is column-major; a row-major [r, c] matrix is the column-major [c, r] one,
-// i.e. its transpose, so with X[n,in], W[out,in], Y[n,out] all row-major:
+// matmul.cu: the linear layers through cuBLAS, and pg_cuda_gemm, through which every matrix
+// product of the backend goes (attention.cu too, and loss.cu through pg_cuda_matmul_fwd/bwd).
+// cuBLAS is column-major; a row-major [r, c] matrix is the column-major [c, r] one, i.e. its
+// transpose, so with X[n,in], W[out,in], Y[n,out] all row-major:
 //   Y = X·Wᵀ    is  Yᵀ[out,n] = W·Xᵀ           gemm(T, N, m=out, n=n,   k=in,  W, X)
 //   dX = dY·W   is  dXᵀ[in,n] = Wᵀ·dYᵀ         gemm(N, N, m=in,  n=n,   k=out, W, dY)
 //   dW += dYᵀ·X is  dWᵀ[in,out] += Xᵀ·dY       gemm(N, T, m=in,  n=out, k=n,   X, dY)
+//
+// Precision (lib/backend.h set_bf16). Off (the default): cublasSgemm, true fp32
+// (CUBLAS_DEFAULT_MATH: no TF32). On: the records' bf16 autocast. Both fp32 operands are
+// converted to bfloat16 (round to nearest even, __float2bfloat16: the CPU's pg_bf16_round) into
+// dense copies, and cublasGemmEx multiplies them with CUDA_R_16BF inputs, a CUDA_R_32F output and
+// CUBLAS_COMPUTE_32F: tensor cores with fp32 accumulation. The output is not rounded (it stays
+// the fp32 accumulator, as the CPU backend's; kernels/cpu/README.md says why). cublasGemmEx,
+// not cuBLASLt: it takes exactly these types, picks tensor-core kernels itself for bf16 inputs,
+// and the emulator implements it, so `make check` runs this path; cuBLASLt's extra (epilogue
+// fusion, bf16 outputs) has no user here yet.
+//
+// The bf16 copies live in a scratch buffer of this file's own, not pg_cuda_scratch: callers hold
+// pg_cuda_scratch across their products (loss.cu keeps its running total there while it calls
+// pg_cuda_matmul_fwd/bwd), and a regrowth of either would free what the other still uses. This
+// one is live only inside pg_cuda_gemm, from the conversions to the product that reads them;
+// the next call's conversions are queued on the same stream after that product, so they cannot
+// overwrite its operands early. A regrowth frees the old buffer with cudaFree, which waits for
+// the device. (A captured CUDA graph will want the buffer sized before capture.)
 #include "pg_cuda.cuh"
 
 #include "ops.h"
 
+int pg_cuda_bf16;
+extern "C" void pg_cuda_set_bf16(int on) { pg_cuda_bf16 = on != 0; }
+
+// dst (count dense column-major rows × cols matrices, ld rows, one after the other) = bf16 of
+// src (count column-major matrices, ld lds, `stride` elements apart).
+__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int rows, int cols, int lds, long long stride,
+                               int count)
+{
+    size_t per = (size_t)rows * cols, n = per * (size_t)count;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t z = i / per, e = i - z * per, c = e / (size_t)rows, r = e - c * (size_t)rows;
+        dst[i] = __float2bfloat16(src[(size_t)z * (size_t)stride + c * (size_t)lds + r]);
+    }
+}
+
+// The bf16 operands' buffer: at least `elems` elements, grown on demand and kept; NULL when the
+// device has not that much memory (the failure recorded): the caller then skips its product.
+static __nv_bfloat16 *bf16_scratch(size_t elems)
+{
+    static void *buf;
+    static size_t cap;
+    size_t bytes = elems * sizeof(__nv_bfloat16);
+    if (bytes > cap) {
+        pg_cuda_release(buf); // waits for the products still reading it
+        buf = nullptr;
+        cap = 0;
+        size_t want = (bytes + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1); // whole MiB: fewer regrowths
+        if (!(buf = pg_cuda_malloc(want, "the bf16 operands of a product"))) return nullptr;
+        cap = want;
+    }
+    return (__nv_bfloat16 *)buf;
+}
+
+// The bf16 copies of count column-major rows × cols operands (ld lds, stride apart) at dst, dense.
+static void convert(__nv_bfloat16 *dst, const float *src, int rows, int cols, int lds, long long stride, int count)
+{
+    size_t n = (size_t)rows * cols * (size_t)count;
+    PG_LAUNCH(to_bf16_kernel, pg_cuda_blocks(n, 256), 256, 0, pg_cuda_stream())(dst, src, rows, cols, lds, stride,
+                                                                               count);
+    PG_CUDA_LAUNCHED();
+}
+
+// count products C_z = alpha·op(A_z)·op(B_z) + beta·C_z, z < count, the operands sa, sb, sc
+// elements apart (cublasSgemmStridedBatched's arguments), in fp32, or with bf16 operands when
+// set_bf16 is on (see above; the batch's copies are dense, one after the other).
+void pg_cuda_gemm_batched(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const float *a,
+                          int lda, long long sa, const float *b, int ldb, long long sb, float beta, float *c, int ldc,
+                          long long sc, int count)
+{
+    if (count <= 0 || m <= 0 || n <= 0) return;
+    cublasHandle_t blas = pg_cuda_blas();
+    if (!pg_cuda_bf16 || k <= 0) { // k = 0: C = beta·C, no operand is read
+        if (count == 1)
+            PG_CUBLAS_CHECK(cublasSgemm(blas, ta, tb, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc));
+        else
+            PG_CUBLAS_CHECK(cublasSgemmStridedBatched(blas, ta, tb, m, n, k, &alpha, a, lda, sa, b, ldb, sb, &beta, c,
+                                                      ldc, sc, count));
+        return;
+    }
+    int ar = ta == CUBLAS_OP_N ? m : k, ac = ta == CUBLAS_OP_N ? k : m;
+    int br = tb == CUBLAS_OP_N ? k : n, bc = tb == CUBLAS_OP_N ? n : k;
+    size_t na = ((size_t)ar * ac * (size_t)count + 127) / 128 * 128; // B starts 256-byte aligned
+    __nv_bfloat16 *a16 = bf16_scratch(na + (size_t)br * bc * (size_t)count);
+    if (!a16) return;
+    __nv_bfloat16 *b16 = a16 + na;
+    convert(a16, a, ar, ac, lda, sa, count);
+    convert(b16, b, br, bc, ldb, sb, count);
+    if (count == 1)
+        PG_CUBLAS_CHECK(cublasGemmEx(blas, ta, tb, m, n, k, &alpha, a16, CUDA_R_16BF, ar, b16, CUDA_R_16BF, br, &beta,
+                                     c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    else
+        PG_CUBLAS_CHECK(cublasGemmStridedBatchedEx(blas, ta, tb, m, n, k, &alpha, a16, CUDA_R_16BF, ar,
+                                                   (long long)ar * ac, b16, CUDA_R_16BF, br, (long long)br * bc, &beta,
+                                                   c, CUDA_R_32F, ldc, sc, count, CUBLAS_COMPUTE_32F,
+                                                   CUBLAS_GEMM_DEFAULT));
+}
+
+void pg_cuda_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const float *a,
+                  int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    pg_cuda_gemm_batched(ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1);
+}
+
 extern "C" void pg_cuda_matmul_fwd(float *y, const float *x, const float *w, int n, int in, int out)
 {
     if (n <= 0 || out <= 0) return;
-    const float one = 1, zero = 0;
-    PG_CUBLAS_CHECK(cublasSgemm(pg_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, in, x, in, &zero, y,
-                                out));
+    pg_cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, 1, w, in, x, in, 0, y, out);
 }
 
 extern "C" void pg_cuda_matmul_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int in,
                                    int out, int dx_accumulate)
 {
     if (n <= 0 || in <= 0 || out <= 0) return;
-    const float one = 1, zero = 0;
-    if (dx)
-        PG_CUBLAS_CHECK(cublasSgemm(pg_cuda_blas(), CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, w, in, dy, out,
-                                    dx_accumulate ? &one : &zero, dx, in));
-    if (dw)
-        PG_CUBLAS_CHECK(cublasSgemm(pg_cuda_blas(), CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, x, in, dy, out, &one,
-                                    dw, in));
+    if (dx) pg_cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, 1, w, in, dy, out, dx_accumulate ? 1 : 0, dx, in);
+    if (dw) pg_cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, 1, x, in, dy, out, 1, dw, in);
 }
-
-// Not yet used: every product is fp32 (lib/backend.h set_bf16).
-int pg_cuda_bf16;
-extern "C" void pg_cuda_set_bf16(int on) { pg_cuda_bf16 = on != 0; }

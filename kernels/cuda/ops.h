@@ -6,7 +6,10 @@
  * fixed order without float atomics: the results are the same bits on every run.
  *
  * Built by nvcc into libpg when HAVE_CUDA=1, and by the host compiler against kernels/emu for
- * the tests (make check); on any CUDA error they report the call and exit(1) (pg_cuda.cuh). */
+ * the tests (make check). Nothing here exits: a failed CUDA or cuBLAS call (or kernel launch) is
+ * recorded, the first one since the last pg_cuda_status() kept (pg_cuda.cuh), the operation goes
+ * on with undefined results, and pg_cuda_status() reports it at the caller's next
+ * synchronization point. */
 #ifndef PG_CUDA_OPS_H
 #define PG_CUDA_OPS_H
 
@@ -21,15 +24,29 @@ extern "C" {
  * the operations would otherwise do it on first use). */
 void pg_cuda_init(void);
 
-/* Device memory (checked: a failure reports and exits). alloc returns zeroed memory (at least 4
- * bytes, so never NULL). */
+/* Device memory. alloc returns zeroed memory (at least 4 bytes, so an empty tensor has an
+ * address too), or NULL with the failure recorded: out of memory names the bytes asked and the
+ * device's free and total bytes, so pg_cuda_status() then says why. download waits, and on a
+ * failure fills dst with 0xff bytes (NaN floats). */
 void *pg_cuda_alloc(size_t bytes);
 void pg_cuda_free(void *p);
 void pg_cuda_upload(void *dst, const void *src, size_t bytes);   /* host → device */
 void pg_cuda_download(void *dst, const void *src, size_t bytes); /* device → host; waits */
 void pg_cuda_sync(void);                                         /* waits for the stream */
-/* The backend's status (lib/backend.h): waits, then the first failure since the last call. */
+/* The most device memory pgolf's allocations held at once, in bytes (cuBLAS's own workspace not
+ * counted): the backend's mem_peak. */
+size_t pg_cuda_peak_bytes(void);
+/* The backend's status (lib/backend.h): waits for the stream, checks cudaGetLastError, and
+ * returns the first failure recorded since the previous call, clearing it: 0, PG_E_NOMEM (out of
+ * device memory) or PG_E_LIB (any other failed call), with pg_error_message() set to one line
+ * naming the call, e.g. "cuda: cublasSgemm(...) failed at kernels/cuda/matmul.cu:41:
+ * CUBLAS_STATUS_INVALID_VALUE (an invalid numeric value was used as an argument)" or "cuda: out
+ * of memory: cudaMalloc of 17179869184 bytes with 1073741824 of 150000000000 bytes free".
+ * Thread-safe: failures of every host thread go to one process-wide record. */
 int pg_cuda_status(void);
+/* The device's free and total memory (cudaMemGetInfo): 0, or PG_E_LIB with the message set
+ * (nothing recorded). */
+int pg_cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
 /* bf16-input matrix products on or off (lib/backend.h set_bf16). */
 void pg_cuda_set_bf16(int on);
 /* The backend's vector operations (lib/backend.h), on n device floats, on pg_cuda_stream():
@@ -63,6 +80,9 @@ void pg_cuda_head_gain_bwd(float *dq, float *dg, const float *q_pre, const float
 
 /* Attention: work is device scratch of pg_cuda_attention_work(t) floats (not the CPU's size). */
 size_t pg_cuda_attention_work(int t);
+/* Tests: at most `seqs` sequences per round of the attention operations (they process up to
+ * about 256 MiB of [t,t] matrices at once); 0 restores the default. Call before sizing work. */
+void pg_cuda_attention_max_chunk(int seqs);
 void pg_cuda_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v, int b, int t, int h,
                            int kv, int hd, double scale, float *work);
 void pg_cuda_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,

@@ -17,6 +17,9 @@
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#if defined(__CUDACC__) && !defined(PG_CUBLAS_DIRECT)
+#include "cublas_lazy.h" // cuBLAS loaded on first use, not at every program start
+#endif
 
 #include <math.h>
 #include <stddef.h>
@@ -40,33 +43,62 @@
 #endif
 
 // ---- host side: checked calls -----------------------------------------------------------------
-// The operations of lib/backend.h return nothing, and a failed CUDA call leaves the device in a
-// state no caller could repair (launch failures are sticky on a GPU), so a failure is reported
-// with the file, line and call, and the process exits with status 1 (llm.c's policy).
+// Nothing in kernels/ exits (lib/err.h): a failed CUDA or cuBLAS call is a sticky failure. The
+// checks below record the FIRST failure since the last pg_cuda_status() in one process-wide
+// record (thread-safe): the file and line, the call's text, and the error's name and string.
+// Later failures are dropped (they are most often consequences of the first), and the operation
+// goes on: its results are then undefined, and lib/ learns of the failure at its next
+// synchronization point, where it asks pg_cuda_status() (the backend's status, lib/backend.h),
+// which turns the record into a PG_E_* code and a one-line message, and clears it. On a GPU some
+// failures (an illegal address, a kernel fault) leave the context unusable: every later call
+// fails too, so every later status reports one again; out of memory and bad arguments do not.
 
-[[noreturn]] void pg_cuda_fatal(const char *file, int line, const char *what, const char *why);
+// The record's writers (mem.cu): the first failure wins; a CUDA error also clears the calling
+// thread's last error (cudaGetLastError), so a later launch check does not report it again.
+void pg_cuda_failed(cudaError_t e, const char *what, const char *file, int line);
+void pg_cublas_failed(cublasStatus_t s, const char *what, const char *file, int line);
 
 static inline void pg_cuda_check_(cudaError_t e, const char *what, const char *file, int line)
 {
-    if (e != cudaSuccess) pg_cuda_fatal(file, line, what, cudaGetErrorString(e));
+    if (e != cudaSuccess) pg_cuda_failed(e, what, file, line);
 }
 static inline void pg_cublas_check_(cublasStatus_t s, const char *what, const char *file, int line)
 {
-    if (s != CUBLAS_STATUS_SUCCESS) pg_cuda_fatal(file, line, what, cublasGetStatusString(s));
+    if (s != CUBLAS_STATUS_SUCCESS) pg_cublas_failed(s, what, file, line);
 }
 #define PG_CUDA_CHECK(call) pg_cuda_check_((call), #call, __FILE__, __LINE__)
 #define PG_CUBLAS_CHECK(call) pg_cublas_check_((call), #call, __FILE__, __LINE__)
-// After every launch: a bad configuration is reported where it was made, not at a later call.
+// After every launch: a bad configuration is recorded where it was made, not at a later call.
+// (A fault while the kernel runs shows at the next synchronization, in pg_cuda_status.)
 #define PG_CUDA_LAUNCHED() pg_cuda_check_(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
 
 // The stream every operation runs on (the default stream for now) and the cuBLAS handle bound
 // to it, created on first use (mem.cu).
 cudaStream_t pg_cuda_stream(void);
 cublasHandle_t pg_cuda_blas(void);
+// cudaMalloc of `bytes` (not zeroed), or NULL with the failure recorded: out of memory as
+// "cuda: out of memory: WHAT of N bytes with F of T bytes free" (what: "cudaMalloc (my buffer)"),
+// anything else as a failed call. For every device buffer a source keeps, so that an
+// out-of-memory report gives the device's numbers.
+void *pg_cuda_malloc(size_t bytes, const char *what);
+// Frees what pg_cuda_malloc gave (NULL: nothing), keeping the count of memory held (mem.cu).
+void pg_cuda_release(void *p);
 // Device scratch of at least `bytes`, grown on demand and kept; valid until the next call.
 // One user at a time: operations on one stream run in order, so their scratch uses do not
-// overlap (a second stream will need its own).
+// overlap (a second stream will need its own). NULL when the device has not that much memory
+// (recorded as out of memory, as pg_cuda_alloc does): the caller must then skip its work.
 void *pg_cuda_scratch(size_t bytes);
+
+// Every matrix product of the backend (matmul.cu): C = alpha·op(A)·op(B) + beta·C, column-major
+// as cublasSgemm, in fp32, or with bf16 operands and fp32 accumulation while pg_cuda_bf16 is on
+// (lib/backend.h set_bf16).
+extern int pg_cuda_bf16;
+void pg_cuda_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const float *a,
+                  int lda, const float *b, int ldb, float beta, float *c, int ldc);
+// count such products at once, the operands sa, sb, sc elements apart (strided batched).
+void pg_cuda_gemm_batched(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const float *a,
+                          int lda, long long sa, const float *b, int ldb, long long sb, float beta, float *c, int ldc,
+                          long long sc, int count);
 
 // Blocks for a grid-stride loop over n elements: enough to fill a GPU, few enough that the
 // emulator does not start a fiber per element.

@@ -208,6 +208,7 @@ extern "C" void pg_cuda_mix_bwd(float *dx, float *dx0, float *dm0, float *dm1, c
     if (n <= 0 || d <= 0) return;
     Chunks ch = chunks_for(n);
     double *part = (double *)pg_cuda_scratch(2 * (size_t)ch.count * d * sizeof(double));
+    if (!part) return; // out of memory: recorded, reported by pg_cuda_status
     PG_LAUNCH(mix_bwd_kernel, cs_grid(ch, d), dim3(CS_X, CS_Y), 0,
               pg_cuda_stream())(dx, dx0, part, dy, x, x0, m0, m1, n, d, ch.rows);
     PG_CUDA_LAUNCHED();
@@ -230,6 +231,7 @@ extern "C" void pg_cuda_scale_add_bwd(float *df, float *ds, const float *dy, con
     if (n <= 0 || d <= 0) return;
     Chunks ch = chunks_for(n);
     double *part = (double *)pg_cuda_scratch((size_t)ch.count * d * sizeof(double));
+    if (!part) return; // out of memory: recorded, reported by pg_cuda_status
     PG_LAUNCH(scale_add_bwd_kernel, cs_grid(ch, d), dim3(CS_X, CS_Y), 0,
               pg_cuda_stream())(df, part, dy, s, f, n, d, ch.rows, df_accumulate);
     PG_CUDA_LAUNCHED();
@@ -251,6 +253,7 @@ extern "C" void pg_cuda_head_gain_bwd(float *dq, float *dg, const float *q_pre, 
     int cols = h * hd;
     Chunks ch = chunks_for(n);
     double *part = (double *)pg_cuda_scratch((size_t)ch.count * cols * sizeof(double));
+    if (!part) return; // out of memory: recorded, reported by pg_cuda_status
     PG_LAUNCH(head_gain_bwd_kernel, cs_grid(ch, cols), dim3(CS_X, CS_Y), 0,
               pg_cuda_stream())(dq, part, q_pre, g, n, cols, hd, ch.rows);
     PG_CUDA_LAUNCHED();

@@ -491,7 +491,9 @@ extern "C" void pg_cuda_head_gate_bwd(float *dy, float *dw, float *du, const flo
     size_t items = (size_t)n * h;
     RecChunks ch = rec_chunks(n);
     size_t nparts = (size_t)ch.count * h * (win > 0 ? win : 0);
-    double *dz = (double *)pg_cuda_scratch((items + nparts) * sizeof(double)), *part = dz + items;
+    double *dz = (double *)pg_cuda_scratch((items + nparts) * sizeof(double));
+    if (!dz) return; // out of memory: recorded, reported by pg_cuda_status
+    double *part = dz + items;
     PG_LAUNCH(head_gate_dz_kernel, pg_cuda_blocks(items, REC_WARPS), REC_THREADS, 0,
               pg_cuda_stream())(dy, dz, y_pre, g, n, h, hd, scale, mult);
     PG_CUDA_LAUNCHED();
@@ -524,7 +526,9 @@ extern "C" void pg_cuda_smear_bwd(float *dx, float *dw, float *dlam, const float
 {
     int n = b * t;
     if (n <= 0 || d <= 0) return;
-    double *dz = (double *)pg_cuda_scratch(2 * (size_t)n * sizeof(double)), *dl = dz + n;
+    double *dz = (double *)pg_cuda_scratch(2 * (size_t)n * sizeof(double));
+    if (!dz) return; // out of memory: recorded, reported by pg_cuda_status
+    double *dl = dz + n;
     PG_LAUNCH(smear_bwd_kernel, pg_cuda_blocks((size_t)n, REC_WARPS), REC_THREADS, 0,
               pg_cuda_stream())(dx, dz, dl, dy, x, gate, ids, w, lam, n, t, d, win, bos);
     PG_CUDA_LAUNCHED();
@@ -549,6 +553,7 @@ extern "C" void pg_cuda_smear1_bwd(float *dx, float *dgamma, const float *dy, co
     if (n <= 0 || d <= 0) return;
     RecChunks ch = rec_chunks(n);
     double *part = (double *)pg_cuda_scratch((size_t)ch.count * d * sizeof(double));
+    if (!part) return; // out of memory: recorded, reported by pg_cuda_status
     PG_LAUNCH(smear1_bwd_kernel, rec_cs_grid(ch, d), dim3(REC_CS_X, REC_CS_Y), 0,
               pg_cuda_stream())(dx, part, dy, x, ids, gamma, n, t, d, bos, ch.rows);
     PG_CUDA_LAUNCHED();
@@ -570,6 +575,7 @@ extern "C" void pg_cuda_skip_gate_bwd(float *dx, float *dskip, float *dw, float 
     if (n <= 0 || d <= 0) return;
     RecChunks ch = rec_chunks(n);
     double *part = (double *)pg_cuda_scratch(2 * (size_t)ch.count * d * sizeof(double));
+    if (!part) return; // out of memory: recorded, reported by pg_cuda_status
     PG_LAUNCH(skip_gate_bwd_kernel, rec_cs_grid(ch, d), dim3(REC_CS_X, REC_CS_Y), 0,
               pg_cuda_stream())(dx, dskip, part, x_pre, skip, w, gamma, n, d, ch.rows);
     PG_CUDA_LAUNCHED();
@@ -593,6 +599,7 @@ extern "C" void pg_cuda_lanes_bwd(float *dl0, float *dl1, float *da, float *dm, 
     if (n == 0) return;
     size_t chunks = (n + REC_RED_LEN - 1) / REC_RED_LEN;
     double *part = (double *)pg_cuda_scratch(chunks * 6 * sizeof(double));
+    if (!part) return; // out of memory: recorded, reported by pg_cuda_status
     PG_LAUNCH(lanes_bwd_kernel, (unsigned)chunks, REC_THREADS, 0,
               pg_cuda_stream())(dl0, dl1, da, dm, part, l0_pre, l1_pre, a, m, r, p, n);
     PG_CUDA_LAUNCHED();
@@ -613,6 +620,7 @@ extern "C" void pg_cuda_scalar_add_bwd(float *df, float *ds1, float *ds2, const 
     if (n == 0) return;
     size_t chunks = (n + REC_RED_LEN - 1) / REC_RED_LEN;
     double *part = (double *)pg_cuda_scratch(chunks * sizeof(double));
+    if (!part) return; // out of memory: recorded, reported by pg_cuda_status
     PG_LAUNCH(scalar_add_bwd_kernel, (unsigned)chunks, REC_THREADS, 0,
               pg_cuda_stream())(df, part, dy, s1, s2, f, n, df_accumulate);
     PG_CUDA_LAUNCHED();

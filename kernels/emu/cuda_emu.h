@@ -169,6 +169,10 @@ cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device);
 cudaError_t cudaDeviceSynchronize(void);
 cudaError_t cudaDeviceReset(void);
 
+// Device memory is malloc'd host memory, filled with 0xff bytes, out of a device of
+// PG_EMU_MEM_LIMIT bytes (K/M/G/T suffixes; default 80 GiB, or the machine's RAM if less): an
+// allocation the live ones leave no room for fails with cudaErrorMemoryAllocation, as on a full
+// GPU, and cudaMemGetInfo reports that size as total and the room left as free.
 cudaError_t cudaMalloc(void **ptr, size_t bytes);
 template <class T> cudaError_t cudaMalloc(T **ptr, size_t bytes)
 {

@@ -7,11 +7,19 @@
 // that cudaMalloc did not return, and host pointers passed to kernels or to cuBLAS. Fresh
 // allocations are filled with 0xff bytes (NaN as floats), so a kernel that reads memory nobody
 // wrote produces NaNs here as it would produce garbage on a device.
+//
+// The device has a size, so tests can run out of it: PG_EMU_MEM_LIMIT bytes (a number with an
+// optional K, M, G or T suffix, powers of 1024), by default an H100's 80 GiB or the machine's RAM
+// if that is less. cudaMalloc fails with cudaErrorMemoryAllocation when the live allocations
+// would exceed it, and cudaMemGetInfo reports it as total and what the allocations leave as free.
 #include "cuda_emu.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <map>
 #include <mutex>
@@ -29,6 +37,7 @@ std::map<uintptr_t, size_t> pinned; // the same for cudaMallocHost: kernels may 
 std::set<const void *> streams;     // live cudaStreamCreate handles
 std::set<const void *> events;
 std::map<const void *, int> smem_optin; // kernel → cudaFuncAttributeMaxDynamicSharedMemorySize
+size_t device_used;                     // bytes of the live cudaMalloc blocks
 
 // H100's limits: 48 KiB of dynamic shared memory without opting in, 227 KiB with.
 constexpr int SMEM_DEFAULT = 48 * 1024, SMEM_OPTIN = 227 * 1024;
@@ -47,6 +56,39 @@ bool inside(const std::map<uintptr_t, size_t> &m, const void *p, size_t bytes)
     if (it == m.begin()) return false;
     --it;
     return a - it->first <= it->second && bytes <= it->second - (a - it->first);
+}
+
+// PG_EMU_MEM_LIMIT's value: digits and an optional K, M, G or T (powers of 1024); 0 if not that.
+size_t parse_limit(const char *text)
+{
+    if (!isdigit((unsigned char)text[0])) return 0;
+    char *end = nullptr;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno) return 0;
+    const char *units = "KMGT", *u = *end ? strchr(units, toupper((unsigned char)*end)) : nullptr;
+    int shift = u ? 10 * (int)(u - units + 1) : 0;
+    if (u) end++;
+    if (*end || (shift && v > (~0ull >> shift))) return 0;
+    return (size_t)(v << shift);
+}
+
+// The emulated device's memory in bytes (fixed at the first allocation or query).
+size_t device_limit()
+{
+    static size_t limit = [] {
+        size_t nominal = (size_t)80 << 30; // an H100's 80 GiB
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        if (pages > 0 && page > 0 && (size_t)pages * (size_t)page < nominal) nominal = (size_t)pages * (size_t)page;
+        const char *env = getenv("PG_EMU_MEM_LIMIT");
+        if (!env || !*env) return nominal;
+        size_t v = parse_limit(env);
+        if (v) return v;
+        fprintf(stderr, "cuda-emu: PG_EMU_MEM_LIMIT=%s is not a size in bytes (4096, 64M, 2G, ...); using %zu\n", env,
+                nominal);
+        return nominal;
+    }();
+    return limit;
 }
 
 // Enters a new allocation into its map and hands it out.
@@ -227,13 +269,36 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes)
     if (!ptr) return fail(cudaErrorInvalidValue);
     *ptr = nullptr;
     if (bytes == 0) return cudaSuccess;
+    size_t limit = pg_emu::device_limit();
+    {
+        // the device's size first: what does not fit fails as on a full GPU, before any host memory is touched
+        std::lock_guard<std::mutex> g(pg_emu::mu);
+        if (bytes > limit - pg_emu::device_used) return fail(cudaErrorMemoryAllocation);
+        pg_emu::device_used += bytes;
+    }
     void *p = nullptr;
-    if (posix_memalign(&p, 256, bytes) != 0) return fail(cudaErrorMemoryAllocation); // cudaMalloc aligns to 256
+    if (posix_memalign(&p, 256, bytes) != 0) { // cudaMalloc aligns to 256
+        std::lock_guard<std::mutex> g(pg_emu::mu);
+        pg_emu::device_used -= bytes;
+        return fail(cudaErrorMemoryAllocation);
+    }
     memset(p, 0xff, bytes);
     return pg_emu::record(pg_emu::allocs, p, bytes, ptr);
 }
 
-cudaError_t cudaFree(void *ptr) { return pg_emu::release(pg_emu::allocs, ptr); }
+cudaError_t cudaFree(void *ptr)
+{
+    if (!ptr) return cudaSuccess;
+    {
+        std::lock_guard<std::mutex> g(pg_emu::mu);
+        auto it = pg_emu::allocs.find((uintptr_t)ptr);
+        if (it == pg_emu::allocs.end()) return fail(cudaErrorInvalidValue); // not cudaMalloc's, or freed already
+        pg_emu::device_used -= it->second;
+        pg_emu::allocs.erase(it);
+    }
+    free(ptr);
+    return cudaSuccess;
+}
 
 cudaError_t cudaMallocHost(void **ptr, size_t bytes)
 {
@@ -280,16 +345,15 @@ cudaError_t cudaMemsetAsync(void *ptr, int value, size_t bytes, cudaStream_t str
     return cudaMemset(ptr, value, bytes);
 }
 
+// The device's size (PG_EMU_MEM_LIMIT) and what the live cudaMalloc blocks leave of it: an
+// allocation of at most *free_bytes succeeds, one byte more fails.
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
 {
     if (!free_bytes || !total_bytes) return fail(cudaErrorInvalidValue);
-    size_t used = 0;
-    {
-        std::lock_guard<std::mutex> g(pg_emu::mu);
-        for (const auto &a : pg_emu::allocs) used += a.second;
-    }
-    *total_bytes = (size_t)80 << 30; // an H100's 80 GiB, nominally
-    *free_bytes = used < *total_bytes ? *total_bytes - used : 0;
+    size_t limit = pg_emu::device_limit();
+    std::lock_guard<std::mutex> g(pg_emu::mu);
+    *total_bytes = limit;
+    *free_bytes = limit - pg_emu::device_used;
     return cudaSuccess;
 }
 

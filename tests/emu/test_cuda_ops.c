@@ -474,6 +474,9 @@ int main(void)
     test_attention(2, 37, 4, 2, 16);
     test_attention(1, 1, 2, 2, 8);
     test_attention(1, 70, 3, 1, 12);
+    pg_cuda_attention_max_chunk(2); /* 5 sequences in rounds of 2, 2 and 1 */
+    test_attention(5, 19, 4, 2, 8);
+    pg_cuda_attention_max_chunk(0);
     test_softcap_ce(300, 32, 100, 30);
     test_softcap_ce(40, 16, 37, 2); /* a small cap: the tanh saturates */
     {
@@ -482,6 +485,9 @@ int main(void)
         test_attention_varlen(2, 37, 4, 2, 16, docs, 6);
         test_attention_varlen(1, 1, 2, 2, 8, docs + 1, 1); /* one token, its own document */
         test_attention_varlen(1, 200, 3, 1, 12, longer, 4);
+        pg_cuda_attention_max_chunk(2);
+        test_attention_varlen(5, 23, 4, 2, 8, docs, 6);
+        pg_cuda_attention_max_chunk(0);
     }
     test_logit_ce(300, 32, 100, 30, 0, 0);
     test_logit_ce(300, 32, 100, 30, 0, 1e-4);

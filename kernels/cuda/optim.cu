@@ -1,0 +1,414 @@
+// optim.cu: the optimizers' element updates and reductions on the device (optim_ops.h), twins of
+// lib/optim.c's host loops (and of lib/quant.c's pg_fake_quant_rows).
+//
+// Bits. Every element update follows its host twin operation by operation: the same types, the
+// same order, each multiplication and addition rounded on its own (the _rn intrinsics keep nvcc
+// from fusing them into a multiply-add, which the host, built without FMA, never does). Norms sum
+// their squares in double through a fixed tree (pg_block_sum over a fixed grid, then the block
+// partials in order), so they are reproducible run to run and differ from the host's 64
+// sequential blocks by a double rounding or two.
+//
+// Cost. Each kernel reads and writes its arrays once (memory-bound: an Adam step over the
+// baseline's 0.6 M embedding and control parameters moves ~12 MB); Newton–Schulz is three cuBLAS
+// products per iteration on the matrix's short side (A = X·Xᵀ is m × m) plus element passes.
+#include "pg_cuda.cuh"
+
+#include "optim_ops.h"
+
+// Operations rounded one at a time (no contraction into a fused multiply-add).
+#ifdef __CUDACC__
+#define FMUL(a, b) __fmul_rn((a), (b))
+#define FADD(a, b) __fadd_rn((a), (b))
+#define FSUB(a, b) __fsub_rn((a), (b))
+#define FDIV(a, b) __fdiv_rn((a), (b))
+#define DMUL(a, b) __dmul_rn((a), (b))
+#define DADD(a, b) __dadd_rn((a), (b))
+#define DSUB(a, b) __dsub_rn((a), (b))
+#else
+#define FMUL(a, b) ((float)(a) * (float)(b))
+#define FADD(a, b) ((float)(a) + (float)(b))
+#define FSUB(a, b) ((float)(a) - (float)(b))
+#define FDIV(a, b) ((float)(a) / (float)(b))
+#define DMUL(a, b) ((double)(a) * (double)(b))
+#define DADD(a, b) ((double)(a) + (double)(b))
+#define DSUB(a, b) ((double)(a) - (double)(b))
+#endif
+
+enum { OPT_THREADS = 256, NORM_BLOCKS = 64 };
+
+#define GRID_STRIDE(i, n)                                                                                              \
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
+static void launched(void) { PG_CUDA_LAUNCHED(); }
+
+// lib/optim.h's pg_bf16_round: round to nearest even on the bit pattern; NaN stays a quiet NaN.
+__device__ __forceinline__ float bf16_round(float x)
+{
+    unsigned u = __float_as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) u |= 0x00400000u;
+    else u += 0x7fffu + ((u >> 16) & 1u);
+    return __uint_as_float(u & 0xffff0000u);
+}
+
+__device__ __forceinline__ float round_if(float x, int bf16) { return bf16 ? bf16_round(x) : x; }
+
+// ---- device scratch for reduction partials --------------------------------------------------------
+
+// NORM_BLOCKS double partials and one float result per norm in flight; grown on demand. The
+// optimizer operations run one at a time on the stream, so one buffer serves them all.
+static double *partials(size_t n_doubles)
+{
+    static double *buf;
+    static size_t cap;
+    if (n_doubles > cap) {
+        pg_cuda_release(buf);
+        buf = nullptr;
+        cap = 0;
+        size_t want = n_doubles < 4096 ? 4096 : n_doubles;
+        if (!(buf = (double *)pg_cuda_malloc(want * sizeof *buf, "the optimizers' norms"))) return nullptr;
+        cap = want;
+    }
+    return buf;
+}
+
+// part[blockIdx.x] = Σ x[i]² over the block's grid-stride share, in double.
+__global__ void sum_squares_kernel(double *part, const float *x, size_t n)
+{
+    double s = 0;
+    GRID_STRIDE(i, n) s += (double)x[i] * (double)x[i];
+    s = pg_block_sum(s);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+static void sum_squares(double *part, const float *x, size_t n)
+{
+    PG_LAUNCH(sum_squares_kernel, NORM_BLOCKS, OPT_THREADS, 0, pg_cuda_stream())(part, x, n);
+    launched();
+}
+
+// ---- Adam ---------------------------------------------------------------------------------------
+
+// pg_adam_step's loop body: the moments in double, rounded on store; denom and the update in float.
+__global__ void adam_kernel(float *p, const float *g, float *m, float *v, size_t n, double b1, double b2, double eps,
+                            double lr_wd, float step_size, float bc2_sqrt)
+{
+    const double one_b1 = 1 - b1, one_b2 = 1 - b2;
+    GRID_STRIDE(i, n)
+    {
+        float gi = g[i], pi = p[i];
+        if (lr_wd != 0) pi = (float)DSUB((double)pi, DMUL(lr_wd, (double)pi));
+        float mi = (float)DADD(DMUL(b1, (double)m[i]), DMUL(one_b1, (double)gi));
+        float vi = (float)DADD(DMUL(b2, (double)v[i]), DMUL(DMUL(one_b2, (double)gi), (double)gi));
+        float denom = (float)DADD((double)FDIV((float)sqrt((double)vi), bc2_sqrt), eps);
+        p[i] = FSUB(pi, FDIV(FMUL(step_size, mi), denom));
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+extern "C" void pg_cuda_adam_update(float *p, const float *g, float *m, float *v, size_t n, double b1, double b2,
+                                    double eps, double lr_wd, double step_size, double bc2_sqrt)
+{
+    if (n == 0) return;
+    PG_LAUNCH(adam_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(
+        p, g, m, v, n, b1, b2, eps, lr_wd, (float)step_size, (float)bc2_sqrt);
+    launched();
+}
+
+// ---- Muon's pieces --------------------------------------------------------------------------------
+
+__global__ void muon_momentum_kernel(float *G, float *buf, const float *g, size_t n, float mom, int nesterov)
+{
+    GRID_STRIDE(i, n)
+    {
+        float gi = g[i], b = FADD(FMUL(mom, buf[i]), gi);
+        buf[i] = b;
+        G[i] = nesterov ? FADD(gi, FMUL(mom, b)) : gi;
+    }
+}
+
+extern "C" void pg_cuda_muon_momentum(float *G, float *buf, const float *g, size_t n, float mom, int nesterov)
+{
+    if (n == 0) return;
+    PG_LAUNCH(muon_momentum_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(G, buf, g, n, mom,
+                                                                                                     nesterov);
+    launched();
+}
+
+// One block per row: the row's 2-norm (double sum, float sqrt), clamped at 1e-7, divides it.
+__global__ void row_normalize_kernel(float *x, int cols)
+{
+    float *row = x + (size_t)blockIdx.x * cols;
+    double ss = 0;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) ss += (double)row[j] * (double)row[j];
+    ss = pg_block_sum(ss);
+    float nrm = (float)sqrt(ss);
+    if (nrm < 1e-7f) nrm = 1e-7f; // clamp_min: a NaN stays NaN
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) row[j] = FDIV(row[j], nrm);
+}
+
+extern "C" void pg_cuda_row_normalize(float *x, int rows, int cols)
+{
+    if (rows <= 0 || cols <= 0) return;
+    PG_LAUNCH(row_normalize_kernel, rows, OPT_THREADS, 0, pg_cuda_stream())(x, cols);
+    launched();
+}
+
+__global__ void transpose_kernel(float *dst, const float *src, int rows, int cols)
+{
+    // dst[c][r] = src[r][c] through a 32 × 33 tile, so both sides are read and written in rows
+    __shared__ float tile[32][33];
+    int c0 = blockIdx.x * 32, r0 = blockIdx.y * 32;
+    for (int k = threadIdx.y; k < 32; k += blockDim.y) {
+        int r = r0 + k, c = c0 + threadIdx.x;
+        if (r < rows && c < cols) tile[k][threadIdx.x] = src[(size_t)r * cols + c];
+    }
+    __syncthreads();
+    for (int k = threadIdx.y; k < 32; k += blockDim.y) {
+        int c = c0 + k, r = r0 + threadIdx.x;
+        if (r < rows && c < cols) dst[(size_t)c * rows + r] = tile[threadIdx.x][k];
+    }
+}
+
+static void transpose(float *dst, const float *src, int rows, int cols)
+{
+    dim3 grid((unsigned)(cols + 31) / 32, (unsigned)(rows + 31) / 32), block(32, 8);
+    PG_LAUNCH(transpose_kernel, grid, block, 0, pg_cuda_stream())(dst, src, rows, cols);
+    launched();
+}
+
+__global__ void round_kernel(float *x, size_t n)
+{
+    GRID_STRIDE(i, n) x[i] = bf16_round(x[i]);
+}
+
+// denom = bf16?((float)sqrt(Σ part)) + 1e-7 (float), Σ in order; then every x /= denom (bf16?).
+__global__ void ns_denominator_kernel(float *out, const double *part, int bf16)
+{
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    double s = 0;
+    for (int b = 0; b < NORM_BLOCKS; b++) s += part[b];
+    *out = FADD(round_if((float)sqrt(s), bf16), 1e-7f);
+}
+
+__global__ void ns_divide_kernel(float *x, size_t n, const float *denom, int bf16)
+{
+    float d = *denom;
+    GRID_STRIDE(i, n) x[i] = round_if(FDIV(x[i], d), bf16);
+}
+
+// A = bf16?(A); T = bf16?(c·A)
+__global__ void ns_a_kernel(float *A, float *T, size_t n, float c, int bf16)
+{
+    GRID_STRIDE(i, n)
+    {
+        float a = round_if(A[i], bf16);
+        A[i] = a;
+        T[i] = round_if(FMUL(c, a), bf16);
+    }
+}
+
+// B = bf16?(b·A + bf16?(B))
+__global__ void ns_b_kernel(float *B, const float *A, size_t n, float b, int bf16)
+{
+    GRID_STRIDE(i, n) B[i] = round_if(FADD(FMUL(b, A[i]), round_if(B[i], bf16)), bf16);
+}
+
+// X = bf16?(a·X + bf16?(Y))
+__global__ void ns_x_kernel(float *X, const float *Y, size_t n, float a, int bf16)
+{
+    GRID_STRIDE(i, n) X[i] = round_if(FADD(FMUL(a, X[i]), round_if(Y[i], bf16)), bf16);
+}
+
+// Row-major C[m,n] = A·B (A m × k, B k × n), or A·Bᵀ (B n × k) with b_transposed: cuBLAS sees the
+// column-major transposes, Cᵀ = Bᵀ·Aᵀ.
+static void gemm_rm(int m, int n, int k, const float *A, const float *B, int b_transposed, float *C)
+{
+    const float one = 1, zero = 0;
+    PG_CUBLAS_CHECK(cublasSgemm(pg_cuda_blas(), b_transposed ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &one,
+                                B, b_transposed ? k : n, A, k, &zero, C, n));
+}
+
+extern "C" void pg_cuda_newton_schulz(float *x, int rows, int cols, int steps, const float *abc, int bf16,
+                                      float *work)
+{
+    if (rows <= 0 || cols <= 0) return;
+    const int tr = rows > cols; // the wide orientation: A = X·Xᵀ is m × m on the short side
+    const int m = tr ? cols : rows, k = tr ? rows : cols;
+    const size_t mk = (size_t)m * k, mm = (size_t)m * m;
+    float *X = work, *Y = X + mk, *A = Y + mk, *T = A + mm, *B = T + mm;
+    double *part = partials(NORM_BLOCKS + 1);
+    if (!part) return;
+    float *denom = (float *)(part + NORM_BLOCKS);
+    const unsigned gk = pg_cuda_blocks(mk, OPT_THREADS), gm = pg_cuda_blocks(mm, OPT_THREADS);
+    cudaStream_t st = pg_cuda_stream();
+
+    if (tr) transpose(X, x, rows, cols);
+    else PG_CUDA_CHECK(cudaMemcpyAsync(X, x, mk * sizeof *X, cudaMemcpyDeviceToDevice, st));
+    if (bf16) {
+        PG_LAUNCH(round_kernel, gk, OPT_THREADS, 0, st)(X, mk);
+        launched();
+    }
+    sum_squares(part, X, mk);
+    PG_LAUNCH(ns_denominator_kernel, 1, 32, 0, st)(denom, part, bf16);
+    launched();
+    PG_LAUNCH(ns_divide_kernel, gk, OPT_THREADS, 0, st)(X, mk, denom, bf16);
+    launched();
+    for (int s = 0; s < steps; s++) {
+        const float a = abc[3 * s], b = abc[3 * s + 1], c = abc[3 * s + 2];
+        gemm_rm(m, m, k, X, X, 1, A); // A = X·Xᵀ
+        PG_LAUNCH(ns_a_kernel, gm, OPT_THREADS, 0, st)(A, T, mm, c, bf16);
+        launched();
+        gemm_rm(m, m, m, T, A, 0, B); // B = (c·A)·A
+        PG_LAUNCH(ns_b_kernel, gm, OPT_THREADS, 0, st)(B, A, mm, b, bf16);
+        launched();
+        gemm_rm(m, k, m, B, X, 0, Y); // Y = B·X
+        PG_LAUNCH(ns_x_kernel, gk, OPT_THREADS, 0, st)(X, Y, mk, a, bf16);
+        launched();
+    }
+    if (tr) transpose(x, X, m, k);
+    else PG_CUDA_CHECK(cudaMemcpyAsync(x, X, mk * sizeof *X, cudaMemcpyDeviceToDevice, st));
+}
+
+__global__ void scale_f_kernel(float *x, float f, size_t n)
+{
+    GRID_STRIDE(i, n) x[i] = FMUL(x[i], f);
+}
+
+extern "C" void pg_cuda_scale_f(float *x, float f, size_t n)
+{
+    if (n == 0) return;
+    PG_LAUNCH(scale_f_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(x, f, n);
+    launched();
+}
+
+__global__ void muon_apply_kernel(float *p, const float *G, size_t n, float lr, float scale, int bf16)
+{
+    GRID_STRIDE(i, n) p[i] = FSUB(p[i], FMUL(lr, round_if(FMUL(G[i], scale), bf16)));
+}
+
+extern "C" void pg_cuda_muon_apply(float *p, const float *G, size_t n, float lr, float scale, int bf16)
+{
+    if (n == 0) return;
+    PG_LAUNCH(muon_apply_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(p, G, n, lr, scale,
+                                                                                                  bf16);
+    launched();
+}
+
+// ---- gradient clipping ------------------------------------------------------------------------------
+
+// coef = max_norm / (sqrt(Σ over tensors of Σ part) + 1e-6), summed in order; stored as the float
+// multiplier when below 1, else 1 (the grads then keep their bits: x·1 = x).
+__global__ void clip_coef_kernel(float *coef, const double *part, int ntensors, double max_norm)
+{
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    double ss = 0;
+    for (int k = 0; k < ntensors; k++) {
+        double s = 0;
+        for (int b = 0; b < NORM_BLOCKS; b++) s += part[(size_t)k * NORM_BLOCKS + b];
+        ss += s;
+    }
+    double c = max_norm / (sqrt(ss) + 1e-6);
+    *coef = c < 1 ? (float)c : 1.0f;
+}
+
+__global__ void clip_scale_kernel(float *g, size_t n, const float *coef)
+{
+    float c = *coef;
+    if (c == 1.0f) return;
+    GRID_STRIDE(i, n) g[i] = FMUL(g[i], c);
+}
+
+// The tensor list (lib/optim.h's struct pg_opt_tensor) is read through this mirror of its layout,
+// checked by optim_muon.c's static assertion.
+struct opt_tensor_view {
+    float *param, *grad;
+    int rows, cols;
+    size_t n;
+};
+
+extern "C" void pg_cuda_clip_grad_norm(const struct pg_opt_tensor *tensors, size_t n, double max_norm)
+{
+    if (n == 0) return;
+    const opt_tensor_view *t = (const opt_tensor_view *)tensors;
+    double *part = partials(n * NORM_BLOCKS + 1);
+    if (!part) return;
+    float *coef = (float *)(part + n * NORM_BLOCKS);
+    for (size_t k = 0; k < n; k++) sum_squares(part + k * NORM_BLOCKS, t[k].grad, t[k].n);
+    PG_LAUNCH(clip_coef_kernel, 1, 32, 0, pg_cuda_stream())(coef, part, (int)n, max_norm);
+    launched();
+    for (size_t k = 0; k < n; k++) {
+        if (t[k].n == 0) continue;
+        PG_LAUNCH(clip_scale_kernel, pg_cuda_blocks(t[k].n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(
+            t[k].grad, t[k].n, coef);
+        launched();
+    }
+}
+
+// ---- weight averages and fake quantization ------------------------------------------------------------
+
+__global__ void ema_kernel(float *ema, const float *theta, size_t n, double keep, double take)
+{
+    GRID_STRIDE(i, n) ema[i] = (float)DADD(DMUL(keep, (double)ema[i]), DMUL(take, (double)theta[i]));
+}
+
+extern "C" void pg_cuda_ema_update(float *ema, const float *theta, size_t n, double decay)
+{
+    if (n == 0) return;
+    PG_LAUNCH(ema_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(ema, theta, n, decay,
+                                                                                           1 - decay);
+    launched();
+}
+
+__global__ void swa_add_kernel(double *sum, const float *x, size_t n)
+{
+    GRID_STRIDE(i, n) sum[i] = DADD(sum[i], (double)x[i]);
+}
+
+extern "C" void pg_cuda_swa_add(double *sum, const float *x, size_t n)
+{
+    if (n == 0) return;
+    PG_LAUNCH(swa_add_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(sum, x, n);
+    launched();
+}
+
+__global__ void swa_average_kernel(float *dst, const double *sum, size_t n, double count)
+{
+    GRID_STRIDE(i, n) dst[i] = (float)(sum[i] / count);
+}
+
+extern "C" void pg_cuda_swa_average(float *dst, const double *sum, size_t n, double count)
+{
+    if (n == 0) return;
+    PG_LAUNCH(swa_average_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(dst, sum, n, count);
+    launched();
+}
+
+// One block per row, as pg_fake_quant_rows: s = max|x| / Q (float); q = rint(x / s) clamped to
+// [−Q − 1, Q]; y = q·s; a zero row is copied.
+__global__ void fake_quant_kernel(float *dst, const float *src, int64_t cols, float Q)
+{
+    const float *x = src + blockIdx.x * cols;
+    float *y = dst + blockIdx.x * cols;
+    float amax = 0;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) amax = fmaxf(amax, fabsf(x[j]));
+    amax = pg_block_max(amax); // max is exact in any order
+    const float s = FDIV(amax, Q);
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+        if (!(s > 0)) {
+            y[j] = x[j];
+            continue;
+        }
+        double q = rint((double)FDIV(x[j], s));
+        q = q < -Q - 1 ? -Q - 1 : q > Q ? Q : q;
+        y[j] = FMUL((float)q, s);
+    }
+}
+
+extern "C" void pg_cuda_fake_quant_rows(float *dst, const float *src, int64_t rows, int64_t cols, int bits)
+{
+    if (rows <= 0 || cols <= 0) return;
+    PG_LAUNCH(fake_quant_kernel, (unsigned)rows, OPT_THREADS, 0, pg_cuda_stream())(dst, src, cols,
+                                                                                   (float)((1 << (bits - 1)) - 1));
+    launched();
+}

@@ -1,0 +1,46 @@
+/* optim_muon.c: pg_muon_step on the CUDA backend (lib/backend.h muon_step), matrix by matrix as
+ * lib/optim.c does it on the host: momentum, MuonEq-R row normalization when on, Newton–Schulz
+ * with the selected coefficients, decoupled weight decay when on, the scaled update. The pieces
+ * are optim.cu's kernels; this file only strings them together, in C, because it reads the
+ * optimizer's own structure (lib/optim.h). The matrices, their momentum and the scratch are
+ * device memory (pg_muon_init_on with the CUDA backend). */
+#include "../../lib/optim.h"
+#include "optim_ops.h"
+
+#include <math.h>
+#include <stddef.h>
+
+/* optim.cu reads the tensor list through a mirror of struct pg_opt_tensor's layout. */
+struct opt_tensor_view {
+    float *param, *grad;
+    int rows, cols;
+    size_t n;
+};
+_Static_assert(sizeof(struct opt_tensor_view) == sizeof(struct pg_opt_tensor) &&
+                   offsetof(struct opt_tensor_view, grad) == offsetof(struct pg_opt_tensor, grad) &&
+                   offsetof(struct opt_tensor_view, n) == offsetof(struct pg_opt_tensor, n),
+               "optim.cu's view of struct pg_opt_tensor is out of date");
+
+void pg_cuda_muon_step(struct pg_muon *mu, double lr, double momentum)
+{
+    const float mom = (float)momentum, lr_r = (float)lr;
+    /* the coefficients as pg_real, as the host passes them to its element loops (the
+     * configuration allows at most 100 iterations) */
+    float abc[3 * 100];
+    const int steps = mu->backend_steps < 100 ? mu->backend_steps : 100;
+    for (int s = 0; s < steps; s++) {
+        double c[3];
+        pg_newton_schulz_coeffs(mu->coeffs, s, c);
+        abc[3 * s] = (float)c[0], abc[3 * s + 1] = (float)c[1], abc[3 * s + 2] = (float)c[2];
+    }
+    float *G = mu->work, *ns_work = G + mu->max_n;
+    for (size_t k = 0; k < mu->nt; k++) {
+        const struct pg_opt_tensor *t = &mu->t[k];
+        pg_cuda_muon_momentum(G, mu->buf + mu->off[k], t->grad, t->n, mom, mu->nesterov);
+        if (mu->row_norm) pg_cuda_row_normalize(G, t->rows, t->cols);
+        pg_cuda_newton_schulz(G, t->rows, t->cols, steps, abc, mu->bf16, ns_work);
+        if (mu->wd != 0) pg_cuda_scale_f(t->param, (float)(1 - lr * mu->wd), t->n);
+        const float scale = (float)sqrt(fmax(1.0, (double)t->rows / t->cols));
+        pg_cuda_muon_apply(t->param, G, t->n, lr_r, scale, mu->bf16);
+    }
+}

@@ -1,0 +1,54 @@
+/* optim_ops.h: the CUDA backend's optimizer operations (lib/backend.h's "optimizer steps on device
+ * memory"), callable from C. Each reproduces the arithmetic of its host reference in lib/optim.c
+ * (and lib/quant.c for the fake quantization) element by element: the same roundings in the same
+ * order, with the multiplications and additions kept apart (no fused multiply-add), so an element
+ * update gives the host's bits from the same inputs. What can differ is the order of the sums of
+ * squares behind a norm (a tree of double partial sums here, 64 sequential blocks on the host): a
+ * relative 1e-16 in double, which rarely moves the float it is rounded to. Every reduction has a
+ * fixed shape: the same inputs give the same bits on every run.
+ *
+ * All pointers are device memory; everything runs on pg_cuda_stream() without waiting. */
+#ifndef PG_CUDA_OPTIM_OPS_H
+#define PG_CUDA_OPTIM_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct pg_muon;
+struct pg_opt_tensor;
+
+/* lib/backend.h adam_update (pg_adam_step's element update). */
+void pg_cuda_adam_update(float *p, const float *g, float *m, float *v, size_t n, double b1, double b2, double eps,
+                         double lr_wd, double step_size, double bc2_sqrt);
+/* lib/backend.h muon_step: pg_muon_step, matrix by matrix (kernels/cuda/optim_muon.c). */
+void pg_cuda_muon_step(struct pg_muon *mu, double lr, double momentum);
+/* lib/backend.h clip_grad_norm: the norm and the clipping coefficient stay on the device. */
+void pg_cuda_clip_grad_norm(const struct pg_opt_tensor *t, size_t n, double max_norm);
+void pg_cuda_ema_update(float *ema, const float *theta, size_t n, double decay);
+void pg_cuda_swa_add(double *sum, const float *x, size_t n);
+void pg_cuda_swa_average(float *dst, const double *sum, size_t n, double count);
+void pg_cuda_fake_quant_rows(float *dst, const float *src, int64_t rows, int64_t cols, int bits);
+
+/* The pieces of a Muon step (optim_muon.c strings them together), each as lib/optim.c computes it:
+ * buf = mom·buf + g; G = g + mom·buf (Nesterov) or g. */
+void pg_cuda_muon_momentum(float *G, float *buf, const float *g, size_t n, float mom, int nesterov);
+/* MuonEq-R: every row of x (rows × cols) divided by max(‖row‖₂, 1e-7). */
+void pg_cuda_row_normalize(float *x, int rows, int cols);
+/* pg_newton_schulz on x (rows × cols, row-major, in place) with steps (a, b, c) triples in abc
+ * (host memory, 3·steps floats: the coefficients as pg_real), bf16 rounding where the baseline's
+ * compiled function stores bf16; work: pg_newton_schulz5_work(rows, cols) device floats. */
+void pg_cuda_newton_schulz(float *x, int rows, int cols, int steps, const float *abc, int bf16, float *work);
+/* x *= f (float). */
+void pg_cuda_scale_f(float *x, float f, size_t n);
+/* p −= lr·bf16?(G·scale) (float). */
+void pg_cuda_muon_apply(float *p, const float *G, size_t n, float lr, float scale, int bf16);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,230 @@
+/* test_cuda_optim.c: the optimizers on the CUDA backend (kernels/cuda/optim.cu, optim_muon.c)
+ * against their host reference (lib/optim.c, lib/quant.c) on random tensors, several steps each.
+ * Built as test_cuda_optim_emu (emulated kernels, every make check) and test_cuda_optim_gpu (a
+ * real device, make check-gpu).
+ *
+ * Element updates (Adam and AdamW, Muon's momentum, EMA, SWA, the SWA average, fake
+ * quantization) are required to give the host's bits: both sides evaluate the same expression
+ * with each operation rounded on its own (optim_ops.h). What goes through a product or a norm is
+ * compared with parity.h's rule: Muon (Newton–Schulz's products are cuBLAS's against OpenBLAS's
+ * summation orders; fp32 and bf16, classic and Polar Express, MuonEq-R, weight decay), at 1e-4 of
+ * scale after three steps (a product's float rounding, ~1e-6, grows through five iterations whose
+ * polynomial amplifies differences; a wrong coefficient, transpose or scale errs by 1e-2 or more),
+ * and gradient clipping at 1e-6 (only the norm's double summation order differs). The state
+ * saved from the device and loaded back on the host continues the host's run bit for bit. */
+#include "parity.h"
+
+#include "../../lib/optim.h"
+#include "../../lib/quant.h"
+#include "../../kernels/cuda/optim_ops.h"
+
+static const struct pg_backend *gpu = &pg_backend_cuda;
+
+/* A parameter/gradient pair of n random floats on the host and the same on the device. */
+struct pair {
+    float *hp, *hg, *dp, *dg;
+    size_t n;
+    int rows, cols;
+};
+
+static struct pair make_pair(int rows, int cols, float pscale, float gscale)
+{
+    struct pair q = {.n = (size_t)rows * cols, .rows = rows, .cols = cols};
+    q.hp = rnd(q.n, pscale), q.hg = rnd(q.n, gscale);
+    q.dp = dev(q.hp, q.n), q.dg = dev(q.hg, q.n);
+    return q;
+}
+
+static void new_grads(struct pair *q, size_t nq, float scale)
+{
+    for (size_t i = 0; i < nq; i++) {
+        for (size_t j = 0; j < q[i].n; j++) q[i].hg[j] = urand() * scale;
+        pg_cuda_upload(q[i].dg, q[i].hg, q[i].n * sizeof(float));
+    }
+}
+
+static void lists(struct pair *q, size_t nq, struct pg_opt_tensor *host, struct pg_opt_tensor *device)
+{
+    for (size_t i = 0; i < nq; i++) {
+        host[i] = (struct pg_opt_tensor){q[i].hp, q[i].hg, q[i].rows, q[i].cols, q[i].n};
+        device[i] = (struct pg_opt_tensor){q[i].dp, q[i].dg, q[i].rows, q[i].cols, q[i].n};
+    }
+}
+
+static void test_adam(double wd)
+{
+    char what[64];
+    snprintf(what, sizeof what, "wd %g", wd);
+    struct pair q[3] = {make_pair(1, 1, 1, 1), make_pair(37, 11, 1, 0.1f), make_pair(1, 5000, 0.5f, 3)};
+    struct pg_opt_tensor th[3], td[3];
+    lists(q, 3, th, td);
+    struct pg_adam ah, ad;
+    int rc = pg_adam_init(&ah, th, 3, 0.9, 0.95, 1e-8) || pg_adam_init_on(&ad, gpu, td, 3, 0.9, 0.95, 1e-8) ||
+             pg_adam_set_weight_decay(&ah, wd) || pg_adam_set_weight_decay(&ad, wd);
+    is_int(rc, 0, "adam %s: set up on the host and on the device", what);
+    int same = 1;
+    for (int step = 0; step < 4; step++) {
+        new_grads(q, 3, step == 2 ? 1e-6f : 1); /* tiny gradients: eps matters */
+        pg_adam_step(&ah, 0.05 / (step + 1));
+        pg_adam_step(&ad, 0.05 / (step + 1));
+        for (int i = 0; i < 3; i++) same = same && same_bits(back(q[i].dp, q[i].n), q[i].hp, q[i].n);
+    }
+    ok(same, "adam %s: 4 steps give the host's parameters bit for bit", what);
+    /* the state: saved on the device, loaded on a host twin, one more step each */
+    size_t sz = pg_adam_state_size(&ad);
+    is_int((long long)sz, (long long)pg_adam_state_size(&ah), "adam %s: the state has the host's size", what);
+    void *bd = hkeep(malloc(sz)), *bh = hkeep(malloc(sz));
+    pg_adam_state_save(&ad, bd, sz);
+    pg_adam_state_save(&ah, bh, sz);
+    ok(memcmp(bd, bh, sz) == 0, "adam %s: the device's saved state equals the host's, byte for byte", what);
+    struct pg_adam a2;
+    pg_adam_init_on(&a2, gpu, td, 3, 0.9, 0.95, 1e-8);
+    pg_adam_set_weight_decay(&a2, wd);
+    is_int(pg_adam_state_load(&a2, bh, sz, "host state"), 0, "adam %s: the host's state loads on the device", what);
+    new_grads(q, 3, 1);
+    pg_adam_step(&ah, 0.01);
+    pg_adam_step(&a2, 0.01);
+    same = 1;
+    for (int i = 0; i < 3; i++) same = same && same_bits(back(q[i].dp, q[i].n), q[i].hp, q[i].n);
+    ok(same, "adam %s: a step after the load continues the host's run bit for bit", what);
+    /* a planted difference is seen: a different beta2 changes the bits */
+    struct pg_adam a3;
+    pg_adam_init_on(&a3, gpu, td, 3, 0.9, 0.951, 1e-8);
+    pg_adam_state_load(&a3, bh, sz, "host state");
+    new_grads(q, 3, 1);
+    pg_adam_step(&ah, 0.01);
+    pg_adam_step(&a3, 0.01);
+    ok(!same_bits(back(q[2].dp, q[2].n), q[2].hp, q[2].n), "adam %s: beta2 0.951 instead of 0.95 is seen", what);
+    pg_adam_free(&ah), pg_adam_free(&ad), pg_adam_free(&a2), pg_adam_free(&a3);
+}
+
+static void test_muon(int bf16, int coeffs, int row_norm, double wd)
+{
+    char what[96];
+    snprintf(what, sizeof what, "%s%s%s, wd %g", bf16 ? "bf16" : "fp32", coeffs ? ", Polar Express" : "",
+             row_norm ? ", MuonEq-R" : "", wd);
+    /* wide, tall and square matrices (tall ones are orthogonalized transposed) */
+    struct pair q[4] = {make_pair(24, 40, 0.1f, 1), make_pair(48, 16, 0.1f, 1), make_pair(32, 32, 0.1f, 1),
+                        make_pair(1, 7, 0.1f, 1)};
+    struct pg_opt_tensor th[4], td[4];
+    lists(q, 4, th, td);
+    struct pg_muon mh, md;
+    int rc = pg_muon_init(&mh, th, 4, 5, 1, bf16) || pg_muon_init_on(&md, gpu, td, 4, 5, 1, bf16) ||
+             pg_muon_set_variant(&mh, coeffs, row_norm, wd) || pg_muon_set_variant(&md, coeffs, row_norm, wd);
+    is_int(rc, 0, "muon %s: set up on the host and on the device", what);
+    for (int step = 0; step < 3; step++) {
+        new_grads(q, 4, 1);
+        pg_muon_step(&mh, 0.02, 0.9 + 0.02 * step);
+        pg_muon_step(&md, 0.02, 0.9 + 0.02 * step);
+    }
+    char label[128];
+    for (int i = 0; i < 4; i++) {
+        snprintf(label, sizeof label, "%s, %dx%d after 3 steps", what, q[i].rows, q[i].cols);
+        check("muon", label, back(q[i].dp, q[i].n), q[i].hp, q[i].n, 1e-4);
+    }
+    /* the momentum buffer is an element update: saved states agree bit for bit */
+    size_t sz = pg_muon_state_size(&md);
+    void *bd = hkeep(malloc(sz)), *bh = hkeep(malloc(sz));
+    pg_muon_state_save(&md, bd, sz);
+    pg_muon_state_save(&mh, bh, sz);
+    ok(sz == pg_muon_state_size(&mh) && memcmp(bd, bh, sz) == 0,
+       "muon %s: the momentum buffers saved from the device equal the host's, byte for byte", what);
+    pg_muon_free(&mh), pg_muon_free(&md);
+}
+
+/* One Newton–Schulz call on a fixed matrix, device against host: the orthogonalization itself. */
+static void test_newton_schulz(int rows, int cols, int bf16)
+{
+    char what[64];
+    snprintf(what, sizeof what, "%dx%d %s", rows, cols, bf16 ? "bf16" : "fp32");
+    size_t n = (size_t)rows * cols;
+    float *x = rnd(n, 1), *d_x = dev(x, n);
+    float *work = hnew(pg_newton_schulz5_work(rows, cols)), *d_work = dnew(pg_newton_schulz5_work(rows, cols) * 4);
+    float abc[15];
+    for (int s = 0; s < 5; s++) {
+        double c[3];
+        pg_newton_schulz_coeffs(PG_NS_CLASSIC, s, c);
+        abc[3 * s] = (float)c[0], abc[3 * s + 1] = (float)c[1], abc[3 * s + 2] = (float)c[2];
+    }
+    pg_newton_schulz(x, rows, cols, 5, PG_NS_CLASSIC, bf16, work);
+    pg_cuda_newton_schulz(d_x, rows, cols, 5, abc, bf16, d_work);
+    /* bf16 rounds every stage: one product's different float sum can flip a bf16 rounding (2^-8) */
+    check("newton_schulz", what, back(d_x, n), x, n, bf16 ? 2e-2 : 1e-4);
+}
+
+static void test_clip(double max_norm)
+{
+    char what[48];
+    snprintf(what, sizeof what, "max_norm %g", max_norm);
+    struct pair q[3] = {make_pair(3, 100, 1, 1), make_pair(1, 1, 1, 2), make_pair(70, 70, 1, 0.5f)};
+    struct pg_opt_tensor th[3], td[3];
+    lists(q, 3, th, td);
+    double total = pg_clip_grad_norm(th, 3, max_norm);
+    pg_clip_grad_norm_on(gpu, td, 3, max_norm);
+    for (int i = 0; i < 3; i++) check("clip_grad_norm", what, back(q[i].dg, q[i].n), q[i].hg, q[i].n, 1e-6);
+    if (max_norm > total) {
+        int same = 1;
+        for (int i = 0; i < 3; i++) same = same && same_bits(back(q[i].dg, q[i].n), q[i].hg, q[i].n);
+        ok(same, "clip_grad_norm %s: a norm below the limit (%.2f) leaves the grads' bits", what, total);
+    } else {
+        ok(fabs(total) > 0, "clip_grad_norm %s: the norm %.2f was above the limit", what, total);
+    }
+}
+
+static void test_averages(void)
+{
+    size_t n = 3001;
+    float *ema = rnd(n, 1), *theta = rnd(n, 1), *d_ema = dev(ema, n), *d_theta = dev(theta, n);
+    for (int k = 0; k < 3; k++) {
+        pg_ema_update(ema, theta, n, 0.997);
+        pg_cuda_ema_update(d_ema, d_theta, n, 0.997);
+    }
+    ok(same_bits(back(d_ema, n), ema, n), "ema: 3 updates give the host's bits");
+    double *sum = hkeep(calloc(n, sizeof *sum)), *d_sum = dnew(n * sizeof *d_sum);
+    pg_swa_add_real(sum, theta, n), pg_swa_add(sum, ema, n);
+    pg_cuda_swa_add(d_sum, d_theta, n), pg_cuda_swa_add(d_sum, d_ema, n);
+    double *got = hkeep(malloc(n * sizeof *got));
+    pg_cuda_download(got, d_sum, n * sizeof *got);
+    ok(memcmp(got, sum, n * sizeof *got) == 0, "swa: the double sums equal the host's");
+    float *avg = hnew(n), *d_avg = dnew(n * 4);
+    for (size_t i = 0; i < n; i++) avg[i] = (float)(sum[i] / 2.0);
+    pg_cuda_swa_average(d_avg, d_sum, n, 2.0);
+    ok(same_bits(back(d_avg, n), avg, n), "swa: the average sum / count equals the host's bits");
+}
+
+static void test_fake_quant(int bits)
+{
+    char what[48];
+    snprintf(what, sizeof what, "int%d", bits);
+    int rows = 9, cols = 130;
+    size_t n = (size_t)rows * cols;
+    float *w = rnd(n, 0.2f);
+    memset(w + 3 * cols, 0, (size_t)cols * sizeof *w); /* a zero row is copied */
+    float *out = hnew(n), *d_w = dev(w, n), *d_out = dnew(n * 4);
+    pg_fake_quant_rows(w, out, rows, cols, bits);
+    pg_cuda_fake_quant_rows(d_out, d_w, rows, cols, bits);
+    ok(same_bits(back(d_out, n), out, n), "fake_quant_rows %s: the host's bits", what);
+    pg_cuda_fake_quant_rows(d_w, d_w, rows, cols, bits); /* in place, as late QAT does */
+    ok(same_bits(back(d_w, n), out, n), "fake_quant_rows %s in place: the same bits", what);
+}
+
+int main(void)
+{
+    parity_seed = 4242;
+    parity_start();
+    test_adam(0);
+    test_adam(0.04);
+    test_muon(0, PG_NS_CLASSIC, 0, 0);
+    test_muon(1, PG_NS_CLASSIC, 0, 0);
+    test_muon(0, PG_NS_POLAR_EXPRESS, 1, 0.05);
+    test_muon(1, PG_NS_POLAR_EXPRESS, 1, 0.05);
+    test_newton_schulz(24, 40, 0);
+    test_newton_schulz(64, 20, 0);
+    test_newton_schulz(24, 40, 1);
+    test_clip(1.0);
+    test_clip(1e6);
+    test_averages();
+    test_fake_quant(6);
+    test_fake_quant(8);
+    return parity_done(1e-4);
+}
