@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """pg_torch.py: an independent PyTorch implementation of the parameter-golf baseline GPT, for
 test-only cross-checks and the CPU benchmark's reference run. Not part of the product: pgolf
-itself has no Python. Needs Debian's python3-torch and python3-numpy (1.13 / 1.24).
+itself has no Python. Needs Debian's python3-torch and python3-numpy (1.13 / 1.24); bench-gpu and
+peak also run on a GPU machine's torch 2.x (scripts/bench-gpu.sh).
 
   pg_torch.py eval CKPT DATA_DIR PREFIX [SEQ_LEN]   val_loss of a pgolf checkpoint (safetensors),
                                                    loaded with load_state_dict(strict=True)
@@ -15,6 +16,21 @@ itself has no Python. Needs Debian's python3-torch and python3-numpy (1.13 / 1.2
                                                    training steps (forward, backward, Muon + Adam as
                                                    spec/baseline.md §4) on the CPU: prints the
                                                    median ms/step and tokens/s
+  pg_torch.py bench-gpu -d DATA_DIR [--ckpt CKPT | --config JSON] [options]  (--help for them)
+                                                   the GPU benchmark's reference: the model with
+                                                   flash attention, torch.compile and bf16 autocast
+                                                   as train_gpt.py, Muon (NS5 in bf16) + Adam as
+                                                   bench; timed training steps and eval forwards,
+                                                   one JSON line (--device cpu --no-compile: a CPU
+                                                   run for tests)
+  pg_torch.py peak [--device D] [--n N]            the bf16 n×n×n product's TFLOP/s and the
+                                                   device-to-device copy rate, one JSON line
+  pg_torch.py take-shard PATTERN OUT N             a shard of N tokens: the first of PATTERN's
+                                                   shards, repeated when they hold fewer
+  pg_torch.py maxdiff A B                          the largest difference of two safetensors files
+  pg_torch.py spm-info MODEL                       a SentencePiece model's piece types (counts, as
+                                                   JSON) and pieces, read without sentencepiece
+                                                   (SentencePieceLite: train_gpt.py's stand-in)
 
 The model follows spec/baseline.md §3.2 in float32, written from the spec, not from pgolf's C,
 with the record-stack switches of spec/techniques.md §2 read from the metadata: mlp_leaky_slope
@@ -27,7 +43,7 @@ residuals, §2.9), smear_gate (v2 with the BOS mask) and smear_gate_v1 (§2.10),
 bigram_dim (§2.11), ve_last_n / ve_dim (§2.12) and softcap_poly5 (§2.13); z_loss is a training
 objective and is not scored, ortho_init and the schedule keys do not change the function. A
 metadata key this script does not know is refused, so a new technique cannot be silently left out
-of the comparison.
+of the comparison (bench-gpu, a speed reference, names it on stderr and goes on).
 """
 import glob
 import json
@@ -98,7 +114,18 @@ def write_safetensors(path, tensors, meta=None):
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
+# FAST (set by bench-gpu only): the kernels parameter-golf's train_gpt.py runs where this torch has
+# them (F.rms_norm, F.scaled_dot_product_attention: flash attention on a GPU), the RoPE tables and
+# the block scalars in the activations' dtype (bf16 under autocast), as train_gpt.py casts them.
+# Off, the model is the plain float32 reference the other subcommands compare with pgolf.
+FAST = False
+HAVE_SDPA, HAVE_RMS_NORM = hasattr(F, "scaled_dot_product_attention"), hasattr(F, "rms_norm")
+SDPA_GQA = tuple(int(n) for n in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)  # enable_gqa
+
+
 def rms_norm(x, eps):
+    if FAST and HAVE_RMS_NORM:
+        return F.rms_norm(x, (x.shape[-1],), eps=eps)
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
 
 
@@ -129,14 +156,22 @@ class Attn(nn.Module):
         if ve is not None:  # v ← v + κ_l·scale·W·E_ve[ids], before attention (v has no norm)
             v = v + ve
         v = v.view(b, t, self.kv, self.hd)
-        q, k = rope(rms_norm(q, eps), cos, sin), rope(rms_norm(k, eps), cos, sin)
-        q = q * self.q_gain.view(1, 1, -1, 1)
+        q, k = rms_norm(q, eps), rms_norm(k, eps)
+        if FAST:
+            cos, sin = cos.to(q.dtype), sin.to(q.dtype)
+        q, k = rope(q, cos, sin), rope(k, cos, sin)
+        q = q * self.q_gain.to(q.dtype).view(1, 1, -1, 1)
         g = self.h // self.kv
         qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (b, heads, t, hd)
-        kh, vh = kh.repeat_interleave(g, dim=1), vh.repeat_interleave(g, dim=1)
-        s = (qh @ kh.transpose(-1, -2)) / math.sqrt(self.hd)
-        y = torch.softmax(s.masked_fill(mask, float("-inf")), dim=-1) @ vh
-        y = y.transpose(1, 2)  # (b, t, h, hd)
+        if FAST and HAVE_SDPA:
+            y = sdpa(qh, kh, vh, mask, g).transpose(1, 2)
+        else:
+            if mask is None:
+                mask = causal_mask(t, u.device)
+            kh, vh = kh.repeat_interleave(g, dim=1), vh.repeat_interleave(g, dim=1)
+            s = (qh @ kh.transpose(-1, -2)) / math.sqrt(self.hd)
+            y = torch.softmax(s.masked_fill(mask, float("-inf")), dim=-1) @ vh
+            y = y.transpose(1, 2)  # (b, t, h, hd)
         if self.xsa and BUG != "xsa_off":  # y ← y − (y·v̂)v̂ with the token's own value of its KV group
             yg = y.reshape(b, t, self.kv, g, self.hd)
             vn = F.normalize(v, dim=-1).unsqueeze(-2)
@@ -146,6 +181,26 @@ class Attn(nn.Module):
             z = u[..., :width] @ self.attn_gate_w.t()  # (b, t, h)
             y = y * (mult * torch.sigmoid(scale * z)).unsqueeze(-1)
         return self.proj(y.reshape(b, t, -1))
+
+
+def causal_mask(t, device):
+    """True where a query may not look: above the diagonal."""
+    return torch.ones(t, t, dtype=torch.bool, device=device).triu(1)[None, None]
+
+
+def sdpa(q, k, v, mask, g):
+    """F.scaled_dot_product_attention (b, heads, t, hd) with the explicit path's semantics: mask None
+    is causal (flash attention; GQA through enable_gqa as train_gpt.py, where this torch has it),
+    otherwise mask is True where a query may not look (varlen attention)."""
+    if mask is None:
+        if g > 1 and SDPA_GQA:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        if g > 1:
+            k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    if g > 1:
+        k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=~mask)
 
 
 def rope(x, cos, sin):
@@ -179,11 +234,12 @@ class Block(nn.Module):
 
     def attend(self, x, x0, cos, sin, eps, mask, ve):
         """x_in = m0⊙x + m1⊙x0 and a_scale⊙Attn(RMSNorm(x_in)·s_l)."""
-        xm = self.resid_mix[0] * x + self.resid_mix[1] * x0
-        return xm, self.attn_scale * self.attn(rms_norm(xm, eps) * self.ln, cos, sin, eps, mask, ve)
+        mix = self.resid_mix.to(x.dtype)
+        xm = mix[0] * x + mix[1] * x0
+        return xm, self.attn_scale.to(x.dtype) * self.attn(rms_norm(xm, eps) * self.ln, cos, sin, eps, mask, ve)
 
     def mlp_out(self, x, eps):
-        return self.mlp_scale * self.mlp(rms_norm(x, eps) * self.ln)
+        return self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x, eps) * self.ln)
 
     def forward(self, x, x0, cos, sin, eps, mask, ve):  # techniques §2.1
         xm, a = self.attend(x, x0, cos, sin, eps, mask, ve)
@@ -308,21 +364,22 @@ class GPT(nn.Module):
             self.lm_head = nn.Linear(d, int(c["vocab_size"]), bias=False)
 
     def forward(self, ids, targets):
-        t = ids.shape[1]
+        t, dev = ids.shape[1], ids.device
         if self.rope_bf16:  # the baseline after .bfloat16(): positions, inv_freq and tables in bf16
-            inv = 1.0 / self.base ** (torch.arange(0, self.rd, 2, dtype=torch.float32) / self.rd)
-            ang = torch.outer(torch.arange(t, dtype=torch.bfloat16), inv.to(torch.bfloat16))
+            inv = 1.0 / self.base ** (torch.arange(0, self.rd, 2, dtype=torch.float32, device=dev) / self.rd)
+            ang = torch.outer(torch.arange(t, dtype=torch.bfloat16, device=dev), inv.to(torch.bfloat16))
             cos, sin = ang.cos().float()[None, :, None, :], ang.sin().float()[None, :, None, :]
         else:
-            inv = 1.0 / self.base ** (torch.arange(0, self.rd, 2, dtype=torch.float64) / self.rd)
-            ang = torch.outer(torch.arange(t, dtype=torch.float64), inv)
+            inv = 1.0 / self.base ** (torch.arange(0, self.rd, 2, dtype=torch.float64, device=dev) / self.rd)
+            ang = torch.outer(torch.arange(t, dtype=torch.float64, device=dev), inv)
             cos, sin = ang.cos().float()[None, :, None, :], ang.sin().float()[None, :, None, :]
         # The attention mask (True = masked): causal, and with varlen also across documents, which
-        # start at each bos_id (the tokens before a row's first BOS are one document).
-        mask = torch.ones(t, t, dtype=torch.bool).triu(1)[None, None]
+        # start at each bos_id (the tokens before a row's first BOS are one document). None stands
+        # for the plain causal mask (the attention builds it, or flash attention needs none).
+        mask = None if FAST and HAVE_SDPA else causal_mask(t, dev)
         if self.varlen and BUG != "varlen_off":
             doc = (ids == self.bos).cumsum(1)
-            mask = mask | (doc[:, None, :, None] != doc[:, None, None, :])
+            mask = causal_mask(t, dev) | (doc[:, None, :, None] != doc[:, None, None, :])
         e = self.tok_emb(ids)
         if self.bigram is not None:
             e = e + self.bigram(ids)
@@ -343,7 +400,7 @@ class GPT(nn.Module):
                 lane1 = x  # both lanes start as x, before this slot's skip (which goes into lane 0)
             j = i - self.n_enc
             if 0 <= j < self.n_skip:  # the U-Net skip, LIFO
-                skip = self.skip_weights[j] * outs.pop()
+                skip = self.skip_weights[j].to(x.dtype) * outs.pop()
                 if self.skip_gates is not None:
                     s = torch.sigmoid(-self.skip_gates[j] if BUG == "skip_gate_sign" else self.skip_gates[j])
                     x = s * x + (1 - s) * skip
@@ -430,8 +487,12 @@ def cmd_perturb(ckpt, out, seed="1", scale="0.5"):
     write_safetensors(out, tensors, meta)
 
 
-def newton_schulz5(g, steps):
+def newton_schulz5(g, steps, dtype=None):
+    """Newton-Schulz-5 orthogonalization (spec/baseline.md §4.2), in g's dtype or in dtype (bf16 as
+    train_gpt.py's zeropower_via_newtonschulz5)."""
     a, b, c = 3.4445, -4.7750, 2.0315
+    if dtype is not None:
+        g = g.to(dtype)
     x = g / (g.norm() + 1e-7)
     tall = x.shape[0] > x.shape[1]
     if tall:
@@ -443,40 +504,477 @@ def newton_schulz5(g, steps):
     return x.t() if tall else x
 
 
+# The parameter groups as pgolf's (lib/model.c tensor kinds) and train_gpt.py's: the block matrices
+# (and the record stack's BigramHash / value-embedding projections) take Muon; the embedding tables
+# Adam at the embedding LR, an untied head Adam at head_lr, everything else (scales, gains,
+# resid_mix, skip weights, the record stack's gates and lambdas) Adam at scalar_lr.
+MUON_SUFFIXES = ("attn.c_q.weight", "attn.c_k.weight", "attn.c_v.weight", "attn.proj.weight", "mlp.fc.weight",
+                 "mlp.proj.weight")
+MUON_OTHER = ("bigram.proj.weight", "ve_shared.proj.weight")
+EMBED_TABLES = ("tok_emb.weight", "bigram.embed.weight", "ve_shared.embed.weight")
+
+
+class BaselineOptim:
+    """The baseline's optimizers (spec/baseline.md §4.1-4.2): Muon (momentum, Nesterov, NS5 in
+    ns_dtype, scaled by sqrt(max(1, rows/cols))) and Adam (beta1, beta2, eps of the config) at the
+    config's learning rates, constant (the LR schedule and the momentum warmup change no cost).
+    Whatever the config's record-stack optimizer switches (muon_polar_express, muon_row_norm,
+    muon_wd, embed_wd, scalar_wd): they cost a few pointwise passes, not a product. Shared by bench
+    and bench-gpu, so the two step the same math. compile_ns compiles the NS function, as
+    train_gpt.py does; fused takes torch's fused Adam (CUDA)."""
+
+    def __init__(self, model, meta, ns_dtype=None, fused=False, compile_ns=False):
+        named = list(model.named_parameters())
+        self.mats = [p for n, p in named if n.startswith("blocks.") and n.endswith(MUON_SUFFIXES) or n in MUON_OTHER]
+        tied = meta.get("tie_embeddings", "1") != "0"
+        groups = {"embed": [], "head": [], "scalar": []}
+        mat_ids = {id(p) for p in self.mats}
+        for n, p in named:
+            if id(p) in mat_ids:
+                continue
+            groups["embed" if n in EMBED_TABLES else "head" if n == "lm_head.weight" else "scalar"].append(p)
+        lrs = {"embed": float(meta["tied_embed_lr"] if tied else meta["embed_lr"]),
+               "head": float(meta.get("head_lr", 0.008)), "scalar": float(meta["scalar_lr"])}
+        betas = (float(meta.get("beta1", 0.9)), float(meta.get("beta2", 0.95)))
+        kw = {"fused": True} if fused else {}
+        self.adams = [torch.optim.Adam([{"params": ps, "lr": lrs[k]}], betas=betas, eps=float(meta.get("adam_eps", 1e-8)),
+                                       **kw) for k, ps in groups.items() if ps]
+        self.bufs = [torch.zeros_like(p) for p in self.mats]
+        self.lr, self.mom = float(meta["matrix_lr"]), float(meta.get("muon_momentum", 0.95))
+        self.ns_steps, self.ns_dtype = int(meta["muon_backend_steps"]), ns_dtype
+        self.ns = torch.compile(newton_schulz5) if compile_ns else newton_schulz5
+        self.params = [p for _, p in named]
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        for p, buf in zip(self.mats, self.bufs):
+            buf.mul_(self.mom).add_(p.grad)
+            g = self.ns(p.grad + self.mom * buf, self.ns_steps, self.ns_dtype)
+            p.add_(g.to(p.dtype), alpha=-self.lr * max(1, p.shape[0] / p.shape[1]) ** 0.5)
+        for adam in self.adams:
+            adam.step()
+
+
+class Batches:
+    """Consecutive n-token spans of a token stream as (x, y) rows of L tokens, y one token ahead;
+    starts over at the beginning when the stream runs out (as parameter-golf's loader wraps)."""
+
+    def __init__(self, toks, L):
+        self.toks, self.L, self.pos = toks, L, 0
+
+    def next(self, n):
+        if self.pos + n + 1 > len(self.toks):
+            if n + 1 > len(self.toks):
+                sys.exit(f"pg_torch.py: {len(self.toks)} tokens cannot fill a batch of {n}")
+            self.pos = 0
+        chunk = torch.from_numpy(self.toks[self.pos:self.pos + n + 1])
+        self.pos += n
+        return chunk[:-1].view(-1, self.L), chunk[1:].view(-1, self.L)
+
+
+def train_step(fwd, opt, batches, accum, micro_tokens, device="cpu", autocast=None):
+    """One optimizer step over accum micro-batches: the mean loss over all their tokens."""
+    opt.zero_grad()
+    total = 0.0
+    for _ in range(accum):
+        x, y = batches.next(micro_tokens)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if autocast is not None:
+            with autocast():
+                loss = fwd(x, y) / y.numel()
+        else:
+            loss = fwd(x, y) / y.numel()
+        if accum > 1:
+            loss = loss / accum
+        loss.backward()
+        total = total + loss.detach()
+    opt.step()
+    return total
+
+
+def save_if_asked(model):
+    """PG_TORCH_SAVE=FILE: the trained state_dict as float32 safetensors (tests compare runs)."""
+    out = os.environ.get("PG_TORCH_SAVE")
+    if out:
+        write_safetensors(out, {k: v.float().cpu() for k, v in model.state_dict().items()})
+
+
 def cmd_bench(ckpt, data, prefix, steps, batch_tokens, threads=2):
     torch.set_num_threads(int(threads))
     model, meta = load_model(ckpt)
     L = int(meta["train_seq_len"])
-    toks = read_tokens(f"{data}/{prefix}_train_*.bin")
-    mats = [p for n, p in model.named_parameters() if p.ndim == 2 and n.startswith("blocks.")]
-    # Adam: everything else but the embedding (the block scalars, skip weights and the record stack's tensors)
-    seen = {id(p) for p in mats} | {id(model.tok_emb.weight)}
-    scalars = [p for p in model.parameters() if id(p) not in seen]
-    adam = torch.optim.Adam([{"params": [model.tok_emb.weight], "lr": float(meta["tied_embed_lr"])},
-                             {"params": scalars, "lr": float(meta["scalar_lr"])}], betas=(0.9, 0.95), eps=1e-8)
-    # Times the baseline's optimizers whatever the checkpoint's optimizer switches (muon_polar_express,
-    # muon_row_norm, muon_wd, embed_wd, scalar_wd): they cost a few pointwise passes, not a product.
-    bufs = [torch.zeros_like(p) for p in mats]
-    lr, mom, ns = float(meta["matrix_lr"]), 0.95, int(meta["muon_backend_steps"])
-    times, pos = [], 0
+    batches = Batches(read_tokens(f"{data}/{prefix}_train_*.bin"), L)
+    opt = BaselineOptim(model, meta)
+    times = []
     for _ in range(int(steps)):
         t0 = time.perf_counter()
-        n = int(batch_tokens)
-        chunk = torch.from_numpy(toks[pos:pos + n + 1])
-        pos += n
-        x, y = chunk[:-1].view(-1, L), chunk[1:].view(-1, L)
-        loss = model(x, y) / y.numel()
-        model.zero_grad(set_to_none=True)
-        loss.backward()
-        with torch.no_grad():
-            for p, buf in zip(mats, bufs):
-                buf.mul_(mom).add_(p.grad)
-                g = newton_schulz5(p.grad + mom * buf, ns)
-                p.add_(g, alpha=-lr * max(1, p.shape[0] / p.shape[1]) ** 0.5)
-        adam.step()
+        train_step(model, opt, batches, 1, int(batch_tokens))
         times.append(time.perf_counter() - t0)
     ms = statistics.median(times[1:]) * 1000
+    save_if_asked(model)
     print(json.dumps({"step_ms": ms, "tokens_per_s": int(batch_tokens) / ms * 1000, "threads": int(threads)}))
+
+
+# --- bench-gpu: the PyTorch reference of scripts/bench-gpu.sh -----------------------------------
+
+# The baseline preset (spec/baseline.md §4.5), for a model built without a pgolf config
+BASELINE = dict(x.split("=") for x in """vocab_size=1024 num_layers=9 model_dim=512 num_heads=8 num_kv_heads=4
+mlp_mult=2 tie_embeddings=1 train_seq_len=1024 rope_base=10000 logit_softcap=30 qk_gain_init=1.5
+tied_embed_init_std=0.005 train_batch_tokens=524288 grad_accum_steps=8 embed_lr=0.6 head_lr=0.008 tied_embed_lr=0.05
+matrix_lr=0.04 scalar_lr=0.04 muon_momentum=0.95 muon_backend_steps=5 beta1=0.9 beta2=0.95 adam_eps=1e-08
+rms_norm_eps=1.1920928955078125e-07""".split())
+
+
+def read_tokens_upto(pattern, limit):
+    """The first limit tokens of the shards (all when fewer), int64, without reading the rest."""
+    out, have = [], 0
+    for f in sorted(glob.glob(pattern)):
+        hdr = np.fromfile(f, dtype="<i4", count=256)
+        if hdr.size != 256 or hdr[0] != 20240520 or hdr[1] != 1:
+            sys.exit(f"{f}: not a parameter-golf shard")
+        n = min(int(hdr[2]), limit - have)
+        out.append(np.fromfile(f, dtype="<u2", count=n, offset=1024).astype(np.int64))
+        have += n
+        if have >= limit:
+            break
+    if not out:
+        sys.exit(f"pg_torch.py: no shards match {pattern}")
+    return np.concatenate(out)
+
+
+def build_model(args):
+    """The model of a pgolf checkpoint (its weights), of a config (pg-train --dry-run --json, or a
+    checkpoint's metadata) or the baseline preset, the latter two initialized as train_gpt.py
+    (tok_emb N(0, tied_embed_init_std), zero output projections)."""
+    if args.ckpt:
+        tensors, meta = read_safetensors(args.ckpt)
+    else:
+        tensors, meta = None, dict(BASELINE)
+        if args.config:
+            c = json.load(open(args.config))
+            meta = {k: str(v) for k, v in c.get("config", c).items()}
+    unknown = sorted(set(meta) - KNOWN_META)
+    if unknown:  # a speed reference, not a parity check: say so and go on
+        print(f"pg_torch.py bench-gpu: not implemented, ignored: {', '.join(unknown)}", file=sys.stderr)
+    model = GPT(meta)
+    if tensors is not None:
+        model.load_state_dict(tensors, strict=True)
+    else:
+        torch.manual_seed(int(meta.get("seed", 1337)))
+        with torch.no_grad():
+            model.tok_emb.weight.normal_(0, float(meta.get("tied_embed_init_std", 0.005)))
+            for n, p in model.named_parameters():
+                if n.endswith(("attn.proj.weight", "mlp.proj.weight")) or n == "lm_head.weight":
+                    p.zero_()
+    return model, meta, unknown
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def fast_path_check(model, batches, L, device):
+    """The FAST kernels (F.rms_norm, SDPA) against the explicit float32 path on two sequences."""
+    global FAST
+    if not (HAVE_SDPA or HAVE_RMS_NORM):
+        return None
+    x, y = batches.next(2 * L)
+    x, y = x.to(device), y.to(device)
+    with torch.no_grad():
+        FAST = False
+        ref = float(model(x, y))
+        FAST = True
+        fast = float(model(x, y))
+    batches.pos = 0
+    return {"explicit": ref / y.numel(), "fast": fast / y.numel(), "rel": abs(fast - ref) / abs(ref)}
+
+
+def cmd_bench_gpu(argv):
+    import argparse
+    global FAST
+    ap = argparse.ArgumentParser(prog="pg_torch.py bench-gpu", description="""Training steps and eval
+        forwards of the PyTorch reference (this file's model with flash attention, torch.compile and
+        bf16 autocast as parameter-golf's train_gpt.py; Muon + Adam as BaselineOptim) on token
+        shards. Prints one JSON object.""")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--ckpt", help="a pgolf checkpoint (weights and config)")
+    src.add_argument("--config", help="a config: pg-train --dry-run --json output, or a flat JSON object")
+    ap.add_argument("-d", "--data", required=True, help="folder of the token shards")
+    ap.add_argument("--prefix", default="fineweb")
+    ap.add_argument("--eval-data", help="folder of the val shards (default: --data)")
+    ap.add_argument("--eval-prefix", help="their prefix (default: --prefix)")
+    ap.add_argument("--steps", type=int, default=12, help="timed training steps (12)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first; the first compiles (3)")
+    ap.add_argument("--accum", type=int, help="micro-batches per step (the config's grad_accum_steps)")
+    ap.add_argument("--micro-seqs", type=int, help="sequences per micro-batch (the config's batch / accum / seq)")
+    ap.add_argument("--eval-batches", type=int, default=16, help="timed eval forwards (16)")
+    ap.add_argument("--eval-seqs", type=int, default=64, help="sequences per eval forward (64)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--compile", dest="compile", action="store_true", default=None)
+    ap.add_argument("--no-compile", dest="compile", action="store_false")
+    ap.add_argument("--autocast", dest="autocast", action="store_true", default=None, help="bf16 autocast")
+    ap.add_argument("--no-autocast", dest="autocast", action="store_false")
+    ap.add_argument("--fast", dest="fast", action="store_true", default=None,
+                    help="flash attention and F.rms_norm where torch has them (default: on CUDA)")
+    ap.add_argument("--no-fast", dest="fast", action="store_false")
+    ap.add_argument("--ns-dtype", choices=("bf16", "fp32"), help="Newton-Schulz dtype (bf16 on CUDA, fp32 on the CPU)")
+    ap.add_argument("--fullgraph", action="store_true", help="torch.compile(fullgraph=True), as train_gpt.py")
+    ap.add_argument("--threads", type=int, help="CPU threads")
+    ap.add_argument("--no-eval", action="store_true")
+    ap.add_argument("--no-train", action="store_true")
+    a = ap.parse_args(argv)
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+    if cuda and not torch.cuda.is_available():
+        sys.exit("pg_torch.py bench-gpu: no CUDA device (--device cpu for a CPU run)")
+    compile_ = cuda if a.compile is None else a.compile
+    if compile_ and not hasattr(torch, "compile"):
+        sys.exit(f"pg_torch.py bench-gpu: torch {torch.__version__} has no torch.compile (--no-compile)")
+    autocast_on = cuda if a.autocast is None else a.autocast
+    fast = cuda if a.fast is None else a.fast
+    ns_dtype = torch.bfloat16 if (a.ns_dtype or ("bf16" if cuda else "fp32")) == "bf16" else None
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    t_start = time.perf_counter()
+    model, meta, unknown = build_model(a)
+    L = int(meta["train_seq_len"])
+    accum = a.accum or int(meta.get("grad_accum_steps", 8))
+    micro = a.micro_seqs or max(1, int(meta.get("train_batch_tokens", 524288)) // (accum * L))
+    micro_tokens = micro * L
+    steps_total = a.warmup + a.steps
+    need = 0 if a.no_train else (steps_total * accum + 2) * micro_tokens + 1
+    batches = Batches(read_tokens_upto(f"{a.data}/{a.prefix}_train_*.bin", need), L) if need else None
+    model.to(dev)
+    res = {"device": torch.cuda.get_device_name(dev) if cuda else "cpu", "torch": torch.__version__,
+           "num_params": sum(p.numel() for p in model.parameters()), "seq_len": L, "accum": accum,
+           "micro_seqs": micro, "batch_tokens": accum * micro_tokens, "compiled": bool(compile_),
+           "autocast_bf16": bool(autocast_on), "fast_kernels": bool(fast),
+           "ns_dtype": "bf16" if ns_dtype else "fp32", "ignored_config_keys": unknown}
+    if fast and cuda and batches is not None:
+        res["fast_path_check"] = fast_path_check(model, batches, L, dev)
+    FAST = fast
+    if cuda:  # train_gpt.py's settings: TF32 for float32 products, flash attention only
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        if hasattr(torch.backends.cuda, "enable_cudnn_sdp"):
+            torch.backends.cuda.enable_cudnn_sdp(False)
+        torch.backends.cuda.enable_flash_sdp(True)
+        # a document mask needs the memory-efficient kernel (FlashAttention-3's varlen is not in
+        # torch), math as the last resort
+        torch.backends.cuda.enable_mem_efficient_sdp(bool(model.varlen))
+        torch.backends.cuda.enable_math_sdp(bool(model.varlen))
+    if autocast_on:  # train_gpt.py keeps tok_emb in bf16 (its Adam state too) and the rest in float32
+        model.tok_emb.weight.data = model.tok_emb.weight.data.to(torch.bfloat16)
+    fwd = torch.compile(model, dynamic=False, fullgraph=a.fullgraph) if compile_ else model
+    ac = (lambda: torch.autocast(device_type=dev.type, dtype=torch.bfloat16)) if autocast_on else None
+    res["setup_s"] = time.perf_counter() - t_start
+    if not a.no_train:
+        opt = BaselineOptim(model, meta, ns_dtype=ns_dtype, fused=cuda, compile_ns=compile_)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(dev)
+        times, losses = [], []
+        model.train()
+        for i in range(steps_total):
+            sync(dev)
+            t0 = time.perf_counter()
+            loss = train_step(fwd, opt, batches, accum, micro_tokens, dev, ac)
+            sync(dev)
+            times.append(time.perf_counter() - t0)
+            losses.append(float(loss))
+        timed = times[a.warmup:] or times[-1:]
+        res.update({"compile_s": times[0] - statistics.median(timed) if compile_ else 0.0,
+                    "first_step_ms": times[0] * 1000, "step_ms": statistics.median(timed) * 1000,
+                    "step_ms_all": [round(t * 1000, 3) for t in times],
+                    "tokens_per_s": accum * micro_tokens / statistics.median(timed), "loss_first": losses[0],
+                    "loss_last": losses[-1], "peak_bytes": torch.cuda.max_memory_allocated(dev) if cuda else None})
+        save_if_asked(model)
+    if not a.no_eval:
+        ed, ep = a.eval_data or a.data, a.eval_prefix or a.prefix
+        n = a.eval_seqs * L
+        vb = Batches(read_tokens_upto(f"{ed}/{ep}_val_*.bin", (a.eval_batches + 3) * n + 1), L)
+        if len(vb.toks) < n + 1:  # a short val set: repeat it to fill one forward
+            vb.toks = np.resize(vb.toks, n + 1)
+        model.eval()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(dev)
+        times, nll = [], 0.0
+        with torch.no_grad():
+            for i in range(a.eval_batches + 2):
+                x, y = vb.next(n)
+                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+                sync(dev)
+                t0 = time.perf_counter()
+                if ac is not None:
+                    with ac():
+                        loss = fwd(x, y)
+                else:
+                    loss = fwd(x, y)
+                sync(dev)
+                times.append(time.perf_counter() - t0)
+                nll += float(loss)
+        timed = times[2:]
+        res.update({"eval_compile_s": times[0] - statistics.median(timed) if compile_ else 0.0,
+                    "eval_tokens": n * len(timed), "eval_seconds": sum(timed),
+                    "eval_tokens_per_s": n * len(timed) / sum(timed), "eval_loss": nll / (n * len(times)),
+                    "eval_peak_bytes": torch.cuda.max_memory_allocated(dev) if cuda else None})
+    print(json.dumps(res))
+
+
+def cmd_peak(argv):
+    """The device's bf16 matrix-product rate (median of reps n×n×n products after warm-up, random
+    data) and its device-to-device copy rate (bytes read + written per second)."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="pg_torch.py peak")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--n", type=int, default=8192)
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--copy-mib", type=int, default=2048)
+    a = ap.parse_args(argv)
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+
+    def timed(fn):
+        for _ in range(3):
+            fn()
+        ts = []
+        for _ in range(a.reps):
+            if cuda:
+                e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                e0.record()
+                fn()
+                e1.record()
+                e1.synchronize()
+                ts.append(e0.elapsed_time(e1) / 1000)
+            else:
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    gen = torch.Generator(device=dev).manual_seed(0)
+    x = torch.randn(a.n, a.n, device=dev, generator=gen).to(torch.bfloat16)
+    y = torch.randn(a.n, a.n, device=dev, generator=gen).to(torch.bfloat16)
+    out = torch.empty(a.n, a.n, device=dev, dtype=torch.bfloat16)
+    t_mm = timed(lambda: torch.matmul(x, y, out=out))
+    x = y = out = None  # free them before the copy buffers
+    nbytes = a.copy_mib << 20
+    src = torch.empty(nbytes, dtype=torch.uint8, device=dev).fill_(1)
+    dst = torch.empty_like(src)
+    t_cp = timed(lambda: dst.copy_(src))
+    print(json.dumps({"device": torch.cuda.get_device_name(dev) if cuda else "cpu", "torch": torch.__version__,
+                      "matmul_n": a.n, "reps": a.reps, "matmul_ms": t_mm * 1000, "bf16_tflops": 2 * a.n ** 3 / t_mm / 1e12,
+                      "copy_mib": a.copy_mib, "copy_ms": t_cp * 1000, "copy_gbps": 2 * nbytes / t_cp / 1e9}))
+
+
+def cmd_take_shard(src_pattern, out, ntokens):
+    """A shard of ntokens tokens: the first ones of src_pattern's shards, repeated when fewer (the
+    benchmark's eval set; a small train shard for a GPU machine)."""
+    src = read_tokens_upto(src_pattern, int(ntokens))
+    toks = np.resize(src, int(ntokens)).astype("<u2")
+    hdr = np.zeros(256, dtype="<i4")
+    hdr[:3] = (20240520, 1, len(toks))
+    with open(out + ".tmp", "wb") as f:
+        f.write(hdr.tobytes() + toks.tobytes())
+    os.replace(out + ".tmp", out)
+    print(json.dumps({"tokens": len(toks), "source_tokens": len(src)}))
+
+
+def cmd_maxdiff(a, b):
+    """The largest absolute difference between two safetensors files' tensors (same names)."""
+    ta, _ = read_safetensors(a)
+    tb, _ = read_safetensors(b)
+    if sorted(ta) != sorted(tb):
+        sys.exit(f"{a} and {b} hold different tensors")
+    worst = max(((ta[k] - tb[k]).abs().max().item(), k) for k in ta)
+    print(json.dumps({"max_abs_diff": worst[0], "tensor": worst[1]}))
+
+
+class SentencePieceLite:
+    """The part of sentencepiece.SentencePieceProcessor that train_gpt.py's byte tables use
+    (vocab_size, id_to_piece, is_control / is_unknown / is_unused / is_byte), read straight from the
+    .model protobuf (ModelProto.pieces = field 1: piece = 1, score = 2, type = 3), for a machine
+    without the sentencepiece module (bench-gpu.sh puts it on train_gpt.py's path there)."""
+    NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+    def __init__(self, model_file=None, **_):
+        self.pieces, self.types = [], []
+        raw = open(model_file, "rb").read()
+        for field, wire, val in self._fields(raw):
+            if field == 1 and wire == 2:
+                piece, kind = "", self.NORMAL
+                for f2, w2, v2 in self._fields(val):
+                    if f2 == 1 and w2 == 2:
+                        piece = v2.decode("utf-8")
+                    elif f2 == 3 and w2 == 0:
+                        kind = v2
+                self.pieces.append(piece)
+                self.types.append(kind)
+
+    @staticmethod
+    def _fields(buf):
+        i = 0
+
+        def varint():
+            nonlocal i
+            v = shift = 0
+            while True:
+                b = buf[i]
+                i += 1
+                v |= (b & 0x7F) << shift
+                shift += 7
+                if b < 0x80:
+                    return v
+        while i < len(buf):
+            key = varint()
+            field, wire = key >> 3, key & 7
+            if wire == 0:
+                yield field, wire, varint()
+            elif wire == 1:
+                yield field, wire, buf[i:i + 8]
+                i += 8
+            elif wire == 2:
+                n = varint()
+                yield field, wire, buf[i:i + n]
+                i += n
+            elif wire == 5:
+                yield field, wire, buf[i:i + 4]
+                i += 4
+            else:
+                raise ValueError(f"unsupported protobuf wire type {wire}")
+
+    def vocab_size(self):
+        return len(self.pieces)
+
+    def id_to_piece(self, i):
+        return self.pieces[i]
+
+    def is_control(self, i):
+        return self.types[i] == self.CONTROL
+
+    def is_unknown(self, i):
+        return self.types[i] == self.UNKNOWN
+
+    def is_unused(self, i):
+        return self.types[i] == self.UNUSED
+
+    def is_byte(self, i):
+        return self.types[i] == self.BYTE
+
+
+def cmd_spm_info(model_file):
+    sp = SentencePieceLite(model_file=model_file)
+    kinds = {}
+    for t in sp.types:
+        kinds[t] = kinds.get(t, 0) + 1
+    print(json.dumps({"vocab_size": sp.vocab_size(), "control": kinds.get(3, 0), "unknown": kinds.get(2, 0),
+                      "byte": kinds.get(6, 0), "unused": kinds.get(5, 0), "normal": kinds.get(1, 0)}))
+    for p in sp.pieces:
+        print(p)
 
 
 def main():
@@ -492,6 +990,16 @@ def main():
         cmd_perturb(*args)
     elif cmd == "bench":
         cmd_bench(*args)
+    elif cmd == "bench-gpu":
+        cmd_bench_gpu(args)
+    elif cmd == "peak":
+        cmd_peak(args)
+    elif cmd == "take-shard":
+        cmd_take_shard(*args)
+    elif cmd == "maxdiff":
+        cmd_maxdiff(*args)
+    elif cmd == "spm-info":
+        cmd_spm_info(*args)
     else:
         sys.exit(__doc__)
 
