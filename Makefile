@@ -193,15 +193,16 @@ $(O)/tests/%_gpu: tests/emu/%.c tests/tap.h tests/emu/parity.h kernels/cuda/ops.
 	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPG) $(LDLIBS) $(CUBLAS_LIBS)
 
 # The training and scoring commands linked against the emulated kernels (test tools, not
-# installed): `--device cuda` runs on kernels/emu, so tests/cli/test-train-cuda.sh trains through
+# installed): `--device cuda` runs on kernels/emu, so tests/cli/test-train-cuda.sh trains (and
+# scores, and test-time trains) through
 # the real command line in make check. backend_select.c is compiled again with the CUDA branch on.
 EMU_SELECT := $(O)/emu/lib/backend_select.o
-EMU_CMDS := $(O)/tests/tools/pg-train-emu $(O)/tests/tools/pg-eval-emu
+EMU_CMDS := $(O)/tests/tools/pg-train-emu $(O)/tests/tools/pg-eval-emu $(O)/tests/tools/pg-ttt-emu
 all: $(EMU_CMDS)
 $(EMU_SELECT): lib/backend_select.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) -DPG_HAVE_CUDA=1 -c $< -o $@
-$(O)/tests/tools/pg-eval-emu: $(O)/cmd/scoring.o
+$(O)/tests/tools/pg-eval-emu $(O)/tests/tools/pg-ttt-emu: $(O)/cmd/scoring.o
 $(O)/tests/tools/pg-%-emu: $(O)/cmd/pg-%.o $(CLI_OBJ) $(EMU_SELECT) $(EMU_LIB) $(LIBPG)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SANFLAGS) -fopenmp $(LDFLAGS) -o $@ $(filter %.o,$^) $(EMU_LIB) $(LIBPG) $(LDLIBS)

@@ -45,6 +45,13 @@ int pg_cli_common(struct pg_cli *cli, int c)
     }
 }
 
+int pg_cli_precision(const struct pg_cli *cli, const char *arg)
+{
+    if (strcmp(arg, "fp32") != 0 && strcmp(arg, "bf16") != 0)
+        pg_cli_usage_error(cli, "--precision %s: expected fp32 or bf16", arg);
+    return strcmp(arg, "bf16") == 0;
+}
+
 int pg_cli_progress(const struct pg_cli *cli)
 {
     if (cli->progress >= 0) return cli->progress;

@@ -40,6 +40,9 @@ void pg_cli_init(struct pg_cli *cli, const char *prog, const char *usage, char *
  * tuning chose, if anything). @return 1 if handled, 0 if not ours. */
 int pg_cli_common(struct pg_cli *cli, int c);
 
+/* --precision's argument: 1 for bf16, 0 for fp32; anything else is a usage error (exit 2). */
+int pg_cli_precision(const struct pg_cli *cli, const char *arg);
+
 /* @return whether to draw a progress line (resolves "auto"). */
 int pg_cli_progress(const struct pg_cli *cli);
 

@@ -74,11 +74,7 @@ int main(int argc, char **argv)
         case OPT_SEQLEN: pg_cli_check(&cli, pg_parse_int("--seq-len", optarg, 1, 1 << 20, &seq_len)); break;
         case OPT_BATCH: pg_cli_check(&cli, pg_parse_int("--batch-seqs", optarg, 1, 1 << 16, &batch)); break;
         case OPT_DEVICE: device = optarg; break;
-        case OPT_PRECISION:
-            if (strcmp(optarg, "fp32") != 0 && strcmp(optarg, "bf16") != 0)
-                pg_cli_usage_error(&cli, "--precision %s: expected fp32 or bf16", optarg);
-            bf16 = strcmp(optarg, "bf16") == 0;
-            break;
+        case OPT_PRECISION: bf16 = pg_cli_precision(&cli, optarg); break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }

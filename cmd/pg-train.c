@@ -183,11 +183,7 @@ int main(int argc, char **argv)
         case OPT_MUON_BF16: o.muon_bf16 = 1; break;
         case OPT_DRY_RUN: dry_run = 1; break;
         case OPT_DEVICE: device = optarg; break;
-        case OPT_PRECISION:
-            if (strcmp(optarg, "fp32") != 0 && strcmp(optarg, "bf16") != 0)
-                pg_cli_usage_error(&cli, "--precision %s: expected fp32 or bf16", optarg);
-            precision = optarg;
-            break;
+        case OPT_PRECISION: precision = pg_cli_precision(&cli, optarg) ? "bf16" : "fp32"; break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }

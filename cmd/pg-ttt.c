@@ -41,6 +41,9 @@ static const char usage[] =
     "      --batch-seqs N         windows per forward pass (default 8)\n"
     "      --step-seqs N          windows per SGD step (default 32)\n"
     "      --token-losses FILE    write every target's loss (float32 LE, stream order) to FILE\n"
+    "      --device NAME          cpu (default) or cuda (the first GPU; exit 3 without one): scoring\n"
+    "                             and SGD on the device\n"
+    "      --precision P          fp32 (default) or bf16: matrix products with bfloat16 inputs\n"
     "      --json                 print the result as JSON on standard output\n"
     "      --progress             always draw the progress line\n"
     "      --no-progress          never draw it (default: when stderr is a terminal)\n"
@@ -64,6 +67,8 @@ enum {
     OPT_BATCH,
     OPT_STEP,
     OPT_LOSSES,
+    OPT_DEVICE,
+    OPT_PRECISION,
 };
 
 static const struct option longopts[] = {
@@ -79,6 +84,8 @@ static const struct option longopts[] = {
     {"batch-seqs", required_argument, 0, OPT_BATCH},
     {"step-seqs", required_argument, 0, OPT_STEP},
     {"token-losses", required_argument, 0, OPT_LOSSES},
+    {"device", required_argument, 0, OPT_DEVICE},
+    {"precision", required_argument, 0, OPT_PRECISION},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
@@ -87,7 +94,8 @@ int main(int argc, char **argv)
 {
     struct pg_cli cli;
     pg_cli_init(&cli, "pg-ttt", usage, argv);
-    const char *data = NULL, *tokpath = NULL, *prefix = "fineweb", *losses_path = NULL;
+    const char *data = NULL, *tokpath = NULL, *prefix = "fineweb", *losses_path = NULL, *device = "cpu";
+    int bf16 = 0;
     struct pg_ttt_params p;
     pg_ttt_params_default(&p);
     int seq_len = 0, c;
@@ -108,6 +116,8 @@ int main(int argc, char **argv)
         case OPT_BATCH: pg_cli_check(&cli, pg_parse_int("--batch-seqs", optarg, 1, 1 << 16, &p.batch_seqs)); break;
         case OPT_STEP: pg_cli_check(&cli, pg_parse_int("--step-seqs", optarg, 1, 1 << 24, &p.step_seqs)); break;
         case OPT_LOSSES: losses_path = optarg; break;
+        case OPT_DEVICE: device = optarg; break;
+        case OPT_PRECISION: bf16 = pg_cli_precision(&cli, optarg); break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
@@ -118,7 +128,10 @@ int main(int argc, char **argv)
 
     /* Without training the model needs no gradients: --epochs 0 runs in pg-eval's memory. */
     struct pg_scoring sc;
-    pg_scoring_open(&cli, &sc, model, data, prefix, tokpath, seq_len, p.epochs > 0, &pg_backend_cpu);
+    const struct pg_backend *be;
+    pg_cli_check(&cli, pg_backend_by_name(device, &be));
+    be->set_bf16(bf16);
+    pg_scoring_open(&cli, &sc, model, data, prefix, tokpath, seq_len, p.epochs > 0, be);
     struct pg_config cfg = sc.cfg;
     struct pg_model *m = &sc.m;
     struct pg_val_set *v = &sc.val;

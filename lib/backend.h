@@ -235,6 +235,9 @@ struct pg_backend {
     void (*ema_update)(float *ema, const pg_real *theta, size_t n, double decay);
     void (*swa_add)(double *sum, const pg_real *x, size_t n);
     void (*swa_average)(pg_real *dst, const double *sum, size_t n, double count);
+    /* pg_sgd_step's element update (lib/sgd.h; TTT): buf = mu·buf + g; p −= lr·buf, in pg_real
+     * with mu and lr already rounded to it. */
+    void (*sgd_update)(pg_real *p, const pg_real *g, pg_real *buf, size_t n, double mu, double lr);
     /* pg_fake_quant_rows (lib/quant.h): per-row symmetric fake quantization to `bits`. */
     void (*fake_quant_rows)(pg_real *dst, const pg_real *src, int64_t rows, int64_t cols, int bits);
 };

@@ -25,11 +25,17 @@ struct pg_sgd {
     pg_real *buf;            /* momentum buffers, zero at init */
     double momentum;         /* μ, in [0, 1) */
     int64_t step;            /* steps taken */
+    const struct pg_backend *be; /* where buf (and the tensors) live: NULL for host memory */
 };
 
 /* Sets up SGD over `n` tensors with zero momentum buffers. @return 0, PG_E_INVAL (momentum
  * outside [0, 1) or NaN, a NULL list or array), or PG_E_NOMEM (nothing is left allocated). */
 int pg_sgd_init(struct pg_sgd *s, const struct pg_opt_tensor *tensors, size_t n, double momentum);
+
+/* pg_sgd_init with the buffers in be's memory (NULL: host); the steps then run as be's
+ * sgd_update, with the same arithmetic. */
+int pg_sgd_init_on(struct pg_sgd *s, const struct pg_backend *be, const struct pg_opt_tensor *tensors, size_t n,
+                   double momentum);
 
 /* One step at learning rate lr over every tensor: buf = μ·buf + g; p −= lr·buf. */
 void pg_sgd_step(struct pg_sgd *s, double lr);

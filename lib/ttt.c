@@ -92,7 +92,7 @@ int pg_ttt_open(struct pg_ttt **out, struct pg_model *m, const struct pg_val_set
             s->all[i] = (struct pg_opt_tensor){m->params + t->offset, m->grads + t->offset, (int)t->shape[0],
                                                t->ndim == 2 ? (int)t->shape[1] : 0, t->numel};
         }
-        if (!rc) rc = pg_sgd_init(&s->sgd, s->all, (size_t)m->ntensors, p->momentum);
+        if (!rc) rc = pg_sgd_init_on(&s->sgd, m->be, s->all, (size_t)m->ntensors, p->momentum);
     }
     if (rc) {
         pg_ttt_close(s);
@@ -161,10 +161,11 @@ static int train_chunk(struct pg_ttt *s, int64_t c, int64_t q0, int64_t q1, doub
                 s->work += nt;
                 pg_progress_update(&s->prog, s->work);
             }
+            PG_TRY(m->be->status()); /* a device's failure before a NaN it may have caused */
             if (!isfinite(loss))
                 return pg_error(PG_E_FORMAT, "TTT chunk %lld, epoch %d: the training loss is %g: diverged (lower --lr)",
                                 (long long)c, e + 1, loss);
-            if (s->p.grad_clip > 0) pg_clip_grad_norm(s->all, (size_t)m->ntensors, s->p.grad_clip);
+            if (s->p.grad_clip > 0) pg_clip_grad_norm_on(m->be, s->all, (size_t)m->ntensors, s->p.grad_clip);
             pg_sgd_step(&s->sgd, lr);
             s->steps++;
             if (s->h.updated) s->h.updated(s->h.ctx, c, s0 * L, s1 * L + 1);

@@ -412,3 +412,23 @@ extern "C" void pg_cuda_fake_quant_rows(float *dst, const float *src, int64_t ro
                                                                                    (float)((1 << (bits - 1)) - 1));
     launched();
 }
+
+// ---- SGD with momentum (TTT) ----------------------------------------------------------------------
+
+__global__ void sgd_kernel(float *p, const float *g, float *buf, size_t n, float mu, float lr)
+{
+    GRID_STRIDE(i, n)
+    {
+        float b = FADD(FMUL(mu, buf[i]), g[i]);
+        buf[i] = b;
+        p[i] = FSUB(p[i], FMUL(lr, b));
+    }
+}
+
+extern "C" void pg_cuda_sgd_update(float *p, const float *g, float *buf, size_t n, double mu, double lr)
+{
+    if (n == 0) return;
+    PG_LAUNCH(sgd_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(p, g, buf, n, (float)mu,
+                                                                                           (float)lr);
+    launched();
+}

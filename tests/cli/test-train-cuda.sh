@@ -25,6 +25,8 @@ if [ "${PG_EXPECT_GPU:-0}" = 1 ]; then
 else
     DTRAIN=$TB/tools/pg-train-emu DEVAL=$TB/tools/pg-eval-emu where="the emulated GPU"
 fi
+DTTT=${DEVAL%-eval-emu}-ttt-emu
+[ "${PG_EXPECT_GPU:-0}" = 1 ] && DTTT=$PG_BIN/pg-ttt
 if ! [ -x "$DTRAIN" ] || ! [ -x "$DIFF" ]; then
     echo "1..0 # SKIP no CUDA build of the test tools (pg-train-emu, st_diff)"
     exit 0
@@ -114,4 +116,15 @@ check "its checkpoint scores the same in pg-eval on the CPU ($a) and on $where (
     awk -v a="$a" -v b="$b" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(a > 0 && d <= 1e-5 * a)}'
 check "and as the training's own last validation ($t)" \
     awk -v a="$a" -v b="$t" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(a > 0 && d <= 1e-5 * a)}'
+# ---- test-time training on the device: score-first SGD as on the CPU ----
+TTT="-d $W/data --prefix t -m $W/sp.model --epochs 2 --chunk-tokens 128 --step-seqs 2 --batch-seqs 2 --lr 0.01 --json"
+# shellcheck disable=SC2086
+"$PG_BIN/pg-ttt" "$W/g/model.safetensors" $TTT >"$W/tc.json" 2>"$W/tc.err"
+# shellcheck disable=SC2086
+"$DTTT" "$W/g/model.safetensors" $TTT --device cuda >"$W/tg.json" 2>"$W/tg.err"
+a=$(jq .val_bpb "$W/tc.json") b=$(jq .val_bpb "$W/tg.json") s=$(jq .steps "$W/tg.json")
+check "pg-ttt on $where: $s SGD steps, val_bpb $b against the CPU's $a (within 1e-5)" \
+    awk -v a="$a" -v b="$b" -v s="$s" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(s > 0 && a > 0 && d <= 1e-5 * a)}'
+check "and TTT changed the score (the steps ran: $b against pg-eval's $(jq .val_bpb "$W/eg.json"))" \
+    awk -v a="$b" -v b="$(jq .val_bpb "$W/eg.json")" 'BEGIN {exit !(a != b)}'
 finish

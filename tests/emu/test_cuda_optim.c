@@ -4,7 +4,7 @@
  * real device, make check-gpu).
  *
  * Element updates (Adam and AdamW, Muon's momentum, EMA, SWA, the SWA average, fake
- * quantization) are required to give the host's bits: both sides evaluate the same expression
+ * quantization, TTT's SGD) are required to give the host's bits: both sides evaluate the same expression
  * with each operation rounded on its own (optim_ops.h). What goes through a product or a norm is
  * compared with parity.h's rule: Muon (Newton–Schulz's products are cuBLAS's against OpenBLAS's
  * summation orders; fp32 and bf16, classic and Polar Express, MuonEq-R, weight decay), at 1e-4 of
@@ -16,6 +16,7 @@
 
 #include "../../lib/optim.h"
 #include "../../lib/quant.h"
+#include "../../lib/sgd.h"
 #include "../../kernels/cuda/optim_ops.h"
 
 static const struct pg_backend *gpu = &pg_backend_cuda;
@@ -192,6 +193,26 @@ static void test_averages(void)
     ok(same_bits(back(d_avg, n), avg, n), "swa: the average sum / count equals the host's bits");
 }
 
+static void test_sgd(double momentum)
+{
+    struct pair q[2] = {make_pair(3, 41, 1, 1), make_pair(1, 9000, 0.5f, 2)};
+    struct pg_opt_tensor th[2], td[2];
+    lists(q, 2, th, td);
+    struct pg_sgd sh, sd;
+    int rc = pg_sgd_init(&sh, th, 2, momentum) || pg_sgd_init_on(&sd, gpu, td, 2, momentum);
+    is_int(rc, 0, "sgd momentum %g: set up on the host and on the device", momentum);
+    int same = 1;
+    for (int step = 0; step < 4; step++) {
+        new_grads(q, 2, 1);
+        if (step == 2) pg_sgd_reset(&sh), pg_sgd_reset(&sd); /* TTT resets between documents */
+        pg_sgd_step(&sh, 0.01 * (step + 1));
+        pg_sgd_step(&sd, 0.01 * (step + 1));
+        for (int i = 0; i < 2; i++) same = same && same_bits(back(q[i].dp, q[i].n), q[i].hp, q[i].n);
+    }
+    ok(same, "sgd momentum %g: 4 steps (a reset between) give the host's parameters bit for bit", momentum);
+    pg_sgd_free(&sh), pg_sgd_free(&sd);
+}
+
 static void test_fake_quant(int bits)
 {
     char what[48];
@@ -226,5 +247,7 @@ int main(void)
     test_averages();
     test_fake_quant(6);
     test_fake_quant(8);
+    test_sgd(0.9);
+    test_sgd(0);
     return parity_done(1e-4);
 }
