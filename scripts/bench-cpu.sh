@@ -10,7 +10,8 @@
 # count as outside BLAS). The PyTorch reference (tests/torch/pg_torch.py, test-only, Debian's
 # python3-torch on OpenBLAS) runs the same steps from the same checkpoint when it is installed;
 # it is timed with OpenBLAS threaded and torch on 1 thread, and the other way round, and the
-# faster is the reference. Data: the demo shards (built by make demo).
+# faster is the reference, with glibc told to keep freed memory (the fastest setting measured).
+# Data: the demo shards (built by make demo).
 #
 # OpenBLAS kernels: both sides run the best core of this CPU (lib/cpu_tune.h; BENCH_CORE=NAME
 # to choose another), named in the output with one product's GFLOP/s, so the ratio compares like
@@ -58,7 +59,10 @@ run_shape() { # name, batch tokens, then pg-train flags
         best=""
         for cfg in "$threads 1" "1 $threads"; do
             ob=${cfg% *} ot=${cfg#* }
-            r=$(OPENBLAS_NUM_THREADS=$ob OMP_NUM_THREADS=$ot $PY tests/torch/pg_torch.py bench \
+            # glibc keeps the memory torch frees (no trimming, no mmap per large tensor): freeing and
+            # refaulting every step's activations made the reference 1.5-2.5x slower and erratic
+            r=$(OPENBLAS_NUM_THREADS=$ob OMP_NUM_THREADS=$ot MALLOC_TRIM_THRESHOLD_=-1 \
+                MALLOC_MMAP_THRESHOLD_=1099511627776 $PY tests/torch/pg_torch.py bench \
                 "$work/$name/model.safetensors" "$work/dperf" demo "$steps" "$bt" "$ot" | jq -r .step_ms)
             printf '%-9s PyTorch %s    %9.1f ms/step  (OpenBLAS %s threads, torch %s)\n' "$name" "$(
                 $PY -c 'import torch; print(torch.__version__)')" "$r" "$ob" "$ot"

@@ -7,7 +7,7 @@
 # device memory, then the ratios; every log goes under the output folder, the table is printed
 # last and also written there (table.txt), with one JSON object per number in results.jsonl.
 # Builds nothing: run it from the GPU bundle (bash .gpu/go.sh scripts/bench-gpu.sh ARGS), or
-# where bin/ holds the programs. docs/BENCH-gpu-howto.md says what each number means.
+# where bin/ holds the programs. docs/BENCH.md (GPU training and evaluation) says what each number means.
 set -eu
 
 usage() {
