@@ -33,6 +33,16 @@ licence_docs() {
     for f in GPL-3 Apache-2.0 GPL-2 MPL-2.0 LGPL-2.1; do echo "/usr/share/common-licenses/$f"; done | head -n "$1" |
         while read -r f; do jq -R -s -c 'split("\n\n")[] | select(test("\\S")) | {text: .}' "$f"; done
 }
+# need_torch: skip the whole test (TAP "1..0 # SKIP") unless Debian's python3-torch and numpy are
+# installed (make check does not install them: about 1 GB); sets PY and REF (pg_torch.py) if so.
+need_torch() {
+    PY=/usr/bin/python3
+    if ! [ -x "$PY" ] || ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
+        echo "1..0 # SKIP python3-torch not installed (apt-get install python3-torch python3-numpy)"
+        exit 0
+    fi
+    REF="$PY tests/torch/pg_torch.py"
+}
 finish() { echo "1..$T_N"; [ "$T_FAILED" -eq 0 ]; }
 T_TMP=$(mktemp -d /tmp/pg-cli-XXXXXX)
 trap 'rm -rf "$T_TMP"' EXIT

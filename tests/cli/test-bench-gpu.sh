@@ -11,12 +11,7 @@
 # final validation would: the table, results.jsonl, and the stand-in stopped after its last step.
 # Skips when python3-torch is not installed (`make check` does not install it).
 . "$(dirname "$0")/lib.sh"
-PY=/usr/bin/python3
-if ! [ -x "$PY" ] || ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
-    echo "1..0 # SKIP python3-torch not installed (apt-get install python3-torch python3-numpy)"
-    exit 0
-fi
-REF="$PY tests/torch/pg_torch.py"
+need_torch
 TOK="$PG_BIN/pg-tokenize" TRAIN="$PG_BIN/pg-train"
 W=$T_TMP
 export LC_ALL=C.UTF-8 OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" PYTHON=$PY PG_BIN

@@ -15,12 +15,7 @@
 # transposed, the switches ignored) each break the agreement. Skips when python3-torch is not
 # installed (`make check` does not install it: it is about 1 GB).
 . "$(dirname "$0")/lib.sh"
-PY=/usr/bin/python3
-if ! [ -x "$PY" ] || ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
-    echo "1..0 # SKIP python3-torch not installed (apt-get install python3-torch python3-numpy)"
-    exit 0
-fi
-REF="$PY tests/torch/pg_torch.py"
+need_torch
 TOK="$PG_BIN/pg-tokenize" TRAIN="$PG_BIN/pg-train" EVAL="$PG_BIN/pg-eval"
 W=$T_TMP
 export LC_ALL=C.UTF-8 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
