@@ -35,7 +35,7 @@ CXXFLAGS ?= -O2 -g
 PG_CFLAGS := -std=c11 $(WARN) -pthread -fopenmp -fno-trapping-math -MMD -MP $(SANFLAGS)
 PG_CXXFLAGS := -std=c++17 $(WARN) -pthread -MMD -MP $(SANFLAGS)
 LDFLAGS ?=
-LDLIBS := -lsentencepiece -lsentencepiece_train -ljansson -lbrotlienc -lbrotlidec -llzma -lz -lstdc++ -lpthread -lm
+LDLIBS := -lsentencepiece -lsentencepiece_train -ljansson -lbrotlienc -lbrotlidec -llzma -lz -llapacke -lstdc++ -lpthread -lm
 
 # ---- feature probes -------------------------------------------------------------------------
 

@@ -9,13 +9,14 @@ PKGS="
 gcc make g++ pkg-config
 libsentencepiece-dev sentencepiece
 libbrotli-dev liblzma-dev zlib1g-dev lrzip brotli xz-utils
-libopenblas-dev
+libopenblas-dev liblapacke-dev
 libjansson-dev
 groff-base man-db
 jq xxd bc time
 "
 # g++/libsentencepiece-dev: the one C++ shim over SentencePiece; sentencepiece: spm_* tools the tests
 # compare against; lrzip/brotli/xz-utils: pg-pack and its benchmarks; libopenblas-dev: CBLAS;
+# liblapacke-dev: LAPACKE (Cholesky and SVD for GPTQ and LQER, on OpenBLAS's LAPACK);
 # libjansson-dev: JSONL docs and safetensors headers; groff-base/man-db: man page lint;
 # jq/xxd: CLI tests; bc/time: the demo summary and the benchmarks.
 
