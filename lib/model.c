@@ -427,6 +427,11 @@ static int parallel_from(const struct pg_model *m)
 
 enum block_mode { BLOCK_SEQ, BLOCK_GPTJ, BLOCK_LANES };
 
+static void tap(const struct pg_model *m, int layer, int site, const pg_real *x, int n, int cols)
+{
+    if (m->tap) m->tap->fn(m->tap->ctx, layer, site, x, n, cols);
+}
+
 /* Attention of layer l on the normed input a->ya: a->ao = proj(gate(xsa(attn(q, k, v)))). */
 static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int b)
 {
@@ -435,6 +440,7 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
     const struct pg_config *c = &m->cfg;
     int n = b * m->t, d = m->d;
     double eps = c->rms_norm_eps;
+    tap(m, l, PG_TAP_QKV, a->ya, n, d);
     be->matmul_fwd(a->qr, a->ya, P(p->c_q), n, d, d);
     be->matmul_fwd(a->k, a->ya, P(p->c_k), n, d, m->kvd);
     be->matmul_fwd(a->v, a->ya, P(p->c_v), n, d, m->kvd);
@@ -466,6 +472,7 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
                           c->sparse_attn_gate ? c->sparse_attn_gate_scale : 1.0, c->attn_out_gate ? 2.0 : 1.0);
         o = a->oy;
     }
+    tap(m, l, PG_TAP_PROJ, o, n, d);
     be->matmul_fwd(a->ao, o, P(p->proj), n, d, d);
 }
 
@@ -473,8 +480,10 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
 static void mlp_forward(struct pg_model *m, int l, struct pg_block_acts *a, int n)
 {
     const struct pg_block_params *p = &m->blk[l];
+    tap(m, l, PG_TAP_FC, a->ym, n, m->d);
     m->be->matmul_fwd(a->hpre, a->ym, P(p->fc), n, m->d, m->hid);
     m->be->relu2_fwd(a->r, a->hpre, (size_t)n * m->hid, m->cfg.mlp_leaky_slope);
+    tap(m, l, PG_TAP_MLP_PROJ, a->r, n, m->hid);
     m->be->matmul_fwd(a->mo, a->r, P(p->mlp_proj), n, m->hid, m->d);
 }
 
@@ -615,6 +624,7 @@ double pg_model_forward(struct pg_model *m, const int32_t *x, const int32_t *y, 
         be->scale(m->x, 0.5, nd);
     }
     be->rmsnorm_fwd(m->yf, m->rsf, m->x, n, d, c->rms_norm_eps, 1); /* no LN scale on the final norm */
+    tap(m, -1, PG_TAP_HEAD, m->yf, n, d);
     const pg_real *head = m->t_head >= 0 ? P(m->t_head) : P(m->t_emb);
     float *dl = losses ? m->losses : NULL; /* per-token losses in backend memory, then copied out */
     double total = !c->softcap_poly5 && c->z_loss == 0 /* the baseline's path, the same call as always */

@@ -65,11 +65,26 @@ struct pg_block_acts {
     pg_real *xin1, *as, *ms;   /* parallel blocks: lane 1 input; scaled attention and MLP outputs */
 };
 
+/* The inputs of the model's linear layers, shown to an observer as pg_model_forward computes them
+ * (pg-quantize's calibration, lib/calib.h): the attention's normed input (c_q, c_k and c_v share
+ * it), the attention output the projection reads (after XSA and the head gate), the MLP's normed
+ * input (fc), its activation (the MLP projection's input), and the final norm's output (the
+ * output head's input, which the tied embedding shares). */
+enum pg_tap_site { PG_TAP_QKV, PG_TAP_PROJ, PG_TAP_FC, PG_TAP_MLP_PROJ, PG_TAP_HEAD, PG_TAP_N };
+
+struct pg_model_tap {
+    /* x: n rows of cols values in the backend's memory, valid during the call only; layer: the
+     * physical layer (a looped layer is shown once per virtual call), -1 for PG_TAP_HEAD */
+    void (*fn)(void *ctx, int layer, int site, const pg_real *x, int n, int cols);
+    void *ctx;
+};
+
 struct pg_model {
     struct pg_config cfg;
     const struct pg_backend *be;
     int d, h, kv, hd, kvd, hid, v, nl, n_enc, n_dec, n_skip;
     int rd;                    /* dims of each head RoPE rotates: hd, or rope_dims (partial RoPE) */
+    const struct pg_model_tap *tap; /* NULL, or the observer of the linear inputs (set by the caller) */
     int looping;               /* depth recurrence on (spec/techniques.md §2.8): set by the trainer from the
                                 * training fraction; pg_model_init turns it on whenever num_loops > 0 */
     struct pg_tensor *tensors;

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "quant.h"
 
+#include "calib.h"
 #include "err.h"
 #include "half.h"
 #include "opt.h"
@@ -92,6 +93,8 @@ void pg_quant_opts_default(struct pg_quant_opts *o, int scheme, int bits)
     o->k[PG_QCLASS_MLP] = 11.5;
     o->k[PG_QCLASS_EMBED] = 14.0;
     o->keep_float_max = PG_QUANT_KEEP_FLOAT_MAX;
+    o->method = PG_QMETHOD_RTN;
+    pg_gptq_opts_default(&o->gptq);
 }
 
 int pg_quant_parse_scheme(const char *s, int *scheme, int *bits)
@@ -120,13 +123,32 @@ int pg_quant_parse_clip(const char *s, int *clip)
     return pg_error(PG_E_INVAL, "--clip: unknown clip rule '%s' (sdclip, maxabs, quantile)", s);
 }
 
-/* Applies "class=value,..." (or a bare value for every class) through set(), on a copy. */
-static int parse_per_class(const char *what, const char *spec, void *vals,
-                           int (*set)(const char *what, const char *v, void *vals, int cls))
+/* A tensor-name prefix for an override: letters, digits, '.', '_', no leading/trailing '.'. */
+static int valid_prefix(const char *p, size_t n)
+{
+    if (n == 0 || n >= sizeof ((struct pg_quant_override *)0)->prefix || p[0] == '.' || p[n - 1] == '.') return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(p[i] == '.' || p[i] == '_' || (p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'z') ||
+              (p[i] >= 'A' && p[i] <= 'Z')))
+            return 0;
+    return 1;
+}
+
+static int parse_value(const char *what, const char *v, int is_k, int *bits, double *k)
+{
+    if (!is_k) return pg_parse_int(what, v, 2, 8, bits);
+    PG_TRY(pg_parse_f64(what, v, 0, 1000, k));
+    if (!(*k > 0)) return pg_error(PG_E_INVAL, "%s: k must be positive, not %s", what, v);
+    return 0;
+}
+
+/* Applies "key=value,..." (or a bare value for every class) to o: a class key sets the class's
+ * value, any other key adds a per-tensor override. */
+static int parse_items(struct pg_quant_opts *o, const char *what, const char *spec, int is_k)
 {
     if (!spec || !*spec) return pg_error(PG_E_INVAL, "%s: empty value", what);
     if (!strchr(spec, '=')) {
-        for (int c = 0; c < PG_QCLASS_N; c++) PG_TRY(set(what, spec, vals, c));
+        for (int c = 0; c < PG_QCLASS_N; c++) PG_TRY(parse_value(what, spec, is_k, &o->bits[c], &o->k[c]));
         return 0;
     }
     char *copy = pg_strdup(spec);
@@ -135,48 +157,60 @@ static int parse_per_class(const char *what, const char *spec, void *vals,
     char *save = NULL;
     for (char *item = strtok_r(copy, ",", &save); item && !rc; item = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(item, '=');
+        size_t kl = eq ? (size_t)(eq - item) : 0;
         int cls = -1;
         for (int c = 0; c < PG_QCLASS_N && eq; c++)
-            if (strlen(class_names[c]) == (size_t)(eq - item) && strncmp(item, class_names[c], (size_t)(eq - item)) == 0)
-                cls = c;
-        if (cls < 0)
-            rc = pg_error(PG_E_INVAL, "%s: '%s' is not CLASS=VALUE with CLASS one of attn, mlp, embed", what, item);
-        else rc = set(what, eq + 1, vals, cls);
+            if (strlen(class_names[c]) == kl && strncmp(item, class_names[c], kl) == 0) cls = c;
+        if (cls >= 0) {
+            rc = parse_value(what, eq + 1, is_k, &o->bits[cls], &o->k[cls]);
+        } else if (!eq || !valid_prefix(item, kl)) {
+            rc = pg_error(PG_E_INVAL, "%s: '%s' is not KEY=VALUE with KEY a class (attn, mlp, embed) or a tensor-name "
+                          "prefix (blocks.3.mlp)", what, item);
+        } else if (o->nov == PG_QUANT_MAX_OVERRIDES) {
+            rc = pg_error(PG_E_INVAL, "%s: more than %d per-tensor settings", what, PG_QUANT_MAX_OVERRIDES);
+        } else {
+            struct pg_quant_override *ov = &o->ov[o->nov];
+            memset(ov, 0, sizeof *ov);
+            memcpy(ov->prefix, item, kl);
+            rc = parse_value(what, eq + 1, is_k, &ov->bits, &ov->k);
+            if (!rc) o->nov++;
+        }
     }
     free(copy);
     return rc;
 }
 
-static int set_bits(const char *what, const char *v, void *vals, int cls)
-{
-    return pg_parse_int(what, v, 2, 8, &((int *)vals)[cls]);
-}
-
-static int set_k(const char *what, const char *v, void *vals, int cls)
-{
-    double k;
-    PG_TRY(pg_parse_f64(what, v, 0, 1000, &k));
-    if (!(k > 0)) return pg_error(PG_E_INVAL, "%s: k must be positive, not %s", what, v);
-    ((double *)vals)[cls] = k;
-    return 0;
-}
-
 int pg_quant_parse_bits(struct pg_quant_opts *o, const char *spec)
 {
-    int bits[PG_QCLASS_N];
-    memcpy(bits, o->bits, sizeof bits);
-    PG_TRY(parse_per_class("--bits", spec, bits, set_bits));
-    memcpy(o->bits, bits, sizeof bits);
+    struct pg_quant_opts t = *o;
+    PG_TRY(parse_items(&t, "--bits", spec, 0));
+    *o = t;
     return 0;
 }
 
 int pg_quant_parse_k(struct pg_quant_opts *o, const char *spec)
 {
-    double k[PG_QCLASS_N];
-    memcpy(k, o->k, sizeof k);
-    PG_TRY(parse_per_class("--k", spec, k, set_k));
-    memcpy(o->k, k, sizeof k);
+    struct pg_quant_opts t = *o;
+    PG_TRY(parse_items(&t, "--k", spec, 1));
+    *o = t;
     return 0;
+}
+
+int pg_quant_parse_method(const char *s, int *method)
+{
+    if (strcmp(s, "rtn") == 0) *method = PG_QMETHOD_RTN;
+    else if (strcmp(s, "gptq") == 0) *method = PG_QMETHOD_GPTQ;
+    else return pg_error(PG_E_INVAL, "--method: unknown method '%s' (rtn, gptq)", s);
+    return 0;
+}
+
+const char *pg_qmethod_name(int method) { return method == PG_QMETHOD_GPTQ ? "gptq" : "rtn"; }
+
+/* Does the override prefix cover the tensor name (the prefix, then '.' or the end)? */
+static int covers(const char *prefix, const char *name)
+{
+    size_t n = strlen(prefix);
+    return strncmp(prefix, name, n) == 0 && (name[n] == '.' || name[n] == 0);
 }
 
 /* ---- one row ---- */
@@ -334,7 +368,8 @@ void pg_qtensor_dequantize(const struct pg_qtensor *t, pg_real *out)
 }
 
 /* The storage decision for one tensor of m. */
-static void plan_tensor(const struct pg_tensor *mt, const struct pg_quant_opts *o, struct pg_qtensor *t)
+static void plan_tensor(const struct pg_tensor *mt, const struct pg_quant_opts *o, struct pg_qtensor *t, double *k,
+                        unsigned char *used)
 {
     memset(t, 0, sizeof *t);
     snprintf(t->name, sizeof t->name, "%s", mt->name);
@@ -351,12 +386,21 @@ static void plan_tensor(const struct pg_tensor *mt, const struct pg_quant_opts *
         else t->kind = mt->kind == PG_TENSOR_CONTROL ? PG_QKIND_F32 : PG_QKIND_F16;
     } else if (big && cls >= 0 && mt->kind != PG_TENSOR_CONTROL) {
         t->kind = PG_QKIND_INT, t->bits = o->bits[cls], t->clip = o->clip;
+        *k = o->k[cls];
+        for (int i = 0; i < o->nov; i++)
+            if (covers(o->ov[i].prefix, t->name)) {
+                if (o->ov[i].bits) t->bits = o->ov[i].bits;
+                if (o->ov[i].k > 0) *k = o->ov[i].k;
+                used[i] = 1;
+            }
     } else {
         t->kind = PG_QKIND_F16;
     }
+    t->out_err = -1;
+    t->method = PG_QMETHOD_RTN;
     if (t->kind == PG_QKIND_INT) {
         t->clip_param = t->clip == PG_QCLIP_QUANTILE ? (float)PG_QUANT_BASELINE_Q
-                        : t->clip == PG_QCLIP_SDCLIP ? (float)o->k[cls] : 0.0f;
+                        : t->clip == PG_QCLIP_SDCLIP ? (float)*k : 0.0f;
         t->data_len = (uint64_t)mt->numel;
         t->scale_len = 2 * (uint64_t)t->rows;
     } else {
@@ -380,13 +424,51 @@ static int check_opts(const struct pg_quant_opts *o)
                 return pg_error(PG_E_INVAL, "%s: SDClip k %g is not a positive number", class_names[c], o->k[c]);
         }
     }
+    if (o->nov && o->scheme != PG_QSCHEME_INTN)
+        return pg_error(PG_E_INVAL, "per-tensor bits and k apply to the intN schemes");
+    if (o->nov < 0 || o->nov > PG_QUANT_MAX_OVERRIDES) return pg_error(PG_E_INVAL, "bad override count %d", o->nov);
+    for (int i = 0; i < o->nov; i++)
+        if ((o->ov[i].bits && (o->ov[i].bits < 2 || o->ov[i].bits > 8)) || !(o->ov[i].k >= 0) || !isfinite(o->ov[i].k))
+            return pg_error(PG_E_INVAL, "%s: bad per-tensor setting", o->ov[i].prefix);
+    if (o->method != PG_QMETHOD_RTN && o->method != PG_QMETHOD_GPTQ)
+        return pg_error(PG_E_INVAL, "unknown quantization method %d", o->method);
+    if (o->method == PG_QMETHOD_GPTQ && (o->scheme != PG_QSCHEME_INTN || !o->calib))
+        return pg_error(PG_E_INVAL, "GPTQ needs an intN scheme and calibration statistics");
     return 0;
 }
 
-/* Quantizes one integer tensor from w, its rows in parallel; the error sums come back per row
- * and are added in row order, so they do not depend on the thread count. */
+/* GPTQ over the rounded tensor's row steps (q rewritten), and the output errors against H. */
+static int with_hessian(struct pg_qtensor *t, const pg_real *w_in, const struct pg_quant_opts *o, const double *h,
+                        unsigned char *q_out)
+{
+    int64_t rows = t->rows, cols = t->cols;
+    float *w = pg_malloc((size_t)(rows * cols + rows) * sizeof *w);
+    if (!w) return PG_E_NOMEM;
+    float *step = w + rows * cols;
+    for (int64_t i = 0; i < rows * cols; i++) w[i] = (float)w_in[i];
+    for (int64_t r = 0; r < rows; r++) step[r] = pg_qtensor_scale(t, r);
+    int rc = 0;
+    if (o->method == PG_QMETHOD_GPTQ) {
+        struct pg_gptq_report rep;
+        rc = pg_gptq_quantize(w, rows, cols, h, step, (1 << (t->bits - 1)) - 1, &o->gptq, (int8_t *)q_out, &rep);
+        if (rc) rc = pg_error(rc, "tensor '%s': %s", t->name, pg_error_message());
+        t->method = PG_QMETHOD_GPTQ;
+        t->damp = rep.damp;
+    }
+    if (!rc) {
+        double ref, e = pg_gptq_output_error(w, rows, cols, h, (const int8_t *)q_out, step, &ref);
+        if (isnan(e)) rc = PG_E_NOMEM;
+        else t->out_err = ref > 0 ? sqrt(e / ref) : 0;
+    }
+    free(w);
+    return rc;
+}
+
+/* Quantizes one integer tensor from w, its rows in parallel (then by GPTQ when asked and h is
+ * given); the error sums come back per row and are added in row order, so they do not depend on
+ * the thread count. */
 static int quantize_int(struct pg_qtensor *t, const pg_real *w_in, int scheme, double k, unsigned char *q_out,
-                        unsigned char *s_out)
+                        unsigned char *s_out, const struct pg_quant_opts *o, const double *h)
 {
     int64_t rows = t->rows, cols = t->cols;
     int nth = 1;
@@ -409,31 +491,36 @@ static int quantize_int(struct pg_qtensor *t, const pg_real *w_in, int scheme, d
         float *w = tmp + (size_t)th * 2 * (size_t)cols, *scratch = w + cols;
         for (int64_t c = 0; c < cols; c++) w[c] = (float)w_in[r * cols + c];
         int8_t *q = (int8_t *)q_out + r * cols;
-        uint16_t h = pg_quant_row(w, cols, scheme, t->clip, t->bits, k, q, scratch);
-        s_out[2 * r] = (unsigned char)h;
-        s_out[2 * r + 1] = (unsigned char)(h >> 8);
-        float s = pg_f16_to_f32(h);
-        double e = 0, nn = 0;
-        for (int64_t c = 0; c < cols; c++) {
-            double d = (double)w[c] - (double)((float)q[c] * s);
-            e += d * d;
-            nn += (double)w[c] * w[c];
-        }
-        rowerr[2 * r] = (h & 0x7c00u) == 0x7c00u ? NAN : e; /* int8-baseline: a step past fp16 */
-        rowerr[2 * r + 1] = nn;
+        uint16_t hs = pg_quant_row(w, cols, scheme, t->clip, t->bits, k, q, scratch);
+        s_out[2 * r] = (unsigned char)hs;
+        s_out[2 * r + 1] = (unsigned char)(hs >> 8);
+        rowerr[2 * r] = (hs & 0x7c00u) == 0x7c00u ? NAN : 0; /* int8-baseline: a step past fp16 */
     }
-    for (int64_t r = 0; r < rows; r++)
-        if (isnan(rowerr[2 * r])) {
-            free(tmp);
-            free(rowerr);
-            return pg_error(PG_E_FORMAT, "tensor '%s': the step of row %" PRId64 " is too large for fp16", t->name, r);
+    int rc = 0;
+    for (int64_t r = 0; r < rows && !rc; r++)
+        if (isnan(rowerr[2 * r]))
+            rc = pg_error(PG_E_FORMAT, "tensor '%s': the step of row %" PRId64 " is too large for fp16", t->name, r);
+    if (!rc && h) rc = with_hessian(t, w_in, o, h, q_out);
+    if (!rc) {
+        for (int64_t r = 0; r < rows; r++) {
+            float s = pg_qtensor_scale(t, r);
+            const int8_t *q = (const int8_t *)q_out + r * cols;
+            double e = 0, nn = 0;
+            for (int64_t c = 0; c < cols; c++) {
+                double x = (double)(float)w_in[r * cols + c], d = x - (double)((float)q[c] * s);
+                e += d * d;
+                nn += x * x;
+            }
+            rowerr[2 * r] = e;
+            rowerr[2 * r + 1] = nn;
         }
-    double e = 0, nn = 0;
-    for (int64_t r = 0; r < rows; r++) e += rowerr[2 * r], nn += rowerr[2 * r + 1];
-    t->rel_err = nn > 0 ? sqrt(e / nn) : 0;
+        double e = 0, nn = 0;
+        for (int64_t r = 0; r < rows; r++) e += rowerr[2 * r], nn += rowerr[2 * r + 1];
+        t->rel_err = nn > 0 ? sqrt(e / nn) : 0;
+    }
     free(tmp);
     free(rowerr);
-    return 0;
+    return rc;
 }
 
 int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, struct pg_qmodel *qm)
@@ -453,12 +540,25 @@ int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, s
     qm->t = pg_calloc((size_t)m->ntensors, sizeof *qm->t);
     if (!qm->t) return PG_E_NOMEM;
     uint64_t total = 0;
+    double *k = pg_calloc((size_t)m->ntensors, sizeof *k);
+    unsigned char used[PG_QUANT_MAX_OVERRIDES] = {0};
+    if (!k) {
+        pg_qmodel_free(qm);
+        return PG_E_NOMEM;
+    }
     for (int i = 0; i < m->ntensors; i++) {
-        plan_tensor(&m->tensors[i], o, &qm->t[i]);
+        plan_tensor(&m->tensors[i], o, &qm->t[i], &k[i], used);
         total += qm->t[i].data_len + qm->t[i].scale_len;
     }
+    for (int i = 0; i < o->nov; i++)
+        if (!used[i]) {
+            free(k);
+            pg_qmodel_free(qm);
+            return pg_error(PG_E_INVAL, "'%s' names no quantized tensor of this model", o->ov[i].prefix);
+        }
     unsigned char *arena = pg_malloc(total ? (size_t)total : 1);
     if (!arena) {
+        free(k);
         pg_qmodel_free(qm);
         return PG_E_NOMEM;
     }
@@ -472,9 +572,12 @@ int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, s
         arena += t->data_len + t->scale_len;
         int64_t n = t->rows * t->cols;
         if (t->kind == PG_QKIND_INT) {
-            int cls = pg_qclass_of_role(t->role); /* -1 (no k) only under int8-baseline */
             t->scales = s;
-            rc = quantize_int(t, w, o->scheme, cls < 0 ? 0 : o->k[cls], d, s);
+            int64_t hcols = 0;
+            const double *h = o->calib ? pg_calib_hessian(o->calib, m, t->name, &hcols) : NULL;
+            if (h && hcols != t->cols) h = NULL; /* not the layout the statistics describe */
+            rc = quantize_int(t, w, o->scheme, k[i], d, s, o, h);
+            if (o->progress) o->progress(o->progress_ctx, i + 1, m->ntensors);
             continue;
         }
         double e = 0, nn = 0;
@@ -493,6 +596,7 @@ int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, s
         }
         t->rel_err = nn > 0 ? sqrt(e / nn) : 0;
     }
+    free(k);
     if (!rc) rc = pg_pgq_layout(qm);
     if (rc) pg_qmodel_free(qm);
     return rc;

@@ -29,6 +29,7 @@
 #define PG_QUANT_H
 
 #include "config.h"
+#include "gptq.h"
 #include "model.h"
 
 #include <stddef.h>
@@ -59,6 +60,21 @@ enum pg_qrole {
     PG_QROLE_N
 };
 
+/* How an integer tensor's values are chosen once its row steps are fixed. */
+enum pg_qmethod { PG_QMETHOD_RTN = 0, PG_QMETHOD_GPTQ = 1 };
+
+/* A per-tensor setting that overrides its class's: every integer tensor whose name starts with
+ * `prefix` followed by '.' or the end ("blocks.10.mlp" covers blocks.10.mlp.fc.weight and
+ * blocks.10.mlp.proj.weight); the latest matching override wins. */
+struct pg_quant_override {
+    char prefix[48];
+    int bits;     /* 0: the class's */
+    double k;     /* 0: the class's */
+};
+#define PG_QUANT_MAX_OVERRIDES 64
+
+struct pg_calib;
+
 #define PG_QUANT_BASELINE_Q 0.9999984     /* parameter-golf's INT8_CLIP_Q */
 #define PG_QUANT_KEEP_FLOAT_MAX 65536     /* parameter-golf's INT8_KEEP_FLOAT_MAX_NUMEL */
 
@@ -68,6 +84,13 @@ struct pg_quant_opts {
     int clip;                   /* intN: PG_QCLIP_SDCLIP (default), _MAXABS or _QUANTILE */
     double k[PG_QCLASS_N];      /* SDClip k per class: attn 13, mlp 11.5, embed 14 */
     int64_t keep_float_max;     /* tensors of at most this many elements pass through (65536) */
+    int nov;                    /* per-tensor overrides of bits and k, applied in order */
+    struct pg_quant_override ov[PG_QUANT_MAX_OVERRIDES];
+    int method;                 /* PG_QMETHOD_RTN (default) or _GPTQ (intN only; needs calib) */
+    struct pg_gptq_opts gptq;
+    const struct pg_calib *calib; /* finished statistics for GPTQ and the output-error report, or NULL */
+    void (*progress)(void *ctx, int done, int total); /* after each integer tensor, or NULL */
+    void *progress_ctx;
 };
 
 /* One tensor of a quantized model. The data pointers are read-only views: into the arena of a
@@ -87,6 +110,10 @@ struct pg_qtensor {
     uint64_t data_len, scale_len;
     uint64_t data_off, scale_off; /* their byte offsets in the serialized .pgq (pgq.h) */
     double rel_err;             /* ‖W−Ŵ‖/‖W‖ when quantized here; -1 when read from a file */
+    /* when quantized here with calibration statistics (else -1 / RTN): */
+    double out_err;             /* relative output error sqrt(tr(ΔW H ΔWᵀ) / tr(W H Wᵀ)) */
+    int method;                 /* PG_QMETHOD_*: GPTQ where a Hessian exists, else RTN */
+    double damp;                /* GPTQ's damping used */
 };
 
 /* The tokenizer a model was quantized for (all zero: not recorded). */
@@ -117,18 +144,29 @@ int pg_quant_parse_scheme(const char *s, int *scheme, int *bits);
 /* Parses "sdclip", "maxabs" or "quantile". @return 0, or PG_E_INVAL. */
 int pg_quant_parse_clip(const char *s, int *clip);
 
-/* Parses per-class bit widths "attn=6,mlp=6,embed=8" (any subset, any order; a bare "6" sets
- * every class) over o->bits. @return 0, or PG_E_INVAL naming the bad item (o unchanged). */
+/* Parses bit widths "attn=6,mlp=6,embed=8" (any subset, any order; a bare "6" sets every class)
+ * over o->bits; an item whose key is not a class is a per-tensor override keyed by a tensor-name
+ * prefix ("blocks.10.mlp=4", "tok_emb=7"). @return 0, or PG_E_INVAL naming the bad item (o
+ * unchanged). */
 int pg_quant_parse_bits(struct pg_quant_opts *o, const char *spec);
 
-/* Parses per-class SDClip k "attn=13,mlp=11.5,embed=14" (or a bare number for every class),
- * each in (0, 1000]. @return 0, or PG_E_INVAL (o unchanged). */
+/* Parses SDClip k "attn=13,mlp=11.5,embed=14" (or a bare number for every class), each in
+ * (0, 1000], with per-tensor overrides as --bits ("blocks.0.attn=14"). @return 0, or PG_E_INVAL
+ * (o unchanged). */
 int pg_quant_parse_k(struct pg_quant_opts *o, const char *spec);
 
+/* Parses "rtn" or "gptq". @return 0, or PG_E_INVAL. */
+int pg_quant_parse_method(const char *s, int *method);
+const char *pg_qmethod_name(int method);
+
 /* Quantizes every parameter of m into qm (which owns its data; free with pg_qmodel_free),
- * recording each tensor's relative reconstruction error. Rows run in parallel (OpenMP); the
- * result does not depend on the thread count. @return 0, PG_E_INVAL for bad options,
- * PG_E_FORMAT naming a tensor with a non-finite value, or PG_E_NOMEM. */
+ * recording each tensor's relative reconstruction error (and, with o->calib, its relative output
+ * error). Under PG_QMETHOD_GPTQ every integer tensor with a Hessian in o->calib (calib.h: the
+ * block matrices, and the head or tied embedding) is quantized by GPTQ with the row steps of
+ * its clip rule; the others by rounding. Rows run in parallel (OpenMP); the result does not depend
+ * on the thread count. @return 0, PG_E_INVAL for bad options (an override that matches no
+ * integer tensor, GPTQ without statistics), PG_E_FORMAT naming a tensor with a non-finite value,
+ * PG_E_LIB (GPTQ's factorization), or PG_E_NOMEM. */
 int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, struct pg_qmodel *qm);
 
 /* Dequantizes one tensor into out (numel values). */

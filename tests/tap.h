@@ -74,6 +74,18 @@ __attribute__((unused)) static void remove_tree(const char *dir)
     if (system(cmd) != 0) printf("# could not remove %s\n", dir);
 }
 
+/* A set-up step failed: nothing after it means anything. TAP's "Bail out!" stops the run here. */
+__attribute__((format(printf, 1, 2), unused, noreturn)) static void bail_out(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("Bail out! ");
+    vprintf(fmt, ap);
+    putchar('\n');
+    va_end(ap);
+    exit(1);
+}
+
 __attribute__((unused)) static void skip_all(const char *reason)
 {
     printf("1..0 # SKIP %s\n", reason);

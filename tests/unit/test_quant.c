@@ -359,9 +359,11 @@ static void test_options(void)
     is_int(pg_quant_parse_bits(&o, "7"), 0, "--bits 7");
     ok(o.bits[0] == 7 && o.bits[1] == 7 && o.bits[2] == 7, "... sets every class");
     ok(pg_quant_parse_bits(&o, "attn=9") == PG_E_INVAL && pg_quant_parse_bits(&o, "mlp=1") == PG_E_INVAL &&
-           pg_quant_parse_bits(&o, "head=6") == PG_E_INVAL && pg_quant_parse_bits(&o, "attn=6,mlp") == PG_E_INVAL &&
-           pg_quant_parse_bits(&o, "") == PG_E_INVAL && pg_quant_parse_bits(&o, "attn=x") == PG_E_INVAL,
-       "--bits refuses 9, 1, unknown classes, missing values, empty and non-numbers");
+           pg_quant_parse_bits(&o, "blocks.0=9") == PG_E_INVAL && pg_quant_parse_bits(&o, "attn=6,mlp") == PG_E_INVAL &&
+           pg_quant_parse_bits(&o, "") == PG_E_INVAL && pg_quant_parse_bits(&o, "attn=x") == PG_E_INVAL &&
+           pg_quant_parse_bits(&o, "=6") == PG_E_INVAL && pg_quant_parse_bits(&o, "a b=6") == PG_E_INVAL,
+       "--bits refuses 9 (class or tensor), 1, missing values, empty, non-numbers, empty and spaced keys");
+    ok(o.nov == 0, "... and keeps no per-tensor setting from a refused list");
     ok(o.bits[0] == 7 && o.bits[1] == 7 && o.bits[2] == 7, "a refused --bits changes nothing");
     is_int(pg_quant_parse_k(&o, "mlp=12.5"), 0, "--k mlp=12.5");
     ok(o.k[PG_QCLASS_MLP] == 12.5 && o.k[PG_QCLASS_ATTN] == 13, "... sets mlp only");
@@ -383,6 +385,17 @@ static void test_options(void)
            pg_qrole_of("blocks.3.attn.q_gain") == PG_QROLE_OTHER && pg_qrole_of("blocks.x.mlp.fc.weight") == PG_QROLE_OTHER &&
            pg_qrole_of("lm_head.weight") == PG_QROLE_LM_HEAD,
        "roles from parameter-golf names");
+    is_int(pg_quant_parse_bits(&o, "blocks.1.mlp=4,mlp=5"), 0, "--bits blocks.1.mlp=4,mlp=5");
+    is_int(pg_quant_parse_k(&o, "blocks.1.mlp.fc=9"), 0, "--k blocks.1.mlp.fc=9");
+    ok(o.nov == 2 && strcmp(o.ov[0].prefix, "blocks.1.mlp") == 0 && o.ov[0].bits == 4 && o.ov[0].k == 0 &&
+           o.bits[PG_QCLASS_MLP] == 5 && strcmp(o.ov[1].prefix, "blocks.1.mlp.fc") == 0 && o.ov[1].bits == 0 &&
+           o.ov[1].k == 9,
+       "... a tensor prefix becomes a per-tensor setting, a class key sets the class");
+    int method = -1;
+    ok(pg_quant_parse_method("gptq", &method) == 0 && method == PG_QMETHOD_GPTQ &&
+           pg_quant_parse_method("rtn", &method) == 0 && method == PG_QMETHOD_RTN &&
+           pg_quant_parse_method("GPTQ", &method) == PG_E_INVAL && strcmp(pg_qmethod_name(PG_QMETHOD_GPTQ), "gptq") == 0,
+       "--method rtn|gptq");
     ok(strcmp(pg_qrole_name(PG_QROLE_C_Q), "attn.c_q") == 0 && strcmp(pg_qrole_name(PG_QROLE_MLP_FC), "mlp.fc") == 0,
        "role names as pg-pack groups them");
 }
@@ -768,6 +781,67 @@ static void test_modelfile(void)
     free(buf);
 }
 
+/* Per-tensor settings: a prefix covers whole name components, the latest match wins, and one
+ * that covers nothing is an error rather than a silent no-op. */
+static void test_overrides(void)
+{
+    struct pg_config c;
+    small_config(&c);
+    struct pg_model m;
+    if (pg_model_init(&m, &c, &pg_backend_cpu, 0)) bail_out("model init");
+    pg_model_init_weights(&m, 9);
+    struct pg_quant_opts o;
+    pg_quant_opts_default(&o, PG_QSCHEME_INTN, 6);
+    o.keep_float_max = 30;
+    if (pg_quant_parse_bits(&o, "blocks.1.mlp=3,blocks.1.mlp.proj=4") || pg_quant_parse_k(&o, "blocks.0.attn.c_q=2"))
+        bail_out("parse");
+    struct pg_qmodel qm;
+    is_int(pg_quantize_model(&m, &o, &qm), 0, "quantize with three per-tensor settings");
+    int right = 1, nint = 0;
+    const struct pg_qtensor *cq = NULL, *ck = NULL;
+    for (int i = 0; i < qm.ntensors; i++) {
+        const struct pg_qtensor *t = &qm.t[i];
+        if (!strcmp(t->name, "blocks.0.attn.c_q.weight")) cq = t;
+        if (!strcmp(t->name, "blocks.0.attn.c_k.weight")) ck = t;
+        if (t->kind != PG_QKIND_INT) continue;
+        nint++;
+        int want = !strcmp(t->name, "blocks.1.mlp.fc.weight") ? 3 : !strcmp(t->name, "blocks.1.mlp.proj.weight") ? 4 : 6;
+        if (t->bits != want) right = 0, diag("%s: int%d, want int%d", t->name, t->bits, want);
+    }
+    ok(right && nint > 4, "blocks.1.mlp.fc int3, blocks.1.mlp.proj int4 (the later setting), the rest int6");
+    /* the same tensors with k = 2 for the whole attn class: c_q must come out identical, c_k not */
+    struct pg_quant_opts o2;
+    pg_quant_opts_default(&o2, PG_QSCHEME_INTN, 6);
+    o2.keep_float_max = 30;
+    struct pg_qmodel q2;
+    if (!cq || !ck || pg_quant_parse_k(&o2, "attn=2") || pg_quantize_model(&m, &o2, &q2)) bail_out("k = 2 run");
+    const struct pg_qtensor *cq2 = NULL, *ck2 = NULL;
+    for (int i = 0; i < q2.ntensors; i++) {
+        if (!strcmp(q2.t[i].name, "blocks.0.attn.c_q.weight")) cq2 = &q2.t[i];
+        if (!strcmp(q2.t[i].name, "blocks.0.attn.c_k.weight")) ck2 = &q2.t[i];
+    }
+    ok(cq2 && ck2 && !memcmp(cq->data, cq2->data, cq->data_len) && !memcmp(cq->scales, cq2->scales, cq->scale_len) &&
+           memcmp(ck->scales, ck2->scales, ck->scale_len),
+       "--k blocks.0.attn.c_q=2 quantizes c_q as --k attn=2 does, and leaves c_k at the class's k");
+    pg_qmodel_free(&q2);
+    const char *bad[] = {"blocks.1.ml=3", "blocks.7=3", "blocks.1.mlp.fc.weight.x=3"};
+    for (int i = 0; i < 3; i++) {
+        pg_quant_opts_default(&o, PG_QSCHEME_INTN, 6);
+        o.keep_float_max = 30;
+        if (pg_quant_parse_bits(&o, bad[i])) bail_out("parse %s", bad[i]);
+        int rc = pg_quantize_model(&m, &o, &qm);
+        ok(rc == PG_E_INVAL && strstr(pg_error_message(), "names no quantized tensor"), "--bits %s: refused with '%s'",
+           bad[i], rc ? pg_error_message() : "(accepted)");
+        if (!rc) pg_qmodel_free(&qm);
+    }
+    pg_quant_opts_default(&o, PG_QSCHEME_INT8_BASELINE, 8);
+    if (pg_quant_parse_bits(&o, "blocks.0=6")) bail_out("parse");
+    int rc = pg_quantize_model(&m, &o, &qm);
+    ok(rc == PG_E_INVAL, "per-tensor settings need an intN scheme: %s", rc ? pg_error_message() : "(accepted)");
+    if (!rc) pg_qmodel_free(&qm);
+    pg_model_free(&m);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/pg-test-quant-XXXXXX");
@@ -777,6 +851,7 @@ int main(void)
     test_intn();
     test_options();
     test_format();
+    test_overrides();
     test_modelfile();
     test_baseline_payload();
     remove_tree(dir);
