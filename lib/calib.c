@@ -156,11 +156,11 @@ const double *pg_calib_hessian(const struct pg_calib *c, const struct pg_model *
     case PG_QROLE_ATTN_PROJ: site = PG_TAP_PROJ; break;
     case PG_QROLE_MLP_FC: site = PG_TAP_FC; break;
     case PG_QROLE_MLP_PROJ: site = PG_TAP_MLP_PROJ; break;
-    case PG_QROLE_LM_HEAD: site = PG_TAP_HEAD; break;
+    case PG_QROLE_LM_HEAD: site = m->t_head >= 0 ? PG_TAP_HEAD : -1; break;
     case PG_QROLE_TOK_EMB: site = m->t_head < 0 ? PG_TAP_HEAD : -1; break; /* tied: it is the head */
     default: break;
     }
-    if (site < 0 || !c->finished) return NULL;
+    if (site < 0 || !c->finished || pg_model_find(m, name) < 0) return NULL;
     if (site != PG_TAP_HEAD) {
         mat = block_of(name);
         if (mat < 0 || mat >= c->nl) return NULL;
