@@ -1,8 +1,11 @@
 /* pg-quantize: quantize a model's parameters into a .pgq file (lib/quant.c, lib/pgq.c), with a
- * per-tensor report; --dequantize turns a .pgq back into a safetensors checkpoint. */
+ * per-tensor report; --method gptq first runs calibration tokens through the model for the
+ * layers' input statistics (lib/calib.c, lib/gptq.c); --dequantize turns a .pgq back into a
+ * safetensors checkpoint. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
+#include "../lib/calib.h"
 #include "../lib/ckpt.h"
 #include "../lib/err.h"
 #include "../lib/modelfile.h"
@@ -21,15 +24,25 @@ static const char usage[] =
     "       pg-quantize --dequantize MODEL.pgq -o CKPT.safetensors\n"
     "\n"
     "Quantize the parameters of a model (a safetensors checkpoint, or a .pgq) into a .pgq file, per\n"
-    "row, and report each tensor's relative reconstruction error |W-Wq|/|W|. The default scheme is\n"
-    "parameter-golf's int8 export, bit for bit.\n"
+    "row, and report each tensor's relative reconstruction error |W-Wq|/|W| (and, with calibration\n"
+    "data, its relative output error). The default scheme is parameter-golf's int8 export, bit for\n"
+    "bit; --method gptq chooses the integers by GPTQ over the training shards' activations.\n"
     "\n"
     "Options:\n"
     "  -o, --output FILE          the file to write (required)\n"
     "      --scheme NAME          int8-baseline (default) or intN, N = 2..8 bits for every class\n"
-    "      --bits LIST            intN bits per class, e.g. attn=6,mlp=6,embed=8 (implies intN)\n"
+    "      --bits LIST            intN bits per class, e.g. attn=6,mlp=6,embed=8 (implies intN), or\n"
+    "                             per tensor by name prefix, e.g. blocks.10.mlp=5,tok_emb=7\n"
     "      --clip RULE            intN clip rule: sdclip (default), maxabs or quantile\n"
-    "      --k LIST               SDClip k per class (default attn=13,mlp=11.5,embed=14)\n"
+    "      --k LIST               SDClip k per class (default attn=13,mlp=11.5,embed=14) or tensor\n"
+    "      --method NAME          rtn (round to nearest, default) or gptq (intN; needs --calib-data)\n"
+    "      --calib-data DIR       shards whose train split calibrates GPTQ (val is never read)\n"
+    "      --calib-prefix NAME    shard prefix (default fineweb)\n"
+    "      --calib-tokens N       calibration tokens, from the first train shard on (default 65536)\n"
+    "      --calib-seq-len N      tokens per calibration sequence (default: the model's train_seq_len)\n"
+    "      --damp F               GPTQ damping, a fraction of mean(diag H) (default 0.01)\n"
+    "      --no-act-order         GPTQ in column order instead of by descending diag(H)\n"
+    "      --gptq-block N         GPTQ's lazy-update block width (default 128; same result)\n"
     "      --keep-float N         tensors of at most N elements stay floats (default 65536)\n"
     "  -m, --tokenizer MODEL      record this tokenizer's identity, which pg-eval then checks\n"
     "      --dequantize           write the dequantized weights of a .pgq as a checkpoint\n"
@@ -40,10 +53,14 @@ static const char usage[] =
     "  -h, --help                 print this help and exit\n"
     "\n"
     "Classes: attn (c_q, c_k, c_v, proj), mlp (fc, proj), embed (tok_emb, lm_head).\n"
+    "Per-tensor settings apply in order (the last match wins) and must match some integer tensor.\n"
     "Exit status: 0 success, 1 runtime error, 2 usage error.\n"
     "See pg-quantize(1), pg-formats(5).\n";
 
-enum { OPT_SCHEME = PG_OPT_FIRST_CMD, OPT_BITS, OPT_CLIP, OPT_K, OPT_KEEP, OPT_DEQUANT };
+enum {
+    OPT_SCHEME = PG_OPT_FIRST_CMD, OPT_BITS, OPT_CLIP, OPT_K, OPT_KEEP, OPT_DEQUANT, OPT_METHOD, OPT_CALIB_DATA,
+    OPT_CALIB_PREFIX, OPT_CALIB_TOKENS, OPT_CALIB_SEQ, OPT_DAMP, OPT_NO_ACT_ORDER, OPT_GPTQ_BLOCK
+};
 
 static const struct option longopts[] = {
     {"output", required_argument, 0, 'o'},
@@ -54,6 +71,14 @@ static const struct option longopts[] = {
     {"k", required_argument, 0, OPT_K},
     {"keep-float", required_argument, 0, OPT_KEEP},
     {"dequantize", no_argument, 0, OPT_DEQUANT},
+    {"method", required_argument, 0, OPT_METHOD},
+    {"calib-data", required_argument, 0, OPT_CALIB_DATA},
+    {"calib-prefix", required_argument, 0, OPT_CALIB_PREFIX},
+    {"calib-tokens", required_argument, 0, OPT_CALIB_TOKENS},
+    {"calib-seq-len", required_argument, 0, OPT_CALIB_SEQ},
+    {"damp", required_argument, 0, OPT_DAMP},
+    {"no-act-order", no_argument, 0, OPT_NO_ACT_ORDER},
+    {"gptq-block", required_argument, 0, OPT_GPTQ_BLOCK},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
     {"quiet", no_argument, 0, 'q'},
@@ -70,18 +95,28 @@ static void clip_text(const struct pg_qtensor *t, char *buf, size_t n)
     else snprintf(buf, n, "%s", pg_qclip_name(t->clip));
 }
 
-static void print_table(const struct pg_qmodel *qm)
+/* the method column: "gptq", "rtn" for integer tensors, "-" for floats */
+static const char *method_text(const struct pg_qtensor *t)
 {
-    fprintf(stderr, "%-34s %-5s %4s  %-20s %s\n", "tensor", "kind", "bits", "clip", "rel_err");
+    return t->kind == PG_QKIND_INT ? pg_qmethod_name(t->method) : "-";
+}
+
+static void print_table(const struct pg_qmodel *qm, int with_out)
+{
+    fprintf(stderr, "%-34s %-5s %4s  %-20s %-6s %-12s%s\n", "tensor", "kind", "bits", "clip", "method", "rel_err",
+            with_out ? " out_err" : "");
     for (int i = 0; i < qm->ntensors; i++) {
         const struct pg_qtensor *t = &qm->t[i];
-        char clip[48];
+        char clip[48], oe[32] = "";
         clip_text(t, clip, sizeof clip);
-        fprintf(stderr, "%-34s %-5s %4d  %-20s %.6e\n", t->name, pg_qkind_name(t->kind), t->bits, clip, t->rel_err);
+        if (with_out) snprintf(oe, sizeof oe, t->out_err >= 0 ? " %.6e" : " -", t->out_err);
+        fprintf(stderr, "%-34s %-5s %4d  %-20s %-6s %.6e%s\n", t->name, pg_qkind_name(t->kind), t->bits, clip,
+                method_text(t), t->rel_err, oe);
     }
 }
 
-static json_t *report_json(const struct pg_qmodel *qm, const char *in, const char *out, uint64_t file_bytes)
+static json_t *report_json(const struct pg_qmodel *qm, const char *in, const char *out, uint64_t file_bytes,
+                           int64_t calib_tokens)
 {
     json_t *arr = json_array();
     int nint = 0;
@@ -90,15 +125,20 @@ static json_t *report_json(const struct pg_qmodel *qm, const char *in, const cha
         nint += t->kind == PG_QKIND_INT;
         json_t *shape = t->ndim == 2 ? json_pack("[I, I]", (json_int_t)t->shape[0], (json_int_t)t->shape[1])
                                      : json_pack("[I]", (json_int_t)t->shape[0]);
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:i, s:s, s:f, s:o, s:I, s:f}", "name", t->name, "kind",
-                                             pg_qkind_name(t->kind), "role", pg_qrole_name(t->role), "bits", t->bits,
-                                             "clip", pg_qclip_name(t->clip), "clip_param", (double)t->clip_param,
-                                             "shape", shape, "bytes", (json_int_t)(t->data_len + t->scale_len),
-                                             "rel_err", t->rel_err));
+        json_t *e = json_pack("{s:s, s:s, s:s, s:i, s:s, s:f, s:o, s:I, s:s, s:f}", "name", t->name, "kind",
+                              pg_qkind_name(t->kind), "role", pg_qrole_name(t->role), "bits", t->bits, "clip",
+                              pg_qclip_name(t->clip), "clip_param", (double)t->clip_param, "shape", shape, "bytes",
+                              (json_int_t)(t->data_len + t->scale_len), "method", method_text(t), "rel_err",
+                              t->rel_err);
+        /* measured only with calibration statistics: null otherwise */
+        json_object_set_new(e, "out_err", t->out_err >= 0 ? json_real(t->out_err) : json_null());
+        if (t->method == PG_QMETHOD_GPTQ) json_object_set_new(e, "damp", json_real(t->damp));
+        json_array_append_new(arr, e);
     }
-    return json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:o}", "input", in, "output", out, "scheme",
+    return json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:o}", "input", in, "output", out, "scheme",
                      pg_qscheme_name(qm->scheme), "num_tensors", qm->ntensors, "num_int", nint, "payload_bytes",
-                     (json_int_t)pg_qmodel_payload_bytes(qm), "file_bytes", (json_int_t)file_bytes, "tensors", arr);
+                     (json_int_t)pg_qmodel_payload_bytes(qm), "file_bytes", (json_int_t)file_bytes,
+                     "calib_tokens", (json_int_t)calib_tokens, "tensors", arr);
 }
 
 static uint64_t file_size(const char *path)
@@ -128,13 +168,42 @@ static void dequantize(const struct pg_cli *cli, const char *in, const char *out
     pg_model_free(&m);
 }
 
+static void quant_progress(void *ctx, int done, int total)
+{
+    struct pg_progress *pr = ctx;
+    pr->total = (uint64_t)total;
+    pg_progress_update(pr, (uint64_t)done);
+}
+
+/* Runs the calibration tokens through m (activations allocated here) into cal. */
+static void calibrate(const struct pg_cli *cli, struct pg_model *m, struct pg_calib *cal, const char *dir,
+                      const char *prefix, int64_t tokens, int seq)
+{
+    int64_t nseq = (tokens + seq - 1) / seq;
+    int max_b = 16384 / seq > 1 ? 16384 / seq : 1; /* ~16k tokens per forward */
+    if (max_b > nseq) max_b = (int)nseq;
+    pg_cli_check(cli, pg_model_alloc_acts(m, max_b, seq));
+    pg_cli_check(cli, pg_calib_init(cal, m));
+    struct pg_progress pr;
+    pg_progress_init(&pr, "calibrating", "tokens", (uint64_t)(nseq * seq), pg_cli_progress(cli));
+    double t0 = pg_now();
+    pg_cli_check(cli, pg_calib_from_shards(cal, m, dir, prefix, tokens, &pr));
+    pg_progress_finish(&pr);
+    pg_calib_finish(cal);
+    pg_cli_info(cli, "calibration: %" PRId64 " tokens of %s/%s_train_* in sequences of %d, %.1f s", cal->tokens, dir,
+                prefix, seq, pg_now() - t0);
+}
+
 int main(int argc, char **argv)
 {
     struct pg_cli cli;
     pg_cli_init(&cli, "pg-quantize", usage, argv);
     const char *out = NULL, *tokpath = NULL, *scheme_s = NULL, *bits_s = NULL, *clip_s = NULL, *k_s = NULL;
-    int64_t keep = PG_QUANT_KEEP_FLOAT_MAX;
-    int dequant = 0, c;
+    const char *method_s = NULL, *calib_dir = NULL, *calib_prefix = NULL;
+    int64_t keep = PG_QUANT_KEEP_FLOAT_MAX, calib_tokens = 65536;
+    int dequant = 0, c, calib_seq = 0, gptq_set = 0, calib_set = 0;
+    struct pg_gptq_opts gopts;
+    pg_gptq_opts_default(&gopts);
     while ((c = getopt_long(argc, argv, "o:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (pg_cli_common(&cli, c)) continue;
         switch (c) {
@@ -146,6 +215,23 @@ int main(int argc, char **argv)
         case OPT_K: k_s = optarg; break;
         case OPT_KEEP: pg_cli_check(&cli, pg_parse_i64("--keep-float", optarg, 0, INT64_C(1) << 40, &keep)); break;
         case OPT_DEQUANT: dequant = 1; break;
+        case OPT_METHOD: method_s = optarg; break;
+        case OPT_CALIB_DATA: calib_dir = optarg; break;
+        case OPT_CALIB_PREFIX: calib_prefix = optarg, calib_set = 1; break;
+        case OPT_CALIB_TOKENS:
+            pg_cli_check(&cli, pg_parse_i64("--calib-tokens", optarg, 1, INT64_C(1) << 36, &calib_tokens));
+            calib_set = 1;
+            break;
+        case OPT_CALIB_SEQ:
+            pg_cli_check(&cli, pg_parse_int("--calib-seq-len", optarg, 1, 1 << 20, &calib_seq));
+            calib_set = 1;
+            break;
+        case OPT_DAMP: pg_cli_check(&cli, pg_parse_f64("--damp", optarg, 0, 1e6, &gopts.damp)), gptq_set = 1; break;
+        case OPT_NO_ACT_ORDER: gopts.act_order = 0, gptq_set = 1; break;
+        case OPT_GPTQ_BLOCK:
+            pg_cli_check(&cli, pg_parse_int("--gptq-block", optarg, 1, 1 << 20, &gopts.block));
+            gptq_set = 1;
+            break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
@@ -153,7 +239,8 @@ int main(int argc, char **argv)
     if (!out) pg_cli_usage_error(&cli, "no output file (-o FILE)");
     const char *in = argv[optind];
     if (dequant) {
-        if (scheme_s || bits_s || clip_s || k_s || tokpath || keep != PG_QUANT_KEEP_FLOAT_MAX)
+        if (scheme_s || bits_s || clip_s || k_s || tokpath || keep != PG_QUANT_KEEP_FLOAT_MAX || method_s || calib_dir ||
+            calib_set || gptq_set)
             pg_cli_usage_error(&cli, "--dequantize takes no quantization options");
         dequantize(&cli, in, out);
         return 0;
@@ -172,6 +259,15 @@ int main(int argc, char **argv)
     if (clip_s) pg_cli_check(&cli, pg_quant_parse_clip(clip_s, &o.clip));
     if (k_s && o.clip != PG_QCLIP_SDCLIP) pg_cli_usage_error(&cli, "--k applies to --clip sdclip");
     if (k_s) pg_cli_check(&cli, pg_quant_parse_k(&o, k_s));
+    if (method_s && pg_quant_parse_method(method_s, &o.method))
+        pg_cli_usage_error(&cli, "--method: 'rtn' or 'gptq'");
+    if (o.method == PG_QMETHOD_GPTQ && scheme != PG_QSCHEME_INTN)
+        pg_cli_usage_error(&cli, "--method gptq needs an intN scheme (--scheme intN or --bits)");
+    if (o.method == PG_QMETHOD_GPTQ && !calib_dir) pg_cli_usage_error(&cli, "--method gptq needs --calib-data DIR");
+    if (gptq_set && o.method != PG_QMETHOD_GPTQ)
+        pg_cli_usage_error(&cli, "--damp, --no-act-order and --gptq-block apply to --method gptq");
+    if (calib_set && !calib_dir) pg_cli_usage_error(&cli, "--calib-prefix, --calib-tokens and --calib-seq-len need --calib-data");
+    o.gptq = gopts;
 
     struct pg_config cfg;
     pg_cli_check(&cli, pg_modelfile_read_config(in, &cfg));
@@ -186,28 +282,46 @@ int main(int argc, char **argv)
     struct pg_model m;
     pg_cli_check(&cli, pg_model_init(&m, &cfg, &pg_backend_cpu, 0));
     pg_cli_check(&cli, pg_modelfile_load(&m, in));
+    struct pg_calib cal;
+    memset(&cal, 0, sizeof cal);
+    if (calib_dir) {
+        calibrate(&cli, &m, &cal, calib_dir, calib_prefix ? calib_prefix : "fineweb", calib_tokens,
+                  calib_seq ? calib_seq : cfg.train_seq_len);
+        o.calib = &cal;
+    }
+    struct pg_progress qpr;
+    pg_progress_init(&qpr, o.method == PG_QMETHOD_GPTQ ? "gptq" : "quantizing", "tensors", 0,
+                     pg_cli_progress(&cli) && calib_dir);
+    o.progress = quant_progress, o.progress_ctx = &qpr;
+    double tq = pg_now();
     struct pg_qmodel qm;
     int rc = pg_quantize_model(&m, &o, &qm);
-    if (rc == PG_E_FORMAT) pg_cli_die(&cli, "%s: %s", in, pg_error_message());
+    pg_progress_finish(&qpr);
+    /* the options were checked above: what is left is about this model (a non-finite weight, a
+     * per-tensor setting naming no tensor of it) */
+    if (rc == PG_E_FORMAT || rc == PG_E_INVAL) pg_cli_die(&cli, "%s: %s", in, pg_error_message());
     pg_cli_check(&cli, rc);
+    if (calib_dir) pg_cli_info(&cli, "%s: %.1f s", o.method == PG_QMETHOD_GPTQ ? "GPTQ" : "rounding", pg_now() - tq);
+    int64_t used_tokens = cal.tokens;
+    pg_calib_free(&cal);
     pg_model_free(&m);
     qm.tok = tok;
     pg_cli_check(&cli, pg_pgq_write(&qm, out));
     uint64_t bytes = file_size(out);
 
     if (cli.json) {
-        json_t *j = report_json(&qm, in, out, bytes);
+        json_t *j = report_json(&qm, in, out, bytes, used_tokens);
         json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
         fputc('\n', stdout);
         json_decref(j);
     } else if (cli.verbosity > 0) {
-        print_table(&qm);
+        print_table(&qm, calib_dir != NULL);
     }
     int nint = 0;
     for (int i = 0; i < qm.ntensors; i++) nint += qm.t[i].kind == PG_QKIND_INT;
-    pg_cli_info(&cli, "wrote %s: %s, %d tensors (%d integer, %d float), payload %" PRIu64 " bytes, file %" PRIu64
-                " bytes", out, pg_qscheme_name(qm.scheme), qm.ntensors, nint, qm.ntensors - nint,
-                pg_qmodel_payload_bytes(&qm), bytes);
+    pg_cli_info(&cli, "wrote %s: %s%s, %d tensors (%d integer, %d float), payload %" PRIu64 " bytes, file %" PRIu64
+                " bytes", out, pg_qscheme_name(qm.scheme), o.method == PG_QMETHOD_GPTQ ? " gptq" : "", qm.ntensors, nint,
+                qm.ntensors - nint, pg_qmodel_payload_bytes(&qm), bytes);
     pg_qmodel_free(&qm);
     return 0;
 }

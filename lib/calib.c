@@ -97,7 +97,7 @@ int pg_calib_from_shards(struct pg_calib *c, struct pg_model *m, const char *dir
     PG_TRY(pg_shard_list(dir, prefix, "train", &paths, &n));
     if (n == 0) {
         pg_shard_list_free(paths, n);
-        return pg_error(PG_E_INVAL, "%s: no training shards %s_train_*.bin for calibration", dir, prefix);
+        return pg_error(PG_E_IO, "%s: no training shards %s_train_*.bin for calibration", dir, prefix);
     }
     struct pg_token_stream st;
     int rc = pg_stream_open(&st, paths, n);

@@ -45,7 +45,7 @@ int pg_calib_add_tokens(struct pg_calib *c, struct pg_model *m, const int32_t *i
 
 /* Runs the first `tokens` tokens (rounded up to whole sequences of m->t) of the training shards
  * `<dir>/<prefix>_train_*.bin`, in order (wrapping around if they hold fewer).
- * @return 0, or PG_E_IO / PG_E_FORMAT naming the shard, PG_E_INVAL when there is no train shard. */
+ * @return 0, or PG_E_IO / PG_E_FORMAT naming the shard (PG_E_IO when there is no train shard). */
 int pg_calib_from_shards(struct pg_calib *c, struct pg_model *m, const char *dir, const char *prefix, int64_t tokens,
                          struct pg_progress *pr);
 

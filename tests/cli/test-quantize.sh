@@ -119,7 +119,7 @@ expect_fail "no input" 2 "no input model" "$Q" -o "$W/x.pgq"
 expect_fail "two inputs" 2 "more than one input" "$Q" "$M" "$M" -o "$W/x.pgq"
 expect_fail "--scheme int9" 2 "--scheme" "$Q" "$M" -o "$W/x.pgq" --scheme int9
 expect_fail "--bits attn=9" 2 "--bits" "$Q" "$M" -o "$W/x.pgq" --bits attn=9
-expect_fail "--bits head=6" 2 "head=6" "$Q" "$M" -o "$W/x.pgq" --bits head=6
+expect_fail "--bits head=6 (a prefix of no tensor)" 1 "'head' names no quantized tensor" "$Q" "$M" -o "$W/x.pgq" --bits head=6
 expect_fail "--clip bogus" 2 "--clip" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --clip bogus
 expect_fail "--clip with int8-baseline" 2 "intN" "$Q" "$M" -o "$W/x.pgq" --clip maxabs
 expect_fail "--k without SDClip" 2 "--k applies" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --clip maxabs --k 3
