@@ -447,21 +447,43 @@ static int with_hessian(struct pg_qtensor *t, const pg_real *w_in, const struct 
     float *step = w + rows * cols;
     for (int64_t i = 0; i < rows * cols; i++) w[i] = (float)w_in[i];
     for (int64_t r = 0; r < rows; r++) step[r] = pg_qtensor_scale(t, r);
-    int rc = 0;
-    if (o->method == PG_QMETHOD_GPTQ) {
-        struct pg_gptq_report rep;
-        rc = pg_gptq_quantize(w, rows, cols, h, step, (1 << (t->bits - 1)) - 1, &o->gptq, (int8_t *)q_out, &rep);
-        if (rc) rc = pg_error(rc, "tensor '%s': %s", t->name, pg_error_message());
-        t->method = PG_QMETHOD_GPTQ;
-        t->damp = rep.damp;
-    }
-    if (!rc) {
-        double ref, e = pg_gptq_output_error(w, rows, cols, h, (const int8_t *)q_out, step, &ref);
-        if (isnan(e)) rc = PG_E_NOMEM;
-        else t->out_err = ref > 0 ? sqrt(e / ref) : 0;
-    }
+    struct pg_gptq_report rep;
+    int rc = pg_gptq_quantize(w, rows, cols, h, step, (1 << (t->bits - 1)) - 1, &o->gptq, (int8_t *)q_out, &rep);
+    if (rc) rc = pg_error(rc, "tensor '%s': %s", t->name, pg_error_message());
+    t->method = PG_QMETHOD_GPTQ;
+    t->damp = rep.damp;
     free(w);
     return rc;
+}
+
+int pg_qtensor_measure(struct pg_qtensor *t, const pg_real *w_in, const double *h)
+{
+    int64_t rows = t->rows, cols = t->cols;
+    const int8_t *q = (const int8_t *)t->data;
+    double e = 0, nn = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        float s = pg_qtensor_scale(t, r);
+        double er = 0, nr = 0; /* per row, then in row order: the sum does not depend on anything else */
+        for (int64_t c = 0; c < cols; c++) {
+            double x = (double)(float)w_in[r * cols + c], d = x - (double)((float)q[r * cols + c] * s);
+            er += d * d;
+            nr += x * x;
+        }
+        e += er, nn += nr;
+    }
+    t->rel_err = nn > 0 ? sqrt(e / nn) : 0;
+    t->out_err = -1;
+    if (!h) return 0;
+    float *w = pg_malloc((size_t)(rows * cols + rows) * sizeof *w);
+    if (!w) return PG_E_NOMEM;
+    float *step = w + rows * cols;
+    for (int64_t i = 0; i < rows * cols; i++) w[i] = (float)w_in[i];
+    for (int64_t r = 0; r < rows; r++) step[r] = pg_qtensor_scale(t, r);
+    double ref, oe = pg_gptq_output_error(w, rows, cols, h, q, step, &ref);
+    free(w);
+    if (isnan(oe)) return PG_E_NOMEM;
+    t->out_err = ref > 0 ? sqrt(oe / ref) : 0;
+    return 0;
 }
 
 /* Quantizes one integer tensor from w, its rows in parallel (then by GPTQ when asked and h is
@@ -500,24 +522,8 @@ static int quantize_int(struct pg_qtensor *t, const pg_real *w_in, int scheme, d
     for (int64_t r = 0; r < rows && !rc; r++)
         if (isnan(rowerr[2 * r]))
             rc = pg_error(PG_E_FORMAT, "tensor '%s': the step of row %" PRId64 " is too large for fp16", t->name, r);
-    if (!rc && h) rc = with_hessian(t, w_in, o, h, q_out);
-    if (!rc) {
-        for (int64_t r = 0; r < rows; r++) {
-            float s = pg_qtensor_scale(t, r);
-            const int8_t *q = (const int8_t *)q_out + r * cols;
-            double e = 0, nn = 0;
-            for (int64_t c = 0; c < cols; c++) {
-                double x = (double)(float)w_in[r * cols + c], d = x - (double)((float)q[c] * s);
-                e += d * d;
-                nn += x * x;
-            }
-            rowerr[2 * r] = e;
-            rowerr[2 * r + 1] = nn;
-        }
-        double e = 0, nn = 0;
-        for (int64_t r = 0; r < rows; r++) e += rowerr[2 * r], nn += rowerr[2 * r + 1];
-        t->rel_err = nn > 0 ? sqrt(e / nn) : 0;
-    }
+    if (!rc && h && o->method == PG_QMETHOD_GPTQ) rc = with_hessian(t, w_in, o, h, q_out);
+    if (!rc) rc = pg_qtensor_measure(t, w_in, h);
     free(tmp);
     free(rowerr);
     return rc;

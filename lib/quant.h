@@ -169,6 +169,10 @@ const char *pg_qmethod_name(int method);
  * PG_E_LIB (GPTQ's factorization), or PG_E_NOMEM. */
 int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, struct pg_qmodel *qm);
 
+/* Sets an integer tensor's rel_err from its stored integers and steps against the float weights
+ * w, and its out_err against h (cols × cols; NULL: out_err = -1). @return 0 or PG_E_NOMEM. */
+int pg_qtensor_measure(struct pg_qtensor *t, const pg_real *w, const double *h);
+
 /* Dequantizes one tensor into out (numel values). */
 void pg_qtensor_dequantize(const struct pg_qtensor *t, pg_real *out);
 
