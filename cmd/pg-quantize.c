@@ -43,6 +43,9 @@ static const char usage[] =
     "      --damp F               GPTQ damping, a fraction of mean(diag H) (default 0.01)\n"
     "      --no-act-order         GPTQ in column order instead of by descending diag(H)\n"
     "      --gptq-block N         GPTQ's lazy-update block width (default 128; same result)\n"
+    "      --lqer-rank R          add a rank-R LQER correction of the quantization residual (intN)\n"
+    "      --lqer-top K           ... to the K matrices with the largest residual (default 3)\n"
+    "      --lqer-mode MODE       asym (INT2 A, INT4 B in groups of 64; default) or sym (int4 rows)\n"
     "      --keep-float N         tensors of at most N elements stay floats (default 65536)\n"
     "  -m, --tokenizer MODEL      record this tokenizer's identity, which pg-eval then checks\n"
     "      --dequantize           write the dequantized weights of a .pgq as a checkpoint\n"
@@ -59,7 +62,8 @@ static const char usage[] =
 
 enum {
     OPT_SCHEME = PG_OPT_FIRST_CMD, OPT_BITS, OPT_CLIP, OPT_K, OPT_KEEP, OPT_DEQUANT, OPT_METHOD, OPT_CALIB_DATA,
-    OPT_CALIB_PREFIX, OPT_CALIB_TOKENS, OPT_CALIB_SEQ, OPT_DAMP, OPT_NO_ACT_ORDER, OPT_GPTQ_BLOCK
+    OPT_CALIB_PREFIX, OPT_CALIB_TOKENS, OPT_CALIB_SEQ, OPT_DAMP, OPT_NO_ACT_ORDER, OPT_GPTQ_BLOCK, OPT_LQER_RANK,
+    OPT_LQER_TOP, OPT_LQER_MODE
 };
 
 static const struct option longopts[] = {
@@ -79,6 +83,9 @@ static const struct option longopts[] = {
     {"damp", required_argument, 0, OPT_DAMP},
     {"no-act-order", no_argument, 0, OPT_NO_ACT_ORDER},
     {"gptq-block", required_argument, 0, OPT_GPTQ_BLOCK},
+    {"lqer-rank", required_argument, 0, OPT_LQER_RANK},
+    {"lqer-top", required_argument, 0, OPT_LQER_TOP},
+    {"lqer-mode", required_argument, 0, OPT_LQER_MODE},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
     {"quiet", no_argument, 0, 'q'},
@@ -101,17 +108,25 @@ static const char *method_text(const struct pg_qtensor *t)
     return t->kind == PG_QKIND_INT ? pg_qmethod_name(t->method) : "-";
 }
 
+/* the table's method column: "gptq", "rtn+lqer4", "-" */
+static void method_cell(const struct pg_qtensor *t, char *buf, size_t n)
+{
+    if (t->lqer_rank) snprintf(buf, n, "%s+lqer%d", method_text(t), t->lqer_rank);
+    else snprintf(buf, n, "%s", method_text(t));
+}
+
 static void print_table(const struct pg_qmodel *qm, int with_out)
 {
-    fprintf(stderr, "%-34s %-5s %4s  %-20s %-6s %-12s%s\n", "tensor", "kind", "bits", "clip", "method", "rel_err",
+    fprintf(stderr, "%-34s %-5s %4s  %-20s %-11s %-12s%s\n", "tensor", "kind", "bits", "clip", "method", "rel_err",
             with_out ? " out_err" : "");
     for (int i = 0; i < qm->ntensors; i++) {
         const struct pg_qtensor *t = &qm->t[i];
-        char clip[48], oe[32] = "";
+        char clip[48], oe[32] = "", method[24];
         clip_text(t, clip, sizeof clip);
+        method_cell(t, method, sizeof method);
         if (with_out) snprintf(oe, sizeof oe, t->out_err >= 0 ? " %.6e" : " -", t->out_err);
-        fprintf(stderr, "%-34s %-5s %4d  %-20s %-6s %.6e%s\n", t->name, pg_qkind_name(t->kind), t->bits, clip,
-                method_text(t), t->rel_err, oe);
+        fprintf(stderr, "%-34s %-5s %4d  %-20s %-11s %.6e%s\n", t->name, pg_qkind_name(t->kind), t->bits, clip, method,
+                t->rel_err, oe);
     }
 }
 
@@ -128,11 +143,17 @@ static json_t *report_json(const struct pg_qmodel *qm, const char *in, const cha
         json_t *e = json_pack("{s:s, s:s, s:s, s:i, s:s, s:f, s:o, s:I, s:s, s:f}", "name", t->name, "kind",
                               pg_qkind_name(t->kind), "role", pg_qrole_name(t->role), "bits", t->bits, "clip",
                               pg_qclip_name(t->clip), "clip_param", (double)t->clip_param, "shape", shape, "bytes",
-                              (json_int_t)(t->data_len + t->scale_len), "method", method_text(t), "rel_err",
-                              t->rel_err);
+                              (json_int_t)(t->data_len + t->scale_len + t->lqer_len), "method", method_text(t),
+                              "rel_err", t->rel_err);
         /* measured only with calibration statistics: null otherwise */
         json_object_set_new(e, "out_err", t->out_err >= 0 ? json_real(t->out_err) : json_null());
         if (t->method == PG_QMETHOD_GPTQ) json_object_set_new(e, "damp", json_real(t->damp));
+        if (t->kind == PG_QKIND_INT) json_object_set_new(e, "abs_err", json_real(t->err_norm));
+        json_object_set_new(e, "lqer_rank", json_integer(t->lqer_rank));
+        if (t->lqer_rank) {
+            json_object_set_new(e, "lqer_mode", json_string(t->lqer_mode == PG_LQER_SYM ? "sym" : "asym"));
+            json_object_set_new(e, "lqer_bytes", json_integer((json_int_t)t->lqer_len));
+        }
         json_array_append_new(arr, e);
     }
     return json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:o}", "input", in, "output", out, "scheme",
@@ -201,7 +222,8 @@ int main(int argc, char **argv)
     const char *out = NULL, *tokpath = NULL, *scheme_s = NULL, *bits_s = NULL, *clip_s = NULL, *k_s = NULL;
     const char *method_s = NULL, *calib_dir = NULL, *calib_prefix = NULL;
     int64_t keep = PG_QUANT_KEEP_FLOAT_MAX, calib_tokens = 65536;
-    int dequant = 0, c, calib_seq = 0, gptq_set = 0, calib_set = 0;
+    int dequant = 0, c, calib_seq = 0, gptq_set = 0, calib_set = 0, lqer_rank = 0, lqer_top = 3, lqer_mode = PG_LQER_ASYM;
+    int lqer_set = 0;
     struct pg_gptq_opts gopts;
     pg_gptq_opts_default(&gopts);
     while ((c = getopt_long(argc, argv, "o:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
@@ -228,6 +250,14 @@ int main(int argc, char **argv)
             break;
         case OPT_DAMP: pg_cli_check(&cli, pg_parse_f64("--damp", optarg, 0, 1e6, &gopts.damp)), gptq_set = 1; break;
         case OPT_NO_ACT_ORDER: gopts.act_order = 0, gptq_set = 1; break;
+        case OPT_LQER_RANK: pg_cli_check(&cli, pg_parse_int("--lqer-rank", optarg, 1, PG_LQER_MAX_RANK, &lqer_rank)); break;
+        case OPT_LQER_TOP: pg_cli_check(&cli, pg_parse_int("--lqer-top", optarg, 1, 1 << 20, &lqer_top)), lqer_set = 1; break;
+        case OPT_LQER_MODE:
+            if (strcmp(optarg, "asym") == 0) lqer_mode = PG_LQER_ASYM;
+            else if (strcmp(optarg, "sym") == 0) lqer_mode = PG_LQER_SYM;
+            else pg_cli_usage_error(&cli, "--lqer-mode: 'asym' or 'sym'");
+            lqer_set = 1;
+            break;
         case OPT_GPTQ_BLOCK:
             pg_cli_check(&cli, pg_parse_int("--gptq-block", optarg, 1, 1 << 20, &gopts.block));
             gptq_set = 1;
@@ -240,7 +270,7 @@ int main(int argc, char **argv)
     const char *in = argv[optind];
     if (dequant) {
         if (scheme_s || bits_s || clip_s || k_s || tokpath || keep != PG_QUANT_KEEP_FLOAT_MAX || method_s || calib_dir ||
-            calib_set || gptq_set)
+            calib_set || gptq_set || lqer_rank || lqer_set)
             pg_cli_usage_error(&cli, "--dequantize takes no quantization options");
         dequantize(&cli, in, out);
         return 0;
@@ -268,6 +298,9 @@ int main(int argc, char **argv)
         pg_cli_usage_error(&cli, "--damp, --no-act-order and --gptq-block apply to --method gptq");
     if (calib_set && !calib_dir) pg_cli_usage_error(&cli, "--calib-prefix, --calib-tokens and --calib-seq-len need --calib-data");
     o.gptq = gopts;
+    if (lqer_set && !lqer_rank) pg_cli_usage_error(&cli, "--lqer-top and --lqer-mode need --lqer-rank");
+    if (lqer_rank && scheme != PG_QSCHEME_INTN) pg_cli_usage_error(&cli, "--lqer-rank needs an intN scheme");
+    o.lqer_rank = lqer_rank, o.lqer_top = lqer_top, o.lqer_mode = lqer_mode;
 
     struct pg_config cfg;
     pg_cli_check(&cli, pg_modelfile_read_config(in, &cfg));

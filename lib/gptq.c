@@ -160,8 +160,9 @@ out:
     return rc;
 }
 
-double pg_gptq_output_error(const float *w, int64_t rows, int64_t cols, const double *h, const int8_t *q,
-                            const float *step, double *ref)
+/* tr(ΔW H ΔWᵀ) with ΔW = W − (wq, or q·step), and tr(W H Wᵀ) into *ref. */
+static double output_error(const float *w, const float *wq, const int8_t *q, const float *step, int64_t rows,
+                           int64_t cols, const double *h, double *ref)
 {
     size_t nw = (size_t)rows * (size_t)cols;
     double *d = pg_malloc(2 * nw * sizeof *d), *dh = pg_malloc(2 * nw * sizeof *dh);
@@ -173,9 +174,10 @@ double pg_gptq_output_error(const float *w, int64_t rows, int64_t cols, const do
     /* rows 0..rows-1: the error ΔW; rows..2·rows-1: W itself; one product with H for both */
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++) {
-            double x = w[r * cols + c];
-            d[r * cols + c] = x - (double)q[r * cols + c] * (double)step[r];
-            d[nw + r * cols + c] = x;
+            size_t i = (size_t)(r * cols + c);
+            double x = w[i];
+            d[i] = x - (wq ? (double)wq[i] : (double)q[i] * (double)step[r]);
+            d[nw + i] = x;
         }
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(2 * rows), (int)cols, (int)cols, 1.0, d, (int)cols, h,
                 (int)cols, 0.0, dh, (int)cols);
@@ -185,4 +187,15 @@ double pg_gptq_output_error(const float *w, int64_t rows, int64_t cols, const do
     free(dh);
     if (ref) *ref = wref;
     return e;
+}
+
+double pg_gptq_output_error(const float *w, int64_t rows, int64_t cols, const double *h, const int8_t *q,
+                            const float *step, double *ref)
+{
+    return output_error(w, NULL, q, step, rows, cols, h, ref);
+}
+
+double pg_output_error(const float *w, const float *wq, int64_t rows, int64_t cols, const double *h, double *ref)
+{
+    return output_error(w, wq, NULL, NULL, rows, cols, h, ref);
 }

@@ -50,5 +50,8 @@ int pg_gptq_quantize(const float *w, int64_t rows, int64_t cols, const double *h
  * error on the calibration inputs. @return the error, or NAN when out of memory. */
 double pg_gptq_output_error(const float *w, int64_t rows, int64_t cols, const double *h, const int8_t *q,
                             const float *step, double *ref);
+/* The same for any reconstruction wq (rows × cols), e.g. a dequantized tensor with its LQER
+ * correction. */
+double pg_output_error(const float *w, const float *wq, int64_t rows, int64_t cols, const double *h, double *ref);
 
 #endif

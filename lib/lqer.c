@@ -275,3 +275,36 @@ int pg_lqer_check(const struct pg_lqer *l, const char *what)
     }
     return 0;
 }
+
+/* ---- the file form ---- */
+
+uint64_t pg_lqer_bytes(int mode, int64_t rows, int64_t cols, int rank)
+{
+    if (!shape_ok(mode, rows, cols, rank)) return 0;
+    return (uint64_t)rows * (uint64_t)rank + (uint64_t)rank * (uint64_t)cols +
+           2 * (uint64_t)(pg_lqer_nsa(mode, rows, cols, rank) + pg_lqer_nsb(mode, rows, cols, rank));
+}
+
+void pg_lqer_serialize(const struct pg_lqer *l, unsigned char *out)
+{
+    size_t na = (size_t)l->rows * (size_t)l->rank, nb = (size_t)l->rank * (size_t)l->cols;
+    memcpy(out, l->qa, na);
+    memcpy(out + na, l->qb, nb);
+    out += na + nb;
+    int64_t nsa = pg_lqer_nsa(l->mode, l->rows, l->cols, l->rank), nsb = pg_lqer_nsb(l->mode, l->rows, l->cols, l->rank);
+    for (int64_t i = 0; i < nsa; i++, out += 2) out[0] = (unsigned char)l->sa[i], out[1] = (unsigned char)(l->sa[i] >> 8);
+    for (int64_t i = 0; i < nsb; i++, out += 2) out[0] = (unsigned char)l->sb[i], out[1] = (unsigned char)(l->sb[i] >> 8);
+}
+
+int pg_lqer_deserialize(struct pg_lqer *l, int mode, int64_t rows, int64_t cols, int rank, const unsigned char *p)
+{
+    PG_TRY(pg_lqer_alloc(l, mode, rows, cols, rank));
+    size_t na = (size_t)rows * (size_t)rank, nb = (size_t)rank * (size_t)cols;
+    memcpy(l->qa, p, na);
+    memcpy(l->qb, p + na, nb);
+    p += na + nb;
+    int64_t nsa = pg_lqer_nsa(mode, rows, cols, rank), nsb = pg_lqer_nsb(mode, rows, cols, rank);
+    for (int64_t i = 0; i < nsa; i++, p += 2) l->sa[i] = (uint16_t)(p[0] | p[1] << 8);
+    for (int64_t i = 0; i < nsb; i++, p += 2) l->sb[i] = (uint16_t)(p[0] | p[1] << 8);
+    return 0;
+}

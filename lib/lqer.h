@@ -78,6 +78,15 @@ void pg_lqer_apply(const struct pg_lqer *l, float *w);
  * `what` and the first bad value. */
 int pg_lqer_check(const struct pg_lqer *l, const char *what);
 
+/* The file form of a correction (.pgq version 2, pg-formats(5)): A's codes (rows × rank int8),
+ * B's codes (rank × cols int8), then A's and B's fp16 scales, little-endian.
+ * pg_lqer_bytes: its size for a mode and shape, 0 when they are bad. */
+uint64_t pg_lqer_bytes(int mode, int64_t rows, int64_t cols, int rank);
+void pg_lqer_serialize(const struct pg_lqer *l, unsigned char *out);
+/* Reads the file form at p (pg_lqer_bytes of them) into *l, allocated here; the values are not
+ * checked (pg_lqer_check does that). @return 0, PG_E_INVAL or PG_E_NOMEM. */
+int pg_lqer_deserialize(struct pg_lqer *l, int mode, int64_t rows, int64_t cols, int rank, const unsigned char *p);
+
 /* Releases the arrays pg_lqer_pack / _fit / _alloc made and zeroes *l. Safe on a zeroed struct. */
 void pg_lqer_free(struct pg_lqer *l);
 

@@ -25,12 +25,14 @@ enum {
 /* Tensor entry fields. */
 enum {
     E_NAME = 0, E_KIND = 48, E_BITS = 49, E_CLIP = 50, E_ROLE = 51, E_NDIM = 52, E_SHAPE0 = 56, E_SHAPE1 = 64,
-    E_DATA_OFF = 72, E_DATA_SIZE = 80, E_SCALE_OFF = 88, E_SCALE_SIZE = 96, E_CLIP_PARAM = 104, E_RESERVED = 108,
+    E_DATA_OFF = 72, E_DATA_SIZE = 80, E_SCALE_OFF = 88, E_SCALE_SIZE = 96, E_CLIP_PARAM = 104,
+    /* version 1: bytes 108.. are reserved (zero); version 2 adds the LQER correction */
+    E_RESERVED_V1 = 108, E_LQER_MODE = 108, E_LQER_RANK = 109, E_RESERVED_V2 = 110, E_LQER_OFF = 112, E_LQER_SIZE = 120,
 };
 #define NAME_LEN 48
 #define CONFIG_MAX (1u << 20) /* a configuration is ~1 KB; anything near this is not one */
 
-static const uint32_t accepted_versions[] = {1};
+static const uint32_t accepted_versions[] = {1, 2};
 
 static uint32_t crc32_of(const unsigned char *p, size_t n)
 {
@@ -84,6 +86,8 @@ static void place(struct pg_qmodel *qm, uint64_t config_size, uint64_t *table_of
         at += t->data_len;
         t->scale_off = t->kind == PG_QKIND_INT ? at : 0;
         at += t->scale_len;
+        t->lqer_off = t->lqer_rank ? at : 0;
+        at += t->lqer_rank ? t->lqer_len : 0;
     }
     *data_size = at - *data_off;
 }
@@ -119,8 +123,12 @@ int pg_pgq_serialize(const struct pg_qmodel *qm_in, unsigned char **buf, size_t 
         free(qm.t);
         return total <= SIZE_MAX ? PG_E_NOMEM : pg_error(PG_E_NOMEM, "a .pgq of %" PRIu64 " bytes", total);
     }
+    /* the lowest version that expresses the model, so that older readers take what they can */
+    uint32_t version = 1;
+    for (int i = 0; i < qm.ntensors; i++)
+        if (qm.t[i].lqer_rank) version = 2;
     memcpy(p + H_MAGIC, PG_PGQ_MAGIC, 8);
-    pg_le32_put(p + H_VERSION, PG_PGQ_VERSION);
+    pg_le32_put(p + H_VERSION, version);
     pg_le64_put(p + H_FILE_SIZE, total);
     pg_le64_put(p + H_CONFIG_OFF, PG_PGQ_HEADER_SIZE);
     pg_le64_put(p + H_CONFIG_SIZE, ct.len);
@@ -154,6 +162,13 @@ int pg_pgq_serialize(const struct pg_qmodel *qm_in, unsigned char **buf, size_t 
         pg_le32_put(e + E_CLIP_PARAM, cp);
         memcpy(p + t->data_off, t->data, t->data_len);
         if (t->scale_len) memcpy(p + t->scale_off, t->scales, t->scale_len);
+        if (t->lqer_rank) {
+            e[E_LQER_MODE] = (unsigned char)(t->lqer_mode + 1);
+            e[E_LQER_RANK] = (unsigned char)t->lqer_rank;
+            pg_le64_put(e + E_LQER_OFF, t->lqer_off);
+            pg_le64_put(e + E_LQER_SIZE, t->lqer_len);
+            memcpy(p + t->lqer_off, t->lqer, t->lqer_len);
+        }
     }
     pg_le32_put(p + total - 4, crc32_of(p, (size_t)total - 4));
     free(ct.p);
@@ -225,8 +240,8 @@ static int parse_config(const unsigned char *p, size_t n, const char *name, stru
 }
 
 /* Checks one table entry against the model's tensor mt and sets t; *at is the running offset. */
-static int parse_entry(const unsigned char *e, int i, const struct pg_tensor *mt, int scheme, const char *name,
-                       uint64_t *at, uint64_t end, struct pg_qtensor *t)
+static int parse_entry(const unsigned char *e, int i, const struct pg_tensor *mt, int scheme, uint32_t version,
+                       const char *name, uint64_t *at, uint64_t end, struct pg_qtensor *t)
 {
     memset(t, 0, sizeof *t);
     size_t nl = strnlen((const char *)e + E_NAME, NAME_LEN);
@@ -237,7 +252,8 @@ static int parse_entry(const unsigned char *e, int i, const struct pg_tensor *mt
     if (strcmp(t->name, mt->name) != 0)
         return pg_error(PG_E_FORMAT, "%s: tensor %d is '%.47s', the configuration's model has '%s'", name, i, t->name,
                         mt->name);
-    for (int j = E_RESERVED; j < PG_PGQ_ENTRY_SIZE; j++)
+    int first_reserved = version == 1 ? E_RESERVED_V1 : E_RESERVED_V2;
+    for (int j = first_reserved; j < (version == 1 ? PG_PGQ_ENTRY_SIZE : E_LQER_OFF); j++)
         if (e[j]) return pg_error(PG_E_FORMAT, "%s: tensor '%s': reserved byte %d is not zero", name, t->name, j);
     t->kind = e[E_KIND], t->bits = e[E_BITS], t->clip = e[E_CLIP], t->role = e[E_ROLE];
     uint32_t cp = pg_le32_get(e + E_CLIP_PARAM);
@@ -287,6 +303,32 @@ static int parse_entry(const unsigned char *e, int i, const struct pg_tensor *mt
         return pg_error(PG_E_FORMAT, "%s: tensor '%s': scales at %" PRIu64 " (%" PRIu64 " bytes), expected %" PRIu64
                         " (%" PRIu64 " bytes)", name, t->name, t->scale_off, t->scale_len, want_soff, want_scale);
     *at += want_scale;
+    if (version >= 2) {
+        int mode = e[E_LQER_MODE];
+        uint64_t loff = pg_le64_get(e + E_LQER_OFF), llen = pg_le64_get(e + E_LQER_SIZE);
+        t->lqer_rank = e[E_LQER_RANK];
+        if (mode == 0) {
+            if (t->lqer_rank || loff || llen)
+                return pg_error(PG_E_FORMAT, "%s: tensor '%s': LQER rank, offset or size without an LQER mode", name,
+                                t->name);
+        } else {
+            int64_t mn = t->rows < t->cols ? t->rows : t->cols;
+            if (mode > 2 || t->kind != PG_QKIND_INT || t->ndim != 2 || t->lqer_rank < 1 || t->lqer_rank > mn ||
+                t->lqer_rank > PG_LQER_MAX_RANK)
+                return pg_error(PG_E_FORMAT, "%s: tensor '%s': bad LQER mode %d or rank %d for a %s tensor of %" PRId64
+                                " x %" PRId64, name, t->name, mode, t->lqer_rank, pg_qkind_name(t->kind), t->rows, t->cols);
+            t->lqer_mode = mode - 1;
+            uint64_t want = pg_lqer_bytes(t->lqer_mode, t->rows, t->cols, t->lqer_rank);
+            if (want > end - *at)
+                return pg_error(PG_E_FORMAT, "%s: tensor '%s': the LQER correction (%" PRIu64 " bytes at %" PRIu64
+                                ") runs past the data section, which ends at %" PRIu64, name, t->name, want, *at, end);
+            if (loff != *at || llen != want)
+                return pg_error(PG_E_FORMAT, "%s: tensor '%s': LQER correction at %" PRIu64 " (%" PRIu64 " bytes), "
+                                "expected %" PRIu64 " (%" PRIu64 " bytes)", name, t->name, loff, llen, *at, want);
+            t->lqer_off = loff, t->lqer_len = llen;
+            *at += want;
+        }
+    }
     t->rel_err = -1;
     return 0;
 }
@@ -309,6 +351,18 @@ static int check_int_values(const struct pg_qtensor *t, const char *name)
     return 0;
 }
 
+/* Checks an LQER correction's codes and scales (lqer.h), naming the tensor. */
+static int check_lqer(const struct pg_qtensor *t, const char *name)
+{
+    struct pg_lqer l;
+    PG_TRY(pg_lqer_deserialize(&l, t->lqer_mode, t->rows, t->cols, t->lqer_rank, t->lqer));
+    char what[600];
+    snprintf(what, sizeof what, "%s: tensor '%s'", name, t->name);
+    int rc = pg_lqer_check(&l, what);
+    pg_lqer_free(&l);
+    return rc;
+}
+
 int pg_pgq_parse(const unsigned char *buf, size_t len, const char *name, struct pg_qmodel *qm)
 {
     memset(qm, 0, sizeof *qm);
@@ -324,7 +378,8 @@ int pg_pgq_parse(const unsigned char *buf, size_t len, const char *name, struct 
     int known = 0;
     for (size_t i = 0; i < sizeof accepted_versions / sizeof accepted_versions[0]; i++)
         known |= version == accepted_versions[i];
-    if (!known) return pg_error(PG_E_FORMAT, "%s: unsupported .pgq version %u (this build reads version 1)", name, version);
+    if (!known)
+        return pg_error(PG_E_FORMAT, "%s: unsupported .pgq version %u (this build reads versions 1 and 2)", name, version);
     for (int j = H_RESERVED0; j < H_RESERVED0 + 4; j++)
         if (buf[j]) return pg_error(PG_E_FORMAT, "%s: reserved header byte %d is not zero", name, j);
     for (int j = H_RESERVED1; j < PG_PGQ_HEADER_SIZE; j++)
@@ -380,12 +435,14 @@ int pg_pgq_parse(const unsigned char *buf, size_t len, const char *name, struct 
     uint64_t at = doff;
     for (uint32_t i = 0; i < nt && !rc; i++) {
         struct pg_qtensor *t = &qm->t[i];
-        rc = parse_entry(buf + toff + (uint64_t)i * PG_PGQ_ENTRY_SIZE, (int)i, &m.tensors[i], qm->scheme, name, &at,
-                         end, t);
+        rc = parse_entry(buf + toff + (uint64_t)i * PG_PGQ_ENTRY_SIZE, (int)i, &m.tensors[i], qm->scheme, version,
+                         name, &at, end, t);
         if (!rc) {
             t->data = buf + t->data_off;
             t->scales = t->kind == PG_QKIND_INT ? buf + t->scale_off : NULL;
+            t->lqer = t->lqer_rank ? buf + t->lqer_off : NULL;
             if (t->kind == PG_QKIND_INT) rc = check_int_values(t, name);
+            if (!rc && t->lqer_rank) rc = check_lqer(t, name);
         }
     }
     if (!rc && at != end)

@@ -1,4 +1,4 @@
-/* pgq.h: the quantized model file (.pgq), version 1; specified in man/pg-formats.5.
+/* pgq.h: the quantized model file (.pgq), versions 1 and 2; specified in man/pg-formats.5.
  *
  *   header (128 bytes): magic "PGQMODEL", u32 version, explicit u64 offsets and sizes of the
  *                       sections, tensor count, scheme, tokenizer identity, reserved zeros
@@ -6,7 +6,8 @@
  *   table               128 bytes per tensor: name, kind, bits, clip, role, shape, the offsets and
  *                       sizes of its values and its fp16 scales, clip parameter
  *   data                per tensor in model order: the values (int8 per element, or f32 / f16),
- *                       then for an integer tensor its rows' fp16 scales
+ *                       then for an integer tensor its rows' fp16 scales, then (version 2) its
+ *                       LQER correction (lqer.h's file form) when it has one
  *   crc32               zlib crc32 of every byte before it
  *
  * The sections follow each other with no gap and every offset is determined by the sizes before
@@ -28,7 +29,8 @@
 #include <stdint.h>
 
 #define PG_PGQ_MAGIC "PGQMODEL"    /* 8 bytes, no terminator in the file */
-#define PG_PGQ_VERSION 1           /* the version this build writes; it reads version 1 */
+#define PG_PGQ_VERSION 2           /* the newest version this build writes (a model without LQER
+                                    * corrections is written as version 1); it reads 1 and 2 */
 #define PG_PGQ_HEADER_SIZE 128
 #define PG_PGQ_ENTRY_SIZE 128
 

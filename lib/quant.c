@@ -95,6 +95,8 @@ void pg_quant_opts_default(struct pg_quant_opts *o, int scheme, int bits)
     o->keep_float_max = PG_QUANT_KEEP_FLOAT_MAX;
     o->method = PG_QMETHOD_RTN;
     pg_gptq_opts_default(&o->gptq);
+    o->lqer_top = 3;
+    o->lqer_mode = PG_LQER_ASYM;
 }
 
 int pg_quant_parse_scheme(const char *s, int *scheme, int *bits)
@@ -347,13 +349,19 @@ float pg_qtensor_scale(const struct pg_qtensor *t, int64_t r)
     return pg_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
 }
 
-void pg_qtensor_dequantize(const struct pg_qtensor *t, pg_real *out)
+int pg_qtensor_dequantize(const struct pg_qtensor *t, pg_real *out)
 {
     if (t->kind == PG_QKIND_INT) {
         for (int64_t r = 0; r < t->rows; r++) {
             float s = pg_qtensor_scale(t, r);
             const int8_t *q = (const int8_t *)t->data + r * t->cols;
             for (int64_t c = 0; c < t->cols; c++) out[r * t->cols + c] = (pg_real)((float)q[c] * s);
+        }
+        if (t->lqer_rank) {
+            struct pg_lqer l;
+            PG_TRY(pg_lqer_deserialize(&l, t->lqer_mode, t->rows, t->cols, t->lqer_rank, t->lqer));
+            pg_lqer_apply(&l, out);
+            pg_lqer_free(&l);
         }
     } else if (t->kind == PG_QKIND_F32) {
         for (int64_t i = 0; i < t->rows * t->cols; i++) {
@@ -365,6 +373,7 @@ void pg_qtensor_dequantize(const struct pg_qtensor *t, pg_real *out)
         for (int64_t i = 0; i < t->rows * t->cols; i++)
             out[i] = (pg_real)pg_f16_to_f32((uint16_t)(t->data[2 * i] | t->data[2 * i + 1] << 8));
     }
+    return 0;
 }
 
 /* The storage decision for one tensor of m. */
@@ -424,6 +433,11 @@ static int check_opts(const struct pg_quant_opts *o)
                 return pg_error(PG_E_INVAL, "%s: SDClip k %g is not a positive number", class_names[c], o->k[c]);
         }
     }
+    if (o->lqer_rank < 0 || o->lqer_rank > PG_LQER_MAX_RANK || (o->lqer_rank && o->lqer_top < 1) ||
+        (o->lqer_mode != PG_LQER_ASYM && o->lqer_mode != PG_LQER_SYM))
+        return pg_error(PG_E_INVAL, "LQER: rank %d (0..%d), top %d, mode %d", o->lqer_rank, PG_LQER_MAX_RANK,
+                        o->lqer_top, o->lqer_mode);
+    if (o->lqer_rank && o->scheme != PG_QSCHEME_INTN) return pg_error(PG_E_INVAL, "LQER applies to the intN schemes");
     if (o->nov && o->scheme != PG_QSCHEME_INTN)
         return pg_error(PG_E_INVAL, "per-tensor bits and k apply to the intN schemes");
     if (o->nov < 0 || o->nov > PG_QUANT_MAX_OVERRIDES) return pg_error(PG_E_INVAL, "bad override count %d", o->nov);
@@ -456,34 +470,32 @@ static int with_hessian(struct pg_qtensor *t, const pg_real *w_in, const struct 
     return rc;
 }
 
-int pg_qtensor_measure(struct pg_qtensor *t, const pg_real *w_in, const double *h)
+int pg_qtensor_measure(struct pg_qtensor *t, const pg_real *w, const double *h)
 {
     int64_t rows = t->rows, cols = t->cols;
-    const int8_t *q = (const int8_t *)t->data;
+    float *wq = pg_malloc((size_t)(rows * cols) * sizeof *wq);
+    if (!wq) return PG_E_NOMEM;
+    int rc = pg_qtensor_dequantize(t, wq);
     double e = 0, nn = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        float s = pg_qtensor_scale(t, r);
+    for (int64_t r = 0; r < rows && !rc; r++) {
         double er = 0, nr = 0; /* per row, then in row order: the sum does not depend on anything else */
         for (int64_t c = 0; c < cols; c++) {
-            double x = (double)(float)w_in[r * cols + c], d = x - (double)((float)q[r * cols + c] * s);
+            double x = w[r * cols + c], d = x - (double)wq[r * cols + c];
             er += d * d;
             nr += x * x;
         }
         e += er, nn += nr;
     }
+    t->err_norm = sqrt(e);
     t->rel_err = nn > 0 ? sqrt(e / nn) : 0;
     t->out_err = -1;
-    if (!h) return 0;
-    float *w = pg_malloc((size_t)(rows * cols + rows) * sizeof *w);
-    if (!w) return PG_E_NOMEM;
-    float *step = w + rows * cols;
-    for (int64_t i = 0; i < rows * cols; i++) w[i] = (float)w_in[i];
-    for (int64_t r = 0; r < rows; r++) step[r] = pg_qtensor_scale(t, r);
-    double ref, oe = pg_gptq_output_error(w, rows, cols, h, q, step, &ref);
-    free(w);
-    if (isnan(oe)) return PG_E_NOMEM;
-    t->out_err = ref > 0 ? sqrt(oe / ref) : 0;
-    return 0;
+    if (!rc && h) {
+        double ref, oe = pg_output_error(w, wq, rows, cols, h, &ref);
+        if (isnan(oe)) rc = PG_E_NOMEM;
+        else t->out_err = ref > 0 ? sqrt(oe / ref) : 0;
+    }
+    free(wq);
+    return rc;
 }
 
 /* Quantizes one integer tensor from w, its rows in parallel (then by GPTQ when asked and h is
@@ -526,6 +538,63 @@ static int quantize_int(struct pg_qtensor *t, const pg_real *w_in, int scheme, d
     if (!rc) rc = pg_qtensor_measure(t, w_in, h);
     free(tmp);
     free(rowerr);
+    return rc;
+}
+
+/* LQER (spec/techniques.md §4.6): the o->lqer_top matrices with the largest ‖W−Ŵ‖_F (ties: model
+ * order) get a rank-o->lqer_rank correction of their residual; they are measured again after. */
+static int add_lqer(const struct pg_model *m, const struct pg_quant_opts *o, struct pg_qmodel *qm)
+{
+    int n = qm->ntensors, top = o->lqer_top, chosen = 0;
+    int *pick = pg_malloc((size_t)n * sizeof *pick);
+    if (!pick) return PG_E_NOMEM;
+    for (; chosen < top; chosen++) {
+        int best = -1;
+        for (int i = 0; i < n; i++) {
+            const struct pg_qtensor *t = &qm->t[i];
+            if (t->kind != PG_QKIND_INT || t->ndim != 2 || t->lqer_rank) continue;
+            if (best < 0 || t->err_norm > qm->t[best].err_norm) best = i;
+        }
+        if (best < 0) break;
+        pick[chosen] = best;
+        struct pg_qtensor *t = &qm->t[best];
+        int64_t mn = t->rows < t->cols ? t->rows : t->cols;
+        t->lqer_mode = o->lqer_mode;
+        t->lqer_rank = o->lqer_rank < mn ? o->lqer_rank : (int)mn;
+        t->lqer_len = pg_lqer_bytes(t->lqer_mode, t->rows, t->cols, t->lqer_rank);
+    }
+    uint64_t total = 0;
+    for (int c = 0; c < chosen; c++) total += qm->t[pick[c]].lqer_len;
+    unsigned char *at = qm->lqer_arena = pg_malloc(total ? (size_t)total : 1);
+    float *wq = NULL;
+    int rc = at ? 0 : PG_E_NOMEM;
+    for (int c = 0; c < chosen && !rc; c++) {
+        int i = pick[c];
+        struct pg_qtensor *t = &qm->t[i];
+        const pg_real *w = m->params + m->tensors[i].offset;
+        int rank = t->lqer_rank;
+        t->lqer_rank = 0; /* the plain reconstruction first */
+        free(wq);
+        wq = pg_malloc((size_t)(t->rows * t->cols) * sizeof *wq);
+        if (!wq) rc = PG_E_NOMEM;
+        if (!rc) rc = pg_qtensor_dequantize(t, wq);
+        struct pg_lqer l;
+        if (!rc) rc = pg_lqer_fit(w, wq, t->rows, t->cols, rank, t->lqer_mode, &l);
+        if (rc) {
+            rc = pg_error(rc, "tensor '%s': LQER: %s", t->name, pg_error_message());
+            break;
+        }
+        pg_lqer_serialize(&l, at);
+        pg_lqer_free(&l);
+        t->lqer = at;
+        t->lqer_rank = rank;
+        at += t->lqer_len;
+        int64_t hcols = 0;
+        const double *h = o->calib ? pg_calib_hessian(o->calib, m, t->name, &hcols) : NULL;
+        rc = pg_qtensor_measure(t, w, h && hcols == t->cols ? h : NULL);
+    }
+    free(wq);
+    free(pick);
     return rc;
 }
 
@@ -603,6 +672,7 @@ int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, s
         t->rel_err = nn > 0 ? sqrt(e / nn) : 0;
     }
     free(k);
+    if (!rc && o->lqer_rank) rc = add_lqer(m, o, qm);
     if (!rc) rc = pg_pgq_layout(qm);
     if (rc) pg_qmodel_free(qm);
     return rc;
@@ -620,14 +690,14 @@ int pg_qmodel_dequantize(const struct pg_qmodel *qm, struct pg_model *m, const c
         if (t->ndim != mt->ndim || t->shape[0] != mt->shape[0] || (mt->ndim == 2 && t->shape[1] != mt->shape[1]))
             return pg_error(PG_E_FORMAT, "%s: tensor '%s' has the wrong shape for this configuration", what, t->name);
     }
-    for (int i = 0; i < m->ntensors; i++) pg_qtensor_dequantize(&qm->t[i], m->params + m->tensors[i].offset);
+    for (int i = 0; i < m->ntensors; i++) PG_TRY(pg_qtensor_dequantize(&qm->t[i], m->params + m->tensors[i].offset));
     return 0;
 }
 
 uint64_t pg_qmodel_payload_bytes(const struct pg_qmodel *qm)
 {
     uint64_t n = 0;
-    for (int i = 0; i < qm->ntensors; i++) n += qm->t[i].data_len + qm->t[i].scale_len;
+    for (int i = 0; i < qm->ntensors; i++) n += qm->t[i].data_len + qm->t[i].scale_len + qm->t[i].lqer_len;
     return n;
 }
 
@@ -635,6 +705,7 @@ void pg_qmodel_free(struct pg_qmodel *qm)
 {
     free(qm->t);
     free(qm->arena);
+    free(qm->lqer_arena);
     pg_pgq_unmap(qm);
     memset(qm, 0, sizeof *qm);
 }

@@ -30,6 +30,7 @@
 
 #include "config.h"
 #include "gptq.h"
+#include "lqer.h"
 #include "model.h"
 
 #include <stddef.h>
@@ -89,6 +90,9 @@ struct pg_quant_opts {
     int method;                 /* PG_QMETHOD_RTN (default) or _GPTQ (intN only; needs calib) */
     struct pg_gptq_opts gptq;
     const struct pg_calib *calib; /* finished statistics for GPTQ and the output-error report, or NULL */
+    int lqer_rank;              /* LQER: 0 (off), or the rank of the correction (1..64) */
+    int lqer_top;               /* ... on this many integer tensors with the largest ‖W−Ŵ‖_F (3) */
+    int lqer_mode;              /* PG_LQER_ASYM (the records') or PG_LQER_SYM */
     void (*progress)(void *ctx, int done, int total); /* after each integer tensor, or NULL */
     void *progress_ctx;
 };
@@ -114,6 +118,12 @@ struct pg_qtensor {
     double out_err;             /* relative output error sqrt(tr(ΔW H ΔWᵀ) / tr(W H Wᵀ)) */
     int method;                 /* PG_QMETHOD_*: GPTQ where a Hessian exists, else RTN */
     double damp;                /* GPTQ's damping used */
+    /* an LQER correction (INT only; .pgq version 2): lqer_rank 0 = none; else lqer points at its
+     * file form (lqer.h, pg_lqer_bytes(lqer_mode, rows, cols, lqer_rank) bytes) */
+    int lqer_mode, lqer_rank;
+    const unsigned char *lqer;
+    uint64_t lqer_len, lqer_off;
+    double err_norm;            /* ‖W−Ŵ‖_F before any LQER, when quantized here */
 };
 
 /* The tokenizer a model was quantized for (all zero: not recorded). */
@@ -130,6 +140,7 @@ struct pg_qmodel {
     int ntensors;
     struct pg_qtensor *t;       /* in the model's tensor order */
     void *arena;                /* owned data (quantized here), or NULL */
+    void *lqer_arena;           /* owned LQER corrections (quantized here), or NULL */
     void *map;                  /* owned struct pg_map (read from a file), or NULL */
 };
 
@@ -173,8 +184,9 @@ int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, s
  * w, and its out_err against h (cols × cols; NULL: out_err = -1). @return 0 or PG_E_NOMEM. */
 int pg_qtensor_measure(struct pg_qtensor *t, const pg_real *w, const double *h);
 
-/* Dequantizes one tensor into out (numel values). */
-void pg_qtensor_dequantize(const struct pg_qtensor *t, pg_real *out);
+/* Dequantizes one tensor into out (numel values), its LQER correction included.
+ * @return 0, or PG_E_NOMEM (decoding a correction). */
+int pg_qtensor_dequantize(const struct pg_qtensor *t, pg_real *out);
 
 /* The fp16 step of row r of an integer tensor, as a float. */
 float pg_qtensor_scale(const struct pg_qtensor *t, int64_t r);

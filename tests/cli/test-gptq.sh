@@ -65,6 +65,35 @@ check "--calib-tokens 2048: a different file" sh -c "! cmp -s '$W/gptq.pgq' '$W/
 check "pg-pack the GPTQ model" "$P" -q "$W/gptq.pgq" -o "$W/gptq.pga"
 check "pg-eval of the .pga = pg-eval of the .pgq" test "$(loss "$W/gptq.pga")" = "$lg"
 
+# ---- LQER: a version-2 .pgq that packs, unpacks and scores like any other ----
+check "gptq + LQER rank 4 on the top 3" \
+    sh -c "'$Q' '$M' -o '$W/lq.pgq' $B $CAL --method gptq --lqer-rank 4 --json >'$W/lq.json' 2>'$W/lq.err'"
+check "the file is .pgq version 2" test "$(od -An -tu4 -j8 -N4 "$W/lq.pgq" | tr -d ' ')" = 2
+check "... and without LQER version 1" test "$(od -An -tu4 -j8 -N4 "$W/gptq.pgq" | tr -d ' ')" = 1
+check "the report: 3 tensors with lqer_rank 4 (asym), the others 0" \
+    test "$(jq -c '[.tensors[] | select(.lqer_rank > 0) | "\(.lqer_rank)\(.lqer_mode)"]' "$W/lq.json")" = '["4asym","4asym","4asym"]'
+check "the three are the tensors with the largest |W - Wq| of the run without LQER" \
+    test "$(jq -c '[.tensors[] | select(.lqer_rank > 0) | .name] | sort' "$W/lq.json")" = \
+    "$(jq -c '[.tensors[] | select(.kind == "int")] | sort_by(-.abs_err) | .[:3] | map(.name) | sort' "$W/gptq.json")"
+check "their errors fell" test "$(jq -s '[.[0].tensors, .[1].tensors] | transpose | map(select(.[1].lqer_rank > 0) | .[1].abs_err < .[0].abs_err) | all' "$W/gptq.json" "$W/lq.json")" = true
+check "file bytes grow by the corrections' bytes" \
+    test "$(($(wc -c <"$W/lq.pgq") - $(wc -c <"$W/gptq.pgq")))" = "$(jq '[.tensors[] | .lqer_bytes // 0] | add' "$W/lq.json")"
+ll=$(loss "$W/lq.pgq")
+check "val loss with LQER $ll below GPTQ alone $lg" below "$ll" "$lg"
+"$Q" "$M" -o "$W/lq2.pgq" $B $CAL --method gptq --lqer-rank 4 2>"$W/lq2.err"
+check "the table shows gptq+lqer4 on 3 rows" test "$(grep -c " gptq+lqer4 " "$W/lq2.err")" = 3
+for flags in --zlib "--lrzip --brotli"; do
+    tag=$(echo "$flags" | tr -d ' -')
+    if [ "$flags" != --zlib ] && ! command -v lrzip >/dev/null; then ok "# SKIP lrzip not installed"; continue; fi
+    # shellcheck disable=SC2086
+    check "pg-pack $flags the LQER model" "$P" -q "$W/lq.pgq" -o "$W/lq-$tag.pga" $flags
+    "$P" -q -d "$W/lq-$tag.pga" -o "$W/lq-$tag.pgq"
+    check "pg-pack -d ($flags) gives back the identical version-2 .pgq" cmp -s "$W/lq.pgq" "$W/lq-$tag.pgq"
+    check "pg-eval of the .pga ($flags) = the .pgq's" test "$(loss "$W/lq-$tag.pga")" = "$ll"
+done
+check "--dequantize writes the corrected weights" "$Q" -q --dequantize "$W/lq.pgq" -o "$W/lq.safetensors"
+check "... which score as the .pgq" test "$(loss "$W/lq.safetensors")" = "$ll"
+
 # ---- per-tensor settings ----
 "$Q" -q "$M" -o "$W/ov.pgq" --scheme int6 --bits blocks.2.mlp=3,tok_emb=8 --k blocks.0.attn.c_q=9 --keep-float 100 --json >"$W/ov.json"
 check "--bits blocks.2.mlp=3,tok_emb=8 --k blocks.0.attn.c_q=9: those tensors, the rest int6 k from the class" \
@@ -82,5 +111,9 @@ expect_fail "--dequantize with --method" 2 "no quantization options" "$Q" --dequ
 expect_fail "a missing calibration directory" 1 "$W/nope" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --method gptq --calib-data "$W/nope" --calib-prefix t
 expect_fail "no train shards of that prefix" 1 "no training shards" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --method gptq --calib-data "$W/data" --calib-prefix u
 expect_fail "a per-tensor setting that matches nothing" 1 "'blocks.9' names no quantized tensor" "$Q" "$M" -o "$W/x.pgq" --bits blocks.9=4 --keep-float 100
+expect_fail "--lqer-top without --lqer-rank" 2 "need --lqer-rank" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --lqer-top 2
+expect_fail "--lqer-rank on int8-baseline" 2 "needs an intN scheme" "$Q" "$M" -o "$W/x.pgq" --lqer-rank 4
+expect_fail "--lqer-rank 65" 2 "--lqer-rank" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --lqer-rank 65
+expect_fail "--lqer-mode half" 2 "--lqer-mode" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --lqer-rank 2 --lqer-mode half
 check "no output file is left by the failures" test ! -e "$W/x.pgq"
 finish

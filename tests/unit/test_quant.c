@@ -25,6 +25,7 @@
 #include "../../lib/xio.h"
 
 #include <float.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -638,7 +639,20 @@ static void test_format(void)
     ok(crc_msgs > 3000, "most flips are caught by the checksum (%d), the rest by the header checks", crc_msgs);
 
     /* field checks, each with the CRC made right so the check itself must catch it */
-    expect_error(buf, len, 8, 2, "unsupported .pgq version 2", "version 2");
+    expect_error(buf, len, 8, 3, "unsupported .pgq version 3", "version 3");
+    {
+        /* a version-1 file relabelled as version 2 is a valid version-2 file: its entries' new
+         * fields are zero (no LQER) */
+        unsigned char *b2 = malloc(len);
+        memcpy(b2, buf, len);
+        b2[8] = 2;
+        fix_crc(b2, len);
+        struct pg_qmodel q2;
+        int rc = pg_pgq_parse(b2, len, "v2.pgq", &q2);
+        ok(rc == 0, "a version-1 file relabelled version 2 parses: %s", rc ? pg_error_message() : "ok");
+        if (!rc) pg_qmodel_free(&q2);
+        free(b2);
+    }
     expect_error(buf, len, 0, 'X', "bad magic", "magic");
     expect_error(buf, len, 13, 1, "reserved header byte 13", "reserved header field (offset 12)");
     expect_error(buf, len, 127, 1, "reserved header byte 127", "reserved header field (offset 96..127)");
@@ -842,6 +856,138 @@ static void test_overrides(void)
     pg_model_free(&m);
 }
 
+/* ---- LQER and .pgq version 2 ---- */
+
+static void test_lqer(void)
+{
+    struct pg_config c;
+    small_config(&c);
+    struct pg_model m;
+    if (pg_model_init(&m, &c, &pg_backend_cpu, 0)) bail_out("model init");
+    pg_model_init_weights(&m, 9);
+    struct pg_rng r;
+    pg_rng_seed(&r, 4);
+    for (size_t i = 0; i < m.nparams; i++) m.params[i] += (pg_real)(0.1 * pg_rng_normal(&r));
+    struct pg_quant_opts o;
+    pg_quant_opts_default(&o, PG_QSCHEME_INTN, 3);
+    o.keep_float_max = 30;
+    struct pg_qmodel plain, lq;
+    if (pg_quantize_model(&m, &o, &plain)) bail_out("plain: %s", pg_error_message());
+    o.lqer_rank = 2, o.lqer_top = 2;
+    is_int(pg_quantize_model(&m, &o, &lq), 0, "int3 with LQER rank 2 on the top 2 tensors");
+    /* the two 2-D integer tensors with the largest ‖W − Ŵ‖ of the plain run, computed here */
+    int first = -1, second = -1;
+    double e1 = -1, e2 = -1;
+    for (int i = 0; i < plain.ntensors; i++) {
+        const struct pg_qtensor *t = &plain.t[i];
+        if (t->kind != PG_QKIND_INT || t->ndim != 2) continue;
+        float *wq = malloc((size_t)(t->rows * t->cols) * sizeof *wq);
+        pg_qtensor_dequantize(t, wq);
+        const float *w = m.params + m.tensors[i].offset;
+        double e = 0;
+        for (int64_t j = 0; j < t->rows * t->cols; j++) e += ((double)w[j] - wq[j]) * ((double)w[j] - wq[j]);
+        free(wq);
+        if (e > e1) second = first, e2 = e1, first = i, e1 = e;
+        else if (e > e2) second = i, e2 = e;
+    }
+    int right = 1, exact = 1, better = 1;
+    for (int i = 0; i < lq.ntensors; i++) {
+        const struct pg_qtensor *t = &lq.t[i], *p = &plain.t[i];
+        int want = i == first || i == second;
+        if ((t->lqer_rank != 0) != want || (want && (t->lqer_rank != 2 || t->lqer_mode != PG_LQER_ASYM))) right = 0;
+        if (t->data_len != p->data_len || memcmp(t->data, p->data, t->data_len) || memcmp(t->scales, p->scales, t->scale_len))
+            exact = 0; /* LQER leaves the integers and steps alone */
+        if (!want) continue;
+        /* the dequantized tensor = q·s + the correction pg_lqer_fit gives for this residual */
+        size_t n = (size_t)(t->rows * t->cols);
+        float *wq = malloc(n * sizeof *wq), *ref = malloc(n * sizeof *ref), *got = malloc(n * sizeof *got);
+        pg_qtensor_dequantize(p, wq);
+        memcpy(ref, wq, n * sizeof *ref);
+        struct pg_lqer l;
+        if (pg_lqer_fit(m.params + m.tensors[i].offset, wq, t->rows, t->cols, 2, PG_LQER_ASYM, &l)) bail_out("fit");
+        pg_lqer_apply(&l, ref);
+        pg_lqer_free(&l);
+        pg_qtensor_dequantize(t, got);
+        if (memcmp(ref, got, n * sizeof *got)) exact = 0;
+        if (!(t->rel_err < p->rel_err)) better = 0;
+        diag("%s: rel_err %.4f -> %.4f with LQER", t->name, p->rel_err, t->rel_err);
+        free(wq), free(ref), free(got);
+    }
+    ok(right && first >= 0 && second >= 0, "LQER on exactly the two matrices with the largest residual (%s, %s)",
+       first >= 0 ? plain.t[first].name : "?", second >= 0 ? plain.t[second].name : "?");
+    ok(exact, "integers and steps unchanged; dequantization = q·s + pg_lqer_fit's correction, bit for bit");
+    ok(better, "the corrected tensors' errors are lower");
+    unsigned char *b1, *b2, *b3;
+    size_t n1, n2, n3;
+    if (pg_pgq_serialize(&plain, &b1, &n1) || pg_pgq_serialize(&lq, &b2, &n2)) bail_out("serialize");
+    ok(pg_le32_get(b1 + 8) == 1 && pg_le32_get(b2 + 8) == 2, "without LQER the file is version 1, with it version 2");
+    uint64_t extra = pg_lqer_bytes(PG_LQER_ASYM, lq.t[first].rows, lq.t[first].cols, 2) +
+                     pg_lqer_bytes(PG_LQER_ASYM, lq.t[second].rows, lq.t[second].cols, 2);
+    ok(n2 == n1 + extra && pg_qmodel_payload_bytes(&lq) == pg_qmodel_payload_bytes(&plain) + extra,
+       "the corrections add their %" PRIu64 " bytes to the file and the payload", extra);
+    struct pg_qmodel back;
+    is_int(pg_pgq_parse(b2, n2, "lqer.pgq", &back), 0, "parse the version-2 file");
+    if (pg_pgq_serialize(&back, &b3, &n3)) bail_out("serialize back");
+    ok(n3 == n2 && !memcmp(b2, b3, n2), "parse → serialize is byte-identical");
+    int same = 1;
+    for (int i = 0; i < back.ntensors; i++) {
+        size_t n = (size_t)(back.t[i].rows * back.t[i].cols);
+        float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+        pg_qtensor_dequantize(&back.t[i], x);
+        pg_qtensor_dequantize(&lq.t[i], y);
+        same &= !memcmp(x, y, n * sizeof *x);
+        free(x), free(y);
+    }
+    ok(same, "the parsed file dequantizes to the same weights");
+    /* the version-2 fields, each broken with the CRC made right */
+    const struct pg_qtensor *t = &back.t[first];
+    uint64_t table = pg_le64_get(b2 + 40), e = table + (uint64_t)first * 128, plain_e = table;
+    uint64_t lo = t->lqer_off, rows = (uint64_t)t->rows, cols = (uint64_t)t->cols;
+    pg_qmodel_free(&back);
+    expect_error(b2, n2, e + 108, 3, "bad LQER mode 3", "LQER mode 3");
+    expect_error(b2, n2, e + 109, 0, "bad LQER mode", "LQER rank 0");
+    expect_error(b2, n2, e + 109, 9, "bad LQER mode", "LQER rank above min(rows, cols)");
+    expect_error(b2, n2, e + 110, 1, "reserved byte 110", "reserved byte of a version-2 entry");
+    expect_error(b2, n2, e + 112, (unsigned char)(b2[e + 112] + 1), "LQER correction at", "LQER offset off by one");
+    expect_error(b2, n2, e + 120, (unsigned char)(b2[e + 120] + 1), "LQER correction at", "LQER size off by one");
+    expect_error(b2, n2, plain_e + 109, 1, "without an LQER mode", "an LQER rank without a mode");
+    expect_error(b2, n2, lo, 2, "outside -2..1", "an INT2 code of A outside -2..1");
+    expect_error(b2, n2, lo + rows * 2 + 2 * cols + 1, 0x80, "not a positive finite", "a negative scale of A");
+    /* every truncation and 2000 random bit flips of the version-2 file are refused */
+    int acc = 0;
+    for (size_t k = 0; k < n2; k++) {
+        unsigned char *b = malloc(k ? k : 1);
+        memcpy(b, b2, k);
+        struct pg_qmodel q;
+        if (!pg_pgq_parse(b, k, "t.pgq", &q)) acc++, pg_qmodel_free(&q);
+        free(b);
+    }
+    struct pg_rng fr;
+    pg_rng_seed(&fr, 77);
+    unsigned char *fb = malloc(n2);
+    for (int trial = 0; trial < 2000; trial++) {
+        memcpy(fb, b2, n2);
+        uint64_t bit = pg_rng_below(&fr, (uint64_t)n2 * 8);
+        fb[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        struct pg_qmodel q;
+        if (!pg_pgq_parse(fb, n2, "f.pgq", &q)) acc++, pg_qmodel_free(&q);
+    }
+    free(fb);
+    is_int(acc, 0, "version 2: all %zu truncations and 2000 bit flips refused", n2);
+    /* an older version-1 reader's view: a version-2 file's LQER fields in a version-1 file */
+    expect_error(b2, n2, 8, 1, "reserved byte 108", "the LQER fields in a file labelled version 1");
+    free(b1), free(b2), free(b3);
+    pg_qmodel_free(&plain);
+    pg_qmodel_free(&lq);
+    /* options */
+    o.lqer_rank = 65;
+    ok(pg_quantize_model(&m, &o, &lq) == PG_E_INVAL, "LQER rank 65 refused: '%s'", pg_error_message());
+    pg_quant_opts_default(&o, PG_QSCHEME_INT8_BASELINE, 8);
+    o.lqer_rank = 2;
+    ok(pg_quantize_model(&m, &o, &lq) == PG_E_INVAL, "LQER with int8-baseline refused: '%s'", pg_error_message());
+    pg_model_free(&m);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/pg-test-quant-XXXXXX");
@@ -852,6 +998,7 @@ int main(void)
     test_options();
     test_format();
     test_overrides();
+    test_lqer();
     test_modelfile();
     test_baseline_payload();
     remove_tree(dir);
