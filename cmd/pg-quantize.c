@@ -11,6 +11,7 @@
 #include "../lib/modelfile.h"
 #include "../lib/opt.h"
 #include "../lib/pgq.h"
+#include "../lib/qfit.h"
 #include "../lib/quant.h"
 
 #include <inttypes.h>
@@ -46,6 +47,10 @@ static const char usage[] =
     "      --lqer-rank R          add a rank-R LQER correction of the quantization residual (intN)\n"
     "      --lqer-top K           ... to the K matrices with the largest residual (default 3)\n"
     "      --lqer-mode MODE       asym (INT2 A, INT4 B in groups of 64; default) or sym (int4 rows)\n"
+    "      --target-bytes N       prune the cheapest +-1 integers until the packed artifact is at\n"
+    "                             most N bytes (k and M suffixes: 15900k)\n"
+    "      --target-pack CODEC    how pg-pack will pack it: zlib (default), lzma, brotli, lrzip or\n"
+    "                             lrzip+brotli (the records' per-group mode; slow to search)\n"
     "      --keep-float N         tensors of at most N elements stay floats (default 65536)\n"
     "  -m, --tokenizer MODEL      record this tokenizer's identity, which pg-eval then checks\n"
     "      --dequantize           write the dequantized weights of a .pgq as a checkpoint\n"
@@ -63,7 +68,7 @@ static const char usage[] =
 enum {
     OPT_SCHEME = PG_OPT_FIRST_CMD, OPT_BITS, OPT_CLIP, OPT_K, OPT_KEEP, OPT_DEQUANT, OPT_METHOD, OPT_CALIB_DATA,
     OPT_CALIB_PREFIX, OPT_CALIB_TOKENS, OPT_CALIB_SEQ, OPT_DAMP, OPT_NO_ACT_ORDER, OPT_GPTQ_BLOCK, OPT_LQER_RANK,
-    OPT_LQER_TOP, OPT_LQER_MODE
+    OPT_LQER_TOP, OPT_LQER_MODE, OPT_TARGET_BYTES, OPT_TARGET_PACK
 };
 
 static const struct option longopts[] = {
@@ -86,6 +91,8 @@ static const struct option longopts[] = {
     {"lqer-rank", required_argument, 0, OPT_LQER_RANK},
     {"lqer-top", required_argument, 0, OPT_LQER_TOP},
     {"lqer-mode", required_argument, 0, OPT_LQER_MODE},
+    {"target-bytes", required_argument, 0, OPT_TARGET_BYTES},
+    {"target-pack", required_argument, 0, OPT_TARGET_PACK},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
     {"quiet", no_argument, 0, 'q'},
@@ -189,6 +196,13 @@ static void dequantize(const struct pg_cli *cli, const char *in, const char *out
     pg_model_free(&m);
 }
 
+static void fit_progress(void *ctx, int64_t pruned, uint64_t bytes)
+{
+    (void)pruned, (void)bytes;
+    struct pg_progress *pr = ctx;
+    pg_progress_update(pr, pr->done + 1);
+}
+
 static void quant_progress(void *ctx, int done, int total)
 {
     struct pg_progress *pr = ctx;
@@ -224,6 +238,8 @@ int main(int argc, char **argv)
     int64_t keep = PG_QUANT_KEEP_FLOAT_MAX, calib_tokens = 65536;
     int dequant = 0, c, calib_seq = 0, gptq_set = 0, calib_set = 0, lqer_rank = 0, lqer_top = 3, lqer_mode = PG_LQER_ASYM;
     int lqer_set = 0;
+    int64_t target = 0;
+    const char *target_pack = NULL;
     struct pg_gptq_opts gopts;
     pg_gptq_opts_default(&gopts);
     while ((c = getopt_long(argc, argv, "o:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
@@ -258,6 +274,10 @@ int main(int argc, char **argv)
             else pg_cli_usage_error(&cli, "--lqer-mode: 'asym' or 'sym'");
             lqer_set = 1;
             break;
+        case OPT_TARGET_BYTES:
+            pg_cli_check(&cli, pg_parse_i64("--target-bytes", optarg, 1, INT64_C(1) << 40, &target));
+            break;
+        case OPT_TARGET_PACK: target_pack = optarg; break;
         case OPT_GPTQ_BLOCK:
             pg_cli_check(&cli, pg_parse_int("--gptq-block", optarg, 1, 1 << 20, &gopts.block));
             gptq_set = 1;
@@ -270,7 +290,7 @@ int main(int argc, char **argv)
     const char *in = argv[optind];
     if (dequant) {
         if (scheme_s || bits_s || clip_s || k_s || tokpath || keep != PG_QUANT_KEEP_FLOAT_MAX || method_s || calib_dir ||
-            calib_set || gptq_set || lqer_rank || lqer_set)
+            calib_set || gptq_set || lqer_rank || lqer_set || target || target_pack)
             pg_cli_usage_error(&cli, "--dequantize takes no quantization options");
         dequantize(&cli, in, out);
         return 0;
@@ -301,6 +321,14 @@ int main(int argc, char **argv)
     if (lqer_set && !lqer_rank) pg_cli_usage_error(&cli, "--lqer-top and --lqer-mode need --lqer-rank");
     if (lqer_rank && scheme != PG_QSCHEME_INTN) pg_cli_usage_error(&cli, "--lqer-rank needs an intN scheme");
     o.lqer_rank = lqer_rank, o.lqer_top = lqer_top, o.lqer_mode = lqer_mode;
+    struct pg_pack_opts popts = {PG_PACK_WHOLE, PG_CODEC_ZLIB, PG_CODEC_LRZIP, PG_CODEC_BROTLI};
+    if (target_pack && !target) pg_cli_usage_error(&cli, "--target-pack needs --target-bytes");
+    if (target_pack && strcmp(target_pack, "lrzip+brotli") == 0) popts.mode = PG_PACK_PER_GROUP;
+    else if (target_pack && pg_codec_from_name(target_pack, &popts.codec))
+        pg_cli_usage_error(&cli, "--target-pack: zlib, lzma, brotli, lrzip or lrzip+brotli, not '%s'", target_pack);
+    if ((popts.mode == PG_PACK_PER_GROUP || popts.codec == PG_CODEC_LRZIP) && target && !pg_lrzip_available())
+        pg_cli_fail(&cli, pg_error(PG_E_UNSUPPORTED, "--target-pack %s: lrzip not found (Debian package lrzip)",
+                                   target_pack));
 
     struct pg_config cfg;
     pg_cli_check(&cli, pg_modelfile_read_config(in, &cfg));
@@ -335,15 +363,34 @@ int main(int argc, char **argv)
     if (rc == PG_E_FORMAT || rc == PG_E_INVAL) pg_cli_die(&cli, "%s: %s", in, pg_error_message());
     pg_cli_check(&cli, rc);
     if (calib_dir) pg_cli_info(&cli, "%s: %.1f s", o.method == PG_QMETHOD_GPTQ ? "GPTQ" : "rounding", pg_now() - tq);
+    qm.tok = tok;
+    struct pg_fit_report fit = {0};
+    if (target) {
+        struct pg_progress fpr;
+        pg_progress_init(&fpr, "fitting", "packs", 0, pg_cli_progress(&cli));
+        double tf = pg_now();
+        rc = pg_fit_prune(&qm, &m, calib_dir ? &cal : NULL, (uint64_t)target, &popts, &fit, fit_progress, &fpr);
+        pg_progress_finish(&fpr);
+        if (rc == PG_E_INVAL) pg_cli_die(&cli, "%s: %s", in, pg_error_message());
+        pg_cli_check(&cli, rc);
+        pg_cli_info(&cli, "target %" PRId64 " bytes (%s): %" PRIu64 " -> %" PRIu64 " bytes, %" PRId64 " of %" PRId64
+                    " weights at +-1 pruned, %d packs, %.1f s", target, target_pack ? target_pack : "zlib",
+                    fit.start_bytes, fit.final_bytes, fit.pruned, fit.candidates, fit.packs, pg_now() - tf);
+    }
     int64_t used_tokens = cal.tokens;
     pg_calib_free(&cal);
     pg_model_free(&m);
-    qm.tok = tok;
     pg_cli_check(&cli, pg_pgq_write(&qm, out));
     uint64_t bytes = file_size(out);
 
     if (cli.json) {
         json_t *j = report_json(&qm, in, out, bytes, used_tokens);
+        if (target)
+            json_object_set_new(j, "fit", json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:i}", "target_bytes",
+                                                    (json_int_t)target, "pack", target_pack ? target_pack : "zlib",
+                                                    "start_bytes", (json_int_t)fit.start_bytes, "packed_bytes",
+                                                    (json_int_t)fit.final_bytes, "candidates", (json_int_t)fit.candidates,
+                                                    "pruned", (json_int_t)fit.pruned, "packs", fit.packs));
         json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
         fputc('\n', stdout);
         json_decref(j);

@@ -3,7 +3,9 @@
 # the train shards only (a corrupt val shard beside them changes nothing); every integer tensor is
 # quantized by GPTQ and reports an output error below rounding's; GPTQ's int4 model scores a
 # better val loss than rounding's; the result does not depend on threads or the block width; a
-# GPTQ .pgq packs and scores like any other; per-tensor --bits; bad options and inputs fail cleanly.
+# GPTQ .pgq packs and scores like any other; LQER makes a version-2 .pgq that packs, unpacks and
+# scores; --target-bytes lands within 0.1% under the target; per-tensor --bits; bad options and
+# inputs fail cleanly.
 . "$(dirname "$0")/lib.sh"
 TOK="$PG_BIN/pg-tokenize" TRAIN="$PG_BIN/pg-train" EVAL="$PG_BIN/pg-eval" Q="$PG_BIN/pg-quantize" P="$PG_BIN/pg-pack"
 W=$T_TMP
@@ -93,6 +95,32 @@ for flags in --zlib "--lrzip --brotli"; do
 done
 check "--dequantize writes the corrected weights" "$Q" -q --dequantize "$W/lq.pgq" -o "$W/lq.safetensors"
 check "... which score as the .pgq" test "$(loss "$W/lq.safetensors")" = "$ll"
+
+# ---- --target-bytes: prune +-1 weights until the artifact fits ----
+"$P" -q "$W/gptq.pgq" -o "$W/g.pga"
+full=$(wc -c <"$W/g.pga") tgt=$(($(wc -c <"$W/g.pga") * 96 / 100))
+check "GPTQ fitted to $tgt bytes (zlib; unpruned $full)" \
+    sh -c "'$Q' '$M' -o '$W/fit.pgq' $B $CAL --method gptq --target-bytes $tgt --json >'$W/fit.json' 2>'$W/fit.err'"
+"$P" -q "$W/fit.pgq" -o "$W/fit.pga"
+got=$(wc -c <"$W/fit.pga")
+check "pg-pack's artifact is $got bytes: within the target and within 0.1% of it" \
+    sh -c "[ $got -le $tgt ] && [ $got -ge $((tgt - tgt / 1000)) ]"
+check "the report: start $full bytes, packed = pg-pack's, some of the +-1 weights pruned" \
+    test "$(jq -c '.fit | [.start_bytes, .packed_bytes, .pruned > 0, .pruned < .candidates]' "$W/fit.json")" = "[$full,$got,true,true]"
+lp=$(loss "$W/fit.pgq")
+check "pruning costs some loss ($lg -> $lp)" below "$lg" "$lp"
+check "a summary line" grep -q "target $tgt bytes (zlib): $full -> $got bytes" "$W/fit.err"
+"$Q" -q "$M" -o "$W/rb.pgq" $B --keep-float 100
+"$P" -q "$W/rb.pgq" -o "$W/rb.pga" --brotli
+tb=$(($(wc -c <"$W/rb.pga") * 97 / 100))
+check "--target-pack brotli, 97% of brotli's $(wc -c <"$W/rb.pga")" "$Q" -q "$M" -o "$W/fitb.pgq" $B --keep-float 100 --target-bytes "$tb" --target-pack brotli
+"$P" -q "$W/fitb.pgq" -o "$W/fitb.pga" --brotli
+nb=$(wc -c <"$W/fitb.pga")
+# (within 1%: brotli's size moves by tens of bytes at a time, and this artifact is 14 KB)
+check "... fits when packed with --brotli ($nb <= $tb, within 1%)" sh -c "[ $nb -le $tb ] && [ $nb -ge $((tb - tb / 100)) ]"
+expect_fail "an unreachable target" 1 "cannot be reached by pruning" "$Q" "$M" -o "$W/x.pgq" $B --keep-float 100 --target-bytes 1000
+expect_fail "--target-pack without --target-bytes" 2 "needs --target-bytes" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --target-pack lzma
+expect_fail "--target-pack gzip" 2 "--target-pack" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --target-bytes 9000 --target-pack gzip
 
 # ---- per-tensor settings ----
 "$Q" -q "$M" -o "$W/ov.pgq" --scheme int6 --bits blocks.2.mlp=3,tok_emb=8 --k blocks.0.attn.c_q=9 --keep-float 100 --json >"$W/ov.json"
