@@ -31,7 +31,8 @@ static const char usage[] =
     "\n"
     "Options:\n"
     "  -o, --output FILE          the file to write (required)\n"
-    "      --scheme NAME          int8-baseline (default) or intN, N = 2..8 bits for every class\n"
+    "      --scheme NAME          int8-baseline (default), intN (N = 2..8 bits for every class),\n"
+    "                             ternary or quinary (codes -1..1 / -2..2, a scale per 128 weights)\n"
     "      --bits LIST            intN bits per class, e.g. attn=6,mlp=6,embed=8 (implies intN), or\n"
     "                             per tensor by name prefix, e.g. blocks.10.mlp=5,tok_emb=7\n"
     "      --clip RULE            intN clip rule: sdclip (default), maxabs or quantile\n"
@@ -301,8 +302,9 @@ int main(int argc, char **argv)
     int scheme = PG_QSCHEME_INT8_BASELINE, bits = 8;
     if (scheme_s) pg_cli_check(&cli, pg_quant_parse_scheme(scheme_s, &scheme, &bits));
     else if (bits_s) scheme = PG_QSCHEME_INTN;
-    if (scheme == PG_QSCHEME_INT8_BASELINE && (bits_s || clip_s || k_s))
-        pg_cli_usage_error(&cli, "--bits, --clip and --k apply to the intN schemes (int8-baseline's rule is fixed)");
+    if (scheme != PG_QSCHEME_INTN && (bits_s || clip_s || k_s))
+        pg_cli_usage_error(&cli, "--bits, --clip and --k apply to the intN schemes (%s's rule is fixed)",
+                           pg_qscheme_name(scheme));
     pg_quant_opts_default(&o, scheme, bits);
     o.keep_float_max = keep;
     if (bits_s) pg_cli_check(&cli, pg_quant_parse_bits(&o, bits_s));

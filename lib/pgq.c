@@ -7,6 +7,7 @@
 #include "mapfile.h"
 #include "outfile.h"
 #include "tok.h"
+#include "trit.h"
 #include "xio.h"
 
 #include <inttypes.h>
@@ -84,7 +85,7 @@ static void place(struct pg_qmodel *qm, uint64_t config_size, uint64_t *table_of
         struct pg_qtensor *t = &qm->t[i];
         t->data_off = at;
         at += t->data_len;
-        t->scale_off = t->kind == PG_QKIND_INT ? at : 0;
+        t->scale_off = t->scale_len ? at : 0;
         at += t->scale_len;
         t->lqer_off = t->lqer_rank ? at : 0;
         at += t->lqer_rank ? t->lqer_len : 0;
@@ -124,7 +125,7 @@ int pg_pgq_serialize(const struct pg_qmodel *qm_in, unsigned char **buf, size_t 
         return total <= SIZE_MAX ? PG_E_NOMEM : pg_error(PG_E_NOMEM, "a .pgq of %" PRIu64 " bytes", total);
     }
     /* the lowest version that expresses the model, so that older readers take what they can */
-    uint32_t version = 1;
+    uint32_t version = qm.scheme == PG_QSCHEME_TERNARY || qm.scheme == PG_QSCHEME_QUINARY ? 2 : 1;
     for (int i = 0; i < qm.ntensors; i++)
         if (qm.t[i].lqer_rank) version = 2;
     memcpy(p + H_MAGIC, PG_PGQ_MAGIC, 8);
@@ -268,10 +269,16 @@ static int parse_entry(const unsigned char *e, int i, const struct pg_tensor *mt
                isfinite(t->clip_param) && t->clip_param >= 0 &&
                (scheme != PG_QSCHEME_INT8_BASELINE || (t->bits == 8 && t->clip == PG_QCLIP_QUANTILE));
         break;
+    case PG_QKIND_TERN:
+    case PG_QKIND_QUIN:
+        good = version >= 2 && t->bits == (t->kind == PG_QKIND_TERN ? 2 : 3) && t->clip == 0 && cp == 0 &&
+               scheme == (t->kind == PG_QKIND_TERN ? PG_QSCHEME_TERNARY : PG_QSCHEME_QUINARY);
+        break;
     case PG_QKIND_F32: good = t->bits == 32 && t->clip == 0 && cp == 0; break;
     case PG_QKIND_F16: good = t->bits == 16 && t->clip == 0 && cp == 0; break;
     default:
-        return pg_error(PG_E_FORMAT, "%s: tensor '%s': unknown kind %d (1 int, 2 f32, 3 f16)", name, t->name, t->kind);
+        return pg_error(PG_E_FORMAT, "%s: tensor '%s': unknown kind %d (1 int, 2 f32, 3 f16, 4 tern, 5 quin)", name,
+                        t->name, t->kind);
     }
     if (!good)
         return pg_error(PG_E_FORMAT, "%s: tensor '%s': bad bits %d, clip %d or clip parameter %g for kind %s",
@@ -285,10 +292,19 @@ static int parse_entry(const unsigned char *e, int i, const struct pg_tensor *mt
     t->rows = mt->ndim == 2 ? mt->shape[0] : 1;
     t->cols = mt->ndim == 2 ? mt->shape[1] : mt->shape[0];
     uint64_t n = (uint64_t)mt->numel;
+    int trit = t->kind == PG_QKIND_TERN || t->kind == PG_QKIND_QUIN;
     uint64_t want_data = t->kind == PG_QKIND_INT ? n : n * (uint64_t)(t->bits / 8);
-    uint64_t want_scale = t->kind == PG_QKIND_INT ? 2 * (uint64_t)t->rows : 0;
+    uint64_t want_scale = t->kind == PG_QKIND_INT ? 2 * (uint64_t)t->rows
+                          : trit ? 2 * (uint64_t)pg_trit_ngroups(t->rows, t->cols) : 0;
     t->data_off = pg_le64_get(e + E_DATA_OFF);
     t->data_len = pg_le64_get(e + E_DATA_SIZE);
+    if (trit) { /* packed codes: their size depends on them (checked when they are unpacked) */
+        uint64_t bound = (uint64_t)pg_trit_pack_bound((int64_t)n, t->kind == PG_QKIND_TERN ? 3 : 5);
+        if (t->data_len < 1 || t->data_len > bound)
+            return pg_error(PG_E_FORMAT, "%s: tensor '%s': %" PRIu64 " bytes of packed codes, not 1 to %" PRIu64, name,
+                            t->name, t->data_len, bound);
+        want_data = t->data_len;
+    }
     t->scale_off = pg_le64_get(e + E_SCALE_OFF);
     t->scale_len = pg_le64_get(e + E_SCALE_SIZE);
     if (want_data > end - *at || want_scale > end - *at - want_data)
@@ -298,7 +314,7 @@ static int parse_entry(const unsigned char *e, int i, const struct pg_tensor *mt
         return pg_error(PG_E_FORMAT, "%s: tensor '%s': data at %" PRIu64 " (%" PRIu64 " bytes), expected %" PRIu64
                         " (%" PRIu64 " bytes)", name, t->name, t->data_off, t->data_len, *at, want_data);
     *at += want_data;
-    uint64_t want_soff = t->kind == PG_QKIND_INT ? *at : 0;
+    uint64_t want_soff = want_scale ? *at : 0;
     if (t->scale_off != want_soff || t->scale_len != want_scale)
         return pg_error(PG_E_FORMAT, "%s: tensor '%s': scales at %" PRIu64 " (%" PRIu64 " bytes), expected %" PRIu64
                         " (%" PRIu64 " bytes)", name, t->name, t->scale_off, t->scale_len, want_soff, want_scale);
@@ -409,8 +425,9 @@ int pg_pgq_parse(const unsigned char *buf, size_t len, const char *name, struct 
                         ", table %" PRIu64 "+%" PRIu64 ", data %" PRIu64 "+%" PRIu64 ", file %" PRIu64 ")",
                         name, coff, csize, toff, tsize, doff, dsize, file_size);
     uint32_t scheme = pg_le32_get(buf + H_SCHEME);
-    if (scheme != PG_QSCHEME_INT8_BASELINE && scheme != PG_QSCHEME_INTN)
-        return pg_error(PG_E_FORMAT, "%s: unknown scheme %u (1 int8-baseline, 2 intN)", name, scheme);
+    if (scheme < PG_QSCHEME_INT8_BASELINE || scheme > (version >= 2 ? PG_QSCHEME_QUINARY : PG_QSCHEME_INTN))
+        return pg_error(PG_E_FORMAT, "%s: unknown scheme %u (1 int8-baseline, 2 intN%s)", name, scheme,
+                        version >= 2 ? ", 3 ternary, 4 quinary" : "");
     qm->scheme = (int)scheme;
     qm->tok.vocab = pg_le32_get(buf + H_TOK_VOCAB);
     qm->tok.crc32 = pg_le32_get(buf + H_TOK_CRC);
@@ -439,9 +456,10 @@ int pg_pgq_parse(const unsigned char *buf, size_t len, const char *name, struct 
                          name, &at, end, t);
         if (!rc) {
             t->data = buf + t->data_off;
-            t->scales = t->kind == PG_QKIND_INT ? buf + t->scale_off : NULL;
+            t->scales = t->scale_len ? buf + t->scale_off : NULL;
             t->lqer = t->lqer_rank ? buf + t->lqer_off : NULL;
             if (t->kind == PG_QKIND_INT) rc = check_int_values(t, name);
+            if (t->kind == PG_QKIND_TERN || t->kind == PG_QKIND_QUIN) rc = pg_qtensor_check_trit(t, name);
             if (!rc && t->lqer_rank) rc = check_lqer(t, name);
         }
     }

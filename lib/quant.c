@@ -7,6 +7,7 @@
 #include "half.h"
 #include "opt.h"
 #include "pgq.h"
+#include "trit.h"
 #include "xio.h"
 
 #include <inttypes.h>
@@ -29,7 +30,11 @@ const char *pg_qclass_name(int cls) { return cls >= 0 && cls < PG_QCLASS_N ? cla
 
 const char *pg_qscheme_name(int scheme)
 {
-    return scheme == PG_QSCHEME_INT8_BASELINE ? "int8-baseline" : scheme == PG_QSCHEME_INTN ? "intN" : "?";
+    return scheme == PG_QSCHEME_INT8_BASELINE ? "int8-baseline"
+           : scheme == PG_QSCHEME_INTN       ? "intN"
+           : scheme == PG_QSCHEME_TERNARY    ? "ternary"
+           : scheme == PG_QSCHEME_QUINARY    ? "quinary"
+                                              : "?";
 }
 
 const char *pg_qclip_name(int clip)
@@ -45,7 +50,12 @@ const char *pg_qclip_name(int clip)
 
 const char *pg_qkind_name(int kind)
 {
-    return kind == PG_QKIND_INT ? "int" : kind == PG_QKIND_F32 ? "f32" : kind == PG_QKIND_F16 ? "f16" : "?";
+    return kind == PG_QKIND_INT    ? "int"
+           : kind == PG_QKIND_F32  ? "f32"
+           : kind == PG_QKIND_F16  ? "f16"
+           : kind == PG_QKIND_TERN ? "tern"
+           : kind == PG_QKIND_QUIN ? "quin"
+                                   : "?";
 }
 
 int pg_qrole_of(const char *name)
@@ -106,12 +116,17 @@ int pg_quant_parse_scheme(const char *s, int *scheme, int *bits)
         *bits = 8;
         return 0;
     }
+    if (strcmp(s, "ternary") == 0 || strcmp(s, "quinary") == 0) {
+        *scheme = s[0] == 't' ? PG_QSCHEME_TERNARY : PG_QSCHEME_QUINARY;
+        *bits = 0;
+        return 0;
+    }
     if (strncmp(s, "int", 3) == 0 && s[3] >= '2' && s[3] <= '8' && !s[4]) {
         *scheme = PG_QSCHEME_INTN;
         *bits = s[3] - '0';
         return 0;
     }
-    return pg_error(PG_E_INVAL, "--scheme: unknown scheme '%s' (int8-baseline, int2 ... int8)", s);
+    return pg_error(PG_E_INVAL, "--scheme: unknown scheme '%s' (int8-baseline, int2 ... int8, ternary, quinary)", s);
 }
 
 int pg_quant_parse_clip(const char *s, int *clip)
@@ -349,6 +364,55 @@ float pg_qtensor_scale(const struct pg_qtensor *t, int64_t r)
     return pg_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
 }
 
+/* A TERN/QUIN tensor's codes unpacked and its scales read, dequantized into out (trit.h). */
+static int trit_dequantize(const struct pg_qtensor *t, float *out, const char *what)
+{
+    int levels = t->kind == PG_QKIND_TERN ? 3 : 5;
+    int64_t n = t->rows * t->cols, ng = pg_trit_ngroups(t->rows, t->cols);
+    int8_t *q = pg_malloc((size_t)(n ? n : 1));
+    uint16_t *sc = pg_malloc((size_t)(ng ? ng : 1) * sizeof *sc);
+    int rc = q && sc ? 0 : PG_E_NOMEM;
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s: tensor '%s'", what, t->name);
+    if (!rc) rc = pg_trit_unpack_best(t->data, (int64_t)t->data_len, n, levels, q, msg);
+    for (int64_t g = 0; !rc && g < ng; g++) sc[g] = (uint16_t)(t->scales[2 * g] | t->scales[2 * g + 1] << 8);
+    if (!rc) rc = pg_trit_dequantize(q, sc, t->rows, t->cols, levels, out, msg);
+    free(q);
+    free(sc);
+    return rc;
+}
+
+int pg_qtensor_check_trit(const struct pg_qtensor *t, const char *what)
+{
+    int64_t n = t->rows * t->cols;
+    float *w = pg_malloc((size_t)(n > 0 ? n : 1) * sizeof *w);
+    if (!w) return PG_E_NOMEM;
+    int rc = trit_dequantize(t, w, what);
+    free(w);
+    return rc;
+}
+
+/* Quantizes a TERN/QUIN tensor: codes and group scales (trit.h), the codes packed into d (which
+ * has pg_trit_pack_bound bytes; data_len becomes the packed size), the scales into s. */
+static int quantize_trit(struct pg_qtensor *t, const pg_real *w, unsigned char *d, unsigned char *s)
+{
+    int levels = t->kind == PG_QKIND_TERN ? 3 : 5;
+    int64_t n = t->rows * t->cols, ng = pg_trit_ngroups(t->rows, t->cols), len = 0;
+    int8_t *q = pg_malloc((size_t)n);
+    uint16_t *sc = pg_malloc((size_t)ng * sizeof *sc);
+    int rc = q && sc ? 0 : PG_E_NOMEM;
+    if (!rc) rc = pg_trit_quantize(w, t->rows, t->cols, levels, q, sc);
+    if (rc && rc != PG_E_NOMEM) rc = pg_error(PG_E_FORMAT, "tensor '%s': %s", t->name, pg_error_message());
+    if (!rc) rc = pg_trit_pack_best(q, n, levels, d, &len);
+    if (!rc) {
+        t->data_len = (uint64_t)len;
+        for (int64_t g = 0; g < ng; g++) s[2 * g] = (unsigned char)sc[g], s[2 * g + 1] = (unsigned char)(sc[g] >> 8);
+    }
+    free(q);
+    free(sc);
+    return rc;
+}
+
 int pg_qtensor_dequantize(const struct pg_qtensor *t, pg_real *out)
 {
     if (t->kind == PG_QKIND_INT) {
@@ -363,6 +427,8 @@ int pg_qtensor_dequantize(const struct pg_qtensor *t, pg_real *out)
             pg_lqer_apply(&l, out);
             pg_lqer_free(&l);
         }
+    } else if (t->kind == PG_QKIND_TERN || t->kind == PG_QKIND_QUIN) {
+        PG_TRY(trit_dequantize(t, out, "the quantized model"));
     } else if (t->kind == PG_QKIND_F32) {
         for (int64_t i = 0; i < t->rows * t->cols; i++) {
             float v;
@@ -393,6 +459,9 @@ static void plan_tensor(const struct pg_tensor *mt, const struct pg_quant_opts *
     if (o->scheme == PG_QSCHEME_INT8_BASELINE) {
         if (big) t->kind = PG_QKIND_INT, t->bits = 8, t->clip = PG_QCLIP_QUANTILE;
         else t->kind = mt->kind == PG_TENSOR_CONTROL ? PG_QKIND_F32 : PG_QKIND_F16;
+    } else if (big && cls >= 0 && mt->kind != PG_TENSOR_CONTROL && o->scheme != PG_QSCHEME_INTN) {
+        t->kind = o->scheme == PG_QSCHEME_TERNARY ? PG_QKIND_TERN : PG_QKIND_QUIN;
+        t->bits = t->kind == PG_QKIND_TERN ? 2 : 3;
     } else if (big && cls >= 0 && mt->kind != PG_TENSOR_CONTROL) {
         t->kind = PG_QKIND_INT, t->bits = o->bits[cls], t->clip = o->clip;
         *k = o->k[cls];
@@ -412,6 +481,10 @@ static void plan_tensor(const struct pg_tensor *mt, const struct pg_quant_opts *
                         : t->clip == PG_QCLIP_SDCLIP ? (float)*k : 0.0f;
         t->data_len = (uint64_t)mt->numel;
         t->scale_len = 2 * (uint64_t)t->rows;
+    } else if (t->kind == PG_QKIND_TERN || t->kind == PG_QKIND_QUIN) {
+        /* room for the larger layout; the packed size is set once the codes are known */
+        t->data_len = (uint64_t)pg_trit_pack_bound((int64_t)mt->numel, t->kind == PG_QKIND_TERN ? 3 : 5);
+        t->scale_len = 2 * (uint64_t)pg_trit_ngroups(t->rows, t->cols);
     } else {
         t->bits = t->kind == PG_QKIND_F32 ? 32 : 16;
         t->data_len = (uint64_t)mt->numel * (uint64_t)(t->bits / 8);
@@ -420,7 +493,7 @@ static void plan_tensor(const struct pg_tensor *mt, const struct pg_quant_opts *
 
 static int check_opts(const struct pg_quant_opts *o)
 {
-    if (o->scheme != PG_QSCHEME_INT8_BASELINE && o->scheme != PG_QSCHEME_INTN)
+    if (o->scheme < PG_QSCHEME_INT8_BASELINE || o->scheme > PG_QSCHEME_QUINARY)
         return pg_error(PG_E_INVAL, "unknown quantization scheme %d", o->scheme);
     if (o->keep_float_max < 0) return pg_error(PG_E_INVAL, "keep_float_max must not be negative");
     if (o->scheme == PG_QSCHEME_INTN) {
@@ -646,6 +719,13 @@ int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, s
         t->data = d;
         arena += t->data_len + t->scale_len;
         int64_t n = t->rows * t->cols;
+        if (t->kind == PG_QKIND_TERN || t->kind == PG_QKIND_QUIN) {
+            t->scales = s;
+            rc = quantize_trit(t, w, d, s);
+            if (!rc) rc = pg_qtensor_measure(t, w, NULL);
+            if (o->progress) o->progress(o->progress_ctx, i + 1, m->ntensors);
+            continue;
+        }
         if (t->kind == PG_QKIND_INT) {
             t->scales = s;
             int64_t hcols = 0;

@@ -36,10 +36,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum pg_qscheme { PG_QSCHEME_INT8_BASELINE = 1, PG_QSCHEME_INTN = 2 };
+enum pg_qscheme { PG_QSCHEME_INT8_BASELINE = 1, PG_QSCHEME_INTN = 2, PG_QSCHEME_TERNARY = 3, PG_QSCHEME_QUINARY = 4 };
 
 /* How a quantized tensor is stored (the values are the .pgq file's). */
-enum pg_qkind { PG_QKIND_INT = 1, PG_QKIND_F32 = 2, PG_QKIND_F16 = 3 };
+/* TERN / QUIN (.pgq version 2): codes in −1..1 / −2..2 with one fp16 scale per group of 128
+ * along a row (trit.h), packed by pg_trit_pack_best: data_len is the packed size. */
+enum pg_qkind { PG_QKIND_INT = 1, PG_QKIND_F32 = 2, PG_QKIND_F16 = 3, PG_QKIND_TERN = 4, PG_QKIND_QUIN = 5 };
 
 /* The clip rule of an integer tensor (0 for a float one). */
 enum pg_qclip { PG_QCLIP_NONE = 0, PG_QCLIP_QUANTILE = 1, PG_QCLIP_SDCLIP = 2, PG_QCLIP_MAXABS = 3 };
@@ -103,14 +105,14 @@ struct pg_qtensor {
     char name[48];
     int kind;                   /* PG_QKIND_* */
     int role;                   /* PG_QROLE_* */
-    int bits;                   /* 2..8 for PG_QKIND_INT, 32 or 16 for the float kinds */
+    int bits;                   /* 2..8 for PG_QKIND_INT, 2 TERN, 3 QUIN, 32 or 16 for the float kinds */
     int clip;                   /* PG_QCLIP_*, NONE for the float kinds */
     float clip_param;           /* SDClip k, the quantile q (fp32), or 0 */
     int ndim;                   /* 1 or 2 */
     int64_t shape[2];           /* shape[1] = 0 when ndim = 1 */
     int64_t rows, cols;         /* the per-row layout: 2-D rows × cols, 1-D 1 × n */
     const unsigned char *data;  /* INT: rows·cols int8; F32/F16: the values, little-endian */
-    const unsigned char *scales;/* INT: rows fp16 steps, little-endian; NULL otherwise */
+    const unsigned char *scales;/* INT: rows fp16 steps; TERN/QUIN: group scales; little-endian; else NULL */
     uint64_t data_len, scale_len;
     uint64_t data_off, scale_off; /* their byte offsets in the serialized .pgq (pgq.h) */
     double rel_err;             /* ‖W−Ŵ‖/‖W‖ when quantized here; -1 when read from a file */
@@ -183,6 +185,11 @@ int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, s
 /* Sets an integer tensor's rel_err from its stored integers and steps against the float weights
  * w, and its out_err against h (cols × cols; NULL: out_err = -1). @return 0 or PG_E_NOMEM. */
 int pg_qtensor_measure(struct pg_qtensor *t, const pg_real *w, const double *h);
+
+/* Checks a TERN/QUIN tensor read from a file: its packed codes unpack to exactly its elements
+ * and its scales are positive finite fp16. @return 0, PG_E_NOMEM, or PG_E_FORMAT naming `what`
+ * and the tensor. */
+int pg_qtensor_check_trit(const struct pg_qtensor *t, const char *what);
 
 /* Dequantizes one tensor into out (numel values), its LQER correction included.
  * @return 0, or PG_E_NOMEM (decoding a correction). */

@@ -122,6 +122,28 @@ expect_fail "an unreachable target" 1 "cannot be reached by pruning" "$Q" "$M" -
 expect_fail "--target-pack without --target-bytes" 2 "needs --target-bytes" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --target-pack lzma
 expect_fail "--target-pack gzip" 2 "--target-pack" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --target-bytes 9000 --target-pack gzip
 
+# ---- ternary and quinary: packed codes in a version-2 .pgq ----
+for sc in ternary quinary; do
+    check "--scheme $sc" sh -c "'$Q' '$M' -o '$W/$sc.pgq' --scheme $sc --keep-float 100 --json >'$W/$sc.json'"
+    kind=$(echo "$sc" | cut -c1-4)
+    check "$sc: the 19 matrices are $kind tensors, version 2" \
+        sh -c "[ \"\$(jq '[.tensors[] | select(.kind == \"$kind\")] | length' '$W/$sc.json')\" = 19 ] && [ \"\$(od -An -tu4 -j8 -N4 '$W/$sc.pgq' | tr -d ' ')\" = 2 ]"
+    for flags in --lzma "--lrzip --brotli"; do
+        tag=$sc$(echo "$flags" | tr -d ' -')
+        if [ "$flags" != --lzma ] && ! command -v lrzip >/dev/null; then ok "# SKIP lrzip not installed"; continue; fi
+        # shellcheck disable=SC2086
+        "$P" -q "$W/$sc.pgq" -o "$W/$tag.pga" $flags
+        "$P" -q -d "$W/$tag.pga" -o "$W/$tag.back.pgq"
+        check "$sc: pg-pack $flags round trip, identical .pgq" cmp -s "$W/$sc.pgq" "$W/$tag.back.pgq"
+    done
+    eval "l_$sc=\$(loss '$W/$sc.pgq')"
+    check "$sc: the .pga scores as the .pgq" test "$(loss "$W/${sc}lzma.pga")" = "$(loss "$W/$sc.pgq")"
+done
+check "quinary ($l_quinary) beats ternary ($l_ternary); the float model ($lf) both" \
+    sh -c "[ \"\$(echo '$l_quinary < $l_ternary && $lf < $l_quinary' | bc -l)\" = 1 ]"
+expect_fail "--bits with ternary" 2 "apply to the intN schemes" "$Q" "$M" -o "$W/x.pgq" --scheme ternary --bits 4
+expect_fail "gptq with quinary" 2 "needs an intN scheme" "$Q" "$M" -o "$W/x.pgq" --scheme quinary --method gptq --calib-data "$W/data"
+
 # ---- per-tensor settings ----
 "$Q" -q "$M" -o "$W/ov.pgq" --scheme int6 --bits blocks.2.mlp=3,tok_emb=8 --k blocks.0.attn.c_q=9 --keep-float 100 --json >"$W/ov.json"
 check "--bits blocks.2.mlp=3,tok_emb=8 --k blocks.0.attn.c_q=9: those tensors, the rest int6 k from the class" \

@@ -22,6 +22,7 @@
 #include "../../lib/pgq.h"
 #include "../../lib/quant.h"
 #include "../../lib/rng.h"
+#include "../../lib/trit.h"
 #include "../../lib/xio.h"
 
 #include <float.h>
@@ -988,6 +989,82 @@ static void test_lqer(void)
     pg_model_free(&m);
 }
 
+/* ---- ternary and quinary tensors (.pgq version 2) ---- */
+
+static void test_trit_scheme(void)
+{
+    for (int scheme = PG_QSCHEME_TERNARY; scheme <= PG_QSCHEME_QUINARY; scheme++) {
+        const char *name = pg_qscheme_name(scheme);
+        int levels = scheme == PG_QSCHEME_TERNARY ? 3 : 5, kind = scheme == PG_QSCHEME_TERNARY ? PG_QKIND_TERN : PG_QKIND_QUIN;
+        struct pg_model m;
+        unsigned char *buf;
+        size_t len;
+        is_int(small_pgq(scheme, 0, 0, 30, &m, &buf, &len), 0, "%s: quantize and serialize the small model", name);
+        struct pg_qmodel qm;
+        is_int(pg_pgq_parse(buf, len, "t.pgq", &qm), 0, "%s: parse", name);
+        ok(pg_le32_get(buf + 8) == 2 && pg_le32_get(buf + 76) == (uint32_t)scheme, "%s: version 2, scheme %d", name,
+           scheme);
+        /* every class matrix is a packed tensor whose weights are pg_trit_quantize's, dequantized */
+        int nk = 0, same = 1, small = 1;
+        for (int i = 0; i < qm.ntensors; i++) {
+            const struct pg_qtensor *t = &qm.t[i];
+            if (t->kind != kind) continue;
+            nk++;
+            int64_t n = t->rows * t->cols, ng = pg_trit_ngroups(t->rows, t->cols);
+            float *w = malloc((size_t)n * sizeof *w), *ref = malloc((size_t)n * sizeof *ref), *got = malloc((size_t)n * sizeof *got);
+            int8_t *q = malloc((size_t)n);
+            uint16_t *sc = malloc((size_t)ng * sizeof *sc);
+            for (int64_t j = 0; j < n; j++) w[j] = m.params[m.tensors[i].offset + (size_t)j];
+            if (pg_trit_quantize(w, t->rows, t->cols, levels, q, sc) ||
+                pg_trit_dequantize(q, sc, t->rows, t->cols, levels, ref, "ref") || pg_qtensor_dequantize(t, got))
+                bail_out("trit");
+            same &= !memcmp(ref, got, (size_t)n * sizeof *got);
+            for (int64_t g = 0; g < ng; g++) same &= t->scales[2 * g] == (sc[g] & 0xff) && t->scales[2 * g + 1] == sc[g] >> 8;
+            small &= t->data_len <= (uint64_t)pg_trit_pack_bound(n, levels) && t->data_len * 8 <= (uint64_t)n * 3 + 8;
+            free(w), free(ref), free(got), free(q), free(sc);
+        }
+        ok(nk == 13 && same, "%s: the 13 matrices are %s tensors holding pg_trit_quantize's codes and scales", name,
+           pg_qkind_name(kind));
+        ok(small, "%s: packed in at most 3 bits a weight (and the layout byte)", name);
+        unsigned char *b2;
+        size_t n2;
+        if (pg_pgq_serialize(&qm, &b2, &n2)) bail_out("serialize");
+        ok(n2 == len && !memcmp(b2, buf, len), "%s: parse → serialize is byte-identical", name);
+        free(b2);
+        const struct pg_qtensor *t0 = &qm.t[0];
+        uint64_t table = pg_le64_get(buf + 40), doff = t0->data_off, soff = t0->scale_off;
+        pg_qmodel_free(&qm);
+        expect_error(buf, len, doff, 9, "layout", "a bad layout byte");
+        expect_error(buf, len, doff, scheme == PG_QSCHEME_TERNARY ? 3 : 1, "layout", "a layout of the other levels");
+        /* base-3 bytes go to 242; a 10-quin word's top byte past 5^10 >> 16 = 149 is no word */
+        expect_error(buf, len, doff + (scheme == PG_QSCHEME_TERNARY ? 1 : 3), 0xff, "tok_emb",
+                     "a packed byte that is no digit group");
+        expect_error(buf, len, soff + 1, 0x80, "tok_emb", "a negative group scale");
+        expect_error(buf, len, table + 49, 4, "bad bits", "a packed tensor with 4 bits");
+        expect_error(buf, len, 8, 1, "unknown scheme", "the scheme in a file labelled version 1");
+        expect_error(buf, len, 76, scheme == PG_QSCHEME_TERNARY ? 4 : 3, "bad bits", "the other scheme's tensors");
+        {
+            /* a packed size one byte short, the CRC right: the codes do not unpack */
+            unsigned char *b = malloc(len);
+            memcpy(b, buf, len);
+            pg_le64_put(b + table + 80, pg_le64_get(buf + table + 80) - 1);
+            fix_crc(b, len);
+            struct pg_qmodel q3;
+            int rc = pg_pgq_parse(b, len, "x.pgq", &q3);
+            ok(rc == PG_E_FORMAT, "%s: a packed size one byte short: '%s'", name, pg_error_message());
+            if (!rc) pg_qmodel_free(&q3);
+            free(b);
+        }
+        free(buf);
+        pg_model_free(&m);
+    }
+    int scheme, bits;
+    ok(pg_quant_parse_scheme("ternary", &scheme, &bits) == 0 && scheme == PG_QSCHEME_TERNARY &&
+           pg_quant_parse_scheme("quinary", &scheme, &bits) == 0 && scheme == PG_QSCHEME_QUINARY &&
+           pg_quant_parse_scheme("binary", &scheme, &bits) == PG_E_INVAL,
+       "--scheme ternary, quinary; not binary");
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/pg-test-quant-XXXXXX");
@@ -999,6 +1076,7 @@ int main(void)
     test_format();
     test_overrides();
     test_lqer();
+    test_trit_scheme();
     test_modelfile();
     test_baseline_payload();
     remove_tree(dir);
