@@ -37,6 +37,7 @@ static const char usage[] =
     "                             per tensor by name prefix, e.g. blocks.10.mlp=5,tok_emb=7\n"
     "      --clip RULE            intN clip rule: sdclip (default), maxabs or quantile\n"
     "      --k LIST               SDClip k per class (default attn=13,mlp=11.5,embed=14) or tensor\n"
+    "      --scales CODE          intN row steps: fp16 (default) or logdelta (5-bit codes, 1 byte a row)\n"
     "      --method NAME          rtn (round to nearest, default) or gptq (intN; needs --calib-data)\n"
     "      --calib-data DIR       shards whose train split calibrates GPTQ (val is never read)\n"
     "      --calib-prefix NAME    shard prefix (default fineweb)\n"
@@ -69,7 +70,7 @@ static const char usage[] =
 enum {
     OPT_SCHEME = PG_OPT_FIRST_CMD, OPT_BITS, OPT_CLIP, OPT_K, OPT_KEEP, OPT_DEQUANT, OPT_METHOD, OPT_CALIB_DATA,
     OPT_CALIB_PREFIX, OPT_CALIB_TOKENS, OPT_CALIB_SEQ, OPT_DAMP, OPT_NO_ACT_ORDER, OPT_GPTQ_BLOCK, OPT_LQER_RANK,
-    OPT_LQER_TOP, OPT_LQER_MODE, OPT_TARGET_BYTES, OPT_TARGET_PACK
+    OPT_LQER_TOP, OPT_LQER_MODE, OPT_TARGET_BYTES, OPT_TARGET_PACK, OPT_SCALES
 };
 
 static const struct option longopts[] = {
@@ -93,6 +94,7 @@ static const struct option longopts[] = {
     {"lqer-top", required_argument, 0, OPT_LQER_TOP},
     {"lqer-mode", required_argument, 0, OPT_LQER_MODE},
     {"target-bytes", required_argument, 0, OPT_TARGET_BYTES},
+    {"scales", required_argument, 0, OPT_SCALES},
     {"target-pack", required_argument, 0, OPT_TARGET_PACK},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
@@ -157,6 +159,8 @@ static json_t *report_json(const struct pg_qmodel *qm, const char *in, const cha
         json_object_set_new(e, "out_err", t->out_err >= 0 ? json_real(t->out_err) : json_null());
         if (t->method == PG_QMETHOD_GPTQ) json_object_set_new(e, "damp", json_real(t->damp));
         if (t->kind == PG_QKIND_INT) json_object_set_new(e, "abs_err", json_real(t->err_norm));
+        if (t->kind == PG_QKIND_INT)
+            json_object_set_new(e, "scales", json_string(t->scale_code == PG_QSCALE_LOGDELTA ? "logdelta" : "fp16"));
         json_object_set_new(e, "lqer_rank", json_integer(t->lqer_rank));
         if (t->lqer_rank) {
             json_object_set_new(e, "lqer_mode", json_string(t->lqer_mode == PG_LQER_SYM ? "sym" : "asym"));
@@ -240,7 +244,7 @@ int main(int argc, char **argv)
     int dequant = 0, c, calib_seq = 0, gptq_set = 0, calib_set = 0, lqer_rank = 0, lqer_top = 3, lqer_mode = PG_LQER_ASYM;
     int lqer_set = 0;
     int64_t target = 0;
-    const char *target_pack = NULL;
+    const char *target_pack = NULL, *scales_s = NULL;
     struct pg_gptq_opts gopts;
     pg_gptq_opts_default(&gopts);
     while ((c = getopt_long(argc, argv, "o:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
@@ -279,6 +283,7 @@ int main(int argc, char **argv)
             pg_cli_check(&cli, pg_parse_i64("--target-bytes", optarg, 1, INT64_C(1) << 40, &target));
             break;
         case OPT_TARGET_PACK: target_pack = optarg; break;
+        case OPT_SCALES: scales_s = optarg; break;
         case OPT_GPTQ_BLOCK:
             pg_cli_check(&cli, pg_parse_int("--gptq-block", optarg, 1, 1 << 20, &gopts.block));
             gptq_set = 1;
@@ -291,7 +296,7 @@ int main(int argc, char **argv)
     const char *in = argv[optind];
     if (dequant) {
         if (scheme_s || bits_s || clip_s || k_s || tokpath || keep != PG_QUANT_KEEP_FLOAT_MAX || method_s || calib_dir ||
-            calib_set || gptq_set || lqer_rank || lqer_set || target || target_pack)
+            calib_set || gptq_set || lqer_rank || lqer_set || target || target_pack || scales_s)
             pg_cli_usage_error(&cli, "--dequantize takes no quantization options");
         dequantize(&cli, in, out);
         return 0;
@@ -323,6 +328,9 @@ int main(int argc, char **argv)
     if (lqer_set && !lqer_rank) pg_cli_usage_error(&cli, "--lqer-top and --lqer-mode need --lqer-rank");
     if (lqer_rank && scheme != PG_QSCHEME_INTN) pg_cli_usage_error(&cli, "--lqer-rank needs an intN scheme");
     o.lqer_rank = lqer_rank, o.lqer_top = lqer_top, o.lqer_mode = lqer_mode;
+    if (scales_s && strcmp(scales_s, "logdelta") == 0) o.scale_code = PG_QSCALE_LOGDELTA;
+    else if (scales_s && strcmp(scales_s, "fp16") != 0) pg_cli_usage_error(&cli, "--scales: 'fp16' or 'logdelta'");
+    if (o.scale_code && scheme != PG_QSCHEME_INTN) pg_cli_usage_error(&cli, "--scales logdelta needs an intN scheme");
     struct pg_pack_opts popts = {PG_PACK_WHOLE, PG_CODEC_ZLIB, PG_CODEC_LRZIP, PG_CODEC_BROTLI};
     if (target_pack && !target) pg_cli_usage_error(&cli, "--target-pack needs --target-bytes");
     if (target_pack && strcmp(target_pack, "lrzip+brotli") == 0) popts.mode = PG_PACK_PER_GROUP;

@@ -28,7 +28,8 @@ enum {
     E_NAME = 0, E_KIND = 48, E_BITS = 49, E_CLIP = 50, E_ROLE = 51, E_NDIM = 52, E_SHAPE0 = 56, E_SHAPE1 = 64,
     E_DATA_OFF = 72, E_DATA_SIZE = 80, E_SCALE_OFF = 88, E_SCALE_SIZE = 96, E_CLIP_PARAM = 104,
     /* version 1: bytes 108.. are reserved (zero); version 2 adds the LQER correction */
-    E_RESERVED_V1 = 108, E_LQER_MODE = 108, E_LQER_RANK = 109, E_RESERVED_V2 = 110, E_LQER_OFF = 112, E_LQER_SIZE = 120,
+    E_RESERVED_V1 = 108, E_LQER_MODE = 108, E_LQER_RANK = 109, E_SCALE_CODE = 110, E_RESERVED_V2 = 111, E_LQER_OFF = 112,
+    E_LQER_SIZE = 120,
 };
 #define NAME_LEN 48
 #define CONFIG_MAX (1u << 20) /* a configuration is ~1 KB; anything near this is not one */
@@ -127,7 +128,7 @@ int pg_pgq_serialize(const struct pg_qmodel *qm_in, unsigned char **buf, size_t 
     /* the lowest version that expresses the model, so that older readers take what they can */
     uint32_t version = qm.scheme == PG_QSCHEME_TERNARY || qm.scheme == PG_QSCHEME_QUINARY ? 2 : 1;
     for (int i = 0; i < qm.ntensors; i++)
-        if (qm.t[i].lqer_rank) version = 2;
+        if (qm.t[i].lqer_rank || qm.t[i].scale_code) version = 2;
     memcpy(p + H_MAGIC, PG_PGQ_MAGIC, 8);
     pg_le32_put(p + H_VERSION, version);
     pg_le64_put(p + H_FILE_SIZE, total);
@@ -163,6 +164,7 @@ int pg_pgq_serialize(const struct pg_qmodel *qm_in, unsigned char **buf, size_t 
         pg_le32_put(e + E_CLIP_PARAM, cp);
         memcpy(p + t->data_off, t->data, t->data_len);
         if (t->scale_len) memcpy(p + t->scale_off, t->scales, t->scale_len);
+        e[E_SCALE_CODE] = (unsigned char)t->scale_code;
         if (t->lqer_rank) {
             e[E_LQER_MODE] = (unsigned char)(t->lqer_mode + 1);
             e[E_LQER_RANK] = (unsigned char)t->lqer_rank;
@@ -293,8 +295,12 @@ static int parse_entry(const unsigned char *e, int i, const struct pg_tensor *mt
     t->cols = mt->ndim == 2 ? mt->shape[1] : mt->shape[0];
     uint64_t n = (uint64_t)mt->numel;
     int trit = t->kind == PG_QKIND_TERN || t->kind == PG_QKIND_QUIN;
+    t->scale_code = version >= 2 ? e[E_SCALE_CODE] : 0;
+    if (t->scale_code > PG_QSCALE_LOGDELTA || (t->scale_code && (t->kind != PG_QKIND_INT || scheme != PG_QSCHEME_INTN)))
+        return pg_error(PG_E_FORMAT, "%s: tensor '%s': scale code %d for a %s tensor", name, t->name, t->scale_code,
+                        pg_qkind_name(t->kind));
     uint64_t want_data = t->kind == PG_QKIND_INT ? n : n * (uint64_t)(t->bits / 8);
-    uint64_t want_scale = t->kind == PG_QKIND_INT ? 2 * (uint64_t)t->rows
+    uint64_t want_scale = t->kind == PG_QKIND_INT ? (t->scale_code ? 1 + (uint64_t)t->rows : 2 * (uint64_t)t->rows)
                           : trit ? 2 * (uint64_t)pg_trit_ngroups(t->rows, t->cols) : 0;
     t->data_off = pg_le64_get(e + E_DATA_OFF);
     t->data_len = pg_le64_get(e + E_DATA_SIZE);
@@ -358,6 +364,13 @@ static int check_int_values(const struct pg_qtensor *t, const char *name)
         if (q[j] > lim || q[j] < -lim)
             return pg_error(PG_E_FORMAT, "%s: tensor '%s': value %d at element %" PRIu64 " is outside ±%d (%d bits)",
                             name, t->name, q[j], j, lim, t->bits);
+    if (t->scale_code == PG_QSCALE_LOGDELTA) { /* the decoder checks the base and every code */
+        float *s = pg_malloc((size_t)t->rows * sizeof *s);
+        if (!s) return PG_E_NOMEM;
+        int rc = pg_qtensor_steps(t, s, name);
+        free(s);
+        return rc;
+    }
     for (int64_t r = 0; r < t->rows; r++) {
         uint16_t h = (uint16_t)(t->scales[2 * r] | t->scales[2 * r + 1] << 8);
         if ((h & 0x8000u) || (h & 0x7c00u) == 0x7c00u || h == 0)

@@ -80,14 +80,22 @@ int pg_fit_prune(struct pg_qmodel *qm, const struct pg_model *m, const struct pg
         const double *h = calib ? pg_calib_hessian(calib, m, t->name, &hc) : NULL;
         if (h && hc != t->cols) h = NULL;
         const int8_t *q = (const int8_t *)t->data;
+        float *steps = pg_malloc((size_t)t->rows * sizeof *steps);
+        int src = steps ? pg_qtensor_steps(t, steps, "the quantized model") : PG_E_NOMEM;
+        if (src) {
+            free(steps);
+            free(c);
+            return src;
+        }
         for (int64_t r = 0; r < t->rows; r++) {
-            double s = pg_qtensor_scale(t, r);
+            double s = steps[r];
             for (int64_t j = 0; j < t->cols; j++) {
                 int8_t v = q[r * t->cols + j];
                 if (v != 1 && v != -1) continue;
                 c[k++] = (struct cand){s * s * (h ? h[j * hc + j] : 1.0), i, v, r * t->cols + j};
             }
         }
+        free(steps);
     }
     qsort(c, (size_t)n, sizeof *c, by_cost);
 

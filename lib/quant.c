@@ -360,8 +360,26 @@ uint16_t pg_quant_row(const float *w, int64_t n, int scheme, int clip, int bits,
 
 float pg_qtensor_scale(const struct pg_qtensor *t, int64_t r)
 {
+    if (t->scale_code == PG_QSCALE_LOGDELTA) { /* a sequence: decoded up to r (loops use pg_qtensor_steps) */
+        float *s = pg_malloc((size_t)(r + 1) * sizeof *s);
+        float v = s && !pg_trit_logdelta_decode((uint16_t)(t->scales[0] | t->scales[1] << 8), t->scales + 2, r + 1, s,
+                                                t->name) ? s[r] : NAN;
+        free(s);
+        return v;
+    }
     const unsigned char *p = t->scales + 2 * r;
     return pg_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+}
+
+int pg_qtensor_steps(const struct pg_qtensor *t, float *steps, const char *what)
+{
+    if (t->scale_code == PG_QSCALE_LOGDELTA) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s: tensor '%s': log-delta steps", what, t->name);
+        return pg_trit_logdelta_decode((uint16_t)(t->scales[0] | t->scales[1] << 8), t->scales + 2, t->rows, steps, msg);
+    }
+    for (int64_t r = 0; r < t->rows; r++) steps[r] = pg_f16_to_f32((uint16_t)(t->scales[2 * r] | t->scales[2 * r + 1] << 8));
+    return 0;
 }
 
 /* A TERN/QUIN tensor's codes unpacked and its scales read, dequantized into out (trit.h). */
@@ -416,11 +434,16 @@ static int quantize_trit(struct pg_qtensor *t, const pg_real *w, unsigned char *
 int pg_qtensor_dequantize(const struct pg_qtensor *t, pg_real *out)
 {
     if (t->kind == PG_QKIND_INT) {
-        for (int64_t r = 0; r < t->rows; r++) {
-            float s = pg_qtensor_scale(t, r);
+        float *steps = pg_malloc((size_t)t->rows * sizeof *steps);
+        if (!steps) return PG_E_NOMEM;
+        int rc = pg_qtensor_steps(t, steps, "the quantized model");
+        for (int64_t r = 0; r < t->rows && !rc; r++) {
+            float s = steps[r];
             const int8_t *q = (const int8_t *)t->data + r * t->cols;
             for (int64_t c = 0; c < t->cols; c++) out[r * t->cols + c] = (pg_real)((float)q[c] * s);
         }
+        free(steps);
+        if (rc) return rc;
         if (t->lqer_rank) {
             struct pg_lqer l;
             PG_TRY(pg_lqer_deserialize(&l, t->lqer_mode, t->rows, t->cols, t->lqer_rank, t->lqer));
@@ -480,7 +503,8 @@ static void plan_tensor(const struct pg_tensor *mt, const struct pg_quant_opts *
         t->clip_param = t->clip == PG_QCLIP_QUANTILE ? (float)PG_QUANT_BASELINE_Q
                         : t->clip == PG_QCLIP_SDCLIP ? (float)*k : 0.0f;
         t->data_len = (uint64_t)mt->numel;
-        t->scale_len = 2 * (uint64_t)t->rows;
+        t->scale_code = o->scheme == PG_QSCHEME_INTN ? o->scale_code : PG_QSCALE_FP16;
+        t->scale_len = t->scale_code == PG_QSCALE_LOGDELTA ? 1 + (uint64_t)t->rows : 2 * (uint64_t)t->rows;
     } else if (t->kind == PG_QKIND_TERN || t->kind == PG_QKIND_QUIN) {
         /* room for the larger layout; the packed size is set once the codes are known */
         t->data_len = (uint64_t)pg_trit_pack_bound((int64_t)mt->numel, t->kind == PG_QKIND_TERN ? 3 : 5);
@@ -511,6 +535,8 @@ static int check_opts(const struct pg_quant_opts *o)
         return pg_error(PG_E_INVAL, "LQER: rank %d (0..%d), top %d, mode %d", o->lqer_rank, PG_LQER_MAX_RANK,
                         o->lqer_top, o->lqer_mode);
     if (o->lqer_rank && o->scheme != PG_QSCHEME_INTN) return pg_error(PG_E_INVAL, "LQER applies to the intN schemes");
+    if (o->scale_code != PG_QSCALE_FP16 && (o->scale_code != PG_QSCALE_LOGDELTA || o->scheme != PG_QSCHEME_INTN))
+        return pg_error(PG_E_INVAL, "log-delta steps apply to the intN schemes (scale code %d)", o->scale_code);
     if (o->nov && o->scheme != PG_QSCHEME_INTN)
         return pg_error(PG_E_INVAL, "per-tensor bits and k apply to the intN schemes");
     if (o->nov < 0 || o->nov > PG_QUANT_MAX_OVERRIDES) return pg_error(PG_E_INVAL, "bad override count %d", o->nov);
@@ -533,9 +559,9 @@ static int with_hessian(struct pg_qtensor *t, const pg_real *w_in, const struct 
     if (!w) return PG_E_NOMEM;
     float *step = w + rows * cols;
     for (int64_t i = 0; i < rows * cols; i++) w[i] = (float)w_in[i];
-    for (int64_t r = 0; r < rows; r++) step[r] = pg_qtensor_scale(t, r);
+    int rc = pg_qtensor_steps(t, step, "GPTQ");
     struct pg_gptq_report rep;
-    int rc = pg_gptq_quantize(w, rows, cols, h, step, (1 << (t->bits - 1)) - 1, &o->gptq, (int8_t *)q_out, &rep);
+    if (!rc) rc = pg_gptq_quantize(w, rows, cols, h, step, (1 << (t->bits - 1)) - 1, &o->gptq, (int8_t *)q_out, &rep);
     if (rc) rc = pg_error(rc, "tensor '%s': %s", t->name, pg_error_message());
     t->method = PG_QMETHOD_GPTQ;
     t->damp = rep.damp;
@@ -583,10 +609,12 @@ static int quantize_int(struct pg_qtensor *t, const pg_real *w_in, int scheme, d
     nth = omp_get_max_threads();
 #endif
     float *tmp = pg_malloc((size_t)nth * 2 * (size_t)cols * sizeof *tmp);
-    double *rowerr = pg_malloc((size_t)rows * 2 * sizeof *rowerr);
-    if (!tmp || !rowerr) {
+    uint16_t *h16 = pg_malloc((size_t)rows * sizeof *h16);
+    float *steps = pg_malloc((size_t)rows * sizeof *steps);
+    if (!tmp || !h16 || !steps) {
         free(tmp);
-        free(rowerr);
+        free(h16);
+        free(steps);
         return PG_E_NOMEM;
     }
 #pragma omp parallel for schedule(static) num_threads(nth)
@@ -597,20 +625,38 @@ static int quantize_int(struct pg_qtensor *t, const pg_real *w_in, int scheme, d
 #endif
         float *w = tmp + (size_t)th * 2 * (size_t)cols, *scratch = w + cols;
         for (int64_t c = 0; c < cols; c++) w[c] = (float)w_in[r * cols + c];
-        int8_t *q = (int8_t *)q_out + r * cols;
-        uint16_t hs = pg_quant_row(w, cols, scheme, t->clip, t->bits, k, q, scratch);
-        s_out[2 * r] = (unsigned char)hs;
-        s_out[2 * r + 1] = (unsigned char)(hs >> 8);
-        rowerr[2 * r] = (hs & 0x7c00u) == 0x7c00u ? NAN : 0; /* int8-baseline: a step past fp16 */
+        h16[r] = pg_quant_row(w, cols, scheme, t->clip, t->bits, k, (int8_t *)q_out + r * cols, scratch);
     }
     int rc = 0;
     for (int64_t r = 0; r < rows && !rc; r++)
-        if (isnan(rowerr[2 * r]))
+        if ((h16[r] & 0x7c00u) == 0x7c00u) /* int8-baseline: a step past fp16 */
             rc = pg_error(PG_E_FORMAT, "tensor '%s': the step of row %" PRId64 " is too large for fp16", t->name, r);
+    if (!rc && t->scale_code == PG_QSCALE_LOGDELTA) {
+        /* the clip rule's steps as a log-delta sequence, and the integers again with the decoded
+         * steps, so that q·ŝ is what the rounding chose for the steps a reader will use */
+        for (int64_t r = 0; r < rows; r++) steps[r] = pg_f16_to_f32(h16[r]);
+        uint16_t base;
+        rc = pg_trit_logdelta_encode(steps, rows, &base, s_out + 2);
+        if (!rc) rc = pg_trit_logdelta_decode(base, s_out + 2, rows, steps, t->name);
+        if (rc) rc = pg_error(PG_E_FORMAT, "tensor '%s': log-delta steps: %s", t->name, pg_error_message());
+        s_out[0] = (unsigned char)base, s_out[1] = (unsigned char)(base >> 8);
+        const float lim = (float)((1 << (t->bits - 1)) - 1);
+#pragma omp parallel for schedule(static) num_threads(nth) if (!rc)
+        for (int64_t r = 0; r < rows; r++) {
+            int8_t *q = (int8_t *)q_out + r * cols;
+            for (int64_t c = 0; c < cols; c++) {
+                float v = nearbyintf((float)w_in[r * cols + c] / steps[r]);
+                q[c] = (int8_t)(v > lim ? lim : v < -lim ? -lim : v);
+            }
+        }
+    } else {
+        for (int64_t r = 0; r < rows; r++) s_out[2 * r] = (unsigned char)h16[r], s_out[2 * r + 1] = (unsigned char)(h16[r] >> 8);
+    }
     if (!rc && h && o->method == PG_QMETHOD_GPTQ) rc = with_hessian(t, w_in, o, h, q_out);
     if (!rc) rc = pg_qtensor_measure(t, w_in, h);
     free(tmp);
-    free(rowerr);
+    free(h16);
+    free(steps);
     return rc;
 }
 

@@ -63,6 +63,11 @@ enum pg_qrole {
     PG_QROLE_N
 };
 
+/* How an integer tensor's row steps are stored: fp16 each (2 bytes a row), or as a 5-bit
+ * log-delta sequence (trit.h: an fp16 base, then one code byte a row; .pgq version 2), in which
+ * case the integers are chosen with the decoded steps. */
+enum pg_qscale { PG_QSCALE_FP16 = 0, PG_QSCALE_LOGDELTA = 1 };
+
 /* How an integer tensor's values are chosen once its row steps are fixed. */
 enum pg_qmethod { PG_QMETHOD_RTN = 0, PG_QMETHOD_GPTQ = 1 };
 
@@ -95,6 +100,7 @@ struct pg_quant_opts {
     int lqer_rank;              /* LQER: 0 (off), or the rank of the correction (1..64) */
     int lqer_top;               /* ... on this many integer tensors with the largest ‖W−Ŵ‖_F (3) */
     int lqer_mode;              /* PG_LQER_ASYM (the records') or PG_LQER_SYM */
+    int scale_code;             /* PG_QSCALE_FP16 (default) or _LOGDELTA (intN only) */
     void (*progress)(void *ctx, int done, int total); /* after each integer tensor, or NULL */
     void *progress_ctx;
 };
@@ -112,7 +118,9 @@ struct pg_qtensor {
     int64_t shape[2];           /* shape[1] = 0 when ndim = 1 */
     int64_t rows, cols;         /* the per-row layout: 2-D rows × cols, 1-D 1 × n */
     const unsigned char *data;  /* INT: rows·cols int8; F32/F16: the values, little-endian */
-    const unsigned char *scales;/* INT: rows fp16 steps; TERN/QUIN: group scales; little-endian; else NULL */
+    const unsigned char *scales;/* INT: rows fp16 steps (or the log-delta form); TERN/QUIN: group scales;
+                                 * little-endian; else NULL */
+    int scale_code;             /* INT: PG_QSCALE_* */
     uint64_t data_len, scale_len;
     uint64_t data_off, scale_off; /* their byte offsets in the serialized .pgq (pgq.h) */
     double rel_err;             /* ‖W−Ŵ‖/‖W‖ when quantized here; -1 when read from a file */
@@ -181,6 +189,10 @@ const char *pg_qmethod_name(int method);
  * integer tensor, GPTQ without statistics), PG_E_FORMAT naming a tensor with a non-finite value,
  * PG_E_LIB (GPTQ's factorization), or PG_E_NOMEM. */
 int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, struct pg_qmodel *qm);
+
+/* The steps of an integer tensor's rows, decoded (fp16 or log-delta) into steps[rows].
+ * @return 0, or PG_E_FORMAT naming `what` and the tensor for a log-delta code out of range. */
+int pg_qtensor_steps(const struct pg_qtensor *t, float *steps, const char *what);
 
 /* Sets an integer tensor's rel_err from its stored integers and steps against the float weights
  * w, and its out_err against h (cols × cols; NULL: out_err = -1). @return 0 or PG_E_NOMEM. */

@@ -122,6 +122,21 @@ expect_fail "an unreachable target" 1 "cannot be reached by pruning" "$Q" "$M" -
 expect_fail "--target-pack without --target-bytes" 2 "needs --target-bytes" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --target-pack lzma
 expect_fail "--target-pack gzip" 2 "--target-pack" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --target-bytes 9000 --target-pack gzip
 
+# ---- log-delta steps: a byte a row instead of two ----
+check "gptq with --scales logdelta" sh -c "'$Q' '$M' -o '$W/ld.pgq' $B $CAL --method gptq --scales logdelta --json >'$W/ld.json'"
+rows=$(jq '[.tensors[] | select(.kind == "int") | .shape[0]] | add' "$W/ld.json")
+check "the file is $rows - 19 bytes smaller (19 tensors, $rows rows) and version 2" \
+    sh -c "[ $(($(wc -c <"$W/gptq.pgq") - $(wc -c <"$W/ld.pgq"))) -eq $((rows - 19)) ] && [ \"\$(od -An -tu4 -j8 -N4 '$W/ld.pgq' | tr -d ' ')\" = 2 ]"
+check "the report says logdelta for the 19 integer tensors" \
+    test "$(jq '[.tensors[] | select(.scales == "logdelta")] | length' "$W/ld.json")" = 19
+ld=$(loss "$W/ld.pgq")
+check "val loss $ld within 1% of fp16 steps' $lg" \
+    sh -c "[ \"\$(echo 'define a(x) { if (x < 0) return -x; return x; }; a($ld - $lg) / $lg < 0.01' | bc -l)\" = 1 ]"
+"$P" -q "$W/ld.pgq" -o "$W/ld.pga" --lzma >/dev/null
+check "it packs and scores as the .pgq" test "$(loss "$W/ld.pga")" = "$ld"
+expect_fail "--scales logdelta with int8-baseline" 2 "needs an intN scheme" "$Q" "$M" -o "$W/x.pgq" --scales logdelta
+expect_fail "--scales bf16" 2 "--scales" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --scales bf16
+
 # ---- ternary and quinary: packed codes in a version-2 .pgq ----
 for sc in ternary quinary; do
     check "--scheme $sc" sh -c "'$Q' '$M' -o '$W/$sc.pgq' --scheme $sc --keep-float 100 --json >'$W/$sc.json'"

@@ -948,7 +948,8 @@ static void test_lqer(void)
     expect_error(b2, n2, e + 108, 3, "bad LQER mode 3", "LQER mode 3");
     expect_error(b2, n2, e + 109, 0, "bad LQER mode", "LQER rank 0");
     expect_error(b2, n2, e + 109, 9, "bad LQER mode", "LQER rank above min(rows, cols)");
-    expect_error(b2, n2, e + 110, 1, "reserved byte 110", "reserved byte of a version-2 entry");
+    expect_error(b2, n2, e + 111, 1, "reserved byte 111", "reserved byte of a version-2 entry");
+    expect_error(b2, n2, e + 110, 2, "scale code 2", "an unknown scale code");
     expect_error(b2, n2, e + 112, (unsigned char)(b2[e + 112] + 1), "LQER correction at", "LQER offset off by one");
     expect_error(b2, n2, e + 120, (unsigned char)(b2[e + 120] + 1), "LQER correction at", "LQER size off by one");
     expect_error(b2, n2, plain_e + 109, 1, "without an LQER mode", "an LQER rank without a mode");
@@ -1065,6 +1066,84 @@ static void test_trit_scheme(void)
        "--scheme ternary, quinary; not binary");
 }
 
+/* ---- log-delta steps (.pgq version 2) ---- */
+
+static void test_logdelta(void)
+{
+    struct pg_config c;
+    small_config(&c);
+    struct pg_model m;
+    if (pg_model_init(&m, &c, &pg_backend_cpu, 0)) bail_out("model init");
+    pg_model_init_weights(&m, 9);
+    struct pg_rng r;
+    pg_rng_seed(&r, 4);
+    for (size_t i = 0; i < m.nparams; i++) m.params[i] += (pg_real)(0.1 * pg_rng_normal(&r));
+    struct pg_quant_opts o;
+    pg_quant_opts_default(&o, PG_QSCHEME_INTN, 6);
+    o.keep_float_max = 30;
+    struct pg_qmodel plain, ld;
+    if (pg_quantize_model(&m, &o, &plain)) bail_out("plain");
+    o.scale_code = PG_QSCALE_LOGDELTA;
+    is_int(pg_quantize_model(&m, &o, &ld), 0, "int6 with log-delta steps");
+    int sizes = 1, rounding = 1, close = 1, nint = 0;
+    for (int i = 0; i < ld.ntensors; i++) {
+        const struct pg_qtensor *t = &ld.t[i], *p = &plain.t[i];
+        if (t->kind != PG_QKIND_INT) continue;
+        nint++;
+        if (t->scale_code != PG_QSCALE_LOGDELTA || t->scale_len != (uint64_t)t->rows + 1) sizes = 0;
+        /* decoded independently with pg_trit_logdelta_decode; the integers round w by them */
+        float *st = malloc((size_t)t->rows * sizeof *st);
+        if (pg_trit_logdelta_decode((uint16_t)(t->scales[0] | t->scales[1] << 8), t->scales + 2, t->rows, st, "t"))
+            bail_out("decode");
+        int Q = 31;
+        for (int64_t rr = 0; rr < t->rows; rr++) {
+            /* the decoded step within 2^(1/16) of the fp16 step rounding chose */
+            double ratio = st[rr] / pg_qtensor_scale(p, rr);
+            if (ratio > 1.0443 || ratio < 1 / 1.0443) close = 0;
+            for (int64_t cc = 0; cc < t->cols; cc++) {
+                double v = nearbyint((double)(float)(m.params[m.tensors[i].offset + (size_t)(rr * t->cols + cc)] / st[rr]));
+                v = v > Q ? Q : v < -Q ? -Q : v;
+                if ((int8_t)t->data[rr * t->cols + cc] != (int8_t)v) rounding = 0;
+            }
+        }
+        free(st);
+        if (!(t->rel_err < 1.2 * p->rel_err)) close = 0;
+    }
+    ok(nint > 0 && sizes, "every integer tensor stores rows + 1 bytes of steps (an fp16 base, a code a row)");
+    ok(rounding, "the integers round w by the decoded steps");
+    ok(close, "each decoded step within 2^(1/16) of the fp16 one; errors within 1.2x of fp16 steps'");
+    unsigned char *b, *b2;
+    size_t n, n2;
+    if (pg_pgq_serialize(&ld, &b, &n)) bail_out("serialize");
+    struct pg_qmodel back;
+    is_int(pg_pgq_parse(b, n, "ld.pgq", &back), 0, "parse the log-delta file");
+    ok(pg_le32_get(b + 8) == 2, "... version 2");
+    if (pg_pgq_serialize(&back, &b2, &n2)) bail_out("serialize back");
+    ok(n2 == n && !memcmp(b, b2, n), "parse → serialize is byte-identical");
+    int same = 1;
+    for (int i = 0; i < back.ntensors; i++) {
+        size_t k = (size_t)(back.t[i].rows * back.t[i].cols);
+        float *x = malloc(k * sizeof *x), *y = malloc(k * sizeof *y);
+        pg_qtensor_dequantize(&back.t[i], x);
+        pg_qtensor_dequantize(&ld.t[i], y);
+        same &= !memcmp(x, y, k * sizeof *x);
+        free(x), free(y);
+    }
+    ok(same, "the parsed file dequantizes to the same weights");
+    uint64_t soff = back.t[0].scale_off;
+    pg_qmodel_free(&back);
+    expect_error(b, n, soff + 2, 32, "not a 5-bit code", "a log-delta code of 32");
+    expect_error(b, n, soff + 1, 0x80, "log-delta", "a negative base");
+    expect_error(b, n, 8, 1, "reserved byte 110", "log-delta steps in a file labelled version 1");
+    free(b), free(b2);
+    pg_qmodel_free(&plain);
+    pg_qmodel_free(&ld);
+    pg_quant_opts_default(&o, PG_QSCHEME_INT8_BASELINE, 8);
+    o.scale_code = PG_QSCALE_LOGDELTA;
+    ok(pg_quantize_model(&m, &o, &ld) == PG_E_INVAL, "log-delta with int8-baseline refused: '%s'", pg_error_message());
+    pg_model_free(&m);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/pg-test-quant-XXXXXX");
@@ -1077,6 +1156,7 @@ int main(void)
     test_overrides();
     test_lqer();
     test_trit_scheme();
+    test_logdelta();
     test_modelfile();
     test_baseline_payload();
     remove_tree(dir);
