@@ -41,7 +41,7 @@ static const char usage[] =
     "      --method NAME          rtn (round to nearest, default) or gptq (intN; needs --calib-data)\n"
     "      --calib-data DIR       shards whose train split calibrates GPTQ (val is never read)\n"
     "      --calib-prefix NAME    shard prefix (default fineweb)\n"
-    "      --calib-tokens N       calibration tokens, from the first train shard on (default 65536)\n"
+    "      --calib-tokens N       calibration tokens, from the first train shard on (default 32768)\n"
     "      --calib-seq-len N      tokens per calibration sequence (default: the model's train_seq_len)\n"
     "      --damp F               GPTQ damping, a fraction of mean(diag H) (default 0.01)\n"
     "      --no-act-order         GPTQ in column order instead of by descending diag(H)\n"
@@ -240,7 +240,7 @@ int main(int argc, char **argv)
     pg_cli_init(&cli, "pg-quantize", usage, argv);
     const char *out = NULL, *tokpath = NULL, *scheme_s = NULL, *bits_s = NULL, *clip_s = NULL, *k_s = NULL;
     const char *method_s = NULL, *calib_dir = NULL, *calib_prefix = NULL;
-    int64_t keep = PG_QUANT_KEEP_FLOAT_MAX, calib_tokens = 65536;
+    int64_t keep = PG_QUANT_KEEP_FLOAT_MAX, calib_tokens = 32768;
     int dequant = 0, c, calib_seq = 0, gptq_set = 0, calib_set = 0, lqer_rank = 0, lqer_top = 3, lqer_mode = PG_LQER_ASYM;
     int lqer_set = 0;
     int64_t target = 0;

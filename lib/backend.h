@@ -240,6 +240,8 @@ struct pg_backend {
     void (*sgd_update)(pg_real *p, const pg_real *g, pg_real *buf, size_t n, double mu, double lr);
     /* pg_fake_quant_rows (lib/quant.h): per-row symmetric fake quantization to `bits`. */
     void (*fake_quant_rows)(pg_real *dst, const pg_real *src, int64_t rows, int64_t cols, int bits);
+    /* pg_fake_quant_trit (lib/trit.h): ternary (levels 3) or quinary (5) groups of 128. */
+    void (*fake_quant_trit)(pg_real *dst, const pg_real *src, int64_t rows, int64_t cols, int levels);
 };
 
 /* Rows of logits the fused cross-entropy holds at once, and its scratch size. */

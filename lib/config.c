@@ -127,6 +127,8 @@ static const struct pg_config_field fields[] = {
     F64(qat_start_lr, "qat-start-lr", "LATE_QAT_THRESHOLD", 0.0, 1.0,
         "late QAT: fake int quantization of the matrices once lr_mul < this; 0 = off"),
     INT(qat_bits, "qat-bits", NULL, 2, 8, "bits of late QAT's fake quantization"),
+    INT(qat_levels, "qat-levels", NULL, 0, 5,
+        "late QAT to ternary (3) or quinary (5) groups of 128 instead of qat_bits; 0 = per-row intN"),
     BOOL(coprime_loader, "coprime-loader", NULL, "1: the coprime-stride shard loader instead of the sequential stream"),
 };
 
@@ -499,6 +501,8 @@ int pg_config_validate(const struct pg_config *c, int tokenizer_vocab)
     if (tokenizer_vocab > 0 && c->vocab_size < tokenizer_vocab)
         return pg_error(PG_E_INVAL, "vocab_size = %d is smaller than the tokenizer's vocabulary (%d tokens)",
                         c->vocab_size, tokenizer_vocab);
+    if (c->qat_levels != 0 && c->qat_levels != 3 && c->qat_levels != 5)
+        return pg_error(PG_E_INVAL, "qat_levels = %d: 0 (intN), 3 (ternary) or 5 (quinary)", c->qat_levels);
     if (c->model_dim % c->num_heads)
         return pg_error(PG_E_INVAL, "model_dim = %d is not divisible by num_heads = %d", c->model_dim, c->num_heads);
     if (c->num_heads % c->num_kv_heads)

@@ -92,6 +92,7 @@ struct pg_config {
     double swa_start_lr;         /* 0.5 */
     double qat_start_lr;         /* late QAT (§4.2): 0 = off */
     int qat_bits;                /* 6 */
+    int qat_levels;              /* 0: intN (qat_bits); 3 ternary, 5 quinary (trit.h) */
     int coprime_loader;          /* §1.1 */
 };
 

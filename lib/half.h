@@ -10,8 +10,16 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Callable from CUDA kernels too (kernels/cuda/optim.cu's ternary fake quantization), so that
+ * the device rounds scales to fp16 with these very bits. */
+#if defined(__CUDACC__)
+#define PG_HALF_FN static inline __host__ __device__
+#else
+#define PG_HALF_FN static inline
+#endif
+
 /* @return x rounded to the nearest fp16 value (ties to even), as its bit pattern. */
-static inline uint16_t pg_f32_to_f16(float x)
+PG_HALF_FN uint16_t pg_f32_to_f16(float x)
 {
     uint32_t u;
     memcpy(&u, &x, 4);
@@ -35,7 +43,7 @@ static inline uint16_t pg_f32_to_f16(float x)
 }
 
 /* @return the fp16 value h as a float (exact). */
-static inline float pg_f16_to_f32(uint16_t h)
+PG_HALF_FN float pg_f16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
     if (exp == 0) {

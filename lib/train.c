@@ -15,6 +15,7 @@
 #include "quant.h"
 #include "safetensors.h"
 #include "tok.h"
+#include "trit.h"
 #include "xio.h"
 
 #include <math.h>
@@ -156,7 +157,7 @@ static void put_final(const struct avg *a, struct pg_model *m)
 /* Late QAT: swaps the fake-quantized Muon matrices in (on = 1, keeping the masters) or the
  * masters back (on = 0). Straight-through: the gradients computed at the quantized values are
  * applied to the masters. */
-static void qat_swap(struct avg *a, struct pg_model *m, int bits, int on)
+static void qat_swap(struct avg *a, struct pg_model *m, int bits, int levels, int on)
 {
     size_t o = 0;
     for (int i = 0; i < m->ntensors; i++) {
@@ -166,7 +167,9 @@ static void qat_swap(struct avg *a, struct pg_model *m, int bits, int on)
         if (on) {
             a->be->copy(a->master + o, p, t->numel);
             int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = (int64_t)t->numel / rows;
-            if (pg_on_device(a->be)) a->be->fake_quant_rows(p, p, rows, cols, bits);
+            if (levels && pg_on_device(a->be)) a->be->fake_quant_trit(p, p, rows, cols, levels);
+            else if (levels) pg_fake_quant_trit(p, p, rows, cols, levels);
+            else if (pg_on_device(a->be)) a->be->fake_quant_rows(p, p, rows, cols, bits);
             else pg_fake_quant_rows(p, p, rows, cols, bits);
         } else {
             a->be->copy(p, a->master + o, t->numel);
@@ -469,7 +472,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
                     step + 1, frac);
         was_looping = m.looping;
         pg_model_zero_grad(&m);
-        if (qat) qat_swap(&av, &m, c->qat_bits, 1);
+        if (qat) qat_swap(&av, &m, c->qat_bits, c->qat_levels, 1);
         double loss = 0, scale = 1.0 / ((double)loader.local_tokens * c->grad_accum_steps);
         for (int micro = 0; micro < c->grad_accum_steps && !rc; micro++) {
             if ((rc = pg_train_loader_next(&loader, x, y))) break;
@@ -479,7 +482,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
             loss += pg_model_forward(&m, x, y, b, NULL) * scale;
             pg_model_backward(&m, scale);
         }
-        if (qat) qat_swap(&av, &m, c->qat_bits, 0);
+        if (qat) qat_swap(&av, &m, c->qat_bits, c->qat_levels, 0);
         if (rc || (rc = be->status())) break; /* a device's failure before a NaN it may have caused */
         if (!isfinite(loss)) {
             rc = pg_error(PG_E_FORMAT, "step %d: the training loss is %g: diverged", step, loss);

@@ -56,6 +56,39 @@ int pg_trit_quantize(const float *w, int64_t rows, int64_t cols, int levels, int
     return 0;
 }
 
+void pg_fake_quant_trit(const float *w, float *out, int64_t rows, int64_t cols, int levels)
+{
+    int qmax = levels == 5 ? 2 : 1;
+    int64_t per_row = (cols + PG_TRIT_GROUP - 1) / PG_TRIT_GROUP;
+#pragma omp parallel for schedule(static) if (rows * cols >= 65536)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < per_row; g++) {
+            int64_t c0 = g * PG_TRIT_GROUP, c1 = c0 + PG_TRIT_GROUP < cols ? c0 + PG_TRIT_GROUP : cols;
+            const float *x = w + r * cols;
+            float *y = out + r * cols;
+            double sum = 0;
+            for (int64_t c = c0; c < c1; c++) sum += fabs((double)x[c]);
+            uint16_t h = pg_f32_to_f16((float)(sum / (double)(c1 - c0)));
+            if (h == 0) h = F16_MIN_POS;
+            if (!isfinite(sum) || h >= F16_INF) {
+                for (int64_t c = c0; c < c1; c++) y[c] = x[c];
+                continue;
+            }
+            double s = pg_f16_to_f32(h);
+            int64_t nz = 0;
+            for (int64_t c = c0; c < c1; c++) {
+                double v = rint((double)x[c] / s);
+                nz += (int64_t)fabs(v > qmax ? qmax : v < -qmax ? -qmax : v);
+            }
+            double f = levels == 5 ? s : nz ? s * (double)(c1 - c0) / (double)nz : 0;
+            for (int64_t c = c0; c < c1; c++) {
+                double v = rint((double)x[c] / s);
+                v = v > qmax ? qmax : v < -qmax ? -qmax : v;
+                y[c] = (float)((int8_t)v * f);
+            }
+        }
+}
+
 int pg_trit_dequantize(const int8_t *q, const uint16_t *scales, int64_t rows, int64_t cols, int levels, float *w,
                        const char *what)
 {

@@ -84,6 +84,12 @@ int pg_trit_quantize(const float *w, int64_t rows, int64_t cols, int levels, int
 int pg_trit_dequantize(const int8_t *q, const uint16_t *scales, int64_t rows, int64_t cols, int levels, float *w,
                        const char *what);
 
+/* Fake quantization for training (pg-train's qat_levels): each group of w (rows × cols) becomes
+ * what pg_trit_quantize then pg_trit_dequantize give, bit for bit, written to out (which may be
+ * w). A group with a non-finite weight or a scale past fp16 is copied unchanged (training goes
+ * on; the export refuses such weights). kernels/cuda/optim.cu has the device twin. */
+void pg_fake_quant_trit(const float *w, float *out, int64_t rows, int64_t cols, int levels);
+
 /* @return the packed size in bytes of n codes in `layout` with nnz nonzero codes (nnz is used by
  * PG_TRIT_BITMASK only), or −1 for a bad layout or a negative count. */
 int64_t pg_trit_packed_size(int layout, int64_t n, int64_t nnz);

@@ -69,5 +69,6 @@ const struct pg_backend pg_backend_cuda = {
     .swa_add = pg_cuda_swa_add,
     .swa_average = pg_cuda_swa_average,
     .fake_quant_rows = pg_cuda_fake_quant_rows,
+    .fake_quant_trit = pg_cuda_fake_quant_trit,
     .sgd_update = pg_cuda_sgd_update,
 };

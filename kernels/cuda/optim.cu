@@ -14,6 +14,7 @@
 #include "pg_cuda.cuh"
 
 #include "optim_ops.h"
+#include "../../lib/half.h"
 
 // Operations rounded one at a time (no contraction into a fused multiply-add).
 #ifdef __CUDACC__
@@ -410,6 +411,49 @@ extern "C" void pg_cuda_fake_quant_rows(float *dst, const float *src, int64_t ro
     if (rows <= 0 || cols <= 0) return;
     PG_LAUNCH(fake_quant_kernel, (unsigned)rows, OPT_THREADS, 0, pg_cuda_stream())(dst, src, cols,
                                                                                    (float)((1 << (bits - 1)) - 1));
+    launched();
+}
+
+// One thread per group of 128 along a row, as lib/trit.c's pg_fake_quant_trit (the same double
+// arithmetic in the same order, and lib/half.h's fp16 rounding): s = fp16(mean|x|), q =
+// clamp(rint(x/s), ±qmax), y = q·s (quinary) or q·s·n/Σ|q| (ternary, the shrinkage fix). The
+// group is read whole before it is written, so dst may be src.
+__global__ void fake_quant_trit_kernel(float *dst, const float *src, int64_t rows, int64_t cols, int64_t per_row,
+                                       int qmax)
+{
+    int64_t gi = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (gi >= rows * per_row) return;
+    int64_t r = gi / per_row, g = gi % per_row, c0 = g * 128, c1 = c0 + 128 < cols ? c0 + 128 : cols;
+    const float *x = src + r * cols;
+    float *y = dst + r * cols;
+    double sum = 0;
+    for (int64_t c = c0; c < c1; c++) sum += fabs((double)x[c]);
+    uint16_t h = pg_f32_to_f16((float)(sum / (double)(c1 - c0)));
+    if (h == 0) h = 1;
+    if (!isfinite(sum) || h >= 0x7c00u) {
+        for (int64_t c = c0; c < c1; c++) y[c] = x[c];
+        return;
+    }
+    double s = pg_f16_to_f32(h);
+    int64_t nz = 0;
+    for (int64_t c = c0; c < c1; c++) {
+        double v = rint((double)x[c] / s);
+        nz += (int64_t)fabs(v > qmax ? qmax : v < -qmax ? -qmax : v);
+    }
+    double f = qmax == 2 ? s : nz ? s * (double)(c1 - c0) / (double)nz : 0;
+    for (int64_t c = c0; c < c1; c++) {
+        double v = rint((double)x[c] / s);
+        v = v > qmax ? qmax : v < -qmax ? -qmax : v;
+        y[c] = (float)((double)(int)v * f);
+    }
+}
+
+extern "C" void pg_cuda_fake_quant_trit(float *dst, const float *src, int64_t rows, int64_t cols, int levels)
+{
+    if (rows <= 0 || cols <= 0) return;
+    int64_t per_row = (cols + 127) / 128, n = rows * per_row;
+    PG_LAUNCH(fake_quant_trit_kernel, pg_cuda_blocks((size_t)n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(
+        dst, src, rows, cols, per_row, levels == 5 ? 2 : 1);
     launched();
 }
 

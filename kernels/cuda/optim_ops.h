@@ -32,6 +32,7 @@ void pg_cuda_ema_update(float *ema, const float *theta, size_t n, double decay);
 void pg_cuda_swa_add(double *sum, const float *x, size_t n);
 void pg_cuda_swa_average(float *dst, const double *sum, size_t n, double count);
 void pg_cuda_fake_quant_rows(float *dst, const float *src, int64_t rows, int64_t cols, int bits);
+void pg_cuda_fake_quant_trit(float *dst, const float *src, int64_t rows, int64_t cols, int levels);
 /* lib/backend.h sgd_update (pg_sgd_step's element update, TTT). */
 void pg_cuda_sgd_update(float *p, const float *g, float *buf, size_t n, double mu, double lr);
 

@@ -156,6 +156,18 @@ for sc in ternary quinary; do
 done
 check "quinary ($l_quinary) beats ternary ($l_ternary); the float model ($lf) both" \
     sh -c "[ \"\$(echo '$l_quinary < $l_ternary && $lf < $l_quinary' | bc -l)\" = 1 ]"
+# ternary QAT (pg-train --qat-levels 3 over the whole decay): its ternary export is closer to a
+# good model than the plain model's
+"$TRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" --layers 3 --dim 32 --heads 4 --kv-heads 2 --vocab 512 \
+    --seq-len 32 --batch-tokens 256 --grad-accum 2 --max-wallclock 0 --warmdown-iters 40 --val-batch-tokens 256 \
+    -o "$W/runq" --iterations 40 --val-every 0 --qat-levels 3 --qat-start-lr 1 || exit 1
+"$TRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" --layers 3 --dim 32 --heads 4 --kv-heads 2 --vocab 512 \
+    --seq-len 32 --batch-tokens 256 --grad-accum 2 --max-wallclock 0 --warmdown-iters 40 --val-batch-tokens 256 \
+    -o "$W/run0" --iterations 40 --val-every 0 || exit 1
+"$Q" -q "$W/runq/model.safetensors" -o "$W/tq.pgq" --scheme ternary --keep-float 100
+"$Q" -q "$W/run0/model.safetensors" -o "$W/t0.pgq" --scheme ternary --keep-float 100
+ltq=$(loss "$W/tq.pgq") lt0=$(loss "$W/t0.pgq")
+check "ternary export after ternary QAT $ltq below the same training without it $lt0" below "$ltq" "$lt0"
 expect_fail "--bits with ternary" 2 "apply to the intN schemes" "$Q" "$M" -o "$W/x.pgq" --scheme ternary --bits 4
 expect_fail "gptq with quinary" 2 "needs an intN scheme" "$Q" "$M" -o "$W/x.pgq" --scheme quinary --method gptq --calib-data "$W/data"
 

@@ -87,6 +87,13 @@ check "record stack: the device ran QAT, SWA and the loop switch" quiet \
     jq -se '[.[] | select(.train_loss)] | (map(.qat) | max == 1) and (map(.looping) | min == 0 and max == 1)' \
     "$W/gr/metrics.jsonl"
 
+# ternary late QAT: the device's group fake quantization is the host's (test_cuda_optim), so the
+# runs agree as under intN QAT
+check "ternary QAT: 20 steps on the CPU" cpu -o "$W/ct" --iterations 20 --precision fp32 --qat-start-lr 0.6 --qat-levels 3
+check "ternary QAT: 20 steps on $where" gpu -o "$W/gt" --iterations 20 --precision fp32 --qat-start-lr 0.6 --qat-levels 3
+check "ternary QAT: every step's train_loss within 1e-5 (under QAT 1e-4)" same_losses "$W/ct" "$W/gt" 1e-5 1e-4
+weights "ternary QAT: final weights within 3e-4 of scale" 3e-4 "$W/gt" "$W/ct"
+
 # ---- bf16 products: the device against the CPU's bf16 mode ----
 # Muon's Newton–Schulz then runs in bf16 too, whose rounding flips (where the inputs differ by
 # the operations' ~1e-6) its quintic iteration amplifies: the weights are compared after the

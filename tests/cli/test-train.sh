@@ -140,6 +140,9 @@ sw "qat-start-lr 0.5" qat a --qat-start-lr 0.5
 check "qat: on for the steps with lr_mul < 0.5 only (the last 2 of 20)" \
     test "$(jq -s '[.[] | select(.qat == 1 and .lr_mul < 0.5)] | length' "$W/qat/metrics.jsonl") $(grep -c '"qat":1' "$W/qat/metrics.jsonl")" = "2 2"
 sw "qat-bits 3" qb3 qat --qat-start-lr 0.5 --qat-bits 3
+sw "qat-levels 3 (ternary)" qt3 qat --qat-start-lr 0.5 --qat-levels 3
+sw "qat-levels 5 (quinary)" qt5 qt3 --qat-start-lr 0.5 --qat-levels 5
+expect_fail "qat-levels 4" 2 "qat_levels = 4" train -o "$W/qt4" --iterations 2 --qat-levels 4
 check "looping: off before enable_looping_at, on from it (steps 10-19)" \
     train -o "$W/loop" --iterations 20 --val-every 0 --num-loops 1 --loop-start 1 --loop-end 1 --enable-looping-at 0.5
 check "looping: metrics have looping 0 for 10 steps, then 1 for 10" \

@@ -17,6 +17,7 @@
 #include "../../lib/optim.h"
 #include "../../lib/quant.h"
 #include "../../lib/sgd.h"
+#include "../../lib/trit.h"
 #include "../../kernels/cuda/optim_ops.h"
 
 static const struct pg_backend *gpu = &pg_backend_cuda;
@@ -229,6 +230,22 @@ static void test_fake_quant(int bits)
     ok(same_bits(back(d_w, n), out, n), "fake_quant_rows %s in place: the same bits", what);
 }
 
+static void test_fake_quant_trit(int levels)
+{
+    const char *what = levels == 3 ? "ternary" : "quinary";
+    int rows = 7, cols = 300; /* groups of 128, 128 and 44 */
+    size_t n = (size_t)rows * cols;
+    float *w = rnd(n, 0.2f);
+    memset(w + 2 * cols, 0, 128 * sizeof *w); /* an all-zero group */
+    w[5 * cols + 7] = NAN;                    /* a group with a NaN is copied */
+    float *out = hnew(n), *d_w = dev(w, n), *d_out = dnew(n * 4);
+    pg_fake_quant_trit(w, out, rows, cols, levels);
+    pg_cuda_fake_quant_trit(d_out, d_w, rows, cols, levels);
+    ok(same_bits(back(d_out, n), out, n), "fake_quant_trit %s: the host's bits", what);
+    pg_cuda_fake_quant_trit(d_w, d_w, rows, cols, levels); /* in place, as late QAT does */
+    ok(same_bits(back(d_w, n), out, n), "fake_quant_trit %s in place: the same bits", what);
+}
+
 int main(void)
 {
     parity_seed = 4242;
@@ -247,6 +264,8 @@ int main(void)
     test_averages();
     test_fake_quant(6);
     test_fake_quant(8);
+    test_fake_quant_trit(3);
+    test_fake_quant_trit(5);
     test_sgd(0.9);
     test_sgd(0);
     return parity_done(1e-4);

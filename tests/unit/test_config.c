@@ -156,7 +156,7 @@ static void test_table(void)
         "gated-attn", "sparse-attn-gate", "gated-attn-init-std", "sparse-attn-gate-scale", "xsa-last-n",
         "bigram-vocab", "bigram-dim", "ve-last-n", "ve-dim", "varlen-attn", "bos-id", "ortho-init", "softcap-poly5",
         "z-loss", "wd-taper-start", "wd-taper-final", "warmdown-frac", "min-lr", "ema-decay", "swa-every",
-        "swa-start-lr", "qat-start-lr", "qat-bits", "coprime-loader"};
+        "swa-start-lr", "qat-start-lr", "qat-bits", "qat-levels", "coprime-loader"};
     size_t n;
     const struct pg_config_field *t = pg_config_fields(&n);
     is_int((long long)n, (long long)(sizeof flags / sizeof flags[0]), "one table row per hyperparameter");
@@ -328,6 +328,10 @@ static void test_validate(void)
     check_invalid(&c, 0, "odd head_dim", "head_dim", "= 9 is odd");
     c = b, c.rope_dims = 15;
     check_invalid(&c, 0, "odd rope_dims", "rope_dims = 15", "even");
+    c = b, c.qat_levels = 4;
+    check_invalid(&c, 0, "qat_levels 4", "qat_levels = 4", "3 (ternary) or 5 (quinary)");
+    c = b, c.qat_levels = 3;
+    is_int(pg_config_validate(&c, 0), 0, "qat_levels 3 validates");
     c = b, c.rope_dims = 66;
     check_invalid(&c, 0, "rope_dims above head_dim", "rope_dims = 66", "head_dim = 64");
     c = b, c.rope_dims = 16, c.mlp_leaky_slope = 0.5, c.ln_scale = 1;

@@ -159,8 +159,40 @@ static double ref_decode(uint16_t base, const uint8_t *codes, int64_t i)
 
 static double log_err(float got, float want) { return fabs(log2((double)got / (double)want)); }
 
+/* pg_fake_quant_trit: the codes' dequantized values, bit for bit, in place too; a non-finite
+ * group copied. */
+static void test_fake_quant(void)
+{
+    for (int levels = 3; levels <= 5; levels += 2) {
+        int64_t rows = 5, cols = 300, n = rows * cols, ng = pg_trit_ngroups(rows, cols);
+        float *w = malloc((size_t)n * sizeof *w), *ref = malloc((size_t)n * sizeof *ref), *got = malloc((size_t)n * sizeof *got);
+        int8_t *q = malloc((size_t)n);
+        uint16_t *sc = malloc((size_t)ng * sizeof *sc);
+        struct pg_rng r;
+        pg_rng_seed(&r, 99 + (uint64_t)levels);
+        for (int64_t i = 0; i < n; i++) w[i] = (float)(0.05 * pg_rng_normal(&r));
+        for (int64_t i = 0; i < 128; i++) w[cols + i] = 0; /* an all-zero group */
+        if (pg_trit_quantize(w, rows, cols, levels, q, sc) || pg_trit_dequantize(q, sc, rows, cols, levels, ref, "t"))
+            bail_out("reference");
+        pg_fake_quant_trit(w, got, rows, cols, levels);
+        ok(!memcmp(ref, got, (size_t)n * sizeof *got), "fake quant, %d levels: pg_trit_dequantize(pg_trit_quantize(w))",
+           levels);
+        memcpy(got, w, (size_t)n * sizeof *got);
+        pg_fake_quant_trit(got, got, rows, cols, levels);
+        ok(!memcmp(ref, got, (size_t)n * sizeof *got), "fake quant, %d levels, in place: the same", levels);
+        w[3 * cols + 200] = INFINITY;
+        pg_fake_quant_trit(w, got, rows, cols, levels);
+        int copied = 1, rest = 1;
+        for (int64_t c = 128; c < 256; c++) copied &= got[3 * cols + c] == w[3 * cols + c];
+        for (int64_t c = 0; c < 128; c++) rest &= got[3 * cols + c] == ref[3 * cols + c];
+        ok(copied && rest, "fake quant, %d levels: a group with an infinity is copied, its neighbours quantized", levels);
+        free(w), free(ref), free(got), free(q), free(sc);
+    }
+}
+
 int main(void)
 {
+    test_fake_quant();
     struct pg_rng g;
     pg_rng_seed(&g, 2086);
     char what[] = "layer7.codes";
