@@ -33,6 +33,27 @@ licence_docs() {
     for f in GPL-3 Apache-2.0 GPL-2 MPL-2.0 LGPL-2.1; do echo "/usr/share/common-licenses/$f"; done | head -n "$1" |
         while read -r f; do jq -R -s -c 'split("\n\n")[] | select(test("\\S")) | {text: .}' "$f"; done
 }
+# tiny_model DIR [pg-train flags]: the quantization tests' model: the 5 licence texts, an sp512
+# tokenizer (DIR/sp.model), shards with prefix t (DIR/data, 30 val documents) and a 3 x 32 model
+# trained 40 steps (DIR/run/model.safetensors; more flags go to pg-train, a later one winning).
+# Exits the test when a step fails.
+tiny_model() {
+    tm_dir=$1
+    shift
+    licence_docs 5 >"$tm_dir/docs.jsonl"
+    "$PG_BIN/pg-tokenize" train -q -i "$tm_dir/docs.jsonl" -o "$tm_dir/sp.model" --vocab 512 || exit 1
+    "$PG_BIN/pg-tokenize" encode -q -m "$tm_dir/sp.model" -i "$tm_dir/docs.jsonl" -o "$tm_dir/data" --prefix t \
+        --val-docs 30 --shard-tokens 20000 || exit 1
+    tiny_train "$tm_dir" -o "$tm_dir/run" "$@"
+}
+# tiny_train DIR [pg-train flags]: trains tiny_model's model again on DIR's data, with other flags
+tiny_train() {
+    tt_dir=$1
+    shift
+    "$PG_BIN/pg-train" -q -d "$tt_dir/data" --prefix t -m "$tt_dir/sp.model" --layers 3 --dim 32 --heads 4 \
+        --kv-heads 2 --vocab 512 --seq-len 32 --batch-tokens 256 --grad-accum 2 --max-wallclock 0 --warmdown-iters 5 \
+        --val-batch-tokens 256 --iterations 40 --val-every 0 "$@" || exit 1
+}
 # need_torch: skip the whole test (TAP "1..0 # SKIP") unless Debian's python3-torch and numpy are
 # installed (make check does not install them: about 1 GB); sets PY and REF (pg_torch.py) if so.
 need_torch() {

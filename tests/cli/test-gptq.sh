@@ -7,17 +7,12 @@
 # scores; --target-bytes lands within 0.1% under the target; per-tensor --bits; bad options and
 # inputs fail cleanly.
 . "$(dirname "$0")/lib.sh"
-TOK="$PG_BIN/pg-tokenize" TRAIN="$PG_BIN/pg-train" EVAL="$PG_BIN/pg-eval" Q="$PG_BIN/pg-quantize" P="$PG_BIN/pg-pack"
+EVAL="$PG_BIN/pg-eval" Q="$PG_BIN/pg-quantize" P="$PG_BIN/pg-pack"
 W=$T_TMP
 export LC_ALL=C.UTF-8 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
-# ---- a tiny trained model (as in test-quantize.sh) ----
-licence_docs 5 >"$W/docs.jsonl"
-"$TOK" train -q -i "$W/docs.jsonl" -o "$W/sp.model" --vocab 512 || exit 1
-"$TOK" encode -q -m "$W/sp.model" -i "$W/docs.jsonl" -o "$W/data" --prefix t --val-docs 30 --shard-tokens 20000 || exit 1
-"$TRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" --layers 3 --dim 32 --heads 4 --kv-heads 2 --vocab 512 \
-    --seq-len 32 --batch-tokens 256 --grad-accum 2 --max-wallclock 0 --warmdown-iters 5 --val-batch-tokens 256 \
-    -o "$W/run" --iterations 40 --val-every 0 || exit 1
+# ---- a tiny trained model (lib.sh, as test-quantize.sh's) ----
+tiny_model "$W"
 M="$W/run/model.safetensors"
 check "trained a tiny model" test -s "$M"
 
@@ -158,12 +153,8 @@ check "quinary ($l_quinary) beats ternary ($l_ternary); the float model ($lf) bo
     sh -c "[ \"\$(echo '$l_quinary < $l_ternary && $lf < $l_quinary' | bc -l)\" = 1 ]"
 # ternary QAT (pg-train --qat-levels 3 over the whole decay): its ternary export is closer to a
 # good model than the plain model's
-"$TRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" --layers 3 --dim 32 --heads 4 --kv-heads 2 --vocab 512 \
-    --seq-len 32 --batch-tokens 256 --grad-accum 2 --max-wallclock 0 --warmdown-iters 40 --val-batch-tokens 256 \
-    -o "$W/runq" --iterations 40 --val-every 0 --qat-levels 3 --qat-start-lr 1 || exit 1
-"$TRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" --layers 3 --dim 32 --heads 4 --kv-heads 2 --vocab 512 \
-    --seq-len 32 --batch-tokens 256 --grad-accum 2 --max-wallclock 0 --warmdown-iters 40 --val-batch-tokens 256 \
-    -o "$W/run0" --iterations 40 --val-every 0 || exit 1
+tiny_train "$W" -o "$W/runq" --warmdown-iters 40 --qat-levels 3 --qat-start-lr 1
+tiny_train "$W" -o "$W/run0" --warmdown-iters 40
 "$Q" -q "$W/runq/model.safetensors" -o "$W/tq.pgq" --scheme ternary --keep-float 100
 "$Q" -q "$W/run0/model.safetensors" -o "$W/t0.pgq" --scheme ternary --keep-float 100
 ltq=$(loss "$W/tq.pgq") lt0=$(loss "$W/t0.pgq")

@@ -5,20 +5,15 @@
 # adds up; output is deterministic (thread count included); the tokenizer identity recorded with
 # -m is enforced by pg-eval; corrupt files, bad inputs and bad options fail cleanly.
 . "$(dirname "$0")/lib.sh"
-TOK="$PG_BIN/pg-tokenize" TRAIN="$PG_BIN/pg-train" EVAL="$PG_BIN/pg-eval" Q="$PG_BIN/pg-quantize"
+TOK="$PG_BIN/pg-tokenize" EVAL="$PG_BIN/pg-eval" Q="$PG_BIN/pg-quantize"
 REF=${PG_TESTBIN:-build/tests}/tools/ref_eval_f64
 W=$T_TMP
 # one thread by default: the evaluations are tiny, and OpenMP's barriers cost more than they
 # save on a loaded machine; the determinism check below runs the quantizer with 1 and 3 threads
 export LC_ALL=C.UTF-8 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
-# ---- a tiny trained model (as in test-train.sh) ----
-licence_docs 5 >"$W/docs.jsonl"
-"$TOK" train -q -i "$W/docs.jsonl" -o "$W/sp.model" --vocab 512 || exit 1
-"$TOK" encode -q -m "$W/sp.model" -i "$W/docs.jsonl" -o "$W/data" --prefix t --val-docs 30 --shard-tokens 20000 || exit 1
-"$TRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" --layers 3 --dim 32 --heads 4 --kv-heads 2 --vocab 512 \
-    --seq-len 32 --batch-tokens 256 --grad-accum 2 --max-wallclock 0 --warmdown-iters 5 --val-batch-tokens 256 \
-    -o "$W/run" --iterations 40 --val-every 0 || exit 1
+# ---- a tiny trained model (lib.sh) ----
+tiny_model "$W"
 M="$W/run/model.safetensors"
 check "trained a tiny model" test -s "$M"
 

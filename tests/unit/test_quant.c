@@ -498,8 +498,8 @@ static void small_config(struct pg_config *c)
     c->mlp_mult = 2, c->train_seq_len = 16;
 }
 
-/* A small model quantized with `scheme`, every tensor above `keep` elements an integer one. */
-static int small_pgq(int scheme, int bits, int clip, int64_t keep, struct pg_model *m, unsigned char **buf, size_t *len)
+/* The small model with its initialization plus N(0, 0.1²) noise, so that no tensor is zero. */
+static int small_model(struct pg_model *m)
 {
     struct pg_config c;
     small_config(&c);
@@ -508,6 +508,13 @@ static int small_pgq(int scheme, int bits, int clip, int64_t keep, struct pg_mod
     struct pg_rng r;
     pg_rng_seed(&r, 4);
     for (size_t i = 0; i < m->nparams; i++) m->params[i] += (pg_real)(0.1 * pg_rng_normal(&r));
+    return 0;
+}
+
+/* A small model quantized with `scheme`, every tensor above `keep` elements an integer one. */
+static int small_pgq(int scheme, int bits, int clip, int64_t keep, struct pg_model *m, unsigned char **buf, size_t *len)
+{
+    if (small_model(m)) return -1;
     struct pg_quant_opts o;
     pg_quant_opts_default(&o, scheme, bits);
     o.clip = scheme == PG_QSCHEME_INTN ? clip : o.clip;
@@ -861,14 +868,8 @@ static void test_overrides(void)
 
 static void test_lqer(void)
 {
-    struct pg_config c;
-    small_config(&c);
     struct pg_model m;
-    if (pg_model_init(&m, &c, &pg_backend_cpu, 0)) bail_out("model init");
-    pg_model_init_weights(&m, 9);
-    struct pg_rng r;
-    pg_rng_seed(&r, 4);
-    for (size_t i = 0; i < m.nparams; i++) m.params[i] += (pg_real)(0.1 * pg_rng_normal(&r));
+    if (small_model(&m)) bail_out("model init");
     struct pg_quant_opts o;
     pg_quant_opts_default(&o, PG_QSCHEME_INTN, 3);
     o.keep_float_max = 30;
@@ -1070,14 +1071,8 @@ static void test_trit_scheme(void)
 
 static void test_logdelta(void)
 {
-    struct pg_config c;
-    small_config(&c);
     struct pg_model m;
-    if (pg_model_init(&m, &c, &pg_backend_cpu, 0)) bail_out("model init");
-    pg_model_init_weights(&m, 9);
-    struct pg_rng r;
-    pg_rng_seed(&r, 4);
-    for (size_t i = 0; i < m.nparams; i++) m.params[i] += (pg_real)(0.1 * pg_rng_normal(&r));
+    if (small_model(&m)) bail_out("model init");
     struct pg_quant_opts o;
     pg_quant_opts_default(&o, PG_QSCHEME_INTN, 6);
     o.keep_float_max = 30;
