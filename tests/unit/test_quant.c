@@ -866,6 +866,20 @@ static void test_overrides(void)
 
 /* ---- LQER and .pgq version 2 ---- */
 
+/* 1 when every tensor of a and b dequantizes to the same bits. */
+static int same_weights(const struct pg_qmodel *a, const struct pg_qmodel *b)
+{
+    int same = a->ntensors == b->ntensors;
+    for (int i = 0; same && i < a->ntensors; i++) {
+        size_t n = (size_t)(a->t[i].rows * a->t[i].cols);
+        float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+        same = !pg_qtensor_dequantize(&a->t[i], x) && !pg_qtensor_dequantize(&b->t[i], y) &&
+               !memcmp(x, y, n * sizeof *x);
+        free(x), free(y);
+    }
+    return same;
+}
+
 static void test_lqer(void)
 {
     struct pg_model m;
@@ -931,16 +945,7 @@ static void test_lqer(void)
     is_int(pg_pgq_parse(b2, n2, "lqer.pgq", &back), 0, "parse the version-2 file");
     if (pg_pgq_serialize(&back, &b3, &n3)) bail_out("serialize back");
     ok(n3 == n2 && !memcmp(b2, b3, n2), "parse → serialize is byte-identical");
-    int same = 1;
-    for (int i = 0; i < back.ntensors; i++) {
-        size_t n = (size_t)(back.t[i].rows * back.t[i].cols);
-        float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
-        pg_qtensor_dequantize(&back.t[i], x);
-        pg_qtensor_dequantize(&lq.t[i], y);
-        same &= !memcmp(x, y, n * sizeof *x);
-        free(x), free(y);
-    }
-    ok(same, "the parsed file dequantizes to the same weights");
+    ok(same_weights(&back, &lq), "the parsed file dequantizes to the same weights");
     /* the version-2 fields, each broken with the CRC made right */
     const struct pg_qtensor *t = &back.t[first];
     uint64_t table = pg_le64_get(b2 + 40), e = table + (uint64_t)first * 128, plain_e = table;
@@ -1115,16 +1120,7 @@ static void test_logdelta(void)
     ok(pg_le32_get(b + 8) == 2, "... version 2");
     if (pg_pgq_serialize(&back, &b2, &n2)) bail_out("serialize back");
     ok(n2 == n && !memcmp(b, b2, n), "parse → serialize is byte-identical");
-    int same = 1;
-    for (int i = 0; i < back.ntensors; i++) {
-        size_t k = (size_t)(back.t[i].rows * back.t[i].cols);
-        float *x = malloc(k * sizeof *x), *y = malloc(k * sizeof *y);
-        pg_qtensor_dequantize(&back.t[i], x);
-        pg_qtensor_dequantize(&ld.t[i], y);
-        same &= !memcmp(x, y, k * sizeof *x);
-        free(x), free(y);
-    }
-    ok(same, "the parsed file dequantizes to the same weights");
+    ok(same_weights(&back, &ld), "the parsed file dequantizes to the same weights");
     uint64_t soff = back.t[0].scale_off;
     pg_qmodel_free(&back);
     expect_error(b, n, soff + 2, 32, "not a 5-bit code", "a log-delta code of 32");
