@@ -194,10 +194,11 @@ $(O)/tests/%_gpu: tests/emu/%.c tests/tap.h tests/emu/parity.h kernels/cuda/ops.
 
 # The training and scoring commands linked against the emulated kernels (test tools, not
 # installed): `--device cuda` runs on kernels/emu, so tests/cli/test-train-cuda.sh trains (and
-# scores, and test-time trains) through
+# scores, test-time trains, and calibrates GPTQ) through
 # the real command line in make check. backend_select.c is compiled again with the CUDA branch on.
 EMU_SELECT := $(O)/emu/lib/backend_select.o
-EMU_CMDS := $(O)/tests/tools/pg-train-emu $(O)/tests/tools/pg-eval-emu $(O)/tests/tools/pg-ttt-emu
+EMU_CMDS := $(O)/tests/tools/pg-train-emu $(O)/tests/tools/pg-eval-emu $(O)/tests/tools/pg-ttt-emu \
+	$(O)/tests/tools/pg-quantize-emu
 all: $(EMU_CMDS)
 $(EMU_SELECT): lib/backend_select.c
 	@mkdir -p $(@D)

@@ -43,6 +43,7 @@ static const char usage[] =
     "      --calib-prefix NAME    shard prefix (default fineweb)\n"
     "      --calib-tokens N       calibration tokens, from the first train shard on (default 32768)\n"
     "      --calib-seq-len N      tokens per calibration sequence (default: the model's train_seq_len)\n"
+    "      --device NAME          where calibration runs: cpu (default) or cuda (exit 3 without one)\n"
     "      --damp F               GPTQ damping, a fraction of mean(diag H) (default 0.01)\n"
     "      --no-act-order         GPTQ in column order instead of by descending diag(H)\n"
     "      --gptq-block N         GPTQ's lazy-update block width (default 128; same result)\n"
@@ -70,7 +71,7 @@ static const char usage[] =
 enum {
     OPT_SCHEME = PG_OPT_FIRST_CMD, OPT_BITS, OPT_CLIP, OPT_K, OPT_KEEP, OPT_DEQUANT, OPT_METHOD, OPT_CALIB_DATA,
     OPT_CALIB_PREFIX, OPT_CALIB_TOKENS, OPT_CALIB_SEQ, OPT_DAMP, OPT_NO_ACT_ORDER, OPT_GPTQ_BLOCK, OPT_LQER_RANK,
-    OPT_LQER_TOP, OPT_LQER_MODE, OPT_TARGET_BYTES, OPT_TARGET_PACK, OPT_SCALES
+    OPT_LQER_TOP, OPT_LQER_MODE, OPT_TARGET_BYTES, OPT_TARGET_PACK, OPT_SCALES, OPT_DEVICE
 };
 
 static const struct option longopts[] = {
@@ -95,6 +96,7 @@ static const struct option longopts[] = {
     {"lqer-mode", required_argument, 0, OPT_LQER_MODE},
     {"target-bytes", required_argument, 0, OPT_TARGET_BYTES},
     {"scales", required_argument, 0, OPT_SCALES},
+    {"device", required_argument, 0, OPT_DEVICE},
     {"target-pack", required_argument, 0, OPT_TARGET_PACK},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
@@ -244,7 +246,7 @@ int main(int argc, char **argv)
     int dequant = 0, c, calib_seq = 0, gptq_set = 0, calib_set = 0, lqer_rank = 0, lqer_top = 3, lqer_mode = PG_LQER_ASYM;
     int lqer_set = 0;
     int64_t target = 0;
-    const char *target_pack = NULL, *scales_s = NULL;
+    const char *target_pack = NULL, *scales_s = NULL, *device = NULL;
     struct pg_gptq_opts gopts;
     pg_gptq_opts_default(&gopts);
     while ((c = getopt_long(argc, argv, "o:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
@@ -284,6 +286,7 @@ int main(int argc, char **argv)
             break;
         case OPT_TARGET_PACK: target_pack = optarg; break;
         case OPT_SCALES: scales_s = optarg; break;
+        case OPT_DEVICE: device = optarg, calib_set = 1; break;
         case OPT_GPTQ_BLOCK:
             pg_cli_check(&cli, pg_parse_int("--gptq-block", optarg, 1, 1 << 20, &gopts.block));
             gptq_set = 1;
@@ -323,7 +326,10 @@ int main(int argc, char **argv)
     if (o.method == PG_QMETHOD_GPTQ && !calib_dir) pg_cli_usage_error(&cli, "--method gptq needs --calib-data DIR");
     if (gptq_set && o.method != PG_QMETHOD_GPTQ)
         pg_cli_usage_error(&cli, "--damp, --no-act-order and --gptq-block apply to --method gptq");
-    if (calib_set && !calib_dir) pg_cli_usage_error(&cli, "--calib-prefix, --calib-tokens and --calib-seq-len need --calib-data");
+    if (calib_set && !calib_dir)
+        pg_cli_usage_error(&cli, "--calib-prefix, --calib-tokens, --calib-seq-len and --device need --calib-data");
+    const struct pg_backend *cbe = &pg_backend_cpu;
+    if (device) pg_cli_check(&cli, pg_backend_by_name(device, &cbe));
     o.gptq = gopts;
     if (lqer_set && !lqer_rank) pg_cli_usage_error(&cli, "--lqer-top and --lqer-mode need --lqer-rank");
     if (lqer_rank && scheme != PG_QSCHEME_INTN) pg_cli_usage_error(&cli, "--lqer-rank needs an intN scheme");
@@ -355,9 +361,17 @@ int main(int argc, char **argv)
     pg_cli_check(&cli, pg_modelfile_load(&m, in));
     struct pg_calib cal;
     memset(&cal, 0, sizeof cal);
-    if (calib_dir) {
+    if (calib_dir && cbe == &pg_backend_cpu) {
         calibrate(&cli, &m, &cal, calib_dir, calib_prefix ? calib_prefix : "fineweb", calib_tokens,
                   calib_seq ? calib_seq : cfg.train_seq_len);
+        o.calib = &cal;
+    } else if (calib_dir) { /* the same model on the device runs the calibration */
+        struct pg_model dm;
+        pg_cli_check(&cli, pg_model_init(&dm, &cfg, cbe, 0));
+        pg_cli_check(&cli, pg_modelfile_load(&dm, in));
+        calibrate(&cli, &dm, &cal, calib_dir, calib_prefix ? calib_prefix : "fineweb", calib_tokens,
+                  calib_seq ? calib_seq : cfg.train_seq_len);
+        pg_model_free(&dm);
         o.calib = &cal;
     }
     struct pg_progress qpr;

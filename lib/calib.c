@@ -21,14 +21,14 @@ static int site_mats(const struct pg_calib *c, int site) { return site == PG_TAP
 static void accumulate(void *ctx, int layer, int site, const pg_real *x, int n, int cols)
 {
     struct pg_calib *c = ctx;
-    const struct pg_model *m = c->model;
-    const float *xs = x;
-    if (!m->be->host_memory) {
-        m->be->download(c->xhost, x, (size_t)n * (size_t)cols * sizeof *c->xhost);
-        xs = c->xhost;
-    }
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, n, 1.0f, xs, cols, 0.0f, c->gram, cols);
     int mat = site == PG_TAP_HEAD ? 0 : layer;
+    if (c->dev_be) { /* dev += xᵀx on the device: the weight gradient of y = x·wᵀ with dy = x */
+        c->dev_be->matmul_bwd(NULL, c->dev[site] + (size_t)mat * (size_t)cols * (size_t)cols, x, x, NULL, n, cols,
+                              cols, 0);
+        c->rows[site][mat] += n;
+        return;
+    }
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, n, 1.0f, x, cols, 0.0f, c->gram, cols);
     double *h = c->h[site] + (size_t)mat * (size_t)cols * (size_t)cols;
     for (int i = 0; i < cols; i++)
         for (int j = i; j < cols; j++) h[(size_t)i * cols + j] += c->gram[(size_t)i * cols + j];
@@ -64,11 +64,18 @@ int pg_calib_add_tokens(struct pg_calib *c, struct pg_model *m, const int32_t *i
                         struct pg_progress *pr)
 {
     if (c->finished) return pg_error(PG_E_INVAL, "calibration statistics are already finished");
-    int t = m->t, maxc = c->hid > c->d ? c->hid : c->d;
+    int t = m->t;
     PG_TRY(pg_model_check_ids(m, ids, (size_t)nseq * (size_t)t));
-    if (!m->be->host_memory && !c->xhost) {
-        c->xhost = pg_malloc((size_t)m->max_b * (size_t)t * (size_t)maxc * sizeof *c->xhost);
-        if (!c->xhost) return PG_E_NOMEM;
+    if (!m->be->host_memory && !c->dev_be) {
+        for (int s = 0; s < PG_TAP_N; s++) {
+            size_t k = (size_t)site_mats(c, s) * (size_t)site_cols(c, s) * (size_t)site_cols(c, s);
+            if (!(c->dev[s] = m->be->alloc(k * sizeof *c->dev[s]))) {
+                for (int j = 0; j < s; j++) m->be->free(c->dev[j]), c->dev[j] = NULL;
+                return pg_error(PG_E_NOMEM, "calibration sums on the device (%zu values)", k);
+            }
+            m->be->zero(c->dev[s], k);
+        }
+        c->dev_be = m->be;
     }
     int32_t *y = pg_malloc((size_t)m->max_b * (size_t)t * sizeof *y);
     if (!y) return PG_E_NOMEM;
@@ -125,6 +132,16 @@ int pg_calib_from_shards(struct pg_calib *c, struct pg_model *m, const char *dir
 void pg_calib_finish(struct pg_calib *c)
 {
     if (c->finished) return;
+    /* device sums: downloaded (into the scratch, a matrix at a time) and added to the host's */
+    for (int s = 0; c->dev_be && s < PG_TAP_N; s++) {
+        size_t cols = (size_t)site_cols(c, s);
+        for (int mat = 0; mat < site_mats(c, s); mat++) {
+            c->dev_be->download(c->gram, c->dev[s] + (size_t)mat * cols * cols, cols * cols * sizeof *c->gram);
+            double *h = c->h[s] + (size_t)mat * cols * cols;
+            for (size_t i = 0; i < cols; i++)
+                for (size_t j = i; j < cols; j++) h[i * cols + j] += c->gram[i * cols + j];
+        }
+    }
     for (int s = 0; s < PG_TAP_N; s++) {
         size_t cols = (size_t)site_cols(c, s);
         for (int mat = 0; mat < site_mats(c, s); mat++) {
@@ -177,6 +194,6 @@ void pg_calib_free(struct pg_calib *c)
         free(c->rows[s]);
     }
     free(c->gram);
-    free(c->xhost);
+    for (int s = 0; c->dev_be && s < PG_TAP_N; s++) c->dev_be->free(c->dev[s]);
     memset(c, 0, sizeof *c);
 }

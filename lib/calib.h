@@ -9,7 +9,9 @@
  * call to its layer's H, as the records' hooks do.
  *
  * H is accumulated per forward in fp32 (one SYRK of the batch) and summed over batches in double,
- * then divided by the number of rows it saw (a mean; GPTQ's damping is relative, so only the
+ * then divided by the number of rows it saw. On a device backend (pg-quantize --device cuda) the
+ * inputs stay on the device: each forward adds XᵀX into fp32 sums there (the backend's weight-
+ * gradient product, cuBLAS), downloaded once by pg_calib_finish (a mean; GPTQ's damping is relative, so only the
  * conditioning matters). Sources of tokens: the training shards `<prefix>_train_*` of a data
  * directory, read in order from the first (never the val shards), or any token buffer.
  */
@@ -26,7 +28,8 @@ struct pg_calib {
     double *h[PG_TAP_N];     /* site s: nl matrices (1 for PG_TAP_HEAD) of cols(s)² values, row-major */
     int64_t *rows[PG_TAP_N]; /* rows added per matrix */
     float *gram;             /* scratch: one batch's XᵀX (upper triangle) */
-    float *xhost;            /* scratch: the tapped input, when the backend's memory is not the host's */
+    pg_real *dev[PG_TAP_N];  /* device backends: the fp32 sums of XᵀX in device memory, like h */
+    const struct pg_backend *dev_be; /* the backend that owns dev[] */
     int64_t tokens;          /* tokens run through the model */
     int finished;
     struct pg_model_tap tap;

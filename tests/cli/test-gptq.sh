@@ -183,5 +183,11 @@ expect_fail "--lqer-top without --lqer-rank" 2 "need --lqer-rank" "$Q" "$M" -o "
 expect_fail "--lqer-rank on int8-baseline" 2 "needs an intN scheme" "$Q" "$M" -o "$W/x.pgq" --lqer-rank 4
 expect_fail "--lqer-rank 65" 2 "--lqer-rank" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --lqer-rank 65
 expect_fail "--lqer-mode half" 2 "--lqer-mode" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --lqer-rank 2 --lqer-mode half
+expect_fail "--device without --calib-data" 2 "need --calib-data" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --device cpu
+expect_fail "--device tpu" 2 "tpu" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --calib-data "$W/data" --calib-prefix t --device tpu
+if [ "${PG_EXPECT_GPU:-0}" != 1 ]; then
+    expect_fail "--device cuda without a GPU" 3 "--device cuda" "$Q" "$M" -o "$W/x.pgq" --scheme int6 \
+        --calib-data "$W/data" --calib-prefix t --device cuda
+fi
 check "no output file is left by the failures" test ! -e "$W/x.pgq"
 finish

@@ -25,8 +25,8 @@ if [ "${PG_EXPECT_GPU:-0}" = 1 ]; then
 else
     DTRAIN=$TB/tools/pg-train-emu DEVAL=$TB/tools/pg-eval-emu where="the emulated GPU"
 fi
-DTTT=${DEVAL%-eval-emu}-ttt-emu
-[ "${PG_EXPECT_GPU:-0}" = 1 ] && DTTT=$PG_BIN/pg-ttt
+DTTT=${DEVAL%-eval-emu}-ttt-emu DQ=${DEVAL%-eval-emu}-quantize-emu
+[ "${PG_EXPECT_GPU:-0}" = 1 ] && DTTT=$PG_BIN/pg-ttt DQ=$PG_BIN/pg-quantize
 if ! [ -x "$DTRAIN" ] || ! [ -x "$DIFF" ]; then
     echo "1..0 # SKIP no CUDA build of the test tools (pg-train-emu, st_diff)"
     exit 0
@@ -134,4 +134,22 @@ check "pg-ttt on $where: $s SGD steps, val_bpb $b against the CPU's $a (within 1
     awk -v a="$a" -v b="$b" -v s="$s" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(s > 0 && a > 0 && d <= 1e-5 * a)}'
 check "and TTT changed the score (the steps ran: $b against pg-eval's $(jq .val_bpb "$W/eg.json"))" \
     awk -v a="$b" -v b="$(jq .val_bpb "$W/eg.json")" 'BEGIN {exit !(a != b)}'
+# ---- GPTQ calibration on the device: the same statistics as on the CPU ----
+CAL="--scheme int4 --keep-float 100 --calib-data $W/data --calib-prefix t --calib-tokens 2048 --json -q"
+# shellcheck disable=SC2086
+"$PG_BIN/pg-quantize" "$W/g/model.safetensors" -o "$W/qc.pgq" $CAL >"$W/qc.json"
+# shellcheck disable=SC2086
+"$DQ" "$W/g/model.safetensors" -o "$W/qg.pgq" $CAL --device cuda >"$W/qg.json"
+check "rounding with statistics gathered on $where: the same integers as the CPU's" cmp -s "$W/qc.pgq" "$W/qg.pgq"
+check "and every tensor's output error within 1e-4 of the CPU's (H summed on the device)" \
+    jq -se '[.[0].tensors, .[1].tensors] | transpose | map(select(.[0].out_err != null) |
+        ((.[0].out_err - .[1].out_err) | fabs) <= 1e-4 * .[0].out_err) | (length > 0 and all)' "$W/qc.json" "$W/qg.json"
+# shellcheck disable=SC2086
+"$PG_BIN/pg-quantize" "$W/g/model.safetensors" -o "$W/gc.pgq" $CAL --method gptq >/dev/null
+# shellcheck disable=SC2086
+"$DQ" "$W/g/model.safetensors" -o "$W/gg.pgq" $CAL --method gptq --device cuda >/dev/null
+a=$("$EVAL" "$W/gc.pgq" -d "$W/data" --prefix t -m "$W/sp.model" --json 2>/dev/null | jq .val_bpb)
+b=$("$EVAL" "$W/gg.pgq" -d "$W/data" --prefix t -m "$W/sp.model" --json 2>/dev/null | jq .val_bpb)
+check "GPTQ calibrated on $where scores $b, the CPU-calibrated one $a (within 0.1%)" \
+    awk -v a="$a" -v b="$b" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(a > 0 && d <= 1e-3 * a)}'
 finish
