@@ -78,7 +78,7 @@ skip_gates num_loops loop_start loop_end parallel_start_layer parallel_gptj smea
 attn_out_gate gated_attn sparse_attn_gate sparse_attn_gate_scale gated_attn_init_std xsa_last_n bigram_vocab
 bigram_dim ve_last_n ve_dim varlen_attn bos_id ortho_init softcap_poly5 z_loss
 enable_looping_at warmdown_frac min_lr wd_taper_start wd_taper_final ema_decay swa_every swa_start_lr qat_start_lr
-qat_bits coprime_loader""".split())
+qat_bits qat_levels coprime_loader""".split())
 
 
 def read_safetensors(path):
