@@ -846,6 +846,7 @@ static void test_overrides(void)
            memcmp(ck->scales, ck2->scales, ck->scale_len),
        "--k blocks.0.attn.c_q=2 quantizes c_q as --k attn=2 does, and leaves c_k at the class's k");
     pg_qmodel_free(&q2);
+    pg_qmodel_free(&qm);
     const char *bad[] = {"blocks.1.ml=3", "blocks.7=3", "blocks.1.mlp.fc.weight.x=3"};
     for (int i = 0; i < 3; i++) {
         pg_quant_opts_default(&o, PG_QSCHEME_INTN, 6);
@@ -911,7 +912,8 @@ static void test_lqer(void)
         const struct pg_qtensor *t = &lq.t[i], *p = &plain.t[i];
         int want = i == first || i == second;
         if ((t->lqer_rank != 0) != want || (want && (t->lqer_rank != 2 || t->lqer_mode != PG_LQER_ASYM))) right = 0;
-        if (t->data_len != p->data_len || memcmp(t->data, p->data, t->data_len) || memcmp(t->scales, p->scales, t->scale_len))
+        if (t->data_len != p->data_len || memcmp(t->data, p->data, t->data_len) ||
+            (t->scale_len && memcmp(t->scales, p->scales, t->scale_len)))
             exact = 0; /* LQER leaves the integers and steps alone */
         if (!want) continue;
         /* the dequantized tensor = q·s + the correction pg_lqer_fit gives for this residual */
