@@ -35,7 +35,7 @@ static const char usage[] =
     "                             ternary or quinary (codes -1..1 / -2..2, a scale per 128 weights)\n"
     "      --bits LIST            intN bits per class, e.g. attn=6,mlp=6,embed=8 (implies intN), or\n"
     "                             per tensor by name prefix, e.g. blocks.10.mlp=5,tok_emb=7\n"
-    "      --clip RULE            intN clip rule: sdclip (default), maxabs or quantile\n"
+    "      --clip RULE            intN clip rule: sdclip (default), maxabs, quantile or search\n"
     "      --k LIST               SDClip k per class (default attn=13,mlp=11.5,embed=14) or tensor\n"
     "      --scales CODE          intN row steps: fp16 (default) or logdelta (5-bit codes, 1 byte a row)\n"
     "      --method NAME          rtn (round to nearest, default) or gptq (intN; needs --calib-data)\n"

@@ -128,7 +128,8 @@ int pg_pgq_serialize(const struct pg_qmodel *qm_in, unsigned char **buf, size_t 
     /* the lowest version that expresses the model, so that older readers take what they can */
     uint32_t version = qm.scheme == PG_QSCHEME_TERNARY || qm.scheme == PG_QSCHEME_QUINARY ? 2 : 1;
     for (int i = 0; i < qm.ntensors; i++)
-        if (qm.t[i].lqer_rank || qm.t[i].scale_code) version = 2;
+        if (qm.t[i].lqer_rank || qm.t[i].scale_code || (qm.t[i].kind == PG_QKIND_INT && qm.t[i].clip == PG_QCLIP_SEARCH))
+            version = 2;
     memcpy(p + H_MAGIC, PG_PGQ_MAGIC, 8);
     pg_le32_put(p + H_VERSION, version);
     pg_le64_put(p + H_FILE_SIZE, total);
@@ -267,7 +268,8 @@ static int parse_entry(const unsigned char *e, int i, const struct pg_tensor *mt
     int good;
     switch (t->kind) {
     case PG_QKIND_INT:
-        good = t->bits >= 2 && t->bits <= 8 && t->clip >= PG_QCLIP_QUANTILE && t->clip <= PG_QCLIP_MAXABS &&
+        good = t->bits >= 2 && t->bits <= 8 && t->clip >= PG_QCLIP_QUANTILE &&
+               t->clip <= (version >= 2 ? PG_QCLIP_SEARCH : PG_QCLIP_MAXABS) &&
                isfinite(t->clip_param) && t->clip_param >= 0 &&
                (scheme != PG_QSCHEME_INT8_BASELINE || (t->bits == 8 && t->clip == PG_QCLIP_QUANTILE));
         break;

@@ -44,6 +44,7 @@ const char *pg_qclip_name(int clip)
     case PG_QCLIP_QUANTILE: return "quantile";
     case PG_QCLIP_SDCLIP: return "sdclip";
     case PG_QCLIP_MAXABS: return "maxabs";
+    case PG_QCLIP_SEARCH: return "search";
     default: return "?";
     }
 }
@@ -131,13 +132,13 @@ int pg_quant_parse_scheme(const char *s, int *scheme, int *bits)
 
 int pg_quant_parse_clip(const char *s, int *clip)
 {
-    static const int clips[] = {PG_QCLIP_SDCLIP, PG_QCLIP_MAXABS, PG_QCLIP_QUANTILE};
+    static const int clips[] = {PG_QCLIP_SDCLIP, PG_QCLIP_MAXABS, PG_QCLIP_QUANTILE, PG_QCLIP_SEARCH};
     for (size_t i = 0; i < sizeof clips / sizeof clips[0]; i++)
         if (strcmp(s, pg_qclip_name(clips[i])) == 0) {
             *clip = clips[i];
             return 0;
         }
-    return pg_error(PG_E_INVAL, "--clip: unknown clip rule '%s' (sdclip, maxabs, quantile)", s);
+    return pg_error(PG_E_INVAL, "--clip: unknown clip rule '%s' (sdclip, maxabs, quantile, search)", s);
 }
 
 /* A tensor-name prefix for an override: letters, digits, '.', '_', no leading/trailing '.'. */
@@ -310,6 +311,30 @@ static float abs_quantile(const float *w, int64_t n, float q, float *tmp)
     return torch_lerp(below, above, wt);
 }
 
+/* The step that dequantization will use: fp16 of s, kept positive and finite. */
+static uint16_t step_f16(float s)
+{
+    uint16_t h = pg_f32_to_f16(s);
+    if ((h & 0x7fffu) == 0) h = 1;               /* below fp16's range (a zero row): 2^-24 */
+    else if ((h & 0x7fffu) >= 0x7c00u) h = 0x7bff; /* above it: 65504 */
+    return h & 0x7fffu;
+}
+
+/* q = clamp(round(w / s16), ±Q) (into q unless NULL); @return Σ (w − q·s16)² in double. */
+static double round_row(const float *w, int64_t n, float s16, int Q, int8_t *q)
+{
+    float lim = (float)Q;
+    double e = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float r = nearbyintf(w[i] / s16);
+        r = r > lim ? lim : r < -lim ? -lim : r;
+        if (q) q[i] = (int8_t)r;
+        double d = (double)w[i] - (double)(r * s16);
+        e += d * d;
+    }
+    return e;
+}
+
 uint16_t pg_quant_row(const float *w, int64_t n, int scheme, int clip, int bits, double k, int8_t *q, float *tmp)
 {
     if (scheme == PG_QSCHEME_INT8_BASELINE) {
@@ -328,6 +353,21 @@ uint16_t pg_quant_row(const float *w, int64_t n, int scheme, int clip, int bits,
         return pg_f32_to_f16(s);
     }
     const int Q = (1 << (bits - 1)) - 1;
+    if (clip == PG_QCLIP_SEARCH) { /* the candidate whose rounding error is lowest (ties: the first) */
+        static const float ps[] = {0.999f, 0.9995f, 0.9999f, 0.99999f};
+        float mx = 0;
+        for (int64_t i = 0; i < n; i++) mx = fabsf(w[i]) > mx ? fabsf(w[i]) : mx;
+        uint16_t best = 0;
+        double best_err = INFINITY;
+        for (int c = 0; c <= 4; c++) {
+            float cl = c < 4 ? abs_quantile(w, n, ps[c], tmp) : mx;
+            uint16_t h = step_f16(cl / (float)Q);
+            double e = round_row(w, n, pg_f16_to_f32(h), Q, NULL);
+            if (e < best_err) best_err = e, best = h;
+        }
+        round_row(w, n, pg_f16_to_f32(best), Q, q);
+        return best;
+    }
     float s;
     if (clip == PG_QCLIP_QUANTILE) {
         s = abs_quantile(w, n, (float)PG_QUANT_BASELINE_Q, tmp) / (float)Q;
@@ -343,16 +383,8 @@ uint16_t pg_quant_row(const float *w, int64_t n, int scheme, int clip, int bits,
         double sd = n > 1 ? sqrt(ss / (double)(n - 1)) : 0;
         s = (float)(k * sd / Q);
     }
-    /* The step that dequantization will use: fp16, kept positive and finite. */
-    uint16_t h = pg_f32_to_f16(s);
-    if ((h & 0x7fffu) == 0) h = 1;               /* below fp16's range (a zero row): 2^-24 */
-    else if ((h & 0x7fffu) >= 0x7c00u) h = 0x7bff; /* above it: 65504 */
-    h &= 0x7fffu;
-    float s16 = pg_f16_to_f32(h), lim = (float)Q;
-    for (int64_t i = 0; i < n; i++) {
-        float r = nearbyintf(w[i] / s16);
-        q[i] = (int8_t)(r > lim ? lim : r < -lim ? -lim : r);
-    }
+    uint16_t h = step_f16(s);
+    round_row(w, n, pg_f16_to_f32(h), Q, q);
     return h;
 }
 
@@ -521,7 +553,8 @@ static int check_opts(const struct pg_quant_opts *o)
         return pg_error(PG_E_INVAL, "unknown quantization scheme %d", o->scheme);
     if (o->keep_float_max < 0) return pg_error(PG_E_INVAL, "keep_float_max must not be negative");
     if (o->scheme == PG_QSCHEME_INTN) {
-        if (o->clip != PG_QCLIP_SDCLIP && o->clip != PG_QCLIP_MAXABS && o->clip != PG_QCLIP_QUANTILE)
+        if (o->clip != PG_QCLIP_SDCLIP && o->clip != PG_QCLIP_MAXABS && o->clip != PG_QCLIP_QUANTILE &&
+            o->clip != PG_QCLIP_SEARCH)
             return pg_error(PG_E_INVAL, "unknown clip rule %d", o->clip);
         for (int c = 0; c < PG_QCLASS_N; c++) {
             if (o->bits[c] < 2 || o->bits[c] > 8)

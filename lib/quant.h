@@ -44,7 +44,9 @@ enum pg_qscheme { PG_QSCHEME_INT8_BASELINE = 1, PG_QSCHEME_INTN = 2, PG_QSCHEME_
 enum pg_qkind { PG_QKIND_INT = 1, PG_QKIND_F32 = 2, PG_QKIND_F16 = 3, PG_QKIND_TERN = 4, PG_QKIND_QUIN = 5 };
 
 /* The clip rule of an integer tensor (0 for a float one). */
-enum pg_qclip { PG_QCLIP_NONE = 0, PG_QCLIP_QUANTILE = 1, PG_QCLIP_SDCLIP = 2, PG_QCLIP_MAXABS = 3 };
+/* SEARCH (GPTQ-lite, spec/techniques.md §4.3; .pgq version 2): per row, the clip among the
+ * |w| quantiles 0.999, 0.9995, 0.9999, 0.99999 and max|w| whose rounding error is lowest. */
+enum pg_qclip { PG_QCLIP_NONE = 0, PG_QCLIP_QUANTILE = 1, PG_QCLIP_SDCLIP = 2, PG_QCLIP_MAXABS = 3, PG_QCLIP_SEARCH = 4 };
 
 /* Tensor classes, which carry their own bit width and SDClip k. */
 enum pg_qclass { PG_QCLASS_ATTN, PG_QCLASS_MLP, PG_QCLASS_EMBED, PG_QCLASS_N };
@@ -89,7 +91,7 @@ struct pg_calib;
 struct pg_quant_opts {
     int scheme;                 /* PG_QSCHEME_* */
     int bits[PG_QCLASS_N];      /* intN: 2..8 per class */
-    int clip;                   /* intN: PG_QCLIP_SDCLIP (default), _MAXABS or _QUANTILE */
+    int clip;                   /* intN: PG_QCLIP_SDCLIP (default), _MAXABS, _QUANTILE or _SEARCH */
     double k[PG_QCLASS_N];      /* SDClip k per class: attn 13, mlp 11.5, embed 14 */
     int64_t keep_float_max;     /* tensors of at most this many elements pass through (65536) */
     int nov;                    /* per-tensor overrides of bits and k, applied in order */

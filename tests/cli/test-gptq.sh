@@ -117,6 +117,16 @@ expect_fail "an unreachable target" 1 "cannot be reached by pruning" "$Q" "$M" -
 expect_fail "--target-pack without --target-bytes" 2 "needs --target-bytes" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --target-pack lzma
 expect_fail "--target-pack gzip" 2 "--target-pack" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --target-bytes 9000 --target-pack gzip
 
+# ---- GPTQ-lite clip search: per row, no worse than max-abs ----
+"$Q" -q "$M" -o "$W/cs.pgq" --scheme int4 --clip search --keep-float 100 --json >"$W/cs.json"
+"$Q" -q "$M" -o "$W/cm.pgq" --scheme int4 --clip maxabs --keep-float 100 --json >"$W/cm.json"
+check "--clip search: every tensor's error at most max-abs's (one of its candidates), some lower" \
+    jq -se '[.[0].tensors, .[1].tensors] | transpose | map(select(.[0].kind == "int")) |
+        (map(.[0].rel_err <= .[1].rel_err * (1 + 1e-9)) | all) and (map(.[0].rel_err < .[1].rel_err) | any)' \
+    "$W/cs.json" "$W/cm.json"
+check "... the report says clip search; the file is version 2" \
+    sh -c "[ \"\$(jq -r '[.tensors[] | select(.kind == \"int\") | .clip] | unique | .[]' '$W/cs.json')\" = search ] && [ \"\$(od -An -tu4 -j8 -N4 '$W/cs.pgq' | tr -d ' ')\" = 2 ]"
+
 # ---- log-delta steps: a byte a row instead of two ----
 check "gptq with --scales logdelta" sh -c "'$Q' '$M' -o '$W/ld.pgq' $B $CAL --method gptq --scales logdelta --json >'$W/ld.json'"
 rows=$(jq '[.tensors[] | select(.kind == "int") | .shape[0]] | add' "$W/ld.json")

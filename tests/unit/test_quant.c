@@ -1137,6 +1137,84 @@ static void test_logdelta(void)
     pg_model_free(&m);
 }
 
+/* ---- GPTQ-lite clip search ---- */
+
+/* torch.quantile(|w|, p) in double, by sorting (independent of the code's selection). */
+static double ref_quantile_p(const float *w, int n, double p)
+{
+    double *a = malloc((size_t)n * sizeof *a);
+    for (int i = 0; i < n; i++) a[i] = fabs((double)w[i]);
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && a[j - 1] > a[j]; j--) {
+            double t = a[j];
+            a[j] = a[j - 1];
+            a[j - 1] = t;
+        }
+    double rank = p * (n - 1), lo = floor(rank);
+    double v = a[(int)lo] + (rank - lo) * (a[(int)ceil(rank)] - a[(int)lo]);
+    free(a);
+    return v;
+}
+
+/* Σ (w − clamp(round(w/s), ±Q)·s)², in double. */
+static double ref_row_err(const float *w, int n, double s, int Q)
+{
+    double e = 0;
+    for (int i = 0; i < n; i++) {
+        double r = ref_round(w[i] / s);
+        r = r > Q ? Q : r < -Q ? -Q : r;
+        e += (w[i] - r * s) * (w[i] - r * s);
+    }
+    return e;
+}
+
+static void test_clip_search(void)
+{
+    enum { N = 512 };
+    static float w[N], tmp[N];
+    static int8_t q[N];
+    struct pg_rng r;
+    pg_rng_seed(&r, 31);
+    const double ps[] = {0.999, 0.9995, 0.9999, 0.99999, 1.0};
+    int lowest = 1, from_set = 1, consistent = 1;
+    for (int row = 0; row < 40; row++) {
+        int bits = 3 + row % 5, Q = (1 << (bits - 1)) - 1;
+        for (int i = 0; i < N; i++) w[i] = (float)(0.02 * pg_rng_normal(&r));
+        for (int k = 0; k < row % 4; k++) w[pg_rng_below(&r, N)] *= 20; /* 0 to 3 outliers */
+        uint16_t h = pg_quant_row(w, N, PG_QSCHEME_INTN, PG_QCLIP_SEARCH, bits, 0, q, tmp);
+        double s = pg_f16_to_f32(h), got = 0;
+        for (int i = 0; i < N; i++) got += (w[i] - q[i] * s) * (w[i] - q[i] * s);
+        if (fabs(got - ref_row_err(w, N, s, Q)) > 1e-12 * (got + 1e-30)) consistent = 0;
+        double best = INFINITY;
+        int near = 0;
+        for (int c = 0; c < 5; c++) {
+            uint16_t hc = ref_f16(ref_quantile_p(w, N, ps[c]) / Q);
+            best = fmin(best, ref_row_err(w, N, pg_f16_to_f32(hc), Q));
+            near |= abs((int)hc - (int)h) <= 1; /* the code's fp32 quantile may land one fp16 step off */
+        }
+        if (got > best * (1 + 1e-3)) lowest = 0, diag("row %d int%d: error %.6g, best candidate %.6g", row, bits, got, best);
+        if (!near) from_set = 0;
+    }
+    ok(consistent, "search: q and the step are a plain rounding of the row");
+    ok(from_set, "search: the step is one of the five candidates' (quantiles 0.999 .. 0.99999, max)");
+    ok(lowest, "search: its error is the lowest of the five, on 40 rows of 3 to 7 bits with outliers");
+    int clip;
+    ok(pg_quant_parse_clip("search", &clip) == 0 && clip == PG_QCLIP_SEARCH, "--clip search");
+    /* in a file: version 2, and refused by a version-1 reading */
+    struct pg_model m;
+    unsigned char *buf;
+    size_t len;
+    is_int(small_pgq(PG_QSCHEME_INTN, 5, PG_QCLIP_SEARCH, 30, &m, &buf, &len), 0, "small model, int5 with clip search");
+    ok(pg_le32_get(buf + 8) == 2, "... written as version 2");
+    struct pg_qmodel qm;
+    is_int(pg_pgq_parse(buf, len, "s.pgq", &qm), 0, "... and read back");
+    if (!qm.t) bail_out("parse");
+    pg_qmodel_free(&qm);
+    expect_error(buf, len, 8, 1, "clip 4", "clip search in a file labelled version 1");
+    free(buf);
+    pg_model_free(&m);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/pg-test-quant-XXXXXX");
@@ -1150,6 +1228,7 @@ int main(void)
     test_lqer();
     test_trit_scheme();
     test_logdelta();
+    test_clip_search();
     test_modelfile();
     test_baseline_payload();
     remove_tree(dir);
