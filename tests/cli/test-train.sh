@@ -142,6 +142,8 @@ check "qat: on for the steps with lr_mul < 0.5 only (the last 2 of 20)" \
 sw "qat-bits 3" qb3 qat --qat-start-lr 0.5 --qat-bits 3
 sw "qat-levels 3 (ternary)" qt3 qat --qat-start-lr 0.5 --qat-levels 3
 sw "qat-levels 5 (quinary)" qt5 qt3 --qat-start-lr 0.5 --qat-levels 5
+sw "qat-start-lr 1.5 (every step)" qta qt3 --qat-start-lr 1.5 --qat-levels 3
+check "qat-start-lr 1.5: QAT on all 20 steps" test "$(grep -c '"qat":1' "$W/qta/metrics.jsonl")" = 20
 expect_fail "qat-levels 4" 2 "qat_levels = 4" train -o "$W/qt4" --iterations 2 --qat-levels 4
 check "looping: off before enable_looping_at, on from it (steps 10-19)" \
     train -o "$W/loop" --iterations 20 --val-every 0 --num-loops 1 --loop-start 1 --loop-end 1 --enable-looping-at 0.5
