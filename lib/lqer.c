@@ -292,8 +292,8 @@ void pg_lqer_serialize(const struct pg_lqer *l, unsigned char *out)
     memcpy(out + na, l->qb, nb);
     out += na + nb;
     int64_t nsa = pg_lqer_nsa(l->mode, l->rows, l->cols, l->rank), nsb = pg_lqer_nsb(l->mode, l->rows, l->cols, l->rank);
-    for (int64_t i = 0; i < nsa; i++, out += 2) out[0] = (unsigned char)l->sa[i], out[1] = (unsigned char)(l->sa[i] >> 8);
-    for (int64_t i = 0; i < nsb; i++, out += 2) out[0] = (unsigned char)l->sb[i], out[1] = (unsigned char)(l->sb[i] >> 8);
+    for (int64_t i = 0; i < nsa; i++, out += 2) pg_le16_put(out, l->sa[i]);
+    for (int64_t i = 0; i < nsb; i++, out += 2) pg_le16_put(out, l->sb[i]);
 }
 
 int pg_lqer_deserialize(struct pg_lqer *l, int mode, int64_t rows, int64_t cols, int rank, const unsigned char *p)
@@ -304,7 +304,7 @@ int pg_lqer_deserialize(struct pg_lqer *l, int mode, int64_t rows, int64_t cols,
     memcpy(l->qb, p + na, nb);
     p += na + nb;
     int64_t nsa = pg_lqer_nsa(mode, rows, cols, rank), nsb = pg_lqer_nsb(mode, rows, cols, rank);
-    for (int64_t i = 0; i < nsa; i++, p += 2) l->sa[i] = (uint16_t)(p[0] | p[1] << 8);
-    for (int64_t i = 0; i < nsb; i++, p += 2) l->sb[i] = (uint16_t)(p[0] | p[1] << 8);
+    for (int64_t i = 0; i < nsa; i++, p += 2) l->sa[i] = pg_le16_get(p);
+    for (int64_t i = 0; i < nsb; i++, p += 2) l->sb[i] = pg_le16_get(p);
     return 0;
 }

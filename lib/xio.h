@@ -46,6 +46,12 @@ int pg_exists(const char *path);
 int pg_mkdir_p(const char *path);
 
 /* Little-endian field access: formats are little-endian on every host. */
+static inline uint16_t pg_le16_get(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline void pg_le16_put(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
 static inline uint32_t pg_le32_get(const unsigned char *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
