@@ -361,17 +361,16 @@ int main(int argc, char **argv)
     pg_cli_check(&cli, pg_modelfile_load(&m, in));
     struct pg_calib cal;
     memset(&cal, 0, sizeof cal);
-    if (calib_dir && cbe == &pg_backend_cpu) {
-        calibrate(&cli, &m, &cal, calib_dir, calib_prefix ? calib_prefix : "fineweb", calib_tokens,
+    if (calib_dir) {
+        struct pg_model dm, *cm = &m;
+        if (cbe != &pg_backend_cpu) { /* the same model on the device runs the calibration */
+            pg_cli_check(&cli, pg_model_init(&dm, &cfg, cbe, 0));
+            pg_cli_check(&cli, pg_modelfile_load(&dm, in));
+            cm = &dm;
+        }
+        calibrate(&cli, cm, &cal, calib_dir, calib_prefix ? calib_prefix : "fineweb", calib_tokens,
                   calib_seq ? calib_seq : cfg.train_seq_len);
-        o.calib = &cal;
-    } else if (calib_dir) { /* the same model on the device runs the calibration */
-        struct pg_model dm;
-        pg_cli_check(&cli, pg_model_init(&dm, &cfg, cbe, 0));
-        pg_cli_check(&cli, pg_modelfile_load(&dm, in));
-        calibrate(&cli, &dm, &cal, calib_dir, calib_prefix ? calib_prefix : "fineweb", calib_tokens,
-                  calib_seq ? calib_seq : cfg.train_seq_len);
-        pg_model_free(&dm);
+        if (cm == &dm) pg_model_free(&dm);
         o.calib = &cal;
     }
     struct pg_progress qpr;

@@ -80,7 +80,6 @@ int pg_calib_add_tokens(struct pg_calib *c, struct pg_model *m, const int32_t *i
     int32_t *y = pg_malloc((size_t)m->max_b * (size_t)t * sizeof *y);
     if (!y) return PG_E_NOMEM;
     m->tap = &c->tap;
-    c->model = m;
     for (int64_t s = 0; s < nseq; s += m->max_b) {
         int b = (int)(nseq - s < m->max_b ? nseq - s : m->max_b);
         const int32_t *x = ids + (size_t)s * (size_t)t;
@@ -91,7 +90,6 @@ int pg_calib_add_tokens(struct pg_calib *c, struct pg_model *m, const int32_t *i
         if (pr) pg_progress_update(pr, (uint64_t)c->tokens);
     }
     m->tap = NULL;
-    c->model = NULL;
     free(y);
     return m->be->status ? m->be->status() : 0;
 }

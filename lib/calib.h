@@ -33,7 +33,6 @@ struct pg_calib {
     int64_t tokens;          /* tokens run through the model */
     int finished;
     struct pg_model_tap tap;
-    const struct pg_model *model; /* the model being run, during pg_calib_add_tokens */
 };
 
 /* Sets up empty statistics for m's shape. @return 0 or PG_E_NOMEM. */

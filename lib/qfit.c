@@ -76,9 +76,7 @@ int pg_fit_prune(struct pg_qmodel *qm, const struct pg_model *m, const struct pg
     for (int i = 0; i < qm->ntensors; i++) {
         const struct pg_qtensor *t = &qm->t[i];
         if (t->kind != PG_QKIND_INT) continue;
-        int64_t hc = 0;
-        const double *h = calib ? pg_calib_hessian(calib, m, t->name, &hc) : NULL;
-        if (h && hc != t->cols) h = NULL;
+        const double *h = pg_qtensor_hessian(t, calib, m);
         const int8_t *q = (const int8_t *)t->data;
         float *steps = pg_malloc((size_t)t->rows * sizeof *steps);
         int src = steps ? pg_qtensor_steps(t, steps, "the quantized model") : PG_E_NOMEM;
@@ -92,7 +90,7 @@ int pg_fit_prune(struct pg_qmodel *qm, const struct pg_model *m, const struct pg
             for (int64_t j = 0; j < t->cols; j++) {
                 int8_t v = q[r * t->cols + j];
                 if (v != 1 && v != -1) continue;
-                c[k++] = (struct cand){s * s * (h ? h[j * hc + j] : 1.0), i, v, r * t->cols + j};
+                c[k++] = (struct cand){s * s * (h ? h[j * t->cols + j] : 1.0), i, v, r * t->cols + j};
             }
         }
         free(steps);
@@ -145,9 +143,7 @@ int pg_fit_prune(struct pg_qmodel *qm, const struct pg_model *m, const struct pg
         for (int64_t i = 0; !rc && i < hi; i++) touched[c[i].tensor] |= c[i].sign != 0;
         for (int i = 0; !rc && i < qm->ntensors; i++) {
             if (!touched[i]) continue;
-            int64_t hc = 0;
-            const double *h = calib ? pg_calib_hessian(calib, m, qm->t[i].name, &hc) : NULL;
-            rc = pg_qtensor_measure(&qm->t[i], m->params + m->tensors[i].offset, h && hc == qm->t[i].cols ? h : NULL);
+            rc = pg_qtensor_measure(&qm->t[i], m->params + m->tensors[i].offset, pg_qtensor_hessian(&qm->t[i], calib, m));
         }
         free(touched);
     } else {

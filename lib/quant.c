@@ -394,13 +394,19 @@ float pg_qtensor_scale(const struct pg_qtensor *t, int64_t r)
 {
     if (t->scale_code == PG_QSCALE_LOGDELTA) { /* a sequence: decoded up to r (loops use pg_qtensor_steps) */
         float *s = pg_malloc((size_t)(r + 1) * sizeof *s);
-        float v = s && !pg_trit_logdelta_decode((uint16_t)(t->scales[0] | t->scales[1] << 8), t->scales + 2, r + 1, s,
+        float v = s && !pg_trit_logdelta_decode(pg_le16_get(t->scales), t->scales + 2, r + 1, s,
                                                 t->name) ? s[r] : NAN;
         free(s);
         return v;
     }
-    const unsigned char *p = t->scales + 2 * r;
-    return pg_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+    return pg_f16_to_f32(pg_le16_get(t->scales + 2 * r));
+}
+
+const double *pg_qtensor_hessian(const struct pg_qtensor *t, const struct pg_calib *calib, const struct pg_model *m)
+{
+    int64_t cols = 0;
+    const double *h = calib ? pg_calib_hessian(calib, m, t->name, &cols) : NULL;
+    return h && cols == t->cols ? h : NULL; /* else not the layout the statistics describe */
 }
 
 int pg_qtensor_steps(const struct pg_qtensor *t, float *steps, const char *what)
@@ -408,9 +414,9 @@ int pg_qtensor_steps(const struct pg_qtensor *t, float *steps, const char *what)
     if (t->scale_code == PG_QSCALE_LOGDELTA) {
         char msg[600];
         snprintf(msg, sizeof msg, "%s: tensor '%s': log-delta steps", what, t->name);
-        return pg_trit_logdelta_decode((uint16_t)(t->scales[0] | t->scales[1] << 8), t->scales + 2, t->rows, steps, msg);
+        return pg_trit_logdelta_decode(pg_le16_get(t->scales), t->scales + 2, t->rows, steps, msg);
     }
-    for (int64_t r = 0; r < t->rows; r++) steps[r] = pg_f16_to_f32((uint16_t)(t->scales[2 * r] | t->scales[2 * r + 1] << 8));
+    for (int64_t r = 0; r < t->rows; r++) steps[r] = pg_f16_to_f32(pg_le16_get(t->scales + 2 * r));
     return 0;
 }
 
@@ -425,7 +431,7 @@ static int trit_dequantize(const struct pg_qtensor *t, float *out, const char *w
     char msg[600];
     snprintf(msg, sizeof msg, "%s: tensor '%s'", what, t->name);
     if (!rc) rc = pg_trit_unpack_best(t->data, (int64_t)t->data_len, n, levels, q, msg);
-    for (int64_t g = 0; !rc && g < ng; g++) sc[g] = (uint16_t)(t->scales[2 * g] | t->scales[2 * g + 1] << 8);
+    for (int64_t g = 0; !rc && g < ng; g++) sc[g] = pg_le16_get(t->scales + 2 * g);
     if (!rc) rc = pg_trit_dequantize(q, sc, t->rows, t->cols, levels, out, msg);
     free(q);
     free(sc);
@@ -456,7 +462,7 @@ static int quantize_trit(struct pg_qtensor *t, const pg_real *w, unsigned char *
     if (!rc) rc = pg_trit_pack_best(q, n, levels, d, &len);
     if (!rc) {
         t->data_len = (uint64_t)len;
-        for (int64_t g = 0; g < ng; g++) s[2 * g] = (unsigned char)sc[g], s[2 * g + 1] = (unsigned char)(sc[g] >> 8);
+        for (int64_t g = 0; g < ng; g++) pg_le16_put(s + 2 * g, sc[g]);
     }
     free(q);
     free(sc);
@@ -492,7 +498,7 @@ int pg_qtensor_dequantize(const struct pg_qtensor *t, pg_real *out)
         }
     } else {
         for (int64_t i = 0; i < t->rows * t->cols; i++)
-            out[i] = (pg_real)pg_f16_to_f32((uint16_t)(t->data[2 * i] | t->data[2 * i + 1] << 8));
+            out[i] = (pg_real)pg_f16_to_f32(pg_le16_get(t->data + 2 * i));
     }
     return 0;
 }
@@ -583,7 +589,7 @@ static int check_opts(const struct pg_quant_opts *o)
     return 0;
 }
 
-/* GPTQ over the rounded tensor's row steps (q rewritten), and the output errors against H. */
+/* GPTQ over the rounded tensor's row steps: q rewritten, the method and damping recorded. */
 static int with_hessian(struct pg_qtensor *t, const pg_real *w_in, const struct pg_quant_opts *o, const double *h,
                         unsigned char *q_out)
 {
@@ -596,8 +602,7 @@ static int with_hessian(struct pg_qtensor *t, const pg_real *w_in, const struct 
     struct pg_gptq_report rep;
     if (!rc) rc = pg_gptq_quantize(w, rows, cols, h, step, (1 << (t->bits - 1)) - 1, &o->gptq, (int8_t *)q_out, &rep);
     if (rc) rc = pg_error(rc, "tensor '%s': %s", t->name, pg_error_message());
-    t->method = PG_QMETHOD_GPTQ;
-    t->damp = rep.damp;
+    else t->method = PG_QMETHOD_GPTQ, t->damp = rep.damp;
     free(w);
     return rc;
 }
@@ -631,8 +636,7 @@ int pg_qtensor_measure(struct pg_qtensor *t, const pg_real *w, const double *h)
 }
 
 /* Quantizes one integer tensor from w, its rows in parallel (then by GPTQ when asked and h is
- * given); the error sums come back per row and are added in row order, so they do not depend on
- * the thread count. */
+ * given), and measures it (pg_qtensor_measure); nothing depends on the thread count. */
 static int quantize_int(struct pg_qtensor *t, const pg_real *w_in, int scheme, double k, unsigned char *q_out,
                         unsigned char *s_out, const struct pg_quant_opts *o, const double *h)
 {
@@ -672,18 +676,14 @@ static int quantize_int(struct pg_qtensor *t, const pg_real *w_in, int scheme, d
         rc = pg_trit_logdelta_encode(steps, rows, &base, s_out + 2);
         if (!rc) rc = pg_trit_logdelta_decode(base, s_out + 2, rows, steps, t->name);
         if (rc) rc = pg_error(PG_E_FORMAT, "tensor '%s': log-delta steps: %s", t->name, pg_error_message());
-        s_out[0] = (unsigned char)base, s_out[1] = (unsigned char)(base >> 8);
-        const float lim = (float)((1 << (t->bits - 1)) - 1);
-#pragma omp parallel for schedule(static) num_threads(nth) if (!rc)
-        for (int64_t r = 0; r < rows; r++) {
-            int8_t *q = (int8_t *)q_out + r * cols;
-            for (int64_t c = 0; c < cols; c++) {
-                float v = nearbyintf((float)w_in[r * cols + c] / steps[r]);
-                q[c] = (int8_t)(v > lim ? lim : v < -lim ? -lim : v);
-            }
+        pg_le16_put(s_out, base);
+        if (!rc) {
+            const int Q = (1 << (t->bits - 1)) - 1;
+#pragma omp parallel for schedule(static) num_threads(nth)
+            for (int64_t r = 0; r < rows; r++) round_row(w_in + r * cols, cols, steps[r], Q, (int8_t *)q_out + r * cols);
         }
     } else {
-        for (int64_t r = 0; r < rows; r++) s_out[2 * r] = (unsigned char)h16[r], s_out[2 * r + 1] = (unsigned char)(h16[r] >> 8);
+        for (int64_t r = 0; r < rows; r++) pg_le16_put(s_out + 2 * r, h16[r]);
     }
     if (!rc && h && o->method == PG_QMETHOD_GPTQ) rc = with_hessian(t, w_in, o, h, q_out);
     if (!rc) rc = pg_qtensor_measure(t, w_in, h);
@@ -741,9 +741,7 @@ static int add_lqer(const struct pg_model *m, const struct pg_quant_opts *o, str
         t->lqer = at;
         t->lqer_rank = rank;
         at += t->lqer_len;
-        int64_t hcols = 0;
-        const double *h = o->calib ? pg_calib_hessian(o->calib, m, t->name, &hcols) : NULL;
-        rc = pg_qtensor_measure(t, w, h && hcols == t->cols ? h : NULL);
+        rc = pg_qtensor_measure(t, w, pg_qtensor_hessian(t, o->calib, m));
     }
     free(wq);
     free(pick);
@@ -807,10 +805,7 @@ int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, s
         }
         if (t->kind == PG_QKIND_INT) {
             t->scales = s;
-            int64_t hcols = 0;
-            const double *h = o->calib ? pg_calib_hessian(o->calib, m, t->name, &hcols) : NULL;
-            if (h && hcols != t->cols) h = NULL; /* not the layout the statistics describe */
-            rc = quantize_int(t, w, o->scheme, k[i], d, s, o, h);
+            rc = quantize_int(t, w, o->scheme, k[i], d, s, o, pg_qtensor_hessian(t, o->calib, m));
             if (o->progress) o->progress(o->progress_ctx, i + 1, m->ntensors);
             continue;
         }

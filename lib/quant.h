@@ -192,6 +192,10 @@ const char *pg_qmethod_name(int method);
  * PG_E_LIB (GPTQ's factorization), or PG_E_NOMEM. */
 int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, struct pg_qmodel *qm);
 
+/* calib's H for tensor t of m (calib.h), or NULL: no statistics (calib NULL), none for t, or not
+ * of t's column count. */
+const double *pg_qtensor_hessian(const struct pg_qtensor *t, const struct pg_calib *calib, const struct pg_model *m);
+
 /* The steps of an integer tensor's rows, decoded (fp16 or log-delta) into steps[rows].
  * @return 0, or PG_E_FORMAT naming `what` and the tensor for a log-delta code out of range. */
 int pg_qtensor_steps(const struct pg_qtensor *t, float *steps, const char *what);
