@@ -7,9 +7,9 @@
 // (pg_cuda_attention_work): one head at a time, for up to chunk_seqs(T) sequences at once (about
 // 256 MiB of P and dP), each product one strided-batched cuBLAS call over those sequences and
 // each row kernel one launch over all their rows, so a micro-batch of 64 sequences of 1024
-// tokens and 8 heads takes 16 rounds per layer instead of 512. This is the plain version the
-// emulator tests against the CPU; a fused (flash) kernel that never stores P is the fast path to
-// come.
+// tokens and 8 heads takes 16 rounds per layer instead of 512. In bf16 mode, with a head dim
+// of 16, 32, 64 or 128, the operations run the fused kernels of flash.cu instead, which never
+// store P; this path stays for fp32 and the other head dims, and for comparison (PG_FLASH=0).
 // Varlen attention (spec §2.2) masks each row i to its document's keys [doc_start[i], i] inside
 // the softmax kernels (the products stay full [T,T]); plain attention is doc_start NULL.
 //
@@ -34,6 +34,9 @@
 
 #include "ops.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 // Sequences whose [t,t] P and dP the scratch holds at once: about 2^26 floats (256 MiB) of them,
 // 1 to 64 sequences.
 static int chunk_cap; // pg_cuda_attention_max_chunk (tests): 0, or fewer sequences per round
@@ -46,6 +49,20 @@ static int chunk_seqs(int t)
 }
 
 extern "C" void pg_cuda_attention_max_chunk(int seqs) { chunk_cap = seqs > 0 ? seqs : 0; }
+
+// Flash attention (flash.cu) in bf16 mode: on unless pg_cuda_attention_flash(0) or PG_FLASH=0.
+static int flash_choice = -1; // -1: not decided yet (the environment decides)
+
+extern "C" void pg_cuda_attention_flash(int on) { flash_choice = on != 0; }
+
+static int use_flash(int hd)
+{
+    if (flash_choice < 0) {
+        const char *e = getenv("PG_FLASH");
+        flash_choice = !(e && strcmp(e, "0") == 0);
+    }
+    return pg_cuda_bf16 && flash_choice && pg_cuda_flash_supported(hd);
+}
 
 extern "C" size_t pg_cuda_attention_work(int t) { return (size_t)chunk_seqs(t) * 2 * (size_t)t * (size_t)t; }
 
@@ -145,6 +162,7 @@ extern "C" void pg_cuda_attention_varlen_fwd(float *out, float *lse, const float
                                              double scale, float *work)
 {
     if (b <= 0 || t <= 0 || h <= 0 || kv <= 0 || hd <= 0) return;
+    if (use_flash(hd)) return pg_cuda_flash_fwd(out, lse, q, k, v, doc_start, b, t, h, kv, hd, scale);
     int group = h / kv, ldq = h * hd, ldk = kv * hd, chunk = chunk_seqs(t);
     for (int b0 = 0; b0 < b; b0 += chunk)
         for (int hi = 0; hi < h; hi++) {
@@ -162,6 +180,7 @@ extern "C" void pg_cuda_attention_varlen_bwd(float *dq, float *dk, float *dv, co
                                              double scale, float *work)
 {
     if (b <= 0 || t <= 0 || h <= 0 || kv <= 0 || hd <= 0) return;
+    if (use_flash(hd)) return pg_cuda_flash_bwd(dq, dk, dv, dout, out, lse, q, k, v, doc_start, b, t, h, kv, hd, scale);
     int group = h / kv, ldq = h * hd, ldk = kv * hd, chunk = chunk_seqs(t);
     const float sc = (float)scale;
     float *p = work, *dp = work + (size_t)chunk * t * t;

@@ -103,6 +103,16 @@ void pg_cuda_attention_varlen_bwd(float *dq, float *dk, float *dv, const float *
                                   const float *lse, const float *q, const float *k, const float *v,
                                   const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale,
                                   float *work);
+/* Fused (flash) attention in bf16 (flash.cu): what the attention operations run while bf16 is
+ * on and the head dim is supported (16, 32, 64 or 128), unless pg_cuda_attention_flash(0) (or
+ * PG_FLASH=0 in the environment) chose the batched-product path. No work buffer. */
+int pg_cuda_flash_supported(int hd);
+void pg_cuda_attention_flash(int on);
+void pg_cuda_flash_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+                       const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale);
+void pg_cuda_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                       const float *q, const float *k, const float *v, const int32_t *doc_start, int b, int t,
+                       int h, int kv, int hd, double scale);
 /* softcap_ce with the poly5 softcap and the z-loss (backend.h); losses and work as for
  * pg_cuda_softcap_ce, which is this with poly5 = 0 and z_loss = 0. */
 double pg_cuda_logit_ce(float *dh, float *demb, float *losses, const float *h, const float *emb,

@@ -101,6 +101,21 @@ __attribute__((unused)) static double rms_of(const float *a, size_t n)
     return n ? sqrt(ss / n) : 0;
 }
 
+/* Varlen attention's doc_start [b·t] (spec §2.2): documents of lengths cycling through lens
+ * (1: a document of one token), restarting in each sequence; NULL without lens (plain attention). */
+__attribute__((unused)) static int32_t *doc_starts(int b, int t, const int *lens, int nlens)
+{
+    if (!lens) return NULL;
+    int32_t *ds = hkeep(malloc((size_t)b * t * sizeof *ds));
+    for (int bi = 0; bi < b; bi++)
+        for (int i = 0, start = 0, li = 0, left = lens[0]; i < t; i++) {
+            if (left == 0) start = i, li = (li + 1) % nlens, left = lens[li];
+            ds[(size_t)bi * t + i] = start;
+            left--;
+        }
+    return ds;
+}
+
 /* The scale element i is compared at: |want[i]| + max(rms(want), floor) (rms passed in). */
 static double parity_scale(float want, double rms) { return fabs(want) + rms; }
 

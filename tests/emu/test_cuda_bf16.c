@@ -2,7 +2,9 @@
  * CPU reference in bf16 mode: matmul forward and backward, attention forward and backward (plain
  * and varlen), softcap_ce and logit_ce, on random inputs, through kernels/cuda/ops.h. Built twice
  * (Makefile): test_cuda_bf16_emu against the emulated kernels in every `make check`,
- * test_cuda_bf16_gpu on a real device (cuBLAS's tensor cores) under `make check-gpu`.
+ * test_cuda_bf16_gpu on a real device (cuBLAS's tensor cores) under `make check-gpu`. The
+ * attention here is the batched-product path (pg_cuda_attention_flash(0)); the fused kernels
+ * are tests/emu/test_cuda_flash.c's.
  *
  * Tolerance. Both sides round the same fp32 operands to bf16 the same way (round to nearest
  * even), so a product of two test inputs is the same exact bf16 products summed in fp32 in
@@ -197,20 +199,6 @@ static void test_matmul(int n, int in, int out)
     set_both(0);
 }
 
-/* Documents of lengths cycling through lens (NULL: doc_start NULL, plain attention). */
-static int32_t *doc_starts(int b, int t, const int *lens, int nlens)
-{
-    if (!lens) return NULL;
-    int32_t *ds = hkeep(malloc((size_t)b * t * sizeof *ds));
-    for (int bi = 0; bi < b; bi++)
-        for (int i = 0, start = 0, li = 0, left = lens[0]; i < t; i++) {
-            if (left == 0) start = i, li = (li + 1) % nlens, left = lens[li];
-            ds[(size_t)bi * t + i] = start;
-            left--;
-        }
-    return ds;
-}
-
 static void test_attention(int b, int t, int h, int kv, int hd, const int *lens, int nlens)
 {
     char what[96];
@@ -328,6 +316,9 @@ int main(void)
     test_matmul(600, 40, 24);  /* dw sums 600 rows: two of the CPU's k tiles (512) */
     test_matmul(20, 1100, 30); /* y and dw over k = 1100: three */
 
+    /* the batched-product attention, whose rounding points are the CPU's exactly; the fused
+     * kernels that bf16 mode runs by default are test_cuda_flash's */
+    pg_cuda_attention_flash(0);
     static const int docs[] = {5, 1, 12, 1, 1, 30}, longer[] = {100, 7, 1, 60};
     test_attention(2, 37, 4, 2, 16, NULL, 0);
     test_attention(1, 1, 2, 2, 8, NULL, 0);

@@ -285,18 +285,7 @@ static void test_attention_varlen(int b, int t, int h, int kv, int hd, const int
              lens ? "documents" : "doc_start NULL");
     size_t nq = (size_t)b * t * h * hd, nk = (size_t)b * t * kv * hd, nl = (size_t)b * h * t;
     double scale = 1 / sqrt((double)hd);
-    int32_t *ds = NULL, *d_ds = NULL;
-    if (lens) {
-        ds = malloc((size_t)b * t * sizeof *ds);
-        if (!ds) exit(1);
-        for (int bi = 0; bi < b; bi++)
-            for (int i = 0, start = 0, li = 0, left = lens[0]; i < t; i++) {
-                if (left == 0) start = i, li = (li + 1) % nlens, left = lens[li];
-                ds[(size_t)bi * t + i] = start;
-                left--;
-            }
-        d_ds = dev_ids(ds, (size_t)b * t);
-    }
+    int32_t *ds = doc_starts(b, t, lens, nlens), *d_ds = ds ? dev_ids(ds, (size_t)b * t) : NULL;
     float *q = rnd(nq, 1), *k = rnd(nk, 1), *v = rnd(nk, 1), *dout = rnd(nq, 1);
     float *out = hnew(nq), *lse = hnew(nl), *work = hnew(cpu->attention_work(t));
     float *d_q = dev(q, nq), *d_k = dev(k, nk), *d_v = dev(v, nk), *d_dout = dev(dout, nq);
@@ -330,7 +319,6 @@ static void test_attention_varlen(int b, int t, int h, int kv, int hd, const int
         ok(eq, "attention_varlen with every doc_start 0 equals plain attention bit for bit (%s)", what);
     else
         ok(eq, "attention_varlen with doc_start NULL equals attention_fwd/bwd bit for bit (%s)", what);
-    free(ds);
 }
 
 static void test_logit_ce(int n, int d, int v, double cap, int poly5, double z_loss)
