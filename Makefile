@@ -192,6 +192,20 @@ $(O)/tests/%_gpu: tests/emu/%.c tests/tap.h tests/emu/parity.h kernels/cuda/ops.
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPG) $(LDLIBS) $(CUBLAS_LIBS)
 
+# bench_attn (scripts/bench-gpu.sh's attention timing): on the emulator always (a smoke test of
+# the tool for tests/cli/test-bench-gpu.sh), and on the GPU's kernels with CUDA.
+ATTN_BENCH := $(O)/tests/tools/bench_attn_emu
+ifeq ($(HAVE_CUDA),1)
+ATTN_BENCH += $(O)/tests/tools/bench_attn
+endif
+$(O)/tests/tools/bench_attn_emu: tests/tools/bench_attn.c kernels/cuda/ops.h $(EMU_LIB) $(LIBPG)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(EMU_LIB) $(LIBPG) $(LDLIBS)
+
+$(O)/tests/tools/bench_attn: tests/tools/bench_attn.c kernels/cuda/ops.h $(LIBPG)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPG) $(LDLIBS) $(CUBLAS_LIBS)
+
 # The training and scoring commands linked against the emulated kernels (test tools, not
 # installed): `--device cuda` runs on kernels/emu, so tests/cli/test-train-cuda.sh trains (and
 # scores, test-time trains, and calibrates GPTQ) through
@@ -199,7 +213,7 @@ $(O)/tests/%_gpu: tests/emu/%.c tests/tap.h tests/emu/parity.h kernels/cuda/ops.
 EMU_SELECT := $(O)/emu/lib/backend_select.o
 EMU_CMDS := $(O)/tests/tools/pg-train-emu $(O)/tests/tools/pg-eval-emu $(O)/tests/tools/pg-ttt-emu \
 	$(O)/tests/tools/pg-quantize-emu
-all: $(EMU_CMDS)
+all: $(EMU_CMDS) $(ATTN_BENCH)
 $(EMU_SELECT): lib/backend_select.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) -DPG_HAVE_CUDA=1 -c $< -o $@

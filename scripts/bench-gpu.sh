@@ -37,7 +37,7 @@ Sizes:
       --attn-flops MODE   causal (default: half the 2*2*T*d per layer) or full, in the FLOPs count
 What to run:
       --skip LIST         comma-separated parts to leave out: baseline, record, pgolf, eval,
-                          torch, train-gpt
+                          torch, train-gpt, attn (the attention kernels' own timing)
       --torch-record      also run the PyTorch reference of the record preset (compiles a second
                           model: about 2 minutes more)
       --train-gpt PATH    parameter-golf's train_gpt.py: run it on the same data and parse its
@@ -115,7 +115,7 @@ done
 case $attn in causal | full) ;; *) usage_error "--attn-flops: causal or full" ;; esac
 case $device in cuda | cpu) ;; *) usage_error "--device: cuda or cpu" ;; esac
 for s in ${skip//,/ }; do
-    case $s in baseline | record | pgolf | eval | torch | train-gpt) ;; *) usage_error "--skip: unknown part '$s'" ;; esac
+    case $s in baseline | record | pgolf | eval | torch | train-gpt | attn) ;; *) usage_error "--skip: unknown part '$s'" ;; esac
 done
 skipped() { case ",$skip," in *",$1,"*) return 0 ;; esac; return 1; }
 [ -n "$tg_steps" ] || tg_steps=$((steps + 2))
@@ -379,6 +379,36 @@ for P in baseline record; do
     skipped "$P" || bench_preset "$P"
 done
 
+# --- attention alone: the fused kernels and the batched products against PyTorch's SDPA ------------
+# tests/tools/bench_attn (bf16, causal, GQA 8:4, head dim 64) at the baseline's micro-batch, at
+# 2048 tokens, and with documents of 256 tokens (varlen); pg_torch.py bench-attn (SDPA's flash
+# backend, no documents) at the first two. Times per call, useful FLOPs (4*hd per causal pair).
+attn_shapes="64:1024:0 32:2048:0 64:1024:256" # sequences:tokens:document length (0: none)
+attn_results() { # FILE IMPL: bench_attn's (or bench-attn's) JSON lines into R and results.jsonl
+    local line op
+    [ -f "$1" ] || return 0
+    while read -r line; do
+        op=$(jq -r .op <<<"$line")
+        R[attn.$sh.$op]="$(jq -r '"\(.ms) \(.tflops)"' <<<"$line")"
+        result kind=attn impl="$2" op="$op" b="$a_b" t="$a_t" doc="$a_doc" ms="$(jq -r .ms <<<"$line")" \
+            tflops="$(jq -r .tflops <<<"$line")"
+    done <"$1"
+}
+if ! skipped attn && [ "$device" = cuda ]; then
+    ab=${PG_TESTBIN:-build/tests}/tools/bench_attn
+    for sh in $attn_shapes; do
+        IFS=: read -r a_b a_t a_doc <<<"$sh"
+        docarg=()
+        [ "$a_doc" = 0 ] || docarg=(--doc "$a_doc")
+        run "attn-pgolf-$a_t-$a_doc" "$ab" --b "$a_b" --t "$a_t" --h 8 --kv 4 --hd 64 "${docarg[@]}" &&
+            attn_results "$out/attn-pgolf-$a_t-$a_doc.out" pgolf || true
+        if [ "$a_doc" = 0 ] && [ $have_torch = 1 ] && ! skipped torch; then
+            run "attn-torch-$a_t" "$py" "$REF" bench-attn --b "$a_b" --t "$a_t" --h 8 --kv 4 --hd 64 &&
+                attn_results "$out/attn-torch-$a_t.out" torch || true
+        fi
+    done
+fi
+
 # --- parameter-golf's train_gpt.py on the same data (baseline shape) ------------------------------
 if [ -n "$train_gpt" ] && ! skipped train-gpt && ! skipped baseline && [ $have_torch = 1 ]; then
     tgw=$work/train_gpt
@@ -537,6 +567,22 @@ r=$(ratio "$(g tg.tps)" "$(g baseline.pg.tps)") && R[tg.r]=$r && result kind=rat
     done
     [ -z "$train_gpt" ] || printf '  baseline step time pgolf / train_gpt.py (at equal tokens per step) %s%s\n' "$(x "$(g tg.r)" "$(g tg.why)")" \
         "${R[tg.note]:+  [$(g tg.note)]}"
+    if ! skipped attn && [ "$device" = cuda ]; then
+        echo "attention (bf16, causal, 8 query heads over 4 kv heads, head dim 64): ms per call (useful TFLOP/s)"
+        at() { local v; v=$(g "attn.$1.$2"); [ -n "$v" ] && printf '%.3f (%.0f)' ${v% *} ${v#* } || echo n/a; }
+        for sh in $attn_shapes; do
+            IFS=: read -r a_b a_t a_doc <<<"$sh"
+            printf '  %3s x %4s tokens%-14s fused fwd %s, fwd+bwd %s; batched fwd %s, fwd+bwd %s; SDPA fwd %s, fwd+bwd %s\n' \
+                "$a_b" "$a_t" "$([ "$a_doc" = 0 ] || echo ", docs of $a_doc")" "$(at "$sh" flash_fwd)" "$(at "$sh" flash_fwd_bwd)" \
+                "$(at "$sh" batched_fwd)" "$(at "$sh" batched_fwd_bwd)" "$(at "$sh" torch_sdpa_fwd)" "$(at "$sh" torch_sdpa_fwd_bwd)"
+            f=$(g "attn.$sh.flash_fwd_bwd") p=$(g "attn.$sh.torch_sdpa_fwd_bwd")
+            if [ -n "$f" ] && [ -n "$p" ]; then
+                r=$(calc "${f% *} / ${p% *}")
+                result kind=ratio what="attention fwd+bwd time pgolf fused / PyTorch SDPA, T=$a_t" value="$r"
+                printf '    fused / SDPA fwd+bwd time %s (below 1: pgolf ahead)\n' "$(x "$r")"
+            fi
+        done
+    fi
     c=$(g baseline.pt.check)
     [ -z "$c" ] || echo "PyTorch reference check: flash/F.rms_norm path vs explicit float32 path, relative loss difference $(printf '%.1e' "$c")"
     [ -z "$(g record.pg.loop)" ] || echo "record: $(g record.pg.loop) of $((warmup + steps)) pgolf steps ran the looped layers (--enable-looping-at 0)"

@@ -129,6 +129,20 @@ check "results.jsonl: pgolf and PyTorch training, evaluation, ratios" jqe -s '
     (map(select(.kind == "train" and .impl == "pgolf"))[0] | .step_ms > 0 and .mfu > 0)' "$W/out/results.jsonl"
 check "the logs are in the output folder" test -s "$W/out/pgolf-baseline-metrics.jsonl" -a -s "$W/out/torch-baseline.out" \
     -a -s "$W/out/train_gpt.log" -a -s "$W/out/commands.txt"
+# bench_attn (the attention part, GPU only) on the emulator: its four timings as JSON lines, with
+# the useful FLOPs of causal documents (run at a tiny shape: the emulated kernels are slow)
+AB=${PG_TESTBIN:-build/tests}/tools/bench_attn_emu
+if [ -x "$AB" ]; then
+    check "bench_attn: four timings of a documents shape" sh -c "'$AB' --b 1 --t 40 --h 2 --kv 1 --hd 16 --doc 16 \
+        --iters 1 --warmup 1 >'$W/attn.out'"
+    check "bench_attn: fused and batched, forward and forward+backward, positive times" jqe -s '
+        map(.op) == ["flash_fwd", "flash_fwd_bwd", "batched_fwd", "batched_fwd_bwd"] and
+        all(.[]; .ms > 0 and .b == 1 and .t == 40 and .doc == 16)' "$W/attn.out"
+    check "bench_attn: a head dim the fused kernels do not take is a usage error (exit 2)" sh -c \
+        "'$AB' --hd 12 2>'$W/attn.err'; [ \$? = 2 ] && grep -q 'the fused kernels take' '$W/attn.err'"
+else
+    echo "ok # SKIP no emulated bench_attn (a build without CUDA)"
+fi
 pid=$(cat "$W/work/train_gpt/pid" 2>/dev/null)
 check "the stand-in train_gpt.py was stopped after its last step" sh -c "[ -n '$pid' ] && ! kill -0 '$pid' 2>/dev/null &&
     ! grep -q 'peak memory' '$W/out/train_gpt.log'"

@@ -23,6 +23,7 @@ peak also run on a GPU machine's torch 2.x (scripts/bench-gpu.sh).
                                                    bench; timed training steps and eval forwards,
                                                    one JSON line (--device cpu --no-compile: a CPU
                                                    run for tests)
+  pg_torch.py bench-attn [--b B --t T --h H --kv KV --hd HD]  causal GQA SDPA forward(+backward) times
   pg_torch.py peak [--device D] [--n N]            the bf16 n×n×n product's TFLOP/s and the
                                                    device-to-device copy rate, one JSON line
   pg_torch.py take-shard PATTERN OUT N             a shard of N tokens: the first of PATTERN's
@@ -980,6 +981,53 @@ def cmd_spm_info(model_file):
         print(p)
 
 
+def cmd_bench_attn(argv):
+    """PyTorch's causal GQA attention (F.scaled_dot_product_attention, bf16, is_causal, enable_gqa:
+    its flash backend on a GPU) at one shape, forward and forward+backward: one JSON line each, in
+    tests/tools/bench_attn's format and FLOPs count (4*hd per causal (query, key) pair and head;
+    3.5x with the backward), for scripts/bench-gpu.sh's attention ratios."""
+    import argparse
+    import torch.nn.functional as F
+    ap = argparse.ArgumentParser(prog="pg_torch.py bench-attn")
+    for name, default in (("b", 64), ("t", 1024), ("h", 8), ("kv", 4), ("hd", 64), ("iters", 20), ("warmup", 3)):
+        ap.add_argument("--" + name, type=int, default=default)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    a = ap.parse_args(argv)
+    dev = torch.device(a.device)
+    gen = torch.Generator(device=dev).manual_seed(0)
+
+    def rnd(heads):
+        return torch.randn(a.b, heads, a.t, a.hd, device=dev, generator=gen, dtype=torch.bfloat16).requires_grad_()
+
+    q, k, v = rnd(a.h), rnd(a.kv), rnd(a.kv)
+    dout = torch.randn(a.b, a.h, a.t, a.hd, device=dev, generator=gen, dtype=torch.bfloat16)
+    pairs = a.b * a.t * (a.t + 1) / 2
+    for bwd in (0, 1):
+        def step():
+            try:
+                o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            except TypeError:  # torch < 2.5: no enable_gqa, the kv heads repeated instead
+                r = a.h // a.kv
+                o = F.scaled_dot_product_attention(q, k.repeat_interleave(r, 1), v.repeat_interleave(r, 1),
+                                                   is_causal=True)
+            if bwd:
+                o.backward(dout)
+        for _ in range(a.warmup):
+            step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(a.iters):
+            step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        ms = (time.perf_counter() - t0) * 1000 / a.iters
+        flops = 4.0 * a.hd * a.h * pairs * (3.5 if bwd else 1)
+        print(json.dumps({"op": "torch_sdpa_" + ("fwd_bwd" if bwd else "fwd"), "b": a.b, "t": a.t, "h": a.h,
+                          "kv": a.kv, "hd": a.hd, "doc": 0, "ms": round(ms, 4),
+                          "tflops": round(flops / (ms / 1000) / 1e12, 2)}), flush=True)
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -997,6 +1045,8 @@ def main():
         cmd_bench_gpu(args)
     elif cmd == "peak":
         cmd_peak(args)
+    elif cmd == "bench-attn":
+        cmd_bench_attn(args)
     elif cmd == "take-shard":
         cmd_take_shard(*args)
     elif cmd == "maxdiff":
