@@ -42,6 +42,22 @@ __global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int rows, i
     }
 }
 
+// The dense case (every linear layer's operands): n floats one after the other, four at a time
+// (src 16-byte aligned, n a multiple of 4): a pass at the memory's speed, with none of the general
+// kernel's index divisions.
+__global__ void to_bf16_dense_kernel(uint2 *dst, const float4 *src, size_t n4)
+{
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += (size_t)gridDim.x * blockDim.x) {
+        float4 v = src[i];
+        uint2 o;
+        o.x = (uint32_t)__bfloat16_as_ushort(__float2bfloat16(v.x)) |
+              ((uint32_t)__bfloat16_as_ushort(__float2bfloat16(v.y)) << 16);
+        o.y = (uint32_t)__bfloat16_as_ushort(__float2bfloat16(v.z)) |
+              ((uint32_t)__bfloat16_as_ushort(__float2bfloat16(v.w)) << 16);
+        dst[i] = o;
+    }
+}
+
 // The bf16 operands' buffer: at least `elems` elements, grown on demand and kept; NULL when the
 // device has not that much memory (the failure recorded): the caller then skips its product.
 static __nv_bfloat16 *bf16_scratch(size_t elems)
@@ -64,6 +80,13 @@ static __nv_bfloat16 *bf16_scratch(size_t elems)
 static void convert(__nv_bfloat16 *dst, const float *src, int rows, int cols, int lds, long long stride, int count)
 {
     size_t n = (size_t)rows * cols * (size_t)count;
+    int dense = lds == rows && (count == 1 || stride == (long long)rows * cols);
+    if (dense && n % 4 == 0 && (uintptr_t)src % 16 == 0 && (uintptr_t)dst % 8 == 0) {
+        PG_LAUNCH(to_bf16_dense_kernel, pg_cuda_blocks(n / 4, 256), 256, 0,
+                  pg_cuda_stream())((uint2 *)dst, (const float4 *)src, n / 4);
+        PG_CUDA_LAUNCHED();
+        return;
+    }
     PG_LAUNCH(to_bf16_kernel, pg_cuda_blocks(n, 256), 256, 0, pg_cuda_stream())(dst, src, rows, cols, lds, stride,
                                                                                count);
     PG_CUDA_LAUNCHED();

@@ -68,6 +68,21 @@ struct dim3 {
     constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
 };
 
+// Vector types with CUDA's alignment, so that a kernel's 16-byte loads (float4, uint4) are
+// aligned exactly when they would be on a GPU.
+struct __align__(8) float2 {
+    float x, y;
+};
+struct __align__(16) float4 {
+    float x, y, z, w;
+};
+struct __align__(8) uint2 {
+    unsigned x, y;
+};
+struct __align__(16) uint4 {
+    unsigned x, y, z, w;
+};
+
 static constexpr int warpSize = 32;
 
 namespace pg_emu {

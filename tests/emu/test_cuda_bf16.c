@@ -311,6 +311,7 @@ int main(void)
     test_rules();
 
     test_matmul(1, 8, 5);
+    test_matmul(3, 7, 5); /* operands of 21 and 35 floats: the general conversion, not the dense one */
     test_matmul(37, 64, 48);
     test_matmul(130, 96, 200);
     test_matmul(600, 40, 24);  /* dw sums 600 rows: two of the CPU's k tiles (512) */
