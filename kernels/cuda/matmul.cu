@@ -99,9 +99,16 @@ void pg_cuda_gemm_batched(cublasOperation_t ta, cublasOperation_t tb, int m, int
                           int lda, long long sa, const float *b, int ldb, long long sb, float beta, float *c, int ldc,
                           long long sc, int count)
 {
+    pg_cuda_gemm_prec(pg_cuda_bf16, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, count);
+}
+
+void pg_cuda_gemm_prec(int bf16, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                       const float *a, int lda, long long sa, const float *b, int ldb, long long sb, float beta,
+                       float *c, int ldc, long long sc, int count)
+{
     if (count <= 0 || m <= 0 || n <= 0) return;
     cublasHandle_t blas = pg_cuda_blas();
-    if (!pg_cuda_bf16 || k <= 0) { // k = 0: C = beta·C, no operand is read
+    if (!bf16 || k <= 0) { // k = 0: C = beta·C, no operand is read
         if (count == 1)
             PG_CUBLAS_CHECK(cublasSgemm(blas, ta, tb, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc));
         else

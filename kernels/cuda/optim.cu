@@ -222,12 +222,13 @@ __global__ void ns_x_kernel(float *X, const float *Y, size_t n, float a, int bf1
 }
 
 // Row-major C[m,n] = A·B (A m × k, B k × n), or A·Bᵀ (B n × k) with b_transposed: cuBLAS sees the
-// column-major transposes, Cᵀ = Bᵀ·Aᵀ.
-static void gemm_rm(int m, int n, int k, const float *A, const float *B, int b_transposed, float *C)
+// column-major transposes, Cᵀ = Bᵀ·Aᵀ. In bf16 the operands hold bf16 values already (the
+// kernels round them), so their bf16 copies are exact and the product is the fp32 one of the
+// same values, on tensor cores (sums in cuBLAS's order either way).
+static void gemm_rm(int m, int n, int k, const float *A, const float *B, int b_transposed, float *C, int bf16)
 {
-    const float one = 1, zero = 0;
-    PG_CUBLAS_CHECK(cublasSgemm(pg_cuda_blas(), b_transposed ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &one,
-                                B, b_transposed ? k : n, A, k, &zero, C, n));
+    pg_cuda_gemm_prec(bf16, b_transposed ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, 1, B, b_transposed ? k : n,
+                      0, A, k, 0, 0, C, n, 0, 1);
 }
 
 extern "C" void pg_cuda_newton_schulz(float *x, int rows, int cols, int steps, const float *abc, int bf16,
@@ -257,13 +258,13 @@ extern "C" void pg_cuda_newton_schulz(float *x, int rows, int cols, int steps, c
     launched();
     for (int s = 0; s < steps; s++) {
         const float a = abc[3 * s], b = abc[3 * s + 1], c = abc[3 * s + 2];
-        gemm_rm(m, m, k, X, X, 1, A); // A = X·Xᵀ
+        gemm_rm(m, m, k, X, X, 1, A, bf16); // A = X·Xᵀ
         PG_LAUNCH(ns_a_kernel, gm, OPT_THREADS, 0, st)(A, T, mm, c, bf16);
         launched();
-        gemm_rm(m, m, m, T, A, 0, B); // B = (c·A)·A
+        gemm_rm(m, m, m, T, A, 0, B, bf16); // B = (c·A)·A
         PG_LAUNCH(ns_b_kernel, gm, OPT_THREADS, 0, st)(B, A, mm, b, bf16);
         launched();
-        gemm_rm(m, k, m, B, X, 0, Y); // Y = B·X
+        gemm_rm(m, k, m, B, X, 0, Y, bf16); // Y = B·X
         PG_LAUNCH(ns_x_kernel, gk, OPT_THREADS, 0, st)(X, Y, mk, a, bf16);
         launched();
     }

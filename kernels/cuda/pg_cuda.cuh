@@ -100,6 +100,13 @@ void pg_cuda_gemm_batched(cublasOperation_t ta, cublasOperation_t tb, int m, int
                           int lda, long long sa, const float *b, int ldb, long long sb, float beta, float *c, int ldc,
                           long long sc, int count);
 
+// pg_cuda_gemm_batched with the precision given (bf16 1: bf16 operands and fp32 accumulation,
+// 0: fp32) instead of the backend's mode: Muon's bf16 Newton–Schulz, whose operands are already
+// bf16 values, so that their products run on tensor cores whatever the mode.
+void pg_cuda_gemm_prec(int bf16, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                       const float *a, int lda, long long sa, const float *b, int ldb, long long sb, float beta,
+                       float *c, int ldc, long long sc, int count);
+
 // Blocks for a grid-stride loop over n elements: enough to fill a GPU, few enough that the
 // emulator does not start a fiber per element.
 static inline unsigned pg_cuda_blocks(size_t n, unsigned threads)
