@@ -364,6 +364,19 @@ int pg_muon_init(struct pg_muon *mu, const struct pg_opt_tensor *tensors, size_t
     return pg_muon_init_on(mu, NULL, tensors, n, backend_steps, nesterov, bf16);
 }
 
+/* The largest g·(n + Newton–Schulz work) over the groups of g matrices of one shape. */
+static size_t muon_group_work(const struct pg_opt_tensor *t, size_t n)
+{
+    size_t most = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t g = 0;
+        for (size_t j = 0; j < n; j++) g += t[j].rows == t[i].rows && t[j].cols == t[i].cols;
+        size_t need = g * (t[i].n + pg_newton_schulz5_work(t[i].rows, t[i].cols));
+        if (need > most) most = need;
+    }
+    return most;
+}
+
 int pg_muon_init_on(struct pg_muon *mu, const struct pg_backend *be, const struct pg_opt_tensor *tensors, size_t n,
                     int backend_steps, int nesterov, int bf16)
 {
@@ -386,9 +399,11 @@ int pg_muon_init_on(struct pg_muon *mu, const struct pg_backend *be, const struc
     if (!rc) {
         mu->buf = state_alloc(be, mu->total, sizeof *mu->buf);
         /* one scratch slice per OpenMP thread on the host, where matrices are orthogonalized in
-         * parallel; one on a device (its step goes matrix by matrix) */
-        size_t slices = pg_on_device(be) ? 1 : (size_t)omp_get_max_threads();
-        mu->work = state_alloc(be, (max_n + max_ns) * slices, sizeof *mu->work);
+         * parallel; on a device, room for the largest group of same-shape matrices, which its
+         * step orthogonalizes together (kernels/cuda/optim_muon.c) */
+        size_t work = pg_on_device(be) ? muon_group_work(tensors, n)
+                                       : (max_n + max_ns) * (size_t)omp_get_max_threads();
+        mu->work = state_alloc(be, work, sizeof *mu->work);
         rc = mu->buf && mu->work ? 0 : state_nomem(be, "muon: the state of", mu->total);
     }
     if (rc) {

@@ -72,13 +72,15 @@ static double *partials(size_t n_doubles)
     return buf;
 }
 
-// part[blockIdx.x] = Σ x[i]² over the block's grid-stride share, in double.
+// part[blockIdx.x] = Σ x[i]² over the block's grid-stride share, in double; a grid of several
+// rows (blockIdx.y) sums as many arrays n elements apart into as many rows of partials.
 __global__ void sum_squares_kernel(double *part, const float *x, size_t n)
 {
     double s = 0;
+    x += (size_t)blockIdx.y * n;
     GRID_STRIDE(i, n) s += (double)x[i] * (double)x[i];
     s = pg_block_sum(s);
-    if (threadIdx.x == 0) part[blockIdx.x] = s;
+    if (threadIdx.x == 0) part[(size_t)blockIdx.y * gridDim.x + blockIdx.x] = s;
 }
 
 static void sum_squares(double *part, const float *x, size_t n)
@@ -157,8 +159,10 @@ extern "C" void pg_cuda_row_normalize(float *x, int rows, int cols)
 
 __global__ void transpose_kernel(float *dst, const float *src, int rows, int cols)
 {
-    // dst[c][r] = src[r][c] through a 32 × 33 tile, so both sides are read and written in rows
+    // dst[c][r] = src[r][c] through a 32 × 33 tile, so both sides are read and written in rows;
+    // blockIdx.z: the matrix of a batch, rows·cols apart
     __shared__ float tile[32][33];
+    src += (size_t)blockIdx.z * rows * cols, dst += (size_t)blockIdx.z * rows * cols;
     int c0 = blockIdx.x * 32, r0 = blockIdx.y * 32;
     for (int k = threadIdx.y; k < 32; k += blockDim.y) {
         int r = r0 + k, c = c0 + threadIdx.x;
@@ -171,9 +175,9 @@ __global__ void transpose_kernel(float *dst, const float *src, int rows, int col
     }
 }
 
-static void transpose(float *dst, const float *src, int rows, int cols)
+static void transpose(float *dst, const float *src, int rows, int cols, int count)
 {
-    dim3 grid((unsigned)(cols + 31) / 32, (unsigned)(rows + 31) / 32), block(32, 8);
+    dim3 grid((unsigned)(cols + 31) / 32, (unsigned)(rows + 31) / 32, (unsigned)count), block(32, 8);
     PG_LAUNCH(transpose_kernel, grid, block, 0, pg_cuda_stream())(dst, src, rows, cols);
     launched();
 }
@@ -183,18 +187,21 @@ __global__ void round_kernel(float *x, size_t n)
     GRID_STRIDE(i, n) x[i] = bf16_round(x[i]);
 }
 
-// denom = bf16?((float)sqrt(Σ part)) + 1e-7 (float), Σ in order; then every x /= denom (bf16?).
+// Matrix z = blockIdx.x of a batch: denom[z] = bf16?((float)sqrt(Σ its partials)) + 1e-7
+// (float), Σ in order; then every x of matrix z = blockIdx.y /= denom[z] (bf16?).
 __global__ void ns_denominator_kernel(float *out, const double *part, int bf16)
 {
-    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    if (threadIdx.x != 0) return;
+    const double *p = part + (size_t)blockIdx.x * NORM_BLOCKS;
     double s = 0;
-    for (int b = 0; b < NORM_BLOCKS; b++) s += part[b];
-    *out = FADD(round_if((float)sqrt(s), bf16), 1e-7f);
+    for (int b = 0; b < NORM_BLOCKS; b++) s += p[b];
+    out[blockIdx.x] = FADD(round_if((float)sqrt(s), bf16), 1e-7f);
 }
 
 __global__ void ns_divide_kernel(float *x, size_t n, const float *denom, int bf16)
 {
-    float d = *denom;
+    float d = denom[blockIdx.y];
+    x += (size_t)blockIdx.y * n;
     GRID_STRIDE(i, n) x[i] = round_if(FDIV(x[i], d), bf16);
 }
 
@@ -221,55 +228,61 @@ __global__ void ns_x_kernel(float *X, const float *Y, size_t n, float a, int bf1
     GRID_STRIDE(i, n) X[i] = round_if(FADD(FMUL(a, X[i]), round_if(Y[i], bf16)), bf16);
 }
 
-// Row-major C[m,n] = A·B (A m × k, B k × n), or A·Bᵀ (B n × k) with b_transposed: cuBLAS sees the
-// column-major transposes, Cᵀ = Bᵀ·Aᵀ. In bf16 the operands hold bf16 values already (the
-// kernels round them), so their bf16 copies are exact and the product is the fp32 one of the
-// same values, on tensor cores (sums in cuBLAS's order either way).
-static void gemm_rm(int m, int n, int k, const float *A, const float *B, int b_transposed, float *C, int bf16)
+// Row-major C[m,n] = A·B (A m × k, B k × n), or A·Bᵀ (B n × k) with b_transposed, for count
+// such products, each operand dense and one after the other: cuBLAS sees the column-major
+// transposes, Cᵀ = Bᵀ·Aᵀ. In bf16 the operands hold bf16 values already (the kernels round
+// them), so their bf16 copies are exact and the product is the fp32 one of the same values, on
+// tensor cores (sums in cuBLAS's order either way).
+static void gemm_rm(int m, int n, int k, const float *A, const float *B, int b_transposed, float *C, int bf16,
+                    int count)
 {
     pg_cuda_gemm_prec(bf16, b_transposed ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, 1, B, b_transposed ? k : n,
-                      0, A, k, 0, 0, C, n, 0, 1);
+                      (long long)k * n, A, k, (long long)m * k, 0, C, n, (long long)m * n, count);
 }
 
-extern "C" void pg_cuda_newton_schulz(float *x, int rows, int cols, int steps, const float *abc, int bf16,
-                                      float *work)
+extern "C" void pg_cuda_newton_schulz(float *x, int count, int rows, int cols, int steps, const float *abc,
+                                      int bf16, float *work)
 {
-    if (rows <= 0 || cols <= 0) return;
+    if (count <= 0 || rows <= 0 || cols <= 0) return;
     const int tr = rows > cols; // the wide orientation: A = X·Xᵀ is m × m on the short side
     const int m = tr ? cols : rows, k = tr ? rows : cols;
-    const size_t mk = (size_t)m * k, mm = (size_t)m * m;
-    float *X = work, *Y = X + mk, *A = Y + mk, *T = A + mm, *B = T + mm;
-    double *part = partials(NORM_BLOCKS + 1);
+    const size_t mk = (size_t)m * k, mm = (size_t)m * m, g = (size_t)count;
+    float *X = work, *Y = X + g * mk, *A = Y + g * mk, *T = A + g * mm, *B = T + g * mm;
+    double *part = partials(NORM_BLOCKS * g + g);
     if (!part) return;
-    float *denom = (float *)(part + NORM_BLOCKS);
-    const unsigned gk = pg_cuda_blocks(mk, OPT_THREADS), gm = pg_cuda_blocks(mm, OPT_THREADS);
+    float *denom = (float *)(part + NORM_BLOCKS * g);
+    // the element passes go over the whole batch at once (the same constants for every matrix)
+    const unsigned gk = pg_cuda_blocks(g * mk, OPT_THREADS), gm = pg_cuda_blocks(g * mm, OPT_THREADS);
     cudaStream_t st = pg_cuda_stream();
 
-    if (tr) transpose(X, x, rows, cols);
-    else PG_CUDA_CHECK(cudaMemcpyAsync(X, x, mk * sizeof *X, cudaMemcpyDeviceToDevice, st));
+    if (tr) transpose(X, x, rows, cols, count);
+    else PG_CUDA_CHECK(cudaMemcpyAsync(X, x, g * mk * sizeof *X, cudaMemcpyDeviceToDevice, st));
     if (bf16) {
-        PG_LAUNCH(round_kernel, gk, OPT_THREADS, 0, st)(X, mk);
+        PG_LAUNCH(round_kernel, gk, OPT_THREADS, 0, st)(X, g * mk);
         launched();
     }
-    sum_squares(part, X, mk);
-    PG_LAUNCH(ns_denominator_kernel, 1, 32, 0, st)(denom, part, bf16);
+    // each matrix's norm over the same fixed grid as a single one's (sum_squares): the same bits
+    PG_LAUNCH(sum_squares_kernel, dim3(NORM_BLOCKS, (unsigned)count), OPT_THREADS, 0, st)(part, X, mk);
     launched();
-    PG_LAUNCH(ns_divide_kernel, gk, OPT_THREADS, 0, st)(X, mk, denom, bf16);
+    PG_LAUNCH(ns_denominator_kernel, (unsigned)count, 32, 0, st)(denom, part, bf16);
+    launched();
+    PG_LAUNCH(ns_divide_kernel, dim3(pg_cuda_blocks(mk, OPT_THREADS), (unsigned)count), OPT_THREADS, 0, st)(
+        X, mk, denom, bf16);
     launched();
     for (int s = 0; s < steps; s++) {
         const float a = abc[3 * s], b = abc[3 * s + 1], c = abc[3 * s + 2];
-        gemm_rm(m, m, k, X, X, 1, A, bf16); // A = X·Xᵀ
-        PG_LAUNCH(ns_a_kernel, gm, OPT_THREADS, 0, st)(A, T, mm, c, bf16);
+        gemm_rm(m, m, k, X, X, 1, A, bf16, count); // A = X·Xᵀ
+        PG_LAUNCH(ns_a_kernel, gm, OPT_THREADS, 0, st)(A, T, g * mm, c, bf16);
         launched();
-        gemm_rm(m, m, m, T, A, 0, B, bf16); // B = (c·A)·A
-        PG_LAUNCH(ns_b_kernel, gm, OPT_THREADS, 0, st)(B, A, mm, b, bf16);
+        gemm_rm(m, m, m, T, A, 0, B, bf16, count); // B = (c·A)·A
+        PG_LAUNCH(ns_b_kernel, gm, OPT_THREADS, 0, st)(B, A, g * mm, b, bf16);
         launched();
-        gemm_rm(m, k, m, B, X, 0, Y, bf16); // Y = B·X
-        PG_LAUNCH(ns_x_kernel, gk, OPT_THREADS, 0, st)(X, Y, mk, a, bf16);
+        gemm_rm(m, k, m, B, X, 0, Y, bf16, count); // Y = B·X
+        PG_LAUNCH(ns_x_kernel, gk, OPT_THREADS, 0, st)(X, Y, g * mk, a, bf16);
         launched();
     }
-    if (tr) transpose(x, X, m, k);
-    else PG_CUDA_CHECK(cudaMemcpyAsync(x, X, mk * sizeof *X, cudaMemcpyDeviceToDevice, st));
+    if (tr) transpose(x, X, m, k, count);
+    else PG_CUDA_CHECK(cudaMemcpyAsync(x, X, g * mk * sizeof *X, cudaMemcpyDeviceToDevice, st));
 }
 
 __global__ void scale_f_kernel(float *x, float f, size_t n)

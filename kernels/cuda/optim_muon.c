@@ -1,5 +1,5 @@
-/* optim_muon.c: pg_muon_step on the CUDA backend (lib/backend.h muon_step), matrix by matrix as
- * lib/optim.c does it on the host: momentum, MuonEq-R row normalization when on, Newton–Schulz
+/* optim_muon.c: pg_muon_step on the CUDA backend (lib/backend.h muon_step), as lib/optim.c does
+ * it on the host for each matrix, the matrices of one shape together: momentum, MuonEq-R row normalization when on, Newton–Schulz
  * with the selected coefficients, decoupled weight decay when on, the scaled update. The pieces
  * are optim.cu's kernels; this file only strings them together, in C, because it reads the
  * optimizer's own structure (lib/optim.h). The matrices, their momentum and the scratch are
@@ -21,6 +21,11 @@ _Static_assert(sizeof(struct opt_tensor_view) == sizeof(struct pg_opt_tensor) &&
                    offsetof(struct opt_tensor_view, n) == offsetof(struct pg_opt_tensor, n),
                "optim.cu's view of struct pg_opt_tensor is out of date");
 
+static int same_shape(const struct pg_opt_tensor *a, const struct pg_opt_tensor *b)
+{
+    return a->rows == b->rows && a->cols == b->cols;
+}
+
 void pg_cuda_muon_step(struct pg_muon *mu, double lr, double momentum)
 {
     const float mom = (float)momentum, lr_r = (float)lr;
@@ -33,14 +38,28 @@ void pg_cuda_muon_step(struct pg_muon *mu, double lr, double momentum)
         pg_newton_schulz_coeffs(mu->coeffs, s, c);
         abc[3 * s] = (float)c[0], abc[3 * s + 1] = (float)c[1], abc[3 * s + 2] = (float)c[2];
     }
-    float *G = mu->work, *ns_work = G + mu->max_n;
+    /* The matrices of one shape (a block's c_q of every layer, ...) are orthogonalized together:
+     * their momenta side by side in the work buffer (pg_muon_init_on sized it for the largest
+     * group), one batched Newton–Schulz for the group, so its products are a few batched calls
+     * instead of three per matrix and iteration. Each matrix's arithmetic is its own. */
     for (size_t k = 0; k < mu->nt; k++) {
         const struct pg_opt_tensor *t = &mu->t[k];
-        pg_cuda_muon_momentum(G, mu->buf + mu->off[k], t->grad, t->n, mom, mu->nesterov);
-        if (mu->row_norm) pg_cuda_row_normalize(G, t->rows, t->cols);
-        pg_cuda_newton_schulz(G, t->rows, t->cols, steps, abc, mu->bf16, ns_work);
-        if (mu->wd != 0) pg_cuda_scale_f(t->param, (float)(1 - lr * mu->wd), t->n);
+        int done = 0, g = 0;
+        for (size_t j = 0; j < k && !done; j++) done = same_shape(&mu->t[j], t);
+        if (done) continue; /* its group went with its first member */
+        float *G = mu->work;
+        for (size_t j = k; j < mu->nt; j++)
+            if (same_shape(&mu->t[j], t))
+                pg_cuda_muon_momentum(G + (size_t)g++ * t->n, mu->buf + mu->off[j], mu->t[j].grad, t->n, mom,
+                                      mu->nesterov);
+        if (mu->row_norm) pg_cuda_row_normalize(G, g * t->rows, t->cols);
+        pg_cuda_newton_schulz(G, g, t->rows, t->cols, steps, abc, mu->bf16, G + (size_t)g * t->n);
         const float scale = (float)sqrt(fmax(1.0, (double)t->rows / t->cols));
-        pg_cuda_muon_apply(t->param, G, t->n, lr_r, scale, mu->bf16);
+        for (size_t j = k, i = 0; j < mu->nt; j++) {
+            const struct pg_opt_tensor *u = &mu->t[j];
+            if (!same_shape(u, t)) continue;
+            if (mu->wd != 0) pg_cuda_scale_f(u->param, (float)(1 - lr * mu->wd), u->n);
+            pg_cuda_muon_apply(u->param, G + i++ * t->n, u->n, lr_r, scale, mu->bf16);
+        }
     }
 }

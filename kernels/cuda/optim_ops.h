@@ -41,10 +41,14 @@ void pg_cuda_sgd_update(float *p, const float *g, float *buf, size_t n, double m
 void pg_cuda_muon_momentum(float *G, float *buf, const float *g, size_t n, float mom, int nesterov);
 /* MuonEq-R: every row of x (rows × cols) divided by max(‖row‖₂, 1e-7). */
 void pg_cuda_row_normalize(float *x, int rows, int cols);
-/* pg_newton_schulz on x (rows × cols, row-major, in place) with steps (a, b, c) triples in abc
- * (host memory, 3·steps floats: the coefficients as pg_real), bf16 rounding where the baseline's
- * compiled function stores bf16; work: pg_newton_schulz5_work(rows, cols) device floats. */
-void pg_cuda_newton_schulz(float *x, int rows, int cols, int steps, const float *abc, int bf16, float *work);
+/* pg_newton_schulz on count matrices at x (each rows × cols, row-major, one after the other, in
+ * place) with steps (a, b, c) triples in abc (host memory, 3·steps floats: the coefficients as
+ * pg_real), bf16 rounding where the baseline's compiled function stores bf16; work:
+ * count·pg_newton_schulz5_work(rows, cols) device floats. The matrices go through the same
+ * operations together (batched products, element passes over the batch): each gives the bits it
+ * would alone, but for the products' sum order. */
+void pg_cuda_newton_schulz(float *x, int count, int rows, int cols, int steps, const float *abc, int bf16,
+                           float *work);
 /* x *= f (float). */
 void pg_cuda_scale_f(float *x, float f, size_t n);
 /* p −= lr·bf16?(G·scale) (float). */

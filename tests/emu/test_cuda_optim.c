@@ -105,22 +105,24 @@ static void test_muon(int bf16, int coeffs, int row_norm, double wd)
     char what[96];
     snprintf(what, sizeof what, "%s%s%s, wd %g", bf16 ? "bf16" : "fp32", coeffs ? ", Polar Express" : "",
              row_norm ? ", MuonEq-R" : "", wd);
-    /* wide, tall and square matrices (tall ones are orthogonalized transposed) */
-    struct pair q[4] = {make_pair(24, 40, 0.1f, 1), make_pair(48, 16, 0.1f, 1), make_pair(32, 32, 0.1f, 1),
-                        make_pair(1, 7, 0.1f, 1)};
-    struct pg_opt_tensor th[4], td[4];
-    lists(q, 4, th, td);
+    /* wide, tall and square matrices (tall ones are orthogonalized transposed); two shapes twice,
+     * not side by side: the device orthogonalizes each shape's matrices as one batch */
+    enum { NQ = 6 };
+    struct pair q[NQ] = {make_pair(24, 40, 0.1f, 1), make_pair(48, 16, 0.1f, 1), make_pair(32, 32, 0.1f, 1),
+                         make_pair(24, 40, 0.3f, 1), make_pair(1, 7, 0.1f, 1),  make_pair(48, 16, 0.05f, 1)};
+    struct pg_opt_tensor th[NQ], td[NQ];
+    lists(q, NQ, th, td);
     struct pg_muon mh, md;
-    int rc = pg_muon_init(&mh, th, 4, 5, 1, bf16) || pg_muon_init_on(&md, gpu, td, 4, 5, 1, bf16) ||
+    int rc = pg_muon_init(&mh, th, NQ, 5, 1, bf16) || pg_muon_init_on(&md, gpu, td, NQ, 5, 1, bf16) ||
              pg_muon_set_variant(&mh, coeffs, row_norm, wd) || pg_muon_set_variant(&md, coeffs, row_norm, wd);
     is_int(rc, 0, "muon %s: set up on the host and on the device", what);
     for (int step = 0; step < 3; step++) {
-        new_grads(q, 4, 1);
+        new_grads(q, NQ, 1);
         pg_muon_step(&mh, 0.02, 0.9 + 0.02 * step);
         pg_muon_step(&md, 0.02, 0.9 + 0.02 * step);
     }
     char label[128];
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < NQ; i++) {
         snprintf(label, sizeof label, "%s, %dx%d after 3 steps", what, q[i].rows, q[i].cols);
         check("muon", label, back(q[i].dp, q[i].n), q[i].hp, q[i].n, 1e-4);
     }
@@ -134,24 +136,26 @@ static void test_muon(int bf16, int coeffs, int row_norm, double wd)
     pg_muon_free(&mh), pg_muon_free(&md);
 }
 
-/* One Newton–Schulz call on a fixed matrix, device against host: the orthogonalization itself. */
-static void test_newton_schulz(int rows, int cols, int bf16)
+/* One Newton–Schulz call on count fixed matrices (a batch), device against host matrix by
+ * matrix: the orthogonalization itself. The matrices differ in scale (the norm is per matrix). */
+static void test_newton_schulz(int count, int rows, int cols, int bf16)
 {
     char what[64];
-    snprintf(what, sizeof what, "%dx%d %s", rows, cols, bf16 ? "bf16" : "fp32");
-    size_t n = (size_t)rows * cols;
-    float *x = rnd(n, 1), *d_x = dev(x, n);
-    float *work = hnew(pg_newton_schulz5_work(rows, cols)), *d_work = dnew(pg_newton_schulz5_work(rows, cols) * 4);
+    snprintf(what, sizeof what, "%d x %dx%d %s", count, rows, cols, bf16 ? "bf16" : "fp32");
+    size_t n = (size_t)rows * cols, w = pg_newton_schulz5_work(rows, cols);
+    float *x = hnew(n * count);
+    for (int z = 0; z < count; z++) memcpy(x + z * n, rnd(n, (float)(z + 1)), n * sizeof *x);
+    float *d_x = dev(x, n * count), *work = hnew(w), *d_work = dnew(w * count * 4);
     float abc[15];
     for (int s = 0; s < 5; s++) {
         double c[3];
         pg_newton_schulz_coeffs(PG_NS_CLASSIC, s, c);
         abc[3 * s] = (float)c[0], abc[3 * s + 1] = (float)c[1], abc[3 * s + 2] = (float)c[2];
     }
-    pg_newton_schulz(x, rows, cols, 5, PG_NS_CLASSIC, bf16, work);
-    pg_cuda_newton_schulz(d_x, rows, cols, 5, abc, bf16, d_work);
+    for (int z = 0; z < count; z++) pg_newton_schulz(x + z * n, rows, cols, 5, PG_NS_CLASSIC, bf16, work);
+    pg_cuda_newton_schulz(d_x, count, rows, cols, 5, abc, bf16, d_work);
     /* bf16 rounds every stage: one product's different float sum can flip a bf16 rounding (2^-8) */
-    check("newton_schulz", what, back(d_x, n), x, n, bf16 ? 2e-2 : 1e-4);
+    check("newton_schulz", what, back(d_x, n * count), x, n * count, bf16 ? 2e-2 : 1e-4);
 }
 
 static void test_clip(double max_norm)
@@ -256,9 +260,11 @@ int main(void)
     test_muon(1, PG_NS_CLASSIC, 0, 0);
     test_muon(0, PG_NS_POLAR_EXPRESS, 1, 0.05);
     test_muon(1, PG_NS_POLAR_EXPRESS, 1, 0.05);
-    test_newton_schulz(24, 40, 0);
-    test_newton_schulz(64, 20, 0);
-    test_newton_schulz(24, 40, 1);
+    test_newton_schulz(1, 24, 40, 0);
+    test_newton_schulz(1, 64, 20, 0);
+    test_newton_schulz(1, 24, 40, 1);
+    test_newton_schulz(3, 24, 40, 0); /* batches: each matrix normalized and multiplied on its own */
+    test_newton_schulz(3, 64, 20, 1);
     test_clip(1.0);
     test_clip(1e6);
     test_averages();
