@@ -8,7 +8,8 @@
 #   make clean
 #
 # Optional features are found by compile-and-link probes (scripts/probe-features.sh), cached in
-# $(O)/features.mk: HAVE_BLAS (OpenBLAS), HAVE_CUDA (nvcc + cuBLAS under CUDA_HOME), HAVE_NCCL.
+# $(O)/features.mk: HAVE_BLAS (OpenBLAS), HAVE_CUDA (nvcc + cuBLAS under CUDA_HOME), HAVE_NCCL,
+# HAVE_MPI (MPI_CFLAGS, MPI_LIBS from pkg-config).
 # Force one with HAVE_CUDA=1 (the build then fails if it is missing) or turn it off with =0.
 
 CC ?= gcc
@@ -45,11 +46,16 @@ $(O)/features.mk: scripts/probe-features.sh
 	@sh scripts/probe-features.sh $@ "$(CC)" "$(CUDA_HOME)"
 
 yesno = $(if $(filter 1,$(1)),yes,no)
-FEATURES_LINE = features: OpenBLAS $(call yesno,$(HAVE_BLAS)), CUDA $(call yesno,$(HAVE_CUDA)) ($(CUDA_HOME), sm_$(CUDA_ARCH)), NCCL $(call yesno,$(HAVE_NCCL))
+FEATURES_LINE = features: OpenBLAS $(call yesno,$(HAVE_BLAS)), CUDA $(call yesno,$(HAVE_CUDA)) ($(CUDA_HOME), sm_$(CUDA_ARCH)), NCCL $(call yesno,$(HAVE_NCCL)), MPI $(call yesno,$(HAVE_MPI))
 
 ifeq ($(HAVE_BLAS),1)
 PG_CFLAGS += -DPG_HAVE_BLAS=1
 LDLIBS += -lopenblas
+endif
+# MPI (lib/dist.c): mpirun/srun start pg-train as ranks of one job; without it one process trains
+ifeq ($(HAVE_MPI),1)
+PG_CFLAGS += -DPG_HAVE_MPI=1 $(MPI_CFLAGS)
+LDLIBS += $(MPI_LIBS)
 endif
 
 # ---- sources --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 #include "../lib/backend.h"
 #include "../lib/ckpt.h"
 #include "../lib/config.h"
+#include "../lib/dist.h"
 #include "../lib/err.h"
 #include "../lib/opt.h"
 #include "../lib/train.h"
@@ -68,6 +69,14 @@ enum {
 };
 
 static volatile sig_atomic_t stop_flag;
+
+/* The job's ranks; a rank that exits before finalizing (an error) ends every rank of the job. */
+static struct pg_dist dist = {.world = 1};
+
+static void abort_job(void)
+{
+    if (dist.mpi) pg_dist_abort(&dist, 1);
+}
 
 static void on_stop(int sig)
 {
@@ -206,12 +215,34 @@ int main(int argc, char **argv)
         free(usage);
         return 0;
     }
+    /* Started by mpirun or srun: one rank of a data-parallel job (lib/dist.h). Its errors name
+     * the rank, and a rank that fails ends the job (the exit handler) instead of leaving the
+     * others waiting; rank 0 alone writes and reports. */
+    pg_cli_check(&cli, pg_dist_init(&dist));
+    static char rank_prog[64];
+    if (dist.world > 1) {
+        snprintf(rank_prog, sizeof rank_prog, "pg-train: rank %d of %d", dist.rank, dist.world);
+        cli.prog = rank_prog;
+        if (atexit(abort_job)) pg_cli_die(&cli, "cannot register the job's exit handler");
+        if (dist.rank > 0) cli.verbosity = 0, cli.json = 0;
+    }
+    o.dist = &dist;
+    /* one GPU per rank, by the rank's place on its machine, unless the user chose already; set
+     * before the first CUDA call, which reads it */
+    if (dist.world > 1 && strcmp(device, "cuda") == 0 && !getenv("CUDA_VISIBLE_DEVICES")) {
+        char gpu[16];
+        snprintf(gpu, sizeof gpu, "%d", dist.local_rank);
+        if (setenv("CUDA_VISIBLE_DEVICES", gpu, 1)) pg_cli_die(&cli, "cannot set CUDA_VISIBLE_DEVICES");
+    }
     pg_cli_check(&cli, pg_backend_by_name(device, &o.backend));
     o.bf16 = precision ? strcmp(precision, "bf16") == 0 : o.backend != &pg_backend_cpu;
     o.muon_bf16 = o.muon_bf16 || o.bf16;
-    o.progress = pg_cli_progress(&cli);
+    o.progress = dist.rank == 0 ? pg_cli_progress(&cli) : 0;
     o.verbosity = cli.verbosity;
     if (cli.verbosity > 0) pg_config_print_table(&o.cfg, stderr);
+    if (dist.world > 1 && cli.verbosity > 0)
+        fprintf(stderr, "pg-train: %d ranks, %d micro-batches each per step\n", dist.world,
+                o.cfg.grad_accum_steps / dist.world);
 
     struct pg_train_result r;
     pg_cli_check(&cli, pg_train_run(&o, &r));
@@ -232,5 +263,6 @@ int main(int argc, char **argv)
     free(set_names);
     free(set_values);
     free(usage);
+    pg_dist_finalize(&dist);
     return 0;
 }

@@ -4,6 +4,7 @@
 
 #include "bpb.h"
 #include "ckpt.h"
+#include "dist.h"
 #include "err.h"
 #include "eval.h"
 #include "loader.h"
@@ -362,6 +363,23 @@ static void metric(FILE *f, const char *json_line)
     fflush(f);
 }
 
+/* ---- data parallelism ---- */
+
+/* The gradients of every rank, summed in rank order (each rank's are already divided by the
+ * job's token count), on every rank; a device's are staged through the host. */
+static int sum_grads(struct pg_dist *d, struct pg_model *m)
+{
+    if (!pg_on_device(m->be)) return pg_dist_sum_floats(d, m->grads, m->nparams);
+    float *h = pg_malloc(m->nparams * sizeof *h);
+    if (!h) return PG_E_NOMEM;
+    m->be->download(h, m->grads, m->nparams * sizeof *h);
+    int rc = m->be->status();
+    if (!rc) rc = pg_dist_sum_floats(d, h, m->nparams);
+    if (!rc) m->be->upload(m->grads, h, m->nparams * sizeof *h);
+    free(h);
+    return rc;
+}
+
 /* ---- the loop ---- */
 
 int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
@@ -388,8 +406,19 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     memset(&av, 0, sizeof av);
     int32_t *x = NULL, *y = NULL;
     FILE *mf = NULL;
-    rc = pg_train_loader_open(&loader, o->data_dir, o->prefix, 0, 1, c->train_batch_tokens, c->train_seq_len,
-                              c->grad_accum_steps);
+    /* N ranks split each step's grad_accum_steps micro-batches between them (the loader gives
+     * rank r its slice of each global micro-batch): the same tokens as one process. */
+    struct pg_dist *dist = o->dist;
+    const int rank = dist ? dist->rank : 0, world = dist ? dist->world : 1, lead = rank == 0;
+    const int accum = c->grad_accum_steps / world;
+    if (c->grad_accum_steps % world)
+        rc = pg_error(PG_E_INVAL,
+                      "grad_accum_steps %d is not a multiple of the %d ranks: each rank takes an equal share of a "
+                      "step's micro-batches",
+                      c->grad_accum_steps, world);
+    else
+        rc = pg_train_loader_open(&loader, o->data_dir, o->prefix, rank, world, c->train_batch_tokens,
+                                  c->train_seq_len, accum);
     if (!rc && c->coprime_loader) rc = pg_train_loader_use_coprime(&loader, (uint64_t)c->seed);
     if (!rc) rc = pg_val_open(&val, o->data_dir, o->prefix, c->train_seq_len);
     int b = (int)(loader.local_tokens / c->train_seq_len);
@@ -417,19 +446,25 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     }
     char path[1100];
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->run_dir);
-    if (!rc && !(mf = fopen(path, o->resume ? "a" : "w"))) rc = pg_error_errno(PG_E_IO, "cannot open '%s'", path);
+    if (!rc && lead && !(mf = fopen(path, o->resume ? "a" : "w")))
+        rc = pg_error_errno(PG_E_IO, "cannot open '%s'", path);
     int64_t nval = rc ? 0 : pg_val_num_seqs(&val);
     int val_b = (int)(nval < b ? nval : b);
-    double tokens_per_step = (double)loader.local_tokens * c->grad_accum_steps;
+    double tokens_per_step = (double)loader.local_tokens * accum * world;
+    const int verbosity = lead ? o->verbosity : 0; /* rank 0 speaks for the job */
     char line[512];
     struct pg_progress prog;
-    pg_progress_init(&prog, "train", "step", (uint64_t)c->iterations, o->progress);
+    pg_progress_init(&prog, "train", "step", (uint64_t)c->iterations, lead ? o->progress : 0);
     prog.done = (uint64_t)step;
     double max_ms = c->max_wallclock_seconds * 1000.0;
     int final = FINAL_RAW, was_looping = 0;
     while (!rc) {
+        /* Every rank takes the same decisions: rank 0's clock drives the schedule, and a stop
+         * (a signal) on any rank stops them all at the same step. */
+        if ((rc = pg_dist_bcast_double(dist, &train_ms))) break;
         int last = step >= c->iterations || (max_ms > 0 && train_ms >= max_ms) || (o->stop && *o->stop) ||
                    (o->stop_at > 0 && step >= o->stop_at);
+        if ((rc = pg_dist_max_int(dist, &last))) break;
         if (last && (final = final_kind(&av)) != FINAL_RAW) {
             /* The last validation scores the weights saved as the final model. */
             be->copy(av.raw, m.params, m.nparams);
@@ -438,12 +473,19 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         if (last || (c->val_loss_every > 0 && step % c->val_loss_every == 0)) {
             struct pg_eval_result er;
             m.looping = c->num_loops > 0; /* evaluation always loops */
-            if ((rc = pg_eval_val(&m, &val, &lut, 0, 1, val_b, 0, &er))) break;
+            if ((rc = pg_eval_val(&m, &val, &lut, rank, world, val_b, 0, &er))) break;
+            if (world > 1) { /* the ranks' shares, summed in rank order */
+                double sums[3] = {er.nll_sum, er.tokens, er.bytes};
+                if ((rc = pg_dist_sum_doubles(dist, sums, 3))) break;
+                er.nll_sum = sums[0], er.tokens = sums[1], er.bytes = sums[2];
+                er.val_loss = er.tokens > 0 ? er.nll_sum / er.tokens : 0;
+                er.val_bpb = er.bytes > 0 ? er.nll_sum / (log(2.0) * er.bytes) : 0;
+            }
             r->val_loss = er.val_loss, r->val_bpb = er.val_bpb;
             char what[64] = "";
             if (final == FINAL_EMA) snprintf(what, sizeof what, " (EMA weights)");
             if (final == FINAL_SWA) snprintf(what, sizeof what, " (SWA of %lld snapshots)", (long long)av.swa_count);
-            if (o->verbosity > 0)
+            if (verbosity > 0)
                 fprintf(stderr, "%sstep:%d/%d val_loss:%.4f val_bpb:%.4f train_time:%.0fms eval_time:%.0fms%s\n",
                         prog.drawn ? "\n" : "", step, c->iterations, er.val_loss, er.val_bpb, train_ms,
                         er.seconds * 1000, what);
@@ -467,14 +509,14 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         if (c->wd_taper_start < 1) pg_muon_set_weight_decay(&g.muon, c->muon_wd * wd_mul);
         int qat = c->qat_start_lr > 0 && mul < c->qat_start_lr;
         m.looping = c->num_loops > 0 && frac >= c->enable_looping_at;
-        if (m.looping && !was_looping && o->verbosity > 0)
+        if (m.looping && !was_looping && verbosity > 0)
             fprintf(stderr, "%sstep:%d looping on from this step (training fraction %.4f)\n", prog.drawn ? "\n" : "",
                     step + 1, frac);
         was_looping = m.looping;
         pg_model_zero_grad(&m);
         if (qat) qat_swap(&av, &m, c->qat_bits, c->qat_levels, 1);
-        double loss = 0, scale = 1.0 / ((double)loader.local_tokens * c->grad_accum_steps);
-        for (int micro = 0; micro < c->grad_accum_steps && !rc; micro++) {
+        double loss = 0, scale = 1.0 / ((double)loader.local_tokens * accum * world);
+        for (int micro = 0; micro < accum && !rc; micro++) {
             if ((rc = pg_train_loader_next(&loader, x, y))) break;
             if ((rc = pg_model_check_ids(&m, x, (size_t)loader.local_tokens)) ||
                 (rc = pg_model_check_ids(&m, y, (size_t)loader.local_tokens)))
@@ -484,6 +526,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         }
         if (qat) qat_swap(&av, &m, c->qat_bits, c->qat_levels, 0);
         if (rc || (rc = be->status())) break; /* a device's failure before a NaN it may have caused */
+        if (world > 1 && ((rc = pg_dist_sum_doubles(dist, &loss, 1)) || (rc = sum_grads(dist, &m)))) break;
         if (!isfinite(loss)) {
             rc = pg_error(PG_E_FORMAT, "step %d: the training loss is %g: diverged", step, loss);
             break;
@@ -504,7 +547,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
             swa_add(&av, &m);
         }
         pg_progress_update(&prog, (uint64_t)step);
-        if (o->verbosity > 0 && c->train_log_every > 0 && (step <= 10 || step % c->train_log_every == 0)) {
+        if (verbosity > 0 && c->train_log_every > 0 && (step <= 10 || step % c->train_log_every == 0)) {
             fprintf(stderr, "%sstep:%d/%d train_loss:%.4f lr_mul:%.4f step_ms:%.1f tok/s:%.0f\n",
                     prog.drawn ? "\n" : "", step, c->iterations, loss, mul, ms, tokens_per_step / (ms / 1000));
         }
@@ -513,7 +556,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
                  "\"tokens_per_s\":%.1f,\"muon_wd_mul\":%.6f,\"qat\":%d,\"looping\":%d}",
                  step, loss, mul, mom, ms, tokens_per_step / (ms / 1000), wd_mul, qat, m.looping);
         metric(mf, line);
-        if (o->save_every > 0 && step % o->save_every == 0) {
+        if (lead && o->save_every > 0 && step % o->save_every == 0) {
             snprintf(path, sizeof path, "%s/ckpt_%06d.safetensors", o->run_dir, step);
             rc = save_checkpoint(path, &m, &g, &av, step, &loader, train_ms);
         }
@@ -525,14 +568,14 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         /* The checkpoint keeps the raw weights (and the averages in its state), the model file the
          * final ones: the SWA average, else the EMA, else the raw weights. */
         if (final != FINAL_RAW) be->copy(m.params, av.raw, m.nparams);
-        rc = save_checkpoint(path, &m, &g, &av, step, &loader, train_ms);
+        if (lead) rc = save_checkpoint(path, &m, &g, &av, step, &loader, train_ms);
         if (final != FINAL_RAW) put_final(&av, &m);
         snprintf(r->final_ckpt, sizeof r->final_ckpt, "%s/model.safetensors", o->run_dir);
         const char *k[] = {"step"};
         char sb[32];
         snprintf(sb, sizeof sb, "%d", step);
         const char *v[] = {sb};
-        if (!rc) rc = pg_ckpt_save(&m, r->final_ckpt, 1, k, v);
+        if (!rc && lead) rc = pg_ckpt_save(&m, r->final_ckpt, 1, k, v);
         r->interrupted = o->stop && *o->stop;
     }
     r->steps = step;

@@ -22,6 +22,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "dist.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -39,6 +40,9 @@ struct pg_train_opts {
     int progress;                /* draw a progress line */
     int verbosity;               /* 0 quiet, 1 log lines */
     volatile sig_atomic_t *stop; /* set asynchronously (SIGINT/SIGTERM): checkpoint and return */
+    struct pg_dist *dist;        /* the job's ranks (lib/dist.h), or NULL: one process. Each rank
+                                  * takes grad_accum_steps / world micro-batches of every step,
+                                  * the gradients are summed in rank order, rank 0 writes */
 };
 
 struct pg_train_result {

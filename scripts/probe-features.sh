@@ -17,6 +17,17 @@ probe_c blas '#include <cblas.h>
 int main(void){float a=1,b=1,c=0;cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.f,&a,1,&b,1,0.f,&c,1);return c!=1.f;}' \
     -lopenblas && have_blas=1
 
+# MPI (Open MPI or MPICH): its flags from pkg-config, checked by building a program with them
+have_mpi=0 mpi_cflags="" mpi_libs=""
+for pc in ompi-c mpich mpi; do
+    if pkg-config --exists "$pc" 2>/dev/null; then
+        mpi_cflags=$(pkg-config --cflags "$pc") mpi_libs=$(pkg-config --libs "$pc")
+        probe_c mpi '#include <mpi.h>
+int main(void){int v=0,s=0;MPI_Get_version(&v,&s);return v<1;}' "$mpi_cflags $mpi_libs" && have_mpi=1 && break
+    fi
+done
+[ $have_mpi = 1 ] || mpi_cflags="" mpi_libs=""
+
 nvcc="$cuda_home/bin/nvcc"
 have_cuda=0 have_nccl=0
 if [ -x "$nvcc" ]; then
@@ -37,4 +48,7 @@ fi
     echo "HAVE_BLAS := $have_blas"
     echo "HAVE_CUDA := $have_cuda"
     echo "HAVE_NCCL := $have_nccl"
+    echo "HAVE_MPI := $have_mpi"
+    echo "MPI_CFLAGS := $mpi_cflags"
+    echo "MPI_LIBS := $mpi_libs"
 } > "$out.tmp" && mv "$out.tmp" "$out"
