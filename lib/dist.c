@@ -131,6 +131,49 @@ int pg_dist_sum_floats(struct pg_dist *d, float *x, size_t n)
 #endif
 }
 
+int pg_dist_share(struct pg_dist *d, float *const *ptrs, const size_t *sizes, const int *owner, size_t n)
+{
+    if (d->world <= 1 || n == 0) return 0;
+#ifdef PG_HAVE_MPI
+    const int w = d->world;
+    int *counts = calloc((size_t)w, sizeof *counts), *displs = calloc((size_t)w, sizeof *displs);
+    size_t total = 0, mine = 0;
+    int rc = counts && displs ? 0 : pg_error(PG_E_NOMEM, "mpi: no memory to share %zu arrays", n);
+    for (size_t k = 0; k < n && !rc; k++) {
+        size_t c = (size_t)counts[owner[k]] + sizes[k];
+        if (c > 0x7fffffff) rc = pg_error(PG_E_INVAL, "mpi: rank %d's share is too large", owner[k]);
+        else counts[owner[k]] = (int)c;
+        total += sizes[k];
+    }
+    for (int r = 1; r < w && !rc; r++) displs[r] = displs[r - 1] + counts[r - 1];
+    if (!rc && total + (size_t)counts[d->rank] > d->cap) {
+        float *nb = realloc(d->buf, (total + (size_t)counts[d->rank]) * sizeof *nb);
+        if (!nb) rc = pg_error(PG_E_NOMEM, "mpi: no memory to share %zu floats", total);
+        else d->buf = nb, d->cap = total + (size_t)counts[d->rank];
+    }
+    if (!rc) {
+        float *all = d->buf, *own = d->buf + total;
+        for (size_t k = 0; k < n; k++) /* this rank's arrays, in order */
+            if (owner[k] == d->rank) memcpy(own + mine, ptrs[k], sizes[k] * sizeof *own), mine += sizes[k];
+        int e = MPI_Allgatherv(own, (int)mine, MPI_FLOAT, all, counts, displs, MPI_FLOAT, MPI_COMM_WORLD);
+        if (e != MPI_SUCCESS) rc = mpi_failed(e, "MPI_Allgatherv");
+        for (int r = 0; r < w && !rc; r++) { /* rank r's segment holds its arrays in order */
+            size_t at = (size_t)displs[r];
+            for (size_t k = 0; k < n; k++)
+                if (owner[k] == r) {
+                    if (r != d->rank) memcpy(ptrs[k], all + at, sizes[k] * sizeof *all);
+                    at += sizes[k];
+                }
+        }
+    }
+    free(counts), free(displs);
+    return rc;
+#else
+    (void)ptrs, (void)sizes, (void)owner;
+    return pg_error(PG_E_UNSUPPORTED, "mpi: this build has no MPI");
+#endif
+}
+
 int pg_dist_sum_doubles(const struct pg_dist *d, double *v, int n)
 {
     if (d->world <= 1 || n <= 0) return 0;

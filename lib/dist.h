@@ -45,6 +45,12 @@ void pg_dist_abort(const struct pg_dist *d, int status);
  * every rank). @return 0, or PG_E_NOMEM (the scratch) / PG_E_LIB. */
 int pg_dist_sum_floats(struct pg_dist *d, float *x, size_t n);
 
+/* Every rank gets every array from its owner: arrays k = 0..n-1 of sizes[k] floats at ptrs[k]
+ * (the same list on every rank), array k written by rank owner[k]; the others' copies are
+ * overwritten with the owner's bits (one MPI_Allgatherv of the owned arrays, packed in order).
+ * @return 0, or PG_E_NOMEM / PG_E_LIB. */
+int pg_dist_share(struct pg_dist *d, float *const *ptrs, const size_t *sizes, const int *owner, size_t n);
+
 /* The same for a few doubles (gathered whole, then summed in rank order). */
 int pg_dist_sum_doubles(const struct pg_dist *d, double *v, int n);
 

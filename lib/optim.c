@@ -466,6 +466,7 @@ void pg_muon_step(struct pg_muon *mu, double lr, double momentum)
             buf[i] = decayed + g[i];
             G[i] = nesterov ? g[i] + mom * buf[i] : g[i];
         }
+        if (mu->owner && mu->owner[k] != mu->rank) continue; /* another rank's matrix (pg_muon_shard) */
         if (mu->row_norm) {
             /* MuonEq-R: U / U.norm(dim=-1, keepdim=True).clamp_min(1e-7) on the rows of the matrix
              * as stored (before Newton–Schulz's transpose); the norm is a pg_real tensor. */
@@ -490,8 +491,40 @@ void pg_muon_step(struct pg_muon *mu, double lr, double momentum)
     }
 }
 
+int pg_muon_shard(struct pg_muon *mu, int rank, int world)
+{
+    free(mu->owner);
+    mu->owner = NULL, mu->rank = 0;
+    if (world <= 1 || pg_on_device(mu->be)) return 0;
+    int *owner = malloc((mu->nt ? mu->nt : 1) * sizeof *owner);
+    double *load = calloc((size_t)world, sizeof *load);
+    unsigned char *done = calloc(mu->nt ? mu->nt : 1, 1);
+    int rc = owner && load && done ? 0 : pg_error(PG_E_NOMEM, "muon: no memory to divide %zu matrices", mu->nt);
+    for (size_t taken = 0; !rc && taken < mu->nt; taken++) {
+        size_t best = 0;
+        double best_cost = -1;
+        for (size_t k = 0; k < mu->nt; k++) { /* the largest left; ties to the first */
+            double m = fmin(mu->t[k].rows, mu->t[k].cols), n = fmax(mu->t[k].rows, mu->t[k].cols);
+            double cost = 4 * m * m * n + 2 * m * m * m; /* one iteration's products */
+            if (!done[k] && cost > best_cost) best = k, best_cost = cost;
+        }
+        int r = 0; /* the least loaded rank; ties to the lowest */
+        for (int q = 1; q < world; q++)
+            if (load[q] < load[r]) r = q;
+        owner[best] = r, load[r] += best_cost, done[best] = 1;
+    }
+    free(load), free(done);
+    if (rc) {
+        free(owner);
+        return rc;
+    }
+    mu->owner = owner, mu->rank = rank;
+    return 0;
+}
+
 void pg_muon_free(struct pg_muon *mu)
 {
+    free(mu->owner);
     free(mu->t);
     free(mu->off);
     state_free(mu->be, mu->buf);

@@ -138,7 +138,18 @@ struct pg_muon {
                               * slice per OpenMP thread on the host, one on a device) */
     size_t max_n, max_ns;    /* the largest matrix and Newton–Schulz scratch, in elements */
     const struct pg_backend *be; /* where buf and work live: NULL for host memory */
+    int *owner;              /* NULL, or the rank that orthogonalizes each matrix (pg_muon_shard) */
+    int rank;                /* this process's rank when owner is set */
 };
+
+/* Divides the Newton–Schulz work between `world` ranks of a data-parallel job (host memory
+ * only; a device keeps doing every matrix): each matrix gets an owner, the largest first to the
+ * least loaded rank by Newton–Schulz FLOPs (a fixed choice, the same on every rank). pg_muon_step
+ * then still updates every momentum buffer (they stay identical on every rank) but orthogonalizes
+ * and applies only the matrices this rank owns; the caller must then give every rank the owned
+ * matrices' new values (lib/train.c: pg_dist_share). Each matrix gets the bits it would without
+ * the division. world 1 turns it off. @return 0 or PG_E_NOMEM. */
+int pg_muon_shard(struct pg_muon *mu, int rank, int world);
 
 /* Sets up Muon over `n` 2-D tensors (rows, cols >= 1, n == rows·cols; the list is copied) with
  * zero momentum, and allocates every scratch buffer a step needs. @return 0, PG_E_INVAL (a bad

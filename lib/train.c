@@ -380,6 +380,20 @@ static int sum_grads(struct pg_dist *d, struct pg_model *m)
     return rc;
 }
 
+/* Muon's matrices after a step divided between the ranks (pg_muon_shard): each from its owner.
+ * On the host only (the division is off on a device). */
+static int share_muon(struct pg_dist *d, const struct pg_muon *mu)
+{
+    if (!mu->owner) return 0;
+    float **ptrs = malloc((mu->nt ? mu->nt : 1) * sizeof *ptrs);
+    size_t *sizes = malloc((mu->nt ? mu->nt : 1) * sizeof *sizes);
+    int rc = ptrs && sizes ? 0 : pg_error(PG_E_NOMEM, "no memory to share Muon's matrices");
+    for (size_t k = 0; k < mu->nt && !rc; k++) ptrs[k] = mu->t[k].param, sizes[k] = mu->t[k].n;
+    if (!rc) rc = pg_dist_share(d, ptrs, sizes, mu->owner, mu->nt);
+    free(ptrs), free(sizes);
+    return rc;
+}
+
 /* ---- the loop ---- */
 
 int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
@@ -430,6 +444,9 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         rc = pg_model_init_weights(&m, c->seed);
         if (!rc) rc = groups_init(&g, &m, c, o->muon_bf16);
     }
+    /* ranks divide Muon's orthogonalizations (on the CPU); PG_MUON_SHARD=0: each does them all */
+    const char *shard = getenv("PG_MUON_SHARD");
+    if (!rc && world > 1 && !(shard && strcmp(shard, "0") == 0)) rc = pg_muon_shard(&g.muon, rank, world);
     if (!rc) rc = avg_init(&av, &m, c);
     if (!rc && !((x = pg_malloc((size_t)loader.local_tokens * sizeof *x)) &&
                  (y = pg_malloc((size_t)loader.local_tokens * sizeof *y))))
@@ -526,7 +543,9 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         }
         if (qat) qat_swap(&av, &m, c->qat_bits, c->qat_levels, 0);
         if (rc || (rc = be->status())) break; /* a device's failure before a NaN it may have caused */
+        double comm_t0 = pg_now(), comm_ms = 0; /* the ranks' exchanges, in the step's time */
         if (world > 1 && ((rc = pg_dist_sum_doubles(dist, &loss, 1)) || (rc = sum_grads(dist, &m)))) break;
+        comm_ms += (pg_now() - comm_t0) * 1000;
         if (!isfinite(loss)) {
             rc = pg_error(PG_E_FORMAT, "step %d: the training loss is %g: diverged", step, loss);
             break;
@@ -535,6 +554,9 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         pg_adam_step(&g.embed, (c->tie_embeddings ? c->tied_embed_lr : c->embed_lr) * mul);
         if (g.has_head) pg_adam_step(&g.head, c->head_lr * mul);
         pg_muon_step(&g.muon, c->matrix_lr * mul, mom);
+        comm_t0 = pg_now();
+        if ((rc = share_muon(dist, &g.muon))) break;
+        comm_ms += (pg_now() - comm_t0) * 1000;
         pg_adam_step(&g.scalar, c->scalar_lr * mul);
         if (av.ema) ema_update(&av, &m, c->ema_decay);
         /* a device reports its failures here, once per step (the loss has waited for it already) */
@@ -555,6 +577,10 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
                  "{\"step\":%d,\"train_loss\":%.8f,\"lr_mul\":%.6f,\"muon_momentum\":%.6f,\"step_ms\":%.3f,"
                  "\"tokens_per_s\":%.1f,\"muon_wd_mul\":%.6f,\"qat\":%d,\"looping\":%d}",
                  step, loss, mul, mom, ms, tokens_per_step / (ms / 1000), wd_mul, qat, m.looping);
+        if (world > 1) { /* ranks of a job: the exchanges' share of the step */
+            size_t len = strlen(line);
+            snprintf(line + len - 1, sizeof line - len + 1, ",\"ranks\":%d,\"comm_ms\":%.3f}", world, comm_ms);
+        }
         metric(mf, line);
         if (lead && o->save_every > 0 && step % o->save_every == 0) {
             snprintf(path, sizeof path, "%s/ckpt_%06d.safetensors", o->run_dir, step);

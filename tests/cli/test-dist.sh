@@ -2,7 +2,7 @@
 # test-dist.sh: pg-train as ranks of one job under mpirun (lib/dist.h), on the CPU: N ranks with
 # the same global batch equal one process (to the rounding of the gradient sums' order) at
 # N = 2 and 3, with the record switches, looping and the coprime loader too; a rerun at the same
-# N gives the same bytes; a run stopped at N = 2 resumes at N = 1; rank 0 alone writes; a rank
+# N gives the same bytes, and so does dividing Muon's work between the ranks or not; a run stopped at N = 2 resumes at N = 1; rank 0 alone writes; a rank
 # that fails ends the job with its rank named, without hanging; a batch that does not split
 # evenly is refused. Skips without mpirun.
 . "$(dirname "$0")/lib.sh"
@@ -74,10 +74,18 @@ weights "3 ranks: the final weights within 5e-5 of scale of 1 process's" 5e-5 "$
 check "rank 0 alone writes: one metrics line per step and validation, as 1 process" \
     sh -c "[ \$(wc -l <'$W/r2/metrics.jsonl') -eq \$(wc -l <'$W/r1/metrics.jsonl') ]"
 
+check "2 ranks: every step line has ranks 2 and a comm_ms; one process's have neither" sh -c "
+    jq -e -s '[.[] | select(.train_loss)] | length == 20 and all(.ranks == 2 and .comm_ms >= 0)' '$W/r2/metrics.jsonl' &&
+    jq -e -s '[.[] | select(.train_loss)] | all(has(\"comm_ms\") | not)' '$W/r1/metrics.jsonl'" 
 check "2 ranks again" ranks 2 -o "$W/r2b"
 check "a rerun at 2 ranks gives the same model bytes" cmp -s "$W/r2/model.safetensors" "$W/r2b/model.safetensors"
 check "and the same optimizer state (its metadata has the wall-clock time)" quiet \
     "$DIFF" "$W/r2/ckpt_000020.state.safetensors" "$W/r2b/ckpt_000020.state.safetensors" 0
+
+# Muon's orthogonalizations are divided between the ranks; each matrix's bits are its owner's
+check "2 ranks with every rank orthogonalizing every matrix (PG_MUON_SHARD=0)" env PG_MUON_SHARD=0 \
+    $MPI -x PG_MUON_SHARD -np 2 "$TRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY -o "$W/r2u"
+check "dividing Muon between the ranks changes no bit of the model" cmp -s "$W/r2/model.safetensors" "$W/r2u/model.safetensors"
 
 check "record switches, looping, coprime loader: 1 process" one -o "$W/q1" $RECORD
 check "record switches, looping, coprime loader: 2 ranks" ranks 2 -o "$W/q2" $RECORD

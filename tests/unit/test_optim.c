@@ -402,6 +402,56 @@ static void test_muon_scale(int bf16)
     pg_muon_free(&mu);
 }
 
+/* pg_muon_shard: three ranks divide five matrices of different sizes (every matrix one owner, the
+ * largest spread first); each rank's step updates every momentum buffer and only its own
+ * matrices; the owners' matrices put together equal one undivided step bit for bit, and so do
+ * the momenta on every rank. */
+static void test_muon_shard(void)
+{
+    enum { NT = 5, RANKS = 3, MAXN = 24 * 16 };
+    static const int shapes[NT][2] = {{24, 16}, {8, 8}, {16, 24}, {8, 8}, {12, 8}};
+    static float W[RANKS + 1][NT][MAXN], g[NT][MAXN];
+    struct pg_opt_tensor t[RANKS + 1][NT];
+    for (int k = 0; k < NT; k++) {
+        int n = shapes[k][0] * shapes[k][1];
+        for (int i = 0; i < n; i++) {
+            g[k][i] = (float)urand();
+            W[0][k][i] = (float)urand() * 0.1f;
+            for (int r = 1; r <= RANKS; r++) W[r][k][i] = W[0][k][i];
+        }
+        for (int r = 0; r <= RANKS; r++) t[r][k] = (struct pg_opt_tensor){W[r][k], g[k], shapes[k][0], shapes[k][1], (size_t)n};
+    }
+    struct pg_muon mu[RANKS + 1]; /* [0]: undivided; [1 + r]: rank r of RANKS */
+    int rc = 0;
+    for (int r = 0; r <= RANKS; r++) rc |= pg_muon_init(&mu[r], t[r], NT, 5, 1, 0);
+    for (int r = 0; r < RANKS; r++) rc |= pg_muon_shard(&mu[1 + r], r, RANKS);
+    is_int(rc, 0, "muon shard: set up one undivided and three ranks");
+    int owned[RANKS] = {0}, same_owner = 1;
+    for (int k = 0; k < NT; k++) {
+        owned[mu[1].owner[k]]++;
+        for (int r = 1; r < RANKS; r++) same_owner &= mu[1 + r].owner[k] == mu[1].owner[k];
+    }
+    ok(same_owner && owned[0] >= 1 && owned[1] >= 1 && owned[2] >= 1,
+       "muon shard: every rank owns a matrix (%d, %d, %d), the same choice on every rank", owned[0], owned[1], owned[2]);
+    ok(mu[1].owner[0] != mu[1].owner[2], "muon shard: the two largest matrices go to different ranks");
+    for (int step = 0; step < 2; step++)
+        for (int r = 0; r <= RANKS; r++) pg_muon_step(&mu[r], 0.05, 0.9);
+    int same = 1, untouched = 1, momenta = 1;
+    for (int k = 0; k < NT; k++) {
+        size_t n = t[0][k].n, bytes = n * sizeof(float);
+        int o = mu[1].owner[k];
+        same &= memcmp(W[1 + o][k], W[0][k], bytes) == 0;
+        for (int r = 0; r < RANKS; r++)
+            if (r != o) untouched &= memcmp(W[1 + r][k], W[0][k], bytes) != 0;
+        for (int r = 0; r < RANKS; r++)
+            momenta &= memcmp(mu[1 + r].buf + mu[1 + r].off[k], mu[0].buf + mu[0].off[k], bytes) == 0;
+    }
+    ok(same, "muon shard: each owner's matrices equal the undivided step's, bit for bit");
+    ok(untouched, "muon shard: a rank leaves the matrices it does not own as they were");
+    ok(momenta, "muon shard: every rank's momentum buffers equal the undivided step's");
+    for (int r = 0; r <= RANKS; r++) pg_muon_free(&mu[r]);
+}
+
 static void test_muon(void)
 {
     muon_trace(2, 3, 1);
@@ -992,6 +1042,7 @@ int main(void)
     test_adam_trace();
     test_newton_schulz();
     test_muon();
+    test_muon_shard();
     test_polar_express();
     test_muon_variants();
     test_adamw();
