@@ -122,6 +122,11 @@ check "a failing rank ends the job with a non-zero status (got $rc, after ${secs
 check "and its error names the rank" grep -q "pg-train: rank 1 of 2: error: .*nowhere" "$W/f.err"
 [ -s "$W/f.err" ] && grep "rank 1 of 2" "$W/f.err" | head -n 1 | sed 's/^/#   /'
 
+# scripts/bench-dist.sh at a tiny shape: a table with one process and 2 ranks
+check "bench-dist.sh runs one process and 2 ranks" sh -c "cd '$PG_ROOT' && PG_BIN='$PG_BIN' scripts/bench-dist.sh \
+    -d '$W/data' -p t -m '$W/sp.model' --steps 3 -o '$W/bd' --args '$(echo $TINY | sed 's/--iterations 20//')' >'$W/bd.out' 2>&1"
+check "its table has both runs and the exchanges' time" sh -c "grep -q '^1 process' '$W/bd.out' &&
+    grep -Eq '^2 ranks +[0-9.]+ +[0-9]+ +[0-9.]+ +[0-9.]+x' '$W/bd.out'"
 ranks 4 -o "$W/u" 2>"$W/u.err"
 rc=$?
 check "6 micro-batches over 4 ranks is refused (exit $rc)" sh -c "[ $rc -ne 0 ]"
