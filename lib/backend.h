@@ -26,7 +26,8 @@ struct pg_backend {
 
     /* Prepares the backend (thread pools); call once before the first operation. */
     void (*init)(void);
-    /* Scratch elements the attention operations need for sequences of t tokens. */
+    /* Scratch elements the attention operations need from the caller for sequences of t tokens;
+     * 0: none (the caller passes work NULL and the backend finds its own where it needs any). */
     size_t (*attention_work)(int t);
 
     /* Memory the operations work on: host memory for the CPU backend, device memory for a GPU
@@ -75,7 +76,8 @@ struct pg_backend {
 
     /* Causal grouped-query attention: q[B,T,H,hd], k and v [B,T,KV,hd]; query head h reads kv
      * head h / (H/KV); out[B,T,H,hd]; lse[B,H,T] keeps each row's log-sum-exp for the backward.
-     * work: scratch of attention_work(t) elements from the caller (no allocation inside). */
+     * work: scratch of attention_work(t) elements from the caller (no allocation inside), or
+     * NULL when that is 0. */
     void (*attention_fwd)(pg_real *out, pg_real *lse, const pg_real *q, const pg_real *k, const pg_real *v, int b,
                           int t, int h, int kv, int hd, double scale, pg_real *work);
     /* dq, dk, dv from dout (all overwritten), recomputing the probabilities from q, k and lse. */

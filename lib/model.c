@@ -326,6 +326,7 @@ static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
     int half = m->rd / 2;
     TAKE(m->cos, (size_t)t * half); TAKE(m->sin, (size_t)t * half);
     TAKE(m->attn_work, m->be->attention_work(t)); TAKE(m->ce_work, pg_ce_work(m->v));
+    if (base && m->be->attention_work(t) == 0) m->attn_work = NULL; /* the backend keeps its own */
     if (m->training) {
         TAKE(m->dx, n * d); TAKE(m->dx0, n * d); TAKE(m->dxm, n * d); TAKE(m->dya, n * d); TAKE(m->dym, n * d);
         TAKE(m->dtmp, n * d); TAKE(m->dtmp2, n * d); TAKE(m->dtmp3, lanes ? n * d : 0);

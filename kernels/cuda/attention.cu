@@ -66,6 +66,19 @@ static int use_flash(int hd)
 
 extern "C" size_t pg_cuda_attention_work(int t) { return (size_t)chunk_seqs(t) * 2 * (size_t)t * (size_t)t; }
 
+extern "C" size_t pg_cuda_attention_table_work(int t)
+{
+    (void)t;
+    return 0;
+}
+
+// The batched products' scratch: the caller's, or (work NULL: the model's, which keeps none)
+// the backend's shared scratch, grown on demand; NULL with the failure recorded.
+static float *work_or_scratch(float *work, int t)
+{
+    return work ? work : (float *)pg_cuda_scratch(pg_cuda_attention_work(t) * sizeof(float));
+}
+
 // Row i (blockIdx.x) of sequence z (blockIdx.y) of a chunk: p is [t, t] per sequence, t·t apart;
 // the row's log-sum-exp at lse[z·lse_stride + i]; its document starts at ds[z·t + i] (ds NULL:
 // plain causal rows). The softmax of the scores [lo, i], their log-sum-exp computed into lse when
@@ -164,6 +177,7 @@ extern "C" void pg_cuda_attention_varlen_fwd(float *out, float *lse, const float
     if (b <= 0 || t <= 0 || h <= 0 || kv <= 0 || hd <= 0) return;
     if (use_flash(hd)) return pg_cuda_flash_fwd(out, lse, q, k, v, doc_start, b, t, h, kv, hd, scale);
     int group = h / kv, ldq = h * hd, ldk = kv * hd, chunk = chunk_seqs(t);
+    if (!(work = work_or_scratch(work, t))) return;
     for (int b0 = 0; b0 < b; b0 += chunk)
         for (int hi = 0; hi < h; hi++) {
             int g = b - b0 < chunk ? b - b0 : chunk;
@@ -182,6 +196,7 @@ extern "C" void pg_cuda_attention_varlen_bwd(float *dq, float *dk, float *dv, co
     if (b <= 0 || t <= 0 || h <= 0 || kv <= 0 || hd <= 0) return;
     if (use_flash(hd)) return pg_cuda_flash_bwd(dq, dk, dv, dout, out, lse, q, k, v, doc_start, b, t, h, kv, hd, scale);
     int group = h / kv, ldq = h * hd, ldk = kv * hd, chunk = chunk_seqs(t);
+    if (!(work = work_or_scratch(work, t))) return;
     const float sc = (float)scale;
     float *p = work, *dp = work + (size_t)chunk * t * t;
     for (int b0 = 0; b0 < b; b0 += chunk)

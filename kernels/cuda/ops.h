@@ -80,6 +80,9 @@ void pg_cuda_head_gain_bwd(float *dq, float *dg, const float *q_pre, const float
 
 /* Attention: work is device scratch of pg_cuda_attention_work(t) floats (not the CPU's size). */
 size_t pg_cuda_attention_work(int t);
+/* The table's attention_work: 0, so the model keeps no attention scratch of its own (the fused
+ * kernels need none); the batched products, called with work NULL, take pg_cuda_scratch. */
+size_t pg_cuda_attention_table_work(int t);
 /* Tests: at most `seqs` sequences per round of the attention operations (they process up to
  * about 256 MiB of [t,t] matrices at once); 0 restores the default. Call before sizing work. */
 void pg_cuda_attention_max_chunk(int seqs);
