@@ -10,6 +10,7 @@
 #include "model.h"
 #include "opt.h"
 #include "optim.h"
+#include "runlock.h"
 #include "outfile.h"
 #include "progress.h"
 #include "quant.h"
@@ -377,7 +378,13 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     if (!rc) rc = pg_bpb_lut_from_tok(&lut, tok, c->vocab_size);
     pg_tok_free(tok);
     if (rc) return rc;
-    PG_TRY(pg_mkdir_p(o->run_dir));
+    int lock_fd = -1; /* held to the end: a second pg-train on this folder refuses to start */
+    rc = pg_mkdir_p(o->run_dir);
+    if (!rc) rc = pg_run_lock(o->run_dir, &lock_fd);
+    if (rc) {
+        pg_bpb_lut_free(&lut);
+        return rc;
+    }
 
     struct pg_train_loader loader;
     struct pg_val_set val;
@@ -547,5 +554,6 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     pg_val_close(&val);
     pg_train_loader_close(&loader);
     pg_bpb_lut_free(&lut);
+    pg_run_unlock(lock_fd);
     return rc;
 }
