@@ -6,6 +6,7 @@
 #include "xio.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,4 +48,32 @@ int pg_run_lock(const char *dir, int *fd)
 void pg_run_unlock(int fd)
 {
     if (fd >= 0) close(fd);
+}
+
+/* The temporaries of pg-train's own outputs (outfile.h names them ".NAME.tmp.XXXXXX"). */
+static int train_temp(const char *name)
+{
+    static const char *const outs[] = {".ckpt_", ".model.safetensors.tmp."};
+    if (!strstr(name, ".tmp.")) return 0;
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++)
+        if (strncmp(name, outs[i], strlen(outs[i])) == 0) return 1;
+    return 0;
+}
+
+int pg_run_clean_temps(const char *dir, int *removed)
+{
+    *removed = 0;
+    DIR *d = opendir(dir);
+    if (!d) return pg_error_errno(PG_E_IO, "cannot open directory '%s'", dir);
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d)) && !rc) {
+        if (!train_temp(e->d_name)) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0) (*removed)++;
+        else if (errno != ENOENT) rc = pg_error_errno(PG_E_IO, "cannot remove stale temporary '%s'", path);
+    }
+    closedir(d);
+    return rc;
 }

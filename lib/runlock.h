@@ -16,6 +16,11 @@
  * holder's pid) or the file cannot be created. */
 int pg_run_lock(const char *dir, int *fd);
 
+/* With the lock held: removes the temporaries of pg-train's own outputs (.ckpt_*.tmp.*,
+ * .model.safetensors.tmp.*) that a pg-train killed by SIGKILL left in dir, which no live process
+ * can be writing. *removed gets their count. @return 0, or PG_E_IO. */
+int pg_run_clean_temps(const char *dir, int *removed);
+
 /* Releases the lock (closes fd). Safe with fd < 0. */
 void pg_run_unlock(int fd);
 
