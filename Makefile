@@ -82,7 +82,8 @@ CLI_OBJ := $(O)/cmd/cli.o
 
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRC:tests/unit/%.c=$(O)/tests/%)
-TOOLS := $(O)/tests/tools/ref_eval_f64 $(O)/tests/tools/blas_info $(O)/tests/tools/st_diff
+TOOLS := $(O)/tests/tools/ref_eval_f64 $(O)/tests/tools/blas_info $(O)/tests/tools/st_diff $(O)/tests/tools/synth_shard \
+	$(O)/tests/tools/pga_exact
 
 LIBPG := $(O)/libpg.a
 
@@ -131,7 +132,7 @@ $(O)/tests/%: tests/unit/%.c tests/tap.h $(LIBPG)
 # Test tools (not tests themselves): blas_info (the OpenBLAS core, the CPU's level, one product's
 # GFLOP/s) for tests/cli/test-blas-cores.sh and the benchmarks; the float64 reference evaluator
 # of tests/cli/test-train.sh.
-$(O)/tests/tools/blas_info $(O)/tests/tools/st_diff: $(O)/tests/tools/%: tests/tools/%.c $(LIBPG)
+$(O)/tests/tools/blas_info $(O)/tests/tools/st_diff $(O)/tests/tools/synth_shard $(O)/tests/tools/pga_exact: $(O)/tests/tools/%: tests/tools/%.c $(LIBPG)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPG) $(LDLIBS)
 

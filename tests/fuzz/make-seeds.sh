@@ -9,7 +9,7 @@ C=tests/fuzz/corpus
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 export LC_ALL=C.UTF-8 OMP_NUM_THREADS=1
-rm -rf "$C"
+find "$C" -type f ! -name "regress-*" -delete 2>/dev/null || true # regress-*: inputs that once crashed a reader
 for n in shard safetensors state config docs pgq pga codec cuts spm; do mkdir -p "$C/$n"; done
 
 jq -R -s -c 'split("\n\n")[] | select(test("\\S")) | {text: .}' /usr/share/common-licenses/GPL-3 >"$W/docs.jsonl"
@@ -21,6 +21,11 @@ head -c 20000 /usr/share/common-licenses/GPL-3 >"$W/spm.txt"
 spm_train --input="$W/spm.txt" --model_prefix="$W/spid" --vocab_size=400 --model_type=bpe \
     --normalization_rule_name=identity --byte_fallback=true >/dev/null 2>&1
 cp "$W/spid.model" "$C/spm/identity400.model"
+# and one with a small character map of its own (five rules)
+printf '41\t61\n42\t62\nFF21\t61\n2160\t69\n00C5\t61 30A\n' >"$W/rules.tsv"
+spm_train --input="$W/spm.txt" --model_prefix="$W/sprule" --vocab_size=400 --model_type=bpe \
+    --normalization_rule_tsv="$W/rules.tsv" --byte_fallback=true >/dev/null 2>&1
+cp "$W/sprule.model" "$C/spm/rules400.model"
 cp "$W/data/t_val_000000.bin" "$C/shard/val.bin"
 head -c 1024 "$W/data/t_val_000000.bin" >"$C/shard/empty-header.bin"
 
