@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -304,17 +305,17 @@ extern "C" int pg_tok_load(struct pg_tok **out, const char *path)
 {
     *out = nullptr;
     try {
-        pg_tok *t = new pg_tok;
+        // owned here until the end, so a SentencePiece exception (an encode of a damaged model in
+        // word_cache_exact, found by fuzz_spm) does not leak it
+        std::unique_ptr<pg_tok> t(new pg_tok);
         auto st = t->sp.Load(path);
         if (!st.ok()) {
-            delete t;
             FILE *f = fopen(path, "rb");
             if (!f) return pg_error_errno(PG_E_IO, "cannot open tokenizer '%s'", path);
             fclose(f);
             return pg_error(PG_E_FORMAT, "%s: not a SentencePiece model", path);
         }
         if (!model_charsmaps_ok(t->sp.serialized_model_proto())) {
-            delete t;
             return pg_error(PG_E_FORMAT, "%s: not a SentencePiece model (its normalizer's character map is damaged)",
                             path);
         }
@@ -324,8 +325,8 @@ extern "C" int pg_tok_load(struct pg_tok **out, const char *path)
         static std::atomic<unsigned long> loads{0};
         t->serial = ++loads;
         const char *off = std::getenv("PG_TOK_NO_WORD_CACHE");
-        t->word_cache = !(off && *off && std::strcmp(off, "0") != 0) && word_cache_exact(t);
-        *out = t;
+        t->word_cache = !(off && *off && std::strcmp(off, "0") != 0) && word_cache_exact(t.get());
+        *out = t.release();
         return 0;
     } catch (const std::bad_alloc &) {
         return pg_error(PG_E_NOMEM, "out of memory loading '%s'", path);
