@@ -88,7 +88,8 @@ CLI_OBJ := $(O)/cmd/cli.o
 
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRC:tests/unit/%.c=$(O)/tests/%)
-TOOLS := $(O)/tests/tools/ref_eval_f64 $(O)/tests/tools/blas_info $(O)/tests/tools/st_diff
+TOOLS := $(O)/tests/tools/ref_eval_f64 $(O)/tests/tools/blas_info $(O)/tests/tools/st_diff $(O)/tests/tools/synth_shard \
+	$(O)/tests/tools/pga_exact
 
 LIBPG := $(O)/libpg.a
 
@@ -137,7 +138,7 @@ $(O)/tests/%: tests/unit/%.c tests/tap.h $(LIBPG)
 # Test tools (not tests themselves): blas_info (the OpenBLAS core, the CPU's level, one product's
 # GFLOP/s) for tests/cli/test-blas-cores.sh and the benchmarks; the float64 reference evaluator
 # of tests/cli/test-train.sh.
-$(O)/tests/tools/blas_info $(O)/tests/tools/st_diff: $(O)/tests/tools/%: tests/tools/%.c $(LIBPG)
+$(O)/tests/tools/blas_info $(O)/tests/tools/st_diff $(O)/tests/tools/synth_shard $(O)/tests/tools/pga_exact: $(O)/tests/tools/%: tests/tools/%.c $(LIBPG)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPG) $(LDLIBS)
 
@@ -230,12 +231,60 @@ $(O)/tests/tools/pg-%-emu: $(O)/cmd/pg-%.o $(CLI_OBJ) $(EMU_SELECT) $(EMU_LIB) $
 
 -include $(EMU_OBJ:.o=.d) $(CUDA_TESTS:=.d)
 
+# ---- fuzzing (tests/fuzz) ----------------------------------------------------------------------
+# Each tests/fuzz/fuzz_X.c is a libFuzzer harness for one reader, linked against libpg compiled a
+# third time by clang with coverage, ASan and UBSan (objects in build-fuzz/). `make fuzz` runs every
+# harness for FUZZ_SECONDS on a copy of its seed corpus (tests/fuzz/corpus/X) and fails on any crash
+# or leak; `make check` builds them and tests/cli/test-fuzz.sh runs each for a few seconds. Without
+# a clang that links -fsanitize=fuzzer (scripts/probe-fuzz.sh) nothing is built and the test skips.
+FUZZ_CC ?= clang
+FUZZ_CXX ?= clang++
+FUZZ_O := build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_DEFS := $(if $(filter 1,$(HAVE_BLAS)),-DPG_HAVE_BLAS=1)
+FUZZ_CFLAGS := -O1 -g -std=c11 $(WARN) -Wno-pass-failed -pthread -fopenmp -fno-trapping-math -MMD -MP $(FUZZ_SAN) \
+	-fsanitize=fuzzer-no-link $(FUZZ_DEFS)
+FUZZ_CXXFLAGS := -O1 -g -std=c++17 $(WARN) -pthread -MMD -MP $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_LDLIBS := -lsentencepiece -lsentencepiece_train -ljansson -lbrotlienc -lbrotlidec -llzma -lz -llapacke \
+	-lstdc++ -lpthread -lm $(if $(filter 1,$(HAVE_BLAS)),-lopenblas)
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_NAMES:%=$(FUZZ_O)/fuzz_%)
+FUZZ_LIB_OBJ := $(LIB_C:%.c=$(FUZZ_O)/%.o) $(LIB_CC:%.cc=$(FUZZ_O)/%.o)
+
+.PHONY: fuzz fuzz-build
+$(FUZZ_O)/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+$(FUZZ_O)/%.o: %.cc
+	@mkdir -p $(@D)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -c $< -o $@
+$(FUZZ_O)/libpg.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+# linked by clang++, which brings UBSan's C++ runtime (tok_spm.cc)
+$(FUZZ_O)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_O)/libpg.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@.o
+	$(FUZZ_CXX) $(FUZZ_SAN) -fsanitize=fuzzer -fopenmp -o $@ $@.o $(FUZZ_O)/libpg.a $(FUZZ_LDLIBS)
+
+# Builds the harnesses when clang can (otherwise says why and succeeds: the fuzz test then skips).
+fuzz-build: $(O)/features.mk
+	@if sh scripts/probe-fuzz.sh "$(FUZZ_CC)"; then $(MAKE) --no-print-directory $(FUZZ_BINS); \
+	else rm -f $(FUZZ_BINS); fi
+
+fuzz: fuzz-build
+	@FUZZ_O=$(FUZZ_O) sh scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+-include $(FUZZ_LIB_OBJ:.o=.d)
+
+
 # ---- targets --------------------------------------------------------------------------------
 
 # check, check-gpu and demo build with every core unless the user gave -j already (a -j given to
 # the sub-make would override the outer jobserver).
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 BUILD_ALL = $(MAKE) $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC)) --no-print-directory all
+BUILD_FUZZ = $(MAKE) $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC)) --no-print-directory fuzz-build
 
 deps:
 	@sh scripts/install-deps.sh
@@ -248,6 +297,7 @@ corpus:
 
 check: deps corpus
 	@$(BUILD_ALL)
+	@$(BUILD_FUZZ)
 	@PG_BIN=$(CURDIR)/$(BIN) PG_TESTBIN=$(CURDIR)/$(O)/tests PG_HAVE_CUDA=$(HAVE_CUDA) SANITIZE=$(SANITIZE) \
 		sh tests/run.sh
 
@@ -256,7 +306,7 @@ check-gpu: deps
 	@PG_EXPECT_GPU=1 PG_BIN=$(CURDIR)/$(BIN) PG_TESTBIN=$(CURDIR)/$(O)/tests PG_HAVE_CUDA=$(HAVE_CUDA) \
 		SANITIZE=$(SANITIZE) sh tests/run.sh
 
-test: all
+test: all fuzz-build
 	@PG_BIN=$(CURDIR)/$(BIN) PG_TESTBIN=$(CURDIR)/$(O)/tests PG_HAVE_CUDA=$(HAVE_CUDA) SANITIZE=$(SANITIZE) \
 		sh tests/run.sh
 
@@ -275,6 +325,6 @@ install: all
 	install -m 644 $(wildcard man/*.7) $(DESTDIR)$(PREFIX)/share/man/man7/
 
 clean:
-	rm -rf build build-san bin
+	rm -rf build build-san build-fuzz bin
 
 -include $(LIB_OBJ:.o=.d) $(CUDA_C:%.c=$(O)/%.d) $(O)/cmd/*.d

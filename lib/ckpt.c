@@ -125,6 +125,15 @@ int pg_ckpt_read_config(const char *path, struct pg_config *cfg)
     } else {
         rc = infer_config(&f, cfg);
     }
+    /* Every parameter takes 2 bytes at least (F16, BF16): a configuration whose model the tensors
+     * cannot hold is refused here, before a caller allocates that model. */
+    size_t np;
+    uint64_t data = f.map.size - f.data_start;
+    if (!rc && pg_config_validate(cfg, 0) == 0 && !(rc = pg_model_count_params(cfg, &np)) && np > data / 2)
+        rc = pg_error(PG_E_FORMAT, "%s: the configuration's model has %zu parameters, more than the %llu bytes of "
+                      "tensors hold", path, np, (unsigned long long)data);
+    else if (!rc)
+        pg_error_clear(); /* an invalid configuration is the caller's to report */
     pg_st_close(&f);
     return rc;
 }

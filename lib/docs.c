@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define READ_CHUNK (1u << 20)
+#define READ_CHUNK (1u << 16) /* the buffer grows past it only as a line needs */
 
 int pg_docs_open(struct pg_docs *d, char *const *inputs, size_t n, int text_mode)
 {

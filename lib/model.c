@@ -136,13 +136,10 @@ static int alloc_failed(const struct pg_backend *be, size_t bytes, const char *w
     return pg_error(PG_E_NOMEM, "out of memory: %zu bytes of %s memory for the model's %s", bytes, be->name, what);
 }
 
-int pg_model_init(struct pg_model *m, const struct pg_config *cfg, const struct pg_backend *be, int training)
+int pg_model_init_shape(struct pg_model *m, const struct pg_config *cfg)
 {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    m->be = be;
-    be->init();
-    m->training = training;
     m->d = cfg->model_dim;
     m->h = cfg->num_heads;
     m->kv = cfg->num_kv_heads;
@@ -170,6 +167,25 @@ int pg_model_init(struct pg_model *m, const struct pg_config *cfg, const struct 
         }
         rc = build_table(m);
     }
+    if (rc) pg_model_free(m);
+    return rc;
+}
+
+int pg_model_count_params(const struct pg_config *cfg, size_t *nparams)
+{
+    struct pg_model m;
+    int rc = pg_model_init_shape(&m, cfg);
+    *nparams = rc ? 0 : m.nparams;
+    pg_model_free(&m);
+    return rc;
+}
+
+int pg_model_init(struct pg_model *m, const struct pg_config *cfg, const struct pg_backend *be, int training)
+{
+    int rc = pg_model_init_shape(m, cfg);
+    m->be = be;
+    be->init();
+    m->training = training;
     if (!rc) {
         m->params = be->alloc(m->nparams * sizeof *m->params);
         if (!m->params) rc = alloc_failed(be, m->nparams * sizeof *m->params, "parameters");

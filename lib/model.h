@@ -119,6 +119,16 @@ struct pg_model {
  * which must have passed pg_config_validate. @return 0 or PG_E_NOMEM. */
 int pg_model_init(struct pg_model *m, const struct pg_config *cfg, const struct pg_backend *be, int training);
 
+/* The tensor table of cfg's model (validated) and its dimensions only: no backend, no parameters
+ * (m->params is NULL); for readers that check a file's tensors against a configuration. Release it
+ * with pg_model_free. @return 0 or PG_E_NOMEM. */
+int pg_model_init_shape(struct pg_model *m, const struct pg_config *cfg);
+
+/* The number of parameters of cfg's model (validated), without allocating them: what a reader
+ * checks against the bytes a file has before it builds the model a header describes.
+ * @return 0 and *nparams, or PG_E_NOMEM. */
+int pg_model_count_params(const struct pg_config *cfg, size_t *nparams);
+
 /* Allocates activations for micro-batches of up to max_b sequences of t tokens (t <= the RoPE
  * table length, train_seq_len unless t is larger). @return 0 or PG_E_NOMEM. */
 int pg_model_alloc_acts(struct pg_model *m, int max_b, int t);

@@ -55,6 +55,9 @@ void pg_out_install_signal_cleanup(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    /* A write past the file size limit (ulimit -f) then fails with EFBIG, which is reported and
+     * cleaned up like a full disk, instead of killing the process with a temporary left behind. */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 static void out_free(struct pg_out *o)

@@ -50,7 +50,8 @@ int pg_out_rename(struct pg_out *o);
 void pg_out_abort(struct pg_out *o);
 
 /* Installs handlers for SIGINT, SIGTERM and SIGHUP that unlink every open temporary, then
- * die of the same signal (so the shell sees the usual status). */
+ * die of the same signal (so the shell sees the usual status). SIGXFSZ is ignored, so a write
+ * past `ulimit -f` fails (and is reported) like one to a full disk. */
 void pg_out_install_signal_cleanup(void);
 
 #endif

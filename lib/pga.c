@@ -118,12 +118,16 @@ static int pack_one(const struct pg_pga_input *in, struct packed *p)
 static int check_inputs(const struct pg_pga_input *in, size_t n)
 {
     if (n > PG_PGA_MAX_STREAMS) return pg_error(PG_E_INVAL, "pga: %zu streams, at most %d", n, PG_PGA_MAX_STREAMS);
+    uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (!in[i].name || !name_ok(in[i].name))
             return pg_error(PG_E_INVAL, "pga: stream %zu: name '%s' is not 1 to %d printable ASCII characters without spaces",
                             i, in[i].name ? in[i].name : "(null)", PG_PGA_NAME_BYTES - 1);
         if (in[i].size > PG_PGA_MAX_RAW)
             return pg_error(PG_E_INVAL, "pga: stream '%s': %zu bytes, over the 1 GiB limit", in[i].name, in[i].size);
+        if ((total += in[i].size) > PG_PGA_MAX_RAW)
+            return pg_error(PG_E_INVAL, "pga: the streams add up to %llu bytes, over the 1 GiB limit",
+                            (unsigned long long)total);
         if (in[i].size && !in[i].data) return pg_error(PG_E_INVAL, "pga: stream '%s': no data", in[i].name);
         if ((unsigned)in[i].codec >= PG_CODEC_COUNT)
             return pg_error(PG_E_INVAL, "pga: stream '%s': unknown codec %d", in[i].name, (int)in[i].codec);
@@ -330,9 +334,13 @@ int pg_pga_parse(struct pg_pga *a, const void *data, size_t size, const char *pa
     int rc = parse_header(a, data, size, &data_offset);
     if (!rc && !(a->streams = pg_calloc(a->n ? a->n : 1, sizeof *a->streams))) rc = PG_E_NOMEM;
     uint64_t off = data_offset;
+    uint64_t raw_total = 0; /* a reader may hold every stream decoded at once: capped in total too */
     for (size_t i = 0; i < a->n && !rc; i++) {
         rc = parse_entry(a, i, a->data + PG_PGA_HEADER_BYTES + (size_t)PG_PGA_ENTRY_BYTES * i, off);
         if (!rc) off += a->streams[i].packed_size;
+        if (!rc && (raw_total += a->streams[i].raw_size) > PG_PGA_MAX_RAW)
+            rc = fail(a->path, PG_E_FORMAT, "the raw sizes of streams 0 to %zu add up to %llu bytes, over the 1 GiB "
+                      "limit", i, (unsigned long long)raw_total);
     }
     if (!rc && off != size)
         rc = fail(a->path, PG_E_FORMAT, "%llu bytes after the last stream", (unsigned long long)(size - off));

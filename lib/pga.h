@@ -14,7 +14,7 @@
  * A stream's raw bytes (what the caller gave, and what decoding returns) go through the transform
  * (bytes_xform.h), then the codec (codec.h); CRC32 is zlib's crc32. Everything is checked: a
  * reader never reads outside the buffer and never allocates more than PG_PGA_MAX_RAW for a
- * stream; every failure is one line naming the file and the problem.
+ * stream, or for all of them together; every failure is one line naming the file and the problem.
  */
 #ifndef PG_PGA_H
 #define PG_PGA_H
@@ -33,7 +33,7 @@
 #define PG_PGA_ENTRY_BYTES 96
 #define PG_PGA_NAME_BYTES 32    /* names are 1..31 printable ASCII characters, no space */
 #define PG_PGA_MAX_STREAMS 65535
-#define PG_PGA_MAX_RAW (1ull << 30) /* per stream: 1 GiB */
+#define PG_PGA_MAX_RAW (1ull << 30) /* per stream, and all streams together: 1 GiB */
 
 /* The versions this build reads. */
 extern const uint32_t pg_pga_versions[];

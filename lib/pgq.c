@@ -456,10 +456,16 @@ int pg_pgq_parse(const unsigned char *buf, size_t len, const char *name, struct 
         snprintf(msg, sizeof msg, "%s", pg_error_message());
         return pg_error(PG_E_FORMAT, "%s: bad configuration: %s", name, msg);
     }
-    /* the configuration's model gives the names and shapes the table must have (its parameters
-     * are allocated but never touched, so they cost no memory) */
+    /* the configuration's model gives the names and shapes the table must have (its table only);
+     * every value takes a bit at least, so a configuration too large for the data section is
+     * refused before anything is built from it */
+    size_t np;
+    PG_TRY(pg_model_count_params(&qm->cfg, &np));
+    if ((np + 7) / 8 > dsize)
+        return pg_error(PG_E_FORMAT, "%s: the configuration's model has %zu parameters, more than the %" PRIu64
+                        "-byte data section can hold", name, np, dsize);
     struct pg_model m;
-    PG_TRY(pg_model_init(&m, &qm->cfg, &pg_backend_cpu, 0));
+    PG_TRY(pg_model_init_shape(&m, &qm->cfg));
     int rc = 0;
     if ((int)nt != m.ntensors)
         rc = pg_error(PG_E_FORMAT, "%s: %u tensors, the configuration's model has %d", name, nt, m.ntensors);

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -36,6 +38,93 @@ int kind_of(const sentencepiece::SentencePieceProcessor &sp, int id)
     if (sp.IsUnknown(id)) return PG_PIECE_UNKNOWN;
     if (sp.IsUnused(id)) return PG_PIECE_UNUSED;
     return PG_PIECE_NORMAL;
+}
+
+// ---- the normalizer's character map ----
+//
+// libsentencepiece trusts a model's precompiled character map (NormalizerSpec field 2: a uint32
+// trie size, a darts-clone double-array trie, then NUL-terminated replacement strings): a damaged
+// one makes Normalize read outside it (a SEGV found by tests/fuzz/fuzz_spm), so pg_tok_load checks
+// every map of the model before it encodes anything. The check walks the trie from the root as
+// darts-clone's commonPrefixSearch does, and requires that every unit a lookup can read, for any
+// input byte, is inside the array, and that every value it can return starts a string inside the
+// replacement blob, which ends with a NUL.
+
+bool pb_varint(const unsigned char *&p, const unsigned char *end, uint64_t &v)
+{
+    v = 0;
+    for (int shift = 0; p < end && shift < 64; shift += 7) {
+        unsigned char b = *p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) return true;
+    }
+    return false;
+}
+
+// Calls f(field, bytes, len) for each length-delimited field of a protobuf message.
+// @return false if the message is malformed.
+template <class F> bool pb_fields(const unsigned char *p, const unsigned char *end, F f)
+{
+    while (p < end) {
+        uint64_t key, v;
+        if (!pb_varint(p, end, key)) return false;
+        switch (key & 7) {
+        case 0: if (!pb_varint(p, end, v)) return false; break;
+        case 1: if (end - p < 8) return false; p += 8; break;
+        case 5: if (end - p < 4) return false; p += 4; break;
+        case 2:
+            if (!pb_varint(p, end, v) || v > (uint64_t)(end - p)) return false;
+            if (!f(key >> 3, p, (size_t)v)) return false;
+            p += v;
+            break;
+        default: return false;
+        }
+    }
+    return true;
+}
+
+bool charsmap_ok(const unsigned char *blob, size_t size)
+{
+    if (size == 0) return true; // no map: the identity
+    if (size <= 4) return false;
+    uint32_t trie_bytes = (uint32_t)blob[0] | (uint32_t)blob[1] << 8 | (uint32_t)blob[2] << 16 | (uint32_t)blob[3] << 24;
+    if (trie_bytes >= size - 4) return false;
+    size_t n = trie_bytes / 4, strings = size - 4 - trie_bytes;
+    const unsigned char *units = blob + 4, *str = units + trie_bytes;
+    if (n == 0 || str[strings - 1] != 0) return false;
+    auto unit = [&](size_t i) {
+        const unsigned char *u = units + 4 * i;
+        return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
+    };
+    auto offset = [](uint32_t u) { return (size_t)((u >> 10) << ((u & (1u << 9)) >> 6)); };
+    std::vector<char> seen(n, 0);
+    std::vector<size_t> todo{0};
+    seen[0] = 1;
+    while (!todo.empty()) {
+        size_t p = todo.back();
+        todo.pop_back();
+        size_t base = p ^ offset(unit(p));
+        if ((base | 0xff) >= n) return false; // a lookup reads base ^ c for every input byte c
+        if (p && (unit(p) >> 8 & 1) && (unit(base) & 0x7fffffffu) >= strings) return false; // has_leaf: value
+        for (size_t c = 0; c < 256; c++) { // a NUL in the text is looked up too
+            size_t q = base ^ c;
+            if ((unit(q) & (0x80000000u | 0xffu)) == c && !seen[q]) { // label(q) == c: a child
+                seen[q] = 1;
+                todo.push_back(q);
+            }
+        }
+    }
+    return true;
+}
+
+// Every precompiled map in the model (the normalizer's, field 3, and the denormalizer's, field 5).
+bool model_charsmaps_ok(const std::string &proto)
+{
+    const unsigned char *p = (const unsigned char *)proto.data();
+    return pb_fields(p, p + proto.size(), [](uint64_t field, const unsigned char *m, size_t len) {
+        if (field != 3 && field != 5) return true;
+        return pb_fields(m, m + len, [](uint64_t f, const unsigned char *b, size_t n) { return f != 2 || charsmap_ok(b, n); });
+    });
 }
 
 // ---- the word cache ----
@@ -216,14 +305,19 @@ extern "C" int pg_tok_load(struct pg_tok **out, const char *path)
 {
     *out = nullptr;
     try {
-        pg_tok *t = new pg_tok;
+        // owned here until the end, so a SentencePiece exception (an encode of a damaged model in
+        // word_cache_exact, found by fuzz_spm) does not leak it
+        std::unique_ptr<pg_tok> t(new pg_tok);
         auto st = t->sp.Load(path);
         if (!st.ok()) {
-            delete t;
             FILE *f = fopen(path, "rb");
             if (!f) return pg_error_errno(PG_E_IO, "cannot open tokenizer '%s'", path);
             fclose(f);
             return pg_error(PG_E_FORMAT, "%s: not a SentencePiece model", path);
+        }
+        if (!model_charsmaps_ok(t->sp.serialized_model_proto())) {
+            return pg_error(PG_E_FORMAT, "%s: not a SentencePiece model (its normalizer's character map is damaged)",
+                            path);
         }
         int n = t->sp.GetPieceSize();
         t->kind.resize((size_t)n);
@@ -231,8 +325,8 @@ extern "C" int pg_tok_load(struct pg_tok **out, const char *path)
         static std::atomic<unsigned long> loads{0};
         t->serial = ++loads;
         const char *off = std::getenv("PG_TOK_NO_WORD_CACHE");
-        t->word_cache = !(off && *off && std::strcmp(off, "0") != 0) && word_cache_exact(t);
-        *out = t;
+        t->word_cache = !(off && *off && std::strcmp(off, "0") != 0) && word_cache_exact(t.get());
+        *out = t.release();
         return 0;
     } catch (const std::bad_alloc &) {
         return pg_error(PG_E_NOMEM, "out of memory loading '%s'", path);

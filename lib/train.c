@@ -11,6 +11,7 @@
 #include "model.h"
 #include "opt.h"
 #include "optim.h"
+#include "runlock.h"
 #include "outfile.h"
 #include "progress.h"
 #include "quant.h"
@@ -218,7 +219,8 @@ static int save_checkpoint(const char *path, struct pg_model *m, struct groups *
     char stepbuf[32], filebuf[32], posbuf[32], msbuf[40], swabuf[32];
     snprintf(stepbuf, sizeof stepbuf, "%d", step);
     const char *k[] = {"step"}, *v[] = {stepbuf};
-    PG_TRY(pg_ckpt_save(m, path, 1, k, v));
+    /* The state goes first and the model file last, each atomically: a checkpoint's model file
+     * under its final name means that its state is complete too, whenever the process dies. */
     struct blob b[4] = {{"adam_embed", NULL, pg_adam_state_size(&g->embed)},
                         {"muon", NULL, pg_muon_state_size(&g->muon)},
                         {"adam_scalar", NULL, pg_adam_state_size(&g->scalar)},
@@ -261,6 +263,7 @@ static int save_checkpoint(const char *path, struct pg_model *m, struct groups *
     state_path(sp, sizeof sp, path);
     if (!rc) rc = m->be->status(); /* the downloads of the state */
     if (!rc) rc = pg_st_write(&w, sp);
+    if (!rc) rc = pg_ckpt_save(m, path, 1, k, v);
     pg_st_writer_free(&w);
     if (ema) host_release(av->be, ema);
     if (swa) host_release(av->be, swa);
@@ -355,12 +358,13 @@ static int load_avg(const char *ckpt, struct avg *a, const struct pg_model *m, i
 
 /* ---- logging ---- */
 
-static void metric(FILE *f, const char *json_line)
+/* Appends one line to metrics.jsonl, flushed. @return 0, or PG_E_IO (a full disk). */
+static int metric(FILE *f, const char *path, const char *json_line)
 {
-    if (!f) return;
-    fputs(json_line, f);
-    fputc('\n', f);
-    fflush(f);
+    if (!f) return 0;
+    if (fputs(json_line, f) == EOF || fputc('\n', f) == EOF || fflush(f) == EOF)
+        return pg_error_errno(PG_E_IO, "cannot write '%s'", path);
+    return 0;
 }
 
 /* ---- data parallelism ---- */
@@ -409,7 +413,20 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     if (!rc) rc = pg_bpb_lut_from_tok(&lut, tok, c->vocab_size);
     pg_tok_free(tok);
     if (rc) return rc;
-    PG_TRY(pg_mkdir_p(o->run_dir));
+    int lock_fd = -1; /* held to the end: a second pg-train on this folder refuses to start */
+    const int writer = !o->dist || o->dist->rank == 0; /* the ranks of a job write through rank 0 */
+    rc = pg_mkdir_p(o->run_dir);
+    if (!rc && writer) rc = pg_run_lock(o->run_dir, &lock_fd);
+    int stale = 0;
+    if (!rc && writer) rc = pg_run_clean_temps(o->run_dir, &stale);
+    if (!rc && stale && o->verbosity > 0)
+        fprintf(stderr, "pg-train: removed %d temporary file%s left by an earlier run killed in a write\n", stale,
+                stale > 1 ? "s" : "");
+    if (rc) {
+        pg_bpb_lut_free(&lut);
+        pg_run_unlock(lock_fd);
+        return rc;
+    }
 
     struct pg_train_loader loader;
     struct pg_val_set val;
@@ -461,10 +478,10 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     } else if (!rc && av.ema) {
         ema_reset(&av, &m); /* the EMA starts at the initial weights */
     }
-    char path[1100];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", o->run_dir);
-    if (!rc && lead && !(mf = fopen(path, o->resume ? "a" : "w")))
-        rc = pg_error_errno(PG_E_IO, "cannot open '%s'", path);
+    char path[1100], mpath[1100];
+    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", o->run_dir);
+    if (!rc && lead && !(mf = fopen(mpath, o->resume ? "a" : "w")))
+        rc = pg_error_errno(PG_E_IO, "cannot open '%s'", mpath);
     int64_t nval = rc ? 0 : pg_val_num_seqs(&val);
     int val_b = (int)(nval < b ? nval : b);
     double tokens_per_step = (double)loader.local_tokens * accum * world;
@@ -509,7 +526,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
             snprintf(line, sizeof line, "{\"step\":%d,\"val_loss\":%.8f,\"val_bpb\":%.8f,\"train_ms\":%.1f%s}", step,
                      er.val_loss, er.val_bpb, train_ms,
                      final == FINAL_EMA ? ",\"weights\":\"ema\"" : final == FINAL_SWA ? ",\"weights\":\"swa\"" : "");
-            metric(mf, line);
+            if ((rc = metric(mf, mpath, line))) break;
         }
         if (last) break;
         double t0 = pg_now();
@@ -581,7 +598,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
             size_t len = strlen(line);
             snprintf(line + len - 1, sizeof line - len + 1, ",\"ranks\":%d,\"comm_ms\":%.3f}", world, comm_ms);
         }
-        metric(mf, line);
+        if ((rc = metric(mf, mpath, line))) break;
         if (lead && o->save_every > 0 && step % o->save_every == 0) {
             snprintf(path, sizeof path, "%s/ckpt_%06d.safetensors", o->run_dir, step);
             rc = save_checkpoint(path, &m, &g, &av, step, &loader, train_ms);
@@ -608,7 +625,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     r->train_seconds = train_ms / 1000;
     r->tokens_per_second = train_ms > 0 ? tokens_per_step * step / (train_ms / 1000) : 0;
     r->device_peak_bytes = be->mem_peak ? be->mem_peak() : 0;
-    if (mf) fclose(mf);
+    if (mf && fclose(mf) != 0 && !rc) rc = pg_error_errno(PG_E_IO, "cannot write '%s'", mpath);
     free(x), free(y);
     groups_free(&g);
     avg_free(&av);
@@ -616,5 +633,6 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     pg_val_close(&val);
     pg_train_loader_close(&loader);
     pg_bpb_lut_free(&lut);
+    pg_run_unlock(lock_fd);
     return rc;
 }

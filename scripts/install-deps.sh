@@ -14,13 +14,15 @@ libjansson-dev
 groff-base man-db
 jq xxd bc time
 libopenmpi-dev openmpi-bin
+clang libomp-dev
 "
 # g++/libsentencepiece-dev: the one C++ shim over SentencePiece; sentencepiece: spm_* tools the tests
 # compare against; lrzip/brotli/xz-utils: pg-pack and its benchmarks; libopenblas-dev: CBLAS;
 # liblapacke-dev: LAPACKE (Cholesky and SVD for GPTQ and LQER, on OpenBLAS's LAPACK);
 # libjansson-dev: JSONL docs and safetensors headers; groff-base/man-db: man page lint;
 # jq/xxd: CLI tests; bc/time: the demo summary and the benchmarks; libopenmpi-dev/openmpi-bin: MPI
-# for pg-train's data-parallel ranks (mpirun) and their tests.
+# for pg-train's data-parallel ranks (mpirun) and their tests; clang (with libFuzzer, ASan and
+# UBSan) and libomp-dev: the fuzz harnesses of tests/fuzz (make fuzz; short runs in make check).
 
 missing=""
 for p in $PKGS; do
