@@ -244,7 +244,21 @@ struct pg_backend {
     void (*fake_quant_rows)(pg_real *dst, const pg_real *src, int64_t rows, int64_t cols, int bits);
     /* pg_fake_quant_trit (lib/trit.h): ternary (levels 3) or quinary (5) groups of 128. */
     void (*fake_quant_trit)(pg_real *dst, const pg_real *src, int64_t rows, int64_t cols, int levels);
+
+    /* ---- the ranks of a data-parallel job (lib/dist.h), NULL where the backend has none (the
+     * CPU: its ranks sum through MPI). A communicator of `world` ranks: rank 0 makes its id
+     * (PG_COMM_ID_BYTES bytes), which reaches every rank through MPI; comm_init joins it;
+     * comm_sum replaces x[0..n) (device memory) by the sum over the ranks, queued on the
+     * backend's stream. @return 0 or an error (comm_init's PG_E_UNSUPPORTED: no such
+     * communicator here, sum through the host instead). */
+    int (*comm_id)(unsigned char *id);
+    int (*comm_init)(const unsigned char *id, int rank, int world);
+    int (*comm_sum)(pg_real *x, size_t n);
+    void (*comm_free)(void);
 };
+
+/* The size of a communicator's id (NCCL's ncclUniqueId). */
+#define PG_COMM_ID_BYTES 128
 
 /* Rows of logits the fused cross-entropy holds at once, and its scratch size. */
 #define PG_CE_CHUNK 256

@@ -207,6 +207,18 @@ int pg_dist_max_int(const struct pg_dist *d, int *v)
 #endif
 }
 
+int pg_dist_bcast_bytes(const struct pg_dist *d, void *buf, int n)
+{
+    if (d->world <= 1 || n <= 0) return 0;
+#ifdef PG_HAVE_MPI
+    MPI_TRY(MPI_Bcast(buf, n, MPI_BYTE, 0, MPI_COMM_WORLD));
+    return 0;
+#else
+    (void)buf;
+    return pg_error(PG_E_UNSUPPORTED, "mpi: this build has no MPI");
+#endif
+}
+
 int pg_dist_bcast_double(const struct pg_dist *d, double *v)
 {
     if (d->world <= 1) return 0;

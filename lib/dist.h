@@ -60,4 +60,7 @@ int pg_dist_max_int(const struct pg_dist *d, int *v);
 /* *v = rank 0's value, on every rank. */
 int pg_dist_bcast_double(const struct pg_dist *d, double *v);
 
+/* buf[0..n) = rank 0's bytes, on every rank (a GPU communicator's id). */
+int pg_dist_bcast_bytes(const struct pg_dist *d, void *buf, int n);
+
 #endif

@@ -369,10 +369,46 @@ static int metric(FILE *f, const char *path, const char *json_line)
 
 /* ---- data parallelism ---- */
 
-/* The gradients of every rank, summed in rank order (each rank's are already divided by the
- * job's token count), on every rank; a device's are staged through the host. */
-static int sum_grads(struct pg_dist *d, struct pg_model *m)
+/* GPU ranks sum their gradients through the backend's communicator (NCCL) when it has one:
+ * rank 0 makes its id, MPI carries it to the others, all join. 1 when joined; 0 when the
+ * backend has none here (the emulator, a machine without NCCL): the sums then go through the
+ * host. Whether to use it is decided by every rank together, so that they all sum the same way. */
+static int join_comm(struct pg_dist *d, const struct pg_backend *be, int verbosity, int *joined)
 {
+    *joined = 0;
+    if (d->world <= 1 || !pg_on_device(be) || !be->comm_init) return 0;
+    unsigned char id[PG_COMM_ID_BYTES];
+    memset(id, 0, sizeof id);
+    int bad = d->rank == 0 && be->comm_id(id) != 0; /* rank 0's id, or why not */
+    char why[256];
+    snprintf(why, sizeof why, "%s", bad ? pg_error_message() : "");
+    PG_TRY(pg_dist_max_int(d, &bad));
+    if (!bad) PG_TRY(pg_dist_bcast_bytes(d, id, (int)sizeof id));
+    int failed = bad || be->comm_init(id, d->rank, d->world) != 0;
+    if (failed && !*why) snprintf(why, sizeof why, "%s", pg_error_message());
+    int any = failed;
+    PG_TRY(pg_dist_max_int(d, &any));
+    if (any) {
+        if (!failed) be->comm_free(); /* every rank goes through the host, or none */
+        if (verbosity > 0)
+            fprintf(stderr, "pg-train: the GPU ranks sum their gradients through the host (%s)\n",
+                    *why ? why : "another rank has no communicator");
+        pg_error_clear();
+        return 0;
+    }
+    *joined = 1;
+    return 0;
+}
+
+/* The gradients of every rank, summed in rank order (each rank's are already divided by the
+ * job's token count), on every rank; a device's through its communicator when joined (its own
+ * order), else staged through the host. */
+static int sum_grads(struct pg_dist *d, struct pg_model *m, int comm)
+{
+    if (comm) {
+        PG_TRY(m->be->comm_sum(m->grads, m->nparams));
+        return m->be->status();
+    }
     if (!pg_on_device(m->be)) return pg_dist_sum_floats(d, m->grads, m->nparams);
     float *h = pg_malloc(m->nparams * sizeof *h);
     if (!h) return PG_E_NOMEM;
@@ -461,6 +497,8 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         rc = pg_model_init_weights(&m, c->seed);
         if (!rc) rc = groups_init(&g, &m, c, o->muon_bf16);
     }
+    int comm = 0; /* GPU ranks joined the backend's communicator */
+    if (!rc && dist) rc = join_comm(dist, be, lead ? o->verbosity : 0, &comm);
     /* ranks divide Muon's orthogonalizations (on the CPU); PG_MUON_SHARD=0: each does them all */
     const char *shard = getenv("PG_MUON_SHARD");
     if (!rc && world > 1 && !(shard && strcmp(shard, "0") == 0)) rc = pg_muon_shard(&g.muon, rank, world);
@@ -561,7 +599,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         if (qat) qat_swap(&av, &m, c->qat_bits, c->qat_levels, 0);
         if (rc || (rc = be->status())) break; /* a device's failure before a NaN it may have caused */
         double comm_t0 = pg_now(), comm_ms = 0; /* the ranks' exchanges, in the step's time */
-        if (world > 1 && ((rc = pg_dist_sum_doubles(dist, &loss, 1)) || (rc = sum_grads(dist, &m)))) break;
+        if (world > 1 && ((rc = pg_dist_sum_doubles(dist, &loss, 1)) || (rc = sum_grads(dist, &m, comm)))) break;
         comm_ms += (pg_now() - comm_t0) * 1000;
         if (!isfinite(loss)) {
             rc = pg_error(PG_E_FORMAT, "step %d: the training loss is %g: diverged", step, loss);
@@ -627,6 +665,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     r->device_peak_bytes = be->mem_peak ? be->mem_peak() : 0;
     if (mf && fclose(mf) != 0 && !rc) rc = pg_error_errno(PG_E_IO, "cannot write '%s'", mpath);
     free(x), free(y);
+    if (comm) be->comm_free();
     groups_free(&g);
     avg_free(&av);
     pg_model_free(&m);

@@ -70,5 +70,9 @@ const struct pg_backend pg_backend_cuda = {
     .swa_average = pg_cuda_swa_average,
     .fake_quant_rows = pg_cuda_fake_quant_rows,
     .fake_quant_trit = pg_cuda_fake_quant_trit,
+    .comm_id = pg_cuda_comm_id,
+    .comm_init = pg_cuda_comm_init,
+    .comm_sum = pg_cuda_comm_sum,
+    .comm_free = pg_cuda_comm_free,
     .sgd_update = pg_cuda_sgd_update,
 };

@@ -106,6 +106,12 @@ void pg_cuda_attention_varlen_bwd(float *dq, float *dk, float *dv, const float *
                                   const float *lse, const float *q, const float *k, const float *v,
                                   const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale,
                                   float *work);
+/* The ranks' communicator (nccl.cu; backend.h comm_*): NCCL on a GPU, loaded at the first use;
+ * a one-rank communicator under the emulator. */
+int pg_cuda_comm_id(unsigned char *id);
+int pg_cuda_comm_init(const unsigned char *id, int rank, int world);
+int pg_cuda_comm_sum(float *x, size_t n);
+void pg_cuda_comm_free(void);
 /* Fused (flash) attention in bf16 (flash.cu): what the attention operations run while bf16 is
  * on and the head dim is supported (16, 32, 64 or 128), unless pg_cuda_attention_flash(0) (or
  * PG_FLASH=0 in the environment) chose the batched-product path. No work buffer. */

@@ -106,6 +106,11 @@ if [ -x "$EMU" ]; then
     check "emulated GPU: 2 ranks" dev 2 -o "$W/g2"
     check "emulated GPU: every step's train_loss within 1e-6 of 1 process's" same_losses "$W/g1" "$W/g2" 1e-6
     weights "emulated GPU: the final weights within 5e-5 of scale" 5e-5 "$W/g2" "$W/g1"
+    $MPI -np 2 "$EMU" -d "$W/data" --prefix t -m "$W/sp.model" $TINY --device cuda --precision fp32 \
+        --iterations 2 -o "$W/g3" >/dev/null 2>"$W/g3.err"
+    check "emulated GPU: without NCCL between processes the ranks say they sum through the host" \
+        grep -q "sum their gradients through the host (nccl: the CUDA emulator has no communicator of 2 ranks)" \
+        "$W/g3.err"
 else
     echo "ok # SKIP no emulated pg-train (a build without CUDA)"
 fi
