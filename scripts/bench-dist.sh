@@ -53,7 +53,7 @@ mkdir -p "$out"
 if [ $dry = 0 ] && ! command -v mpirun >/dev/null 2>&1; then echo "bench-dist: no mpirun (openmpi-bin)" >&2; exit 1; fi
 
 common="-q -d $data --prefix $prefix -m $tok $args --iterations $steps --max-wallclock 0 --val-every 0
- --val-batch-tokens 1024 --log-every 0 --device $device"
+ --val-batch-tokens 65536 --log-every 0 --device $device"
 # run NAME N: one process (N = 0) or N ranks; metrics in $out/NAME
 run() {
     local name=$1 n=$2 threads cmd
