@@ -111,13 +111,14 @@ fi
 # ---- pg-quantize and pg-pack: kill -9 during the write, and a write that fails ----
 check "reference .pgq" "$QUANT" -q "$W/ref/model.safetensors" -o "$W/ref.pgq" -m "$W/sp.model"
 check "reference .pga" "$PACK" -q "$W/ref.pgq" -o "$W/ref.pga" --zlib
-# killtest NAME OUT REF CMD...: 10 runs killed at random (half once the temporary exists); the
-# output, removed before each, must be absent or identical to REF after each kill
+# killtest NAME OUT REF CMD...: 10 runs killed at random (half once the temporary exists), more (up
+# to 30) until one was killed during its write; the output, removed before each, must be absent
+# or identical to REF after each kill
 killtest() {
     name=$1 out=$2 ref=$3
     shift 3
     k=0 hit=0 partial=0
-    while [ $k -lt 10 ]; do
+    while [ $k -lt 10 ] || { [ $hit -lt 1 ] && [ $k -lt 30 ]; }; do
         k=$((k + 1))
         rm -f "$out"
         "$@" >/dev/null 2>&1 &
@@ -134,7 +135,7 @@ killtest() {
         if [ -e "$out" ] && ! cmp -s "$out" "$ref"; then partial=$((partial + 1)); fi
         rm -f "$(dirname "$out")"/.*.tmp.*
     done
-    check "$name: killed 10 times ($hit during the write): the output was never partial ($partial)" \
+    check "$name: killed $k times ($hit during the write): the output was never partial ($partial)" \
         test $partial -eq 0 -a $hit -ge 1
 }
 mkdir "$W/q"
