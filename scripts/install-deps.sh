@@ -56,3 +56,6 @@ $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 echo "install-deps: installed:$missing"
+# The Makefile caches its feature probes (OpenBLAS, MPI, ...) in <build dir>/features.mk; a build
+# run before this install would keep linking without what was just installed. Drop the caches.
+rm -f "$(dirname "$0")"/../build*/features.mk
