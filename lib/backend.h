@@ -201,6 +201,31 @@ struct pg_backend {
     void (*scalar_add_bwd)(pg_real *df, pg_real *ds1, pg_real *ds2, const pg_real *dy, const pg_real *s1,
                            const pg_real *s2, const pg_real *f, size_t n, int df_accumulate);
 
+    /* ---- fused forms (optional) ----
+     * Chains of the operations above done in one pass, for a backend whose operations are bound
+     * by memory traffic (a GPU). NULL: lib/model.c composes the plain operations, which are the
+     * reference the fused forms are tested against (tests/emu/test_cuda_fused.c); results agree
+     * with the chain to rounding (sums of squares may be added in another order). */
+
+    /* q/k preparation on rows of hd (x[B,T,H,hd], the q or k product, unchanged): y = gain[h] ⊙
+     * rope(rmsnorm(x)) with rope_fwd's pairing over the first rd dims; gain NULL: 1 (k). rstd[B·T·H]
+     * as rmsnorm_fwd's (eps, scale 1). */
+    void (*qk_prep_fwd)(pg_real *y, pg_real *rstd, const pg_real *x, const pg_real *cos, const pg_real *sin,
+                        const pg_real *gain, int b, int t, int h, int hd, int rd, double eps);
+    /* From dy, the gradient of y: dx overwritten; dgain[h] += (when gain and dgain) Σ dy ⊙
+     * rope(rmsnorm(x)). x and rstd are the forward's. */
+    void (*qk_prep_bwd)(pg_real *dx, pg_real *dgain, const pg_real *dy, const pg_real *x, const pg_real *rstd,
+                        const pg_real *cos, const pg_real *sin, const pg_real *gain, int b, int t, int h, int hd,
+                        int rd);
+    /* The block's entry: xin = x (skipped when xin is NULL), then mix_fwd (xm) and rmsnorm_fwd (y,
+     * rstd) on xm. */
+    void (*mix_norm_fwd)(pg_real *xin, pg_real *xm, pg_real *y, pg_real *rstd, const pg_real *x, const pg_real *x0,
+                         const pg_real *m0, const pg_real *m1, int n, int d, double eps, double scale);
+    /* A residual add and the next norm: x = x_in + s ⊙ f (x_in may be x), then rmsnorm_fwd (y,
+     * rstd) on x. */
+    void (*add_norm_fwd)(pg_real *x, pg_real *y, pg_real *rstd, const pg_real *x_in, const pg_real *s,
+                         const pg_real *f, int n, int d, double eps, double scale);
+
     /* ---- the backend's state ---- */
 
     /* Waits for every operation issued so far and reports the first failure since the previous

@@ -186,6 +186,8 @@ int pg_model_init(struct pg_model *m, const struct pg_config *cfg, const struct 
     m->be = be;
     be->init();
     m->training = training;
+    const char *fz = getenv("PG_FUSED");
+    m->fused = be->qk_prep_fwd && be->qk_prep_bwd && be->mix_norm_fwd && be->add_norm_fwd && !(fz && !strcmp(fz, "0"));
     if (!rc) {
         m->params = be->alloc(m->nparams * sizeof *m->params);
         if (!m->params) rc = alloc_failed(be, m->nparams * sizeof *m->params, "parameters");
@@ -459,18 +461,23 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
     double eps = c->rms_norm_eps;
     tap(m, l, PG_TAP_QKV, a->ya, n, d);
     be->matmul_fwd(a->qr, a->ya, P(p->c_q), n, d, d);
-    be->matmul_fwd(a->k, a->ya, P(p->c_k), n, d, m->kvd);
+    be->matmul_fwd(m->fused ? a->kn : a->k, a->ya, P(p->c_k), n, d, m->kvd); /* fused: kn keeps the product */
     be->matmul_fwd(a->v, a->ya, P(p->c_v), n, d, m->kvd);
     int vi = ve_index(m, l);
     if (vi >= 0) be->scalar_add_fwd(a->v, P(m->t_ve_layer) + vi, P(m->t_ve_scale), m->ve, (size_t)n * m->kvd);
-    be->rmsnorm_fwd(a->qn, a->rs_q, a->qr, n * m->h, m->hd, eps, 1);
-    be->rmsnorm_fwd(a->kn, a->rs_k, a->k, n * m->kv, m->hd, eps, 1);
-    be->copy(a->qr, a->qn, (size_t)n * d);
-    be->copy(a->k, a->kn, (size_t)n * m->kvd);
-    be->rope_fwd(a->qr, m->cos, m->sin, b, m->t, m->h, m->hd, m->rd);
-    be->rope_fwd(a->k, m->cos, m->sin, b, m->t, m->kv, m->hd, m->rd);
-    be->copy(a->q, a->qr, (size_t)n * d);
-    be->head_gain_fwd(a->q, P(p->q_gain), n, m->h, m->hd);
+    if (m->fused) { /* qr and kn keep the products, which the backward recomputes from */
+        be->qk_prep_fwd(a->q, a->rs_q, a->qr, m->cos, m->sin, P(p->q_gain), b, m->t, m->h, m->hd, m->rd, eps);
+        be->qk_prep_fwd(a->k, a->rs_k, a->kn, m->cos, m->sin, NULL, b, m->t, m->kv, m->hd, m->rd, eps);
+    } else {
+        be->rmsnorm_fwd(a->qn, a->rs_q, a->qr, n * m->h, m->hd, eps, 1);
+        be->rmsnorm_fwd(a->kn, a->rs_k, a->k, n * m->kv, m->hd, eps, 1);
+        be->copy(a->qr, a->qn, (size_t)n * d);
+        be->copy(a->k, a->kn, (size_t)n * m->kvd);
+        be->rope_fwd(a->qr, m->cos, m->sin, b, m->t, m->h, m->hd, m->rd);
+        be->rope_fwd(a->k, m->cos, m->sin, b, m->t, m->kv, m->hd, m->rd);
+        be->copy(a->q, a->qr, (size_t)n * d);
+        be->head_gain_fwd(a->q, P(p->q_gain), n, m->h, m->hd);
+    }
     double sc = 1.0 / sqrt((double)m->hd);
     if (c->varlen_attn)
         be->attention_varlen_fwd(a->o, a->lse, a->q, a->k, a->v, m->doc_start, b, m->t, m->h, m->kv, m->hd, sc,
@@ -512,15 +519,23 @@ static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, in
     int n = b * m->t, d = m->d;
     size_t nd = (size_t)n * d;
     double eps = m->cfg.rms_norm_eps, s = ln_scale(m, l);
-    be->copy(a->xin, m->x, nd);
     const pg_real *mix = P(p->resid_mix);
-    be->mix_fwd(a->xm, a->xin, m->x0, mix, mix + d, n, d);
-    be->rmsnorm_fwd(a->ya, a->rs_a, a->xm, n, d, eps, s);
+    if (m->fused) { /* xin is read only by the backward */
+        be->mix_norm_fwd(m->training ? a->xin : NULL, a->xm, a->ya, a->rs_a, m->x, m->x0, mix, mix + d, n, d, eps, s);
+    } else {
+        be->copy(a->xin, m->x, nd);
+        be->mix_fwd(a->xm, a->xin, m->x0, mix, mix + d, n, d);
+        be->rmsnorm_fwd(a->ya, a->rs_a, a->xm, n, d, eps, s);
+    }
     attn_forward(m, l, a, b);
     if (mode == BLOCK_SEQ) { /* x1 = xm + as ⊙ ao; x = x1 + ms ⊙ MLP(norm(x1)) */
-        be->copy(m->x, a->xm, nd);
-        be->scale_add_fwd(m->x, P(p->attn_scale), a->ao, n, d);
-        be->rmsnorm_fwd(a->ym, a->rs_m, m->x, n, d, eps, s);
+        if (m->fused) {
+            be->add_norm_fwd(m->x, a->ym, a->rs_m, a->xm, P(p->attn_scale), a->ao, n, d, eps, s);
+        } else {
+            be->copy(m->x, a->xm, nd);
+            be->scale_add_fwd(m->x, P(p->attn_scale), a->ao, n, d);
+            be->rmsnorm_fwd(a->ym, a->rs_m, m->x, n, d, eps, s);
+        }
         mlp_forward(m, l, a, n);
         be->scale_add_fwd(m->x, P(p->mlp_scale), a->mo, n, d);
     } else if (mode == BLOCK_GPTJ) { /* x = xm + as ⊙ ao + ms ⊙ MLP(norm(xm)) */
@@ -685,11 +700,17 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
         be->attention_bwd(dq, m->dk, m->dv, m->dxm, a->o, a->lse, a->q, a->k, a->v, b, m->t, m->h, m->kv, m->hd, sc,
                           m->attn_work);
     if (xsa) be->axpy(m->dv, 1, m->dvx, (size_t)n * kvd);
-    be->head_gain_bwd(dq, G(p->q_gain), a->qr, P(p->q_gain), n, m->h, m->hd);
-    be->rope_bwd(dq, m->cos, m->sin, b, m->t, m->h, m->hd, m->rd);
-    be->rope_bwd(m->dk, m->cos, m->sin, b, m->t, m->kv, m->hd, m->rd);
-    be->rmsnorm_bwd(m->dxm, dq, a->qn, a->rs_q, n * m->h, m->hd, 1, 0);      /* d(q before norm) */
-    be->rmsnorm_bwd(m->dkn, m->dk, a->kn, a->rs_k, n * m->kv, m->hd, 1, 0); /* d(k before norm) */
+    if (m->fused) {
+        be->qk_prep_bwd(m->dxm, G(p->q_gain), dq, a->qr, a->rs_q, m->cos, m->sin, P(p->q_gain), b, m->t, m->h, m->hd,
+                        m->rd);
+        be->qk_prep_bwd(m->dkn, NULL, m->dk, a->kn, a->rs_k, m->cos, m->sin, NULL, b, m->t, m->kv, m->hd, m->rd);
+    } else {
+        be->head_gain_bwd(dq, G(p->q_gain), a->qr, P(p->q_gain), n, m->h, m->hd);
+        be->rope_bwd(dq, m->cos, m->sin, b, m->t, m->h, m->hd, m->rd);
+        be->rope_bwd(m->dk, m->cos, m->sin, b, m->t, m->kv, m->hd, m->rd);
+        be->rmsnorm_bwd(m->dxm, dq, a->qn, a->rs_q, n * m->h, m->hd, 1, 0);      /* d(q before norm) */
+        be->rmsnorm_bwd(m->dkn, m->dk, a->kn, a->rs_k, n * m->kv, m->hd, 1, 0); /* d(k before norm) */
+    }
     int vi = ve_index(m, l);
     if (vi >= 0)
         be->scalar_add_bwd(m->dve, G(m->t_ve_layer) + vi, G(m->t_ve_scale), m->dv, P(m->t_ve_layer) + vi,

@@ -101,6 +101,8 @@ struct pg_model {
 
     /* activations, for micro-batches of up to max_b sequences of t tokens */
     int max_b, t, training;
+    int fused;                 /* the backend's fused forms in use (lib/backend.h): set by pg_model_init
+                                * when the backend has them, unless PG_FUSED=0 (pg(7)) */
     struct pg_block_acts *acts; /* nl entries when training, 1 (reused) otherwise */
     pg_real *x, *x0, *rs0, *yf, *rsf, **enc_out, *cos, *sin, *attn_work, *ce_work;
     pg_real *emb, *emb2, *xn, *smear_gate, *lane1, *bg_t, *bg_p, *ve_t, *ve;

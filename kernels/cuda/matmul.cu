@@ -146,10 +146,36 @@ extern "C" void pg_cuda_matmul_fwd(float *y, const float *x, const float *w, int
     pg_cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, 1, w, in, x, in, 0, y, out);
 }
 
+// Both gradients of a linear layer with bf16 operands: dy converted once for the two products
+// (pg_cuda_gemm would convert it for each), with w and x, into one scratch.
+static void matmul_bwd_bf16(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int in,
+                            int out, int dx_accumulate)
+{
+    size_t nw = ((size_t)out * in + 127) / 128 * 128, ndy = ((size_t)n * out + 127) / 128 * 128;
+    __nv_bfloat16 *w16 = bf16_scratch(nw + ndy + (size_t)n * in);
+    if (!w16) return;
+    __nv_bfloat16 *dy16 = w16 + nw, *x16 = dy16 + ndy;
+    convert(w16, w, in, out, in, 0, 1);
+    convert(dy16, dy, out, n, out, 0, 1);
+    convert(x16, x, in, n, in, 0, 1);
+    cublasHandle_t blas = pg_cuda_blas();
+    float one = 1, beta_dx = dx_accumulate ? 1.0f : 0.0f;
+    PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, w16, CUDA_R_16BF, in, dy16,
+                                 CUDA_R_16BF, out, &beta_dx, dx, CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
+                                 CUBLAS_GEMM_DEFAULT));
+    PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, x16, CUDA_R_16BF, in, dy16,
+                                 CUDA_R_16BF, out, &one, dw, CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
+                                 CUBLAS_GEMM_DEFAULT));
+}
+
 extern "C" void pg_cuda_matmul_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int in,
                                    int out, int dx_accumulate)
 {
     if (n <= 0 || in <= 0 || out <= 0) return;
+    if (pg_cuda_bf16 && dx && dw) {
+        matmul_bwd_bf16(dx, dw, dy, x, w, n, in, out, dx_accumulate);
+        return;
+    }
     if (dx) pg_cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, 1, w, in, dy, out, dx_accumulate ? 1 : 0, dx, in);
     if (dw) pg_cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, 1, x, in, dy, out, 1, dw, in);
 }

@@ -20,6 +20,8 @@
  *     1e-6; 5e-5 leaves a margin of ten for real GPUs, and is still half of parity.h's nudge (an
  *     element moved by 1e-4 of scale must be caught) while a wrong or missing term in any
  *     operation errs by 1e-3 or more.
+ * The CUDA model runs its fused forms (lib/backend.h: qk_prep, mix_norm, add_norm), and three of
+ * the configurations again with them off (PG_FUSED=0), the plain chains.
  * And the CUDA backend's determinism: running forward and backward again gives the same bits
  * (loss, losses, every gradient). */
 #include "parity.h"
@@ -41,6 +43,9 @@ struct shape {
 static const struct shape TINY = {32, 3, 16, 4, 2, 2, 6};
 static const struct shape WIDER = {96, 3, 32, 8, 4, 2, 16};
 
+/* 1: the CUDA model composes the plain operations instead of its fused forms (PG_FUSED=0). */
+static int unfused;
+
 static void setup(struct pg_model *m, const struct pg_config *cfg, const struct pg_backend *be, const struct shape *s,
                   const char *label)
 {
@@ -48,6 +53,9 @@ static void setup(struct pg_model *m, const struct pg_config *cfg, const struct 
         printf("Bail out! %s model setup (%s): %s\n", be->name, label, pg_error_message());
         exit(1);
     }
+    if (be == gpu && !unfused && !m->fused)
+        ok(0, "%s: the CUDA model uses its fused forms (qk_prep, mix_norm, add_norm)", label);
+    if (be == gpu && unfused) m->fused = 0;
 }
 
 /* One configuration: the same parameters and tokens on both backends, forward and backward. */
@@ -177,5 +185,11 @@ int main(void)
     struct pg_config wa = record_a(cfg);
     wa.gate_window = 12;
     compare(wa, &WIDER, "wider xsa + sparse gate + skip gates + smear v2 + varlen", 0);
+    /* the plain chains the fused forms replace (PG_FUSED=0) */
+    unfused = 1;
+    compare(cfg, &TINY, "baseline, fused forms off", 0);
+    compare(record_b(cfg), &TINY, "loop + lanes + VE + bigram + ..., fused forms off", 1);
+    compare(wa, &WIDER, "wider xsa + ..., fused forms off", 0);
+    unfused = 0;
     return parity_done(GRAD_TOL);
 }

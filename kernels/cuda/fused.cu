@@ -1,0 +1,211 @@
+// fused.cu: the fused forms of lib/backend.h (qk_prep, mix_norm, add_norm): chains of the
+// block's memory-bound operations done in one pass over the rows, so each activation is read
+// and written once instead of once per operation. Their arithmetic is the plain operations'
+// (norm.cu, rope.cu, pointwise.cu), float for float; only the order of the double sums of
+// squares differs (a warp or a block reduction), so results agree with the chains to about one
+// float ulp. tests/emu/test_cuda_fused.c compares them with the CPU's chains.
+//
+// Bytes per token and layer at the baseline (d 512, 8 heads, 4 KV heads, fp32; a "pass" reads or
+// writes one [N, 512] tensor, 2 KiB a token): q/k preparation was 13 passes forward (norm, copy,
+// rope, copy, gain on q; norm, copy, rope on k) and 10.5 backward; fused, 3 and 4.5. The residual
+// mix and the attention norm were 8 (copy, mix, norm), fused 5; the attention's residual add
+// and the MLP norm 7 (copy, add, norm), fused 4.
+#include "pg_cuda.cuh"
+
+#include "ops.h"
+
+enum { ROW_WARPS = 8 }; // head rows per block in qk_prep: a warp a row
+
+// ---- q/k preparation: y = gain ⊙ rope(rmsnorm(x)) over rows of hd --------------------------------
+//
+// One warp per (token, head) row. A lane takes the rotated pairs (i, i + rd/2) for i = lane,
+// lane + 32, ... and the unrotated dims rd + lane, ...: every element of the row once, with its
+// rotation partner in the same lane, so no exchange is needed and hd has no upper limit.
+
+__device__ __forceinline__ void qk_row_ids(size_t row, int t, int h, int *ti, int *hi)
+{
+    *hi = (int)(row % (size_t)h);
+    *ti = (int)(row / (size_t)h % (size_t)t);
+}
+
+__global__ void qk_prep_fwd_kernel(float *y, float *rstd, const float *x, const float *cos, const float *sin,
+                                   const float *gain, size_t rows, int t, int h, int hd, int rd, double eps)
+{
+    int lane = threadIdx.x & 31, half = rd / 2;
+    for (size_t row = (size_t)blockIdx.x * ROW_WARPS + (threadIdx.x >> 5); row < rows;
+         row += (size_t)gridDim.x * ROW_WARPS) {
+        int ti, hi;
+        qk_row_ids(row, t, h, &ti, &hi);
+        const float *xr = x + row * (size_t)hd;
+        float *yr = y + row * (size_t)hd;
+        double ss = 0;
+        for (int c = lane; c < hd; c += 32) ss += (double)xr[c] * xr[c];
+        ss = pg_warp_sum(ss);
+        float r = (float)(1.0 / sqrt(ss / hd + eps)), g = gain ? gain[hi] : 1.0f;
+        const float *cr = cos + (size_t)ti * half, *sr = sin + (size_t)ti * half;
+        for (int i = lane; i < half; i += 32) {
+            float x1 = xr[i] * r, x2 = xr[i + half] * r, c = cr[i], s = sr[i];
+            yr[i] = (x1 * c + x2 * s) * g;
+            yr[i + half] = (-x1 * s + x2 * c) * g;
+        }
+        for (int c = rd + lane; c < hd; c += 32) yr[c] = xr[c] * r * g;
+        if (lane == 0) rstd[row] = r;
+    }
+}
+
+// From dy: dx overwritten, and (gain) part[row] = Σ dy ⊙ rope(rmsnorm(x)), the row's share of the
+// gain's gradient. The normed and rotated rows are recomputed from x and rstd, the same floats
+// the forward made (the plain chain kept them in memory).
+__global__ void qk_prep_bwd_kernel(float *dx, double *part, const float *dy, const float *x, const float *rstd,
+                                   const float *cos, const float *sin, const float *gain, size_t rows, int t, int h,
+                                   int hd, int rd)
+{
+    int lane = threadIdx.x & 31, half = rd / 2;
+    for (size_t row = (size_t)blockIdx.x * ROW_WARPS + (threadIdx.x >> 5); row < rows;
+         row += (size_t)gridDim.x * ROW_WARPS) {
+        int ti, hi;
+        qk_row_ids(row, t, h, &ti, &hi);
+        size_t off = row * (size_t)hd;
+        const float *xr = x + off, *gr = dy + off;
+        float *dxr = dx + off;
+        float r = rstd[row], g = gain ? gain[hi] : 1.0f;
+        const float *cr = cos + (size_t)ti * half, *sr = sin + (size_t)ti * half;
+        double gdot = 0, ndot = 0;
+        // pass 1: the gain's dot product and the norm's mean(dŷ·ŷ), ŷ the normed row
+        for (int i = lane; i < half; i += 32) {
+            float x1 = xr[i] * r, x2 = xr[i + half] * r, c = cr[i], s = sr[i];
+            float d1 = gr[i], d2 = gr[i + half];
+            gdot += (double)d1 * (x1 * c + x2 * s) + (double)d2 * (-x1 * s + x2 * c);
+            float e1 = d1 * g, e2 = d2 * g; // through the gain, then the inverse rotation
+            float n1 = e1 * c + e2 * -s, n2 = -e1 * -s + e2 * c;
+            ndot += (double)n1 * x1 + (double)n2 * x2;
+        }
+        for (int c = rd + lane; c < hd; c += 32) {
+            float xn = xr[c] * r, d1 = gr[c];
+            gdot += (double)d1 * xn;
+            ndot += (double)(d1 * g) * xn;
+        }
+        ndot = pg_warp_sum(ndot);
+        float m = (float)(ndot / hd);
+        // pass 2: dx = r·(dŷ − ŷ·m)
+        for (int i = lane; i < half; i += 32) {
+            float x1 = xr[i] * r, x2 = xr[i + half] * r, c = cr[i], s = sr[i];
+            float e1 = gr[i] * g, e2 = gr[i + half] * g;
+            float n1 = e1 * c + e2 * -s, n2 = -e1 * -s + e2 * c;
+            dxr[i] = r * (n1 - x1 * m);
+            dxr[i + half] = r * (n2 - x2 * m);
+        }
+        for (int c = rd + lane; c < hd; c += 32) dxr[c] = r * (gr[c] * g - xr[c] * r * m);
+        if (part) {
+            gdot = pg_warp_sum(gdot);
+            if (lane == 0) part[row] = gdot;
+        }
+    }
+}
+
+// dgain[j] += Σ_i part[i·h + j]: a block per head, the rows in a fixed order (the same bits on
+// every run, no atomics).
+__global__ void qk_gain_finish_kernel(float *dgain, const double *part, size_t n, int h)
+{
+    int j = blockIdx.x;
+    double s = 0;
+    for (size_t i = threadIdx.x; i < n; i += blockDim.x) s += part[i * (size_t)h + j];
+    s = pg_block_sum(s);
+    if (threadIdx.x == 0) dgain[j] += (float)s;
+}
+
+static unsigned row_blocks(size_t rows)
+{
+    size_t b = (rows + ROW_WARPS - 1) / ROW_WARPS;
+    return b < 1 ? 1 : b > 65535 ? 65535 : (unsigned)b;
+}
+
+extern "C" void pg_cuda_qk_prep_fwd(float *y, float *rstd, const float *x, const float *cos, const float *sin,
+                                    const float *gain, int b, int t, int h, int hd, int rd, double eps)
+{
+    size_t rows = (size_t)b * t * h;
+    if (b <= 0 || t <= 0 || h <= 0 || hd <= 0) return;
+    if (rd < 0 || rd > hd || rd % 2) rd = 0; // as rope_fwd: an invalid rd rotates nothing
+    PG_LAUNCH(qk_prep_fwd_kernel, row_blocks(rows), 32 * ROW_WARPS, 0, pg_cuda_stream())(y, rstd, x, cos, sin, gain,
+                                                                                         rows, t, h, hd, rd, eps);
+    PG_CUDA_LAUNCHED();
+}
+
+extern "C" void pg_cuda_qk_prep_bwd(float *dx, float *dgain, const float *dy, const float *x, const float *rstd,
+                                    const float *cos, const float *sin, const float *gain, int b, int t, int h,
+                                    int hd, int rd)
+{
+    size_t rows = (size_t)b * t * h;
+    if (b <= 0 || t <= 0 || h <= 0 || hd <= 0) return;
+    if (rd < 0 || rd > hd || rd % 2) rd = 0;
+    double *part = NULL;
+    if (gain && dgain && !(part = (double *)pg_cuda_scratch(rows * sizeof(double)))) return;
+    PG_LAUNCH(qk_prep_bwd_kernel, row_blocks(rows), 32 * ROW_WARPS, 0,
+              pg_cuda_stream())(dx, part, dy, x, rstd, cos, sin, gain, rows, t, h, hd, rd);
+    PG_CUDA_LAUNCHED();
+    if (!part) return;
+    PG_LAUNCH(qk_gain_finish_kernel, h, 256, 0, pg_cuda_stream())(dgain, part, (size_t)b * t, h);
+    PG_CUDA_LAUNCHED();
+}
+
+// ---- the residual stream's norms: a block per row ---------------------------------------------------
+
+static unsigned norm_threads(int d)
+{
+    unsigned t = ((unsigned)d + 31) / 32 * 32;
+    return t > 512 ? 512 : t;
+}
+
+// xin = x (when xin), xm = m0 ⊙ x + m1 ⊙ x0, y = scale·xm/rms(xm), rstd.
+__global__ void mix_norm_fwd_kernel(float *xin, float *xm, float *y, float *rstd, const float *x, const float *x0,
+                                    const float *m0, const float *m1, int d, double eps, float scale)
+{
+    size_t off = (size_t)blockIdx.x * d;
+    double ss = 0;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        float v = x[off + c], w = m0[c] * v + m1[c] * x0[off + c];
+        if (xin) xin[off + c] = v;
+        xm[off + c] = w;
+        ss += (double)w * w;
+    }
+    ss = pg_block_sum(ss);
+    float r = (float)(1.0 / sqrt(ss / d + eps)), rs = r * scale;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) y[off + c] = xm[off + c] * rs; // this thread's own writes
+    if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+}
+
+// x = x_in + s ⊙ f (x_in may be x), y = scale·x/rms(x), rstd.
+__global__ void add_norm_fwd_kernel(float *x, float *y, float *rstd, const float *x_in, const float *s, const float *f,
+                                    int d, double eps, float scale)
+{
+    size_t off = (size_t)blockIdx.x * d;
+    double ss = 0;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        float v = x_in[off + c];
+        v += s[c] * f[off + c];
+        x[off + c] = v;
+        ss += (double)v * v;
+    }
+    ss = pg_block_sum(ss);
+    float r = (float)(1.0 / sqrt(ss / d + eps)), rs = r * scale;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) y[off + c] = x[off + c] * rs;
+    if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+}
+
+extern "C" void pg_cuda_mix_norm_fwd(float *xin, float *xm, float *y, float *rstd, const float *x, const float *x0,
+                                     const float *m0, const float *m1, int n, int d, double eps, double scale)
+{
+    if (n <= 0 || d <= 0) return;
+    PG_LAUNCH(mix_norm_fwd_kernel, n, norm_threads(d), 0, pg_cuda_stream())(xin, xm, y, rstd, x, x0, m0, m1, d, eps,
+                                                                           (float)scale);
+    PG_CUDA_LAUNCHED();
+}
+
+extern "C" void pg_cuda_add_norm_fwd(float *x, float *y, float *rstd, const float *x_in, const float *s,
+                                     const float *f, int n, int d, double eps, double scale)
+{
+    if (n <= 0 || d <= 0) return;
+    PG_LAUNCH(add_norm_fwd_kernel, n, norm_threads(d), 0, pg_cuda_stream())(x, y, rstd, x_in, s, f, d, eps,
+                                                                           (float)scale);
+    PG_CUDA_LAUNCHED();
+}

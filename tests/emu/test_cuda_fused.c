@@ -1,0 +1,167 @@
+/* test_cuda_fused.c: the CUDA backend's fused forms (lib/backend.h qk_prep_fwd/bwd, mix_norm_fwd,
+ * add_norm_fwd; kernels/cuda/fused.cu) against the chains of plain CPU operations they replace,
+ * on random inputs. Built as test_cuda_fused_emu (every make check, the emulator) and
+ * test_cuda_fused_gpu (make check-gpu).
+ *
+ * References, on the CPU backend (pg_backend_cpu):
+ *   qk_prep_fwd:  rmsnorm_fwd (scale 1), rope_fwd, head_gain_fwd (skipped without a gain);
+ *   qk_prep_bwd:  head_gain_bwd (from the rotated rows), rope_bwd, rmsnorm_bwd;
+ *   mix_norm_fwd: copy, mix_fwd, rmsnorm_fwd;  add_norm_fwd: copy, scale_add_fwd, rmsnorm_fwd.
+ * Tolerance: parity.h's rule at 1e-5, as test_cuda_ops.c (the fused kernels do the chain's float
+ * operations; the sums of squares run in another order). Every output is poisoned (NaN) before
+ * the call, so an element the kernel does not write fails. Shapes: one token, odd lengths, head
+ * dims 10 to 128 (more than 32 pairs: a lane takes several), partial RoPE (rd < hd, down to 0),
+ * GQA's k rows (no gain), and the gain gradient's accumulation. Each reduction must give the same
+ * bits when run again. */
+#include "parity.h"
+
+#define TOL 1e-5
+
+static const struct pg_backend *gpu = &pg_backend_cuda;
+
+/* A device array of n NaNs: an output the kernel must overwrite. */
+static float *poisoned(size_t n)
+{
+    float *h = hnew(n);
+    for (size_t i = 0; i < n; i++) h[i] = NAN;
+    return dev(h, n);
+}
+
+/* cos/sin tables [t, rd/2] as lib/model.c makes them (any angles do). */
+static void tables(float **cs, float **sn, int t, int rd)
+{
+    int half = rd / 2;
+    *cs = hnew((size_t)t * (half ? half : 1));
+    *sn = hnew((size_t)t * (half ? half : 1));
+    for (int ti = 0; ti < t; ti++)
+        for (int i = 0; i < half; i++) {
+            double a = ti * pow(10000.0, -2.0 * i / rd);
+            (*cs)[(size_t)ti * half + i] = (float)cos(a);
+            (*sn)[(size_t)ti * half + i] = (float)sin(a);
+        }
+}
+
+/* with_gain 0: the k rows (gain NULL). */
+static void test_qk_prep(int b, int t, int h, int hd, int rd, int with_gain)
+{
+    char what[96];
+    snprintf(what, sizeof what, "b=%d t=%d h=%d hd=%d rd=%d%s", b, t, h, hd, rd, with_gain ? "" : " no gain");
+    size_t rows = (size_t)b * t * h, nx = rows * hd;
+    double eps = 1e-6;
+    float *x = rnd(nx, 2), *dy = rnd(nx, 1), *gain = rnd((size_t)h, 1.5f), *dg0 = rnd((size_t)h, 0.1f);
+    float *cs, *sn;
+    tables(&cs, &sn, t, rd);
+    size_t nt = (size_t)t * (rd / 2 ? rd / 2 : 1);
+
+    /* the CPU chain */
+    float *qn = hnew(nx), *rstd = hnew(rows), *qr = hnew(nx), *y = hnew(nx);
+    cpu->rmsnorm_fwd(qn, rstd, x, (int)rows, hd, eps, 1);
+    memcpy(qr, qn, nx * sizeof *qr);
+    cpu->rope_fwd(qr, cs, sn, b, t, h, hd, rd);
+    memcpy(y, qr, nx * sizeof *y);
+    if (with_gain) cpu->head_gain_fwd(y, gain, b * t, h, hd);
+    float *dq = copy(dy, nx), *dg = copy(dg0, (size_t)h), *dx = hnew(nx);
+    if (with_gain) cpu->head_gain_bwd(dq, dg, qr, gain, b * t, h, hd);
+    cpu->rope_bwd(dq, cs, sn, b, t, h, hd, rd);
+    cpu->rmsnorm_bwd(dx, dq, qn, rstd, (int)rows, hd, 1, 0);
+
+    /* the fused kernels */
+    float *d_x = dev(x, nx), *d_cs = dev(cs, nt), *d_sn = dev(sn, nt), *d_g = dev(gain, (size_t)h);
+    float *d_y = poisoned(nx), *d_rstd = poisoned(rows);
+    pg_cuda_qk_prep_fwd(d_y, d_rstd, d_x, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h, hd, rd, eps);
+    check("qk_prep_fwd y", what, back(d_y, nx), y, nx, TOL);
+    check("qk_prep_fwd rstd", what, back(d_rstd, rows), rstd, rows, TOL);
+    check("qk_prep_fwd x unchanged", what, back(d_x, nx), x, nx, 0);
+
+    /* the backward from the CPU's rstd, so that only the backward is compared */
+    float *d_dy = dev(dy, nx), *d_r = dev(rstd, rows), *d_dx = poisoned(nx), *d_dg = dev(dg0, (size_t)h);
+    pg_cuda_qk_prep_bwd(d_dx, with_gain ? d_dg : NULL, d_dy, d_x, d_r, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h,
+                        hd, rd);
+    float *gdx = back(d_dx, nx), *gdg = back(d_dg, (size_t)h);
+    check("qk_prep_bwd dx", what, gdx, dx, nx, TOL);
+    if (with_gain) check("qk_prep_bwd dgain (accumulates)", what, gdg, dg, (size_t)h, TOL);
+    else ok(same_bits(gdg, dg0, (size_t)h), "qk_prep_bwd %s: no gain, no gain gradient written", what);
+
+    /* the same bits again */
+    float *d_dx2 = poisoned(nx), *d_dg2 = dev(dg0, (size_t)h);
+    pg_cuda_qk_prep_bwd(d_dx2, with_gain ? d_dg2 : NULL, d_dy, d_x, d_r, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h,
+                        hd, rd);
+    ok(same_bits(back(d_dx2, nx), gdx, nx) && same_bits(back(d_dg2, (size_t)h), gdg, (size_t)h),
+       "qk_prep_bwd %s: the same bits when run again", what);
+}
+
+static void test_mix_norm(int n, int d, double scale, int keep_xin)
+{
+    char what[80];
+    snprintf(what, sizeof what, "n=%d d=%d scale=%g%s", n, d, scale, keep_xin ? "" : " no xin");
+    size_t nd = (size_t)n * d;
+    double eps = 1e-6;
+    float *x = rnd(nd, 2), *x0 = rnd(nd, 1), *m0 = rnd((size_t)d, 1), *m1 = rnd((size_t)d, 1);
+    float *xm = hnew(nd), *y = hnew(nd), *rstd = hnew((size_t)n);
+    cpu->mix_fwd(xm, x, x0, m0, m1, n, d);
+    cpu->rmsnorm_fwd(y, rstd, xm, n, d, eps, scale);
+    float *d_x = dev(x, nd), *d_x0 = dev(x0, nd), *d_m0 = dev(m0, (size_t)d), *d_m1 = dev(m1, (size_t)d);
+    float *d_xin = poisoned(nd), *d_xm = poisoned(nd), *d_y = poisoned(nd), *d_r = poisoned((size_t)n);
+    pg_cuda_mix_norm_fwd(keep_xin ? d_xin : NULL, d_xm, d_y, d_r, d_x, d_x0, d_m0, d_m1, n, d, eps, scale);
+    if (keep_xin) check("mix_norm_fwd xin (a copy of x)", what, back(d_xin, nd), x, nd, 0);
+    check("mix_norm_fwd xm", what, back(d_xm, nd), xm, nd, TOL);
+    check("mix_norm_fwd y", what, back(d_y, nd), y, nd, TOL);
+    check("mix_norm_fwd rstd", what, back(d_r, (size_t)n), rstd, (size_t)n, TOL);
+}
+
+/* in_place: x_in is x itself (x += s ⊙ f). */
+static void test_add_norm(int n, int d, double scale, int in_place)
+{
+    char what[80];
+    snprintf(what, sizeof what, "n=%d d=%d scale=%g%s", n, d, scale, in_place ? " in place" : "");
+    size_t nd = (size_t)n * d;
+    double eps = 1e-6;
+    float *xin = rnd(nd, 2), *s = rnd((size_t)d, 1), *f = rnd(nd, 1);
+    float *x = copy(xin, nd), *y = hnew(nd), *rstd = hnew((size_t)n);
+    cpu->scale_add_fwd(x, s, f, n, d);
+    cpu->rmsnorm_fwd(y, rstd, x, n, d, eps, scale);
+    float *d_xin = dev(xin, nd), *d_s = dev(s, (size_t)d), *d_f = dev(f, nd);
+    float *d_x = in_place ? d_xin : poisoned(nd), *d_y = poisoned(nd), *d_r = poisoned((size_t)n);
+    pg_cuda_add_norm_fwd(d_x, d_y, d_r, d_xin, d_s, d_f, n, d, eps, scale);
+    check("add_norm_fwd x", what, back(d_x, nd), x, nd, TOL);
+    check("add_norm_fwd y", what, back(d_y, nd), y, nd, TOL);
+    check("add_norm_fwd rstd", what, back(d_r, (size_t)n), rstd, (size_t)n, TOL);
+}
+
+/* Empty calls write nothing and record no failure. */
+static void test_empty(void)
+{
+    float *d = poisoned(4);
+    pg_cuda_qk_prep_fwd(d, d, d, d, d, d, 0, 3, 2, 8, 8, 1e-6);
+    pg_cuda_qk_prep_bwd(d, d, d, d, d, d, d, d, 2, 0, 2, 8, 8);
+    pg_cuda_mix_norm_fwd(d, d, d, d, d, d, d, d, 0, 8, 1e-6, 1);
+    pg_cuda_add_norm_fwd(d, d, d, d, d, d, 4, 0, 1e-6, 1);
+    float *h = back(d, 4);
+    ok(pg_cuda_status() == 0 && isnan(h[0]) && isnan(h[3]), "empty shapes: nothing written, no failure");
+}
+
+int main(void)
+{
+    parity_start();
+    gpu->init();
+    parity_seed = 77;
+    test_qk_prep(2, 5, 3, 16, 16, 1);   /* full RoPE */
+    test_qk_prep(1, 1, 2, 16, 16, 1);   /* one token */
+    test_qk_prep(2, 7, 4, 64, 64, 1);   /* the baseline's head dim */
+    test_qk_prep(2, 7, 2, 64, 64, 0);   /* its k rows: no gain */
+    test_qk_prep(1, 9, 2, 64, 16, 1);   /* partial RoPE (rope_dims 16) */
+    test_qk_prep(1, 3, 3, 10, 4, 1);    /* odd head dim, 2 pairs */
+    test_qk_prep(1, 4, 2, 128, 128, 1); /* 64 pairs: two per lane */
+    test_qk_prep(1, 3, 2, 96, 80, 0);   /* 40 pairs and 16 unrotated dims */
+    test_qk_prep(1, 5, 2, 16, 0, 1);    /* no rotation at all */
+    test_mix_norm(5, 16, 1, 1);
+    test_mix_norm(1, 37, 0.7071, 1);
+    test_mix_norm(9, 512, 0.5, 1);
+    test_mix_norm(3, 700, 1, 0); /* more channels than threads */
+    test_add_norm(5, 16, 1, 0);
+    test_add_norm(1, 37, 0.7071, 1);
+    test_add_norm(9, 512, 0.5, 0);
+    test_add_norm(3, 700, 1, 1);
+    test_empty();
+    return parity_done(TOL);
+}
