@@ -13,6 +13,7 @@
 #include "../lib/pgq.h"
 #include "../lib/qfit.h"
 #include "../lib/quant.h"
+#include "../lib/xio.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -38,8 +39,11 @@ static const char usage[] =
     "      --clip RULE            intN clip rule: sdclip (default), maxabs, quantile or search\n"
     "      --k LIST               SDClip k per class (default attn=13,mlp=11.5,embed=14) or tensor\n"
     "      --scales CODE          intN row steps: fp16 (default) or logdelta (5-bit codes, 1 byte a row)\n"
-    "      --method NAME          rtn (round to nearest, default) or gptq (intN; needs --calib-data)\n"
+    "      --method NAME          rtn (round to nearest, default) or gptq (intN; needs calibration)\n"
     "      --calib-data DIR       shards whose train split calibrates GPTQ (val is never read)\n"
+    "      --calib-self N         calibrate on N sequences the model samples itself (no data read)\n"
+    "      --temperature T        --calib-self's sampling temperature (default 0.8; 0: greedy)\n"
+    "      --seed S               --calib-self's sampling seed (default 1)\n"
     "      --calib-prefix NAME    shard prefix (default fineweb)\n"
     "      --calib-tokens N       calibration tokens, from the first train shard on (default 32768)\n"
     "      --calib-seq-len N      tokens per calibration sequence (default: the model's train_seq_len)\n"
@@ -71,7 +75,8 @@ static const char usage[] =
 enum {
     OPT_SCHEME = PG_OPT_FIRST_CMD, OPT_BITS, OPT_CLIP, OPT_K, OPT_KEEP, OPT_DEQUANT, OPT_METHOD, OPT_CALIB_DATA,
     OPT_CALIB_PREFIX, OPT_CALIB_TOKENS, OPT_CALIB_SEQ, OPT_DAMP, OPT_NO_ACT_ORDER, OPT_GPTQ_BLOCK, OPT_LQER_RANK,
-    OPT_LQER_TOP, OPT_LQER_MODE, OPT_TARGET_BYTES, OPT_TARGET_PACK, OPT_SCALES, OPT_DEVICE
+    OPT_LQER_TOP, OPT_LQER_MODE, OPT_TARGET_BYTES, OPT_TARGET_PACK, OPT_SCALES, OPT_DEVICE, OPT_CALIB_SELF,
+    OPT_TEMPERATURE, OPT_SEED
 };
 
 static const struct option longopts[] = {
@@ -86,6 +91,9 @@ static const struct option longopts[] = {
     {"method", required_argument, 0, OPT_METHOD},
     {"calib-data", required_argument, 0, OPT_CALIB_DATA},
     {"calib-prefix", required_argument, 0, OPT_CALIB_PREFIX},
+    {"calib-self", required_argument, 0, OPT_CALIB_SELF},
+    {"temperature", required_argument, 0, OPT_TEMPERATURE},
+    {"seed", required_argument, 0, OPT_SEED},
     {"calib-tokens", required_argument, 0, OPT_CALIB_TOKENS},
     {"calib-seq-len", required_argument, 0, OPT_CALIB_SEQ},
     {"damp", required_argument, 0, OPT_DAMP},
@@ -217,23 +225,52 @@ static void quant_progress(void *ctx, int done, int total)
     pg_progress_update(pr, (uint64_t)done);
 }
 
+/* Where calibration tokens come from: training shards, or the model's own samples. */
+struct calib_src {
+    const char *dir, *prefix;   /* shards (dir NULL: self-generated) */
+    int64_t tokens;             /* shard tokens */
+    int64_t self_seqs;          /* self-generated sequences */
+    double temp;
+    uint64_t seed;
+    struct pg_model *gen;       /* the host model that samples them */
+};
+
 /* Runs the calibration tokens through m (activations allocated here) into cal. */
-static void calibrate(const struct pg_cli *cli, struct pg_model *m, struct pg_calib *cal, const char *dir,
-                      const char *prefix, int64_t tokens, int seq)
+static void calibrate(const struct pg_cli *cli, struct pg_model *m, struct pg_calib *cal, const struct calib_src *src,
+                      int seq)
 {
-    int64_t nseq = (tokens + seq - 1) / seq;
+    int64_t nseq = src->dir ? (src->tokens + seq - 1) / seq : src->self_seqs;
     int max_b = 16384 / seq > 1 ? 16384 / seq : 1; /* ~16k tokens per forward */
     if (max_b > nseq) max_b = (int)nseq;
     pg_cli_check(cli, pg_model_alloc_acts(m, max_b, seq));
     pg_cli_check(cli, pg_calib_init(cal, m));
     struct pg_progress pr;
-    pg_progress_init(&pr, "calibrating", "tokens", (uint64_t)(nseq * seq), pg_cli_progress(cli));
     double t0 = pg_now();
-    pg_cli_check(cli, pg_calib_from_shards(cal, m, dir, prefix, tokens, &pr));
+    if (src->dir) {
+        pg_progress_init(&pr, "calibrating", "tokens", (uint64_t)(nseq * seq), pg_cli_progress(cli));
+        pg_cli_check(cli, pg_calib_from_shards(cal, m, src->dir, src->prefix, src->tokens, &pr));
+        pg_progress_finish(&pr);
+        pg_calib_finish(cal);
+        pg_cli_info(cli, "calibration: %" PRId64 " tokens of %s/%s_train_* in sequences of %d, %.1f s", cal->tokens,
+                    src->dir, src->prefix, seq, pg_now() - t0);
+        return;
+    }
+    int32_t *ids = pg_malloc((size_t)nseq * (size_t)seq * sizeof *ids);
+    if (!ids) pg_cli_check(cli, PG_E_NOMEM);
+    struct pg_model *g = src->gen;
+    if (g != m) pg_cli_check(cli, pg_model_alloc_acts(g, max_b, seq));
+    pg_progress_init(&pr, "sampling", "tokens", (uint64_t)(nseq * seq), pg_cli_progress(cli));
+    pg_cli_check(cli, pg_calib_generate(g, ids, nseq, src->temp, src->seed, &pr));
     pg_progress_finish(&pr);
+    double t1 = pg_now();
+    pg_progress_init(&pr, "calibrating", "tokens", (uint64_t)(nseq * seq), pg_cli_progress(cli));
+    pg_cli_check(cli, pg_calib_add_tokens(cal, m, ids, nseq, &pr));
+    pg_progress_finish(&pr);
+    free(ids);
     pg_calib_finish(cal);
-    pg_cli_info(cli, "calibration: %" PRId64 " tokens of %s/%s_train_* in sequences of %d, %.1f s", cal->tokens, dir,
-                prefix, seq, pg_now() - t0);
+    pg_cli_info(cli, "calibration: %" PRId64 " self-generated tokens (%" PRId64 " sequences of %d, temperature %g, "
+                "seed %" PRIu64 "), sampled in %.1f s, %.1f s", cal->tokens, nseq, seq, src->temp, src->seed, t1 - t0,
+                pg_now() - t1);
 }
 
 int main(int argc, char **argv)
@@ -244,8 +281,9 @@ int main(int argc, char **argv)
     const char *method_s = NULL, *calib_dir = NULL, *calib_prefix = NULL;
     int64_t keep = PG_QUANT_KEEP_FLOAT_MAX, calib_tokens = 32768;
     int dequant = 0, c, calib_seq = 0, gptq_set = 0, calib_set = 0, lqer_rank = 0, lqer_top = 3, lqer_mode = PG_LQER_ASYM;
-    int lqer_set = 0;
-    int64_t target = 0;
+    int lqer_set = 0, self_set = 0, tokens_set = 0;
+    int64_t target = 0, calib_self = 0, seed = 1;
+    double temp = 0.8;
     const char *target_pack = NULL, *scales_s = NULL, *device = NULL;
     struct pg_gptq_opts gopts;
     pg_gptq_opts_default(&gopts);
@@ -263,9 +301,14 @@ int main(int argc, char **argv)
         case OPT_METHOD: method_s = optarg; break;
         case OPT_CALIB_DATA: calib_dir = optarg; break;
         case OPT_CALIB_PREFIX: calib_prefix = optarg, calib_set = 1; break;
+        case OPT_CALIB_SELF:
+            pg_cli_check(&cli, pg_parse_i64("--calib-self", optarg, 1, INT64_C(1) << 30, &calib_self));
+            break;
+        case OPT_TEMPERATURE: pg_cli_check(&cli, pg_parse_f64("--temperature", optarg, 0, 1e6, &temp)), self_set = 1; break;
+        case OPT_SEED: pg_cli_check(&cli, pg_parse_i64("--seed", optarg, 0, INT64_MAX, &seed)), self_set = 1; break;
         case OPT_CALIB_TOKENS:
             pg_cli_check(&cli, pg_parse_i64("--calib-tokens", optarg, 1, INT64_C(1) << 36, &calib_tokens));
-            calib_set = 1;
+            calib_set = tokens_set = 1;
             break;
         case OPT_CALIB_SEQ:
             pg_cli_check(&cli, pg_parse_int("--calib-seq-len", optarg, 1, 1 << 20, &calib_seq));
@@ -299,7 +342,8 @@ int main(int argc, char **argv)
     const char *in = argv[optind];
     if (dequant) {
         if (scheme_s || bits_s || clip_s || k_s || tokpath || keep != PG_QUANT_KEEP_FLOAT_MAX || method_s || calib_dir ||
-            calib_set || gptq_set || lqer_rank || lqer_set || target || target_pack || scales_s)
+            calib_set || gptq_set || lqer_rank || lqer_set || target || target_pack || scales_s || calib_self ||
+            self_set)
             pg_cli_usage_error(&cli, "--dequantize takes no quantization options");
         dequantize(&cli, in, out);
         return 0;
@@ -323,10 +367,16 @@ int main(int argc, char **argv)
         pg_cli_usage_error(&cli, "--method: 'rtn' or 'gptq'");
     if (o.method == PG_QMETHOD_GPTQ && scheme != PG_QSCHEME_INTN)
         pg_cli_usage_error(&cli, "--method gptq needs an intN scheme (--scheme intN or --bits)");
-    if (o.method == PG_QMETHOD_GPTQ && !calib_dir) pg_cli_usage_error(&cli, "--method gptq needs --calib-data DIR");
+    if (calib_dir && calib_self) pg_cli_usage_error(&cli, "--calib-data and --calib-self are two sources: give one");
+    if (self_set && !calib_self) pg_cli_usage_error(&cli, "--temperature and --seed need --calib-self");
+    if (calib_self && (calib_prefix || tokens_set))
+        pg_cli_usage_error(&cli, "--calib-prefix and --calib-tokens need --calib-data (--calib-self N counts sequences)");
+    int calibrated = calib_dir || calib_self;
+    if (o.method == PG_QMETHOD_GPTQ && !calibrated)
+        pg_cli_usage_error(&cli, "--method gptq needs --calib-data DIR or --calib-self N");
     if (gptq_set && o.method != PG_QMETHOD_GPTQ)
         pg_cli_usage_error(&cli, "--damp, --no-act-order and --gptq-block apply to --method gptq");
-    if (calib_set && !calib_dir)
+    if (calib_set && !calibrated)
         pg_cli_usage_error(&cli, "--calib-prefix, --calib-tokens, --calib-seq-len and --device need --calib-data");
     const struct pg_backend *cbe = &pg_backend_cpu;
     if (device) pg_cli_check(&cli, pg_backend_by_name(device, &cbe));
@@ -361,21 +411,22 @@ int main(int argc, char **argv)
     pg_cli_check(&cli, pg_modelfile_load(&m, in));
     struct pg_calib cal;
     memset(&cal, 0, sizeof cal);
-    if (calib_dir) {
+    if (calibrated) {
         struct pg_model dm, *cm = &m;
         if (cbe != &pg_backend_cpu) { /* the same model on the device runs the calibration */
             pg_cli_check(&cli, pg_model_init(&dm, &cfg, cbe, 0));
             pg_cli_check(&cli, pg_modelfile_load(&dm, in));
             cm = &dm;
         }
-        calibrate(&cli, cm, &cal, calib_dir, calib_prefix ? calib_prefix : "fineweb", calib_tokens,
-                  calib_seq ? calib_seq : cfg.train_seq_len);
+        struct calib_src src = {calib_dir, calib_prefix ? calib_prefix : "fineweb", calib_tokens, calib_self, temp,
+                                (uint64_t)seed, &m};
+        calibrate(&cli, cm, &cal, &src, calib_seq ? calib_seq : cfg.train_seq_len);
         if (cm == &dm) pg_model_free(&dm);
         o.calib = &cal;
     }
     struct pg_progress qpr;
     pg_progress_init(&qpr, o.method == PG_QMETHOD_GPTQ ? "gptq" : "quantizing", "tensors", 0,
-                     pg_cli_progress(&cli) && calib_dir);
+                     pg_cli_progress(&cli) && calibrated);
     o.progress = quant_progress, o.progress_ctx = &qpr;
     double tq = pg_now();
     struct pg_qmodel qm;
@@ -385,14 +436,14 @@ int main(int argc, char **argv)
      * per-tensor setting naming no tensor of it) */
     if (rc == PG_E_FORMAT || rc == PG_E_INVAL) pg_cli_die(&cli, "%s: %s", in, pg_error_message());
     pg_cli_check(&cli, rc);
-    if (calib_dir) pg_cli_info(&cli, "%s: %.1f s", o.method == PG_QMETHOD_GPTQ ? "GPTQ" : "rounding", pg_now() - tq);
+    if (calibrated) pg_cli_info(&cli, "%s: %.1f s", o.method == PG_QMETHOD_GPTQ ? "GPTQ" : "rounding", pg_now() - tq);
     qm.tok = tok;
     struct pg_fit_report fit = {0};
     if (target) {
         struct pg_progress fpr;
         pg_progress_init(&fpr, "fitting", "packs", 0, pg_cli_progress(&cli));
         double tf = pg_now();
-        rc = pg_fit_prune(&qm, &m, calib_dir ? &cal : NULL, (uint64_t)target, &popts, &fit, fit_progress, &fpr);
+        rc = pg_fit_prune(&qm, &m, calibrated ? &cal : NULL, (uint64_t)target, &popts, &fit, fit_progress, &fpr);
         pg_progress_finish(&fpr);
         if (rc == PG_E_INVAL) pg_cli_die(&cli, "%s: %s", in, pg_error_message());
         pg_cli_check(&cli, rc);
@@ -418,7 +469,7 @@ int main(int argc, char **argv)
         fputc('\n', stdout);
         json_decref(j);
     } else if (cli.verbosity > 0) {
-        print_table(&qm, calib_dir != NULL);
+        print_table(&qm, calibrated);
     }
     int nint = 0;
     for (int i = 0; i < qm.ntensors; i++) nint += qm.t[i].kind == PG_QKIND_INT;

@@ -5,7 +5,8 @@
 # better val loss than rounding's; the result does not depend on threads or the block width; a
 # GPTQ .pgq packs and scores like any other; LQER makes a version-2 .pgq that packs, unpacks and
 # scores; --target-bytes lands within 0.1% under the target; per-tensor --bits; bad options and
-# inputs fail cleanly.
+# inputs fail cleanly; --calib-self calibrates on sequences the model samples itself (deterministic
+# per seed, a useful H without reading data).
 . "$(dirname "$0")/lib.sh"
 EVAL="$PG_BIN/pg-eval" Q="$PG_BIN/pg-quantize" P="$PG_BIN/pg-pack"
 W=$T_TMP
@@ -57,6 +58,30 @@ check "--gptq-block 5: the identical file" cmp -s "$W/gptq.pgq" "$W/g4.pgq"
 check "--no-act-order: a different file" sh -c "! cmp -s '$W/gptq.pgq' '$W/g5.pgq'"
 "$Q" -q "$M" -o "$W/g6.pgq" $B $CAL --method gptq --calib-tokens 2048
 check "--calib-tokens 2048: a different file" sh -c "! cmp -s '$W/gptq.pgq' '$W/g6.pgq'"
+
+# ---- self-generated calibration: no data read, deterministic per seed, a useful H ----
+SELF="--calib-self 64 --temperature 0.8 --keep-float 100"
+check "gptq on 64 self-generated sequences (seed 3)" \
+    sh -c "'$Q' '$M' -o '$W/gs.pgq' $B $SELF --seed 3 --method gptq --json >'$W/gs.json' 2>'$W/gs.err'"
+check "rtn with the same statistics" sh -c "'$Q' '$M' -o '$W/rs.pgq' $B $SELF --seed 3 --json >'$W/rs.json'"
+check "the report: 64 x 32 = 2048 calibration tokens, 19 gptq tensors" \
+    test "$(jq -c '[.calib_tokens, ([.tensors[] | select(.method == "gptq")] | length)]' "$W/gs.json")" = "[2048,19]"
+check "the summary says where they came from" grep -q "2048 self-generated tokens (64 sequences of 32, temperature 0.8, seed 3)" "$W/gs.err"
+ors=$(jq '[.tensors[] | select(.kind == "int") | .out_err] | add' "$W/rs.json")
+ogs=$(jq '[.tensors[] | select(.kind == "int") | .out_err] | add' "$W/gs.json")
+check "GPTQ's output errors on them sum below rounding's ($ogs < $ors)" below "$ogs" "$ors"
+lgs=$(loss "$W/gs.pgq")
+check "val loss: int4 GPTQ self-calibrated $lgs below int4 rounding $lr" below "$lgs" "$lr"
+"$Q" -q "$M" -o "$W/gs2.pgq" $B $SELF --seed 3 --method gptq
+check "the same seed: the identical file" cmp -s "$W/gs.pgq" "$W/gs2.pgq"
+OMP_NUM_THREADS=3 "$Q" -q "$M" -o "$W/gs3.pgq" $B $SELF --seed 3 --method gptq
+check "... with 3 threads too" cmp -s "$W/gs.pgq" "$W/gs3.pgq"
+"$Q" -q "$M" -o "$W/gs4.pgq" $B $SELF --seed 4 --method gptq
+check "another seed: a different file" sh -c "! cmp -s '$W/gs.pgq' '$W/gs4.pgq'"
+expect_fail "--calib-self with --calib-data" 2 "give one" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --calib-self 4 --calib-data "$W/data"
+expect_fail "--seed without --calib-self" 2 "need --calib-self" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --seed 4
+expect_fail "--calib-tokens with --calib-self" 2 "counts sequences" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --calib-self 4 --calib-tokens 64
+expect_fail "--temperature -1" 2 "--temperature" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --calib-self 4 --temperature -1
 
 # ---- a GPTQ model packs and scores like any other ----
 check "pg-pack the GPTQ model" "$P" -q "$W/gptq.pgq" -o "$W/gptq.pga"
