@@ -12,6 +12,7 @@
 #include "../lib/opt.h"
 #include "../lib/pgq.h"
 #include "../lib/qfit.h"
+#include "../lib/qsearch.h"
 #include "../lib/quant.h"
 #include "../lib/xio.h"
 
@@ -56,6 +57,8 @@ static const char usage[] =
     "      --lqer-mode MODE       asym (INT2 A, INT4 B in groups of 64; default) or sym (int4 rows)\n"
     "      --target-bytes N       prune the cheapest +-1 integers until the packed artifact is at\n"
     "                             most N bytes (k and M suffixes: 15900k)\n"
+    "      --bits-search MIN-MAX  with --target-bytes: bits per tensor from MIN to MAX, chosen by\n"
+    "                             the output error each costs per byte saved (implies intN)\n"
     "      --target-pack CODEC    how pg-pack will pack it: zlib (default), lzma, brotli, lrzip or\n"
     "                             lrzip+brotli (the records' per-group mode; slow to search)\n"
     "      --keep-float N         tensors of at most N elements stay floats (default 65536)\n"
@@ -76,7 +79,7 @@ enum {
     OPT_SCHEME = PG_OPT_FIRST_CMD, OPT_BITS, OPT_CLIP, OPT_K, OPT_KEEP, OPT_DEQUANT, OPT_METHOD, OPT_CALIB_DATA,
     OPT_CALIB_PREFIX, OPT_CALIB_TOKENS, OPT_CALIB_SEQ, OPT_DAMP, OPT_NO_ACT_ORDER, OPT_GPTQ_BLOCK, OPT_LQER_RANK,
     OPT_LQER_TOP, OPT_LQER_MODE, OPT_TARGET_BYTES, OPT_TARGET_PACK, OPT_SCALES, OPT_DEVICE, OPT_CALIB_SELF,
-    OPT_TEMPERATURE, OPT_SEED
+    OPT_TEMPERATURE, OPT_SEED, OPT_BITS_SEARCH
 };
 
 static const struct option longopts[] = {
@@ -94,6 +97,7 @@ static const struct option longopts[] = {
     {"calib-self", required_argument, 0, OPT_CALIB_SELF},
     {"temperature", required_argument, 0, OPT_TEMPERATURE},
     {"seed", required_argument, 0, OPT_SEED},
+    {"bits-search", required_argument, 0, OPT_BITS_SEARCH},
     {"calib-tokens", required_argument, 0, OPT_CALIB_TOKENS},
     {"calib-seq-len", required_argument, 0, OPT_CALIB_SEQ},
     {"damp", required_argument, 0, OPT_DAMP},
@@ -284,6 +288,8 @@ int main(int argc, char **argv)
     int lqer_set = 0, self_set = 0, tokens_set = 0;
     int64_t target = 0, calib_self = 0, seed = 1;
     double temp = 0.8;
+    const char *search_s = NULL;
+    int smin = 0, smax = 0;
     const char *target_pack = NULL, *scales_s = NULL, *device = NULL;
     struct pg_gptq_opts gopts;
     pg_gptq_opts_default(&gopts);
@@ -328,6 +334,13 @@ int main(int argc, char **argv)
             pg_cli_check(&cli, pg_parse_i64("--target-bytes", optarg, 1, INT64_C(1) << 40, &target));
             break;
         case OPT_TARGET_PACK: target_pack = optarg; break;
+        case OPT_BITS_SEARCH: {
+            char tail;
+            search_s = optarg;
+            if (sscanf(optarg, "%d-%d%c", &smin, &smax, &tail) != 2 || smin < 2 || smax > 8 || smin >= smax)
+                pg_cli_usage_error(&cli, "--bits-search: MIN-MAX with 2 <= MIN < MAX <= 8, not '%s'", optarg);
+            break;
+        }
         case OPT_SCALES: scales_s = optarg; break;
         case OPT_DEVICE: device = optarg, calib_set = 1; break;
         case OPT_GPTQ_BLOCK:
@@ -343,7 +356,7 @@ int main(int argc, char **argv)
     if (dequant) {
         if (scheme_s || bits_s || clip_s || k_s || tokpath || keep != PG_QUANT_KEEP_FLOAT_MAX || method_s || calib_dir ||
             calib_set || gptq_set || lqer_rank || lqer_set || target || target_pack || scales_s || calib_self ||
-            self_set)
+            self_set || search_s)
             pg_cli_usage_error(&cli, "--dequantize takes no quantization options");
         dequantize(&cli, in, out);
         return 0;
@@ -353,7 +366,10 @@ int main(int argc, char **argv)
     struct pg_quant_opts o;
     int scheme = PG_QSCHEME_INT8_BASELINE, bits = 8;
     if (scheme_s) pg_cli_check(&cli, pg_quant_parse_scheme(scheme_s, &scheme, &bits));
-    else if (bits_s) scheme = PG_QSCHEME_INTN;
+    else if (bits_s || search_s) scheme = PG_QSCHEME_INTN;
+    if (search_s && scheme != PG_QSCHEME_INTN) pg_cli_usage_error(&cli, "--bits-search needs an intN scheme");
+    if (search_s && !target) pg_cli_usage_error(&cli, "--bits-search needs --target-bytes");
+    if (search_s && bits_s) pg_cli_usage_error(&cli, "--bits-search sets the widths: no --bits");
     if (scheme != PG_QSCHEME_INTN && (bits_s || clip_s || k_s))
         pg_cli_usage_error(&cli, "--bits, --clip and --k apply to the intN schemes (%s's rule is fixed)",
                            pg_qscheme_name(scheme));
@@ -383,6 +399,7 @@ int main(int argc, char **argv)
     o.gptq = gopts;
     if (lqer_set && !lqer_rank) pg_cli_usage_error(&cli, "--lqer-top and --lqer-mode need --lqer-rank");
     if (lqer_rank && scheme != PG_QSCHEME_INTN) pg_cli_usage_error(&cli, "--lqer-rank needs an intN scheme");
+    if (lqer_rank && search_s) pg_cli_usage_error(&cli, "--bits-search does not combine with --lqer-rank");
     o.lqer_rank = lqer_rank, o.lqer_top = lqer_top, o.lqer_mode = lqer_mode;
     if (scales_s && strcmp(scales_s, "logdelta") == 0) o.scale_code = PG_QSCALE_LOGDELTA;
     else if (scales_s && strcmp(scales_s, "fp16") != 0) pg_cli_usage_error(&cli, "--scales: 'fp16' or 'logdelta'");
@@ -430,7 +447,9 @@ int main(int argc, char **argv)
     o.progress = quant_progress, o.progress_ctx = &qpr;
     double tq = pg_now();
     struct pg_qmodel qm;
-    int rc = pg_quantize_model(&m, &o, &qm);
+    struct pg_bits_search_report srep;
+    int rc = search_s ? pg_bits_search(&m, &o, smin, smax, (uint64_t)target, &popts, &qm, &srep, quant_progress, &qpr)
+                      : pg_quantize_model(&m, &o, &qm);
     pg_progress_finish(&qpr);
     /* the options were checked above: what is left is about this model (a non-finite weight, a
      * per-tensor setting naming no tensor of it) */
@@ -439,7 +458,21 @@ int main(int argc, char **argv)
     if (calibrated) pg_cli_info(&cli, "%s: %.1f s", o.method == PG_QMETHOD_GPTQ ? "GPTQ" : "rounding", pg_now() - tq);
     qm.tok = tok;
     struct pg_fit_report fit = {0};
-    if (target) {
+    if (search_s) {
+        fit = srep.fit;
+        int nb[9] = {0};
+        for (int i = 0; i < qm.ntensors; i++)
+            if (qm.t[i].kind == PG_QKIND_INT) nb[qm.t[i].bits]++;
+        char mix[128] = "";
+        for (int b = smin; b <= smax; b++)
+            snprintf(mix + strlen(mix), sizeof mix - strlen(mix), "%s%d x int%d", b == smin ? "" : ", ", nb[b], b);
+        pg_cli_info(&cli, "bits search %d-%d: step %d of %d (%s), %d packs%s; %.1f s", smin, smax, srep.chosen,
+                    srep.steps, mix, srep.packs, srep.pruned_point ? ", then pruned" : "", pg_now() - tq);
+        pg_cli_info(&cli, "target %" PRId64 " bytes (%s): %" PRIu64 " -> %" PRIu64 " bytes, %" PRId64 " of %" PRId64
+                    " weights at +-1 pruned", target, target_pack ? target_pack : "zlib", fit.start_bytes,
+                    fit.final_bytes, fit.pruned, fit.candidates);
+    }
+    if (target && !search_s) {
         struct pg_progress fpr;
         pg_progress_init(&fpr, "fitting", "packs", 0, pg_cli_progress(&cli));
         double tf = pg_now();
@@ -465,6 +498,11 @@ int main(int argc, char **argv)
                                                     "start_bytes", (json_int_t)fit.start_bytes, "packed_bytes",
                                                     (json_int_t)fit.final_bytes, "candidates", (json_int_t)fit.candidates,
                                                     "pruned", (json_int_t)fit.pruned, "packs", fit.packs));
+        if (search_s)
+            json_object_set_new(j, "bits_search", json_pack("{s:i, s:i, s:i, s:i, s:i, s:b, s:f}", "min", smin, "max",
+                                                            smax, "steps", srep.steps, "chosen", srep.chosen, "packs",
+                                                            srep.packs, "pruned_point", srep.pruned_point, "cost",
+                                                            srep.cost));
         json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
         fputc('\n', stdout);
         json_decref(j);

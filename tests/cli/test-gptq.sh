@@ -6,7 +6,8 @@
 # GPTQ .pgq packs and scores like any other; LQER makes a version-2 .pgq that packs, unpacks and
 # scores; --target-bytes lands within 0.1% under the target; per-tensor --bits; bad options and
 # inputs fail cleanly; --calib-self calibrates on sequences the model samples itself (deterministic
-# per seed, a useful H without reading data).
+# per seed, a useful H without reading data); --bits-search chooses widths per tensor under
+# --target-bytes, no worse than uniform widths at the same size, monotone in the target.
 . "$(dirname "$0")/lib.sh"
 EVAL="$PG_BIN/pg-eval" Q="$PG_BIN/pg-quantize" P="$PG_BIN/pg-pack"
 W=$T_TMP
@@ -141,6 +142,38 @@ check "... fits when packed with --brotli ($nb <= $tb, within 1%)" sh -c "[ $nb 
 expect_fail "an unreachable target" 1 "cannot be reached by pruning" "$Q" "$M" -o "$W/x.pgq" $B --keep-float 100 --target-bytes 1000
 expect_fail "--target-pack without --target-bytes" 2 "needs --target-bytes" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --target-pack lzma
 expect_fail "--target-pack gzip" 2 "--target-pack" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --target-bytes 9000 --target-pack gzip
+
+# ---- --bits-search: widths per tensor by output error per byte, under the target ----
+"$Q" -q "$M" -o "$W/u5.pgq" --scheme int5 $CAL --method gptq
+"$P" -q "$W/u5.pgq" -o "$W/u5.pga"
+t5=$(wc -c <"$W/u5.pga")
+check "bits search 4-6 at uniform int5's $t5 bytes" \
+    sh -c "'$Q' '$M' -o '$W/bs.pgq' --bits-search 4-6 --target-bytes $t5 $CAL --method gptq --json >'$W/bs.json' 2>'$W/bs.err'"
+"$P" -q "$W/bs.pgq" -o "$W/bs.pga"
+bs=$(wc -c <"$W/bs.pga")
+check "its artifact is $bs bytes: within the target and within 0.1% of it" \
+    sh -c "[ $bs -le $t5 ] && [ $bs -ge $((t5 - t5 / 1000)) ]"
+check "the widths are in 4..6 and not all one (the report: $(jq -c '[.tensors[] | select(.kind == "int") | .bits] | group_by(.) | map("\(length)x\(.[0])")' "$W/bs.json"))" \
+    test "$(jq -c '[.tensors[] | select(.kind == "int") | .bits] | (all(. >= 4 and . <= 6)) and (unique | length > 1)' "$W/bs.json")" = true
+check "the report's fit and search: packed = pg-pack's, step within the path" \
+    test "$(jq -c '[.fit.packed_bytes, .bits_search.chosen < .bits_search.steps, .bits_search.steps]' "$W/bs.json")" = "[$bs,true,38]"
+lu5=$(loss "$W/u5.pgq") lbs=$(loss "$W/bs.pgq")
+check "val loss of the search $lbs no worse than uniform int5 $lu5 at the same size" below "$lbs" "$lu5"
+check "a summary line" grep -q "bits search 4-6: step" "$W/bs.err"
+tt=$((t5 * 9 / 10))
+"$Q" -q "$M" -o "$W/bs2.pgq" --bits-search 4-6 --target-bytes $tt $CAL --method gptq
+"$P" -q "$W/bs2.pgq" -o "$W/bs2.pga"
+bs2=$(wc -c <"$W/bs2.pga")
+check "a tighter target $tt: $bs2 bytes, within it and no larger than $bs" sh -c "[ $bs2 -le $tt ] && [ $bs2 -le $bs ]"
+"$Q" -q "$M" -o "$W/bs3.pgq" --bits-search 4-6 --target-bytes $t5 $CAL --method gptq
+check "the search again: the identical file" cmp -s "$W/bs.pgq" "$W/bs3.pgq"
+check "without calibration (costs |dW|^2): within the target" \
+    sh -c "'$Q' -q '$M' -o '$W/bs4.pgq' --bits-search 4-6 --target-bytes $t5 --keep-float 100 && '$P' -q '$W/bs4.pgq' -o '$W/bs4.pga' && [ \$(wc -c <'$W/bs4.pga') -le $t5 ]"
+expect_fail "--bits-search without --target-bytes" 2 "needs --target-bytes" "$Q" "$M" -o "$W/x.pgq" --bits-search 4-6
+expect_fail "--bits-search with --bits" 2 "no --bits" "$Q" "$M" -o "$W/x.pgq" --bits-search 4-6 --bits 5 --target-bytes 9000
+expect_fail "--bits-search 6-4" 2 "MIN-MAX" "$Q" "$M" -o "$W/x.pgq" --bits-search 6-4 --target-bytes 9000
+expect_fail "--bits-search with LQER" 2 "--lqer-rank" "$Q" "$M" -o "$W/x.pgq" --bits-search 4-6 --target-bytes 9000 --lqer-rank 2
+expect_fail "--bits-search to an unreachable target" 1 "cannot be reached" "$Q" "$M" -o "$W/x.pgq" --bits-search 4-6 --target-bytes 1000 --keep-float 100
 
 # ---- GPTQ-lite clip search: per row, no worse than max-abs ----
 "$Q" -q "$M" -o "$W/cs.pgq" --scheme int4 --clip search --keep-float 100 --json >"$W/cs.json"
