@@ -15,6 +15,7 @@
 #include "../lib/qsearch.h"
 #include "../lib/quant.h"
 #include "../lib/xio.h"
+#include "../lib/qxform.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -44,7 +45,10 @@ static const char usage[] =
     "      --calib-data DIR       shards whose train split calibrates GPTQ (val is never read)\n"
     "      --calib-self N         calibrate on N sequences the model samples itself (no data read)\n"
     "      --temperature T        --calib-self's sampling temperature (default 0.8; 0: greedy)\n"
-    "      --seed S               --calib-self's sampling seed (default 1)\n"
+    "      --seed S               the seed of --calib-self's sampling and --hadamard's signs (default 1)\n"
+    "      --awq                  scale input channels by calibration activations (intN; undone at load)\n"
+    "      --hadamard             rotate input channels by a seeded Hadamard transform (intN; undone\n"
+    "                             at load; on matrices whose width is a power of two)\n"
     "      --calib-prefix NAME    shard prefix (default fineweb)\n"
     "      --calib-tokens N       calibration tokens, from the first train shard on (default 32768)\n"
     "      --calib-seq-len N      tokens per calibration sequence (default: the model's train_seq_len)\n"
@@ -79,7 +83,7 @@ enum {
     OPT_SCHEME = PG_OPT_FIRST_CMD, OPT_BITS, OPT_CLIP, OPT_K, OPT_KEEP, OPT_DEQUANT, OPT_METHOD, OPT_CALIB_DATA,
     OPT_CALIB_PREFIX, OPT_CALIB_TOKENS, OPT_CALIB_SEQ, OPT_DAMP, OPT_NO_ACT_ORDER, OPT_GPTQ_BLOCK, OPT_LQER_RANK,
     OPT_LQER_TOP, OPT_LQER_MODE, OPT_TARGET_BYTES, OPT_TARGET_PACK, OPT_SCALES, OPT_DEVICE, OPT_CALIB_SELF,
-    OPT_TEMPERATURE, OPT_SEED, OPT_BITS_SEARCH
+    OPT_TEMPERATURE, OPT_SEED, OPT_BITS_SEARCH, OPT_AWQ, OPT_HADAMARD
 };
 
 static const struct option longopts[] = {
@@ -98,6 +102,8 @@ static const struct option longopts[] = {
     {"temperature", required_argument, 0, OPT_TEMPERATURE},
     {"seed", required_argument, 0, OPT_SEED},
     {"bits-search", required_argument, 0, OPT_BITS_SEARCH},
+    {"awq", no_argument, 0, OPT_AWQ},
+    {"hadamard", no_argument, 0, OPT_HADAMARD},
     {"calib-tokens", required_argument, 0, OPT_CALIB_TOKENS},
     {"calib-seq-len", required_argument, 0, OPT_CALIB_SEQ},
     {"damp", required_argument, 0, OPT_DAMP},
@@ -175,6 +181,11 @@ static json_t *report_json(const struct pg_qmodel *qm, const char *in, const cha
         if (t->kind == PG_QKIND_INT) json_object_set_new(e, "abs_err", json_real(t->err_norm));
         if (t->kind == PG_QKIND_INT)
             json_object_set_new(e, "scales", json_string(t->scale_code == PG_QSCALE_LOGDELTA ? "logdelta" : "fp16"));
+        if (t->kind == PG_QKIND_INT) {
+            static const char *xn[] = {"none", "awq", "hadamard", "awq+hadamard"};
+            json_object_set_new(e, "xform", json_string(xn[t->xform & 3]));
+            if (t->xform & PG_QXFORM_AWQ) json_object_set_new(e, "awq_alpha", json_real(t->awq_alpha));
+        }
         json_object_set_new(e, "lqer_rank", json_integer(t->lqer_rank));
         if (t->lqer_rank) {
             json_object_set_new(e, "lqer_mode", json_string(t->lqer_mode == PG_LQER_SYM ? "sym" : "asym"));
@@ -289,7 +300,7 @@ int main(int argc, char **argv)
     int64_t target = 0, calib_self = 0, seed = 1;
     double temp = 0.8;
     const char *search_s = NULL;
-    int smin = 0, smax = 0;
+    int smin = 0, smax = 0, xform = 0, seed_set = 0;
     const char *target_pack = NULL, *scales_s = NULL, *device = NULL;
     struct pg_gptq_opts gopts;
     pg_gptq_opts_default(&gopts);
@@ -311,7 +322,9 @@ int main(int argc, char **argv)
             pg_cli_check(&cli, pg_parse_i64("--calib-self", optarg, 1, INT64_C(1) << 30, &calib_self));
             break;
         case OPT_TEMPERATURE: pg_cli_check(&cli, pg_parse_f64("--temperature", optarg, 0, 1e6, &temp)), self_set = 1; break;
-        case OPT_SEED: pg_cli_check(&cli, pg_parse_i64("--seed", optarg, 0, INT64_MAX, &seed)), self_set = 1; break;
+        case OPT_SEED: pg_cli_check(&cli, pg_parse_i64("--seed", optarg, 0, INT64_MAX, &seed)), seed_set = 1; break;
+        case OPT_AWQ: xform |= PG_QXFORM_AWQ; break;
+        case OPT_HADAMARD: xform |= PG_QXFORM_HADAMARD; break;
         case OPT_CALIB_TOKENS:
             pg_cli_check(&cli, pg_parse_i64("--calib-tokens", optarg, 1, INT64_C(1) << 36, &calib_tokens));
             calib_set = tokens_set = 1;
@@ -356,7 +369,7 @@ int main(int argc, char **argv)
     if (dequant) {
         if (scheme_s || bits_s || clip_s || k_s || tokpath || keep != PG_QUANT_KEEP_FLOAT_MAX || method_s || calib_dir ||
             calib_set || gptq_set || lqer_rank || lqer_set || target || target_pack || scales_s || calib_self ||
-            self_set || search_s)
+            self_set || search_s || seed_set || xform)
             pg_cli_usage_error(&cli, "--dequantize takes no quantization options");
         dequantize(&cli, in, out);
         return 0;
@@ -384,10 +397,15 @@ int main(int argc, char **argv)
     if (o.method == PG_QMETHOD_GPTQ && scheme != PG_QSCHEME_INTN)
         pg_cli_usage_error(&cli, "--method gptq needs an intN scheme (--scheme intN or --bits)");
     if (calib_dir && calib_self) pg_cli_usage_error(&cli, "--calib-data and --calib-self are two sources: give one");
-    if (self_set && !calib_self) pg_cli_usage_error(&cli, "--temperature and --seed need --calib-self");
+    if (self_set && !calib_self) pg_cli_usage_error(&cli, "--temperature needs --calib-self");
+    if (seed_set && !calib_self && !(xform & PG_QXFORM_HADAMARD))
+        pg_cli_usage_error(&cli, "--seed needs --calib-self or --hadamard");
     if (calib_self && (calib_prefix || tokens_set))
         pg_cli_usage_error(&cli, "--calib-prefix and --calib-tokens need --calib-data (--calib-self N counts sequences)");
     int calibrated = calib_dir || calib_self;
+    if (xform && scheme != PG_QSCHEME_INTN) pg_cli_usage_error(&cli, "--awq and --hadamard need an intN scheme");
+    if ((xform & PG_QXFORM_AWQ) && !calibrated) pg_cli_usage_error(&cli, "--awq needs --calib-data or --calib-self");
+    o.xform = xform, o.xform_seed = (uint64_t)seed;
     if (o.method == PG_QMETHOD_GPTQ && !calibrated)
         pg_cli_usage_error(&cli, "--method gptq needs --calib-data DIR or --calib-self N");
     if (gptq_set && o.method != PG_QMETHOD_GPTQ)

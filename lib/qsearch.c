@@ -71,10 +71,13 @@ static void set_point(struct search *s, int k)
         const struct pg_qtensor *src = s->cur[j] == max ? &s->orig[j] : &s->q[s->cur[j] - s->min].t[i];
         const unsigned char *d = s->cur[j] == max ? s->saved[j] : src->data;
         const unsigned char *sc = s->cur[j] == max ? s->saved[j] + keep.data_len : src->scales;
+        const unsigned char *xf = s->cur[j] == max ? sc + keep.scale_len : src->xform_blob;
         *t = *src;
         t->data = keep.data, t->scales = keep.scales, t->data_off = keep.data_off, t->scale_off = keep.scale_off;
+        t->xform_blob = keep.xform_blob, t->xform_off = keep.xform_off;
         memcpy((void *)(uintptr_t)t->data, d, t->data_len);
         if (t->scale_len) memcpy((void *)(uintptr_t)t->scales, sc, t->scale_len);
+        if (t->xform_len) memcpy((void *)(uintptr_t)t->xform_blob, xf, t->xform_len); /* AWQ's scales differ */
     }
 }
 
@@ -153,12 +156,13 @@ int pg_bits_search(const struct pg_model *m, const struct pg_quant_opts *o, int 
         if (t->kind != PG_QKIND_INT) continue;
         s.idx[j] = i;
         s.orig[j] = *t;
-        if (!(s.saved[j] = pg_malloc(t->data_len + t->scale_len + 1))) {
+        if (!(s.saved[j] = pg_malloc(t->data_len + t->scale_len + t->xform_len + 1))) {
             rc = PG_E_NOMEM;
             break;
         }
         memcpy(s.saved[j], t->data, t->data_len);
         if (t->scale_len) memcpy(s.saved[j] + t->data_len, t->scales, t->scale_len);
+        if (t->xform_len) memcpy(s.saved[j] + t->data_len + t->scale_len, t->xform_blob, t->xform_len);
         int ti = pg_model_find(m, t->name);
         int64_t cols = 0;
         const double *h = o->calib && ti >= 0 ? pg_calib_hessian(o->calib, m, t->name, &cols) : NULL;
@@ -167,7 +171,8 @@ int pg_bits_search(const struct pg_model *m, const struct pg_quant_opts *o, int 
         if (isnan(norm)) rc = PG_E_NOMEM;
         for (int b = 0; b < s.nb && !rc; b++) {
             const struct pg_qtensor *tb = &s.q[b].t[i];
-            if (tb->kind != PG_QKIND_INT || tb->data_len != t->data_len || tb->scale_len != t->scale_len) {
+            if (tb->kind != PG_QKIND_INT || tb->data_len != t->data_len || tb->scale_len != t->scale_len ||
+                tb->xform != t->xform) {
                 rc = pg_error(PG_E_INVAL, "%s: quantized differently at %d bits", t->name, min_bits + b);
                 break;
             }

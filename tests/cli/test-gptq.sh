@@ -7,7 +7,8 @@
 # scores; --target-bytes lands within 0.1% under the target; per-tensor --bits; bad options and
 # inputs fail cleanly; --calib-self calibrates on sequences the model samples itself (deterministic
 # per seed, a useful H without reading data); --bits-search chooses widths per tensor under
-# --target-bytes, no worse than uniform widths at the same size, monotone in the target.
+# --target-bytes, no worse than uniform widths at the same size, monotone in the target; --awq and
+# --hadamard lower rounding's output error and make a version-3 .pgq that packs and scores.
 . "$(dirname "$0")/lib.sh"
 EVAL="$PG_BIN/pg-eval" Q="$PG_BIN/pg-quantize" P="$PG_BIN/pg-pack"
 W=$T_TMP
@@ -80,7 +81,7 @@ check "... with 3 threads too" cmp -s "$W/gs.pgq" "$W/gs3.pgq"
 "$Q" -q "$M" -o "$W/gs4.pgq" $B $SELF --seed 4 --method gptq
 check "another seed: a different file" sh -c "! cmp -s '$W/gs.pgq' '$W/gs4.pgq'"
 expect_fail "--calib-self with --calib-data" 2 "give one" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --calib-self 4 --calib-data "$W/data"
-expect_fail "--seed without --calib-self" 2 "need --calib-self" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --seed 4
+expect_fail "--seed without --calib-self" 2 "needs --calib-self or --hadamard" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --seed 4
 expect_fail "--calib-tokens with --calib-self" 2 "counts sequences" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --calib-self 4 --calib-tokens 64
 expect_fail "--temperature -1" 2 "--temperature" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --calib-self 4 --temperature -1
 
@@ -174,6 +175,27 @@ expect_fail "--bits-search with --bits" 2 "no --bits" "$Q" "$M" -o "$W/x.pgq" --
 expect_fail "--bits-search 6-4" 2 "MIN-MAX" "$Q" "$M" -o "$W/x.pgq" --bits-search 6-4 --target-bytes 9000
 expect_fail "--bits-search with LQER" 2 "--lqer-rank" "$Q" "$M" -o "$W/x.pgq" --bits-search 4-6 --target-bytes 9000 --lqer-rank 2
 expect_fail "--bits-search to an unreachable target" 1 "cannot be reached" "$Q" "$M" -o "$W/x.pgq" --bits-search 4-6 --target-bytes 1000 --keep-float 100
+
+# ---- --awq and --hadamard: transforms undone at load, in a version-3 .pgq ----
+check "int4 rounding with --awq --hadamard" \
+    sh -c "'$Q' '$M' -o '$W/aw.pgq' $B $CAL --awq --hadamard --json >'$W/aw.json'"
+check "the file is .pgq version 3" test "$(od -An -tu4 -j8 -N4 "$W/aw.pgq" | tr -d ' ')" = 3
+oaw=$(jq '[.tensors[] | select(.kind == "int") | .out_err] | add' "$W/aw.json")
+check "output errors sum below plain rounding's ($oaw < $or)" below "$oaw" "$or"
+check "the report: every matrix transformed (awq+hadamard), an AWQ exponent each" \
+    test "$(jq -c '[.tensors[] | select(.kind == "int") | .xform == "awq+hadamard" and .awq_alpha >= 0] | all' "$W/aw.json")" = true
+law=$(loss "$W/aw.pgq")
+check "val loss $law below plain int4 rounding's $lr" below "$law" "$lr"
+"$P" -q "$W/aw.pgq" -o "$W/aw.pga" --lzma && "$P" -q -d "$W/aw.pga" -o "$W/aw.back.pgq"
+check "pg-pack round trip: the identical version-3 .pgq" cmp -s "$W/aw.pgq" "$W/aw.back.pgq"
+check "pg-eval of the .pga = the .pgq's" test "$(loss "$W/aw.pga")" = "$law"
+check "--dequantize of it scores as the .pgq" \
+    sh -c "'$Q' -q --dequantize '$W/aw.pgq' -o '$W/aw.safetensors' && [ \"\$('$EVAL' -q --json '$W/aw.safetensors' -d '$W/data' --prefix t -m '$W/sp.model' | jq .val_loss)\" = '$law' ]"
+"$Q" -q "$M" -o "$W/gh.pgq" $B $CAL --method gptq --hadamard --seed 7
+check "GPTQ with --hadamard --seed 7: a version-3 file that scores" \
+    sh -c "[ \"\$(od -An -tu4 -j8 -N4 '$W/gh.pgq' | tr -d ' ')\" = 3 ] && '$EVAL' -q '$W/gh.pgq' -d '$W/data' --prefix t -m '$W/sp.model' >/dev/null"
+expect_fail "--awq without calibration" 2 "--awq needs" "$Q" "$M" -o "$W/x.pgq" --scheme int4 --awq
+expect_fail "--hadamard on int8-baseline" 2 "need an intN scheme" "$Q" "$M" -o "$W/x.pgq" --hadamard
 
 # ---- GPTQ-lite clip search: per row, no worse than max-abs ----
 "$Q" -q "$M" -o "$W/cs.pgq" --scheme int4 --clip search --keep-float 100 --json >"$W/cs.json"
