@@ -12,7 +12,10 @@
 #include "../lib/opt.h"
 #include "../lib/pgq.h"
 #include "../lib/qfit.h"
+#include "../lib/qsearch.h"
 #include "../lib/quant.h"
+#include "../lib/xio.h"
+#include "../lib/qxform.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -38,8 +41,14 @@ static const char usage[] =
     "      --clip RULE            intN clip rule: sdclip (default), maxabs, quantile or search\n"
     "      --k LIST               SDClip k per class (default attn=13,mlp=11.5,embed=14) or tensor\n"
     "      --scales CODE          intN row steps: fp16 (default) or logdelta (5-bit codes, 1 byte a row)\n"
-    "      --method NAME          rtn (round to nearest, default) or gptq (intN; needs --calib-data)\n"
+    "      --method NAME          rtn (round to nearest, default) or gptq (intN; needs calibration)\n"
     "      --calib-data DIR       shards whose train split calibrates GPTQ (val is never read)\n"
+    "      --calib-self N         calibrate on N sequences the model samples itself (no data read)\n"
+    "      --temperature T        --calib-self's sampling temperature (default 0.8; 0: greedy)\n"
+    "      --seed S               the seed of --calib-self's sampling and --hadamard's signs (default 1)\n"
+    "      --awq                  scale input channels by calibration activations (intN; undone at load)\n"
+    "      --hadamard             rotate input channels by a seeded Hadamard transform (intN; undone\n"
+    "                             at load; on matrices whose width is a power of two)\n"
     "      --calib-prefix NAME    shard prefix (default fineweb)\n"
     "      --calib-tokens N       calibration tokens, from the first train shard on (default 32768)\n"
     "      --calib-seq-len N      tokens per calibration sequence (default: the model's train_seq_len)\n"
@@ -52,6 +61,8 @@ static const char usage[] =
     "      --lqer-mode MODE       asym (INT2 A, INT4 B in groups of 64; default) or sym (int4 rows)\n"
     "      --target-bytes N       prune the cheapest +-1 integers until the packed artifact is at\n"
     "                             most N bytes (k and M suffixes: 15900k)\n"
+    "      --bits-search MIN-MAX  with --target-bytes: bits per tensor from MIN to MAX, chosen by\n"
+    "                             the output error each costs per byte saved (implies intN)\n"
     "      --target-pack CODEC    how pg-pack will pack it: zlib (default), lzma, brotli, lrzip or\n"
     "                             lrzip+brotli (the records' per-group mode; slow to search)\n"
     "      --keep-float N         tensors of at most N elements stay floats (default 65536)\n"
@@ -71,7 +82,8 @@ static const char usage[] =
 enum {
     OPT_SCHEME = PG_OPT_FIRST_CMD, OPT_BITS, OPT_CLIP, OPT_K, OPT_KEEP, OPT_DEQUANT, OPT_METHOD, OPT_CALIB_DATA,
     OPT_CALIB_PREFIX, OPT_CALIB_TOKENS, OPT_CALIB_SEQ, OPT_DAMP, OPT_NO_ACT_ORDER, OPT_GPTQ_BLOCK, OPT_LQER_RANK,
-    OPT_LQER_TOP, OPT_LQER_MODE, OPT_TARGET_BYTES, OPT_TARGET_PACK, OPT_SCALES, OPT_DEVICE
+    OPT_LQER_TOP, OPT_LQER_MODE, OPT_TARGET_BYTES, OPT_TARGET_PACK, OPT_SCALES, OPT_DEVICE, OPT_CALIB_SELF,
+    OPT_TEMPERATURE, OPT_SEED, OPT_BITS_SEARCH, OPT_AWQ, OPT_HADAMARD
 };
 
 static const struct option longopts[] = {
@@ -86,6 +98,12 @@ static const struct option longopts[] = {
     {"method", required_argument, 0, OPT_METHOD},
     {"calib-data", required_argument, 0, OPT_CALIB_DATA},
     {"calib-prefix", required_argument, 0, OPT_CALIB_PREFIX},
+    {"calib-self", required_argument, 0, OPT_CALIB_SELF},
+    {"temperature", required_argument, 0, OPT_TEMPERATURE},
+    {"seed", required_argument, 0, OPT_SEED},
+    {"bits-search", required_argument, 0, OPT_BITS_SEARCH},
+    {"awq", no_argument, 0, OPT_AWQ},
+    {"hadamard", no_argument, 0, OPT_HADAMARD},
     {"calib-tokens", required_argument, 0, OPT_CALIB_TOKENS},
     {"calib-seq-len", required_argument, 0, OPT_CALIB_SEQ},
     {"damp", required_argument, 0, OPT_DAMP},
@@ -163,6 +181,11 @@ static json_t *report_json(const struct pg_qmodel *qm, const char *in, const cha
         if (t->kind == PG_QKIND_INT) json_object_set_new(e, "abs_err", json_real(t->err_norm));
         if (t->kind == PG_QKIND_INT)
             json_object_set_new(e, "scales", json_string(t->scale_code == PG_QSCALE_LOGDELTA ? "logdelta" : "fp16"));
+        if (t->kind == PG_QKIND_INT) {
+            static const char *xn[] = {"none", "awq", "hadamard", "awq+hadamard"};
+            json_object_set_new(e, "xform", json_string(xn[t->xform & 3]));
+            if (t->xform & PG_QXFORM_AWQ) json_object_set_new(e, "awq_alpha", json_real(t->awq_alpha));
+        }
         json_object_set_new(e, "lqer_rank", json_integer(t->lqer_rank));
         if (t->lqer_rank) {
             json_object_set_new(e, "lqer_mode", json_string(t->lqer_mode == PG_LQER_SYM ? "sym" : "asym"));
@@ -217,23 +240,52 @@ static void quant_progress(void *ctx, int done, int total)
     pg_progress_update(pr, (uint64_t)done);
 }
 
+/* Where calibration tokens come from: training shards, or the model's own samples. */
+struct calib_src {
+    const char *dir, *prefix;   /* shards (dir NULL: self-generated) */
+    int64_t tokens;             /* shard tokens */
+    int64_t self_seqs;          /* self-generated sequences */
+    double temp;
+    uint64_t seed;
+    struct pg_model *gen;       /* the host model that samples them */
+};
+
 /* Runs the calibration tokens through m (activations allocated here) into cal. */
-static void calibrate(const struct pg_cli *cli, struct pg_model *m, struct pg_calib *cal, const char *dir,
-                      const char *prefix, int64_t tokens, int seq)
+static void calibrate(const struct pg_cli *cli, struct pg_model *m, struct pg_calib *cal, const struct calib_src *src,
+                      int seq)
 {
-    int64_t nseq = (tokens + seq - 1) / seq;
+    int64_t nseq = src->dir ? (src->tokens + seq - 1) / seq : src->self_seqs;
     int max_b = 16384 / seq > 1 ? 16384 / seq : 1; /* ~16k tokens per forward */
     if (max_b > nseq) max_b = (int)nseq;
     pg_cli_check(cli, pg_model_alloc_acts(m, max_b, seq));
     pg_cli_check(cli, pg_calib_init(cal, m));
     struct pg_progress pr;
-    pg_progress_init(&pr, "calibrating", "tokens", (uint64_t)(nseq * seq), pg_cli_progress(cli));
     double t0 = pg_now();
-    pg_cli_check(cli, pg_calib_from_shards(cal, m, dir, prefix, tokens, &pr));
+    if (src->dir) {
+        pg_progress_init(&pr, "calibrating", "tokens", (uint64_t)(nseq * seq), pg_cli_progress(cli));
+        pg_cli_check(cli, pg_calib_from_shards(cal, m, src->dir, src->prefix, src->tokens, &pr));
+        pg_progress_finish(&pr);
+        pg_calib_finish(cal);
+        pg_cli_info(cli, "calibration: %" PRId64 " tokens of %s/%s_train_* in sequences of %d, %.1f s", cal->tokens,
+                    src->dir, src->prefix, seq, pg_now() - t0);
+        return;
+    }
+    int32_t *ids = pg_malloc((size_t)nseq * (size_t)seq * sizeof *ids);
+    if (!ids) pg_cli_check(cli, PG_E_NOMEM);
+    struct pg_model *g = src->gen;
+    if (g != m) pg_cli_check(cli, pg_model_alloc_acts(g, max_b, seq));
+    pg_progress_init(&pr, "sampling", "tokens", (uint64_t)(nseq * seq), pg_cli_progress(cli));
+    pg_cli_check(cli, pg_calib_generate(g, ids, nseq, src->temp, src->seed, &pr));
     pg_progress_finish(&pr);
+    double t1 = pg_now();
+    pg_progress_init(&pr, "calibrating", "tokens", (uint64_t)(nseq * seq), pg_cli_progress(cli));
+    pg_cli_check(cli, pg_calib_add_tokens(cal, m, ids, nseq, &pr));
+    pg_progress_finish(&pr);
+    free(ids);
     pg_calib_finish(cal);
-    pg_cli_info(cli, "calibration: %" PRId64 " tokens of %s/%s_train_* in sequences of %d, %.1f s", cal->tokens, dir,
-                prefix, seq, pg_now() - t0);
+    pg_cli_info(cli, "calibration: %" PRId64 " self-generated tokens (%" PRId64 " sequences of %d, temperature %g, "
+                "seed %" PRIu64 "), sampled in %.1f s, %.1f s", cal->tokens, nseq, seq, src->temp, src->seed, t1 - t0,
+                pg_now() - t1);
 }
 
 int main(int argc, char **argv)
@@ -244,8 +296,11 @@ int main(int argc, char **argv)
     const char *method_s = NULL, *calib_dir = NULL, *calib_prefix = NULL;
     int64_t keep = PG_QUANT_KEEP_FLOAT_MAX, calib_tokens = 32768;
     int dequant = 0, c, calib_seq = 0, gptq_set = 0, calib_set = 0, lqer_rank = 0, lqer_top = 3, lqer_mode = PG_LQER_ASYM;
-    int lqer_set = 0;
-    int64_t target = 0;
+    int lqer_set = 0, self_set = 0, tokens_set = 0;
+    int64_t target = 0, calib_self = 0, seed = 1;
+    double temp = 0.8;
+    const char *search_s = NULL;
+    int smin = 0, smax = 0, xform = 0, seed_set = 0;
     const char *target_pack = NULL, *scales_s = NULL, *device = NULL;
     struct pg_gptq_opts gopts;
     pg_gptq_opts_default(&gopts);
@@ -263,9 +318,16 @@ int main(int argc, char **argv)
         case OPT_METHOD: method_s = optarg; break;
         case OPT_CALIB_DATA: calib_dir = optarg; break;
         case OPT_CALIB_PREFIX: calib_prefix = optarg, calib_set = 1; break;
+        case OPT_CALIB_SELF:
+            pg_cli_check(&cli, pg_parse_i64("--calib-self", optarg, 1, INT64_C(1) << 30, &calib_self));
+            break;
+        case OPT_TEMPERATURE: pg_cli_check(&cli, pg_parse_f64("--temperature", optarg, 0, 1e6, &temp)), self_set = 1; break;
+        case OPT_SEED: pg_cli_check(&cli, pg_parse_i64("--seed", optarg, 0, INT64_MAX, &seed)), seed_set = 1; break;
+        case OPT_AWQ: xform |= PG_QXFORM_AWQ; break;
+        case OPT_HADAMARD: xform |= PG_QXFORM_HADAMARD; break;
         case OPT_CALIB_TOKENS:
             pg_cli_check(&cli, pg_parse_i64("--calib-tokens", optarg, 1, INT64_C(1) << 36, &calib_tokens));
-            calib_set = 1;
+            calib_set = tokens_set = 1;
             break;
         case OPT_CALIB_SEQ:
             pg_cli_check(&cli, pg_parse_int("--calib-seq-len", optarg, 1, 1 << 20, &calib_seq));
@@ -285,6 +347,13 @@ int main(int argc, char **argv)
             pg_cli_check(&cli, pg_parse_i64("--target-bytes", optarg, 1, INT64_C(1) << 40, &target));
             break;
         case OPT_TARGET_PACK: target_pack = optarg; break;
+        case OPT_BITS_SEARCH: {
+            char tail;
+            search_s = optarg;
+            if (sscanf(optarg, "%d-%d%c", &smin, &smax, &tail) != 2 || smin < 2 || smax > 8 || smin >= smax)
+                pg_cli_usage_error(&cli, "--bits-search: MIN-MAX with 2 <= MIN < MAX <= 8, not '%s'", optarg);
+            break;
+        }
         case OPT_SCALES: scales_s = optarg; break;
         case OPT_DEVICE: device = optarg, calib_set = 1; break;
         case OPT_GPTQ_BLOCK:
@@ -299,7 +368,8 @@ int main(int argc, char **argv)
     const char *in = argv[optind];
     if (dequant) {
         if (scheme_s || bits_s || clip_s || k_s || tokpath || keep != PG_QUANT_KEEP_FLOAT_MAX || method_s || calib_dir ||
-            calib_set || gptq_set || lqer_rank || lqer_set || target || target_pack || scales_s)
+            calib_set || gptq_set || lqer_rank || lqer_set || target || target_pack || scales_s || calib_self ||
+            self_set || search_s || seed_set || xform)
             pg_cli_usage_error(&cli, "--dequantize takes no quantization options");
         dequantize(&cli, in, out);
         return 0;
@@ -309,7 +379,10 @@ int main(int argc, char **argv)
     struct pg_quant_opts o;
     int scheme = PG_QSCHEME_INT8_BASELINE, bits = 8;
     if (scheme_s) pg_cli_check(&cli, pg_quant_parse_scheme(scheme_s, &scheme, &bits));
-    else if (bits_s) scheme = PG_QSCHEME_INTN;
+    else if (bits_s || search_s) scheme = PG_QSCHEME_INTN;
+    if (search_s && scheme != PG_QSCHEME_INTN) pg_cli_usage_error(&cli, "--bits-search needs an intN scheme");
+    if (search_s && !target) pg_cli_usage_error(&cli, "--bits-search needs --target-bytes");
+    if (search_s && bits_s) pg_cli_usage_error(&cli, "--bits-search sets the widths: no --bits");
     if (scheme != PG_QSCHEME_INTN && (bits_s || clip_s || k_s))
         pg_cli_usage_error(&cli, "--bits, --clip and --k apply to the intN schemes (%s's rule is fixed)",
                            pg_qscheme_name(scheme));
@@ -323,16 +396,28 @@ int main(int argc, char **argv)
         pg_cli_usage_error(&cli, "--method: 'rtn' or 'gptq'");
     if (o.method == PG_QMETHOD_GPTQ && scheme != PG_QSCHEME_INTN)
         pg_cli_usage_error(&cli, "--method gptq needs an intN scheme (--scheme intN or --bits)");
-    if (o.method == PG_QMETHOD_GPTQ && !calib_dir) pg_cli_usage_error(&cli, "--method gptq needs --calib-data DIR");
+    if (calib_dir && calib_self) pg_cli_usage_error(&cli, "--calib-data and --calib-self are two sources: give one");
+    if (self_set && !calib_self) pg_cli_usage_error(&cli, "--temperature needs --calib-self");
+    if (seed_set && !calib_self && !(xform & PG_QXFORM_HADAMARD))
+        pg_cli_usage_error(&cli, "--seed needs --calib-self or --hadamard");
+    if (calib_self && (calib_prefix || tokens_set))
+        pg_cli_usage_error(&cli, "--calib-prefix and --calib-tokens need --calib-data (--calib-self N counts sequences)");
+    int calibrated = calib_dir || calib_self;
+    if (xform && scheme != PG_QSCHEME_INTN) pg_cli_usage_error(&cli, "--awq and --hadamard need an intN scheme");
+    if ((xform & PG_QXFORM_AWQ) && !calibrated) pg_cli_usage_error(&cli, "--awq needs --calib-data or --calib-self");
+    o.xform = xform, o.xform_seed = (uint64_t)seed;
+    if (o.method == PG_QMETHOD_GPTQ && !calibrated)
+        pg_cli_usage_error(&cli, "--method gptq needs --calib-data DIR or --calib-self N");
     if (gptq_set && o.method != PG_QMETHOD_GPTQ)
         pg_cli_usage_error(&cli, "--damp, --no-act-order and --gptq-block apply to --method gptq");
-    if (calib_set && !calib_dir)
+    if (calib_set && !calibrated)
         pg_cli_usage_error(&cli, "--calib-prefix, --calib-tokens, --calib-seq-len and --device need --calib-data");
     const struct pg_backend *cbe = &pg_backend_cpu;
     if (device) pg_cli_check(&cli, pg_backend_by_name(device, &cbe));
     o.gptq = gopts;
     if (lqer_set && !lqer_rank) pg_cli_usage_error(&cli, "--lqer-top and --lqer-mode need --lqer-rank");
     if (lqer_rank && scheme != PG_QSCHEME_INTN) pg_cli_usage_error(&cli, "--lqer-rank needs an intN scheme");
+    if (lqer_rank && search_s) pg_cli_usage_error(&cli, "--bits-search does not combine with --lqer-rank");
     o.lqer_rank = lqer_rank, o.lqer_top = lqer_top, o.lqer_mode = lqer_mode;
     if (scales_s && strcmp(scales_s, "logdelta") == 0) o.scale_code = PG_QSCALE_LOGDELTA;
     else if (scales_s && strcmp(scales_s, "fp16") != 0) pg_cli_usage_error(&cli, "--scales: 'fp16' or 'logdelta'");
@@ -361,38 +446,55 @@ int main(int argc, char **argv)
     pg_cli_check(&cli, pg_modelfile_load(&m, in));
     struct pg_calib cal;
     memset(&cal, 0, sizeof cal);
-    if (calib_dir) {
+    if (calibrated) {
         struct pg_model dm, *cm = &m;
         if (cbe != &pg_backend_cpu) { /* the same model on the device runs the calibration */
             pg_cli_check(&cli, pg_model_init(&dm, &cfg, cbe, 0));
             pg_cli_check(&cli, pg_modelfile_load(&dm, in));
             cm = &dm;
         }
-        calibrate(&cli, cm, &cal, calib_dir, calib_prefix ? calib_prefix : "fineweb", calib_tokens,
-                  calib_seq ? calib_seq : cfg.train_seq_len);
+        struct calib_src src = {calib_dir, calib_prefix ? calib_prefix : "fineweb", calib_tokens, calib_self, temp,
+                                (uint64_t)seed, &m};
+        calibrate(&cli, cm, &cal, &src, calib_seq ? calib_seq : cfg.train_seq_len);
         if (cm == &dm) pg_model_free(&dm);
         o.calib = &cal;
     }
     struct pg_progress qpr;
     pg_progress_init(&qpr, o.method == PG_QMETHOD_GPTQ ? "gptq" : "quantizing", "tensors", 0,
-                     pg_cli_progress(&cli) && calib_dir);
+                     pg_cli_progress(&cli) && calibrated);
     o.progress = quant_progress, o.progress_ctx = &qpr;
     double tq = pg_now();
     struct pg_qmodel qm;
-    int rc = pg_quantize_model(&m, &o, &qm);
+    struct pg_bits_search_report srep;
+    int rc = search_s ? pg_bits_search(&m, &o, smin, smax, (uint64_t)target, &popts, &qm, &srep, quant_progress, &qpr)
+                      : pg_quantize_model(&m, &o, &qm);
     pg_progress_finish(&qpr);
     /* the options were checked above: what is left is about this model (a non-finite weight, a
      * per-tensor setting naming no tensor of it) */
     if (rc == PG_E_FORMAT || rc == PG_E_INVAL) pg_cli_die(&cli, "%s: %s", in, pg_error_message());
     pg_cli_check(&cli, rc);
-    if (calib_dir) pg_cli_info(&cli, "%s: %.1f s", o.method == PG_QMETHOD_GPTQ ? "GPTQ" : "rounding", pg_now() - tq);
+    if (calibrated) pg_cli_info(&cli, "%s: %.1f s", o.method == PG_QMETHOD_GPTQ ? "GPTQ" : "rounding", pg_now() - tq);
     qm.tok = tok;
     struct pg_fit_report fit = {0};
-    if (target) {
+    if (search_s) {
+        fit = srep.fit;
+        int nb[9] = {0};
+        for (int i = 0; i < qm.ntensors; i++)
+            if (qm.t[i].kind == PG_QKIND_INT) nb[qm.t[i].bits]++;
+        char mix[128] = "";
+        for (int b = smin; b <= smax; b++)
+            snprintf(mix + strlen(mix), sizeof mix - strlen(mix), "%s%d x int%d", b == smin ? "" : ", ", nb[b], b);
+        pg_cli_info(&cli, "bits search %d-%d: step %d of %d (%s), %d packs%s; %.1f s", smin, smax, srep.chosen,
+                    srep.steps, mix, srep.packs, srep.pruned_point ? ", then pruned" : "", pg_now() - tq);
+        pg_cli_info(&cli, "target %" PRId64 " bytes (%s): %" PRIu64 " -> %" PRIu64 " bytes, %" PRId64 " of %" PRId64
+                    " weights at +-1 pruned", target, target_pack ? target_pack : "zlib", fit.start_bytes,
+                    fit.final_bytes, fit.pruned, fit.candidates);
+    }
+    if (target && !search_s) {
         struct pg_progress fpr;
         pg_progress_init(&fpr, "fitting", "packs", 0, pg_cli_progress(&cli));
         double tf = pg_now();
-        rc = pg_fit_prune(&qm, &m, calib_dir ? &cal : NULL, (uint64_t)target, &popts, &fit, fit_progress, &fpr);
+        rc = pg_fit_prune(&qm, &m, calibrated ? &cal : NULL, (uint64_t)target, &popts, &fit, fit_progress, &fpr);
         pg_progress_finish(&fpr);
         if (rc == PG_E_INVAL) pg_cli_die(&cli, "%s: %s", in, pg_error_message());
         pg_cli_check(&cli, rc);
@@ -414,11 +516,16 @@ int main(int argc, char **argv)
                                                     "start_bytes", (json_int_t)fit.start_bytes, "packed_bytes",
                                                     (json_int_t)fit.final_bytes, "candidates", (json_int_t)fit.candidates,
                                                     "pruned", (json_int_t)fit.pruned, "packs", fit.packs));
+        if (search_s)
+            json_object_set_new(j, "bits_search", json_pack("{s:i, s:i, s:i, s:i, s:i, s:b, s:f}", "min", smin, "max",
+                                                            smax, "steps", srep.steps, "chosen", srep.chosen, "packs",
+                                                            srep.packs, "pruned_point", srep.pruned_point, "cost",
+                                                            srep.cost));
         json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
         fputc('\n', stdout);
         json_decref(j);
     } else if (cli.verbosity > 0) {
-        print_table(&qm, calib_dir != NULL);
+        print_table(&qm, calibrated);
     }
     int nint = 0;
     for (int i = 0; i < qm.ntensors; i++) nint += qm.t[i].kind == PG_QKIND_INT;

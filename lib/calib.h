@@ -51,6 +51,19 @@ int pg_calib_add_tokens(struct pg_calib *c, struct pg_model *m, const int32_t *i
 int pg_calib_from_shards(struct pg_calib *c, struct pg_model *m, const char *dir, const char *prefix, int64_t tokens,
                          struct pg_progress *pr);
 
+/* Self-generated calibration (the records' "AR self-gen" calibration: the model writes its own
+ * calibration text, so no data is read at all). Fills ids (nseq·m->t values) with nseq sequences
+ * sampled from m: each begins with cfg.bos_id, and token p+1 is drawn from softmax(z/temp) of the
+ * logits z the model gives at position p (the head and softcap of pg_model_forward, computed on
+ * the host in double from the final norm's output), or the largest logit when temp is 0 (the
+ * lowest id on ties). Each sequence draws from its own generator, seeded from (seed, its index),
+ * so the result does not depend on batching or threads. One forward of up to m->max_b sequences
+ * per position: nseq/max_b · t forwards of t tokens (no KV cache), so short sequences are cheap.
+ * m needs host memory (the CPU backend) and activations (pg_model_alloc_acts).
+ * @return 0, PG_E_UNSUPPORTED on a device backend, or PG_E_NOMEM. */
+int pg_calib_generate(struct pg_model *m, int32_t *ids, int64_t nseq, double temp, uint64_t seed,
+                      struct pg_progress *pr);
+
 /* Ends accumulation: each H becomes the mean over its rows and is made symmetric. Idempotent. */
 void pg_calib_finish(struct pg_calib *c);
 

@@ -8,6 +8,7 @@
 #include "outfile.h"
 #include "tok.h"
 #include "trit.h"
+#include "qxform.h"
 #include "xio.h"
 
 #include <inttypes.h>
@@ -28,13 +29,14 @@ enum {
     E_NAME = 0, E_KIND = 48, E_BITS = 49, E_CLIP = 50, E_ROLE = 51, E_NDIM = 52, E_SHAPE0 = 56, E_SHAPE1 = 64,
     E_DATA_OFF = 72, E_DATA_SIZE = 80, E_SCALE_OFF = 88, E_SCALE_SIZE = 96, E_CLIP_PARAM = 104,
     /* version 1: bytes 108.. are reserved (zero); version 2 adds the LQER correction */
-    E_RESERVED_V1 = 108, E_LQER_MODE = 108, E_LQER_RANK = 109, E_SCALE_CODE = 110, E_RESERVED_V2 = 111, E_LQER_OFF = 112,
+    E_RESERVED_V1 = 108, E_LQER_MODE = 108, E_LQER_RANK = 109, E_SCALE_CODE = 110, E_RESERVED_V2 = 111,
+    E_XFORM = 111 /* version 3 */, E_LQER_OFF = 112,
     E_LQER_SIZE = 120,
 };
 #define NAME_LEN 48
 #define CONFIG_MAX (1u << 20) /* a configuration is ~1 KB; anything near this is not one */
 
-static const uint32_t accepted_versions[] = {1, 2};
+static const uint32_t accepted_versions[] = {1, 2, 3};
 
 static uint32_t crc32_of(const unsigned char *p, size_t n)
 {
@@ -88,6 +90,8 @@ static void place(struct pg_qmodel *qm, uint64_t config_size, uint64_t *table_of
         at += t->data_len;
         t->scale_off = t->scale_len ? at : 0;
         at += t->scale_len;
+        t->xform_off = t->xform ? at : 0;
+        at += t->xform ? t->xform_len : 0;
         t->lqer_off = t->lqer_rank ? at : 0;
         at += t->lqer_rank ? t->lqer_len : 0;
     }
@@ -130,6 +134,8 @@ int pg_pgq_serialize(const struct pg_qmodel *qm_in, unsigned char **buf, size_t 
     for (int i = 0; i < qm.ntensors; i++)
         if (qm.t[i].lqer_rank || qm.t[i].scale_code || (qm.t[i].kind == PG_QKIND_INT && qm.t[i].clip == PG_QCLIP_SEARCH))
             version = 2;
+    for (int i = 0; i < qm.ntensors; i++)
+        if (qm.t[i].xform) version = 3;
     memcpy(p + H_MAGIC, PG_PGQ_MAGIC, 8);
     pg_le32_put(p + H_VERSION, version);
     pg_le64_put(p + H_FILE_SIZE, total);
@@ -166,6 +172,10 @@ int pg_pgq_serialize(const struct pg_qmodel *qm_in, unsigned char **buf, size_t 
         memcpy(p + t->data_off, t->data, t->data_len);
         if (t->scale_len) memcpy(p + t->scale_off, t->scales, t->scale_len);
         e[E_SCALE_CODE] = (unsigned char)t->scale_code;
+        if (t->xform) {
+            e[E_XFORM] = (unsigned char)t->xform;
+            memcpy(p + t->xform_off, t->xform_blob, t->xform_len);
+        }
         if (t->lqer_rank) {
             e[E_LQER_MODE] = (unsigned char)(t->lqer_mode + 1);
             e[E_LQER_RANK] = (unsigned char)t->lqer_rank;
@@ -256,7 +266,7 @@ static int parse_entry(const unsigned char *e, int i, const struct pg_tensor *mt
     if (strcmp(t->name, mt->name) != 0)
         return pg_error(PG_E_FORMAT, "%s: tensor %d is '%.47s', the configuration's model has '%s'", name, i, t->name,
                         mt->name);
-    int first_reserved = version == 1 ? E_RESERVED_V1 : E_RESERVED_V2;
+    int first_reserved = version == 1 ? E_RESERVED_V1 : version == 2 ? E_RESERVED_V2 : E_LQER_OFF;
     for (int j = first_reserved; j < (version == 1 ? PG_PGQ_ENTRY_SIZE : E_LQER_OFF); j++)
         if (e[j]) return pg_error(PG_E_FORMAT, "%s: tensor '%s': reserved byte %d is not zero", name, t->name, j);
     t->kind = e[E_KIND], t->bits = e[E_BITS], t->clip = e[E_CLIP], t->role = e[E_ROLE];
@@ -327,6 +337,19 @@ static int parse_entry(const unsigned char *e, int i, const struct pg_tensor *mt
         return pg_error(PG_E_FORMAT, "%s: tensor '%s': scales at %" PRIu64 " (%" PRIu64 " bytes), expected %" PRIu64
                         " (%" PRIu64 " bytes)", name, t->name, t->scale_off, t->scale_len, want_soff, want_scale);
     *at += want_scale;
+    t->xform = version >= 3 ? e[E_XFORM] : 0;
+    if (t->xform) {
+        if (t->kind != PG_QKIND_INT || t->ndim != 2 || !pg_qxform_fits(t->xform, t->cols))
+            return pg_error(PG_E_FORMAT, "%s: tensor '%s': transform %d for a %s tensor of %" PRId64 " columns (1 AWQ, "
+                            "2 Hadamard over a power of two, on integer matrices)", name, t->name, t->xform,
+                            pg_qkind_name(t->kind), t->cols);
+        uint64_t want = pg_qxform_bytes(t->xform, t->cols);
+        if (want > end - *at)
+            return pg_error(PG_E_FORMAT, "%s: tensor '%s': the transform (%" PRIu64 " bytes at %" PRIu64
+                            ") runs past the data section, which ends at %" PRIu64, name, t->name, want, *at, end);
+        t->xform_off = *at, t->xform_len = want;
+        *at += want;
+    }
     if (version >= 2) {
         int mode = e[E_LQER_MODE];
         uint64_t loff = pg_le64_get(e + E_LQER_OFF), llen = pg_le64_get(e + E_LQER_SIZE);
@@ -410,7 +433,7 @@ int pg_pgq_parse(const unsigned char *buf, size_t len, const char *name, struct 
     for (size_t i = 0; i < sizeof accepted_versions / sizeof accepted_versions[0]; i++)
         known |= version == accepted_versions[i];
     if (!known)
-        return pg_error(PG_E_FORMAT, "%s: unsupported .pgq version %u (this build reads versions 1 and 2)", name, version);
+        return pg_error(PG_E_FORMAT, "%s: unsupported .pgq version %u (this build reads versions 1 to 3)", name, version);
     for (int j = H_RESERVED0; j < H_RESERVED0 + 4; j++)
         if (buf[j]) return pg_error(PG_E_FORMAT, "%s: reserved header byte %d is not zero", name, j);
     for (int j = H_RESERVED1; j < PG_PGQ_HEADER_SIZE; j++)
@@ -479,7 +502,14 @@ int pg_pgq_parse(const unsigned char *buf, size_t len, const char *name, struct 
             t->data = buf + t->data_off;
             t->scales = t->scale_len ? buf + t->scale_off : NULL;
             t->lqer = t->lqer_rank ? buf + t->lqer_off : NULL;
+            t->xform_blob = t->xform ? buf + t->xform_off : NULL;
             if (t->kind == PG_QKIND_INT) rc = check_int_values(t, name);
+            if (!rc && t->xform) {
+                char what[600];
+                struct pg_qxform x;
+                snprintf(what, sizeof what, "%s: tensor '%s'", name, t->name);
+                if (!(rc = pg_qxform_decode(&x, t->xform, t->cols, t->xform_blob, what))) pg_qxform_free(&x);
+            }
             if (t->kind == PG_QKIND_TERN || t->kind == PG_QKIND_QUIN) rc = pg_qtensor_check_trit(t, name);
             if (!rc && t->lqer_rank) rc = check_lqer(t, name);
         }

@@ -9,6 +9,8 @@
 #include "pgq.h"
 #include "trit.h"
 #include "xio.h"
+#include "qxform.h"
+#include "rng.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -482,6 +484,12 @@ int pg_qtensor_dequantize(const struct pg_qtensor *t, pg_real *out)
         }
         free(steps);
         if (rc) return rc;
+        if (t->xform) { /* undo the input transform the integers were chosen in */
+            struct pg_qxform x;
+            PG_TRY(pg_qxform_decode(&x, t->xform, t->cols, t->xform_blob, t->name));
+            pg_qxform_inverse(&x, out, t->rows);
+            pg_qxform_free(&x);
+        }
         if (t->lqer_rank) {
             struct pg_lqer l;
             PG_TRY(pg_lqer_deserialize(&l, t->lqer_mode, t->rows, t->cols, t->lqer_rank, t->lqer));
@@ -584,6 +592,9 @@ static int check_opts(const struct pg_quant_opts *o)
             return pg_error(PG_E_INVAL, "%s: bad per-tensor setting", o->ov[i].prefix);
     if (o->method != PG_QMETHOD_RTN && o->method != PG_QMETHOD_GPTQ)
         return pg_error(PG_E_INVAL, "unknown quantization method %d", o->method);
+    if (o->xform < 0 || o->xform > (PG_QXFORM_AWQ | PG_QXFORM_HADAMARD) || (o->xform && o->scheme != PG_QSCHEME_INTN))
+        return pg_error(PG_E_INVAL, "input transforms %d apply to the intN schemes", o->xform);
+    if ((o->xform & PG_QXFORM_AWQ) && !o->calib) return pg_error(PG_E_INVAL, "AWQ needs calibration statistics");
     if (o->method == PG_QMETHOD_GPTQ && (o->scheme != PG_QSCHEME_INTN || !o->calib))
         return pg_error(PG_E_INVAL, "GPTQ needs an intN scheme and calibration statistics");
     return 0;
@@ -693,6 +704,79 @@ static int quantize_int(struct pg_qtensor *t, const pg_real *w_in, int scheme, d
     return rc;
 }
 
+/* Quantizes t in the basis of transform x (its blob written to t->xform_blob), and measures it in
+ * the original one. */
+static int quantize_in(struct pg_qtensor *t, const struct pg_qxform *x, const pg_real *w, int scheme, double k,
+                       unsigned char *q_out, unsigned char *s_out, const struct pg_quant_opts *o, const double *h,
+                       float *wt, double *ht)
+{
+    int64_t n = t->rows * t->cols;
+    for (int64_t j = 0; j < n; j++) wt[j] = (float)w[j];
+    pg_qxform_forward(x, wt, t->rows);
+    if (h) PG_TRY(pg_qxform_hessian(x, h, ht));
+    t->xform = 0; /* quantize_int measures in the basis it is given: redone below */
+    PG_TRY(quantize_int(t, wt, scheme, k, q_out, s_out, o, h ? ht : NULL));
+    pg_qxform_encode(x, (unsigned char *)(uintptr_t)t->xform_blob);
+    t->xform = x->flags;
+    return pg_qtensor_measure(t, w, h);
+}
+
+/* An integer tensor under o->xform: the Hadamard signs from the seed; AWQ's scales
+ * s_j = H_jj^(α/2) (over their geometric mean) with α from {0, 1/4, 1/2, 3/4, 1} the one whose
+ * rounding gives the least output error (α = 0 is no scaling, so it never does worse on it). */
+static int quantize_xform(struct pg_qtensor *t, int flags, uint64_t seed, const pg_real *w, int scheme, double k,
+                          unsigned char *q_out, unsigned char *s_out, const struct pg_quant_opts *o, const double *h)
+{
+    int64_t rows = t->rows, cols = t->cols;
+    float *wt = pg_malloc((size_t)(rows * cols) * sizeof *wt);
+    double *ht = h ? pg_malloc((size_t)(cols * cols) * sizeof *ht) : NULL, *sc = pg_malloc((size_t)cols * sizeof *sc);
+    if (!wt || (h && !ht) || !sc) {
+        free(wt), free(ht), free(sc);
+        return PG_E_NOMEM;
+    }
+    int rc = 0;
+    double best_alpha = 0;
+    struct pg_qxform x;
+    if (flags & PG_QXFORM_AWQ) {
+        struct pg_quant_opts rtn = *o;
+        rtn.method = PG_QMETHOD_RTN;
+        double best = INFINITY;
+        for (int a = 0; a <= 4 && !rc; a++) {
+            double alpha = a / 4.0, lg = 0;
+            for (int64_t j = 0; j < cols; j++) lg += log(h[j * cols + j] + 1e-12);
+            lg /= (double)cols;
+            for (int64_t j = 0; j < cols; j++) sc[j] = exp(alpha / 2 * (log(h[j * cols + j] + 1e-12) - lg));
+            if ((rc = pg_qxform_init(&x, flags, cols, seed, sc))) break;
+            rc = quantize_in(t, &x, w, scheme, k, q_out, s_out, &rtn, h, wt, ht);
+            pg_qxform_free(&x);
+            if (!rc && t->out_err < best) best = t->out_err, best_alpha = alpha;
+        }
+        double lg = 0;
+        for (int64_t j = 0; j < cols; j++) lg += log(h[j * cols + j] + 1e-12);
+        lg /= (double)cols;
+        for (int64_t j = 0; j < cols; j++) sc[j] = exp(best_alpha / 2 * (log(h[j * cols + j] + 1e-12) - lg));
+    }
+    if (!rc) rc = pg_qxform_init(&x, flags, cols, seed, flags & PG_QXFORM_AWQ ? sc : NULL);
+    if (!rc) {
+        rc = quantize_in(t, &x, w, scheme, k, q_out, s_out, o, h, wt, ht);
+        pg_qxform_free(&x);
+    }
+    t->awq_alpha = best_alpha;
+    free(wt), free(ht), free(sc);
+    return rc;
+}
+
+/* The transform flags tensor t gets under o: AWQ where it has statistics, Hadamard where its
+ * width is a power of two; 0 for anything but an integer matrix. */
+static int xform_flags(const struct pg_qtensor *t, const struct pg_quant_opts *o, const double *h)
+{
+    if (!o->xform || t->kind != PG_QKIND_INT || t->ndim != 2) return 0;
+    int f = o->xform;
+    if (!h) f &= ~PG_QXFORM_AWQ;
+    if ((f & PG_QXFORM_HADAMARD) && !pg_qxform_fits(PG_QXFORM_HADAMARD, t->cols)) f &= ~PG_QXFORM_HADAMARD;
+    return f;
+}
+
 /* LQER (spec/techniques.md §4.6): the o->lqer_top matrices with the largest ‖W−Ŵ‖_F (ties: model
  * order) get a rank-o->lqer_rank correction of their residual; they are measured again after. */
 static int add_lqer(const struct pg_model *m, const struct pg_quant_opts *o, struct pg_qmodel *qm)
@@ -781,8 +865,12 @@ int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, s
             pg_qmodel_free(qm);
             return pg_error(PG_E_INVAL, "'%s' names no quantized tensor of this model", o->ov[i].prefix);
         }
-    unsigned char *arena = pg_malloc(total ? (size_t)total : 1);
-    if (!arena) {
+    uint64_t xtotal = 0;
+    for (int i = 0; i < m->ntensors; i++)
+        xtotal += pg_qxform_bytes(xform_flags(&qm->t[i], o, pg_qtensor_hessian(&qm->t[i], o->calib, m)), qm->t[i].cols);
+    unsigned char *arena = pg_malloc(total ? (size_t)total : 1), *xat = qm->xform_arena = pg_malloc(xtotal ? xtotal : 1);
+    if (!arena || !xat) {
+        free(arena);
         free(k);
         pg_qmodel_free(qm);
         return PG_E_NOMEM;
@@ -805,7 +893,16 @@ int pg_quantize_model(const struct pg_model *m, const struct pg_quant_opts *o, s
         }
         if (t->kind == PG_QKIND_INT) {
             t->scales = s;
-            rc = quantize_int(t, w, o->scheme, k[i], d, s, o, pg_qtensor_hessian(t, o->calib, m));
+            const double *h = pg_qtensor_hessian(t, o->calib, m);
+            int xf = xform_flags(t, o, h);
+            if (xf) {
+                uint64_t st = o->xform_seed + (uint64_t)i;
+                t->xform_blob = xat, t->xform_len = pg_qxform_bytes(xf, t->cols);
+                xat += t->xform_len;
+                rc = quantize_xform(t, xf, pg_splitmix64(&st), w, o->scheme, k[i], d, s, o, h);
+            } else {
+                rc = quantize_int(t, w, o->scheme, k[i], d, s, o, h);
+            }
             if (o->progress) o->progress(o->progress_ctx, i + 1, m->ntensors);
             continue;
         }
@@ -851,7 +948,8 @@ int pg_qmodel_dequantize(const struct pg_qmodel *qm, struct pg_model *m, const c
 uint64_t pg_qmodel_payload_bytes(const struct pg_qmodel *qm)
 {
     uint64_t n = 0;
-    for (int i = 0; i < qm->ntensors; i++) n += qm->t[i].data_len + qm->t[i].scale_len + qm->t[i].lqer_len;
+    for (int i = 0; i < qm->ntensors; i++)
+        n += qm->t[i].data_len + qm->t[i].scale_len + qm->t[i].lqer_len + qm->t[i].xform_len;
     return n;
 }
 
@@ -860,6 +958,7 @@ void pg_qmodel_free(struct pg_qmodel *qm)
     free(qm->t);
     free(qm->arena);
     free(qm->lqer_arena);
+    free(qm->xform_arena);
     pg_pgq_unmap(qm);
     memset(qm, 0, sizeof *qm);
 }

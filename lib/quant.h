@@ -103,6 +103,8 @@ struct pg_quant_opts {
     int lqer_top;               /* ... on this many integer tensors with the largest ‖W−Ŵ‖_F (3) */
     int lqer_mode;              /* PG_LQER_ASYM (the records') or PG_LQER_SYM */
     int scale_code;             /* PG_QSCALE_FP16 (default) or _LOGDELTA (intN only) */
+    int xform;                  /* intN: PG_QXFORM_* flags (qxform.h): AWQ needs calib; 0 = none */
+    uint64_t xform_seed;        /* Hadamard: tensor i's signs come from splitmix(seed + i) */
     void (*progress)(void *ctx, int done, int total); /* after each integer tensor, or NULL */
     void *progress_ctx;
 };
@@ -136,6 +138,12 @@ struct pg_qtensor {
     const unsigned char *lqer;
     uint64_t lqer_len, lqer_off;
     double err_norm;            /* ‖W−Ŵ‖_F before any LQER, when quantized here */
+    /* an input transform undone at dequantization (INT 2-D only; .pgq version 3; qxform.h):
+     * xform 0 = none, else PG_QXFORM_* flags, and its blob of pg_qxform_bytes bytes, after the scales */
+    int xform;
+    const unsigned char *xform_blob;
+    uint64_t xform_len, xform_off;
+    double awq_alpha;           /* AWQ: the exponent chosen, when quantized here */
 };
 
 /* The tokenizer a model was quantized for (all zero: not recorded). */
@@ -153,6 +161,7 @@ struct pg_qmodel {
     struct pg_qtensor *t;       /* in the model's tensor order */
     void *arena;                /* owned data (quantized here), or NULL */
     void *lqer_arena;           /* owned LQER corrections (quantized here), or NULL */
+    void *xform_arena;          /* owned transform blobs (quantized here), or NULL */
     void *map;                  /* owned struct pg_map (read from a file), or NULL */
 };
 

@@ -9,7 +9,10 @@
 # step on 2 cores). Methods: int8-baseline (parameter-golf's export), then at int6 (the records'
 # matrices), int5 and int4, each with an int7 embedding: round to nearest (rtn), GPTQ, GPTQ pruned
 # to rtn's packed bytes (--target-bytes: the comparison at equal size), GPTQ with LQER rank 4 on
-# the top 3; and the ternary and quinary schemes (no QAT: a model trained in full precision).
+# the top 3, GPTQ and rounding with --awq --hadamard, GPTQ calibrated on 64 self-generated
+# sequences of 128 tokens (--calib-self), and at int5 a --bits-search 4-7 to GPTQ int5's packed
+# bytes; and the ternary and quinary schemes (no QAT: a model trained in full precision).
+# ONLY='PATTERN ...' runs only the rows whose names match one of the shell patterns.
 # Packing: pg-pack --brotli (PACK="--lrzip --brotli" for the records' per-group packing, slower).
 # GPTQ calibrates on CALIB_TOKENS (default 32768, as pg-quantize) training tokens. Bits per weight: the
 # packed bytes x 8 over the model's parameter count. The reference for the gap is the float model
@@ -46,9 +49,21 @@ case "$PACK" in
 *) TPACK=${PACK#--} ;;
 esac
 
+wanted() { # name: whether ONLY (space-separated shell patterns, unset: all) selects it
+    [ -z "${ONLY:-}" ] && return 0
+    set -f
+    for p in $ONLY; do
+        # shellcheck disable=SC2254
+        case "$1" in $p) set +f && return 0 ;; esac
+    done
+    set +f
+    return 1
+}
+
 row() { # name, then pg-quantize flags; sets $bytes
     name=$1
     shift
+    wanted "$name" || return 0
     out="$work/$label-$name.pgq"
     t0=$(now)
     pg-quantize -q "$m" -o "$out" --keep-float "$KEEP" "$@"
@@ -69,6 +84,7 @@ bench_model() { # label, checkpoint
         "$label" "$params" "$fb" "$PACK" "$CALIB" "$KEEP"
     printf '%-30s %12s %8s %10s %9s %9s\n' method packed_bytes bits/w val_bpb gap quant_s
     cal="--calib-data $D/shards --calib-prefix demo --calib-tokens $CALIB"
+    bytes=0
     row int8-baseline
     for w in 6 5 4; do
         row "rtn-int$w-embed7" --bits "attn=$w,mlp=$w,embed=7"
@@ -80,6 +96,18 @@ bench_model() { # label, checkpoint
             --target-bytes "$rtn_bytes" --target-pack "$TPACK"
         # shellcheck disable=SC2086
         row "gptq-int$w-embed7+lqer4" --bits "attn=$w,mlp=$w,embed=7" --method gptq $cal --lqer-rank 4
+        # shellcheck disable=SC2086
+        row "rtn-int$w-embed7+awq+had" --bits "attn=$w,mlp=$w,embed=7" $cal --awq --hadamard
+        # shellcheck disable=SC2086
+        row "gptq-int$w-embed7+awq+had" --bits "attn=$w,mlp=$w,embed=7" --method gptq $cal --awq --hadamard
+        row "gptq-int$w-embed7-selfcal" --bits "attn=$w,mlp=$w,embed=7" --method gptq --calib-self 64 \
+            --calib-seq-len 128
+        if [ "$w" = 5 ]; then
+            gptq_bytes=$(stat -c %s "$work/$label-gptq-int5-embed7.pga" 2>/dev/null || echo 0)
+            # shellcheck disable=SC2086
+            [ "$gptq_bytes" -gt 0 ] && row "search4-7@gptq-int5-bytes" --bits-search 4-7 --method gptq $cal \
+                --target-bytes "$gptq_bytes" --target-pack "$TPACK"
+        fi
     done
     row ternary --scheme ternary
     row quinary --scheme quinary

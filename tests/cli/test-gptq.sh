@@ -5,7 +5,10 @@
 # better val loss than rounding's; the result does not depend on threads or the block width; a
 # GPTQ .pgq packs and scores like any other; LQER makes a version-2 .pgq that packs, unpacks and
 # scores; --target-bytes lands within 0.1% under the target; per-tensor --bits; bad options and
-# inputs fail cleanly.
+# inputs fail cleanly; --calib-self calibrates on sequences the model samples itself (deterministic
+# per seed, a useful H without reading data); --bits-search chooses widths per tensor under
+# --target-bytes, no worse than uniform widths at the same size, monotone in the target; --awq and
+# --hadamard lower rounding's output error and make a version-3 .pgq that packs and scores.
 . "$(dirname "$0")/lib.sh"
 EVAL="$PG_BIN/pg-eval" Q="$PG_BIN/pg-quantize" P="$PG_BIN/pg-pack"
 W=$T_TMP
@@ -57,6 +60,30 @@ check "--gptq-block 5: the identical file" cmp -s "$W/gptq.pgq" "$W/g4.pgq"
 check "--no-act-order: a different file" sh -c "! cmp -s '$W/gptq.pgq' '$W/g5.pgq'"
 "$Q" -q "$M" -o "$W/g6.pgq" $B $CAL --method gptq --calib-tokens 2048
 check "--calib-tokens 2048: a different file" sh -c "! cmp -s '$W/gptq.pgq' '$W/g6.pgq'"
+
+# ---- self-generated calibration: no data read, deterministic per seed, a useful H ----
+SELF="--calib-self 64 --temperature 0.8 --keep-float 100"
+check "gptq on 64 self-generated sequences (seed 3)" \
+    sh -c "'$Q' '$M' -o '$W/gs.pgq' $B $SELF --seed 3 --method gptq --json >'$W/gs.json' 2>'$W/gs.err'"
+check "rtn with the same statistics" sh -c "'$Q' '$M' -o '$W/rs.pgq' $B $SELF --seed 3 --json >'$W/rs.json'"
+check "the report: 64 x 32 = 2048 calibration tokens, 19 gptq tensors" \
+    test "$(jq -c '[.calib_tokens, ([.tensors[] | select(.method == "gptq")] | length)]' "$W/gs.json")" = "[2048,19]"
+check "the summary says where they came from" grep -q "2048 self-generated tokens (64 sequences of 32, temperature 0.8, seed 3)" "$W/gs.err"
+ors=$(jq '[.tensors[] | select(.kind == "int") | .out_err] | add' "$W/rs.json")
+ogs=$(jq '[.tensors[] | select(.kind == "int") | .out_err] | add' "$W/gs.json")
+check "GPTQ's output errors on them sum below rounding's ($ogs < $ors)" below "$ogs" "$ors"
+lgs=$(loss "$W/gs.pgq")
+check "val loss: int4 GPTQ self-calibrated $lgs below int4 rounding $lr" below "$lgs" "$lr"
+"$Q" -q "$M" -o "$W/gs2.pgq" $B $SELF --seed 3 --method gptq
+check "the same seed: the identical file" cmp -s "$W/gs.pgq" "$W/gs2.pgq"
+OMP_NUM_THREADS=3 "$Q" -q "$M" -o "$W/gs3.pgq" $B $SELF --seed 3 --method gptq
+check "... with 3 threads too" cmp -s "$W/gs.pgq" "$W/gs3.pgq"
+"$Q" -q "$M" -o "$W/gs4.pgq" $B $SELF --seed 4 --method gptq
+check "another seed: a different file" sh -c "! cmp -s '$W/gs.pgq' '$W/gs4.pgq'"
+expect_fail "--calib-self with --calib-data" 2 "give one" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --calib-self 4 --calib-data "$W/data"
+expect_fail "--seed without --calib-self" 2 "needs --calib-self or --hadamard" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --seed 4
+expect_fail "--calib-tokens with --calib-self" 2 "counts sequences" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --calib-self 4 --calib-tokens 64
+expect_fail "--temperature -1" 2 "--temperature" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --calib-self 4 --temperature -1
 
 # ---- a GPTQ model packs and scores like any other ----
 check "pg-pack the GPTQ model" "$P" -q "$W/gptq.pgq" -o "$W/gptq.pga"
@@ -116,6 +143,59 @@ check "... fits when packed with --brotli ($nb <= $tb, within 1%)" sh -c "[ $nb 
 expect_fail "an unreachable target" 1 "cannot be reached by pruning" "$Q" "$M" -o "$W/x.pgq" $B --keep-float 100 --target-bytes 1000
 expect_fail "--target-pack without --target-bytes" 2 "needs --target-bytes" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --target-pack lzma
 expect_fail "--target-pack gzip" 2 "--target-pack" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --target-bytes 9000 --target-pack gzip
+
+# ---- --bits-search: widths per tensor by output error per byte, under the target ----
+"$Q" -q "$M" -o "$W/u5.pgq" --scheme int5 $CAL --method gptq
+"$P" -q "$W/u5.pgq" -o "$W/u5.pga"
+t5=$(wc -c <"$W/u5.pga")
+check "bits search 4-6 at uniform int5's $t5 bytes" \
+    sh -c "'$Q' '$M' -o '$W/bs.pgq' --bits-search 4-6 --target-bytes $t5 $CAL --method gptq --json >'$W/bs.json' 2>'$W/bs.err'"
+"$P" -q "$W/bs.pgq" -o "$W/bs.pga"
+bs=$(wc -c <"$W/bs.pga")
+check "its artifact is $bs bytes: within the target and within 0.1% of it" \
+    sh -c "[ $bs -le $t5 ] && [ $bs -ge $((t5 - t5 / 1000)) ]"
+check "the widths are in 4..6 and not all one (the report: $(jq -c '[.tensors[] | select(.kind == "int") | .bits] | group_by(.) | map("\(length)x\(.[0])")' "$W/bs.json"))" \
+    test "$(jq -c '[.tensors[] | select(.kind == "int") | .bits] | (all(. >= 4 and . <= 6)) and (unique | length > 1)' "$W/bs.json")" = true
+check "the report's fit and search: packed = pg-pack's, step within the path" \
+    test "$(jq -c '[.fit.packed_bytes, .bits_search.chosen < .bits_search.steps, .bits_search.steps]' "$W/bs.json")" = "[$bs,true,38]"
+lu5=$(loss "$W/u5.pgq") lbs=$(loss "$W/bs.pgq")
+check "val loss of the search $lbs no worse than uniform int5 $lu5 at the same size" below "$lbs" "$lu5"
+check "a summary line" grep -q "bits search 4-6: step" "$W/bs.err"
+tt=$((t5 * 9 / 10))
+"$Q" -q "$M" -o "$W/bs2.pgq" --bits-search 4-6 --target-bytes $tt $CAL --method gptq
+"$P" -q "$W/bs2.pgq" -o "$W/bs2.pga"
+bs2=$(wc -c <"$W/bs2.pga")
+check "a tighter target $tt: $bs2 bytes, within it and no larger than $bs" sh -c "[ $bs2 -le $tt ] && [ $bs2 -le $bs ]"
+"$Q" -q "$M" -o "$W/bs3.pgq" --bits-search 4-6 --target-bytes $t5 $CAL --method gptq
+check "the search again: the identical file" cmp -s "$W/bs.pgq" "$W/bs3.pgq"
+check "without calibration (costs |dW|^2): within the target" \
+    sh -c "'$Q' -q '$M' -o '$W/bs4.pgq' --bits-search 4-6 --target-bytes $t5 --keep-float 100 && '$P' -q '$W/bs4.pgq' -o '$W/bs4.pga' && [ \$(wc -c <'$W/bs4.pga') -le $t5 ]"
+expect_fail "--bits-search without --target-bytes" 2 "needs --target-bytes" "$Q" "$M" -o "$W/x.pgq" --bits-search 4-6
+expect_fail "--bits-search with --bits" 2 "no --bits" "$Q" "$M" -o "$W/x.pgq" --bits-search 4-6 --bits 5 --target-bytes 9000
+expect_fail "--bits-search 6-4" 2 "MIN-MAX" "$Q" "$M" -o "$W/x.pgq" --bits-search 6-4 --target-bytes 9000
+expect_fail "--bits-search with LQER" 2 "--lqer-rank" "$Q" "$M" -o "$W/x.pgq" --bits-search 4-6 --target-bytes 9000 --lqer-rank 2
+expect_fail "--bits-search to an unreachable target" 1 "cannot be reached" "$Q" "$M" -o "$W/x.pgq" --bits-search 4-6 --target-bytes 1000 --keep-float 100
+
+# ---- --awq and --hadamard: transforms undone at load, in a version-3 .pgq ----
+check "int4 rounding with --awq --hadamard" \
+    sh -c "'$Q' '$M' -o '$W/aw.pgq' $B $CAL --awq --hadamard --json >'$W/aw.json'"
+check "the file is .pgq version 3" test "$(od -An -tu4 -j8 -N4 "$W/aw.pgq" | tr -d ' ')" = 3
+oaw=$(jq '[.tensors[] | select(.kind == "int") | .out_err] | add' "$W/aw.json")
+check "output errors sum below plain rounding's ($oaw < $or)" below "$oaw" "$or"
+check "the report: every matrix transformed (awq+hadamard), an AWQ exponent each" \
+    test "$(jq -c '[.tensors[] | select(.kind == "int") | .xform == "awq+hadamard" and .awq_alpha >= 0] | all' "$W/aw.json")" = true
+law=$(loss "$W/aw.pgq")
+check "val loss $law below plain int4 rounding's $lr" below "$law" "$lr"
+"$P" -q "$W/aw.pgq" -o "$W/aw.pga" --lzma && "$P" -q -d "$W/aw.pga" -o "$W/aw.back.pgq"
+check "pg-pack round trip: the identical version-3 .pgq" cmp -s "$W/aw.pgq" "$W/aw.back.pgq"
+check "pg-eval of the .pga = the .pgq's" test "$(loss "$W/aw.pga")" = "$law"
+check "--dequantize of it scores as the .pgq" \
+    sh -c "'$Q' -q --dequantize '$W/aw.pgq' -o '$W/aw.safetensors' && [ \"\$('$EVAL' -q --json '$W/aw.safetensors' -d '$W/data' --prefix t -m '$W/sp.model' | jq .val_loss)\" = '$law' ]"
+"$Q" -q "$M" -o "$W/gh.pgq" $B $CAL --method gptq --hadamard --seed 7
+check "GPTQ with --hadamard --seed 7: a version-3 file that scores" \
+    sh -c "[ \"\$(od -An -tu4 -j8 -N4 '$W/gh.pgq' | tr -d ' ')\" = 3 ] && '$EVAL' -q '$W/gh.pgq' -d '$W/data' --prefix t -m '$W/sp.model' >/dev/null"
+expect_fail "--awq without calibration" 2 "--awq needs" "$Q" "$M" -o "$W/x.pgq" --scheme int4 --awq
+expect_fail "--hadamard on int8-baseline" 2 "need an intN scheme" "$Q" "$M" -o "$W/x.pgq" --hadamard
 
 # ---- GPTQ-lite clip search: per row, no worse than max-abs ----
 "$Q" -q "$M" -o "$W/cs.pgq" --scheme int4 --clip search --keep-float 100 --json >"$W/cs.json"

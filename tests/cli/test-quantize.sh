@@ -96,8 +96,8 @@ cp "$W/m8.pgq" "$W/flip.pgq"
 printf '\001' | dd of="$W/flip.pgq" bs=1 seek=5000 conv=notrunc 2>/dev/null
 expect_fail "pg-eval: a changed byte in the data" 1 "flip.pgq: checksum mismatch" "$EVAL" "$W/flip.pgq" -d "$W/data" --prefix t -m "$W/sp.model"
 cp "$W/m8.pgq" "$W/ver.pgq"
-printf '\003' | dd of="$W/ver.pgq" bs=1 seek=8 conv=notrunc 2>/dev/null
-expect_fail "pg-eval: version 3" 1 "unsupported .pgq version 3" "$EVAL" "$W/ver.pgq" -d "$W/data" --prefix t -m "$W/sp.model"
+printf '\004' | dd of="$W/ver.pgq" bs=1 seek=8 conv=notrunc 2>/dev/null
+expect_fail "pg-eval: version 4" 1 "unsupported .pgq version 4" "$EVAL" "$W/ver.pgq" -d "$W/data" --prefix t -m "$W/sp.model"
 expect_fail "pg-quantize --dequantize: truncated .pgq" 1 "trunc.pgq: truncated" "$Q" --dequantize "$W/trunc.pgq" -o "$W/x.safetensors"
 expect_fail "pg-quantize: a truncated .pgq as input" 1 "trunc.pgq" "$Q" "$W/trunc.pgq" -o "$W/x.pgq"
 head -c 100 "$M" >"$W/trunc.safetensors"

@@ -58,6 +58,7 @@ M=$W/run/model.safetensors
 "$B/pg-quantize" -q "$M" -o "$C/pgq/int6-lqer.pgq" -m "$W/sp.model" --scheme int6 --lqer-rank 1 --lqer-top 1 --scales logdelta --keep-float 16
 "$B/pg-quantize" -q "$M" -o "$C/pgq/ternary.pgq" -m "$W/sp.model" --scheme ternary --keep-float 16
 "$B/pg-quantize" -q "$M" -o "$C/pgq/quinary.pgq" -m "$W/sp.model" --scheme quinary --keep-float 16
+"$B/pg-quantize" -q "$M" -o "$C/pgq/int6-awq-hadamard.pgq" -m "$W/sp.model" --scheme int6 --awq --hadamard --calib-self 2 --calib-seq-len 16 --keep-float 16
 for c in zlib lzma brotli; do "$B/pg-pack" -q "$C/pgq/int6-lqer.pgq" -o "$C/pga/$c.pga" --$c; done
 
 # codec seeds: [codec][raw size, 24-bit LE][stream]

@@ -8,7 +8,12 @@
  * tapped fc input and the fc weight, and the loss from the tapped head input and the embedding;
  * the output error pg_quantize_model reports is recomputed from the dequantized tensor and H.
  * Shards: calibration reads the train split only (a corrupt val shard beside it is never opened)
- * and gives the same statistics as the same tokens passed in directly. */
+ * and gives the same statistics as the same tokens passed in directly.
+ * Self-generated sequences (pg_calib_generate): at temperature 0 every token is the argmax of the
+ * model's distribution, found independently by scoring each vocabulary entry as the target (the
+ * per-token losses of pg_model_forward), on the baseline and on record b (poly5 softcap, bigram,
+ * SmearGate); a near-zero temperature samples the same; a seed gives the same sequences again,
+ * another seed others, and batching does not matter. */
 #define _POSIX_C_SOURCE 200809L
 #include "../tap.h"
 #include "../record_configs.h"
@@ -373,6 +378,106 @@ static void test_shards(void)
     pg_model_free(&m);
 }
 
+/* ---- self-generated sequences ---- */
+
+/* best[s·T + p]: the token v minimizing the loss at position p of sequence s when v is its
+ * target, i.e. the argmax of the model's logits there, from V forwards with every target v. */
+static void argmax_tokens(struct pg_model *m, const int32_t *ids, int nseq, int32_t *best, float *gap)
+{
+    float loss[2 * T], *lo = malloc(sizeof(float) * (size_t)nseq * T);
+    int32_t y[2 * T];
+    for (int i = 0; i < nseq * T; i++) lo[i] = INFINITY, gap[i] = INFINITY;
+    for (int v = 0; v < m->v; v++) {
+        for (int s0 = 0; s0 < nseq; s0 += 2) {
+            int b = nseq - s0 < 2 ? nseq - s0 : 2;
+            for (int i = 0; i < b * T; i++) y[i] = v;
+            pg_model_forward(m, ids + s0 * T, y, b, loss);
+            for (int i = 0; i < b * T; i++) {
+                int k = s0 * T + i;
+                if (loss[i] < lo[k]) gap[k] = lo[k] - loss[i], lo[k] = loss[i], best[k] = v;
+                else if (loss[i] - lo[k] < gap[k]) gap[k] = loss[i] - lo[k];
+            }
+        }
+    }
+    free(lo);
+}
+
+static void check_greedy(const char *label, struct pg_config c)
+{
+    struct pg_model m;
+    make_model(&m, &c);
+    int32_t ids[NSEQ * T], best[NSEQ * T], low[NSEQ * T];
+    float gap[NSEQ * T];
+    is_int(pg_calib_generate(&m, ids, NSEQ, 0, 1, NULL), 0, "%s: greedy generation", label);
+    argmax_tokens(&m, ids, NSEQ, best, gap);
+    int agree = 1, starts = 1, checked = 0;
+    for (int s = 0; s < NSEQ; s++) {
+        starts &= ids[s * T] == c.bos_id;
+        for (int p = 0; p + 1 < T; p++) {
+            int k = s * T + p;
+            if (gap[k] < 1e-4f) continue; /* a near tie: either token is the argmax */
+            checked++;
+            agree &= ids[k + 1] == best[k];
+        }
+    }
+    ok(starts, "%s: every sequence starts with bos_id %d", label, c.bos_id);
+    ok(agree && checked > NSEQ * (T - 1) / 2, "%s: each token is the argmax of the model's distribution (%d checked)",
+       label, checked);
+    is_int(pg_calib_generate(&m, low, NSEQ, 1e-4, 9, NULL), 0, "%s: temperature 1e-4", label);
+    ok(memcmp(ids, low, sizeof ids) == 0, "%s: ... samples the argmax too", label);
+    pg_model_free(&m);
+}
+
+static void test_self(void)
+{
+    /* untied: a random head makes the next token depend on the context (the tied embedding of a
+     * random model mostly predicts its input again, bos after bos) */
+    struct pg_config c = base_config(), u = c, rb = record_b(base_config());
+    u.tie_embeddings = 0, rb.tie_embeddings = 0;
+    check_greedy("baseline untied", u);
+    check_greedy("record b untied", rb);
+    check_greedy("baseline tied", c);
+
+    struct pg_model m, m1;
+    make_model(&m, &c);
+    enum { N = 6 };
+    int32_t a[N * T], b[N * T], d[N * T], e[N * T];
+    is_int(pg_calib_generate(&m, a, N, 1, 42, NULL), 0, "temperature 1, seed 42");
+    is_int(pg_calib_generate(&m, b, N, 1, 42, NULL), 0, "... again");
+    ok(memcmp(a, b, sizeof a) == 0, "the same seed gives the same sequences");
+    is_int(pg_calib_generate(&m, d, N, 1, 43, NULL), 0, "seed 43");
+    ok(memcmp(a, d, sizeof a) != 0, "another seed gives other sequences");
+    int32_t g[N * T];
+    pg_calib_generate(&m, g, N, 0, 42, NULL);
+    ok(memcmp(a, g, sizeof a) != 0, "temperature 1 does not only take the argmax");
+    /* the same weights with activations for one sequence at a time */
+    if (pg_model_init(&m1, &c, &pg_backend_cpu, 0) || pg_model_alloc_acts(&m1, 1, T)) bail_out("model");
+    memcpy(m1.params, m.params, m.nparams * sizeof *m.params);
+    is_int(pg_calib_generate(&m1, e, N, 1, 42, NULL), 0, "one sequence per forward");
+    ok(memcmp(a, e, sizeof a) == 0, "... gives the same sequences (each has its own stream)");
+    ok(pg_calib_generate(&m, e, N, -1, 42, NULL) == PG_E_INVAL, "a negative temperature is refused");
+
+    /* statistics from them: symmetric, positive diagonals, every site seen */
+    struct pg_calib cal;
+    if (pg_calib_init(&cal, &m)) bail_out("calib init");
+    is_int(pg_calib_add_tokens(&cal, &m, a, N, NULL), 0, "calibration on the generated tokens");
+    pg_calib_finish(&cal);
+    int good = cal.tokens == N * T;
+    for (int s = 0; s < PG_TAP_N; s++) {
+        int cols = s == PG_TAP_MLP_PROJ ? m.hid : m.d;
+        const double *h = cal.h[s];
+        for (int i = 0; i < cols; i++) {
+            good &= h[(size_t)i * cols + i] >= 0 && isfinite(h[(size_t)i * cols + i]);
+            for (int j = 0; j < cols; j++) good &= h[(size_t)i * cols + j] == h[(size_t)j * cols + i];
+        }
+        good &= cal.rows[s][0] > 0;
+    }
+    ok(good, "... symmetric finite statistics with non-negative diagonals at every site");
+    pg_calib_free(&cal);
+    pg_model_free(&m1);
+    pg_model_free(&m);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/pg-test-calib-XXXXXX");
@@ -384,6 +489,7 @@ int main(void)
     check_config("record b (layer 1 looped)", record_b(base_config()));
     check_config("record c (layers 0-1 looped twice)", record_c(base_config()));
     test_shards();
+    test_self();
     remove_tree(dir);
     return done_testing();
 }

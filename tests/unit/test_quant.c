@@ -647,7 +647,7 @@ static void test_format(void)
     ok(crc_msgs > 3000, "most flips are caught by the checksum (%d), the rest by the header checks", crc_msgs);
 
     /* field checks, each with the CRC made right so the check itself must catch it */
-    expect_error(buf, len, 8, 3, "unsupported .pgq version 3", "version 3");
+    expect_error(buf, len, 8, 4, "unsupported .pgq version 4", "version 4");
     {
         /* a version-1 file relabelled as version 2 is a valid version-2 file: its entries' new
          * fields are zero (no LQER) */
