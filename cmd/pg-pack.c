@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 
 static const char usage[] =
-    "Usage: pg-pack MODEL.pgq -o ARTIFACT.pga [--zlib|--lzma|--brotli|--lrzip] [--code FILE]... [--budget BYTES]\n"
+    "Usage: pg-pack MODEL.pgq -o ARTIFACT.pga [--zlib|--lzma|--brotli|--lrzip|--pgac] [--code FILE]... [--budget BYTES]\n"
     "       pg-pack -d ARTIFACT.pga -o MODEL.pgq\n"
     "       pg-pack -l ARTIFACT.pga\n"
     "\n"
@@ -32,6 +32,9 @@ static const char usage[] =
     "      --lrzip                the lrzip program, ZPAQ level 9 (Debian package lrzip)\n"
     "      --lrzip --brotli       the records' per-group mode: integer tensors grouped by role,\n"
     "                             transposed, lrzip; everything else brotli\n"
+    "      --pgac                 per-group with pgolf's own context-model arithmetic coder for\n"
+    "                             the integer groups; everything else brotli (--pgac --lzma: xz)\n"
+    "      --codec NAME           the same by name: zlib, lzma, brotli, lrzip, pgac\n"
     "\n"
     "Options:\n"
     "  -o, --output FILE          the artifact (or, with -d, the .pgq) to write\n"
@@ -51,7 +54,7 @@ static const char usage[] =
     "2 usage error, 3 unavailable (lrzip not installed).\n"
     "See pg-pack(1), pg-formats(5).\n";
 
-enum { OPT_ZLIB = PG_OPT_FIRST_CMD, OPT_LZMA, OPT_BROTLI, OPT_LRZIP, OPT_CODE, OPT_BUDGET };
+enum { OPT_ZLIB = PG_OPT_FIRST_CMD, OPT_LZMA, OPT_BROTLI, OPT_LRZIP, OPT_PGAC, OPT_CODEC, OPT_CODE, OPT_BUDGET };
 
 static const struct option longopts[] = {
     {"output", required_argument, 0, 'o'},
@@ -61,6 +64,8 @@ static const struct option longopts[] = {
     {"lzma", no_argument, 0, OPT_LZMA},
     {"brotli", no_argument, 0, OPT_BROTLI},
     {"lrzip", no_argument, 0, OPT_LRZIP},
+    {"pgac", no_argument, 0, OPT_PGAC},
+    {"codec", required_argument, 0, OPT_CODEC},
     {"code", required_argument, 0, OPT_CODE},
     {"budget", required_argument, 0, OPT_BUDGET},
     PG_CLI_COMMON_LONGOPTS,
@@ -73,6 +78,14 @@ static void choose_mode(const struct pg_cli *cli, unsigned flags, struct pg_pack
     static const enum pg_codec codecs[4] = {PG_CODEC_ZLIB, PG_CODEC_LZMA, PG_CODEC_BROTLI, PG_CODEC_LRZIP};
     memset(o, 0, sizeof *o);
     o->mode = PG_PACK_WHOLE, o->codec = PG_CODEC_ZLIB;
+    if (flags & (1u << 4)) {
+        if (flags & ~((1u << 4) | (1u << 2) | (1u << 1)))
+            pg_cli_usage_error(cli, "--pgac goes with --brotli or --lzma (the rest's codec) only");
+        if ((flags & (1u << 1)) && (flags & (1u << 2))) pg_cli_usage_error(cli, "--pgac takes --brotli or --lzma, not both");
+        o->mode = PG_PACK_PER_GROUP, o->group_codec = PG_CODEC_PGAC;
+        o->rest_codec = flags & (1u << 1) ? PG_CODEC_LZMA : PG_CODEC_BROTLI;
+        return;
+    }
     if (flags == ((1u << 2) | (1u << 3))) {
         o->mode = PG_PACK_PER_GROUP, o->group_codec = PG_CODEC_LRZIP, o->rest_codec = PG_CODEC_BROTLI;
         return;
@@ -85,7 +98,9 @@ static void choose_mode(const struct pg_cli *cli, unsigned flags, struct pg_pack
 
 static const char *mode_name(const struct pg_pack_opts *o)
 {
-    return o->mode == PG_PACK_PER_GROUP ? "lrzip+brotli per-group" : pg_codec_name(o->codec);
+    if (o->mode != PG_PACK_PER_GROUP) return pg_codec_name(o->codec);
+    if (o->group_codec == PG_CODEC_PGAC) return o->rest_codec == PG_CODEC_LZMA ? "pgac+lzma per-group" : "pgac+brotli per-group";
+    return "lrzip+brotli per-group";
 }
 
 static int list(const struct pg_cli *cli, const char *path)
@@ -153,6 +168,14 @@ int main(int argc, char **argv)
         case OPT_LZMA: codec_flags |= 1u << 1; break;
         case OPT_BROTLI: codec_flags |= 1u << 2; break;
         case OPT_LRZIP: codec_flags |= 1u << 3; break;
+        case OPT_PGAC: codec_flags |= 1u << 4; break;
+        case OPT_CODEC: {
+            enum pg_codec cc;
+            if (pg_codec_from_name(optarg, &cc) || cc == PG_CODEC_RAW) pg_cli_usage_error(&cli, "--codec: unknown codec '%s' (zlib, lzma, brotli, lrzip or pgac)", optarg);
+            static const unsigned bit[PG_CODEC_COUNT] = {0, 1u << 0, 1u << 1, 1u << 2, 1u << 3, 1u << 4};
+            codec_flags |= bit[cc];
+            break;
+        }
         case OPT_CODE: code[ncode++] = optarg; break;
         case OPT_BUDGET:
             if (pg_parse_i64("--budget", optarg, 1, INT64_MAX / 2, &budget)) pg_cli_usage_error(&cli, "%s", pg_error_message());
@@ -179,6 +202,8 @@ int main(int argc, char **argv)
 
     struct pg_pack_opts o;
     choose_mode(&cli, codec_flags, &o);
+    struct pg_pgac_stats gst;
+    int with_pgac = o.mode == PG_PACK_PER_GROUP && o.group_codec == PG_CODEC_PGAC;
     uint64_t code_bytes = 0;
     for (int i = 0; i < ncode; i++) {
         struct stat st;
@@ -189,7 +214,7 @@ int main(int argc, char **argv)
     pg_cli_check(&cli, pg_map_open(&m, in));
     unsigned char *art;
     size_t art_n;
-    pg_cli_check(&cli, pg_pack_pgq(m.data, m.size, in, &o, &art, &art_n));
+    pg_cli_check(&cli, pg_pack_pgq_stats(m.data, m.size, in, &o, &art, &art_n, &gst));
     pg_cli_check(&cli, pg_pga_write(out, art, art_n));
     uint64_t total = art_n + code_bytes;
     int fits = total <= (uint64_t)budget;
@@ -198,6 +223,10 @@ int main(int argc, char **argv)
                               mode_name(&o), "pgq_bytes", (json_int_t)m.size, "artifact_bytes", (json_int_t)art_n,
                               "code_bytes", (json_int_t)code_bytes, "total_bytes", (json_int_t)total, "budget",
                               (json_int_t)budget, "fits", fits);
+        if (with_pgac)
+            json_object_set_new(j, "pgac", json_pack("{s:I, s:I, s:f, s:f}", "values", (json_int_t)gst.values,
+                                                     "payload_bytes", (json_int_t)gst.payload_bytes, "model_bytes",
+                                                     gst.model_bits / 8, "order0_bytes", gst.order0_bits / 8));
         json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         fputc('\n', stdout);
         json_decref(j);
@@ -207,6 +236,10 @@ int main(int argc, char **argv)
                (unsigned long long)code_bytes, (unsigned long long)total, (long long)budget,
                fits ? "fits, spare" : "OVER by", fits ? (long long)(budget - (int64_t)total) : (long long)(total - budget));
     }
+    if (cli.verbosity > 1 && with_pgac)
+        fprintf(stderr, "pgac: %llu values in %llu bytes of payload; the model's own estimate %.0f bytes, their order-0 "
+                "entropy %.0f bytes\n", (unsigned long long)gst.values, (unsigned long long)gst.payload_bytes,
+                gst.model_bits / 8, gst.order0_bits / 8);
     if (cli.verbosity > 1) {
         struct pg_pga a;
         memset(&a, 0, sizeof a);

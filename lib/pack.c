@@ -54,7 +54,8 @@ static int pack_whole(const unsigned char *pgq, size_t n, const struct pg_pack_o
 }
 
 static int pack_per_group(const unsigned char *pgq, size_t n, const struct pg_qmodel *qm,
-                          const struct pg_pack_opts *o, unsigned char **art, size_t *art_n)
+                          const struct pg_pack_opts *o, unsigned char **art, size_t *art_n,
+                          struct pg_pgac_stats *stats)
 {
     struct group g[MAX_GROUPS];
     int ng = 0, nint = 0, rc = 0;
@@ -115,16 +116,35 @@ static int pack_per_group(const unsigned char *pgq, size_t n, const struct pg_qm
         memcpy(rest + w, pgq + pos, n - pos);
     }
     struct pg_pga_input *in = rc ? NULL : pg_calloc((size_t)ng + 2, sizeof *in);
-    if (!rc && !in) rc = PG_E_NOMEM;
+    struct pg_codec_params *gp = rc ? NULL : pg_calloc((size_t)ng + 1, sizeof *gp);
+    struct pg_pgac_stats *st = rc ? NULL : pg_calloc((size_t)ng + 1, sizeof *st);
+    if (!rc && (!in || !gp || !st)) rc = PG_E_NOMEM;
     if (!rc) {
         in[0] = (struct pg_pga_input){.name = "cuts", .data = cuts, .size = cuts_n, .codec = o->rest_codec};
         in[1] = (struct pg_pga_input){.name = "rest", .data = rest, .size = rest_n, .codec = o->rest_codec};
-        for (int j = 0; j < ng; j++)
-            in[2 + j] = (struct pg_pga_input){
-                .name = g[j].name, .data = g[j].buf, .size = g[j].bytes, .codec = o->group_codec,
-                .xform = {.id = PG_XFORM_TRANSPOSE, .rows = (uint64_t)g[j].rows, .cols = (uint64_t)g[j].cols}};
+        for (int j = 0; j < ng; j++) {
+            in[2 + j] = (struct pg_pga_input){.name = g[j].name, .data = g[j].buf, .size = g[j].bytes,
+                                              .codec = o->group_codec};
+            if (o->group_codec == PG_CODEC_PGAC) { /* rows as they are: pgac models rows and columns */
+                gp[j] = pg_codec_defaults(PG_CODEC_PGAC);
+                gp[j].pgac_cols = (unsigned long long)g[j].cols;
+                gp[j].pgac_stats = &st[j];
+                in[2 + j].params = &gp[j];
+            } else {
+                in[2 + j].xform = (struct pg_xform){.id = PG_XFORM_TRANSPOSE, .rows = (uint64_t)g[j].rows,
+                                                    .cols = (uint64_t)g[j].cols};
+            }
+        }
         rc = pg_pga_build(in, (size_t)ng + 2, art, art_n);
     }
+    if (!rc && stats)
+        for (int j = 0; j < ng; j++) {
+            stats->values += st[j].values;
+            stats->model_bits += st[j].model_bits;
+            stats->order0_bits += st[j].order0_bits;
+            stats->payload_bytes += st[j].payload_bytes;
+        }
+    free(gp), free(st);
     for (int j = 0; j < ng; j++) free(g[j].buf);
     free(in), free(rest), free(fill), free(cuts), free(gi);
     return rc;
@@ -133,11 +153,18 @@ static int pack_per_group(const unsigned char *pgq, size_t n, const struct pg_qm
 int pg_pack_pgq(const unsigned char *pgq, size_t n, const char *name, const struct pg_pack_opts *o,
                 unsigned char **art, size_t *art_n)
 {
+    return pg_pack_pgq_stats(pgq, n, name, o, art, art_n, NULL);
+}
+
+int pg_pack_pgq_stats(const unsigned char *pgq, size_t n, const char *name, const struct pg_pack_opts *o,
+                      unsigned char **art, size_t *art_n, struct pg_pgac_stats *stats)
+{
+    if (stats) memset(stats, 0, sizeof *stats);
     struct pg_qmodel qm;
     memset(&qm, 0, sizeof qm);
     int rc = pg_pgq_parse(pgq, n, name, &qm);
     if (rc) return rc;
-    rc = o->mode == PG_PACK_PER_GROUP ? pack_per_group(pgq, n, &qm, o, art, art_n)
+    rc = o->mode == PG_PACK_PER_GROUP ? pack_per_group(pgq, n, &qm, o, art, art_n, stats)
                                       : pack_whole(pgq, n, o, art, art_n);
     pg_qmodel_free(&qm);
     return rc;

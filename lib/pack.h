@@ -23,6 +23,7 @@
 
 #include "codec.h"
 #include "pga.h"
+#include "pgac.h"
 
 #include <stddef.h>
 
@@ -40,6 +41,11 @@ struct pg_pack_opts {
  * @return 0, or PG_E_FORMAT (not a valid .pgq), PG_E_NOMEM, a codec's error. */
 int pg_pack_pgq(const unsigned char *pgq, size_t n, const char *name, const struct pg_pack_opts *o,
                 unsigned char **art, size_t *art_n);
+
+/* pg_pack_pgq, and for the per-group mode with pgac: if stats is not NULL, it gets the sums of
+ * what the encoder measured over the groups (pgac.h); zero otherwise. */
+int pg_pack_pgq_stats(const unsigned char *pgq, size_t n, const char *name, const struct pg_pack_opts *o,
+                      unsigned char **art, size_t *art_n, struct pg_pgac_stats *stats);
 
 /* Rebuilds the .pgq bytes held by an artifact: *pgq (malloc'd) of *n bytes. The result is not
  * parsed here (pg_pgq_parse checks it). @return 0, or PG_E_FORMAT naming the artifact and what

@@ -25,7 +25,7 @@ want=$(evalm "$W/m.pgq")
 
 have_lrzip=0
 command -v lrzip >/dev/null 2>&1 && have_lrzip=1
-for mode in zlib lzma brotli lrzip "lrzip brotli"; do
+for mode in zlib lzma brotli lrzip "lrzip brotli" pgac "pgac lzma"; do
     case "$mode" in *lrzip*) [ $have_lrzip = 1 ] || { ok "$mode # SKIP lrzip not installed"; continue; } ;; esac
     flags=$(printf -- '--%s ' $mode)
     tag=$(echo "$mode" | tr ' ' '+')
@@ -59,6 +59,19 @@ if [ $have_lrzip = 1 ]; then
     check "per-group -l: cuts and rest brotli, the seven role groups lrzip transposed" \
         test "$(grep -Ec '^(cuts|rest) +brotli' "$W/list2"),$(grep -Ec ' lrzip +transpose' "$W/list2")" = "2,7"
 fi
+
+# pgac: -l shows the groups as pgac streams; --codec pgac is --pgac; -v and --json report the
+# coder's statistics; the artifact is version 2; the same bytes on every run and thread count
+"$P" -l "$W/pgac.pga" >"$W/list3"
+check "pgac -l: cuts and rest brotli, the seven role groups pgac untransposed" \
+    test "$(grep -Ec '^(cuts|rest) +brotli' "$W/list3"),$(grep -Ec ' pgac +none' "$W/list3")" = "2,7"
+check "pgac: the artifact is .pga version 2" test "$(od -An -tu4 -j4 -N4 "$W/pgac.pga" | tr -d ' ')" = 2
+check "pgac: --json reports values and bytes" test "$(jq '.pgac.values > 0 and .pgac.payload_bytes > 0 and .pgac.model_bytes > 0' "$W/pgac.json")" = true
+OMP_NUM_THREADS=2 "$P" "$W/m.pgq" -o "$W/pgac2.pga" --codec pgac -v >/dev/null 2>"$W/pgac2.err"
+check "--codec pgac with 2 threads: the identical artifact" cmp -s "$W/pgac.pga" "$W/pgac2.pga"
+check "-v prints the coder's statistics" grep -q '^pgac: [0-9]* values in [0-9]* bytes of payload; the model' "$W/pgac2.err"
+expect_fail "--pgac with --lrzip" 2 "--pgac goes with" "$P" "$W/m.pgq" -o "$W/x.pga" --pgac --lrzip
+expect_fail "--codec with an unknown name" 2 "unknown codec 'zstd'" "$P" "$W/m.pgq" -o "$W/x.pga" --codec zstd
 
 # pg-ttt reads artifacts (through the same loader as pg-eval)
 a=$("$TTT" -q "$W/zlib.pga" -d "$W/data" --prefix t -m "$W/sp.model" --epochs 0 --json | jq .val_bpb)
