@@ -127,18 +127,20 @@ static inline int code_bit(struct coder *c, int p, int y)
 enum { N_ZERO = 0, N_UNARY = 1, N_TREE = 9, NODES = 9 + 247 };
 static const int tree_base[8] = {0, 0, 1, 4, 11, 26, 57, 120}; /* 2^k - 1 - k */
 
-enum { LV = 48, LV2 = 24, NB = 16, NIN = 4, SIGN_CTX = 9 * 8 };
-enum { PRIOR = 4, COUNT_LIMIT = 1023, LR = 4 };
+enum { LV = 48, LV2 = 24, NB = 16, NIN = 5, SIGN_CTX = 9 * 8 };
+enum { PRIOR = 4, COUNT_LIMIT = 255, LR = 4, COL_STATS = 1 << 16, COL_MODELS = 4096 };
 
 struct model {
     uint32_t *t1; /* [LV][NODES]: expected magnitude */
     uint32_t *t2; /* [LV2][NB][NODES]: row mean, left values */
     uint32_t *t3; /* [LV2][NB][NODES]: column mean, value above */
+    uint32_t *t4; /* [ncm][NODES]: the column itself (column c at c mod ncm) */
     int32_t (*w)[NIN];
     uint32_t sign[SIGN_CTX];
-    uint32_t *colavg; /* per column: mean |v| x 256, a running average over the rows */
+    uint32_t *colavg; /* [ncs]: per column (c mod ncs): mean |v| x 256, a running average over the rows */
     uint64_t colsum;  /* the sum of colavg */
-    int8_t *zero_row; /* the row "above" the first */
+    size_t ncs, ncm;  /* the columns' statistics and models, capped so that memory stays bounded
+                       * whatever the row length (a whole input coded as one row) */
 };
 
 static void counters_init(uint32_t *t, size_t n)
@@ -148,7 +150,7 @@ static void counters_init(uint32_t *t, size_t n)
 
 static void model_free(struct model *m)
 {
-    free(m->t1), free(m->t2), free(m->t3), free(m->w), free(m->colavg), free(m->zero_row);
+    free(m->t1), free(m->t2), free(m->t3), free(m->t4), free(m->w), free(m->colavg);
 }
 
 static int model_init(struct model *m, uint64_t cols)
@@ -158,19 +160,22 @@ static int model_init(struct model *m, uint64_t cols)
     m->t2 = malloc(sizeof *m->t2 * LV2 * NB * NODES);
     m->t3 = malloc(sizeof *m->t3 * LV2 * NB * NODES);
     m->w = malloc(sizeof *m->w * NODES);
-    m->colavg = malloc(sizeof *m->colavg * (size_t)cols);
-    m->zero_row = calloc((size_t)cols, 1);
-    if (!m->t1 || !m->t2 || !m->t3 || !m->w || !m->colavg || !m->zero_row) {
+    m->ncs = cols < COL_STATS ? (size_t)cols : COL_STATS;
+    m->ncm = cols < COL_MODELS ? (size_t)cols : COL_MODELS;
+    m->t4 = malloc(sizeof *m->t4 * NODES * m->ncm);
+    m->colavg = malloc(sizeof *m->colavg * m->ncs);
+    if (!m->t4 || !m->t1 || !m->t2 || !m->t3 || !m->w || !m->colavg) {
         model_free(m);
         return pg_error(PG_E_NOMEM, "pgac: out of memory for the model");
     }
     counters_init(m->t1, (size_t)LV * NODES);
     counters_init(m->t2, (size_t)LV2 * NB * NODES);
     counters_init(m->t3, (size_t)LV2 * NB * NODES);
+    counters_init(m->t4, m->ncm * NODES);
     counters_init(m->sign, SIGN_CTX);
-    for (int i = 0; i < NODES; i++) m->w[i][0] = m->w[i][1] = m->w[i][2] = 22000, m->w[i][3] = 0;
-    for (uint64_t c = 0; c < cols; c++) m->colavg[c] = 2 << 8;
-    m->colsum = (uint64_t)cols * (2 << 8);
+    for (int i = 0; i < NODES; i++) m->w[i][0] = m->w[i][1] = m->w[i][2] = m->w[i][4] = 16000, m->w[i][3] = 0;
+    for (size_t c = 0; c < m->ncs; c++) m->colavg[c] = 2 << 8;
+    m->colsum = (uint64_t)m->ncs * (2 << 8);
     return 0;
 }
 
@@ -192,16 +197,16 @@ static inline int counter_p(uint32_t e)
 
 /* The contexts of one value: base offsets into t1, t2, t3 (node added per decision). */
 struct ctx {
-    uint32_t *c1, *c2, *c3;
+    uint32_t *c1, *c2, *c3, *c4;
 };
 
-/* Codes one decision at node with the mix of the three models; returns the bit. */
+/* Codes one decision at node with the mix of the four models; returns the bit. */
 static inline int code_node(struct coder *c, struct model *m, const struct ctx *x, int node, int y)
 {
-    uint32_t *a = x->c1 + node, *b = x->c2 + node, *d = x->c3 + node;
-    int s0 = stretch_t[*a >> 20], s1 = stretch_t[*b >> 20], s2 = stretch_t[*d >> 20], s3 = 256;
+    uint32_t *a = x->c1 + node, *b = x->c2 + node, *d = x->c3 + node, *e = x->c4 + node;
+    int s0 = stretch_t[*a >> 20], s1 = stretch_t[*b >> 20], s2 = stretch_t[*d >> 20], s3 = 256, s4 = stretch_t[*e >> 20];
     int32_t *w = m->w[node];
-    int64_t dot = (int64_t)w[0] * s0 + (int64_t)w[1] * s1 + (int64_t)w[2] * s2 + (int64_t)w[3] * s3;
+    int64_t dot = (int64_t)w[0] * s0 + (int64_t)w[1] * s1 + (int64_t)w[2] * s2 + (int64_t)w[3] * s3 + (int64_t)w[4] * s4;
     int p = squash((int)(dot >> 16));
     if (p < 1) p = 1;
     if (p > 4095) p = 4095;
@@ -211,6 +216,8 @@ static inline int code_node(struct coder *c, struct model *m, const struct ctx *
     w[1] += (s1 * err + 32768) >> 16;
     w[2] += (s2 * err + 32768) >> 16;
     w[3] += (s3 * err + 32768) >> 16;
+    w[4] += (s4 * err + 32768) >> 16;
+    counter_update(e, y);
     counter_update(a, y);
     counter_update(b, y);
     counter_update(d, y);
@@ -233,24 +240,26 @@ static int run(struct coder *c, struct model *m, int8_t *v, size_t n, uint64_t c
     while ((2 << kmax) <= maxabs) kmax++;
     size_t rows = n / (size_t)cols;
     uint32_t prevmean16 = 32; /* |v| = 2 before the first row */
-    const int8_t *above = m->zero_row;
+    const int8_t *above = NULL; /* no row above the first */
     for (size_t r = 0; r < rows; r++) {
         int8_t *row = v + r * cols;
         uint64_t rsum = 0;
-        uint64_t gavg = m->colsum / cols; /* x 256, per row: the columns' mean */
+        uint64_t gavg = m->colsum / m->ncs; /* x 256, per row: the columns' mean */
         if (!gavg) gavg = 1;
         for (uint64_t col = 0; col < cols; col++) {
             uint64_t ravg16 = (16 * rsum + PRIOR * (uint64_t)prevmean16) / (col + PRIOR);
-            uint32_t ca = m->colavg[col];
+            size_t cs = col < m->ncs ? (size_t)col : (size_t)(col % m->ncs);
+            uint32_t ca = m->colavg[cs];
             uint64_t e16 = ravg16 * ca / gavg;
             int lv = level_t[cap((int64_t)e16, 4095)];
             int lr = level_t[cap((int64_t)ravg16, 4095)] >> 1, lc = level_t[cap(ca >> 4, 4095)] >> 1;
             int l1 = col ? iabs(row[col - 1]) : 0, l2 = col > 1 ? iabs(row[col - 2]) : 0;
-            int u = iabs(above[col]);
+            int u = above ? iabs(above[col]) : 0;
             struct ctx x = {
                 .c1 = m->t1 + (size_t)cap(lv, LV - 1) * NODES,
                 .c2 = m->t2 + ((size_t)cap(lr, LV2 - 1) * NB + (size_t)cap((2 * l1 + l2 + 1) / 2, NB - 1)) * NODES,
                 .c3 = m->t3 + ((size_t)cap(lc, LV2 - 1) * NB + (size_t)cap(u, NB - 1)) * NODES,
+                .c4 = m->t4 + (col < m->ncm ? (size_t)col : (size_t)(col % m->ncm)) * NODES,
             };
             int val = c->decoding ? 0 : row[col];
             int mag = iabs(val);
@@ -265,7 +274,7 @@ static int run(struct coder *c, struct model *m, int8_t *v, size_t n, uint64_t c
                 for (int i = k - 1; i >= 0; i--)
                     t = 2 * t + code_node(c, m, &x, N_TREE + tree_base[k] + t - 1, (mag >> i) & 1);
                 mag = t; /* the leading 1 and the k low bits */
-                int sc = (sgn3(col ? row[col - 1] : 0) * 3 + sgn3(above[col])) * 8 + k;
+                int sc = (sgn3(col ? row[col - 1] : 0) * 3 + sgn3(above ? above[col] : 0)) * 8 + k;
                 int neg = code_bit(c, counter_p(m->sign[sc]), val < 0);
                 counter_update(&m->sign[sc], neg);
                 if (c->decoding) {
@@ -280,7 +289,7 @@ static int run(struct coder *c, struct model *m, int8_t *v, size_t n, uint64_t c
             rsum += (uint64_t)mag;
             uint32_t na = ca + (uint32_t)(((int32_t)(mag << 8) - (int32_t)ca) >> 3);
             m->colsum += na, m->colsum -= ca;
-            m->colavg[col] = na;
+            m->colavg[cs] = na;
         }
         prevmean16 = (uint32_t)(16 * rsum / cols);
         above = row;

@@ -4,12 +4,13 @@
  * back, cols values per row). Each value is binarized (zero flag; sign; the magnitude's
  * Exp-Golomb bucket in unary, then the bucket's low bits as a binary tree) and every binary
  * decision is coded with an adaptive binary arithmetic coder whose probability is a logistic mix
- * of three context models:
+ * of four context models:
  *   - the expected magnitude E = (mean |v| of the row so far, with the previous row's mean as a
  *     prior) x (this column's running mean |v| over the rows above) / (the running mean of all),
  *     on a log scale: the row's scale and the column's (input feature's) size;
  *   - the row's mean alone and the two values to the left;
  *   - the column's mean alone and the value above (previous row, same column).
+ *   - the column itself (each column's own adaptive distribution, learnt over the rows above).
  * The mixer's weights are chosen by the decision (which node of the binarization). A stream
  * adapts from scratch, so the tensor class and its bit width are in the context by construction
  * (pack.c codes one stream per group of one role and shape). Everything is integer arithmetic:
