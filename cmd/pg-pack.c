@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 
 static const char usage[] =
-    "Usage: pg-pack MODEL.pgq -o ARTIFACT.pga [--zlib|--lzma|--brotli|--lrzip|--pgac] [--code FILE]... [--budget BYTES]\n"
+    "Usage: pg-pack MODEL.pgq -o ARTIFACT.pga [--zlib|--lzma|--brotli|--lrzip|--pgac|--best] [--code FILE]... [--budget BYTES]\n"
     "       pg-pack -d ARTIFACT.pga -o MODEL.pgq\n"
     "       pg-pack -l ARTIFACT.pga\n"
     "\n"
@@ -35,6 +35,8 @@ static const char usage[] =
     "      --pgac                 per-group with pgolf's own context-model arithmetic coder for\n"
     "                             the integer groups; everything else brotli (--pgac --lzma: xz)\n"
     "      --codec NAME           the same by name: zlib, lzma, brotli, lrzip, pgac\n"
+    "      --best                 per-group, each group with whichever of pgac, lrzip (if\n"
+    "                             installed), brotli and lzma is smallest; the rest brotli\n"
     "\n"
     "Options:\n"
     "  -o, --output FILE          the artifact (or, with -d, the .pgq) to write\n"
@@ -54,7 +56,7 @@ static const char usage[] =
     "2 usage error, 3 unavailable (lrzip not installed).\n"
     "See pg-pack(1), pg-formats(5).\n";
 
-enum { OPT_ZLIB = PG_OPT_FIRST_CMD, OPT_LZMA, OPT_BROTLI, OPT_LRZIP, OPT_PGAC, OPT_CODEC, OPT_CODE, OPT_BUDGET };
+enum { OPT_ZLIB = PG_OPT_FIRST_CMD, OPT_LZMA, OPT_BROTLI, OPT_LRZIP, OPT_PGAC, OPT_BEST, OPT_CODEC, OPT_CODE, OPT_BUDGET };
 
 static const struct option longopts[] = {
     {"output", required_argument, 0, 'o'},
@@ -65,6 +67,7 @@ static const struct option longopts[] = {
     {"brotli", no_argument, 0, OPT_BROTLI},
     {"lrzip", no_argument, 0, OPT_LRZIP},
     {"pgac", no_argument, 0, OPT_PGAC},
+    {"best", no_argument, 0, OPT_BEST},
     {"codec", required_argument, 0, OPT_CODEC},
     {"code", required_argument, 0, OPT_CODE},
     {"budget", required_argument, 0, OPT_BUDGET},
@@ -78,6 +81,11 @@ static void choose_mode(const struct pg_cli *cli, unsigned flags, struct pg_pack
     static const enum pg_codec codecs[4] = {PG_CODEC_ZLIB, PG_CODEC_LZMA, PG_CODEC_BROTLI, PG_CODEC_LRZIP};
     memset(o, 0, sizeof *o);
     o->mode = PG_PACK_WHOLE, o->codec = PG_CODEC_ZLIB;
+    if (flags & (1u << 5)) {
+        if (flags != (1u << 5)) pg_cli_usage_error(cli, "--best chooses the codecs itself: drop the codec options");
+        o->mode = PG_PACK_BEST, o->rest_codec = PG_CODEC_BROTLI;
+        return;
+    }
     if (flags & (1u << 4)) {
         if (flags & ~((1u << 4) | (1u << 2) | (1u << 1)))
             pg_cli_usage_error(cli, "--pgac goes with --brotli or --lzma (the rest's codec) only");
@@ -98,6 +106,7 @@ static void choose_mode(const struct pg_cli *cli, unsigned flags, struct pg_pack
 
 static const char *mode_name(const struct pg_pack_opts *o)
 {
+    if (o->mode == PG_PACK_BEST) return "best per-group";
     if (o->mode != PG_PACK_PER_GROUP) return pg_codec_name(o->codec);
     if (o->group_codec == PG_CODEC_PGAC) return o->rest_codec == PG_CODEC_LZMA ? "pgac+lzma per-group" : "pgac+brotli per-group";
     return "lrzip+brotli per-group";
@@ -169,6 +178,7 @@ int main(int argc, char **argv)
         case OPT_BROTLI: codec_flags |= 1u << 2; break;
         case OPT_LRZIP: codec_flags |= 1u << 3; break;
         case OPT_PGAC: codec_flags |= 1u << 4; break;
+        case OPT_BEST: codec_flags |= 1u << 5; break;
         case OPT_CODEC: {
             enum pg_codec cc;
             if (pg_codec_from_name(optarg, &cc) || cc == PG_CODEC_RAW) pg_cli_usage_error(&cli, "--codec: unknown codec '%s' (zlib, lzma, brotli, lrzip or pgac)", optarg);
@@ -203,7 +213,7 @@ int main(int argc, char **argv)
     struct pg_pack_opts o;
     choose_mode(&cli, codec_flags, &o);
     struct pg_pgac_stats gst;
-    int with_pgac = o.mode == PG_PACK_PER_GROUP && o.group_codec == PG_CODEC_PGAC;
+    int with_pgac = (o.mode == PG_PACK_PER_GROUP && o.group_codec == PG_CODEC_PGAC) || o.mode == PG_PACK_BEST;
     uint64_t code_bytes = 0;
     for (int i = 0; i < ncode; i++) {
         struct stat st;

@@ -27,13 +27,16 @@
 
 #include <stddef.h>
 
-enum pg_pack_mode { PG_PACK_WHOLE = 0, PG_PACK_PER_GROUP = 1 };
+/* PG_PACK_BEST: per-group, each group with whichever of pgac (rows as they are), lrzip (when
+ * installed), brotli and lzma (transposed) gives it the fewest bytes; the stream table records
+ * the choice (codec and transform per stream), so unpacking needs nothing else. */
+enum pg_pack_mode { PG_PACK_WHOLE = 0, PG_PACK_PER_GROUP = 1, PG_PACK_BEST = 2 };
 
 struct pg_pack_opts {
     int mode;                   /* PG_PACK_* */
     enum pg_codec codec;        /* whole: the codec of the single stream */
-    enum pg_codec group_codec;  /* per-group: the integer groups' codec (lrzip) */
-    enum pg_codec rest_codec;   /* per-group: the rest's codec (brotli) */
+    enum pg_codec group_codec;  /* per-group: the integer groups' codec (lrzip); best: unused */
+    enum pg_codec rest_codec;   /* per-group and best: the rest's codec (brotli) */
 };
 
 /* Packs the n bytes of a serialized .pgq (checked with pg_pgq_parse first; name names it in

@@ -71,6 +71,10 @@ OMP_NUM_THREADS=2 "$P" "$W/m.pgq" -o "$W/pgac2.pga" --codec pgac -v >/dev/null 2
 check "--codec pgac with 2 threads: the identical artifact" cmp -s "$W/pgac.pga" "$W/pgac2.pga"
 check "-v prints the coder's statistics" grep -q '^pgac: [0-9]* values in [0-9]* bytes of payload; the model' "$W/pgac2.err"
 expect_fail "--pgac with --lrzip" 2 "--pgac goes with" "$P" "$W/m.pgq" -o "$W/x.pga" --pgac --lrzip
+"$P" -q "$W/m.pgq" -o "$W/best.pga" --best && "$P" -q -d "$W/best.pga" -o "$W/best.pgq"
+check "--best: pg-pack -d gives back the identical .pgq" cmp -s "$W/m.pgq" "$W/best.pgq"
+check "--best: no larger than --pgac" test "$(wc -c <"$W/best.pga")" -le "$(wc -c <"$W/pgac.pga")"
+expect_fail "--best with a codec" 2 "--best chooses the codecs itself" "$P" "$W/m.pgq" -o "$W/x.pga" --best --lzma
 expect_fail "--codec with an unknown name" 2 "unknown codec 'zstd'" "$P" "$W/m.pgq" -o "$W/x.pga" --codec zstd
 
 # pg-ttt reads artifacts (through the same loader as pg-eval)

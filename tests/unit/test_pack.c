@@ -209,6 +209,30 @@ int main(void)
         free(pa), free(pb), free(q);
     }
 
+    /* --best: identical bytes back; every group stream is pgac untransposed or another codec
+     * transposed, and no larger than the pgac-only artifact's stream of the same group */
+    {
+        struct pg_pack_opts po = {.mode = PG_PACK_PER_GROUP, .group_codec = PG_CODEC_PGAC, .rest_codec = PG_CODEC_BROTLI};
+        struct pg_pack_opts bo = {.mode = PG_PACK_BEST, .rest_codec = PG_CODEC_BROTLI};
+        unsigned char *pa = NULL, *ba = NULL, *bb = NULL;
+        size_t pan = 0, ban = 0, bbn = 0;
+        int brc = pg_pack_pgq(pgq, n, "t.pgq", &po, &pa, &pan);
+        if (!brc) brc = pg_pack_pgq(pgq, n, "t.pgq", &bo, &ba, &ban);
+        if (!brc) brc = unpack(ba, ban, &bb, &bbn);
+        ok(!brc && bbn == n && memcmp(bb, pgq, n) == 0, "best: %zu bytes (pgac alone %zu), the identical .pgq back", ban, pan);
+        struct pg_pga pg1, pg2;
+        memset(&pg1, 0, sizeof pg1), memset(&pg2, 0, sizeof pg2);
+        int fine = !brc && !pg_pga_parse(&pg1, pa, pan, "p.pga") && !pg_pga_parse(&pg2, ba, ban, "b.pga") && pg1.n == pg2.n;
+        for (size_t s = 2; fine && s < pg2.n; s++) {
+            const struct pg_pga_stream *x = &pg2.streams[s];
+            fine &= (x->codec == PG_CODEC_PGAC) == (x->xform.id == PG_XFORM_NONE);
+            fine &= x->packed_size <= pg1.streams[s].packed_size;
+        }
+        ok(fine, "best: each group pgac untransposed or transposed otherwise, never larger than pgac's");
+        pg_pga_close(&pg1), pg_pga_close(&pg2);
+        free(pa), free(ba), free(bb);
+    }
+
     /* doctored cut lists: every CRC valid, the arrangement wrong */
     struct parts p;
     memset(&p, 0, sizeof p);
