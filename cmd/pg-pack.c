@@ -8,6 +8,7 @@
 #include "../lib/mapfile.h"
 #include "../lib/opt.h"
 #include "../lib/outfile.h"
+#include "../lib/pack_code.h"
 #include "../lib/pack.h"
 #include "../lib/pgq.h"
 #include "../lib/xio.h"
@@ -18,7 +19,7 @@
 #include <sys/stat.h>
 
 static const char usage[] =
-    "Usage: pg-pack MODEL.pgq -o ARTIFACT.pga [--zlib|--lzma|--brotli|--lrzip|--pgac|--best] [--code FILE]... [--budget BYTES]\n"
+    "Usage: pg-pack MODEL.pgq -o ARTIFACT.pga [--zlib|--lzma|--brotli|--lrzip|--pgac|--best] [--code FILE]... [--code-self DIR] [--budget BYTES]\n"
     "       pg-pack -d ARTIFACT.pga -o MODEL.pgq\n"
     "       pg-pack -l ARTIFACT.pga\n"
     "\n"
@@ -43,6 +44,8 @@ static const char usage[] =
     "  -d, --decompress           rebuild the .pgq held by an artifact\n"
     "  -l, --list                 list an artifact's streams, codecs, sizes and ratios\n"
     "      --code FILE            count FILE's bytes as code (repeatable)\n"
+    "      --code-self DIR        count as code the xz-compressed source (in the pgolf tree DIR)\n"
+    "                             that builds pg-eval and pg-ttt\n"
     "      --budget BYTES         the size limit (default 16000000; k, M suffixes: 16M)\n"
     "      --json                 print the result as JSON on standard output\n"
     "  -q, --quiet                print only errors\n"
@@ -56,7 +59,7 @@ static const char usage[] =
     "2 usage error, 3 unavailable (lrzip not installed).\n"
     "See pg-pack(1), pg-formats(5).\n";
 
-enum { OPT_ZLIB = PG_OPT_FIRST_CMD, OPT_LZMA, OPT_BROTLI, OPT_LRZIP, OPT_PGAC, OPT_BEST, OPT_CODEC, OPT_CODE, OPT_BUDGET };
+enum { OPT_ZLIB = PG_OPT_FIRST_CMD, OPT_LZMA, OPT_BROTLI, OPT_LRZIP, OPT_PGAC, OPT_BEST, OPT_CODEC, OPT_CODE, OPT_CODE_SELF, OPT_BUDGET };
 
 static const struct option longopts[] = {
     {"output", required_argument, 0, 'o'},
@@ -70,6 +73,7 @@ static const struct option longopts[] = {
     {"best", no_argument, 0, OPT_BEST},
     {"codec", required_argument, 0, OPT_CODEC},
     {"code", required_argument, 0, OPT_CODE},
+    {"code-self", required_argument, 0, OPT_CODE_SELF},
     {"budget", required_argument, 0, OPT_BUDGET},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
@@ -163,6 +167,7 @@ int main(int argc, char **argv)
     const char *out = NULL;
     const char **code = NULL;
     int ncode = 0, dflag = 0, lflag = 0, c;
+    const char *code_self = NULL;
     unsigned codec_flags = 0;
     int64_t budget = 16000000;
     code = calloc((size_t)argc + 1, sizeof *code);
@@ -187,6 +192,7 @@ int main(int argc, char **argv)
             break;
         }
         case OPT_CODE: code[ncode++] = optarg; break;
+        case OPT_CODE_SELF: code_self = optarg; break;
         case OPT_BUDGET:
             if (pg_parse_i64("--budget", optarg, 1, INT64_MAX / 2, &budget)) pg_cli_usage_error(&cli, "%s", pg_error_message());
             break;
@@ -196,7 +202,7 @@ int main(int argc, char **argv)
     if (optind + 1 != argc) pg_cli_usage_error(&cli, optind == argc ? "no input file" : "more than one input file");
     const char *in = argv[optind];
     if (dflag + lflag > 1) pg_cli_usage_error(&cli, "-d and -l exclude each other");
-    if ((dflag || lflag) && (codec_flags || ncode)) pg_cli_usage_error(&cli, "codec and --code options are for packing");
+    if ((dflag || lflag) && (codec_flags || ncode || code_self)) pg_cli_usage_error(&cli, "codec and --code options are for packing");
     if (lflag) {
         if (out) pg_cli_usage_error(&cli, "-l writes no file (drop -o)");
         list(&cli, in);
@@ -219,6 +225,14 @@ int main(int argc, char **argv)
         struct stat st;
         if (stat(code[i], &st) != 0 || !S_ISREG(st.st_mode)) pg_cli_die(&cli, "%s: cannot read code file", code[i]);
         code_bytes += (uint64_t)st.st_size;
+    }
+    struct pg_code_self cs;
+    memset(&cs, 0, sizeof cs);
+    if (code_self) {
+        pg_cli_check(&cli, pg_code_self_measure(code_self, &cs));
+        code_bytes += cs.packed_bytes;
+        pg_cli_info(&cli, "%s: %zu source files, %llu bytes, %llu bytes in xz: counted as code", code_self, cs.files,
+                    (unsigned long long)cs.raw_bytes, (unsigned long long)cs.packed_bytes);
     }
     struct pg_map m;
     pg_cli_check(&cli, pg_map_open(&m, in));

@@ -94,6 +94,20 @@ check "the artifact over the budget is written all the same" cmp -s "$W/zlib.pga
 "$P" "$W/m.pgq" -o "$W/z4.pga" --budget $size >"$W/out4"
 check "exactly at the budget fits, spare 0" grep -q 'fits, spare 0$' "$W/out4"
 
+# --code-self: the source that builds pg-eval and pg-ttt, compressed, counted as code
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+"$P" "$W/m.pgq" -o "$W/cs.pga" --zlib --code-self "$SRC" --code "$W/code.sh" --json >"$W/cs.json" 2>"$W/cs.err"
+files=$(cd "$SRC" && ls Makefile cmd/pg-eval.c cmd/pg-ttt.c cmd/scoring.c cmd/scoring.h cmd/cli.c cmd/cli.h lib/*.c lib/*.h \
+    kernels/cpu/*.c kernels/cpu/*.h $(ls lib/*.cc 2>/dev/null) | wc -l)
+raw=$(cd "$SRC" && cat Makefile cmd/pg-eval.c cmd/pg-ttt.c cmd/scoring.c cmd/scoring.h cmd/cli.c cmd/cli.h lib/*.c lib/*.h \
+    kernels/cpu/*.c kernels/cpu/*.h $(ls lib/*.cc 2>/dev/null) | wc -c)
+cs=$(sed -n 's/.* bytes, \([0-9]*\) bytes in xz: counted as code$/\1/p' "$W/cs.err")
+check "--code-self: $files files of $raw bytes, as the shell lists them" grep -q ": $files source files, $raw bytes," "$W/cs.err"
+check "--code-self: the xz bytes ($cs) are fewer than the raw ones and close to xz -9e's" \
+    test -n "$cs" -a "$cs" -lt "$raw" -a "$cs" -gt $(( $(cd "$SRC" && cat Makefile lib/*.c | xz -9e | wc -c) / 2 ))
+check "--code-self plus --code: code_bytes = $cs + 1000" test "$(jq .code_bytes "$W/cs.json")" = "$((cs + 1000))"
+expect_fail "--code-self of a folder that is not a pgolf tree" 1 "is $W a pgolf source tree" "$P" "$W/m.pgq" -o "$W/x.pga" --code-self "$W"
+
 # damaged artifacts
 cp "$W/zlib.pga" "$W/flip.pga"
 off=$((size - 40))
