@@ -8,6 +8,7 @@
 #include "../lib/mapfile.h"
 #include "../lib/opt.h"
 #include "../lib/outfile.h"
+#include "../lib/pack_code.h"
 #include "../lib/pack.h"
 #include "../lib/pgq.h"
 #include "../lib/xio.h"
@@ -18,7 +19,7 @@
 #include <sys/stat.h>
 
 static const char usage[] =
-    "Usage: pg-pack MODEL.pgq -o ARTIFACT.pga [--zlib|--lzma|--brotli|--lrzip] [--code FILE]... [--budget BYTES]\n"
+    "Usage: pg-pack MODEL.pgq -o ARTIFACT.pga [--zlib|--lzma|--brotli|--lrzip|--pgac|--best] [--code FILE]... [--code-self DIR] [--budget BYTES]\n"
     "       pg-pack -d ARTIFACT.pga -o MODEL.pgq\n"
     "       pg-pack -l ARTIFACT.pga\n"
     "\n"
@@ -32,12 +33,19 @@ static const char usage[] =
     "      --lrzip                the lrzip program, ZPAQ level 9 (Debian package lrzip)\n"
     "      --lrzip --brotli       the records' per-group mode: integer tensors grouped by role,\n"
     "                             transposed, lrzip; everything else brotli\n"
+    "      --pgac                 per-group with pgolf's own context-model arithmetic coder for\n"
+    "                             the integer groups; everything else brotli (--pgac --lzma: xz)\n"
+    "      --codec NAME           the same by name: zlib, lzma, brotli, lrzip, pgac\n"
+    "      --best                 per-group, each group with whichever of pgac, lrzip (if\n"
+    "                             installed), brotli and lzma is smallest; the rest brotli\n"
     "\n"
     "Options:\n"
     "  -o, --output FILE          the artifact (or, with -d, the .pgq) to write\n"
     "  -d, --decompress           rebuild the .pgq held by an artifact\n"
     "  -l, --list                 list an artifact's streams, codecs, sizes and ratios\n"
     "      --code FILE            count FILE's bytes as code (repeatable)\n"
+    "      --code-self DIR        count as code the xz-compressed source (in the pgolf tree DIR)\n"
+    "                             that builds pg-eval and pg-ttt\n"
     "      --budget BYTES         the size limit (default 16000000; k, M suffixes: 16M)\n"
     "      --json                 print the result as JSON on standard output\n"
     "  -q, --quiet                print only errors\n"
@@ -51,7 +59,7 @@ static const char usage[] =
     "2 usage error, 3 unavailable (lrzip not installed).\n"
     "See pg-pack(1), pg-formats(5).\n";
 
-enum { OPT_ZLIB = PG_OPT_FIRST_CMD, OPT_LZMA, OPT_BROTLI, OPT_LRZIP, OPT_CODE, OPT_BUDGET };
+enum { OPT_ZLIB = PG_OPT_FIRST_CMD, OPT_LZMA, OPT_BROTLI, OPT_LRZIP, OPT_PGAC, OPT_BEST, OPT_CODEC, OPT_CODE, OPT_CODE_SELF, OPT_BUDGET };
 
 static const struct option longopts[] = {
     {"output", required_argument, 0, 'o'},
@@ -61,7 +69,11 @@ static const struct option longopts[] = {
     {"lzma", no_argument, 0, OPT_LZMA},
     {"brotli", no_argument, 0, OPT_BROTLI},
     {"lrzip", no_argument, 0, OPT_LRZIP},
+    {"pgac", no_argument, 0, OPT_PGAC},
+    {"best", no_argument, 0, OPT_BEST},
+    {"codec", required_argument, 0, OPT_CODEC},
     {"code", required_argument, 0, OPT_CODE},
+    {"code-self", required_argument, 0, OPT_CODE_SELF},
     {"budget", required_argument, 0, OPT_BUDGET},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
@@ -73,6 +85,19 @@ static void choose_mode(const struct pg_cli *cli, unsigned flags, struct pg_pack
     static const enum pg_codec codecs[4] = {PG_CODEC_ZLIB, PG_CODEC_LZMA, PG_CODEC_BROTLI, PG_CODEC_LRZIP};
     memset(o, 0, sizeof *o);
     o->mode = PG_PACK_WHOLE, o->codec = PG_CODEC_ZLIB;
+    if (flags & (1u << 5)) {
+        if (flags != (1u << 5)) pg_cli_usage_error(cli, "--best chooses the codecs itself: drop the codec options");
+        o->mode = PG_PACK_BEST, o->rest_codec = PG_CODEC_BROTLI;
+        return;
+    }
+    if (flags & (1u << 4)) {
+        if (flags & ~((1u << 4) | (1u << 2) | (1u << 1)))
+            pg_cli_usage_error(cli, "--pgac goes with --brotli or --lzma (the rest's codec) only");
+        if ((flags & (1u << 1)) && (flags & (1u << 2))) pg_cli_usage_error(cli, "--pgac takes --brotli or --lzma, not both");
+        o->mode = PG_PACK_PER_GROUP, o->group_codec = PG_CODEC_PGAC;
+        o->rest_codec = flags & (1u << 1) ? PG_CODEC_LZMA : PG_CODEC_BROTLI;
+        return;
+    }
     if (flags == ((1u << 2) | (1u << 3))) {
         o->mode = PG_PACK_PER_GROUP, o->group_codec = PG_CODEC_LRZIP, o->rest_codec = PG_CODEC_BROTLI;
         return;
@@ -85,7 +110,10 @@ static void choose_mode(const struct pg_cli *cli, unsigned flags, struct pg_pack
 
 static const char *mode_name(const struct pg_pack_opts *o)
 {
-    return o->mode == PG_PACK_PER_GROUP ? "lrzip+brotli per-group" : pg_codec_name(o->codec);
+    if (o->mode == PG_PACK_BEST) return "best per-group";
+    if (o->mode != PG_PACK_PER_GROUP) return pg_codec_name(o->codec);
+    if (o->group_codec == PG_CODEC_PGAC) return o->rest_codec == PG_CODEC_LZMA ? "pgac+lzma per-group" : "pgac+brotli per-group";
+    return "lrzip+brotli per-group";
 }
 
 static int list(const struct pg_cli *cli, const char *path)
@@ -139,6 +167,7 @@ int main(int argc, char **argv)
     const char *out = NULL;
     const char **code = NULL;
     int ncode = 0, dflag = 0, lflag = 0, c;
+    const char *code_self = NULL;
     unsigned codec_flags = 0;
     int64_t budget = 16000000;
     code = calloc((size_t)argc + 1, sizeof *code);
@@ -153,7 +182,17 @@ int main(int argc, char **argv)
         case OPT_LZMA: codec_flags |= 1u << 1; break;
         case OPT_BROTLI: codec_flags |= 1u << 2; break;
         case OPT_LRZIP: codec_flags |= 1u << 3; break;
+        case OPT_PGAC: codec_flags |= 1u << 4; break;
+        case OPT_BEST: codec_flags |= 1u << 5; break;
+        case OPT_CODEC: {
+            enum pg_codec cc;
+            if (pg_codec_from_name(optarg, &cc) || cc == PG_CODEC_RAW) pg_cli_usage_error(&cli, "--codec: unknown codec '%s' (zlib, lzma, brotli, lrzip or pgac)", optarg);
+            static const unsigned bit[PG_CODEC_COUNT] = {0, 1u << 0, 1u << 1, 1u << 2, 1u << 3, 1u << 4};
+            codec_flags |= bit[cc];
+            break;
+        }
         case OPT_CODE: code[ncode++] = optarg; break;
+        case OPT_CODE_SELF: code_self = optarg; break;
         case OPT_BUDGET:
             if (pg_parse_i64("--budget", optarg, 1, INT64_MAX / 2, &budget)) pg_cli_usage_error(&cli, "%s", pg_error_message());
             break;
@@ -163,7 +202,7 @@ int main(int argc, char **argv)
     if (optind + 1 != argc) pg_cli_usage_error(&cli, optind == argc ? "no input file" : "more than one input file");
     const char *in = argv[optind];
     if (dflag + lflag > 1) pg_cli_usage_error(&cli, "-d and -l exclude each other");
-    if ((dflag || lflag) && (codec_flags || ncode)) pg_cli_usage_error(&cli, "codec and --code options are for packing");
+    if ((dflag || lflag) && (codec_flags || ncode || code_self)) pg_cli_usage_error(&cli, "codec and --code options are for packing");
     if (lflag) {
         if (out) pg_cli_usage_error(&cli, "-l writes no file (drop -o)");
         list(&cli, in);
@@ -179,17 +218,27 @@ int main(int argc, char **argv)
 
     struct pg_pack_opts o;
     choose_mode(&cli, codec_flags, &o);
+    struct pg_pgac_stats gst;
+    int with_pgac = (o.mode == PG_PACK_PER_GROUP && o.group_codec == PG_CODEC_PGAC) || o.mode == PG_PACK_BEST;
     uint64_t code_bytes = 0;
     for (int i = 0; i < ncode; i++) {
         struct stat st;
         if (stat(code[i], &st) != 0 || !S_ISREG(st.st_mode)) pg_cli_die(&cli, "%s: cannot read code file", code[i]);
         code_bytes += (uint64_t)st.st_size;
     }
+    struct pg_code_self cs;
+    memset(&cs, 0, sizeof cs);
+    if (code_self) {
+        pg_cli_check(&cli, pg_code_self_measure(code_self, &cs));
+        code_bytes += cs.packed_bytes;
+        pg_cli_info(&cli, "%s: %zu source files, %llu bytes, %llu bytes in xz: counted as code", code_self, cs.files,
+                    (unsigned long long)cs.raw_bytes, (unsigned long long)cs.packed_bytes);
+    }
     struct pg_map m;
     pg_cli_check(&cli, pg_map_open(&m, in));
     unsigned char *art;
     size_t art_n;
-    pg_cli_check(&cli, pg_pack_pgq(m.data, m.size, in, &o, &art, &art_n));
+    pg_cli_check(&cli, pg_pack_pgq_stats(m.data, m.size, in, &o, &art, &art_n, &gst));
     pg_cli_check(&cli, pg_pga_write(out, art, art_n));
     uint64_t total = art_n + code_bytes;
     int fits = total <= (uint64_t)budget;
@@ -198,6 +247,10 @@ int main(int argc, char **argv)
                               mode_name(&o), "pgq_bytes", (json_int_t)m.size, "artifact_bytes", (json_int_t)art_n,
                               "code_bytes", (json_int_t)code_bytes, "total_bytes", (json_int_t)total, "budget",
                               (json_int_t)budget, "fits", fits);
+        if (with_pgac)
+            json_object_set_new(j, "pgac", json_pack("{s:I, s:I, s:f, s:f}", "values", (json_int_t)gst.values,
+                                                     "payload_bytes", (json_int_t)gst.payload_bytes, "model_bytes",
+                                                     gst.model_bits / 8, "order0_bytes", gst.order0_bits / 8));
         json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         fputc('\n', stdout);
         json_decref(j);
@@ -207,6 +260,10 @@ int main(int argc, char **argv)
                (unsigned long long)code_bytes, (unsigned long long)total, (long long)budget,
                fits ? "fits, spare" : "OVER by", fits ? (long long)(budget - (int64_t)total) : (long long)(total - budget));
     }
+    if (cli.verbosity > 1 && with_pgac)
+        fprintf(stderr, "pgac: %llu values in %llu bytes of payload; the model's own estimate %.0f bytes, their order-0 "
+                "entropy %.0f bytes\n", (unsigned long long)gst.values, (unsigned long long)gst.payload_bytes,
+                gst.model_bits / 8, gst.order0_bits / 8);
     if (cli.verbosity > 1) {
         struct pg_pga a;
         memset(&a, 0, sizeof a);

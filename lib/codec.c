@@ -2,6 +2,7 @@
 #include "codec.h"
 
 #include "err.h"
+#include "pgac.h"
 #include "xio.h"
 
 #include <brotli/decode.h>
@@ -16,7 +17,7 @@
  * needs 64 MiB, so refuse anything past this instead of allocating what corrupt data claims. */
 #define LZMA_DECODE_MEMLIMIT (256ull << 20)
 
-static const char *const codec_names[PG_CODEC_COUNT] = {"raw", "zlib", "lzma", "brotli", "lrzip"};
+static const char *const codec_names[PG_CODEC_COUNT] = {"raw", "zlib", "lzma", "brotli", "lrzip", "pgac"};
 
 const char *pg_codec_name(int c) { return c >= 0 && c < PG_CODEC_COUNT ? codec_names[c] : "?"; }
 
@@ -27,7 +28,7 @@ int pg_codec_from_name(const char *name, enum pg_codec *c)
             *c = (enum pg_codec)i;
             return 0;
         }
-    return pg_error(PG_E_INVAL, "unknown codec '%s' (zlib, lzma, brotli, lrzip or raw)", name);
+    return pg_error(PG_E_INVAL, "unknown codec '%s' (zlib, lzma, brotli, lrzip, pgac or raw)", name);
 }
 
 struct pg_codec_params pg_codec_defaults(enum pg_codec c)
@@ -41,7 +42,8 @@ static int check_params(enum pg_codec c, const struct pg_codec_params *p)
 {
     const char *name = pg_codec_name(c);
     switch (c) {
-    case PG_CODEC_RAW: return 0;
+    case PG_CODEC_RAW:
+    case PG_CODEC_PGAC: return 0;
     case PG_CODEC_ZLIB:
     case PG_CODEC_LZMA:
         if (p->level < 0 || p->level > 9) return pg_error(PG_E_INVAL, "%s level %d is out of range [0, 9]", name, p->level);
@@ -145,6 +147,7 @@ int pg_compress(enum pg_codec c, const struct pg_codec_params *params, const voi
     case PG_CODEC_LZMA: return lzma_compress(&p, src, n, out, out_n);
     case PG_CODEC_BROTLI: return brotli_compress(&p, src, n, out, out_n);
     case PG_CODEC_LRZIP: return pg_lrzip_compress(&p, src, n, out, out_n);
+    case PG_CODEC_PGAC: return pg_pgac_encode(src, n, p.pgac_cols ? p.pgac_cols : (n ? n : 1), out, out_n, p.pgac_stats);
     default: return pg_error(PG_E_INVAL, "unknown codec %d", (int)c);
     }
 }
@@ -277,6 +280,7 @@ int pg_decompress(enum pg_codec c, const void *src, size_t n, void *dst, size_t 
     case PG_CODEC_LZMA: return lzma_decompress(src, n, dst, raw_size);
     case PG_CODEC_BROTLI: return brotli_decompress(src, n, dst, raw_size);
     case PG_CODEC_LRZIP: return pg_lrzip_decompress(src, n, dst, raw_size);
+    case PG_CODEC_PGAC: return pg_pgac_decode(src, n, dst, raw_size);
     default: return pg_error(PG_E_INVAL, "unknown codec %d", (int)c);
     }
 }

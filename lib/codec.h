@@ -8,6 +8,8 @@
  *   brotli  quality 11, lgwin 24 (the 04-01 byte-shuffle + brotli records)
  *   lrzip   the Debian lrzip program, "lrzip -z -L 9 -T -p 1": ZPAQ, level 9 (the Top record's
  *           per-group compressor); Debian has no liblrzip, see codec_lrzip.c
+ *   pgac    pgolf's own context-model arithmetic coder for int8 matrices (pgac.h): the bytes are
+ *           read as signed values, pgac_cols per row
  *
  * Decompression is told the raw size and writes exactly that many bytes into the caller's
  * buffer: it never allocates in proportion to what the compressed data claims, and data that is
@@ -20,6 +22,8 @@
 
 #include <stddef.h>
 
+struct pg_pgac_stats;
+
 /* The values are stored in .pga files: never renumber. */
 enum pg_codec {
     PG_CODEC_RAW = 0,
@@ -27,6 +31,7 @@ enum pg_codec {
     PG_CODEC_LZMA = 2,
     PG_CODEC_BROTLI = 3,
     PG_CODEC_LRZIP = 4,
+    PG_CODEC_PGAC = 5,
     PG_CODEC_COUNT
 };
 
@@ -40,12 +45,14 @@ struct pg_codec_params {
     int lrzip_threads; /* lrzip: -p N, 1..64 (1). The output depends on N for inputs over 10 MB,
                         * so keep it fixed for reproducible artifacts; parallelism comes from
                         * compressing several streams at once instead */
+    unsigned long long pgac_cols; /* pgac: values per row, dividing the size (0: the whole input is one row) */
+    struct pg_pgac_stats *pgac_stats; /* pgac: where to put what the encoder measured (NULL: nowhere) */
 };
 
 /* @return the default settings of codec c (the table at the top of this file). */
 struct pg_codec_params pg_codec_defaults(enum pg_codec c);
 
-/* @return "raw", "zlib", "lzma", "brotli", "lrzip", or "?" for a value out of range. */
+/* @return "raw", "zlib", "lzma", "brotli", "lrzip", "pgac", or "?" for a value out of range. */
 const char *pg_codec_name(int c);
 
 /* Parses a codec name (exact, lower case). @return 0 and *c, or PG_E_INVAL naming the choices. */

@@ -6,6 +6,7 @@
 #include "quant.h"
 #include "xio.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +54,69 @@ static int pack_whole(const unsigned char *pgq, size_t n, const struct pg_pack_o
     return pg_pga_build(&in, 1, art, art_n);
 }
 
+/* Sets group j's codec and transform (in[j], params gp[j]) for pgac. */
+static void use_pgac(const struct group *g, struct pg_pga_input *in, struct pg_codec_params *gp, struct pg_pgac_stats *st)
+{
+    in->codec = PG_CODEC_PGAC;
+    in->xform = (struct pg_xform){0};
+    *gp = pg_codec_defaults(PG_CODEC_PGAC);
+    gp->pgac_cols = (unsigned long long)g->cols;
+    gp->pgac_stats = st;
+    in->params = gp;
+}
+
+static void use_transposed(const struct group *g, struct pg_pga_input *in, enum pg_codec c)
+{
+    in->codec = c;
+    in->params = NULL;
+    in->xform = (struct pg_xform){.id = PG_XFORM_TRANSPOSE, .rows = (uint64_t)g->rows, .cols = (uint64_t)g->cols};
+}
+
+/* --best: compresses every group with every candidate (in parallel) and keeps the smallest. */
+static int choose_best(const struct group *g, int ng, struct pg_pga_input *in, struct pg_codec_params *gp,
+                       struct pg_pgac_stats *st)
+{
+    enum { NC = 4 };
+    static const enum pg_codec cand[NC] = {PG_CODEC_PGAC, PG_CODEC_LRZIP, PG_CODEC_BROTLI, PG_CODEC_LZMA};
+    int have_lrzip = pg_lrzip_available();
+    size_t *size = pg_malloc(((size_t)ng * NC + 1) * sizeof *size);
+    if (!size) return PG_E_NOMEM;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int k = 0; k < ng * NC; k++) {
+        int j = k / NC, c = k % NC;
+        size[k] = SIZE_MAX;
+        if (cand[c] == PG_CODEC_LRZIP && !have_lrzip) continue;
+        struct pg_pga_input t = in[j];
+        struct pg_codec_params p;
+        if (cand[c] == PG_CODEC_PGAC) use_pgac(&g[j], &t, &p, NULL);
+        else use_transposed(&g[j], &t, cand[c]);
+        unsigned char *tmp = NULL, *out = NULL;
+        const void *src = t.data;
+        if (t.xform.id != PG_XFORM_NONE) {
+            if (!(tmp = pg_malloc(t.size ? t.size : 1))) continue;
+            pg_xform_apply(&t.xform, t.data, tmp, t.size);
+            src = tmp;
+        }
+        size_t on = 0;
+        if (!pg_compress(t.codec, t.params, src, t.size, &out, &on)) size[k] = on;
+        free(out), free(tmp);
+    }
+    int rc = 0;
+    for (int j = 0; j < ng && !rc; j++) {
+        int b = 0;
+        for (int c = 1; c < NC; c++)
+            if (size[j * NC + c] < size[j * NC + b]) b = c;
+        if (size[j * NC + b] == SIZE_MAX) rc = pg_error(PG_E_NOMEM, "pack --best: group %s: no codec could compress it", g[j].name);
+        else if (cand[b] == PG_CODEC_PGAC) use_pgac(&g[j], &in[j], &gp[j], &st[j]);
+        else use_transposed(&g[j], &in[j], cand[b]);
+    }
+    free(size);
+    return rc;
+}
+
 static int pack_per_group(const unsigned char *pgq, size_t n, const struct pg_qmodel *qm,
-                          const struct pg_pack_opts *o, unsigned char **art, size_t *art_n)
+                          const struct pg_pack_opts *o, unsigned char **art, size_t *art_n,
+                          struct pg_pgac_stats *stats)
 {
     struct group g[MAX_GROUPS];
     int ng = 0, nint = 0, rc = 0;
@@ -115,16 +177,28 @@ static int pack_per_group(const unsigned char *pgq, size_t n, const struct pg_qm
         memcpy(rest + w, pgq + pos, n - pos);
     }
     struct pg_pga_input *in = rc ? NULL : pg_calloc((size_t)ng + 2, sizeof *in);
-    if (!rc && !in) rc = PG_E_NOMEM;
+    struct pg_codec_params *gp = rc ? NULL : pg_calloc((size_t)ng + 1, sizeof *gp);
+    struct pg_pgac_stats *st = rc ? NULL : pg_calloc((size_t)ng + 1, sizeof *st);
+    if (!rc && (!in || !gp || !st)) rc = PG_E_NOMEM;
     if (!rc) {
         in[0] = (struct pg_pga_input){.name = "cuts", .data = cuts, .size = cuts_n, .codec = o->rest_codec};
         in[1] = (struct pg_pga_input){.name = "rest", .data = rest, .size = rest_n, .codec = o->rest_codec};
-        for (int j = 0; j < ng; j++)
-            in[2 + j] = (struct pg_pga_input){
-                .name = g[j].name, .data = g[j].buf, .size = g[j].bytes, .codec = o->group_codec,
-                .xform = {.id = PG_XFORM_TRANSPOSE, .rows = (uint64_t)g[j].rows, .cols = (uint64_t)g[j].cols}};
-        rc = pg_pga_build(in, (size_t)ng + 2, art, art_n);
+        for (int j = 0; j < ng; j++) {
+            in[2 + j] = (struct pg_pga_input){.name = g[j].name, .data = g[j].buf, .size = g[j].bytes};
+            if (o->group_codec == PG_CODEC_PGAC) use_pgac(&g[j], &in[2 + j], &gp[j], &st[j]); /* rows as they are */
+            else use_transposed(&g[j], &in[2 + j], o->group_codec);
+        }
+        if (o->mode == PG_PACK_BEST) rc = choose_best(g, ng, in + 2, gp, st);
+        if (!rc) rc = pg_pga_build(in, (size_t)ng + 2, art, art_n);
     }
+    if (!rc && stats)
+        for (int j = 0; j < ng; j++) {
+            stats->values += st[j].values;
+            stats->model_bits += st[j].model_bits;
+            stats->order0_bits += st[j].order0_bits;
+            stats->payload_bytes += st[j].payload_bytes;
+        }
+    free(gp), free(st);
     for (int j = 0; j < ng; j++) free(g[j].buf);
     free(in), free(rest), free(fill), free(cuts), free(gi);
     return rc;
@@ -133,11 +207,18 @@ static int pack_per_group(const unsigned char *pgq, size_t n, const struct pg_qm
 int pg_pack_pgq(const unsigned char *pgq, size_t n, const char *name, const struct pg_pack_opts *o,
                 unsigned char **art, size_t *art_n)
 {
+    return pg_pack_pgq_stats(pgq, n, name, o, art, art_n, NULL);
+}
+
+int pg_pack_pgq_stats(const unsigned char *pgq, size_t n, const char *name, const struct pg_pack_opts *o,
+                      unsigned char **art, size_t *art_n, struct pg_pgac_stats *stats)
+{
+    if (stats) memset(stats, 0, sizeof *stats);
     struct pg_qmodel qm;
     memset(&qm, 0, sizeof qm);
     int rc = pg_pgq_parse(pgq, n, name, &qm);
     if (rc) return rc;
-    rc = o->mode == PG_PACK_PER_GROUP ? pack_per_group(pgq, n, &qm, o, art, art_n)
+    rc = o->mode == PG_PACK_PER_GROUP || o->mode == PG_PACK_BEST ? pack_per_group(pgq, n, &qm, o, art, art_n, stats)
                                       : pack_whole(pgq, n, o, art, art_n);
     pg_qmodel_free(&qm);
     return rc;

@@ -23,16 +23,20 @@
 
 #include "codec.h"
 #include "pga.h"
+#include "pgac.h"
 
 #include <stddef.h>
 
-enum pg_pack_mode { PG_PACK_WHOLE = 0, PG_PACK_PER_GROUP = 1 };
+/* PG_PACK_BEST: per-group, each group with whichever of pgac (rows as they are), lrzip (when
+ * installed), brotli and lzma (transposed) gives it the fewest bytes; the stream table records
+ * the choice (codec and transform per stream), so unpacking needs nothing else. */
+enum pg_pack_mode { PG_PACK_WHOLE = 0, PG_PACK_PER_GROUP = 1, PG_PACK_BEST = 2 };
 
 struct pg_pack_opts {
     int mode;                   /* PG_PACK_* */
     enum pg_codec codec;        /* whole: the codec of the single stream */
-    enum pg_codec group_codec;  /* per-group: the integer groups' codec (lrzip) */
-    enum pg_codec rest_codec;   /* per-group: the rest's codec (brotli) */
+    enum pg_codec group_codec;  /* per-group: the integer groups' codec (lrzip); best: unused */
+    enum pg_codec rest_codec;   /* per-group and best: the rest's codec (brotli) */
 };
 
 /* Packs the n bytes of a serialized .pgq (checked with pg_pgq_parse first; name names it in
@@ -40,6 +44,11 @@ struct pg_pack_opts {
  * @return 0, or PG_E_FORMAT (not a valid .pgq), PG_E_NOMEM, a codec's error. */
 int pg_pack_pgq(const unsigned char *pgq, size_t n, const char *name, const struct pg_pack_opts *o,
                 unsigned char **art, size_t *art_n);
+
+/* pg_pack_pgq, and for the per-group mode with pgac: if stats is not NULL, it gets the sums of
+ * what the encoder measured over the groups (pgac.h); zero otherwise. */
+int pg_pack_pgq_stats(const unsigned char *pgq, size_t n, const char *name, const struct pg_pack_opts *o,
+                      unsigned char **art, size_t *art_n, struct pg_pgac_stats *stats);
 
 /* Rebuilds the .pgq bytes held by an artifact: *pgq (malloc'd) of *n bytes. The result is not
  * parsed here (pg_pgq_parse checks it). @return 0, or PG_E_FORMAT naming the artifact and what

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <zlib.h>
 
-const uint32_t pg_pga_versions[] = {1};
+const uint32_t pg_pga_versions[] = {1, 2};
 const size_t pg_pga_nversions = sizeof pg_pga_versions / sizeof pg_pga_versions[0];
 
 /* Header fields (byte offsets). */
@@ -143,11 +143,24 @@ static int check_inputs(const struct pg_pga_input *in, size_t n)
     return rc;
 }
 
-static void put_header(unsigned char *h, uint64_t file_size, uint64_t data_offset, uint32_t n, uint32_t table_crc)
+/* The oldest version that can describe these streams: 2 for a pgac stream, else 1 (so what
+ * version 1 could hold stays byte-identical to what it was). */
+static uint32_t version_for(const struct pg_pga_input *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (in[i].codec == PG_CODEC_PGAC) return 2;
+    return 1;
+}
+
+/* @return 1 if codec c exists in artifact version v. */
+static int codec_in_version(int c, uint32_t v) { return c < PG_CODEC_COUNT && (c != PG_CODEC_PGAC || v >= 2); }
+
+static void put_header(unsigned char *h, uint32_t version, uint64_t file_size, uint64_t data_offset, uint32_t n,
+                       uint32_t table_crc)
 {
     memset(h, 0, PG_PGA_HEADER_BYTES);
     memcpy(h + H_MAGIC, PG_PGA_MAGIC, 4);
-    pg_le32_put(h + H_VERSION, PG_PGA_VERSION);
+    pg_le32_put(h + H_VERSION, version);
     pg_le64_put(h + H_FILE_SIZE, file_size);
     pg_le64_put(h + H_DATA_OFFSET, data_offset);
     pg_le32_put(h + H_NSTREAMS, n);
@@ -202,7 +215,7 @@ int pg_pga_build(const struct pg_pga_input *in, size_t n, unsigned char **out, s
             off += p[i].size;
         }
         uint32_t table_crc = crc32_of(buf + PG_PGA_HEADER_BYTES, (size_t)(data_offset - PG_PGA_HEADER_BYTES));
-        put_header(buf, total, data_offset, (uint32_t)n, table_crc);
+        put_header(buf, version_for(in, n), total, data_offset, (uint32_t)n, table_crc);
         *out = buf;
         *out_size = (size_t)total;
     }
@@ -244,8 +257,7 @@ static int parse_header(struct pg_pga *a, const unsigned char *h, size_t size, u
     if (size < 8) return truncated(path, size, "the header is 64 bytes");
     uint32_t version = pg_le32_get(h + H_VERSION);
     if (!accepted_version(version))
-        return fail(path, PG_E_FORMAT, "unsupported version %u (this build reads version %u)", version,
-                    (unsigned)PG_PGA_VERSION);
+        return fail(path, PG_E_FORMAT, "unsupported version %u (this build reads versions 1 and 2)", version);
     a->version = version;
     if (size < PG_PGA_HEADER_BYTES) return truncated(path, size, "the header is 64 bytes");
     if (pg_le32_get(h + H_CRC) != crc32_of(h, H_CRC)) return fail(path, PG_E_FORMAT, "header checksum mismatch");
@@ -290,7 +302,8 @@ static int parse_entry(struct pg_pga *a, size_t i, const unsigned char *e, uint6
         return fail(path, PG_E_FORMAT, "stream '%s': reserved field at entry offset %d is not zero", nm, E_RESERVED1);
     for (int k = E_RESERVED2; k < PG_PGA_ENTRY_BYTES; k++)
         if (e[k]) return fail(path, PG_E_FORMAT, "stream '%s': reserved field at entry offset %d is not zero", nm, k);
-    if (e[E_CODEC] >= PG_CODEC_COUNT) return fail(path, PG_E_FORMAT, "stream '%s': unknown codec %u", nm, e[E_CODEC]);
+    if (!codec_in_version(e[E_CODEC], a->version))
+        return fail(path, PG_E_FORMAT, "stream '%s': unknown codec %u (in version %u)", nm, e[E_CODEC], a->version);
     if (e[E_XFORM] >= PG_XFORM_COUNT) return fail(path, PG_E_FORMAT, "stream '%s': unknown transform %u", nm, e[E_XFORM]);
     s->codec = (enum pg_codec)e[E_CODEC];
     s->xform.id = (enum pg_xform_id)e[E_XFORM];

@@ -1,16 +1,18 @@
 #!/bin/sh
-# bench-pack.sh: artifact bytes and time of every pg-pack codec on a quantized baseline-shaped
-# model, against the reference compressors run on the same .pgq file (lrzip -z -L 9 -T, brotli
-# -q 11 -w 24, xz -9e) and against the order-0 empirical entropy of its bytes (the integer
-# symbols are 99.9% of them).
+# bench-pack.sh: artifact bytes and pack / unpack times of every pg-pack mode (whole-file codecs,
+# the records' per-group lrzip+brotli, per-group pgac, --best) on a quantized model, against the
+# reference compressors run on the same .pgq file (lrzip -z -L 9 -T, brotli -q 11 -w 24, xz -9e),
+# the order-0 empirical entropy of its bytes, and for pgac: the order-0 entropy of the integer
+# values it codes and its own model's estimate of their cost (its conditional entropy), from
+# pg-pack --json.
 #
 #   scripts/bench-pack.sh [CKPT]
 #
-# CKPT defaults to a baseline-shaped model (9 x 512, sp1024) trained for $STEPS (default 30)
-# steps on the demo shards (make demo builds them): far from a trained record's weights, whose
-# integers are more concentrated, so read the ratios between codecs rather than the bytes. Two
-# quantizations: int8-baseline (parameter-golf's), and int6 SDClip with an int8 embedding (the
-# records' widths).
+# CKPT defaults to the demo model (make demo: 4 x 256, sp1024, 180 steps) when it exists, else
+# to a baseline-shaped model (9 x 512) trained for $STEPS (default 30) steps on the demo shards.
+# Four quantizations: int8-baseline (parameter-golf's), int6 and int5 SDClip with an int8
+# embedding (the records' widths), and ternary; every matrix over $KEEP_FLOAT (default 4096)
+# elements is an integer tensor. QUANTS="int6 int5" picks some.
 set -eu
 cd "$(dirname "$0")/.."
 [ -x bin/pg-pack ] || make -s
@@ -18,6 +20,7 @@ work=build/bench-pack
 mkdir -p "$work"
 D=${DEMO_DIR:-data/demo}
 ck=${1:-}
+if [ -z "$ck" ] && [ -f "$D/run/model.safetensors" ]; then ck=$D/run/model.safetensors; fi
 if [ -z "$ck" ]; then
     [ -f "$D/tokenizer.model" ] || { echo "bench-pack: run 'make demo' first, or give a checkpoint" >&2; exit 1; }
     ck=$work/run/model.safetensors
@@ -28,6 +31,8 @@ if [ -z "$ck" ]; then
             --max-wallclock 0 --val-every 0 >/dev/null
     fi
 fi
+have_lrzip=0
+command -v lrzip >/dev/null 2>&1 && have_lrzip=1
 
 now() { date +%s.%N; }
 row() { # name, bytes, raw bytes, seconds to pack[, seconds to unpack]
@@ -35,39 +40,63 @@ row() { # name, bytes, raw bytes, seconds to pack[, seconds to unpack]
     if [ $# -gt 4 ]; then printf ' %8.1f s\n' "$5"; else echo; fi
 }
 
-for q in int8-baseline int6; do
+for q in ${QUANTS:-int8-baseline int6 int5 ternary}; do
     pgq=$work/$q.pgq
     t0=$(now)
+    kf="--keep-float ${KEEP_FLOAT:-4096}"
+    # shellcheck disable=SC2086
     case $q in
-        int8-baseline) bin/pg-quantize -q "$ck" -o "$pgq" ;;
-        int6) bin/pg-quantize -q "$ck" -o "$pgq" --scheme int6 --bits embed=8 ;;
+        int8-baseline) bin/pg-quantize -q "$ck" -o "$pgq" $kf ;;
+        ternary) bin/pg-quantize -q "$ck" -o "$pgq" --scheme ternary $kf ;;
+        *) bin/pg-quantize -q "$ck" -o "$pgq" --scheme "$q" --bits embed=8 $kf ;;
     esac
     tq=$(echo "$(now) - $t0" | bc -l)
     n=$(wc -c <"$pgq")
     echo
-    echo "$q: $pgq, $n bytes, quantized in $(printf '%.1f' "$tq") s ($(date -u +%F), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
+    echo "$q: $pgq, $n bytes, quantized in $(printf '%.1f' "$tq") s ($(date -u +%F), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
     printf '%-28s %10s %7s %10s %10s\n' "compressor" "bytes" "ratio" "pack" "unpack"
     ent=$(od -An -v -tu1 -w1 "$pgq" | awk '{c[$1]++; n++} END {for (k in c) {p = c[k] / n; h -= c[k] * log(p) / log(2)} printf "%.0f", h / 8}')
     printf '%-28s %10s %7.4f\n' "order-0 entropy of the bytes" "$ent" "$(echo "$ent / $n" | bc -l)"
-    for mode in zlib lzma brotli lrzip "lrzip brotli"; do
+    pergroup=0 pgac=0
+    for mode in zlib lzma brotli lrzip "lrzip brotli" pgac best; do
+        case "$mode" in *lrzip*) [ $have_lrzip = 1 ] || { echo "pg-pack --$mode: skipped, lrzip is not installed"; continue; } ;; esac
+        # shellcheck disable=SC2086
         flags=$(printf -- '--%s ' $mode)
         t0=$(now)
         # shellcheck disable=SC2086
-        bin/pg-pack -q "$pgq" -o "$work/x.pga" $flags --budget 1G >/dev/null
+        bin/pg-pack -q "$pgq" -o "$work/x.pga" $flags --budget 1G --json >"$work/x.json"
         t1=$(now)
         bin/pg-pack -q -d "$work/x.pga" -o "$work/back.pgq"
         t2=$(now)
         cmp -s "$pgq" "$work/back.pgq" || { echo "bench-pack: $flags did not give back the .pgq" >&2; exit 1; }
         row "pg-pack $flags" "$(wc -c <"$work/x.pga")" "$n" "$(echo "$t1 - $t0" | bc -l)" "$(echo "$t2 - $t1" | bc -l)"
-        if [ "$mode" = "lrzip brotli" ]; then best=$(wc -c <"$work/x.pga"); fi
+        case "$mode" in
+            "lrzip brotli") pergroup=$(wc -c <"$work/x.pga") ;;
+            pgac) pgac=$(wc -c <"$work/x.pga"); cp "$work/x.json" "$work/pgac.json"; cp "$work/x.pga" "$work/pgac.pga" ;;
+        esac
     done
     t0=$(now); xz -9e -T1 -c "$pgq" >"$work/ref.xz"; t1=$(now)
     row "xz -9e" "$(wc -c <"$work/ref.xz")" "$n" "$(echo "$t1 - $t0" | bc -l)"
     t0=$(now); brotli -c -q 11 -w 24 "$pgq" >"$work/ref.br"; t1=$(now)
     row "brotli -q 11 -w 24" "$(wc -c <"$work/ref.br")" "$n" "$(echo "$t1 - $t0" | bc -l)"
-    rm -f "$work/ref.lrz"
-    t0=$(now); lrzip -q -f -z -L 9 -T -o "$work/ref.lrz" "$pgq" >/dev/null; t1=$(now)
-    row "lrzip -z -L 9 -T" "$(wc -c <"$work/ref.lrz")" "$n" "$(echo "$t1 - $t0" | bc -l)"
-    printf 'per-group pg-pack vs lrzip -z -L 9 -T of the whole file: %.4f; vs the order-0 entropy: %.4f\n' \
-        "$(echo "$best / $(wc -c <"$work/ref.lrz")" | bc -l)" "$(echo "$best / $ent" | bc -l)"
+    if [ $have_lrzip = 1 ]; then
+        rm -f "$work/ref.lrz"
+        t0=$(now); lrzip -q -f -z -L 9 -T -o "$work/ref.lrz" "$pgq" >/dev/null; t1=$(now)
+        row "lrzip -z -L 9 -T" "$(wc -c <"$work/ref.lrz")" "$n" "$(echo "$t1 - $t0" | bc -l)"
+        printf 'per-group lrzip+brotli vs lrzip -z -L 9 -T of the whole file: %.4f; vs the order-0 entropy: %.4f\n' \
+            "$(echo "$pergroup / $(wc -c <"$work/ref.lrz")" | bc -l)" "$(echo "$pergroup / $ent" | bc -l)"
+    fi
+    j=$work/pgac.json
+    vals=$(jq .pgac.values "$j")
+    if [ "$vals" -gt 0 ]; then
+        pay=$(jq .pgac.payload_bytes "$j") mb=$(jq '.pgac.model_bytes | round' "$j") o0=$(jq '.pgac.order0_bytes | round' "$j")
+        printf 'pgac: %s integer values in %s bytes (%.3f bits each); its model'"'"'s estimate %s (payload/estimate %.5f); their order-0 entropy %s (payload/order-0 %.4f)\n' \
+            "$vals" "$pay" "$(echo "8 * $pay / $vals" | bc -l)" "$mb" "$(echo "$pay / $mb" | bc -l)" "$o0" "$(echo "$pay / $o0" | bc -l)"
+        if [ $have_lrzip = 1 ]; then
+            # the integer groups alone: the artifacts differ only in those streams
+            lg=$(bin/pg-pack -l --json "$work/pgac.pga" | jq '[.streams[] | select(.codec == "pgac") | .packed_bytes] | add')
+            printf 'pgac artifact vs lrzip+brotli per-group: %.4f (whole artifacts); integer groups: pgac %s bytes vs lrzip %s: %.4f\n' \
+                "$(echo "$pgac / $pergroup" | bc -l)" "$lg" "$((lg + pergroup - pgac))" "$(echo "$lg / ($lg + $pergroup - $pgac)" | bc -l)"
+        fi
+    fi
 done

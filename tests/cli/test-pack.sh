@@ -25,7 +25,7 @@ want=$(evalm "$W/m.pgq")
 
 have_lrzip=0
 command -v lrzip >/dev/null 2>&1 && have_lrzip=1
-for mode in zlib lzma brotli lrzip "lrzip brotli"; do
+for mode in zlib lzma brotli lrzip "lrzip brotli" pgac "pgac lzma"; do
     case "$mode" in *lrzip*) [ $have_lrzip = 1 ] || { ok "$mode # SKIP lrzip not installed"; continue; } ;; esac
     flags=$(printf -- '--%s ' $mode)
     tag=$(echo "$mode" | tr ' ' '+')
@@ -60,6 +60,23 @@ if [ $have_lrzip = 1 ]; then
         test "$(grep -Ec '^(cuts|rest) +brotli' "$W/list2"),$(grep -Ec ' lrzip +transpose' "$W/list2")" = "2,7"
 fi
 
+# pgac: -l shows the groups as pgac streams; --codec pgac is --pgac; -v and --json report the
+# coder's statistics; the artifact is version 2; the same bytes on every run and thread count
+"$P" -l "$W/pgac.pga" >"$W/list3"
+check "pgac -l: cuts and rest brotli, the seven role groups pgac untransposed" \
+    test "$(grep -Ec '^(cuts|rest) +brotli' "$W/list3"),$(grep -Ec ' pgac +none' "$W/list3")" = "2,7"
+check "pgac: the artifact is .pga version 2" test "$(od -An -tu4 -j4 -N4 "$W/pgac.pga" | tr -d ' ')" = 2
+check "pgac: --json reports values and bytes" test "$(jq '.pgac.values > 0 and .pgac.payload_bytes > 0 and .pgac.model_bytes > 0' "$W/pgac.json")" = true
+OMP_NUM_THREADS=2 "$P" "$W/m.pgq" -o "$W/pgac2.pga" --codec pgac -v >/dev/null 2>"$W/pgac2.err"
+check "--codec pgac with 2 threads: the identical artifact" cmp -s "$W/pgac.pga" "$W/pgac2.pga"
+check "-v prints the coder's statistics" grep -q '^pgac: [0-9]* values in [0-9]* bytes of payload; the model' "$W/pgac2.err"
+expect_fail "--pgac with --lrzip" 2 "--pgac goes with" "$P" "$W/m.pgq" -o "$W/x.pga" --pgac --lrzip
+"$P" -q "$W/m.pgq" -o "$W/best.pga" --best && "$P" -q -d "$W/best.pga" -o "$W/best.pgq"
+check "--best: pg-pack -d gives back the identical .pgq" cmp -s "$W/m.pgq" "$W/best.pgq"
+check "--best: no larger than --pgac" test "$(wc -c <"$W/best.pga")" -le "$(wc -c <"$W/pgac.pga")"
+expect_fail "--best with a codec" 2 "--best chooses the codecs itself" "$P" "$W/m.pgq" -o "$W/x.pga" --best --lzma
+expect_fail "--codec with an unknown name" 2 "unknown codec 'zstd'" "$P" "$W/m.pgq" -o "$W/x.pga" --codec zstd
+
 # pg-ttt reads artifacts (through the same loader as pg-eval)
 a=$("$TTT" -q "$W/zlib.pga" -d "$W/data" --prefix t -m "$W/sp.model" --epochs 0 --json | jq .val_bpb)
 b=$("$TTT" -q "$W/m.pgq" -d "$W/data" --prefix t -m "$W/sp.model" --epochs 0 --json | jq .val_bpb)
@@ -76,6 +93,20 @@ expect_fail "over the budget: exit 1, the overage on one line" 1 "over the budge
 check "the artifact over the budget is written all the same" cmp -s "$W/zlib.pga" "$W/z3.pga"
 "$P" "$W/m.pgq" -o "$W/z4.pga" --budget $size >"$W/out4"
 check "exactly at the budget fits, spare 0" grep -q 'fits, spare 0$' "$W/out4"
+
+# --code-self: the source that builds pg-eval and pg-ttt, compressed, counted as code
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+"$P" "$W/m.pgq" -o "$W/cs.pga" --zlib --code-self "$SRC" --code "$W/code.sh" --json >"$W/cs.json" 2>"$W/cs.err"
+files=$(cd "$SRC" && ls Makefile cmd/pg-eval.c cmd/pg-ttt.c cmd/scoring.c cmd/scoring.h cmd/cli.c cmd/cli.h lib/*.c lib/*.h \
+    kernels/cpu/*.c kernels/cpu/*.h $(ls lib/*.cc 2>/dev/null) | wc -l)
+raw=$(cd "$SRC" && cat Makefile cmd/pg-eval.c cmd/pg-ttt.c cmd/scoring.c cmd/scoring.h cmd/cli.c cmd/cli.h lib/*.c lib/*.h \
+    kernels/cpu/*.c kernels/cpu/*.h $(ls lib/*.cc 2>/dev/null) | wc -c)
+cs=$(sed -n 's/.* bytes, \([0-9]*\) bytes in xz: counted as code$/\1/p' "$W/cs.err")
+check "--code-self: $files files of $raw bytes, as the shell lists them" grep -q ": $files source files, $raw bytes," "$W/cs.err"
+check "--code-self: the xz bytes ($cs) are fewer than the raw ones and close to xz -9e's" \
+    test -n "$cs" -a "$cs" -lt "$raw" -a "$cs" -gt $(( $(cd "$SRC" && cat Makefile lib/*.c | xz -9e | wc -c) / 2 ))
+check "--code-self plus --code: code_bytes = $cs + 1000" test "$(jq .code_bytes "$W/cs.json")" = "$((cs + 1000))"
+expect_fail "--code-self of a folder that is not a pgolf tree" 1 "is $W a pgolf source tree" "$P" "$W/m.pgq" -o "$W/x.pga" --code-self "$W"
 
 # damaged artifacts
 cp "$W/zlib.pga" "$W/flip.pga"

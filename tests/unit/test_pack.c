@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A 3-layer model quantized int6 with every matrix an integer tensor. */
-static int make_pgq(unsigned char **buf, size_t *len)
+/* A 3-layer model quantized intN (bits) with every matrix an integer tensor. */
+static int make_pgq_bits(unsigned char **buf, size_t *len, int bits)
 {
     struct pg_config c;
     pg_config_default(&c);
@@ -30,7 +30,7 @@ static int make_pgq(unsigned char **buf, size_t *len)
     pg_rng_seed(&r, 5);
     for (size_t i = 0; i < m.nparams; i++) m.params[i] += (pg_real)(0.05 * pg_rng_normal(&r));
     struct pg_quant_opts o;
-    pg_quant_opts_default(&o, PG_QSCHEME_INTN, 6);
+    pg_quant_opts_default(&o, PG_QSCHEME_INTN, bits);
     o.keep_float_max = 64;
     struct pg_qmodel qm;
     int rc = pg_quantize_model(&m, &o, &qm);
@@ -39,6 +39,8 @@ static int make_pgq(unsigned char **buf, size_t *len)
     pg_model_free(&m);
     return rc;
 }
+
+static int make_pgq(unsigned char **buf, size_t *len) { return make_pgq_bits(buf, len, 6); }
 
 static int unpack(const unsigned char *art, size_t n, unsigned char **pgq, size_t *pn)
 {
@@ -173,6 +175,63 @@ int main(void)
     ok(shape_ok, "every group stream is transposed by its layers' shape");
     ok(order_ok, "every group stream is its role's tensors in model order");
     pg_pga_close(&a);
+
+    /* per-group with pgac at several widths: identical bytes back, every group a pgac stream in
+     * row-major order (no transform), the encoder's statistics add up */
+    for (int bits = 2; bits <= 8; bits += 3) {
+        unsigned char *q;
+        size_t qn;
+        if (make_pgq_bits(&q, &qn, bits)) return 1;
+        struct pg_pgac_stats st;
+        struct pg_pack_opts po = {.mode = PG_PACK_PER_GROUP, .group_codec = PG_CODEC_PGAC,
+                                  .rest_codec = PG_CODEC_BROTLI};
+        unsigned char *pa = NULL, *pb = NULL;
+        size_t pan = 0, pbn = 0;
+        int prc = pg_pack_pgq_stats(q, qn, "t.pgq", &po, &pa, &pan, &st);
+        if (!prc) prc = unpack(pa, pan, &pb, &pbn);
+        ok(!prc && pbn == qn && memcmp(pb, q, qn) == 0, "per-group pgac, int%d: %zu bytes of %zu, the identical .pgq back",
+           bits, pan, qn);
+        struct pg_pga pga;
+        memset(&pga, 0, sizeof pga);
+        int streams_ok = !pg_pga_parse(&pga, pa, pan, "t.pga");
+        uint64_t vals = 0, payload = 0;
+        for (size_t s = 0; s < pga.n && streams_ok; s++) {
+            if (!strcmp(pga.streams[s].name, "cuts") || !strcmp(pga.streams[s].name, "rest")) continue;
+            streams_ok &= pga.streams[s].codec == PG_CODEC_PGAC && pga.streams[s].xform.id == PG_XFORM_NONE;
+            vals += pga.streams[s].raw_size;
+            payload += pga.streams[s].packed_size - PG_PGAC_HEADER;
+        }
+        ok(streams_ok, "... every group a pgac stream, untransposed");
+        ok(st.values == vals && st.payload_bytes == payload && st.model_bits <= 8.0 * (double)payload,
+           "... the statistics count its %llu values and %llu payload bytes", (unsigned long long)st.values,
+           (unsigned long long)st.payload_bytes);
+        pg_pga_close(&pga);
+        free(pa), free(pb), free(q);
+    }
+
+    /* --best: identical bytes back; every group stream is pgac untransposed or another codec
+     * transposed, and no larger than the pgac-only artifact's stream of the same group */
+    {
+        struct pg_pack_opts po = {.mode = PG_PACK_PER_GROUP, .group_codec = PG_CODEC_PGAC, .rest_codec = PG_CODEC_BROTLI};
+        struct pg_pack_opts bo = {.mode = PG_PACK_BEST, .rest_codec = PG_CODEC_BROTLI};
+        unsigned char *pa = NULL, *ba = NULL, *bb = NULL;
+        size_t pan = 0, ban = 0, bbn = 0;
+        int brc = pg_pack_pgq(pgq, n, "t.pgq", &po, &pa, &pan);
+        if (!brc) brc = pg_pack_pgq(pgq, n, "t.pgq", &bo, &ba, &ban);
+        if (!brc) brc = unpack(ba, ban, &bb, &bbn);
+        ok(!brc && bbn == n && memcmp(bb, pgq, n) == 0, "best: %zu bytes (pgac alone %zu), the identical .pgq back", ban, pan);
+        struct pg_pga pg1, pg2;
+        memset(&pg1, 0, sizeof pg1), memset(&pg2, 0, sizeof pg2);
+        int fine = !brc && !pg_pga_parse(&pg1, pa, pan, "p.pga") && !pg_pga_parse(&pg2, ba, ban, "b.pga") && pg1.n == pg2.n;
+        for (size_t s = 2; fine && s < pg2.n; s++) {
+            const struct pg_pga_stream *x = &pg2.streams[s];
+            fine &= (x->codec == PG_CODEC_PGAC) == (x->xform.id == PG_XFORM_NONE);
+            fine &= x->packed_size <= pg1.streams[s].packed_size;
+        }
+        ok(fine, "best: each group pgac untransposed or transposed otherwise, never larger than pgac's");
+        pg_pga_close(&pg1), pg_pga_close(&pg2);
+        free(pa), free(ba), free(bb);
+    }
 
     /* doctored cut lists: every CRC valid, the arrangement wrong */
     struct parts p;

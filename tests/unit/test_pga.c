@@ -108,7 +108,7 @@ static void test_round_trip(void)
     free(art2);
 
     /* layout */
-    ok(!memcmp(art, "PGAR", 4) && pg_le32_get(art + 4) == 1, "layout: magic PGAR, version 1");
+    ok(!memcmp(art, "PGAR", 4) && pg_le32_get(art + 4) == 1, "layout: magic PGAR, version 1 (no stream needs version 2)");
     ok(pg_le64_get(art + 8) == size, "layout: file size field = %zu", size);
     ok(pg_le64_get(art + 16) == 64 + 96 * n && pg_le32_get(art + 24) == n, "layout: data offset 64 + 96n, n streams");
     ok(pg_le32_get(art + 60) == (uint32_t)crc32_z(0, art, 60), "layout: header CRC32 over bytes 0..59");
@@ -267,14 +267,15 @@ static void test_reader_rejects(const unsigned char *good, size_t size)
     const size_t e0 = 64; /* the first table entry; stream 0 is "w.zlib", transposed 8x12 */
     const struct patch patches[] = {
         {0, 1, 'X', 0, "wrong magic", "bad magic"},
-        {4, 4, 7, 0, "version 7 (header CRC not updated)", "unsupported version 7 (this build reads version 1)"},
+        {4, 4, 7, 0, "version 7 (header CRC not updated)", "unsupported version 7 (this build reads versions 1 and 2)"},
         {4, 4, 7, 1, "version 7 (resealed)", "unsupported version 7"},
         {4, 4, 0, 1, "version 0", "unsupported version 0"},
+        {4, 4, 1, 1, "version 1 with a pgac stream (codec 5 came in version 2)", "unknown codec 5 (in version 1)"},
         {40, 1, 1, 1, "nonzero reserved header byte", "reserved header field at offset 40 is not zero"},
         {59, 1, 0x80, 1, "nonzero last reserved header byte", "reserved header field at offset 59"},
         {33, 1, 1, 0, "a reserved byte set without resealing", "header checksum mismatch"},
         {e0 + 40, 1, 9, 0, "a changed table byte", "stream table checksum mismatch"},
-        {size - 1, 1, 0x40, 0, "a changed data byte", "checksum mismatch in stream 'note'"},
+        {size - 1, 1, 0x40, 0, "a changed data byte", "checksum mismatch in stream 'w.pgac'"},
         {16, 8, 64, 1, "a data offset that skips the table", "data offset 64"},
         {e0 + 34, 1, 1, 1, "nonzero reserved entry field", "reserved field at entry offset 34 is not zero"},
         {e0 + 95, 1, 1, 1, "nonzero reserved entry tail", "reserved field at entry offset 95 is not zero"},
@@ -391,8 +392,11 @@ int main(void)
     test_round_trip();
     test_build_rejects();
 
-    /* A small valid artifact for the reader checks: one transposed 8x12 stream per fast codec. */
-    unsigned char *d0 = int8_like(96, 11), *d1 = int8_like(200, 12), *d2 = int8_like(150, 13);
+    /* A small valid artifact for the reader checks: one transposed 8x12 stream per fast codec, and
+     * a pgac stream of 10 rows of 12. */
+    unsigned char *d0 = int8_like(96, 11), *d1 = int8_like(200, 12), *d2 = int8_like(150, 13), *d4 = int8_like(120, 14);
+    struct pg_codec_params pgac_rows = pg_codec_defaults(PG_CODEC_PGAC);
+    pgac_rows.pgac_cols = 12;
     const char *d3 = "raw text stream";
     struct pg_pga_input in[] = {
         {.name = "w.zlib", .data = d0, .size = 96, .codec = PG_CODEC_ZLIB,
@@ -400,19 +404,21 @@ int main(void)
         {.name = "w.brotli", .data = d1, .size = 200, .codec = PG_CODEC_BROTLI, .xform = {.id = PG_XFORM_SHUFFLE, .stride = 2}},
         {.name = "w.lzma", .data = d2, .size = 150, .codec = PG_CODEC_LZMA},
         {.name = "note", .data = d3, .size = strlen(d3), .codec = PG_CODEC_RAW},
+        {.name = "w.pgac", .data = d4, .size = 120, .codec = PG_CODEC_PGAC, .params = &pgac_rows},
     };
     unsigned char *good = NULL;
     size_t size = 0;
-    int rc = pg_pga_build(in, 4, &good, &size);
+    int rc = pg_pga_build(in, 5, &good, &size);
     is_int(rc, 0, "build the small artifact for the reader checks (%zu bytes)", size);
     is_int(full_check(good, size, "good.pga"), 0, "... which reads back whole");
+    is_int(size > 8 ? (long long)pg_le32_get(good + 4) : -1, 2, "... written as version 2: it has a pgac stream");
     if (!rc) {
         test_reader_rejects(good, size);
         test_corruption_loop(good, size);
         test_files(good, size);
     }
     free(good);
-    free(d0), free(d1), free(d2);
+    free(d0), free(d1), free(d2), free(d4);
     if (!getenv("PG_KEEP")) remove_tree(dir); else diag("kept %s", dir);
     return done_testing();
 }
