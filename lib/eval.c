@@ -22,9 +22,10 @@ int pg_eval_windows(struct pg_model *m, const struct pg_val_set *v, const struct
     /* A synchronization point: the losses are on the host now. A device backend's failure in this
      * batch (or before it) is reported here, before its losses are summed (lib/backend.h status). */
     if (m->be->status) PG_TRY(m->be->status());
+    uint64_t pos0 = (uint64_t)s * (uint64_t)v->seq_len + 1; /* the stream position of y[0] */
     for (size_t i = 0; i < nt; i++) {
         r->nll_sum += losses[i];
-        r->bytes += pg_bpb_token_bytes(lut, x[i], y[i]);
+        r->bytes += pg_bpb_target_bytes(lut, pos0 + i, x[i], y[i]);
     }
     r->tokens += (double)nt;
     return 0;

@@ -3,6 +3,7 @@
 #include "tokenize.h"
 
 #include "bpb.h"
+#include "caseops.h"
 #include "err.h"
 #include "outfile.h"
 #include "shard.h"
@@ -43,16 +44,44 @@ struct decoder {
     int *ids;
     size_t n, cap;
     int open; /* a document is being collected */
+    int caseops;
+    char *text, *surf; /* caseops: the decoded document, one piece's surface */
+    size_t text_cap, surf_cap;
 };
+
+/* A CaseOps document: the pieces' surfaces through the CaseOps decoder (as the byte sidecar
+ * counts them), so a malformed stream is an error rather than text. */
+static int caseops_doc(struct decoder *d, char **text, size_t *len)
+{
+    struct pg_caseops_dec dec;
+    pg_caseops_dec_init(&dec);
+    uint64_t em = 0;
+    *len = 0;
+    PG_TRY(pg_grow((void **)&d->text, &d->text_cap, 1, 1));
+    for (size_t k = 0; k < d->n; k++) {
+        PG_TRY(pg_grow((void **)&d->surf, &d->surf_cap, strlen(pg_tok_piece(d->tok, d->ids[k])) + 1, 1));
+        const char *t;
+        size_t tl;
+        pg_caseops_piece_surface(d->tok, d->ids[k], d->surf, &t, &tl);
+        PG_TRY(pg_caseops_dec_feed(&dec, t, tl, &d->text, len, &d->text_cap, &em));
+    }
+    PG_TRY(pg_caseops_dec_finish(&dec, &d->text, len, &d->text_cap, &em));
+    *text = d->text;
+    return 0;
+}
 
 static int flush_doc(struct decoder *d)
 {
     if (!d->open) return 0;
     char *text;
     size_t len;
-    PG_TRY(pg_tok_decode(d->tok, d->ids, d->n, &text, &len));
+    if (d->caseops) {
+        PG_TRY(caseops_doc(d, &text, &len));
+    } else {
+        PG_TRY(pg_tok_decode(d->tok, d->ids, d->n, &text, &len));
+    }
     int rc = pg_out_write(&d->out, text, len);
-    free(text);
+    if (!d->caseops) free(text);
     if (!rc) rc = pg_out_write(&d->out, "\n", 1);
     d->n = 0;
     d->open = 0;
@@ -84,6 +113,7 @@ int pg_tokenize_decode(const char *model, char *const *shards, size_t n, const c
     memset(&d, 0, sizeof d);
     PG_TRY(pg_tok_load((struct pg_tok **)&d.tok, model));
     int vocab = pg_tok_vocab_size(d.tok), bos = pg_tok_bos_id(d.tok);
+    d.caseops = pg_caseops_tok_is(d.tok);
     int rc = pg_out_open(&d.out, output);
     for (size_t i = 0; i < n && !rc; i++) {
         struct pg_shard sh;
@@ -92,9 +122,16 @@ int pg_tokenize_decode(const char *model, char *const *shards, size_t n, const c
         pg_shard_close(&sh);
     }
     if (!rc) rc = flush_doc(&d);
+    if (rc == PG_E_FORMAT && d.caseops) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", pg_error_message());
+        rc = pg_error(PG_E_FORMAT, "%s: %s", model, msg);
+    }
     if (!rc) rc = pg_out_commit(&d.out);
     else pg_out_abort(&d.out);
     free(d.ids);
+    free(d.text);
+    free(d.surf);
     pg_tok_free((struct pg_tok *)d.tok);
     return rc;
 }
