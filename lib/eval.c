@@ -31,6 +31,91 @@ int pg_eval_windows(struct pg_model *m, const struct pg_val_set *v, const struct
     return 0;
 }
 
+void pg_slide_init(struct pg_slide *sl, int64_t usable, int L, int S)
+{
+    *sl = (struct pg_slide){.usable = usable, .ws = 0, .L = L, .S = S, .done = 0};
+}
+
+int pg_slide_next(struct pg_slide *sl, int64_t *ws, int *j0)
+{
+    if (sl->done >= sl->usable) return 0;
+    int64_t w = sl->ws;
+    if (w + sl->L > sl->usable) w = sl->usable - sl->L; /* the last window ends at the last target */
+    *ws = w;
+    *j0 = (int)(sl->done - w); /* targets w+1..done were scored by earlier windows */
+    sl->done = w + sl->L;
+    sl->ws += sl->S;
+    return 1;
+}
+
+int64_t pg_slide_count(int64_t usable, int L, int S)
+{
+    struct pg_slide sl;
+    pg_slide_init(&sl, usable, L, S);
+    int64_t n = 0, ws;
+    int j0;
+    while (pg_slide_next(&sl, &ws, &j0)) n++;
+    return n;
+}
+
+int pg_eval_sliding(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut, int stride,
+                    int batch_seqs, int progress, float *losses_out, struct pg_eval_result *r)
+{
+    memset(r, 0, sizeof *r);
+    int L = v->seq_len;
+    if (batch_seqs < 1 || batch_seqs > m->max_b || L != m->t)
+        return pg_error(PG_E_INVAL, "evaluation batch of %d x %d tokens does not fit the model's %d x %d", batch_seqs,
+                        L, m->max_b, m->t);
+    if (stride < 1 || stride > L) return pg_error(PG_E_INVAL, "--stride %d is outside [1, %d]", stride, L);
+    size_t n = (size_t)batch_seqs * (size_t)L;
+    int32_t *x = pg_malloc(n * sizeof *x), *y = pg_malloc(n * sizeof *y);
+    float *losses = pg_malloc(n * sizeof *losses);
+    int64_t *wss = pg_malloc((size_t)batch_seqs * sizeof *wss);
+    int *j0s = pg_malloc((size_t)batch_seqs * sizeof *j0s);
+    if (!x || !y || !losses || !wss || !j0s) {
+        free(x), free(y), free(losses), free(wss), free(j0s);
+        return PG_E_NOMEM;
+    }
+    double t0 = pg_now();
+    struct pg_progress prog;
+    pg_progress_init(&prog, "eval", "tok", (uint64_t)v->usable, progress);
+    struct pg_slide sl;
+    pg_slide_init(&sl, v->usable, L, stride);
+    int rc = 0;
+    for (;;) {
+        int b = 0;
+        while (b < batch_seqs && pg_slide_next(&sl, &wss[b], &j0s[b])) {
+            for (int j = 0; j < L; j++) {
+                x[(size_t)b * L + j] = v->tokens[wss[b] + j];
+                y[(size_t)b * L + j] = v->tokens[wss[b] + j + 1];
+            }
+            b++;
+        }
+        if (!b) break;
+        size_t nt = (size_t)b * (size_t)L;
+        if ((rc = pg_model_check_ids(m, x, nt)) || (rc = pg_model_check_ids(m, y, nt))) break;
+        pg_model_forward(m, x, y, b, losses);
+        if (m->be->status && (rc = m->be->status())) break;
+        for (int w = 0; w < b; w++)
+            for (int j = j0s[w]; j < L; j++) {
+                size_t i = (size_t)w * L + j;
+                uint64_t p = (uint64_t)wss[w] + (uint64_t)j + 1; /* the target's stream position */
+                r->nll_sum += losses[i];
+                r->bytes += pg_bpb_target_bytes(lut, p, x[i], y[i]);
+                r->tokens += 1;
+                if (losses_out) losses_out[p - 1] = losses[i];
+            }
+        pg_progress_update(&prog, (uint64_t)r->tokens);
+    }
+    pg_progress_finish(&prog);
+    free(x), free(y), free(losses), free(wss), free(j0s);
+    if (rc) return rc;
+    r->val_loss = r->tokens > 0 ? r->nll_sum / r->tokens : 0;
+    r->val_bpb = r->bytes > 0 ? r->nll_sum / (log(2.0) * r->bytes) : 0;
+    r->seconds = pg_now() - t0;
+    return 0;
+}
+
 int pg_eval_val(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut, int rank, int world,
                 int batch_seqs, int progress, struct pg_eval_result *r)
 {

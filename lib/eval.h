@@ -31,4 +31,34 @@ int pg_eval_windows(struct pg_model *m, const struct pg_val_set *v, const struct
 int pg_eval_val(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut, int rank, int world,
                 int batch_seqs, int progress, struct pg_eval_result *r);
 
+/* ---- sliding windows ---- */
+
+/* The window that scores each target with stride S (1 <= S <= L = seq_len), as the records'
+ * sliding evaluation: windows of L tokens start at 0, S, 2S, ... (the last one moved back to end at
+ * the last usable target), and each scores the targets the windows before it did not, so target
+ * p (1 <= p <= usable) is scored exactly once, by the first window that holds it at the end of the
+ * longest context: L-1 tokens once the stream is long enough, at least L-S, and p-1 in the first
+ * window. S = L is pg_eval_val's non-overlapping windows. */
+struct pg_slide {
+    int64_t usable, ws; /* the current window's first token */
+    int L, S;
+    int64_t done;       /* targets 1..done are scored */
+};
+
+void pg_slide_init(struct pg_slide *sl, int64_t usable, int L, int S);
+
+/* Next window: *ws (x = tokens[ws, ws+L), y = tokens[ws+1, ws+L+1)) and the first scored index
+ * *j0 in it (targets ws+1+j for j in [j0, L)). @return 1, or 0 when every target is scored. */
+int pg_slide_next(struct pg_slide *sl, int64_t *ws, int *j0);
+
+/* @return the number of windows stride S takes over usable targets. */
+int64_t pg_slide_count(int64_t usable, int L, int S);
+
+/* Scores every target of v with stride S (pg_slide), batch_seqs windows per forward, and sums nll,
+ * bytes (pg_bpb_target_bytes, the sidecar when loaded) and tokens in target order. With S = L
+ * the result is pg_eval_val's, bit for bit. losses (may be NULL) receives each target's nll at
+ * index p-1. @return 0 or an error. */
+int pg_eval_sliding(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut, int stride,
+                    int batch_seqs, int progress, float *losses_out, struct pg_eval_result *r);
+
 #endif
