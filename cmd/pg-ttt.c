@@ -6,7 +6,9 @@
 #include "cli.h"
 #include "scoring.h"
 
+#include "../lib/audit.h"
 #include "../lib/bpb.h"
+#include "../lib/eval.h"
 #include "../lib/err.h"
 #include "../lib/loader.h"
 #include "../lib/opt.h"
@@ -52,6 +54,10 @@ static const char usage[] =
     "  -V, --version              print the version and exit\n"
     "  -h, --help                 print this help and exit\n"
     "\n"
+    "      --audit                check the rules of a legal evaluation (pg-eval(1)): no look-ahead\n"
+    "                             and normalized distributions on sampled targets, each target\n"
+    "                             scored once and before any SGD step reads it; exit 1 if broken\n"
+    "\n"
     "Output: 'val_loss:L val_bpb:B tokens:T bytes:Y' on standard output (8 decimals).\n"
     "Exit status: 0 success, 1 runtime error, 2 usage error, 3 unavailable.\n"
     "See pg-ttt(1), pg-eval(1), pg-formats(5).\n";
@@ -69,6 +75,7 @@ enum {
     OPT_LOSSES,
     OPT_DEVICE,
     OPT_PRECISION,
+    OPT_AUDIT,
 };
 
 static const struct option longopts[] = {
@@ -86,9 +93,14 @@ static const struct option longopts[] = {
     {"token-losses", required_argument, 0, OPT_LOSSES},
     {"device", required_argument, 0, OPT_DEVICE},
     {"precision", required_argument, 0, OPT_PRECISION},
+    {"audit", no_argument, 0, OPT_AUDIT},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
+
+static void audit_scored(void *ctx, int64_t chunk, int64_t begin, int64_t end) { pg_audit_scored(ctx, begin, end); }
+
+static void audit_updated(void *ctx, int64_t chunk, int64_t begin, int64_t end) { pg_audit_updated(ctx, begin, end); }
 
 int main(int argc, char **argv)
 {
@@ -98,7 +110,7 @@ int main(int argc, char **argv)
     int bf16 = 0;
     struct pg_ttt_params p;
     pg_ttt_params_default(&p);
-    int seq_len = 0, c;
+    int seq_len = 0, audit = 0, c;
     while ((c = getopt_long(argc, argv, "d:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (pg_cli_common(&cli, c)) continue;
         switch (c) {
@@ -118,6 +130,7 @@ int main(int argc, char **argv)
         case OPT_LOSSES: losses_path = optarg; break;
         case OPT_DEVICE: device = optarg; break;
         case OPT_PRECISION: bf16 = pg_cli_precision(&cli, optarg); break;
+        case OPT_AUDIT: audit = 1; break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
@@ -141,6 +154,15 @@ int main(int argc, char **argv)
     float *losses = NULL;
     if (losses_path && !(losses = pg_malloc((size_t)v->usable * sizeof *losses))) pg_cli_check(&cli, PG_E_NOMEM);
     struct pg_ttt_hooks hooks = {.token_losses = losses};
+    /* --audit: the session reports what it scores and what each step reads (lib/audit.h); the
+     * distributions are checked on the model as loaded, before any step. */
+    struct pg_audit au;
+    memset(&au, 0, sizeof au);
+    if (audit) {
+        pg_cli_check(&cli, pg_audit_init(&au, v->usable, m->v));
+        hooks.ctx = &au, hooks.scored = audit_scored, hooks.updated = audit_updated;
+        pg_cli_check(&cli, pg_eval_audit_dists(m, v, cfg.train_seq_len, 1.0, &au, 64, 0x5eed));
+    }
     p.progress = pg_cli_progress(&cli);
     if (cli.verbosity > 1)
         fprintf(stderr,
@@ -185,5 +207,14 @@ int main(int argc, char **argv)
                 (long long)r.steps, r.score_seconds, r.train_seconds);
     free(losses);
     pg_scoring_close(&sc);
+    if (audit) {
+        pg_audit_finish(&au);
+        if (cli.verbosity > 0) pg_audit_print(&au, stderr, "pg-ttt");
+        int passed = pg_audit_passed(&au);
+        char why[sizeof au.first];
+        memcpy(why, au.first, sizeof why);
+        pg_audit_free(&au);
+        if (!passed) pg_cli_die(&cli, "the audit failed: %s", why);
+    }
     return 0;
 }

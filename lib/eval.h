@@ -31,6 +31,25 @@ int pg_eval_windows(struct pg_model *m, const struct pg_val_set *v, const struct
 int pg_eval_val(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut, int rank, int world,
                 int batch_seqs, int progress, struct pg_eval_result *r);
 
+/* ---- distributions on the host ---- */
+
+/* The output head of m copied to the host (vocab x dim floats), for pg_eval_logdist. */
+struct pg_eval_head {
+    float *w;
+    int v, d;
+    double cap; /* the tanh logit softcap, 0: none */
+};
+
+/* @return 0, PG_E_INVAL (a poly5 softcap: not supported here) or PG_E_NOMEM. */
+int pg_eval_head_open(struct pg_eval_head *h, struct pg_model *m);
+void pg_eval_head_close(struct pg_eval_head *h);
+
+/* After a forward of m: the log-distribution over the vocabulary (h->v entries of logp, in
+ * float64) of sequence row, position j, of softcap(logits) / temperature. With temperature 1 it
+ * is the distribution whose cross-entropy the forward gave. @return 0 or PG_E_NOMEM. */
+int pg_eval_logdist(struct pg_model *m, const struct pg_eval_head *h, int row, int j, double temperature,
+                    double *logp);
+
 /* ---- sliding windows ---- */
 
 /* The window that scores each target with stride S (1 <= S <= L = seq_len), as the records'
@@ -60,5 +79,22 @@ int64_t pg_slide_count(int64_t usable, int L, int S);
  * index p-1. @return 0 or an error. */
 int pg_eval_sliding(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut, int stride,
                     int batch_seqs, int progress, float *losses_out, struct pg_eval_result *r);
+
+struct pg_audit;
+
+/* pg_eval_sliding with options: temperature T (> 0; 1 is the model's own distribution, from the
+ * forward's losses; otherwise each nll is -log softmax(softcap(logits) / T)[y], computed on the
+ * host in float64) and an audit (may be NULL) told of every scored target. */
+int pg_eval_sliding_ex(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut, int stride,
+                       int batch_seqs, int progress, double temperature, struct pg_audit *audit, float *losses_out,
+                       struct pg_eval_result *r);
+
+/* The audit's distribution check (pg_audit_check_dists) for the model as it is: each sampled
+ * target p is scored alone in the window the sliding rule with stride S gives it (S = seq_len:
+ * the plain windows), with temperature T, from a forward of that one window; the audit changes
+ * the window's tokens from p on. m must have activations for at least one window.
+ * @return 0 or an error. */
+int pg_eval_audit_dists(struct pg_model *m, struct pg_val_set *v, int stride, double temperature,
+                        struct pg_audit *a, int samples, uint64_t seed);
 
 #endif

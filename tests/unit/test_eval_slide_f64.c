@@ -6,7 +6,8 @@
  * followed by filler tokens, without document masking. The sliding pass must give each target
  * exactly that loss, score each target once, charge the sidecar's bytes of each target, and with
  * S = L equal pg_eval_val bit for bit. A context one token shorter must change the losses (the
- * check can fail). */
+ * check can fail). --temperature: the host distribution at T = 1 gives the forward's losses, and
+ * T = 2 the renormalized softmax(log p / 2). */
 #include "../tap.h"
 
 #include "../../lib/bpb.h"
@@ -127,7 +128,38 @@ int main(void)
     for (int doc = 0; doc < 2; doc++)
         for (size_t i = 0; i < sizeof strides / sizeof *strides; i++) check_stride(strides[i], doc, &v, &lut);
 
+    /* Temperature: the host's distribution at T = 1 is the forward's, and at T = 2 each loss is
+     * -log softmax(log p1 / 2)[y], renormalized from the T = 1 distribution. */
     M.cfg.varlen_attn = 0;
+    {
+        float *l1 = malloc(USABLE * sizeof *l1), *l2 = malloc(USABLE * sizeof *l2);
+        struct pg_eval_result r1, r2;
+        is_int(pg_eval_sliding_ex(&M, &v, &lut, 3, BATCH, 0, 1.0, NULL, l1, &r1), 0, "temperature 1");
+        is_int(pg_eval_sliding_ex(&M, &v, &lut, 3, BATCH, 0, 2.0, NULL, l2, &r2), 0, "temperature 2");
+        struct pg_eval_head h;
+        is_int(pg_eval_head_open(&h, &M), 0, "the head on the host");
+        double lp[V], worst1 = 0, worst2 = 0;
+        for (int64_t p = 1; p <= USABLE; p++) {
+            int64_t ws = first_window(p, 3);
+            int32_t x[L], y[L];
+            for (int j = 0; j < L; j++) x[j] = tokens[ws + j], y[j] = tokens[ws + j + 1];
+            pg_model_forward(&M, x, y, 1, NULL);
+            pg_eval_logdist(&M, &h, 0, (int)(p - 1 - ws), 1.0, lp);
+            double e1 = fabs(-lp[tokens[p]] - l1[p - 1]);
+            worst1 = e1 <= worst1 ? worst1 : e1; /* a NaN becomes the worst */
+            double mx = -1e300, s = 0;
+            for (int i = 0; i < V; i++) mx = fmax(mx, lp[i] / 2);
+            for (int i = 0; i < V; i++) s += exp(lp[i] / 2 - mx);
+            double e2 = fabs(-(lp[tokens[p]] / 2 - mx - log(s)) - l2[p - 1]);
+            worst2 = e2 <= worst2 ? worst2 : e2;
+
+        }
+        ok(worst1 < 1e-6, "T = 1: the host distribution gives the forward's losses (worst %.1e)", worst1);
+        ok(worst2 < 1e-6 && r2.nll_sum != r1.nll_sum, "T = 2: softmax(log p / 2) (worst %.1e)", worst2);
+        is_int(pg_eval_sliding_ex(&M, &v, &lut, 3, BATCH, 0, 0.0, NULL, NULL, &r2), PG_E_INVAL, "T = 0 refused");
+        pg_eval_head_close(&h);
+        free(l1), free(l2);
+    }
     struct pg_eval_result a, b;
     is_int(pg_eval_val(&M, &v, &lut, 0, 1, BATCH, 0, &a), 0, "pg_eval_val");
     is_int(pg_eval_sliding(&M, &v, &lut, L, BATCH, 0, NULL, &b), 0, "pg_eval_sliding, stride L");
