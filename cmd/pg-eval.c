@@ -11,6 +11,7 @@
 #include "../lib/eval.h"
 #include "../lib/loader.h"
 #include "../lib/opt.h"
+#include "../lib/progress.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -41,6 +42,9 @@ static const char usage[] =
     "                             normalized distribution on sampled targets, each target scored\n"
     "                             once; exit 1 when one is broken\n"
     "      --audit-samples N      targets whose distribution the audit checks (default 64)\n"
+    "      --time-budget S        the challenge's evaluation limit (600): everything from the start\n"
+    "                             (reading and decoding the model included) must end within S\n"
+    "                             seconds; exit 1 after the result when it does not\n"
     "      --device NAME          cpu (default) or cuda (the first GPU; exit 3 without one)\n"
     "      --precision P          fp32 (default, the score of record) or bf16: matrix products with\n"
     "                             bfloat16 inputs and fp32 sums, as bf16 autocast (faster on a GPU)\n"
@@ -57,7 +61,7 @@ static const char usage[] =
     "See pg-eval(1), pg-formats(5).\n";
 
 enum { OPT_PREFIX = PG_OPT_FIRST_CMD, OPT_SEQLEN, OPT_BATCH, OPT_DEVICE, OPT_PRECISION, OPT_STRIDE, OPT_DOCMASK,
-       OPT_TEMP, OPT_AUDIT, OPT_AUDIT_SAMPLES };
+       OPT_TEMP, OPT_AUDIT, OPT_AUDIT_SAMPLES, OPT_BUDGET };
 
 static const struct option longopts[] = {
     {"data", required_argument, 0, 'd'},
@@ -72,6 +76,7 @@ static const struct option longopts[] = {
     {"temperature", required_argument, 0, OPT_TEMP},
     {"audit", no_argument, 0, OPT_AUDIT},
     {"audit-samples", required_argument, 0, OPT_AUDIT_SAMPLES},
+    {"time-budget", required_argument, 0, OPT_BUDGET},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
@@ -82,7 +87,8 @@ int main(int argc, char **argv)
     pg_cli_init(&cli, "pg-eval", usage, argv);
     const char *data = NULL, *tokpath = NULL, *prefix = "fineweb", *device = "cpu";
     int seq_len = 0, batch = 8, bf16 = 0, stride = 0, doc_mask = 0, audit = 0, audit_samples = 64, c;
-    double temperature = 1.0;
+    double temperature = 1.0, budget = 0;
+    double t_start = pg_now(); /* the evaluation's clock: reading and decoding the model count */
     while ((c = getopt_long(argc, argv, "d:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (pg_cli_common(&cli, c)) continue;
         switch (c) {
@@ -97,6 +103,7 @@ int main(int argc, char **argv)
         case OPT_DOCMASK: doc_mask = 1; break;
         case OPT_TEMP: pg_cli_check(&cli, pg_parse_f64("--temperature", optarg, 1e-3, 1e3, &temperature)); break;
         case OPT_AUDIT: audit = 1; break;
+        case OPT_BUDGET: pg_cli_check(&cli, pg_parse_f64("--time-budget", optarg, 1e-3, 1e9, &budget)); break;
         case OPT_AUDIT_SAMPLES:
             pg_cli_check(&cli, pg_parse_int("--audit-samples", optarg, 1, 1 << 24, &audit_samples));
             break;
@@ -140,6 +147,7 @@ int main(int argc, char **argv)
         pg_audit_finish(&au);
     }
     double tps = r.seconds > 0 ? r.tokens / r.seconds : 0.0;
+    double elapsed = pg_now() - t_start;
     if (cli.json) {
         json_t *j = json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:i, s:b, s:I, s:f, s:f}", "checkpoint", ckpt, "val_loss",
                               r.val_loss, "val_bpb", r.val_bpb, "tokens", (json_int_t)r.tokens, "bytes",
@@ -147,6 +155,11 @@ int main(int argc, char **argv)
                               stride ? stride : cfg.train_seq_len, "doc_mask", doc_mask || cfg.varlen_attn, "windows",
                               (json_int_t)nseq, "seconds", r.seconds, "tokens_per_second", tps);
         if (temperature != 1.0) json_object_set_new(j, "temperature", json_real(temperature));
+        json_object_set_new(j, "elapsed_seconds", json_real(elapsed));
+        if (budget > 0) {
+            json_object_set_new(j, "time_budget", json_real(budget));
+            json_object_set_new(j, "within_budget", json_boolean(elapsed <= budget));
+        }
         if (audit)
             json_object_set_new(j, "audit", json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "passed",
                                                       pg_audit_passed(&au), "samples", (json_int_t)au.samples,
@@ -164,6 +177,9 @@ int main(int argc, char **argv)
     pg_cli_info(&cli, "%.0f tokens in %.1fs (%.0f tokens/s; %lld windows of %d, stride %d%s)", r.tokens, r.seconds,
                 tps, (long long)nseq, cfg.train_seq_len, stride ? stride : cfg.train_seq_len,
                 doc_mask || cfg.varlen_attn ? ", document-masked" : "");
+    if (budget > 0)
+        pg_cli_info(&cli, "time: %.1fs of the %gs budget, from the start (%s)", elapsed, budget,
+                    elapsed <= budget ? "within" : "OVER");
     if (audit) {
         if (cli.verbosity > 0) pg_audit_print(&au, stderr, "pg-eval");
         int passed = pg_audit_passed(&au);
@@ -176,5 +192,7 @@ int main(int argc, char **argv)
         }
     }
     pg_scoring_close(&sc);
+    if (budget > 0 && elapsed > budget)
+        pg_cli_die(&cli, "over the time budget: %.1fs > %gs (--time-budget)", elapsed, budget);
     return 0;
 }

@@ -54,6 +54,9 @@ static const char usage[] =
     "  -V, --version              print the version and exit\n"
     "  -h, --help                 print this help and exit\n"
     "\n"
+    "      --time-budget S        the challenge's evaluation limit (600): everything from the start\n"
+    "                             (model reading, scoring and training) must end within S seconds;\n"
+    "                             exit 1 after the result when it does not\n"
     "      --audit                check the rules of a legal evaluation (pg-eval(1)): no look-ahead\n"
     "                             and normalized distributions on sampled targets, each target\n"
     "                             scored once and before any SGD step reads it; exit 1 if broken\n"
@@ -76,6 +79,7 @@ enum {
     OPT_DEVICE,
     OPT_PRECISION,
     OPT_AUDIT,
+    OPT_BUDGET,
 };
 
 static const struct option longopts[] = {
@@ -94,6 +98,7 @@ static const struct option longopts[] = {
     {"device", required_argument, 0, OPT_DEVICE},
     {"precision", required_argument, 0, OPT_PRECISION},
     {"audit", no_argument, 0, OPT_AUDIT},
+    {"time-budget", required_argument, 0, OPT_BUDGET},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
@@ -111,6 +116,7 @@ int main(int argc, char **argv)
     struct pg_ttt_params p;
     pg_ttt_params_default(&p);
     int seq_len = 0, audit = 0, c;
+    double budget = 0, t_start = pg_now(); /* the evaluation's clock: reading the model counts */
     while ((c = getopt_long(argc, argv, "d:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (pg_cli_common(&cli, c)) continue;
         switch (c) {
@@ -131,6 +137,7 @@ int main(int argc, char **argv)
         case OPT_DEVICE: device = optarg; break;
         case OPT_PRECISION: bf16 = pg_cli_precision(&cli, optarg); break;
         case OPT_AUDIT: audit = 1; break;
+        case OPT_BUDGET: pg_cli_check(&cli, pg_parse_f64("--time-budget", optarg, 1e-3, 1e9, &budget)); break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
@@ -193,6 +200,12 @@ int main(int argc, char **argv)
                               "momentum", p.momentum, "grad_clip", p.grad_clip, "steps", (json_int_t)r.steps,
                               "score_seconds", r.score_seconds, "train_seconds", r.train_seconds);
         if (!j) pg_cli_die(&cli, "cannot build the JSON result");
+        if (budget > 0) {
+            double el = pg_now() - t_start;
+            json_object_set_new(j, "elapsed_seconds", json_real(el));
+            json_object_set_new(j, "time_budget", json_real(budget));
+            json_object_set_new(j, "within_budget", json_boolean(el <= budget));
+        }
         if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) != 0)
             pg_cli_die(&cli, "cannot write the JSON result");
         fputc('\n', stdout);
@@ -207,6 +220,10 @@ int main(int argc, char **argv)
                 (long long)r.steps, r.score_seconds, r.train_seconds);
     free(losses);
     pg_scoring_close(&sc);
+    double elapsed = pg_now() - t_start;
+    if (budget > 0)
+        pg_cli_info(&cli, "time: %.1fs of the %gs budget, from the start (%s)", elapsed, budget,
+                    elapsed <= budget ? "within" : "OVER");
     if (audit) {
         pg_audit_finish(&au);
         if (cli.verbosity > 0) pg_audit_print(&au, stderr, "pg-ttt");
@@ -216,5 +233,7 @@ int main(int argc, char **argv)
         pg_audit_free(&au);
         if (!passed) pg_cli_die(&cli, "the audit failed: %s", why);
     }
+    if (budget > 0 && elapsed > budget)
+        pg_cli_die(&cli, "over the time budget: %.1fs > %gs (--time-budget)", elapsed, budget);
     return 0;
 }

@@ -3,7 +3,8 @@
 # (the per-position equality is tests/unit/test_eval_slide_f64.c): --stride seq_len prints
 # exactly the plain score; a short stride scores the same targets and bytes with more context
 # (a different loss: the 40-step model barely uses context); --doc-mask runs and changes the score; the
-# JSON gains stride, windows and tokens_per_second; a stride past the window is a usage error.
+# JSON gains stride, windows and tokens_per_second; a stride past the window is a usage error;
+# --time-budget reports the time from the start and exits 1 after the result when it is over.
 . "$(dirname "$0")/lib.sh"
 EVAL="$PG_BIN/pg-eval"
 W=$T_TMP
@@ -26,6 +27,12 @@ check "--json has stride and tokens_per_second" test "$(jq '.stride > 0 and .tok
 ev --json --stride 8 --doc-mask >"$W/dm.json"
 check "--doc-mask: reported, same targets, a different score" \
     test "$(jq -n --slurpfile a "$W/dm.json" --slurpfile b "$W/s8.json" '$a[0].doc_mask and $a[0].tokens == $b[0].tokens and $a[0].val_loss != $b[0].val_loss')" = true
+ev --json --time-budget 600 >"$W/tb.json"
+check "--time-budget 600: within, with the elapsed time" test "$(jq '.within_budget and .elapsed_seconds > 0 and .time_budget == 600' "$W/tb.json")" = true
+expect_fail "--time-budget 0.001: exit 1 after the result" 1 "over the time budget" ev -q --time-budget 0.001
+check "... the result is still printed" grep -q '^val_loss:' "$T_TMP/out"
+# shellcheck disable=SC2086
+expect_fail "pg-ttt --time-budget 0.001 counts training too" 1 "over the time budget" "$PG_BIN/pg-ttt" "$M" $D -q --epochs 1 --time-budget 0.001
 expect_fail "--stride 33 > seq_len 32" 2 "--stride 33" ev --stride 33
 expect_fail "--stride 0" 2 "--stride" ev --stride 0
 finish
