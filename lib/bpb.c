@@ -102,9 +102,10 @@ int pg_bpb_lut_load_sidecar(struct pg_bpb_lut *lut, const char *dir, const char 
     }
     for (uint64_t i = 0; i < n && i < nb; i++)
         if (val_tokens[i] == bos_id && b[i] != 0) {
+            int bad = b[i];
             free(b);
             return pg_error(PG_E_FORMAT, "%s: the val byte sidecar gives %d bytes to the BOS at val token %llu: it "
-                            "belongs to other shards", dir, b[i], (unsigned long long)i);
+                            "belongs to other shards", dir, bad, (unsigned long long)i);
         }
     lut->val_bytes = b;
     lut->val_bytes_n = nb;
