@@ -94,7 +94,9 @@ struct pg_shard_info {
 
 /* Counts tokens, documents (BOS tokens) and val_bpb bytes of each shard, treating the shards as
  * one stream in the given order (the first token of a shard is scored after the last of the
- * previous one; the first of all is not scored). info[] has n entries. @return 0 or an error. */
+ * previous one; the first of all is not scored). With a CaseOps tokenizer the bytes are the
+ * original text's, through the CaseOps decoder, as the val byte sidecar counts them (a malformed
+ * stream is an error). info[] has n entries. @return 0 or an error. */
 int pg_tokenize_shard_info(const struct pg_tok *tok, char *const *shards, size_t n, struct pg_shard_info *info);
 
 /* ---- tokenizer summary ---- */

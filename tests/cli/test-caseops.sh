@@ -31,6 +31,11 @@ want=$(head -n 30 "$W/docs.jsonl" | jq -j .text | wc -c)
 check "the sidecar sums to the val documents' $want UTF-8 bytes (encode's own count: $(jq .caseops.sidecar_bytes "$W/enc.json"))" \
     test "$(jq .caseops.sidecar_bytes "$W/enc.json")" = "$want"
 check "no inexact document" test "$(jq .caseops.inexact_docs "$W/enc.json")" = 0
+check "info counts the same $want original bytes in the val shards" \
+    test "$("$TOK" info -m "$W/sp.model" --json "$W/data"/t_val_[0-9]*.bin | jq .total.bytes)" = "$want"
+check "info counts every document's bytes over val and train" \
+    test "$("$TOK" info -m "$W/sp.model" --json "$W/data"/t_val_[0-9]*.bin "$W/data"/t_train_*.bin | jq .total.bytes)" = \
+    "$(jq -j .text "$W/docs.jsonl" | wc -c)"
 for f in "$W/data"/t_val_bytes_*.bin; do tokens_of "$f"; done >"$W/side.txt"
 for f in "$W/data"/t_val_[0-9]*.bin; do tokens_of "$f"; done >"$W/val.txt"
 check "sidecar files sum to $want bytes" test "$(awk '{s += $1} END {print s}' "$W/side.txt")" = "$want"
