@@ -124,8 +124,9 @@ $(BIN)/pg-%: $(O)/cmd/pg-%.o $(CLI_OBJ) $(LIBPG)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SANFLAGS) -fopenmp $(LDFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 
-# Gradient checks build the model and the CPU backend again in double (lib/real.h).
-F64_SRC := $(wildcard kernels/cpu/*.c) lib/model.c
+# Gradient checks build the model and the CPU backend again in double (lib/real.h), and the
+# evaluation, whose host distributions read the model's pg_real buffers.
+F64_SRC := $(wildcard kernels/cpu/*.c) lib/model.c lib/eval.c
 F64_DEPS := tests/tap.h tests/record_configs.h $(F64_SRC) $(wildcard kernels/cpu/*.h) lib/backend.h lib/real.h lib/model.h $(LIBPG)
 $(O)/tests/%_f64: tests/unit/%_f64.c $(F64_DEPS)
 	@mkdir -p $(@D)

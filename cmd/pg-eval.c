@@ -5,11 +5,13 @@
 #include "cli.h"
 #include "scoring.h"
 
+#include "../lib/audit.h"
 #include "../lib/bpb.h"
 #include "../lib/err.h"
 #include "../lib/eval.h"
 #include "../lib/loader.h"
 #include "../lib/opt.h"
+#include "../lib/progress.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -30,6 +32,19 @@ static const char usage[] =
     "      --prefix NAME          shard name prefix (default fineweb)\n"
     "      --seq-len N            window length (default: the checkpoint's train_seq_len)\n"
     "      --batch-seqs N         windows per forward pass (default 8)\n"
+    "      --stride S             sliding windows: windows start every S tokens and each target is\n"
+    "                             scored once, with the longest context a window gives (1..seq_len;\n"
+    "                             default seq_len: non-overlapping windows)\n"
+    "      --doc-mask             attention stays inside each document (tokens never see across a\n"
+    "                             BOS), as varlen attention does in training\n"
+    "      --temperature T        score softmax(softcapped logits / T) (default 1: the model's own)\n"
+    "      --audit                check the rules of a legal evaluation: no look-ahead and a\n"
+    "                             normalized distribution on sampled targets, each target scored\n"
+    "                             once; exit 1 when one is broken\n"
+    "      --audit-samples N      targets whose distribution the audit checks (default 64)\n"
+    "      --time-budget S        the challenge's evaluation limit (600): everything from the start\n"
+    "                             (reading and decoding the model included) must end within S\n"
+    "                             seconds; exit 1 after the result when it does not\n"
     "      --device NAME          cpu (default) or cuda (the first GPU; exit 3 without one)\n"
     "      --precision P          fp32 (default, the score of record) or bf16: matrix products with\n"
     "                             bfloat16 inputs and fp32 sums, as bf16 autocast (faster on a GPU)\n"
@@ -45,7 +60,8 @@ static const char usage[] =
     "Exit status: 0 success, 1 runtime error, 2 usage error, 3 unavailable.\n"
     "See pg-eval(1), pg-formats(5).\n";
 
-enum { OPT_PREFIX = PG_OPT_FIRST_CMD, OPT_SEQLEN, OPT_BATCH, OPT_DEVICE, OPT_PRECISION };
+enum { OPT_PREFIX = PG_OPT_FIRST_CMD, OPT_SEQLEN, OPT_BATCH, OPT_DEVICE, OPT_PRECISION, OPT_STRIDE, OPT_DOCMASK,
+       OPT_TEMP, OPT_AUDIT, OPT_AUDIT_SAMPLES, OPT_BUDGET };
 
 static const struct option longopts[] = {
     {"data", required_argument, 0, 'd'},
@@ -55,6 +71,12 @@ static const struct option longopts[] = {
     {"batch-seqs", required_argument, 0, OPT_BATCH},
     {"device", required_argument, 0, OPT_DEVICE},
     {"precision", required_argument, 0, OPT_PRECISION},
+    {"stride", required_argument, 0, OPT_STRIDE},
+    {"doc-mask", no_argument, 0, OPT_DOCMASK},
+    {"temperature", required_argument, 0, OPT_TEMP},
+    {"audit", no_argument, 0, OPT_AUDIT},
+    {"audit-samples", required_argument, 0, OPT_AUDIT_SAMPLES},
+    {"time-budget", required_argument, 0, OPT_BUDGET},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
@@ -64,7 +86,9 @@ int main(int argc, char **argv)
     struct pg_cli cli;
     pg_cli_init(&cli, "pg-eval", usage, argv);
     const char *data = NULL, *tokpath = NULL, *prefix = "fineweb", *device = "cpu";
-    int seq_len = 0, batch = 8, bf16 = 0, c;
+    int seq_len = 0, batch = 8, bf16 = 0, stride = 0, doc_mask = 0, audit = 0, audit_samples = 64, c;
+    double temperature = 1.0, budget = 0;
+    double t_start = pg_now(); /* the evaluation's clock: reading and decoding the model count */
     while ((c = getopt_long(argc, argv, "d:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (pg_cli_common(&cli, c)) continue;
         switch (c) {
@@ -75,6 +99,14 @@ int main(int argc, char **argv)
         case OPT_BATCH: pg_cli_check(&cli, pg_parse_int("--batch-seqs", optarg, 1, 1 << 16, &batch)); break;
         case OPT_DEVICE: device = optarg; break;
         case OPT_PRECISION: bf16 = pg_cli_precision(&cli, optarg); break;
+        case OPT_STRIDE: pg_cli_check(&cli, pg_parse_int("--stride", optarg, 1, 1 << 20, &stride)); break;
+        case OPT_DOCMASK: doc_mask = 1; break;
+        case OPT_TEMP: pg_cli_check(&cli, pg_parse_f64("--temperature", optarg, 1e-3, 1e3, &temperature)); break;
+        case OPT_AUDIT: audit = 1; break;
+        case OPT_BUDGET: pg_cli_check(&cli, pg_parse_f64("--time-budget", optarg, 1e-3, 1e9, &budget)); break;
+        case OPT_AUDIT_SAMPLES:
+            pg_cli_check(&cli, pg_parse_int("--audit-samples", optarg, 1, 1 << 24, &audit_samples));
+            break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
@@ -91,23 +123,76 @@ int main(int argc, char **argv)
     struct pg_config cfg = sc.cfg;
     struct pg_model *m = &sc.m;
     struct pg_val_set *v = &sc.val;
-    int64_t nseq = pg_val_num_seqs(v);
+    if (stride > cfg.train_seq_len)
+        pg_cli_usage_error(&cli, "--stride %d is longer than the window (%d tokens)", stride, cfg.train_seq_len);
+    /* The forward pass reads the switch at each call: document masking is varlen attention. */
+    if (doc_mask) m->cfg.varlen_attn = 1;
+    int64_t nseq = stride ? pg_slide_count(v->usable, cfg.train_seq_len, stride) : pg_val_num_seqs(v);
     if (batch > nseq) batch = (int)nseq;
     pg_cli_check(&cli, pg_model_alloc_acts(m, batch, cfg.train_seq_len));
     struct pg_eval_result r;
-    pg_cli_check(&cli, pg_eval_val(m, v, &sc.lut, 0, 1, batch, pg_cli_progress(&cli), &r));
+    struct pg_audit au;
+    memset(&au, 0, sizeof au);
+    if (audit) pg_cli_check(&cli, pg_audit_init(&au, v->usable, m->v));
+    /* Non-overlapping windows are stride seq_len, bit for bit; the audit and a temperature need
+     * the sliding code's per-target path. */
+    if (stride || audit || temperature != 1.0)
+        pg_cli_check(&cli, pg_eval_sliding_ex(m, v, &sc.lut, stride ? stride : cfg.train_seq_len, batch,
+                                              pg_cli_progress(&cli), temperature, audit ? &au : NULL, NULL, &r));
+    else
+        pg_cli_check(&cli, pg_eval_val(m, v, &sc.lut, 0, 1, batch, pg_cli_progress(&cli), &r));
+    if (audit) {
+        pg_cli_check(&cli, pg_eval_audit_dists(m, v, stride ? stride : cfg.train_seq_len, temperature, &au,
+                                               audit_samples, 0x5eed));
+        pg_audit_finish(&au);
+    }
+    double tps = r.seconds > 0 ? r.tokens / r.seconds : 0.0;
+    double elapsed = pg_now() - t_start;
     if (cli.json) {
-        json_t *j = json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f}", "checkpoint", ckpt, "val_loss", r.val_loss,
-                              "val_bpb", r.val_bpb, "tokens", (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes,
-                              "seq_len", cfg.train_seq_len, "seconds", r.seconds);
+        json_t *j = json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:i, s:b, s:I, s:f, s:f}", "checkpoint", ckpt, "val_loss",
+                              r.val_loss, "val_bpb", r.val_bpb, "tokens", (json_int_t)r.tokens, "bytes",
+                              (json_int_t)r.bytes, "seq_len", cfg.train_seq_len, "stride",
+                              stride ? stride : cfg.train_seq_len, "doc_mask", doc_mask || cfg.varlen_attn, "windows",
+                              (json_int_t)nseq, "seconds", r.seconds, "tokens_per_second", tps);
+        if (temperature != 1.0) json_object_set_new(j, "temperature", json_real(temperature));
+        json_object_set_new(j, "elapsed_seconds", json_real(elapsed));
+        if (budget > 0) {
+            json_object_set_new(j, "time_budget", json_real(budget));
+            json_object_set_new(j, "within_budget", json_boolean(elapsed <= budget));
+        }
+        if (audit)
+            json_object_set_new(j, "audit", json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "passed",
+                                                      pg_audit_passed(&au), "samples", (json_int_t)au.samples,
+                                                      "lookahead", (json_int_t)au.lookahead, "unnormalized",
+                                                      (json_int_t)au.unnormalized, "scored_twice",
+                                                      (json_int_t)au.scored_twice, "unscored", (json_int_t)au.unscored,
+                                                      "update_before_score", (json_int_t)au.update_first,
+                                                      "worst_future", au.worst_future, "worst_sum", au.worst_sum));
         json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
         fputc('\n', stdout);
         json_decref(j);
     } else {
         printf("val_loss:%.8f val_bpb:%.8f tokens:%.0f bytes:%.0f\n", r.val_loss, r.val_bpb, r.tokens, r.bytes);
     }
-    pg_cli_info(&cli, "%.0f tokens in %.1fs (%.0f tokens/s)", r.tokens, r.seconds,
-                r.seconds > 0 ? r.tokens / r.seconds : 0.0);
+    pg_cli_info(&cli, "%.0f tokens in %.1fs (%.0f tokens/s; %lld windows of %d, stride %d%s)", r.tokens, r.seconds,
+                tps, (long long)nseq, cfg.train_seq_len, stride ? stride : cfg.train_seq_len,
+                doc_mask || cfg.varlen_attn ? ", document-masked" : "");
+    if (budget > 0)
+        pg_cli_info(&cli, "time: %.1fs of the %gs budget, from the start (%s)", elapsed, budget,
+                    elapsed <= budget ? "within" : "OVER");
+    if (audit) {
+        if (cli.verbosity > 0) pg_audit_print(&au, stderr, "pg-eval");
+        int passed = pg_audit_passed(&au);
+        char why[sizeof au.first];
+        memcpy(why, au.first, sizeof why);
+        pg_audit_free(&au);
+        if (!passed) {
+            pg_scoring_close(&sc);
+            pg_cli_die(&cli, "the audit failed: %s", why);
+        }
+    }
     pg_scoring_close(&sc);
+    if (budget > 0 && elapsed > budget)
+        pg_cli_die(&cli, "over the time budget: %.1fs > %gs (--time-budget)", elapsed, budget);
     return 0;
 }

@@ -46,6 +46,9 @@ static const char usage[] =
     "      --prefix NAME          encode: shard name prefix (default fineweb)\n"
     "      --val-docs N           encode: the first N documents go to val (default 50000)\n"
     "      --shard-tokens N       encode: tokens per shard (default 100M)\n"
+    "      --caseops              train, encode: the CaseOps case transform (TITLE, ALLCAPS, CAPNEXT,\n"
+    "                             ESC operators); encode also writes the val byte sidecar\n"
+    "                             <prefix>_val_bytes_%06d.bin that pg-eval counts bytes from\n"
     "  -f, --force                encode: replace existing shards with the same prefix\n"
     "      --json                 print a machine-readable summary on standard output\n"
     "      --progress             always draw the progress line\n"
@@ -60,7 +63,7 @@ static const char usage[] =
 
 enum {
     OPT_TEXT = PG_OPT_FIRST_CMD, OPT_VOCAB, OPT_THREADS, OPT_MAXLEN, OPT_SENTSIZE, OPT_COVERAGE, OPT_SPM,
-    OPT_PREFIX, OPT_VALDOCS, OPT_SHARDTOK,
+    OPT_PREFIX, OPT_VALDOCS, OPT_SHARDTOK, OPT_CASEOPS,
 };
 
 static const struct option longopts[] = {
@@ -78,6 +81,7 @@ static const struct option longopts[] = {
     {"prefix", required_argument, 0, OPT_PREFIX},
     {"val-docs", required_argument, 0, OPT_VALDOCS},
     {"shard-tokens", required_argument, 0, OPT_SHARDTOK},
+    {"caseops", no_argument, 0, OPT_CASEOPS},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
@@ -86,7 +90,7 @@ struct args {
     char **inputs;
     size_t ninputs;
     const char *output, *model, *spm, *prefix;
-    int text, force, vocab, threads, maxlen;
+    int text, force, vocab, threads, maxlen, caseops;
     int64_t sentsize, valdocs, shardtok;
     double coverage;
 };
@@ -113,6 +117,7 @@ static void parse(struct pg_cli *cli, struct args *a, int argc, char **argv)
         case 'm': a->model = optarg; break;
         case 'f': a->force = 1; break;
         case OPT_TEXT: a->text = 1; break;
+        case OPT_CASEOPS: a->caseops = 1; break;
         case OPT_VOCAB: pg_cli_check(cli, pg_parse_int("--vocab", optarg, 1, 1 << 30, &a->vocab)); break;
         case OPT_THREADS: pg_cli_check(cli, pg_parse_int("--threads", optarg, 1, 1024, &a->threads)); break;
         case OPT_MAXLEN: pg_cli_check(cli, pg_parse_int("--max-sentence-length", optarg, 1, 1 << 30, &a->maxlen)); break;
@@ -156,7 +161,7 @@ static int cmd_train(struct pg_cli *cli, struct args *a)
         .inputs = a->inputs, .ninputs = a->ninputs, .text_mode = a->text, .output = a->output,
         .vocab = a->vocab, .threads = a->threads, .max_sentence_length = a->maxlen,
         .input_sentence_size = a->sentsize, .character_coverage = a->coverage, .extra = a->spm,
-        .verbose = cli->verbosity > 1, .progress = pg_cli_progress(cli),
+        .verbose = cli->verbosity > 1, .progress = pg_cli_progress(cli), .caseops = a->caseops,
     };
     struct pg_train_tok_stats st;
     pg_cli_check(cli, pg_tokenize_train(&o, &st));
@@ -183,7 +188,7 @@ static int cmd_encode(struct pg_cli *cli, struct args *a)
     struct pg_encode_opts o = {
         .model = a->model, .inputs = a->inputs, .ninputs = a->ninputs, .text_mode = a->text, .outdir = a->output,
         .prefix = a->prefix, .val_docs = (uint64_t)a->valdocs, .shard_tokens = (uint64_t)a->shardtok,
-        .threads = a->threads, .force = a->force, .progress = pg_cli_progress(cli),
+        .threads = a->threads, .force = a->force, .progress = pg_cli_progress(cli), .caseops = a->caseops,
     };
     struct pg_encode_stats st;
     pg_cli_check(cli, pg_tokenize_encode(&o, &st));
@@ -195,13 +200,26 @@ static int cmd_encode(struct pg_cli *cli, struct args *a)
                 st.seconds > 0 ? mb / st.seconds : 0.0, a->threads);
     for (int s = 0; s < 2; s++)
         if (!st.docs[s]) pg_cli_info(cli, "warning: the %s split is empty", s ? "train" : "val");
-    if (cli->json)
-        print_json(json_pack("{s:s, s:s, s:{s:I, s:I, s:I}, s:{s:I, s:I, s:I}, s:I, s:f, s:i}", "dir", a->output,
+    if (a->caseops) {
+        pg_cli_info(cli, "caseops: val byte sidecar sums to %llu bytes; the val documents hold %llu",
+                    (unsigned long long)st.sidecar_bytes, (unsigned long long)st.val_bytes);
+        if (st.inexact_docs)
+            pg_cli_info(cli, "warning: the tokenizer does not reproduce %llu val documents byte for byte (it "
+                        "normalizes text?): their sidecar counts its own output", (unsigned long long)st.inexact_docs);
+    }
+    if (cli->json) {
+        json_t *j = json_pack("{s:s, s:s, s:{s:I, s:I, s:I}, s:{s:I, s:I, s:I}, s:I, s:f, s:i}", "dir", a->output,
                              "prefix", a->prefix, "val", "docs", (json_int_t)st.docs[0], "tokens",
                              (json_int_t)st.tokens[0], "shards", (json_int_t)st.shards[0], "train", "docs",
                              (json_int_t)st.docs[1], "tokens", (json_int_t)st.tokens[1], "shards",
                              (json_int_t)st.shards[1], "input_bytes", (json_int_t)st.input_bytes, "seconds",
-                             st.seconds, "threads", a->threads));
+                             st.seconds, "threads", a->threads);
+        if (j && a->caseops)
+            json_object_set_new(j, "caseops", json_pack("{s:I, s:I, s:I}", "val_bytes", (json_int_t)st.val_bytes,
+                                                        "sidecar_bytes", (json_int_t)st.sidecar_bytes,
+                                                        "inexact_docs", (json_int_t)st.inexact_docs));
+        print_json(j);
+    }
     return 0;
 }
 

@@ -6,7 +6,9 @@
 #include "cli.h"
 #include "scoring.h"
 
+#include "../lib/audit.h"
 #include "../lib/bpb.h"
+#include "../lib/eval.h"
 #include "../lib/err.h"
 #include "../lib/loader.h"
 #include "../lib/opt.h"
@@ -44,6 +46,12 @@ static const char usage[] =
     "      --device NAME          cpu (default) or cuda (the first GPU; exit 3 without one): scoring\n"
     "                             and SGD on the device\n"
     "      --precision P          fp32 (default) or bf16: matrix products with bfloat16 inputs\n"
+    "      --time-budget S        the challenge's evaluation limit (600): everything from the start\n"
+    "                             (model reading, scoring and training) must end within S seconds;\n"
+    "                             exit 1 after the result when it does not\n"
+    "      --audit                check the rules of a legal evaluation (pg-eval(1)): no look-ahead\n"
+    "                             and normalized distributions on sampled targets, each target\n"
+    "                             scored once and before any SGD step reads it; exit 1 if broken\n"
     "      --json                 print the result as JSON on standard output\n"
     "      --progress             always draw the progress line\n"
     "      --no-progress          never draw it (default: when stderr is a terminal)\n"
@@ -69,6 +77,8 @@ enum {
     OPT_LOSSES,
     OPT_DEVICE,
     OPT_PRECISION,
+    OPT_AUDIT,
+    OPT_BUDGET,
 };
 
 static const struct option longopts[] = {
@@ -86,9 +96,15 @@ static const struct option longopts[] = {
     {"token-losses", required_argument, 0, OPT_LOSSES},
     {"device", required_argument, 0, OPT_DEVICE},
     {"precision", required_argument, 0, OPT_PRECISION},
+    {"audit", no_argument, 0, OPT_AUDIT},
+    {"time-budget", required_argument, 0, OPT_BUDGET},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
+
+static void audit_scored(void *ctx, int64_t chunk, int64_t begin, int64_t end) { pg_audit_scored(ctx, begin, end); }
+
+static void audit_updated(void *ctx, int64_t chunk, int64_t begin, int64_t end) { pg_audit_updated(ctx, begin, end); }
 
 int main(int argc, char **argv)
 {
@@ -98,7 +114,8 @@ int main(int argc, char **argv)
     int bf16 = 0;
     struct pg_ttt_params p;
     pg_ttt_params_default(&p);
-    int seq_len = 0, c;
+    int seq_len = 0, audit = 0, c;
+    double budget = 0, t_start = pg_now(); /* the evaluation's clock: reading the model counts */
     while ((c = getopt_long(argc, argv, "d:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (pg_cli_common(&cli, c)) continue;
         switch (c) {
@@ -118,6 +135,8 @@ int main(int argc, char **argv)
         case OPT_LOSSES: losses_path = optarg; break;
         case OPT_DEVICE: device = optarg; break;
         case OPT_PRECISION: bf16 = pg_cli_precision(&cli, optarg); break;
+        case OPT_AUDIT: audit = 1; break;
+        case OPT_BUDGET: pg_cli_check(&cli, pg_parse_f64("--time-budget", optarg, 1e-3, 1e9, &budget)); break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
@@ -141,6 +160,15 @@ int main(int argc, char **argv)
     float *losses = NULL;
     if (losses_path && !(losses = pg_malloc((size_t)v->usable * sizeof *losses))) pg_cli_check(&cli, PG_E_NOMEM);
     struct pg_ttt_hooks hooks = {.token_losses = losses};
+    /* --audit: the session reports what it scores and what each step reads (lib/audit.h); the
+     * distributions are checked on the model as loaded, before any step. */
+    struct pg_audit au;
+    memset(&au, 0, sizeof au);
+    if (audit) {
+        pg_cli_check(&cli, pg_audit_init(&au, v->usable, m->v));
+        hooks.ctx = &au, hooks.scored = audit_scored, hooks.updated = audit_updated;
+        pg_cli_check(&cli, pg_eval_audit_dists(m, v, cfg.train_seq_len, 1.0, &au, 64, 0x5eed));
+    }
     p.progress = pg_cli_progress(&cli);
     if (cli.verbosity > 1)
         fprintf(stderr,
@@ -171,6 +199,12 @@ int main(int argc, char **argv)
                               "momentum", p.momentum, "grad_clip", p.grad_clip, "steps", (json_int_t)r.steps,
                               "score_seconds", r.score_seconds, "train_seconds", r.train_seconds);
         if (!j) pg_cli_die(&cli, "cannot build the JSON result");
+        if (budget > 0) {
+            double el = pg_now() - t_start;
+            json_object_set_new(j, "elapsed_seconds", json_real(el));
+            json_object_set_new(j, "time_budget", json_real(budget));
+            json_object_set_new(j, "within_budget", json_boolean(el <= budget));
+        }
         if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) != 0)
             pg_cli_die(&cli, "cannot write the JSON result");
         fputc('\n', stdout);
@@ -185,5 +219,20 @@ int main(int argc, char **argv)
                 (long long)r.steps, r.score_seconds, r.train_seconds);
     free(losses);
     pg_scoring_close(&sc);
+    double elapsed = pg_now() - t_start;
+    if (budget > 0)
+        pg_cli_info(&cli, "time: %.1fs of the %gs budget, from the start (%s)", elapsed, budget,
+                    elapsed <= budget ? "within" : "OVER");
+    if (audit) {
+        pg_audit_finish(&au);
+        if (cli.verbosity > 0) pg_audit_print(&au, stderr, "pg-ttt");
+        int passed = pg_audit_passed(&au);
+        char why[sizeof au.first];
+        memcpy(why, au.first, sizeof why);
+        pg_audit_free(&au);
+        if (!passed) pg_cli_die(&cli, "the audit failed: %s", why);
+    }
+    if (budget > 0 && elapsed > budget)
+        pg_cli_die(&cli, "over the time budget: %.1fs > %gs (--time-budget)", elapsed, budget);
     return 0;
 }

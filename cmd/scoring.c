@@ -1,6 +1,7 @@
 /* scoring.c: see scoring.h. */
 #include "scoring.h"
 
+#include "../lib/caseops.h"
 #include "../lib/modelfile.h"
 #include "../lib/tok.h"
 
@@ -21,9 +22,21 @@ void pg_scoring_open(const struct pg_cli *cli, struct pg_scoring *s, const char 
         pg_cli_die(cli, "%s: model vocabulary %d is smaller than the tokenizer's %d (%s)", model, s->cfg.vocab_size,
                    tok_vocab, tokpath);
     pg_cli_check(cli, pg_bpb_lut_from_tok(&s->lut, tok, s->cfg.vocab_size));
+    s->caseops = pg_caseops_tok_is(tok);
+    int bos = pg_tok_bos_id(tok);
     pg_tok_free(tok);
     if (cli->verbosity > 1) pg_config_print_table(&s->cfg, stderr);
     pg_cli_check(cli, pg_val_open(&s->val, data, prefix, s->cfg.train_seq_len));
+    /* CaseOps operators stand for no text: only the sidecar knows a token's original bytes, so a
+     * CaseOps tokenizer without one is refused rather than scored with the tables. */
+    if (s->caseops) {
+        int have;
+        pg_cli_check(cli, pg_bpb_sidecar_exists(data, prefix, &have));
+        if (!have)
+            pg_cli_die(cli, "%s: a CaseOps tokenizer needs the val byte sidecar %s/%s_val_bytes_*.bin (pg-tokenize "
+                       "encode --caseops writes it)", tokpath, data, prefix);
+        pg_cli_check(cli, pg_bpb_lut_load_sidecar(&s->lut, data, prefix, s->val.tokens, (uint64_t)s->val.usable + 1, bos));
+    }
     pg_cli_check(cli, pg_model_init(&s->m, &s->cfg, be, training));
     pg_cli_check(cli, pg_modelfile_load(&s->m, model));
 }

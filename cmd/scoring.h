@@ -16,6 +16,7 @@ struct pg_scoring {
     struct pg_bpb_lut lut;
     struct pg_val_set val;
     struct pg_model m;     /* loaded; activations not allocated yet */
+    int caseops;           /* a CaseOps tokenizer: bytes come from the val byte sidecar (lut.val_bytes) */
 };
 
 /* seq_len 0: the model's own train_seq_len. training: allocate gradients too. be: the backend

@@ -2,6 +2,7 @@
 #include "bpb.h"
 
 #include "err.h"
+#include "shard.h"
 #include "tok.h"
 #include "xio.h"
 
@@ -55,8 +56,65 @@ int pg_bpb_lut_from_tok(struct pg_bpb_lut *lut, const struct pg_tok *tok, int vo
     return 0;
 }
 
+int pg_bpb_sidecar_exists(const char *dir, const char *prefix, int *have)
+{
+    char **paths;
+    size_t np;
+    *have = 0;
+    PG_TRY(pg_shard_list(dir, prefix, "val_bytes", &paths, &np));
+    pg_shard_list_free(paths, np);
+    *have = np > 0;
+    return 0;
+}
+
+int pg_bpb_lut_load_sidecar(struct pg_bpb_lut *lut, const char *dir, const char *prefix, const uint16_t *val_tokens,
+                            uint64_t n, int bos_id)
+{
+    free(lut->val_bytes);
+    lut->val_bytes = NULL;
+    lut->val_bytes_n = 0;
+    char **paths;
+    size_t np;
+    PG_TRY(pg_shard_list(dir, prefix, "val_bytes", &paths, &np));
+    pg_shard_list_free(paths, np);
+    if (np == 0)
+        return pg_error(PG_E_IO, "%s: no val byte sidecar %s_val_bytes_*.bin (pg-tokenize encode --caseops writes it)",
+                        dir, prefix);
+    /* The val split's token count, from the shard headers. */
+    PG_TRY(pg_shard_list(dir, prefix, "val", &paths, &np));
+    uint64_t ntok = 0;
+    int rc = 0;
+    for (size_t i = 0; i < np && !rc; i++) {
+        struct pg_shard sh;
+        if ((rc = pg_shard_open(&sh, paths[i]))) break;
+        ntok += sh.n;
+        pg_shard_close(&sh);
+    }
+    pg_shard_list_free(paths, np);
+    if (rc) return rc;
+    uint16_t *b;
+    uint64_t nb;
+    PG_TRY(pg_split_read(dir, prefix, "val_bytes", &b, &nb));
+    if (nb != ntok) {
+        free(b);
+        return pg_error(PG_E_FORMAT, "%s: the val byte sidecar holds %llu entries but the val shards %llu tokens", dir,
+                        (unsigned long long)nb, (unsigned long long)ntok);
+    }
+    for (uint64_t i = 0; i < n && i < nb; i++)
+        if (val_tokens[i] == bos_id && b[i] != 0) {
+            int bad = b[i];
+            free(b);
+            return pg_error(PG_E_FORMAT, "%s: the val byte sidecar gives %d bytes to the BOS at val token %llu: it "
+                            "belongs to other shards", dir, bad, (unsigned long long)i);
+        }
+    lut->val_bytes = b;
+    lut->val_bytes_n = nb;
+    return 0;
+}
+
 void pg_bpb_lut_free(struct pg_bpb_lut *lut)
 {
+    free(lut->val_bytes);
     free(lut->base_bytes);
     free(lut->has_leading_space);
     free(lut->is_boundary);

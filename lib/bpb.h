@@ -22,6 +22,11 @@ struct pg_bpb_lut {
     int16_t *base_bytes;
     uint8_t *has_leading_space;
     uint8_t *is_boundary;
+    /* The val byte sidecar (CaseOps, pg-formats(5)) when loaded: val_bytes[i] is the number of
+     * original UTF-8 bytes val token i stands for; scoring then charges target i that, not the
+     * tables' count. NULL: the tables. */
+    uint16_t *val_bytes;
+    uint64_t val_bytes_n;
 };
 
 /* Builds the tables from an explicit piece list: pieces[i] (UTF-8) and kinds[i] (pg_piece_kind)
@@ -33,6 +38,23 @@ int pg_bpb_lut_build(struct pg_bpb_lut *lut, int n_pieces, const char *const *pi
 int pg_bpb_lut_from_tok(struct pg_bpb_lut *lut, const struct pg_tok *tok, int vocab);
 
 void pg_bpb_lut_free(struct pg_bpb_lut *lut);
+
+/* Sets *have to whether "<dir>/<prefix>_val_bytes_*.bin" exist. @return 0 or PG_E_IO. */
+int pg_bpb_sidecar_exists(const char *dir, const char *prefix, int *have);
+
+/* Loads "<dir>/<prefix>_val_bytes_*.bin" into lut->val_bytes and checks it against the val
+ * split: as many entries as the val shards hold tokens, and 0 at every BOS (bos_id) among
+ * val_tokens[0..n) (the head of the val stream that will be scored). @return 0, PG_E_IO (no
+ * sidecar: the message names the files), PG_E_FORMAT (the sidecar does not fit), PG_E_NOMEM. */
+int pg_bpb_lut_load_sidecar(struct pg_bpb_lut *lut, const char *dir, const char *prefix, const uint16_t *val_tokens,
+                            uint64_t n, int bos_id);
+
+/* @return the bytes charged to the target at val stream position pos (>= 1) whose previous token
+ * is x and which is y: the sidecar's count when one is loaded, else the tables'. */
+static inline int pg_bpb_target_bytes(const struct pg_bpb_lut *lut, uint64_t pos, int x, int y)
+{
+    return lut->val_bytes ? lut->val_bytes[pos] : lut->base_bytes[y] + (lut->has_leading_space[y] && !lut->is_boundary[x]);
+}
 
 /* @return the bytes charged to target y after previous token x (both < lut->n). */
 static inline int pg_bpb_token_bytes(const struct pg_bpb_lut *lut, int x, int y)

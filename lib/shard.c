@@ -74,14 +74,19 @@ void pg_shard_close(struct pg_shard *s)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Matches "<prefix>_<split>_<anything>.bin", the glob parameter-golf uses. */
+/* Matches "<prefix>_<split>_<digits>.bin": parameter-golf's glob "<prefix>_<split>_*.bin" less the CaseOps
+ * sidecar "<prefix>_val_bytes_*.bin". */
 static int name_matches(const char *name, const char *prefix, const char *split)
 {
     size_t lp = strlen(prefix), ls = strlen(split), ln = strlen(name);
     if (ln < lp + ls + 2 + 4) return 0;
     if (strncmp(name, prefix, lp) || name[lp] != '_' || strncmp(name + lp + 1, split, ls) || name[lp + 1 + ls] != '_')
         return 0;
-    return strcmp(name + ln - 4, ".bin") == 0;
+    if (strcmp(name + ln - 4, ".bin") != 0) return 0;
+    /* Only digits between "<split>_" and ".bin": "val" must not take "val_bytes" (the CaseOps sidecar). */
+    for (size_t i = lp + ls + 2; i < ln - 4; i++)
+        if (name[i] < '0' || name[i] > '9') return 0;
+    return 1;
 }
 
 int pg_shard_list(const char *dir, const char *prefix, const char *split, char ***paths, size_t *n)

@@ -24,6 +24,8 @@ struct pg_train_tok_opts {
     const char *extra;        /* extra SentencePiece options, "--key=value ..." (may be NULL) */
     int verbose;              /* show SentencePiece's own log */
     int progress;
+    int caseops;              /* train on CaseOps-transformed text (caseops.h), the four operators as
+                               * user-defined symbols, identity normalization, whitespace kept */
 };
 
 struct pg_train_tok_stats {
@@ -56,12 +58,17 @@ struct pg_encode_opts {
     int threads;
     int force;                /* replace existing shards of the same prefix */
     int progress;
+    int caseops;              /* CaseOps-transform each document (needs a CaseOps tokenizer) and write
+                               * the val byte sidecar <prefix>_val_bytes_%06d.bin */
 };
 
 struct pg_encode_stats {
     uint64_t docs[2], tokens[2]; /* [0] val, [1] train */
     size_t shards[2];
     uint64_t input_bytes;
+    uint64_t val_bytes;       /* caseops: the UTF-8 bytes of the val documents */
+    uint64_t sidecar_bytes;   /* caseops: the sum of the sidecar (= val_bytes unless inexact_docs) */
+    uint64_t inexact_docs;    /* caseops: val documents the tokenizer does not reproduce byte for byte */
     double seconds;
 };
 
@@ -74,7 +81,8 @@ int pg_tokenize_encode(const struct pg_encode_opts *o, struct pg_encode_stats *s
 /* ---- decode ---- */
 
 /* Decodes shards (one stream, in the given order) to text: each BOS starts a document, and each
- * document is written followed by "\n" to `output` ("-": stdout). @return 0 or an error. */
+ * document is written followed by "\n" to `output` ("-": stdout). A CaseOps tokenizer's documents
+ * are decoded through the CaseOps decoder (a malformed stream is an error). @return 0 or an error. */
 int pg_tokenize_decode(const char *model, char *const *shards, size_t n, const char *output);
 
 /* ---- info ---- */
@@ -86,7 +94,9 @@ struct pg_shard_info {
 
 /* Counts tokens, documents (BOS tokens) and val_bpb bytes of each shard, treating the shards as
  * one stream in the given order (the first token of a shard is scored after the last of the
- * previous one; the first of all is not scored). info[] has n entries. @return 0 or an error. */
+ * previous one; the first of all is not scored). With a CaseOps tokenizer the bytes are the
+ * original text's, through the CaseOps decoder, as the val byte sidecar counts them (a malformed
+ * stream is an error). info[] has n entries. @return 0 or an error. */
 int pg_tokenize_shard_info(const struct pg_tok *tok, char *const *shards, size_t n, struct pg_shard_info *info);
 
 /* ---- tokenizer summary ---- */

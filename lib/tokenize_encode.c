@@ -8,6 +8,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "tokenize.h"
 
+#include "caseops.h"
 #include "docs.h"
 #include "err.h"
 #include "progress.h"
@@ -43,6 +44,8 @@ struct worker {
     struct pool *pool;
     int index;
     struct pg_ids ids;
+    char *xbuf; /* caseops: the transformed document */
+    size_t xcap;
     int rc;
     char err[1024];
 };
@@ -55,6 +58,7 @@ struct pool {
     struct batch *b;
     atomic_size_t next;
     const struct pg_tok *tok;
+    int caseops;
     int n;
     struct worker *w;
 };
@@ -69,7 +73,15 @@ static void encode_batch(struct worker *w, struct batch *b)
         size_t i = atomic_fetch_add(&p->next, 1);
         if (i >= b->ndocs) break;
         size_t off = w->ids.n;
-        int rc = pg_tok_encode(p->tok, b->arena + b->off[i], b->len[i], &w->ids);
+        const char *text = b->arena + b->off[i];
+        size_t len = b->len[i];
+        int rc = 0;
+        if (p->caseops) {
+            size_t xl = 0;
+            rc = pg_caseops_encode(text, len, &w->xbuf, &xl, &w->xcap);
+            text = w->xbuf, len = xl;
+        }
+        if (!rc) rc = pg_tok_encode(p->tok, text, len, &w->ids);
         if (rc && !w->rc) {
             w->rc = rc;
             snprintf(w->err, sizeof w->err, "%s", pg_error_message());
@@ -150,7 +162,10 @@ static void pool_stop(struct pool *p)
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->n; i++) pthread_join(p->w[i].th, NULL);
     if (p->w)
-        for (int i = 0; i < p->n; i++) pg_ids_free(&p->w[i].ids);
+        for (int i = 0; i < p->n; i++) {
+            pg_ids_free(&p->w[i].ids);
+            free(p->w[i].xbuf);
+        }
     free(p->w);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv_work);
@@ -213,13 +228,21 @@ static int batch_read(struct batch *b, struct pg_docs *docs, int threads)
 /* ---- writing ---- */
 
 struct sink {
-    struct pg_shard_writer w[2]; /* [0] val, [1] train */
+    struct pg_shard_writer w[3]; /* [0] val, [1] train, [2] the val byte sidecar (caseops) */
     uint16_t *scratch;
     size_t scratch_cap;
+    const struct pg_tok *tok;
+    int caseops;
+    uint16_t *side;              /* caseops: the sidecar of one document */
+    size_t side_cap;
+    char *dec, *surf;            /* caseops: the decoded document; one piece's surface */
+    size_t dec_cap, surf_cap;
     int bos, vocab;
     uint64_t doc_index, val_docs;
     struct pg_encode_stats *st;
 };
+
+static int doc_sidecar(struct sink *s, const int *ids, size_t n, const char *orig, size_t orig_len);
 
 static int batch_write(struct sink *s, struct batch *b, struct pool *p)
 {
@@ -236,6 +259,10 @@ static int batch_write(struct sink *s, struct batch *b, struct pool *p)
         }
         int split = s->doc_index < s->val_docs ? 0 : 1;
         PG_TRY(pg_shard_writer_put(&s->w[split], s->scratch, o->n + 1));
+        if (split == 0 && s->caseops) {
+            PG_TRY(doc_sidecar(s, ids, o->n, b->arena + b->off[i], b->len[i]));
+            PG_TRY(pg_shard_writer_put(&s->w[2], s->side, o->n + 1));
+        }
         s->st->docs[split]++;
         s->st->tokens[split] += o->n + 1;
         s->doc_index++;
@@ -243,31 +270,68 @@ static int batch_write(struct sink *s, struct batch *b, struct pool *p)
     return 0;
 }
 
+/* The val byte sidecar of one CaseOps document (ids[0..n), its BOS not included): the original
+ * bytes each token stands for, found by feeding each piece's surface to the CaseOps decoder (bytes
+ * an operator might begin are held and counted at the token that settles them). Also decodes the
+ * whole document, to see whether the tokenizer reproduced `orig` byte for byte. */
+static int doc_sidecar(struct sink *s, const int *ids, size_t n, const char *orig, size_t orig_len)
+{
+    PG_TRY(pg_grow((void **)&s->side, &s->side_cap, n + 1, sizeof *s->side));
+    struct pg_caseops_dec d;
+    pg_caseops_dec_init(&d);
+    size_t dlen = 0;
+    s->side[0] = 0; /* BOS */
+    for (size_t k = 0; k < n; k++) {
+        size_t plen = strlen(pg_tok_piece(s->tok, ids[k]));
+        PG_TRY(pg_grow((void **)&s->surf, &s->surf_cap, plen + 1, 1));
+        const char *t;
+        size_t tl;
+        pg_caseops_piece_surface(s->tok, ids[k], s->surf, &t, &tl);
+        uint64_t em = 0;
+        int rc = pg_caseops_dec_feed(&d, t, tl, &s->dec, &dlen, &s->dec_cap, &em);
+        if (!rc && k + 1 == n) rc = pg_caseops_dec_finish(&d, &s->dec, &dlen, &s->dec_cap, &em);
+        if (rc) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", pg_error_message());
+            return pg_error(PG_E_FORMAT, "document %llu: %s", (unsigned long long)s->doc_index, msg);
+        }
+        if (em > UINT16_MAX)
+            return pg_error(PG_E_FORMAT, "document %llu: token %zu stands for %llu bytes, more than a sidecar holds",
+                            (unsigned long long)s->doc_index, k, (unsigned long long)em);
+        s->side[k + 1] = (uint16_t)em;
+        s->st->sidecar_bytes += em;
+    }
+    s->st->val_bytes += orig_len;
+    if (dlen != orig_len || (dlen && memcmp(s->dec, orig, dlen) != 0)) s->st->inexact_docs++;
+    return 0;
+}
+
 /* ---- existing shards ---- */
 
 struct existing {
-    char **paths[2];
-    size_t n[2];
+    char **paths[3];
+    size_t n[3];
 };
 
-static const char *split_names[2] = {"val", "train"};
+/* The sidecar is a split of its own for listing, writing and replacing. */
+static const char *split_names[3] = {"val", "train", "val_bytes"};
 
 static int list_existing(struct existing *e, const char *dir, const char *prefix)
 {
     memset(e, 0, sizeof *e);
-    for (int s = 0; s < 2; s++) PG_TRY(pg_shard_list(dir, prefix, split_names[s], &e->paths[s], &e->n[s]));
+    for (int s = 0; s < 3; s++) PG_TRY(pg_shard_list(dir, prefix, split_names[s], &e->paths[s], &e->n[s]));
     return 0;
 }
 
 static void existing_free(struct existing *e)
 {
-    for (int s = 0; s < 2; s++) pg_shard_list_free(e->paths[s], e->n[s]);
+    for (int s = 0; s < 3; s++) pg_shard_list_free(e->paths[s], e->n[s]);
 }
 
 /* After a forced re-encode, removes the old shards the new run did not overwrite. */
 static void remove_stale(struct existing *e, const char *dir, const char *prefix, const size_t *written)
 {
-    for (int s = 0; s < 2; s++)
+    for (int s = 0; s < 3; s++)
         for (size_t i = 0; i < e->n[s]; i++) {
             size_t idx = 0;
             char name[64];
@@ -291,6 +355,11 @@ int pg_tokenize_encode(const struct pg_encode_opts *o, struct pg_encode_stats *s
     struct pg_tok *tok;
     PG_TRY(pg_tok_load(&tok, o->model));
     int vocab = pg_tok_vocab_size(tok), bos = pg_tok_bos_id(tok);
+    if (o->caseops && !pg_caseops_tok_is(tok)) {
+        pg_tok_free(tok);
+        return pg_error(PG_E_FORMAT, "%s: not a CaseOps tokenizer (no TITLE, ALLCAPS, CAPNEXT, ESC pieces): "
+                        "train it with pg-tokenize train --caseops", o->model);
+    }
     if (vocab > 65536 || bos < 0) {
         pg_tok_free(tok);
         return pg_error(PG_E_FORMAT, "%s: %s", o->model,
@@ -312,16 +381,20 @@ int pg_tokenize_encode(const struct pg_encode_opts *o, struct pg_encode_stats *s
     int pool_up = 0;
     rc = pg_mkdir_p(o->outdir);
     if (!rc) rc = list_existing(&ex, o->outdir, o->prefix);
-    if (!rc && (ex.n[0] || ex.n[1]) && !o->force)
+    if (!rc && (ex.n[0] || ex.n[1] || ex.n[2]) && !o->force)
         rc = pg_error(PG_E_IO, "%s already holds %s_* shards (use --force to replace them)", o->outdir, o->prefix);
     for (int s = 0; s < 2 && !rc; s++)
         rc = pg_shard_writer_open(&sink.w[s], o->outdir, o->prefix, split_names[s], o->shard_tokens);
+    if (!rc && o->caseops) rc = pg_shard_writer_open(&sink.w[2], o->outdir, o->prefix, split_names[2], o->shard_tokens);
+    sink.tok = tok;
+    sink.caseops = o->caseops;
     sink.bos = bos;
     sink.vocab = vocab;
     sink.val_docs = o->val_docs;
     sink.st = st;
     if (!rc) {
         rc = pool_start(&pool, tok, o->threads);
+        pool.caseops = o->caseops;
         pool_up = 1;
     }
     struct pg_progress prog;
@@ -343,16 +416,23 @@ int pg_tokenize_encode(const struct pg_encode_opts *o, struct pg_encode_stats *s
     if (!rc && sink.doc_index == 0) rc = pg_error(PG_E_FORMAT, "%s: no document in the input", o->inputs[0]);
     if (!rc) {
         /* Both splits complete before either is renamed into place. */
+        size_t written[3] = {0, 0, 0};
         rc = pg_shard_writer_finish(&sink.w[0]);
         if (!rc) rc = pg_shard_writer_finish(&sink.w[1]);
+        if (!rc && o->caseops) rc = pg_shard_writer_finish(&sink.w[2]);
         if (!rc) rc = pg_shard_writer_commit(&sink.w[0], &st->shards[0]);
         if (!rc) rc = pg_shard_writer_commit(&sink.w[1], &st->shards[1]);
-        if (!rc && o->force) remove_stale(&ex, o->outdir, o->prefix, st->shards);
+        if (!rc && o->caseops) rc = pg_shard_writer_commit(&sink.w[2], &written[2]);
+        written[0] = st->shards[0], written[1] = st->shards[1];
+        if (!rc && o->force) remove_stale(&ex, o->outdir, o->prefix, written);
     }
-    for (int s = 0; s < 2; s++) pg_shard_writer_abort(&sink.w[s]);
+    for (int s = 0; s < 3; s++) pg_shard_writer_abort(&sink.w[s]);
     if (pool_up) pool_stop(&pool);
     for (int i = 0; i < 2; i++) batch_free(&b[i]);
     free(sink.scratch);
+    free(sink.side);
+    free(sink.dec);
+    free(sink.surf);
     existing_free(&ex);
     st->input_bytes = docs.bytes_done;
     pg_docs_close(&docs);

@@ -3,6 +3,7 @@
 #include "tokenize.h"
 
 #include "bpb.h"
+#include "caseops.h"
 #include "err.h"
 #include "outfile.h"
 #include "shard.h"
@@ -43,16 +44,44 @@ struct decoder {
     int *ids;
     size_t n, cap;
     int open; /* a document is being collected */
+    int caseops;
+    char *text, *surf; /* caseops: the decoded document, one piece's surface */
+    size_t text_cap, surf_cap;
 };
+
+/* A CaseOps document: the pieces' surfaces through the CaseOps decoder (as the byte sidecar
+ * counts them), so a malformed stream is an error rather than text. */
+static int caseops_doc(struct decoder *d, char **text, size_t *len)
+{
+    struct pg_caseops_dec dec;
+    pg_caseops_dec_init(&dec);
+    uint64_t em = 0;
+    *len = 0;
+    PG_TRY(pg_grow((void **)&d->text, &d->text_cap, 1, 1));
+    for (size_t k = 0; k < d->n; k++) {
+        PG_TRY(pg_grow((void **)&d->surf, &d->surf_cap, strlen(pg_tok_piece(d->tok, d->ids[k])) + 1, 1));
+        const char *t;
+        size_t tl;
+        pg_caseops_piece_surface(d->tok, d->ids[k], d->surf, &t, &tl);
+        PG_TRY(pg_caseops_dec_feed(&dec, t, tl, &d->text, len, &d->text_cap, &em));
+    }
+    PG_TRY(pg_caseops_dec_finish(&dec, &d->text, len, &d->text_cap, &em));
+    *text = d->text;
+    return 0;
+}
 
 static int flush_doc(struct decoder *d)
 {
     if (!d->open) return 0;
     char *text;
     size_t len;
-    PG_TRY(pg_tok_decode(d->tok, d->ids, d->n, &text, &len));
+    if (d->caseops) {
+        PG_TRY(caseops_doc(d, &text, &len));
+    } else {
+        PG_TRY(pg_tok_decode(d->tok, d->ids, d->n, &text, &len));
+    }
     int rc = pg_out_write(&d->out, text, len);
-    free(text);
+    if (!d->caseops) free(text);
     if (!rc) rc = pg_out_write(&d->out, "\n", 1);
     d->n = 0;
     d->open = 0;
@@ -84,6 +113,7 @@ int pg_tokenize_decode(const char *model, char *const *shards, size_t n, const c
     memset(&d, 0, sizeof d);
     PG_TRY(pg_tok_load((struct pg_tok **)&d.tok, model));
     int vocab = pg_tok_vocab_size(d.tok), bos = pg_tok_bos_id(d.tok);
+    d.caseops = pg_caseops_tok_is(d.tok);
     int rc = pg_out_open(&d.out, output);
     for (size_t i = 0; i < n && !rc; i++) {
         struct pg_shard sh;
@@ -92,26 +122,78 @@ int pg_tokenize_decode(const char *model, char *const *shards, size_t n, const c
         pg_shard_close(&sh);
     }
     if (!rc) rc = flush_doc(&d);
+    if (rc == PG_E_FORMAT && d.caseops) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", pg_error_message());
+        rc = pg_error(PG_E_FORMAT, "%s: %s", model, msg);
+    }
     if (!rc) rc = pg_out_commit(&d.out);
     else pg_out_abort(&d.out);
     free(d.ids);
+    free(d.text);
+    free(d.surf);
     pg_tok_free((struct pg_tok *)d.tok);
     return rc;
 }
 
 /* ---- info ---- */
 
+/* The bytes of a CaseOps stream: each document's piece surfaces through the CaseOps decoder (the
+ * original text's bytes, as the sidecar counts them; operators count nothing). A document that
+ * continues into the next shard keeps its decoder. */
+struct caseops_count {
+    struct pg_caseops_dec dec;
+    char *surf;
+    size_t surf_cap;
+    int open;
+};
+
+static int caseops_count_shard(struct caseops_count *cc, const struct pg_tok *tok, const struct pg_shard *sh,
+                               int bos, int vocab, uint64_t *bytes)
+{
+    for (uint64_t k = 0; k < sh->n; k++) {
+        int t = sh->tokens[k];
+        if (t >= vocab)
+            return pg_error(PG_E_FORMAT, "%s: token %d at position %llu is outside the tokenizer's %d pieces", sh->path,
+                            t, (unsigned long long)k, vocab);
+        if (t == bos) {
+            if (cc->open) PG_TRY(pg_caseops_dec_finish(&cc->dec, NULL, NULL, NULL, bytes));
+            pg_caseops_dec_init(&cc->dec);
+            cc->open = 1;
+            continue;
+        }
+        cc->open = 1;
+        PG_TRY(pg_grow((void **)&cc->surf, &cc->surf_cap, strlen(pg_tok_piece(tok, t)) + 1, 1));
+        const char *s;
+        size_t n;
+        pg_caseops_piece_surface(tok, t, cc->surf, &s, &n);
+        PG_TRY(pg_caseops_dec_feed(&cc->dec, s, n, NULL, NULL, NULL, bytes));
+    }
+    return 0;
+}
+
 int pg_tokenize_shard_info(const struct pg_tok *tok, char *const *shards, size_t n, struct pg_shard_info *info)
 {
     int bos = pg_tok_bos_id(tok);
     struct pg_bpb_lut lut;
     int rc = pg_bpb_lut_from_tok(&lut, tok, pg_tok_vocab_size(tok));
-    int prev = -1;
+    int prev = -1, caseops = pg_caseops_tok_is(tok);
+    struct caseops_count cc;
+    memset(&cc, 0, sizeof cc);
     for (size_t i = 0; i < n && !rc; i++) {
         struct pg_shard sh;
         info[i] = (struct pg_shard_info){.path = shards[i]};
         if ((rc = pg_shard_open(&sh, shards[i]))) break;
-        int64_t bytes = pg_bpb_count_bytes(&lut, sh.tokens, sh.n, prev);
+        int64_t bytes;
+        if (caseops) {
+            uint64_t b = 0;
+            int crc = caseops_count_shard(&cc, tok, &sh, bos, pg_tok_vocab_size(tok), &b);
+            /* The last shard ends the stream: its last document is complete. */
+            if (!crc && i + 1 == n && cc.open) crc = pg_caseops_dec_finish(&cc.dec, NULL, NULL, NULL, &b);
+            bytes = crc ? -1 : (int64_t)b;
+        } else {
+            bytes = pg_bpb_count_bytes(&lut, sh.tokens, sh.n, prev);
+        }
         if (bytes < 0) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", pg_error_message());
@@ -125,5 +207,6 @@ int pg_tokenize_shard_info(const struct pg_tok *tok, char *const *shards, size_t
         pg_shard_close(&sh);
     }
     pg_bpb_lut_free(&lut);
+    free(cc.surf);
     return rc;
 }

@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "tokenize.h"
 
+#include "caseops.h"
 #include "docs.h"
 #include "err.h"
 #include "outfile.h"
@@ -30,11 +31,16 @@ char *pg_tokenize_train_args(const struct pg_train_tok_opts *o)
     if (!s) return NULL;
     snprintf(s, n,
              "--minloglevel=%d --model_type=bpe --vocab_size=%d --character_coverage=%g --byte_fallback=true "
-             "--split_digits=true --normalization_rule_name=nmt_nfkc --add_dummy_prefix=false "
+             "--split_digits=true --normalization_rule_name=%s --add_dummy_prefix=false "
              "--pad_id=0 --bos_id=1 --eos_id=2 --unk_id=3 --hard_vocab_limit=false "
              "--num_threads=%d --max_sentence_length=%d --input_sentence_size=%lld"
-             "%s%s",
-             o->verbose ? 0 : 1, o->vocab, o->character_coverage, o->threads, o->max_sentence_length, (long long)o->input_sentence_size,
+             "%s%s%s",
+             o->verbose ? 0 : 1, o->vocab, o->character_coverage, o->caseops ? "identity" : "nmt_nfkc", o->threads, o->max_sentence_length, (long long)o->input_sentence_size,
+             /* CaseOps: the operators get ids 4-7; identity normalization (above) and kept whitespace
+              * make the pieces reproduce every document byte for byte, which the byte sidecar needs. */
+             o->caseops ? " --user_defined_symbols=\xee\x80\x81,\xee\x80\x82,\xee\x80\x83,\xee\x80\x84"
+                          " --remove_extra_whitespaces=false"
+                        : "",
              o->extra ? " " : "", o->extra ? o->extra : "");
     return s;
 }
@@ -48,6 +54,9 @@ struct feed {
     uint64_t used, bytes, too_long;
     size_t max_len;
     struct pg_progress prog;
+    int caseops;
+    char *xbuf; /* the CaseOps-transformed document */
+    size_t xcap;
 };
 
 /* Decodes the code point at s (valid UTF-8) and its length. */
@@ -99,10 +108,16 @@ static int feed_next(void *ctx, const char **text, size_t *len)
         for (size_t i = 0; i < b - a; i++)
             if (!f->buf[i]) f->buf[i] = ' ';
         f->used++;
-        f->too_long += b - a > f->max_len;
         f->bytes += b - a;
         *text = f->buf;
         *len = b - a;
+        if (f->caseops) {
+            size_t xl = 0;
+            if (pg_caseops_encode(f->buf, b - a, &f->xbuf, &xl, &f->xcap)) return PG_E_NOMEM;
+            *text = f->xbuf;
+            *len = xl;
+        }
+        f->too_long += *len > f->max_len;
         return 1;
     }
 }
@@ -120,6 +135,7 @@ int pg_tokenize_train(const struct pg_train_tok_opts *o, struct pg_train_tok_sta
     memset(&f, 0, sizeof f);
     PG_TRY(pg_docs_open(&f.docs, o->inputs, o->ninputs, o->text_mode));
     f.max_len = (size_t)o->max_sentence_length;
+    f.caseops = o->caseops;
     pg_progress_init(&f.prog, "reading", "B", f.docs.bytes_total, o->progress);
     char *args = pg_tokenize_train_args(o);
     char *model = NULL;
@@ -159,6 +175,7 @@ int pg_tokenize_train(const struct pg_train_tok_opts *o, struct pg_train_tok_sta
                       "SentencePiece skips: raise it", o->max_sentence_length);
     pg_docs_close(&f.docs);
     free(f.buf);
+    free(f.xbuf);
     free(args);
     if (!rc) {
         struct pg_out out;

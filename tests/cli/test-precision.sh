@@ -30,9 +30,9 @@ rel() { echo "define a(x) { if (x < 0) return -x; return x; }; a($1 - $2) / $2" 
 # below VALUE LIMIT: VALUE < LIMIT (bc)
 below() { [ "$(echo "$1 < $2" | bc -l)" = 1 ]; }
 
-score cpu "" | jq -S 'del(.seconds)' >"$W/default.json"
-score cpu fp32 | jq -S 'del(.seconds)' >"$W/fp32.json"
-score cpu bf16 | jq -S 'del(.seconds)' >"$W/bf16.json"
+score cpu "" | jq -S 'del(.seconds, .tokens_per_second, .elapsed_seconds)' >"$W/default.json"
+score cpu fp32 | jq -S 'del(.seconds, .tokens_per_second, .elapsed_seconds)' >"$W/fp32.json"
+score cpu bf16 | jq -S 'del(.seconds, .tokens_per_second, .elapsed_seconds)' >"$W/bf16.json"
 check "--precision fp32 is the default: the same result byte for byte" cmp -s "$W/default.json" "$W/fp32.json"
 fp=$(jq .val_bpb "$W/fp32.json") bf=$(jq .val_bpb "$W/bf16.json")
 r=$(rel "$bf" "$fp")

@@ -120,7 +120,7 @@ static void lib_checks(size_t total)
     int16_t base[V];
     uint8_t space[V], boundary[V];
     for (int i = 0; i < V; i++) base[i] = 1, space[i] = 0, boundary[i] = 0;
-    struct pg_bpb_lut lut = {V, base, space, boundary};
+    struct pg_bpb_lut lut = {.n = V, .base_bytes = base, .has_leading_space = space, .is_boundary = boundary};
     int32_t x[B * T], y[B * T];
     float losses[B * T];
     struct pg_eval_result r;
