@@ -487,8 +487,9 @@ int pg_qtensor_dequantize(const struct pg_qtensor *t, pg_real *out)
         if (t->xform) { /* undo the input transform the integers were chosen in */
             struct pg_qxform x;
             PG_TRY(pg_qxform_decode(&x, t->xform, t->cols, t->xform_blob, t->name));
-            pg_qxform_inverse(&x, out, t->rows);
+            int xr = pg_qxform_inverse(&x, out, t->rows);
             pg_qxform_free(&x);
+            if (xr) return xr;
         }
         if (t->lqer_rank) {
             struct pg_lqer l;
@@ -712,7 +713,7 @@ static int quantize_in(struct pg_qtensor *t, const struct pg_qxform *x, const pg
 {
     int64_t n = t->rows * t->cols;
     for (int64_t j = 0; j < n; j++) wt[j] = (float)w[j];
-    pg_qxform_forward(x, wt, t->rows);
+    PG_TRY(pg_qxform_forward(x, wt, t->rows));
     if (h) PG_TRY(pg_qxform_hessian(x, h, ht));
     t->xform = 0; /* quantize_int measures in the basis it is given: redone below */
     PG_TRY(quantize_int(t, wt, scheme, k, q_out, s_out, o, h ? ht : NULL));

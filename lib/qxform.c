@@ -117,38 +117,42 @@ static void row_inverse(const struct pg_qxform *x, double *v)
     for (int64_t j = 0; x->s && j < n; j++) v[j] /= x->s[j];
 }
 
-void pg_qxform_forward(const struct pg_qxform *x, float *w, int64_t rows)
+/* Transforms rows of w in place, exactly one of wf (float) and wr (pg_real) given: the forward
+ * map quantization works in, or its inverse at dequantization. Each thread keeps one row in
+ * double. @return 0 or PG_E_NOMEM (a thread's row buffer). */
+static int transform_rows(const struct pg_qxform *x, float *wf, pg_real *wr, int64_t rows, int inverse)
 {
     int64_t n = x->cols;
+    int failed = 0;
 #pragma omp parallel
     {
         double *v = malloc((size_t)n * sizeof *v);
+        if (!v) {
+#pragma omp atomic write
+            failed = 1;
+        }
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < rows; r++) {
-            if (!v) continue;
-            for (int64_t j = 0; j < n; j++) v[j] = w[r * n + j];
-            row_forward(x, v);
-            for (int64_t j = 0; j < n; j++) w[r * n + j] = (float)v[j];
+            if (!v) continue; /* failed is set: the caller gets PG_E_NOMEM */
+            for (int64_t j = 0; j < n; j++) v[j] = wf ? (double)wf[r * n + j] : (double)wr[r * n + j];
+            if (inverse) row_inverse(x, v);
+            else row_forward(x, v);
+            for (int64_t j = 0; wf && j < n; j++) wf[r * n + j] = (float)v[j];
+            for (int64_t j = 0; wr && j < n; j++) wr[r * n + j] = (pg_real)v[j];
         }
         free(v);
     }
+    return failed ? PG_E_NOMEM : 0;
 }
 
-void pg_qxform_inverse(const struct pg_qxform *x, pg_real *w, int64_t rows)
+int pg_qxform_forward(const struct pg_qxform *x, float *w, int64_t rows)
 {
-    int64_t n = x->cols;
-#pragma omp parallel
-    {
-        double *v = malloc((size_t)n * sizeof *v);
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; r++) {
-            if (!v) continue;
-            for (int64_t j = 0; j < n; j++) v[j] = w[r * n + j];
-            row_inverse(x, v);
-            for (int64_t j = 0; j < n; j++) w[r * n + j] = (pg_real)v[j];
-        }
-        free(v);
-    }
+    return transform_rows(x, w, NULL, rows, 0);
+}
+
+int pg_qxform_inverse(const struct pg_qxform *x, pg_real *w, int64_t rows)
+{
+    return transform_rows(x, NULL, w, rows, 1);
 }
 
 /* A = Mᵀ H M with M = diag(1/s) R: rows of H transformed as x'' = x diag(1/s) R are, for a

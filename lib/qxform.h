@@ -44,9 +44,10 @@ int pg_qxform_init(struct pg_qxform *x, int flags, int64_t cols, uint64_t seed, 
 int pg_qxform_decode(struct pg_qxform *x, int flags, int64_t cols, const unsigned char *blob, const char *what);
 void pg_qxform_encode(const struct pg_qxform *x, unsigned char *blob);
 
-/* In place over rows of cols values: W diag(s) R, and its inverse W'' Rᵀ diag(1/s). */
-void pg_qxform_forward(const struct pg_qxform *x, float *w, int64_t rows);
-void pg_qxform_inverse(const struct pg_qxform *x, pg_real *w, int64_t rows);
+/* In place over rows of cols values: W diag(s) R, and its inverse W'' Rᵀ diag(1/s).
+ * @return 0 or PG_E_NOMEM (then w is partly transformed). */
+int pg_qxform_forward(const struct pg_qxform *x, float *w, int64_t rows);
+int pg_qxform_inverse(const struct pg_qxform *x, pg_real *w, int64_t rows);
 
 /* out (cols²) = Rᵀ diag(1/s) H diag(1/s) R. @return 0 or PG_E_NOMEM. */
 int pg_qxform_hessian(const struct pg_qxform *x, const double *h, double *out);

@@ -70,7 +70,7 @@ static void test_algebra(void)
     static float rot[C * C];
     for (int i = 0; i < C; i++)
         for (int j = 0; j < C; j++) rot[i * C + j] = i == j;
-    pg_qxform_forward(&had, rot, C);
+    if (pg_qxform_forward(&had, rot, C)) bail_out("qxform forward");
     double orth = 0;
     int signs = 0;
     for (int i = 0; i < C; i++) {
@@ -91,7 +91,7 @@ static void test_algebra(void)
     /* forward then inverse gives W back; the forward is W diag(s) R */
     float w[R * C], fw[R * C];
     for (int i = 0; i < R * C; i++) w[i] = fw[i] = (float)pg_rng_normal(&r);
-    pg_qxform_forward(&both, fw, R);
+    if (pg_qxform_forward(&both, fw, R)) bail_out("qxform forward");
     double fe = 0;
     for (int i = 0; i < R; i++)
         for (int j = 0; j < C; j++) {
@@ -100,7 +100,7 @@ static void test_algebra(void)
             fe = fmax(fe, fabs(ref - fw[i * C + j]));
         }
     ok(fe < 1e-4, "forward = W diag(s) R multiplied out (max diff %.1e)", fe);
-    pg_qxform_inverse(&both, fw, R);
+    if (pg_qxform_inverse(&both, fw, R)) bail_out("qxform inverse");
     double ie = 0;
     for (int i = 0; i < R * C; i++) ie = fmax(ie, fabs(fw[i] - w[i]));
     ok(ie < 1e-5, "inverse(forward(W)) = W (max diff %.1e)", ie);
@@ -229,8 +229,8 @@ static void test_model(void)
         for (int64_t j = 0; j < cols; j++) s[j] = 0.25 + pg_rng_uniform(&r) * 4;
         struct pg_qxform x;
         if (pg_qxform_init(&x, PG_QXFORM_AWQ | PG_QXFORM_HADAMARD, cols, 100 + (uint64_t)i, s)) bail_out("init");
-        pg_qxform_forward(&x, f.params + t->offset, t->shape[0]);
-        pg_qxform_inverse(&x, f.params + t->offset, t->shape[0]);
+        if (pg_qxform_forward(&x, f.params + t->offset, t->shape[0])) bail_out("qxform forward");
+        if (pg_qxform_inverse(&x, f.params + t->offset, t->shape[0])) bail_out("qxform inverse");
         pg_qxform_free(&x);
         free(s);
     }
