@@ -9,6 +9,7 @@
 #include "../lib/bpb.h"
 #include "../lib/err.h"
 #include "../lib/loader.h"
+#include "../lib/lora.h"
 #include "../lib/opt.h"
 #include "../lib/outfile.h"
 #include "../lib/progress.h"
@@ -40,6 +41,19 @@ static const char usage[] =
     "      --grad-clip X          clip the gradient's global 2-norm to X; 0 = off (default 1.0)\n"
     "      --batch-seqs N         windows per forward pass (default 8)\n"
     "      --step-seqs N          windows per SGD step (default 32)\n"
+    "      --lora                 per-document LoRA TTT instead (spec §6.3): each document (BOS to\n"
+    "                             BOS) is scored in chunks, each chunk first, then one AdamW step\n"
+    "                             on low-rank adapters reset at each document (--device cpu only)\n"
+    "      --targets LIST         adapted weights among q,k,v,o,mlp,head (default q,k,v,o,mlp)\n"
+    "      --rank N               adapter rank; 0 = plain per-document scoring (default 96)\n"
+    "      --alpha X              adapter scale alpha/rank (default 144)\n"
+    "      --window N             the most context tokens per chunk (default 2048, capped at\n"
+    "                             the window length)\n"
+    "      --beta1 X              AdamW beta1 (default 0)\n"
+    "      --beta2 X              AdamW beta2 (default 0.999)\n"
+    "      --weight-decay X       AdamW decoupled weight decay (default 0.5)\n"
+    "      --seed N               the adapters' A initialization (default 1)\n"
+    "                             With --lora, --lr defaults to 1e-4 and --chunk-tokens to 64.\n"
     "      --token-losses FILE    write every target's loss (float32 LE, stream order) to FILE\n"
     "      --device NAME          cpu (default) or cuda (the first GPU; exit 3 without one): scoring\n"
     "                             and SGD on the device\n"
@@ -69,6 +83,15 @@ enum {
     OPT_LOSSES,
     OPT_DEVICE,
     OPT_PRECISION,
+    OPT_LORA,
+    OPT_TARGETS,
+    OPT_RANK,
+    OPT_ALPHA,
+    OPT_WINDOW,
+    OPT_BETA1,
+    OPT_BETA2,
+    OPT_WD,
+    OPT_SEED,
 };
 
 static const struct option longopts[] = {
@@ -86,6 +109,15 @@ static const struct option longopts[] = {
     {"token-losses", required_argument, 0, OPT_LOSSES},
     {"device", required_argument, 0, OPT_DEVICE},
     {"precision", required_argument, 0, OPT_PRECISION},
+    {"lora", no_argument, 0, OPT_LORA},
+    {"targets", required_argument, 0, OPT_TARGETS},
+    {"rank", required_argument, 0, OPT_RANK},
+    {"alpha", required_argument, 0, OPT_ALPHA},
+    {"window", required_argument, 0, OPT_WINDOW},
+    {"beta1", required_argument, 0, OPT_BETA1},
+    {"beta2", required_argument, 0, OPT_BETA2},
+    {"weight-decay", required_argument, 0, OPT_WD},
+    {"seed", required_argument, 0, OPT_SEED},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
@@ -98,6 +130,10 @@ int main(int argc, char **argv)
     int bf16 = 0;
     struct pg_ttt_params p;
     pg_ttt_params_default(&p);
+    struct pg_lora_params lp;
+    pg_lora_params_default(&lp);
+    int lora = 0, lr_set = 0, chunk_set = 0;
+    int64_t seed = 1;
     int seq_len = 0, c;
     while ((c = getopt_long(argc, argv, "d:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (pg_cli_common(&cli, c)) continue;
@@ -107,10 +143,11 @@ int main(int argc, char **argv)
         case OPT_PREFIX: prefix = optarg; break;
         case OPT_SEQLEN: pg_cli_check(&cli, pg_parse_int("--seq-len", optarg, 1, 1 << 20, &seq_len)); break;
         case OPT_CHUNK:
+            chunk_set = 1;
             pg_cli_check(&cli, pg_parse_i64("--chunk-tokens", optarg, 1, INT64_C(1) << 40, &p.chunk_tokens));
             break;
         case OPT_EPOCHS: pg_cli_check(&cli, pg_parse_int("--epochs", optarg, 0, 1000, &p.epochs)); break;
-        case OPT_LR: pg_cli_check(&cli, pg_parse_f64("--lr", optarg, 0, 1e3, &p.lr)); break;
+        case OPT_LR: lr_set = 1, pg_cli_check(&cli, pg_parse_f64("--lr", optarg, 0, 1e3, &p.lr)); break;
         case OPT_MOMENTUM: pg_cli_check(&cli, pg_parse_f64("--momentum", optarg, 0, 0.999999, &p.momentum)); break;
         case OPT_CLIP: pg_cli_check(&cli, pg_parse_f64("--grad-clip", optarg, 0, 1e30, &p.grad_clip)); break;
         case OPT_BATCH: pg_cli_check(&cli, pg_parse_int("--batch-seqs", optarg, 1, 1 << 16, &p.batch_seqs)); break;
@@ -118,12 +155,30 @@ int main(int argc, char **argv)
         case OPT_LOSSES: losses_path = optarg; break;
         case OPT_DEVICE: device = optarg; break;
         case OPT_PRECISION: bf16 = pg_cli_precision(&cli, optarg); break;
+        case OPT_LORA: lora = 1; break;
+        case OPT_TARGETS: pg_cli_check(&cli, pg_lora_parse_targets(optarg, &lp.targets)); break;
+        case OPT_RANK: pg_cli_check(&cli, pg_parse_int("--rank", optarg, 0, 1 << 16, &lp.rank)); break;
+        case OPT_ALPHA: pg_cli_check(&cli, pg_parse_f64("--alpha", optarg, 1e-9, 1e9, &lp.alpha)); break;
+        case OPT_WINDOW: pg_cli_check(&cli, pg_parse_int("--window", optarg, 1, 1 << 20, &lp.window)); break;
+        case OPT_BETA1: pg_cli_check(&cli, pg_parse_f64("--beta1", optarg, 0, 0.999999, &lp.beta1)); break;
+        case OPT_BETA2: pg_cli_check(&cli, pg_parse_f64("--beta2", optarg, 0, 0.999999, &lp.beta2)); break;
+        case OPT_WD: pg_cli_check(&cli, pg_parse_f64("--weight-decay", optarg, 0, 1e6, &lp.wd)); break;
+        case OPT_SEED: pg_cli_check(&cli, pg_parse_i64("--seed", optarg, 0, INT64_MAX, &seed)); break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
     if (optind + 1 != argc) pg_cli_usage_error(&cli, optind == argc ? "no model given" : "more than one model");
     if (!data) pg_cli_usage_error(&cli, "no data folder (-d DIR)");
     if (!tokpath) pg_cli_usage_error(&cli, "no tokenizer (-m MODEL)");
+    if (lora && strcmp(device, "cpu") != 0)
+        pg_cli_usage_error(&cli, "--lora runs on --device cpu only (its adapters fold into host-memory weights)");
+    if (lora) {
+        lp.lr = lr_set ? p.lr : lp.lr;
+        if (chunk_set && p.chunk_tokens > (1 << 20)) pg_cli_usage_error(&cli, "--chunk-tokens with --lora: at most 1048576");
+        lp.chunk = chunk_set ? (int)p.chunk_tokens : lp.chunk;
+        lp.seed = (uint64_t)seed;
+    }
+    int training = lora ? lp.rank > 0 && lp.lr > 0 : p.epochs > 0;
     const char *model = argv[optind];
 
     /* Without training the model needs no gradients: --epochs 0 runs in pg-eval's memory. */
@@ -131,17 +186,19 @@ int main(int argc, char **argv)
     const struct pg_backend *be;
     pg_cli_check(&cli, pg_backend_by_name(device, &be));
     be->set_bf16(bf16);
-    pg_scoring_open(&cli, &sc, model, data, prefix, tokpath, seq_len, p.epochs > 0, be);
+    pg_scoring_open(&cli, &sc, model, data, prefix, tokpath, seq_len, training, be);
     struct pg_config cfg = sc.cfg;
     struct pg_model *m = &sc.m;
     struct pg_val_set *v = &sc.val;
     int64_t nseq = pg_val_num_seqs(v);
     if (p.batch_seqs > nseq) p.batch_seqs = (int)nseq;
+    if (lora) p.batch_seqs = 1; /* one window per forward */
     pg_cli_check(&cli, pg_model_alloc_acts(m, p.batch_seqs, cfg.train_seq_len));
     float *losses = NULL;
     if (losses_path && !(losses = pg_malloc((size_t)v->usable * sizeof *losses))) pg_cli_check(&cli, PG_E_NOMEM);
     struct pg_ttt_hooks hooks = {.token_losses = losses};
     p.progress = pg_cli_progress(&cli);
+    lp.progress = p.progress;
     if (cli.verbosity > 1)
         fprintf(stderr,
                 "pg-ttt: %lld windows of %d in chunks of %lld tokens; %d epochs, lr %g, momentum %g, grad clip %g, "
@@ -154,7 +211,13 @@ int main(int argc, char **argv)
     if (losses_path) pg_cli_check(&cli, pg_out_open(&lo, losses_path));
     double t0 = pg_now();
     struct pg_ttt_result r;
-    int rc = pg_ttt_run(m, v, &sc.lut, &p, &hooks, &r);
+    struct pg_lora_result lr;
+    memset(&lr, 0, sizeof lr);
+    memset(&r, 0, sizeof r);
+    struct pg_lora_hooks lhooks = {.token_losses = losses};
+    int rc = lora ? pg_lora_run(m, v, &sc.lut, &lp, &lhooks, &lr) : pg_ttt_run(m, v, &sc.lut, &p, &hooks, &r);
+    if (lora) /* the shared fields of the report */
+        r.val_loss = lr.val_loss, r.val_bpb = lr.val_bpb, r.tokens = lr.tokens, r.bytes = lr.bytes;
     double seconds = pg_now() - t0;
     /* float32 in the host's order, which is little-endian (xio.h refuses other hosts) */
     if (!rc && losses_path && !(rc = pg_out_write(&lo, losses, (size_t)v->usable * sizeof *losses)))
@@ -163,7 +226,16 @@ int main(int argc, char **argv)
         pg_out_abort(&lo);
     pg_cli_check(&cli, rc);
     if (cli.json) {
-        json_t *j = json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:i, s:f, s:f, s:f, s:I, s:f, s:f}",
+        json_t *j = lora ? json_pack("{s:s, s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:I, s:i, s:f, s:f, s:f, s:f, s:f, "
+                                     "s:i, s:i, s:I}",
+                                     "checkpoint", model, "mode", "lora", "val_loss", r.val_loss, "val_bpb", r.val_bpb,
+                                     "tokens", (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes, "seq_len",
+                                     cfg.train_seq_len, "seconds", seconds, "docs", (json_int_t)lr.docs, "chunks",
+                                     (json_int_t)lr.chunks, "steps", (json_int_t)lr.steps, "rank", lp.rank, "alpha",
+                                     lp.alpha, "lr", lp.lr, "beta1", lp.beta1, "beta2", lp.beta2, "weight_decay", lp.wd,
+                                     "chunk_tokens", lp.chunk, "adapters", lr.adapters, "adapter_params",
+                                     (json_int_t)lr.adapter_params)
+                          : json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:i, s:f, s:f, s:f, s:I, s:f, s:f}",
                               "checkpoint", model, "val_loss", r.val_loss, "val_bpb", r.val_bpb, "tokens",
                               (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes, "seq_len", cfg.train_seq_len,
                               "seconds", seconds, "chunks", (json_int_t)r.chunks, "chunk_tokens",
@@ -179,6 +251,11 @@ int main(int argc, char **argv)
         printf("val_loss:%.8f val_bpb:%.8f tokens:%.0f bytes:%.0f\n", r.val_loss, r.val_bpb, r.tokens, r.bytes);
     }
     if (fflush(stdout) != 0) pg_cli_die(&cli, "cannot write the result to standard output");
+    if (lora)
+        pg_cli_info(&cli, "%.0f tokens in %.1fs: %lld documents, %lld chunks, %lld AdamW steps on %d adapters (%zu parameters)",
+                    r.tokens, seconds, (long long)lr.docs, (long long)lr.chunks, (long long)lr.steps, lr.adapters,
+                    lr.adapter_params);
+    else
     pg_cli_info(&cli,
                 "%.0f tokens in %.1fs: %lld chunks of %lld tokens, %lld SGD steps (scoring %.1fs, training %.1fs)",
                 r.tokens, seconds, (long long)r.chunks, (long long)(r.chunk_seqs * cfg.train_seq_len),

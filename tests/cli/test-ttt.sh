@@ -94,6 +94,23 @@ check "--progress draws a line with an ETA" grep -q 'ttt .*ETA' "$W/prog.err"
 check "stderr summary names chunks and SGD steps" grep -q '7 chunks of 512 tokens, 18 SGD steps' "$W/info.err"
 check "-q: nothing on stderr" sh -c "\"$TTT\" \"$M\" $D --epochs 0 -q 2>&1 >/dev/null | wc -c | grep -qx 0"
 
+# ---- --lora: per-document adapters, score first ----
+ttt --lora --rank 0 --json >"$W/l0.json"
+for k in tokens bytes; do
+    check "--lora --rank 0: $k as pg-eval's (every target scored once)" test "$(jq .$k "$W/l0.json")" = "$(jq .$k "$W/eval.json")"
+done
+check "--lora --rank 0: no step, no adapter" test "$(jq -c '[.mode, .steps, .adapters]' "$W/l0.json")" = '["lora",0,0]'
+check "--lora --lr 0: the rank-0 score" test "$(ttt --lora --rank 8 --lr 0 --json | jq .val_bpb)" = "$(jq .val_bpb "$W/l0.json")"
+ttt --lora --rank 8 --lr 3e-3 --chunk-tokens 16 --json --token-losses "$W/la.f32" >"$W/l1.json"
+b0=$(jq .val_bpb "$W/l0.json") b1=$(jq .val_bpb "$W/l1.json")
+echo "# LoRA TTT on the tiny model: val_bpb $b0 (per-document, no adapter) -> $b1"
+check "--lora --rank 8: the score moves ($b0 -> $b1), adapters stepped" \
+    sh -c "test '$b0' != '$b1' && test $(jq .steps "$W/l1.json") -gt 0 && test $(jq .adapters "$W/l1.json") -eq 15"
+check "--lora --token-losses: one float per target" test "$(wc -c <"$W/la.f32")" -eq $((4 * $(jq .tokens "$W/l1.json")))
+expect_fail "--lora on cuda" 2 "--device cpu only" ttt --lora --device cuda
+expect_fail "--lora --targets bad" 2 "LoRA target 'x'" ttt --lora --targets q,x
+expect_fail "--lora --targets head on a tied model" 2 "ties its head" ttt --lora --targets head
+
 # ---- usage errors: exit 2 ----
 expect_fail "no model" 2 "no model given" "$TTT" -d "$W/data" --prefix t -m "$W/sp.model"
 expect_fail "two models" 2 "more than one model" "$TTT" "$M" "$M" -d "$W/data" --prefix t -m "$W/sp.model"
