@@ -54,6 +54,10 @@ static const char usage[] =
     "      --weight-decay X       AdamW decoupled weight decay (default 0.5)\n"
     "      --seed N               the adapters' A initialization (default 1)\n"
     "                             With --lora, --lr defaults to 1e-4 and --chunk-tokens to 64.\n"
+    "      --phased N             with --lora: N phases of global SGD on the base model over the\n"
+    "                             documents scored so far (spec §6.4)\n"
+    "      --prefix-docs N        the documents the phases are spread over (default 2000)\n"
+    "      --phase-lr X           the phases' SGD learning rate (default 0.001)\n"
     "      --token-losses FILE    write every target's loss (float32 LE, stream order) to FILE\n"
     "      --device NAME          cpu (default) or cuda (the first GPU; exit 3 without one): scoring\n"
     "                             and SGD on the device\n"
@@ -92,6 +96,9 @@ enum {
     OPT_BETA2,
     OPT_WD,
     OPT_SEED,
+    OPT_PHASED,
+    OPT_PREFIX_DOCS,
+    OPT_PHASE_LR,
 };
 
 static const struct option longopts[] = {
@@ -118,6 +125,9 @@ static const struct option longopts[] = {
     {"beta2", required_argument, 0, OPT_BETA2},
     {"weight-decay", required_argument, 0, OPT_WD},
     {"seed", required_argument, 0, OPT_SEED},
+    {"phased", required_argument, 0, OPT_PHASED},
+    {"prefix-docs", required_argument, 0, OPT_PREFIX_DOCS},
+    {"phase-lr", required_argument, 0, OPT_PHASE_LR},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
@@ -164,6 +174,11 @@ int main(int argc, char **argv)
         case OPT_BETA2: pg_cli_check(&cli, pg_parse_f64("--beta2", optarg, 0, 0.999999, &lp.beta2)); break;
         case OPT_WD: pg_cli_check(&cli, pg_parse_f64("--weight-decay", optarg, 0, 1e6, &lp.wd)); break;
         case OPT_SEED: pg_cli_check(&cli, pg_parse_i64("--seed", optarg, 0, INT64_MAX, &seed)); break;
+        case OPT_PHASED: pg_cli_check(&cli, pg_parse_int("--phased", optarg, 0, 1000, &lp.phases)); break;
+        case OPT_PREFIX_DOCS:
+            pg_cli_check(&cli, pg_parse_i64("--prefix-docs", optarg, 1, INT64_C(1) << 40, &lp.prefix_docs));
+            break;
+        case OPT_PHASE_LR: pg_cli_check(&cli, pg_parse_f64("--phase-lr", optarg, 0, 1e3, &lp.phase_lr)); break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
@@ -178,7 +193,8 @@ int main(int argc, char **argv)
         lp.chunk = chunk_set ? (int)p.chunk_tokens : lp.chunk;
         lp.seed = (uint64_t)seed;
     }
-    int training = lora ? lp.rank > 0 && lp.lr > 0 : p.epochs > 0;
+    if (lp.phases > 0 && !lora) pg_cli_usage_error(&cli, "--phased needs --lora (use --rank 0 for the phases alone)");
+    int training = lora ? (lp.rank > 0 && lp.lr > 0) || lp.phases > 0 : p.epochs > 0;
     const char *model = argv[optind];
 
     /* Without training the model needs no gradients: --epochs 0 runs in pg-eval's memory. */
@@ -227,14 +243,15 @@ int main(int argc, char **argv)
     pg_cli_check(&cli, rc);
     if (cli.json) {
         json_t *j = lora ? json_pack("{s:s, s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:I, s:i, s:f, s:f, s:f, s:f, s:f, "
-                                     "s:i, s:i, s:I}",
+                                     "s:i, s:i, s:I, s:i, s:I, s:I}",
                                      "checkpoint", model, "mode", "lora", "val_loss", r.val_loss, "val_bpb", r.val_bpb,
                                      "tokens", (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes, "seq_len",
                                      cfg.train_seq_len, "seconds", seconds, "docs", (json_int_t)lr.docs, "chunks",
                                      (json_int_t)lr.chunks, "steps", (json_int_t)lr.steps, "rank", lp.rank, "alpha",
                                      lp.alpha, "lr", lp.lr, "beta1", lp.beta1, "beta2", lp.beta2, "weight_decay", lp.wd,
                                      "chunk_tokens", lp.chunk, "adapters", lr.adapters, "adapter_params",
-                                     (json_int_t)lr.adapter_params)
+                                     (json_int_t)lr.adapter_params, "phases", lp.phases, "prefix_docs",
+                                     (json_int_t)lp.prefix_docs, "phase_steps", (json_int_t)lr.phase_steps)
                           : json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:i, s:f, s:f, s:f, s:I, s:f, s:f}",
                               "checkpoint", model, "val_loss", r.val_loss, "val_bpb", r.val_bpb, "tokens",
                               (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes, "seq_len", cfg.train_seq_len,

@@ -11,6 +11,7 @@
 #include "err.h"
 #include "progress.h"
 #include "rng.h"
+#include "sgd.h"
 #include "xio.h"
 
 #include <math.h>
@@ -48,6 +49,12 @@ void pg_lora_params_default(struct pg_lora_params *p)
     p->chunk = 64;
     p->window = 2048;
     p->seed = 1;
+    p->phases = 0;
+    p->prefix_docs = 2000;
+    p->phase_lr = 0.001;
+    p->phase_momentum = 0.9;
+    p->phase_clip = 1.0;
+    p->phase_seqs = 32;
     p->progress = 0;
 }
 
@@ -169,7 +176,12 @@ int pg_lora_open(struct pg_lora **out, struct pg_model *m, const struct pg_lora_
     if ((p->targets & PG_LORA_HEAD) && m->t_head < 0)
         return pg_error(PG_E_INVAL, "LoRA target head: the model ties its head to the input embedding, which an "
                                     "adapter folded into it would change too");
-    int train = p->rank > 0 && p->lr > 0;
+    int train = (p->rank > 0 && p->lr > 0) || p->phases > 0;
+    if (p->phases < 0 || p->prefix_docs < 1 || p->phase_seqs < 1 || !(p->phase_lr >= 0) || !(p->phase_clip >= 0) ||
+        !(p->phase_momentum >= 0 && p->phase_momentum < 1))
+        return pg_error(PG_E_INVAL, "phased TTT: %d phases over %lld documents, lr %g, momentum %g, clip %g, %d windows "
+                                    "per step: out of range", p->phases, (long long)p->prefix_docs, p->phase_lr,
+                        p->phase_momentum, p->phase_clip, p->phase_seqs);
     if (train && !m->grads) return pg_error(PG_E_INVAL, "LoRA TTT needs a model set up for training");
     struct pg_lora *s = pg_calloc(1, sizeof *s);
     if (!s) return PG_E_NOMEM;
@@ -264,6 +276,54 @@ static void window_backward(struct pg_model *m, int n, double scale)
     m->t = t;
 }
 
+/* A phase (spec §6.4): SGD on the base model over every window of L = v->seq_len tokens lying
+ * wholly below `frontier` (the first position not yet scored as a target: the window's targets
+ * end at s·L + L <= frontier), one pass in order, then the adapters re-base on the new weights.
+ * The adapters are at B = 0 (between documents), so the model holds the base weights. */
+static int phase(struct pg_lora *s, const struct pg_val_set *v, int64_t frontier, int32_t *x, int32_t *y,
+                 const struct pg_lora_hooks *h, struct pg_lora_result *r)
+{
+    struct pg_model *m = s->m;
+    const struct pg_lora_params *p = &s->p;
+    int L = v->seq_len;
+    int64_t nwin = frontier / L, nsteps = (nwin + p->phase_seqs - 1) / p->phase_seqs;
+    if (nwin < 1) return 0;
+    struct pg_opt_tensor *all = pg_calloc((size_t)m->ntensors, sizeof *all);
+    if (!all) return PG_E_NOMEM;
+    for (int i = 0; i < m->ntensors; i++) {
+        const struct pg_tensor *t = &m->tensors[i];
+        all[i] = (struct pg_opt_tensor){m->params + t->offset, m->grads + t->offset, (int)t->shape[0],
+                                        t->ndim == 2 ? (int)t->shape[1] : 0, t->numel};
+    }
+    struct pg_sgd sgd;
+    int rc = pg_sgd_init_on(&sgd, m->be, all, (size_t)m->ntensors, p->phase_momentum);
+    const double pi = 3.14159265358979323846;
+    for (int64_t k = 0; k < nsteps && !rc; k++) {
+        int64_t w0 = k * p->phase_seqs, w1 = w0 + p->phase_seqs < nwin ? w0 + p->phase_seqs : nwin;
+        double loss = 0, scale = 1.0 / ((double)(w1 - w0) * L);
+        pg_model_zero_grad(m);
+        for (int64_t w = w0; w < w1; w++) {
+            loss += window_forward(m, v, w * L, L, x, y, NULL) * scale;
+            pg_model_backward(m, scale);
+        }
+        if (!isfinite(loss)) {
+            rc = pg_error(PG_E_FORMAT, "phased TTT, phase %lld: the training loss is %g: diverged (lower the phase lr)",
+                          (long long)r->phases_run + 1, loss);
+            break;
+        }
+        if (p->phase_clip > 0) pg_clip_grad_norm_on(m->be, all, (size_t)m->ntensors, p->phase_clip);
+        pg_sgd_step(&sgd, p->phase_lr * 0.5 * (1 + cos(pi * (double)k / (double)(nsteps > 1 ? nsteps - 1 : 1))));
+        r->phase_steps++;
+        if (h->updated) h->updated(h->ctx, -1, w0 * L, w1 * L + 1);
+    }
+    pg_sgd_free(&sgd);
+    free(all);
+    for (int i = 0; i < s->n && !rc; i++) /* the adapters fold into the new base from now on */
+        memcpy(s->ad[i].w0, P(m, s->ad[i].tensor), (size_t)s->ad[i].out * s->ad[i].in * sizeof *s->ad[i].w0);
+    r->phases_run++;
+    return rc;
+}
+
 int pg_lora_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut,
                 const struct pg_lora_params *p, const struct pg_lora_hooks *hooks, struct pg_lora_result *r)
 {
@@ -271,11 +331,13 @@ int pg_lora_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_
     struct pg_lora_hooks h = {0};
     if (hooks) h = *hooks;
     if (m->max_b < 1) return pg_error(PG_E_INVAL, "LoRA TTT: the model has no activations");
+    if (p->phases > 0 && v->seq_len > m->t)
+        return pg_error(PG_E_INVAL, "phased TTT: windows of %d tokens do not fit the model's %d", v->seq_len, m->t);
     struct pg_lora *s;
     PG_TRY(pg_lora_open(&s, m, p));
     int W = p->window < m->t ? p->window : m->t, train = p->rank > 0 && p->lr > 0;
     int C = p->chunk < W ? p->chunk : W; /* a chunk is scored by one window */
-    int32_t *x = pg_malloc((size_t)W * sizeof *x), *y = pg_malloc((size_t)W * sizeof *y);
+    int32_t *x = pg_malloc((size_t)m->t * sizeof *x), *y = pg_malloc((size_t)m->t * sizeof *y); /* phases: m->t */
     float *losses = pg_malloc((size_t)W * sizeof *losses);
     int rc = x && y && losses ? 0 : PG_E_NOMEM;
     /* every token of the stream must be inside the vocabulary (the forward does not check) */
@@ -291,6 +353,14 @@ int pg_lora_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_
     int bos = m->cfg.bos_id;
     int64_t b0 = 0; /* the current document's start */
     while (b0 < v->usable && !rc) {
+        /* a phase boundary: r->docs documents have been scored whole */
+        for (int k = 1; k <= p->phases && !rc; k++)
+            if (r->docs == p->prefix_docs * k / p->phases && r->docs > 0) {
+                reset(s);
+                pg_lora_fold(s);
+                rc = phase(s, v, b0, x, y, &h, r);
+            }
+        if (rc) break;
         int64_t b1 = b0 + 1; /* the next BOS (its position is this document's last target), or the end */
         while (b1 < v->usable && v->tokens[b1] != bos) b1++;
         reset(s);

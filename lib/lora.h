@@ -64,6 +64,16 @@ struct pg_lora_params {
     int chunk;           /* target positions per chunk (64) */
     int window;          /* the most context tokens of a forward (2048; capped at the model's t) */
     uint64_t seed;       /* A's initialization (1) */
+    /* Phased TTT (spec §6.4, PR #1934): 0 = off. The first prefix_docs documents are cut into
+     * `phases` phases at documents floor(prefix_docs·k/phases), k = 1..phases; when that many
+     * documents have been scored, the base model trains by SGD (momentum phase_momentum, gradient
+     * clip phase_clip, lr phase_lr cosine-decayed over the phase's steps) for one pass over every
+     * window of v->seq_len tokens that lies wholly in the scored documents (all of them, earlier
+     * phases' included), phase_seqs windows per step; the adapters then fold into the new base. */
+    int phases;          /* (0; the records: 3) */
+    int64_t prefix_docs; /* (2000) */
+    double phase_lr, phase_momentum, phase_clip; /* (0.001, 0.9, 1.0) */
+    int phase_seqs;      /* (32) */
     int progress;        /* draw a progress line on stderr */
 };
 
@@ -80,6 +90,7 @@ struct pg_lora_hooks {
 struct pg_lora_result {
     double nll_sum, tokens, bytes, val_loss, val_bpb;
     int64_t docs, chunks, steps;
+    int64_t phases_run, phase_steps; /* phases taken, and their SGD steps */
     int adapters;        /* adapted weight matrices */
     size_t adapter_params;
     double seconds;

@@ -107,6 +107,9 @@ echo "# LoRA TTT on the tiny model: val_bpb $b0 (per-document, no adapter) -> $b
 check "--lora --rank 8: the score moves ($b0 -> $b1), adapters stepped" \
     sh -c "test '$b0' != '$b1' && test $(jq .steps "$W/l1.json") -gt 0 && test $(jq .adapters "$W/l1.json") -eq 15"
 check "--lora --token-losses: one float per target" test "$(wc -c <"$W/la.f32")" -eq $((4 * $(jq .tokens "$W/l1.json")))
+check "--lora --phased 2 --prefix-docs 20: two phases of SGD steps" \
+    test "$(ttt --lora --rank 8 --chunk-tokens 16 --phased 2 --prefix-docs 20 --phase-lr 0.01 --json | jq -c '[.phases, .phase_steps > 0]')" = "[2,true]"
+expect_fail "--phased without --lora" 2 "--phased needs --lora" ttt --phased 2
 expect_fail "--lora on cuda" 2 "--device cpu only" ttt --lora --device cuda
 expect_fail "--lora --targets bad" 2 "LoRA target 'x'" ttt --lora --targets q,x
 expect_fail "--lora --targets head on a tied model" 2 "ties its head" ttt --lora --targets head

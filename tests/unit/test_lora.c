@@ -194,6 +194,39 @@ static void test_irregular(const struct pg_bpb_lut *t)
     pg_val_close(&v);
 }
 
+static void test_phased(const struct pg_bpb_lut *t)
+{
+    struct pg_val_set v;
+    stream(&v, 0);
+    if (!v.tokens) return;
+    struct pg_lora_params p;
+    params(&p);
+    struct pg_lora_result plain, r;
+    int rc = run(&v, t, &p, NULL, NULL, &plain);
+    p.phases = 2, p.prefix_docs = 6, p.phase_lr = 0.05, p.phase_seqs = 2;
+    struct audit a = {.n = v.usable, .count = calloc((size_t)v.usable + 1, sizeof *a.count)};
+    struct pg_lora_hooks h = {.ctx = &a, .scored = on_scored, .updated = on_updated};
+    float *l0 = malloc((size_t)v.usable * sizeof *l0), *l1 = malloc((size_t)v.usable * sizeof *l1);
+    rc |= run(&v, t, &p, l0, &h, &r);
+    is_int(rc, 0, "phased: runs");
+    ok(r.phases_run == 2 && r.phase_steps > 0, "2 phases after documents 3 and 6: %lld SGD steps",
+       (long long)r.phase_steps);
+    ok(a.bad_update == 0 && a.bad_order == 0 && a.updates == r.steps + r.phase_steps,
+       "every update, phases' included, read only scored positions");
+    ok(r.val_bpb != plain.val_bpb && r.tokens == plain.tokens, "the phases change the score: %.6f -> %.6f",
+       plain.val_bpb, r.val_bpb);
+    /* black box: a token changed after the first boundary moves nothing before it */
+    int64_t q = v.usable - 20;
+    while (v.tokens[q] == BOS) q++;
+    v.tokens[q] = (uint16_t)(4 + (v.tokens[q] - 4 + 17) % 60);
+    h.updated = NULL, h.scored = NULL;
+    rc = run(&v, t, &p, l1, &h, &r);
+    ok(rc == 0 && memcmp(l0, l1, (size_t)(q - 1) * sizeof *l0) == 0 && l0[q - 1] != l1[q - 1],
+       "phased: changing token %lld leaves every earlier loss bit-identical", (long long)q);
+    free(l0), free(l1), free(a.count);
+    pg_val_close(&v);
+}
+
 static void test_adapts(const struct pg_bpb_lut *t)
 {
     /* one long document repeating 23 random tokens: longer than the window, so only the adapters can learn it */
@@ -260,6 +293,7 @@ int main(void)
     test_plain_equal(&t);
     test_irregular(&t);
     test_adapts(&t);
+    test_phased(&t);
     test_refusals(&t);
     pg_bpb_lut_free(&t);
     return done_testing();
