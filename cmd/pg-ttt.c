@@ -41,6 +41,10 @@ static const char usage[] =
     "      --grad-clip X          clip the gradient's global 2-norm to X; 0 = off (default 1.0)\n"
     "      --batch-seqs N         windows per forward pass (default 8)\n"
     "      --step-seqs N          windows per SGD step (default 32)\n"
+    "      --control-only         train only the control tensors (scales, gains, mixes, gates: the\n"
+    "                             small float tensors of an artifact; PR #2086)\n"
+    "      --polyak D             score with a Polyak average of the trained weights, decay D\n"
+    "                             (PR #826: 0.998; default 0: off)\n"
     "      --lora                 per-document LoRA TTT instead (spec §6.3): each document (BOS to\n"
     "                             BOS) is scored in chunks, each chunk first, then one AdamW step\n"
     "                             on low-rank adapters reset at each document (--device cpu only)\n"
@@ -97,6 +101,8 @@ enum {
     OPT_WD,
     OPT_SEED,
     OPT_PHASED,
+    OPT_CONTROL_ONLY,
+    OPT_POLYAK,
     OPT_PREFIX_DOCS,
     OPT_PHASE_LR,
 };
@@ -126,6 +132,8 @@ static const struct option longopts[] = {
     {"weight-decay", required_argument, 0, OPT_WD},
     {"seed", required_argument, 0, OPT_SEED},
     {"phased", required_argument, 0, OPT_PHASED},
+    {"control-only", no_argument, 0, OPT_CONTROL_ONLY},
+    {"polyak", required_argument, 0, OPT_POLYAK},
     {"prefix-docs", required_argument, 0, OPT_PREFIX_DOCS},
     {"phase-lr", required_argument, 0, OPT_PHASE_LR},
     PG_CLI_COMMON_LONGOPTS,
@@ -174,6 +182,8 @@ int main(int argc, char **argv)
         case OPT_BETA2: pg_cli_check(&cli, pg_parse_f64("--beta2", optarg, 0, 0.999999, &lp.beta2)); break;
         case OPT_WD: pg_cli_check(&cli, pg_parse_f64("--weight-decay", optarg, 0, 1e6, &lp.wd)); break;
         case OPT_SEED: pg_cli_check(&cli, pg_parse_i64("--seed", optarg, 0, INT64_MAX, &seed)); break;
+        case OPT_CONTROL_ONLY: p.control_only = 1; break;
+        case OPT_POLYAK: pg_cli_check(&cli, pg_parse_f64("--polyak", optarg, 0, 0.999999999, &p.polyak)); break;
         case OPT_PHASED: pg_cli_check(&cli, pg_parse_int("--phased", optarg, 0, 1000, &lp.phases)); break;
         case OPT_PREFIX_DOCS:
             pg_cli_check(&cli, pg_parse_i64("--prefix-docs", optarg, 1, INT64_C(1) << 40, &lp.prefix_docs));
@@ -252,13 +262,13 @@ int main(int argc, char **argv)
                                      "chunk_tokens", lp.chunk, "adapters", lr.adapters, "adapter_params",
                                      (json_int_t)lr.adapter_params, "phases", lp.phases, "prefix_docs",
                                      (json_int_t)lp.prefix_docs, "phase_steps", (json_int_t)lr.phase_steps)
-                          : json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:i, s:f, s:f, s:f, s:I, s:f, s:f}",
+                          : json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:i, s:f, s:f, s:f, s:I, s:f, s:f, s:b, s:f}",
                               "checkpoint", model, "val_loss", r.val_loss, "val_bpb", r.val_bpb, "tokens",
                               (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes, "seq_len", cfg.train_seq_len,
                               "seconds", seconds, "chunks", (json_int_t)r.chunks, "chunk_tokens",
                               (json_int_t)(r.chunk_seqs * cfg.train_seq_len), "epochs", p.epochs, "lr", p.lr,
                               "momentum", p.momentum, "grad_clip", p.grad_clip, "steps", (json_int_t)r.steps,
-                              "score_seconds", r.score_seconds, "train_seconds", r.train_seconds);
+                              "score_seconds", r.score_seconds, "train_seconds", r.train_seconds, "control_only", p.control_only, "polyak", p.polyak);
         if (!j) pg_cli_die(&cli, "cannot build the JSON result");
         if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) != 0)
             pg_cli_die(&cli, "cannot write the JSON result");

@@ -109,6 +109,10 @@ check "--lora --rank 8: the score moves ($b0 -> $b1), adapters stepped" \
 check "--lora --token-losses: one float per target" test "$(wc -c <"$W/la.f32")" -eq $((4 * $(jq .tokens "$W/l1.json")))
 check "--lora --phased 2 --prefix-docs 20: two phases of SGD steps" \
     test "$(ttt --lora --rank 8 --chunk-tokens 16 --phased 2 --prefix-docs 20 --phase-lr 0.01 --json | jq -c '[.phases, .phase_steps > 0]')" = "[2,true]"
+check "--control-only: the score moves, and says so" \
+    test "$(ttt --chunk-tokens 512 --control-only --json | jq -c "[.val_bpb != $(jq .val_bpb "$W/eval.json"), .control_only]")" = "[true,true]"
+check "--polyak 0.998: a third score" test "$(ttt --chunk-tokens 512 --polyak 0.998 --json | jq .polyak)" = 0.998
+expect_fail "--polyak 1" 2 "--polyak" ttt --polyak 1
 expect_fail "--phased without --lora" 2 "--phased needs --lora" ttt --phased 2
 expect_fail "--lora on cuda" 2 "--device cpu only" ttt --lora --device cuda
 expect_fail "--lora --targets bad" 2 "LoRA target 'x'" ttt --lora --targets q,x
