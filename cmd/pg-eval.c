@@ -9,6 +9,7 @@
 #include "../lib/err.h"
 #include "../lib/eval.h"
 #include "../lib/loader.h"
+#include "../lib/ngram.h"
 #include "../lib/opt.h"
 
 #include <jansson.h>
@@ -33,6 +34,14 @@ static const char usage[] =
     "      --device NAME          cpu (default) or cuda (the first GPU; exit 3 without one)\n"
     "      --precision P          fp32 (default, the score of record) or bf16: matrix products with\n"
     "                             bfloat16 inputs and fp32 sums, as bf16 autocast (faster on a GPU)\n"
+    "      --tilt                 the causal token tilt (spec §7.3): the model's distribution tilted,\n"
+    "                             normalized, towards a hint from the scored tokens' long contexts\n"
+    "      --ngram-mix            mix the model with a Witten-Bell n-gram distribution of the scored\n"
+    "                             tokens, by weights learned online (normalized, score first)\n"
+    "      --ngram-order N        the mixture's highest order (default 6)\n"
+    "      --ngram-cache          PR #826's order-9 hashed backoff cache: NOT compliant (it reads\n"
+    "                             the target and is not normalized); needs --non-compliant\n"
+    "      --non-compliant        allow a mode the challenge's rules forbid\n"
     "      --json                 print the result as JSON on standard output\n"
     "      --progress             always draw the progress line\n"
     "      --no-progress          never draw it (default: when stderr is a terminal)\n"
@@ -45,7 +54,18 @@ static const char usage[] =
     "Exit status: 0 success, 1 runtime error, 2 usage error, 3 unavailable.\n"
     "See pg-eval(1), pg-formats(5).\n";
 
-enum { OPT_PREFIX = PG_OPT_FIRST_CMD, OPT_SEQLEN, OPT_BATCH, OPT_DEVICE, OPT_PRECISION };
+enum {
+    OPT_PREFIX = PG_OPT_FIRST_CMD,
+    OPT_SEQLEN,
+    OPT_BATCH,
+    OPT_DEVICE,
+    OPT_PRECISION,
+    OPT_TILT,
+    OPT_NGRAM_MIX,
+    OPT_NGRAM_ORDER,
+    OPT_NGRAM_CACHE,
+    OPT_NON_COMPLIANT,
+};
 
 static const struct option longopts[] = {
     {"data", required_argument, 0, 'd'},
@@ -55,6 +75,11 @@ static const struct option longopts[] = {
     {"batch-seqs", required_argument, 0, OPT_BATCH},
     {"device", required_argument, 0, OPT_DEVICE},
     {"precision", required_argument, 0, OPT_PRECISION},
+    {"tilt", no_argument, 0, OPT_TILT},
+    {"ngram-mix", no_argument, 0, OPT_NGRAM_MIX},
+    {"ngram-order", required_argument, 0, OPT_NGRAM_ORDER},
+    {"ngram-cache", no_argument, 0, OPT_NGRAM_CACHE},
+    {"non-compliant", no_argument, 0, OPT_NON_COMPLIANT},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
@@ -65,6 +90,9 @@ int main(int argc, char **argv)
     pg_cli_init(&cli, "pg-eval", usage, argv);
     const char *data = NULL, *tokpath = NULL, *prefix = "fineweb", *device = "cpu";
     int seq_len = 0, batch = 8, bf16 = 0, c;
+    struct pg_ngram_params np; /* lib/ngram.h: --tilt, --ngram-* */
+    pg_ngram_params_default(&np);
+    int non_compliant = 0;
     while ((c = getopt_long(argc, argv, "d:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (pg_cli_common(&cli, c)) continue;
         switch (c) {
@@ -75,6 +103,11 @@ int main(int argc, char **argv)
         case OPT_BATCH: pg_cli_check(&cli, pg_parse_int("--batch-seqs", optarg, 1, 1 << 16, &batch)); break;
         case OPT_DEVICE: device = optarg; break;
         case OPT_PRECISION: bf16 = pg_cli_precision(&cli, optarg); break;
+        case OPT_TILT: np.tilt = 1; break;
+        case OPT_NGRAM_MIX: np.mix = 1; break;
+        case OPT_NGRAM_ORDER: pg_cli_check(&cli, pg_parse_int("--ngram-order", optarg, 1, 16, &np.order)); break;
+        case OPT_NGRAM_CACHE: np.cache = 1; break;
+        case OPT_NON_COMPLIANT: non_compliant = 1; break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
@@ -82,6 +115,15 @@ int main(int argc, char **argv)
     if (!data) pg_cli_usage_error(&cli, "no data folder (-d DIR)");
     if (!tokpath) pg_cli_usage_error(&cli, "no tokenizer (-m MODEL)");
     const char *ckpt = argv[optind];
+    int ngram = np.tilt || np.mix || np.cache;
+    if (np.cache && !non_compliant)
+        pg_cli_usage_error(&cli, "--ngram-cache breaks the rules (its probability reads the target, PR #779; it is "
+                                 "not normalized, PR #886): give --non-compliant to run it anyway");
+    if (np.cache && (np.tilt || np.mix)) pg_cli_usage_error(&cli, "--ngram-cache does not combine with --tilt or --ngram-mix");
+    if (ngram && strcmp(device, "cpu") != 0) pg_cli_usage_error(&cli, "--tilt and --ngram-* run on --device cpu only");
+    if (np.cache)
+        fprintf(stderr, "pg-eval: warning: --ngram-cache is NOT compliant: p_t reads the target x_t (rule 1, PR #779) "
+                        "and sums to more than 1 over the vocabulary (rule 2, PR #886)\n");
     const struct pg_backend *be;
     pg_cli_check(&cli, pg_backend_by_name(device, &be));
     be->set_bf16(bf16); /* --precision: the matrix products' inputs (lib/backend.h) */
@@ -93,13 +135,29 @@ int main(int argc, char **argv)
     struct pg_val_set *v = &sc.val;
     int64_t nseq = pg_val_num_seqs(v);
     if (batch > nseq) batch = (int)nseq;
+    if (ngram) batch = 1; /* one window per forward */
     pg_cli_check(&cli, pg_model_alloc_acts(m, batch, cfg.train_seq_len));
     struct pg_eval_result r;
-    pg_cli_check(&cli, pg_eval_val(m, v, &sc.lut, 0, 1, batch, pg_cli_progress(&cli), &r));
+    struct pg_ngram_result nr;
+    memset(&r, 0, sizeof r);
+    if (ngram) {
+        pg_cli_check(&cli, pg_ngram_run(m, v, &sc.lut, &np, NULL, &nr));
+        r.val_loss = nr.val_loss, r.val_bpb = nr.val_bpb, r.tokens = nr.tokens, r.bytes = nr.bytes;
+        r.seconds = nr.seconds;
+    } else {
+        pg_cli_check(&cli, pg_eval_val(m, v, &sc.lut, 0, 1, batch, pg_cli_progress(&cli), &r));
+    }
     if (cli.json) {
         json_t *j = json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f}", "checkpoint", ckpt, "val_loss", r.val_loss,
                               "val_bpb", r.val_bpb, "tokens", (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes,
                               "seq_len", cfg.train_seq_len, "seconds", r.seconds);
+        if (j && ngram) {
+            json_object_set_new(j, "mode", json_string(np.cache ? "ngram-cache" : np.tilt && np.mix ? "tilt+ngram-mix"
+                                                       : np.tilt           ? "tilt"
+                                                                           : "ngram-mix"));
+            json_object_set_new(j, "compliant", json_boolean(!np.cache));
+            json_object_set_new(j, "model_val_loss", json_real(nr.tokens > 0 ? nr.model_nll / nr.tokens : 0));
+        }
         json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
         fputc('\n', stdout);
         json_decref(j);
