@@ -43,6 +43,11 @@ static const char usage[] =
     "      --step-seqs N          windows per SGD step (default 32)\n"
     "      --control-only         train only the control tensors (scales, gains, mixes, gates: the\n"
     "                             small float tensors of an artifact; PR #2086)\n"
+    "      --tilt                 with --lora: pg-eval's causal token tilt on the LoRA scores\n"
+    "      --ngram-mix            with --lora: pg-eval's n-gram mixture on the LoRA scores\n"
+    "      --ngram-order N        the mixture's highest order (default 6)\n"
+    "      --ngram-cache          with --lora: PR #826's cache, NOT compliant; needs --non-compliant\n"
+    "      --non-compliant        allow a mode the challenge's rules forbid\n"
     "      --polyak D             score with a Polyak average of the trained weights, decay D\n"
     "                             (PR #826: 0.998; default 0: off)\n"
     "      --lora                 per-document LoRA TTT instead (spec §6.3): each document (BOS to\n"
@@ -102,6 +107,11 @@ enum {
     OPT_SEED,
     OPT_PHASED,
     OPT_CONTROL_ONLY,
+    OPT_TILT,
+    OPT_NGRAM_MIX,
+    OPT_NGRAM_ORDER,
+    OPT_NGRAM_CACHE,
+    OPT_NON_COMPLIANT,
     OPT_POLYAK,
     OPT_PREFIX_DOCS,
     OPT_PHASE_LR,
@@ -133,6 +143,11 @@ static const struct option longopts[] = {
     {"seed", required_argument, 0, OPT_SEED},
     {"phased", required_argument, 0, OPT_PHASED},
     {"control-only", no_argument, 0, OPT_CONTROL_ONLY},
+    {"tilt", no_argument, 0, OPT_TILT},
+    {"ngram-mix", no_argument, 0, OPT_NGRAM_MIX},
+    {"ngram-order", required_argument, 0, OPT_NGRAM_ORDER},
+    {"ngram-cache", no_argument, 0, OPT_NGRAM_CACHE},
+    {"non-compliant", no_argument, 0, OPT_NON_COMPLIANT},
     {"polyak", required_argument, 0, OPT_POLYAK},
     {"prefix-docs", required_argument, 0, OPT_PREFIX_DOCS},
     {"phase-lr", required_argument, 0, OPT_PHASE_LR},
@@ -151,6 +166,9 @@ int main(int argc, char **argv)
     struct pg_lora_params lp;
     pg_lora_params_default(&lp);
     int lora = 0, lr_set = 0, chunk_set = 0;
+    struct pg_ngram_params np; /* lib/ngram.h, with --lora */
+    pg_ngram_params_default(&np);
+    int non_compliant = 0;
     int64_t seed = 1;
     int seq_len = 0, c;
     while ((c = getopt_long(argc, argv, "d:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
@@ -182,6 +200,11 @@ int main(int argc, char **argv)
         case OPT_BETA2: pg_cli_check(&cli, pg_parse_f64("--beta2", optarg, 0, 0.999999, &lp.beta2)); break;
         case OPT_WD: pg_cli_check(&cli, pg_parse_f64("--weight-decay", optarg, 0, 1e6, &lp.wd)); break;
         case OPT_SEED: pg_cli_check(&cli, pg_parse_i64("--seed", optarg, 0, INT64_MAX, &seed)); break;
+        case OPT_TILT: np.tilt = 1; break;
+        case OPT_NGRAM_MIX: np.mix = 1; break;
+        case OPT_NGRAM_ORDER: pg_cli_check(&cli, pg_parse_int("--ngram-order", optarg, 1, 16, &np.order)); break;
+        case OPT_NGRAM_CACHE: np.cache = 1; break;
+        case OPT_NON_COMPLIANT: non_compliant = 1; break;
         case OPT_CONTROL_ONLY: p.control_only = 1; break;
         case OPT_POLYAK: pg_cli_check(&cli, pg_parse_f64("--polyak", optarg, 0, 0.999999999, &p.polyak)); break;
         case OPT_PHASED: pg_cli_check(&cli, pg_parse_int("--phased", optarg, 0, 1000, &lp.phases)); break;
@@ -199,11 +222,24 @@ int main(int argc, char **argv)
         pg_cli_usage_error(&cli, "--lora runs on --device cpu only (its adapters fold into host-memory weights)");
     if (lora) {
         lp.lr = lr_set ? p.lr : lp.lr;
-        if (chunk_set && p.chunk_tokens > (1 << 20)) pg_cli_usage_error(&cli, "--chunk-tokens with --lora: at most 1048576");
+        if (chunk_set && p.chunk_tokens > (1 << 20))
+            pg_cli_usage_error(&cli, "--chunk-tokens with --lora: at most 1048576");
         lp.chunk = chunk_set ? (int)p.chunk_tokens : lp.chunk;
         lp.seed = (uint64_t)seed;
     }
     if (lp.phases > 0 && !lora) pg_cli_usage_error(&cli, "--phased needs --lora (use --rank 0 for the phases alone)");
+    int ngram = np.tilt || np.mix || np.cache;
+    if (ngram && !lora)
+        pg_cli_usage_error(&cli, "--tilt and --ngram-* need --lora here (pg-eval has them for plain scoring)");
+    if (np.cache && !non_compliant)
+        pg_cli_usage_error(&cli, "--ngram-cache breaks the rules (its probability reads the target, PR #779; it is "
+                                 "not normalized, PR #886): give --non-compliant to run it anyway");
+    if (np.cache && (np.tilt || np.mix))
+        pg_cli_usage_error(&cli, "--ngram-cache does not combine with --tilt or --ngram-mix");
+    if (np.cache)
+        fprintf(stderr, "pg-ttt: warning: --ngram-cache is NOT compliant: p_t reads the target x_t (rule 1, PR #779) "
+                        "and sums to more than 1 over the vocabulary (rule 2, PR #886)\n");
+    if (ngram) lp.ngram = &np;
     int training = lora ? (lp.rank > 0 && lp.lr > 0) || lp.phases > 0 : p.epochs > 0;
     const char *model = argv[optind];
 
@@ -252,8 +288,14 @@ int main(int argc, char **argv)
         pg_out_abort(&lo);
     pg_cli_check(&cli, rc);
     if (cli.json) {
-        json_t *j = lora ? json_pack("{s:s, s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:I, s:i, s:f, s:f, s:f, s:f, s:f, "
-                                     "s:i, s:i, s:I, s:i, s:I, s:I}",
+        const char *ngram_mode = np.cache                ? "ngram-cache"
+                                 : np.tilt && np.mix ? "tilt+ngram-mix"
+                                 : np.tilt           ? "tilt"
+                                 : np.mix            ? "ngram-mix"
+                                                     : "none";
+        json_t *j = lora ? json_pack("{s:s, s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:I, s:i, s:f, s:f, s:f, s:f, "
+                                     "s:f, "
+                                     "s:i, s:i, s:I, s:i, s:I, s:I, s:s, s:b}",
                                      "checkpoint", model, "mode", "lora", "val_loss", r.val_loss, "val_bpb", r.val_bpb,
                                      "tokens", (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes, "seq_len",
                                      cfg.train_seq_len, "seconds", seconds, "docs", (json_int_t)lr.docs, "chunks",
@@ -261,14 +303,18 @@ int main(int argc, char **argv)
                                      lp.alpha, "lr", lp.lr, "beta1", lp.beta1, "beta2", lp.beta2, "weight_decay", lp.wd,
                                      "chunk_tokens", lp.chunk, "adapters", lr.adapters, "adapter_params",
                                      (json_int_t)lr.adapter_params, "phases", lp.phases, "prefix_docs",
-                                     (json_int_t)lp.prefix_docs, "phase_steps", (json_int_t)lr.phase_steps)
-                          : json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:i, s:f, s:f, s:f, s:I, s:f, s:f, s:b, s:f}",
+                                     (json_int_t)lp.prefix_docs, "phase_steps", (json_int_t)lr.phase_steps, "ngram",
+                                     ngram_mode,
+                                     "compliant", !np.cache)
+                          : json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:i, s:f, s:f, s:f, s:I, s:f, "
+                                      "s:f, s:b, s:f}",
                               "checkpoint", model, "val_loss", r.val_loss, "val_bpb", r.val_bpb, "tokens",
                               (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes, "seq_len", cfg.train_seq_len,
                               "seconds", seconds, "chunks", (json_int_t)r.chunks, "chunk_tokens",
                               (json_int_t)(r.chunk_seqs * cfg.train_seq_len), "epochs", p.epochs, "lr", p.lr,
                               "momentum", p.momentum, "grad_clip", p.grad_clip, "steps", (json_int_t)r.steps,
-                              "score_seconds", r.score_seconds, "train_seconds", r.train_seconds, "control_only", p.control_only, "polyak", p.polyak);
+                              "score_seconds", r.score_seconds, "train_seconds", r.train_seconds, "control_only",
+                                      p.control_only, "polyak", p.polyak);
         if (!j) pg_cli_die(&cli, "cannot build the JSON result");
         if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) != 0)
             pg_cli_die(&cli, "cannot write the JSON result");
@@ -279,7 +325,9 @@ int main(int argc, char **argv)
     }
     if (fflush(stdout) != 0) pg_cli_die(&cli, "cannot write the result to standard output");
     if (lora)
-        pg_cli_info(&cli, "%.0f tokens in %.1fs: %lld documents, %lld chunks, %lld AdamW steps on %d adapters (%zu parameters)",
+        pg_cli_info(&cli,
+                    "%.0f tokens in %.1fs: %lld documents, %lld chunks, %lld AdamW steps on %d adapters "
+                    "(%zu parameters)",
                     r.tokens, seconds, (long long)lr.docs, (long long)lr.chunks, (long long)lr.steps, lr.adapters,
                     lr.adapter_params);
     else

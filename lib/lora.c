@@ -8,6 +8,8 @@
  * the prefix of the forward. */
 #include "lora.h"
 
+#include "ngram.h"
+
 #include "err.h"
 #include "progress.h"
 #include "rng.h"
@@ -55,6 +57,7 @@ void pg_lora_params_default(struct pg_lora_params *p)
     p->phase_momentum = 0.9;
     p->phase_clip = 1.0;
     p->phase_seqs = 32;
+    p->ngram = NULL;
     p->progress = 0;
 }
 
@@ -179,8 +182,8 @@ int pg_lora_open(struct pg_lora **out, struct pg_model *m, const struct pg_lora_
     int train = (p->rank > 0 && p->lr > 0) || p->phases > 0;
     if (p->phases < 0 || p->prefix_docs < 1 || p->phase_seqs < 1 || !(p->phase_lr >= 0) || !(p->phase_clip >= 0) ||
         !(p->phase_momentum >= 0 && p->phase_momentum < 1))
-        return pg_error(PG_E_INVAL, "phased TTT: %d phases over %lld documents, lr %g, momentum %g, clip %g, %d windows "
-                                    "per step: out of range", p->phases, (long long)p->prefix_docs, p->phase_lr,
+        return pg_error(PG_E_INVAL, "phased TTT: %d phases over %lld documents, lr %g, momentum %g, clip %g, %d "
+                                    "windows per step: out of range", p->phases, (long long)p->prefix_docs, p->phase_lr,
                         p->phase_momentum, p->phase_clip, p->phase_seqs);
     if (train && !m->grads) return pg_error(PG_E_INVAL, "LoRA TTT needs a model set up for training");
     struct pg_lora *s = pg_calloc(1, sizeof *s);
@@ -340,6 +343,13 @@ int pg_lora_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_
     int32_t *x = pg_malloc((size_t)m->t * sizeof *x), *y = pg_malloc((size_t)m->t * sizeof *y); /* phases: m->t */
     float *losses = pg_malloc((size_t)W * sizeof *losses);
     int rc = x && y && losses ? 0 : PG_E_NOMEM;
+    struct pg_ngram *ng = NULL;
+    double *logp = NULL;
+    if (!rc && p->ngram && (p->ngram->tilt || p->ngram->mix || p->ngram->cache)) {
+        if (!(rc = pg_ngram_open(&ng, m->v, p->ngram)) && !(logp = pg_malloc((size_t)W * m->v * sizeof *logp)))
+            rc = PG_E_NOMEM;
+        if (!rc) rc = pg_ngram_push(ng, NULL, v->tokens[0]); /* the stream's first token: an input only */
+    }
     /* every token of the stream must be inside the vocabulary (the forward does not check) */
     for (int64_t i = 0; i <= v->usable && !rc; i++)
         if (v->tokens[i] >= m->v)
@@ -370,9 +380,21 @@ int pg_lora_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_
             int64_t st = c1 - W > b0 ? c1 - W : b0;
             int n = (int)(c1 - st), k = (int)(c1 - c0);
             /* (a) score the chunk's targets (c0, c1] */
-            window_forward(m, v, st, n, x, y, losses);
+            if (ng) { /* the n-gram mode scores from the model's distribution; its forward serves the backward */
+                for (int j = 0; j < n; j++) x[j] = v->tokens[st + j], y[j] = v->tokens[st + j + 1];
+                if ((rc = pg_ngram_model_logp(m, x, y, n, logp))) break;
+                for (int j = n - k; j < n && !rc; j++) {
+                    double nll = pg_ngram_score(ng, logp + (size_t)j * m->v, y[j]);
+                    r->nll_sum += nll; /* summed in double, as pg_ngram_run */
+                    losses[j] = (float)nll;
+                    rc = pg_ngram_push(ng, NULL, y[j]);
+                }
+                if (rc) break;
+            } else {
+                window_forward(m, v, st, n, x, y, losses);
+            }
             for (int j = n - k; j < n; j++) {
-                r->nll_sum += losses[j];
+                if (!ng) r->nll_sum += losses[j];
                 r->bytes += pg_bpb_token_bytes(lut, x[j], y[j]);
             }
             r->tokens += k;
@@ -410,6 +432,8 @@ int pg_lora_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_
     r->seconds = pg_now() - t0;
     r->val_loss = r->tokens > 0 ? r->nll_sum / r->tokens : 0;
     r->val_bpb = r->bytes > 0 ? r->nll_sum / (log(2.0) * r->bytes) : 0;
+    free(logp);
+    pg_ngram_close(ng);
     free(x), free(y), free(losses);
     pg_lora_close(s);
     return rc;

@@ -44,6 +44,7 @@
 #include "bpb.h"
 #include "loader.h"
 #include "model.h"
+#include "ngram.h"
 
 #include <stdint.h>
 
@@ -74,6 +75,9 @@ struct pg_lora_params {
     int64_t prefix_docs; /* (2000) */
     double phase_lr, phase_momentum, phase_clip; /* (0.001, 0.9, 1.0) */
     int phase_seqs;      /* (32) */
+    /* NULL, or an n-gram mode (ngram.h: tilt, mixture, cache) applied to the scores: the chunk's
+     * targets are scored from the model's distribution through it, in stream order */
+    const struct pg_ngram_params *ngram;
     int progress;        /* draw a progress line on stderr */
 };
 

@@ -113,6 +113,12 @@ check "--control-only: the score moves, and says so" \
     test "$(ttt --chunk-tokens 512 --control-only --json | jq -c "[.val_bpb != $(jq .val_bpb "$W/eval.json"), .control_only]")" = "[true,true]"
 check "--polyak 0.998: a third score" test "$(ttt --chunk-tokens 512 --polyak 0.998 --json | jq .polyak)" = 0.998
 expect_fail "--polyak 1" 2 "--polyak" ttt --polyak 1
+check "--lora --ngram-mix: the mixture on the LoRA scores, compliant" \
+    test "$(ttt --lora --rank 8 --chunk-tokens 16 --ngram-mix --json | jq -c '[.ngram, .compliant, .val_bpb < '"$b1"']')" = '["ngram-mix",true,true]'
+check "--lora --ngram-cache --non-compliant: marked" \
+    test "$(ttt --lora --rank 0 --ngram-cache --non-compliant --json 2>/dev/null | jq .compliant)" = false
+expect_fail "--tilt without --lora" 2 "need --lora" ttt --tilt
+expect_fail "--lora --ngram-cache without --non-compliant" 2 "--non-compliant" ttt --lora --ngram-cache
 expect_fail "--phased without --lora" 2 "--phased needs --lora" ttt --phased 2
 expect_fail "--lora on cuda" 2 "--device cpu only" ttt --lora --device cuda
 expect_fail "--lora --targets bad" 2 "LoRA target 'x'" ttt --lora --targets q,x

@@ -113,6 +113,17 @@ static void test_plain_equal(const struct pg_bpb_lut *t)
     p.chunk = 100;
     is_int(pg_lora_run(&m, &v, t, &p, NULL, &r), 0, "lr 0, chunk 100 > window runs");
     ok(r.nll_sum == e.nll_sum && r.tokens == e.tokens, "a chunk longer than the window is cut to it: pg-eval's sums");
+    struct pg_ngram_params np;
+    pg_ngram_params_default(&np);
+    np.tilt = np.mix = 1;
+    struct pg_ngram_result nr;
+    p.chunk = L, p.rank = 0, p.ngram = &np;
+    is_int(pg_ngram_run(&m, &v, t, &np, NULL, &nr), 0, "pg_ngram_run, tilt + mixture");
+    is_int(pg_lora_run(&m, &v, t, &p, NULL, &r), 0, "rank 0 with the tilt and mixture");
+    ok(r.nll_sum == nr.nll_sum && r.tokens == nr.tokens && nr.nll_sum != e.nll_sum,
+       "rank 0 + tilt + mixture: pg_ngram_run's sums bit for bit (%.8f vs %.8f; plain %.8f)", r.val_bpb, nr.val_bpb,
+       e.val_bpb);
+    p.ngram = NULL;
     /* smaller chunks: the same windows cut shorter; the same numbers up to rounding */
     p.chunk = 3;
     is_int(pg_lora_run(&m, &v, t, &p, NULL, &r), 0, "lr 0, chunk 3 runs");
@@ -244,6 +255,13 @@ static void test_adapts(const struct pg_bpb_lut *t)
     int rc = run(&v, t, &p, NULL, NULL, &plain);
     p.lr = 1e-2;
     rc |= run(&v, t, &p, NULL, NULL, &adapted);
+    struct pg_ngram_params np;
+    pg_ngram_params_default(&np);
+    np.mix = 1;
+    p.ngram = &np;
+    struct pg_lora_result mixed;
+    rc |= run(&v, t, &p, NULL, NULL, &mixed);
+    ok(mixed.val_loss < adapted.val_loss, "LoRA + n-gram mixture: lower still (%.4f)", mixed.val_loss);
     is_int(rc, 0, "plain and adapted runs");
     ok(adapted.val_loss < plain.val_loss - 0.05, "a repeated document: LoRA lowers the loss %.4f -> %.4f",
        plain.val_loss, adapted.val_loss);
