@@ -119,7 +119,8 @@ int main(int argc, char **argv)
     if (np.cache && !non_compliant)
         pg_cli_usage_error(&cli, "--ngram-cache breaks the rules (its probability reads the target, PR #779; it is "
                                  "not normalized, PR #886): give --non-compliant to run it anyway");
-    if (np.cache && (np.tilt || np.mix)) pg_cli_usage_error(&cli, "--ngram-cache does not combine with --tilt or --ngram-mix");
+    if (np.cache && (np.tilt || np.mix))
+        pg_cli_usage_error(&cli, "--ngram-cache does not combine with --tilt or --ngram-mix");
     if (ngram && strcmp(device, "cpu") != 0) pg_cli_usage_error(&cli, "--tilt and --ngram-* run on --device cpu only");
     if (np.cache)
         fprintf(stderr, "pg-eval: warning: --ngram-cache is NOT compliant: p_t reads the target x_t (rule 1, PR #779) "

@@ -129,7 +129,8 @@ static int add_follower(struct ctx *c, int y)
 int pg_ngram_open(struct pg_ngram **out, int v, const struct pg_ngram_params *p)
 {
     *out = NULL;
-    if (p->order < 1 || p->order > HIST) return pg_error(PG_E_INVAL, "n-gram order %d: must be 1 to %d", p->order, HIST);
+    if (p->order < 1 || p->order > HIST)
+        return pg_error(PG_E_INVAL, "n-gram order %d: must be 1 to %d", p->order, HIST);
     if (!(p->mix_lr >= 0)) return pg_error(PG_E_INVAL, "n-gram mixing step %g: must be >= 0", p->mix_lr);
     if (p->cache && (p->cache_bits < 1 || p->cache_bits > 26))
         return pg_error(PG_E_INVAL, "n-gram cache of 2^%d buckets: must be 2^1 to 2^26", p->cache_bits);
