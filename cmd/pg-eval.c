@@ -10,6 +10,7 @@
 #include "../lib/err.h"
 #include "../lib/eval.h"
 #include "../lib/loader.h"
+#include "../lib/ngram.h"
 #include "../lib/opt.h"
 #include "../lib/progress.h"
 
@@ -48,6 +49,14 @@ static const char usage[] =
     "      --device NAME          cpu (default) or cuda (the first GPU; exit 3 without one)\n"
     "      --precision P          fp32 (default, the score of record) or bf16: matrix products with\n"
     "                             bfloat16 inputs and fp32 sums, as bf16 autocast (faster on a GPU)\n"
+    "      --tilt                 the causal token tilt (spec §7.3): the model's distribution tilted,\n"
+    "                             normalized, towards a hint from the scored tokens' long contexts\n"
+    "      --ngram-mix            mix the model with a Witten-Bell n-gram distribution of the scored\n"
+    "                             tokens, by weights learned online (normalized, score first)\n"
+    "      --ngram-order N        the mixture's highest order (default 6)\n"
+    "      --ngram-cache          PR #826's order-9 hashed backoff cache: NOT compliant (it reads\n"
+    "                             the target and is not normalized); needs --non-compliant\n"
+    "      --non-compliant        allow a mode the challenge's rules forbid\n"
     "      --json                 print the result as JSON on standard output\n"
     "      --progress             always draw the progress line\n"
     "      --no-progress          never draw it (default: when stderr is a terminal)\n"
@@ -60,8 +69,24 @@ static const char usage[] =
     "Exit status: 0 success, 1 runtime error, 2 usage error, 3 unavailable.\n"
     "See pg-eval(1), pg-formats(5).\n";
 
-enum { OPT_PREFIX = PG_OPT_FIRST_CMD, OPT_SEQLEN, OPT_BATCH, OPT_DEVICE, OPT_PRECISION, OPT_STRIDE, OPT_DOCMASK,
-       OPT_TEMP, OPT_AUDIT, OPT_AUDIT_SAMPLES, OPT_BUDGET };
+enum {
+    OPT_PREFIX = PG_OPT_FIRST_CMD,
+    OPT_SEQLEN,
+    OPT_BATCH,
+    OPT_DEVICE,
+    OPT_PRECISION,
+    OPT_STRIDE,
+    OPT_DOCMASK,
+    OPT_TEMP,
+    OPT_AUDIT,
+    OPT_AUDIT_SAMPLES,
+    OPT_BUDGET,
+    OPT_TILT,
+    OPT_NGRAM_MIX,
+    OPT_NGRAM_ORDER,
+    OPT_NGRAM_CACHE,
+    OPT_NON_COMPLIANT,
+};
 
 static const struct option longopts[] = {
     {"data", required_argument, 0, 'd'},
@@ -77,6 +102,11 @@ static const struct option longopts[] = {
     {"audit", no_argument, 0, OPT_AUDIT},
     {"audit-samples", required_argument, 0, OPT_AUDIT_SAMPLES},
     {"time-budget", required_argument, 0, OPT_BUDGET},
+    {"tilt", no_argument, 0, OPT_TILT},
+    {"ngram-mix", no_argument, 0, OPT_NGRAM_MIX},
+    {"ngram-order", required_argument, 0, OPT_NGRAM_ORDER},
+    {"ngram-cache", no_argument, 0, OPT_NGRAM_CACHE},
+    {"non-compliant", no_argument, 0, OPT_NON_COMPLIANT},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
@@ -89,6 +119,9 @@ int main(int argc, char **argv)
     int seq_len = 0, batch = 8, bf16 = 0, stride = 0, doc_mask = 0, audit = 0, audit_samples = 64, c;
     double temperature = 1.0, budget = 0;
     double t_start = pg_now(); /* the evaluation's clock: reading and decoding the model count */
+    struct pg_ngram_params np; /* lib/ngram.h: --tilt, --ngram-* */
+    pg_ngram_params_default(&np);
+    int non_compliant = 0;
     while ((c = getopt_long(argc, argv, "d:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (pg_cli_common(&cli, c)) continue;
         switch (c) {
@@ -107,6 +140,11 @@ int main(int argc, char **argv)
         case OPT_AUDIT_SAMPLES:
             pg_cli_check(&cli, pg_parse_int("--audit-samples", optarg, 1, 1 << 24, &audit_samples));
             break;
+        case OPT_TILT: np.tilt = 1; break;
+        case OPT_NGRAM_MIX: np.mix = 1; break;
+        case OPT_NGRAM_ORDER: pg_cli_check(&cli, pg_parse_int("--ngram-order", optarg, 1, 16, &np.order)); break;
+        case OPT_NGRAM_CACHE: np.cache = 1; break;
+        case OPT_NON_COMPLIANT: non_compliant = 1; break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
@@ -114,6 +152,19 @@ int main(int argc, char **argv)
     if (!data) pg_cli_usage_error(&cli, "no data folder (-d DIR)");
     if (!tokpath) pg_cli_usage_error(&cli, "no tokenizer (-m MODEL)");
     const char *ckpt = argv[optind];
+    int ngram = np.tilt || np.mix || np.cache;
+    if (np.cache && !non_compliant)
+        pg_cli_usage_error(&cli, "--ngram-cache breaks the rules (its probability reads the target, PR #779; it is "
+                                 "not normalized, PR #886): give --non-compliant to run it anyway");
+    if (np.cache && (np.tilt || np.mix))
+        pg_cli_usage_error(&cli, "--ngram-cache does not combine with --tilt or --ngram-mix");
+    if (ngram && strcmp(device, "cpu") != 0) pg_cli_usage_error(&cli, "--tilt and --ngram-* run on --device cpu only");
+    if (ngram && (stride || doc_mask || temperature != 1.0))
+        pg_cli_usage_error(&cli, "--tilt and --ngram-* score the plain windows: not with --stride, --doc-mask or "
+                                 "--temperature");
+    if (np.cache)
+        fprintf(stderr, "pg-eval: warning: --ngram-cache is NOT compliant: p_t reads the target x_t (rule 1, PR #779) "
+                        "and sums to more than 1 over the vocabulary (rule 2, PR #886)\n");
     const struct pg_backend *be;
     pg_cli_check(&cli, pg_backend_by_name(device, &be));
     be->set_bf16(bf16); /* --precision: the matrix products' inputs (lib/backend.h) */
@@ -129,21 +180,32 @@ int main(int argc, char **argv)
     if (doc_mask) m->cfg.varlen_attn = 1;
     int64_t nseq = stride ? pg_slide_count(v->usable, cfg.train_seq_len, stride) : pg_val_num_seqs(v);
     if (batch > nseq) batch = (int)nseq;
+    if (ngram) batch = 1; /* one window per forward */
     pg_cli_check(&cli, pg_model_alloc_acts(m, batch, cfg.train_seq_len));
     struct pg_eval_result r;
     struct pg_audit au;
     memset(&au, 0, sizeof au);
     if (audit) pg_cli_check(&cli, pg_audit_init(&au, v->usable, m->v));
-    /* Non-overlapping windows are stride seq_len, bit for bit; the audit and a temperature need
-     * the sliding code's per-target path. */
-    if (stride || audit || temperature != 1.0)
+    struct pg_ngram_result nr;
+    memset(&nr, 0, sizeof nr);
+    if (ngram) {
+        /* the n-gram modes score target by target over the plain windows (lib/ngram.c) */
+        pg_cli_check(&cli, pg_ngram_run(m, v, &sc.lut, &np, NULL, audit ? &au : NULL, audit_samples, &nr));
+        memset(&r, 0, sizeof r);
+        r.val_loss = nr.val_loss, r.val_bpb = nr.val_bpb, r.tokens = nr.tokens, r.bytes = nr.bytes;
+        r.nll_sum = nr.nll_sum, r.seconds = nr.seconds;
+    } else if (stride || audit || temperature != 1.0) {
+        /* Non-overlapping windows are stride seq_len, bit for bit; the audit and a temperature
+         * need the sliding code's per-target path. */
         pg_cli_check(&cli, pg_eval_sliding_ex(m, v, &sc.lut, stride ? stride : cfg.train_seq_len, batch,
                                               pg_cli_progress(&cli), temperature, audit ? &au : NULL, NULL, &r));
-    else
+    } else {
         pg_cli_check(&cli, pg_eval_val(m, v, &sc.lut, 0, 1, batch, pg_cli_progress(&cli), &r));
+    }
     if (audit) {
-        pg_cli_check(&cli, pg_eval_audit_dists(m, v, stride ? stride : cfg.train_seq_len, temperature, &au,
-                                               audit_samples, 0x5eed));
+        if (!ngram) /* (the n-gram modes check their distributions as they run) */
+            pg_cli_check(&cli, pg_eval_audit_dists(m, v, stride ? stride : cfg.train_seq_len, temperature, &au,
+                                                   audit_samples, 0x5eed));
         pg_audit_finish(&au);
     }
     double tps = r.seconds > 0 ? r.tokens / r.seconds : 0.0;
@@ -154,7 +216,16 @@ int main(int argc, char **argv)
                               (json_int_t)r.bytes, "seq_len", cfg.train_seq_len, "stride",
                               stride ? stride : cfg.train_seq_len, "doc_mask", doc_mask || cfg.varlen_attn, "windows",
                               (json_int_t)nseq, "seconds", r.seconds, "tokens_per_second", tps);
+        if (!j) pg_cli_die(&cli, "cannot build the JSON result");
         if (temperature != 1.0) json_object_set_new(j, "temperature", json_real(temperature));
+        if (ngram) {
+            json_object_set_new(j, "mode", json_string(np.cache            ? "ngram-cache"
+                                                       : np.tilt && np.mix ? "tilt+ngram-mix"
+                                                       : np.tilt           ? "tilt"
+                                                                           : "ngram-mix"));
+            json_object_set_new(j, "compliant", json_boolean(!np.cache));
+            json_object_set_new(j, "model_val_loss", json_real(nr.tokens > 0 ? nr.model_nll / nr.tokens : 0));
+        }
         json_object_set_new(j, "elapsed_seconds", json_real(elapsed));
         if (budget > 0) {
             json_object_set_new(j, "time_budget", json_real(budget));
@@ -168,12 +239,14 @@ int main(int argc, char **argv)
                                                       (json_int_t)au.scored_twice, "unscored", (json_int_t)au.unscored,
                                                       "update_before_score", (json_int_t)au.update_first,
                                                       "worst_future", au.worst_future, "worst_sum", au.worst_sum));
-        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+        if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) != 0)
+            pg_cli_die(&cli, "cannot write the JSON result");
         fputc('\n', stdout);
         json_decref(j);
     } else {
         printf("val_loss:%.8f val_bpb:%.8f tokens:%.0f bytes:%.0f\n", r.val_loss, r.val_bpb, r.tokens, r.bytes);
     }
+    if (fflush(stdout) != 0) pg_cli_die(&cli, "cannot write the result to standard output");
     pg_cli_info(&cli, "%.0f tokens in %.1fs (%.0f tokens/s; %lld windows of %d, stride %d%s)", r.tokens, r.seconds,
                 tps, (long long)nseq, cfg.train_seq_len, stride ? stride : cfg.train_seq_len,
                 doc_mask || cfg.varlen_attn ? ", document-masked" : "");

@@ -11,6 +11,8 @@
 #include "../lib/eval.h"
 #include "../lib/err.h"
 #include "../lib/loader.h"
+#include "../lib/lora.h"
+#include "../lib/ngram.h"
 #include "../lib/opt.h"
 #include "../lib/outfile.h"
 #include "../lib/progress.h"
@@ -42,6 +44,32 @@ static const char usage[] =
     "      --grad-clip X          clip the gradient's global 2-norm to X; 0 = off (default 1.0)\n"
     "      --batch-seqs N         windows per forward pass (default 8)\n"
     "      --step-seqs N          windows per SGD step (default 32)\n"
+    "      --control-only         train only the control tensors (scales, gains, mixes, gates: the\n"
+    "                             small float tensors of an artifact; PR #2086)\n"
+    "      --tilt                 with --lora: pg-eval's causal token tilt on the LoRA scores\n"
+    "      --ngram-mix            with --lora: pg-eval's n-gram mixture on the LoRA scores\n"
+    "      --ngram-order N        the mixture's highest order (default 6)\n"
+    "      --ngram-cache          with --lora: PR #826's cache, NOT compliant; needs --non-compliant\n"
+    "      --non-compliant        allow a mode the challenge's rules forbid\n"
+    "      --polyak D             score with a Polyak average of the trained weights, decay D\n"
+    "                             (PR #826: 0.998; default 0: off)\n"
+    "      --lora                 per-document LoRA TTT instead (spec §6.3): each document (BOS to\n"
+    "                             BOS) is scored in chunks, each chunk first, then one AdamW step\n"
+    "                             on low-rank adapters reset at each document (--device cpu only)\n"
+    "      --targets LIST         adapted weights among q,k,v,o,mlp,head (default q,k,v,o,mlp)\n"
+    "      --rank N               adapter rank; 0 = plain per-document scoring (default 96)\n"
+    "      --alpha X              adapter scale alpha/rank (default 144)\n"
+    "      --window N             the most context tokens per chunk (default 2048, capped at\n"
+    "                             the window length)\n"
+    "      --beta1 X              AdamW beta1 (default 0)\n"
+    "      --beta2 X              AdamW beta2 (default 0.999)\n"
+    "      --weight-decay X       AdamW decoupled weight decay (default 0.5)\n"
+    "      --seed N               the adapters' A initialization (default 1)\n"
+    "                             With --lora, --lr defaults to 1e-4 and --chunk-tokens to 64.\n"
+    "      --phased N             with --lora: N phases of global SGD on the base model over the\n"
+    "                             documents scored so far (spec §6.4)\n"
+    "      --prefix-docs N        the documents the phases are spread over (default 2000)\n"
+    "      --phase-lr X           the phases' SGD learning rate (default 0.001)\n"
     "      --token-losses FILE    write every target's loss (float32 LE, stream order) to FILE\n"
     "      --device NAME          cpu (default) or cuda (the first GPU; exit 3 without one): scoring\n"
     "                             and SGD on the device\n"
@@ -79,6 +107,25 @@ enum {
     OPT_PRECISION,
     OPT_AUDIT,
     OPT_BUDGET,
+    OPT_LORA,
+    OPT_TARGETS,
+    OPT_RANK,
+    OPT_ALPHA,
+    OPT_WINDOW,
+    OPT_BETA1,
+    OPT_BETA2,
+    OPT_WD,
+    OPT_SEED,
+    OPT_PHASED,
+    OPT_CONTROL_ONLY,
+    OPT_TILT,
+    OPT_NGRAM_MIX,
+    OPT_NGRAM_ORDER,
+    OPT_NGRAM_CACHE,
+    OPT_NON_COMPLIANT,
+    OPT_POLYAK,
+    OPT_PREFIX_DOCS,
+    OPT_PHASE_LR,
 };
 
 static const struct option longopts[] = {
@@ -98,6 +145,25 @@ static const struct option longopts[] = {
     {"precision", required_argument, 0, OPT_PRECISION},
     {"audit", no_argument, 0, OPT_AUDIT},
     {"time-budget", required_argument, 0, OPT_BUDGET},
+    {"lora", no_argument, 0, OPT_LORA},
+    {"targets", required_argument, 0, OPT_TARGETS},
+    {"rank", required_argument, 0, OPT_RANK},
+    {"alpha", required_argument, 0, OPT_ALPHA},
+    {"window", required_argument, 0, OPT_WINDOW},
+    {"beta1", required_argument, 0, OPT_BETA1},
+    {"beta2", required_argument, 0, OPT_BETA2},
+    {"weight-decay", required_argument, 0, OPT_WD},
+    {"seed", required_argument, 0, OPT_SEED},
+    {"phased", required_argument, 0, OPT_PHASED},
+    {"control-only", no_argument, 0, OPT_CONTROL_ONLY},
+    {"tilt", no_argument, 0, OPT_TILT},
+    {"ngram-mix", no_argument, 0, OPT_NGRAM_MIX},
+    {"ngram-order", required_argument, 0, OPT_NGRAM_ORDER},
+    {"ngram-cache", no_argument, 0, OPT_NGRAM_CACHE},
+    {"non-compliant", no_argument, 0, OPT_NON_COMPLIANT},
+    {"polyak", required_argument, 0, OPT_POLYAK},
+    {"prefix-docs", required_argument, 0, OPT_PREFIX_DOCS},
+    {"phase-lr", required_argument, 0, OPT_PHASE_LR},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
@@ -114,6 +180,13 @@ int main(int argc, char **argv)
     int bf16 = 0;
     struct pg_ttt_params p;
     pg_ttt_params_default(&p);
+    struct pg_lora_params lp;
+    pg_lora_params_default(&lp);
+    int lora = 0, lr_set = 0, chunk_set = 0;
+    struct pg_ngram_params np; /* lib/ngram.h, with --lora */
+    pg_ngram_params_default(&np);
+    int non_compliant = 0;
+    int64_t seed = 1;
     int seq_len = 0, audit = 0, c;
     double budget = 0, t_start = pg_now(); /* the evaluation's clock: reading the model counts */
     while ((c = getopt_long(argc, argv, "d:m:" PG_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
@@ -124,10 +197,11 @@ int main(int argc, char **argv)
         case OPT_PREFIX: prefix = optarg; break;
         case OPT_SEQLEN: pg_cli_check(&cli, pg_parse_int("--seq-len", optarg, 1, 1 << 20, &seq_len)); break;
         case OPT_CHUNK:
+            chunk_set = 1;
             pg_cli_check(&cli, pg_parse_i64("--chunk-tokens", optarg, 1, INT64_C(1) << 40, &p.chunk_tokens));
             break;
         case OPT_EPOCHS: pg_cli_check(&cli, pg_parse_int("--epochs", optarg, 0, 1000, &p.epochs)); break;
-        case OPT_LR: pg_cli_check(&cli, pg_parse_f64("--lr", optarg, 0, 1e3, &p.lr)); break;
+        case OPT_LR: lr_set = 1, pg_cli_check(&cli, pg_parse_f64("--lr", optarg, 0, 1e3, &p.lr)); break;
         case OPT_MOMENTUM: pg_cli_check(&cli, pg_parse_f64("--momentum", optarg, 0, 0.999999, &p.momentum)); break;
         case OPT_CLIP: pg_cli_check(&cli, pg_parse_f64("--grad-clip", optarg, 0, 1e30, &p.grad_clip)); break;
         case OPT_BATCH: pg_cli_check(&cli, pg_parse_int("--batch-seqs", optarg, 1, 1 << 16, &p.batch_seqs)); break;
@@ -137,12 +211,56 @@ int main(int argc, char **argv)
         case OPT_PRECISION: bf16 = pg_cli_precision(&cli, optarg); break;
         case OPT_AUDIT: audit = 1; break;
         case OPT_BUDGET: pg_cli_check(&cli, pg_parse_f64("--time-budget", optarg, 1e-3, 1e9, &budget)); break;
+        case OPT_LORA: lora = 1; break;
+        case OPT_TARGETS: pg_cli_check(&cli, pg_lora_parse_targets(optarg, &lp.targets)); break;
+        case OPT_RANK: pg_cli_check(&cli, pg_parse_int("--rank", optarg, 0, 1 << 16, &lp.rank)); break;
+        case OPT_ALPHA: pg_cli_check(&cli, pg_parse_f64("--alpha", optarg, 1e-9, 1e9, &lp.alpha)); break;
+        case OPT_WINDOW: pg_cli_check(&cli, pg_parse_int("--window", optarg, 1, 1 << 20, &lp.window)); break;
+        case OPT_BETA1: pg_cli_check(&cli, pg_parse_f64("--beta1", optarg, 0, 0.999999, &lp.beta1)); break;
+        case OPT_BETA2: pg_cli_check(&cli, pg_parse_f64("--beta2", optarg, 0, 0.999999, &lp.beta2)); break;
+        case OPT_WD: pg_cli_check(&cli, pg_parse_f64("--weight-decay", optarg, 0, 1e6, &lp.wd)); break;
+        case OPT_SEED: pg_cli_check(&cli, pg_parse_i64("--seed", optarg, 0, INT64_MAX, &seed)); break;
+        case OPT_TILT: np.tilt = 1; break;
+        case OPT_NGRAM_MIX: np.mix = 1; break;
+        case OPT_NGRAM_ORDER: pg_cli_check(&cli, pg_parse_int("--ngram-order", optarg, 1, 16, &np.order)); break;
+        case OPT_NGRAM_CACHE: np.cache = 1; break;
+        case OPT_NON_COMPLIANT: non_compliant = 1; break;
+        case OPT_CONTROL_ONLY: p.control_only = 1; break;
+        case OPT_POLYAK: pg_cli_check(&cli, pg_parse_f64("--polyak", optarg, 0, 0.999999999, &p.polyak)); break;
+        case OPT_PHASED: pg_cli_check(&cli, pg_parse_int("--phased", optarg, 0, 1000, &lp.phases)); break;
+        case OPT_PREFIX_DOCS:
+            pg_cli_check(&cli, pg_parse_i64("--prefix-docs", optarg, 1, INT64_C(1) << 40, &lp.prefix_docs));
+            break;
+        case OPT_PHASE_LR: pg_cli_check(&cli, pg_parse_f64("--phase-lr", optarg, 0, 1e3, &lp.phase_lr)); break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
     if (optind + 1 != argc) pg_cli_usage_error(&cli, optind == argc ? "no model given" : "more than one model");
     if (!data) pg_cli_usage_error(&cli, "no data folder (-d DIR)");
     if (!tokpath) pg_cli_usage_error(&cli, "no tokenizer (-m MODEL)");
+    if (lora && strcmp(device, "cpu") != 0)
+        pg_cli_usage_error(&cli, "--lora runs on --device cpu only (its adapters fold into host-memory weights)");
+    if (lora) {
+        lp.lr = lr_set ? p.lr : lp.lr;
+        if (chunk_set && p.chunk_tokens > (1 << 20))
+            pg_cli_usage_error(&cli, "--chunk-tokens with --lora: at most 1048576");
+        lp.chunk = chunk_set ? (int)p.chunk_tokens : lp.chunk;
+        lp.seed = (uint64_t)seed;
+    }
+    if (lp.phases > 0 && !lora) pg_cli_usage_error(&cli, "--phased needs --lora (use --rank 0 for the phases alone)");
+    int ngram = np.tilt || np.mix || np.cache;
+    if (ngram && !lora)
+        pg_cli_usage_error(&cli, "--tilt and --ngram-* need --lora here (pg-eval has them for plain scoring)");
+    if (np.cache && !non_compliant)
+        pg_cli_usage_error(&cli, "--ngram-cache breaks the rules (its probability reads the target, PR #779; it is "
+                                 "not normalized, PR #886): give --non-compliant to run it anyway");
+    if (np.cache && (np.tilt || np.mix))
+        pg_cli_usage_error(&cli, "--ngram-cache does not combine with --tilt or --ngram-mix");
+    if (np.cache)
+        fprintf(stderr, "pg-ttt: warning: --ngram-cache is NOT compliant: p_t reads the target x_t (rule 1, PR #779) "
+                        "and sums to more than 1 over the vocabulary (rule 2, PR #886)\n");
+    if (ngram) lp.ngram = &np;
+    int training = lora ? (lp.rank > 0 && lp.lr > 0) || lp.phases > 0 : p.epochs > 0;
     const char *model = argv[optind];
 
     /* Without training the model needs no gradients: --epochs 0 runs in pg-eval's memory. */
@@ -150,12 +268,13 @@ int main(int argc, char **argv)
     const struct pg_backend *be;
     pg_cli_check(&cli, pg_backend_by_name(device, &be));
     be->set_bf16(bf16);
-    pg_scoring_open(&cli, &sc, model, data, prefix, tokpath, seq_len, p.epochs > 0, be);
+    pg_scoring_open(&cli, &sc, model, data, prefix, tokpath, seq_len, training, be);
     struct pg_config cfg = sc.cfg;
     struct pg_model *m = &sc.m;
     struct pg_val_set *v = &sc.val;
     int64_t nseq = pg_val_num_seqs(v);
     if (p.batch_seqs > nseq) p.batch_seqs = (int)nseq;
+    if (lora) p.batch_seqs = 1; /* one window per forward */
     pg_cli_check(&cli, pg_model_alloc_acts(m, p.batch_seqs, cfg.train_seq_len));
     float *losses = NULL;
     if (losses_path && !(losses = pg_malloc((size_t)v->usable * sizeof *losses))) pg_cli_check(&cli, PG_E_NOMEM);
@@ -167,9 +286,11 @@ int main(int argc, char **argv)
     if (audit) {
         pg_cli_check(&cli, pg_audit_init(&au, v->usable, m->v));
         hooks.ctx = &au, hooks.scored = audit_scored, hooks.updated = audit_updated;
-        pg_cli_check(&cli, pg_eval_audit_dists(m, v, cfg.train_seq_len, 1.0, &au, 64, 0x5eed));
+        /* the n-gram modes check their distributions as they run, on the adapted model */
+        if (!(lora && ngram)) pg_cli_check(&cli, pg_eval_audit_dists(m, v, cfg.train_seq_len, 1.0, &au, 64, 0x5eed));
     }
     p.progress = pg_cli_progress(&cli);
+    lp.progress = p.progress;
     if (cli.verbosity > 1)
         fprintf(stderr,
                 "pg-ttt: %lld windows of %d in chunks of %lld tokens; %d epochs, lr %g, momentum %g, grad clip %g, "
@@ -182,7 +303,16 @@ int main(int argc, char **argv)
     if (losses_path) pg_cli_check(&cli, pg_out_open(&lo, losses_path));
     double t0 = pg_now();
     struct pg_ttt_result r;
-    int rc = pg_ttt_run(m, v, &sc.lut, &p, &hooks, &r);
+    struct pg_lora_result lr;
+    memset(&lr, 0, sizeof lr);
+    memset(&r, 0, sizeof r);
+    struct pg_lora_hooks lhooks = {.token_losses = losses};
+    if (audit)
+        lhooks.ctx = &au, lhooks.scored = audit_scored, lhooks.updated = audit_updated, lhooks.audit = &au,
+        lhooks.audit_samples = 64;
+    int rc = lora ? pg_lora_run(m, v, &sc.lut, &lp, &lhooks, &lr) : pg_ttt_run(m, v, &sc.lut, &p, &hooks, &r);
+    if (lora) /* the shared fields of the report */
+        r.val_loss = lr.val_loss, r.val_bpb = lr.val_bpb, r.tokens = lr.tokens, r.bytes = lr.bytes;
     double seconds = pg_now() - t0;
     /* float32 in the host's order, which is little-endian (xio.h refuses other hosts) */
     if (!rc && losses_path && !(rc = pg_out_write(&lo, losses, (size_t)v->usable * sizeof *losses)))
@@ -191,13 +321,33 @@ int main(int argc, char **argv)
         pg_out_abort(&lo);
     pg_cli_check(&cli, rc);
     if (cli.json) {
-        json_t *j = json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:i, s:f, s:f, s:f, s:I, s:f, s:f}",
+        const char *ngram_mode = np.cache                ? "ngram-cache"
+                                 : np.tilt && np.mix ? "tilt+ngram-mix"
+                                 : np.tilt           ? "tilt"
+                                 : np.mix            ? "ngram-mix"
+                                                     : "none";
+        json_t *j = lora ? json_pack("{s:s, s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:I, s:i, s:f, s:f, s:f, s:f, "
+                                     "s:f, "
+                                     "s:i, s:i, s:I, s:i, s:I, s:I, s:s, s:b}",
+                                     "checkpoint", model, "mode", "lora", "val_loss", r.val_loss, "val_bpb", r.val_bpb,
+                                     "tokens", (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes, "seq_len",
+                                     cfg.train_seq_len, "seconds", seconds, "docs", (json_int_t)lr.docs, "chunks",
+                                     (json_int_t)lr.chunks, "steps", (json_int_t)lr.steps, "rank", lp.rank, "alpha",
+                                     lp.alpha, "lr", lp.lr, "beta1", lp.beta1, "beta2", lp.beta2, "weight_decay", lp.wd,
+                                     "chunk_tokens", lp.chunk, "adapters", lr.adapters, "adapter_params",
+                                     (json_int_t)lr.adapter_params, "phases", lp.phases, "prefix_docs",
+                                     (json_int_t)lp.prefix_docs, "phase_steps", (json_int_t)lr.phase_steps, "ngram",
+                                     ngram_mode,
+                                     "compliant", !np.cache)
+                          : json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:i, s:f, s:f, s:f, s:I, s:f, "
+                                      "s:f, s:b, s:f}",
                               "checkpoint", model, "val_loss", r.val_loss, "val_bpb", r.val_bpb, "tokens",
                               (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes, "seq_len", cfg.train_seq_len,
                               "seconds", seconds, "chunks", (json_int_t)r.chunks, "chunk_tokens",
                               (json_int_t)(r.chunk_seqs * cfg.train_seq_len), "epochs", p.epochs, "lr", p.lr,
                               "momentum", p.momentum, "grad_clip", p.grad_clip, "steps", (json_int_t)r.steps,
-                              "score_seconds", r.score_seconds, "train_seconds", r.train_seconds);
+                              "score_seconds", r.score_seconds, "train_seconds", r.train_seconds, "control_only",
+                                      p.control_only, "polyak", p.polyak);
         if (!j) pg_cli_die(&cli, "cannot build the JSON result");
         if (budget > 0) {
             double el = pg_now() - t_start;
@@ -213,6 +363,13 @@ int main(int argc, char **argv)
         printf("val_loss:%.8f val_bpb:%.8f tokens:%.0f bytes:%.0f\n", r.val_loss, r.val_bpb, r.tokens, r.bytes);
     }
     if (fflush(stdout) != 0) pg_cli_die(&cli, "cannot write the result to standard output");
+    if (lora)
+        pg_cli_info(&cli,
+                    "%.0f tokens in %.1fs: %lld documents, %lld chunks, %lld AdamW steps on %d adapters "
+                    "(%zu parameters)",
+                    r.tokens, seconds, (long long)lr.docs, (long long)lr.chunks, (long long)lr.steps, lr.adapters,
+                    lr.adapter_params);
+    else
     pg_cli_info(&cli,
                 "%.0f tokens in %.1fs: %lld chunks of %lld tokens, %lld SGD steps (scoring %.1fs, training %.1fs)",
                 r.tokens, seconds, (long long)r.chunks, (long long)(r.chunk_seqs * cfg.train_seq_len),

@@ -11,6 +11,8 @@
 #ifndef PG_AUDIT_H
 #define PG_AUDIT_H
 
+#include "rng.h"
+
 #include <stdint.h>
 #include <stdio.h>
 
@@ -26,7 +28,8 @@ struct pg_audit {
     int64_t samples;        /* targets whose distribution was checked */
     int64_t lookahead;      /* sampled targets whose distribution moved with the future */
     int64_t unnormalized;   /* sampled targets whose distribution does not sum to 1 */
-    int64_t scored_twice, unscored, update_first; /* targets scored more than once, never, or after an update read them */
+    /* targets scored more than once, never, or after an update read them */
+    int64_t scored_twice, unscored, update_first;
     double worst_future;    /* the largest |Δ log p| seen when the future changed */
     double worst_sum;       /* the largest |Σp − 1| */
     char first[256];        /* the first violation, in words */
@@ -49,6 +52,16 @@ void pg_audit_updated(struct pg_audit *a, int64_t begin, int64_t end);
  * and restored. @return 0 or the scorer's error. */
 int pg_audit_check_dists(struct pg_audit *a, pg_audit_dist_fn fn, void *ctx, uint16_t *tokens, int64_t ntok,
                          int64_t reach, int samples, double tol, uint64_t seed);
+
+/* One target's part of pg_audit_check_dists, for a mode that checks its distributions as it
+ * runs (its live state): the sum and look-ahead checks on target p, r choosing the other ids.
+ * @return 0 or the scorer's error. */
+int pg_audit_check_one(struct pg_audit *a, pg_audit_dist_fn fn, void *ctx, uint16_t *tokens, int64_t ntok, int64_t p,
+                       int64_t reach, double tol, struct pg_rng *r);
+
+/* The targets such a mode checks, as pg_audit_check_dists chooses them (the first, the last,
+ * random ones, drawn from r), ascending in out[samples]. @return how many (0 when none). */
+int pg_audit_pick(const struct pg_audit *a, int64_t ntok, int samples, struct pg_rng *r, int64_t *out);
 
 /* Counts the targets never scored; call once at the end. */
 void pg_audit_finish(struct pg_audit *a);

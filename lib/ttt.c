@@ -29,7 +29,9 @@ struct pg_ttt {
     double score_s, train_s;
     int32_t *x, *y;
     float *losses;
-    struct pg_opt_tensor *all; /* every parameter tensor, for clipping and SGD */
+    struct pg_opt_tensor *all; /* the trained tensors (all, or the control ones), for clipping and SGD */
+    size_t nall;
+    pg_real *avg, *keep;       /* Polyak: the average, and the trained weights while avg is scored */
     struct pg_sgd sgd;
     struct pg_progress prog;
     uint64_t work;        /* tokens through a forward so far (scored + trained), for the ETA */
@@ -45,6 +47,8 @@ void pg_ttt_params_default(struct pg_ttt_params *p)
     p->batch_seqs = 8;
     p->step_seqs = 32;
     p->progress = 0;
+    p->control_only = 0;
+    p->polyak = 0;
 }
 
 static void chunk_range(const struct pg_ttt *s, int64_t c, int64_t *q0, int64_t *q1)
@@ -66,6 +70,8 @@ int pg_ttt_open(struct pg_ttt **out, struct pg_model *m, const struct pg_val_set
         return pg_error(PG_E_INVAL, "TTT momentum %g: must be in [0, 1)", p->momentum);
     if (!(p->grad_clip >= 0) || !isfinite(p->grad_clip))
         return pg_error(PG_E_INVAL, "TTT gradient clip %g: must be >= 0", p->grad_clip);
+    if (!(p->polyak >= 0 && p->polyak < 1))
+        return pg_error(PG_E_INVAL, "TTT Polyak decay %g: must be in [0, 1)", p->polyak);
     if (p->step_seqs < 1) return pg_error(PG_E_INVAL, "TTT step of %d windows: must be at least 1", p->step_seqs);
     if (p->batch_seqs < 1 || p->batch_seqs > m->max_b || L != m->t)
         return pg_error(PG_E_INVAL, "TTT batch of %d x %d tokens does not fit the model's %d x %d", p->batch_seqs, L,
@@ -89,10 +95,18 @@ int pg_ttt_open(struct pg_ttt **out, struct pg_model *m, const struct pg_val_set
         if (!(s->all = pg_calloc((size_t)m->ntensors, sizeof *s->all))) rc = PG_E_NOMEM;
         for (int i = 0; i < m->ntensors && !rc; i++) {
             const struct pg_tensor *t = &m->tensors[i];
-            s->all[i] = (struct pg_opt_tensor){m->params + t->offset, m->grads + t->offset, (int)t->shape[0],
+            if (p->control_only && t->kind != PG_TENSOR_CONTROL) continue;
+            s->all[s->nall++] = (struct pg_opt_tensor){m->params + t->offset, m->grads + t->offset, (int)t->shape[0],
                                                t->ndim == 2 ? (int)t->shape[1] : 0, t->numel};
         }
-        if (!rc) rc = pg_sgd_init_on(&s->sgd, m->be, s->all, (size_t)m->ntensors, p->momentum);
+        if (!rc && s->nall == 0) rc = pg_error(PG_E_INVAL, "TTT --control-only: the model has no control tensor");
+        if (!rc) rc = pg_sgd_init_on(&s->sgd, m->be, s->all, s->nall, p->momentum);
+        if (!rc && p->polyak > 0) {
+            s->avg = m->be->alloc(m->nparams * sizeof *s->avg);
+            s->keep = m->be->alloc(m->nparams * sizeof *s->keep);
+            if (!s->avg || !s->keep) rc = pg_error(PG_E_NOMEM, "TTT Polyak average: out of memory");
+            else m->be->copy(s->avg, m->params, m->nparams);
+        }
     }
     if (rc) {
         pg_ttt_close(s);
@@ -132,7 +146,14 @@ int pg_ttt_score_next(struct pg_ttt *s, struct pg_ttt_chunk *c)
     int64_t q0, q1;
     chunk_range(s, s->next_chunk, &q0, &q1);
     double t0 = pg_now();
-    PG_TRY(score_chunk(s, s->next_chunk, q0, q1));
+    struct pg_model *m = s->m;
+    if (s->avg && s->trained > 0) { /* score with the average, keep the trained weights aside */
+        m->be->copy(s->keep, m->params, m->nparams);
+        m->be->copy(m->params, s->avg, m->nparams);
+    }
+    int rc = score_chunk(s, s->next_chunk, q0, q1);
+    if (s->avg && s->trained > 0) m->be->copy(m->params, s->keep, m->nparams);
+    if (rc) return rc;
     s->score_s += pg_now() - t0;
     /* Only now, with every target of the chunk counted, may training see it. */
     s->scored_seqs = q1;
@@ -165,8 +186,12 @@ static int train_chunk(struct pg_ttt *s, int64_t c, int64_t q0, int64_t q1, doub
             if (!isfinite(loss))
                 return pg_error(PG_E_FORMAT, "TTT chunk %lld, epoch %d: the training loss is %g: diverged (lower --lr)",
                                 (long long)c, e + 1, loss);
-            if (s->p.grad_clip > 0) pg_clip_grad_norm_on(m->be, s->all, (size_t)m->ntensors, s->p.grad_clip);
+            if (s->p.grad_clip > 0) pg_clip_grad_norm_on(m->be, s->all, s->nall, s->p.grad_clip);
             pg_sgd_step(&s->sgd, lr);
+            if (s->avg) { /* avg = d·avg + (1 − d)·θ */
+                m->be->scale(s->avg, s->p.polyak, m->nparams);
+                m->be->axpy(s->avg, 1 - s->p.polyak, m->params, m->nparams);
+            }
             s->steps++;
             if (s->h.updated) s->h.updated(s->h.ctx, c, s0 * L, s1 * L + 1);
         }
@@ -215,6 +240,8 @@ void pg_ttt_close(struct pg_ttt *s)
     pg_progress_finish(&s->prog); /* a no-op unless drawing */
     pg_sgd_free(&s->sgd);
     free(s->all);
+    if (s->avg) s->m->be->free(s->avg);
+    if (s->keep) s->m->be->free(s->keep);
     free(s->x), free(s->y), free(s->losses);
     free(s);
 }

@@ -43,6 +43,11 @@ struct pg_ttt_params {
     double grad_clip;     /* global gradient 2-norm clip; 0 = off (1.0) */
     int batch_seqs;       /* windows per forward pass, scoring and training (8) */
     int step_seqs;        /* windows per SGD step (32: a 32768-token chunk of L = 1024 per step) */
+    int control_only;     /* train only the control tensors (PG_TENSOR_CONTROL: scales, mixes, gains, skip
+                           * weights, gates), the small float tensors an artifact keeps unquantized:
+                           * PR #2086's TTT of the fp16 calibration parameters (0) */
+    double polyak;        /* 0, or the decay d of a Polyak average of the weights (PR #826: 0.998): after
+                           * each SGD step avg = d·avg + (1 − d)·θ, and chunks are scored with avg */
     int progress;         /* draw a progress line with an ETA on stderr */
 };
 

@@ -94,6 +94,47 @@ check "--progress draws a line with an ETA" grep -q 'ttt .*ETA' "$W/prog.err"
 check "stderr summary names chunks and SGD steps" grep -q '7 chunks of 512 tokens, 18 SGD steps' "$W/info.err"
 check "-q: nothing on stderr" sh -c "\"$TTT\" \"$M\" $D --epochs 0 -q 2>&1 >/dev/null | wc -c | grep -qx 0"
 
+# ---- --lora: per-document adapters, score first ----
+ttt --lora --rank 0 --json >"$W/l0.json"
+for k in tokens bytes; do
+    check "--lora --rank 0: $k as pg-eval's (every target scored once)" test "$(jq .$k "$W/l0.json")" = "$(jq .$k "$W/eval.json")"
+done
+check "--lora --rank 0: no step, no adapter" test "$(jq -c '[.mode, .steps, .adapters]' "$W/l0.json")" = '["lora",0,0]'
+check "--lora --lr 0: the rank-0 score" test "$(ttt --lora --rank 8 --lr 0 --json | jq .val_bpb)" = "$(jq .val_bpb "$W/l0.json")"
+ttt --lora --rank 8 --lr 3e-3 --chunk-tokens 16 --json --token-losses "$W/la.f32" >"$W/l1.json"
+b0=$(jq .val_bpb "$W/l0.json") b1=$(jq .val_bpb "$W/l1.json")
+echo "# LoRA TTT on the tiny model: val_bpb $b0 (per-document, no adapter) -> $b1"
+check "--lora --rank 8: the score moves ($b0 -> $b1), adapters stepped" \
+    sh -c "test '$b0' != '$b1' && test $(jq .steps "$W/l1.json") -gt 0 && test $(jq .adapters "$W/l1.json") -eq 15"
+check "--lora --token-losses: one float per target" test "$(wc -c <"$W/la.f32")" -eq $((4 * $(jq .tokens "$W/l1.json")))
+check "--lora --phased 2 --prefix-docs 20: two phases of SGD steps" \
+    test "$(ttt --lora --rank 8 --chunk-tokens 16 --phased 2 --prefix-docs 20 --phase-lr 0.01 --json | jq -c '[.phases, .phase_steps > 0]')" = "[2,true]"
+check "--control-only: the score moves, and says so" \
+    test "$(ttt --chunk-tokens 512 --control-only --json | jq -c "[.val_bpb != $(jq .val_bpb "$W/eval.json"), .control_only]")" = "[true,true]"
+check "--polyak 0.998: a third score" test "$(ttt --chunk-tokens 512 --polyak 0.998 --json | jq .polyak)" = 0.998
+expect_fail "--polyak 1" 2 "--polyak" ttt --polyak 1
+check "--lora --ngram-mix: the mixture on the LoRA scores, compliant" \
+    test "$(ttt --lora --rank 8 --chunk-tokens 16 --ngram-mix --json | jq -c '[.ngram, .compliant, .val_bpb < '"$b1"']')" = '["ngram-mix",true,true]'
+check "--lora --ngram-cache --non-compliant: marked" \
+    test "$(ttt --lora --rank 0 --ngram-cache --non-compliant --json 2>/dev/null | jq .compliant)" = false
+# --audit with --lora: the adapters' steps, the phases and the n-gram inserts all come after
+# the scores they read; the cache fails the sum rule
+for mode in "--rank 8 --chunk-tokens 16" "--rank 8 --chunk-tokens 16 --phased 2 --prefix-docs 20" \
+    "--rank 8 --chunk-tokens 16 --tilt --ngram-mix"; do
+    # shellcheck disable=SC2086
+    ttt --lora $mode --audit >/dev/null 2>"$W/la.err"
+    check "--lora $mode --audit: exit 0, every rule passes" test $? = 0 -a "$(grep -c ': pass' "$W/la.err")" = 4
+done
+ttt --lora --rank 0 --ngram-cache --non-compliant --audit >/dev/null 2>"$W/lc.err"
+check "--lora --ngram-cache --audit: exit 1, the sum rule" test $? = 1
+check "--lora --ngram-cache --audit: names it" grep -q 'the audit failed: the distribution of target .* sums to' "$W/lc.err"
+expect_fail "--tilt without --lora" 2 "need --lora" ttt --tilt
+expect_fail "--lora --ngram-cache without --non-compliant" 2 "--non-compliant" ttt --lora --ngram-cache
+expect_fail "--phased without --lora" 2 "--phased needs --lora" ttt --phased 2
+expect_fail "--lora on cuda" 2 "--device cpu only" ttt --lora --device cuda
+expect_fail "--lora --targets bad" 2 "LoRA target 'x'" ttt --lora --targets q,x
+expect_fail "--lora --targets head on a tied model" 2 "ties its head" ttt --lora --targets head
+
 # ---- usage errors: exit 2 ----
 expect_fail "no model" 2 "no model given" "$TTT" -d "$W/data" --prefix t -m "$W/sp.model"
 expect_fail "two models" 2 "more than one model" "$TTT" "$M" "$M" -d "$W/data" --prefix t -m "$W/sp.model"

@@ -342,6 +342,47 @@ static void test_adapts(const struct pg_val_set *v, const struct pg_bpb_lut *t)
     ok(rc == 0 && adapted.chunks == NSEQ && adapted.chunk_seqs == 1, "a chunk shorter than a window holds one window");
 }
 
+/* #2086's control-only TTT moves the control tensors and nothing else; #826's Polyak average
+ * scores with d·avg + (1 − d)·θ: d → 1 gives the untrained model's score, d → 0 plain TTT's. */
+static void test_switches(const struct pg_val_set *v, const struct pg_bpb_lut *t)
+{
+    struct pg_model m, m0;
+    if (model(&m, 1, 2) || model(&m0, 0, 2)) {
+        ok(0, "set up");
+        return;
+    }
+    struct pg_ttt_params p;
+    params_default(&p);
+    p.control_only = 1;
+    struct pg_ttt_result r;
+    is_int(pg_ttt_run(&m, v, t, &p, NULL, &r), 0, "control-only TTT runs");
+    int others = 1, moved = 0;
+    for (int i = 0; i < m.ntensors; i++) {
+        const struct pg_tensor *x = &m.tensors[i];
+        int same = memcmp(m.params + x->offset, m0.params + x->offset, x->numel * sizeof *m.params) == 0;
+        if (x->kind == PG_TENSOR_CONTROL) moved += !same;
+        else others &= same;
+    }
+    ok(others && moved > 0, "control-only: %d control tensors moved, every other tensor is unchanged", moved);
+    pg_model_free(&m), pg_model_free(&m0);
+    struct pg_ttt_result plain, ttt, near1, near0;
+    params_default(&p);
+    p.epochs = 0;
+    int rc = run(v, t, &p, NULL, NULL, &plain);
+    p.epochs = 2;
+    rc |= run(v, t, &p, NULL, NULL, &ttt);
+    p.polyak = 0.999999999;
+    rc |= run(v, t, &p, NULL, NULL, &near1);
+    p.polyak = 1e-12;
+    rc |= run(v, t, &p, NULL, NULL, &near0);
+    is_int(rc, 0, "Polyak runs");
+    is_close(near1.val_bpb, plain.val_bpb, 1e-6, 0, "Polyak d -> 1: the untrained score (%.6f)", plain.val_bpb);
+    is_close(near0.val_bpb, ttt.val_bpb, 1e-6, 0, "Polyak d -> 0: plain TTT's score (%.6f)", ttt.val_bpb);
+    ok(fabs(ttt.val_bpb - plain.val_bpb) > 1e-4, "and those differ (%.6f vs %.6f)", ttt.val_bpb, plain.val_bpb);
+    p.polyak = 1;
+    is_int(run(v, t, &p, NULL, NULL, &near1), PG_E_INVAL, "Polyak decay 1 is refused");
+}
+
 int main(void)
 {
     struct pg_val_set v;
@@ -354,6 +395,7 @@ int main(void)
     test_instrumented(&v, &t);
     test_refusals(&v, &t);
     test_adapts(&v, &t);
+    test_switches(&v, &t);
     pg_bpb_lut_free(&t);
     pg_val_close(&v);
     return done_testing();
