@@ -19,7 +19,8 @@
 #include <sys/stat.h>
 
 static const char usage[] =
-    "Usage: pg-pack MODEL.pgq -o ARTIFACT.pga [--zlib|--lzma|--brotli|--lrzip|--pgac|--best] [--code FILE]... [--code-self DIR] [--budget BYTES]\n"
+    "Usage: pg-pack MODEL.pgq -o ARTIFACT.pga [--zlib|--lzma|--brotli|--lrzip|--pgac|--best] [--shuffle]\n"
+    "               [--reorder none|hot|all] [--code FILE]... [--code-self DIR] [--budget BYTES]\n"
     "       pg-pack -d ARTIFACT.pga -o MODEL.pgq\n"
     "       pg-pack -l ARTIFACT.pga\n"
     "\n"
@@ -37,7 +38,13 @@ static const char usage[] =
     "                             the integer groups; everything else brotli (--pgac --lzma: xz)\n"
     "      --codec NAME           the same by name: zlib, lzma, brotli, lrzip, pgac\n"
     "      --best                 per-group, each group with whichever of pgac, lrzip (if\n"
-    "                             installed), brotli and lzma is smallest; the rest brotli\n"
+    "                             installed), brotli and lzma is smallest, rows reordered or\n"
+    "                             not; the rest brotli\n"
+    "      --shuffle              with one codec: byte planes of stride 2 first (the records'\n"
+    "                             byte-shuffle + brotli with --brotli)\n"
+    "      --reorder WHICH        per-group: sort the rows of none, the hot groups (tok_emb,\n"
+    "                             attn.c_q, mlp.fc: the --lrzip --brotli default) or all of\n"
+    "                             them by nearest neighbour (--best: tried both ways)\n"
     "\n"
     "Options:\n"
     "  -o, --output FILE          the artifact (or, with -d, the .pgq) to write\n"
@@ -59,7 +66,10 @@ static const char usage[] =
     "2 usage error, 3 unavailable (lrzip not installed).\n"
     "See pg-pack(1), pg-formats(5).\n";
 
-enum { OPT_ZLIB = PG_OPT_FIRST_CMD, OPT_LZMA, OPT_BROTLI, OPT_LRZIP, OPT_PGAC, OPT_BEST, OPT_CODEC, OPT_CODE, OPT_CODE_SELF, OPT_BUDGET };
+enum {
+    OPT_ZLIB = PG_OPT_FIRST_CMD, OPT_LZMA, OPT_BROTLI, OPT_LRZIP, OPT_PGAC, OPT_BEST, OPT_CODEC, OPT_CODE, OPT_CODE_SELF,
+    OPT_BUDGET, OPT_SHUFFLE, OPT_REORDER
+};
 
 static const struct option longopts[] = {
     {"output", required_argument, 0, 'o'},
@@ -71,6 +81,8 @@ static const struct option longopts[] = {
     {"lrzip", no_argument, 0, OPT_LRZIP},
     {"pgac", no_argument, 0, OPT_PGAC},
     {"best", no_argument, 0, OPT_BEST},
+    {"shuffle", no_argument, 0, OPT_SHUFFLE},
+    {"reorder", required_argument, 0, OPT_REORDER},
     {"codec", required_argument, 0, OPT_CODEC},
     {"code", required_argument, 0, OPT_CODE},
     {"code-self", required_argument, 0, OPT_CODE_SELF},
@@ -79,41 +91,38 @@ static const struct option longopts[] = {
     {0, 0, 0, 0},
 };
 
-/* Picks the mode from the codec flags given (a bit per codec). */
-static void choose_mode(const struct pg_cli *cli, unsigned flags, struct pg_pack_opts *o)
+/* Picks the mode from the codec flags given (a bit per codec), then applies --shuffle and
+ * --reorder (reorder: -1 when not given). */
+static void choose_mode(const struct pg_cli *cli, unsigned flags, int shuffle, int reorder, struct pg_pack_opts *o)
 {
-    static const enum pg_codec codecs[4] = {PG_CODEC_ZLIB, PG_CODEC_LZMA, PG_CODEC_BROTLI, PG_CODEC_LRZIP};
-    memset(o, 0, sizeof *o);
-    o->mode = PG_PACK_WHOLE, o->codec = PG_CODEC_ZLIB;
+    static const char *const single[4] = {"zlib", "lzma", "brotli", "lrzip"};
+    const char *name = "zlib";
     if (flags & (1u << 5)) {
         if (flags != (1u << 5)) pg_cli_usage_error(cli, "--best chooses the codecs itself: drop the codec options");
-        o->mode = PG_PACK_BEST, o->rest_codec = PG_CODEC_BROTLI;
-        return;
-    }
-    if (flags & (1u << 4)) {
+        name = "best";
+    } else if (flags & (1u << 4)) {
         if (flags & ~((1u << 4) | (1u << 2) | (1u << 1)))
             pg_cli_usage_error(cli, "--pgac goes with --brotli or --lzma (the rest's codec) only");
         if ((flags & (1u << 1)) && (flags & (1u << 2))) pg_cli_usage_error(cli, "--pgac takes --brotli or --lzma, not both");
-        o->mode = PG_PACK_PER_GROUP, o->group_codec = PG_CODEC_PGAC;
-        o->rest_codec = flags & (1u << 1) ? PG_CODEC_LZMA : PG_CODEC_BROTLI;
-        return;
+        name = flags & (1u << 1) ? "pgac+lzma" : "pgac";
+    } else if (flags == ((1u << 2) | (1u << 3))) {
+        name = "lrzip+brotli";
+    } else {
+        int n = 0;
+        for (int i = 0; i < 4; i++)
+            if (flags & (1u << i)) name = single[i], n++;
+        if (n > 1) pg_cli_usage_error(cli, "choose one codec, or --lrzip --brotli for the per-group mode");
     }
-    if (flags == ((1u << 2) | (1u << 3))) {
-        o->mode = PG_PACK_PER_GROUP, o->group_codec = PG_CODEC_LRZIP, o->rest_codec = PG_CODEC_BROTLI;
-        return;
+    if (pg_pack_opts_from_name(name, o)) pg_cli_usage_error(cli, "unknown mode '%s'", name);
+    if (shuffle) {
+        if (o->mode != PG_PACK_WHOLE) pg_cli_usage_error(cli, "--shuffle goes with one codec (the whole .pgq), not %s",
+                                                         pg_pack_mode_name(o));
+        o->shuffle = 2;
     }
-    int n = 0;
-    for (int i = 0; i < 4; i++)
-        if (flags & (1u << i)) o->codec = codecs[i], n++;
-    if (n > 1) pg_cli_usage_error(cli, "choose one codec, or --lrzip --brotli for the per-group mode");
-}
-
-static const char *mode_name(const struct pg_pack_opts *o)
-{
-    if (o->mode == PG_PACK_BEST) return "best per-group";
-    if (o->mode != PG_PACK_PER_GROUP) return pg_codec_name(o->codec);
-    if (o->group_codec == PG_CODEC_PGAC) return o->rest_codec == PG_CODEC_LZMA ? "pgac+lzma per-group" : "pgac+brotli per-group";
-    return "lrzip+brotli per-group";
+    if (reorder >= 0) {
+        if (o->mode == PG_PACK_WHOLE) pg_cli_usage_error(cli, "--reorder is for the per-group modes (--lrzip --brotli, --pgac, --best)");
+        o->reorder = reorder;
+    }
 }
 
 static int list(const struct pg_cli *cli, const char *path)
@@ -169,6 +178,7 @@ int main(int argc, char **argv)
     int ncode = 0, dflag = 0, lflag = 0, c;
     const char *code_self = NULL;
     unsigned codec_flags = 0;
+    int shuffle = 0, reorder = -1;
     int64_t budget = 16000000;
     code = calloc((size_t)argc + 1, sizeof *code);
     if (!code) pg_cli_die(&cli, "out of memory");
@@ -191,6 +201,13 @@ int main(int argc, char **argv)
             codec_flags |= bit[cc];
             break;
         }
+        case OPT_SHUFFLE: shuffle = 1; break;
+        case OPT_REORDER:
+            if (!strcmp(optarg, "none")) reorder = PG_REORDER_NONE;
+            else if (!strcmp(optarg, "hot")) reorder = PG_REORDER_HOT;
+            else if (!strcmp(optarg, "all")) reorder = PG_REORDER_ALL;
+            else pg_cli_usage_error(&cli, "--reorder: none, hot or all, not '%s'", optarg);
+            break;
         case OPT_CODE: code[ncode++] = optarg; break;
         case OPT_CODE_SELF: code_self = optarg; break;
         case OPT_BUDGET:
@@ -202,7 +219,8 @@ int main(int argc, char **argv)
     if (optind + 1 != argc) pg_cli_usage_error(&cli, optind == argc ? "no input file" : "more than one input file");
     const char *in = argv[optind];
     if (dflag + lflag > 1) pg_cli_usage_error(&cli, "-d and -l exclude each other");
-    if ((dflag || lflag) && (codec_flags || ncode || code_self)) pg_cli_usage_error(&cli, "codec and --code options are for packing");
+    if ((dflag || lflag) && (codec_flags || ncode || code_self || shuffle || reorder >= 0))
+        pg_cli_usage_error(&cli, "codec and --code options are for packing");
     if (lflag) {
         if (out) pg_cli_usage_error(&cli, "-l writes no file (drop -o)");
         list(&cli, in);
@@ -217,7 +235,7 @@ int main(int argc, char **argv)
     }
 
     struct pg_pack_opts o;
-    choose_mode(&cli, codec_flags, &o);
+    choose_mode(&cli, codec_flags, shuffle, reorder, &o);
     struct pg_pgac_stats gst;
     int with_pgac = (o.mode == PG_PACK_PER_GROUP && o.group_codec == PG_CODEC_PGAC) || o.mode == PG_PACK_BEST;
     uint64_t code_bytes = 0;
@@ -244,7 +262,7 @@ int main(int argc, char **argv)
     int fits = total <= (uint64_t)budget;
     if (cli.json) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:b}", "model", in, "artifact", out, "mode",
-                              mode_name(&o), "pgq_bytes", (json_int_t)m.size, "artifact_bytes", (json_int_t)art_n,
+                              pg_pack_mode_name(&o), "pgq_bytes", (json_int_t)m.size, "artifact_bytes", (json_int_t)art_n,
                               "code_bytes", (json_int_t)code_bytes, "total_bytes", (json_int_t)total, "budget",
                               (json_int_t)budget, "fits", fits);
         if (with_pgac)
@@ -256,7 +274,7 @@ int main(int argc, char **argv)
         json_decref(j);
     } else {
         printf("%s: %zu bytes (%s, %.4f of the .pgq's %zu) + code %llu = %llu bytes; budget %lld: %s %lld\n", out,
-               art_n, mode_name(&o), m.size ? (double)art_n / (double)m.size : 0.0, m.size,
+               art_n, pg_pack_mode_name(&o), m.size ? (double)art_n / (double)m.size : 0.0, m.size,
                (unsigned long long)code_bytes, (unsigned long long)total, (long long)budget,
                fits ? "fits, spare" : "OVER by", fits ? (long long)(budget - (int64_t)total) : (long long)(total - budget));
     }

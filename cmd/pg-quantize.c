@@ -63,8 +63,9 @@ static const char usage[] =
     "                             most N bytes (k and M suffixes: 15900k)\n"
     "      --bits-search MIN-MAX  with --target-bytes: bits per tensor from MIN to MAX, chosen by\n"
     "                             the output error each costs per byte saved (implies intN)\n"
-    "      --target-pack CODEC    how pg-pack will pack it: zlib (default), lzma, brotli, lrzip or\n"
-    "                             lrzip+brotli (the records' per-group mode; slow to search)\n"
+    "      --target-pack MODE     how pg-pack will pack it: zlib (default), lzma, brotli, lrzip,\n"
+    "                             brotli+shuffle, lrzip+brotli (the records' per-group mode; slow\n"
+    "                             to search), pgac, pgac+lzma or best (pg-pack's flags)\n"
     "      --keep-float N         tensors of at most N elements stay floats (default 65536)\n"
     "  -m, --tokenizer MODEL      record this tokenizer's identity, which pg-eval then checks\n"
     "      --dequantize           write the dequantized weights of a .pgq as a checkpoint\n"
@@ -422,12 +423,13 @@ int main(int argc, char **argv)
     if (scales_s && strcmp(scales_s, "logdelta") == 0) o.scale_code = PG_QSCALE_LOGDELTA;
     else if (scales_s && strcmp(scales_s, "fp16") != 0) pg_cli_usage_error(&cli, "--scales: 'fp16' or 'logdelta'");
     if (o.scale_code && scheme != PG_QSCHEME_INTN) pg_cli_usage_error(&cli, "--scales logdelta needs an intN scheme");
-    struct pg_pack_opts popts = {PG_PACK_WHOLE, PG_CODEC_ZLIB, PG_CODEC_LRZIP, PG_CODEC_BROTLI};
+    struct pg_pack_opts popts;
     if (target_pack && !target) pg_cli_usage_error(&cli, "--target-pack needs --target-bytes");
-    if (target_pack && strcmp(target_pack, "lrzip+brotli") == 0) popts.mode = PG_PACK_PER_GROUP;
-    else if (target_pack && pg_codec_from_name(target_pack, &popts.codec))
-        pg_cli_usage_error(&cli, "--target-pack: zlib, lzma, brotli, lrzip or lrzip+brotli, not '%s'", target_pack);
-    if ((popts.mode == PG_PACK_PER_GROUP || popts.codec == PG_CODEC_LRZIP) && target && !pg_lrzip_available())
+    if (pg_pack_opts_from_name(target_pack ? target_pack : "zlib", &popts))
+        pg_cli_usage_error(&cli, "--target-pack: " PG_PACK_MODE_NAMES ", not '%s'", target_pack);
+    int needs_lrzip = popts.mode == PG_PACK_PER_GROUP ? popts.group_codec == PG_CODEC_LRZIP
+                                                      : popts.mode == PG_PACK_WHOLE && popts.codec == PG_CODEC_LRZIP;
+    if (needs_lrzip && target && !pg_lrzip_available())
         pg_cli_fail(&cli, pg_error(PG_E_UNSUPPORTED, "--target-pack %s: lrzip not found (Debian package lrzip)",
                                    target_pack));
 

@@ -2,6 +2,7 @@
 #include "pack.h"
 
 #include "err.h"
+#include "pack_perm.h"
 #include "pgq.h"
 #include "quant.h"
 #include "xio.h"
@@ -21,6 +22,9 @@ struct group {
     int64_t rows, cols;
     size_t bytes;
     unsigned char *buf;
+    unsigned char *sorted; /* buf with each matrix's rows reordered (NULL: not reordered) */
+    uint16_t *perm;        /* the permutations of sorted (bytes / cols of them) */
+    int use_sorted;        /* the stream holds sorted */
     char name[PG_PGA_NAME_BYTES];
 };
 
@@ -51,7 +55,44 @@ static int pack_whole(const unsigned char *pgq, size_t n, const struct pg_pack_o
                       size_t *art_n)
 {
     struct pg_pga_input in = {.name = "pgq", .data = pgq, .size = n, .codec = o->codec};
+    if (o->shuffle) in.xform = (struct pg_xform){.id = PG_XFORM_SHUFFLE, .stride = o->shuffle};
     return pg_pga_build(&in, 1, art, art_n);
+}
+
+/* Whether the reordering policy names the group's role. */
+static int reorder_wanted(int policy, int role)
+{
+    if (policy == PG_REORDER_ALL) return 1;
+    return policy == PG_REORDER_HOT && (role == PG_QROLE_TOK_EMB || role == PG_QROLE_C_Q || role == PG_QROLE_MLP_FC);
+}
+
+/* Computes the reordered copy of every group the policy names (matrices of 2 to 65536 rows). */
+static int sort_groups(struct group *g, int ng, int policy)
+{
+    for (int j = 0; j < ng; j++) {
+        if (!reorder_wanted(policy, g[j].role) || g[j].rows < 2 || g[j].rows > 65536 || !g[j].bytes) continue;
+        size_t rows = (size_t)g[j].rows, cols = (size_t)g[j].cols, k = g[j].bytes / (rows * cols);
+        g[j].sorted = pg_malloc(g[j].bytes);
+        g[j].perm = pg_malloc(k * rows * sizeof *g[j].perm);
+        if (!g[j].sorted || !g[j].perm) return PG_E_NOMEM;
+        int rc = pg_pack_perm_order((const int8_t *)g[j].buf, (int8_t *)g[j].sorted, k, rows, cols, g[j].perm);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* The "perms" stream for the groups that store their sorted rows (*n = 0: none does). */
+static int perms_stream(const struct group *g, int ng, unsigned char **out, size_t *n)
+{
+    struct pg_pack_perm e[MAX_GROUPS];
+    size_t m = 0;
+    *out = NULL, *n = 0;
+    for (int j = 0; j < ng; j++)
+        if (g[j].use_sorted)
+            e[m++] = (struct pg_pack_perm){.stream = (uint32_t)(2 + j), .rows = (uint32_t)g[j].rows,
+                                           .k = (uint32_t)(g[j].bytes / ((size_t)g[j].rows * (size_t)g[j].cols)),
+                                           .perm = g[j].perm};
+    return m ? pg_pack_perm_write(e, m, out, n) : 0;
 }
 
 /* Sets group j's codec and transform (in[j], params gp[j]) for pgac. */
@@ -72,21 +113,40 @@ static void use_transposed(const struct group *g, struct pg_pga_input *in, enum 
     in->xform = (struct pg_xform){.id = PG_XFORM_TRANSPOSE, .rows = (uint64_t)g->rows, .cols = (uint64_t)g->cols};
 }
 
-/* --best: compresses every group with every candidate (in parallel) and keeps the smallest. */
-static int choose_best(const struct group *g, int ng, struct pg_pga_input *in, struct pg_codec_params *gp,
-                       struct pg_pgac_stats *st)
+/* The bytes of group g's permutations compressed alone with codec c (the cost --best charges a
+ * reordered layout; in the artifact they share one stream, a little smaller). */
+static int perm_bytes(const struct group *g, enum pg_codec c, size_t *cost)
 {
-    enum { NC = 4 };
-    static const enum pg_codec cand[NC] = {PG_CODEC_PGAC, PG_CODEC_LRZIP, PG_CODEC_BROTLI, PG_CODEC_LZMA};
+    struct pg_pack_perm e = {.stream = 0, .rows = (uint32_t)g->rows,
+                             .k = (uint32_t)(g->bytes / ((size_t)g->rows * (size_t)g->cols)), .perm = g->perm};
+    unsigned char *buf = NULL, *out = NULL;
+    size_t n = 0, on = 0;
+    int rc = pg_pack_perm_write(&e, 1, &buf, &n);
+    if (!rc) rc = pg_compress(c, NULL, buf, n, &out, &on);
+    free(buf), free(out);
+    *cost = on;
+    return rc;
+}
+
+/* Compresses every group with each of the nc candidate codecs, on its rows as they are and, when
+ * the group has them, on its reordered rows (in parallel), and keeps the smallest (a reordered
+ * layout charged its permutations): --best with all four codecs, --pgac with pgac alone. */
+static int choose_best(struct group *g, int ng, const enum pg_codec *cand, int nc, enum pg_codec rest_codec,
+                       struct pg_pga_input *in, struct pg_codec_params *gp, struct pg_pgac_stats *st)
+{
+    const int NC = nc, NK = 2 * nc;
     int have_lrzip = pg_lrzip_available();
-    size_t *size = pg_malloc(((size_t)ng * NC + 1) * sizeof *size);
+    size_t *size = pg_malloc(((size_t)ng * NK + 1) * sizeof *size);
     if (!size) return PG_E_NOMEM;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int k = 0; k < ng * NC; k++) {
-        int j = k / NC, c = k % NC;
+    for (int k = 0; k < ng * NK; k++) {
+        int j = k / NK, c = k % NC, sorted = k % NK / NC;
         size[k] = SIZE_MAX;
-        if (cand[c] == PG_CODEC_LRZIP && !have_lrzip) continue;
+        if ((cand[c] == PG_CODEC_LRZIP && !have_lrzip) || (sorted && !g[j].sorted)) continue;
+        size_t perm_cost = 0; /* a reordered layout pays for its permutations too */
+        if (sorted && perm_bytes(&g[j], rest_codec, &perm_cost)) continue;
         struct pg_pga_input t = in[j];
+        t.data = sorted ? g[j].sorted : g[j].buf;
         struct pg_codec_params p;
         if (cand[c] == PG_CODEC_PGAC) use_pgac(&g[j], &t, &p, NULL);
         else use_transposed(&g[j], &t, cand[c]);
@@ -98,17 +158,22 @@ static int choose_best(const struct group *g, int ng, struct pg_pga_input *in, s
             src = tmp;
         }
         size_t on = 0;
-        if (!pg_compress(t.codec, t.params, src, t.size, &out, &on)) size[k] = on;
+        if (!pg_compress(t.codec, t.params, src, t.size, &out, &on)) size[k] = on + perm_cost;
         free(out), free(tmp);
     }
     int rc = 0;
     for (int j = 0; j < ng && !rc; j++) {
         int b = 0;
-        for (int c = 1; c < NC; c++)
-            if (size[j * NC + c] < size[j * NC + b]) b = c;
-        if (size[j * NC + b] == SIZE_MAX) rc = pg_error(PG_E_NOMEM, "pack --best: group %s: no codec could compress it", g[j].name);
-        else if (cand[b] == PG_CODEC_PGAC) use_pgac(&g[j], &in[j], &gp[j], &st[j]);
-        else use_transposed(&g[j], &in[j], cand[b]);
+        for (int c = 1; c < NK; c++)
+            if (size[j * NK + c] < size[j * NK + b]) b = c;
+        if (size[j * NK + b] == SIZE_MAX) {
+            rc = pg_error(PG_E_NOMEM, "pack --best: group %s: no codec could compress it", g[j].name);
+            break;
+        }
+        g[j].use_sorted = b / NC;
+        in[j].data = g[j].use_sorted ? g[j].sorted : g[j].buf;
+        if (cand[b % NC] == PG_CODEC_PGAC) use_pgac(&g[j], &in[j], &gp[j], &st[j]);
+        else use_transposed(&g[j], &in[j], cand[b % NC]);
     }
     free(size);
     return rc;
@@ -137,7 +202,8 @@ static int pack_per_group(const unsigned char *pgq, size_t n, const struct pg_qm
 
     /* the cuts, in .pgq order (data_off increases with the tensor order; checked) */
     size_t cuts_n = 8 + (size_t)nint * CUT_BYTES, rest_n = n;
-    unsigned char *cuts = pg_malloc(cuts_n), *rest = NULL;
+    unsigned char *cuts = pg_malloc(cuts_n), *rest = NULL, *perms = NULL;
+    size_t perms_n = 0;
     size_t *fill = pg_calloc((size_t)ng + 1, sizeof *fill);
     if (!cuts || !fill) rc = PG_E_NOMEM;
     for (int j = 0; j < ng && !rc; j++)
@@ -176,7 +242,8 @@ static int pack_per_group(const unsigned char *pgq, size_t n, const struct pg_qm
         }
         memcpy(rest + w, pgq + pos, n - pos);
     }
-    struct pg_pga_input *in = rc ? NULL : pg_calloc((size_t)ng + 2, sizeof *in);
+    if (!rc) rc = sort_groups(g, ng, o->reorder);
+    struct pg_pga_input *in = rc ? NULL : pg_calloc((size_t)ng + 3, sizeof *in);
     struct pg_codec_params *gp = rc ? NULL : pg_calloc((size_t)ng + 1, sizeof *gp);
     struct pg_pgac_stats *st = rc ? NULL : pg_calloc((size_t)ng + 1, sizeof *st);
     if (!rc && (!in || !gp || !st)) rc = PG_E_NOMEM;
@@ -184,12 +251,22 @@ static int pack_per_group(const unsigned char *pgq, size_t n, const struct pg_qm
         in[0] = (struct pg_pga_input){.name = "cuts", .data = cuts, .size = cuts_n, .codec = o->rest_codec};
         in[1] = (struct pg_pga_input){.name = "rest", .data = rest, .size = rest_n, .codec = o->rest_codec};
         for (int j = 0; j < ng; j++) {
-            in[2 + j] = (struct pg_pga_input){.name = g[j].name, .data = g[j].buf, .size = g[j].bytes};
-            if (o->group_codec == PG_CODEC_PGAC) use_pgac(&g[j], &in[2 + j], &gp[j], &st[j]); /* rows as they are */
+            g[j].use_sorted = g[j].sorted != NULL;
+            in[2 + j] = (struct pg_pga_input){.name = g[j].name, .data = g[j].use_sorted ? g[j].sorted : g[j].buf,
+                                              .size = g[j].bytes};
+            if (o->group_codec == PG_CODEC_PGAC) use_pgac(&g[j], &in[2 + j], &gp[j], &st[j]);
             else use_transposed(&g[j], &in[2 + j], o->group_codec);
         }
-        if (o->mode == PG_PACK_BEST) rc = choose_best(g, ng, in + 2, gp, st);
-        if (!rc) rc = pg_pga_build(in, (size_t)ng + 2, art, art_n);
+        /* --best tries every codec; pgac, fast, tries both layouts of the groups with reordered rows */
+        static const enum pg_codec all[] = {PG_CODEC_PGAC, PG_CODEC_LRZIP, PG_CODEC_BROTLI, PG_CODEC_LZMA};
+        if (o->mode == PG_PACK_BEST) rc = choose_best(g, ng, all, 4, o->rest_codec, in + 2, gp, st);
+        else if (o->group_codec == PG_CODEC_PGAC && o->reorder != PG_REORDER_NONE)
+            rc = choose_best(g, ng, all, 1, o->rest_codec, in + 2, gp, st);
+        if (!rc) rc = perms_stream(g, ng, &perms, &perms_n);
+        size_t nin = (size_t)ng + 2;
+        if (!rc && perms_n)
+            in[nin++] = (struct pg_pga_input){.name = "perms", .data = perms, .size = perms_n, .codec = o->rest_codec};
+        if (!rc) rc = pg_pga_build(in, nin, art, art_n);
     }
     if (!rc && stats)
         for (int j = 0; j < ng; j++) {
@@ -198,8 +275,8 @@ static int pack_per_group(const unsigned char *pgq, size_t n, const struct pg_qm
             stats->order0_bits += st[j].order0_bits;
             stats->payload_bytes += st[j].payload_bytes;
         }
-    free(gp), free(st);
-    for (int j = 0; j < ng; j++) free(g[j].buf);
+    free(gp), free(st), free(perms);
+    for (int j = 0; j < ng; j++) free(g[j].buf), free(g[j].sorted), free(g[j].perm);
     free(in), free(rest), free(fill), free(cuts), free(gi);
     return rc;
 }
@@ -226,7 +303,8 @@ int pg_pack_pgq_stats(const unsigned char *pgq, size_t n, const char *name, cons
 
 /* Rebuilds the .pgq from the decoded "cuts" and "rest" streams and the groups (raw[i] is the
  * decoded stream i of a). */
-static int rebuild(const struct pg_pga *a, unsigned char **raw, long ic, long ir, unsigned char **pgq, size_t *n)
+static int rebuild(const struct pg_pga *a, unsigned char **raw, long ic, long ir, long ip, unsigned char **pgq,
+                   size_t *n)
 {
     const unsigned char *cuts = raw[ic], *rest = raw[ir];
     uint64_t cuts_n = a->streams[ic].raw_size, rest_n = a->streams[ir].raw_size;
@@ -243,7 +321,7 @@ static int rebuild(const struct pg_pga *a, unsigned char **raw, long ic, long ir
     for (uint64_t k = 0; k < count && !rc; k++) {
         const unsigned char *e = cuts + 8 + k * CUT_BYTES;
         uint64_t len = pg_le64_get(e + 8), s = pg_le32_get(e + 16), soff = pg_le64_get(e + 20);
-        if (s >= a->n || (long)s == ic || (long)s == ir)
+        if (s >= a->n || (long)s == ic || (long)s == ir || (long)s == ip)
             rc = pg_error(PG_E_FORMAT, "%s: cut %llu names stream %llu", a->path, (unsigned long long)k,
                           (unsigned long long)s);
         else if (soff != next[s] || len > a->streams[s].raw_size - soff)
@@ -253,7 +331,7 @@ static int rebuild(const struct pg_pga *a, unsigned char **raw, long ic, long ir
             next[s] += len, total += len;
     }
     for (size_t s = 0; s < a->n && !rc; s++)
-        if ((long)s != ic && (long)s != ir && next[s] != a->streams[s].raw_size)
+        if ((long)s != ic && (long)s != ir && (long)s != ip && next[s] != a->streams[s].raw_size)
             rc = pg_error(PG_E_FORMAT, "%s: stream '%s' is not fully used by the cuts", a->path, a->streams[s].name);
     free(next);
     if (rc) return rc;
@@ -289,7 +367,8 @@ static int rebuild(const struct pg_pga *a, unsigned char **raw, long ic, long ir
 int pg_unpack_pgq(const struct pg_pga *a, unsigned char **pgq, size_t *n)
 {
     *pgq = NULL, *n = 0;
-    long iw = pg_pga_find(a, "pgq"), ic = pg_pga_find(a, "cuts"), ir = pg_pga_find(a, "rest");
+    long iw = pg_pga_find(a, "pgq"), ic = pg_pga_find(a, "cuts"), ir = pg_pga_find(a, "rest"),
+         ip = pg_pga_find(a, "perms");
     if (iw >= 0 && a->n == 1) {
         int rc = pg_pga_decode(a, (size_t)iw, pgq);
         if (!rc) *n = a->streams[iw].raw_size;
@@ -300,8 +379,40 @@ int pg_unpack_pgq(const struct pg_pga *a, unsigned char **pgq, size_t *n)
     unsigned char **raw = pg_calloc(a->n, sizeof *raw);
     if (!raw) return PG_E_NOMEM;
     int rc = pg_pga_decode_all(a, raw);
-    if (!rc) rc = rebuild(a, raw, ic, ir, pgq, n);
+    if (!rc && ip >= 0) rc = pg_pack_perm_undo(a, raw, ip, ic, ir);
+    if (!rc) rc = rebuild(a, raw, ic, ir, ip, pgq, n);
     for (size_t i = 0; i < a->n; i++) free(raw[i]);
     free(raw);
     return rc;
+}
+
+int pg_pack_opts_from_name(const char *name, struct pg_pack_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->mode = PG_PACK_WHOLE, o->codec = PG_CODEC_ZLIB, o->group_codec = PG_CODEC_LRZIP, o->rest_codec = PG_CODEC_BROTLI;
+    if (!strcmp(name, "brotli+shuffle")) {
+        o->codec = PG_CODEC_BROTLI, o->shuffle = 2;
+    } else if (!strcmp(name, "lrzip+brotli")) {
+        o->mode = PG_PACK_PER_GROUP, o->reorder = PG_REORDER_HOT;
+    } else if (!strcmp(name, "pgac") || !strcmp(name, "pgac+lzma")) {
+        o->mode = PG_PACK_PER_GROUP, o->group_codec = PG_CODEC_PGAC, o->reorder = PG_PACK_PGAC_REORDER;
+        if (name[4]) o->rest_codec = PG_CODEC_LZMA;
+    } else if (!strcmp(name, "best")) {
+        o->mode = PG_PACK_BEST, o->reorder = PG_REORDER_ALL;
+    } else if (pg_codec_from_name(name, &o->codec) || o->codec == PG_CODEC_RAW || o->codec == PG_CODEC_PGAC) {
+        return PG_E_INVAL;
+    }
+    return 0;
+}
+
+const char *pg_pack_mode_name(const struct pg_pack_opts *o)
+{
+    if (o->mode == PG_PACK_BEST) return "best per-group";
+    static const char *shuffled[PG_CODEC_COUNT] = {
+        [PG_CODEC_ZLIB] = "zlib+shuffle", [PG_CODEC_LZMA] = "lzma+shuffle", [PG_CODEC_BROTLI] = "brotli+shuffle",
+        [PG_CODEC_LRZIP] = "lrzip+shuffle"};
+    if (o->mode != PG_PACK_PER_GROUP)
+        return o->shuffle && o->codec < PG_CODEC_COUNT && shuffled[o->codec] ? shuffled[o->codec] : pg_codec_name(o->codec);
+    if (o->group_codec == PG_CODEC_PGAC) return o->rest_codec == PG_CODEC_LZMA ? "pgac+lzma per-group" : "pgac+brotli per-group";
+    return "lrzip+brotli per-group";
 }

@@ -32,12 +32,37 @@
  * the choice (codec and transform per stream), so unpacking needs nothing else. */
 enum pg_pack_mode { PG_PACK_WHOLE = 0, PG_PACK_PER_GROUP = 1, PG_PACK_BEST = 2 };
 
+/* Which groups get the nearest-neighbour row ordering (pack_perm.h): none, the records' "hot"
+ * groups (tok_emb, attn.c_q, mlp.fc), or all. With lrzip the groups it names are reordered; with
+ * pgac and PG_PACK_BEST they are tried both ways and keep the smaller (the permutations'
+ * compressed bytes counted). */
+enum pg_pack_reorder { PG_REORDER_NONE = 0, PG_REORDER_HOT = 1, PG_REORDER_ALL = 2 };
+
 struct pg_pack_opts {
     int mode;                   /* PG_PACK_* */
     enum pg_codec codec;        /* whole: the codec of the single stream */
     enum pg_codec group_codec;  /* per-group: the integer groups' codec (lrzip); best: unused */
     enum pg_codec rest_codec;   /* per-group and best: the rest's codec (brotli) */
+    int reorder;                /* per-group and best: PG_REORDER_* */
+    unsigned shuffle;           /* whole: byte-shuffle stride before the codec (the records' "BSHF"
+                                 * + brotli uses 2); 0: none */
 };
+
+/* The reordering --pgac uses: every group, each kept only where it pays (docs/BENCH.md,
+ * packing: on the demo model int6 it pays for tok_emb alone). */
+#define PG_PACK_PGAC_REORDER PG_REORDER_ALL
+
+/* The modes by name, as pg-quantize --target-pack and scripts name them: zlib, lzma, brotli,
+ * lrzip (whole), brotli+shuffle (whole, stride 2), lrzip+brotli (per-group, hot groups
+ * reordered), pgac, pgac+lzma (per-group, pgac groups, PG_PACK_PGAC_REORDER), best (all groups
+ * tried both ways), each as pg-pack's flags set it. @return 0, or PG_E_INVAL for another name. */
+int pg_pack_opts_from_name(const char *name, struct pg_pack_opts *o);
+
+/* The name of o's mode ("lrzip+brotli per-group", "brotli"), for messages. */
+const char *pg_pack_mode_name(const struct pg_pack_opts *o);
+
+/* The names pg_pack_opts_from_name accepts, for usage messages. */
+#define PG_PACK_MODE_NAMES "zlib, lzma, brotli, lrzip, brotli+shuffle, lrzip+brotli, pgac, pgac+lzma or best"
 
 /* Packs the n bytes of a serialized .pgq (checked with pg_pgq_parse first; name names it in
  * errors) into an artifact in memory: *art (malloc'd) of *art_n bytes.

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <zlib.h>
 
-const uint32_t pg_pga_versions[] = {1, 2};
+const uint32_t pg_pga_versions[] = {1, 2, 3};
 const size_t pg_pga_nversions = sizeof pg_pga_versions / sizeof pg_pga_versions[0];
 
 /* Header fields (byte offsets). */
@@ -143,13 +143,18 @@ static int check_inputs(const struct pg_pga_input *in, size_t n)
     return rc;
 }
 
-/* The oldest version that can describe these streams: 2 for a pgac stream, else 1 (so what
- * version 1 could hold stays byte-identical to what it was). */
+/* The oldest version that can describe these streams: 3 for a packed model with sorted rows (a
+ * "perms" stream: pack_perm.h), 2 for a pgac stream, else 1 (so what an older version could hold
+ * stays byte-identical to what it was, and an older reader refuses what it would misread by
+ * number). */
 static uint32_t version_for(const struct pg_pga_input *in, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (in[i].codec == PG_CODEC_PGAC) return 2;
-    return 1;
+    uint32_t v = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(in[i].name, "perms")) return 3;
+        if (in[i].codec == PG_CODEC_PGAC) v = 2;
+    }
+    return v;
 }
 
 /* @return 1 if codec c exists in artifact version v. */
@@ -257,7 +262,7 @@ static int parse_header(struct pg_pga *a, const unsigned char *h, size_t size, u
     if (size < 8) return truncated(path, size, "the header is 64 bytes");
     uint32_t version = pg_le32_get(h + H_VERSION);
     if (!accepted_version(version))
-        return fail(path, PG_E_FORMAT, "unsupported version %u (this build reads versions 1 and 2)", version);
+        return fail(path, PG_E_FORMAT, "unsupported version %u (this build reads versions 1 to 3)", version);
     a->version = version;
     if (size < PG_PGA_HEADER_BYTES) return truncated(path, size, "the header is 64 bytes");
     if (pg_le32_get(h + H_CRC) != crc32_of(h, H_CRC)) return fail(path, PG_E_FORMAT, "header checksum mismatch");

@@ -28,8 +28,9 @@
 #include <stdio.h>
 
 #define PG_PGA_MAGIC "PGAR"
-#define PG_PGA_VERSION 2        /* the newest this build writes: an artifact is written as version 1
-                                 * unless it uses what version 2 added (codec pgac) */
+#define PG_PGA_VERSION 3        /* the newest this build writes: an artifact is written as version 1
+                                 * unless it uses what version 2 added (codec pgac) or version 3
+                                 * (a packed model's "perms" stream) */
 #define PG_PGA_HEADER_BYTES 64
 #define PG_PGA_ENTRY_BYTES 96
 #define PG_PGA_NAME_BYTES 32    /* names are 1..31 printable ASCII characters, no space */
@@ -81,7 +82,7 @@ int pg_pga_write(const char *path, const void *data, size_t size);
 
 /* Checks the header and the stream table of an artifact in memory (the buffer must outlive a;
  * path names it in messages) without decompressing anything. @return 0, or PG_E_FORMAT with a
- * message such as "PATH: unsupported version 7 (this build reads versions 1 and 2)", PG_E_NOMEM. */
+ * message such as "PATH: unsupported version 7 (this build reads versions 1 to 3)", PG_E_NOMEM. */
 int pg_pga_parse(struct pg_pga *a, const void *data, size_t size, const char *path);
 
 /* Maps and parses a file ("-": stdin). @return as pg_pga_parse, or PG_E_IO. */

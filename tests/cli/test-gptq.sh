@@ -142,7 +142,16 @@ nb=$(wc -c <"$W/fitb.pga")
 check "... fits when packed with --brotli ($nb <= $tb, within 1%)" sh -c "[ $nb -le $tb ] && [ $nb -ge $((tb - tb / 100)) ]"
 expect_fail "an unreachable target" 1 "cannot be reached by pruning" "$Q" "$M" -o "$W/x.pgq" $B --keep-float 100 --target-bytes 1000
 expect_fail "--target-pack without --target-bytes" 2 "needs --target-bytes" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --target-pack lzma
-expect_fail "--target-pack gzip" 2 "--target-pack" "$Q" "$M" -o "$W/x.pgq" --scheme int6 --target-bytes 9000 --target-pack gzip
+# --target-pack pgac is pg-pack --pgac (per-group, groups sorted where it pays), not pgac over the whole file
+"$P" -q "$W/rb.pgq" -o "$W/rp.pga" --pgac
+tp=$(($(wc -c <"$W/rp.pga") * 97 / 100))
+check "--target-pack pgac, 97% of --pgac's $(wc -c <"$W/rp.pga")" "$Q" -q "$M" -o "$W/fitp.pgq" $B --keep-float 100 \
+    --target-bytes "$tp" --target-pack pgac
+"$P" -q "$W/fitp.pgq" -o "$W/fitp.pga" --pgac
+np=$(wc -c <"$W/fitp.pga")
+check "... fits when packed with --pgac ($np <= $tp, within 1%)" sh -c "[ $np -le $tp ] && [ $np -ge $((tp - tp / 100)) ]"
+expect_fail "--target-pack gzip" 2 "--target-pack: zlib, lzma, brotli, lrzip, brotli+shuffle, lrzip+brotli, pgac, pgac+lzma or best, not 'gzip'" \
+    "$Q" "$M" -o "$W/x.pgq" --scheme int6 --target-bytes 9000 --target-pack gzip
 
 # ---- --bits-search: widths per tensor by output error per byte, under the target ----
 "$Q" -q "$M" -o "$W/u5.pgq" --scheme int5 $CAL --method gptq

@@ -1,6 +1,6 @@
 #!/bin/sh
 # test-pack.sh: pg-pack end to end on a tiny trained, quantized model: every codec and the
-# per-group mode give back the identical .pgq (pg-pack -d) and the same val_bpb in pg-eval as
+# per-group modes (sorted rows or not, and --shuffle) give back the identical .pgq (pg-pack -d) and the same val_bpb in pg-eval as
 # the .pgq itself (and pg-ttt reads artifacts too); the brotli stream has the size the brotli
 # program gives for the same bytes and settings; -l lists the streams; the budget and --code
 # arithmetic; a damaged or truncated artifact is refused with one line naming it; missing
@@ -25,10 +25,11 @@ want=$(evalm "$W/m.pgq")
 
 have_lrzip=0
 command -v lrzip >/dev/null 2>&1 && have_lrzip=1
-for mode in zlib lzma brotli lrzip "lrzip brotli" pgac "pgac lzma"; do
+for mode in zlib lzma brotli "brotli shuffle" lrzip "lrzip brotli" pgac "pgac lzma" "pgac reorder=none" \
+    "lrzip brotli reorder=all"; do
     case "$mode" in *lrzip*) [ $have_lrzip = 1 ] || { ok "$mode # SKIP lrzip not installed"; continue; } ;; esac
-    flags=$(printf -- '--%s ' $mode)
-    tag=$(echo "$mode" | tr ' ' '+')
+    flags=$(printf -- '--%s ' $mode | sed 's/=/ /')
+    tag=$(echo "$mode" | tr ' =' '+-')
     # shellcheck disable=SC2086
     "$P" "$W/m.pgq" -o "$W/$tag.pga" $flags --json >"$W/$tag.json" || { not_ok "pg-pack $flags"; continue; }
     check "$tag: artifact_bytes in the JSON is the file's size" \
@@ -65,7 +66,29 @@ fi
 "$P" -l "$W/pgac.pga" >"$W/list3"
 check "pgac -l: cuts and rest brotli, the seven role groups pgac untransposed" \
     test "$(grep -Ec '^(cuts|rest) +brotli' "$W/list3"),$(grep -Ec ' pgac +none' "$W/list3")" = "2,7"
-check "pgac: the artifact is .pga version 2" test "$(od -An -tu4 -j4 -N4 "$W/pgac.pga" | tr -d ' ')" = 2
+check "pgac --reorder none: the artifact is .pga version 2" \
+    test "$(od -An -tu4 -j4 -N4 "$W/pgac+reorder-none.pga" | tr -d ' ')" = 2
+# --pgac sorts a group's rows only where that pays: each group stream no larger than unsorted
+"$P" -l --json "$W/pgac.pga" >"$W/l-sorted.json"
+"$P" -l --json "$W/pgac+reorder-none.pga" >"$W/l-plain.json"
+check "pgac: every group stream no larger than with --reorder none" test "$(jq -s '[.[0].streams, .[1].streams]
+    | [(.[0][] | select(.codec == "pgac")) as $s | (.[1][] | select(.name == $s.name) | .packed_bytes) >= $s.packed_bytes]
+    | all' "$W/l-sorted.json" "$W/l-plain.json")" = true
+# a perms stream makes the artifact version 3; --shuffle is the shuffle transform
+sorted=$(jq '[.streams[] | select(.name == "perms")] | length' "$W/l-sorted.json")
+check "pgac: version 3 exactly when a perms stream is there ($sorted)" \
+    test "$(od -An -tu4 -j4 -N4 "$W/pgac.pga" | tr -d ' ')" = $((2 + sorted))
+check "--brotli --shuffle: one stream, brotli over the shuffle transform" \
+    test "$("$P" -l --json "$W/brotli+shuffle.pga" | jq -c '[.streams[] | [.name, .codec, .transform]]')" = '[["pgq","brotli","shuffle"]]'
+if [ $have_lrzip = 1 ]; then
+    check "--lrzip --brotli: the hot groups sorted, the permutations in stream perms; version 3" \
+        test "$("$P" -l --json "$W/lrzip+brotli.pga" | jq '[.streams[].name] | index("perms") != null')",$(od -An -tu4 -j4 -N4 "$W/lrzip+brotli.pga" | tr -d ' ') = true,3
+fi
+expect_fail "--shuffle in a per-group mode" 2 "--shuffle goes with one codec" "$P" "$W/m.pgq" -o "$W/x.pga" --pgac --shuffle
+expect_fail "--reorder with a whole-file codec" 2 "--reorder is for the per-group modes" "$P" "$W/m.pgq" -o "$W/x.pga" \
+    --zlib --reorder hot
+expect_fail "--reorder with an unknown value" 2 "--reorder: none, hot or all, not 'some'" "$P" "$W/m.pgq" -o "$W/x.pga" \
+    --pgac --reorder some
 check "pgac: --json reports values and bytes" test "$(jq '.pgac.values > 0 and .pgac.payload_bytes > 0 and .pgac.model_bytes > 0' "$W/pgac.json")" = true
 OMP_NUM_THREADS=2 "$P" "$W/m.pgq" -o "$W/pgac2.pga" --codec pgac -v >/dev/null 2>"$W/pgac2.err"
 check "--codec pgac with 2 threads: the identical artifact" cmp -s "$W/pgac.pga" "$W/pgac2.pga"

@@ -3,10 +3,15 @@
  * (the group streams hold exactly the integer bytes; the rest is the .pgq minus them); and a
  * "cuts" list that is wrong in any of the ways a reader must notice (bad magic, wrong count,
  * a cut naming the wrong stream, skipping or overrunning a stream's bytes, out of order, a
- * stream not fully used) is refused, even though every CRC of such an artifact is valid. */
+ * stream not fully used) is refused, even though every CRC of such an artifact is valid.
+ * The row reordering (pack_perm.h): every mode gives the .pgq back with any group reordered,
+ * the stored rows are the permuted rows, the bytes do not depend on the thread count, and a
+ * "perms" stream that is wrong in any way is refused; --shuffle and the mode names. */
 #include "../../lib/err.h"
 #include "../../lib/model.h"
+#include "../../lib/bytes_xform.h"
 #include "../../lib/pack.h"
+#include "../../lib/pack_perm.h"
 #include "../../lib/pgq.h"
 #include "../../lib/quant.h"
 #include "../../lib/rng.h"
@@ -15,6 +20,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* A 3-layer model quantized intN (bits) with every matrix an integer tensor. */
 static int make_pgq_bits(unsigned char **buf, size_t *len, int bits)
@@ -103,6 +111,263 @@ static int doctored(const struct parts *p, long k, int field, uint64_t v, char *
     if (!rc || art) free(art);
     free(cuts);
     return rc;
+}
+
+
+/* Rebuilds the artifact of p with its "perms" stream edited by fn (on a copy of len bytes, which
+ * fn may change) and unpacks it. */
+static int doctored_perms(const struct parts *p, void (*fn)(unsigned char *b, size_t *len), char *msg, size_t msgn)
+{
+    size_t ip = 0;
+    while (ip < p->n && strcmp(p->in[ip].name, "perms")) ip++;
+    if (ip == p->n) return snprintf(msg, msgn, "(no perms stream)"), 0;
+    size_t len = p->in[ip].size;
+    unsigned char *b = malloc(len + 16);
+    memcpy(b, p->in[ip].data, len);
+    memset(b + len, 0, 16);
+    fn(b, &len);
+    struct pg_pga_input in[32];
+    memcpy(in, p->in, p->n * sizeof *in);
+    in[ip].data = b, in[ip].size = len;
+    unsigned char *art = NULL, *pgq = NULL;
+    size_t an, pn;
+    int rc = pg_pga_build(in, p->n, &art, &an);
+    if (!rc) rc = unpack(art, an, &pgq, &pn);
+    snprintf(msg, msgn, "%s", rc ? pg_error_message() : "(accepted)");
+    free(pgq), free(art), free(b);
+    return rc;
+}
+
+/* the edits: the perms stream is "PGPM", m, then entries (stream, rows, k, k x rows u16) */
+static void bad_magic(unsigned char *b, size_t *len) { (void)len, b[0] = 'X'; }
+static void huge_count(unsigned char *b, size_t *len) { (void)len, pg_le32_put(b + 4, 1000); }
+static void one_more(unsigned char *b, size_t *len) { (void)len, pg_le32_put(b + 4, pg_le32_get(b + 4) + 1); }
+static void names_cuts(unsigned char *b, size_t *len) { (void)len, pg_le32_put(b + 8, 0); }
+static void names_rest(unsigned char *b, size_t *len) { (void)len, pg_le32_put(b + 8, 1); }
+static void names_none(unsigned char *b, size_t *len) { (void)len, pg_le32_put(b + 8, 99); }
+static void zero_rows(unsigned char *b, size_t *len) { (void)len, pg_le32_put(b + 12, 0); }
+static void odd_rows(unsigned char *b, size_t *len) { (void)len, pg_le32_put(b + 12, pg_le32_get(b + 12) - 1); }
+static void not_perm(unsigned char *b, size_t *len) { (void)len, memcpy(b + 20 + 2, b + 20, 2); }
+static void cut_short(unsigned char *b, size_t *len) { *len -= 2; (void)b; }
+static void trailing(unsigned char *b, size_t *len) { *len += 2; (void)b; }
+static void own_value(unsigned char *b, size_t *len) { (void)len, pg_le32_put(b + 8, pg_le32_get(b + 8)); }
+static void twice(unsigned char *b, size_t *len)
+{   /* the second entry names the first entry's stream */
+    (void)len;
+    uint32_t rows = pg_le32_get(b + 12), k = pg_le32_get(b + 16);
+    pg_le32_put(b + 8 + 12 + 2 * (size_t)rows * k, pg_le32_get(b + 8));
+}
+
+static int pack_unpack(const unsigned char *pgq, size_t n, const struct pg_pack_opts *o, unsigned char **art,
+                       size_t *an)
+{
+    unsigned char *back = NULL;
+    size_t bn = 0;
+    int rc = pg_pack_pgq(pgq, n, "t.pgq", o, art, an);
+    if (!rc) rc = unpack(*art, *an, &back, &bn);
+    if (!rc && (bn != n || memcmp(back, pgq, n))) rc = -1;
+    free(back);
+    return rc;
+}
+
+static void test_reorder(const unsigned char *pgq, size_t n)
+{
+    /* the ordering itself: rows that are a scrambled smooth sequence come back in order */
+    enum { R = 12, C = 9 };
+    int8_t m[2 * R * C], sorted[2 * R * C];
+    uint16_t perm[2 * R];
+    for (int i = 0; i < 2 * R; i++) {
+        int row = (i % R) * 7 % R; /* 7 is prime to 12: a scramble */
+        for (int j = 0; j < C; j++) m[i * C + j] = (int8_t)(row * 5 - 30 + j + (i >= R ? 2 : 0));
+    }
+    ok(pg_pack_perm_order(m, sorted, 2, R, C, perm) == 0 && pg_perm_valid(perm, R) && pg_perm_valid(perm + R, R),
+       "pack_perm_order: a permutation per matrix");
+    int rows_ok = 1;
+    for (int i = 0; i < 2 * R; i++) rows_ok &= !memcmp(sorted + i * C, m + ((i / R) * R + perm[i]) * C, C);
+    ok(rows_ok, "... row r of each matrix is its row perm[r]");
+    uint64_t before = pg_adjacent_l1(m, R, C), after = pg_adjacent_l1(sorted, R, C);
+    /* from stored row 0 (value row 0) the walk goes 1, 2, ..., 11: 11 steps of 5 x C */
+    ok(after == 11 * 5 * C && after < before, "... rows in their smooth order: adjacent L1 %llu, was %llu",
+       (unsigned long long)after,
+       (unsigned long long)before);
+    ok(pg_pack_perm_order(m, sorted, 1, 70000, 0, perm) == PG_E_INVAL, "... more than 65536 rows refused: %s",
+       pg_error_message());
+
+    /* every mode with the rows of every group reordered: the identical .pgq back */
+    struct pg_pack_opts raw = {.mode = PG_PACK_PER_GROUP, .group_codec = PG_CODEC_RAW, .rest_codec = PG_CODEC_RAW,
+                               .reorder = PG_REORDER_ALL};
+    unsigned char *art = NULL;
+    size_t an = 0;
+    ok(pack_unpack(pgq, n, &raw, &art, &an) == 0, "reorder all, raw codecs: the identical .pgq back");
+    struct pg_pga a;
+    memset(&a, 0, sizeof a);
+    long ip = pg_pga_parse(&a, art, an, "t.pga") ? -1 : pg_pga_find(&a, "perms");
+    ok(ip == (long)a.n - 1 && a.n == 2 + 7 + 1, "... a 'perms' stream after the 7 groups");
+    is_int(an > 8 ? (long long)pg_le32_get(art + 4) : -1, 3, "... the artifact is version 3 (older readers refuse it)");
+    /* each listed group's decoded rows are its original rows in the listed order */
+    unsigned char **dec = calloc(a.n, sizeof *dec);
+    int listed = 0, stored_ok = ip >= 0 && !pg_pga_decode_all(&a, dec);
+    struct pg_pack_opts plain = raw;
+    plain.reorder = PG_REORDER_NONE;
+    unsigned char *part = NULL;
+    size_t pn = 0;
+    struct pg_pga b;
+    memset(&b, 0, sizeof b);
+    stored_ok &= !pg_pack_pgq(pgq, n, "t.pgq", &plain, &part, &pn) && !pg_pga_parse(&b, part, pn, "p.pga");
+    unsigned char **orig = calloc(b.n + 1, sizeof *orig);
+    stored_ok &= !pg_pga_decode_all(&b, orig);
+    if (stored_ok) {
+        const unsigned char *e = dec[ip] + 8;
+        uint32_t count = pg_le32_get(dec[ip] + 4);
+        for (uint32_t i = 0; i < count; i++, listed++) {
+            uint32_t s = pg_le32_get(e), rows = pg_le32_get(e + 4), k = pg_le32_get(e + 8);
+            size_t cols = a.streams[s].raw_size / ((size_t)rows * k);
+            for (uint32_t mi = 0; mi < k; mi++)
+                for (uint32_t r = 0; r < rows; r++) {
+                    uint16_t pr = pg_le16_get(e + 12 + 2 * ((size_t)mi * rows + r));
+                    /* decoding undoes the transpose: both row-major */
+                    for (size_t c = 0; c < cols; c++) {
+                        unsigned char got = dec[s][((size_t)mi * rows + r) * cols + c];
+                        unsigned char want = orig[s][((size_t)mi * rows + pr) * cols + c];
+                        if (got != want) stored_ok = 0;
+                    }
+                }
+            e += 12 + 2 * (size_t)rows * k;
+        }
+    }
+    ok(stored_ok && listed == 7, "... each of the %d listed groups stores its rows in the listed order", listed);
+    for (size_t i = 0; i < a.n; i++) free(dec[i]);
+    for (size_t i = 0; i < b.n; i++) free(orig[i]);
+    free(dec), free(orig), free(part);
+    pg_pga_close(&a), pg_pga_close(&b);
+
+    /* the hot groups only (a transposing codec reorders what the policy names); pgac keeps a
+     * group's reordered rows only where they pay */
+    struct pg_pack_opts hot = raw;
+    hot.reorder = PG_REORDER_HOT;
+    unsigned char *h = NULL;
+    size_t hn = 0;
+    int hrc = pack_unpack(pgq, n, &hot, &h, &hn);
+    memset(&a, 0, sizeof a);
+    char listed_names[128] = "";
+    if (!hrc && !pg_pga_parse(&a, h, hn, "h.pga") && pg_pga_find(&a, "perms") >= 0) {
+        unsigned char *pd = NULL;
+        if (!pg_pga_decode(&a, (size_t)pg_pga_find(&a, "perms"), &pd))
+            for (uint32_t i = 0, off = 8; i < pg_le32_get(pd + 4); i++) {
+                uint32_t st = pg_le32_get(pd + off);
+                snprintf(listed_names + strlen(listed_names), sizeof listed_names - strlen(listed_names), "%s%s",
+                         i ? " " : "", st < a.n ? a.streams[st].name : "?");
+                off += 12 + 2 * pg_le32_get(pd + off + 4) * pg_le32_get(pd + off + 8);
+            }
+        free(pd);
+    }
+    pg_pga_close(&a);
+    ok(hrc == 0 && !strcmp(listed_names, "tok_emb attn.c_q mlp.fc"), "reorder hot: the identical .pgq back, '%s' listed",
+       listed_names);
+    free(h);
+    struct pg_pack_opts pg0 = {.mode = PG_PACK_PER_GROUP, .group_codec = PG_CODEC_PGAC, .rest_codec = PG_CODEC_BROTLI};
+    struct pg_pack_opts pg1 = pg0;
+    pg1.reorder = PG_REORDER_ALL;
+    unsigned char *q0 = NULL, *q1 = NULL;
+    size_t q0n = 0, q1n = 0;
+    int qrc = pack_unpack(pgq, n, &pg0, &q0, &q0n);
+    if (!qrc) qrc = pack_unpack(pgq, n, &pg1, &q1, &q1n);
+    ok(qrc == 0 && q1n <= q0n + 96 + 32, "pgac, reorder all: the identical .pgq back, %zu bytes (without %zu)", q1n, q0n);
+    free(q0), free(q1);
+    struct pg_pack_opts best0 = {.mode = PG_PACK_BEST, .rest_codec = PG_CODEC_BROTLI};
+    struct pg_pack_opts best1 = best0;
+    best1.reorder = PG_REORDER_ALL;
+    unsigned char *b0 = NULL, *b1 = NULL;
+    size_t b0n = 0, b1n = 0;
+    int brc = pack_unpack(pgq, n, &best0, &b0, &b0n);
+    if (!brc) brc = pack_unpack(pgq, n, &best1, &b1, &b1n);
+    ok(brc == 0, "best, reorder all: the identical .pgq back (%zu bytes; without reordering %zu)", b1n, b0n);
+    /* each group stream is no larger than without reordering (the perms cost extra, once) */
+    struct pg_pga x0, x1;
+    memset(&x0, 0, sizeof x0), memset(&x1, 0, sizeof x1);
+    int smaller = !brc && !pg_pga_parse(&x0, b0, b0n, "0.pga") && !pg_pga_parse(&x1, b1, b1n, "1.pga");
+    for (size_t s = 2; smaller && s < x0.n; s++) smaller &= x1.streams[s].packed_size <= x0.streams[s].packed_size;
+    ok(smaller, "... every group stream no larger than without reordering");
+    pg_pga_close(&x0), pg_pga_close(&x1);
+    free(b0), free(b1);
+
+#ifdef _OPENMP
+    /* the same bytes on one thread and on several */
+    int nt = omp_get_max_threads();
+    unsigned char *t1 = NULL, *t3 = NULL;
+    size_t t1n = 0, t3n = 0;
+    omp_set_num_threads(1);
+    int trc = pg_pack_pgq(pgq, n, "t.pgq", &best1, &t1, &t1n);
+    omp_set_num_threads(nt > 1 ? nt : 3);
+    if (!trc) trc = pg_pack_pgq(pgq, n, "t.pgq", &best1, &t3, &t3n);
+    omp_set_num_threads(nt);
+    ok(!trc && t1n == t3n && !memcmp(t1, t3, t1n), "best, reorder all: the same bytes on 1 and %d threads",
+       nt > 1 ? nt : 3);
+    free(t1), free(t3);
+#endif
+
+    /* doctored perms: every CRC valid, the list wrong */
+    struct parts p;
+    memset(&p, 0, sizeof p);
+    if (split(art, an, &p)) {
+        ok(0, "split the reordered artifact");
+        free(art);
+        return;
+    }
+    char msg[256];
+    static const struct {
+        void (*fn)(unsigned char *, size_t *);
+        const char *what;
+    } bad[] = {
+        {bad_magic, "bad perms magic"},
+        {huge_count, "a count over the stream count"},
+        {one_more, "a count one over the entries"},
+        {names_cuts, "an entry naming the cuts"},
+        {names_rest, "an entry naming the rest"},
+        {names_none, "an entry naming a stream that does not exist"},
+        {twice, "a stream listed twice"},
+        {zero_rows, "zero rows"},
+        {odd_rows, "rows that do not divide the stream"},
+        {not_perm, "a row index repeated"},
+        {cut_short, "the last index cut off"},
+        {trailing, "bytes after the entries"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        ok(doctored_perms(&p, bad[i].fn, msg, sizeof msg) == PG_E_FORMAT && strstr(msg, "perms"), "%s refused: %s",
+           bad[i].what, msg);
+    ok(doctored_perms(&p, own_value, msg, sizeof msg) == 0, "the first entry's own stream written back is accepted: %s",
+       msg);
+    parts_free(&p);
+    free(art);
+
+    /* --shuffle: byte planes of stride 2 under the codec, the identical .pgq back */
+    struct pg_pack_opts sh = {.mode = PG_PACK_WHOLE, .codec = PG_CODEC_BROTLI, .shuffle = 2};
+    unsigned char *s = NULL;
+    size_t sn = 0;
+    int src = pack_unpack(pgq, n, &sh, &s, &sn);
+    memset(&a, 0, sizeof a);
+    ok(!src && !pg_pga_parse(&a, s, sn, "s.pga") && a.n == 1 && a.streams[0].xform.id == PG_XFORM_SHUFFLE &&
+           a.streams[0].xform.stride == 2,
+       "brotli+shuffle: one stream, shuffled by 2, the identical .pgq back (%zu bytes)", sn);
+    pg_pga_close(&a);
+    free(s);
+
+    /* the mode names */
+    struct pg_pack_opts o;
+    ok(!pg_pack_opts_from_name("brotli+shuffle", &o) && o.mode == PG_PACK_WHOLE && o.codec == PG_CODEC_BROTLI &&
+           o.shuffle == 2 && !strcmp(pg_pack_mode_name(&o), "brotli+shuffle"),
+       "name brotli+shuffle");
+    ok(!pg_pack_opts_from_name("lrzip+brotli", &o) && o.mode == PG_PACK_PER_GROUP && o.group_codec == PG_CODEC_LRZIP &&
+           o.rest_codec == PG_CODEC_BROTLI && o.reorder == PG_REORDER_HOT,
+       "name lrzip+brotli: per-group, hot groups reordered");
+    ok(!pg_pack_opts_from_name("pgac+lzma", &o) && o.mode == PG_PACK_PER_GROUP && o.group_codec == PG_CODEC_PGAC &&
+           o.rest_codec == PG_CODEC_LZMA && !strcmp(pg_pack_mode_name(&o), "pgac+lzma per-group"),
+       "name pgac+lzma");
+    ok(!pg_pack_opts_from_name("best", &o) && o.mode == PG_PACK_BEST && o.reorder == PG_REORDER_ALL, "name best");
+    ok(!pg_pack_opts_from_name("lzma", &o) && o.mode == PG_PACK_WHOLE && o.codec == PG_CODEC_LZMA && !o.shuffle,
+       "name lzma");
+    ok(pg_pack_opts_from_name("raw", &o) && pg_pack_opts_from_name("pgacx", &o) && pg_pack_opts_from_name("", &o),
+       "raw, pgacx and the empty name refused");
 }
 
 int main(void)
@@ -274,6 +539,8 @@ int main(void)
     size_t badn;
     ok(pg_pack_pgq(pgq, n, "t.pgq", &w, &bad, &badn) == PG_E_FORMAT, "a damaged .pgq is refused: %s",
        pg_error_message());
+    pgq[n / 2] ^= 1;
+    test_reorder(pgq, n);
     free(art);
     pg_qmodel_free(&qm);
     free(pgq);

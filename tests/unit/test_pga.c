@@ -86,7 +86,7 @@ static void test_round_trip(void)
          .xform = {.id = PG_XFORM_SHUFFLE, .stride = 2}},
         {.name = "meta", .data = meta, .size = strlen(meta), .codec = PG_CODEC_RAW},
         {.name = "empty", .data = NULL, .size = 0, .codec = PG_CODEC_ZLIB},
-        {.name = "perms", .data = perm, .size = sizeof perm, .codec = PG_CODEC_BROTLI},
+        {.name = "order", .data = perm, .size = sizeof perm, .codec = PG_CODEC_BROTLI},
         {.name = "attn.c_q", .data = lz, .size = n_lz, .codec = PG_CODEC_LRZIP,
          .xform = {.id = PG_XFORM_TRANSPOSE, .rows = 16, .cols = 40}},
     };
@@ -267,7 +267,7 @@ static void test_reader_rejects(const unsigned char *good, size_t size)
     const size_t e0 = 64; /* the first table entry; stream 0 is "w.zlib", transposed 8x12 */
     const struct patch patches[] = {
         {0, 1, 'X', 0, "wrong magic", "bad magic"},
-        {4, 4, 7, 0, "version 7 (header CRC not updated)", "unsupported version 7 (this build reads versions 1 and 2)"},
+        {4, 4, 7, 0, "version 7 (header CRC not updated)", "unsupported version 7 (this build reads versions 1 to 3)"},
         {4, 4, 7, 1, "version 7 (resealed)", "unsupported version 7"},
         {4, 4, 0, 1, "version 0", "unsupported version 0"},
         {4, 4, 1, 1, "version 1 with a pgac stream (codec 5 came in version 2)", "unknown codec 5 (in version 1)"},
