@@ -137,14 +137,20 @@ static int choose_best(struct group *g, int ng, const enum pg_codec *cand, int n
     const int NC = nc, NK = 2 * nc;
     int have_lrzip = pg_lrzip_available();
     size_t *size = pg_malloc(((size_t)ng * NK + 1) * sizeof *size);
-    if (!size) return PG_E_NOMEM;
+    size_t *perm_cost = pg_malloc(((size_t)ng + 1) * sizeof *perm_cost);
+    if (!size || !perm_cost) {
+        free(size), free(perm_cost);
+        return PG_E_NOMEM;
+    }
+    /* a reordered layout pays for its permutations too: once per group, whatever the codec */
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int j = 0; j < ng; j++)
+        if (!g[j].sorted || perm_bytes(&g[j], rest_codec, &perm_cost[j])) perm_cost[j] = SIZE_MAX;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int k = 0; k < ng * NK; k++) {
         int j = k / NK, c = k % NC, sorted = k % NK / NC;
         size[k] = SIZE_MAX;
-        if ((cand[c] == PG_CODEC_LRZIP && !have_lrzip) || (sorted && !g[j].sorted)) continue;
-        size_t perm_cost = 0; /* a reordered layout pays for its permutations too */
-        if (sorted && perm_bytes(&g[j], rest_codec, &perm_cost)) continue;
+        if ((cand[c] == PG_CODEC_LRZIP && !have_lrzip) || (sorted && perm_cost[j] == SIZE_MAX)) continue;
         struct pg_pga_input t = in[j];
         t.data = sorted ? g[j].sorted : g[j].buf;
         struct pg_codec_params p;
@@ -158,7 +164,7 @@ static int choose_best(struct group *g, int ng, const enum pg_codec *cand, int n
             src = tmp;
         }
         size_t on = 0;
-        if (!pg_compress(t.codec, t.params, src, t.size, &out, &on)) size[k] = on + perm_cost;
+        if (!pg_compress(t.codec, t.params, src, t.size, &out, &on)) size[k] = on + (sorted ? perm_cost[j] : 0);
         free(out), free(tmp);
     }
     int rc = 0;
@@ -175,7 +181,7 @@ static int choose_best(struct group *g, int ng, const enum pg_codec *cand, int n
         if (cand[b % NC] == PG_CODEC_PGAC) use_pgac(&g[j], &in[j], &gp[j], &st[j]);
         else use_transposed(&g[j], &in[j], cand[b % NC]);
     }
-    free(size);
+    free(size), free(perm_cost);
     return rc;
 }
 
