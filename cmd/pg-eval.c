@@ -159,9 +159,8 @@ int main(int argc, char **argv)
     if (np.cache && (np.tilt || np.mix))
         pg_cli_usage_error(&cli, "--ngram-cache does not combine with --tilt or --ngram-mix");
     if (ngram && strcmp(device, "cpu") != 0) pg_cli_usage_error(&cli, "--tilt and --ngram-* run on --device cpu only");
-    if (ngram && (stride || doc_mask || temperature != 1.0))
-        pg_cli_usage_error(&cli, "--tilt and --ngram-* score the plain windows: not with --stride, --doc-mask or "
-                                 "--temperature");
+    if (ngram && (doc_mask || temperature != 1.0))
+        pg_cli_usage_error(&cli, "--tilt and --ngram-* do not combine with --doc-mask or --temperature");
     if (np.cache)
         fprintf(stderr, "pg-eval: warning: --ngram-cache is NOT compliant: p_t reads the target x_t (rule 1, PR #779) "
                         "and sums to more than 1 over the vocabulary (rule 2, PR #886)\n");
@@ -189,8 +188,8 @@ int main(int argc, char **argv)
     struct pg_ngram_result nr;
     memset(&nr, 0, sizeof nr);
     if (ngram) {
-        /* the n-gram modes score target by target over the plain windows (lib/ngram.c) */
-        pg_cli_check(&cli, pg_ngram_run(m, v, &sc.lut, &np, NULL, audit ? &au : NULL, audit_samples, &nr));
+        /* the n-gram modes score target by target over the plain or sliding windows (lib/ngram.c) */
+        pg_cli_check(&cli, pg_ngram_run(m, v, &sc.lut, &np, stride, NULL, audit ? &au : NULL, audit_samples, &nr));
         memset(&r, 0, sizeof r);
         r.val_loss = nr.val_loss, r.val_bpb = nr.val_bpb, r.tokens = nr.tokens, r.bytes = nr.bytes;
         r.nll_sum = nr.nll_sum, r.seconds = nr.seconds;

@@ -280,14 +280,16 @@ int main(int argc, char **argv)
     if (losses_path && !(losses = pg_malloc((size_t)v->usable * sizeof *losses))) pg_cli_check(&cli, PG_E_NOMEM);
     struct pg_ttt_hooks hooks = {.token_losses = losses};
     /* --audit: the session reports what it scores and what each step reads (lib/audit.h); the
-     * distributions are checked on the model as loaded, before any step. */
+     * distributions are checked as the run reaches the sampled targets, on the model as it then
+     * is (adapted, through the n-gram mode), or on a device (global TTT only) on the model as
+     * loaded, before any step. */
     struct pg_audit au;
     memset(&au, 0, sizeof au);
     if (audit) {
         pg_cli_check(&cli, pg_audit_init(&au, v->usable, m->v));
         hooks.ctx = &au, hooks.scored = audit_scored, hooks.updated = audit_updated;
-        /* the n-gram modes check their distributions as they run, on the adapted model */
-        if (!(lora && ngram)) pg_cli_check(&cli, pg_eval_audit_dists(m, v, cfg.train_seq_len, 1.0, &au, 64, 0x5eed));
+        if (be->host_memory) hooks.audit = &au, hooks.audit_samples = 64;
+        else pg_cli_check(&cli, pg_eval_audit_dists(m, v, cfg.train_seq_len, 1.0, &au, 64, 0x5eed));
     }
     p.progress = pg_cli_progress(&cli);
     lp.progress = p.progress;

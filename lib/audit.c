@@ -73,6 +73,7 @@ int pg_audit_check_one(struct pg_audit *a, pg_audit_dist_fn fn, void *ctx, uint1
         for (int i = 0; i < a->vocab; i++) s += exp(p0[i]);
         double se = fabs(s - 1);
         if (se > a->worst_sum) a->worst_sum = se;
+        if (p < ntok) a->sampled_nll -= p0[tokens[p]];
         if (!(se <= 1e-4)) {
             a->unnormalized++;
             first(a, "the distribution of target %lld sums to %.6f", (long long)p, s);

@@ -32,6 +32,8 @@ struct pg_audit {
     int64_t scored_twice, unscored, update_first;
     double worst_future;    /* the largest |Δ log p| seen when the future changed */
     double worst_sum;       /* the largest |Σp − 1| */
+    double sampled_nll;     /* Σ −log p(target) over the checked targets' distributions: a test can
+                             * compare it with the run's own losses there (the live state's) */
     char first[256];        /* the first violation, in words */
 };
 

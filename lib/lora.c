@@ -351,8 +351,8 @@ int pg_lora_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_
         if (!rc) rc = pg_ngram_push(ng, NULL, v->tokens[0]); /* the stream's first token: an input only */
         if (!rc && h.updated) h.updated(h.ctx, -1, 0, 1);
     }
-    struct pg_ngram_audit au; /* the n-gram mode's distributions, checked as it runs */
-    if (!rc) rc = pg_ngram_audit_open(&au, ng ? h.audit : NULL, v->usable + 1, h.audit_samples, 0x5eed, W, m->v);
+    struct pg_ngram_audit au; /* the distributions (adapters and n-gram state), checked as the run goes */
+    if (!rc) rc = pg_ngram_audit_open(&au, h.audit, v->usable + 1, h.audit_samples, 0x5eed, W, m->v);
     else memset(&au, 0, sizeof au);
     /* every token of the stream must be inside the vocabulary (the forward does not check) */
     for (int64_t i = 0; i <= v->usable && !rc; i++)
@@ -403,6 +403,10 @@ int pg_lora_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_
                 if (!rc && fwd && train) rc = pg_ngram_model_logp(m, x, y, n, logp);
                 if (rc) break;
             } else {
+                /* the audit's samples first: their forwards replace the activations */
+                for (int64_t pos = c0 + 1; pos <= c1 && !rc; pos++)
+                    rc = pg_ngram_audit_at(&au, NULL, m, v->tokens, st, n, pos, NULL);
+                if (rc) break;
                 window_forward(m, v, st, n, x, y, losses);
             }
             for (int j = n - k; j < n; j++) {

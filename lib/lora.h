@@ -89,8 +89,9 @@ struct pg_lora_hooks {
     void (*scored)(void *ctx, int64_t doc, int64_t begin, int64_t end);
     /* after an update that read the val tokens at positions [begin, end) */
     void (*updated)(void *ctx, int64_t doc, int64_t begin, int64_t end);
-    /* with an n-gram mode: NULL, or an audit (lib/audit.h) in which audit_samples targets'
-     * distributions are checked as the run reaches them (pg_ngram_audit_at) */
+    /* NULL, or an audit (lib/audit.h) in which audit_samples targets' distributions are checked
+     * as the run reaches them (pg_ngram_audit_at): the adapted model's, through the n-gram mode
+     * when there is one */
     struct pg_audit *audit;
     int audit_samples;
 };

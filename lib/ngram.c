@@ -8,6 +8,7 @@
 
 #include "audit.h"
 #include "err.h"
+#include "eval.h"
 #include "progress.h"
 #include "rng.h"
 #include "xio.h"
@@ -347,32 +348,42 @@ int pg_ngram_model_logp(struct pg_model *m, const int32_t *x, const int32_t *y, 
 }
 
 int pg_ngram_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut,
-                 const struct pg_ngram_params *p, float *token_losses, struct pg_audit *audit, int audit_samples,
-                 struct pg_ngram_result *r)
+                 const struct pg_ngram_params *p, int stride, float *token_losses, struct pg_audit *audit,
+                 int audit_samples, struct pg_ngram_result *r)
 {
     memset(r, 0, sizeof *r);
     int L = v->seq_len, V = m->v;
     if (L > m->t || m->max_b < 1)
         return pg_error(PG_E_INVAL, "n-gram scoring: windows of %d tokens do not fit the model's %d", L, m->t);
+    if (stride == 0) stride = L;
+    if (stride < 1 || stride > L)
+        return pg_error(PG_E_INVAL, "n-gram scoring: stride %d: must be 1 .. %d (the window)", stride, L);
     struct pg_ngram *s;
     PG_TRY(pg_ngram_open(&s, V, p));
     int32_t *x = pg_malloc((size_t)L * sizeof *x), *y = pg_malloc((size_t)L * sizeof *y);
     double *logp = pg_malloc((size_t)L * V * sizeof *logp);
     int rc = x && y && logp ? 0 : PG_E_NOMEM;
     double t0 = pg_now();
-    int64_t nseq = pg_val_num_seqs(v);
     struct pg_ngram_audit au;
-    if (!rc) rc = pg_ngram_audit_open(&au, audit, nseq * L + 1, audit_samples, 0x5eed, L, V);
+    if (!rc) rc = pg_ngram_audit_open(&au, audit, v->usable + 1, audit_samples, 0x5eed, L, V);
+    else memset(&au, 0, sizeof au);
     if (!rc) rc = pg_ngram_push(s, NULL, v->tokens[0]); /* the stream's first token: an input only */
     if (audit) pg_audit_updated(audit, 0, 1);
-    for (int64_t q = 0; q < nseq && !rc; q++) {
-        if ((rc = pg_val_window(v, q, x, y)) || (rc = pg_model_check_ids(m, x, (size_t)L)) ||
-            (rc = pg_model_check_ids(m, y, (size_t)L)) || (rc = pg_ngram_model_logp(m, x, y, L, logp)))
+    /* the windows of pg-eval's sliding rule (stride L: the plain windows), each scoring the
+     * targets the windows before it did not, so the targets come in stream order */
+    struct pg_slide sl;
+    pg_slide_init(&sl, v->usable, L, stride);
+    int64_t ws;
+    int j0;
+    while (!rc && pg_slide_next(&sl, &ws, &j0)) {
+        for (int j = 0; j < L; j++) x[j] = v->tokens[ws + j], y[j] = v->tokens[ws + j + 1];
+        if ((rc = pg_model_check_ids(m, x, (size_t)L)) || (rc = pg_model_check_ids(m, y, (size_t)L)) ||
+            (rc = pg_ngram_model_logp(m, x, y, L, logp)))
             break;
-        for (int j = 0; j < L && !rc; j++) {
+        for (int j = j0; j < L && !rc; j++) {
             const double *lp = logp + (size_t)j * V;
-            int64_t pos = q * L + j + 1; /* the target's stream position */
-            if ((rc = pg_ngram_audit_at(&au, s, m, v->tokens, q * L, L, pos, NULL))) break;
+            int64_t pos = ws + j + 1; /* the target's stream position */
+            if ((rc = pg_ngram_audit_at(&au, s, m, v->tokens, ws, L, pos, NULL))) break;
             double nll = pg_ngram_score(s, lp, y[j]);
             if (audit) pg_audit_scored(audit, pos, pos + 1);
             r->model_nll -= lp[y[j]];
@@ -382,7 +393,7 @@ int pg_ngram_run(struct pg_model *m, const struct pg_val_set *v, const struct pg
             rc = pg_ngram_push(s, lp, y[j]); /* only now does the table see y */
             if (audit) pg_audit_updated(audit, pos - HIST, pos + 1); /* the contexts it extends, and y */
         }
-        r->tokens += L;
+        r->tokens += L - j0;
     }
     r->seconds = pg_now() - t0;
     r->val_loss = r->tokens > 0 ? r->nll_sum / r->tokens : 0;
@@ -397,7 +408,7 @@ int pg_ngram_run(struct pg_model *m, const struct pg_val_set *v, const struct pg
 
 /* Target p's log-distribution as the run forms it: the model's forward over p's window, read
  * from tokens (which the audit changes from p on), and the tables as they stand before p is
- * scored. Every candidate token is scored through pg_ngram_score, the path the run scores with,
+ * scored (with no n-gram state, the model's distribution as it is). Every candidate token is scored through pg_ngram_score, the path the run scores with,
  * so that for the cache, whose probability reads the target, the values so formed sum to more
  * than one. (Scoring candidates sets only the per-score fields the run's own score of p sets
  * again.) */
@@ -411,6 +422,10 @@ static int live_dist(void *ctx, const uint16_t *tokens, int64_t p, double *out)
     PG_TRY(pg_model_check_ids(m, u->y, (size_t)n));
     PG_TRY(pg_ngram_model_logp(m, u->x, u->y, n, u->logp));
     const double *lp = u->logp + (size_t)(p - 1 - u->st) * V;
+    if (!u->s) { /* no n-gram mode: the model's own distribution */
+        memcpy(out, lp, (size_t)V * sizeof *out);
+        return 0;
+    }
     if (!u->s->p.cache) {
         PG_TRY(pg_ngram_dist(u->s, lp, out));
         for (int i = 0; i < V; i++) out[i] = log(out[i]);

@@ -74,14 +74,16 @@ struct pg_ngram_result {
     double model_nll; /* the model's own Σnll over the same targets (from logp) */
 };
 
-/* Scores pg-eval's windows of v->seq_len tokens (= m->t) with the mode; token_losses (NULL, or
+/* Scores pg-eval's windows of L = v->seq_len tokens (<= m->t) with the mode: the sliding windows
+ * of stride S (eval.h's pg_slide: each target scored once, by the window that gives it the longest
+ * context; 0 or L = the plain non-overlapping windows), the targets in stream order; token_losses (NULL, or
  * v->usable floats) receives each target's nll; audit (NULL or lib/audit.h's) is told of every
  * scored target and every table update, and checks audit_samples targets' distributions as the
  * run reaches them (pg_ngram_audit_at). Bytes are counted as pg-eval does (the CaseOps sidecar
  * when the val set has one). @return 0 or an error. */
 int pg_ngram_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut,
-                 const struct pg_ngram_params *p, float *token_losses, struct pg_audit *audit, int audit_samples,
-                 struct pg_ngram_result *r);
+                 const struct pg_ngram_params *p, int stride, float *token_losses, struct pg_audit *audit,
+                 int audit_samples, struct pg_ngram_result *r);
 
 /* The audit of a run, on its live state: the distribution of each sampled target (chosen as
  * pg_audit_check_dists does, from seed) is checked just before the run scores it, from the
@@ -105,7 +107,8 @@ struct pg_ngram_audit {
 int pg_ngram_audit_open(struct pg_ngram_audit *u, struct pg_audit *a, int64_t ntok, int samples, uint64_t seed,
                         int max_n, int vocab);
 
-/* Just before target p is scored from state s, in the window whose inputs are tokens[st, st+n):
+/* Just before target p is scored from state s (NULL: the model alone, for the modes that adapt
+ * the model itself: LoRA and global TTT), in the window whose inputs are tokens[st, st+n):
  * checks p if it was sampled (the model runs forwards of the window: *forwarded, when not NULL,
  * is set to 1 then). @return 0 or an error. */
 int pg_ngram_audit_at(struct pg_ngram_audit *u, struct pg_ngram *s, struct pg_model *m, uint16_t *tokens, int64_t st,

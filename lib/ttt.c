@@ -6,6 +6,7 @@
 #include "ttt.h"
 
 #include "err.h"
+#include "ngram.h"
 #include "progress.h"
 #include "sgd.h"
 #include "xio.h"
@@ -35,6 +36,7 @@ struct pg_ttt {
     struct pg_sgd sgd;
     struct pg_progress prog;
     uint64_t work;        /* tokens through a forward so far (scored + trained), for the ETA */
+    struct pg_ngram_audit au; /* hooks.audit's live checks */
 };
 
 void pg_ttt_params_default(struct pg_ttt_params *p)
@@ -108,6 +110,10 @@ int pg_ttt_open(struct pg_ttt **out, struct pg_model *m, const struct pg_val_set
             else m->be->copy(s->avg, m->params, m->nparams);
         }
     }
+    if (!rc && s->h.audit && !m->be->host_memory)
+        rc = pg_error(PG_E_INVAL, "TTT: the live audit runs on the CPU backend only");
+    if (!rc && s->h.audit)
+        rc = pg_ngram_audit_open(&s->au, s->h.audit, v->usable + 1, s->h.audit_samples, 0x5eed, L, m->v);
     if (rc) {
         pg_ttt_close(s);
         return rc;
@@ -130,6 +136,11 @@ static int score_chunk(struct pg_ttt *s, int64_t c, int64_t q0, int64_t q1)
     for (int64_t f = q0; f < q1; f += s->p.batch_seqs) {
         int b = (int)(q1 - f < s->p.batch_seqs ? q1 - f : s->p.batch_seqs);
         size_t nt = (size_t)b * (size_t)L;
+        /* the audit's samples among these targets, from forwards of their own windows before
+         * the scoring forward (whose activations they would replace) */
+        for (int64_t q = f; q < f + b && s->h.audit; q++)
+            for (int j = 0; j < L; j++)
+                PG_TRY(pg_ngram_audit_at(&s->au, NULL, m, s->v->tokens, q * L, L, q * L + j + 1, NULL));
         PG_TRY(pg_eval_windows(m, s->v, s->lut, f, b, s->x, s->y, s->losses, &s->sums));
         int64_t begin = f * L + 1;
         if (s->h.token_losses) memcpy(s->h.token_losses + (begin - 1), s->losses, nt * sizeof *s->losses);
@@ -243,6 +254,7 @@ void pg_ttt_close(struct pg_ttt *s)
     if (s->avg) s->m->be->free(s->avg);
     if (s->keep) s->m->be->free(s->keep);
     free(s->x), free(s->y), free(s->losses);
+    pg_ngram_audit_close(&s->au);
     free(s);
 }
 

@@ -62,6 +62,12 @@ struct pg_ttt_hooks {
     /* Called after each SGD step applied to the model, with the positions [begin, end) of every
      * val token the step read (inputs and targets). */
     void (*updated)(void *ctx, int64_t chunk, int64_t begin, int64_t end);
+    /* NULL, or an audit (lib/audit.h) in which audit_samples targets' distributions are checked
+     * as the run reaches them, on the model as it then is (trained on the chunks before, the
+     * Polyak average when scored with it): host-memory backends only (pg_ttt_open refuses
+     * another), as lib/ngram.h's pg_ngram_audit_at with no n-gram state */
+    struct pg_audit *audit;
+    int audit_samples;
 };
 
 struct pg_ttt_result {

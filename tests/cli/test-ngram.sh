@@ -4,7 +4,8 @@
 # compliant, and the mixture beats the model alone on this repetitive licence text;
 # --ngram-cache is refused without --non-compliant (exit 2, naming the rules), and with it
 # prints the rules it breaks and writes "compliant": false; the modes refuse --device cuda and
-# --stride / --temperature. --audit passes each compliant mode and fails the cache (sum rule).
+# --doc-mask / --temperature. With --stride they score the sliding windows (every target once),
+# and --audit passes there too. --audit passes each compliant mode and fails the cache (sum rule).
 . "$(dirname "$0")/lib.sh"
 TOK="$PG_BIN/pg-tokenize" TRAIN="$PG_BIN/pg-train" EVAL="$PG_BIN/pg-eval"
 W=$T_TMP
@@ -52,8 +53,19 @@ check "--ngram-cache --audit: exit 1" test $? = 1
 check "--ngram-cache --audit: fails the sum rule ($(tail -n 1 "$W/ca.err"))" grep -q 'the audit failed: the distribution of target .* sums to' "$W/ca.err"
 check "--ngram-cache --audit: sampled distributions unnormalized where the cache has entries, nothing else broken" \
     test "$(jq -c '.audit | [.passed, .unnormalized > 0, .lookahead, .scored_twice, .unscored, .update_before_score]' "$W/ca.json")" = "[false,true,0,0,0,0]"
-expect_fail "--tilt --stride" 2 "score the plain windows" ev --tilt --stride 8
-expect_fail "--ngram-mix --temperature" 2 "score the plain windows" ev --ngram-mix --temperature 0.9
+# sliding windows: the same targets and bytes, other contexts; stride = seq_len is the plain score
+ev --ngram-mix --stride 8 --audit --json -q >"$W/s.json"
+check "--ngram-mix --stride 8: tokens and bytes as plain pg-eval's" \
+    test "$(jq -c '[.tokens, .bytes]' "$W/s.json")" = "$(jq -c '[.tokens, .bytes]' "$W/plain.json")"
+check "--ngram-mix --stride 8: another score than the plain windows'" test "$(jq .val_bpb "$W/s.json")" != "$(jq .val_bpb "$W/mix.json")"
+check "--ngram-mix --stride 8 --audit: passed" \
+    test "$(jq -c '.audit | [.passed, .samples, .lookahead, .unnormalized, .scored_twice, .unscored]' "$W/s.json")" = "[true,64,0,0,0,0]"
+check "--ngram-mix --stride 32 (seq_len): the plain windows' score" \
+    test "$(ev --ngram-mix --stride 32 --json -q | jq .val_bpb)" = "$(jq .val_bpb "$W/mix.json")"
+check "--tilt --stride 8: model_val_loss as pg-eval --stride 8 (the same windows)" \
+    test "$(ev --tilt --stride 8 --json -q | jq '.model_val_loss * 1e5 | round')" = "$(ev --stride 8 --json -q | jq '.val_loss * 1e5 | round')"
+expect_fail "--tilt --doc-mask" 2 "do not combine" ev --tilt --doc-mask
+expect_fail "--ngram-mix --temperature" 2 "do not combine" ev --ngram-mix --temperature 0.9
 expect_fail "--ngram-cache with --tilt" 2 "does not combine" ev --ngram-cache --non-compliant --tilt
 expect_fail "--tilt on cuda" 2 "--device cpu only" ev --tilt --device cuda
 expect_fail "--ngram-order 17" 2 "--ngram-order" ev --ngram-mix --ngram-order 17

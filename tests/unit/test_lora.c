@@ -8,9 +8,12 @@
  *     inputs), and never the last chunk of a document;
  *   - the model's weights are the base weights again after a run;
  *   - adaptation: on a document repeating a pattern longer than the window, LoRA lowers the loss;
+ *   - the live audit (hooks.audit, no n-gram mode) checks the adapted distributions the run
+ *     scores: its sampled nll is the run's losses at the sampled targets, not the base model's;
  *   - refusals: a head adapter on a tied model, bad targets, negative rank. */
 #include "../tap.h"
 
+#include "../../lib/audit.h"
 #include "../../lib/err.h"
 #include "../../lib/eval.h"
 #include "../../lib/lora.h"
@@ -118,7 +121,7 @@ static void test_plain_equal(const struct pg_bpb_lut *t)
     np.tilt = np.mix = 1;
     struct pg_ngram_result nr;
     p.chunk = L, p.rank = 0, p.ngram = &np;
-    is_int(pg_ngram_run(&m, &v, t, &np, NULL, NULL, 0, &nr), 0, "pg_ngram_run, tilt + mixture");
+    is_int(pg_ngram_run(&m, &v, t, &np, 0, NULL, NULL, 0, &nr), 0, "pg_ngram_run, tilt + mixture");
     is_int(pg_lora_run(&m, &v, t, &p, NULL, &r), 0, "rank 0 with the tilt and mixture");
     ok(r.nll_sum == nr.nll_sum && r.tokens == nr.tokens && nr.nll_sum != e.nll_sum,
        "rank 0 + tilt + mixture: pg_ngram_run's sums bit for bit (%.8f vs %.8f; plain %.8f)", r.val_bpb, nr.val_bpb,
@@ -266,6 +269,28 @@ static void test_adapts(const struct pg_bpb_lut *t)
     ok(adapted.val_loss < plain.val_loss - 0.05, "a repeated document: LoRA lowers the loss %.4f -> %.4f",
        plain.val_loss, adapted.val_loss);
     ok(adapted.tokens == plain.tokens && adapted.bytes == plain.bytes, "the same targets and bytes");
+
+    /* the live audit, without an n-gram mode */
+    float *l0 = malloc((size_t)v.usable * sizeof *l0), *l1 = malloc((size_t)v.usable * sizeof *l1);
+    struct pg_audit a;
+    p.ngram = NULL, p.lr = 0;
+    rc = run(&v, t, &p, l0, NULL, &plain) | pg_audit_init(&a, v.usable, V);
+    p.lr = 1e-2;
+    struct pg_lora_hooks h = {.audit = &a, .audit_samples = 24};
+    rc |= run(&v, t, &p, l1, &h, &adapted);
+    is_int(rc, 0, "LoRA with the live audit runs");
+    int64_t pick[24];
+    struct pg_rng rg;
+    pg_rng_seed(&rg, 0x5eed);
+    int np_ = pg_audit_pick(&a, v.usable + 1, 24, &rg, pick);
+    double want = 0, base = 0;
+    for (int k = 0; k < np_; k++) want += l1[pick[k] - 1], base += l0[pick[k] - 1];
+    ok(a.samples == 24 && a.lookahead == 0 && a.unnormalized == 0, "live audit: 24 samples, causal and normalized");
+    ok(fabs(a.sampled_nll - want) < 1e-3 && fabs(base - want) > 1e-2,
+       "live audit: it checked the adapted distributions (nll %.5f = the run's %.5f; base model %.5f)", a.sampled_nll,
+       want, base);
+    pg_audit_free(&a);
+    free(l0), free(l1);
     pg_val_close(&v);
 }
 

@@ -5,10 +5,14 @@
  *   - causality, black box: changing the token at q leaves every earlier loss bit-identical;
  *   - on a repetitive stream the mixture (and the tilt) beat the model alone;
  *   - #826's cache: its values over the vocabulary do not sum to 1 (the ruling's point), it has
- *     no distribution, and it does not combine with the compliant modes. */
+ *     no distribution, and it does not combine with the compliant modes;
+ *   - with sliding windows (stride S): every target once, the model's own sum equal to
+ *     pg_eval_sliding's over the same windows, stride L the plain windows bit for bit, and
+ *     still causal. */
 #include "../tap.h"
 
 #include "../../lib/err.h"
+#include "../../lib/eval.h"
 #include "../../lib/ngram.h"
 #include "../../lib/tok.h"
 
@@ -151,18 +155,64 @@ static void test_run(const struct pg_bpb_lut *t)
         pg_ngram_params_default(&p);
         p.tilt = mode != 1, p.mix = mode != 0;
         struct pg_ngram_result r;
-        is_int(pg_ngram_run(&m, &v, t, &p, l0, NULL, 0, &r), 0, "%s runs", names[mode]);
+        is_int(pg_ngram_run(&m, &v, t, &p, 0, l0, NULL, 0, &r), 0, "%s runs", names[mode]);
         ok(r.nll_sum < r.model_nll - 0.1 * r.tokens, "%s: on a repetitive stream, val_loss %.4f < the model's %.4f",
            names[mode], r.val_loss, r.model_nll / r.tokens);
         int64_t q = v.usable / 2 + mode;
         uint16_t keep = v.tokens[q];
         v.tokens[q] = (uint16_t)(4 + (keep - 4 + 5) % (V - 4));
-        pg_ngram_run(&m, &v, t, &p, l1, NULL, 0, &r);
+        pg_ngram_run(&m, &v, t, &p, 0, l1, NULL, 0, &r);
         v.tokens[q] = keep;
         ok(memcmp(l0, l1, (size_t)(q - 1) * sizeof *l0) == 0 && l0[q - 1] != l1[q - 1],
            "%s: changing the token at %lld leaves every earlier loss bit-identical, and changes its own",
            names[mode], (long long)q);
     }
+    free(l0), free(l1);
+    pg_model_free(&m);
+    pg_val_close(&v);
+}
+
+static void test_stride(const struct pg_bpb_lut *t)
+{
+    struct pg_model m;
+    struct pg_val_set v;
+    stream(&v, 11);
+    if (model(&m) || !v.tokens) {
+        ok(0, "set up");
+        return;
+    }
+    struct pg_ngram_params p;
+    pg_ngram_params_default(&p);
+    p.mix = 1;
+    struct pg_ngram_result plain, r;
+    pg_ngram_run(&m, &v, t, &p, 0, NULL, NULL, 0, &plain);
+    is_int(pg_ngram_run(&m, &v, t, &p, L, NULL, NULL, 0, &r), 0, "stride L runs");
+    ok(r.nll_sum == plain.nll_sum && r.bytes == plain.bytes, "stride L: the plain windows' sums bit for bit");
+    float *l0 = malloc((size_t)v.usable * sizeof *l0), *l1 = malloc((size_t)v.usable * sizeof *l1);
+    const int strides[] = {1, 5, 12};
+    for (int i = 0; i < 3; i++) {
+        int S = strides[i];
+        struct pg_eval_result e;
+        is_int(pg_ngram_run(&m, &v, t, &p, S, l0, NULL, 0, &r), 0, "stride %d runs", S);
+        is_int(pg_eval_sliding(&m, &v, t, S, 1, 0, NULL, &e), 0, "pg_eval_sliding, stride %d", S);
+        ok(r.tokens == (double)v.usable && r.bytes == e.bytes, "stride %d: every target once (%.0f of %lld), bytes %.0f",
+           S, r.tokens, (long long)v.usable, r.bytes);
+        ok(fabs(r.model_nll - e.nll_sum) < 1e-6 * e.nll_sum,
+           "stride %d: the model's own sum %.6f is pg_eval_sliding's %.6f (the same windows and contexts)", S,
+           r.model_nll, e.nll_sum);
+        if (S == 5) {
+            ok(r.model_nll != plain.model_nll, "stride 5: other contexts than the plain windows' (%.6f vs %.6f)",
+               r.model_nll / r.tokens, plain.model_nll / plain.tokens);
+            int64_t q = v.usable / 2 + 3;
+            uint16_t keep = v.tokens[q];
+            v.tokens[q] = (uint16_t)(4 + (keep - 4 + 5) % (V - 4));
+            pg_ngram_run(&m, &v, t, &p, S, l1, NULL, 0, &r);
+            v.tokens[q] = keep;
+            ok(memcmp(l0, l1, (size_t)(q - 1) * sizeof *l0) == 0 && l0[q - 1] != l1[q - 1],
+               "stride 5: changing the token at %lld leaves every earlier loss bit-identical", (long long)q);
+        }
+    }
+    is_int(pg_ngram_run(&m, &v, t, &p, L + 1, NULL, NULL, 0, &r), PG_E_INVAL, "a stride longer than the window");
     free(l0), free(l1);
     pg_model_free(&m);
     pg_val_close(&v);
@@ -205,6 +255,7 @@ int main(void)
     test_logp();
     test_normalized();
     test_run(&t);
+    test_stride(&t);
     test_cache();
     pg_bpb_lut_free(&t);
     return done_testing();

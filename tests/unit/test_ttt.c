@@ -9,9 +9,12 @@
  *     update; the update count per chunk is as the schedule says;
  *   - the session refuses to train on a chunk that is not scored, is forged, or is the last,
  *     leaving the parameters unchanged;
- *   - adaptation happens: on a periodic stream the adapted score is lower than the plain one. */
+ *   - adaptation happens: on a periodic stream the adapted score is lower than the plain one;
+ *   - the live audit (hooks.audit) checks the distributions the run scores, on the trained model
+ *     (its sampled nll is the run's losses at the sampled targets, not the untrained model's). */
 #include "../tap.h"
 
+#include "../../lib/audit.h"
 #include "../../lib/err.h"
 #include "../../lib/eval.h"
 #include "../../lib/sgd.h"
@@ -342,6 +345,50 @@ static void test_adapts(const struct pg_val_set *v, const struct pg_bpb_lut *t)
     ok(rc == 0 && adapted.chunks == NSEQ && adapted.chunk_seqs == 1, "a chunk shorter than a window holds one window");
 }
 
+/* The audit's sampled targets, as pg_ngram_audit_open picks them (seed 0x5eed) */
+static double losses_at_picks(const struct pg_audit *a, const float *losses, int samples)
+{
+    int64_t pick[64];
+    struct pg_rng r;
+    pg_rng_seed(&r, 0x5eed);
+    int n = pg_audit_pick(a, a->usable + 1, samples, &r, pick);
+    double s = 0;
+    for (int k = 0; k < n; k++) s += losses[pick[k] - 1];
+    return s;
+}
+
+static void test_live_audit(const struct pg_val_set *v, const struct pg_bpb_lut *t)
+{
+    int64_t n = v->usable;
+    float *plain = calloc((size_t)n, sizeof *plain), *ttt = calloc((size_t)n, sizeof *ttt);
+    struct pg_ttt_params p;
+    params_default(&p);
+    struct pg_ttt_result r;
+    for (int polyak = 0; polyak < 2; polyak++) {
+        p.polyak = polyak ? 0.5 : 0;
+        struct pg_audit a;
+        if (pg_audit_init(&a, n, V)) {
+            ok(0, "audit init");
+            break;
+        }
+        struct pg_ttt_hooks h = {.audit = &a, .audit_samples = 24};
+        p.epochs = 0;
+        int rc = run(v, t, &p, plain, NULL, &r);
+        p.epochs = 2;
+        rc |= run(v, t, &p, ttt, &h, &r);
+        pg_audit_finish(&a);
+        is_int(rc, 0, "TTT%s with the live audit runs", polyak ? " + Polyak" : "");
+        double want = losses_at_picks(&a, ttt, 24), base = losses_at_picks(&a, plain, 24);
+        ok(a.samples == 24 && a.lookahead == 0 && a.unnormalized == 0,
+           "live audit%s: 24 samples, causal and normalized", polyak ? " + Polyak" : "");
+        ok(fabs(a.sampled_nll - want) < 1e-3 && fabs(base - want) > 1e-2,
+           "live audit%s: it checked the scored distributions (nll %.5f = the run's %.5f; untrained %.5f)",
+           polyak ? " + Polyak" : "", a.sampled_nll, want, base);
+        pg_audit_free(&a);
+    }
+    free(plain), free(ttt);
+}
+
 /* #2086's control-only TTT moves the control tensors and nothing else; #826's Polyak average
  * scores with d·avg + (1 − d)·θ: d → 1 gives the untrained model's score, d → 0 plain TTT's. */
 static void test_switches(const struct pg_val_set *v, const struct pg_bpb_lut *t)
@@ -395,6 +442,7 @@ int main(void)
     test_instrumented(&v, &t);
     test_refusals(&v, &t);
     test_adapts(&v, &t);
+    test_live_audit(&v, &t);
     test_switches(&v, &t);
     pg_bpb_lut_free(&t);
     pg_val_close(&v);
