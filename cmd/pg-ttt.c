@@ -65,6 +65,10 @@ static const char usage[] =
     "      --beta2 X              AdamW beta2 (default 0.999)\n"
     "      --weight-decay X       AdamW decoupled weight decay (default 0.5)\n"
     "      --seed N               the adapters' A initialization (default 1)\n"
+    "      --doc-batch N          documents sorted by length, N at a time, each with its own\n"
+    "                             adapters beside the weights (default 1: one at a time, in order)\n"
+    "      --no-warm-start        A starts from its initialization at every document (default: A\n"
+    "                             keeps what it learned, PR #1767)\n"
     "                             With --lora, --lr defaults to 1e-4 and --chunk-tokens to 64.\n"
     "      --phased N             with --lora: N phases of global SGD on the base model over the\n"
     "                             documents scored so far (spec §6.4)\n"
@@ -126,6 +130,8 @@ enum {
     OPT_POLYAK,
     OPT_PREFIX_DOCS,
     OPT_PHASE_LR,
+    OPT_DOC_BATCH,
+    OPT_NO_WARM_START,
 };
 
 static const struct option longopts[] = {
@@ -164,6 +170,8 @@ static const struct option longopts[] = {
     {"polyak", required_argument, 0, OPT_POLYAK},
     {"prefix-docs", required_argument, 0, OPT_PREFIX_DOCS},
     {"phase-lr", required_argument, 0, OPT_PHASE_LR},
+    {"doc-batch", required_argument, 0, OPT_DOC_BATCH},
+    {"no-warm-start", no_argument, 0, OPT_NO_WARM_START},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
@@ -232,6 +240,8 @@ int main(int argc, char **argv)
             pg_cli_check(&cli, pg_parse_i64("--prefix-docs", optarg, 1, INT64_C(1) << 40, &lp.prefix_docs));
             break;
         case OPT_PHASE_LR: pg_cli_check(&cli, pg_parse_f64("--phase-lr", optarg, 0, 1e3, &lp.phase_lr)); break;
+        case OPT_DOC_BATCH: pg_cli_check(&cli, pg_parse_int("--doc-batch", optarg, 1, 4096, &lp.batch_docs)); break;
+        case OPT_NO_WARM_START: lp.warm_a = 0; break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
@@ -248,7 +258,13 @@ int main(int argc, char **argv)
         lp.seed = (uint64_t)seed;
     }
     if (lp.phases > 0 && !lora) pg_cli_usage_error(&cli, "--phased needs --lora (use --rank 0 for the phases alone)");
+    if ((lp.batch_docs > 1 || !lp.warm_a) && !lora) pg_cli_usage_error(&cli, "--doc-batch and --no-warm-start need --lora");
     int ngram = np.tilt || np.mix || np.cache;
+    if (lp.batch_docs > 1 && (ngram || lp.phases > 0))
+        pg_cli_usage_error(&cli, "--doc-batch scores documents out of stream order: not with --phased, --tilt or "
+                                 "--ngram-* (they need the stream order)");
+    if (lp.batch_docs > 1 && (lp.targets & PG_LORA_HEAD))
+        pg_cli_usage_error(&cli, "--doc-batch: no head adapter (the head's product is fused into the loss)");
     if (ngram && !lora)
         pg_cli_usage_error(&cli, "--tilt and --ngram-* need --lora here (pg-eval has them for plain scoring)");
     if (np.cache && !non_compliant)
@@ -274,7 +290,7 @@ int main(int argc, char **argv)
     struct pg_val_set *v = &sc.val;
     int64_t nseq = pg_val_num_seqs(v);
     if (p.batch_seqs > nseq) p.batch_seqs = (int)nseq;
-    if (lora) p.batch_seqs = 1; /* one window per forward */
+    if (lora) p.batch_seqs = lp.batch_docs; /* a window per document of a batch per forward */
     pg_cli_check(&cli, pg_model_alloc_acts(m, p.batch_seqs, cfg.train_seq_len));
     float *losses = NULL;
     if (losses_path && !(losses = pg_malloc((size_t)v->usable * sizeof *losses))) pg_cli_check(&cli, PG_E_NOMEM);
@@ -330,7 +346,7 @@ int main(int argc, char **argv)
                                                      : "none";
         json_t *j = lora ? json_pack("{s:s, s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:I, s:i, s:f, s:f, s:f, s:f, "
                                      "s:f, "
-                                     "s:i, s:i, s:I, s:i, s:I, s:I, s:s, s:b}",
+                                     "s:i, s:i, s:I, s:i, s:I, s:I, s:s, s:b, s:i, s:b}",
                                      "checkpoint", model, "mode", "lora", "val_loss", r.val_loss, "val_bpb", r.val_bpb,
                                      "tokens", (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes, "seq_len",
                                      cfg.train_seq_len, "seconds", seconds, "docs", (json_int_t)lr.docs, "chunks",
@@ -340,7 +356,7 @@ int main(int argc, char **argv)
                                      (json_int_t)lr.adapter_params, "phases", lp.phases, "prefix_docs",
                                      (json_int_t)lp.prefix_docs, "phase_steps", (json_int_t)lr.phase_steps, "ngram",
                                      ngram_mode,
-                                     "compliant", !np.cache)
+                                     "compliant", !np.cache, "doc_batch", lp.batch_docs, "warm_start", lp.warm_a)
                           : json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:i, s:f, s:f, s:f, s:I, s:f, "
                                       "s:f, s:b, s:f}",
                               "checkpoint", model, "val_loss", r.val_loss, "val_bpb", r.val_bpb, "tokens",

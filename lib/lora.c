@@ -25,6 +25,7 @@ struct adapter {
     pg_real *a, *at, *b;      /* A [r,in], Aᵀ [in,r], B [out,r] */
     pg_real *ma, *va, *mb, *vb; /* AdamW moments */
     pg_real *w0;              /* the base weight [out,in] */
+    pg_real *a0;              /* without warm start: A's initial value, restored at each document */
 };
 
 struct pg_lora {
@@ -59,6 +60,8 @@ void pg_lora_params_default(struct pg_lora_params *p)
     p->phase_seqs = 32;
     p->ngram = NULL;
     p->progress = 0;
+    p->batch_docs = 1;
+    p->warm_a = 1;
 }
 
 int pg_lora_parse_targets(const char *s, unsigned *targets)
@@ -126,6 +129,15 @@ void pg_lora_grad(struct pg_lora *s, int i, pg_real *da, pg_real *db)
     for (size_t k = 0; k < (size_t)s->r * a->in; k++) da[k] = (pg_real)(s->s * da[k]);
 }
 
+void pg_lora_init_a(pg_real *a, int rank, int in, uint64_t seed, uint64_t adapter, int slot)
+{
+    /* A ~ U(±1/√in), one stream per adapter (and per slot of a document batch) */
+    struct pg_rng rng;
+    pg_rng_seed(&rng, seed * 0x9E3779B97F4A7C15ull + adapter + ((uint64_t)slot << 32));
+    double bound = 1.0 / sqrt((double)in);
+    for (size_t k = 0; k < (size_t)rank * in; k++) a[k] = (pg_real)((2 * pg_rng_uniform(&rng) - 1) * bound);
+}
+
 static int add(struct pg_lora *s, int tensor)
 {
     struct pg_model *m = s->m;
@@ -138,17 +150,15 @@ static int add(struct pg_lora *s, int tensor)
     a->vb = pg_calloc(nb, sizeof *a->vb), a->w0 = pg_malloc(nw * sizeof *a->w0);
     if (!a->a || !a->at || !a->ma || !a->va || !a->b || !a->mb || !a->vb || !a->w0) return PG_E_NOMEM;
     memcpy(a->w0, P(m, tensor), nw * sizeof *a->w0);
-    /* A ~ U(±1/√in), one stream per adapter */
-    struct pg_rng rng;
-    pg_rng_seed(&rng, s->p.seed * 0x9E3779B97F4A7C15ull + (uint64_t)s->n);
-    double bound = 1.0 / sqrt((double)a->in);
-    for (size_t k = 0; k < na; k++) a->a[k] = (pg_real)((2 * pg_rng_uniform(&rng) - 1) * bound);
+    pg_lora_init_a(a->a, s->r, a->in, s->p.seed, (uint64_t)s->n, 0);
+    if (!s->p.warm_a && !(a->a0 = pg_malloc(na * sizeof *a->a0))) return PG_E_NOMEM;
+    if (a->a0) memcpy(a->a0, a->a, na * sizeof *a->a0);
     return 0;
 }
 
 static void free_adapter(struct adapter *a)
 {
-    free(a->a), free(a->at), free(a->ma), free(a->va), free(a->b), free(a->mb), free(a->vb), free(a->w0);
+    free(a->a), free(a->at), free(a->ma), free(a->va), free(a->b), free(a->mb), free(a->vb), free(a->w0), free(a->a0);
 }
 
 void pg_lora_close(struct pg_lora *s)
@@ -163,9 +173,8 @@ void pg_lora_close(struct pg_lora *s)
     free(s);
 }
 
-int pg_lora_open(struct pg_lora **out, struct pg_model *m, const struct pg_lora_params *p)
+int pg_lora_check(const struct pg_model *m, const struct pg_lora_params *p)
 {
-    *out = NULL;
     if (!m->be->host_memory)
         return pg_error(PG_E_INVAL, "LoRA TTT runs on the CPU backend only (--device cpu): its adapters fold into "
                                     "host-memory weights");
@@ -186,6 +195,14 @@ int pg_lora_open(struct pg_lora **out, struct pg_model *m, const struct pg_lora_
                                     "windows per step: out of range", p->phases, (long long)p->prefix_docs, p->phase_lr,
                         p->phase_momentum, p->phase_clip, p->phase_seqs);
     if (train && !m->grads) return pg_error(PG_E_INVAL, "LoRA TTT needs a model set up for training");
+    if (p->batch_docs < 1) return pg_error(PG_E_INVAL, "LoRA: %d documents per batch: must be at least 1", p->batch_docs);
+    return 0;
+}
+
+int pg_lora_open(struct pg_lora **out, struct pg_model *m, const struct pg_lora_params *p)
+{
+    *out = NULL;
+    PG_TRY(pg_lora_check(m, p));
     struct pg_lora *s = pg_calloc(1, sizeof *s);
     if (!s) return PG_E_NOMEM;
     s->m = m, s->p = *p, s->r = p->rank, s->s = p->rank > 0 ? p->alpha / p->rank : 0;
@@ -221,7 +238,8 @@ int pg_lora_open(struct pg_lora **out, struct pg_model *m, const struct pg_lora_
     return 0;
 }
 
-/* A new document: B = 0 and fresh AdamW moments; A keeps what it learned (warm start). */
+/* A new document: B = 0 and fresh AdamW moments; A keeps what it learned (warm start), or
+ * without warm start is its initial value again. */
 static void reset(struct pg_lora *s)
 {
     for (int i = 0; i < s->n; i++) {
@@ -229,12 +247,13 @@ static void reset(struct pg_lora *s)
         size_t na = (size_t)s->r * a->in, nb = (size_t)a->out * s->r;
         memset(a->b, 0, nb * sizeof *a->b), memset(a->mb, 0, nb * sizeof *a->mb), memset(a->vb, 0, nb * sizeof *a->vb);
         memset(a->ma, 0, na * sizeof *a->ma), memset(a->va, 0, na * sizeof *a->va);
+        if (a->a0) memcpy(a->a, a->a0, na * sizeof *a->a);
     }
     s->live = 0, s->adam_t = 0;
 }
 
-static void adamw(const struct pg_lora_params *p, int64_t t, pg_real *x, const pg_real *g, pg_real *mo, pg_real *ve,
-                  size_t n)
+void pg_lora_adamw(const struct pg_lora_params *p, int64_t t, pg_real *x, const pg_real *g, pg_real *mo, pg_real *ve,
+                   size_t n)
 {
     double bc1 = 1 - pow(p->beta1, (double)t), bc2 = 1 - pow(p->beta2, (double)t);
     for (size_t k = 0; k < n; k++) {
@@ -253,8 +272,8 @@ static void step(struct pg_lora *s)
     for (int i = 0; i < s->n; i++) {
         struct adapter *a = &s->ad[i];
         pg_lora_grad(s, i, s->da, s->db);
-        adamw(&s->p, s->adam_t, a->a, s->da, a->ma, a->va, (size_t)s->r * a->in);
-        adamw(&s->p, s->adam_t, a->b, s->db, a->mb, a->vb, (size_t)a->out * s->r);
+        pg_lora_adamw(&s->p, s->adam_t, a->a, s->da, a->ma, a->va, (size_t)s->r * a->in);
+        pg_lora_adamw(&s->p, s->adam_t, a->b, s->db, a->mb, a->vb, (size_t)a->out * s->r);
     }
     s->live = 1;
 }
@@ -331,6 +350,7 @@ int pg_lora_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_
                 const struct pg_lora_params *p, const struct pg_lora_hooks *hooks, struct pg_lora_result *r)
 {
     memset(r, 0, sizeof *r);
+    if (p->batch_docs > 1) return pg_lora_run_batched(m, v, lut, p, hooks, r);
     struct pg_lora_hooks h = {0};
     if (hooks) h = *hooks;
     if (m->max_b < 1) return pg_error(PG_E_INVAL, "LoRA TTT: the model has no activations");

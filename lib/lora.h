@@ -79,6 +79,16 @@ struct pg_lora_params {
      * targets are scored from the model's distribution through it, in stream order */
     const struct pg_ngram_params *ngram;
     int progress;        /* draw a progress line on stderr */
+    /* Documents batched by length (spec §6.3; lib/lora_batch.c): 1 = one document at a time, in
+     * stream order, adapters folded into the weights (this file); N > 1 = the documents sorted by
+     * length, longest first, in batches of N, each document of a batch with its own adapters run
+     * beside the weights (the model's side paths), one forward per chunk index for the whole
+     * batch. Not with phases, an n-gram mode or a head adapter. (1) */
+    int batch_docs;
+    /* Warm start (PR #1767): A keeps what it learned from one document to the next (in batches:
+     * from the previous document of the same slot); 0 = A is its initial value at every
+     * document, so that the documents are independent of each other. (1) */
+    int warm_a;
 };
 
 /* Optional outputs for tests and audits; positions index v->tokens. */
@@ -117,6 +127,19 @@ int pg_lora_parse_targets(const char *s, unsigned *targets);
  * PG_E_FORMAT (a token outside the vocabulary, a diverged loss) or PG_E_NOMEM. */
 int pg_lora_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut,
                 const struct pg_lora_params *p, const struct pg_lora_hooks *hooks, struct pg_lora_result *r);
+
+/* The parameter and model checks pg_lora_run makes first. @return 0 or PG_E_INVAL. */
+int pg_lora_check(const struct pg_model *m, const struct pg_lora_params *p);
+
+/* pg_lora_run with p->batch_docs > 1 (lib/lora_batch.c; pg_lora_run calls it). */
+int pg_lora_run_batched(struct pg_model *m, const struct pg_val_set *v, const struct pg_bpb_lut *lut,
+                        const struct pg_lora_params *p, const struct pg_lora_hooks *hooks, struct pg_lora_result *r);
+
+/* Shared by both runners: A's initialization, U(±1/√in) from a stream of (seed, adapter, slot),
+ * and one AdamW step (p's betas, eps, lr and decoupled weight decay; t = steps so far, >= 1). */
+void pg_lora_init_a(pg_real *a, int rank, int in, uint64_t seed, uint64_t adapter, int slot);
+void pg_lora_adamw(const struct pg_lora_params *p, int64_t t, pg_real *x, const pg_real *g, pg_real *mo, pg_real *ve,
+                   size_t n);
 
 /* For tests: the adapters of a session, exposed so that a gradient can be checked. A session
  * holds the model with the adapters folded in. */

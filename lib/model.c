@@ -202,6 +202,8 @@ int pg_model_init(struct pg_model *m, const struct pg_config *cfg, const struct 
 
 #define P(i) (m->params + m->tensors[i].offset)
 #define G(i) (m->grads + m->tensors[i].offset)
+/* A weight matrix's gradient, or NULL (the product skips it) when the caller trains none */
+#define GW(i) (m->side && m->side->no_weight_grads ? NULL : G(i))
 
 /* ---- initialization ---- */
 
@@ -451,6 +453,17 @@ static void tap(const struct pg_model *m, int layer, int site, const pg_real *x,
     if (m->tap) m->tap->fn(m->tap->ctx, layer, site, x, n, cols);
 }
 
+static void side_fwd(const struct pg_model *m, int tensor, const pg_real *x, pg_real *y, int in, int out)
+{
+    if (m->side) m->side->fwd(m->side->ctx, tensor, x, y, m->b, m->t, in, out);
+}
+
+static void side_bwd(const struct pg_model *m, int tensor, const pg_real *x, const pg_real *dy, pg_real *dx, int in,
+                     int out)
+{
+    if (m->side) m->side->bwd(m->side->ctx, tensor, x, dy, dx, m->b, m->t, in, out);
+}
+
 /* Attention of layer l on the normed input a->ya: a->ao = proj(gate(xsa(attn(q, k, v)))). */
 static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int b)
 {
@@ -461,8 +474,12 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
     double eps = c->rms_norm_eps;
     tap(m, l, PG_TAP_QKV, a->ya, n, d);
     be->matmul_fwd(a->qr, a->ya, P(p->c_q), n, d, d);
-    be->matmul_fwd(m->fused ? a->kn : a->k, a->ya, P(p->c_k), n, d, m->kvd); /* fused: kn keeps the product */
+    side_fwd(m, p->c_q, a->ya, a->qr, d, d);
+    pg_real *kp = m->fused ? a->kn : a->k; /* fused: kn keeps the product */
+    be->matmul_fwd(kp, a->ya, P(p->c_k), n, d, m->kvd);
+    side_fwd(m, p->c_k, a->ya, kp, d, m->kvd);
     be->matmul_fwd(a->v, a->ya, P(p->c_v), n, d, m->kvd);
+    side_fwd(m, p->c_v, a->ya, a->v, d, m->kvd);
     int vi = ve_index(m, l);
     if (vi >= 0) be->scalar_add_fwd(a->v, P(m->t_ve_layer) + vi, P(m->t_ve_scale), m->ve, (size_t)n * m->kvd);
     if (m->fused) { /* qr and kn keep the products, which the backward recomputes from */
@@ -498,6 +515,7 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
     }
     tap(m, l, PG_TAP_PROJ, o, n, d);
     be->matmul_fwd(a->ao, o, P(p->proj), n, d, d);
+    side_fwd(m, p->proj, o, a->ao, d, d);
 }
 
 /* The MLP of layer l on the normed input a->ym: a->mo. */
@@ -509,6 +527,7 @@ static void mlp_forward(struct pg_model *m, int l, struct pg_block_acts *a, int 
     m->be->relu2_fwd(a->r, a->hpre, (size_t)n * m->hid, m->cfg.mlp_leaky_slope);
     tap(m, l, PG_TAP_MLP_PROJ, a->r, n, m->hid);
     m->be->matmul_fwd(a->mo, a->r, P(p->mlp_proj), n, m->hid, m->d);
+    side_fwd(m, p->mlp_proj, a->r, a->mo, m->hid, m->d);
 }
 
 /* One block (physical layer l) in place on m->x (and the second lane m->lane1). */
@@ -680,7 +699,8 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
     int b = m->b, n = b * m->t, d = m->d, kvd = m->kvd;
     int xsa = has_xsa(m, l), gate = has_gate(m, l);
     const pg_real *o_in = gate ? a->oy : xsa ? a->ox : a->o; /* what proj multiplied */
-    be->matmul_bwd(m->dxm, G(p->proj), dao, o_in, P(p->proj), n, d, d, 0); /* dxm = d(o_in) for now */
+    be->matmul_bwd(m->dxm, GW(p->proj), dao, o_in, P(p->proj), n, d, d, 0); /* dxm = d(o_in) for now */
+    side_bwd(m, p->proj, o_in, dao, m->dxm, d, d);
     if (gate) {
         be->zero(m->dgu, (size_t)n * d);
         be->head_gate_bwd(m->dxm, G(p->attn_gate), m->dgu, xsa ? a->ox : a->o, a->gate, a->ya, P(p->attn_gate), n,
@@ -715,9 +735,12 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
     if (vi >= 0)
         be->scalar_add_bwd(m->dve, G(m->t_ve_layer) + vi, G(m->t_ve_scale), m->dv, P(m->t_ve_layer) + vi,
                            P(m->t_ve_scale), m->ve, (size_t)n * kvd, 1);
-    be->matmul_bwd(m->dya, G(p->c_q), m->dxm, a->ya, P(p->c_q), n, d, d, 0);
-    be->matmul_bwd(m->dya, G(p->c_k), m->dkn, a->ya, P(p->c_k), n, d, kvd, 1);
-    be->matmul_bwd(m->dya, G(p->c_v), m->dv, a->ya, P(p->c_v), n, d, kvd, 1);
+    be->matmul_bwd(m->dya, GW(p->c_q), m->dxm, a->ya, P(p->c_q), n, d, d, 0);
+    side_bwd(m, p->c_q, a->ya, m->dxm, m->dya, d, d);
+    be->matmul_bwd(m->dya, GW(p->c_k), m->dkn, a->ya, P(p->c_k), n, d, kvd, 1);
+    side_bwd(m, p->c_k, a->ya, m->dkn, m->dya, d, kvd);
+    be->matmul_bwd(m->dya, GW(p->c_v), m->dv, a->ya, P(p->c_v), n, d, kvd, 1);
+    side_bwd(m, p->c_v, a->ya, m->dv, m->dya, d, kvd);
     if (gate) be->axpy(m->dya, 1, m->dgu, (size_t)n * d);
 }
 
@@ -727,9 +750,10 @@ static void mlp_backward(struct pg_model *m, int l, struct pg_block_acts *a, con
     const struct pg_backend *be = m->be;
     const struct pg_block_params *p = &m->blk[l];
     int n = m->b * m->t, d = m->d, hid = m->hid;
-    be->matmul_bwd(m->dr, G(p->mlp_proj), dmo, a->r, P(p->mlp_proj), n, hid, d, 0);
+    be->matmul_bwd(m->dr, GW(p->mlp_proj), dmo, a->r, P(p->mlp_proj), n, hid, d, 0);
+    side_bwd(m, p->mlp_proj, a->r, dmo, m->dr, hid, d);
     be->relu2_bwd(m->dh, m->dr, a->hpre, (size_t)n * hid, m->cfg.mlp_leaky_slope);
-    be->matmul_bwd(m->dym, G(p->fc), m->dh, a->ym, P(p->fc), n, d, hid, 0);
+    be->matmul_bwd(m->dym, GW(p->fc), m->dh, a->ym, P(p->fc), n, d, hid, 0);
 }
 
 /* In place on m->dx (and m->dl1 for lanes): the gradient of the block output becomes that of
@@ -813,7 +837,7 @@ void pg_model_backward(struct pg_model *m, double grad_scale)
     int n = m->b * m->t, d = m->d;
     size_t nd = (size_t)n * d;
     const pg_real *head = m->t_head >= 0 ? P(m->t_head) : P(m->t_emb);
-    pg_real *dhead = m->t_head >= 0 ? G(m->t_head) : G(m->t_emb);
+    pg_real *dhead = m->t_head >= 0 ? GW(m->t_head) : GW(m->t_emb);
     /* m->dx: gradient flowing down the residual stream (lane 0 in parallel blocks; m->dl1 lane 1) */
     if (!c->softcap_poly5 && c->z_loss == 0)
         be->softcap_ce(m->dya, dhead, NULL, m->yf, head, m->targets, n, d, m->v, c->logit_softcap, grad_scale,
@@ -821,6 +845,7 @@ void pg_model_backward(struct pg_model *m, double grad_scale)
     else
         be->logit_ce(m->dya, dhead, NULL, m->yf, head, m->targets, n, d, m->v, c->logit_softcap, c->softcap_poly5,
                      c->z_loss, grad_scale, m->ce_work);
+    if (m->side && m->side->dhead) m->side->dhead(m->side->ctx, m->dya, m->b, m->t, d);
     be->rmsnorm_bwd(m->dx, m->dya, m->yf, m->rsf, n, d, 1, 0);
     int ns = m->nslots, ne = slot_encoders(m), nskip = active_skips(m), pf = parallel_from(m);
     if (pf < ns && !c->parallel_gptj)

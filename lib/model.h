@@ -79,12 +79,36 @@ struct pg_model_tap {
     void *ctx;
 };
 
+/* Side paths beside some of the linear layers, set by a caller that runs its own parameters next
+ * to the model's (lib/lora_batch.c: one set of LoRA adapters per sequence of the batch, which
+ * folding into the shared weights cannot express). The model calls them on its activation
+ * buffers, b sequences of t rows: a side path must be able to read them (host memory, which
+ * the caller checks). Linear layers with a side path: each block's c_q, c_k, c_v, proj and
+ * mlp_proj (not the output head, whose product is fused into the loss). */
+struct pg_model_side {
+    void *ctx;
+    /* just after y[b·t, out] = x[b·t, in]·Wᵀ for weight tensor `tensor`: may add to y */
+    void (*fwd)(void *ctx, int tensor, const pg_real *x, pg_real *y, int b, int t, int in, int out);
+    /* in the backward, just after dx[b·t, in], the gradient of x through W, was formed from dy:
+     * may add its path's part to dx, and keep its own parameters' gradients */
+    void (*bwd)(void *ctx, int tensor, const pg_real *x, const pg_real *dy, pg_real *dx, int b, int t, int in,
+                int out);
+    /* NULL, or just after the loss's backward: the gradient at the final norm's output dh[b·t, d],
+     * in place (a weight per position: 0 leaves that position's loss out of every gradient the
+     * backward forms after it; the output head's own gradient, formed before, does not see it) */
+    void (*dhead)(void *ctx, pg_real *dh, int b, int t, int d);
+    /* 1: the backward forms no gradient of the blocks' weight matrices and the output head (the
+     * caller trains only its side paths; the other gradients, and every dx, are formed as ever) */
+    int no_weight_grads;
+};
+
 struct pg_model {
     struct pg_config cfg;
     const struct pg_backend *be;
     int d, h, kv, hd, kvd, hid, v, nl, n_enc, n_dec, n_skip;
     int rd;                    /* dims of each head RoPE rotates: hd, or rope_dims (partial RoPE) */
     const struct pg_model_tap *tap; /* NULL, or the observer of the linear inputs (set by the caller) */
+    const struct pg_model_side *side; /* NULL, or side paths beside the linear layers (set by the caller) */
     int looping;               /* depth recurrence on (spec/techniques.md §2.8): set by the trainer from the
                                 * training fraction; pg_model_init turns it on whenever num_loops > 0 */
     struct pg_tensor *tensors;

@@ -10,7 +10,12 @@
  *   - adaptation: on a document repeating a pattern longer than the window, LoRA lowers the loss;
  *   - the live audit (hooks.audit, no n-gram mode) checks the adapted distributions the run
  *     scores: its sampled nll is the run's losses at the sampled targets, not the base model's;
- *   - refusals: a head adapter on a tied model, bad targets, negative rank. */
+ *   - refusals: a head adapter on a tied model, bad targets, negative rank;
+ *   - documents batched by length (batch_docs 3, lib/lora_batch.c): without warm start every
+ *     target's loss is the one-at-a-time run's to float rounding; every target is scored once
+ *     and before any update reads it, though not in stream order; with warm start it runs and
+ *     differs; the live audit checks the distributions scored; phases, n-gram modes, a head
+ *     adapter and too few activations are refused. */
 #include "../tap.h"
 
 #include "../../lib/audit.h"
@@ -32,7 +37,7 @@ static int model(struct pg_model *m, int training, int tie)
     pg_config_default(&c);
     c.vocab_size = V, c.num_layers = 2, c.model_dim = 32, c.num_heads = 4, c.num_kv_heads = 2;
     c.mlp_mult = 2, c.train_seq_len = L, c.tie_embeddings = tie;
-    if (pg_model_init(m, &c, &pg_backend_cpu, training) || pg_model_alloc_acts(m, 1, L)) return -1;
+    if (pg_model_init(m, &c, &pg_backend_cpu, training) || pg_model_alloc_acts(m, 4, L)) return -1; /* 4: batches */
     pg_model_init_weights(m, 11);
     for (size_t i = 0; i < m->nparams; i++) m->params[i] += (pg_real)(0.02 * sin(0.7 * (double)i));
     return 0;
@@ -294,6 +299,102 @@ static void test_adapts(const struct pg_bpb_lut *t)
     pg_val_close(&v);
 }
 
+/* instrumentation for the batched runner, whose order is not the stream's */
+struct any_order {
+    int64_t *count;
+    int64_t bad_update, updates;
+};
+
+static void on_scored_any(void *ctx, int64_t doc, int64_t begin, int64_t end)
+{
+    struct any_order *a = ctx;
+    (void)doc;
+    for (int64_t p = begin; p < end; p++) a->count[p]++;
+}
+
+static void on_updated_any(void *ctx, int64_t doc, int64_t begin, int64_t end)
+{
+    struct any_order *a = ctx;
+    (void)doc;
+    for (int64_t p = begin + 1; p < end; p++) a->bad_update += a->count[p] == 0; /* read as a target, unscored */
+    a->updates++;
+}
+
+static void test_batched(const struct pg_bpb_lut *t)
+{
+    struct pg_val_set v;
+    stream(&v, 0);
+    if (!v.tokens) return;
+    struct pg_lora_params p;
+    params(&p);
+    p.warm_a = 0;
+    float *l0 = malloc((size_t)v.usable * sizeof *l0), *l1 = malloc((size_t)v.usable * sizeof *l1);
+    struct pg_lora_result r0, r1, rw;
+    int rc = run(&v, t, &p, l0, NULL, &r0);
+    p.batch_docs = 3;
+    struct any_order a = {calloc((size_t)v.usable + 2, sizeof *a.count), 0, 0};
+    struct pg_lora_hooks h = {.ctx = &a, .scored = on_scored_any, .updated = on_updated_any};
+    rc |= run(&v, t, &p, l1, &h, &r1);
+    is_int(rc, 0, "one at a time and 3 documents a batch, no warm start: run");
+    double worst = 0;
+    for (int64_t i = 0; i < v.usable; i++)
+        if (fabs(l0[i] - l1[i]) > worst) worst = fabs(l0[i] - l1[i]);
+    ok(worst < 1e-4 && r1.steps == r0.steps && r1.steps > 0 && r1.docs == r0.docs,
+       "batched: every target's loss is the one-at-a-time run's (worst %.2e over %lld; %lld steps, %lld documents)",
+       worst, (long long)v.usable, (long long)r1.steps, (long long)r1.docs);
+    ok(r1.tokens == r0.tokens && r1.bytes == r0.bytes && fabs(r1.val_bpb - r0.val_bpb) < 1e-5,
+       "batched: the same targets and bytes, val_bpb %.6f vs %.6f", r1.val_bpb, r0.val_bpb);
+    int once = 1;
+    for (int64_t q = 1; q <= v.usable; q++) once &= a.count[q] == 1;
+    ok(once && a.bad_update == 0 && a.updates == r1.steps,
+       "batched: each target scored once, every update (%lld) read only scored targets", (long long)a.updates);
+    /* warm start: A carries within a slot, so the scores move */
+    p.warm_a = 1;
+    rc = run(&v, t, &p, NULL, NULL, &rw);
+    ok(rc == 0 && rw.val_bpb != r1.val_bpb && rw.tokens == r1.tokens, "batched with warm start: %.6f", rw.val_bpb);
+
+    /* the live audit: the distributions it checks are the ones scored */
+    struct pg_audit au;
+    if (pg_audit_init(&au, v.usable, V) == 0) {
+        struct pg_lora_hooks ha = {.audit = &au, .audit_samples = 24};
+        rc = run(&v, t, &p, l1, &ha, &rw);
+        int64_t pick[24];
+        struct pg_rng rg;
+        pg_rng_seed(&rg, 0x5eed);
+        int np_ = pg_audit_pick(&au, v.usable + 1, 24, &rg, pick);
+        double want = 0;
+        for (int k = 0; k < np_; k++) want += l1[pick[k] - 1];
+        ok(rc == 0 && au.samples == 24 && au.lookahead == 0 && au.unnormalized == 0,
+           "batched live audit: %lld samples, causal and normalized", (long long)au.samples);
+        ok(fabs(au.sampled_nll - want) < 1e-3, "batched live audit: the scored distributions (nll %.5f = %.5f)",
+           au.sampled_nll, want);
+        pg_audit_free(&au);
+    }
+
+    /* refusals */
+    struct pg_model m;
+    if (model(&m, 1, 0) == 0) {
+        struct pg_lora_result r;
+        p.phases = 1;
+        is_int(pg_lora_run(&m, &v, t, &p, NULL, &r), PG_E_INVAL, "batched: phases refused");
+        p.phases = 0;
+        struct pg_ngram_params np;
+        pg_ngram_params_default(&np);
+        np.mix = 1;
+        p.ngram = &np;
+        is_int(pg_lora_run(&m, &v, t, &p, NULL, &r), PG_E_INVAL, "batched: an n-gram mode refused");
+        p.ngram = NULL;
+        p.targets |= PG_LORA_HEAD;
+        is_int(pg_lora_run(&m, &v, t, &p, NULL, &r), PG_E_INVAL, "batched: a head adapter refused");
+        p.targets &= ~(unsigned)PG_LORA_HEAD;
+        p.batch_docs = 5;
+        is_int(pg_lora_run(&m, &v, t, &p, NULL, &r), PG_E_INVAL, "batched: 5 documents, activations for 4: refused");
+        pg_model_free(&m);
+    }
+    free(l0), free(l1), free(a.count);
+    pg_val_close(&v);
+}
+
 static void test_refusals(const struct pg_bpb_lut *t)
 {
     struct pg_val_set v;
@@ -338,6 +439,7 @@ int main(void)
     test_adapts(&t);
     test_phased(&t);
     test_refusals(&t);
+    test_batched(&t);
     pg_bpb_lut_free(&t);
     return done_testing();
 }
