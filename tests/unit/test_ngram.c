@@ -139,15 +139,22 @@ static void test_normalized(void)
     pg_val_close(&v);
 }
 
+/* the model and a stream of period 11; 0, or -1 after a failed check */
+static int fixture(struct pg_model *m, struct pg_val_set *v)
+{
+    stream(v, 11);
+    if (model(m) || !v->tokens) {
+        ok(0, "set up");
+        return -1;
+    }
+    return 0;
+}
+
 static void test_run(const struct pg_bpb_lut *t)
 {
     struct pg_model m;
     struct pg_val_set v;
-    stream(&v, 11);
-    if (model(&m) || !v.tokens) {
-        ok(0, "set up");
-        return;
-    }
+    if (fixture(&m, &v)) return;
     const char *names[] = {"tilt", "mix", "tilt+mix"};
     float *l0 = malloc((size_t)v.usable * sizeof *l0), *l1 = malloc((size_t)v.usable * sizeof *l1);
     for (int mode = 0; mode < 3; mode++) {
@@ -176,11 +183,7 @@ static void test_stride(const struct pg_bpb_lut *t)
 {
     struct pg_model m;
     struct pg_val_set v;
-    stream(&v, 11);
-    if (model(&m) || !v.tokens) {
-        ok(0, "set up");
-        return;
-    }
+    if (fixture(&m, &v)) return;
     struct pg_ngram_params p;
     pg_ngram_params_default(&p);
     p.mix = 1;
