@@ -46,10 +46,10 @@ static const char usage[] =
     "      --step-seqs N          windows per SGD step (default 32)\n"
     "      --control-only         train only the control tensors (scales, gains, mixes, gates: the\n"
     "                             small float tensors of an artifact; PR #2086)\n"
-    "      --tilt                 with --lora: pg-eval's causal token tilt on the LoRA scores\n"
-    "      --ngram-mix            with --lora: pg-eval's n-gram mixture on the LoRA scores\n"
+    "      --tilt                 pg-eval's causal token tilt on the adapted model's scores\n"
+    "      --ngram-mix            pg-eval's n-gram mixture on the adapted model's scores\n"
     "      --ngram-order N        the mixture's highest order (default 6)\n"
-    "      --ngram-cache          with --lora: PR #826's cache, NOT compliant; needs --non-compliant\n"
+    "      --ngram-cache          PR #826's cache, NOT compliant; needs --non-compliant\n"
     "      --non-compliant        allow a mode the challenge's rules forbid\n"
     "      --polyak D             score with a Polyak average of the trained weights, decay D\n"
     "                             (PR #826: 0.998; default 0: off)\n"
@@ -265,8 +265,7 @@ int main(int argc, char **argv)
                                  "--ngram-* (they need the stream order)");
     if (lp.batch_docs > 1 && (lp.targets & PG_LORA_HEAD))
         pg_cli_usage_error(&cli, "--doc-batch: no head adapter (the head's product is fused into the loss)");
-    if (ngram && !lora)
-        pg_cli_usage_error(&cli, "--tilt and --ngram-* need --lora here (pg-eval has them for plain scoring)");
+    if (ngram && strcmp(device, "cpu") != 0) pg_cli_usage_error(&cli, "--tilt and --ngram-* run on --device cpu only");
     if (np.cache && !non_compliant)
         pg_cli_usage_error(&cli, "--ngram-cache breaks the rules (its probability reads the target, PR #779; it is "
                                  "not normalized, PR #886): give --non-compliant to run it anyway");
@@ -275,7 +274,7 @@ int main(int argc, char **argv)
     if (np.cache)
         fprintf(stderr, "pg-ttt: warning: --ngram-cache is NOT compliant: p_t reads the target x_t (rule 1, PR #779) "
                         "and sums to more than 1 over the vocabulary (rule 2, PR #886)\n");
-    if (ngram) lp.ngram = &np;
+    if (ngram) lp.ngram = &np, p.ngram = &np;
     int training = lora ? (lp.rank > 0 && lp.lr > 0) || lp.phases > 0 : p.epochs > 0;
     const char *model = argv[optind];
 
@@ -358,14 +357,14 @@ int main(int argc, char **argv)
                                      ngram_mode,
                                      "compliant", !np.cache, "doc_batch", lp.batch_docs, "warm_start", lp.warm_a)
                           : json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:i, s:f, s:f, s:f, s:I, s:f, "
-                                      "s:f, s:b, s:f}",
+                                      "s:f, s:b, s:f, s:s, s:b}",
                               "checkpoint", model, "val_loss", r.val_loss, "val_bpb", r.val_bpb, "tokens",
                               (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes, "seq_len", cfg.train_seq_len,
                               "seconds", seconds, "chunks", (json_int_t)r.chunks, "chunk_tokens",
                               (json_int_t)(r.chunk_seqs * cfg.train_seq_len), "epochs", p.epochs, "lr", p.lr,
                               "momentum", p.momentum, "grad_clip", p.grad_clip, "steps", (json_int_t)r.steps,
                               "score_seconds", r.score_seconds, "train_seconds", r.train_seconds, "control_only",
-                                      p.control_only, "polyak", p.polyak);
+                                      p.control_only, "polyak", p.polyak, "ngram", ngram_mode, "compliant", !np.cache);
         if (!j) pg_cli_die(&cli, "cannot build the JSON result");
         if (budget > 0) {
             double el = pg_now() - t_start;

@@ -37,6 +37,8 @@ struct pg_ttt {
     struct pg_progress prog;
     uint64_t work;        /* tokens through a forward so far (scored + trained), for the ETA */
     struct pg_ngram_audit au; /* hooks.audit's live checks */
+    struct pg_ngram *ng;      /* params.ngram's state, or NULL */
+    double *logp;             /* with ng: [L, V] */
 };
 
 void pg_ttt_params_default(struct pg_ttt_params *p)
@@ -51,6 +53,7 @@ void pg_ttt_params_default(struct pg_ttt_params *p)
     p->progress = 0;
     p->control_only = 0;
     p->polyak = 0;
+    p->ngram = NULL;
 }
 
 static void chunk_range(const struct pg_ttt *s, int64_t c, int64_t *q0, int64_t *q1)
@@ -110,8 +113,14 @@ int pg_ttt_open(struct pg_ttt **out, struct pg_model *m, const struct pg_val_set
             else m->be->copy(s->avg, m->params, m->nparams);
         }
     }
-    if (!rc && s->h.audit && !m->be->host_memory)
-        rc = pg_error(PG_E_INVAL, "TTT: the live audit runs on the CPU backend only");
+    if (!rc && (s->h.audit || p->ngram) && !m->be->host_memory)
+        rc = pg_error(PG_E_INVAL, "TTT: the live audit and the n-gram modes run on the CPU backend only");
+    if (!rc && p->ngram && (p->ngram->tilt || p->ngram->mix || p->ngram->cache)) {
+        if (!(rc = pg_ngram_open(&s->ng, m->v, p->ngram)) && !(s->logp = pg_malloc((size_t)L * m->v * sizeof *s->logp)))
+            rc = PG_E_NOMEM;
+        if (!rc) rc = pg_ngram_push(s->ng, NULL, v->tokens[0]); /* the stream's first token: an input only */
+        if (!rc && s->h.updated) s->h.updated(s->h.ctx, -1, 0, 1);
+    }
     if (!rc && s->h.audit)
         rc = pg_ngram_audit_open(&s->au, s->h.audit, v->usable + 1, s->h.audit_samples, 0x5eed, L, m->v);
     if (rc) {
@@ -128,11 +137,42 @@ int pg_ttt_open(struct pg_ttt **out, struct pg_model *m, const struct pg_val_set
     return 0;
 }
 
+/* (a) with an n-gram mode: window q's targets, one by one through the tables, from the model's
+ * distribution (as pg_ngram_run) */
+static int score_window_ngram(struct pg_ttt *s, int64_t c, int64_t q)
+{
+    struct pg_model *m = s->m;
+    int L = s->L, V = m->v;
+    PG_TRY(pg_val_window(s->v, q, s->x, s->y));
+    PG_TRY(pg_model_check_ids(m, s->x, (size_t)L));
+    PG_TRY(pg_model_check_ids(m, s->y, (size_t)L));
+    PG_TRY(pg_ngram_model_logp(m, s->x, s->y, L, s->logp));
+    for (int j = 0; j < L; j++) {
+        int64_t pos = q * L + j + 1;
+        PG_TRY(pg_ngram_audit_at(&s->au, s->ng, m, s->v->tokens, q * L, L, pos, NULL));
+        double nll = pg_ngram_score(s->ng, s->logp + (size_t)j * V, s->y[j]);
+        s->sums.nll_sum += nll;
+        s->sums.bytes += pg_bpb_target_bytes(s->lut, (uint64_t)pos, s->x[j], s->y[j]);
+        if (s->h.token_losses) s->h.token_losses[pos - 1] = (float)nll;
+        if (s->h.scored) s->h.scored(s->h.ctx, c, pos, pos + 1);
+        PG_TRY(pg_ngram_push(s->ng, s->logp + (size_t)j * V, s->y[j])); /* only now do the tables see y */
+        if (s->h.updated) s->h.updated(s->h.ctx, c, pos - 16, pos + 1); /* the contexts, and y */
+    }
+    s->sums.tokens += L;
+    s->work += (uint64_t)L;
+    pg_progress_update(&s->prog, s->work);
+    return 0;
+}
+
 /* (a) Scores windows [q0, q1) with the model as it is, adding to the sums in window order. */
 static int score_chunk(struct pg_ttt *s, int64_t c, int64_t q0, int64_t q1)
 {
     struct pg_model *m = s->m;
     int L = s->L;
+    if (s->ng) {
+        for (int64_t q = q0; q < q1; q++) PG_TRY(score_window_ngram(s, c, q));
+        return 0;
+    }
     for (int64_t f = q0; f < q1; f += s->p.batch_seqs) {
         int b = (int)(q1 - f < s->p.batch_seqs ? q1 - f : s->p.batch_seqs);
         size_t nt = (size_t)b * (size_t)L;
@@ -255,6 +295,8 @@ void pg_ttt_close(struct pg_ttt *s)
     if (s->keep) s->m->be->free(s->keep);
     free(s->x), free(s->y), free(s->losses);
     pg_ngram_audit_close(&s->au);
+    pg_ngram_close(s->ng);
+    free(s->logp);
     free(s);
 }
 

@@ -32,6 +32,7 @@
 #include "eval.h"
 #include "loader.h"
 #include "model.h"
+#include "ngram.h"
 
 #include <stdint.h>
 
@@ -49,6 +50,10 @@ struct pg_ttt_params {
     double polyak;        /* 0, or the decay d of a Polyak average of the weights (PR #826: 0.998): after
                            * each SGD step avg = d·avg + (1 − d)·θ, and chunks are scored with avg */
     int progress;         /* draw a progress line with an ETA on stderr */
+    /* NULL, or an n-gram mode (ngram.h: tilt, mixture, cache) through which every target is
+     * scored, from the current model's distribution (one window per forward, in stream order;
+     * its tables learn each target only after it is scored): host-memory backends only */
+    const struct pg_ngram_params *ngram;
 };
 
 /* Optional outputs for tests and audits. Positions are indices into the val token stream

@@ -136,6 +136,15 @@ check "--polyak 0.998: a third score" test "$(ttt --chunk-tokens 512 --polyak 0.
 expect_fail "--polyak 1" 2 "--polyak" ttt --polyak 1
 check "--lora --ngram-mix: the mixture on the LoRA scores, compliant" \
     test "$(ttt --lora --rank 8 --chunk-tokens 16 --ngram-mix --json | jq -c '[.ngram, .compliant, .val_bpb < '"$b1"']')" = '["ngram-mix",true,true]'
+# the n-gram modes on global TTT's scores
+check "--epochs 0 --ngram-mix: pg-eval --ngram-mix's score exactly" \
+    test "$(ttt --chunk-tokens 512 --epochs 0 --ngram-mix --json | jq .val_bpb)" = "$("$EVAL" "$M" $D --ngram-mix --json -q | jq .val_bpb)"
+ttt --chunk-tokens 512 --epochs 1 --tilt --ngram-mix --audit --json >"$W/gn.json" 2>"$W/gn.err"
+check "--epochs 1 --tilt --ngram-mix --audit: exit 0, every rule passes, marked" \
+    test $? = 0 -a "$(grep -c ': pass' "$W/gn.err")" = 4 -a "$(jq -c '[.ngram, .compliant]' "$W/gn.json")" = '["tilt+ngram-mix",true]'
+ttt --chunk-tokens 512 --epochs 1 --ngram-cache --non-compliant --audit >/dev/null 2>"$W/gc.err"
+check "--epochs 1 --ngram-cache --audit: exit 1, the sum rule" test $? = 1
+expect_fail "--ngram-mix on cuda" 2 "--device cpu only" ttt --ngram-mix --device cuda
 check "--lora --ngram-cache --non-compliant: marked" \
     test "$(ttt --lora --rank 0 --ngram-cache --non-compliant --json 2>/dev/null | jq .compliant)" = false
 # --audit with --lora: the adapters' steps, the phases and the n-gram inserts all come after
@@ -149,7 +158,6 @@ done
 ttt --lora --rank 0 --ngram-cache --non-compliant --audit >/dev/null 2>"$W/lc.err"
 check "--lora --ngram-cache --audit: exit 1, the sum rule" test $? = 1
 check "--lora --ngram-cache --audit: names it" grep -q 'the audit failed: the distribution of target .* sums to' "$W/lc.err"
-expect_fail "--tilt without --lora" 2 "need --lora" ttt --tilt
 expect_fail "--lora --ngram-cache without --non-compliant" 2 "--non-compliant" ttt --lora --ngram-cache
 expect_fail "--phased without --lora" 2 "--phased needs --lora" ttt --phased 2
 expect_fail "--lora on cuda" 2 "--device cpu only" ttt --lora --device cuda

@@ -11,11 +11,15 @@
  *     leaving the parameters unchanged;
  *   - adaptation happens: on a periodic stream the adapted score is lower than the plain one;
  *   - the live audit (hooks.audit) checks the distributions the run scores, on the trained model
- *     (its sampled nll is the run's losses at the sampled targets, not the untrained model's). */
+ *     (its sampled nll is the run's losses at the sampled targets, not the untrained model's);
+ *   - with an n-gram mode (params.ngram): epochs 0 is pg_ngram_run bit for bit; with training the
+ *     score moves, every earlier loss stays bit-identical when a later token changes, and the
+ *     live audit passes. */
 #include "../tap.h"
 
 #include "../../lib/audit.h"
 #include "../../lib/err.h"
+#include "../../lib/ngram.h"
 #include "../../lib/eval.h"
 #include "../../lib/sgd.h"
 #include "../../lib/tok.h"
@@ -389,6 +393,50 @@ static void test_live_audit(const struct pg_val_set *v, const struct pg_bpb_lut 
     free(plain), free(ttt);
 }
 
+static void test_ngram(const struct pg_val_set *v, const struct pg_bpb_lut *t)
+{
+    int64_t n = v->usable;
+    struct pg_ngram_params np;
+    pg_ngram_params_default(&np);
+    np.mix = 1, np.tilt = 1;
+    struct pg_ttt_params p;
+    params_default(&p);
+    p.ngram = &np;
+    p.epochs = 0;
+    struct pg_ttt_result r0, r1, r2;
+    struct pg_ngram_result nr;
+    struct pg_model m;
+    int rc = run(v, t, &p, NULL, NULL, &r0);
+    if (model(&m, 0, 1) == 0) {
+        rc |= pg_ngram_run(&m, v, t, &np, 0, NULL, NULL, 0, &nr);
+        pg_model_free(&m);
+    }
+    is_int(rc, 0, "TTT with tilt + mixture, epochs 0, and pg_ngram_run");
+    ok(r0.nll_sum == nr.nll_sum && r0.bytes == nr.bytes && r0.tokens == nr.tokens,
+       "epochs 0 + n-gram: pg_ngram_run's sums bit for bit (%.8f)", r0.val_bpb);
+    float *a = calloc((size_t)n, sizeof *a), *b = calloc((size_t)n, sizeof *b);
+    p.epochs = 2;
+    struct pg_audit au;
+    rc = pg_audit_init(&au, n, V);
+    struct pg_ttt_hooks h = {.audit = &au, .audit_samples = 24};
+    rc |= run(v, t, &p, a, &h, &r1);
+    pg_audit_finish(&au);
+    ok(rc == 0 && r1.val_bpb != r0.val_bpb && r1.steps > 0, "training + n-gram: the score moves (%.6f -> %.6f)",
+       r0.val_bpb, r1.val_bpb);
+    ok(au.samples == 24 && au.lookahead == 0 && au.unnormalized == 0,
+       "training + n-gram, live audit: 24 samples, causal and normalized");
+    pg_audit_free(&au);
+    struct pg_val_set w = *v;
+    w.tokens = malloc(((size_t)n + 1) * sizeof *w.tokens);
+    memcpy(w.tokens, v->tokens, ((size_t)n + 1) * sizeof *w.tokens);
+    int64_t q = n / 2 + 3;
+    w.tokens[q] = (uint16_t)(4 + (w.tokens[q] - 4 + 7) % 60);
+    rc = run(&w, t, &p, b, NULL, &r2);
+    ok(rc == 0 && same_bits(a, b, q - 1) && a[q - 1] != b[q - 1],
+       "training + n-gram: changing the token at %lld leaves every earlier loss bit-identical", (long long)q);
+    free(a), free(b), free(w.tokens);
+}
+
 /* #2086's control-only TTT moves the control tensors and nothing else; #826's Polyak average
  * scores with d·avg + (1 − d)·θ: d → 1 gives the untrained model's score, d → 0 plain TTT's. */
 static void test_switches(const struct pg_val_set *v, const struct pg_bpb_lut *t)
@@ -443,6 +491,7 @@ int main(void)
     test_refusals(&v, &t);
     test_adapts(&v, &t);
     test_live_audit(&v, &t);
+    test_ngram(&v, &t);
     test_switches(&v, &t);
     pg_bpb_lut_free(&t);
     pg_val_close(&v);
