@@ -51,6 +51,7 @@ static const char usage[] =
     "      --ngram-order N        the mixture's highest order (default 6)\n"
     "      --ngram-cache          PR #826's cache, NOT compliant; needs --non-compliant\n"
     "      --non-compliant        allow a mode the challenge's rules forbid\n"
+    "      --temperature T        score softmax(softcapped logits / T) (PR #826: 0.98; default 1)\n"
     "      --polyak D             score with a Polyak average of the trained weights, decay D\n"
     "                             (PR #826: 0.998; default 0: off)\n"
     "      --lora                 per-document LoRA TTT instead (spec §6.3): each document (BOS to\n"
@@ -131,6 +132,7 @@ enum {
     OPT_PREFIX_DOCS,
     OPT_PHASE_LR,
     OPT_DOC_BATCH,
+    OPT_TEMPERATURE,
     OPT_NO_WARM_START,
 };
 
@@ -171,6 +173,7 @@ static const struct option longopts[] = {
     {"prefix-docs", required_argument, 0, OPT_PREFIX_DOCS},
     {"phase-lr", required_argument, 0, OPT_PHASE_LR},
     {"doc-batch", required_argument, 0, OPT_DOC_BATCH},
+    {"temperature", required_argument, 0, OPT_TEMPERATURE},
     {"no-warm-start", no_argument, 0, OPT_NO_WARM_START},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
@@ -242,6 +245,9 @@ int main(int argc, char **argv)
         case OPT_PHASE_LR: pg_cli_check(&cli, pg_parse_f64("--phase-lr", optarg, 0, 1e3, &lp.phase_lr)); break;
         case OPT_DOC_BATCH: pg_cli_check(&cli, pg_parse_int("--doc-batch", optarg, 1, 4096, &lp.batch_docs)); break;
         case OPT_NO_WARM_START: lp.warm_a = 0; break;
+        case OPT_TEMPERATURE:
+            pg_cli_check(&cli, pg_parse_f64("--temperature", optarg, 1e-3, 1e3, &p.temperature));
+            break;
         default: pg_cli_usage_error(&cli, "unexpected option");
         }
     }
@@ -266,6 +272,8 @@ int main(int argc, char **argv)
     if (lp.batch_docs > 1 && (lp.targets & PG_LORA_HEAD))
         pg_cli_usage_error(&cli, "--doc-batch: no head adapter (the head's product is fused into the loss)");
     if (ngram && strcmp(device, "cpu") != 0) pg_cli_usage_error(&cli, "--tilt and --ngram-* run on --device cpu only");
+    if (p.temperature != 1.0 && (lora || ngram))
+        pg_cli_usage_error(&cli, "--temperature applies to global TTT's own scores: not with --lora, --tilt or --ngram-*");
     if (np.cache && !non_compliant)
         pg_cli_usage_error(&cli, "--ngram-cache breaks the rules (its probability reads the target, PR #779; it is "
                                  "not normalized, PR #886): give --non-compliant to run it anyway");
@@ -357,14 +365,15 @@ int main(int argc, char **argv)
                                      ngram_mode,
                                      "compliant", !np.cache, "doc_batch", lp.batch_docs, "warm_start", lp.warm_a)
                           : json_pack("{s:s, s:f, s:f, s:I, s:I, s:i, s:f, s:I, s:I, s:i, s:f, s:f, s:f, s:I, s:f, "
-                                      "s:f, s:b, s:f, s:s, s:b}",
+                                      "s:f, s:b, s:f, s:s, s:b, s:f}",
                               "checkpoint", model, "val_loss", r.val_loss, "val_bpb", r.val_bpb, "tokens",
                               (json_int_t)r.tokens, "bytes", (json_int_t)r.bytes, "seq_len", cfg.train_seq_len,
                               "seconds", seconds, "chunks", (json_int_t)r.chunks, "chunk_tokens",
                               (json_int_t)(r.chunk_seqs * cfg.train_seq_len), "epochs", p.epochs, "lr", p.lr,
                               "momentum", p.momentum, "grad_clip", p.grad_clip, "steps", (json_int_t)r.steps,
                               "score_seconds", r.score_seconds, "train_seconds", r.train_seconds, "control_only",
-                                      p.control_only, "polyak", p.polyak, "ngram", ngram_mode, "compliant", !np.cache);
+                                      p.control_only, "polyak", p.polyak, "ngram", ngram_mode, "compliant", !np.cache,
+                                      "temperature", p.temperature);
         if (!j) pg_cli_die(&cli, "cannot build the JSON result");
         if (budget > 0) {
             double el = pg_now() - t_start;

@@ -422,8 +422,11 @@ static int live_dist(void *ctx, const uint16_t *tokens, int64_t p, double *out)
     PG_TRY(pg_model_check_ids(m, u->y, (size_t)n));
     PG_TRY(pg_ngram_model_logp(m, u->x, u->y, n, u->logp));
     const double *lp = u->logp + (size_t)(p - 1 - u->st) * V;
-    if (!u->s) { /* no n-gram mode: the model's own distribution */
-        memcpy(out, lp, (size_t)V * sizeof *out);
+    if (!u->s) { /* no n-gram mode: the model's distribution, tempered: log softmax(logp / T) */
+        double T = u->temperature > 0 ? u->temperature : 1.0, mx = -INFINITY, sum = 0;
+        for (int i = 0; i < V; i++) out[i] = lp[i] / T, mx = out[i] > mx ? out[i] : mx;
+        for (int i = 0; i < V; i++) sum += exp(out[i] - mx);
+        for (int i = 0; i < V; i++) out[i] -= mx + log(sum);
         return 0;
     }
     if (!u->s->p.cache) {

@@ -101,6 +101,7 @@ struct pg_ngram_audit {
     int n;
     int32_t *x, *y;
     double *logp;
+    double temperature; /* with no n-gram state: the model's distribution at this temperature (0 or 1: its own) */
 };
 
 /* ntok: the stream's tokens; windows of at most max_n tokens. @return 0 or PG_E_NOMEM. */

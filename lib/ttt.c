@@ -54,6 +54,7 @@ void pg_ttt_params_default(struct pg_ttt_params *p)
     p->control_only = 0;
     p->polyak = 0;
     p->ngram = NULL;
+    p->temperature = 1.0;
 }
 
 static void chunk_range(const struct pg_ttt *s, int64_t c, int64_t *q0, int64_t *q1)
@@ -78,6 +79,10 @@ int pg_ttt_open(struct pg_ttt **out, struct pg_model *m, const struct pg_val_set
     if (!(p->polyak >= 0 && p->polyak < 1))
         return pg_error(PG_E_INVAL, "TTT Polyak decay %g: must be in [0, 1)", p->polyak);
     if (p->step_seqs < 1) return pg_error(PG_E_INVAL, "TTT step of %d windows: must be at least 1", p->step_seqs);
+    if (!(p->temperature > 0) || !isfinite(p->temperature))
+        return pg_error(PG_E_INVAL, "TTT temperature %g: must be positive", p->temperature);
+    if (p->temperature != 1.0 && p->ngram && (p->ngram->tilt || p->ngram->mix || p->ngram->cache))
+        return pg_error(PG_E_INVAL, "TTT: a temperature with an n-gram mode (which scores the model's own distribution)");
     if (p->batch_seqs < 1 || p->batch_seqs > m->max_b || L != m->t)
         return pg_error(PG_E_INVAL, "TTT batch of %d x %d tokens does not fit the model's %d x %d", p->batch_seqs, L,
                         m->max_b, m->t);
@@ -123,6 +128,7 @@ int pg_ttt_open(struct pg_ttt **out, struct pg_model *m, const struct pg_val_set
     }
     if (!rc && s->h.audit)
         rc = pg_ngram_audit_open(&s->au, s->h.audit, v->usable + 1, s->h.audit_samples, 0x5eed, L, m->v);
+    s->au.temperature = p->temperature; /* what the run scores */
     if (rc) {
         pg_ttt_close(s);
         return rc;
@@ -164,6 +170,47 @@ static int score_window_ngram(struct pg_ttt *s, int64_t c, int64_t q)
     return 0;
 }
 
+/* (a) with a temperature: the forward's final hidden states give each target's tempered
+ * distribution on the host (eval.h's pg_eval_logdist, with the head as the model now holds it) */
+static int score_chunk_tempered(struct pg_ttt *s, int64_t c, int64_t q0, int64_t q1)
+{
+    struct pg_model *m = s->m;
+    int L = s->L;
+    struct pg_eval_head head;
+    PG_TRY(pg_eval_head_open(&head, m));
+    double *logp = pg_malloc((size_t)m->v * sizeof *logp);
+    int rc = logp ? 0 : PG_E_NOMEM;
+    for (int64_t f = q0; f < q1 && !rc; f += s->p.batch_seqs) {
+        int b = (int)(q1 - f < s->p.batch_seqs ? q1 - f : s->p.batch_seqs);
+        size_t nt = (size_t)b * (size_t)L;
+        for (int64_t q = f; q < f + b && s->h.audit && !rc; q++)
+            for (int j = 0; j < L && !rc; j++)
+                rc = pg_ngram_audit_at(&s->au, NULL, m, s->v->tokens, q * L, L, q * L + j + 1, NULL);
+        if (rc || (rc = pg_val_windows(s->v, f, b, s->x, s->y)) || (rc = pg_model_check_ids(m, s->x, nt)) ||
+            (rc = pg_model_check_ids(m, s->y, nt)))
+            break;
+        pg_model_forward(m, s->x, s->y, b, NULL);
+        if (m->be->status && (rc = m->be->status())) break;
+        int64_t begin = f * L + 1;
+        for (size_t i = 0; i < nt && !rc; i++) {
+            if ((rc = pg_eval_logdist(m, &head, (int)(i / (size_t)L), (int)(i % (size_t)L), s->p.temperature, logp)))
+                break;
+            double nll = -logp[s->y[i]];
+            s->sums.nll_sum += nll;
+            s->sums.bytes += pg_bpb_target_bytes(s->lut, (uint64_t)begin + i, s->x[i], s->y[i]);
+            if (s->h.token_losses) s->h.token_losses[begin - 1 + (int64_t)i] = (float)nll;
+        }
+        if (rc) break;
+        s->sums.tokens += (double)nt;
+        if (s->h.scored) s->h.scored(s->h.ctx, c, begin, begin + (int64_t)nt);
+        s->work += nt;
+        pg_progress_update(&s->prog, s->work);
+    }
+    free(logp);
+    pg_eval_head_close(&head);
+    return rc;
+}
+
 /* (a) Scores windows [q0, q1) with the model as it is, adding to the sums in window order. */
 static int score_chunk(struct pg_ttt *s, int64_t c, int64_t q0, int64_t q1)
 {
@@ -173,6 +220,7 @@ static int score_chunk(struct pg_ttt *s, int64_t c, int64_t q0, int64_t q1)
         for (int64_t q = q0; q < q1; q++) PG_TRY(score_window_ngram(s, c, q));
         return 0;
     }
+    if (s->p.temperature != 1.0) return score_chunk_tempered(s, c, q0, q1);
     for (int64_t f = q0; f < q1; f += s->p.batch_seqs) {
         int b = (int)(q1 - f < s->p.batch_seqs ? q1 - f : s->p.batch_seqs);
         size_t nt = (size_t)b * (size_t)L;

@@ -50,6 +50,9 @@ struct pg_ttt_params {
     double polyak;        /* 0, or the decay d of a Polyak average of the weights (PR #826: 0.998): after
                            * each SGD step avg = d·avg + (1 − d)·θ, and chunks are scored with avg */
     int progress;         /* draw a progress line with an ETA on stderr */
+    double temperature;   /* > 0: targets are scored by softmax(softcapped logits / T), computed on the
+                           * host in float64 from the final hidden states (PR #826: 0.98); 1 = the
+                           * model's own distribution, the forward's losses (1) */
     /* NULL, or an n-gram mode (ngram.h: tilt, mixture, cache) through which every target is
      * scored, from the current model's distribution (one window per forward, in stream order;
      * its tables learn each target only after it is scored): host-memory backends only */

@@ -136,6 +136,13 @@ check "--polyak 0.998: a third score" test "$(ttt --chunk-tokens 512 --polyak 0.
 expect_fail "--polyak 1" 2 "--polyak" ttt --polyak 1
 check "--lora --ngram-mix: the mixture on the LoRA scores, compliant" \
     test "$(ttt --lora --rank 8 --chunk-tokens 16 --ngram-mix --json | jq -c '[.ngram, .compliant, .val_bpb < '"$b1"']')" = '["ngram-mix",true,true]'
+# --temperature (PR #826's 0.98): with --epochs 0 pg-eval --temperature's score
+check "--epochs 0 --temperature 0.9: pg-eval --temperature 0.9's score (to 1e-6)" \
+    test "$(ttt --chunk-tokens 512 --epochs 0 --temperature 0.9 --json | jq '.val_bpb * 1e6 | round')" = "$("$EVAL" "$M" $D --temperature 0.9 --json -q | jq '.val_bpb * 1e6 | round')"
+check "--epochs 1 --polyak 0.998 --temperature 0.98 --audit: every rule passes, the temperature reported" \
+    sh -c "$(printf '%s' "'$TTT' '$M' $D") --chunk-tokens 512 --epochs 1 --polyak 0.998 --temperature 0.98 --audit --json 2>'$W/tt.err' | jq -e '.temperature == 0.98' >/dev/null && test \$(grep -c ': pass' '$W/tt.err') = 4"
+expect_fail "--temperature with --lora" 2 "--temperature" ttt --lora --temperature 0.9
+expect_fail "--temperature 0" 2 "--temperature" ttt --temperature 0
 # the n-gram modes on global TTT's scores
 check "--epochs 0 --ngram-mix: pg-eval --ngram-mix's score exactly" \
     test "$(ttt --chunk-tokens 512 --epochs 0 --ngram-mix --json | jq .val_bpb)" = "$("$EVAL" "$M" $D --ngram-mix --json -q | jq .val_bpb)"

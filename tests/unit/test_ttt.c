@@ -12,6 +12,8 @@
  *   - adaptation happens: on a periodic stream the adapted score is lower than the plain one;
  *   - the live audit (hooks.audit) checks the distributions the run scores, on the trained model
  *     (its sampled nll is the run's losses at the sampled targets, not the untrained model's);
+ *   - with a temperature: epochs 0 is pg_eval_sliding_ex's tempered score; trained, the live audit
+ *     checks the tempered distributions the run scores;
  *   - with an n-gram mode (params.ngram): epochs 0 is pg_ngram_run bit for bit; with training the
  *     score moves, every earlier loss stays bit-identical when a later token changes, and the
  *     live audit passes. */
@@ -393,6 +395,41 @@ static void test_live_audit(const struct pg_val_set *v, const struct pg_bpb_lut 
     free(plain), free(ttt);
 }
 
+static void test_temperature(const struct pg_val_set *v, const struct pg_bpb_lut *t)
+{
+    int64_t n = v->usable;
+    struct pg_ttt_params p;
+    params_default(&p);
+    p.temperature = 0.8, p.epochs = 0;
+    struct pg_ttt_result r0, r1;
+    struct pg_eval_result e;
+    struct pg_model m;
+    int rc = run(v, t, &p, NULL, NULL, &r0);
+    if (model(&m, 0, 1) == 0) {
+        rc |= pg_eval_sliding_ex(&m, v, t, L, 1, 0, 0.8, NULL, NULL, &e);
+        pg_model_free(&m);
+    }
+    is_int(rc, 0, "TTT at temperature 0.8, epochs 0, and pg_eval_sliding_ex");
+    ok(fabs(r0.nll_sum - e.nll_sum) < 1e-6 * e.nll_sum && r0.bytes == e.bytes,
+       "epochs 0, T 0.8: pg-eval --temperature's score (%.8f vs %.8f)", r0.val_bpb, e.val_bpb);
+    float *l = calloc((size_t)n, sizeof *l);
+    struct pg_audit au;
+    rc = pg_audit_init(&au, n, V);
+    struct pg_ttt_hooks h = {.audit = &au, .audit_samples = 24};
+    p.epochs = 2;
+    rc |= run(v, t, &p, l, &h, &r1);
+    pg_audit_finish(&au);
+    double want = losses_at_picks(&au, l, 24);
+    ok(rc == 0 && r1.val_bpb != r0.val_bpb && au.samples == 24 && au.lookahead == 0 && au.unnormalized == 0,
+       "trained at T 0.8: the score moves, the live audit passes");
+    ok(fabs(au.sampled_nll - want) < 1e-3, "trained at T 0.8: the audit checked the tempered distributions (%.5f = %.5f)",
+       au.sampled_nll, want);
+    pg_audit_free(&au);
+    free(l);
+    p.temperature = 0;
+    is_int(run(v, t, &p, NULL, NULL, &r1), PG_E_INVAL, "temperature 0 is refused");
+}
+
 static void test_ngram(const struct pg_val_set *v, const struct pg_bpb_lut *t)
 {
     int64_t n = v->usable;
@@ -491,6 +528,7 @@ int main(void)
     test_refusals(&v, &t);
     test_adapts(&v, &t);
     test_live_audit(&v, &t);
+    test_temperature(&v, &t);
     test_ngram(&v, &t);
     test_switches(&v, &t);
     pg_bpb_lut_free(&t);
