@@ -362,8 +362,22 @@ static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
     return used;
 }
 
+/* The activations and their token buffers (what pg_model_alloc_acts allocates), freed. */
+static void free_acts(struct pg_model *m)
+{
+    if (m->be) {
+        void *dev[] = {m->arena, m->targets, m->ids, m->doc_start, m->bg_idx, m->losses};
+        for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+            if (dev[i]) m->be->free(dev[i]);
+    }
+    free(m->acts), free(m->enc_out), free(m->denc), free(m->ids_host);
+    m->arena = NULL, m->targets = NULL, m->ids = NULL, m->doc_start = NULL, m->bg_idx = NULL, m->losses = NULL;
+    m->acts = NULL, m->enc_out = NULL, m->denc = NULL, m->ids_host = NULL;
+}
+
 int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
 {
+    free_acts(m); /* a second call replaces the first's buffers */
     size_t n = (size_t)max_b * (size_t)t;
     int slots = m->training ? m->nv : 1, encs = m->n_venc > m->n_enc ? m->n_venc : m->n_enc;
     m->max_b = max_b;
@@ -891,16 +905,12 @@ void pg_model_free(struct pg_model *m)
 {
     free(m->tensors);
     free(m->blk);
+    free_acts(m);
     if (m->be) {
-        void *dev[] = {m->params, m->grads, m->arena, m->targets, m->ids, m->doc_start, m->bg_idx, m->losses};
-        for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
-            if (dev[i]) m->be->free(dev[i]);
+        if (m->params) m->be->free(m->params);
+        if (m->grads) m->be->free(m->grads);
     }
-    free(m->acts);
-    free(m->enc_out);
-    free(m->denc);
     free(m->vlist);
-    free(m->ids_host);
     memset(m, 0, sizeof *m);
 }
 

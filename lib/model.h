@@ -156,7 +156,8 @@ int pg_model_init_shape(struct pg_model *m, const struct pg_config *cfg);
 int pg_model_count_params(const struct pg_config *cfg, size_t *nparams);
 
 /* Allocates activations for micro-batches of up to max_b sequences of t tokens (t <= the RoPE
- * table length, train_seq_len unless t is larger). @return 0 or PG_E_NOMEM. */
+ * table length, train_seq_len unless t is larger); a second call frees the first's and
+ * allocates anew. @return 0 or PG_E_NOMEM. */
 int pg_model_alloc_acts(struct pg_model *m, int max_b, int t);
 
 /* The baseline initialization (spec §3.4) from a deterministic RNG: tok_emb ~ N(0, std²),
