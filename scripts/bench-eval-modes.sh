@@ -35,7 +35,9 @@ row "sliding windows (pg-eval --stride 64)" "$bin/pg-eval" "$model" --stride 64
 row "per-document windows, no adapter (pg-ttt --lora --rank 0)" "$bin/pg-ttt" "$model" --lora --rank 0
 row "global score-first TTT (pg-ttt --chunk-tokens 4096 --epochs 1)" "$bin/pg-ttt" "$model" --chunk-tokens 4096 --epochs 1
 row "  + --control-only (#2086)" "$bin/pg-ttt" "$model" --chunk-tokens 4096 --epochs 1 --control-only
-row "  + --polyak 0.998 (#826)" "$bin/pg-ttt" "$model" --chunk-tokens 4096 --epochs 1 --polyak 0.998
+row "  + --polyak 0.998 --temperature 0.98 (#826)" "$bin/pg-ttt" "$model" --chunk-tokens 4096 --epochs 1 --polyak 0.998 \
+    --temperature 0.98
+row "  + --ngram-mix" "$bin/pg-ttt" "$model" --chunk-tokens 4096 --epochs 1 --ngram-mix
 row "LoRA TTT (pg-ttt --lora: rank 96, lr 1e-4, chunk 64)" "$bin/pg-ttt" "$model" --lora
 row "LoRA + phased (--phased 3 --prefix-docs 12)" "$bin/pg-ttt" "$model" --lora --phased 3 --prefix-docs 12
 row "LoRA, documents batched by length (--doc-batch 16)" "$bin/pg-ttt" "$model" --lora --doc-batch 16
