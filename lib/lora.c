@@ -298,6 +298,14 @@ static void window_backward(struct pg_model *m, int n, double scale)
     m->t = t;
 }
 
+/* The backward's per-position loss weights (model.h side paths: the head gradient only). */
+static void weigh_dhead(void *ctx, pg_real *dh, int b, int t, int d)
+{
+    const float *w = ctx;
+    for (size_t k = 0; k < (size_t)b * t; k++)
+        for (int j = 0; j < d; j++) dh[k * d + j] *= (pg_real)w[k];
+}
+
 /* A phase (spec §6.4): SGD on the base model over every window of L = v->seq_len tokens lying
  * wholly below `frontier` (the first position not yet scored as a target: the window's targets
  * end at s·L + L <= frontier), one pass in order, then the adapters re-base on the new weights.
@@ -361,8 +369,9 @@ int pg_lora_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_
     int W = p->window < m->t ? p->window : m->t, train = p->rank > 0 && p->lr > 0;
     int C = p->chunk < W ? p->chunk : W; /* a chunk is scored by one window */
     int32_t *x = pg_malloc((size_t)m->t * sizeof *x), *y = pg_malloc((size_t)m->t * sizeof *y); /* phases: m->t */
-    float *losses = pg_malloc((size_t)W * sizeof *losses);
-    int rc = x && y && losses ? 0 : PG_E_NOMEM;
+    float *losses = pg_malloc((size_t)W * sizeof *losses), *chunk_w = pg_malloc((size_t)W * sizeof *chunk_w);
+    int rc = x && y && losses && chunk_w ? 0 : PG_E_NOMEM;
+    struct pg_model_side weigh = {.ctx = chunk_w, .dhead = weigh_dhead};
     struct pg_ngram *ng = NULL;
     double *logp = NULL;
     if (!rc && p->ngram && (p->ngram->tilt || p->ngram->mix || p->ngram->cache)) {
@@ -442,10 +451,18 @@ int pg_lora_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_
             if (!train || c1 >= b1) continue;
             double sc = 1.0 / k;
             pg_model_zero_grad(m);
-            window_backward(m, n, sc);
-            if (c0 > st) {
-                window_forward(m, v, st, (int)(c0 - st), x, y, losses);
-                window_backward(m, (int)(c0 - st), -sc);
+            if (!(p->targets & PG_LORA_HEAD)) {
+                /* the window's forward serves: the loss weighted 1/k on the chunk, 0 before it */
+                for (int j = 0; j < n; j++) chunk_w[j] = j >= n - k ? (float)sc : 0.0f;
+                m->side = &weigh;
+                window_backward(m, n, 1.0);
+                m->side = NULL;
+            } else { /* the head's own gradient is formed before the weighting: subtract instead */
+                window_backward(m, n, sc);
+                if (c0 > st) {
+                    window_forward(m, v, st, (int)(c0 - st), x, y, losses);
+                    window_backward(m, (int)(c0 - st), -sc);
+                }
             }
             step(s);
             for (int i = 0; i < s->n && !rc; i++) {
@@ -471,7 +488,7 @@ int pg_lora_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_
     free(logp);
     pg_ngram_audit_close(&au);
     pg_ngram_close(ng);
-    free(x), free(y), free(losses);
+    free(x), free(y), free(losses), free(chunk_w);
     pg_lora_close(s);
     return rc;
 }

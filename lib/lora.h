@@ -32,9 +32,12 @@
  *   (a) score: fold the adapters, forward the window, add the chunk's nll and bytes to the sums
  *       (in position order, in float64);
  *   (b) unless the chunk is the document's last (or lr = 0, or rank = 0): one AdamW step (β1,
- *       β2, eps, decoupled weight decay wd) on loss = the chunk's mean nll. Its gradient is that
- *       of the window's Σnll minus that of the prefix window [st, c0)'s (the targets before the
- *       chunk: by causality their losses are the same in both), both scaled by 1/(c1 − c0).
+ *       β2, eps, decoupled weight decay wd) on loss = the chunk's mean nll. Its gradient is one
+ *       backward of the scoring forward with each position's loss weighted 1/(c1 − c0) on the
+ *       chunk and 0 before it (the model's dhead side hook). With a head adapter, whose merged
+ *       weight's gradient the loss forms before that weighting, it is instead the window's Σnll
+ *       minus the prefix window [st, c0)'s (by causality the targets before the chunk have the
+ *       same losses in both), both scaled by 1/(c1 − c0): a second forward and backward.
  * Every token an update reads lies in its own chunk's window, which has been scored whole
  * before the update; the hooks report both events for audits.
  */

@@ -469,13 +469,13 @@ static void tap(const struct pg_model *m, int layer, int site, const pg_real *x,
 
 static void side_fwd(const struct pg_model *m, int tensor, const pg_real *x, pg_real *y, int in, int out)
 {
-    if (m->side) m->side->fwd(m->side->ctx, tensor, x, y, m->b, m->t, in, out);
+    if (m->side && m->side->fwd) m->side->fwd(m->side->ctx, tensor, x, y, m->b, m->t, in, out);
 }
 
 static void side_bwd(const struct pg_model *m, int tensor, const pg_real *x, const pg_real *dy, pg_real *dx, int in,
                      int out)
 {
-    if (m->side) m->side->bwd(m->side->ctx, tensor, x, dy, dx, m->b, m->t, in, out);
+    if (m->side && m->side->bwd) m->side->bwd(m->side->ctx, tensor, x, dy, dx, m->b, m->t, in, out);
 }
 
 /* Attention of layer l on the normed input a->ya: a->ao = proj(gate(xsa(attn(q, k, v)))). */

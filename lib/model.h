@@ -87,10 +87,10 @@ struct pg_model_tap {
  * mlp_proj (not the output head, whose product is fused into the loss). */
 struct pg_model_side {
     void *ctx;
-    /* just after y[b·t, out] = x[b·t, in]·Wᵀ for weight tensor `tensor`: may add to y */
+    /* NULL, or just after y[b·t, out] = x[b·t, in]·Wᵀ for weight tensor `tensor`: may add to y */
     void (*fwd)(void *ctx, int tensor, const pg_real *x, pg_real *y, int b, int t, int in, int out);
-    /* in the backward, just after dx[b·t, in], the gradient of x through W, was formed from dy:
-     * may add its path's part to dx, and keep its own parameters' gradients */
+    /* NULL, or in the backward, just after dx[b·t, in], the gradient of x through W, was formed
+     * from dy: may add its path's part to dx, and keep its own parameters' gradients */
     void (*bwd)(void *ctx, int tensor, const pg_real *x, const pg_real *dy, pg_real *dx, int b, int t, int in,
                 int out);
     /* NULL, or just after the loss's backward: the gradient at the final norm's output dh[b·t, d],
