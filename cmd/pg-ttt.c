@@ -297,6 +297,11 @@ int main(int argc, char **argv)
     struct pg_val_set *v = &sc.val;
     int64_t nseq = pg_val_num_seqs(v);
     if (p.batch_seqs > nseq) p.batch_seqs = (int)nseq;
+    if (lora && lp.batch_docs > 1) { /* no more slots (and activations) than there are documents */
+        int64_t docs = 1;
+        for (int64_t i = 1; i < v->usable; i++) docs += v->tokens[i] == cfg.bos_id;
+        if (docs < lp.batch_docs) lp.batch_docs = (int)docs;
+    }
     if (lora) p.batch_seqs = lp.batch_docs; /* a window per document of a batch per forward */
     pg_cli_check(&cli, pg_model_alloc_acts(m, p.batch_seqs, cfg.train_seq_len));
     float *losses = NULL;

@@ -123,6 +123,9 @@ check "--doc-batch 6: the same documents, steps, tokens and bytes" \
     test "$(jq -c '[.docs, .steps, .tokens, .bytes, .doc_batch, .warm_start]' "$W/n6.json")" = "$(jq -c '[.docs, .steps, .tokens, .bytes, 6, false]' "$W/n1.json")"
 check "--doc-batch 6 (warm start): the score moves from the rank-0 one" \
     test "$(ttt --lora --rank 8 --lr 3e-3 --chunk-tokens 16 --doc-batch 6 --json | jq ".val_bpb != $b0")" = true
+check "--doc-batch 4000: cut to the 30 documents, the score of --doc-batch 30" \
+    test "$(ttt --lora --rank 8 --chunk-tokens 16 --doc-batch 4000 --json | jq -c '[.doc_batch, .docs, .val_bpb]')" = \
+    "$(ttt --lora --rank 8 --chunk-tokens 16 --doc-batch 30 --json | jq -c '[.doc_batch, .docs, .val_bpb]')"
 ttt --lora --rank 8 --chunk-tokens 16 --doc-batch 6 --audit >/dev/null 2>"$W/lb.err"
 check "--doc-batch 6 --audit: exit 0, every rule passes" test $? = 0 -a "$(grep -c ': pass' "$W/lb.err")" = 4
 expect_fail "--doc-batch with --phased" 2 "stream order" ttt --lora --doc-batch 4 --phased 2
