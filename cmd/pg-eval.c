@@ -230,14 +230,7 @@ int main(int argc, char **argv)
             json_object_set_new(j, "time_budget", json_real(budget));
             json_object_set_new(j, "within_budget", json_boolean(elapsed <= budget));
         }
-        if (audit)
-            json_object_set_new(j, "audit", json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "passed",
-                                                      pg_audit_passed(&au), "samples", (json_int_t)au.samples,
-                                                      "lookahead", (json_int_t)au.lookahead, "unnormalized",
-                                                      (json_int_t)au.unnormalized, "scored_twice",
-                                                      (json_int_t)au.scored_twice, "unscored", (json_int_t)au.unscored,
-                                                      "update_before_score", (json_int_t)au.update_first,
-                                                      "worst_future", au.worst_future, "worst_sum", au.worst_sum));
+        if (audit) json_object_set_new(j, "audit", pg_scoring_audit_json(&au));
         if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) != 0)
             pg_cli_die(&cli, "cannot write the JSON result");
         fputc('\n', stdout);

@@ -350,6 +350,7 @@ int main(int argc, char **argv)
     else if (losses_path)
         pg_out_abort(&lo);
     pg_cli_check(&cli, rc);
+    if (audit) pg_audit_finish(&au); /* every target counted: the verdicts are final */
     if (cli.json) {
         const char *ngram_mode = np.cache                ? "ngram-cache"
                                  : np.tilt && np.mix ? "tilt+ngram-mix"
@@ -380,6 +381,7 @@ int main(int argc, char **argv)
                                       p.control_only, "polyak", p.polyak, "ngram", ngram_mode, "compliant", !np.cache,
                                       "temperature", p.temperature);
         if (!j) pg_cli_die(&cli, "cannot build the JSON result");
+        if (audit) json_object_set_new(j, "audit", pg_scoring_audit_json(&au));
         if (budget > 0) {
             double el = pg_now() - t_start;
             json_object_set_new(j, "elapsed_seconds", json_real(el));
@@ -412,7 +414,6 @@ int main(int argc, char **argv)
         pg_cli_info(&cli, "time: %.1fs of the %gs budget, from the start (%s)", elapsed, budget,
                     elapsed <= budget ? "within" : "OVER");
     if (audit) {
-        pg_audit_finish(&au);
         if (cli.verbosity > 0) pg_audit_print(&au, stderr, "pg-ttt");
         int passed = pg_audit_passed(&au);
         char why[sizeof au.first];

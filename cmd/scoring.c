@@ -1,10 +1,12 @@
 /* scoring.c: see scoring.h. */
 #include "scoring.h"
 
+#include "../lib/audit.h"
 #include "../lib/caseops.h"
 #include "../lib/modelfile.h"
 #include "../lib/tok.h"
 
+#include <jansson.h>
 #include <string.h>
 
 void pg_scoring_open(const struct pg_cli *cli, struct pg_scoring *s, const char *model, const char *data,
@@ -46,4 +48,13 @@ void pg_scoring_close(struct pg_scoring *s)
     pg_model_free(&s->m);
     pg_val_close(&s->val);
     pg_bpb_lut_free(&s->lut);
+}
+
+json_t *pg_scoring_audit_json(const struct pg_audit *a)
+{
+    return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "passed", pg_audit_passed(a), "samples",
+                     (json_int_t)a->samples, "lookahead", (json_int_t)a->lookahead, "unnormalized",
+                     (json_int_t)a->unnormalized, "scored_twice", (json_int_t)a->scored_twice, "unscored",
+                     (json_int_t)a->unscored, "update_before_score", (json_int_t)a->update_first, "worst_future",
+                     a->worst_future, "worst_sum", a->worst_sum);
 }

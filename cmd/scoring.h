@@ -27,4 +27,9 @@ void pg_scoring_open(const struct pg_cli *cli, struct pg_scoring *s, const char 
 
 void pg_scoring_close(struct pg_scoring *s);
 
+struct pg_audit;
+/* The audit's verdicts as the "audit" object of --json (passed, the counts, the worst values),
+ * after pg_audit_finish. @return a new reference, or NULL when out of memory. */
+struct json_t *pg_scoring_audit_json(const struct pg_audit *a);
+
 #endif

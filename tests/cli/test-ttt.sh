@@ -126,8 +126,10 @@ check "--doc-batch 6 (warm start): the score moves from the rank-0 one" \
 check "--doc-batch 4000: cut to the 30 documents, the score of --doc-batch 30" \
     test "$(ttt --lora --rank 8 --chunk-tokens 16 --doc-batch 4000 --json | jq -c '[.doc_batch, .docs, .val_bpb]')" = \
     "$(ttt --lora --rank 8 --chunk-tokens 16 --doc-batch 30 --json | jq -c '[.doc_batch, .docs, .val_bpb]')"
-ttt --lora --rank 8 --chunk-tokens 16 --doc-batch 6 --audit >/dev/null 2>"$W/lb.err"
+ttt --lora --rank 8 --chunk-tokens 16 --doc-batch 6 --audit --json >"$W/lb.json" 2>"$W/lb.err"
 check "--doc-batch 6 --audit: exit 0, every rule passes" test $? = 0 -a "$(grep -c ': pass' "$W/lb.err")" = 4
+check "--doc-batch 6 --audit --json: the audit object, as pg-eval's" \
+    test "$(jq -c '.audit | [.passed, .samples, .lookahead, .unnormalized, .scored_twice, .unscored, .update_before_score]' "$W/lb.json")" = "[true,64,0,0,0,0,0]"
 expect_fail "--doc-batch with --phased" 2 "stream order" ttt --lora --doc-batch 4 --phased 2
 expect_fail "--doc-batch with --ngram-mix" 2 "stream order" ttt --lora --doc-batch 4 --ngram-mix
 expect_fail "--doc-batch with a head adapter" 2 "no head adapter" ttt --lora --doc-batch 4 --targets q,head
@@ -152,8 +154,10 @@ check "--epochs 0 --ngram-mix: pg-eval --ngram-mix's score exactly" \
 ttt --chunk-tokens 512 --epochs 1 --tilt --ngram-mix --audit --json >"$W/gn.json" 2>"$W/gn.err"
 check "--epochs 1 --tilt --ngram-mix --audit: exit 0, every rule passes, marked" \
     test $? = 0 -a "$(grep -c ': pass' "$W/gn.err")" = 4 -a "$(jq -c '[.ngram, .compliant]' "$W/gn.json")" = '["tilt+ngram-mix",true]'
-ttt --chunk-tokens 512 --epochs 1 --ngram-cache --non-compliant --audit >/dev/null 2>"$W/gc.err"
+ttt --chunk-tokens 512 --epochs 1 --ngram-cache --non-compliant --audit --json >"$W/gc.json" 2>"$W/gc.err"
 check "--epochs 1 --ngram-cache --audit: exit 1, the sum rule" test $? = 1
+check "--epochs 1 --ngram-cache --audit --json: written, not passed, unnormalized samples" \
+    test "$(jq -c '.audit | [.passed, .unnormalized > 0, .lookahead]' "$W/gc.json")" = "[false,true,0]"
 expect_fail "--ngram-mix on cuda" 2 "--device cpu only" ttt --ngram-mix --device cuda
 check "--lora --ngram-cache --non-compliant: marked" \
     test "$(ttt --lora --rank 0 --ngram-cache --non-compliant --json 2>/dev/null | jq .compliant)" = false
