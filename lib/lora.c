@@ -298,14 +298,6 @@ static void window_backward(struct pg_model *m, int n, double scale)
     m->t = t;
 }
 
-/* The backward's per-position loss weights (model.h side paths: the head gradient only). */
-static void weigh_dhead(void *ctx, pg_real *dh, int b, int t, int d)
-{
-    const float *w = ctx;
-    for (size_t k = 0; k < (size_t)b * t; k++)
-        for (int j = 0; j < d; j++) dh[k * d + j] *= (pg_real)w[k];
-}
-
 /* A phase (spec §6.4): SGD on the base model over every window of L = v->seq_len tokens lying
  * wholly below `frontier` (the first position not yet scored as a target: the window's targets
  * end at s·L + L <= frontier), one pass in order, then the adapters re-base on the new weights.
@@ -371,7 +363,7 @@ int pg_lora_run(struct pg_model *m, const struct pg_val_set *v, const struct pg_
     int32_t *x = pg_malloc((size_t)m->t * sizeof *x), *y = pg_malloc((size_t)m->t * sizeof *y); /* phases: m->t */
     float *losses = pg_malloc((size_t)W * sizeof *losses), *chunk_w = pg_malloc((size_t)W * sizeof *chunk_w);
     int rc = x && y && losses && chunk_w ? 0 : PG_E_NOMEM;
-    struct pg_model_side weigh = {.ctx = chunk_w, .dhead = weigh_dhead};
+    struct pg_model_side weigh = {.loss_weight = chunk_w};
     struct pg_ngram *ng = NULL;
     double *logp = NULL;
     if (!rc && p->ngram && (p->ngram->tilt || p->ngram->mix || p->ngram->cache)) {

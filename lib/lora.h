@@ -34,7 +34,7 @@
  *   (b) unless the chunk is the document's last (or lr = 0, or rank = 0): one AdamW step (β1,
  *       β2, eps, decoupled weight decay wd) on loss = the chunk's mean nll. Its gradient is one
  *       backward of the scoring forward with each position's loss weighted 1/(c1 − c0) on the
- *       chunk and 0 before it (the model's dhead side hook). With a head adapter, whose merged
+ *       chunk and 0 before it (the model's side loss_weight). With a head adapter, whose merged
  *       weight's gradient the loss forms before that weighting, it is instead the window's Σnll
  *       minus the prefix window [st, c0)'s (by causality the targets before the chunk have the
  *       same losses in both), both scaled by 1/(c1 − c0): a second forward and backward.

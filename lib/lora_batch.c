@@ -10,7 +10,7 @@
  * chunk's targets are scored from that forward; then every document whose chunk was not its
  * last takes one AdamW step on the mean nll of its chunk, whose gradient the same forward gives:
  * the backward weights each position's loss by 1/k on the chunk's k targets of a training
- * document and 0 everywhere else (the model's dhead side hook), and the sequences of a batch
+ * document and 0 everywhere else (the model's side loss_weight), and the sequences of a batch
  * touch each other nowhere (attention stays in its row), so slot q's gradient is its document's
  * alone. One forward and one backward a chunk, against lora.c's two and two.
  *
@@ -97,15 +97,6 @@ static void side_bwd(void *ctx, int tensor, const pg_real *x, const pg_real *dy,
         be->scale(s->tmp, s->s, (size_t)t * s->r);
         be->matmul_bwd(NULL, a->ga, s->tmp, xq, NULL, t, in, s->r, 0);                      /* ∂A += duᵀ·x */
         be->matmul_bwd(dx + (size_t)q * t * in, NULL, s->tmp, NULL, a->a, t, in, s->r, 1); /* dx += du·A */
-    }
-}
-
-static void side_dhead(void *ctx, pg_real *dh, int b, int t, int d)
-{
-    struct batch *s = ctx;
-    for (size_t k = 0; k < (size_t)b * t; k++) {
-        pg_real w = (pg_real)s->weight[k];
-        for (int j = 0; j < d; j++) dh[k * d + j] *= w;
     }
 }
 
@@ -316,7 +307,7 @@ int pg_lora_run_batched(struct pg_model *m, const struct pg_val_set *v, const st
     struct pg_rng arng;
     pg_rng_seed(&arng, 0x5eed);
     int npick = !rc && h.audit ? pg_audit_pick(h.audit, v->usable + 1, h.audit_samples, &arng, pick) : 0;
-    struct pg_model_side side = {&s, side_fwd, side_bwd, side_dhead, 1};
+    struct pg_model_side side = {&s, side_fwd, side_bwd, s.weight, 1};
     if (!rc) m->side = &side;
     r->adapters = s.n;
     for (int i = 0; i < s.n; i++) r->adapter_params += (size_t)s.r * (s.in[i] + s.out[i]);

@@ -859,7 +859,9 @@ void pg_model_backward(struct pg_model *m, double grad_scale)
     else
         be->logit_ce(m->dya, dhead, NULL, m->yf, head, m->targets, n, d, m->v, c->logit_softcap, c->softcap_poly5,
                      c->z_loss, grad_scale, m->ce_work);
-    if (m->side && m->side->dhead) m->side->dhead(m->side->ctx, m->dya, m->b, m->t, d);
+    if (m->side && m->side->loss_weight) /* host memory: the side paths' condition */
+        for (size_t k = 0; k < (size_t)n; k++)
+            for (int j = 0; j < d; j++) m->dya[k * d + j] *= (pg_real)m->side->loss_weight[k];
     be->rmsnorm_bwd(m->dx, m->dya, m->yf, m->rsf, n, d, 1, 0);
     int ns = m->nslots, ne = slot_encoders(m), nskip = active_skips(m), pf = parallel_from(m);
     if (pf < ns && !c->parallel_gptj)

@@ -93,10 +93,11 @@ struct pg_model_side {
      * from dy: may add its path's part to dx, and keep its own parameters' gradients */
     void (*bwd)(void *ctx, int tensor, const pg_real *x, const pg_real *dy, pg_real *dx, int b, int t, int in,
                 int out);
-    /* NULL, or just after the loss's backward: the gradient at the final norm's output dh[b·t, d],
-     * in place (a weight per position: 0 leaves that position's loss out of every gradient the
-     * backward forms after it; the output head's own gradient, formed before, does not see it) */
-    void (*dhead)(void *ctx, pg_real *dh, int b, int t, int d);
+    /* NULL, or a weight per position [b·t] on the loss, which the backward applies to the
+     * gradient at the final norm's output just after the loss's backward (0 leaves that
+     * position's loss out of every gradient formed after it; the output head's own gradient,
+     * formed before, does not see it) */
+    const float *loss_weight;
     /* 1: the backward forms no gradient of the blocks' weight matrices and the output head (the
      * caller trains only its side paths; the other gradients, and every dx, are formed as ever) */
     int no_weight_grads;

@@ -143,6 +143,17 @@ int pg_ttt_open(struct pg_ttt **out, struct pg_model *m, const struct pg_val_set
     return 0;
 }
 
+/* The live audit's samples among the targets of windows [f, f + b), from forwards of their own
+ * windows: before the scoring forward, whose activations they would replace. */
+static int audit_windows(struct pg_ttt *s, int64_t f, int b)
+{
+    int L = s->L;
+    for (int64_t q = f; q < f + b && s->h.audit; q++)
+        for (int j = 0; j < L; j++)
+            PG_TRY(pg_ngram_audit_at(&s->au, NULL, s->m, s->v->tokens, q * L, L, q * L + j + 1, NULL));
+    return 0;
+}
+
 /* (a) with an n-gram mode: window q's targets, one by one through the tables, from the model's
  * distribution (as pg_ngram_run) */
 static int score_window_ngram(struct pg_ttt *s, int64_t c, int64_t q)
@@ -183,10 +194,7 @@ static int score_chunk_tempered(struct pg_ttt *s, int64_t c, int64_t q0, int64_t
     for (int64_t f = q0; f < q1 && !rc; f += s->p.batch_seqs) {
         int b = (int)(q1 - f < s->p.batch_seqs ? q1 - f : s->p.batch_seqs);
         size_t nt = (size_t)b * (size_t)L;
-        for (int64_t q = f; q < f + b && s->h.audit && !rc; q++)
-            for (int j = 0; j < L && !rc; j++)
-                rc = pg_ngram_audit_at(&s->au, NULL, m, s->v->tokens, q * L, L, q * L + j + 1, NULL);
-        if (rc || (rc = pg_val_windows(s->v, f, b, s->x, s->y)) || (rc = pg_model_check_ids(m, s->x, nt)) ||
+        if ((rc = audit_windows(s, f, b)) || (rc = pg_val_windows(s->v, f, b, s->x, s->y)) || (rc = pg_model_check_ids(m, s->x, nt)) ||
             (rc = pg_model_check_ids(m, s->y, nt)))
             break;
         pg_model_forward(m, s->x, s->y, b, NULL);
@@ -224,11 +232,7 @@ static int score_chunk(struct pg_ttt *s, int64_t c, int64_t q0, int64_t q1)
     for (int64_t f = q0; f < q1; f += s->p.batch_seqs) {
         int b = (int)(q1 - f < s->p.batch_seqs ? q1 - f : s->p.batch_seqs);
         size_t nt = (size_t)b * (size_t)L;
-        /* the audit's samples among these targets, from forwards of their own windows before
-         * the scoring forward (whose activations they would replace) */
-        for (int64_t q = f; q < f + b && s->h.audit; q++)
-            for (int j = 0; j < L; j++)
-                PG_TRY(pg_ngram_audit_at(&s->au, NULL, m, s->v->tokens, q * L, L, q * L + j + 1, NULL));
+        PG_TRY(audit_windows(s, f, b));
         PG_TRY(pg_eval_windows(m, s->v, s->lut, f, b, s->x, s->y, s->losses, &s->sums));
         int64_t begin = f * L + 1;
         if (s->h.token_losses) memcpy(s->h.token_losses + (begin - 1), s->losses, nt * sizeof *s->losses);

@@ -77,7 +77,7 @@ int main(void)
             for (int k = 0; k < S.r * S.in[i]; k++) a->a[k] += 0.1 * (2 * pg_rng_uniform(&rng) - 1);
         }
     }
-    struct pg_model_side side = {&S, side_fwd, side_bwd, side_dhead, 1};
+    struct pg_model_side side = {&S, side_fwd, side_bwd, S.weight, 1};
     M.side = &side;
 
     /* the batched forward and backward, as the runner does it */
