@@ -41,6 +41,8 @@ LDLIBS := -lsentencepiece -lsentencepiece_train -ljansson -lbrotlienc -lbrotlide
 # ---- feature probes -------------------------------------------------------------------------
 
 -include $(O)/features.mk
+# Every object depends on the probes' results: a re-probe (install-deps.sh removes the cache after
+# installing) rebuilds what was compiled without a feature, e.g. lib/dist.c before MPI was there.
 $(O)/features.mk: scripts/probe-features.sh
 	@mkdir -p $(O)
 	@sh scripts/probe-features.sh $@ "$(CC)" "$(CUDA_HOME)"
@@ -102,15 +104,15 @@ all: features $(LIBPG) $(BINS) $(TEST_BINS) $(TOOLS)
 features: $(O)/features.mk
 	@echo "$(FEATURES_LINE)"
 
-$(O)/%.o: %.c
+$(O)/%.o: %.c $(O)/features.mk
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) -c $< -o $@
 
-$(O)/%.o: %.cc
+$(O)/%.o: %.cc $(O)/features.mk
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(PG_CXXFLAGS) -c $< -o $@
 
-$(O)/%.o: %.cu
+$(O)/%.o: %.cu $(O)/features.mk
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
@@ -168,15 +170,15 @@ endif
 all: $(CUDA_TESTS)
 $(CUDA_OBJ): kernels/cuda/pg_cuda.cuh kernels/cuda/cublas_lazy.h kernels/cuda/ops.h kernels/cuda/optim_ops.h lib/backend.h lib/real.h lib/err.h # nvcc writes no .d files
 
-$(O)/emu/%.o: %.cu
+$(O)/emu/%.o: %.cu $(O)/features.mk
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(EMU_FLAGS) -x c++ -c $< -o $@
 
-$(O)/emu/%.o: %.c
+$(O)/emu/%.o: %.c $(O)/features.mk
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) -c $< -o $@
 
-$(O)/emu/%.o: %.cc
+$(O)/emu/%.o: %.cc $(O)/features.mk
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(EMU_FLAGS) -c $< -o $@
 
@@ -190,7 +192,7 @@ $(O)/tests/test_cuda_emu: tests/emu/test_cuda_emu.cu tests/tap.h $(EMU_LIB)
 
 $(O)/tests/%_emu: tests/emu/%.c tests/tap.h tests/emu/parity.h kernels/cuda/ops.h kernels/cuda/optim_ops.h $(EMU_LIB) $(LIBPG)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(EMU_LIB) $(LIBPG) $(LDLIBS)
+	$(CC) $(CFLAGS) $(PG_CFLAGS) -DPG_CUDA_EMU=1 $(LDFLAGS) -o $@ $< $(EMU_LIB) $(LIBPG) $(LDLIBS)
 
 $(O)/tests/test_cuda_emu_gpu: tests/emu/test_cuda_emu.cu tests/tap.h kernels/cuda/pg_cuda.cuh
 	@mkdir -p $(@D)
@@ -254,10 +256,10 @@ FUZZ_BINS := $(FUZZ_NAMES:%=$(FUZZ_O)/fuzz_%)
 FUZZ_LIB_OBJ := $(LIB_C:%.c=$(FUZZ_O)/%.o) $(LIB_CC:%.cc=$(FUZZ_O)/%.o)
 
 .PHONY: fuzz fuzz-build
-$(FUZZ_O)/%.o: %.c
+$(FUZZ_O)/%.o: %.c $(O)/features.mk
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
-$(FUZZ_O)/%.o: %.cc
+$(FUZZ_O)/%.o: %.cc $(O)/features.mk
 	@mkdir -p $(@D)
 	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -c $< -o $@
 $(FUZZ_O)/libpg.a: $(FUZZ_LIB_OBJ)

@@ -274,11 +274,14 @@ struct pg_backend {
      * CPU: its ranks sum through MPI). A communicator of `world` ranks: rank 0 makes its id
      * (PG_COMM_ID_BYTES bytes), which reaches every rank through MPI; comm_init joins it;
      * comm_sum replaces x[0..n) (device memory) by the sum over the ranks, queued on the
-     * backend's stream. @return 0 or an error (comm_init's PG_E_UNSUPPORTED: no such
-     * communicator here, sum through the host instead). */
+     * backend's stream; comm_share gives every rank array k of n (sizes[k] elements at ptrs[k],
+     * device memory, the same list on every rank) from rank owner[k], in place, also queued
+     * (Muon's matrices divided between the ranks). @return 0 or an error (comm_init's
+     * PG_E_UNSUPPORTED: no such communicator here, sum through the host instead). */
     int (*comm_id)(unsigned char *id);
     int (*comm_init)(const unsigned char *id, int rank, int world);
     int (*comm_sum)(pg_real *x, size_t n);
+    int (*comm_share)(pg_real *const *ptrs, const size_t *sizes, const int *owner, size_t n);
     void (*comm_free)(void);
 };
 

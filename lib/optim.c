@@ -495,7 +495,7 @@ int pg_muon_shard(struct pg_muon *mu, int rank, int world)
 {
     free(mu->owner);
     mu->owner = NULL, mu->rank = 0;
-    if (world <= 1 || pg_on_device(mu->be)) return 0;
+    if (world <= 1) return 0;
     int *owner = malloc((mu->nt ? mu->nt : 1) * sizeof *owner);
     double *load = calloc((size_t)world, sizeof *load);
     unsigned char *done = calloc(mu->nt ? mu->nt : 1, 1);

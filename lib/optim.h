@@ -142,13 +142,16 @@ struct pg_muon {
     int rank;                /* this process's rank when owner is set */
 };
 
-/* Divides the Newton–Schulz work between `world` ranks of a data-parallel job (host memory
- * only; a device keeps doing every matrix): each matrix gets an owner, the largest first to the
- * least loaded rank by Newton–Schulz FLOPs (a fixed choice, the same on every rank). pg_muon_step
- * then still updates every momentum buffer (they stay identical on every rank) but orthogonalizes
- * and applies only the matrices this rank owns; the caller must then give every rank the owned
- * matrices' new values (lib/train.c: pg_dist_share). Each matrix gets the bits it would without
- * the division. world 1 turns it off. @return 0 or PG_E_NOMEM. */
+/* Divides the Newton–Schulz work between `world` ranks of a data-parallel job (host or device
+ * memory): each matrix gets an owner, the largest first to the least loaded rank by
+ * Newton–Schulz FLOPs (a fixed choice, the same on every rank; matrices of one shape go round
+ * the ranks). pg_muon_step then still updates every momentum buffer (they stay identical on
+ * every rank) but orthogonalizes and applies only the matrices this rank owns (on a device, a
+ * shape's batch is this rank's members of it); the caller must then give every rank the owned
+ * matrices' new values (lib/train.c: pg_dist_share, or the backend's comm_share). Each matrix
+ * gets the bits it would without the division (on a GPU, as far as cuBLAS's batched products
+ * give each member the same bits at another batch size). world 1 turns it off.
+ * @return 0 or PG_E_NOMEM. */
 int pg_muon_shard(struct pg_muon *mu, int rank, int world);
 
 /* Sets up Muon over `n` 2-D tensors (rows, cols >= 1, n == rows·cols; the list is copied) with

@@ -420,17 +420,38 @@ static int sum_grads(struct pg_dist *d, struct pg_model *m, int comm)
     return rc;
 }
 
-/* Muon's matrices after a step divided between the ranks (pg_muon_shard): each from its owner.
- * On the host only (the division is off on a device). */
-static int share_muon(struct pg_dist *d, const struct pg_muon *mu)
+/* Muon's matrices after a step divided between the ranks (pg_muon_shard): each from its owner;
+ * a device's through its communicator when joined, else staged through the host (every matrix
+ * down, the others' back up). */
+static int share_muon(struct pg_dist *d, const struct pg_muon *mu, int comm)
 {
     if (!mu->owner) return 0;
-    float **ptrs = malloc((mu->nt ? mu->nt : 1) * sizeof *ptrs);
-    size_t *sizes = malloc((mu->nt ? mu->nt : 1) * sizeof *sizes);
-    int rc = ptrs && sizes ? 0 : pg_error(PG_E_NOMEM, "no memory to share Muon's matrices");
-    for (size_t k = 0; k < mu->nt && !rc; k++) ptrs[k] = mu->t[k].param, sizes[k] = mu->t[k].n;
-    if (!rc) rc = pg_dist_share(d, ptrs, sizes, mu->owner, mu->nt);
-    free(ptrs), free(sizes);
+    const size_t nt = mu->nt ? mu->nt : 1;
+    const struct pg_backend *be = mu->be;
+    const int on_device = pg_on_device(be), staged = on_device && !comm;
+    float **ptrs = malloc(nt * sizeof *ptrs), **dev = malloc(nt * sizeof *dev), *host = NULL;
+    size_t *sizes = malloc(nt * sizeof *sizes), total = 0;
+    int rc = ptrs && dev && sizes ? 0 : pg_error(PG_E_NOMEM, "no memory to share Muon's matrices");
+    for (size_t k = 0; k < mu->nt && !rc; k++) {
+        dev[k] = ptrs[k] = mu->t[k].param;
+        sizes[k] = mu->t[k].n, total += sizes[k];
+    }
+    if (!rc && staged && !(host = malloc((total ? total : 1) * sizeof *host)))
+        rc = pg_error(PG_E_NOMEM, "no memory to share Muon's matrices (%zu floats) through the host", total);
+    if (!rc && staged) {
+        size_t at = 0;
+        for (size_t k = 0; k < mu->nt; k++) ptrs[k] = host + at, at += sizes[k];
+        for (size_t k = 0; k < mu->nt; k++)
+            if (mu->owner[k] == d->rank) be->download(ptrs[k], dev[k], sizes[k] * sizeof *host);
+        rc = be->status();
+    }
+    if (!rc && comm) rc = be->comm_share(ptrs, sizes, mu->owner, mu->nt);
+    else if (!rc) rc = pg_dist_share(d, ptrs, sizes, mu->owner, mu->nt);
+    if (!rc && staged)
+        for (size_t k = 0; k < mu->nt; k++)
+            if (mu->owner[k] != d->rank) be->upload(dev[k], ptrs[k], sizes[k] * sizeof *host);
+    if (!rc && on_device) rc = be->status();
+    free(ptrs), free(dev), free(sizes), free(host);
     return rc;
 }
 
@@ -499,9 +520,16 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     }
     int comm = 0; /* GPU ranks joined the backend's communicator */
     if (!rc && dist) rc = join_comm(dist, be, lead ? o->verbosity : 0, &comm);
-    /* ranks divide Muon's orthogonalizations (on the CPU); PG_MUON_SHARD=0: each does them all */
+    /* ranks divide Muon's orthogonalizations; PG_MUON_SHARD=0: each does them all */
     const char *shard = getenv("PG_MUON_SHARD");
-    if (!rc && world > 1 && !(shard && strcmp(shard, "0") == 0)) rc = pg_muon_shard(&g.muon, rank, world);
+    if (!rc && world > 1 && !(shard && strcmp(shard, "0") == 0)) {
+        rc = pg_muon_shard(&g.muon, rank, world);
+        size_t mine = 0;
+        for (size_t k = 0; !rc && g.muon.owner && k < g.muon.nt; k++) mine += g.muon.owner[k] == rank;
+        if (!rc && lead && o->verbosity > 0)
+            fprintf(stderr, "pg-train: Muon's orthogonalizations divided between the %d ranks (rank 0: %zu of %zu)\n",
+                    world, mine, g.muon.nt);
+    }
     if (!rc) rc = avg_init(&av, &m, c);
     if (!rc && !((x = pg_malloc((size_t)loader.local_tokens * sizeof *x)) &&
                  (y = pg_malloc((size_t)loader.local_tokens * sizeof *y))))
@@ -610,7 +638,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         if (g.has_head) pg_adam_step(&g.head, c->head_lr * mul);
         pg_muon_step(&g.muon, c->matrix_lr * mul, mom);
         comm_t0 = pg_now();
-        if ((rc = share_muon(dist, &g.muon))) break;
+        if ((rc = share_muon(dist, &g.muon, comm))) break;
         comm_ms += (pg_now() - comm_t0) * 1000;
         pg_adam_step(&g.scalar, c->scalar_lr * mul);
         if (av.ema) ema_update(&av, &m, c->ema_decay);

@@ -77,6 +77,7 @@ const struct pg_backend pg_backend_cuda = {
     .comm_id = pg_cuda_comm_id,
     .comm_init = pg_cuda_comm_init,
     .comm_sum = pg_cuda_comm_sum,
+    .comm_share = pg_cuda_comm_share,
     .comm_free = pg_cuda_comm_free,
     .sgd_update = pg_cuda_sgd_update,
 };

@@ -1,7 +1,8 @@
 // nccl.cu: the GPU ranks' gradient sums through NCCL (ops.h pg_cuda_comm_*), for pg-train's
 // data-parallel jobs (lib/dist.h): rank 0 makes the communicator's id, lib/train.c broadcasts it
 // through MPI, every rank joins, and each step's gradients are summed in place on the device
-// (ncclAllReduce on the backend's stream) instead of through the host.
+// (ncclAllReduce on the backend's stream) instead of through the host; Muon's matrices, divided
+// between the ranks, reach the others by a broadcast from each one's owner (comm_share).
 //
 // NCCL is loaded with dlopen at the first use (libnccl.so.2: the toolkit's, or the one beside
 // PyTorch when LD_LIBRARY_PATH names it), like cuBLAS (cublas_lazy.cu), so that no command pays
@@ -29,6 +30,9 @@ struct table {
     decltype(&ncclGetUniqueId) unique_id;
     decltype(&ncclCommInitRank) init_rank;
     decltype(&ncclAllReduce) all_reduce;
+    decltype(&ncclBroadcast) broadcast;
+    decltype(&ncclGroupStart) group_start;
+    decltype(&ncclGroupEnd) group_end;
     decltype(&ncclCommDestroy) destroy;
     decltype(&ncclGetErrorString) error_string;
 };
@@ -36,6 +40,7 @@ table fn;
 std::once_flag loaded;
 char why[512];
 ncclComm_t comm;
+int comm_world; // its ranks: comm_share checks each owner against it
 
 template <class F> bool find(void *lib, const char *name, F &f)
 {
@@ -55,7 +60,9 @@ void load()
     }
     table t;
     if (find(lib, "ncclGetUniqueId", t.unique_id) && find(lib, "ncclCommInitRank", t.init_rank) &&
-        find(lib, "ncclAllReduce", t.all_reduce) && find(lib, "ncclCommDestroy", t.destroy) &&
+        find(lib, "ncclAllReduce", t.all_reduce) && find(lib, "ncclBroadcast", t.broadcast) &&
+        find(lib, "ncclGroupStart", t.group_start) && find(lib, "ncclGroupEnd", t.group_end) &&
+        find(lib, "ncclCommDestroy", t.destroy) &&
         find(lib, "ncclGetErrorString", t.error_string))
         fn = t;
 }
@@ -95,6 +102,7 @@ extern "C" int pg_cuda_comm_init(const unsigned char *id, int rank, int world)
         comm = nullptr;
         return failed(r, "ncclCommInitRank");
     }
+    comm_world = world;
     return 0;
 }
 
@@ -104,6 +112,28 @@ extern "C" int pg_cuda_comm_sum(float *x, size_t n)
     if (n == 0) return 0;
     ncclResult_t r = fn.all_reduce(x, x, n, ncclFloat32, ncclSum, comm, pg_cuda_stream());
     return r == ncclSuccess ? 0 : failed(r, "ncclAllReduce");
+}
+
+// One broadcast per array from its owner, in place, grouped so that NCCL runs them as one
+// operation (a broadcast copies the root's bits: every rank ends with the owner's values).
+extern "C" int pg_cuda_comm_share(float *const *ptrs, const size_t *sizes, const int *owner, size_t n)
+{
+    if (!comm) return pg_error(PG_E_INVAL, "nccl: no communicator");
+    for (size_t k = 0; k < n; k++)
+        if (owner[k] < 0 || owner[k] >= comm_world)
+            return pg_error(PG_E_INVAL, "nccl: array %zu's owner %d is not a rank of %d", k, owner[k], comm_world);
+    if (n == 0) return 0;
+    ncclResult_t r = fn.group_start();
+    if (r != ncclSuccess) return failed(r, "ncclGroupStart");
+    int rc = 0;
+    for (size_t k = 0; k < n && !rc; k++) {
+        if (sizes[k] == 0) continue;
+        r = fn.broadcast(ptrs[k], ptrs[k], sizes[k], ncclFloat32, owner[k], comm, pg_cuda_stream());
+        if (r != ncclSuccess) rc = failed(r, "ncclBroadcast");
+    }
+    r = fn.group_end(); // ends the group even after a failed call, as NCCL asks
+    if (!rc && r != ncclSuccess) rc = failed(r, "ncclGroupEnd");
+    return rc;
 }
 
 extern "C" void pg_cuda_comm_free(void)
@@ -136,6 +166,16 @@ extern "C" int pg_cuda_comm_sum(float *x, size_t n)
 {
     (void)x, (void)n; // one rank: the sum is its own values
     return emu_open ? 0 : pg_error(PG_E_INVAL, "nccl: no communicator");
+}
+
+// One rank owns everything: the arrays are its own already.
+extern "C" int pg_cuda_comm_share(float *const *ptrs, const size_t *sizes, const int *owner, size_t n)
+{
+    (void)ptrs, (void)sizes;
+    if (!emu_open) return pg_error(PG_E_INVAL, "nccl: no communicator");
+    for (size_t k = 0; k < n; k++)
+        if (owner[k] != 0) return pg_error(PG_E_INVAL, "nccl: array %zu's owner %d is not a rank of 1", k, owner[k]);
+    return 0;
 }
 
 extern "C" void pg_cuda_comm_free(void) { emu_open = 0; }

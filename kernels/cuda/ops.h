@@ -120,6 +120,7 @@ void pg_cuda_attention_varlen_bwd(float *dq, float *dk, float *dv, const float *
 int pg_cuda_comm_id(unsigned char *id);
 int pg_cuda_comm_init(const unsigned char *id, int rank, int world);
 int pg_cuda_comm_sum(float *x, size_t n);
+int pg_cuda_comm_share(float *const *ptrs, const size_t *sizes, const int *owner, size_t n);
 void pg_cuda_comm_free(void);
 /* Fused (flash) attention in bf16 (flash.cu): what the attention operations run while bf16 is
  * on and the head dim is supported (16, 32, 64 or 128), unless pg_cuda_attention_flash(0) (or

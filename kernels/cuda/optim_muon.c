@@ -3,7 +3,9 @@
  * with the selected coefficients, decoupled weight decay when on, the scaled update. The pieces
  * are optim.cu's kernels; this file only strings them together, in C, because it reads the
  * optimizer's own structure (lib/optim.h). The matrices, their momentum and the scratch are
- * device memory (pg_muon_init_on with the CUDA backend). */
+ * device memory (pg_muon_init_on with the CUDA backend). Divided between the ranks of a job
+ * (pg_muon_shard), each rank orthogonalizes and applies its own matrices, the batch of a shape
+ * being its own members only, and lib/train.c then gives every rank the others' (comm_share). */
 #include "../../lib/optim.h"
 #include "optim_ops.h"
 
@@ -25,6 +27,9 @@ static int same_shape(const struct pg_opt_tensor *a, const struct pg_opt_tensor 
 {
     return a->rows == b->rows && a->cols == b->cols;
 }
+
+/* 1 when this rank orthogonalizes matrix k: always, unless pg_muon_shard divided them. */
+static int mine(const struct pg_muon *mu, size_t k) { return !mu->owner || mu->owner[k] == mu->rank; }
 
 void pg_cuda_muon_step(struct pg_muon *mu, double lr, double momentum)
 {
@@ -48,16 +53,21 @@ void pg_cuda_muon_step(struct pg_muon *mu, double lr, double momentum)
         for (size_t j = 0; j < k && !done; j++) done = same_shape(&mu->t[j], t);
         if (done) continue; /* its group went with its first member */
         float *G = mu->work;
-        for (size_t j = k; j < mu->nt; j++)
-            if (same_shape(&mu->t[j], t))
-                pg_cuda_muon_momentum(G + (size_t)g++ * t->n, mu->buf + mu->off[j], mu->t[j].grad, t->n, mom,
-                                      mu->nesterov);
+        /* Every momentum is updated (they stay alike on every rank); a matrix another rank
+         * orthogonalizes (pg_muon_shard) leaves its G' in the slot after this rank's own, which
+         * the next one overwrites and the Newton–Schulz scratch reuses. */
+        for (size_t j = k; j < mu->nt; j++) {
+            if (!same_shape(&mu->t[j], t)) continue;
+            pg_cuda_muon_momentum(G + (size_t)g * t->n, mu->buf + mu->off[j], mu->t[j].grad, t->n, mom, mu->nesterov);
+            g += mine(mu, j);
+        }
+        if (g == 0) continue; /* all of this shape are other ranks' */
         if (mu->row_norm) pg_cuda_row_normalize(G, g * t->rows, t->cols);
         pg_cuda_newton_schulz(G, g, t->rows, t->cols, steps, abc, mu->bf16, G + (size_t)g * t->n);
         const float scale = (float)sqrt(fmax(1.0, (double)t->rows / t->cols));
         for (size_t j = k, i = 0; j < mu->nt; j++) {
             const struct pg_opt_tensor *u = &mu->t[j];
-            if (!same_shape(u, t)) continue;
+            if (!same_shape(u, t) || !mine(mu, j)) continue;
             if (mu->wd != 0) pg_cuda_scale_f(u->param, (float)(1 - lr * mu->wd), u->n);
             pg_cuda_muon_apply(u->param, G + i++ * t->n, u->n, lr_r, scale, mu->bf16);
         }

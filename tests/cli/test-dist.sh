@@ -2,7 +2,8 @@
 # test-dist.sh: pg-train as ranks of one job under mpirun (lib/dist.h), on the CPU: N ranks with
 # the same global batch equal one process (to the rounding of the gradient sums' order) at
 # N = 2 and 3, with the record switches, looping and the coprime loader too; a rerun at the same
-# N gives the same bytes, and so does dividing Muon's work between the ranks or not; a run stopped at N = 2 resumes at N = 1; rank 0 alone writes; a rank
+# N gives the same bytes, and so does dividing Muon's work between the ranks or not (on the CPU
+# and on the emulated GPU); a run stopped at N = 2 resumes at N = 1; rank 0 alone writes; a rank
 # that fails ends the job with its rank named, without hanging; a batch that does not split
 # evenly is refused. Skips without mpirun.
 . "$(dirname "$0")/lib.sh"
@@ -106,11 +107,31 @@ if [ -x "$EMU" ]; then
     check "emulated GPU: 2 ranks" dev 2 -o "$W/g2"
     check "emulated GPU: every step's train_loss within 1e-6 of 1 process's" same_losses "$W/g1" "$W/g2" 1e-6
     weights "emulated GPU: the final weights within 5e-5 of scale" 5e-5 "$W/g2" "$W/g1"
+    # Muon divided between GPU ranks too (each orthogonalizes its matrices, staged through the host)
+    check "emulated GPU: 2 ranks with every rank orthogonalizing every matrix (PG_MUON_SHARD=0)" env \
+        PG_MUON_SHARD=0 $MPI -x PG_MUON_SHARD -np 2 "$EMU" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY \
+        --device cuda --precision fp32 -o "$W/g2u"
+    check "emulated GPU: dividing Muon between the ranks changes no bit of the model" \
+        cmp -s "$W/g2/model.safetensors" "$W/g2u/model.safetensors"
+    # bf16 products and Newton-Schulz: the sums' last-bit differences flip bf16 roundings, so 2 ranks
+    # drift from 1 process (6e-6 of the loss after 3 steps, 5e-4 after 20); dividing Muon changes no bit
+    check "emulated GPU, record switches (bf16, Polar Express, MuonEq-R, EMA/SWA, QAT): 1 process" dev 1 \
+        -o "$W/gq1" $RECORD --precision bf16
+    check "emulated GPU, record switches: 2 ranks" dev 2 -o "$W/gq2" $RECORD --precision bf16
+    check "emulated GPU, record: every step's train_loss within 2e-3 of 1 process's (bf16)" \
+        same_losses "$W/gq1" "$W/gq2" 2e-3
+    check "emulated GPU, record: 2 ranks with every rank orthogonalizing every matrix" env PG_MUON_SHARD=0 \
+        $MPI -x PG_MUON_SHARD -np 2 "$EMU" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY --device cuda \
+        -o "$W/gq2u" $RECORD --precision bf16
+    check "emulated GPU, record: dividing Muon changes no bit of the model" \
+        cmp -s "$W/gq2/model.safetensors" "$W/gq2u/model.safetensors"
     $MPI -np 2 "$EMU" -d "$W/data" --prefix t -m "$W/sp.model" $TINY --device cuda --precision fp32 \
         --iterations 2 -o "$W/g3" >/dev/null 2>"$W/g3.err"
     check "emulated GPU: without NCCL between processes the ranks say they sum through the host" \
         grep -q "sum their gradients through the host (nccl: the CUDA emulator has no communicator of 2 ranks)" \
         "$W/g3.err"
+    check "emulated GPU: and that Muon's work is divided between them" \
+        grep -q "Muon's orthogonalizations divided between the 2 ranks (rank 0: [0-9]* of 18)" "$W/g3.err"
 else
     echo "ok # SKIP no emulated pg-train (a build without CUDA)"
 fi

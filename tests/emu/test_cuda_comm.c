@@ -1,6 +1,7 @@
 /* test_cuda_comm.c: the CUDA backend's communicator for data-parallel GPU ranks (backend.h
  * comm_*, kernels/cuda/nccl.cu) with one rank: an id is made, the rank joins, a sum over the one
- * rank leaves the values as they are, bit for bit; a second join and a sum without a
+ * rank leaves the values as they are, bit for bit, and so does sharing arrays from their owner
+ * (rank 0; an owner outside the communicator is refused); a second join and a sum without a
  * communicator are refused. test_cuda_comm_emu checks the emulator's one-rank communicator,
  * test_cuda_comm_gpu NCCL's itself (make check-gpu). Several ranks: tests/cli/test-dist.sh. */
 #include "parity.h"
@@ -26,7 +27,19 @@ int main(void)
     is_int(gpu->comm_sum(d, n), 0, "a sum over the one rank");
     is_int(gpu->status(), 0, "and the device reports no failure");
     ok(same_bits(back(d, n), x, n), "the sum over one rank is its own values, bit for bit");
+    /* Muon's matrices from their owners: with one rank, rank 0 owns them all */
+    float *y = rnd(37, 2), *e = dev(y, 37);
+    float *ptrs[2] = {d, e};
+    size_t sizes[2] = {n, 37};
+    int owners[2] = {0, 0}, stranger[2] = {0, 1};
+    is_int(gpu->comm_share(ptrs, sizes, owners, 2), 0, "sharing two arrays owned by rank 0");
+    is_int(gpu->status(), 0, "and the device reports no failure");
+    ok(same_bits(back(d, n), x, n) && same_bits(back(e, 37), y, 37), "the shared arrays are rank 0's, bit for bit");
+    rc = gpu->comm_share(ptrs, sizes, stranger, 2);
+    ok(rc != 0, "an array owned by rank 1 of a one-rank communicator is refused (%s)", rc ? pg_error_message() : "");
+    pg_error_clear();
     gpu->comm_free();
     is_int(gpu->comm_sum(d, n), PG_E_INVAL, "after comm_free a sum is refused");
+    is_int(gpu->comm_share(ptrs, sizes, owners, 2), PG_E_INVAL, "and so is a share");
     return parity_done(0);
 }

@@ -136,6 +136,68 @@ static void test_muon(int bf16, int coeffs, int row_norm, double wd)
     pg_muon_free(&mh), pg_muon_free(&md);
 }
 
+/* Muon divided between `world` ranks on the device (pg_muon_shard): rank r's step, from the same
+ * parameters and gradients as an undivided device step, gives the matrices it owns the undivided
+ * step's bits (emulated: a shape's batch of fewer members leaves each member's arithmetic as it
+ * was; on a GPU cuBLAS may pick another kernel for another batch count, so there 1e-6 of scale),
+ * leaves the others' parameters as they were, and updates every momentum buffer as undivided. */
+static void test_muon_shard(int world)
+{
+    enum { NQ = 7 };
+    struct pair q[NQ] = {make_pair(24, 40, 0.1f, 1), make_pair(24, 40, 0.2f, 1), make_pair(48, 16, 0.1f, 1),
+                         make_pair(24, 40, 0.3f, 1), make_pair(48, 16, 0.1f, 1), make_pair(24, 40, 0.1f, 1),
+                         make_pair(32, 32, 0.1f, 1)};
+    struct pg_opt_tensor th[NQ], td[NQ];
+    lists(q, NQ, th, td);
+    /* the reference: every matrix, on the device */
+    struct pg_muon all;
+    int rc = pg_muon_init_on(&all, gpu, td, NQ, 5, 1, 1) || pg_muon_set_variant(&all, PG_NS_POLAR_EXPRESS, 1, 0.05);
+    float *p0[NQ], *after[NQ];
+    for (int i = 0; i < NQ; i++) p0[i] = back(q[i].dp, q[i].n);
+    pg_muon_step(&all, 0.02, 0.95);
+    for (int i = 0; i < NQ; i++) after[i] = back(q[i].dp, q[i].n);
+    size_t sz = pg_muon_state_size(&all);
+    void *s_all = hkeep(malloc(sz)), *s_r = hkeep(malloc(sz));
+    pg_muon_state_save(&all, s_all, sz);
+    int owned = 0, exact = 1, near = 1, kept = 1, moms = 1, balanced = 1;
+    for (int r = 0; r < world; r++) {
+        for (int i = 0; i < NQ; i++) pg_cuda_upload(q[i].dp, p0[i], q[i].n * sizeof(float));
+        struct pg_muon m;
+        rc = rc || pg_muon_init_on(&m, gpu, td, NQ, 5, 1, 1) || pg_muon_set_variant(&m, PG_NS_POLAR_EXPRESS, 1, 0.05) ||
+             pg_muon_shard(&m, r, world);
+        if (rc) break;
+        pg_muon_step(&m, 0.02, 0.95);
+        int mine = 0;
+        for (int i = 0; i < NQ; i++) {
+            float *got = back(q[i].dp, q[i].n);
+            if (m.owner[i] == r) {
+                mine++;
+                exact = exact && same_bits(got, after[i], q[i].n);
+                for (size_t j = 0; j < q[i].n; j++)
+                    near = near && fabsf(got[j] - after[i][j]) <= 1e-6f * (fabsf(after[i][j]) + 1e-3f);
+            } else {
+                kept = kept && same_bits(got, p0[i], q[i].n);
+            }
+        }
+        owned += mine;
+        balanced = balanced && mine >= NQ / world - 1 && mine <= NQ / world + 2;
+        pg_muon_state_save(&m, s_r, sz);
+        moms = moms && memcmp(s_r, s_all, sz) == 0;
+        pg_muon_free(&m);
+    }
+    is_int(rc, 0, "muon over %d ranks on the device: set up", world);
+    is_int(owned, NQ, "muon over %d ranks: every matrix has exactly one owner", world);
+    ok(balanced, "muon over %d ranks: each rank owns about its share of the %d matrices", world, NQ);
+#ifdef PG_CUDA_EMU
+    ok(exact, "muon over %d ranks: each owned matrix gets the undivided step's bits", world);
+#else
+    ok(near, "muon over %d ranks: each owned matrix within 1e-6 of the undivided step", world);
+#endif
+    ok(kept, "muon over %d ranks: the other ranks' matrices are left as they were", world);
+    ok(moms, "muon over %d ranks: every momentum buffer as the undivided step's, byte for byte", world);
+    pg_muon_free(&all);
+}
+
 /* One Newton–Schulz call on count fixed matrices (a batch), device against host matrix by
  * matrix: the orthogonalization itself. The matrices differ in scale (the norm is per matrix). */
 static void test_newton_schulz(int count, int rows, int cols, int bf16)
@@ -260,6 +322,8 @@ int main(void)
     test_muon(1, PG_NS_CLASSIC, 0, 0);
     test_muon(0, PG_NS_POLAR_EXPRESS, 1, 0.05);
     test_muon(1, PG_NS_POLAR_EXPRESS, 1, 0.05);
+    test_muon_shard(2);
+    test_muon_shard(3);
     test_newton_schulz(1, 24, 40, 0);
     test_newton_schulz(1, 64, 20, 0);
     test_newton_schulz(1, 24, 40, 1);
