@@ -225,6 +225,16 @@ struct pg_backend {
      * rstd) on x. */
     void (*add_norm_fwd)(pg_real *x, pg_real *y, pg_real *rstd, const pg_real *x_in, const pg_real *s,
                          const pg_real *f, int n, int d, double eps, double scale);
+    /* The MLP's activation stored in bf16 only, for bf16 mode (set_bf16), where the second
+     * product is its one reader and rounds it to bf16 anyway: relu2_fwd_x16 writes the n values
+     * of relu2_fwd rounded to bf16 (nearest even; uint16 bit patterns), and matmul_fwd_x16 /
+     * matmul_bwd_x16 are matmul_fwd / matmul_bwd (in bf16 mode) with that x. The fp32 copy is
+     * never written, nor converted by each product: the forward's conversion and the backward's
+     * are gone. */
+    void (*relu2_fwd_x16)(uint16_t *y16, const pg_real *x, size_t n, double slope);
+    void (*matmul_fwd_x16)(pg_real *y, const uint16_t *x16, const pg_real *w, int n, int in, int out);
+    void (*matmul_bwd_x16)(pg_real *dx, pg_real *dw, const pg_real *dy, const uint16_t *x16, const pg_real *w, int n,
+                           int in, int out, int dx_accumulate);
 
     /* ---- the backend's state ---- */
 
@@ -241,6 +251,8 @@ struct pg_backend {
      * softmax, the loss, the optimizers) stays fp32. The CPU backend rounds the inputs to bf16
      * the same way, so the two compare like with like. */
     void (*set_bf16)(int on);
+    /* set_bf16's current setting. */
+    int (*get_bf16)(void);
     /* The most memory the backend's allocations held at once, in bytes; 0 when not tracked (the
      * CPU's host memory). */
     size_t (*mem_peak)(void);

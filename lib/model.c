@@ -538,6 +538,11 @@ static void mlp_forward(struct pg_model *m, int l, struct pg_block_acts *a, int 
     const struct pg_block_params *p = &m->blk[l];
     tap(m, l, PG_TAP_FC, a->ym, n, m->d);
     m->be->matmul_fwd(a->hpre, a->ym, P(p->fc), n, m->d, m->hid);
+    if (m->mlp16) { /* a->r holds the n·hid bf16 values in its first half */
+        m->be->relu2_fwd_x16((uint16_t *)a->r, a->hpre, (size_t)n * m->hid, m->cfg.mlp_leaky_slope);
+        m->be->matmul_fwd_x16(a->mo, (const uint16_t *)a->r, P(p->mlp_proj), n, m->hid, m->d);
+        return;
+    }
     m->be->relu2_fwd(a->r, a->hpre, (size_t)n * m->hid, m->cfg.mlp_leaky_slope);
     tap(m, l, PG_TAP_MLP_PROJ, a->r, n, m->hid);
     m->be->matmul_fwd(a->mo, a->r, P(p->mlp_proj), n, m->hid, m->d);
@@ -663,6 +668,8 @@ double pg_model_forward(struct pg_model *m, const int32_t *x, const int32_t *y, 
     be->upload(m->targets, y, (size_t)n * sizeof *y);
     be->upload(m->ids, x, (size_t)n * sizeof *x);
     memcpy(m->ids_host, x, (size_t)n * sizeof *x);
+    /* the MLP activation in bf16 only where nothing but the next product reads it */
+    m->mlp16 = m->fused && be->relu2_fwd_x16 && be->get_bf16 && be->get_bf16() && !m->tap && !m->side;
     if (c->varlen_attn) find_doc_starts(m, b);
     embed_forward(m, b);
     int ns = slot_count(m), ne = slot_encoders(m), nskip = active_skips(m), pf = parallel_from(m);
@@ -764,8 +771,12 @@ static void mlp_backward(struct pg_model *m, int l, struct pg_block_acts *a, con
     const struct pg_backend *be = m->be;
     const struct pg_block_params *p = &m->blk[l];
     int n = m->b * m->t, d = m->d, hid = m->hid;
-    be->matmul_bwd(m->dr, GW(p->mlp_proj), dmo, a->r, P(p->mlp_proj), n, hid, d, 0);
-    side_bwd(m, p->mlp_proj, a->r, dmo, m->dr, hid, d);
+    if (m->mlp16) {
+        be->matmul_bwd_x16(m->dr, GW(p->mlp_proj), dmo, (const uint16_t *)a->r, P(p->mlp_proj), n, hid, d, 0);
+    } else {
+        be->matmul_bwd(m->dr, GW(p->mlp_proj), dmo, a->r, P(p->mlp_proj), n, hid, d, 0);
+        side_bwd(m, p->mlp_proj, a->r, dmo, m->dr, hid, d);
+    }
     be->relu2_bwd(m->dh, m->dr, a->hpre, (size_t)n * hid, m->cfg.mlp_leaky_slope);
     be->matmul_bwd(m->dym, GW(p->fc), m->dh, a->ym, P(p->fc), n, d, hid, 0);
 }

@@ -7,6 +7,7 @@ const struct pg_backend pg_backend_cpu = {
     .init = pg_cpu_init,
     .status = pg_cpu_status,
     .set_bf16 = pg_cpu_set_bf16,
+    .get_bf16 = pg_cpu_get_bf16,
     .mem_peak = pg_cpu_mem_peak,
     .attention_work = pg_cpu_attention_work,
     .alloc = pg_cpu_alloc,

@@ -37,6 +37,7 @@ int pg_cpu_status(void);
 void pg_cpu_fail_nomem(size_t bytes, const char *what);
 size_t pg_cpu_mem_peak(void); /* 0: host memory is not tracked */
 void pg_cpu_set_bf16(int on);
+int pg_cpu_get_bf16(void);
 extern int pg_cpu_bf16; /* 1: matrix products round their inputs to bfloat16 */
 /* x rounded to bfloat16 (lib/optim.h's pg_bf16_round; through float in a PG_REAL_DOUBLE build). */
 static inline pg_real pg_cpu_bf16_round(pg_real x) { return (pg_real)pg_bf16_round((float)x); }

@@ -33,6 +33,7 @@ void openblas_set_num_threads(int);
 
 int pg_cpu_bf16;
 void pg_cpu_set_bf16(int on) { pg_cpu_bf16 = on != 0; }
+int pg_cpu_get_bf16(void) { return pg_cpu_bf16; }
 
 /* k per tile, elements of a thread's tile buffer (1 MiB of floats: an A tile and a B tile with
  * m + n up to 512 at k = 512), and of the stack fallback. */

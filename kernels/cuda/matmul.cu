@@ -29,6 +29,7 @@
 
 int pg_cuda_bf16;
 extern "C" void pg_cuda_set_bf16(int on) { pg_cuda_bf16 = on != 0; }
+extern "C" int pg_cuda_get_bf16(void) { return pg_cuda_bf16; }
 
 // dst (count dense column-major rows × cols matrices, ld rows, one after the other) = bf16 of
 // src (count column-major matrices, ld lds, `stride` elements apart).
@@ -166,6 +167,48 @@ static void matmul_bwd_bf16(float *dx, float *dw, const float *dy, const float *
     PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, x16, CUDA_R_16BF, in, dy16,
                                  CUDA_R_16BF, out, &one, dw, CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
                                  CUBLAS_GEMM_DEFAULT));
+}
+
+// The products of a layer whose input x is kept in bf16 (backend.h matmul_fwd_x16/bwd_x16: the
+// MLP's activation): as pg_cuda_matmul_fwd / matmul_bwd_bf16 with x16 taken as it is, only w
+// (and dy) converted.
+extern "C" void pg_cuda_matmul_fwd_x16(float *y, const uint16_t *x16, const float *w, int n, int in, int out)
+{
+    if (n <= 0 || out <= 0) return;
+    if (in <= 0) { // an empty sum: y = 0, what the fp32 path's beta 0 gives
+        PG_CUDA_CHECK(cudaMemsetAsync(y, 0, (size_t)n * out * sizeof *y, pg_cuda_stream()));
+        return;
+    }
+    __nv_bfloat16 *w16 = bf16_scratch((size_t)out * in);
+    if (!w16) return;
+    convert(w16, w, in, out, in, 0, 1);
+    float one = 1, zero = 0;
+    PG_CUBLAS_CHECK(cublasGemmEx(pg_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w16, CUDA_R_16BF, in,
+                                 (const __nv_bfloat16 *)x16, CUDA_R_16BF, in, &zero, y, CUDA_R_32F, out,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+extern "C" void pg_cuda_matmul_bwd_x16(float *dx, float *dw, const float *dy, const uint16_t *x16, const float *w,
+                                       int n, int in, int out, int dx_accumulate)
+{
+    if (n <= 0 || in <= 0 || out <= 0) return;
+    size_t nw = ((size_t)out * in + 127) / 128 * 128;
+    __nv_bfloat16 *w16 = bf16_scratch(nw + (size_t)n * out);
+    if (!w16) return;
+    __nv_bfloat16 *dy16 = w16 + nw;
+    convert(dy16, dy, out, n, out, 0, 1);
+    cublasHandle_t blas = pg_cuda_blas();
+    float one = 1, beta_dx = dx_accumulate ? 1.0f : 0.0f;
+    if (dx) {
+        convert(w16, w, in, out, in, 0, 1);
+        PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, w16, CUDA_R_16BF, in, dy16,
+                                     CUDA_R_16BF, out, &beta_dx, dx, CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT));
+    }
+    if (dw)
+        PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, (const __nv_bfloat16 *)x16,
+                                     CUDA_R_16BF, in, dy16, CUDA_R_16BF, out, &one, dw, CUDA_R_32F, in,
+                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 extern "C" void pg_cuda_matmul_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int in,

@@ -49,6 +49,7 @@ int pg_cuda_status(void);
 int pg_cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
 /* bf16-input matrix products on or off (lib/backend.h set_bf16). */
 void pg_cuda_set_bf16(int on);
+int pg_cuda_get_bf16(void);
 /* The backend's vector operations (lib/backend.h), on n device floats, on pg_cuda_stream():
  * dst = src (no overlap); x = 0; y += a·x computed in double and rounded once (the CPU's bits,
  * kernels/cpu/mem.c); x *= a, likewise. */
@@ -69,6 +70,11 @@ void pg_cuda_rope_fwd(float *x, const float *cos, const float *sin, int b, int t
 void pg_cuda_rope_bwd(float *dx, const float *cos, const float *sin, int b, int t, int h, int hd, int rd);
 void pg_cuda_relu2_fwd(float *y, const float *x, size_t n, double slope);
 void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, size_t n, double slope);
+/* backend.h relu2_fwd_x16, matmul_fwd_x16, matmul_bwd_x16: the MLP activation kept in bf16. */
+void pg_cuda_relu2_fwd_x16(uint16_t *y16, const float *x, size_t n, double slope);
+void pg_cuda_matmul_fwd_x16(float *y, const uint16_t *x16, const float *w, int n, int in, int out);
+void pg_cuda_matmul_bwd_x16(float *dx, float *dw, const float *dy, const uint16_t *x16, const float *w, int n, int in,
+                            int out, int dx_accumulate);
 void pg_cuda_mix_fwd(float *y, const float *x, const float *x0, const float *m0, const float *m1, int n, int d);
 void pg_cuda_mix_bwd(float *dx, float *dx0, float *dm0, float *dm1, const float *dy, const float *x, const float *x0,
                      const float *m0, const float *m1, int n, int d);

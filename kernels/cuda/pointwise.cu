@@ -33,6 +33,16 @@ __global__ void relu2_fwd_kernel(float *y, const float *x, size_t n, float s2)
     }
 }
 
+// relu2_fwd_kernel's value, rounded to bf16 (nearest even) as the next product would round it.
+__global__ void relu2_x16_kernel(__nv_bfloat16 *y, const float *x, size_t n, float s2)
+{
+    GRID_STRIDE(i, n)
+    {
+        float v = x[i];
+        y[i] = __float2bfloat16(v > 0 ? v * v : s2 != 0 ? s2 * v * v : 0);
+    }
+}
+
 __global__ void relu2_bwd_kernel(float *dx, const float *dy, const float *x, size_t n, float s2)
 {
     GRID_STRIDE(i, n)
@@ -181,6 +191,15 @@ extern "C" void pg_cuda_relu2_fwd(float *y, const float *x, size_t n, double slo
     if (n == 0) return;
     float s2 = (float)(slope * slope);
     PG_LAUNCH(relu2_fwd_kernel, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())(y, x, n, s2);
+    PG_CUDA_LAUNCHED();
+}
+
+extern "C" void pg_cuda_relu2_fwd_x16(uint16_t *y16, const float *x, size_t n, double slope)
+{
+    if (n == 0) return;
+    float s2 = (float)(slope * slope);
+    PG_LAUNCH(relu2_x16_kernel, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())((__nv_bfloat16 *)y16,
+                                                                                                 x, n, s2);
     PG_CUDA_LAUNCHED();
 }
 

@@ -6,7 +6,8 @@
  * References, on the CPU backend (pg_backend_cpu):
  *   qk_prep_fwd:  rmsnorm_fwd (scale 1), rope_fwd, head_gain_fwd (skipped without a gain);
  *   qk_prep_bwd:  head_gain_bwd (from the rotated rows), rope_bwd, rmsnorm_bwd;
- *   mix_norm_fwd: copy, mix_fwd, rmsnorm_fwd;  add_norm_fwd: copy, scale_add_fwd, rmsnorm_fwd.
+ *   mix_norm_fwd: copy, mix_fwd, rmsnorm_fwd;  add_norm_fwd: copy, scale_add_fwd, rmsnorm_fwd;
+ *   relu2_fwd_x16, matmul_fwd_x16/bwd_x16: relu2_fwd, bf16 rounding, matmul_fwd/bwd in bf16 mode.
  * Tolerance: parity.h's rule at 1e-5, as test_cuda_ops.c (the fused kernels do the chain's float
  * operations; the sums of squares run in another order). Every output is poisoned (NaN) before
  * the call, so an element the kernel does not write fails. Shapes: one token, odd lengths, head
@@ -14,6 +15,8 @@
  * GQA's k rows (no gain), and the gain gradient's accumulation. Each reduction must give the same
  * bits when run again. */
 #include "parity.h"
+
+#include "../../lib/optim.h" /* pg_bf16_round */
 
 #define TOL 1e-5
 
@@ -128,6 +131,55 @@ static void test_add_norm(int n, int d, double scale, int in_place)
     check("add_norm_fwd rstd", what, back(d_r, (size_t)n), rstd, (size_t)n, TOL);
 }
 
+/* The MLP activation kept in bf16 (relu2_fwd_x16, matmul_fwd_x16, matmul_bwd_x16) against the
+ * CPU in bf16 mode: relu2_fwd then pg_bf16_round, bit for bit (the same float expression, rounded
+ * once); the products against matmul_fwd/bwd on the CPU in bf16 mode from the fp32 activation
+ * (which round it to the same bf16 values), at the parity rule's 1e-5 (the same exact bf16
+ * products, summed in another order). The products would differ from the fp32 ones by bf16's
+ * rounding; that the x16 path rounds is checked against the fp32 mode's result. */
+static void test_mlp16(int n, int in, int out, double slope, int with_dx)
+{
+    char what[80];
+    snprintf(what, sizeof what, "n=%d in=%d out=%d slope=%g%s", n, in, out, slope, with_dx ? "" : " no dx");
+    size_t ni = (size_t)n * in, no = (size_t)n * out, nw = (size_t)out * in;
+    float *h = rnd(ni, 2), *r = hnew(ni), *w = rnd(nw, 0.5f), *dy = rnd(no, 1), *dw0 = rnd(nw, 0.1f);
+    cpu->relu2_fwd(r, h, ni, slope);
+    uint16_t *want16 = hkeep(malloc((ni ? ni : 1) * sizeof *want16));
+    for (size_t i = 0; i < ni; i++) {
+        float v = pg_bf16_round(r[i]);
+        memcpy(&want16[i], (const char *)&v + 2, 2); /* the upper half: bf16's bits (little-endian) */
+    }
+    uint16_t *d_r16 = dnew((ni ? ni : 1) * sizeof *d_r16), *got16 = hkeep(malloc((ni ? ni : 1) * sizeof *got16));
+    memset(got16, 0xff, (ni ? ni : 1) * sizeof *got16);
+    pg_cuda_upload(d_r16, got16, ni * sizeof *got16); /* poisoned: NaN patterns */
+    pg_cuda_relu2_fwd_x16(d_r16, dev(h, ni), ni, slope);
+    pg_cuda_download(got16, d_r16, ni * sizeof *got16);
+    ok(memcmp(got16, want16, ni * sizeof *got16) == 0, "relu2_fwd_x16 %s: relu2_fwd rounded to bf16, bit for bit",
+       what);
+    /* the products, against the CPU's bf16 mode on the fp32 activation */
+    float *y = hnew(no), *dx = hnew(ni), *dw = copy(dw0, nw), *yf = hnew(no);
+    cpu->set_bf16(0);
+    cpu->matmul_fwd(yf, r, w, n, in, out);
+    cpu->set_bf16(1);
+    cpu->matmul_fwd(y, r, w, n, in, out);
+    cpu->matmul_bwd(with_dx ? dx : NULL, dw, dy, r, w, n, in, out, 0);
+    cpu->set_bf16(0);
+    float *d_w = dev(w, nw), *d_y = poisoned(no), *d_dx = poisoned(ni), *d_dw = dev(dw0, nw);
+    gpu->set_bf16(1);
+    pg_cuda_matmul_fwd_x16(d_y, d_r16, d_w, n, in, out);
+    pg_cuda_matmul_bwd_x16(with_dx ? d_dx : NULL, d_dw, dev(dy, no), d_r16, d_w, n, in, out, 0);
+    gpu->set_bf16(0);
+    float *gy = back(d_y, no);
+    check("matmul_fwd_x16 y", what, gy, y, no, TOL);
+    if (with_dx) check("matmul_bwd_x16 dx", what, back(d_dx, ni), dx, ni, TOL);
+    else ok(isnan(back(d_dx, ni)[0]), "matmul_bwd_x16 %s: dx NULL, nothing written", what);
+    check("matmul_bwd_x16 dw (accumulated)", what, back(d_dw, nw), dw, nw, TOL);
+    double diff = 0, ref = 0;
+    for (size_t i = 0; i < no; i++) diff += (double)(gy[i] - yf[i]) * (gy[i] - yf[i]), ref += (double)yf[i] * yf[i];
+    ok(no == 0 || sqrt(diff / (ref > 0 ? ref : 1)) > 1e-5,
+       "matmul_fwd_x16 %s: bf16's rounding is there (relative rms %.2e from fp32)", what, sqrt(diff / (ref > 0 ? ref : 1)));
+}
+
 /* Empty calls write nothing and record no failure. */
 static void test_empty(void)
 {
@@ -162,6 +214,10 @@ int main(void)
     test_add_norm(1, 37, 0.7071, 1);
     test_add_norm(9, 512, 0.5, 0);
     test_add_norm(3, 700, 1, 1);
+    test_mlp16(5, 24, 16, 0, 1);
+    test_mlp16(1, 40, 8, 0.5, 1); /* one token, LeakyReLU(0.5)² */
+    test_mlp16(33, 64, 48, 0.5, 0);
+    test_mlp16(7, 1024, 512, 0, 1); /* the baseline's MLP projection */
     test_empty();
     return parity_done(TOL);
 }

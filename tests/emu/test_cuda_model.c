@@ -22,6 +22,8 @@
  *     operation errs by 1e-3 or more.
  * The CUDA model runs its fused forms (lib/backend.h: qk_prep, mix_norm, add_norm), and three of
  * the configurations again with them off (PG_FUSED=0), the plain chains.
+ * In bf16 mode (two configurations, two accumulated micro-batches) the CUDA model keeps each MLP
+ * activation in bf16 only (relu2_fwd_x16, matmul_fwd/bwd_x16) against the CPU's bf16 mode.
  * And the CUDA backend's determinism: running forward and backward again gives the same bits
  * (loss, losses, every gradient). */
 #include "parity.h"
@@ -123,6 +125,68 @@ static void compare(struct pg_config cfg, const struct shape *s, const char *lab
     pg_model_free(&mg);
 }
 
+/* bf16 mode on both backends (set_bf16(1)): the CUDA model keeps each MLP activation in bf16
+ * only (relu2_fwd_x16, matmul_fwd_x16/bwd_x16), the CPU rounds the fp32 one in its products; the
+ * same bf16 operands but where a value computed by each side lies at a bf16 midpoint (then one
+ * rounds up, the other down: test_cuda_bf16.c), so on a GPU the loss within 1e-4 and the MLP
+ * matrices' gradients within 1e-2 of their scale (a dropped term or a wrong operand errs by far
+ * more); under the emulator, whose cuBLAS sums as the CPU's BLAS does, 1e-6 and 1e-5. */
+#ifdef PG_CUDA_EMU
+#define BF16_LOSS_TOL 1e-6
+#define BF16_GRAD_TOL 1e-5
+#else
+#define BF16_LOSS_TOL 1e-4
+#define BF16_GRAD_TOL 1e-2
+#endif
+static void compare_bf16(struct pg_config cfg, const struct shape *s, const char *label)
+{
+    cfg.vocab_size = s->vocab, cfg.num_layers = s->layers, cfg.model_dim = s->dim, cfg.num_heads = s->heads;
+    cfg.num_kv_heads = s->kv, cfg.mlp_mult = 2, cfg.train_seq_len = s->t, cfg.logit_softcap = 3.0;
+    cfg.grad_accum_steps = 2, cfg.train_batch_tokens = cfg.val_batch_size = 2 * s->b * s->t;
+    struct pg_model mc, mg;
+    setup(&mc, &cfg, cpu, s, label);
+    setup(&mg, &cfg, gpu, s, label);
+    size_t np = mc.nparams, n = (size_t)s->b * s->t;
+    memcpy(mc.params, rnd(np, 0.5f), np * sizeof(float));
+    gpu->upload(mg.params, mc.params, np * sizeof(float));
+    int32_t *x = hkeep(malloc(n * sizeof *x)), *y = hkeep(malloc(n * sizeof *y));
+    for (size_t i = 0; i < n; i++) {
+        x[i] = (int32_t)((urand() + 1) / 2 * s->vocab) % s->vocab;
+        y[i] = (int32_t)((urand() + 1) / 2 * s->vocab) % s->vocab;
+    }
+    cpu->set_bf16(1), gpu->set_bf16(1);
+    pg_model_zero_grad(&mc);
+    pg_model_zero_grad(&mg);
+    double tc = 0, tg = 0;
+    for (int micro = 0; micro < 2; micro++) { /* two micro-batches: the gradients accumulate */
+        tc = pg_model_forward(&mc, x, y, s->b, NULL), tg = pg_model_forward(&mg, x, y, s->b, NULL);
+        pg_model_backward(&mc, 1.0 / n);
+        pg_model_backward(&mg, 1.0 / n);
+        x[micro] = (x[micro] + 1) % s->vocab;
+    }
+    cpu->set_bf16(0), gpu->set_bf16(0);
+    ok(mg.mlp16 && !mc.mlp16, "%s: the CUDA model keeps the MLP activation in bf16 (the CPU's has no such form)",
+       label);
+    double rel = fabs(tg - tc) / fabs(tc);
+    ok(rel <= BF16_LOSS_TOL, "%s: loss total %.9g on the GPU, %.9g on the CPU (relative %.1e)", label, tg, tc, rel);
+    float *gg = hnew(np);
+    gpu->download(gg, mg.grads, np * sizeof(float));
+    double worst = 0;
+    for (int l = 0; l < mc.cfg.num_layers; l++) {
+        size_t off[2] = {mc.tensors[mc.blk[l].fc].offset, mc.tensors[mc.blk[l].mlp_proj].offset};
+        size_t cnt[2] = {mc.tensors[mc.blk[l].fc].numel, mc.tensors[mc.blk[l].mlp_proj].numel};
+        for (int k = 0; k < 2; k++) {
+            const float *a = gg + off[k], *b = mc.grads + off[k];
+            double scale = rms_of(b, cnt[k]);
+            for (size_t i = 0; i < cnt[k]; i++) worst = fmax(worst, fabs(a[i] - b[i]) / (scale > 0 ? scale : 1));
+        }
+    }
+    ok(worst <= BF16_GRAD_TOL, "%s: the MLP matrices' gradients within %g of their scale (worst %.1e)", label,
+       BF16_GRAD_TOL, worst);
+    pg_model_free(&mc);
+    pg_model_free(&mg);
+}
+
 /* The table's memory operations against the CPU's (kernels/cpu/mem.c): alloc gives zeros; copy,
  * zero, axpy (in double, rounded once) and scale give the CPU's bits; and the table reaches the
  * operations (an embedding lookup with device ids). */
@@ -185,6 +249,10 @@ int main(void)
     struct pg_config wa = record_a(cfg);
     wa.gate_window = 12;
     compare(wa, &WIDER, "wider xsa + sparse gate + skip gates + smear v2 + varlen", 0);
+    compare_bf16(cfg, &WIDER, "bf16, wider baseline");
+    struct pg_config leaky = cfg;
+    leaky.mlp_leaky_slope = 0.5;
+    compare_bf16(leaky, &WIDER, "bf16, LeakyReLU(0.5)²");
     /* the plain chains the fused forms replace (PG_FUSED=0) */
     unfused = 1;
     compare(cfg, &TINY, "baseline, fused forms off", 0);
