@@ -231,6 +231,15 @@ struct pg_backend {
      * matmul_bwd_x16 are matmul_fwd / matmul_bwd (in bf16 mode) with that x. The fp32 copy is
      * never written, nor converted by each product: the forward's conversion and the backward's
      * are gone. */
+    /* The attention's three products of one input, x[N,in] by wq[outq,in], wk and wv [outkv,in]
+     * into q, k, v (matmul_fwd's each), and their backward (matmul_bwd's three: dx overwritten
+     * by the first unless dx_accumulate, then accumulated, in the order q, k, v; dwq, dwk, dwv
+     * accumulated): the same results, with x converted to bf16 once for the three in bf16 mode. */
+    void (*matmul_fwd_qkv)(pg_real *q, pg_real *k, pg_real *v, const pg_real *x, const pg_real *wq, const pg_real *wk,
+                           const pg_real *wv, int n, int in, int outq, int outkv);
+    void (*matmul_bwd_qkv)(pg_real *dx, pg_real *dwq, pg_real *dwk, pg_real *dwv, const pg_real *dq, const pg_real *dk,
+                           const pg_real *dv, const pg_real *x, const pg_real *wq, const pg_real *wk, const pg_real *wv,
+                           int n, int in, int outq, int outkv, int dx_accumulate);
     void (*relu2_fwd_x16)(uint16_t *y16, const pg_real *x, size_t n, double slope);
     void (*matmul_fwd_x16)(pg_real *y, const uint16_t *x16, const pg_real *w, int n, int in, int out);
     void (*matmul_bwd_x16)(pg_real *dx, pg_real *dw, const pg_real *dy, const uint16_t *x16, const pg_real *w, int n,

@@ -479,6 +479,10 @@ static void side_bwd(const struct pg_model *m, int tensor, const pg_real *x, con
 }
 
 /* Attention of layer l on the normed input a->ya: a->ao = proj(gate(xsa(attn(q, k, v)))). */
+/* q, k and v from one call (backend.h matmul_fwd_qkv: their input converted once in bf16 mode)
+ * with the fused forms, when no side path runs beside them. */
+static int qkv_together(const struct pg_model *m) { return m->fused && m->be->matmul_fwd_qkv && !m->side; }
+
 static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int b)
 {
     const struct pg_backend *be = m->be;
@@ -487,13 +491,17 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
     int n = b * m->t, d = m->d;
     double eps = c->rms_norm_eps;
     tap(m, l, PG_TAP_QKV, a->ya, n, d);
-    be->matmul_fwd(a->qr, a->ya, P(p->c_q), n, d, d);
-    side_fwd(m, p->c_q, a->ya, a->qr, d, d);
     pg_real *kp = m->fused ? a->kn : a->k; /* fused: kn keeps the product */
-    be->matmul_fwd(kp, a->ya, P(p->c_k), n, d, m->kvd);
-    side_fwd(m, p->c_k, a->ya, kp, d, m->kvd);
-    be->matmul_fwd(a->v, a->ya, P(p->c_v), n, d, m->kvd);
-    side_fwd(m, p->c_v, a->ya, a->v, d, m->kvd);
+    if (qkv_together(m)) {
+        be->matmul_fwd_qkv(a->qr, kp, a->v, a->ya, P(p->c_q), P(p->c_k), P(p->c_v), n, d, d, m->kvd);
+    } else {
+        be->matmul_fwd(a->qr, a->ya, P(p->c_q), n, d, d);
+        side_fwd(m, p->c_q, a->ya, a->qr, d, d);
+        be->matmul_fwd(kp, a->ya, P(p->c_k), n, d, m->kvd);
+        side_fwd(m, p->c_k, a->ya, kp, d, m->kvd);
+        be->matmul_fwd(a->v, a->ya, P(p->c_v), n, d, m->kvd);
+        side_fwd(m, p->c_v, a->ya, a->v, d, m->kvd);
+    }
     int vi = ve_index(m, l);
     if (vi >= 0) be->scalar_add_fwd(a->v, P(m->t_ve_layer) + vi, P(m->t_ve_scale), m->ve, (size_t)n * m->kvd);
     if (m->fused) { /* qr and kn keep the products, which the backward recomputes from */
@@ -756,12 +764,17 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
     if (vi >= 0)
         be->scalar_add_bwd(m->dve, G(m->t_ve_layer) + vi, G(m->t_ve_scale), m->dv, P(m->t_ve_layer) + vi,
                            P(m->t_ve_scale), m->ve, (size_t)n * kvd, 1);
-    be->matmul_bwd(m->dya, GW(p->c_q), m->dxm, a->ya, P(p->c_q), n, d, d, 0);
-    side_bwd(m, p->c_q, a->ya, m->dxm, m->dya, d, d);
-    be->matmul_bwd(m->dya, GW(p->c_k), m->dkn, a->ya, P(p->c_k), n, d, kvd, 1);
-    side_bwd(m, p->c_k, a->ya, m->dkn, m->dya, d, kvd);
-    be->matmul_bwd(m->dya, GW(p->c_v), m->dv, a->ya, P(p->c_v), n, d, kvd, 1);
-    side_bwd(m, p->c_v, a->ya, m->dv, m->dya, d, kvd);
+    if (qkv_together(m)) {
+        be->matmul_bwd_qkv(m->dya, G(p->c_q), G(p->c_k), G(p->c_v), m->dxm, m->dkn, m->dv, a->ya, P(p->c_q),
+                           P(p->c_k), P(p->c_v), n, d, d, kvd, 0);
+    } else {
+        be->matmul_bwd(m->dya, GW(p->c_q), m->dxm, a->ya, P(p->c_q), n, d, d, 0);
+        side_bwd(m, p->c_q, a->ya, m->dxm, m->dya, d, d);
+        be->matmul_bwd(m->dya, GW(p->c_k), m->dkn, a->ya, P(p->c_k), n, d, kvd, 1);
+        side_bwd(m, p->c_k, a->ya, m->dkn, m->dya, d, kvd);
+        be->matmul_bwd(m->dya, GW(p->c_v), m->dv, a->ya, P(p->c_v), n, d, kvd, 1);
+        side_bwd(m, p->c_v, a->ya, m->dv, m->dya, d, kvd);
+    }
     if (gate) be->axpy(m->dya, 1, m->dgu, (size_t)n * d);
 }
 

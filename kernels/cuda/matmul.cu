@@ -169,6 +169,71 @@ static void matmul_bwd_bf16(float *dx, float *dw, const float *dy, const float *
                                  CUBLAS_GEMM_DEFAULT));
 }
 
+// The attention's three products of one input (backend.h matmul_fwd_qkv/bwd_qkv): in bf16 mode x
+// is converted once for the three instead of once per product (and once per product again in
+// the backward); each product is the call pg_cuda_matmul_fwd / matmul_bwd_bf16 makes, so the bits
+// are theirs. fp32 mode (nothing to convert): the three plain calls.
+extern "C" void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, const float *x, const float *wq, const float *wk,
+                                       const float *wv, int n, int in, int outq, int outkv)
+{
+    if (!pg_cuda_bf16 || n <= 0 || in <= 0) {
+        pg_cuda_matmul_fwd(q, x, wq, n, in, outq);
+        pg_cuda_matmul_fwd(k, x, wk, n, in, outkv);
+        pg_cuda_matmul_fwd(v, x, wv, n, in, outkv);
+        return;
+    }
+    const int outs[3] = {outq, outkv, outkv};
+    float *const ys[3] = {q, k, v};
+    const float *const ws[3] = {wq, wk, wv};
+    size_t nx = ((size_t)n * in + 127) / 128 * 128;
+    __nv_bfloat16 *x16 = bf16_scratch(nx + (size_t)(outq > outkv ? outq : outkv) * in);
+    if (!x16) return;
+    __nv_bfloat16 *w16 = x16 + nx;
+    convert(x16, x, in, n, in, 0, 1);
+    float one = 1, zero = 0;
+    for (int i = 0; i < 3; i++) {
+        if (outs[i] <= 0) continue;
+        convert(w16, ws[i], in, outs[i], in, 0, 1); // after the previous product, in stream order
+        PG_CUBLAS_CHECK(cublasGemmEx(pg_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, outs[i], n, in, &one, w16, CUDA_R_16BF,
+                                     in, x16, CUDA_R_16BF, in, &zero, ys[i], CUDA_R_32F, outs[i], CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT));
+    }
+}
+
+extern "C" void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float *dwv, const float *dq, const float *dk,
+                                       const float *dv, const float *x, const float *wq, const float *wk,
+                                       const float *wv, int n, int in, int outq, int outkv, int dx_accumulate)
+{
+    if (!pg_cuda_bf16 || n <= 0 || in <= 0 || outq <= 0 || outkv <= 0 || !dx || !dwq || !dwk || !dwv) {
+        pg_cuda_matmul_bwd(dx, dwq, dq, x, wq, n, in, outq, dx_accumulate);
+        pg_cuda_matmul_bwd(dx, dwk, dk, x, wk, n, in, outkv, 1);
+        pg_cuda_matmul_bwd(dx, dwv, dv, x, wv, n, in, outkv, 1);
+        return;
+    }
+    const int outs[3] = {outq, outkv, outkv};
+    float *const dws[3] = {dwq, dwk, dwv};
+    const float *const ws[3] = {wq, wk, wv}, *const dys[3] = {dq, dk, dv};
+    const int most = outq > outkv ? outq : outkv;
+    size_t nx = ((size_t)n * in + 127) / 128 * 128, nw = ((size_t)most * in + 127) / 128 * 128;
+    __nv_bfloat16 *x16 = bf16_scratch(nx + nw + (size_t)n * most);
+    if (!x16) return;
+    __nv_bfloat16 *w16 = x16 + nx, *dy16 = w16 + nw;
+    convert(x16, x, in, n, in, 0, 1);
+    cublasHandle_t blas = pg_cuda_blas();
+    float one = 1;
+    for (int i = 0; i < 3; i++) {
+        float beta_dx = i > 0 || dx_accumulate ? 1.0f : 0.0f;
+        convert(w16, ws[i], in, outs[i], in, 0, 1);
+        convert(dy16, dys[i], outs[i], n, outs[i], 0, 1);
+        PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, outs[i], &one, w16, CUDA_R_16BF, in, dy16,
+                                     CUDA_R_16BF, outs[i], &beta_dx, dx, CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT));
+        PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, in, outs[i], n, &one, x16, CUDA_R_16BF, in, dy16,
+                                     CUDA_R_16BF, outs[i], &one, dws[i], CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT));
+    }
+}
+
 // The products of a layer whose input x is kept in bf16 (backend.h matmul_fwd_x16/bwd_x16: the
 // MLP's activation): as pg_cuda_matmul_fwd / matmul_bwd_bf16 with x16 taken as it is, only w
 // (and dy) converted.

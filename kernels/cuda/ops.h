@@ -70,6 +70,12 @@ void pg_cuda_rope_fwd(float *x, const float *cos, const float *sin, int b, int t
 void pg_cuda_rope_bwd(float *dx, const float *cos, const float *sin, int b, int t, int h, int hd, int rd);
 void pg_cuda_relu2_fwd(float *y, const float *x, size_t n, double slope);
 void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, size_t n, double slope);
+/* backend.h matmul_fwd_qkv / matmul_bwd_qkv: the attention's three products of one input. */
+void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, const float *x, const float *wq, const float *wk,
+                            const float *wv, int n, int in, int outq, int outkv);
+void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float *dwv, const float *dq, const float *dk,
+                            const float *dv, const float *x, const float *wq, const float *wk, const float *wv, int n,
+                            int in, int outq, int outkv, int dx_accumulate);
 /* backend.h relu2_fwd_x16, matmul_fwd_x16, matmul_bwd_x16: the MLP activation kept in bf16. */
 void pg_cuda_relu2_fwd_x16(uint16_t *y16, const float *x, size_t n, double slope);
 void pg_cuda_matmul_fwd_x16(float *y, const uint16_t *x16, const float *w, int n, int in, int out);

@@ -7,7 +7,8 @@
  *   qk_prep_fwd:  rmsnorm_fwd (scale 1), rope_fwd, head_gain_fwd (skipped without a gain);
  *   qk_prep_bwd:  head_gain_bwd (from the rotated rows), rope_bwd, rmsnorm_bwd;
  *   mix_norm_fwd: copy, mix_fwd, rmsnorm_fwd;  add_norm_fwd: copy, scale_add_fwd, rmsnorm_fwd;
- *   relu2_fwd_x16, matmul_fwd_x16/bwd_x16: relu2_fwd, bf16 rounding, matmul_fwd/bwd in bf16 mode.
+ *   relu2_fwd_x16, matmul_fwd_x16/bwd_x16: relu2_fwd, bf16 rounding, matmul_fwd/bwd in bf16 mode;
+ *   matmul_fwd_qkv/bwd_qkv: three matmul_fwd/bwd (and the device's own three, bit for bit).
  * Tolerance: parity.h's rule at 1e-5, as test_cuda_ops.c (the fused kernels do the chain's float
  * operations; the sums of squares run in another order). Every output is poisoned (NaN) before
  * the call, so an element the kernel does not write fails. Shapes: one token, odd lengths, head
@@ -180,6 +181,67 @@ static void test_mlp16(int n, int in, int out, double slope, int with_dx)
        "matmul_fwd_x16 %s: bf16's rounding is there (relative rms %.2e from fp32)", what, sqrt(diff / (ref > 0 ? ref : 1)));
 }
 
+/* The attention's three products of one input (matmul_fwd_qkv / matmul_bwd_qkv), in fp32 and in
+ * bf16 mode: the bits of the device's own three matmul_fwd / matmul_bwd calls (the same products,
+ * x converted once instead of three times), and the CPU's chain at the parity rule. */
+static void test_qkv(int n, int in, int outq, int outkv, int bf16, int dx_accumulate)
+{
+    char what[96];
+    snprintf(what, sizeof what, "n=%d in=%d q %d kv %d %s%s", n, in, outq, outkv, bf16 ? "bf16" : "fp32",
+             dx_accumulate ? " dx +=" : "");
+    size_t nx = (size_t)n * in, nq = (size_t)n * outq, nk = (size_t)n * outkv;
+    size_t nwq = (size_t)outq * in, nwk = (size_t)outkv * in;
+    float *x = rnd(nx, 1), *wq = rnd(nwq, 0.5f), *wk = rnd(nwk, 0.5f), *wv = rnd(nwk, 0.5f);
+    float *dq = rnd(nq, 1), *dk = rnd(nk, 1), *dv = rnd(nk, 1), *dx0 = rnd(nx, 1), *g0 = rnd(nwq, 0.1f);
+    /* the CPU's chain */
+    float *q = hnew(nq), *k = hnew(nk), *v = hnew(nk), *dx = copy(dx0, nx);
+    float *gq = copy(g0, nwq), *gk = copy(g0, nwk), *gv = copy(g0, nwk);
+    cpu->set_bf16(bf16);
+    cpu->matmul_fwd(q, x, wq, n, in, outq);
+    cpu->matmul_fwd(k, x, wk, n, in, outkv);
+    cpu->matmul_fwd(v, x, wv, n, in, outkv);
+    cpu->matmul_bwd(dx, gq, dq, x, wq, n, in, outq, dx_accumulate);
+    cpu->matmul_bwd(dx, gk, dk, x, wk, n, in, outkv, 1);
+    cpu->matmul_bwd(dx, gv, dv, x, wv, n, in, outkv, 1);
+    cpu->set_bf16(0);
+    /* the device: the fused call, and its own three calls */
+    float *d_x = dev(x, nx), *d_wq = dev(wq, nwq), *d_wk = dev(wk, nwk), *d_wv = dev(wv, nwk);
+    float *d_dq = dev(dq, nq), *d_dk = dev(dk, nk), *d_dv = dev(dv, nk);
+    float *out[2][7];
+    for (int way = 0; way < 2; way++) {
+        float *d_q = poisoned(nq), *d_k = poisoned(nk), *d_v = poisoned(nk), *d_dx = dev(dx0, nx);
+        float *d_gq = dev(g0, nwq), *d_gk = dev(g0, nwk), *d_gv = dev(g0, nwk);
+        gpu->set_bf16(bf16);
+        if (way == 0) {
+            pg_cuda_matmul_fwd_qkv(d_q, d_k, d_v, d_x, d_wq, d_wk, d_wv, n, in, outq, outkv);
+            pg_cuda_matmul_bwd_qkv(d_dx, d_gq, d_gk, d_gv, d_dq, d_dk, d_dv, d_x, d_wq, d_wk, d_wv, n, in, outq, outkv,
+                                   dx_accumulate);
+        } else {
+            pg_cuda_matmul_fwd(d_q, d_x, d_wq, n, in, outq);
+            pg_cuda_matmul_fwd(d_k, d_x, d_wk, n, in, outkv);
+            pg_cuda_matmul_fwd(d_v, d_x, d_wv, n, in, outkv);
+            pg_cuda_matmul_bwd(d_dx, d_gq, d_dq, d_x, d_wq, n, in, outq, dx_accumulate);
+            pg_cuda_matmul_bwd(d_dx, d_gk, d_dk, d_x, d_wk, n, in, outkv, 1);
+            pg_cuda_matmul_bwd(d_dx, d_gv, d_dv, d_x, d_wv, n, in, outkv, 1);
+        }
+        gpu->set_bf16(0);
+        out[way][0] = back(d_q, nq), out[way][1] = back(d_k, nk), out[way][2] = back(d_v, nk);
+        out[way][3] = back(d_dx, nx), out[way][4] = back(d_gq, nwq), out[way][5] = back(d_gk, nwk);
+        out[way][6] = back(d_gv, nwk);
+    }
+    const size_t sizes[7] = {nq, nk, nk, nx, nwq, nwk, nwk};
+    int same = 1;
+    for (int i = 0; i < 7; i++) same = same && same_bits(out[0][i], out[1][i], sizes[i]);
+    ok(same, "matmul_qkv %s: the bits of the device's three separate products, forward and backward", what);
+    check("matmul_fwd_qkv q", what, out[0][0], q, nq, TOL);
+    check("matmul_fwd_qkv k", what, out[0][1], k, nk, TOL);
+    check("matmul_fwd_qkv v", what, out[0][2], v, nk, TOL);
+    check("matmul_bwd_qkv dx", what, out[0][3], dx, nx, TOL);
+    check("matmul_bwd_qkv dwq", what, out[0][4], gq, nwq, TOL);
+    check("matmul_bwd_qkv dwk", what, out[0][5], gk, nwk, TOL);
+    check("matmul_bwd_qkv dwv", what, out[0][6], gv, nwk, TOL);
+}
+
 /* Empty calls write nothing and record no failure. */
 static void test_empty(void)
 {
@@ -218,6 +280,10 @@ int main(void)
     test_mlp16(1, 40, 8, 0.5, 1); /* one token, LeakyReLU(0.5)² */
     test_mlp16(33, 64, 48, 0.5, 0);
     test_mlp16(7, 1024, 512, 0, 1); /* the baseline's MLP projection */
+    test_qkv(6, 32, 32, 16, 1, 0);
+    test_qkv(1, 24, 24, 8, 1, 1); /* one token, dx accumulated */
+    test_qkv(17, 64, 64, 32, 0, 0);
+    test_qkv(9, 512, 512, 256, 1, 0); /* the baseline's shapes */
     test_empty();
     return parity_done(TOL);
 }
