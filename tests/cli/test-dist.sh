@@ -76,8 +76,8 @@ check "rank 0 alone writes: one metrics line per step and validation, as 1 proce
     sh -c "[ \$(wc -l <'$W/r2/metrics.jsonl') -eq \$(wc -l <'$W/r1/metrics.jsonl') ]"
 
 check "2 ranks: every step line has ranks 2 and a comm_ms; one process's have neither" sh -c "
-    jq -e -s '[.[] | select(.train_loss)] | length == 20 and all(.ranks == 2 and .comm_ms >= 0)' '$W/r2/metrics.jsonl' &&
-    jq -e -s '[.[] | select(.train_loss)] | all(has(\"comm_ms\") | not)' '$W/r1/metrics.jsonl'" 
+    jq -e -s '[.[] | select(.train_loss)] | length == 20 and all(.ranks == 2 and .comm_ms >= 0)' '$W/r2/metrics.jsonl' >/dev/null &&
+    jq -e -s '[.[] | select(.train_loss)] | all(has(\"comm_ms\") | not)' '$W/r1/metrics.jsonl' >/dev/null"
 check "2 ranks again" ranks 2 -o "$W/r2b"
 check "a rerun at 2 ranks gives the same model bytes" cmp -s "$W/r2/model.safetensors" "$W/r2b/model.safetensors"
 check "and the same optimizer state (its metadata has the wall-clock time)" quiet \

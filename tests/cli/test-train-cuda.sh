@@ -157,7 +157,7 @@ CAL="--scheme int4 --keep-float 100 --calib-data $W/data --calib-prefix t --cali
 "$DQ" "$W/g/model.safetensors" -o "$W/qg.pgq" $CAL --device cuda >"$W/qg.json"
 check "rounding with statistics gathered on $where: the same integers as the CPU's" cmp -s "$W/qc.pgq" "$W/qg.pgq"
 check "and every tensor's output error within 1e-4 of the CPU's (H summed on the device)" \
-    jq -se '[.[0].tensors, .[1].tensors] | transpose | map(select(.[0].out_err != null) |
+    quiet jq -se '[.[0].tensors, .[1].tensors] | transpose | map(select(.[0].out_err != null) |
         ((.[0].out_err - .[1].out_err) | fabs) <= 1e-4 * .[0].out_err) | (length > 0 and all)' "$W/qc.json" "$W/qg.json"
 # shellcheck disable=SC2086
 "$PG_BIN/pg-quantize" "$W/g/model.safetensors" -o "$W/gc.pgq" $CAL --method gptq >/dev/null
