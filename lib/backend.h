@@ -225,12 +225,6 @@ struct pg_backend {
      * rstd) on x. */
     void (*add_norm_fwd)(pg_real *x, pg_real *y, pg_real *rstd, const pg_real *x_in, const pg_real *s,
                          const pg_real *f, int n, int d, double eps, double scale);
-    /* The MLP's activation stored in bf16 only, for bf16 mode (set_bf16), where the second
-     * product is its one reader and rounds it to bf16 anyway: relu2_fwd_x16 writes the n values
-     * of relu2_fwd rounded to bf16 (nearest even; uint16 bit patterns), and matmul_fwd_x16 /
-     * matmul_bwd_x16 are matmul_fwd / matmul_bwd (in bf16 mode) with that x. The fp32 copy is
-     * never written, nor converted by each product: the forward's conversion and the backward's
-     * are gone. */
     /* The attention's three products of one input, x[N,in] by wq[outq,in], wk and wv [outkv,in]
      * into q, k, v (matmul_fwd's each), and their backward (matmul_bwd's three: dx overwritten
      * by the first unless dx_accumulate, then accumulated, in the order q, k, v; dwq, dwk, dwv
@@ -240,10 +234,18 @@ struct pg_backend {
     void (*matmul_bwd_qkv)(pg_real *dx, pg_real *dwq, pg_real *dwk, pg_real *dwv, const pg_real *dq, const pg_real *dk,
                            const pg_real *dv, const pg_real *x, const pg_real *wq, const pg_real *wk, const pg_real *wv,
                            int n, int in, int outq, int outkv, int dx_accumulate);
+    /* bf16 operands made by the kernel that computes them, for bf16 mode (set_bf16), where a
+     * value's one reader is a product that rounds it to bf16 anyway: the MLP's activation
+     * (relu2_fwd_x16: relu2_fwd's n values rounded to bf16, nearest even, as uint16 bit
+     * patterns) and its gradient (relu2_bwd_x16: relu2_bwd's dx so rounded). matmul_fwd_x16 is
+     * matmul_fwd (bf16 mode) with x given so; matmul_bwd_16 is matmul_bwd (bf16 mode) where dy16
+     * and x16, when not NULL, replace dy and x. The fp32 copies are never written, nor converted
+     * by each product. */
     void (*relu2_fwd_x16)(uint16_t *y16, const pg_real *x, size_t n, double slope);
+    void (*relu2_bwd_x16)(uint16_t *dx16, const pg_real *dy, const pg_real *x, size_t n, double slope);
     void (*matmul_fwd_x16)(pg_real *y, const uint16_t *x16, const pg_real *w, int n, int in, int out);
-    void (*matmul_bwd_x16)(pg_real *dx, pg_real *dw, const pg_real *dy, const uint16_t *x16, const pg_real *w, int n,
-                           int in, int out, int dx_accumulate);
+    void (*matmul_bwd_16)(pg_real *dx, pg_real *dw, const pg_real *dy, const uint16_t *dy16, const pg_real *x,
+                          const uint16_t *x16, const pg_real *w, int n, int in, int out, int dx_accumulate);
 
     /* ---- the backend's state ---- */
 

@@ -784,12 +784,15 @@ static void mlp_backward(struct pg_model *m, int l, struct pg_block_acts *a, con
     const struct pg_backend *be = m->be;
     const struct pg_block_params *p = &m->blk[l];
     int n = m->b * m->t, d = m->d, hid = m->hid;
-    if (m->mlp16) {
-        be->matmul_bwd_x16(m->dr, GW(p->mlp_proj), dmo, (const uint16_t *)a->r, P(p->mlp_proj), n, hid, d, 0);
-    } else {
-        be->matmul_bwd(m->dr, GW(p->mlp_proj), dmo, a->r, P(p->mlp_proj), n, hid, d, 0);
-        side_bwd(m, p->mlp_proj, a->r, dmo, m->dr, hid, d);
+    if (m->mlp16) { /* the activation and its gradient dh in bf16 (dh in the first half of m->dh) */
+        uint16_t *dh16 = (uint16_t *)m->dh;
+        be->matmul_bwd_16(m->dr, G(p->mlp_proj), dmo, NULL, NULL, (const uint16_t *)a->r, P(p->mlp_proj), n, hid, d, 0);
+        be->relu2_bwd_x16(dh16, m->dr, a->hpre, (size_t)n * hid, m->cfg.mlp_leaky_slope);
+        be->matmul_bwd_16(m->dym, G(p->fc), NULL, dh16, a->ym, NULL, P(p->fc), n, d, hid, 0);
+        return;
     }
+    be->matmul_bwd(m->dr, GW(p->mlp_proj), dmo, a->r, P(p->mlp_proj), n, hid, d, 0);
+    side_bwd(m, p->mlp_proj, a->r, dmo, m->dr, hid, d);
     be->relu2_bwd(m->dh, m->dr, a->hpre, (size_t)n * hid, m->cfg.mlp_leaky_slope);
     be->matmul_bwd(m->dym, GW(p->fc), m->dh, a->ym, P(p->fc), n, d, hid, 0);
 }

@@ -234,9 +234,10 @@ extern "C" void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float 
     }
 }
 
-// The products of a layer whose input x is kept in bf16 (backend.h matmul_fwd_x16/bwd_x16: the
-// MLP's activation): as pg_cuda_matmul_fwd / matmul_bwd_bf16 with x16 taken as it is, only w
-// (and dy) converted.
+// The products of a layer whose input x, or output gradient dy, comes in bf16 from the kernel
+// that made it (backend.h matmul_fwd_x16 / matmul_bwd_16: the MLP's activation and its
+// gradient): as pg_cuda_matmul_fwd / matmul_bwd_bf16 with those taken as they are, only the
+// other operands converted.
 extern "C" void pg_cuda_matmul_fwd_x16(float *y, const uint16_t *x16, const float *w, int n, int in, int out)
 {
     if (n <= 0 || out <= 0) return;
@@ -253,27 +254,37 @@ extern "C" void pg_cuda_matmul_fwd_x16(float *y, const uint16_t *x16, const floa
                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-extern "C" void pg_cuda_matmul_bwd_x16(float *dx, float *dw, const float *dy, const uint16_t *x16, const float *w,
-                                       int n, int in, int out, int dx_accumulate)
+extern "C" void pg_cuda_matmul_bwd_16(float *dx, float *dw, const float *dy, const uint16_t *dy16, const float *x,
+                                      const uint16_t *x16, const float *w, int n, int in, int out, int dx_accumulate)
 {
     if (n <= 0 || in <= 0 || out <= 0) return;
-    size_t nw = ((size_t)out * in + 127) / 128 * 128;
-    __nv_bfloat16 *w16 = bf16_scratch(nw + (size_t)n * out);
+    // the operands to convert here: w (for dx), dy unless given, x (for dw) unless given
+    size_t nw = dx ? ((size_t)out * in + 127) / 128 * 128 : 0;
+    size_t ndy = dy16 ? 0 : ((size_t)n * out + 127) / 128 * 128, nx = x16 || !dw ? 0 : (size_t)n * in;
+    __nv_bfloat16 *w16 = bf16_scratch(nw + ndy + nx + 1);
     if (!w16) return;
-    __nv_bfloat16 *dy16 = w16 + nw;
-    convert(dy16, dy, out, n, out, 0, 1);
+    const __nv_bfloat16 *g16 = (const __nv_bfloat16 *)dy16, *a16 = (const __nv_bfloat16 *)x16;
+    if (!dy16) {
+        convert(w16 + nw, dy, out, n, out, 0, 1);
+        g16 = w16 + nw;
+    }
     cublasHandle_t blas = pg_cuda_blas();
     float one = 1, beta_dx = dx_accumulate ? 1.0f : 0.0f;
     if (dx) {
         convert(w16, w, in, out, in, 0, 1);
-        PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, w16, CUDA_R_16BF, in, dy16,
+        PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, w16, CUDA_R_16BF, in, g16,
                                      CUDA_R_16BF, out, &beta_dx, dx, CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
                                      CUBLAS_GEMM_DEFAULT));
     }
-    if (dw)
-        PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, (const __nv_bfloat16 *)x16,
-                                     CUDA_R_16BF, in, dy16, CUDA_R_16BF, out, &one, dw, CUDA_R_32F, in,
-                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (dw) {
+        if (!x16) {
+            convert(w16 + nw + ndy, x, in, n, in, 0, 1);
+            a16 = w16 + nw + ndy;
+        }
+        PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, a16, CUDA_R_16BF, in, g16,
+                                     CUDA_R_16BF, out, &one, dw, CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT));
+    }
 }
 
 extern "C" void pg_cuda_matmul_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int in,

@@ -76,11 +76,13 @@ void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, const float *x, const 
 void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float *dwv, const float *dq, const float *dk,
                             const float *dv, const float *x, const float *wq, const float *wk, const float *wv, int n,
                             int in, int outq, int outkv, int dx_accumulate);
-/* backend.h relu2_fwd_x16, matmul_fwd_x16, matmul_bwd_x16: the MLP activation kept in bf16. */
+/* backend.h relu2_fwd_x16, relu2_bwd_x16, matmul_fwd_x16, matmul_bwd_16: bf16 operands made by
+ * their producers (the MLP activation and its gradient). */
 void pg_cuda_relu2_fwd_x16(uint16_t *y16, const float *x, size_t n, double slope);
 void pg_cuda_matmul_fwd_x16(float *y, const uint16_t *x16, const float *w, int n, int in, int out);
-void pg_cuda_matmul_bwd_x16(float *dx, float *dw, const float *dy, const uint16_t *x16, const float *w, int n, int in,
-                            int out, int dx_accumulate);
+void pg_cuda_relu2_bwd_x16(uint16_t *dx16, const float *dy, const float *x, size_t n, double slope);
+void pg_cuda_matmul_bwd_16(float *dx, float *dw, const float *dy, const uint16_t *dy16, const float *x,
+                           const uint16_t *x16, const float *w, int n, int in, int out, int dx_accumulate);
 void pg_cuda_mix_fwd(float *y, const float *x, const float *x0, const float *m0, const float *m1, int n, int d);
 void pg_cuda_mix_bwd(float *dx, float *dx0, float *dm0, float *dm1, const float *dy, const float *x, const float *x0,
                      const float *m0, const float *m1, int n, int d);

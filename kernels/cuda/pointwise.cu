@@ -203,6 +203,25 @@ extern "C" void pg_cuda_relu2_fwd_x16(uint16_t *y16, const float *x, size_t n, d
     PG_CUDA_LAUNCHED();
 }
 
+// relu2_bwd_kernel's dx rounded to bf16: the gradient the fc layer's products read.
+__global__ void relu2_bwd_x16_kernel(__nv_bfloat16 *dx, const float *dy, const float *x, size_t n, float s2)
+{
+    GRID_STRIDE(i, n)
+    {
+        float v = x[i];
+        dx[i] = __float2bfloat16(v > 0 ? 2 * v * dy[i] : s2 != 0 ? 2 * s2 * v * dy[i] : 0);
+    }
+}
+
+extern "C" void pg_cuda_relu2_bwd_x16(uint16_t *dx16, const float *dy, const float *x, size_t n, double slope)
+{
+    if (n == 0) return;
+    float s2 = (float)(slope * slope);
+    PG_LAUNCH(relu2_bwd_x16_kernel, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0,
+              pg_cuda_stream())((__nv_bfloat16 *)dx16, dy, x, n, s2);
+    PG_CUDA_LAUNCHED();
+}
+
 extern "C" void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, size_t n, double slope)
 {
     if (n == 0) return;

@@ -7,7 +7,8 @@
  *   qk_prep_fwd:  rmsnorm_fwd (scale 1), rope_fwd, head_gain_fwd (skipped without a gain);
  *   qk_prep_bwd:  head_gain_bwd (from the rotated rows), rope_bwd, rmsnorm_bwd;
  *   mix_norm_fwd: copy, mix_fwd, rmsnorm_fwd;  add_norm_fwd: copy, scale_add_fwd, rmsnorm_fwd;
- *   relu2_fwd_x16, matmul_fwd_x16/bwd_x16: relu2_fwd, bf16 rounding, matmul_fwd/bwd in bf16 mode;
+ *   relu2_fwd/bwd_x16, matmul_fwd_x16, matmul_bwd_16: relu2_fwd/bwd, bf16 rounding, matmul_fwd/bwd
+ *   in bf16 mode;
  *   matmul_fwd_qkv/bwd_qkv: three matmul_fwd/bwd (and the device's own three, bit for bit).
  * Tolerance: parity.h's rule at 1e-5, as test_cuda_ops.c (the fused kernels do the chain's float
  * operations; the sums of squares run in another order). Every output is poisoned (NaN) before
@@ -132,7 +133,8 @@ static void test_add_norm(int n, int d, double scale, int in_place)
     check("add_norm_fwd rstd", what, back(d_r, (size_t)n), rstd, (size_t)n, TOL);
 }
 
-/* The MLP activation kept in bf16 (relu2_fwd_x16, matmul_fwd_x16, matmul_bwd_x16) against the
+/* The MLP activation and its gradient kept in bf16 (relu2_fwd_x16, relu2_bwd_x16, matmul_fwd_x16,
+ * matmul_bwd_16) against the
  * CPU in bf16 mode: relu2_fwd then pg_bf16_round, bit for bit (the same float expression, rounded
  * once); the products against matmul_fwd/bwd on the CPU in bf16 mode from the fp32 activation
  * (which round it to the same bf16 values), at the parity rule's 1e-5 (the same exact bf16
@@ -168,13 +170,37 @@ static void test_mlp16(int n, int in, int out, double slope, int with_dx)
     float *d_w = dev(w, nw), *d_y = poisoned(no), *d_dx = poisoned(ni), *d_dw = dev(dw0, nw);
     gpu->set_bf16(1);
     pg_cuda_matmul_fwd_x16(d_y, d_r16, d_w, n, in, out);
-    pg_cuda_matmul_bwd_x16(with_dx ? d_dx : NULL, d_dw, dev(dy, no), d_r16, d_w, n, in, out, 0);
+    pg_cuda_matmul_bwd_16(with_dx ? d_dx : NULL, d_dw, dev(dy, no), NULL, NULL, d_r16, d_w, n, in, out, 0);
     gpu->set_bf16(0);
     float *gy = back(d_y, no);
     check("matmul_fwd_x16 y", what, gy, y, no, TOL);
-    if (with_dx) check("matmul_bwd_x16 dx", what, back(d_dx, ni), dx, ni, TOL);
-    else ok(isnan(back(d_dx, ni)[0]), "matmul_bwd_x16 %s: dx NULL, nothing written", what);
-    check("matmul_bwd_x16 dw (accumulated)", what, back(d_dw, nw), dw, nw, TOL);
+    if (with_dx) check("matmul_bwd_16 dx", what, back(d_dx, ni), dx, ni, TOL);
+    else ok(isnan(back(d_dx, ni)[0]), "matmul_bwd_16 %s: dx NULL, nothing written", what);
+    check("matmul_bwd_16 dw (accumulated)", what, back(d_dw, nw), dw, nw, TOL);
+    /* the gradient side: relu2_bwd_x16 (dh = relu2_bwd rounded to bf16) and a product whose
+     * dy comes in bf16 (the fc layer's backward: dx = dh·w, dw += dhᵀ·x) */
+    float *g = rnd(ni, 1), *dh = hnew(ni);
+    cpu->relu2_bwd(dh, g, h, ni, slope);
+    for (size_t i = 0; i < ni; i++) {
+        float v = pg_bf16_round(dh[i]);
+        memcpy(&want16[i], (const char *)&v + 2, 2);
+    }
+    pg_cuda_upload(d_r16, got16, 0);
+    pg_cuda_relu2_bwd_x16(d_r16, dev(g, ni), dev(h, ni), ni, slope);
+    pg_cuda_download(got16, d_r16, ni * sizeof *got16);
+    ok(memcmp(got16, want16, ni * sizeof *got16) == 0, "relu2_bwd_x16 %s: relu2_bwd rounded to bf16, bit for bit",
+       what);
+    /* fc's shapes: x[n,out] (the MLP input, width `out` here), w[in,out], dy = dh [n,in] */
+    float *xf = rnd(no, 1), *wf = rnd(nw, 0.5f), *dxf = hnew(no), *dwf = copy(dw0, nw);
+    cpu->set_bf16(1);
+    cpu->matmul_bwd(with_dx ? dxf : NULL, dwf, dh, xf, wf, n, out, in, 0);
+    cpu->set_bf16(0);
+    float *d_dxf = poisoned(no), *d_dwf = dev(dw0, nw);
+    gpu->set_bf16(1);
+    pg_cuda_matmul_bwd_16(with_dx ? d_dxf : NULL, d_dwf, NULL, d_r16, dev(xf, no), NULL, dev(wf, nw), n, out, in, 0);
+    gpu->set_bf16(0);
+    if (with_dx) check("matmul_bwd_16 (dy in bf16) dx", what, back(d_dxf, no), dxf, no, TOL);
+    check("matmul_bwd_16 (dy in bf16) dw (accumulated)", what, back(d_dwf, nw), dwf, nw, TOL);
     double diff = 0, ref = 0;
     for (size_t i = 0; i < no; i++) diff += (double)(gy[i] - yf[i]) * (gy[i] - yf[i]), ref += (double)yf[i] * yf[i];
     ok(no == 0 || sqrt(diff / (ref > 0 ? ref : 1)) > 1e-5,
