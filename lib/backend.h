@@ -241,6 +241,10 @@ struct pg_backend {
      * matmul_fwd (bf16 mode) with x given so; matmul_bwd_16 is matmul_bwd (bf16 mode) where dy16
      * and x16, when not NULL, replace dy and x. The fp32 copies are never written, nor converted
      * by each product. */
+    /* scale_add_bwd (overwriting) with df = s ⊙ dy rounded to bf16: a branch's output gradient
+     * for its last product (attention's proj, the MLP's projection). */
+    void (*scale_add_bwd_x16)(uint16_t *df16, pg_real *ds, const pg_real *dy, const pg_real *s, const pg_real *f, int n,
+                              int d);
     void (*relu2_fwd_x16)(uint16_t *y16, const pg_real *x, size_t n, double slope);
     void (*relu2_bwd_x16)(uint16_t *dx16, const pg_real *dy, const pg_real *x, size_t n, double slope);
     void (*matmul_fwd_x16)(pg_real *y, const uint16_t *x16, const pg_real *w, int n, int in, int out);

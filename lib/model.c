@@ -546,7 +546,7 @@ static void mlp_forward(struct pg_model *m, int l, struct pg_block_acts *a, int 
     const struct pg_block_params *p = &m->blk[l];
     tap(m, l, PG_TAP_FC, a->ym, n, m->d);
     m->be->matmul_fwd(a->hpre, a->ym, P(p->fc), n, m->d, m->hid);
-    if (m->mlp16) { /* a->r holds the n·hid bf16 values in its first half */
+    if (m->x16) { /* a->r holds the n·hid bf16 values in its first half */
         m->be->relu2_fwd_x16((uint16_t *)a->r, a->hpre, (size_t)n * m->hid, m->cfg.mlp_leaky_slope);
         m->be->matmul_fwd_x16(a->mo, (const uint16_t *)a->r, P(p->mlp_proj), n, m->hid, m->d);
         return;
@@ -676,8 +676,9 @@ double pg_model_forward(struct pg_model *m, const int32_t *x, const int32_t *y, 
     be->upload(m->targets, y, (size_t)n * sizeof *y);
     be->upload(m->ids, x, (size_t)n * sizeof *x);
     memcpy(m->ids_host, x, (size_t)n * sizeof *x);
-    /* the MLP activation in bf16 only where nothing but the next product reads it */
-    m->mlp16 = m->fused && be->relu2_fwd_x16 && be->get_bf16 && be->get_bf16() && !m->tap && !m->side;
+    /* bf16 operands made by their producers where nothing but the next product reads them */
+    m->x16 = m->fused && be->relu2_fwd_x16 && be->scale_add_bwd_x16 && be->get_bf16 && be->get_bf16() && !m->tap &&
+             !m->side;
     if (c->varlen_attn) find_doc_starts(m, b);
     embed_forward(m, b);
     int ns = slot_count(m), ne = slot_encoders(m), nskip = active_skips(m), pf = parallel_from(m);
@@ -728,8 +729,12 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
     int b = m->b, n = b * m->t, d = m->d, kvd = m->kvd;
     int xsa = has_xsa(m, l), gate = has_gate(m, l);
     const pg_real *o_in = gate ? a->oy : xsa ? a->ox : a->o; /* what proj multiplied */
-    be->matmul_bwd(m->dxm, GW(p->proj), dao, o_in, P(p->proj), n, d, d, 0); /* dxm = d(o_in) for now */
-    side_bwd(m, p->proj, o_in, dao, m->dxm, d, d);
+    if (m->x16) { /* dao in bf16 (branch_grad) */
+        be->matmul_bwd_16(m->dxm, G(p->proj), NULL, (const uint16_t *)dao, o_in, NULL, P(p->proj), n, d, d, 0);
+    } else {
+        be->matmul_bwd(m->dxm, GW(p->proj), dao, o_in, P(p->proj), n, d, d, 0); /* dxm = d(o_in) for now */
+        side_bwd(m, p->proj, o_in, dao, m->dxm, d, d);
+    }
     if (gate) {
         be->zero(m->dgu, (size_t)n * d);
         be->head_gate_bwd(m->dxm, G(p->attn_gate), m->dgu, xsa ? a->ox : a->o, a->gate, a->ya, P(p->attn_gate), n,
@@ -784,9 +789,10 @@ static void mlp_backward(struct pg_model *m, int l, struct pg_block_acts *a, con
     const struct pg_backend *be = m->be;
     const struct pg_block_params *p = &m->blk[l];
     int n = m->b * m->t, d = m->d, hid = m->hid;
-    if (m->mlp16) { /* the activation and its gradient dh in bf16 (dh in the first half of m->dh) */
+    if (m->x16) { /* dmo (branch_grad), the activation and its gradient dh (in m->dh's first half) in bf16 */
         uint16_t *dh16 = (uint16_t *)m->dh;
-        be->matmul_bwd_16(m->dr, G(p->mlp_proj), dmo, NULL, NULL, (const uint16_t *)a->r, P(p->mlp_proj), n, hid, d, 0);
+        be->matmul_bwd_16(m->dr, G(p->mlp_proj), NULL, (const uint16_t *)dmo, NULL, (const uint16_t *)a->r,
+                          P(p->mlp_proj), n, hid, d, 0);
         be->relu2_bwd_x16(dh16, m->dr, a->hpre, (size_t)n * hid, m->cfg.mlp_leaky_slope);
         be->matmul_bwd_16(m->dym, G(p->fc), NULL, dh16, a->ym, NULL, P(p->fc), n, d, hid, 0);
         return;
@@ -795,6 +801,16 @@ static void mlp_backward(struct pg_model *m, int l, struct pg_block_acts *a, con
     side_bwd(m, p->mlp_proj, a->r, dmo, m->dr, hid, d);
     be->relu2_bwd(m->dh, m->dr, a->hpre, (size_t)n * hid, m->cfg.mlp_leaky_slope);
     be->matmul_bwd(m->dym, GW(p->fc), m->dh, a->ym, P(p->fc), n, d, hid, 0);
+}
+
+/* The gradient of a scaled branch's output (x += s ⊙ f, s = parameter si): ds accumulated, and
+ * s ⊙ dy into m->dtmp for the branch's backward, in bf16 when m->x16 (its one reader, the
+ * branch's last product, would round it so). */
+static void branch_grad(struct pg_model *m, int si, const pg_real *dy, const pg_real *f)
+{
+    int n = m->b * m->t, d = m->d;
+    if (m->x16) m->be->scale_add_bwd_x16((uint16_t *)m->dtmp, G(si), dy, P(si), f, n, d);
+    else m->be->scale_add_bwd(m->dtmp, G(si), dy, P(si), f, n, d, 0);
 }
 
 /* In place on m->dx (and m->dl1 for lanes): the gradient of the block output becomes that of
@@ -809,20 +825,20 @@ static void block_backward(struct pg_model *m, int l, struct pg_block_acts *a, i
     const pg_real *mix = P(p->resid_mix);
     pg_real *gmix = G(p->resid_mix), *dy = m->dx;
     if (mode == BLOCK_SEQ) {
-        be->scale_add_bwd(m->dtmp, G(p->mlp_scale), dy, P(p->mlp_scale), a->mo, n, d, 0);
+        branch_grad(m, p->mlp_scale, dy, a->mo);
         mlp_backward(m, l, a, m->dtmp);
         be->rmsnorm_bwd(dy, m->dym, a->ym, a->rs_m, n, d, s, 1); /* dy is now d(x1) */
-        be->scale_add_bwd(m->dtmp, G(p->attn_scale), dy, P(p->attn_scale), a->ao, n, d, 0);
+        branch_grad(m, p->attn_scale, dy, a->ao);
         attn_backward(m, l, a, m->dtmp);
         be->copy(m->dtmp2, dy, nd); /* d(xm) = d(x1) + the attention norm's backward */
         be->rmsnorm_bwd(m->dtmp2, m->dya, a->ya, a->rs_a, n, d, s, 1);
         be->mix_bwd(m->dx, m->dx0, gmix, gmix + d, m->dtmp2, a->xin, m->x0, mix, mix + d, n, d);
     } else if (mode == BLOCK_GPTJ) {
-        be->scale_add_bwd(m->dtmp, G(p->mlp_scale), dy, P(p->mlp_scale), a->mo, n, d, 0);
+        branch_grad(m, p->mlp_scale, dy, a->mo);
         mlp_backward(m, l, a, m->dtmp);
         be->copy(m->dtmp2, dy, nd);
         be->rmsnorm_bwd(m->dtmp2, m->dym, a->ym, a->rs_m, n, d, s, 1);
-        be->scale_add_bwd(m->dtmp, G(p->attn_scale), dy, P(p->attn_scale), a->ao, n, d, 0);
+        branch_grad(m, p->attn_scale, dy, a->ao);
         attn_backward(m, l, a, m->dtmp);
         be->rmsnorm_bwd(m->dtmp2, m->dya, a->ya, a->rs_a, n, d, s, 1);
         be->mix_bwd(m->dx, m->dx0, gmix, gmix + d, m->dtmp2, a->xin, m->x0, mix, mix + d, n, d);
@@ -830,10 +846,10 @@ static void block_backward(struct pg_model *m, int l, struct pg_block_acts *a, i
         pg_real *da = m->dtmp2, *dm = m->dtmp3;
         be->lanes_bwd(m->dx, m->dl1, da, dm, G(m->t_lane_resid) + 2 * l, G(m->t_lane_post) + 4 * l, a->xin, a->xin1,
                       a->as, a->ms, P(m->t_lane_resid) + 2 * l, P(m->t_lane_post) + 4 * l, nd);
-        be->scale_add_bwd(m->dtmp, G(p->mlp_scale), dm, P(p->mlp_scale), a->mo, n, d, 0);
+        branch_grad(m, p->mlp_scale, dm, a->mo);
         mlp_backward(m, l, a, m->dtmp);
         be->rmsnorm_bwd(m->dl1, m->dym, a->ym, a->rs_m, n, d, s, 1);
-        be->scale_add_bwd(m->dtmp, G(p->attn_scale), da, P(p->attn_scale), a->ao, n, d, 0);
+        branch_grad(m, p->attn_scale, da, a->ao);
         attn_backward(m, l, a, m->dtmp);
         be->rmsnorm_bwd(dm, m->dya, a->ya, a->rs_a, n, d, s, 0); /* dm is free again: d(xm) */
         be->mix_bwd(da, m->dx0, gmix, gmix + d, dm, a->xin, m->x0, mix, mix + d, n, d);

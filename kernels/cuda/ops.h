@@ -80,6 +80,7 @@ void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float *dwv, const
  * their producers (the MLP activation and its gradient). */
 void pg_cuda_relu2_fwd_x16(uint16_t *y16, const float *x, size_t n, double slope);
 void pg_cuda_matmul_fwd_x16(float *y, const uint16_t *x16, const float *w, int n, int in, int out);
+void pg_cuda_scale_add_bwd_x16(uint16_t *df16, float *ds, const float *dy, const float *s, const float *f, int n, int d);
 void pg_cuda_relu2_bwd_x16(uint16_t *dx16, const float *dy, const float *x, size_t n, double slope);
 void pg_cuda_matmul_bwd_16(float *dx, float *dw, const float *dy, const uint16_t *dy16, const float *x,
                            const uint16_t *x16, const float *w, int n, int in, int out, int dx_accumulate);

@@ -148,8 +148,13 @@ __global__ void mix_bwd_kernel(float *dx, float *dx0, double *part, const float 
     cs_store(s1, part + ((size_t)gridDim.y + blockIdx.y) * d, c, d);
 }
 
-__global__ void scale_add_bwd_kernel(float *df, double *part, const float *dy, const float *s, const float *f, int n,
-                                     int d, int rows, int accumulate)
+// df's element k: fp32, overwritten or accumulated; or bf16 (scale_add_bwd_x16), overwritten.
+__device__ inline void put_df(float *df, size_t k, float v, int accumulate) { df[k] = accumulate ? df[k] + v : v; }
+__device__ inline void put_df(__nv_bfloat16 *df, size_t k, float v, int) { df[k] = __float2bfloat16(v); }
+
+template <class T>
+__global__ void scale_add_bwd_kernel(T *df, double *part, const float *dy, const float *s, const float *f, int n, int d,
+                                     int rows, int accumulate)
 {
     int c = blockIdx.x * CS_X + threadIdx.x;
     double acc = 0;
@@ -160,7 +165,7 @@ __global__ void scale_add_bwd_kernel(float *df, double *part, const float *dy, c
             size_t k = (size_t)i * d + c;
             float g = dy[k];
             acc += (double)g * f[k];
-            df[k] = accumulate ? df[k] + sc * g : sc * g;
+            put_df(df, k, sc * g, accumulate);
         }
     }
     cs_store(acc, part + (size_t)blockIdx.y * d, c, d);
@@ -270,8 +275,21 @@ extern "C" void pg_cuda_scale_add_bwd(float *df, float *ds, const float *dy, con
     Chunks ch = chunks_for(n);
     double *part = (double *)pg_cuda_scratch((size_t)ch.count * d * sizeof(double));
     if (!part) return; // out of memory: recorded, reported by pg_cuda_status
-    PG_LAUNCH(scale_add_bwd_kernel, cs_grid(ch, d), dim3(CS_X, CS_Y), 0,
+    PG_LAUNCH(scale_add_bwd_kernel<float>, cs_grid(ch, d), dim3(CS_X, CS_Y), 0,
               pg_cuda_stream())(df, part, dy, s, f, n, d, ch.rows, df_accumulate);
+    PG_CUDA_LAUNCHED();
+    cs_finish(ds, part, ch, d, 1);
+}
+
+extern "C" void pg_cuda_scale_add_bwd_x16(uint16_t *df16, float *ds, const float *dy, const float *s, const float *f,
+                                          int n, int d)
+{
+    if (n <= 0 || d <= 0) return;
+    Chunks ch = chunks_for(n);
+    double *part = (double *)pg_cuda_scratch((size_t)ch.count * d * sizeof(double));
+    if (!part) return;
+    PG_LAUNCH(scale_add_bwd_kernel<__nv_bfloat16>, cs_grid(ch, d), dim3(CS_X, CS_Y), 0,
+              pg_cuda_stream())((__nv_bfloat16 *)df16, part, dy, s, f, n, d, ch.rows, 0);
     PG_CUDA_LAUNCHED();
     cs_finish(ds, part, ch, d, 1);
 }

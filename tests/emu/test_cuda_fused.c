@@ -9,7 +9,8 @@
  *   mix_norm_fwd: copy, mix_fwd, rmsnorm_fwd;  add_norm_fwd: copy, scale_add_fwd, rmsnorm_fwd;
  *   relu2_fwd/bwd_x16, matmul_fwd_x16, matmul_bwd_16: relu2_fwd/bwd, bf16 rounding, matmul_fwd/bwd
  *   in bf16 mode;
- *   matmul_fwd_qkv/bwd_qkv: three matmul_fwd/bwd (and the device's own three, bit for bit).
+ *   matmul_fwd_qkv/bwd_qkv: three matmul_fwd/bwd (and the device's own three, bit for bit);
+ *   scale_add_bwd_x16: scale_add_bwd, bf16 rounding of df (ds: the device's scale_add_bwd's bits).
  * Tolerance: parity.h's rule at 1e-5, as test_cuda_ops.c (the fused kernels do the chain's float
  * operations; the sums of squares run in another order). Every output is poisoned (NaN) before
  * the call, so an element the kernel does not write fails. Shapes: one token, odd lengths, head
@@ -268,6 +269,34 @@ static void test_qkv(int n, int in, int outq, int outkv, int bf16, int dx_accumu
     check("matmul_bwd_qkv dwv", what, out[0][6], gv, nwk, TOL);
 }
 
+/* scale_add_bwd_x16: df = s ⊙ dy rounded to bf16, bit for bit the CPU's fp32 df rounded; ds the
+ * device's own scale_add_bwd's, bit for bit (the same reduction), and the CPU's at the rule. */
+static void test_scale_add_x16(int n, int d)
+{
+    char what[64];
+    snprintf(what, sizeof what, "n=%d d=%d", n, d);
+    size_t nd = (size_t)n * d;
+    float *dy = rnd(nd, 1), *s = rnd((size_t)d, 1), *f = rnd(nd, 1), *ds0 = rnd((size_t)d, 0.1f);
+    float *df = hnew(nd), *ds = copy(ds0, (size_t)d);
+    cpu->scale_add_bwd(df, ds, dy, s, f, n, d, 0);
+    uint16_t *want = hkeep(malloc((nd ? nd : 1) * 2)), *got = hkeep(malloc((nd ? nd : 1) * 2));
+    for (size_t i = 0; i < nd; i++) {
+        float v = pg_bf16_round(df[i]);
+        memcpy(&want[i], (const char *)&v + 2, 2);
+    }
+    float *d_dy = dev(dy, nd), *d_s = dev(s, (size_t)d), *d_f = dev(f, nd);
+    float *d_ds = dev(ds0, (size_t)d), *d_ds2 = dev(ds0, (size_t)d), *d_df = poisoned(nd);
+    uint16_t *d_df16 = dnew((nd ? nd : 1) * 2);
+    pg_cuda_scale_add_bwd_x16(d_df16, d_ds, d_dy, d_s, d_f, n, d);
+    pg_cuda_scale_add_bwd(d_df, d_ds2, d_dy, d_s, d_f, n, d, 0);
+    pg_cuda_download(got, d_df16, nd * 2);
+    ok(memcmp(got, want, nd * 2) == 0, "scale_add_bwd_x16 %s: s ⊙ dy rounded to bf16, bit for bit", what);
+    float *gds = back(d_ds, (size_t)d);
+    ok(same_bits(gds, back(d_ds2, (size_t)d), (size_t)d), "scale_add_bwd_x16 %s: ds as scale_add_bwd's, bit for bit",
+       what);
+    check("scale_add_bwd_x16 ds (accumulated)", what, gds, ds, (size_t)d, TOL);
+}
+
 /* Empty calls write nothing and record no failure. */
 static void test_empty(void)
 {
@@ -310,6 +339,9 @@ int main(void)
     test_qkv(1, 24, 24, 8, 1, 1); /* one token, dx accumulated */
     test_qkv(17, 64, 64, 32, 0, 0);
     test_qkv(9, 512, 512, 256, 1, 0); /* the baseline's shapes */
+    test_scale_add_x16(1, 16);
+    test_scale_add_x16(37, 512);
+    test_scale_add_x16(300, 33);
     test_empty();
     return parity_done(TOL);
 }

@@ -22,8 +22,9 @@
  *     operation errs by 1e-3 or more.
  * The CUDA model runs its fused forms (lib/backend.h: qk_prep, mix_norm, add_norm), and three of
  * the configurations again with them off (PG_FUSED=0), the plain chains.
- * In bf16 mode (two configurations, two accumulated micro-batches) the CUDA model keeps each MLP
- * activation in bf16 only (relu2_fwd_x16, matmul_fwd/bwd_x16) against the CPU's bf16 mode.
+ * In bf16 mode (four configurations: the three block modes; two accumulated micro-batches) the
+ * CUDA model takes bf16 operands from their producers (relu2_fwd/bwd_x16, scale_add_bwd_x16,
+ * matmul_fwd_x16, matmul_bwd_16) against the CPU's bf16 mode.
  * And the CUDA backend's determinism: running forward and backward again gives the same bits
  * (loss, losses, every gradient). */
 #include "parity.h"
@@ -165,7 +166,7 @@ static void compare_bf16(struct pg_config cfg, const struct shape *s, const char
         x[micro] = (x[micro] + 1) % s->vocab;
     }
     cpu->set_bf16(0), gpu->set_bf16(0);
-    ok(mg.mlp16 && !mc.mlp16, "%s: the CUDA model keeps the MLP activation in bf16 (the CPU's has no such form)",
+    ok(mg.x16 && !mc.x16, "%s: the CUDA model takes its bf16 operands from their producers (the CPU has no such form)",
        label);
     double rel = fabs(tg - tc) / fabs(tc);
     ok(rel <= BF16_LOSS_TOL, "%s: loss total %.9g on the GPU, %.9g on the CPU (relative %.1e)", label, tg, tc, rel);
@@ -264,6 +265,8 @@ int main(void)
     struct pg_config leaky = cfg;
     leaky.mlp_leaky_slope = 0.5;
     compare_bf16(leaky, &WIDER, "bf16, LeakyReLU(0.5)²");
+    compare_bf16(record_b(cfg), &TINY, "bf16, lanes + VE + bigram + out gate + ... (no loop)");
+    compare_bf16(record_c(cfg), &TINY, "bf16, GPT-J parallel + dense gate + varlen + smear v2 (no loop)");
     /* the plain chains the fused forms replace (PG_FUSED=0) */
     unfused = 1;
     compare(cfg, &TINY, "baseline, fused forms off", 0);
