@@ -33,6 +33,16 @@ static float *poisoned(size_t n)
     return dev(h, n);
 }
 
+/* dst[i] = the bf16 bit pattern of src[i] rounded to nearest even (pg_bf16_round's value, whose
+ * low 16 bits are then zero: its upper half, on a little-endian host). */
+static void bf16_bits(uint16_t *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = pg_bf16_round(src[i]);
+        memcpy(&dst[i], (const char *)&v + 2, 2);
+    }
+}
+
 /* cos/sin tables [t, rd/2] as lib/model.c makes them (any angles do). */
 static void tables(float **cs, float **sn, int t, int rd)
 {
@@ -149,10 +159,7 @@ static void test_mlp16(int n, int in, int out, double slope, int with_dx)
     float *h = rnd(ni, 2), *r = hnew(ni), *w = rnd(nw, 0.5f), *dy = rnd(no, 1), *dw0 = rnd(nw, 0.1f);
     cpu->relu2_fwd(r, h, ni, slope);
     uint16_t *want16 = hkeep(malloc((ni ? ni : 1) * sizeof *want16));
-    for (size_t i = 0; i < ni; i++) {
-        float v = pg_bf16_round(r[i]);
-        memcpy(&want16[i], (const char *)&v + 2, 2); /* the upper half: bf16's bits (little-endian) */
-    }
+    bf16_bits(want16, r, ni);
     uint16_t *d_r16 = dnew((ni ? ni : 1) * sizeof *d_r16), *got16 = hkeep(malloc((ni ? ni : 1) * sizeof *got16));
     memset(got16, 0xff, (ni ? ni : 1) * sizeof *got16);
     pg_cuda_upload(d_r16, got16, ni * sizeof *got16); /* poisoned: NaN patterns */
@@ -182,10 +189,7 @@ static void test_mlp16(int n, int in, int out, double slope, int with_dx)
      * dy comes in bf16 (the fc layer's backward: dx = dh·w, dw += dhᵀ·x) */
     float *g = rnd(ni, 1), *dh = hnew(ni);
     cpu->relu2_bwd(dh, g, h, ni, slope);
-    for (size_t i = 0; i < ni; i++) {
-        float v = pg_bf16_round(dh[i]);
-        memcpy(&want16[i], (const char *)&v + 2, 2);
-    }
+    bf16_bits(want16, dh, ni);
     pg_cuda_upload(d_r16, got16, 0);
     pg_cuda_relu2_bwd_x16(d_r16, dev(g, ni), dev(h, ni), ni, slope);
     pg_cuda_download(got16, d_r16, ni * sizeof *got16);
@@ -280,10 +284,7 @@ static void test_scale_add_x16(int n, int d)
     float *df = hnew(nd), *ds = copy(ds0, (size_t)d);
     cpu->scale_add_bwd(df, ds, dy, s, f, n, d, 0);
     uint16_t *want = hkeep(malloc((nd ? nd : 1) * 2)), *got = hkeep(malloc((nd ? nd : 1) * 2));
-    for (size_t i = 0; i < nd; i++) {
-        float v = pg_bf16_round(df[i]);
-        memcpy(&want[i], (const char *)&v + 2, 2);
-    }
+    bf16_bits(want, df, nd);
     float *d_dy = dev(dy, nd), *d_s = dev(s, (size_t)d), *d_f = dev(f, nd);
     float *d_ds = dev(ds0, (size_t)d), *d_ds2 = dev(ds0, (size_t)d), *d_df = poisoned(nd);
     uint16_t *d_df16 = dnew((nd ? nd : 1) * 2);

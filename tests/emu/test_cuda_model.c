@@ -61,12 +61,18 @@ static void setup(struct pg_model *m, const struct pg_config *cfg, const struct 
     if (be == gpu && unfused) m->fused = 0;
 }
 
+/* The shape's fields of a configuration, for `accum` micro-batches of b x t tokens a step. */
+static void shape_config(struct pg_config *cfg, const struct shape *s, int accum)
+{
+    cfg->vocab_size = s->vocab, cfg->num_layers = s->layers, cfg->model_dim = s->dim, cfg->num_heads = s->heads;
+    cfg->num_kv_heads = s->kv, cfg->mlp_mult = 2, cfg->train_seq_len = s->t, cfg->logit_softcap = 3.0;
+    cfg->grad_accum_steps = accum, cfg->train_batch_tokens = cfg->val_batch_size = accum * s->b * s->t;
+}
+
 /* One configuration: the same parameters and tokens on both backends, forward and backward. */
 static void compare(struct pg_config cfg, const struct shape *s, const char *label, int looping)
 {
-    cfg.vocab_size = s->vocab, cfg.num_layers = s->layers, cfg.model_dim = s->dim, cfg.num_heads = s->heads;
-    cfg.num_kv_heads = s->kv, cfg.mlp_mult = 2, cfg.train_seq_len = s->t, cfg.logit_softcap = 3.0;
-    cfg.grad_accum_steps = 1, cfg.train_batch_tokens = cfg.val_batch_size = s->b * s->t;
+    shape_config(&cfg, s, 1);
     if (pg_config_validate(&cfg, 0)) {
         printf("Bail out! configuration (%s): %s\n", label, pg_error_message());
         exit(1);
@@ -141,9 +147,7 @@ static void compare(struct pg_config cfg, const struct shape *s, const char *lab
 #endif
 static void compare_bf16(struct pg_config cfg, const struct shape *s, const char *label)
 {
-    cfg.vocab_size = s->vocab, cfg.num_layers = s->layers, cfg.model_dim = s->dim, cfg.num_heads = s->heads;
-    cfg.num_kv_heads = s->kv, cfg.mlp_mult = 2, cfg.train_seq_len = s->t, cfg.logit_softcap = 3.0;
-    cfg.grad_accum_steps = 2, cfg.train_batch_tokens = cfg.val_batch_size = 2 * s->b * s->t;
+    shape_config(&cfg, s, 2);
     struct pg_model mc, mg;
     setup(&mc, &cfg, cpu, s, label);
     setup(&mg, &cfg, gpu, s, label);
