@@ -329,7 +329,8 @@ static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
         struct pg_block_acts *a = base ? &m->acts[s] : NULL, dummy;
         if (!a) a = &dummy;
         TAKE(a->xin, n * d); TAKE(a->xm, n * d); TAKE(a->ya, n * d); TAKE(a->rs_a, n);
-        TAKE(a->qn, n * d); TAKE(a->rs_q, hn); TAKE(a->qr, n * d); TAKE(a->q, n * d);
+        TAKE(a->qn, m->fused ? 0 : n * d); /* the plain chain's normed q: qk_prep_fwd writes q at once */
+        TAKE(a->rs_q, hn); TAKE(a->qr, n * d); TAKE(a->q, n * d);
         TAKE(a->kn, n * kvd); TAKE(a->rs_k, kn); TAKE(a->k, n * kvd); TAKE(a->v, n * kvd);
         TAKE(a->o, n * d); TAKE(a->lse, hn); TAKE(a->ao, n * d);
         TAKE(a->ym, n * d); TAKE(a->rs_m, n); TAKE(a->hpre, n * hid); TAKE(a->r, n * hid); TAKE(a->mo, n * d);

@@ -127,7 +127,8 @@ struct pg_model {
     /* activations, for micro-batches of up to max_b sequences of t tokens */
     int max_b, t, training;
     int fused;                 /* the backend's fused forms in use (lib/backend.h): set by pg_model_init
-                                * when the backend has them, unless PG_FUSED=0 (pg(7)) */
+                                * when the backend has them, unless PG_FUSED=0 (pg(7)); the buffers
+                                * pg_model_alloc_acts sizes depend on it (fused: no a->qn) */
     int x16;                   /* bf16 operands made by their producers in the latest forward and
                                 * its backward (backend.h relu2_fwd_x16 ...: fused forms, bf16 mode,
                                 * no tap or side path reading the fp32 form): the MLP activation,

@@ -52,13 +52,14 @@ static int unfused;
 static void setup(struct pg_model *m, const struct pg_config *cfg, const struct pg_backend *be, const struct shape *s,
                   const char *label)
 {
-    if (pg_model_init(m, cfg, be, 1) || pg_model_alloc_acts(m, s->b, s->t)) {
+    int rc = pg_model_init(m, cfg, be, 1);
+    if (!rc && be == gpu && !unfused && !m->fused)
+        ok(0, "%s: the CUDA model uses its fused forms (qk_prep, mix_norm, add_norm)", label);
+    if (!rc && be == gpu && unfused) m->fused = 0; /* before the buffers: the plain chains need a->qn */
+    if (rc || pg_model_alloc_acts(m, s->b, s->t)) {
         printf("Bail out! %s model setup (%s): %s\n", be->name, label, pg_error_message());
         exit(1);
     }
-    if (be == gpu && !unfused && !m->fused)
-        ok(0, "%s: the CUDA model uses its fused forms (qk_prep, mix_norm, add_norm)", label);
-    if (be == gpu && unfused) m->fused = 0;
 }
 
 /* The shape's fields of a configuration, for `accum` micro-batches of b x t tokens a step. */
