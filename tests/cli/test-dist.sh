@@ -113,13 +113,11 @@ if [ -x "$EMU" ]; then
         --device cuda --precision fp32 -o "$W/g2u"
     check "emulated GPU: dividing Muon between the ranks changes no bit of the model" \
         cmp -s "$W/g2/model.safetensors" "$W/g2u/model.safetensors"
-    # bf16 products and Newton-Schulz: the sums' last-bit differences flip bf16 roundings, so 2 ranks
-    # drift from 1 process (6e-6 of the loss after 3 steps, 5e-4 after 20); dividing Muon changes no bit
-    check "emulated GPU, record switches (bf16, Polar Express, MuonEq-R, EMA/SWA, QAT): 1 process" dev 1 \
-        -o "$W/gq1" $RECORD --precision bf16
-    check "emulated GPU, record switches: 2 ranks" dev 2 -o "$W/gq2" $RECORD --precision bf16
-    check "emulated GPU, record: every step's train_loss within 2e-3 of 1 process's (bf16)" \
-        same_losses "$W/gq1" "$W/gq2" 2e-3
+    # with bf16 products and Newton-Schulz (where the sums' last-bit differences flip bf16 roundings,
+    # so 2 ranks drift from 1 process: 6e-6 of the loss after 3 steps, 5e-4 after 20) dividing Muon
+    # still changes no bit
+    check "emulated GPU, record switches (bf16, Polar Express, MuonEq-R, EMA/SWA, QAT): 2 ranks" dev 2 \
+        -o "$W/gq2" $RECORD --precision bf16
     check "emulated GPU, record: 2 ranks with every rank orthogonalizing every matrix" env PG_MUON_SHARD=0 \
         $MPI -x PG_MUON_SHARD -np 2 "$EMU" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY --device cuda \
         -o "$W/gq2u" $RECORD --precision bf16
