@@ -147,32 +147,35 @@ extern "C" void pg_cuda_matmul_fwd(float *y, const float *x, const float *w, int
     pg_cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, 1, w, in, x, in, 0, y, out);
 }
 
-// Both gradients of a linear layer with bf16 operands: dy converted once for the two products
-// (pg_cuda_gemm would convert it for each), with w and x, into one scratch.
-static void matmul_bwd_bf16(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int in,
-                            int out, int dx_accumulate)
+// A linear layer's products on bf16 operands already converted (dense, column-major as below),
+// fp32 accumulation and output. Forward: y = x·wᵀ. Backward: dx = dy·w (beta_dx 0 overwrites,
+// 1 accumulates; skipped when dx is NULL) and dw += dyᵀ·x (skipped when dw is NULL).
+static void fwd16(float *y, const __nv_bfloat16 *x16, const __nv_bfloat16 *w16, int n, int in, int out)
 {
-    size_t nw = ((size_t)out * in + 127) / 128 * 128, ndy = ((size_t)n * out + 127) / 128 * 128;
-    __nv_bfloat16 *w16 = bf16_scratch(nw + ndy + (size_t)n * in);
-    if (!w16) return;
-    __nv_bfloat16 *dy16 = w16 + nw, *x16 = dy16 + ndy;
-    convert(w16, w, in, out, in, 0, 1);
-    convert(dy16, dy, out, n, out, 0, 1);
-    convert(x16, x, in, n, in, 0, 1);
+    float one = 1, zero = 0;
+    PG_CUBLAS_CHECK(cublasGemmEx(pg_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w16, CUDA_R_16BF, in, x16,
+                                 CUDA_R_16BF, in, &zero, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+static void bwd16(float *dx, float *dw, const __nv_bfloat16 *dy16, const __nv_bfloat16 *x16,
+                  const __nv_bfloat16 *w16, int n, int in, int out, float beta_dx)
+{
     cublasHandle_t blas = pg_cuda_blas();
-    float one = 1, beta_dx = dx_accumulate ? 1.0f : 0.0f;
-    PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, w16, CUDA_R_16BF, in, dy16,
-                                 CUDA_R_16BF, out, &beta_dx, dx, CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
-                                 CUBLAS_GEMM_DEFAULT));
-    PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, x16, CUDA_R_16BF, in, dy16,
-                                 CUDA_R_16BF, out, &one, dw, CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
-                                 CUBLAS_GEMM_DEFAULT));
+    float one = 1;
+    if (dx)
+        PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, w16, CUDA_R_16BF, in, dy16,
+                                     CUDA_R_16BF, out, &beta_dx, dx, CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT));
+    if (dw)
+        PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, x16, CUDA_R_16BF, in, dy16,
+                                     CUDA_R_16BF, out, &one, dw, CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT));
 }
 
 // The attention's three products of one input (backend.h matmul_fwd_qkv/bwd_qkv): in bf16 mode x
 // is converted once for the three instead of once per product (and once per product again in
-// the backward); each product is the call pg_cuda_matmul_fwd / matmul_bwd_bf16 makes, so the bits
-// are theirs. fp32 mode (nothing to convert): the three plain calls.
+// the backward); each product is the one pg_cuda_matmul_fwd / matmul_bwd makes, so the bits are
+// theirs. fp32 mode (nothing to convert): the three plain calls.
 extern "C" void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, const float *x, const float *wq, const float *wk,
                                        const float *wv, int n, int in, int outq, int outkv)
 {
@@ -190,13 +193,10 @@ extern "C" void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, const float
     if (!x16) return;
     __nv_bfloat16 *w16 = x16 + nx;
     convert(x16, x, in, n, in, 0, 1);
-    float one = 1, zero = 0;
     for (int i = 0; i < 3; i++) {
         if (outs[i] <= 0) continue;
         convert(w16, ws[i], in, outs[i], in, 0, 1); // after the previous product, in stream order
-        PG_CUBLAS_CHECK(cublasGemmEx(pg_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, outs[i], n, in, &one, w16, CUDA_R_16BF,
-                                     in, x16, CUDA_R_16BF, in, &zero, ys[i], CUDA_R_32F, outs[i], CUBLAS_COMPUTE_32F,
-                                     CUBLAS_GEMM_DEFAULT));
+        fwd16(ys[i], x16, w16, n, in, outs[i]);
     }
 }
 
@@ -219,25 +219,17 @@ extern "C" void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float 
     if (!x16) return;
     __nv_bfloat16 *w16 = x16 + nx, *dy16 = w16 + nw;
     convert(x16, x, in, n, in, 0, 1);
-    cublasHandle_t blas = pg_cuda_blas();
-    float one = 1;
     for (int i = 0; i < 3; i++) {
-        float beta_dx = i > 0 || dx_accumulate ? 1.0f : 0.0f;
         convert(w16, ws[i], in, outs[i], in, 0, 1);
         convert(dy16, dys[i], outs[i], n, outs[i], 0, 1);
-        PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, outs[i], &one, w16, CUDA_R_16BF, in, dy16,
-                                     CUDA_R_16BF, outs[i], &beta_dx, dx, CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
-                                     CUBLAS_GEMM_DEFAULT));
-        PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, in, outs[i], n, &one, x16, CUDA_R_16BF, in, dy16,
-                                     CUDA_R_16BF, outs[i], &one, dws[i], CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
-                                     CUBLAS_GEMM_DEFAULT));
+        bwd16(dx, dws[i], dy16, x16, w16, n, in, outs[i], i > 0 || dx_accumulate ? 1.0f : 0.0f);
     }
 }
 
 // The products of a layer whose input x, or output gradient dy, comes in bf16 from the kernel
 // that made it (backend.h matmul_fwd_x16 / matmul_bwd_16: the MLP's activation and its
-// gradient): as pg_cuda_matmul_fwd / matmul_bwd_bf16 with those taken as they are, only the
-// other operands converted.
+// gradient), only the other operands converted; matmul_bwd_16 with neither given is also
+// pg_cuda_matmul_bwd's bf16 path.
 extern "C" void pg_cuda_matmul_fwd_x16(float *y, const uint16_t *x16, const float *w, int n, int in, int out)
 {
     if (n <= 0 || out <= 0) return;
@@ -248,51 +240,37 @@ extern "C" void pg_cuda_matmul_fwd_x16(float *y, const uint16_t *x16, const floa
     __nv_bfloat16 *w16 = bf16_scratch((size_t)out * in);
     if (!w16) return;
     convert(w16, w, in, out, in, 0, 1);
-    float one = 1, zero = 0;
-    PG_CUBLAS_CHECK(cublasGemmEx(pg_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w16, CUDA_R_16BF, in,
-                                 (const __nv_bfloat16 *)x16, CUDA_R_16BF, in, &zero, y, CUDA_R_32F, out,
-                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    fwd16(y, (const __nv_bfloat16 *)x16, w16, n, in, out);
 }
 
 extern "C" void pg_cuda_matmul_bwd_16(float *dx, float *dw, const float *dy, const uint16_t *dy16, const float *x,
                                       const uint16_t *x16, const float *w, int n, int in, int out, int dx_accumulate)
 {
     if (n <= 0 || in <= 0 || out <= 0) return;
-    // the operands to convert here: w (for dx), dy unless given, x (for dw) unless given
+    // the operands to convert here, one scratch: w (for dx), dy unless given, x (for dw) unless given
     size_t nw = dx ? ((size_t)out * in + 127) / 128 * 128 : 0;
     size_t ndy = dy16 ? 0 : ((size_t)n * out + 127) / 128 * 128, nx = x16 || !dw ? 0 : (size_t)n * in;
     __nv_bfloat16 *w16 = bf16_scratch(nw + ndy + nx + 1);
     if (!w16) return;
     const __nv_bfloat16 *g16 = (const __nv_bfloat16 *)dy16, *a16 = (const __nv_bfloat16 *)x16;
+    if (dx) convert(w16, w, in, out, in, 0, 1);
     if (!dy16) {
         convert(w16 + nw, dy, out, n, out, 0, 1);
         g16 = w16 + nw;
     }
-    cublasHandle_t blas = pg_cuda_blas();
-    float one = 1, beta_dx = dx_accumulate ? 1.0f : 0.0f;
-    if (dx) {
-        convert(w16, w, in, out, in, 0, 1);
-        PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, w16, CUDA_R_16BF, in, g16,
-                                     CUDA_R_16BF, out, &beta_dx, dx, CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
-                                     CUBLAS_GEMM_DEFAULT));
+    if (dw && !x16) {
+        convert(w16 + nw + ndy, x, in, n, in, 0, 1);
+        a16 = w16 + nw + ndy;
     }
-    if (dw) {
-        if (!x16) {
-            convert(w16 + nw + ndy, x, in, n, in, 0, 1);
-            a16 = w16 + nw + ndy;
-        }
-        PG_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, a16, CUDA_R_16BF, in, g16,
-                                     CUDA_R_16BF, out, &one, dw, CUDA_R_32F, in, CUBLAS_COMPUTE_32F,
-                                     CUBLAS_GEMM_DEFAULT));
-    }
+    bwd16(dx, dw, g16, a16, w16, n, in, out, dx_accumulate ? 1.0f : 0.0f);
 }
 
 extern "C" void pg_cuda_matmul_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int in,
                                    int out, int dx_accumulate)
 {
     if (n <= 0 || in <= 0 || out <= 0) return;
-    if (pg_cuda_bf16 && dx && dw) {
-        matmul_bwd_bf16(dx, dw, dy, x, w, n, in, out, dx_accumulate);
+    if (pg_cuda_bf16 && dx && dw) { // dy converted once for both products
+        pg_cuda_matmul_bwd_16(dx, dw, dy, NULL, x, NULL, w, n, in, out, dx_accumulate);
         return;
     }
     if (dx) pg_cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, 1, w, in, dy, out, dx_accumulate ? 1 : 0, dx, in);

@@ -24,31 +24,26 @@ enum {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
 // s2 = slope² in float, as the CPU computes it; s2 == 0 (relu²) gives the baseline's exact zero.
-__global__ void relu2_fwd_kernel(float *y, const float *x, size_t n, float s2)
+// An output element: fp32 as computed, or rounded to bf16 (nearest even) for a product that
+// reads it so (backend.h relu2_fwd_x16, relu2_bwd_x16, scale_add_bwd_x16).
+__device__ inline void put(float *y, size_t i, float v) { y[i] = v; }
+__device__ inline void put(__nv_bfloat16 *y, size_t i, float v) { y[i] = __float2bfloat16(v); }
+
+template <class T> __global__ void relu2_fwd_kernel(T *y, const float *x, size_t n, float s2)
 {
     GRID_STRIDE(i, n)
     {
         float v = x[i];
-        y[i] = v > 0 ? v * v : s2 != 0 ? s2 * v * v : 0;
+        put(y, i, v > 0 ? v * v : s2 != 0 ? s2 * v * v : 0);
     }
 }
 
-// relu2_fwd_kernel's value, rounded to bf16 (nearest even) as the next product would round it.
-__global__ void relu2_x16_kernel(__nv_bfloat16 *y, const float *x, size_t n, float s2)
+template <class T> __global__ void relu2_bwd_kernel(T *dx, const float *dy, const float *x, size_t n, float s2)
 {
     GRID_STRIDE(i, n)
     {
         float v = x[i];
-        y[i] = __float2bfloat16(v > 0 ? v * v : s2 != 0 ? s2 * v * v : 0);
-    }
-}
-
-__global__ void relu2_bwd_kernel(float *dx, const float *dy, const float *x, size_t n, float s2)
-{
-    GRID_STRIDE(i, n)
-    {
-        float v = x[i];
-        dx[i] = v > 0 ? 2 * v * dy[i] : s2 != 0 ? 2 * s2 * v * dy[i] : 0;
+        put(dx, i, v > 0 ? 2 * v * dy[i] : s2 != 0 ? 2 * s2 * v * dy[i] : 0);
     }
 }
 
@@ -150,7 +145,7 @@ __global__ void mix_bwd_kernel(float *dx, float *dx0, double *part, const float 
 
 // df's element k: fp32, overwritten or accumulated; or bf16 (scale_add_bwd_x16), overwritten.
 __device__ inline void put_df(float *df, size_t k, float v, int accumulate) { df[k] = accumulate ? df[k] + v : v; }
-__device__ inline void put_df(__nv_bfloat16 *df, size_t k, float v, int) { df[k] = __float2bfloat16(v); }
+__device__ inline void put_df(__nv_bfloat16 *df, size_t k, float v, int) { put(df, k, v); }
 
 template <class T>
 __global__ void scale_add_bwd_kernel(T *df, double *part, const float *dy, const float *s, const float *f, int n, int d,
@@ -191,48 +186,37 @@ __global__ void head_gain_bwd_kernel(float *dq, double *part, const float *q_pre
 
 // ---- host wrappers ----------------------------------------------------------------------------
 
-extern "C" void pg_cuda_relu2_fwd(float *y, const float *x, size_t n, double slope)
+template <class T> static void relu2_fwd(T *y, const float *x, size_t n, double slope)
 {
     if (n == 0) return;
     float s2 = (float)(slope * slope);
-    PG_LAUNCH(relu2_fwd_kernel, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())(y, x, n, s2);
+    PG_LAUNCH(relu2_fwd_kernel<T>, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())(y, x, n, s2);
     PG_CUDA_LAUNCHED();
 }
+
+template <class T> static void relu2_bwd(T *dx, const float *dy, const float *x, size_t n, double slope)
+{
+    if (n == 0) return;
+    float s2 = (float)(slope * slope);
+    PG_LAUNCH(relu2_bwd_kernel<T>, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())(dx, dy, x, n, s2);
+    PG_CUDA_LAUNCHED();
+}
+
+extern "C" void pg_cuda_relu2_fwd(float *y, const float *x, size_t n, double slope) { relu2_fwd(y, x, n, slope); }
 
 extern "C" void pg_cuda_relu2_fwd_x16(uint16_t *y16, const float *x, size_t n, double slope)
 {
-    if (n == 0) return;
-    float s2 = (float)(slope * slope);
-    PG_LAUNCH(relu2_x16_kernel, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())((__nv_bfloat16 *)y16,
-                                                                                                 x, n, s2);
-    PG_CUDA_LAUNCHED();
-}
-
-// relu2_bwd_kernel's dx rounded to bf16: the gradient the fc layer's products read.
-__global__ void relu2_bwd_x16_kernel(__nv_bfloat16 *dx, const float *dy, const float *x, size_t n, float s2)
-{
-    GRID_STRIDE(i, n)
-    {
-        float v = x[i];
-        dx[i] = __float2bfloat16(v > 0 ? 2 * v * dy[i] : s2 != 0 ? 2 * s2 * v * dy[i] : 0);
-    }
-}
-
-extern "C" void pg_cuda_relu2_bwd_x16(uint16_t *dx16, const float *dy, const float *x, size_t n, double slope)
-{
-    if (n == 0) return;
-    float s2 = (float)(slope * slope);
-    PG_LAUNCH(relu2_bwd_x16_kernel, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0,
-              pg_cuda_stream())((__nv_bfloat16 *)dx16, dy, x, n, s2);
-    PG_CUDA_LAUNCHED();
+    relu2_fwd((__nv_bfloat16 *)y16, x, n, slope);
 }
 
 extern "C" void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, size_t n, double slope)
 {
-    if (n == 0) return;
-    float s2 = (float)(slope * slope);
-    PG_LAUNCH(relu2_bwd_kernel, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())(dx, dy, x, n, s2);
-    PG_CUDA_LAUNCHED();
+    relu2_bwd(dx, dy, x, n, slope);
+}
+
+extern "C" void pg_cuda_relu2_bwd_x16(uint16_t *dx16, const float *dy, const float *x, size_t n, double slope)
+{
+    relu2_bwd((__nv_bfloat16 *)dx16, dy, x, n, slope);
 }
 
 extern "C" void pg_cuda_mix_fwd(float *y, const float *x, const float *x0, const float *m0, const float *m1, int n,
@@ -268,30 +252,29 @@ extern "C" void pg_cuda_scale_add_fwd(float *x, const float *s, const float *f, 
     PG_CUDA_LAUNCHED();
 }
 
-extern "C" void pg_cuda_scale_add_bwd(float *df, float *ds, const float *dy, const float *s, const float *f, int n,
-                                      int d, int df_accumulate)
+template <class T>
+static void scale_add_bwd(T *df, float *ds, const float *dy, const float *s, const float *f, int n, int d, int acc)
 {
     if (n <= 0 || d <= 0) return;
     Chunks ch = chunks_for(n);
     double *part = (double *)pg_cuda_scratch((size_t)ch.count * d * sizeof(double));
     if (!part) return; // out of memory: recorded, reported by pg_cuda_status
-    PG_LAUNCH(scale_add_bwd_kernel<float>, cs_grid(ch, d), dim3(CS_X, CS_Y), 0,
-              pg_cuda_stream())(df, part, dy, s, f, n, d, ch.rows, df_accumulate);
+    PG_LAUNCH(scale_add_bwd_kernel<T>, cs_grid(ch, d), dim3(CS_X, CS_Y), 0,
+              pg_cuda_stream())(df, part, dy, s, f, n, d, ch.rows, acc);
     PG_CUDA_LAUNCHED();
     cs_finish(ds, part, ch, d, 1);
+}
+
+extern "C" void pg_cuda_scale_add_bwd(float *df, float *ds, const float *dy, const float *s, const float *f, int n,
+                                      int d, int df_accumulate)
+{
+    scale_add_bwd(df, ds, dy, s, f, n, d, df_accumulate);
 }
 
 extern "C" void pg_cuda_scale_add_bwd_x16(uint16_t *df16, float *ds, const float *dy, const float *s, const float *f,
                                           int n, int d)
 {
-    if (n <= 0 || d <= 0) return;
-    Chunks ch = chunks_for(n);
-    double *part = (double *)pg_cuda_scratch((size_t)ch.count * d * sizeof(double));
-    if (!part) return;
-    PG_LAUNCH(scale_add_bwd_kernel<__nv_bfloat16>, cs_grid(ch, d), dim3(CS_X, CS_Y), 0,
-              pg_cuda_stream())((__nv_bfloat16 *)df16, part, dy, s, f, n, d, ch.rows, 0);
-    PG_CUDA_LAUNCHED();
-    cs_finish(ds, part, ch, d, 1);
+    scale_add_bwd((__nv_bfloat16 *)df16, ds, dy, s, f, n, d, 0);
 }
 
 extern "C" void pg_cuda_head_gain_fwd(float *q, const float *g, int n, int h, int hd)
