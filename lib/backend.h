@@ -240,16 +240,16 @@ struct pg_backend {
      * patterns) and its gradient (relu2_bwd_x16: relu2_bwd's dx so rounded). matmul_fwd_x16 is
      * matmul_fwd (bf16 mode) with x given so; matmul_bwd_16 is matmul_bwd (bf16 mode) where dy16
      * and x16, when not NULL, replace dy and x. The fp32 copies are never written, nor converted
-     * by each product. */
-    /* scale_add_bwd (overwriting) with df = s ⊙ dy rounded to bf16: a branch's output gradient
-     * for its last product (attention's proj, the MLP's projection). */
-    void (*scale_add_bwd_x16)(uint16_t *df16, pg_real *ds, const pg_real *dy, const pg_real *s, const pg_real *f, int n,
-                              int d);
+     * by each product. scale_add_bwd_x16 is scale_add_bwd (overwriting) with df = s ⊙ dy so
+     * rounded: a branch's output gradient for its last product (attention's proj, the MLP's
+     * projection). lib/model.c takes them all or none. */
     void (*relu2_fwd_x16)(uint16_t *y16, const pg_real *x, size_t n, double slope);
     void (*relu2_bwd_x16)(uint16_t *dx16, const pg_real *dy, const pg_real *x, size_t n, double slope);
     void (*matmul_fwd_x16)(pg_real *y, const uint16_t *x16, const pg_real *w, int n, int in, int out);
     void (*matmul_bwd_16)(pg_real *dx, pg_real *dw, const pg_real *dy, const uint16_t *dy16, const pg_real *x,
                           const uint16_t *x16, const pg_real *w, int n, int in, int out, int dx_accumulate);
+    void (*scale_add_bwd_x16)(uint16_t *df16, pg_real *ds, const pg_real *dy, const pg_real *s, const pg_real *f, int n,
+                              int d);
 
     /* ---- the backend's state ---- */
 

@@ -479,11 +479,11 @@ static void side_bwd(const struct pg_model *m, int tensor, const pg_real *x, con
     if (m->side && m->side->bwd) m->side->bwd(m->side->ctx, tensor, x, dy, dx, m->b, m->t, in, out);
 }
 
-/* Attention of layer l on the normed input a->ya: a->ao = proj(gate(xsa(attn(q, k, v)))). */
 /* q, k and v from one call (backend.h matmul_fwd_qkv: their input converted once in bf16 mode)
  * with the fused forms, when no side path runs beside them. */
 static int qkv_together(const struct pg_model *m) { return m->fused && m->be->matmul_fwd_qkv && !m->side; }
 
+/* Attention of layer l on the normed input a->ya: a->ao = proj(gate(xsa(attn(q, k, v)))). */
 static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int b)
 {
     const struct pg_backend *be = m->be;
@@ -678,8 +678,8 @@ double pg_model_forward(struct pg_model *m, const int32_t *x, const int32_t *y, 
     be->upload(m->ids, x, (size_t)n * sizeof *x);
     memcpy(m->ids_host, x, (size_t)n * sizeof *x);
     /* bf16 operands made by their producers where nothing but the next product reads them */
-    m->x16 = m->fused && be->relu2_fwd_x16 && be->scale_add_bwd_x16 && be->get_bf16 && be->get_bf16() && !m->tap &&
-             !m->side;
+    m->x16 = m->fused && be->relu2_fwd_x16 && be->relu2_bwd_x16 && be->matmul_fwd_x16 && be->matmul_bwd_16 &&
+             be->scale_add_bwd_x16 && be->get_bf16 && be->get_bf16() && !m->tap && !m->side;
     if (c->varlen_attn) find_doc_starts(m, b);
     embed_forward(m, b);
     int ns = slot_count(m), ne = slot_encoders(m), nskip = active_skips(m), pf = parallel_from(m);
