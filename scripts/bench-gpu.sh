@@ -303,12 +303,15 @@ bench_preset() { # baseline|record
         [ "$device" = cuda ] && dev=(--device cuda --precision bf16)
         # shellcheck disable=SC2206
         local extra=($pg_train_args)
+        # the training command around its output folder; the median step time after the warm-up
+        local data_args=("$PGTRAIN" -d "$data" --prefix "$prefix" -m "$tok")
+        local run_args=("${flags[@]}" --iterations "$((warmup + steps))" --max-wallclock 0 --val-every 0 --no-progress
+            --json "${dev[@]}" "${extra[@]}")
+        step_ms() { jq -r 'select(.step_ms) | .step_ms' "$1/metrics.jsonl" | tail -n "+$((warmup + 1))" | median; }
         rm -rf "${work:?}/$P"
-        if run "pgolf-$P-train" "$PGTRAIN" -d "$data" --prefix "$prefix" -m "$tok" -o "$work/$P" "${flags[@]}" \
-            --iterations "$((warmup + steps))" --max-wallclock 0 --val-every 0 --no-progress --json "${dev[@]}" \
-            "${extra[@]}" && [ $dry = 0 ]; then
+        if run "pgolf-$P-train" "${data_args[@]}" -o "$work/$P" "${run_args[@]}" && [ $dry = 0 ]; then
             cp "$work/$P/metrics.jsonl" "$out/pgolf-$P-metrics.jsonl"
-            ms=$(jq -r 'select(.step_ms) | .step_ms' "$work/$P/metrics.jsonl" | tail -n "+$((warmup + 1))" | median)
+            ms=$(step_ms "$work/$P")
             if [ -n "$ms" ]; then
                 R[$P.pg.ms]=$ms R[$P.pg.tps]=$(calc "$batch * 1000 / $ms")
                 R[$P.pg.mfu]=$(mfu "$ftrain" "${R[$P.pg.tps]}") R[$P.pg.peak]=$(jqf "$out/pgolf-$P-train.out" .device_peak_bytes)
@@ -319,10 +322,9 @@ bench_preset() { # baseline|record
             fi
         fi
         # the baseline without the fused forms (--unfused): their measured gain
-        if [ $unfused = 1 ] && [ "$P" = baseline ] && run "pgolf-$P-train-unfused" env PG_FUSED=0 "$PGTRAIN" -d "$data" --prefix "$prefix" -m "$tok" \
-            -o "$work/$P-unfused" "${flags[@]}" --iterations "$((warmup + steps))" --max-wallclock 0 --val-every 0 \
-            --no-progress --json "${dev[@]}" "${extra[@]}" && [ $dry = 0 ]; then
-            ms=$(jq -r 'select(.step_ms) | .step_ms' "$work/$P-unfused/metrics.jsonl" | tail -n "+$((warmup + 1))" | median)
+        if [ $unfused = 1 ] && [ "$P" = baseline ] &&
+            run "pgolf-$P-train-unfused" env PG_FUSED=0 "${data_args[@]}" -o "$work/$P-unfused" "${run_args[@]}" && [ $dry = 0 ]; then
+            ms=$(step_ms "$work/$P-unfused")
             if [ -n "$ms" ]; then
                 R[$P.pgu.ms]=$ms R[$P.pgu.tps]=$(calc "$batch * 1000 / $ms")
                 R[$P.pgu.mfu]=$(mfu "$ftrain" "${R[$P.pgu.tps]}")
