@@ -61,7 +61,8 @@ void widen(std::vector<float> &out, const void *p, cudaDataType t, size_t count)
     for (size_t i = 0; i < count; i++) out[i] = __bfloat162float(b[i]);
 }
 
-cublasStatus_t gemm(cublasHandle_t h, const Gemm &g)
+// Checks g, then (unless only checking) computes it.
+cublasStatus_t gemm_now(cublasHandle_t h, const Gemm &g, bool check_only)
 {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (g.ta > CUBLAS_OP_C || g.tb > CUBLAS_OP_C || g.m < 0 || g.n < 0 || g.k < 0 || g.batch < 0)
@@ -79,6 +80,7 @@ cublasStatus_t gemm(cublasHandle_t h, const Gemm &g)
                       !operand_ok("B", g.B, br, bc, g.ldb, g.sb, g.batch, elem_size(g.bt)))) ||
         !operand_ok("C", g.C, g.m, g.n, g.ldc, g.sc, g.batch, elem_size(g.ct)))
         return CUBLAS_STATUS_EXECUTION_FAILED;
+    if (check_only) return CUBLAS_STATUS_SUCCESS;
     std::vector<float> a, b, c;
     size_t an = (size_t)(ac - 1) * g.lda + ar, bn = (size_t)(bc - 1) * g.ldb + br, cn = (size_t)(g.n - 1) * g.ldc + g.m;
     for (int i = 0; i < g.batch; i++) {
@@ -118,6 +120,18 @@ cublasStatus_t gemm(cublasHandle_t h, const Gemm &g)
         }
     }
     return CUBLAS_STATUS_SUCCESS;
+}
+
+// A product now, or, on a captured stream, checked now and recorded for the graph's replay.
+cublasStatus_t gemm(cublasHandle_t h, const Gemm &g)
+{
+    if (!h || !pg_emu::capturing(h->stream)) return gemm_now(h, g, false);
+    cublasStatus_t s = gemm_now(h, g, true);
+    if (s != CUBLAS_STATUS_SUCCESS) return s;
+    cudaError_t e = pg_emu::submit(h->stream, [h, g] {
+        return gemm_now(h, g, false) == CUBLAS_STATUS_SUCCESS ? cudaSuccess : cudaErrorLaunchFailure;
+    });
+    return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
 }
 
 bool compute_ok(cublasComputeType_t t)
@@ -161,6 +175,13 @@ cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode)
 {
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
     handle->math = mode;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetWorkspace(cublasHandle_t handle, void *workspace, size_t bytes)
+{
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (bytes && !pg_emu::is_device_range(workspace, bytes)) return CUBLAS_STATUS_INVALID_VALUE;
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -38,6 +38,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -134,10 +136,16 @@ enum cudaError {
     cudaErrorNoDevice = 100,
     cudaErrorInvalidDevice = 101,
     cudaErrorInvalidResourceHandle = 400,
+    cudaErrorIllegalState = 401,
     cudaErrorNotReady = 600,
     cudaErrorIllegalAddress = 700,
     cudaErrorLaunchFailure = 719,
     cudaErrorNotSupported = 801,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorStreamCaptureIsolation = 905,
+    cudaErrorStreamCaptureImplicit = 906,
+    cudaErrorStreamCaptureWrongThread = 908,
 };
 typedef enum cudaError cudaError_t;
 
@@ -214,6 +222,45 @@ cudaError_t cudaEventDestroy(cudaEvent_t event);
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = 0);
 cudaError_t cudaEventSynchronize(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags = 0);
+
+// ---- stream capture and graphs (kernels/emu/graph.cc) ----
+// While a stream is captured, the launches, async copies and memsets and cuBLAS calls issued on it
+// are recorded, their arguments as they were then, instead of run; cudaGraphLaunch replays them
+// in order. As on a GPU, the capturing thread may not synchronize, allocate or free (mode
+// Global or ThreadLocal; Relaxed is not emulated), nor use the legacy stream: such a call fails
+// with cudaErrorStreamCaptureUnsupported (or ...Implicit) and invalidates the capture, whose
+// cudaStreamEndCapture then fails with cudaErrorStreamCaptureInvalidated. The legacy stream (0)
+// cannot be captured.
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+    cudaStreamCaptureStatusNone = 0,
+    cudaStreamCaptureStatusActive = 1,
+    cudaStreamCaptureStatusInvalidated = 2,
+};
+typedef struct pg_emu_graph *cudaGraph_t;
+typedef struct pg_emu_graph *cudaGraphExec_t; // an instantiated graph is a copy of the list
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus *status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+
+namespace pg_emu {
+// Runs op now (returning its error), or, while `stream` is captured, appends it to the capture
+// (cudaSuccess): cudaGraphLaunch runs it then and returns the first error of its operations.
+cudaError_t submit(cudaStream_t stream, std::function<cudaError_t()> op);
+// For each call a capture forbids: true (the capture invalidated) when this thread is capturing.
+bool capture_forbids();
+// True when stream is captured now (by any thread).
+bool capturing(cudaStream_t stream);
+} // namespace pg_emu
 
 namespace pg_emu {
 cudaError_t func_set_attribute(const void *func, cudaFuncAttribute attr, int value);
@@ -430,8 +477,11 @@ struct Launch {
 };
 
 // Checks the configuration (an invalid one sets the last error and runs nothing, as CUDA
-// does) and runs every block to completion before returning.
-void launch(const Launch &l);
+// does) and runs every block to completion before returning; returns the launch's error.
+// The configuration check alone (a failure sets the last error): a captured launch is checked
+// when it is captured, as on a GPU.
+bool launch_ok(const Launch &l);
+cudaError_t launch(const Launch &l);
 // A pointer kernel argument must be null or point into (or just past) a live device or pinned
 // allocation.
 bool check_pointer_arg(const Launch &l, int index, const void *p);
@@ -452,19 +502,25 @@ template <class... P> struct Launcher {
     {
         static_assert(sizeof...(A) == sizeof...(P), "wrong number of kernel arguments");
         // The arguments are converted to the parameter types once, as a launch does; each
-        // thread's call then copies them into its own parameters.
-        std::tuple<typename std::decay<P>::type...> params(std::forward<A>(args)...);
-        if (!check_args(params, std::index_sequence_for<P...>{})) return;
-        struct Ctx {
-            void (*kernel)(P...);
-            std::tuple<typename std::decay<P>::type...> *params;
-        } ctx{kernel, &params};
-        l.ctx = &ctx;
-        l.body = [](void *c) {
-            Ctx *x = static_cast<Ctx *>(c);
-            std::apply(x->kernel, *x->params);
-        };
-        launch(l);
+        // thread's call then copies them into its own parameters. A captured launch keeps them
+        // (a graph replays the values of its capture) and checks its pointers again at replay.
+        using Params = std::tuple<typename std::decay<P>::type...>;
+        auto params = std::make_shared<Params>(std::forward<A>(args)...);
+        if (!check_args(*params, std::index_sequence_for<P...>{}) || !launch_ok(l)) return;
+        Launcher self = *this;
+        submit(l.stream, [self, params]() mutable -> cudaError_t {
+            if (!self.check_args(*params, std::index_sequence_for<P...>{})) return cudaErrorIllegalAddress;
+            struct Ctx {
+                void (*kernel)(P...);
+                Params *params;
+            } ctx{self.kernel, params.get()};
+            self.l.ctx = &ctx;
+            self.l.body = [](void *c) {
+                Ctx *x = static_cast<Ctx *>(c);
+                std::apply(x->kernel, *x->params);
+            };
+            return launch(self.l);
+        });
     }
 
     template <class Tup, size_t... I> bool check_args(const Tup &t, std::index_sequence<I...>)

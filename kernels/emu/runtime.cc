@@ -113,14 +113,9 @@ cudaError_t release(std::map<uintptr_t, size_t> &m, void *p)
     return cudaSuccess;
 }
 
-bool valid_stream(cudaStream_t s)
-{
-    std::lock_guard<std::mutex> g(mu);
-    return s == nullptr || streams.count(s) != 0;
-}
-
 struct Event {
-    double ms; // time of the last record; -1 before the first
+    double ms;             // time of the last record; -1 before the first
+    cudaStream_t captured; // the captured stream its last record went to, else null
 };
 
 double now_ms()
@@ -133,6 +128,12 @@ double now_ms()
 } // namespace
 
 void set_last_error(cudaError_t e) { last_error = e; }
+
+bool valid_stream(cudaStream_t s)
+{
+    std::lock_guard<std::mutex> g(mu);
+    return s == nullptr || streams.count(s) != 0;
+}
 
 bool is_device_range(const void *p, size_t bytes)
 {
@@ -195,6 +196,12 @@ const char *cudaGetErrorName(cudaError_t err)
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureIsolation: return "cudaErrorStreamCaptureIsolation";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+    case cudaErrorStreamCaptureWrongThread: return "cudaErrorStreamCaptureWrongThread";
     }
     return "cudaErrorUnknown";
 }
@@ -215,6 +222,12 @@ const char *cudaGetErrorString(cudaError_t err)
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     case cudaErrorNotSupported: return "operation not supported";
+    case cudaErrorIllegalState: return "the resource is not in a valid state for this operation";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureIsolation: return "dependency created on uncaptured work in another stream";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
+    case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
     }
     return "unknown error";
 }
@@ -261,13 +274,17 @@ cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device)
     return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void)
+{
+    return pg_emu::capture_forbids() ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
 cudaError_t cudaDeviceReset(void) { return cudaSuccess; }
 
 cudaError_t cudaMalloc(void **ptr, size_t bytes)
 {
     if (!ptr) return fail(cudaErrorInvalidValue);
     *ptr = nullptr;
+    if (pg_emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
     if (bytes == 0) return cudaSuccess;
     size_t limit = pg_emu::device_limit();
     {
@@ -288,6 +305,7 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes)
 
 cudaError_t cudaFree(void *ptr)
 {
+    if (pg_emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
     if (!ptr) return cudaSuccess;
     {
         std::lock_guard<std::mutex> g(pg_emu::mu);
@@ -304,15 +322,21 @@ cudaError_t cudaMallocHost(void **ptr, size_t bytes)
 {
     if (!ptr) return fail(cudaErrorInvalidValue);
     *ptr = nullptr;
+    if (pg_emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
     if (bytes == 0) return cudaSuccess;
     void *p = malloc(bytes);
     if (!p) return fail(cudaErrorMemoryAllocation);
     return pg_emu::record(pg_emu::pinned, p, bytes, ptr);
 }
 
-cudaError_t cudaFreeHost(void *ptr) { return pg_emu::release(pg_emu::pinned, ptr); }
+cudaError_t cudaFreeHost(void *ptr)
+{
+    if (pg_emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
+    return pg_emu::release(pg_emu::pinned, ptr);
+}
 
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
+// A copy's checks then the copy: at the call, and again when a graph replays it.
+static cudaError_t copy_check(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
 {
     if (bytes == 0) return cudaSuccess;
     if (!dst || !src) return fail(cudaErrorInvalidValue);
@@ -321,17 +345,36 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
     if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault) return fail(cudaErrorInvalidMemcpyDirection);
     if ((dst_dev && !pg_emu::is_device_range(dst, bytes)) || (src_dev && !pg_emu::is_device_range(src, bytes)))
         return fail(cudaErrorInvalidValue);
-    memmove(dst, src, bytes);
     return cudaSuccess;
+}
+
+static cudaError_t copy_now(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
+{
+    cudaError_t e = copy_check(dst, src, bytes, kind);
+    if (e == cudaSuccess && bytes) memmove(dst, src, bytes);
+    return e;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
+{
+    if (pg_emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
+    return copy_now(dst, src, bytes, kind);
 }
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream)
 {
     if (!pg_emu::valid_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
-    return cudaMemcpy(dst, src, bytes, kind);
+    cudaError_t e = cudaSuccess;
+    if (pg_emu::capturing(stream)) { // checked at capture too; a graph's host memory must be pinned
+        const void *host = kind == cudaMemcpyHostToDevice ? src : kind == cudaMemcpyDeviceToHost ? dst : nullptr;
+        e = copy_check(dst, src, bytes, kind);
+        if (e == cudaSuccess && bytes && host && !pg_emu::is_accessible_range(host, bytes) && pg_emu::capture_forbids())
+            e = cudaErrorStreamCaptureUnsupported;
+    }
+    return e != cudaSuccess ? e : pg_emu::submit(stream, [=] { return copy_now(dst, src, bytes, kind); });
 }
 
-cudaError_t cudaMemset(void *ptr, int value, size_t bytes)
+static cudaError_t set_now(void *ptr, int value, size_t bytes)
 {
     if (bytes == 0) return cudaSuccess;
     if (!pg_emu::is_device_range(ptr, bytes)) return fail(cudaErrorInvalidValue);
@@ -339,10 +382,17 @@ cudaError_t cudaMemset(void *ptr, int value, size_t bytes)
     return cudaSuccess;
 }
 
+cudaError_t cudaMemset(void *ptr, int value, size_t bytes)
+{
+    if (pg_emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
+    return set_now(ptr, value, bytes);
+}
+
 cudaError_t cudaMemsetAsync(void *ptr, int value, size_t bytes, cudaStream_t stream)
 {
     if (!pg_emu::valid_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
-    return cudaMemset(ptr, value, bytes);
+    if (bytes && pg_emu::capturing(stream) && !pg_emu::is_device_range(ptr, bytes)) return fail(cudaErrorInvalidValue);
+    return pg_emu::submit(stream, [=] { return set_now(ptr, value, bytes); });
 }
 
 // The device's size (PG_EMU_MEM_LIMIT) and what the live cudaMalloc blocks leave of it: an
@@ -383,6 +433,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream)
 {
+    if (pg_emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
     return pg_emu::valid_stream(stream) ? cudaSuccess : fail(cudaErrorInvalidResourceHandle);
 }
 
@@ -392,6 +443,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned flags)
     pg_emu::Event *e = (pg_emu::Event *)malloc(sizeof *e);
     if (!e) return fail(cudaErrorMemoryAllocation);
     e->ms = -1;
+    e->captured = nullptr;
     std::lock_guard<std::mutex> g(pg_emu::mu);
     pg_emu::events.insert(e);
     *event = (cudaEvent_t)e;
@@ -420,12 +472,30 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
 {
     pg_emu::Event *e = event_of(event);
     if (!e || !pg_emu::valid_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
-    e->ms = pg_emu::now_ms();
+    e->captured = pg_emu::capturing(stream) ? stream : nullptr;
+    return pg_emu::submit(stream, [e] {
+        e->ms = pg_emu::now_ms();
+        return cudaSuccess;
+    });
+}
+
+// Streams run in order here, so a wait has nothing to wait for; but a captured stream may only
+// wait for an event recorded in its own capture (else: uncaptured work, an isolation error).
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags)
+{
+    pg_emu::Event *e = event_of(event);
+    if (!e || !pg_emu::valid_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
+    if (flags) return fail(cudaErrorInvalidValue);
+    if (pg_emu::capturing(stream) && e->captured != stream) {
+        pg_emu::capture_forbids();
+        return fail(cudaErrorStreamCaptureIsolation);
+    }
     return cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event)
 {
+    if (pg_emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
     return event_of(event) ? cudaSuccess : fail(cudaErrorInvalidResourceHandle);
 }
 

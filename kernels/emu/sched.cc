@@ -461,7 +461,7 @@ int emu_threads()
 
 } // namespace
 
-void launch(const Launch &l)
+bool launch_ok(const Launch &l)
 {
     if (t_worker) fatal("kernel %s launched from inside a kernel (%s:%d): not emulated", l.name, l.file, l.line);
     unsigned long long threads = (unsigned long long)l.block.x * l.block.y * l.block.z;
@@ -469,12 +469,19 @@ void launch(const Launch &l)
     if (threads == 0 || threads > 1024 || l.block.x > 1024 || l.block.y > 1024 || l.block.z > 64 || blocks == 0 ||
         l.grid.x > 0x7fffffffu || l.grid.y > 65535 || l.grid.z > 65535) {
         set_last_error(cudaErrorInvalidConfiguration);
-        return;
+        return false;
     }
     if (l.smem > (size_t)dynamic_smem_limit(l.func)) {
         set_last_error(cudaErrorInvalidValue);
-        return;
+        return false;
     }
+    return true;
+}
+
+cudaError_t launch(const Launch &l)
+{
+    if (!launch_ok(l)) return cudaPeekAtLastError();
+    unsigned long long blocks = (unsigned long long)l.grid.x * l.grid.y * l.grid.z;
     Grid g;
     g.l = &l;
     g.nblocks = blocks;
@@ -493,6 +500,7 @@ void launch(const Launch &l)
     worker_run(workers[0].get(), &g);
     for (auto &t : helpers) t.join();
     for (auto &w : workers) give_worker(std::move(w));
+    return cudaSuccess;
 }
 
 void syncthreads()
