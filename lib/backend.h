@@ -310,6 +310,33 @@ struct pg_backend {
     int (*comm_sum)(pg_real *x, size_t n);
     int (*comm_share)(pg_real *const *ptrs, const size_t *sizes, const int *owner, size_t n);
     void (*comm_free)(void);
+
+    /* ---- a device's training step without waits or launch gaps (lib/train.c), NULL where the
+     * backend has none (the CPU: every call already runs at once).
+     * host_alloc/host_free: pinned host memory (NULL, the failure reported by status, if none).
+     * A batch's inputs through a double buffer: stage_wait(s) waits until slot s's last copy
+     * has left host memory (before the caller refills it); stage_in(dev, host, bytes, s) copies
+     * host (pinned) to dev on a copy stream, once the compute stream has taken slot s's previous
+     * copy; stage_take(dst, dev, bytes, s) makes the compute stream wait for that copy, then
+     * copy dev to dst. None of them waits for the device otherwise.
+     * logit_ce_to: logit_ce whose total is not returned (no wait) but added to the device double
+     * *acc as acc += total·scale (the host's rounding); acc NULL: dropped.
+     * graph_begin/graph_end: every operation issued between them is captured, not run, into a
+     * graph that graph_launch replays with the pointers and values of the capture; graph_end
+     * returns NULL if the capture failed (a call it forbids: a wait or an allocation; status
+     * says which), and nothing captured has run. graph_free releases a graph. */
+    void *(*host_alloc)(size_t bytes);
+    void (*host_free)(void *p);
+    void (*stage_wait)(int slot);
+    void (*stage_in)(void *dev, const void *host, size_t bytes, int slot);
+    void (*stage_take)(void *dst, const void *dev, size_t bytes, int slot);
+    void (*logit_ce_to)(double *acc, double scale, pg_real *dh, pg_real *demb, float *losses, const pg_real *h,
+                        const pg_real *emb, const int32_t *targets, int n, int d, int v, double cap, int poly5,
+                        double z_loss, double grad_scale, pg_real *work);
+    int (*graph_begin)(void);
+    void *(*graph_end)(void);
+    void (*graph_launch)(void *graph);
+    void (*graph_free)(void *graph);
 };
 
 /* The size of a communicator's id (NCCL's ncclUniqueId). */

@@ -366,14 +366,19 @@ static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
 /* The activations and their token buffers (what pg_model_alloc_acts allocates), freed. */
 static void free_acts(struct pg_model *m)
 {
-    if (m->be) {
-        void *dev[] = {m->arena, m->targets, m->ids, m->doc_start, m->bg_idx, m->losses};
+    const struct pg_backend *be = m->be;
+    if (be) {
+        void *dev[] = {m->arena, m->in_dev, m->losses, m->stage_dev[0], m->stage_dev[1]};
         for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
-            if (dev[i]) m->be->free(dev[i]);
+            if (dev[i]) be->free(dev[i]);
+        for (int s = 0; s < 2; s++)
+            if (be->host_free) be->host_free(m->stage_host[s]);
+            else free(m->stage_host[s]);
     }
-    free(m->acts), free(m->enc_out), free(m->denc), free(m->ids_host);
-    m->arena = NULL, m->targets = NULL, m->ids = NULL, m->doc_start = NULL, m->bg_idx = NULL, m->losses = NULL;
-    m->acts = NULL, m->enc_out = NULL, m->denc = NULL, m->ids_host = NULL;
+    free(m->acts), free(m->enc_out), free(m->denc);
+    m->arena = NULL, m->in_dev = NULL, m->targets = NULL, m->ids = NULL, m->doc_start = NULL, m->bg_idx = NULL;
+    m->losses = NULL, m->acts = NULL, m->enc_out = NULL, m->denc = NULL;
+    for (int s = 0; s < 2; s++) m->stage_host[s] = NULL, m->stage_dev[s] = NULL;
 }
 
 int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
@@ -387,22 +392,32 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
     m->acts = pg_calloc((size_t)slots, sizeof *m->acts);
     m->enc_out = pg_calloc((size_t)(encs ? encs : 1), sizeof *m->enc_out);
     m->denc = pg_calloc((size_t)(encs ? encs : 1), sizeof *m->denc);
-    /* token ids in backend memory, with host copies for what is computed from them on the host */
+    /* the inputs in backend memory (targets, ids, document starts, bigram buckets), staged from
+     * two host buffers laid out alike (pinned on a device, zeroed: a copy may cover unused rows) */
     const struct pg_backend *be = m->be;
-    m->targets = be->alloc(n * sizeof *m->targets);
-    m->ids = be->alloc(n * sizeof *m->ids);
-    m->doc_start = be->alloc(n * sizeof *m->doc_start);
-    m->bg_idx = be->alloc(n * sizeof *m->bg_idx);
+    size_t in_bytes = 4 * n * sizeof *m->in_dev;
+    m->in_stride = n;
+    int host_ok = 1, dev_ok = (m->in_dev = be->alloc(in_bytes)) != NULL;
+    if (dev_ok)
+        m->targets = m->in_dev, m->ids = m->in_dev + n, m->doc_start = m->in_dev + 2 * n, m->bg_idx = m->in_dev + 3 * n;
+    for (int s = 0; s < 2 && host_ok && dev_ok; s++) {
+        m->stage_host[s] = be->host_alloc ? be->host_alloc(in_bytes) : pg_malloc(in_bytes);
+        if ((host_ok = m->stage_host[s] != NULL)) memset(m->stage_host[s], 0, in_bytes);
+        if (be->stage_in) dev_ok = (m->stage_dev[s] = be->alloc(in_bytes)) != NULL;
+    }
     m->losses = be->alloc(n * sizeof *m->losses);
-    m->ids_host = pg_malloc(3 * n * sizeof *m->ids_host);
     m->arena = be->alloc(total * sizeof *m->arena);
     pg_real *tables = pg_malloc(((size_t)t * (m->rd / 2) + 1) * 2 * sizeof *tables);
-    if (!m->targets || !m->ids || !m->doc_start || !m->bg_idx || !m->losses || !m->arena) {
+    if (!host_ok && be->host_alloc) { /* pinned memory refused: the backend says why */
         free(tables);
-        return alloc_failed(be, total * sizeof *m->arena + n * (4 * sizeof *m->ids + sizeof *m->losses),
-                            "activations");
+        int rc = be->status();
+        return rc ? rc : pg_error(PG_E_NOMEM, "cannot allocate %zu bytes of pinned host memory", in_bytes);
     }
-    if (!m->acts || !m->enc_out || !m->denc || !m->ids_host || !tables) {
+    if (!dev_ok || !m->losses || !m->arena) {
+        free(tables);
+        return alloc_failed(be, total * sizeof *m->arena + 3 * in_bytes + n * sizeof *m->losses, "activations");
+    }
+    if (!m->acts || !m->enc_out || !m->denc || !host_ok || !tables) {
         free(tables);
         return PG_E_NOMEM; /* pg_malloc and pg_calloc named the bytes */
     }
@@ -604,35 +619,49 @@ static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, in
 }
 
 /* The first position of each token's document in its sequence (varlen attention, spec §2.2). */
-static void find_doc_starts(struct pg_model *m, int b)
+static void find_doc_starts(const struct pg_model *m, int32_t *doc, const int32_t *ids, int b)
 {
-    size_t n = (size_t)b * m->t;
-    int32_t *doc = m->ids_host + n; /* host scratch, uploaded */
     for (int r = 0; r < b; r++) {
         int32_t start = 0;
         for (int t = 0; t < m->t; t++) {
             size_t i = (size_t)r * m->t + t;
-            if (m->ids_host[i] == m->cfg.bos_id) start = t;
+            if (ids[i] == m->cfg.bos_id) start = t;
             doc[i] = start;
         }
     }
-    m->be->upload(m->doc_start, doc, n * sizeof *doc);
 }
 
 /* BigramHash buckets (spec §2.11): the first token of a sequence gets the last bucket. */
-static void bigram_buckets(struct pg_model *m, int b)
+static void bigram_buckets(const struct pg_model *m, int32_t *bg, const int32_t *ids, int b)
 {
     int32_t mod = m->cfg.bigram_vocab - 1;
-    size_t n = (size_t)b * m->t;
-    const int32_t *ids = m->ids_host;
-    int32_t *bg = m->ids_host + 2 * n; /* host scratch, uploaded */
     for (int r = 0; r < b; r++)
         for (int t = 0; t < m->t; t++) {
             size_t i = (size_t)r * m->t + t;
             uint32_t h = t ? ((uint32_t)36313 * (uint32_t)ids[i]) ^ ((uint32_t)27191 * (uint32_t)ids[i - 1]) : 0;
             bg[i] = t ? (int32_t)(h % (uint32_t)mod) : mod;
         }
-    m->be->upload(m->bg_idx, bg, n * sizeof *bg);
+}
+
+void pg_model_stage(struct pg_model *m, const int32_t *x, const int32_t *y, int b)
+{
+    const struct pg_backend *be = m->be;
+    size_t n = (size_t)b * m->t, all = m->in_stride; /* (m->t may be lowered since: TTT windows) */
+    int s = m->stage_slot = be->stage_in ? m->stage_slot ^ 1 : 0;
+    if (be->stage_wait) be->stage_wait(s); /* the slot's previous copy has left it */
+    int32_t *h = m->stage_host[s];
+    memcpy(h, y, n * sizeof *h);
+    memcpy(h + all, x, n * sizeof *h);
+    size_t used = all + n; /* the prefix of the layout this batch fills */
+    if (m->cfg.varlen_attn) find_doc_starts(m, h + 2 * all, h + all, b), used = 2 * all + n;
+    if (m->cfg.bigram_vocab) bigram_buckets(m, h + 3 * all, h + all, b), used = 3 * all + n;
+    if (be->stage_in) {
+        be->stage_in(m->stage_dev[s], h, used * sizeof *h, s);
+        be->stage_take(m->in_dev, m->stage_dev[s], used * sizeof *h, s);
+    } else {
+        be->upload(m->in_dev, h, used * sizeof *h);
+    }
+    m->b = b;
 }
 
 /* x0 = [smear1](RMSNorm([smear](E[ids] + bigram))) (spec §2.10-2.11); m->x = x0. */
@@ -643,7 +672,6 @@ static void embed_forward(struct pg_model *m, int b)
     int n = b * m->t, d = m->d;
     be->embedding_fwd(m->emb, P(m->t_emb), m->ids, n, d);
     if (c->bigram_vocab) {
-        bigram_buckets(m, b);
         be->embedding_fwd(m->bg_t, P(m->t_bigram_emb), m->bg_idx, n, c->bigram_dim);
         be->matmul_fwd(m->bg_p, m->bg_t, P(m->t_bigram_proj), n, c->bigram_dim, d);
         be->scalar_add_fwd(m->emb, P(m->t_bigram_scale), NULL, m->bg_p, (size_t)n * d);
@@ -667,20 +695,16 @@ static void embed_forward(struct pg_model *m, int b)
     }
 }
 
-double pg_model_forward(struct pg_model *m, const int32_t *x, const int32_t *y, int b, float *losses)
+/* The forward of the staged batch up to the final norm's output m->yf (the loss's input). */
+static void forward_body(struct pg_model *m)
 {
     const struct pg_backend *be = m->be;
     const struct pg_config *c = &m->cfg;
-    int n = b * m->t, d = m->d;
+    int b = m->b, n = b * m->t, d = m->d;
     size_t nd = (size_t)n * d;
-    m->b = b;
-    be->upload(m->targets, y, (size_t)n * sizeof *y);
-    be->upload(m->ids, x, (size_t)n * sizeof *x);
-    memcpy(m->ids_host, x, (size_t)n * sizeof *x);
     /* bf16 operands made by their producers where nothing but the next product reads them */
     m->x16 = m->fused && be->relu2_fwd_x16 && be->relu2_bwd_x16 && be->matmul_fwd_x16 && be->matmul_bwd_16 &&
              be->scale_add_bwd_x16 && be->get_bf16 && be->get_bf16() && !m->tap && !m->side;
-    if (c->varlen_attn) find_doc_starts(m, b);
     embed_forward(m, b);
     int ns = slot_count(m), ne = slot_encoders(m), nskip = active_skips(m), pf = parallel_from(m);
     m->nslots = ns;
@@ -707,6 +731,29 @@ double pg_model_forward(struct pg_model *m, const int32_t *x, const int32_t *y, 
     }
     be->rmsnorm_fwd(m->yf, m->rsf, m->x, n, d, c->rms_norm_eps, 1); /* no LN scale on the final norm */
     tap(m, -1, PG_TAP_HEAD, m->yf, n, d);
+}
+
+double pg_model_forward(struct pg_model *m, const int32_t *x, const int32_t *y, int b, float *losses)
+{
+    pg_model_stage(m, x, y, b);
+    return pg_model_forward_staged(m, losses);
+}
+
+void pg_model_forward_deferred(struct pg_model *m, double *acc, double scale)
+{
+    const struct pg_config *c = &m->cfg;
+    forward_body(m);
+    const pg_real *head = m->t_head >= 0 ? P(m->t_head) : P(m->t_emb);
+    m->be->logit_ce_to(acc, scale, NULL, NULL, NULL, m->yf, head, m->targets, m->b * m->t, m->d, m->v,
+                       c->logit_softcap, c->softcap_poly5, c->z_loss, 0, m->ce_work);
+}
+
+double pg_model_forward_staged(struct pg_model *m, float *losses)
+{
+    const struct pg_backend *be = m->be;
+    const struct pg_config *c = &m->cfg;
+    int n = m->b * m->t, d = m->d;
+    forward_body(m);
     const pg_real *head = m->t_head >= 0 ? P(m->t_head) : P(m->t_emb);
     float *dl = losses ? m->losses : NULL; /* per-token losses in backend memory, then copied out */
     double total = !c->softcap_poly5 && c->z_loss == 0 /* the baseline's path, the same call as always */
@@ -897,7 +944,10 @@ void pg_model_backward(struct pg_model *m, double grad_scale)
     const pg_real *head = m->t_head >= 0 ? P(m->t_head) : P(m->t_emb);
     pg_real *dhead = m->t_head >= 0 ? GW(m->t_head) : GW(m->t_emb);
     /* m->dx: gradient flowing down the residual stream (lane 0 in parallel blocks; m->dl1 lane 1) */
-    if (!c->softcap_poly5 && c->z_loss == 0)
+    if (be->logit_ce_to) /* the total is not needed: no wait for it */
+        be->logit_ce_to(NULL, 0, m->dya, dhead, NULL, m->yf, head, m->targets, n, d, m->v, c->logit_softcap,
+                        c->softcap_poly5, c->z_loss, grad_scale, m->ce_work);
+    else if (!c->softcap_poly5 && c->z_loss == 0)
         be->softcap_ce(m->dya, dhead, NULL, m->yf, head, m->targets, n, d, m->v, c->logit_softcap, grad_scale,
                        m->ce_work);
     else

@@ -136,9 +136,14 @@ struct pg_model {
     struct pg_block_acts *acts; /* nl entries when training, 1 (reused) otherwise */
     pg_real *x, *x0, *rs0, *yf, *rsf, **enc_out, *cos, *sin, *attn_work, *ce_work;
     pg_real *emb, *emb2, *xn, *smear_gate, *lane1, *bg_t, *bg_p, *ve_t, *ve;
-    int32_t *targets, *ids, *doc_start, *bg_idx; /* backend memory */
+    int32_t *targets, *ids, *doc_start, *bg_idx; /* backend memory: the staged batch's inputs, one
+                                                  * allocation (in_dev) in this order, max_b·t apart */
+    int32_t *in_dev;
+    size_t in_stride;           /* max_b·t at allocation: in_dev's parts lie this far apart */
     float *losses;              /* per-token losses, backend memory */
-    int32_t *ids_host;          /* host: the latest input ids, then doc starts and bigram buckets */
+    int32_t *stage_host[2];     /* host (pinned on a device): a batch's inputs laid out as in_dev */
+    int32_t *stage_dev[2];      /* backend memory between the two (backend.h stage_in), or NULL */
+    int stage_slot;             /* the slot of the latest pg_model_stage */
     pg_real *arena;             /* backend memory holding every activation buffer */
     int nslots;                 /* slots used by the latest forward */
     int b;                      /* sequences in the latest forward */
@@ -174,8 +179,22 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t);
 int pg_model_init_weights(struct pg_model *m, uint64_t seed);
 
 /* Forward over b sequences of t tokens (x and y are b·t ids). Returns Σ of the per-token
- * cross-entropies (nats), and each one in losses[] when not NULL. */
+ * cross-entropies (nats), and each one in losses[] when not NULL. pg_model_stage then
+ * pg_model_forward_staged. */
 double pg_model_forward(struct pg_model *m, const int32_t *x, const int32_t *y, int b, float *losses);
+
+/* The inputs of the next forward, ids x and targets y of b sequences (b·t each), with the host
+ * work on them (document starts, bigram buckets), sent to the backend: on a device through a
+ * pinned double buffer on a copy stream (backend.h stage_in), nothing waiting for the device. */
+void pg_model_stage(struct pg_model *m, const int32_t *x, const int32_t *y, int b);
+
+/* The forward of the staged batch: as pg_model_forward. */
+double pg_model_forward_staged(struct pg_model *m, float *losses);
+
+/* The forward of the staged batch without waiting for the device: *acc (backend memory, one
+ * double) += scale·Σloss, the rounding of a host's `loss += total * scale`. Only where the backend
+ * has logit_ce_to; issues nothing the host computes from (a CUDA graph may capture it). */
+void pg_model_forward_deferred(struct pg_model *m, double *acc, double scale);
 
 /* Checks that n token ids are inside the vocabulary (the forward pass does not: it indexes the
  * embedding with them). @return 0, or PG_E_FORMAT naming the first bad id and its position. */

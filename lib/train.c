@@ -400,6 +400,85 @@ static int join_comm(struct pg_dist *d, const struct pg_backend *be, int verbosi
     return 0;
 }
 
+/* A device's way through a step's micro-batches (backend.h logit_ce_to, graph_begin): the loss
+ * summed on the device, read once a step instead of waited for after every micro-batch, and
+ * each micro-batch's forward and backward captured once as a CUDA graph and then replayed, after
+ * one eager micro-batch in the same mode (looping or not) has brought every scratch buffer to
+ * its size. PG_GRAPHS=0 turns the graphs off; so does a capture that fails (with a warning). */
+struct steps {
+    double *loss;   /* backend memory: the step's Σ scale·loss; NULL: the host sums */
+    void *graph[2]; /* by m->looping */
+    int warm[2];    /* an eager micro-batch has run in that mode */
+    int graphs;     /* 1: capture when warm */
+};
+
+static int steps_init(struct steps *sp, const struct pg_backend *be)
+{
+    memset(sp, 0, sizeof *sp);
+    if (!be->logit_ce_to) return 0;
+    if (!(sp->loss = be->alloc(sizeof *sp->loss))) return be->status();
+    const char *env = getenv("PG_GRAPHS");
+    sp->graphs = be->graph_begin && !(env && strcmp(env, "0") == 0);
+    return 0;
+}
+
+static void steps_free(struct steps *sp, const struct pg_backend *be)
+{
+    for (int k = 0; k < 2; k++)
+        if (sp->graph[k]) be->graph_free(sp->graph[k]);
+    if (sp->loss) be->free(sp->loss);
+}
+
+/* The forward and backward of the staged micro-batch; *loss += its scale·Σloss where the host
+ * sums (else the device does, and steps_loss reads it). */
+static void micro_batch(struct steps *sp, struct pg_model *m, double scale, double *loss, int verbosity)
+{
+    const struct pg_backend *be = m->be;
+    if (!sp->loss) {
+        *loss += pg_model_forward_staged(m, NULL) * scale;
+        pg_model_backward(m, scale);
+        return;
+    }
+    int k = m->looping != 0;
+    if (sp->graphs && sp->warm[k] && !sp->graph[k]) {
+        if (be->graph_begin() == 0) {
+            pg_model_forward_deferred(m, sp->loss, scale);
+            pg_model_backward(m, scale);
+            sp->graph[k] = be->graph_end();
+            if (sp->graph[k] && verbosity > 0)
+                fprintf(stderr, "pg-train: the micro-batch's forward and backward%s captured as a CUDA graph\n",
+                        k ? " (looping)" : "");
+        }
+        if (!sp->graph[k]) { /* nothing captured has run: this micro-batch runs eagerly below */
+            int rc = be->status();
+            if (verbosity > 0)
+                fprintf(stderr, "pg-train: warning: no CUDA graph (%s); training goes on without graphs\n",
+                        rc ? pg_error_message() : "the capture failed");
+            sp->graphs = 0;
+        }
+    }
+    if (sp->graph[k]) {
+        be->graph_launch(sp->graph[k]);
+    } else {
+        pg_model_forward_deferred(m, sp->loss, scale);
+        pg_model_backward(m, scale);
+        sp->warm[k] = 1;
+    }
+}
+
+/* Before a step's micro-batches: the device's sum starts at 0. */
+static void steps_begin(struct steps *sp, const struct pg_backend *be)
+{
+    const double zero = 0;
+    if (sp->loss) be->upload(sp->loss, &zero, sizeof zero);
+}
+
+/* After them: the step's loss from the device (waiting for the step), else *loss as summed. */
+static void steps_loss(struct steps *sp, const struct pg_backend *be, double *loss)
+{
+    if (sp->loss) be->download(loss, sp->loss, sizeof *loss);
+}
+
 /* The gradients of every rank, summed in rank order (each rank's are already divided by the
  * job's token count), on every rank; a device's through its communicator when joined (its own
  * order), else staged through the host. */
@@ -494,6 +573,8 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     memset(&av, 0, sizeof av);
     int32_t *x = NULL, *y = NULL;
     FILE *mf = NULL;
+    struct steps sp;
+    memset(&sp, 0, sizeof sp);
     /* N ranks split each step's grad_accum_steps micro-batches between them (the loader gives
      * rank r its slice of each global micro-batch): the same tokens as one process. */
     struct pg_dist *dist = o->dist;
@@ -531,6 +612,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
                     world, mine, g.muon.nt);
     }
     if (!rc) rc = avg_init(&av, &m, c);
+    if (!rc) rc = steps_init(&sp, be);
     if (!rc && !((x = pg_malloc((size_t)loader.local_tokens * sizeof *x)) &&
                  (y = pg_malloc((size_t)loader.local_tokens * sizeof *y))))
         rc = PG_E_NOMEM;
@@ -616,14 +698,16 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         pg_model_zero_grad(&m);
         if (qat) qat_swap(&av, &m, c->qat_bits, c->qat_levels, 1);
         double loss = 0, scale = 1.0 / ((double)loader.local_tokens * accum * world);
+        steps_begin(&sp, be);
         for (int micro = 0; micro < accum && !rc; micro++) {
             if ((rc = pg_train_loader_next(&loader, x, y))) break;
             if ((rc = pg_model_check_ids(&m, x, (size_t)loader.local_tokens)) ||
                 (rc = pg_model_check_ids(&m, y, (size_t)loader.local_tokens)))
                 break;
-            loss += pg_model_forward(&m, x, y, b, NULL) * scale;
-            pg_model_backward(&m, scale);
+            pg_model_stage(&m, x, y, b);
+            micro_batch(&sp, &m, scale, &loss, verbosity);
         }
+        if (!rc) steps_loss(&sp, be, &loss);
         if (qat) qat_swap(&av, &m, c->qat_bits, c->qat_levels, 0);
         if (rc || (rc = be->status())) break; /* a device's failure before a NaN it may have caused */
         double comm_t0 = pg_now(), comm_ms = 0; /* the ranks' exchanges, in the step's time */
@@ -694,6 +778,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     if (mf && fclose(mf) != 0 && !rc) rc = pg_error_errno(PG_E_IO, "cannot write '%s'", mpath);
     free(x), free(y);
     if (comm) be->comm_free();
+    steps_free(&sp, be);
     groups_free(&g);
     avg_free(&av);
     pg_model_free(&m);

@@ -41,6 +41,8 @@ What to run:
       --unfused           also time pgolf's baseline training with PG_FUSED=0 (the plain
                           operations, each product converting its fp32 operands): what the fused
                           forms gain
+      --eager             also time it with PG_GRAPHS=0 (every operation launched from the host,
+                          no CUDA graphs): what the graphs gain
       --torch-record      also run the PyTorch reference of the record preset (compiles a second
                           model: about 2 minutes more)
       --train-gpt PATH    parameter-golf's train_gpt.py: run it on the same data and parse its
@@ -70,7 +72,7 @@ usage_error() { echo "bench-gpu: $*" >&2; echo "Try 'scripts/bench-gpu.sh --help
 root=$(cd "$(dirname "$0")/.." && pwd)
 data=data/demo/shards prefix="" tok=data/demo/tokenizer.model out=build/bench-gpu work=""
 steps=12 warmup=3 accum="" micro="" raccum="" rmicro="" eval_tokens=2097152 eval_seqs="" attn=causal
-skip="" torch_record=0 unfused=0 train_gpt="" tg_steps="" tg_warmup=3 tg_full=0
+skip="" torch_record=0 variants=() train_gpt="" tg_steps="" tg_warmup=3 tg_full=0
 baseline_args="" record_args="" pg_train_args="" device=cuda py=${PYTHON:-python3} tmo=240 dry=0
 
 need() { [ $# -ge 2 ] || usage_error "$1 needs a value"; }
@@ -93,7 +95,9 @@ while [ $# -gt 0 ]; do
     --attn-flops) need "$@"; attn=$2; shift ;;
     --skip) need "$@"; skip=$2; shift ;;
     --torch-record) torch_record=1 ;;
-    --unfused) unfused=1 ;;
+    # the baseline trained again with one switch off, KEY:SETTING:WHAT-IT-MEASURES
+    --unfused) variants+=("unfused:PG_FUSED=0:the fused forms") ;;
+    --eager) variants+=("eager:PG_GRAPHS=0:CUDA graphs") ;;
     --train-gpt) need "$@"; train_gpt=$2; shift ;;
     --tg-steps) need "$@"; tg_steps=$2; shift ;;
     --tg-warmup) need "$@"; tg_warmup=$2; shift ;;
@@ -321,19 +325,23 @@ bench_preset() { # baseline|record
                     steps_timed="$steps" steps_skipped="$warmup"
             fi
         fi
-        # the baseline without the fused forms (--unfused): their measured gain
-        if [ $unfused = 1 ] && [ "$P" = baseline ] &&
-            run "pgolf-$P-train-unfused" env PG_FUSED=0 "${data_args[@]}" -o "$work/$P-unfused" "${run_args[@]}" && [ $dry = 0 ]; then
-            ms=$(step_ms "$work/$P-unfused")
-            if [ -n "$ms" ]; then
-                R[$P.pgu.ms]=$ms R[$P.pgu.tps]=$(calc "$batch * 1000 / $ms")
-                R[$P.pgu.mfu]=$(mfu "$ftrain" "${R[$P.pgu.tps]}")
-                R[$P.pgu.peak]=$(jqf "$out/pgolf-$P-train-unfused.out" .device_peak_bytes)
-                result kind=train impl=pgolf-unfused preset="$P" batch_tokens="$batch" step_ms="$ms" \
-                    tokens_per_s="${R[$P.pgu.tps]}" mfu="${R[$P.pgu.mfu]}" peak_bytes="${R[$P.pgu.peak]}"
+        # the baseline with one switch off (--unfused, --eager): what that part gains
+        local v key setting what
+        for v in "${variants[@]}"; do
+            IFS=: read -r key setting what <<<"$v"
+            if [ "$P" = baseline ] &&
+                run "pgolf-$P-train-$key" env "$setting" "${data_args[@]}" -o "$work/$P-$key" "${run_args[@]}" && [ $dry = 0 ]; then
+                ms=$(step_ms "$work/$P-$key")
+                if [ -n "$ms" ]; then
+                    R[$P.$key.ms]=$ms R[$P.$key.tps]=$(calc "$batch * 1000 / $ms")
+                    R[$P.$key.mfu]=$(mfu "$ftrain" "${R[$P.$key.tps]}")
+                    R[$P.$key.peak]=$(jqf "$out/pgolf-$P-train-$key.out" .device_peak_bytes)
+                    result kind=train impl="pgolf-$key" preset="$P" batch_tokens="$batch" step_ms="$ms" \
+                        tokens_per_s="${R[$P.$key.tps]}" mfu="${R[$P.$key.mfu]}" peak_bytes="${R[$P.$key.peak]}"
+                fi
+                rm -rf "${work:?}/$P-$key"
             fi
-            rm -rf "${work:?}/$P-unfused"
-        fi
+        done
         # pgolf evaluation of the checkpoint it wrote
         if ! skipped eval && { [ $dry = 1 ] || [ -f "$work/$P/model.safetensors" ]; }; then
             [ "$device" = cuda ] && ev=(--device cuda)
@@ -532,7 +540,11 @@ for P in baseline record; do
     r=$(ratio "$(g $P.pg.ms)" "$(g $P.pt.ms)") && R[$P.r.step]=$r && result kind=ratio preset="$P" what="step time pgolf / PyTorch" value="$r"
     r=$(ratio "$(g $P.pgev.tps)" "$(g $P.ptev.tps)") && R[$P.r.eval]=$r && result kind=ratio preset="$P" what="eval tokens/s pgolf / PyTorch" value="$r"
     r=$(ratio "$(g $P.pg.peak)" "$(g $P.pt.peak)") && R[$P.r.mem]=$r && result kind=ratio preset="$P" what="peak memory pgolf / PyTorch" value="$r"
-    r=$(ratio "$(g $P.pg.ms)" "$(g $P.pgu.ms)") && R[$P.r.fused]=$r && result kind=ratio preset="$P" what="step time fused / PG_FUSED=0" value="$r"
+    for v in "${variants[@]}"; do
+        IFS=: read -r key setting what <<<"$v"
+        r=$(ratio "$(g $P.pg.ms)" "$(g $P.$key.ms)") && R[$P.r.$key]=$r &&
+            result kind=ratio preset="$P" what="step time with $what / $setting" value="$r"
+    done
 done
 # train_gpt.py's batch can differ from pgolf's (its accumulation is always 8): compare per token
 r=$(ratio "$(g tg.tps)" "$(g baseline.pg.tps)") && R[tg.r]=$r && result kind=ratio preset=baseline what="step time pgolf / train_gpt.py (per token)" value="$r"
@@ -566,8 +578,11 @@ r=$(ratio "$(g tg.tps)" "$(g baseline.pg.tps)") && R[tg.r]=$r && result kind=rat
         b=$(g $P.batch)
         if skipped pgolf; then :; elif [ -n "$(g $P.pg.ms)" ]; then row "pgolf $P train" "$b" "$(g $P.pg.ms)" "$(g $P.pg.tps)" "$(g $P.pg.mfu)" "$(g $P.pg.peak)"
         else echo "pgolf $P train: failed (see pgolf-$P-train.log)"; fi
-        if [ -n "$(g $P.pgu.ms)" ]; then row "pgolf $P train, PG_FUSED=0" "$b" "$(g $P.pgu.ms)" "$(g $P.pgu.tps)" "$(g $P.pgu.mfu)" "$(g $P.pgu.peak)"
-        elif [ $unfused = 1 ] && [ "$P" = baseline ] && ! skipped pgolf; then echo "pgolf $P train, PG_FUSED=0: failed (see pgolf-$P-train-unfused.log)"; fi
+        for v in "${variants[@]}"; do
+            IFS=: read -r key setting what <<<"$v"
+            if [ -n "$(g $P.$key.ms)" ]; then row "pgolf $P train, $setting" "$b" "$(g $P.$key.ms)" "$(g $P.$key.tps)" "$(g $P.$key.mfu)" "$(g $P.$key.peak)"
+            elif [ "$P" = baseline ] && ! skipped pgolf; then echo "pgolf $P train, $setting: failed (see pgolf-$P-train-$key.log)"; fi
+        done
         if [ -n "$(g $P.pt.ms)" ]; then row "PyTorch $P train" "$b" "$(g $P.pt.ms)" "$(g $P.pt.tps)" "$(g $P.pt.mfu)" "$(g $P.pt.peak)" "$(cs "$(g $P.pt.compile)")"
         elif ! skipped torch; then echo "PyTorch $P train: $(na "$(g $P.pt.why)")"; fi
         if [ "$P" = baseline ] && [ -n "$train_gpt" ]; then
@@ -591,7 +606,10 @@ r=$(ratio "$(g tg.tps)" "$(g baseline.pg.tps)") && R[tg.r]=$r && result kind=rat
     [ -z "$train_gpt" ] || printf '  baseline step time pgolf / train_gpt.py (at equal tokens per step) %s%s\n' "$(x "$(g tg.r)" "$(g tg.why)")" \
         "${R[tg.note]:+  [$(g tg.note)]}"
     for P in baseline record; do
-        [ -z "$(g $P.r.fused)" ] || printf '  %-8s step time with the fused forms / PG_FUSED=0 %s\n' "$P" "$(x "$(g $P.r.fused)")"
+        for v in "${variants[@]}"; do
+            IFS=: read -r key setting what <<<"$v"
+            [ -z "$(g $P.r.$key)" ] || printf '  %-8s step time with %s / %s %s\n' "$P" "$what" "$setting" "$(x "$(g $P.r.$key)")"
+        done
     done
     if ! skipped attn && [ "$device" = cuda ]; then
         echo "attention (bf16, causal, 8 query heads over 4 kv heads, head dim 64): ms per call (useful TFLOP/s)"

@@ -35,7 +35,7 @@ tg=""
 [ -f "$DATA/train_gpt.py" ] && tg="--train-gpt $DATA/train_gpt.py"
 # shellcheck disable=SC2086
 timeout 360 bash .gpu/go.sh scripts/bench-gpu.sh -d "$DATA" -p demo -m "$DATA/tokenizer.model" -o /tmp/pg-bench \
-    $tg --steps 6 --warmup 2 --record-micro-seqs 24 --record-accum 16 --unfused >"$OUT/bench.log" 2>&1
+    $tg --steps 6 --warmup 2 --record-micro-seqs 24 --record-accum 16 --unfused --eager >"$OUT/bench.log" 2>&1
 echo "bench rc=$? after $(($(date +%s) - t1)) s" >>"$OUT/bench.log"
 (cd /tmp && tar czf "$OUT/bench.tar.gz" pg-bench)
 

@@ -16,6 +16,7 @@ namespace {
 struct table {
     decltype(&cublasCreate_v2) create;
     decltype(&cublasSetStream_v2) set_stream;
+    decltype(&cublasSetWorkspace_v2) set_workspace;
     decltype(&cublasSgemm_v2) sgemm;
     decltype(&cublasSgemmStridedBatched) sgemm_sb;
     cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void *,
@@ -52,6 +53,7 @@ void load()
     }
     table t;
     if (find(lib, "cublasCreate_v2", t.create) && find(lib, "cublasSetStream_v2", t.set_stream) &&
+        find(lib, "cublasSetWorkspace_v2", t.set_workspace) &&
         find(lib, "cublasSgemm_v2", t.sgemm) && find(lib, "cublasSgemmStridedBatched", t.sgemm_sb) &&
         find(lib, "cublasGemmEx", t.gemm_ex) && find(lib, "cublasGemmStridedBatchedEx", t.gemm_sb_ex) &&
         find(lib, "cublasGetStatusName", t.status_name) && find(lib, "cublasGetStatusString", t.status_string))
@@ -76,6 +78,11 @@ cublasStatus_t pg_lazy_cublasCreate(cublasHandle_t *handle)
 cublasStatus_t pg_lazy_cublasSetStream(cublasHandle_t h, cudaStream_t s)
 {
     return ready() ? fn.set_stream(h, s) : CUBLAS_STATUS_NOT_INITIALIZED;
+}
+
+cublasStatus_t pg_lazy_cublasSetWorkspace(cublasHandle_t h, void *w, size_t bytes)
+{
+    return ready() ? fn.set_workspace(h, w, bytes) : CUBLAS_STATUS_NOT_INITIALIZED;
 }
 
 cublasStatus_t pg_lazy_cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,

@@ -16,6 +16,7 @@
 
 cublasStatus_t pg_lazy_cublasCreate(cublasHandle_t *handle);
 cublasStatus_t pg_lazy_cublasSetStream(cublasHandle_t handle, cudaStream_t stream);
+cublasStatus_t pg_lazy_cublasSetWorkspace(cublasHandle_t handle, void *workspace, size_t bytes);
 cublasStatus_t pg_lazy_cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m,
                                    int n, int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
                                    const float *beta, float *C, int ldc);
@@ -42,9 +43,11 @@ const char *pg_lazy_cublasGetStatusString(cublasStatus_t status);
 #ifndef PG_CUBLAS_LAZY_IMPL
 #undef cublasCreate
 #undef cublasSetStream
+#undef cublasSetWorkspace
 #undef cublasSgemm
 #define cublasCreate pg_lazy_cublasCreate
 #define cublasSetStream pg_lazy_cublasSetStream
+#define cublasSetWorkspace pg_lazy_cublasSetWorkspace
 #define cublasSgemm pg_lazy_cublasSgemm
 #define cublasSgemmStridedBatched pg_lazy_cublasSgemmStridedBatched
 #define cublasGemmEx pg_lazy_cublasGemmEx

@@ -95,18 +95,25 @@ __global__ void ce_total_kernel(double *total, float *losses, const float *row_l
     *total = s;
 }
 
-extern "C" double pg_cuda_logit_ce(float *dh, float *demb, float *losses, const float *h, const float *emb,
-                                   const int32_t *targets, int n, int d, int v, double cap, int poly5, double z_loss,
-                                   double grad_scale, float *work)
+// acc += scale·total, rounded as the host's `loss += total * scale` is (no fused multiply-add).
+__global__ void ce_acc_kernel(double *acc, const double *total, double scale)
 {
-    if (n <= 0) return 0;
+    *acc = __dadd_rn(*acc, __dmul_rn(*total, scale));
+}
+
+// The whole computation, its total left in device scratch (returned; NULL when n <= 0 or out of
+// memory, the failure recorded).
+static const double *ce_run(float *dh, float *demb, float *losses, const float *h, const float *emb,
+                            const int32_t *targets, int n, int d, int v, double cap, int poly5, double z_loss,
+                            double grad_scale, float *work)
+{
+    if (n <= 0) return nullptr;
     cudaStream_t st = pg_cuda_stream();
     float *u = work, *row_loss = work + (size_t)PG_CE_CHUNK * v;
     // scratch: the running total, then each chunk row's z_loss·lse²
     double *total = (double *)pg_cuda_scratch((1 + (size_t)PG_CE_CHUNK) * sizeof(double));
-    if (!total) return NAN; // out of memory: recorded, reported by pg_cuda_status
+    if (!total) return nullptr; // out of memory: recorded, reported by pg_cuda_status
     double *row_z = total + 1;
-    double result = 0;
     PG_CUDA_CHECK(cudaMemsetAsync(total, 0, sizeof *total, st));
     unsigned threads = v >= 256 ? 256 : ((unsigned)v + 31) / 32 * 32;
     for (int r0 = 0; r0 < n; r0 += PG_CE_CHUNK) {
@@ -121,9 +128,32 @@ extern "C" double pg_cuda_logit_ce(float *dh, float *demb, float *losses, const 
         PG_CUDA_LAUNCHED();
         if (dh) pg_cuda_matmul_bwd(dh + (size_t)r0 * d, demb, u, hc, emb, rows, d, v, 0);
     }
+    return total;
+}
+
+extern "C" double pg_cuda_logit_ce(float *dh, float *demb, float *losses, const float *h, const float *emb,
+                                   const int32_t *targets, int n, int d, int v, double cap, int poly5, double z_loss,
+                                   double grad_scale, float *work)
+{
+    if (n <= 0) return 0;
+    const double *total = ce_run(dh, demb, losses, h, emb, targets, n, d, v, cap, poly5, z_loss, grad_scale, work);
+    if (!total) return NAN;
+    double result = 0;
+    cudaStream_t st = pg_cuda_stream();
     PG_CUDA_CHECK(cudaMemcpyAsync(&result, total, sizeof result, cudaMemcpyDeviceToHost, st));
     PG_CUDA_CHECK(cudaStreamSynchronize(st));
     return result;
+}
+
+extern "C" void pg_cuda_logit_ce_to(double *acc, double scale, float *dh, float *demb, float *losses, const float *h,
+                                    const float *emb, const int32_t *targets, int n, int d, int v, double cap,
+                                    int poly5, double z_loss, double grad_scale, float *work)
+{
+    const double *total = ce_run(dh, demb, losses, h, emb, targets, n, d, v, cap, poly5, z_loss, grad_scale, work);
+    if (acc && total) {
+        PG_LAUNCH(ce_acc_kernel, 1, 1, 0, pg_cuda_stream())(acc, total, scale);
+        PG_CUDA_LAUNCHED();
+    }
 }
 
 extern "C" double pg_cuda_softcap_ce(float *dh, float *demb, float *losses, const float *h, const float *emb,

@@ -67,7 +67,7 @@ static __nv_bfloat16 *bf16_scratch(size_t elems)
     static size_t cap;
     size_t bytes = elems * sizeof(__nv_bfloat16);
     if (bytes > cap) {
-        pg_cuda_release(buf); // waits for the products still reading it
+        pg_cuda_retire(buf); // cudaFree waits for the products still reading it; a live graph keeps it
         buf = nullptr;
         cap = 0;
         size_t want = (bytes + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1); // whole MiB: fewer regrowths

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <stdio.h>
 #include <unordered_map>
+#include <vector>
 #include <string.h>
 
 #include <mutex>
@@ -116,10 +117,30 @@ extern "C" int pg_cuda_mem_info(size_t *free_bytes, size_t *total_bytes)
 
 // ---- the stream, the cuBLAS handle, scratch ---------------------------------------------------
 
+// A stream of our own rather than the legacy default stream, because only a created stream can be
+// captured into a CUDA graph (graph.cu). It is a blocking stream: any call on the legacy stream
+// still waits for it and it for them, as when everything ran on the legacy stream. If it cannot
+// be created, the failure is recorded and the legacy stream serves (without graphs).
 cudaStream_t pg_cuda_stream(void)
 {
-    return 0; // the legacy default stream: ordered with every other default-stream call
+    static cudaStream_t stream;
+    static std::once_flag made;
+    std::call_once(made, [] {
+        cudaStream_t s = nullptr;
+        PG_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamDefault));
+        stream = s;
+    });
+    return stream;
 }
+
+// cuBLAS's workspace, ours: a product captured into a graph must not make cuBLAS allocate (a
+// capture forbids it), so the handle gets a fixed one (32 MiB, NVIDIA's advice for Hopper; the
+// emulator's products need none, and its tests run on devices of a few MiB).
+#ifdef PG_CUDA_EMU
+enum { BLAS_WORKSPACE = 4096 };
+#else
+enum { BLAS_WORKSPACE = 32 << 20 };
+#endif
 
 cublasHandle_t pg_cuda_blas(void)
 {
@@ -128,13 +149,15 @@ cublasHandle_t pg_cuda_blas(void)
         cublasHandle_t h = nullptr;
         PG_CUBLAS_CHECK(cublasCreate(&h));
         if (h) PG_CUBLAS_CHECK(cublasSetStream(h, pg_cuda_stream()));
+        void *w = h ? pg_cuda_malloc(BLAS_WORKSPACE, "cudaMalloc (cuBLAS workspace)") : nullptr;
+        if (w) PG_CUBLAS_CHECK(cublasSetWorkspace(h, w, BLAS_WORKSPACE));
         handle = h;
     }
     return handle;
 }
 
 // What pgolf holds of the device's memory: every pg_cuda_malloc until its pg_cuda_release (the
-// backend's allocations, scratch, bf16 operands, the optimizers' partials; not cuBLAS's own
+// backend's allocations, scratch, bf16 operands, the optimizers' partials, cuBLAS's
 // workspace), and the most it held at once (pg-train reports it as device_peak_bytes).
 static std::mutex held_mu;
 static std::unordered_map<void *, size_t> held;
@@ -166,6 +189,33 @@ void pg_cuda_release(void *p)
     PG_CUDA_CHECK(cudaFree(p)); // waits for the operations still using it
 }
 
+// Scratch buffers outgrown while a graph lives: the graph may still use them (graph.cu).
+static int graphs_alive;
+static std::vector<void *> retired;
+
+void pg_cuda_retire(void *p)
+{
+    {
+        std::lock_guard<std::mutex> g(held_mu);
+        if (p && graphs_alive) {
+            retired.push_back(p);
+            return;
+        }
+    }
+    pg_cuda_release(p);
+}
+
+void pg_cuda_graphs_alive(int change)
+{
+    std::vector<void *> gone;
+    {
+        std::lock_guard<std::mutex> g(held_mu);
+        graphs_alive += change;
+        if (!graphs_alive) gone.swap(retired);
+    }
+    for (void *p : gone) pg_cuda_release(p);
+}
+
 extern "C" size_t pg_cuda_peak_bytes(void)
 {
     std::lock_guard<std::mutex> g(held_mu);
@@ -177,7 +227,7 @@ void *pg_cuda_scratch(size_t bytes)
     static void *buf;
     static size_t cap;
     if (bytes > cap) {
-        pg_cuda_release(buf);
+        pg_cuda_retire(buf);
         size_t want = (bytes + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1); // whole MiB: fewer regrowths
         buf = pg_cuda_malloc(want, "cudaMalloc (scratch)");
         cap = buf ? want : 0;

@@ -33,8 +33,8 @@ void pg_cuda_free(void *p);
 void pg_cuda_upload(void *dst, const void *src, size_t bytes);   /* host → device */
 void pg_cuda_download(void *dst, const void *src, size_t bytes); /* device → host; waits */
 void pg_cuda_sync(void);                                         /* waits for the stream */
-/* The most device memory pgolf's allocations held at once, in bytes (cuBLAS's own workspace not
- * counted): the backend's mem_peak. */
+/* The most device memory pgolf's allocations held at once, in bytes (cuBLAS's workspace, which
+ * pgolf gives it, included): the backend's mem_peak. */
 size_t pg_cuda_peak_bytes(void);
 /* The backend's status (lib/backend.h): waits for the stream, checks cudaGetLastError, and
  * returns the first failure recorded since the previous call, clearing it: 0, PG_E_NOMEM (out of
@@ -152,7 +152,23 @@ void pg_cuda_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const
 double pg_cuda_logit_ce(float *dh, float *demb, float *losses, const float *h, const float *emb,
                         const int32_t *targets, int n, int d, int v, double cap, int poly5, double z_loss,
                         double grad_scale, float *work);
+/* logit_ce without waiting: its total added to *acc (device) as acc += total·scale (backend.h
+ * logit_ce_to); acc NULL: dropped. */
+void pg_cuda_logit_ce_to(double *acc, double scale, float *dh, float *demb, float *losses, const float *h,
+                         const float *emb, const int32_t *targets, int n, int d, int v, double cap, int poly5,
+                         double z_loss, double grad_scale, float *work);
 /* end varlen/logit_ce */
+/* The training step without waits (graph.cu; backend.h host_alloc .. graph_free): pinned host
+ * memory, the batches' double buffer on a copy stream, CUDA graphs of the compute stream. */
+void *pg_cuda_host_alloc(size_t bytes);
+void pg_cuda_host_free(void *p);
+void pg_cuda_stage_wait(int slot);
+void pg_cuda_stage_in(void *dev, const void *host, size_t bytes, int slot);
+void pg_cuda_stage_take(void *dst, const void *dev, size_t bytes, int slot);
+int pg_cuda_graph_begin(void);
+void *pg_cuda_graph_end(void);
+void pg_cuda_graph_launch(void *graph);
+void pg_cuda_graph_free(void *graph);
 /* record-stack pointwise operations (record.cu) */
 void pg_cuda_xsa_fwd(float *y, const float *v, int n, int h, int kv, int hd);
 void pg_cuda_xsa_bwd(float *dy, float *dv, const float *y_pre, const float *v, int n, int h, int kv, int hd);

@@ -62,7 +62,7 @@ static double *partials(size_t n_doubles)
     static double *buf;
     static size_t cap;
     if (n_doubles > cap) {
-        pg_cuda_release(buf);
+        pg_cuda_retire(buf);
         buf = nullptr;
         cap = 0;
         size_t want = n_doubles < 4096 ? 4096 : n_doubles;

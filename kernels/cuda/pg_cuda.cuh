@@ -72,8 +72,9 @@ static inline void pg_cublas_check_(cublasStatus_t s, const char *what, const ch
 // (A fault while the kernel runs shows at the next synchronization, in pg_cuda_status.)
 #define PG_CUDA_LAUNCHED() pg_cuda_check_(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
 
-// The stream every operation runs on (the default stream for now) and the cuBLAS handle bound
-// to it, created on first use (mem.cu).
+// The stream every operation runs on (a blocking stream of our own, so that it can be captured
+// into a graph) and the cuBLAS handle bound to it, with a workspace of ours; both created on
+// first use (mem.cu).
 cudaStream_t pg_cuda_stream(void);
 cublasHandle_t pg_cuda_blas(void);
 // cudaMalloc of `bytes` (not zeroed), or NULL with the failure recorded: out of memory as
@@ -83,6 +84,11 @@ cublasHandle_t pg_cuda_blas(void);
 void *pg_cuda_malloc(size_t bytes, const char *what);
 // Frees what pg_cuda_malloc gave (NULL: nothing), keeping the count of memory held (mem.cu).
 void pg_cuda_release(void *p);
+// For a scratch buffer outgrown: released now, or, while a CUDA graph lives (graph.cu), kept
+// until the last one is freed, since a graph replays the pointers of its capture.
+void pg_cuda_retire(void *p);
+// Graphs made (+1) and freed (-1): at 0 the retired buffers go.
+void pg_cuda_graphs_alive(int change);
 // Device scratch of at least `bytes`, grown on demand and kept; valid until the next call.
 // One user at a time: operations on one stream run in order, so their scratch uses do not
 // overlap (a second stream will need its own). NULL when the device has not that much memory

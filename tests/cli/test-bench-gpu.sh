@@ -52,12 +52,14 @@ check "dry-run: train_gpt.py on the same data, 14 steps of 524,288, the tokenize
 check "dry-run: the baseline's FLOPs: 54 matrices of 16,515,072 parameters, 130.5 MFLOP/token to train" \
     has dry.out "# baseline: 17059912 parameters, batch 524288 = 8 x 64 x 1024 tokens; FLOPs/token: N_mat 16515072, V\*d 524288, T 1024, d 512, L 9, train 130547712, eval 43515904"
 check "dry-run: the record's 17 virtual layers" has dry.out "# record: 35945671 parameters, .* L 17,"
-bash $B -n -d "$W/data" -m "$W/sp.model" -o "$W/dry" --accum 4 --skip record,torch --unfused >"$W/dry4.out" 2>/dev/null
+bash $B -n -d "$W/data" -m "$W/sp.model" -o "$W/dry" --accum 4 --skip record,torch --unfused --eager >"$W/dry4.out" 2>/dev/null
 check "--accum 4: 262,144 tokens a step" has dry4.out "--preset baseline --batch-tokens 262144 --grad-accum 4"
 check "--skip record,torch: neither runs" sh -c "! grep -q -e 'preset record' -e 'bench-gpu --config' '$W/dry4.out'"
 check "--unfused: the baseline trained again with PG_FUSED=0" \
     has dry4.out "env PG_FUSED=0 .*pg-train .*baseline-unfused .*--preset baseline --batch-tokens 262144 --grad-accum 4 .*--device cuda"
-check "without --unfused no such run" sh -c "! grep -q PG_FUSED '$W/dry.out'"
+check "--eager: and with PG_GRAPHS=0" \
+    has dry4.out "env PG_GRAPHS=0 .*pg-train .*baseline-eager .*--preset baseline --batch-tokens 262144 --grad-accum 4 .*--device cuda"
+check "without them no such runs" sh -c "! grep -q -e PG_FUSED -e PG_GRAPHS '$W/dry.out'"
 
 # pg_torch.py bench-gpu's steps against bench's: a tiny checkpoint, 3 steps of 1,024 tokens
 TINY="--layers 3 --dim 64 --heads 4 --kv-heads 2 --vocab 512 --seq-len 64 --batch-tokens 512 --grad-accum 1
@@ -115,7 +117,7 @@ EOF
 bash $B --device cpu -d "$W/data" -m "$W/sp.model" -o "$W/out" --work "$W/work" -s 2 -w 1 --accum 2 --micro-seqs 2 \
     --record-micro-seqs 1 --eval-tokens 4096 --eval-seqs 4 --baseline-args "--layers 2 --dim 64 --heads 2 --kv-heads 1 --seq-len 64" \
     --record-args "-c scripts/record-small.cfg --dim 64 --seq-len 64 --vocab 512" --train-gpt "$W/train_gpt.py" --tg-steps 6 \
-    --unfused >"$W/smoke.out" 2>"$W/smoke.err"
+    --unfused --eager >"$W/smoke.out" 2>"$W/smoke.err"
 rc=$?
 check "the CPU run exits 0" test $rc = 0
 [ $rc = 0 ] || sed 's/^/#   /' "$W/smoke.err"
@@ -126,13 +128,16 @@ check "the table has pgolf's and PyTorch's training and eval rows" sh -c "grep -
 check "--unfused: a PG_FUSED=0 row and the ratio (on the CPU, where nothing is fused: the same steps)" sh -c \
     "grep -q '^pgolf baseline train, PG_FUSED=0  *256 ' '$W/smoke.out' &&
     grep -q 'baseline step time with the fused forms / PG_FUSED=0 [0-9.]*x' '$W/smoke.out'"
+check "--eager: a PG_GRAPHS=0 row and the ratio" sh -c \
+    "grep -q '^pgolf baseline train, PG_GRAPHS=0  *256 ' '$W/smoke.out' &&
+    grep -q 'baseline step time with CUDA graphs / PG_GRAPHS=0 [0-9.]*x' '$W/smoke.out'"
 check "the record's PyTorch ratio is n/a, with the reason" grep -q 'record   step time pgolf / PyTorch n/a (not run: --torch-record' "$W/smoke.out"
 check "train_gpt.py's step time: the median step after the first 2 (104 ms, at 8 x 2 x 64 tokens)" \
     grep -q '^train_gpt.py baseline  *1024  *104.0 ' "$W/smoke.out"
 check "results.jsonl: pgolf and PyTorch training, evaluation, ratios" jqe -s '
     (map(select(.kind == "train")) | map(.impl) | sort) ==
-        ["pgolf", "pgolf", "pgolf-unfused", "pytorch", "train_gpt.py"] and
-    (map(select(.kind == "eval")) | length) == 3 and (map(select(.kind == "ratio")) | length) == 4 and
+        ["pgolf", "pgolf", "pgolf-eager", "pgolf-unfused", "pytorch", "train_gpt.py"] and
+    (map(select(.kind == "eval")) | length) == 3 and (map(select(.kind == "ratio")) | length) == 5 and
     (map(select(.kind == "train" and .impl == "pgolf"))[0] | .step_ms > 0 and .mfu > 0)' "$W/out/results.jsonl"
 check "the logs are in the output folder" test -s "$W/out/pgolf-baseline-metrics.jsonl" -a -s "$W/out/torch-baseline.out" \
     -a -s "$W/out/train_gpt.log" -a -s "$W/out/commands.txt"

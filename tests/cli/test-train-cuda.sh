@@ -130,6 +130,27 @@ check "device: resume is bit-exact (the optimizer state; its metadata has the wa
 check "device: a second run of the same seed" gpu -o "$W/g3" --iterations 20 --precision fp32
 check "device: two runs give the same bytes" cmp "$W/g/model.safetensors" "$W/g3/model.safetensors"
 
+# ---- CUDA graphs and the staged batches: the same bytes as without graphs ----
+# Each micro-batch's forward and backward are captured once (after one eager micro-batch in each
+# mode, looping or not) and replayed; host work a replay would skip (document starts, bigram
+# buckets, the loss's read-back) or a pointer it would keep stale makes these differ.
+GRAPHS="--iterations 12 $RECORD --varlen-attn 1 --bigram-vocab 64 --bigram-dim 16 --ve-last-n 1 --ve-dim 16"
+for prec in fp32 bf16; do
+    # shellcheck disable=SC2086
+    "$DTRAIN" -d "$W/data" --prefix t -m "$W/sp.model" $TINY --device cuda -o "$W/gg$prec" --precision $prec \
+        $GRAPHS >/dev/null 2>"$W/gg$prec.err"
+    # shellcheck disable=SC2086
+    check "graphs ($prec): 12 steps of the record stack with documents, bigrams, value embeddings, without graphs" \
+        env PG_GRAPHS=0 "$DTRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY --device cuda -o "$W/gq$prec" \
+        --precision $prec $GRAPHS
+    check "graphs ($prec): captured in both modes (looping or not)" \
+        sh -c "grep -c 'captured as a CUDA graph' '$W/gg$prec.err' | grep -qx 2"
+    losses "$W/gg$prec" >"$W/gg$prec.losses"
+    losses "$W/gq$prec" >"$W/gq$prec.losses"
+    check "graphs ($prec): the same train_loss at every step" cmp "$W/gg$prec.losses" "$W/gq$prec.losses"
+    check "graphs ($prec): the same model bytes" cmp "$W/gg$prec/model.safetensors" "$W/gq$prec/model.safetensors"
+done
+
 # ---- the device's checkpoint scores the same on the CPU and on the device ----
 "$EVAL" "$W/g/model.safetensors" -d "$W/data" --prefix t -m "$W/sp.model" --json >"$W/ec.json" 2>/dev/null
 "$DEVAL" "$W/g/model.safetensors" -d "$W/data" --prefix t -m "$W/sp.model" --device cuda --json >"$W/eg.json" 2>/dev/null
