@@ -1,5 +1,5 @@
-// loss.cu: tied-embedding logits with the softcap and cross-entropy, fused over chunks of
-// PG_CE_CHUNK rows so the [N,V] logits are never stored whole, as the CPU reference
+// loss.cu: tied-embedding logits with the softcap and cross-entropy, fused over chunks of rows
+// (up to 2^25 logits each: chunk_rows) so the [N,V] logits are never stored whole, as the CPU reference
 // (kernels/cpu/loss.c): per row, with x = h·Eᵀ through cuBLAS,
 //   z = cap·tanh(x/cap),  lse = logsumexp(z),  loss = lse − z[y],
 //   ∂(grad_scale·loss)/∂x_j = grad_scale·(softmax(z)_j − [j = y])·(1 − (z_j/cap)²),
@@ -101,23 +101,61 @@ __global__ void ce_acc_kernel(double *acc, const double *total, double scale)
     *acc = __dadd_rn(*acc, __dmul_rn(*total, scale));
 }
 
+// Rows per chunk on the device: as many as 2^25 logits (128 MiB in fp32) hold, between the CPU's
+// PG_CE_CHUNK and 32,768, in multiples of PG_CE_CHUNK. Each chunk is about 15 launches (its
+// products, their bf16 operands, the row and total kernels, forward and backward): at the CPU's
+// 256 rows a 65,536-token micro-batch made 3,840 of them, 87% of its launches; at 32,768, 30.
+// pg_cuda_ce_max_chunk (tests) lowers it.
+static int chunk_cap; // 0, or the most rows per chunk
+extern "C" void pg_cuda_ce_max_chunk(int rows) { chunk_cap = rows > 0 ? rows : 0; }
+
+static int chunk_rows(int n, int v)
+{
+    size_t r = ((size_t)1 << 25) / (size_t)(v > 0 ? v : 1) / PG_CE_CHUNK * PG_CE_CHUNK;
+    r = r < PG_CE_CHUNK ? PG_CE_CHUNK : r > 32768 ? 32768 : r;
+    if (chunk_cap && r > (size_t)chunk_cap) r = (size_t)chunk_cap;
+    return (int)(r < (size_t)n ? r : (size_t)n);
+}
+
+// A chunk's logits [rows, v] and row losses: a buffer of this file's own (the products' bf16
+// operands live in matmul.cu's, pg_cuda_scratch holds the total), grown on demand and kept;
+// NULL when the device has not that much memory (recorded).
+static float *logits_scratch(size_t floats)
+{
+    static void *buf;
+    static size_t cap;
+    size_t bytes = floats * sizeof(float);
+    if (bytes > cap) {
+        pg_cuda_retire(buf); // cudaFree waits for the work still using it; a live graph keeps it
+        buf = nullptr;
+        cap = 0;
+        size_t want = (bytes + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1);
+        if (!(buf = pg_cuda_malloc(want, "the cross-entropy's logits"))) return nullptr;
+        cap = want;
+    }
+    return (float *)buf;
+}
+
 // The whole computation, its total left in device scratch (returned; NULL when n <= 0 or out of
-// memory, the failure recorded).
+// memory, the failure recorded). The caller's work buffer (pg_ce_work: the CPU's 256-row chunk)
+// is not used: the device's chunks are larger (chunk_rows).
 static const double *ce_run(float *dh, float *demb, float *losses, const float *h, const float *emb,
                             const int32_t *targets, int n, int d, int v, double cap, int poly5, double z_loss,
-                            double grad_scale, float *work)
+                            double grad_scale)
 {
     if (n <= 0) return nullptr;
     cudaStream_t st = pg_cuda_stream();
-    float *u = work, *row_loss = work + (size_t)PG_CE_CHUNK * v;
+    int chunk = chunk_rows(n, v);
+    float *u = logits_scratch((size_t)chunk * v + chunk);
     // scratch: the running total, then each chunk row's z_loss·lse²
-    double *total = (double *)pg_cuda_scratch((1 + (size_t)PG_CE_CHUNK) * sizeof(double));
-    if (!total) return nullptr; // out of memory: recorded, reported by pg_cuda_status
+    double *total = (double *)pg_cuda_scratch((1 + (size_t)chunk) * sizeof(double));
+    if (!u || !total) return nullptr; // out of memory: recorded, reported by pg_cuda_status
+    float *row_loss = u + (size_t)chunk * v;
     double *row_z = total + 1;
     PG_CUDA_CHECK(cudaMemsetAsync(total, 0, sizeof *total, st));
     unsigned threads = v >= 256 ? 256 : ((unsigned)v + 31) / 32 * 32;
-    for (int r0 = 0; r0 < n; r0 += PG_CE_CHUNK) {
-        int rows = n - r0 < PG_CE_CHUNK ? n - r0 : PG_CE_CHUNK;
+    for (int r0 = 0; r0 < n; r0 += chunk) {
+        int rows = n - r0 < chunk ? n - r0 : chunk;
         const float *hc = h + (size_t)r0 * d;
         pg_cuda_matmul_fwd(u, hc, emb, rows, d, v);
         PG_LAUNCH(ce_rows_kernel, rows, threads, 0, st)(u, row_loss, row_z, targets + r0, v, (float)cap,
@@ -136,7 +174,7 @@ extern "C" double pg_cuda_logit_ce(float *dh, float *demb, float *losses, const 
                                    double grad_scale, float *work)
 {
     if (n <= 0) return 0;
-    const double *total = ce_run(dh, demb, losses, h, emb, targets, n, d, v, cap, poly5, z_loss, grad_scale, work);
+    const double *total = ce_run(dh, demb, losses, h, emb, targets, n, d, v, cap, poly5, z_loss, grad_scale);
     if (!total) return NAN;
     double result = 0;
     cudaStream_t st = pg_cuda_stream();
@@ -149,7 +187,7 @@ extern "C" void pg_cuda_logit_ce_to(double *acc, double scale, float *dh, float 
                                     const float *emb, const int32_t *targets, int n, int d, int v, double cap,
                                     int poly5, double z_loss, double grad_scale, float *work)
 {
-    const double *total = ce_run(dh, demb, losses, h, emb, targets, n, d, v, cap, poly5, z_loss, grad_scale, work);
+    const double *total = ce_run(dh, demb, losses, h, emb, targets, n, d, v, cap, poly5, z_loss, grad_scale);
     if (acc && total) {
         PG_LAUNCH(ce_acc_kernel, 1, 1, 0, pg_cuda_stream())(acc, total, scale);
         PG_CUDA_LAUNCHED();

@@ -115,10 +115,13 @@ void pg_cuda_attention_fwd(float *out, float *lse, const float *q, const float *
 void pg_cuda_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                            const float *q, const float *k, const float *v, int b, int t, int h, int kv, int hd,
                            double scale, float *work);
-/* The fused softcap cross-entropy: losses (if not NULL) and work (pg_ce_work(v) floats) are
- * device memory; the returned total waits for the device. */
+/* The fused softcap cross-entropy: losses (if not NULL) are device memory; the returned total
+ * waits for the device. work is not used (the table's signature): the device computes chunks of
+ * up to 2^25 logits (32,768 rows at most) in a buffer of its own, where the CPU takes 256 rows;
+ * pg_cuda_ce_max_chunk(rows) caps the rows (tests; 0: the default). */
 double pg_cuda_softcap_ce(float *dh, float *demb, float *losses, const float *h, const float *emb,
                           const int32_t *targets, int n, int d, int v, double cap, double grad_scale, float *work);
+void pg_cuda_ce_max_chunk(int rows);
 
 /* varlen attention and logit_ce (attention.cu, loss.cu) */
 /* Varlen attention (backend.h): doc_start is a device int32 array [B·T], or NULL for plain

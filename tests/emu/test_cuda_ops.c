@@ -465,8 +465,11 @@ int main(void)
     pg_cuda_attention_max_chunk(2); /* 5 sequences in rounds of 2, 2 and 1 */
     test_attention(5, 19, 4, 2, 8);
     pg_cuda_attention_max_chunk(0);
+    test_softcap_ce(300, 32, 100, 30); /* one chunk on the device, two on the CPU */
+    test_softcap_ce(40, 16, 37, 2);    /* a small cap: the tanh saturates */
+    pg_cuda_ce_max_chunk(64);          /* 300 rows in chunks of 64, 64, 64, 64 and 44 */
     test_softcap_ce(300, 32, 100, 30);
-    test_softcap_ce(40, 16, 37, 2); /* a small cap: the tanh saturates */
+    pg_cuda_ce_max_chunk(0);
     {
         static const int docs[] = {5, 1, 12, 1, 1, 30}, longer[] = {100, 7, 1, 60};
         test_attention_varlen(2, 37, 4, 2, 16, NULL, 0);
@@ -482,6 +485,9 @@ int main(void)
     test_logit_ce(300, 32, 100, 3, 1, 0);  /* poly5 at a small cap: many logits clamped */
     test_logit_ce(40, 16, 37, 2, 1, 1e-2); /* poly5 + z-loss */
     test_logit_ce(40, 16, 37, 2, 0, 1e-2); /* tanh saturated + z-loss */
+    pg_cuda_ce_max_chunk(64);
+    test_logit_ce(300, 32, 100, 3, 1, 1e-4);
+    pg_cuda_ce_max_chunk(0);
     test_empty();
     test_reproducible();
     return parity_done(TOL);
