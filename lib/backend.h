@@ -337,6 +337,11 @@ struct pg_backend {
     void *(*graph_end)(void);
     void (*graph_launch)(void *graph);
     void (*graph_free)(void *graph);
+    /* The step's phase clocks, where the device works after its calls return: mark(k) records
+     * the moment the device reaches this point of its work (k < 4), elapsed_ms(a, b) the device
+     * time between marks a and b (waiting for b). NULL: the host's clock tells (the CPU). */
+    void (*mark)(int k);
+    double (*elapsed_ms)(int a, int b);
 };
 
 /* The size of a communicator's id (NCCL's ncclUniqueId). */

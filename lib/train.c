@@ -482,6 +482,26 @@ static void steps_loss(struct steps *sp, const struct pg_backend *be, double *lo
 /* The gradients of every rank, summed in rank order (each rank's are already divided by the
  * job's token count), on every rank; a device's through its communicator when joined (its own
  * order), else staged through the host. */
+/* The step's phases timed: the device's own clock where its work runs after the calls return
+ * (backend.h mark), else the host's. Marks: 0 the step's start, 1 its micro-batches done, 2 the
+ * optimizers (and the ranks' exchanges) done. */
+struct phases {
+    const struct pg_backend *be;
+    double host[3];
+};
+
+static void phase_mark(struct phases *ph, int k)
+{
+    if (ph->be->mark) ph->be->mark(k);
+    else ph->host[k] = pg_now();
+}
+
+/* Milliseconds from mark a to mark b (on a device, waiting for b). */
+static double phase_ms(const struct phases *ph, int a, int b)
+{
+    return ph->be->elapsed_ms ? ph->be->elapsed_ms(a, b) : (ph->host[b] - ph->host[a]) * 1000;
+}
+
 static int sum_grads(struct pg_dist *d, struct pg_model *m, int comm)
 {
     if (comm) {
@@ -640,6 +660,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     prog.done = (uint64_t)step;
     double max_ms = c->max_wallclock_seconds * 1000.0;
     int final = FINAL_RAW, was_looping = 0;
+    struct phases ph = {.be = be};
     while (!rc) {
         /* Every rank takes the same decisions: rank 0's clock drives the schedule, and a stop
          * (a signal) on any rank stops them all at the same step. */
@@ -695,6 +716,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
             fprintf(stderr, "%sstep:%d looping on from this step (training fraction %.4f)\n", prog.drawn ? "\n" : "",
                     step + 1, frac);
         was_looping = m.looping;
+        phase_mark(&ph, 0);
         pg_model_zero_grad(&m);
         if (qat) qat_swap(&av, &m, c->qat_bits, c->qat_levels, 1);
         double loss = 0, scale = 1.0 / ((double)loader.local_tokens * accum * world);
@@ -709,6 +731,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         }
         if (!rc) steps_loss(&sp, be, &loss);
         if (qat) qat_swap(&av, &m, c->qat_bits, c->qat_levels, 0);
+        phase_mark(&ph, 1);
         if (rc || (rc = be->status())) break; /* a device's failure before a NaN it may have caused */
         double comm_t0 = pg_now(), comm_ms = 0; /* the ranks' exchanges, in the step's time */
         if (world > 1 && ((rc = pg_dist_sum_doubles(dist, &loss, 1)) || (rc = sum_grads(dist, &m, comm)))) break;
@@ -726,9 +749,11 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         comm_ms += (pg_now() - comm_t0) * 1000;
         pg_adam_step(&g.scalar, c->scalar_lr * mul);
         if (av.ema) ema_update(&av, &m, c->ema_decay);
+        phase_mark(&ph, 2);
         /* a device reports its failures here, once per step (the loss has waited for it already) */
         if ((rc = be->status())) break;
         double ms = (pg_now() - t0) * 1000;
+        double fb_ms = phase_ms(&ph, 0, 1), opt_ms = phase_ms(&ph, 1, 2);
         train_ms += ms;
         step++;
         r->train_loss = loss;
@@ -742,8 +767,8 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
         }
         snprintf(line, sizeof line,
                  "{\"step\":%d,\"train_loss\":%.8f,\"lr_mul\":%.6f,\"muon_momentum\":%.6f,\"step_ms\":%.3f,"
-                 "\"tokens_per_s\":%.1f,\"muon_wd_mul\":%.6f,\"qat\":%d,\"looping\":%d}",
-                 step, loss, mul, mom, ms, tokens_per_step / (ms / 1000), wd_mul, qat, m.looping);
+                 "\"tokens_per_s\":%.1f,\"muon_wd_mul\":%.6f,\"qat\":%d,\"looping\":%d,\"fwd_bwd_ms\":%.3f,\"optim_ms\":%.3f}",
+                 step, loss, mul, mom, ms, tokens_per_step / (ms / 1000), wd_mul, qat, m.looping, fb_ms, opt_ms);
         if (world > 1) { /* ranks of a job: the exchanges' share of the step */
             size_t len = strlen(line);
             snprintf(line + len - 1, sizeof line - len + 1, ",\"ranks\":%d,\"comm_ms\":%.3f}", world, comm_ms);

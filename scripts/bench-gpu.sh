@@ -311,7 +311,8 @@ bench_preset() { # baseline|record
         local data_args=("$PGTRAIN" -d "$data" --prefix "$prefix" -m "$tok")
         local run_args=("${flags[@]}" --iterations "$((warmup + steps))" --max-wallclock 0 --val-every 0 --no-progress
             --json "${dev[@]}" "${extra[@]}")
-        step_ms() { jq -r 'select(.step_ms) | .step_ms' "$1/metrics.jsonl" | tail -n "+$((warmup + 1))" | median; }
+        # the median of a step field (default step_ms) over the timed steps
+        step_ms() { jq -r "select(.step_ms) | .${2:-step_ms} // empty" "$1/metrics.jsonl" | tail -n "+$((warmup + 1))" | median; }
         rm -rf "${work:?}/$P"
         if run "pgolf-$P-train" "${data_args[@]}" -o "$work/$P" "${run_args[@]}" && [ $dry = 0 ]; then
             cp "$work/$P/metrics.jsonl" "$out/pgolf-$P-metrics.jsonl"
@@ -320,9 +321,10 @@ bench_preset() { # baseline|record
                 R[$P.pg.ms]=$ms R[$P.pg.tps]=$(calc "$batch * 1000 / $ms")
                 R[$P.pg.mfu]=$(mfu "$ftrain" "${R[$P.pg.tps]}") R[$P.pg.peak]=$(jqf "$out/pgolf-$P-train.out" .device_peak_bytes)
                 R[$P.pg.loop]=$(jq -r 'select(.step_ms) | .looping // empty' "$work/$P/metrics.jsonl" | awk '$1 == 1' | wc -l)
+                R[$P.pg.fb]=$(step_ms "$work/$P" fwd_bwd_ms) R[$P.pg.opt]=$(step_ms "$work/$P" optim_ms)
                 result kind=train impl=pgolf preset="$P" batch_tokens="$batch" accum="$acc" micro_seqs="$mic" step_ms="$ms" \
                     tokens_per_s="${R[$P.pg.tps]}" mfu="${R[$P.pg.mfu]}" peak_bytes="${R[$P.pg.peak]}" \
-                    steps_timed="$steps" steps_skipped="$warmup"
+                    steps_timed="$steps" steps_skipped="$warmup" fwd_bwd_ms="${R[$P.pg.fb]}" optim_ms="${R[$P.pg.opt]}"
             fi
         fi
         # the baseline with one switch off (--unfused, --eager): what that part gains
@@ -610,6 +612,8 @@ r=$(ratio "$(g tg.tps)" "$(g baseline.pg.tps)") && R[tg.r]=$r && result kind=rat
             IFS=: read -r key setting what <<<"$v"
             [ -z "$(g $P.r.$key)" ] || printf '  %-8s step time with %s / %s %s\n' "$P" "$what" "$setting" "$(x "$(g $P.r.$key)")"
         done
+        [ -z "$(g $P.pg.fb)" ] || printf '  %-8s pgolf step phases (median ms): micro-batches %s, optimizers and exchanges %s\n' \
+            "$P" "$(f1 "$(g $P.pg.fb)")" "$(f1 "$(g $P.pg.opt)")"
     done
     if ! skipped attn && [ "$device" = cuda ]; then
         echo "attention (bf16, causal, 8 query heads over 4 kv heads, head dim 64): ms per call (useful TFLOP/s)"

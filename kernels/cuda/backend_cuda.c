@@ -98,4 +98,6 @@ const struct pg_backend pg_backend_cuda = {
     .graph_end = pg_cuda_graph_end,
     .graph_launch = pg_cuda_graph_launch,
     .graph_free = pg_cuda_graph_free,
+    .mark = pg_cuda_mark,
+    .elapsed_ms = pg_cuda_elapsed_ms,
 };

@@ -116,3 +116,35 @@ extern "C" void pg_cuda_graph_free(void *graph)
     PG_CUDA_CHECK(cudaGraphExecDestroy((cudaGraphExec_t)graph));
     pg_cuda_graphs_alive(-1);
 }
+
+// ---- the step's phase clocks (backend.h mark, elapsed_ms) ----------------------------------
+
+namespace {
+enum { MARKS = 4 };
+cudaEvent_t marks[MARKS];
+
+bool marks_made(void)
+{
+    static std::once_flag made;
+    static bool ok;
+    std::call_once(made, [] {
+        bool good = true;
+        for (int k = 0; k < MARKS && good; k++) good = CHECKED(cudaEventCreate(&marks[k]));
+        ok = good;
+    });
+    return ok;
+}
+} // namespace
+
+extern "C" void pg_cuda_mark(int k)
+{
+    if (k >= 0 && k < MARKS && marks_made()) PG_CUDA_CHECK(cudaEventRecord(marks[k], pg_cuda_stream()));
+}
+
+extern "C" double pg_cuda_elapsed_ms(int a, int b)
+{
+    float ms = 0;
+    if (a < 0 || a >= MARKS || b < 0 || b >= MARKS || !marks_made()) return 0;
+    if (!CHECKED(cudaEventSynchronize(marks[b])) || !CHECKED(cudaEventElapsedTime(&ms, marks[a], marks[b]))) return 0;
+    return ms;
+}

@@ -161,8 +161,9 @@ void pg_cuda_logit_ce_to(double *acc, double scale, float *dh, float *demb, floa
                          const float *emb, const int32_t *targets, int n, int d, int v, double cap, int poly5,
                          double z_loss, double grad_scale, float *work);
 /* end varlen/logit_ce */
-/* The training step without waits (graph.cu; backend.h host_alloc .. graph_free): pinned host
- * memory, the batches' double buffer on a copy stream, CUDA graphs of the compute stream. */
+/* The training step without waits (graph.cu; backend.h host_alloc .. elapsed_ms): pinned host
+ * memory, the batches' double buffer on a copy stream, CUDA graphs of the compute stream, the
+ * step's phase clocks (events). */
 void *pg_cuda_host_alloc(size_t bytes);
 void pg_cuda_host_free(void *p);
 void pg_cuda_stage_wait(int slot);
@@ -172,6 +173,8 @@ int pg_cuda_graph_begin(void);
 void *pg_cuda_graph_end(void);
 void pg_cuda_graph_launch(void *graph);
 void pg_cuda_graph_free(void *graph);
+void pg_cuda_mark(int k);
+double pg_cuda_elapsed_ms(int a, int b);
 /* record-stack pointwise operations (record.cu) */
 void pg_cuda_xsa_fwd(float *y, const float *v, int n, int h, int kv, int hd);
 void pg_cuda_xsa_bwd(float *dy, float *dv, const float *y_pre, const float *v, int n, int h, int kv, int hd);

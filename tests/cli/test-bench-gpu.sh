@@ -16,7 +16,6 @@ TOK="$PG_BIN/pg-tokenize" TRAIN="$PG_BIN/pg-train"
 W=$T_TMP
 export LC_ALL=C.UTF-8 OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" PYTHON=$PY PG_BIN
 B=scripts/bench-gpu.sh
-jqe() { jq -e "$@" >/dev/null; }
 
 licence_docs 3 >"$W/docs.jsonl"
 "$TOK" train -q -i "$W/docs.jsonl" -o "$W/sp.model" --vocab 512 || exit 1
@@ -128,6 +127,7 @@ check "the table has pgolf's and PyTorch's training and eval rows" sh -c "grep -
 check "--unfused: a PG_FUSED=0 row and the ratio (on the CPU, where nothing is fused: the same steps)" sh -c \
     "grep -q '^pgolf baseline train, PG_FUSED=0  *256 ' '$W/smoke.out' &&
     grep -q 'baseline step time with the fused forms / PG_FUSED=0 [0-9.]*x' '$W/smoke.out'"
+check "the pgolf step's phases, median ms" grep -q '^  baseline pgolf step phases (median ms): micro-batches [0-9.]*, optimizers and exchanges [0-9.]*$' "$W/smoke.out"
 check "--eager: a PG_GRAPHS=0 row and the ratio" sh -c \
     "grep -q '^pgolf baseline train, PG_GRAPHS=0  *256 ' '$W/smoke.out' &&
     grep -q 'baseline step time with CUDA graphs / PG_GRAPHS=0 [0-9.]*x' '$W/smoke.out'"
@@ -138,7 +138,7 @@ check "results.jsonl: pgolf and PyTorch training, evaluation, ratios" jqe -s '
     (map(select(.kind == "train")) | map(.impl) | sort) ==
         ["pgolf", "pgolf", "pgolf-eager", "pgolf-unfused", "pytorch", "train_gpt.py"] and
     (map(select(.kind == "eval")) | length) == 3 and (map(select(.kind == "ratio")) | length) == 5 and
-    (map(select(.kind == "train" and .impl == "pgolf"))[0] | .step_ms > 0 and .mfu > 0)' "$W/out/results.jsonl"
+    (map(select(.kind == "train" and .impl == "pgolf"))[0] | .step_ms > 0 and .mfu > 0 and .fwd_bwd_ms > 0 and .optim_ms > 0)' "$W/out/results.jsonl"
 check "the logs are in the output folder" test -s "$W/out/pgolf-baseline-metrics.jsonl" -a -s "$W/out/torch-baseline.out" \
     -a -s "$W/out/train_gpt.log" -a -s "$W/out/commands.txt"
 # bench_attn (the attention part, GPU only) on the emulator: its four timings as JSON lines, with

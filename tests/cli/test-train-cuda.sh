@@ -149,6 +149,9 @@ for prec in fp32 bf16; do
     losses "$W/gq$prec" >"$W/gq$prec.losses"
     check "graphs ($prec): the same train_loss at every step" cmp "$W/gg$prec.losses" "$W/gq$prec.losses"
     check "graphs ($prec): the same model bytes" cmp "$W/gg$prec/model.safetensors" "$W/gq$prec/model.safetensors"
+    check "graphs ($prec): every step's phases timed by the device's events, within the step's time" \
+        jqe -s '[.[] | select(.step_ms)] | length == 12 and
+            all(.fwd_bwd_ms > 0 and .optim_ms > 0 and .fwd_bwd_ms + .optim_ms <= .step_ms + 0.002)' "$W/gg$prec/metrics.jsonl"
 done
 
 # ---- the device's checkpoint scores the same on the CPU and on the device ----

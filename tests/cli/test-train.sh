@@ -99,7 +99,10 @@ DEF="--warmdown-frac 0 --min-lr 0 --wd-taper-start 1 --wd-taper-final 0.5 --ema-
 check "schedule defaults: 20 steps" train -o "$W/d0" --iterations 20 --val-every 0 $DEF
 check "schedule defaults: byte-identical to the run without the flags" cmp -s "$W/a/model.safetensors" "$W/d0/model.safetensors"
 check "schedule defaults: metrics say muon_wd_mul 1, qat 0, looping 0 at every step" \
-    test "$(grep -c '"muon_wd_mul":1.000000,"qat":0,"looping":0}' "$W/d0/metrics.jsonl")" = 20
+    test "$(grep -c '"muon_wd_mul":1.000000,"qat":0,"looping":0,' "$W/d0/metrics.jsonl")" = 20
+check "every step's phases: micro-batches and optimizers, each > 0, together within the step's time" \
+    jqe -s '[.[] | select(.step_ms)] | length == 20 and
+        all(.fwd_bwd_ms > 0 and .optim_ms > 0 and .fwd_bwd_ms + .optim_ms <= .step_ms + 0.002)' "$W/d0/metrics.jsonl"
 # each switch changes the model; sw NAME DIR BASE FLAGS...
 sw() {
     sw_name=$1 sw_dir=$2 sw_base=$3
