@@ -145,12 +145,13 @@ enum { BLAS_WORKSPACE = 32 << 20 };
 cublasHandle_t pg_cuda_blas(void)
 {
     static cublasHandle_t handle;
+    static void *workspace; // the handle's for the process's life
     if (!handle) { // a failed creation is recorded, and tried again at the next use
         cublasHandle_t h = nullptr;
         PG_CUBLAS_CHECK(cublasCreate(&h));
         if (h) PG_CUBLAS_CHECK(cublasSetStream(h, pg_cuda_stream()));
-        void *w = h ? pg_cuda_malloc(BLAS_WORKSPACE, "cudaMalloc (cuBLAS workspace)") : nullptr;
-        if (w) PG_CUBLAS_CHECK(cublasSetWorkspace(h, w, BLAS_WORKSPACE));
+        if (h && !workspace) workspace = pg_cuda_malloc(BLAS_WORKSPACE, "cudaMalloc (cuBLAS workspace)");
+        if (h && workspace) PG_CUBLAS_CHECK(cublasSetWorkspace(h, workspace, BLAS_WORKSPACE));
         handle = h;
     }
     return handle;

@@ -636,6 +636,7 @@ static void test_graph(void)
     CK(cudaFree(da));
     CK(cudaFree(dc));
     CK(cudaFreeHost(in));
+    cublasDestroy(h);
     CK(cudaStreamDestroy(s));
 }
 
