@@ -225,6 +225,10 @@ struct pg_backend {
      * rstd) on x. */
     void (*add_norm_fwd)(pg_real *x, pg_real *y, pg_real *rstd, const pg_real *x_in, const pg_real *s,
                          const pg_real *f, int n, int d, double eps, double scale);
+    /* A residual's gradient joined by a norm's backward: dx = base + rmsnorm_bwd(dy) (base may be
+     * dx), the bits of copying base to dx and then rmsnorm_bwd accumulating, without the copy. */
+    void (*rmsnorm_bwd_add)(pg_real *dx, const pg_real *base, const pg_real *dy, const pg_real *y,
+                            const pg_real *rstd, int n, int d, double scale);
     /* The attention's three products of one input, x[N,in] by wq[outq,in], wk and wv [outkv,in]
      * into q, k, v (matmul_fwd's each), and their backward (matmul_bwd's three: dx overwritten
      * by the first unless dx_accumulate, then accumulated, in the order q, k, v; dwq, dwk, dwv

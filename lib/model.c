@@ -861,6 +861,21 @@ static void branch_grad(struct pg_model *m, int si, const pg_real *dy, const pg_
     else m->be->scale_add_bwd(m->dtmp, G(si), dy, P(si), f, n, d, 0);
 }
 
+/* dst = base + the backward of the norm y = norm(x)·s from dy (rstd the forward's): one fused
+ * pass where the backend has it, else a copy and the accumulating backward (the same bits). */
+static void norm_bwd_add(struct pg_model *m, pg_real *dst, const pg_real *base, const pg_real *dy, const pg_real *y,
+                         const pg_real *rstd, double s)
+{
+    const struct pg_backend *be = m->be;
+    int n = m->b * m->t, d = m->d;
+    if (m->fused && be->rmsnorm_bwd_add) {
+        be->rmsnorm_bwd_add(dst, base, dy, y, rstd, n, d, s);
+    } else {
+        be->copy(dst, base, (size_t)n * d);
+        be->rmsnorm_bwd(dst, dy, y, rstd, n, d, s, 1);
+    }
+}
+
 /* In place on m->dx (and m->dl1 for lanes): the gradient of the block output becomes that of
  * its input; m->dx0 accumulates the x0 path. */
 static void block_backward(struct pg_model *m, int l, struct pg_block_acts *a, int mode)
@@ -878,14 +893,12 @@ static void block_backward(struct pg_model *m, int l, struct pg_block_acts *a, i
         be->rmsnorm_bwd(dy, m->dym, a->ym, a->rs_m, n, d, s, 1); /* dy is now d(x1) */
         branch_grad(m, p->attn_scale, dy, a->ao);
         attn_backward(m, l, a, m->dtmp);
-        be->copy(m->dtmp2, dy, nd); /* d(xm) = d(x1) + the attention norm's backward */
-        be->rmsnorm_bwd(m->dtmp2, m->dya, a->ya, a->rs_a, n, d, s, 1);
+        norm_bwd_add(m, m->dtmp2, dy, m->dya, a->ya, a->rs_a, s); /* d(xm) = d(x1) + the norm's backward */
         be->mix_bwd(m->dx, m->dx0, gmix, gmix + d, m->dtmp2, a->xin, m->x0, mix, mix + d, n, d);
     } else if (mode == BLOCK_GPTJ) {
         branch_grad(m, p->mlp_scale, dy, a->mo);
         mlp_backward(m, l, a, m->dtmp);
-        be->copy(m->dtmp2, dy, nd);
-        be->rmsnorm_bwd(m->dtmp2, m->dym, a->ym, a->rs_m, n, d, s, 1);
+        norm_bwd_add(m, m->dtmp2, dy, m->dym, a->ym, a->rs_m, s);
         branch_grad(m, p->attn_scale, dy, a->ao);
         attn_backward(m, l, a, m->dtmp);
         be->rmsnorm_bwd(m->dtmp2, m->dya, a->ya, a->rs_a, n, d, s, 1);

@@ -29,11 +29,12 @@ __global__ void rmsnorm_fwd_kernel(float *y, float *rstd, const float *x, int d,
 }
 
 // y is the scaled output: dx = r·(scale·dy − y·mean(dy·y)/scale), as the CPU computes it.
-__global__ void rmsnorm_bwd_kernel(float *dx, const float *dy, const float *y, const float *rstd, int d, double scale,
-                                   int accumulate)
+// dx = base + the norm's backward (base NULL: dx = it; base may be dx: it accumulates).
+__global__ void rmsnorm_bwd_kernel(float *dx, const float *base, const float *dy, const float *y, const float *rstd,
+                                   int d, double scale)
 {
     size_t off = (size_t)blockIdx.x * d;
-    const float *yi = y + off, *gi = dy + off;
+    const float *yi = y + off, *gi = dy + off, *bi = base ? base + off : nullptr;
     float *dxi = dx + off;
     double dot = 0;
     for (int c = threadIdx.x; c < d; c += blockDim.x) dot += (double)gi[c] * yi[c];
@@ -41,7 +42,7 @@ __global__ void rmsnorm_bwd_kernel(float *dx, const float *dy, const float *y, c
     float m = (float)(dot / d / scale), r = rstd[blockIdx.x], s = (float)scale;
     for (int c = threadIdx.x; c < d; c += blockDim.x) {
         float g = r * (s * gi[c] - yi[c] * m);
-        dxi[c] = accumulate ? dxi[c] + g : g;
+        dxi[c] = bi ? bi[c] + g : g;
     }
 }
 
@@ -56,6 +57,15 @@ extern "C" void pg_cuda_rmsnorm_bwd(float *dx, const float *dy, const float *y, 
                                     double scale, int dx_accumulate)
 {
     if (n <= 0 || d <= 0) return;
-    PG_LAUNCH(rmsnorm_bwd_kernel, n, row_threads(d), 0, pg_cuda_stream())(dx, dy, y, rstd, d, scale, dx_accumulate);
+    PG_LAUNCH(rmsnorm_bwd_kernel, n, row_threads(d), 0, pg_cuda_stream())(dx, dx_accumulate ? dx : nullptr, dy, y,
+                                                                          rstd, d, scale);
+    PG_CUDA_LAUNCHED();
+}
+
+extern "C" void pg_cuda_rmsnorm_bwd_add(float *dx, const float *base, const float *dy, const float *y,
+                                        const float *rstd, int n, int d, double scale)
+{
+    if (n <= 0 || d <= 0) return;
+    PG_LAUNCH(rmsnorm_bwd_kernel, n, row_threads(d), 0, pg_cuda_stream())(dx, base, dy, y, rstd, d, scale);
     PG_CUDA_LAUNCHED();
 }

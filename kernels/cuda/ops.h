@@ -92,7 +92,7 @@ void pg_cuda_scale_add_bwd(float *df, float *ds, const float *dy, const float *s
                            int df_accumulate);
 void pg_cuda_head_gain_fwd(float *q, const float *g, int n, int h, int hd);
 void pg_cuda_head_gain_bwd(float *dq, float *dg, const float *q_pre, const float *g, int n, int h, int hd);
-/* The fused forms of lib/backend.h (fused.cu). */
+/* The fused forms of lib/backend.h (fused.cu; rmsnorm_bwd_add in norm.cu). */
 void pg_cuda_qk_prep_fwd(float *y, float *rstd, const float *x, const float *cos, const float *sin, const float *gain,
                          int b, int t, int h, int hd, int rd, double eps);
 void pg_cuda_qk_prep_bwd(float *dx, float *dgain, const float *dy, const float *x, const float *rstd, const float *cos,
@@ -101,6 +101,8 @@ void pg_cuda_mix_norm_fwd(float *xin, float *xm, float *y, float *rstd, const fl
                           const float *m0, const float *m1, int n, int d, double eps, double scale);
 void pg_cuda_add_norm_fwd(float *x, float *y, float *rstd, const float *x_in, const float *s, const float *f, int n,
                           int d, double eps, double scale);
+void pg_cuda_rmsnorm_bwd_add(float *dx, const float *base, const float *dy, const float *y, const float *rstd,
+                             int n, int d, double scale);
 
 /* Attention: work is device scratch of pg_cuda_attention_work(t) floats (not the CPU's size). */
 size_t pg_cuda_attention_work(int t);

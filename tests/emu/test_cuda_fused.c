@@ -144,6 +144,26 @@ static void test_add_norm(int n, int d, double scale, int in_place)
     check("add_norm_fwd rstd", what, back(d_r, (size_t)n), rstd, (size_t)n, TOL);
 }
 
+/* rmsnorm_bwd_add: dx = base + the norm's backward, against the CPU's copy + accumulating
+ * rmsnorm_bwd, and bit for bit the device's own copy + rmsnorm_bwd (in_place: base is dx). */
+static void test_norm_bwd_add(int n, int d, double scale, int in_place)
+{
+    char what[80];
+    snprintf(what, sizeof what, "n=%d d=%d scale=%g%s", n, d, scale, in_place ? " in place" : "");
+    size_t nd = (size_t)n * d;
+    float *x = rnd(nd, 2), *dy = rnd(nd, 1), *base = rnd(nd, 1), *y = hnew(nd), *rstd = hnew((size_t)n);
+    cpu->rmsnorm_fwd(y, rstd, x, n, d, 1e-6, scale);
+    float *dx = copy(base, nd);
+    cpu->rmsnorm_bwd(dx, dy, y, rstd, n, d, scale, 1);
+    float *d_base = dev(base, nd), *d_dy = dev(dy, nd), *d_y = dev(y, nd), *d_r = dev(rstd, (size_t)n);
+    float *d_dx = in_place ? d_base : poisoned(nd), *d_two = dev(base, nd);
+    pg_cuda_rmsnorm_bwd_add(d_dx, d_base, d_dy, d_y, d_r, n, d, scale);
+    float *got = back(d_dx, nd);
+    check("rmsnorm_bwd_add", what, got, dx, nd, TOL);
+    pg_cuda_rmsnorm_bwd(d_two, d_dy, d_y, d_r, n, d, scale, 1); /* d_two held base: the unfused pair */
+    ok(same_bits(got, back(d_two, nd), nd), "rmsnorm_bwd_add %s: the bits of copy + accumulating rmsnorm_bwd", what);
+}
+
 /* The MLP activation and its gradient kept in bf16 (relu2_fwd_x16, relu2_bwd_x16, matmul_fwd_x16,
  * matmul_bwd_16) against the
  * CPU in bf16 mode: relu2_fwd then pg_bf16_round, bit for bit (the same float expression, rounded
@@ -306,6 +326,7 @@ static void test_empty(void)
     pg_cuda_qk_prep_bwd(d, d, d, d, d, d, d, d, 2, 0, 2, 8, 8);
     pg_cuda_mix_norm_fwd(d, d, d, d, d, d, d, d, 0, 8, 1e-6, 1);
     pg_cuda_add_norm_fwd(d, d, d, d, d, d, 4, 0, 1e-6, 1);
+    pg_cuda_rmsnorm_bwd_add(d, d, d, d, d, 0, 8, 1);
     float *h = back(d, 4);
     ok(pg_cuda_status() == 0 && isnan(h[0]) && isnan(h[3]), "empty shapes: nothing written, no failure");
 }
@@ -332,6 +353,10 @@ int main(void)
     test_add_norm(1, 37, 0.7071, 1);
     test_add_norm(9, 512, 0.5, 0);
     test_add_norm(3, 700, 1, 1);
+    test_norm_bwd_add(5, 16, 1, 0);
+    test_norm_bwd_add(1, 37, 0.7071, 1);
+    test_norm_bwd_add(9, 512, 0.5, 0);
+    test_norm_bwd_add(3, 700, 1, 1);
     test_mlp16(5, 24, 16, 0, 1);
     test_mlp16(1, 40, 8, 0.5, 1); /* one token, LeakyReLU(0.5)² */
     test_mlp16(33, 64, 48, 0.5, 0);
