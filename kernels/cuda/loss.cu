@@ -124,16 +124,7 @@ static float *logits_scratch(size_t floats)
 {
     static void *buf;
     static size_t cap;
-    size_t bytes = floats * sizeof(float);
-    if (bytes > cap) {
-        pg_cuda_retire(buf); // cudaFree waits for the work still using it; a live graph keeps it
-        buf = nullptr;
-        cap = 0;
-        size_t want = (bytes + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1);
-        if (!(buf = pg_cuda_malloc(want, "the cross-entropy's logits"))) return nullptr;
-        cap = want;
-    }
-    return (float *)buf;
+    return (float *)pg_cuda_grow(&buf, &cap, floats * sizeof(float), "the cross-entropy's logits");
 }
 
 // The whole computation, its total left in device scratch (returned; NULL when n <= 0 or out of

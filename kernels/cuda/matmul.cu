@@ -65,16 +65,7 @@ static __nv_bfloat16 *bf16_scratch(size_t elems)
 {
     static void *buf;
     static size_t cap;
-    size_t bytes = elems * sizeof(__nv_bfloat16);
-    if (bytes > cap) {
-        pg_cuda_retire(buf); // cudaFree waits for the products still reading it; a live graph keeps it
-        buf = nullptr;
-        cap = 0;
-        size_t want = (bytes + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1); // whole MiB: fewer regrowths
-        if (!(buf = pg_cuda_malloc(want, "the bf16 operands of a product"))) return nullptr;
-        cap = want;
-    }
-    return (__nv_bfloat16 *)buf;
+    return (__nv_bfloat16 *)pg_cuda_grow(&buf, &cap, elems * sizeof(__nv_bfloat16), "the bf16 operands of a product");
 }
 
 // The bf16 copies of count column-major rows × cols operands (ld lds, stride apart) at dst, dense.

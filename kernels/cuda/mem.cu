@@ -223,17 +223,21 @@ extern "C" size_t pg_cuda_peak_bytes(void)
     return held_peak;
 }
 
+void *pg_cuda_grow(void **buf, size_t *cap, size_t bytes, const char *what)
+{
+    if (bytes <= *cap) return *buf;
+    pg_cuda_retire(*buf); // cudaFree waits for the work still using it; a live graph keeps it
+    size_t want = (bytes + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1); // whole MiB: fewer regrowths
+    *buf = pg_cuda_malloc(want, what);
+    *cap = *buf ? want : 0;
+    return *buf;
+}
+
 void *pg_cuda_scratch(size_t bytes)
 {
     static void *buf;
     static size_t cap;
-    if (bytes > cap) {
-        pg_cuda_retire(buf);
-        size_t want = (bytes + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1); // whole MiB: fewer regrowths
-        buf = pg_cuda_malloc(want, "cudaMalloc (scratch)");
-        cap = buf ? want : 0;
-    }
-    return buf;
+    return pg_cuda_grow(&buf, &cap, bytes, "cudaMalloc (scratch)");
 }
 
 // ---- device memory for C callers (ops.h) ------------------------------------------------------

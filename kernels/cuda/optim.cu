@@ -59,17 +59,9 @@ __device__ __forceinline__ float round_if(float x, int bf16) { return bf16 ? bf1
 // optimizer operations run one at a time on the stream, so one buffer serves them all.
 static double *partials(size_t n_doubles)
 {
-    static double *buf;
+    static void *buf;
     static size_t cap;
-    if (n_doubles > cap) {
-        pg_cuda_retire(buf);
-        buf = nullptr;
-        cap = 0;
-        size_t want = n_doubles < 4096 ? 4096 : n_doubles;
-        if (!(buf = (double *)pg_cuda_malloc(want * sizeof *buf, "the optimizers' norms"))) return nullptr;
-        cap = want;
-    }
-    return buf;
+    return (double *)pg_cuda_grow(&buf, &cap, n_doubles * sizeof(double), "the optimizers' norms");
 }
 
 // part[blockIdx.x] = Σ x[i]² over the block's grid-stride share, in double; a grid of several

@@ -89,6 +89,10 @@ void pg_cuda_release(void *p);
 void pg_cuda_retire(void *p);
 // Graphs made (+1) and freed (-1): at 0 the retired buffers go.
 void pg_cuda_graphs_alive(int change);
+// A buffer its caller keeps (*buf, *cap bytes), grown to at least `bytes` (whole MiB) when
+// smaller: the old one retired, the new one from pg_cuda_malloc (`what` names it in an
+// out-of-memory report). Returns *buf; NULL (and *cap 0) when the device has not that much.
+void *pg_cuda_grow(void **buf, size_t *cap, size_t bytes, const char *what);
 // Device scratch of at least `bytes`, grown on demand and kept; valid until the next call.
 // One user at a time: operations on one stream run in order, so their scratch uses do not
 // overlap (a second stream will need its own). NULL when the device has not that much memory
