@@ -27,6 +27,8 @@ expect_fail() {
         ok "$name (exit $want: $first)"
     fi
 }
+# quiet CMD...: CMD with its standard output dropped (a check that only its status decides)
+quiet() { "$@" >/dev/null; }
 # jqe ARGS: jq -e, its output dropped (a check on a JSON file, passing when the filter is true)
 jqe() { jq -e "$@" >/dev/null; }
 # licence_docs N: the first N (1..5) of Debian's licence texts (GPL-3, Apache-2.0, GPL-2, MPL-2.0,

@@ -33,7 +33,6 @@ RECORD="--xsa-last-n 2 --skip-gates 1 --smear-gate 1 --num-loops 1 --loop-start 
  --ema-decay 0.9 --swa-every 2 --swa-start-lr 0.5 --qat-start-lr 0.3 --warmdown-frac 0.5 --coprime-loader 1"
 one() { "$TRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY "$@"; }
 ranks() { n=$1; shift; $MPI -np "$n" "$TRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY "$@"; }
-quiet() { "$@" >/dev/null; }
 losses() { jq -r 'select(.train_loss) | "\(.train_loss) \(.qat)"' "$1/metrics.jsonl"; }
 # every step's train_loss within a relative tolerance (under late QAT, whose rounding to the grid
 # turns the sums' last-bit differences into whole steps now and then, the fourth argument), and

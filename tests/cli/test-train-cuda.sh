@@ -47,7 +47,6 @@ RECORD="--xsa-last-n 2 --skip-gates 1 --smear-gate 1 --num-loops 1 --loop-start 
 cpu() { "$TRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY "$@"; }
 # shellcheck disable=SC2086
 gpu() { "$DTRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY --device cuda "$@"; }
-quiet() { "$@" >/dev/null; }
 losses() { jq -r 'select(.train_loss) | "\(.train_loss) \(.qat)"' "$1/metrics.jsonl"; }
 # same_losses A B TOL [QAT_TOL]: the runs' train_loss sequences have the same length and agree to
 # TOL relative; steps under late QAT to QAT_TOL (fake quantization rounds to a grid of 2^bits
