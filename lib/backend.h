@@ -115,7 +115,8 @@ struct pg_backend {
      * stored whole: z = cap·tanh((h·Eᵀ)/cap), loss_i = logsumexp(z_i) − z_i[y_i]. Returns Σ loss_i
      * (double). If losses is not NULL it receives each loss_i. If dh is not NULL, also the
      * gradient of grad_scale·Σ loss_i: dh[N,D] overwritten, dE[V,D] accumulated. Rows go in chunks
-     * of PG_CE_CHUNK; work: scratch of pg_ce_work(v) elements. */
+     * of PG_CE_CHUNK on the CPU, in work (pg_ce_work(v) elements); a device may take larger ones in
+     * memory of its own (CUDA: up to 2^25 logits), which changes only dE's order of sums. */
     double (*softcap_ce)(pg_real *dh, pg_real *demb, float *losses, const pg_real *h, const pg_real *emb,
                          const int32_t *targets, int n, int d, int v, double cap, double grad_scale, pg_real *work);
 
@@ -351,7 +352,7 @@ struct pg_backend {
 /* The size of a communicator's id (NCCL's ncclUniqueId). */
 #define PG_COMM_ID_BYTES 128
 
-/* Rows of logits the fused cross-entropy holds at once, and its scratch size. */
+/* Rows of logits the CPU's fused cross-entropy holds at once, and its scratch size. */
 #define PG_CE_CHUNK 256
 static inline size_t pg_ce_work(int v) { return (size_t)PG_CE_CHUNK * (size_t)v + PG_CE_CHUNK; }
 
