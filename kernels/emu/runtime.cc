@@ -335,7 +335,7 @@ cudaError_t cudaFreeHost(void *ptr)
     return pg_emu::release(pg_emu::pinned, ptr);
 }
 
-// A copy's checks then the copy: at the call, and again when a graph replays it.
+// A copy's checks, made at the call and again when a graph replays it (copy_now: then the copy).
 static cudaError_t copy_check(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
 {
     if (bytes == 0) return cudaSuccess;
