@@ -226,6 +226,10 @@ struct pg_backend {
      * rstd) on x. */
     void (*add_norm_fwd)(pg_real *x, pg_real *y, pg_real *rstd, const pg_real *x_in, const pg_real *s,
                          const pg_real *f, int n, int d, double eps, double scale);
+    /* add_norm_fwd that also writes y rounded to bf16 into y16 [N,D] (the bits of a product's own
+     * conversion of y): the MLP's first product reads it in the forward and its backward. */
+    void (*add_norm_fwd_x16)(pg_real *x, pg_real *y, uint16_t *y16, pg_real *rstd, const pg_real *x_in,
+                             const pg_real *s, const pg_real *f, int n, int d, double eps, double scale);
     /* A residual's gradient joined by a norm's backward: dx = base + rmsnorm_bwd(dy) (base may be
      * dx), the bits of copying base to dx and then rmsnorm_bwd accumulating, without the copy. */
     void (*rmsnorm_bwd_add)(pg_real *dx, const pg_real *base, const pg_real *dy, const pg_real *y,

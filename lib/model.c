@@ -561,7 +561,8 @@ static void mlp_forward(struct pg_model *m, int l, struct pg_block_acts *a, int 
 {
     const struct pg_block_params *p = &m->blk[l];
     tap(m, l, PG_TAP_FC, a->ym, n, m->d);
-    m->be->matmul_fwd(a->hpre, a->ym, P(p->fc), n, m->d, m->hid);
+    if (a->ym16) m->be->matmul_fwd_x16(a->hpre, a->ym16, P(p->fc), n, m->d, m->hid);
+    else m->be->matmul_fwd(a->hpre, a->ym, P(p->fc), n, m->d, m->hid);
     if (m->x16) { /* a->r holds the n·hid bf16 values in its first half */
         m->be->relu2_fwd_x16((uint16_t *)a->r, a->hpre, (size_t)n * m->hid, m->cfg.mlp_leaky_slope);
         m->be->matmul_fwd_x16(a->mo, (const uint16_t *)a->r, P(p->mlp_proj), n, m->hid, m->d);
@@ -582,6 +583,12 @@ static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, in
     size_t nd = (size_t)n * d;
     double eps = m->cfg.rms_norm_eps, s = ln_scale(m, l);
     const pg_real *mix = P(p->resid_mix);
+    /* with bf16 operands, a sequential block's MLP input is made in bf16 too, into the second half
+     * of r's buffer (r takes n·hid of its 2·n·hid bf16 places, ym n·d) */
+    uint16_t *ym16 = m->x16 && mode == BLOCK_SEQ && be->add_norm_fwd_x16 && m->d <= m->hid
+                         ? (uint16_t *)a->r + (size_t)n * m->hid
+                         : NULL;
+    a->ym16 = NULL;
     if (m->fused) { /* xin is read only by the backward */
         be->mix_norm_fwd(m->training ? a->xin : NULL, a->xm, a->ya, a->rs_a, m->x, m->x0, mix, mix + d, n, d, eps, s);
     } else {
@@ -591,7 +598,10 @@ static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, in
     }
     attn_forward(m, l, a, b);
     if (mode == BLOCK_SEQ) { /* x1 = xm + as ⊙ ao; x = x1 + ms ⊙ MLP(norm(x1)) */
-        if (m->fused) {
+        if (ym16) { /* the MLP input also in bf16, for its product */
+            be->add_norm_fwd_x16(m->x, a->ym, ym16, a->rs_m, a->xm, P(p->attn_scale), a->ao, n, d, eps, s);
+            a->ym16 = ym16;
+        } else if (m->fused) {
             be->add_norm_fwd(m->x, a->ym, a->rs_m, a->xm, P(p->attn_scale), a->ao, n, d, eps, s);
         } else {
             be->copy(m->x, a->xm, nd);
@@ -842,7 +852,7 @@ static void mlp_backward(struct pg_model *m, int l, struct pg_block_acts *a, con
         be->matmul_bwd_16(m->dr, G(p->mlp_proj), NULL, (const uint16_t *)dmo, NULL, (const uint16_t *)a->r,
                           P(p->mlp_proj), n, hid, d, 0);
         be->relu2_bwd_x16(dh16, m->dr, a->hpre, (size_t)n * hid, m->cfg.mlp_leaky_slope);
-        be->matmul_bwd_16(m->dym, G(p->fc), NULL, dh16, a->ym, NULL, P(p->fc), n, d, hid, 0);
+        be->matmul_bwd_16(m->dym, G(p->fc), NULL, dh16, a->ym16 ? NULL : a->ym, a->ym16, P(p->fc), n, d, hid, 0);
         return;
     }
     be->matmul_bwd(m->dr, GW(p->mlp_proj), dmo, a->r, P(p->mlp_proj), n, hid, d, 0);

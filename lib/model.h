@@ -63,6 +63,7 @@ struct pg_block_acts {
     pg_real *ox, *oy, *gate;   /* after XSA; gated (the proj input); gate values [N,H] */
     pg_real *xskip;            /* decoder slot input before its gated skip */
     pg_real *xin1, *as, *ms;   /* parallel blocks: lane 1 input; scaled attention and MLP outputs */
+    const uint16_t *ym16;      /* ym in bf16 (in r's second half) when the forward made it, else NULL */
 };
 
 /* The inputs of the model's linear layers, shown to an observer as pg_model_forward computes them

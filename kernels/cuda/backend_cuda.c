@@ -49,6 +49,7 @@ const struct pg_backend pg_backend_cuda = {
     .qk_prep_bwd = pg_cuda_qk_prep_bwd,
     .mix_norm_fwd = pg_cuda_mix_norm_fwd,
     .add_norm_fwd = pg_cuda_add_norm_fwd,
+    .add_norm_fwd_x16 = pg_cuda_add_norm_fwd_x16,
     .rmsnorm_bwd_add = pg_cuda_rmsnorm_bwd_add,
     .matmul_fwd_qkv = pg_cuda_matmul_fwd_qkv,
     .matmul_bwd_qkv = pg_cuda_matmul_bwd_qkv,

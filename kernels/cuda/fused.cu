@@ -1,4 +1,4 @@
-// fused.cu: the fused forms of lib/backend.h (qk_prep, mix_norm, add_norm): chains of the
+// fused.cu: the fused forms of lib/backend.h (qk_prep, mix_norm, add_norm[_x16]): chains of the
 // block's memory-bound operations done in one pass over the rows, so each activation is read
 // and written once instead of once per operation. Their arithmetic is the plain operations'
 // (norm.cu, rope.cu, pointwise.cu), float for float; only the order of the double sums of
@@ -175,8 +175,9 @@ __global__ void mix_norm_fwd_kernel(float *xin, float *xm, float *y, float *rstd
 }
 
 // x = x_in + s ⊙ f (x_in may be x), y = scale·x/rms(x), rstd.
-__global__ void add_norm_fwd_kernel(float *x, float *y, float *rstd, const float *x_in, const float *s, const float *f,
-                                    int d, double eps, float scale)
+// y16, when not null, gets y rounded to bf16 too (add_norm_fwd_x16: the next product's operand).
+__global__ void add_norm_fwd_kernel(float *x, float *y, __nv_bfloat16 *y16, float *rstd, const float *x_in,
+                                    const float *s, const float *f, int d, double eps, float scale)
 {
     size_t off = (size_t)blockIdx.x * d;
     double ss = 0;
@@ -188,7 +189,11 @@ __global__ void add_norm_fwd_kernel(float *x, float *y, float *rstd, const float
     }
     ss = pg_block_sum(ss);
     float r = (float)(1.0 / sqrt(ss / d + eps)), rs = r * scale;
-    for (int c = threadIdx.x; c < d; c += blockDim.x) y[off + c] = x[off + c] * rs;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        float v = x[off + c] * rs;
+        y[off + c] = v;
+        if (y16) y16[off + c] = __float2bfloat16(v);
+    }
     if (threadIdx.x == 0) rstd[blockIdx.x] = r;
 }
 
@@ -205,7 +210,16 @@ extern "C" void pg_cuda_add_norm_fwd(float *x, float *y, float *rstd, const floa
                                      const float *f, int n, int d, double eps, double scale)
 {
     if (n <= 0 || d <= 0) return;
-    PG_LAUNCH(add_norm_fwd_kernel, n, norm_threads(d), 0, pg_cuda_stream())(x, y, rstd, x_in, s, f, d, eps,
+    PG_LAUNCH(add_norm_fwd_kernel, n, norm_threads(d), 0, pg_cuda_stream())(x, y, nullptr, rstd, x_in, s, f, d, eps,
                                                                            (float)scale);
+    PG_CUDA_LAUNCHED();
+}
+
+extern "C" void pg_cuda_add_norm_fwd_x16(float *x, float *y, uint16_t *y16, float *rstd, const float *x_in,
+                                         const float *s, const float *f, int n, int d, double eps, double scale)
+{
+    if (n <= 0 || d <= 0) return;
+    PG_LAUNCH(add_norm_fwd_kernel, n, norm_threads(d), 0, pg_cuda_stream())(x, y, (__nv_bfloat16 *)y16, rstd, x_in,
+                                                                           s, f, d, eps, (float)scale);
     PG_CUDA_LAUNCHED();
 }

@@ -101,6 +101,8 @@ void pg_cuda_mix_norm_fwd(float *xin, float *xm, float *y, float *rstd, const fl
                           const float *m0, const float *m1, int n, int d, double eps, double scale);
 void pg_cuda_add_norm_fwd(float *x, float *y, float *rstd, const float *x_in, const float *s, const float *f, int n,
                           int d, double eps, double scale);
+void pg_cuda_add_norm_fwd_x16(float *x, float *y, uint16_t *y16, float *rstd, const float *x_in, const float *s,
+                              const float *f, int n, int d, double eps, double scale);
 void pg_cuda_rmsnorm_bwd_add(float *dx, const float *base, const float *dy, const float *y, const float *rstd,
                              int n, int d, double scale);
 

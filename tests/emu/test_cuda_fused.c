@@ -142,6 +142,17 @@ static void test_add_norm(int n, int d, double scale, int in_place)
     check("add_norm_fwd x", what, back(d_x, nd), x, nd, TOL);
     check("add_norm_fwd y", what, back(d_y, nd), y, nd, TOL);
     check("add_norm_fwd rstd", what, back(d_r, (size_t)n), rstd, (size_t)n, TOL);
+    /* the x16 form: the same x, y and rstd bits, and y16 = y rounded to bf16 (pg_bf16_round's) */
+    float *gx = back(d_x, nd), *gy = back(d_y, nd), *gr = back(d_r, (size_t)n);
+    float *d_x2 = in_place ? dev(xin, nd) : poisoned(nd), *d_y2 = poisoned(nd), *d_r2 = poisoned((size_t)n);
+    uint16_t *d_y16 = dnew(nd * sizeof(uint16_t)), *y16 = hkeep(malloc(nd * sizeof *y16)),
+             *want16 = hkeep(malloc(nd * sizeof *want16));
+    pg_cuda_add_norm_fwd_x16(d_x2, d_y2, d_y16, d_r2, in_place ? d_x2 : d_xin, d_s, d_f, n, d, eps, scale);
+    pg_cuda_download(y16, d_y16, nd * sizeof *y16);
+    bf16_bits(want16, gy, nd);
+    ok(same_bits(back(d_x2, nd), gx, nd) && same_bits(back(d_y2, nd), gy, nd) &&
+           same_bits(back(d_r2, (size_t)n), gr, (size_t)n) && memcmp(y16, want16, nd * sizeof *y16) == 0,
+       "add_norm_fwd_x16 %s: add_norm_fwd's bits, and y in bf16", what);
 }
 
 /* rmsnorm_bwd_add: dx = base + the norm's backward, against the CPU's copy + accumulating
@@ -327,6 +338,7 @@ static void test_empty(void)
     pg_cuda_mix_norm_fwd(d, d, d, d, d, d, d, d, 0, 8, 1e-6, 1);
     pg_cuda_add_norm_fwd(d, d, d, d, d, d, 4, 0, 1e-6, 1);
     pg_cuda_rmsnorm_bwd_add(d, d, d, d, d, 0, 8, 1);
+    pg_cuda_add_norm_fwd_x16(d, d, (uint16_t *)d, d, d, d, d, 0, 8, 1e-6, 1);
     float *h = back(d, 4);
     ok(pg_cuda_status() == 0 && isnan(h[0]) && isnan(h[3]), "empty shapes: nothing written, no failure");
 }
