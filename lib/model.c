@@ -415,7 +415,8 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
     }
     if (!dev_ok || !m->losses || !m->arena) {
         free(tables);
-        return alloc_failed(be, total * sizeof *m->arena + 3 * in_bytes + n * sizeof *m->losses, "activations");
+        return alloc_failed(be, total * sizeof *m->arena + (be->stage_in ? 3 : 1) * in_bytes + n * sizeof *m->losses,
+                            "activations");
     }
     if (!m->acts || !m->enc_out || !m->denc || !host_ok || !tables) {
         free(tables);
@@ -705,6 +706,12 @@ static void embed_forward(struct pg_model *m, int b)
     }
 }
 
+/* The output head's weights: its own, or the tied embedding's. */
+static const pg_real *head_weights(const struct pg_model *m)
+{
+    return m->t_head >= 0 ? P(m->t_head) : P(m->t_emb);
+}
+
 /* The forward of the staged batch up to the final norm's output m->yf (the loss's input). */
 static void forward_body(struct pg_model *m)
 {
@@ -753,7 +760,7 @@ void pg_model_forward_deferred(struct pg_model *m, double *acc, double scale)
 {
     const struct pg_config *c = &m->cfg;
     forward_body(m);
-    const pg_real *head = m->t_head >= 0 ? P(m->t_head) : P(m->t_emb);
+    const pg_real *head = head_weights(m);
     m->be->logit_ce_to(acc, scale, NULL, NULL, NULL, m->yf, head, m->targets, m->b * m->t, m->d, m->v,
                        c->logit_softcap, c->softcap_poly5, c->z_loss, 0, m->ce_work);
 }
@@ -764,7 +771,7 @@ double pg_model_forward_staged(struct pg_model *m, float *losses)
     const struct pg_config *c = &m->cfg;
     int n = m->b * m->t, d = m->d;
     forward_body(m);
-    const pg_real *head = m->t_head >= 0 ? P(m->t_head) : P(m->t_emb);
+    const pg_real *head = head_weights(m);
     float *dl = losses ? m->losses : NULL; /* per-token losses in backend memory, then copied out */
     double total = !c->softcap_poly5 && c->z_loss == 0 /* the baseline's path, the same call as always */
                        ? be->softcap_ce(NULL, NULL, dl, m->yf, head, m->targets, n, d, m->v, c->logit_softcap, 0,
@@ -964,7 +971,7 @@ void pg_model_backward(struct pg_model *m, double grad_scale)
     const struct pg_config *c = &m->cfg;
     int n = m->b * m->t, d = m->d;
     size_t nd = (size_t)n * d;
-    const pg_real *head = m->t_head >= 0 ? P(m->t_head) : P(m->t_emb);
+    const pg_real *head = head_weights(m);
     pg_real *dhead = m->t_head >= 0 ? GW(m->t_head) : GW(m->t_emb);
     /* m->dx: gradient flowing down the residual stream (lane 0 in parallel blocks; m->dl1 lane 1) */
     if (be->logit_ce_to) /* the total is not needed: no wait for it */

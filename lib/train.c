@@ -429,6 +429,13 @@ static void steps_free(struct steps *sp, const struct pg_backend *be)
     if (sp->loss) be->free(sp->loss);
 }
 
+/* The staged micro-batch's forward, its loss added on the device, and its backward. */
+static void deferred_fwd_bwd(struct steps *sp, struct pg_model *m, double scale)
+{
+    pg_model_forward_deferred(m, sp->loss, scale);
+    pg_model_backward(m, scale);
+}
+
 /* The forward and backward of the staged micro-batch; *loss += its scale·Σloss where the host
  * sums (else the device does, and steps_loss reads it). */
 static void micro_batch(struct steps *sp, struct pg_model *m, double scale, double *loss, int verbosity)
@@ -442,8 +449,7 @@ static void micro_batch(struct steps *sp, struct pg_model *m, double scale, doub
     int k = m->looping != 0;
     if (sp->graphs && sp->warm[k] && !sp->graph[k]) {
         if (be->graph_begin() == 0) {
-            pg_model_forward_deferred(m, sp->loss, scale);
-            pg_model_backward(m, scale);
+            deferred_fwd_bwd(sp, m, scale); /* captured, not run */
             sp->graph[k] = be->graph_end();
             if (sp->graph[k] && verbosity > 0)
                 fprintf(stderr, "pg-train: the micro-batch's forward and backward%s captured as a CUDA graph\n",
@@ -460,8 +466,7 @@ static void micro_batch(struct steps *sp, struct pg_model *m, double scale, doub
     if (sp->graph[k]) {
         be->graph_launch(sp->graph[k]);
     } else {
-        pg_model_forward_deferred(m, sp->loss, scale);
-        pg_model_backward(m, scale);
+        deferred_fwd_bwd(sp, m, scale);
         sp->warm[k] = 1;
     }
 }
