@@ -287,11 +287,14 @@ struct pg_backend {
 
     /* One Adam(W) update of n elements, pg_adam_step's arithmetic: with lr_wd != 0, first
      * p −= lr_wd·p; then m = b1·m + (1−b1)·g, v = b2·v + (1−b2)·g² (in double, rounded once),
-     * denom = sqrt(v)/bc2_sqrt + eps, p −= step_size·m/denom. */
+     * denom = sqrt(v)/bc2_sqrt + eps, p −= step_size·m/denom. sc non-NULL: lr_wd, step_size
+     * and bc2_sqrt are instead read from device memory sc[0..2] when the update runs (a
+     * graph that captured it replays each step's values; struct pg_adam sc_dev). */
     void (*adam_update)(pg_real *p, const pg_real *g, pg_real *m, pg_real *v, size_t n, double b1, double b2,
-                        double eps, double lr_wd, double step_size, double bc2_sqrt);
-    /* pg_muon_step over every matrix of mu (its buffers and scratch in this backend's memory). */
-    void (*muon_step)(struct pg_muon *mu, double lr, double momentum);
+                        double eps, double lr_wd, double step_size, double bc2_sqrt, const double *sc);
+    /* pg_muon_launch over every matrix of mu (its buffers and scratch in this backend's memory),
+     * with mu->sc's values, or read from mu->sc_dev when set. */
+    void (*muon_step)(struct pg_muon *mu);
     /* pg_clip_grad_norm over n tensors, the norm staying on the device (no synchronization). */
     void (*clip_grad_norm)(const struct pg_opt_tensor *t, size_t n, double max_norm);
     /* pg_ema_update; pg_swa_add_real; dst = sum / count (in double, rounded once). */

@@ -162,23 +162,35 @@ int pg_adam_set_weight_decay(struct pg_adam *a, double wd)
 
 void pg_adam_step(struct pg_adam *a, double lr)
 {
-    const double b1 = a->beta1, b2 = a->beta2, eps = a->eps;
-    /* The fused kernel's ADAMW mode: param -= lr * weight_decay * param with double hyper-
-     * parameters, so the product is a double and the store rounds once. Skipped at wd = 0, where
-     * it would change nothing but the time. */
-    const double lr_wd = lr * a->wd;
-    const int decay = a->wd != 0;
+    pg_adam_prepare(a, lr);
+    pg_adam_launch(a);
+}
+
+void pg_adam_prepare(struct pg_adam *a, double lr)
+{
+    const double b1 = a->beta1, b2 = a->beta2;
     double t = (double)++a->step;
     /* The fused kernel keeps these in its opmath type (float for float tensors), computed from
      * double hyper-parameters; so do we, in pg_real. */
     const pg_real bc1 = (pg_real)(1 - pow(b1, t));
-    const pg_real step_size = (pg_real)(lr / bc1);
     const pg_real bc2 = (pg_real)(1 - pow(b2, t));
-    const pg_real bc2_sqrt = (pg_real)sqrt(bc2);
+    /* The fused kernel's ADAMW mode: param -= lr * weight_decay * param with double hyper-
+     * parameters, so the product is a double and the store rounds once. 0 at wd = 0: skipped,
+     * where it would change nothing but the time. */
+    a->sc[0] = a->wd != 0 ? lr * a->wd : 0;
+    a->sc[1] = (pg_real)(lr / bc1);
+    a->sc[2] = (pg_real)sqrt(bc2);
+}
+
+void pg_adam_launch(struct pg_adam *a)
+{
+    const double b1 = a->beta1, b2 = a->beta2, eps = a->eps, lr_wd = a->sc[0];
+    const int decay = a->wd != 0; /* the device tests lr_wd: the same but for a -0 or infinite weight at lr 0 */
+    const pg_real step_size = (pg_real)a->sc[1], bc2_sqrt = (pg_real)a->sc[2];
     if (pg_on_device(a->be)) {
         for (size_t k = 0; k < a->nt; k++)
             a->be->adam_update(a->t[k].param, a->t[k].grad, a->m + a->off[k], a->v + a->off[k], a->t[k].n, b1, b2,
-                               eps, decay ? lr_wd : 0, step_size, bc2_sqrt);
+                               eps, lr_wd, step_size, bc2_sqrt, a->sc_dev);
         return;
     }
     for (size_t k = 0; k < a->nt; k++) {
@@ -442,11 +454,23 @@ int pg_muon_set_weight_decay(struct pg_muon *mu, double wd)
 
 void pg_muon_step(struct pg_muon *mu, double lr, double momentum)
 {
+    pg_muon_prepare(mu, lr, momentum);
+    pg_muon_launch(mu);
+}
+
+void pg_muon_prepare(struct pg_muon *mu, double lr, double momentum)
+{
+    mu->sc[0] = momentum, mu->sc[1] = lr;
+    mu->sc[2] = mu->wd != 0 ? 1 - lr * mu->wd : 1;
+}
+
+void pg_muon_launch(struct pg_muon *mu)
+{
     if (pg_on_device(mu->be)) {
-        mu->be->muon_step(mu, lr, momentum);
+        mu->be->muon_step(mu);
         return;
     }
-    const pg_real mom = (pg_real)momentum, lr_r = (pg_real)lr;
+    const pg_real mom = (pg_real)mu->sc[0], lr_r = (pg_real)mu->sc[1], decay = (pg_real)mu->sc[2];
     const size_t max_n = mu->max_n, max_ns = mu->max_ns;
     /* Each matrix is updated whole by one thread, with its own scratch, so the result does not
      * depend on the thread count or the schedule (BLAS runs single-threaded inside, pg_cpu_init). */
@@ -479,11 +503,10 @@ void pg_muon_step(struct pg_muon *mu, double lr, double momentum)
             }
         }
         pg_newton_schulz(G, t->rows, t->cols, mu->backend_steps, mu->coeffs, mu->bf16, ns_work);
-        /* Decoupled decay, p.mul_(1 - lr * wd), before the update; skipped at wd = 0 (a no-op). */
-        if (mu->wd != 0) {
-            const pg_real f = (pg_real)(1 - lr * mu->wd);
-            for (size_t i = 0; i < n; i++) p[i] *= f;
-        }
+        /* Decoupled decay, p.mul_(1 - lr * wd), before the update; skipped at a factor of 1 (wd = 0: a
+         * no-op). */
+        if (decay != 1)
+            for (size_t i = 0; i < n; i++) p[i] *= decay;
         /* g *= max(1, rows/cols)**0.5 on the (bf16) update, then p.add_(update, alpha=-lr). */
         const pg_real scale = (pg_real)sqrt(fmax(1.0, (double)t->rows / t->cols));
         const int bf16 = mu->bf16;

@@ -53,6 +53,9 @@
 #include <stdint.h>
 #include <string.h> /* memcpy: pg_bf16_round */
 
+/* The step values an optimizer keeps for its launch (struct pg_adam sc, struct pg_muon sc). */
+#define PG_OPT_SCALARS 3
+
 /* One parameter tensor and its gradient (same length, dense). The optimizers keep a copy of the
  * list, not of the arrays: param and grad must stay valid until *_free. */
 struct pg_opt_tensor {
@@ -74,6 +77,13 @@ struct pg_adam {
     double wd;               /* decoupled (AdamW) weight decay; 0 after init = plain Adam */
     int64_t step;            /* steps taken; the next step uses t = step + 1 */
     const struct pg_backend *be; /* where m and v live: NULL for host memory */
+    /* The latest pg_adam_prepare's step values, as the element update uses them: lr·wd (0
+     * without decay), the step size lr/bc1 and sqrt(bc2) (both rounded to pg_real). */
+    double sc[PG_OPT_SCALARS];
+    /* NULL, or device memory holding sc when the launch's kernels run (the caller copies it
+     * there before each launch): the kernels then read the values from it, so a graph that
+     * captured them replays each step's values (lib/train.c). */
+    const double *sc_dev;
 };
 
 /* Sets up Adam over `n` tensors (the list is copied) with zero moments and step 0. Baseline:
@@ -92,8 +102,15 @@ int pg_adam_init_on(struct pg_adam *a, const struct pg_backend *be, const struct
 int pg_adam_set_weight_decay(struct pg_adam *a, double wd);
 
 /* One step at learning rate `lr` (the caller's base lr × schedule); with weight decay, first
- * p −= lr·wd·p (the decayed p then takes the Adam update). */
+ * p −= lr·wd·p (the decayed p then takes the Adam update). pg_adam_prepare then pg_adam_launch. */
 void pg_adam_step(struct pg_adam *a, double lr);
+
+/* The step's host half: counts the step and computes its values into a->sc. Nothing else. */
+void pg_adam_prepare(struct pg_adam *a, double lr);
+
+/* The step's work on the tensors with a->sc's values (on a device, issued without waiting; the
+ * kernels read a->sc_dev when it is set). */
+void pg_adam_launch(struct pg_adam *a);
 
 /* Frees the state (not the tensors); safe on a zeroed or freed struct. */
 void pg_adam_free(struct pg_adam *a);
@@ -140,6 +157,11 @@ struct pg_muon {
     const struct pg_backend *be; /* where buf and work live: NULL for host memory */
     int *owner;              /* NULL, or the rank that orthogonalizes each matrix (pg_muon_shard) */
     int rank;                /* this process's rank when owner is set */
+    /* The latest pg_muon_prepare's step values: the momentum, lr, and the decay factor
+     * 1 − lr·wd (1 without decay), in double (each loop rounds them to pg_real); sc_dev as
+     * struct pg_adam's. */
+    double sc[PG_OPT_SCALARS];
+    const double *sc_dev;
 };
 
 /* Divides the Newton–Schulz work between `world` ranks of a data-parallel job (host or device
@@ -175,8 +197,11 @@ int pg_muon_set_weight_decay(struct pg_muon *mu, double wd);
 
 /* One step at learning rate `lr` and momentum `momentum` (pg_muon_momentum(step) in the
  * baseline), over every tensor in order: buffers, G', row normalization when on, Newton–Schulz
- * with the selected coefficients, then W ← W·(1 − lr·wd) when wd > 0, then the update. */
+ * with the selected coefficients, then W ← W·(1 − lr·wd) when wd > 0, then the update.
+ * pg_muon_prepare then pg_muon_launch, the halves of pg_adam_step's kind. */
 void pg_muon_step(struct pg_muon *mu, double lr, double momentum);
+void pg_muon_prepare(struct pg_muon *mu, double lr, double momentum);
+void pg_muon_launch(struct pg_muon *mu);
 
 /* Frees the state and the scratch (not the tensors); safe on a zeroed or freed struct. */
 void pg_muon_free(struct pg_muon *mu);

@@ -404,13 +404,21 @@ static int join_comm(struct pg_dist *d, const struct pg_backend *be, int verbosi
  * summed on the device, read once a step instead of waited for after every micro-batch, and
  * each micro-batch's forward and backward captured once as a CUDA graph and then replayed, after
  * one eager micro-batch in the same mode (looping or not) has brought every scratch buffer to
- * its size. PG_GRAPHS=0 turns the graphs off; so does a capture that fails (with a warning). */
+ * its size. PG_GRAPHS=0 turns the graphs off; so does a capture that fails (with a warning).
+ * The optimizers' updates are captured too (optim_step), after one eager step. */
 struct steps {
     double *loss;   /* backend memory: the step's Σ scale·loss; NULL: the host sums */
     void *graph[2]; /* by m->looping */
     int warm[2];    /* an eager micro-batch has run in that mode */
     int graphs;     /* 1: capture when warm */
+    void *opt_graph; /* the optimizers' updates */
+    int opt_warm;    /* 1: an eager optimizer step has run; -1: their capture failed, no second try */
+    double *opt_sc;  /* backend memory: the optimizers' step values (OPT_N blocks), which the
+                      * captured kernels read; NULL without graphs */
 };
+
+/* The optimizers whose step values go to the device, in opt_sc's order. */
+enum { OPT_EMBED, OPT_HEAD, OPT_MUON, OPT_SCALAR, OPT_N };
 
 static int steps_init(struct steps *sp, const struct pg_backend *be)
 {
@@ -419,6 +427,7 @@ static int steps_init(struct steps *sp, const struct pg_backend *be)
     if (!(sp->loss = be->alloc(sizeof *sp->loss))) return be->status();
     const char *env = getenv("PG_GRAPHS");
     sp->graphs = be->graph_begin && !(env && strcmp(env, "0") == 0);
+    if (sp->graphs && !(sp->opt_sc = be->alloc(OPT_N * PG_OPT_SCALARS * sizeof *sp->opt_sc))) return be->status();
     return 0;
 }
 
@@ -426,7 +435,9 @@ static void steps_free(struct steps *sp, const struct pg_backend *be)
 {
     for (int k = 0; k < 2; k++)
         if (sp->graph[k]) be->graph_free(sp->graph[k]);
+    if (sp->opt_graph) be->graph_free(sp->opt_graph);
     if (sp->loss) be->free(sp->loss);
+    if (sp->opt_sc) be->free(sp->opt_sc);
 }
 
 /* The staged micro-batch's forward, its loss added on the device, and its backward. */
@@ -476,6 +487,63 @@ static void steps_begin(struct steps *sp, const struct pg_backend *be)
 {
     const double zero = 0;
     if (sp->loss) be->upload(sp->loss, &zero, sizeof zero);
+}
+
+/* The optimizers' updates of a step, their values prepared (pg_adam_prepare ...): clipping, Adam,
+ * Muon; what follows them waits for the ranks' exchange of Muon's matrices. */
+static void optim_launch(struct groups *g, const struct pg_backend *be, double clip)
+{
+    if (clip > 0) pg_clip_grad_norm_on(be, g->all, g->nall, clip);
+    pg_adam_launch(&g->embed);
+    if (g->has_head) pg_adam_launch(&g->head);
+    pg_muon_launch(&g->muon);
+    pg_adam_launch(&g->scalar);
+}
+
+/* The optimizers' step values as their kernels read them: from sp->opt_sc (on 1), or as the
+ * launch's arguments. */
+static void optim_values_on_device(struct steps *sp, struct groups *g, int on)
+{
+    g->embed.sc_dev = on ? sp->opt_sc + OPT_EMBED * PG_OPT_SCALARS : NULL;
+    g->head.sc_dev = on ? sp->opt_sc + OPT_HEAD * PG_OPT_SCALARS : NULL;
+    g->muon.sc_dev = on ? sp->opt_sc + OPT_MUON * PG_OPT_SCALARS : NULL;
+    g->scalar.sc_dev = on ? sp->opt_sc + OPT_SCALAR * PG_OPT_SCALARS : NULL;
+}
+
+/* optim_launch, on a device with graphs captured once (after one eager step has sized every
+ * scratch buffer) and replayed: each step's values, which a graph cannot take as arguments, go
+ * to sp->opt_sc first, in one copy that waits for the device (the loss has waited already). */
+static void optim_step(struct steps *sp, struct groups *g, const struct pg_backend *be, double clip, int verbosity)
+{
+    if (sp->opt_sc && sp->graphs && sp->opt_warm == 1 && !sp->opt_graph) {
+        optim_values_on_device(sp, g, 1);
+        if (be->graph_begin() == 0) {
+            optim_launch(g, be, clip); /* captured, not run */
+            sp->opt_graph = be->graph_end();
+        }
+        if (sp->opt_graph && verbosity > 0)
+            fprintf(stderr, "pg-train: the optimizers' updates captured as a CUDA graph\n");
+        if (!sp->opt_graph) { /* nothing captured has run: this step's updates run eagerly below */
+            int rc = be->status();
+            if (verbosity > 0)
+                fprintf(stderr, "pg-train: warning: no CUDA graph of the optimizers (%s); they go on without one\n",
+                        rc ? pg_error_message() : "the capture failed");
+            optim_values_on_device(sp, g, 0);
+            sp->opt_warm = -1;
+        }
+    }
+    if (sp->opt_graph) {
+        double v[OPT_N * PG_OPT_SCALARS] = {0};
+        memcpy(v + OPT_EMBED * PG_OPT_SCALARS, g->embed.sc, sizeof g->embed.sc);
+        memcpy(v + OPT_HEAD * PG_OPT_SCALARS, g->head.sc, sizeof g->head.sc);
+        memcpy(v + OPT_MUON * PG_OPT_SCALARS, g->muon.sc, sizeof g->muon.sc);
+        memcpy(v + OPT_SCALAR * PG_OPT_SCALARS, g->scalar.sc, sizeof g->scalar.sc);
+        be->upload(sp->opt_sc, v, sizeof v);
+        be->graph_launch(sp->opt_graph);
+        return;
+    }
+    optim_launch(g, be, clip);
+    if (!sp->opt_warm) sp->opt_warm = 1;
 }
 
 /* After them: the step's loss from the device (waiting for the step), else *loss as summed. */
@@ -745,14 +813,14 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
             rc = pg_error(PG_E_FORMAT, "step %d: the training loss is %g: diverged", step, loss);
             break;
         }
-        if (c->grad_clip_norm > 0) pg_clip_grad_norm_on(be, g.all, g.nall, c->grad_clip_norm);
-        pg_adam_step(&g.embed, (c->tie_embeddings ? c->tied_embed_lr : c->embed_lr) * mul);
-        if (g.has_head) pg_adam_step(&g.head, c->head_lr * mul);
-        pg_muon_step(&g.muon, c->matrix_lr * mul, mom);
+        pg_adam_prepare(&g.embed, (c->tie_embeddings ? c->tied_embed_lr : c->embed_lr) * mul);
+        if (g.has_head) pg_adam_prepare(&g.head, c->head_lr * mul);
+        pg_muon_prepare(&g.muon, c->matrix_lr * mul, mom);
+        pg_adam_prepare(&g.scalar, c->scalar_lr * mul);
+        optim_step(&sp, &g, be, c->grad_clip_norm, verbosity);
         comm_t0 = pg_now();
         if ((rc = share_muon(dist, &g.muon, comm))) break;
         comm_ms += (pg_now() - comm_t0) * 1000;
-        pg_adam_step(&g.scalar, c->scalar_lr * mul);
         if (av.ema) ema_update(&av, &m, c->ema_decay);
         phase_mark(&ph, 2);
         /* a device reports its failures here, once per step (the loss has waited for it already) */

@@ -84,9 +84,11 @@ static void sum_squares(double *part, const float *x, size_t n)
 // ---- Adam ---------------------------------------------------------------------------------------
 
 // pg_adam_step's loop body: the moments in double, rounded on store; denom and the update in float.
+// sc: the step's values from device memory instead (lib/backend.h adam_update).
 __global__ void adam_kernel(float *p, const float *g, float *m, float *v, size_t n, double b1, double b2, double eps,
-                            double lr_wd, float step_size, float bc2_sqrt)
+                            double lr_wd, float step_size, float bc2_sqrt, const double *sc)
 {
+    if (sc) lr_wd = sc[0], step_size = (float)sc[1], bc2_sqrt = (float)sc[2];
     const double one_b1 = 1 - b1, one_b2 = 1 - b2;
     GRID_STRIDE(i, n)
     {
@@ -102,18 +104,20 @@ __global__ void adam_kernel(float *p, const float *g, float *m, float *v, size_t
 }
 
 extern "C" void pg_cuda_adam_update(float *p, const float *g, float *m, float *v, size_t n, double b1, double b2,
-                                    double eps, double lr_wd, double step_size, double bc2_sqrt)
+                                    double eps, double lr_wd, double step_size, double bc2_sqrt, const double *sc)
 {
     if (n == 0) return;
     PG_LAUNCH(adam_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(
-        p, g, m, v, n, b1, b2, eps, lr_wd, (float)step_size, (float)bc2_sqrt);
+        p, g, m, v, n, b1, b2, eps, lr_wd, (float)step_size, (float)bc2_sqrt, sc);
     launched();
 }
 
 // ---- Muon's pieces --------------------------------------------------------------------------------
 
-__global__ void muon_momentum_kernel(float *G, float *buf, const float *g, size_t n, float mom, int nesterov)
+__global__ void muon_momentum_kernel(float *G, float *buf, const float *g, size_t n, float mom, int nesterov,
+                                     const double *sc)
 {
+    if (sc) mom = (float)sc[0];
     GRID_STRIDE(i, n)
     {
         float gi = g[i], b = FADD(FMUL(mom, buf[i]), gi);
@@ -122,11 +126,12 @@ __global__ void muon_momentum_kernel(float *G, float *buf, const float *g, size_
     }
 }
 
-extern "C" void pg_cuda_muon_momentum(float *G, float *buf, const float *g, size_t n, float mom, int nesterov)
+extern "C" void pg_cuda_muon_momentum(float *G, float *buf, const float *g, size_t n, float mom, int nesterov,
+                                      const double *sc)
 {
     if (n == 0) return;
     PG_LAUNCH(muon_momentum_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(G, buf, g, n, mom,
-                                                                                                     nesterov);
+                                                                                                     nesterov, sc);
     launched();
 }
 
@@ -277,28 +282,21 @@ extern "C" void pg_cuda_newton_schulz(float *x, int count, int rows, int cols, i
     else PG_CUDA_CHECK(cudaMemcpyAsync(x, X, g * mk * sizeof *X, cudaMemcpyDeviceToDevice, st));
 }
 
-__global__ void scale_f_kernel(float *x, float f, size_t n)
+// The decay and the update in one pass: p·decay, rounded, then the update (the host's two loops;
+// a decay of 1 leaves p's bits, as the host's skipped loop does).
+__global__ void muon_apply_kernel(float *p, const float *G, size_t n, float decay, float lr, float scale, int bf16,
+                                  const double *sc)
 {
-    GRID_STRIDE(i, n) x[i] = FMUL(x[i], f);
+    if (sc) lr = (float)sc[1], decay = (float)sc[2];
+    GRID_STRIDE(i, n) p[i] = FSUB(FMUL(p[i], decay), FMUL(lr, round_if(FMUL(G[i], scale), bf16)));
 }
 
-extern "C" void pg_cuda_scale_f(float *x, float f, size_t n)
+extern "C" void pg_cuda_muon_apply(float *p, const float *G, size_t n, float decay, float lr, float scale, int bf16,
+                                   const double *sc)
 {
     if (n == 0) return;
-    PG_LAUNCH(scale_f_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(x, f, n);
-    launched();
-}
-
-__global__ void muon_apply_kernel(float *p, const float *G, size_t n, float lr, float scale, int bf16)
-{
-    GRID_STRIDE(i, n) p[i] = FSUB(p[i], FMUL(lr, round_if(FMUL(G[i], scale), bf16)));
-}
-
-extern "C" void pg_cuda_muon_apply(float *p, const float *G, size_t n, float lr, float scale, int bf16)
-{
-    if (n == 0) return;
-    PG_LAUNCH(muon_apply_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(p, G, n, lr, scale,
-                                                                                                  bf16);
+    PG_LAUNCH(muon_apply_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(
+        p, G, n, decay, lr, scale, bf16, sc);
     launched();
 }
 

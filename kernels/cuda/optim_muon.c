@@ -31,9 +31,10 @@ static int same_shape(const struct pg_opt_tensor *a, const struct pg_opt_tensor 
 /* 1 when this rank orthogonalizes matrix k: always, unless pg_muon_shard divided them. */
 static int mine(const struct pg_muon *mu, size_t k) { return !mu->owner || mu->owner[k] == mu->rank; }
 
-void pg_cuda_muon_step(struct pg_muon *mu, double lr, double momentum)
+void pg_cuda_muon_step(struct pg_muon *mu)
 {
-    const float mom = (float)momentum, lr_r = (float)lr;
+    const float mom = (float)mu->sc[0], lr_r = (float)mu->sc[1], decay = (float)mu->sc[2];
+    const double *sc = mu->sc_dev; /* non-NULL: the kernels read the values there (a graph) */
     /* the coefficients as pg_real, as the host passes them to its element loops (the
      * configuration allows at most 100 iterations) */
     float abc[3 * 100];
@@ -58,7 +59,8 @@ void pg_cuda_muon_step(struct pg_muon *mu, double lr, double momentum)
          * the next one overwrites and the Newton–Schulz scratch reuses. */
         for (size_t j = k; j < mu->nt; j++) {
             if (!same_shape(&mu->t[j], t)) continue;
-            pg_cuda_muon_momentum(G + (size_t)g * t->n, mu->buf + mu->off[j], mu->t[j].grad, t->n, mom, mu->nesterov);
+            pg_cuda_muon_momentum(G + (size_t)g * t->n, mu->buf + mu->off[j], mu->t[j].grad, t->n, mom, mu->nesterov,
+                                  sc);
             g += mine(mu, j);
         }
         if (g == 0) continue; /* all of this shape are other ranks' */
@@ -68,8 +70,7 @@ void pg_cuda_muon_step(struct pg_muon *mu, double lr, double momentum)
         for (size_t j = k, i = 0; j < mu->nt; j++) {
             const struct pg_opt_tensor *u = &mu->t[j];
             if (!same_shape(u, t) || !mine(mu, j)) continue;
-            if (mu->wd != 0) pg_cuda_scale_f(u->param, (float)(1 - lr * mu->wd), u->n);
-            pg_cuda_muon_apply(u->param, G + i++ * t->n, u->n, lr_r, scale, mu->bf16);
+            pg_cuda_muon_apply(u->param, G + i++ * t->n, u->n, decay, lr_r, scale, mu->bf16, sc);
         }
     }
 }

@@ -142,8 +142,10 @@ for prec in fp32 bf16; do
     check "graphs ($prec): 8 steps of the record stack with documents, bigrams, value embeddings, without graphs" \
         env PG_GRAPHS=0 "$DTRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY --device cuda -o "$W/gq$prec" \
         --precision $prec $GRAPHS
-    check "graphs ($prec): captured in both modes (looping or not)" \
-        sh -c "grep -c 'captured as a CUDA graph' '$W/gg$prec.err' | grep -qx 2"
+    check "graphs ($prec): the micro-batch captured in both modes (looping or not)" \
+        sh -c "grep -c 'backward.*captured as a CUDA graph' '$W/gg$prec.err' | grep -qx 2"
+    check "graphs ($prec): the optimizers' updates captured once" \
+        sh -c "grep -c 'optimizers. updates captured as a CUDA graph' '$W/gg$prec.err' | grep -qx 1"
     losses "$W/gg$prec" >"$W/gg$prec.losses"
     losses "$W/gq$prec" >"$W/gq$prec.losses"
     check "graphs ($prec): the same train_loss at every step" cmp "$W/gg$prec.losses" "$W/gq$prec.losses"

@@ -136,6 +136,65 @@ static void test_muon(int bf16, int coeffs, int row_norm, double wd)
     pg_muon_free(&mh), pg_muon_free(&md);
 }
 
+/* The step's values read from device memory (struct pg_adam / pg_muon sc_dev), as lib/train.c's
+ * optimizer graph does: each step prepared on the host, its values copied to the device, the
+ * launch captured once and replayed. The replayed steps must give the bits of steps taken the
+ * plain way (Adam: the host's; Muon: an eager device twin's), with the host copy of the values
+ * spoiled before each replay so that a kernel taking the captured arguments fails. */
+static void test_step_values(void)
+{
+    struct pair q[2] = {make_pair(3, 7, 1, 1), make_pair(1, 900, 0.5f, 2)};
+    struct pair r[2] = {make_pair(24, 40, 0.1f, 1), make_pair(48, 16, 0.1f, 1)};
+    struct pair r2[2]; /* the Muon twin: the same parameters, the same gradient arrays */
+    for (int i = 0; i < 2; i++) r2[i] = r[i], r2[i].dp = dev(r[i].hp, r[i].n);
+    struct pg_opt_tensor th[2], td[2], mh[2], md[2], md2[2];
+    lists(q, 2, th, td);
+    lists(r, 2, mh, md);
+    lists(r2, 2, mh, md2);
+    struct pg_adam ah, ad;
+    struct pg_muon me, mg;
+    int rc = pg_adam_init(&ah, th, 2, 0.9, 0.95, 1e-8) || pg_adam_init_on(&ad, gpu, td, 2, 0.9, 0.95, 1e-8) ||
+             pg_adam_set_weight_decay(&ah, 0.04) || pg_adam_set_weight_decay(&ad, 0.04) ||
+             pg_muon_init_on(&me, gpu, md, 2, 5, 1, 1) || pg_muon_init_on(&mg, gpu, md2, 2, 5, 1, 1) ||
+             pg_muon_set_variant(&me, PG_NS_POLAR_EXPRESS, 1, 0.05) ||
+             pg_muon_set_variant(&mg, PG_NS_POLAR_EXPRESS, 1, 0.05);
+    is_int(rc, 0, "step values: optimizers set up");
+    double *sc = dnew(2 * PG_OPT_SCALARS * sizeof *sc);
+    ad.sc_dev = sc, mg.sc_dev = sc + PG_OPT_SCALARS;
+    void *graph = NULL;
+    int adam_same = 1, muon_same = 1, captured = 1;
+    for (int step = 0; step < 4; step++) {
+        new_grads(q, 2, 1);
+        new_grads(r, 2, 1);
+        const double lr = 0.05 / (step + 1), mom = 0.85 + 0.03 * step, wd = step == 3 ? 0 : 0.05 * (step + 1);
+        pg_adam_step(&ah, lr);
+        pg_adam_prepare(&ad, lr);
+        pg_muon_set_weight_decay(&me, wd), pg_muon_set_weight_decay(&mg, wd);
+        pg_muon_step(&me, lr, mom);
+        pg_muon_prepare(&mg, lr, mom);
+        pg_cuda_upload(sc, ad.sc, sizeof ad.sc);
+        pg_cuda_upload(sc + PG_OPT_SCALARS, mg.sc, sizeof mg.sc);
+        for (int k = 0; k < PG_OPT_SCALARS; k++) ad.sc[k] = mg.sc[k] = 0.5; /* what a replay must not use */
+        if (!graph) {
+            captured = gpu->graph_begin() == 0;
+            pg_adam_launch(&ad);
+            pg_muon_launch(&mg);
+            graph = captured ? gpu->graph_end() : NULL;
+        }
+        if (graph) gpu->graph_launch(graph);
+        for (int i = 0; i < 2; i++) {
+            adam_same = adam_same && same_bits(back(q[i].dp, q[i].n), q[i].hp, q[i].n);
+            muon_same = muon_same && same_bits(back(r2[i].dp, r2[i].n), back(r[i].dp, r[i].n), r[i].n);
+        }
+    }
+    ok(captured && graph, "step values: the launches are captured as a graph");
+    ok(adam_same, "step values: Adam's replays with 4 steps' values from the device give the host's bits");
+    ok(muon_same, "step values: Muon's replays (momentum, lr, decay to 0) give the eager device's bits");
+    is_int(gpu->status(), 0, "step values: no device error");
+    if (graph) gpu->graph_free(graph);
+    pg_adam_free(&ah), pg_adam_free(&ad), pg_muon_free(&me), pg_muon_free(&mg);
+}
+
 /* Muon divided between `world` ranks on the device (pg_muon_shard): rank r's step, from the same
  * parameters and gradients as an undivided device step, gives the matrices it owns the undivided
  * step's bits (emulated: a shape's batch of fewer members leaves each member's arithmetic as it
@@ -322,6 +381,7 @@ int main(void)
     test_muon(1, PG_NS_CLASSIC, 0, 0);
     test_muon(0, PG_NS_POLAR_EXPRESS, 1, 0.05);
     test_muon(1, PG_NS_POLAR_EXPRESS, 1, 0.05);
+    test_step_values();
     test_muon_shard(2);
     test_muon_shard(3);
     test_newton_schulz(1, 24, 40, 0);
