@@ -237,12 +237,14 @@ struct pg_backend {
     /* The attention's three products of one input, x[N,in] by wq[outq,in], wk and wv [outkv,in]
      * into q, k, v (matmul_fwd's each), and their backward (matmul_bwd's three: dx overwritten
      * by the first unless dx_accumulate, then accumulated, in the order q, k, v; dwq, dwk, dwv
-     * accumulated): the same results, with x converted to bf16 once for the three in bf16 mode. */
+     * accumulated): the same results, with x converted to bf16 once for the three in bf16 mode.
+     * dq16 and dk16, when not NULL, replace dq and dk (bf16 mode: qk_prep_bwd_x16 made them). */
     void (*matmul_fwd_qkv)(pg_real *q, pg_real *k, pg_real *v, const pg_real *x, const pg_real *wq, const pg_real *wk,
                            const pg_real *wv, int n, int in, int outq, int outkv);
     void (*matmul_bwd_qkv)(pg_real *dx, pg_real *dwq, pg_real *dwk, pg_real *dwv, const pg_real *dq, const pg_real *dk,
-                           const pg_real *dv, const pg_real *x, const pg_real *wq, const pg_real *wk, const pg_real *wv,
-                           int n, int in, int outq, int outkv, int dx_accumulate);
+                           const pg_real *dv, const uint16_t *dq16, const uint16_t *dk16, const pg_real *x,
+                           const pg_real *wq, const pg_real *wk, const pg_real *wv, int n, int in, int outq, int outkv,
+                           int dx_accumulate);
     /* bf16 operands made by the kernel that computes them, for bf16 mode (set_bf16), where a
      * value's one reader is a product that rounds it to bf16 anyway: the MLP's activation
      * (relu2_fwd_x16: relu2_fwd's n values rounded to bf16, nearest even, as uint16 bit
@@ -251,7 +253,8 @@ struct pg_backend {
      * and x16, when not NULL, replace dy and x. The fp32 copies are never written, nor converted
      * by each product. scale_add_bwd_x16 is scale_add_bwd (overwriting) with df = s ⊙ dy so
      * rounded: a branch's output gradient for its last product (attention's proj, the MLP's
-     * projection). lib/model.c takes them all or none. */
+     * projection). qk_prep_bwd_x16 is qk_prep_bwd with dx so rounded: the q and k products'
+     * gradients, for matmul_bwd_qkv's dq16 and dk16. lib/model.c takes them all or none. */
     void (*relu2_fwd_x16)(uint16_t *y16, const pg_real *x, size_t n, double slope);
     void (*relu2_bwd_x16)(uint16_t *dx16, const pg_real *dy, const pg_real *x, size_t n, double slope);
     void (*matmul_fwd_x16)(pg_real *y, const uint16_t *x16, const pg_real *w, int n, int in, int out);
@@ -259,6 +262,9 @@ struct pg_backend {
                           const uint16_t *x16, const pg_real *w, int n, int in, int out, int dx_accumulate);
     void (*scale_add_bwd_x16)(uint16_t *df16, pg_real *ds, const pg_real *dy, const pg_real *s, const pg_real *f, int n,
                               int d);
+    void (*qk_prep_bwd_x16)(uint16_t *dx16, pg_real *dgain, const pg_real *dy, const pg_real *x, const pg_real *rstd,
+                            const pg_real *cos, const pg_real *sin, const pg_real *gain, int b, int t, int h, int hd,
+                            int rd);
 
     /* ---- the backend's state ---- */
 

@@ -721,7 +721,7 @@ static void forward_body(struct pg_model *m)
     size_t nd = (size_t)n * d;
     /* bf16 operands made by their producers where nothing but the next product reads them */
     m->x16 = m->fused && be->relu2_fwd_x16 && be->relu2_bwd_x16 && be->matmul_fwd_x16 && be->matmul_bwd_16 &&
-             be->scale_add_bwd_x16 && be->get_bf16 && be->get_bf16() && !m->tap && !m->side;
+             be->scale_add_bwd_x16 && be->qk_prep_bwd_x16 && be->get_bf16 && be->get_bf16() && !m->tap && !m->side;
     embed_forward(m, b);
     int ns = slot_count(m), ne = slot_encoders(m), nskip = active_skips(m), pf = parallel_from(m);
     m->nslots = ns;
@@ -819,7 +819,16 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
         be->attention_bwd(dq, m->dk, m->dv, m->dxm, a->o, a->lse, a->q, a->k, a->v, b, m->t, m->h, m->kv, m->hd, sc,
                           m->attn_work);
     if (xsa) be->axpy(m->dv, 1, m->dvx, (size_t)n * kvd);
-    if (m->fused) {
+    /* bf16 mode with the three products together: the q and k products' gradients made in bf16
+     * by their norms' backward (their one reader rounds them so), in m->dh, free since the MLP's
+     * backward (which runs first in every block) and large enough for both at hid >= (d + kvd)/2 */
+    uint16_t *dq16 = NULL, *dk16 = NULL;
+    if (m->x16 && qkv_together(m) && 2 * (size_t)m->hid >= (size_t)d + kvd) {
+        dq16 = (uint16_t *)m->dh, dk16 = dq16 + (size_t)n * d;
+        be->qk_prep_bwd_x16(dq16, G(p->q_gain), dq, a->qr, a->rs_q, m->cos, m->sin, P(p->q_gain), b, m->t, m->h,
+                            m->hd, m->rd);
+        be->qk_prep_bwd_x16(dk16, NULL, m->dk, a->kn, a->rs_k, m->cos, m->sin, NULL, b, m->t, m->kv, m->hd, m->rd);
+    } else if (m->fused) {
         be->qk_prep_bwd(m->dxm, G(p->q_gain), dq, a->qr, a->rs_q, m->cos, m->sin, P(p->q_gain), b, m->t, m->h, m->hd,
                         m->rd);
         be->qk_prep_bwd(m->dkn, NULL, m->dk, a->kn, a->rs_k, m->cos, m->sin, NULL, b, m->t, m->kv, m->hd, m->rd);
@@ -835,8 +844,8 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
         be->scalar_add_bwd(m->dve, G(m->t_ve_layer) + vi, G(m->t_ve_scale), m->dv, P(m->t_ve_layer) + vi,
                            P(m->t_ve_scale), m->ve, (size_t)n * kvd, 1);
     if (qkv_together(m)) {
-        be->matmul_bwd_qkv(m->dya, G(p->c_q), G(p->c_k), G(p->c_v), m->dxm, m->dkn, m->dv, a->ya, P(p->c_q),
-                           P(p->c_k), P(p->c_v), n, d, d, kvd, 0);
+        be->matmul_bwd_qkv(m->dya, G(p->c_q), G(p->c_k), G(p->c_v), m->dxm, m->dkn, m->dv, dq16, dk16, a->ya,
+                           P(p->c_q), P(p->c_k), P(p->c_v), n, d, d, kvd, 0);
     } else {
         be->matmul_bwd(m->dya, GW(p->c_q), m->dxm, a->ya, P(p->c_q), n, d, d, 0);
         side_bwd(m, p->c_q, a->ya, m->dxm, m->dya, d, d);

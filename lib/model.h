@@ -133,7 +133,8 @@ struct pg_model {
     int x16;                   /* bf16 operands made by their producers in the latest forward and
                                 * its backward (backend.h relu2_fwd_x16 ...: fused forms, bf16 mode,
                                 * no tap or side path reading the fp32 form): the MLP activation,
-                                * its gradient, and the branches' output gradients */
+                                * its gradient, the branches' output gradients, and the q and k
+                                * products' gradients */
     struct pg_block_acts *acts; /* nl entries when training, 1 (reused) otherwise */
     pg_real *x, *x0, *rs0, *yf, *rsf, **enc_out, *cos, *sin, *attn_work, *ce_work;
     pg_real *emb, *emb2, *xn, *smear_gate, *lane1, *bg_t, *bg_p, *ve_t, *ve;

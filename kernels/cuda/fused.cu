@@ -53,10 +53,16 @@ __global__ void qk_prep_fwd_kernel(float *y, float *rstd, const float *x, const 
     }
 }
 
-// From dy: dx overwritten, and (gain) part[row] = Σ dy ⊙ rope(rmsnorm(x)), the row's share of the
-// gain's gradient. The normed and rotated rows are recomputed from x and rstd, the same floats
-// the forward made (the plain chain kept them in memory).
-__global__ void qk_prep_bwd_kernel(float *dx, double *part, const float *dy, const float *x, const float *rstd,
+// An output element: fp32 as computed, or rounded to bf16 for the product that reads it so.
+__device__ __forceinline__ void put(float *y, size_t i, float v) { y[i] = v; }
+__device__ __forceinline__ void put(__nv_bfloat16 *y, size_t i, float v) { y[i] = __float2bfloat16(v); }
+
+// From dy: dx overwritten (fp32, or bf16 for qk_prep_bwd_x16), and (gain) part[row] = Σ dy ⊙
+// rope(rmsnorm(x)), the row's share of the gain's gradient. The normed and rotated rows are
+// recomputed from x and rstd, the same floats the forward made (the plain chain kept them in
+// memory).
+template <class T>
+__global__ void qk_prep_bwd_kernel(T *dx, double *part, const float *dy, const float *x, const float *rstd,
                                    const float *cos, const float *sin, const float *gain, size_t rows, int t, int h,
                                    int hd, int rd)
 {
@@ -67,7 +73,6 @@ __global__ void qk_prep_bwd_kernel(float *dx, double *part, const float *dy, con
         qk_row_ids(row, t, h, &ti, &hi);
         size_t off = row * (size_t)hd;
         const float *xr = x + off, *gr = dy + off;
-        float *dxr = dx + off;
         float r = rstd[row], g = gain ? gain[hi] : 1.0f;
         const float *cr = cos + (size_t)ti * half, *sr = sin + (size_t)ti * half;
         double gdot = 0, ndot = 0;
@@ -92,10 +97,10 @@ __global__ void qk_prep_bwd_kernel(float *dx, double *part, const float *dy, con
             float x1 = xr[i] * r, x2 = xr[i + half] * r, c = cr[i], s = sr[i];
             float e1 = gr[i] * g, e2 = gr[i + half] * g;
             float n1 = e1 * c + e2 * -s, n2 = -e1 * -s + e2 * c;
-            dxr[i] = r * (n1 - x1 * m);
-            dxr[i + half] = r * (n2 - x2 * m);
+            put(dx, off + i, r * (n1 - x1 * m));
+            put(dx, off + i + half, r * (n2 - x2 * m));
         }
-        for (int c = rd + lane; c < hd; c += 32) dxr[c] = r * (gr[c] * g - xr[c] * r * m);
+        for (int c = rd + lane; c < hd; c += 32) put(dx, off + c, r * (gr[c] * g - xr[c] * r * m));
         if (part) {
             gdot = pg_warp_sum(gdot);
             if (lane == 0) part[row] = gdot;
@@ -131,21 +136,35 @@ extern "C" void pg_cuda_qk_prep_fwd(float *y, float *rstd, const float *x, const
     PG_CUDA_LAUNCHED();
 }
 
-extern "C" void pg_cuda_qk_prep_bwd(float *dx, float *dgain, const float *dy, const float *x, const float *rstd,
-                                    const float *cos, const float *sin, const float *gain, int b, int t, int h,
-                                    int hd, int rd)
+template <class T>
+static void qk_prep_bwd(T *dx, float *dgain, const float *dy, const float *x, const float *rstd, const float *cos,
+                        const float *sin, const float *gain, int b, int t, int h, int hd, int rd)
 {
     size_t rows = (size_t)b * t * h;
     if (b <= 0 || t <= 0 || h <= 0 || hd <= 0) return;
     if (rd < 0 || rd > hd || rd % 2) rd = 0;
     double *part = NULL;
     if (gain && dgain && !(part = (double *)pg_cuda_scratch(rows * sizeof(double)))) return;
-    PG_LAUNCH(qk_prep_bwd_kernel, row_blocks(rows), 32 * ROW_WARPS, 0,
+    PG_LAUNCH(qk_prep_bwd_kernel<T>, row_blocks(rows), 32 * ROW_WARPS, 0,
               pg_cuda_stream())(dx, part, dy, x, rstd, cos, sin, gain, rows, t, h, hd, rd);
     PG_CUDA_LAUNCHED();
     if (!part) return;
     PG_LAUNCH(qk_gain_finish_kernel, h, 256, 0, pg_cuda_stream())(dgain, part, (size_t)b * t, h);
     PG_CUDA_LAUNCHED();
+}
+
+extern "C" void pg_cuda_qk_prep_bwd(float *dx, float *dgain, const float *dy, const float *x, const float *rstd,
+                                    const float *cos, const float *sin, const float *gain, int b, int t, int h,
+                                    int hd, int rd)
+{
+    qk_prep_bwd(dx, dgain, dy, x, rstd, cos, sin, gain, b, t, h, hd, rd);
+}
+
+extern "C" void pg_cuda_qk_prep_bwd_x16(uint16_t *dx16, float *dgain, const float *dy, const float *x,
+                                        const float *rstd, const float *cos, const float *sin, const float *gain, int b,
+                                        int t, int h, int hd, int rd)
+{
+    qk_prep_bwd((__nv_bfloat16 *)dx16, dgain, dy, x, rstd, cos, sin, gain, b, t, h, hd, rd);
 }
 
 // ---- the residual stream's norms: a block per row ---------------------------------------------------

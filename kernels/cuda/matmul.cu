@@ -166,7 +166,8 @@ static void bwd16(float *dx, float *dw, const __nv_bfloat16 *dy16, const __nv_bf
 // The attention's three products of one input (backend.h matmul_fwd_qkv/bwd_qkv): in bf16 mode x
 // is converted once for the three instead of once per product (and once per product again in
 // the backward); each product is the one pg_cuda_matmul_fwd / matmul_bwd makes, so the bits are
-// theirs. fp32 mode (nothing to convert): the three plain calls.
+// theirs. fp32 mode (nothing to convert): the three plain calls. dq16 and dk16, when given, are
+// dq and dk already in bf16 (qk_prep_bwd_x16): not converted again.
 extern "C" void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, const float *x, const float *wq, const float *wk,
                                        const float *wv, int n, int in, int outq, int outkv)
 {
@@ -192,18 +193,22 @@ extern "C" void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, const float
 }
 
 extern "C" void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float *dwv, const float *dq, const float *dk,
-                                       const float *dv, const float *x, const float *wq, const float *wk,
-                                       const float *wv, int n, int in, int outq, int outkv, int dx_accumulate)
+                                       const float *dv, const uint16_t *dq16, const uint16_t *dk16, const float *x,
+                                       const float *wq, const float *wk, const float *wv, int n, int in, int outq,
+                                       int outkv, int dx_accumulate)
 {
     if (!pg_cuda_bf16 || n <= 0 || in <= 0 || outq <= 0 || outkv <= 0 || !dx || !dwq || !dwk || !dwv) {
-        pg_cuda_matmul_bwd(dx, dwq, dq, x, wq, n, in, outq, dx_accumulate);
-        pg_cuda_matmul_bwd(dx, dwk, dk, x, wk, n, in, outkv, 1);
+        if (dq16) pg_cuda_matmul_bwd_16(dx, dwq, NULL, dq16, x, NULL, wq, n, in, outq, dx_accumulate);
+        else pg_cuda_matmul_bwd(dx, dwq, dq, x, wq, n, in, outq, dx_accumulate);
+        if (dk16) pg_cuda_matmul_bwd_16(dx, dwk, NULL, dk16, x, NULL, wk, n, in, outkv, 1);
+        else pg_cuda_matmul_bwd(dx, dwk, dk, x, wk, n, in, outkv, 1);
         pg_cuda_matmul_bwd(dx, dwv, dv, x, wv, n, in, outkv, 1);
         return;
     }
     const int outs[3] = {outq, outkv, outkv};
     float *const dws[3] = {dwq, dwk, dwv};
     const float *const ws[3] = {wq, wk, wv}, *const dys[3] = {dq, dk, dv};
+    const __nv_bfloat16 *const given[3] = {(const __nv_bfloat16 *)dq16, (const __nv_bfloat16 *)dk16, nullptr};
     const int most = outq > outkv ? outq : outkv;
     size_t nx = ((size_t)n * in + 127) / 128 * 128, nw = ((size_t)most * in + 127) / 128 * 128;
     __nv_bfloat16 *x16 = bf16_scratch(nx + nw + (size_t)n * most);
@@ -212,8 +217,8 @@ extern "C" void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float 
     convert(x16, x, in, n, in, 0, 1);
     for (int i = 0; i < 3; i++) {
         convert(w16, ws[i], in, outs[i], in, 0, 1);
-        convert(dy16, dys[i], outs[i], n, outs[i], 0, 1);
-        bwd16(dx, dws[i], dy16, x16, w16, n, in, outs[i], i > 0 || dx_accumulate ? 1.0f : 0.0f);
+        if (!given[i]) convert(dy16, dys[i], outs[i], n, outs[i], 0, 1);
+        bwd16(dx, dws[i], given[i] ? given[i] : dy16, x16, w16, n, in, outs[i], i > 0 || dx_accumulate ? 1.0f : 0.0f);
     }
 }
 

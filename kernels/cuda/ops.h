@@ -74,8 +74,9 @@ void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, size_t n, dou
 void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, const float *x, const float *wq, const float *wk,
                             const float *wv, int n, int in, int outq, int outkv);
 void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float *dwv, const float *dq, const float *dk,
-                            const float *dv, const float *x, const float *wq, const float *wk, const float *wv, int n,
-                            int in, int outq, int outkv, int dx_accumulate);
+                            const float *dv, const uint16_t *dq16, const uint16_t *dk16, const float *x,
+                            const float *wq, const float *wk, const float *wv, int n, int in, int outq, int outkv,
+                            int dx_accumulate);
 /* backend.h relu2_fwd_x16, relu2_bwd_x16, matmul_fwd_x16, matmul_bwd_16: bf16 operands made by
  * their producers (the MLP activation and its gradient). */
 void pg_cuda_relu2_fwd_x16(uint16_t *y16, const float *x, size_t n, double slope);
@@ -97,6 +98,8 @@ void pg_cuda_qk_prep_fwd(float *y, float *rstd, const float *x, const float *cos
                          int b, int t, int h, int hd, int rd, double eps);
 void pg_cuda_qk_prep_bwd(float *dx, float *dgain, const float *dy, const float *x, const float *rstd, const float *cos,
                          const float *sin, const float *gain, int b, int t, int h, int hd, int rd);
+void pg_cuda_qk_prep_bwd_x16(uint16_t *dx16, float *dgain, const float *dy, const float *x, const float *rstd,
+                             const float *cos, const float *sin, const float *gain, int b, int t, int h, int hd, int rd);
 void pg_cuda_mix_norm_fwd(float *xin, float *xm, float *y, float *rstd, const float *x, const float *x0,
                           const float *m0, const float *m1, int n, int d, double eps, double scale);
 void pg_cuda_add_norm_fwd(float *x, float *y, float *rstd, const float *x_in, const float *s, const float *f, int n,

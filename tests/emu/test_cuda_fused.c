@@ -104,6 +104,19 @@ static void test_qk_prep(int b, int t, int h, int hd, int rd, int with_gain)
                         hd, rd);
     ok(same_bits(back(d_dx2, nx), gdx, nx) && same_bits(back(d_dg2, (size_t)h), gdg, (size_t)h),
        "qk_prep_bwd %s: the same bits when run again", what);
+
+    /* the x16 form: dx rounded to bf16 (the device's fp32 dx, rounded), the gain's gradient as ever */
+    uint16_t *want16 = hkeep(malloc(nx * sizeof *want16)), *got16 = hkeep(malloc(nx * sizeof *got16));
+    bf16_bits(want16, gdx, nx);
+    memset(got16, 0xff, nx * sizeof *got16);
+    uint16_t *d_dx16 = dnew(nx * sizeof *d_dx16);
+    pg_cuda_upload(d_dx16, got16, nx * sizeof *got16); /* poisoned: NaN patterns */
+    float *d_dg3 = dev(dg0, (size_t)h);
+    pg_cuda_qk_prep_bwd_x16(d_dx16, with_gain ? d_dg3 : NULL, d_dy, d_x, d_r, d_cs, d_sn, with_gain ? d_g : NULL, b, t,
+                            h, hd, rd);
+    pg_cuda_download(got16, d_dx16, nx * sizeof *got16);
+    ok(memcmp(got16, want16, nx * sizeof *got16) == 0 && same_bits(back(d_dg3, (size_t)h), gdg, (size_t)h),
+       "qk_prep_bwd_x16 %s: qk_prep_bwd's dx rounded to bf16 and its gain gradient, bit for bit", what);
 }
 
 static void test_mix_norm(int n, int d, double scale, int keep_xin)
@@ -269,15 +282,22 @@ static void test_qkv(int n, int in, int outq, int outkv, int bf16, int dx_accumu
     /* the device: the fused call, and its own three calls */
     float *d_x = dev(x, nx), *d_wq = dev(wq, nwq), *d_wk = dev(wk, nwk), *d_wv = dev(wv, nwk);
     float *d_dq = dev(dq, nq), *d_dk = dev(dk, nk), *d_dv = dev(dv, nk);
-    float *out[2][7];
-    for (int way = 0; way < 2; way++) {
+    /* dq and dk handed over in bf16 (qk_prep_bwd_x16's form): the rounding the product makes */
+    uint16_t *dq16 = hkeep(malloc(nq * sizeof *dq16)), *dk16 = hkeep(malloc(nk * sizeof *dk16));
+    bf16_bits(dq16, dq, nq);
+    bf16_bits(dk16, dk, nk);
+    uint16_t *d_dq16 = dnew(nq * sizeof *d_dq16), *d_dk16 = dnew(nk * sizeof *d_dk16);
+    pg_cuda_upload(d_dq16, dq16, nq * sizeof *dq16);
+    pg_cuda_upload(d_dk16, dk16, nk * sizeof *dk16);
+    float *out[3][7];
+    for (int way = 0; way < 3 && (way < 2 || bf16); way++) {
         float *d_q = poisoned(nq), *d_k = poisoned(nk), *d_v = poisoned(nk), *d_dx = dev(dx0, nx);
         float *d_gq = dev(g0, nwq), *d_gk = dev(g0, nwk), *d_gv = dev(g0, nwk);
         gpu->set_bf16(bf16);
-        if (way == 0) {
+        if (way != 1) {
             pg_cuda_matmul_fwd_qkv(d_q, d_k, d_v, d_x, d_wq, d_wk, d_wv, n, in, outq, outkv);
-            pg_cuda_matmul_bwd_qkv(d_dx, d_gq, d_gk, d_gv, d_dq, d_dk, d_dv, d_x, d_wq, d_wk, d_wv, n, in, outq, outkv,
-                                   dx_accumulate);
+            pg_cuda_matmul_bwd_qkv(d_dx, d_gq, d_gk, d_gv, d_dq, d_dk, d_dv, way ? d_dq16 : NULL, way ? d_dk16 : NULL,
+                                   d_x, d_wq, d_wk, d_wv, n, in, outq, outkv, dx_accumulate);
         } else {
             pg_cuda_matmul_fwd(d_q, d_x, d_wq, n, in, outq);
             pg_cuda_matmul_fwd(d_k, d_x, d_wk, n, in, outkv);
@@ -295,6 +315,11 @@ static void test_qkv(int n, int in, int outq, int outkv, int bf16, int dx_accumu
     int same = 1;
     for (int i = 0; i < 7; i++) same = same && same_bits(out[0][i], out[1][i], sizes[i]);
     ok(same, "matmul_qkv %s: the bits of the device's three separate products, forward and backward", what);
+    if (bf16) {
+        same = 1;
+        for (int i = 3; i < 7; i++) same = same && same_bits(out[0][i], out[2][i], sizes[i]);
+        ok(same, "matmul_bwd_qkv %s: dq and dk given in bf16, the same bits", what);
+    }
     check("matmul_fwd_qkv q", what, out[0][0], q, nq, TOL);
     check("matmul_fwd_qkv k", what, out[0][1], k, nk, TOL);
     check("matmul_fwd_qkv v", what, out[0][2], v, nk, TOL);
