@@ -325,10 +325,15 @@ static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
         used += cnt_;                                                                                            \
         if (base) dst = arena_take(&cur, cnt_);                                                                  \
     } while (0)
+    /* The mixed input is read only within its block's forward (the backward takes xin and the
+     * norm's output): one buffer serves every slot (n·d floats a layer less to keep). */
+    pg_real *xm = NULL;
+    TAKE(xm, n * d);
     for (int s = 0; s < slots; s++) {
         struct pg_block_acts *a = base ? &m->acts[s] : NULL, dummy;
         if (!a) a = &dummy;
-        TAKE(a->xin, n * d); TAKE(a->xm, n * d); TAKE(a->ya, n * d); TAKE(a->rs_a, n);
+        a->xm = xm;
+        TAKE(a->xin, n * d); TAKE(a->ya, n * d); TAKE(a->rs_a, n);
         TAKE(a->qn, m->fused ? 0 : n * d); /* the plain chain's normed q: qk_prep_fwd writes q at once */
         TAKE(a->rs_q, hn); TAKE(a->qr, n * d); TAKE(a->q, n * d);
         TAKE(a->kn, n * kvd); TAKE(a->rs_k, kn); TAKE(a->k, n * kvd); TAKE(a->v, n * kvd);

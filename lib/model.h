@@ -55,7 +55,8 @@ struct pg_block_params {
 
 /* One block's saved activations for a micro-batch of N = B·T tokens. */
 struct pg_block_acts {
-    pg_real *xin, *xm, *ya, *rs_a;                    /* input, mixed, attn norm (+rstd) */
+    pg_real *xin, *xm, *ya, *rs_a;                    /* input, mixed (shared by every slot: forward
+                                                       * only), attn norm (+rstd) */
     pg_real *qn, *rs_q, *qr, *q, *kn, *rs_k, *k, *v;  /* q/k normed, rotated, gained; v */
     pg_real *o, *lse, *ao;                            /* attention out, log-sum-exp, proj out */
     pg_real *ym, *rs_m, *hpre, *r, *mo;               /* mlp norm, fc out, relu², proj out */
