@@ -291,13 +291,14 @@ struct pg_backend {
      * NULL for a host-memory backend: lib/optim.c computes those on the arrays directly, and is
      * the reference these are tested against. Arguments are device pointers. */
 
-    /* One Adam(W) update of n elements, pg_adam_step's arithmetic: with lr_wd != 0, first
-     * p −= lr_wd·p; then m = b1·m + (1−b1)·g, v = b2·v + (1−b2)·g² (in double, rounded once),
-     * denom = sqrt(v)/bc2_sqrt + eps, p −= step_size·m/denom. sc non-NULL: lr_wd, step_size
-     * and bc2_sqrt are instead read from device memory sc[0..2] when the update runs (a
-     * graph that captured it replays each step's values; struct pg_adam sc_dev). */
-    void (*adam_update)(pg_real *p, const pg_real *g, pg_real *m, pg_real *v, size_t n, double b1, double b2,
-                        double eps, double lr_wd, double step_size, double bc2_sqrt, const double *sc);
+    /* One Adam(W) update of every element of n tensors (tensor k's moments at m + off[k] and
+     * v + off[k]), pg_adam_step's arithmetic: with lr_wd != 0, first p −= lr_wd·p; then
+     * m = b1·m + (1−b1)·g, v = b2·v + (1−b2)·g² (in double, rounded once), denom =
+     * sqrt(v)/bc2_sqrt + eps, p −= step_size·m/denom. sc non-NULL: lr_wd, step_size and
+     * bc2_sqrt are instead read from device memory sc[0..2] when the update runs (a graph that
+     * captured it replays each step's values; struct pg_adam sc_dev). */
+    void (*adam_update)(const struct pg_opt_tensor *t, size_t n, pg_real *m, pg_real *v, const size_t *off, double b1,
+                        double b2, double eps, double lr_wd, double step_size, double bc2_sqrt, const double *sc);
     /* pg_muon_launch over every matrix of mu (its buffers and scratch in this backend's memory),
      * with mu->sc's values, or read from mu->sc_dev when set. */
     void (*muon_step)(struct pg_muon *mu);

@@ -188,9 +188,7 @@ void pg_adam_launch(struct pg_adam *a)
     const int decay = a->wd != 0; /* the device tests lr_wd: the same but for a -0 or infinite weight at lr 0 */
     const pg_real step_size = (pg_real)a->sc[1], bc2_sqrt = (pg_real)a->sc[2];
     if (pg_on_device(a->be)) {
-        for (size_t k = 0; k < a->nt; k++)
-            a->be->adam_update(a->t[k].param, a->t[k].grad, a->m + a->off[k], a->v + a->off[k], a->t[k].n, b1, b2,
-                               eps, lr_wd, step_size, bc2_sqrt, a->sc_dev);
+        a->be->adam_update(a->t, a->nt, a->m, a->v, a->off, b1, b2, eps, lr_wd, step_size, bc2_sqrt, a->sc_dev);
         return;
     }
     for (size_t k = 0; k < a->nt; k++) {

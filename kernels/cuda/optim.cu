@@ -13,8 +13,12 @@
 // products per iteration on the matrix's short side (A = X·Xᵀ is m × m) plus element passes.
 #include "pg_cuda.cuh"
 
+#include "ops.h"
 #include "optim_ops.h"
 #include "../../lib/half.h"
+
+#include <cstring>
+#include <vector>
 
 // Operations rounded one at a time (no contraction into a fused multiply-add).
 #ifdef __CUDACC__
@@ -64,33 +68,101 @@ static double *partials(size_t n_doubles)
     return (double *)pg_cuda_grow(&buf, &cap, n_doubles * sizeof(double), "the optimizers' norms");
 }
 
-// part[blockIdx.x] = Σ x[i]² over the block's grid-stride share, in double; a grid of several
-// rows (blockIdx.y) sums as many arrays n elements apart into as many rows of partials.
-__global__ void sum_squares_kernel(double *part, const float *x, size_t n)
+// part[blockIdx.y·gridDim.x + blockIdx.x] = Σ x[i]² over the block's grid-stride share of x's n
+// elements, in double: the same partials for an array whatever else the grid sums beside it.
+__device__ void block_squares(double *part, const float *x, size_t n)
 {
     double s = 0;
-    x += (size_t)blockIdx.y * n;
     GRID_STRIDE(i, n) s += (double)x[i] * (double)x[i];
     s = pg_block_sum(s);
     if (threadIdx.x == 0) part[(size_t)blockIdx.y * gridDim.x + blockIdx.x] = s;
 }
 
-static void sum_squares(double *part, const float *x, size_t n)
+// A grid of several rows (blockIdx.y) sums as many arrays n elements apart.
+__global__ void sum_squares_kernel(double *part, const float *x, size_t n)
 {
-    PG_LAUNCH(sum_squares_kernel, NORM_BLOCKS, OPT_THREADS, 0, pg_cuda_stream())(part, x, n);
-    launched();
+    block_squares(part, x + (size_t)blockIdx.y * n, n);
+}
+
+// ---- tensor lists on the device -------------------------------------------------------------------
+//
+// A parameter group's element work is one launch over all its tensors (blockIdx.y the tensor)
+// instead of one per tensor: the baseline has about 100 small control tensors, whose launches were
+// each a few microseconds for a few hundred elements.
+
+// The tensor list (lib/optim.h's struct pg_opt_tensor) is read through this mirror of its layout,
+// checked by optim_muon.c's static assertion.
+struct opt_tensor_view {
+    float *param, *grad;
+    int rows, cols;
+    size_t n;
+};
+
+// One tensor of a list as the kernels read it: its arrays, its length, its state's offset.
+struct dev_tensor {
+    float *param, *grad;
+    size_t n, off;
+};
+
+// A list's table in device memory, made on the first call with that list and kept: an optimizer
+// passes the same list every step, and a graph's capture must not allocate. Found by content.
+struct list_table {
+    std::vector<dev_tensor> host;
+    dev_tensor *dev;
+    size_t most; // the longest tensor
+};
+
+static const list_table *table_of(const opt_tensor_view *t, const size_t *off, size_t n)
+{
+    static std::vector<list_table *> *tables = new std::vector<list_table *>; // kept to the end
+    std::vector<dev_tensor> want(n);
+    size_t most = 0;
+    for (size_t k = 0; k < n; k++) {
+        want[k] = dev_tensor{t[k].param, t[k].grad, t[k].n, off ? off[k] : 0};
+        if (t[k].n > most) most = t[k].n;
+    }
+    for (const list_table *e : *tables)
+        if (e->host.size() == n && std::memcmp(e->host.data(), want.data(), n * sizeof(dev_tensor)) == 0) return e;
+    dev_tensor *dev = (dev_tensor *)pg_cuda_alloc(n * sizeof(dev_tensor));
+    if (!dev) return nullptr;
+    pg_cuda_upload(dev, want.data(), n * sizeof(dev_tensor));
+    tables->push_back(new list_table{want, dev, most});
+    return tables->back();
+}
+
+// A grid over a list: x the blocks of its longest tensor, y its tensors (at most 65535 per launch).
+static const size_t MAX_GRID_Y = 65535;
+
+// kernel(table, args...) over the list t (state offsets off, or none) in one launch (per 65535
+// tensors): kernels that take tensor blockIdx.y of the table and stride over it by the x blocks.
+template <class... P, class... A>
+static void launch_list(void (*kernel)(const dev_tensor *, P...), const opt_tensor_view *t, const size_t *off,
+                        size_t n, A... args)
+{
+    const list_table *lt = n ? table_of(t, off, n) : nullptr;
+    if (!lt || lt->most == 0) return;
+    for (size_t k = 0; k < n; k += MAX_GRID_Y) {
+        dim3 grid(pg_cuda_blocks(lt->most, OPT_THREADS), (unsigned)(n - k < MAX_GRID_Y ? n - k : MAX_GRID_Y));
+        PG_LAUNCH(kernel, grid, OPT_THREADS, 0, pg_cuda_stream())(lt->dev + k, args...);
+        launched();
+    }
 }
 
 // ---- Adam ---------------------------------------------------------------------------------------
 
-// pg_adam_step's loop body: the moments in double, rounded on store; denom and the update in float.
-// sc: the step's values from device memory instead (lib/backend.h adam_update).
-__global__ void adam_kernel(float *p, const float *g, float *m, float *v, size_t n, double b1, double b2, double eps,
+// pg_adam_step's loop body over tensor blockIdx.y of the list (moments at m + off, v + off): the
+// moments in double, rounded on store; denom and the update in float. sc: the step's values from
+// device memory instead (lib/backend.h adam_update).
+__global__ void adam_kernel(const dev_tensor *list, float *m, float *v, double b1, double b2, double eps,
                             double lr_wd, float step_size, float bc2_sqrt, const double *sc)
 {
     if (sc) lr_wd = sc[0], step_size = (float)sc[1], bc2_sqrt = (float)sc[2];
     const double one_b1 = 1 - b1, one_b2 = 1 - b2;
-    GRID_STRIDE(i, n)
+    const dev_tensor t = list[blockIdx.y];
+    float *p = t.param;
+    const float *g = t.grad;
+    m += t.off, v += t.off;
+    GRID_STRIDE(i, t.n)
     {
         float gi = g[i], pi = p[i];
         if (lr_wd != 0) pi = (float)DSUB((double)pi, DMUL(lr_wd, (double)pi));
@@ -103,36 +175,37 @@ __global__ void adam_kernel(float *p, const float *g, float *m, float *v, size_t
     }
 }
 
-extern "C" void pg_cuda_adam_update(float *p, const float *g, float *m, float *v, size_t n, double b1, double b2,
-                                    double eps, double lr_wd, double step_size, double bc2_sqrt, const double *sc)
+extern "C" void pg_cuda_adam_update(const struct pg_opt_tensor *tensors, size_t n, float *m, float *v,
+                                    const size_t *off, double b1, double b2, double eps, double lr_wd, double step_size,
+                                    double bc2_sqrt, const double *sc)
 {
-    if (n == 0) return;
-    PG_LAUNCH(adam_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(
-        p, g, m, v, n, b1, b2, eps, lr_wd, (float)step_size, (float)bc2_sqrt, sc);
-    launched();
+    launch_list(adam_kernel, (const opt_tensor_view *)tensors, off, n, m, v, b1, b2, eps, lr_wd, (float)step_size,
+                (float)bc2_sqrt, sc);
 }
 
 // ---- Muon's pieces --------------------------------------------------------------------------------
 
-__global__ void muon_momentum_kernel(float *G, float *buf, const float *g, size_t n, float mom, int nesterov,
-                                     const double *sc)
+// Over tensor blockIdx.y of the list: its gradient into its momentum at buf + off, G' into its
+// param field (none when NULL: a matrix another rank orthogonalizes).
+__global__ void muon_momentum_kernel(const dev_tensor *list, float *buf, float mom, int nesterov, const double *sc)
 {
     if (sc) mom = (float)sc[0];
-    GRID_STRIDE(i, n)
+    const dev_tensor t = list[blockIdx.y];
+    const float *g = t.grad;
+    float *G = t.param;
+    buf += t.off;
+    GRID_STRIDE(i, t.n)
     {
         float gi = g[i], b = FADD(FMUL(mom, buf[i]), gi);
         buf[i] = b;
-        G[i] = nesterov ? FADD(gi, FMUL(mom, b)) : gi;
+        if (G) G[i] = nesterov ? FADD(gi, FMUL(mom, b)) : gi;
     }
 }
 
-extern "C" void pg_cuda_muon_momentum(float *G, float *buf, const float *g, size_t n, float mom, int nesterov,
-                                      const double *sc)
+extern "C" void pg_cuda_muon_momentum(const struct pg_opt_tensor *list, size_t n, float *buf, const size_t *off,
+                                      float mom, int nesterov, const double *sc)
 {
-    if (n == 0) return;
-    PG_LAUNCH(muon_momentum_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(G, buf, g, n, mom,
-                                                                                                     nesterov, sc);
-    launched();
+    launch_list(muon_momentum_kernel, (const opt_tensor_view *)list, off, n, buf, mom, nesterov, sc);
 }
 
 // One block per row: the row's 2-norm (double sum, float sqrt), clamped at 1e-7, divides it.
@@ -258,7 +331,7 @@ extern "C" void pg_cuda_newton_schulz(float *x, int count, int rows, int cols, i
         PG_LAUNCH(round_kernel, gk, OPT_THREADS, 0, st)(X, g * mk);
         launched();
     }
-    // each matrix's norm over the same fixed grid as a single one's (sum_squares): the same bits
+    // each matrix's norm over the same fixed grid as a single one's: the same bits
     PG_LAUNCH(sum_squares_kernel, dim3(NORM_BLOCKS, (unsigned)count), OPT_THREADS, 0, st)(part, X, mk);
     launched();
     PG_LAUNCH(ns_denominator_kernel, (unsigned)count, 32, 0, st)(denom, part, bf16);
@@ -284,20 +357,21 @@ extern "C" void pg_cuda_newton_schulz(float *x, int count, int rows, int cols, i
 
 // The decay and the update in one pass: p·decay, rounded, then the update (the host's two loops;
 // a decay of 1 leaves p's bits, as the host's skipped loop does).
-__global__ void muon_apply_kernel(float *p, const float *G, size_t n, float decay, float lr, float scale, int bf16,
+// Over tensor blockIdx.y of the list: p (its param) from G (its grad field).
+__global__ void muon_apply_kernel(const dev_tensor *list, float decay, float lr, float scale, int bf16,
                                   const double *sc)
 {
     if (sc) lr = (float)sc[1], decay = (float)sc[2];
-    GRID_STRIDE(i, n) p[i] = FSUB(FMUL(p[i], decay), FMUL(lr, round_if(FMUL(G[i], scale), bf16)));
+    const dev_tensor t = list[blockIdx.y];
+    float *p = t.param;
+    const float *G = t.grad;
+    GRID_STRIDE(i, t.n) p[i] = FSUB(FMUL(p[i], decay), FMUL(lr, round_if(FMUL(G[i], scale), bf16)));
 }
 
-extern "C" void pg_cuda_muon_apply(float *p, const float *G, size_t n, float decay, float lr, float scale, int bf16,
-                                   const double *sc)
+extern "C" void pg_cuda_muon_apply(const struct pg_opt_tensor *list, size_t n, float decay, float lr, float scale,
+                                   int bf16, const double *sc)
 {
-    if (n == 0) return;
-    PG_LAUNCH(muon_apply_kernel, pg_cuda_blocks(n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(
-        p, G, n, decay, lr, scale, bf16, sc);
-    launched();
+    launch_list(muon_apply_kernel, (const opt_tensor_view *)list, nullptr, n, decay, lr, scale, bf16, sc);
 }
 
 // ---- gradient clipping ------------------------------------------------------------------------------
@@ -317,37 +391,37 @@ __global__ void clip_coef_kernel(float *coef, const double *part, int ntensors, 
     *coef = c < 1 ? (float)c : 1.0f;
 }
 
-__global__ void clip_scale_kernel(float *g, size_t n, const float *coef)
+// The gradients of tensor blockIdx.y of the list times the coefficient (none at 1).
+__global__ void clip_scale_kernel(const dev_tensor *list, const float *coef)
 {
     float c = *coef;
     if (c == 1.0f) return;
-    GRID_STRIDE(i, n) g[i] = FMUL(g[i], c);
+    const dev_tensor t = list[blockIdx.y];
+    GRID_STRIDE(i, t.n) t.grad[i] = FMUL(t.grad[i], c);
 }
 
-// The tensor list (lib/optim.h's struct pg_opt_tensor) is read through this mirror of its layout,
-// checked by optim_muon.c's static assertion.
-struct opt_tensor_view {
-    float *param, *grad;
-    int rows, cols;
-    size_t n;
-};
+// part[blockIdx.y·NORM_BLOCKS + blockIdx.x]: the partials of each gradient of the list, the same
+// blocks and order as one launch per tensor.
+__global__ void list_squares_kernel(double *part, const dev_tensor *list)
+{
+    block_squares(part, list[blockIdx.y].grad, list[blockIdx.y].n);
+}
 
 extern "C" void pg_cuda_clip_grad_norm(const struct pg_opt_tensor *tensors, size_t n, double max_norm)
 {
     if (n == 0) return;
-    const opt_tensor_view *t = (const opt_tensor_view *)tensors;
-    double *part = partials(n * NORM_BLOCKS + 1);
+    const list_table *lt = table_of((const opt_tensor_view *)tensors, nullptr, n);
+    double *part = lt ? partials(n * NORM_BLOCKS + 1) : nullptr;
     if (!part) return;
     float *coef = (float *)(part + n * NORM_BLOCKS);
-    for (size_t k = 0; k < n; k++) sum_squares(part + k * NORM_BLOCKS, t[k].grad, t[k].n);
-    PG_LAUNCH(clip_coef_kernel, 1, 32, 0, pg_cuda_stream())(coef, part, (int)n, max_norm);
-    launched();
-    for (size_t k = 0; k < n; k++) {
-        if (t[k].n == 0) continue;
-        PG_LAUNCH(clip_scale_kernel, pg_cuda_blocks(t[k].n, OPT_THREADS), OPT_THREADS, 0, pg_cuda_stream())(
-            t[k].grad, t[k].n, coef);
+    for (size_t k = 0; k < n; k += MAX_GRID_Y) {
+        dim3 grid(NORM_BLOCKS, (unsigned)(n - k < MAX_GRID_Y ? n - k : MAX_GRID_Y));
+        PG_LAUNCH(list_squares_kernel, grid, OPT_THREADS, 0, pg_cuda_stream())(part + k * NORM_BLOCKS, lt->dev + k);
         launched();
     }
+    PG_LAUNCH(clip_coef_kernel, 1, 32, 0, pg_cuda_stream())(coef, part, (int)n, max_norm);
+    launched();
+    launch_list(clip_scale_kernel, (const opt_tensor_view *)tensors, nullptr, n, (const float *)coef);
 }
 
 // ---- weight averages and fake quantization ------------------------------------------------------------

@@ -31,6 +31,9 @@ static int same_shape(const struct pg_opt_tensor *a, const struct pg_opt_tensor 
 /* 1 when this rank orthogonalizes matrix k: always, unless pg_muon_shard divided them. */
 static int mine(const struct pg_muon *mu, size_t k) { return !mu->owner || mu->owner[k] == mu->rank; }
 
+/* A shape's matrices go to the element kernels as lists of up to LIST (one launch each). */
+enum { LIST = 64 };
+
 void pg_cuda_muon_step(struct pg_muon *mu)
 {
     const float mom = (float)mu->sc[0], lr_r = (float)mu->sc[1], decay = (float)mu->sc[2];
@@ -55,22 +58,29 @@ void pg_cuda_muon_step(struct pg_muon *mu)
         if (done) continue; /* its group went with its first member */
         float *G = mu->work;
         /* Every momentum is updated (they stay alike on every rank); a matrix another rank
-         * orthogonalizes (pg_muon_shard) leaves its G' in the slot after this rank's own, which
-         * the next one overwrites and the Newton–Schulz scratch reuses. */
+         * orthogonalizes (pg_muon_shard) makes no G'. This rank's G' side by side from G. */
+        struct pg_opt_tensor list[LIST];
+        size_t off[LIST], nl = 0;
         for (size_t j = k; j < mu->nt; j++) {
             if (!same_shape(&mu->t[j], t)) continue;
-            pg_cuda_muon_momentum(G + (size_t)g * t->n, mu->buf + mu->off[j], mu->t[j].grad, t->n, mom, mu->nesterov,
-                                  sc);
+            list[nl] = (struct pg_opt_tensor){mine(mu, j) ? G + (size_t)g * t->n : NULL, mu->t[j].grad, t->rows,
+                                              t->cols, t->n};
+            off[nl++] = mu->off[j];
             g += mine(mu, j);
+            if (nl == LIST) pg_cuda_muon_momentum(list, nl, mu->buf, off, mom, mu->nesterov, sc), nl = 0;
         }
+        if (nl) pg_cuda_muon_momentum(list, nl, mu->buf, off, mom, mu->nesterov, sc);
         if (g == 0) continue; /* all of this shape are other ranks' */
         if (mu->row_norm) pg_cuda_row_normalize(G, g * t->rows, t->cols);
         pg_cuda_newton_schulz(G, g, t->rows, t->cols, steps, abc, mu->bf16, G + (size_t)g * t->n);
         const float scale = (float)sqrt(fmax(1.0, (double)t->rows / t->cols));
+        nl = 0;
         for (size_t j = k, i = 0; j < mu->nt; j++) {
             const struct pg_opt_tensor *u = &mu->t[j];
             if (!same_shape(u, t) || !mine(mu, j)) continue;
-            pg_cuda_muon_apply(u->param, G + i++ * t->n, u->n, decay, lr_r, scale, mu->bf16, sc);
+            list[nl++] = (struct pg_opt_tensor){u->param, G + i++ * t->n, t->rows, t->cols, t->n};
+            if (nl == LIST) pg_cuda_muon_apply(list, nl, decay, lr_r, scale, mu->bf16, sc), nl = 0;
         }
+        if (nl) pg_cuda_muon_apply(list, nl, decay, lr_r, scale, mu->bf16, sc);
     }
 }

@@ -21,9 +21,10 @@ extern "C" {
 struct pg_muon;
 struct pg_opt_tensor;
 
-/* lib/backend.h adam_update (pg_adam_step's element update; sc: its step values on the device). */
-void pg_cuda_adam_update(float *p, const float *g, float *m, float *v, size_t n, double b1, double b2, double eps,
-                         double lr_wd, double step_size, double bc2_sqrt, const double *sc);
+/* lib/backend.h adam_update (pg_adam_step's element update over a list, one launch; sc: its step
+ * values on the device). */
+void pg_cuda_adam_update(const struct pg_opt_tensor *t, size_t n, float *m, float *v, const size_t *off, double b1,
+                         double b2, double eps, double lr_wd, double step_size, double bc2_sqrt, const double *sc);
 /* lib/backend.h muon_step: pg_muon_launch, matrix by matrix (kernels/cuda/optim_muon.c). */
 void pg_cuda_muon_step(struct pg_muon *mu);
 /* lib/backend.h clip_grad_norm: the norm and the clipping coefficient stay on the device. */
@@ -39,8 +40,11 @@ void pg_cuda_sgd_update(float *p, const float *g, float *buf, size_t n, double m
 /* The pieces of a Muon step (optim_muon.c strings them together), each as lib/optim.c computes it.
  * Where they take sc (struct pg_muon sc_dev), non-NULL, the step's values are read from it on the
  * device instead of the arguments: sc[0] the momentum, sc[1] lr, sc[2] the decay factor.
- * buf = mom·buf + g; G = g + mom·buf (Nesterov) or g. */
-void pg_cuda_muon_momentum(float *G, float *buf, const float *g, size_t n, float mom, int nesterov, const double *sc);
+ * Each goes over a list of n tensors in one launch (their element count each).
+ * Momentum, list k's grad g into buf + off[k]: buf = mom·buf + g; G = g + mom·buf (Nesterov) or
+ * g, into list k's param field (not written when NULL). */
+void pg_cuda_muon_momentum(const struct pg_opt_tensor *list, size_t n, float *buf, const size_t *off, float mom,
+                           int nesterov, const double *sc);
 /* MuonEq-R: every row of x (rows × cols) divided by max(‖row‖₂, 1e-7). */
 void pg_cuda_row_normalize(float *x, int rows, int cols);
 /* pg_newton_schulz on count matrices at x (each rows × cols, row-major, one after the other, in
@@ -52,8 +56,8 @@ void pg_cuda_row_normalize(float *x, int rows, int cols);
 void pg_cuda_newton_schulz(float *x, int count, int rows, int cols, int steps, const float *abc, int bf16,
                            float *work);
 /* p = p·decay − lr·bf16?(G·scale) (float, each operation rounded: the host's decay loop, then its
- * update loop). */
-void pg_cuda_muon_apply(float *p, const float *G, size_t n, float decay, float lr, float scale, int bf16,
+ * update loop), p list k's param and G its grad field. */
+void pg_cuda_muon_apply(const struct pg_opt_tensor *list, size_t n, float decay, float lr, float scale, int bf16,
                         const double *sc);
 
 #ifdef __cplusplus

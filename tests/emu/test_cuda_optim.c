@@ -138,9 +138,10 @@ static void test_muon(int bf16, int coeffs, int row_norm, double wd)
 
 /* The step's values read from device memory (struct pg_adam / pg_muon sc_dev), as lib/train.c's
  * optimizer graph does: each step prepared on the host, its values copied to the device, the
- * launch captured once and replayed. The replayed steps must give the bits of steps taken the
- * plain way (Adam: the host's; Muon: an eager device twin's), with the host copy of the values
- * spoiled before each replay so that a kernel taking the captured arguments fails. */
+ * launch captured once, after a first eager step (which makes what the launches keep, such as
+ * the tensor lists' device tables), and replayed. The replayed steps must give the bits of steps
+ * taken the plain way (Adam: the host's; Muon: an eager device twin's), with the host copy of
+ * the values spoiled before each replay so that a kernel taking the captured arguments fails. */
 static void test_step_values(void)
 {
     struct pair q[2] = {make_pair(3, 7, 1, 1), make_pair(1, 900, 0.5f, 2)};
@@ -160,10 +161,9 @@ static void test_step_values(void)
              pg_muon_set_variant(&mg, PG_NS_POLAR_EXPRESS, 1, 0.05);
     is_int(rc, 0, "step values: optimizers set up");
     double *sc = dnew(2 * PG_OPT_SCALARS * sizeof *sc);
-    ad.sc_dev = sc, mg.sc_dev = sc + PG_OPT_SCALARS;
     void *graph = NULL;
     int adam_same = 1, muon_same = 1, captured = 1;
-    for (int step = 0; step < 4; step++) {
+    for (int step = 0; step < 5; step++) {
         new_grads(q, 2, 1);
         new_grads(r, 2, 1);
         const double lr = 0.05 / (step + 1), mom = 0.85 + 0.03 * step, wd = step == 3 ? 0 : 0.05 * (step + 1);
@@ -172,10 +172,15 @@ static void test_step_values(void)
         pg_muon_set_weight_decay(&me, wd), pg_muon_set_weight_decay(&mg, wd);
         pg_muon_step(&me, lr, mom);
         pg_muon_prepare(&mg, lr, mom);
+        if (step == 0) { /* eager, with the values as arguments */
+            pg_adam_launch(&ad);
+            pg_muon_launch(&mg);
+        }
         pg_cuda_upload(sc, ad.sc, sizeof ad.sc);
         pg_cuda_upload(sc + PG_OPT_SCALARS, mg.sc, sizeof mg.sc);
         for (int k = 0; k < PG_OPT_SCALARS; k++) ad.sc[k] = mg.sc[k] = 0.5; /* what a replay must not use */
-        if (!graph) {
+        if (step == 1) {
+            ad.sc_dev = sc, mg.sc_dev = sc + PG_OPT_SCALARS;
             captured = gpu->graph_begin() == 0;
             pg_adam_launch(&ad);
             pg_muon_launch(&mg);
@@ -188,7 +193,7 @@ static void test_step_values(void)
         }
     }
     ok(captured && graph, "step values: the launches are captured as a graph");
-    ok(adam_same, "step values: Adam's replays with 4 steps' values from the device give the host's bits");
+    ok(adam_same, "step values: Adam's 4 replays with their steps' values from the device give the host's bits");
     ok(muon_same, "step values: Muon's replays (momentum, lr, decay to 0) give the eager device's bits");
     is_int(gpu->status(), 0, "step values: no device error");
     if (graph) gpu->graph_free(graph);
@@ -296,6 +301,20 @@ static void test_clip(double max_norm)
     } else {
         ok(fabs(total) > 0, "clip_grad_norm %s: the norm %.2f was above the limit", what, total);
     }
+    /* the same host list with other tensors in it (an empty one among them): the device's table
+     * of the list follows its content, not its address */
+    struct pair q2[2] = {make_pair(5, 9, 1, 3), make_pair(1, 0, 1, 1)};
+    float *old = back(q[1].dg, q[1].n);
+    td[1] = (struct pg_opt_tensor){q2[0].dp, q2[0].dg, q2[0].rows, q2[0].cols, q2[0].n};
+    td[2] = (struct pg_opt_tensor){q2[1].dp, q2[1].dg, q2[1].rows, q2[1].cols, q2[1].n};
+    th[1] = (struct pg_opt_tensor){q2[0].hp, q2[0].hg, q2[0].rows, q2[0].cols, q2[0].n};
+    th[2] = (struct pg_opt_tensor){q2[1].hp, q2[1].hg, q2[1].rows, q2[1].cols, q2[1].n};
+    pg_clip_grad_norm(th, 3, max_norm);
+    pg_clip_grad_norm_on(gpu, td, 3, max_norm);
+    check("clip_grad_norm (list changed)", what, back(q2[0].dg, q2[0].n), q2[0].hg, q2[0].n, 1e-6);
+    check("clip_grad_norm (list changed)", what, back(q[0].dg, q[0].n), q[0].hg, q[0].n, 1e-6);
+    ok(same_bits(back(q[1].dg, q[1].n), old, q[1].n), "clip_grad_norm %s: a tensor no longer listed is left alone",
+       what);
 }
 
 static void test_averages(void)
