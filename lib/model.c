@@ -526,7 +526,11 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
     }
     int vi = ve_index(m, l);
     if (vi >= 0) be->scalar_add_fwd(a->v, P(m->t_ve_layer) + vi, P(m->t_ve_scale), m->ve, (size_t)n * m->kvd);
-    if (m->fused) { /* qr and kn keep the products, which the backward recomputes from */
+    if (m->qk16) { /* as below, q and k in bf16 for the attention, which reads them so */
+        be->qk_prep_fwd_x16((uint16_t *)a->q, a->rs_q, a->qr, m->cos, m->sin, P(p->q_gain), b, m->t, m->h, m->hd,
+                            m->rd, eps);
+        be->qk_prep_fwd_x16((uint16_t *)a->k, a->rs_k, a->kn, m->cos, m->sin, NULL, b, m->t, m->kv, m->hd, m->rd, eps);
+    } else if (m->fused) { /* qr and kn keep the products, which the backward recomputes from */
         be->qk_prep_fwd(a->q, a->rs_q, a->qr, m->cos, m->sin, P(p->q_gain), b, m->t, m->h, m->hd, m->rd, eps);
         be->qk_prep_fwd(a->k, a->rs_k, a->kn, m->cos, m->sin, NULL, b, m->t, m->kv, m->hd, m->rd, eps);
     } else {
@@ -540,7 +544,10 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
         be->head_gain_fwd(a->q, P(p->q_gain), n, m->h, m->hd);
     }
     double sc = 1.0 / sqrt((double)m->hd);
-    if (c->varlen_attn)
+    if (m->qk16)
+        be->attention_fwd_x16(a->o, a->lse, (const uint16_t *)a->q, (const uint16_t *)a->k, a->v,
+                              c->varlen_attn ? m->doc_start : NULL, b, m->t, m->h, m->kv, m->hd, sc);
+    else if (c->varlen_attn)
         be->attention_varlen_fwd(a->o, a->lse, a->q, a->k, a->v, m->doc_start, b, m->t, m->h, m->kv, m->hd, sc,
                                  m->attn_work);
     else
@@ -727,6 +734,8 @@ static void forward_body(struct pg_model *m)
     /* bf16 operands made by their producers where nothing but the next product reads them */
     m->x16 = m->fused && be->relu2_fwd_x16 && be->relu2_bwd_x16 && be->matmul_fwd_x16 && be->matmul_bwd_16 &&
              be->scale_add_bwd_x16 && be->qk_prep_bwd_x16 && be->get_bf16 && be->get_bf16() && !m->tap && !m->side;
+    m->qk16 = m->x16 && be->attention_x16 && be->qk_prep_fwd_x16 && be->attention_fwd_x16 && be->attention_bwd_x16 &&
+              be->attention_x16(m->hd);
     embed_forward(m, b);
     int ns = slot_count(m), ne = slot_encoders(m), nskip = active_skips(m), pf = parallel_from(m);
     m->nslots = ns;
@@ -817,7 +826,10 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
     }
     pg_real *dq = m->dtmp;
     double sc = 1.0 / sqrt((double)m->hd);
-    if (c->varlen_attn)
+    if (m->qk16)
+        be->attention_bwd_x16(dq, m->dk, m->dv, m->dxm, a->o, a->lse, (const uint16_t *)a->q, (const uint16_t *)a->k,
+                              a->v, c->varlen_attn ? m->doc_start : NULL, b, m->t, m->h, m->kv, m->hd, sc);
+    else if (c->varlen_attn)
         be->attention_varlen_bwd(dq, m->dk, m->dv, m->dxm, a->o, a->lse, a->q, a->k, a->v, m->doc_start, b, m->t, m->h,
                                  m->kv, m->hd, sc, m->attn_work);
     else

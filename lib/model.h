@@ -136,6 +136,9 @@ struct pg_model {
                                 * no tap or side path reading the fp32 form): the MLP activation,
                                 * its gradient, the branches' output gradients, and the q and k
                                 * products' gradients */
+    int qk16;                  /* q and k kept in bf16 (the first half of a->q, a->k) for an
+                                * attention that reads them so (backend.h attention_x16), in the
+                                * latest forward and its backward; with x16 only */
     struct pg_block_acts *acts; /* nl entries when training, 1 (reused) otherwise */
     pg_real *x, *x0, *rs0, *yf, *rsf, **enc_out, *cos, *sin, *attn_work, *ce_work;
     pg_real *emb, *emb2, *xn, *smear_gate, *lane1, *bg_t, *bg_p, *ve_t, *ve;

@@ -64,6 +64,8 @@ static int use_flash(int hd)
     return pg_cuda_bf16 && flash_choice && pg_cuda_flash_supported(hd);
 }
 
+extern "C" int pg_cuda_attention_x16(int hd) { return use_flash(hd); }
+
 extern "C" size_t pg_cuda_attention_work(int t) { return (size_t)chunk_seqs(t) * 2 * (size_t)t * (size_t)t; }
 
 extern "C" size_t pg_cuda_attention_table_work(int t)

@@ -58,15 +58,20 @@ __device__ __forceinline__ int fa_max(int a, int b) { return a > b ? a : b; }
 
 __device__ __forceinline__ uint16_t fa_bf16(float x) { return __bfloat16_as_ushort(__float2bfloat16(x)); }
 
-// Rows [r0, r0 + 64) of a [t, HD] slice (rows ld floats apart) into shared memory as bf16:
+// An input element as bf16 bits: a float rounded, or bf16 bits as they come (q and k made in bf16
+// by their preparation, flash_*_x16).
+__device__ __forceinline__ uint16_t fa_in(float x) { return fa_bf16(x); }
+__device__ __forceinline__ uint16_t fa_in(uint16_t x) { return x; }
+
+// Rows [r0, r0 + 64) of a [t, HD] slice (rows ld elements apart) into shared memory as bf16:
 // row-major into rm (row stride HD + 8) and/or transposed into tr (row stride 64 + 8), rows at
 // or past t as zeros. Every thread of the block takes part.
-template <int HD>
-__device__ __forceinline__ void fa_load(uint16_t *rm, uint16_t *tr, const float *src, size_t ld, int r0, int t)
+template <int HD, class E>
+__device__ __forceinline__ void fa_load(uint16_t *rm, uint16_t *tr, const E *src, size_t ld, int r0, int t)
 {
     for (int i = threadIdx.x; i < 64 * HD; i += FA_THREADS) {
         int r = i / HD, c = i % HD;
-        uint16_t x = r0 + r < t ? fa_bf16(src[(size_t)(r0 + r) * ld + c]) : (uint16_t)0;
+        uint16_t x = r0 + r < t ? fa_in(src[(size_t)(r0 + r) * ld + c]) : (uint16_t)0;
         if (rm) rm[r * (HD + 8) + c] = x;
         if (tr) tr[c * (64 + 8) + r] = x;
     }
@@ -128,9 +133,10 @@ template <int HD> struct fa_smem {
 
 // ---- forward ---------------------------------------------------------------------------------
 
-template <int HD>
+// QK: the type q and k come in (float, or uint16_t bf16 bits); v, dO and O are float.
+template <int HD, class QK>
 __global__ void __launch_bounds__(FA_THREADS)
-    flash_fwd_kernel(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *ds, int t,
+    flash_fwd_kernel(float *out, float *lse, const QK *q, const QK *k, const float *v, const int32_t *ds, int t,
                      int h, int kv, float scale)
 {
     typedef fa_smem<HD> S;
@@ -139,8 +145,9 @@ __global__ void __launch_bounds__(FA_THREADS)
     int hi = blockIdx.y, b = blockIdx.z, q0 = blockIdx.x * FA_BM, q_last = fa_min(q0 + FA_BM, t) - 1;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
     size_t ldq = (size_t)h * HD, ldk = (size_t)kv * HD;
-    const float *qb = q + (size_t)b * t * ldq + (size_t)hi * HD;
-    const float *kb = k + (size_t)b * t * ldk + (size_t)(hi / (h / kv)) * HD, *vb = v + (kb - k);
+    const QK *qb = q + (size_t)b * t * ldq + (size_t)hi * HD;
+    const QK *kb = k + (size_t)b * t * ldk + (size_t)(hi / (h / kv)) * HD;
+    const float *vb = v + (kb - k);
     const int32_t *dsb = ds ? ds + (size_t)b * t : nullptr;
     int first = fa_first_key(dsb, q0, q_last);
 
@@ -232,10 +239,10 @@ __device__ __forceinline__ void fa_delta(float dl[2], const float *dob, const fl
     dl[1] = __shfl_sync(0xffffffffu, d, 2 * (g + 8));
 }
 
-template <int HD>
+template <int HD, class QK>
 __global__ void __launch_bounds__(FA_THREADS)
-    flash_bwd_dq_kernel(float *dq, const float *dout, const float *out, const float *lse, const float *q,
-                        const float *k, const float *v, const int32_t *ds, int t, int h, int kv, float scale)
+    flash_bwd_dq_kernel(float *dq, const float *dout, const float *out, const float *lse, const QK *q, const QK *k,
+                        const float *v, const int32_t *ds, int t, int h, int kv, float scale)
 {
     typedef fa_smem<HD> S;
     PG_DYNAMIC_SMEM(uint16_t, sm);
@@ -243,7 +250,8 @@ __global__ void __launch_bounds__(FA_THREADS)
     int hi = blockIdx.y, b = blockIdx.z, q0 = blockIdx.x * FA_BM, q_last = fa_min(q0 + FA_BM, t) - 1;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
     size_t ldq = (size_t)h * HD, ldk = (size_t)kv * HD, qoff = (size_t)b * t * ldq + (size_t)hi * HD;
-    const float *kb = k + (size_t)b * t * ldk + (size_t)(hi / (h / kv)) * HD, *vb = v + (kb - k);
+    const QK *kb = k + (size_t)b * t * ldk + (size_t)(hi / (h / kv)) * HD;
+    const float *vb = v + (kb - k);
     const int32_t *dsb = ds ? ds + (size_t)b * t : nullptr;
     int first = fa_first_key(dsb, q0, q_last);
 
@@ -308,10 +316,10 @@ __global__ void __launch_bounds__(FA_THREADS)
 
 // ---- backward: dK, dV ------------------------------------------------------------------------
 
-template <int HD>
+template <int HD, class QK>
 __global__ void __launch_bounds__(FA_THREADS)
-    flash_bwd_dkdv_kernel(float *dk, float *dv, const float *dout, const float *out, const float *lse, const float *q,
-                          const float *k, const float *v, const int32_t *ds, int t, int h, int kv, float scale)
+    flash_bwd_dkdv_kernel(float *dk, float *dv, const float *dout, const float *out, const float *lse, const QK *q,
+                          const QK *k, const float *v, const int32_t *ds, int t, int h, int kv, float scale)
 {
     typedef fa_smem<HD> S;
     PG_DYNAMIC_SMEM(uint16_t, sm);
@@ -416,37 +424,43 @@ template <class K> static void fa_allow(K *kernel, size_t bytes, int *done)
     *done = 1;
 }
 
-template <int HD>
-static void fa_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *ds, int b,
-                   int t, int h, int kv, float scale)
+template <int HD, class QK>
+static void fa_fwd(float *out, float *lse, const QK *q, const QK *k, const float *v, const int32_t *ds, int b, int t,
+                   int h, int kv, float scale)
 {
     static int allowed;
-    fa_allow(flash_fwd_kernel<HD>, fa_smem<HD>::fwd, &allowed);
+    void (*kernel)(float *, float *, const QK *, const QK *, const float *, const int32_t *, int, int, int, float) =
+        flash_fwd_kernel<HD, QK>;
+    fa_allow(kernel, fa_smem<HD>::fwd, &allowed);
     dim3 grid((unsigned)((t + FA_BM - 1) / FA_BM), (unsigned)h, (unsigned)b);
-    PG_LAUNCH(flash_fwd_kernel<HD>, grid, FA_THREADS, fa_smem<HD>::fwd, pg_cuda_stream())(out, lse, q, k, v, ds, t, h,
-                                                                                          kv, scale);
+    PG_LAUNCH(kernel, grid, FA_THREADS, fa_smem<HD>::fwd, pg_cuda_stream())(out, lse, q, k, v, ds, t, h, kv, scale);
     PG_CUDA_LAUNCHED();
 }
 
-template <int HD>
-static void fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
-                   const float *q, const float *k, const float *v, const int32_t *ds, int b, int t, int h, int kv,
-                   float scale)
+template <int HD, class QK>
+static void fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse, const QK *q,
+                   const QK *k, const float *v, const int32_t *ds, int b, int t, int h, int kv, float scale)
 {
     static int allowed_dq, allowed_dkdv;
-    fa_allow(flash_bwd_dq_kernel<HD>, fa_smem<HD>::dq, &allowed_dq);
-    fa_allow(flash_bwd_dkdv_kernel<HD>, fa_smem<HD>::dkdv, &allowed_dkdv);
+    void (*dq_kernel)(float *, const float *, const float *, const float *, const QK *, const QK *, const float *,
+                      const int32_t *, int, int, int, float) = flash_bwd_dq_kernel<HD, QK>;
+    void (*dkdv_kernel)(float *, float *, const float *, const float *, const float *, const QK *, const QK *,
+                        const float *, const int32_t *, int, int, int, float) = flash_bwd_dkdv_kernel<HD, QK>;
+    fa_allow(dq_kernel, fa_smem<HD>::dq, &allowed_dq);
+    fa_allow(dkdv_kernel, fa_smem<HD>::dkdv, &allowed_dkdv);
     unsigned tiles = (unsigned)((t + FA_BM - 1) / FA_BM);
-    PG_LAUNCH(flash_bwd_dq_kernel<HD>, dim3(tiles, (unsigned)h, (unsigned)b), FA_THREADS, fa_smem<HD>::dq,
-              pg_cuda_stream())(dq, dout, out, lse, q, k, v, ds, t, h, kv, scale);
+    PG_LAUNCH(dq_kernel, dim3(tiles, (unsigned)h, (unsigned)b), FA_THREADS, fa_smem<HD>::dq, pg_cuda_stream())(
+        dq, dout, out, lse, q, k, v, ds, t, h, kv, scale);
     PG_CUDA_LAUNCHED();
-    PG_LAUNCH(flash_bwd_dkdv_kernel<HD>, dim3(tiles, (unsigned)kv, (unsigned)b), FA_THREADS, fa_smem<HD>::dkdv,
-              pg_cuda_stream())(dk, dv, dout, out, lse, q, k, v, ds, t, h, kv, scale);
+    PG_LAUNCH(dkdv_kernel, dim3(tiles, (unsigned)kv, (unsigned)b), FA_THREADS, fa_smem<HD>::dkdv, pg_cuda_stream())(
+        dk, dv, dout, out, lse, q, k, v, ds, t, h, kv, scale);
     PG_CUDA_LAUNCHED();
 }
 
-extern "C" void pg_cuda_flash_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
-                                  const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale)
+// The head dims the kernels are built for, or a recorded failure naming the caller.
+template <class QK>
+static void flash_fwd(float *out, float *lse, const QK *q, const QK *k, const float *v, const int32_t *doc_start, int b,
+                      int t, int h, int kv, int hd, double scale, const char *who)
 {
     if (b <= 0 || t <= 0 || h <= 0 || kv <= 0) return;
     float s = (float)scale;
@@ -455,13 +469,14 @@ extern "C" void pg_cuda_flash_fwd(float *out, float *lse, const float *q, const 
     case 32: fa_fwd<32>(out, lse, q, k, v, doc_start, b, t, h, kv, s); break;
     case 64: fa_fwd<64>(out, lse, q, k, v, doc_start, b, t, h, kv, s); break;
     case 128: fa_fwd<128>(out, lse, q, k, v, doc_start, b, t, h, kv, s); break;
-    default: pg_cuda_failed(cudaErrorInvalidValue, "pg_cuda_flash_fwd: head dim not 16, 32, 64 or 128", __FILE__, __LINE__);
+    default: pg_cuda_failed(cudaErrorInvalidValue, who, __FILE__, __LINE__);
     }
 }
 
-extern "C" void pg_cuda_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out,
-                                  const float *lse, const float *q, const float *k, const float *v,
-                                  const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale)
+template <class QK>
+static void flash_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                      const QK *q, const QK *k, const float *v, const int32_t *doc_start, int b, int t, int h, int kv,
+                      int hd, double scale, const char *who)
 {
     if (b <= 0 || t <= 0 || h <= 0 || kv <= 0) return;
     float s = (float)scale;
@@ -470,6 +485,36 @@ extern "C" void pg_cuda_flash_bwd(float *dq, float *dk, float *dv, const float *
     case 32: fa_bwd<32>(dq, dk, dv, dout, out, lse, q, k, v, doc_start, b, t, h, kv, s); break;
     case 64: fa_bwd<64>(dq, dk, dv, dout, out, lse, q, k, v, doc_start, b, t, h, kv, s); break;
     case 128: fa_bwd<128>(dq, dk, dv, dout, out, lse, q, k, v, doc_start, b, t, h, kv, s); break;
-    default: pg_cuda_failed(cudaErrorInvalidValue, "pg_cuda_flash_bwd: head dim not 16, 32, 64 or 128", __FILE__, __LINE__);
+    default: pg_cuda_failed(cudaErrorInvalidValue, who, __FILE__, __LINE__);
     }
+}
+
+extern "C" void pg_cuda_flash_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+                                  const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale)
+{
+    flash_fwd(out, lse, q, k, v, doc_start, b, t, h, kv, hd, scale,
+              "pg_cuda_flash_fwd: head dim not 16, 32, 64 or 128");
+}
+
+extern "C" void pg_cuda_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                  const float *lse, const float *q, const float *k, const float *v,
+                                  const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale)
+{
+    flash_bwd(dq, dk, dv, dout, out, lse, q, k, v, doc_start, b, t, h, kv, hd, scale,
+              "pg_cuda_flash_bwd: head dim not 16, 32, 64 or 128");
+}
+
+extern "C" void pg_cuda_flash_fwd_x16(float *out, float *lse, const uint16_t *q16, const uint16_t *k16, const float *v,
+                                      const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale)
+{
+    flash_fwd(out, lse, q16, k16, v, doc_start, b, t, h, kv, hd, scale,
+              "pg_cuda_flash_fwd_x16: head dim not 16, 32, 64 or 128");
+}
+
+extern "C" void pg_cuda_flash_bwd_x16(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                      const float *lse, const uint16_t *q16, const uint16_t *k16, const float *v,
+                                      const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale)
+{
+    flash_bwd(dq, dk, dv, dout, out, lse, q16, k16, v, doc_start, b, t, h, kv, hd, scale,
+              "pg_cuda_flash_bwd_x16: head dim not 16, 32, 64 or 128");
 }

@@ -28,7 +28,13 @@ __device__ __forceinline__ void qk_row_ids(size_t row, int t, int h, int *ti, in
     *ti = (int)(row / (size_t)h % (size_t)t);
 }
 
-__global__ void qk_prep_fwd_kernel(float *y, float *rstd, const float *x, const float *cos, const float *sin,
+// An output element: fp32 as computed, or rounded to bf16 for the product that reads it so.
+__device__ __forceinline__ void put(float *y, size_t i, float v) { y[i] = v; }
+__device__ __forceinline__ void put(__nv_bfloat16 *y, size_t i, float v) { y[i] = __float2bfloat16(v); }
+
+// y in fp32, or in bf16 for the fused attention that reads it so (qk_prep_fwd_x16).
+template <class T>
+__global__ void qk_prep_fwd_kernel(T *y, float *rstd, const float *x, const float *cos, const float *sin,
                                    const float *gain, size_t rows, int t, int h, int hd, int rd, double eps)
 {
     int lane = threadIdx.x & 31, half = rd / 2;
@@ -36,8 +42,8 @@ __global__ void qk_prep_fwd_kernel(float *y, float *rstd, const float *x, const 
          row += (size_t)gridDim.x * ROW_WARPS) {
         int ti, hi;
         qk_row_ids(row, t, h, &ti, &hi);
-        const float *xr = x + row * (size_t)hd;
-        float *yr = y + row * (size_t)hd;
+        size_t off = row * (size_t)hd;
+        const float *xr = x + off;
         double ss = 0;
         for (int c = lane; c < hd; c += 32) ss += (double)xr[c] * xr[c];
         ss = pg_warp_sum(ss);
@@ -45,17 +51,13 @@ __global__ void qk_prep_fwd_kernel(float *y, float *rstd, const float *x, const 
         const float *cr = cos + (size_t)ti * half, *sr = sin + (size_t)ti * half;
         for (int i = lane; i < half; i += 32) {
             float x1 = xr[i] * r, x2 = xr[i + half] * r, c = cr[i], s = sr[i];
-            yr[i] = (x1 * c + x2 * s) * g;
-            yr[i + half] = (-x1 * s + x2 * c) * g;
+            put(y, off + i, (x1 * c + x2 * s) * g);
+            put(y, off + i + half, (-x1 * s + x2 * c) * g);
         }
-        for (int c = rd + lane; c < hd; c += 32) yr[c] = xr[c] * r * g;
+        for (int c = rd + lane; c < hd; c += 32) put(y, off + c, xr[c] * r * g);
         if (lane == 0) rstd[row] = r;
     }
 }
-
-// An output element: fp32 as computed, or rounded to bf16 for the product that reads it so.
-__device__ __forceinline__ void put(float *y, size_t i, float v) { y[i] = v; }
-__device__ __forceinline__ void put(__nv_bfloat16 *y, size_t i, float v) { y[i] = __float2bfloat16(v); }
 
 // From dy: dx overwritten (fp32, or bf16 for qk_prep_bwd_x16), and (gain) part[row] = Σ dy ⊙
 // rope(rmsnorm(x)), the row's share of the gain's gradient. The normed and rotated rows are
@@ -125,15 +127,28 @@ static unsigned row_blocks(size_t rows)
     return b < 1 ? 1 : b > 65535 ? 65535 : (unsigned)b;
 }
 
-extern "C" void pg_cuda_qk_prep_fwd(float *y, float *rstd, const float *x, const float *cos, const float *sin,
-                                    const float *gain, int b, int t, int h, int hd, int rd, double eps)
+template <class T>
+static void qk_prep_fwd(T *y, float *rstd, const float *x, const float *cos, const float *sin, const float *gain, int b,
+                        int t, int h, int hd, int rd, double eps)
 {
     size_t rows = (size_t)b * t * h;
     if (b <= 0 || t <= 0 || h <= 0 || hd <= 0) return;
     if (rd < 0 || rd > hd || rd % 2) rd = 0; // as rope_fwd: an invalid rd rotates nothing
-    PG_LAUNCH(qk_prep_fwd_kernel, row_blocks(rows), 32 * ROW_WARPS, 0, pg_cuda_stream())(y, rstd, x, cos, sin, gain,
-                                                                                         rows, t, h, hd, rd, eps);
+    PG_LAUNCH(qk_prep_fwd_kernel<T>, row_blocks(rows), 32 * ROW_WARPS, 0, pg_cuda_stream())(y, rstd, x, cos, sin, gain,
+                                                                                            rows, t, h, hd, rd, eps);
     PG_CUDA_LAUNCHED();
+}
+
+extern "C" void pg_cuda_qk_prep_fwd(float *y, float *rstd, const float *x, const float *cos, const float *sin,
+                                    const float *gain, int b, int t, int h, int hd, int rd, double eps)
+{
+    qk_prep_fwd(y, rstd, x, cos, sin, gain, b, t, h, hd, rd, eps);
+}
+
+extern "C" void pg_cuda_qk_prep_fwd_x16(uint16_t *y16, float *rstd, const float *x, const float *cos, const float *sin,
+                                        const float *gain, int b, int t, int h, int hd, int rd, double eps)
+{
+    qk_prep_fwd((__nv_bfloat16 *)y16, rstd, x, cos, sin, gain, b, t, h, hd, rd, eps);
 }
 
 template <class T>

@@ -98,6 +98,8 @@ void pg_cuda_qk_prep_fwd(float *y, float *rstd, const float *x, const float *cos
                          int b, int t, int h, int hd, int rd, double eps);
 void pg_cuda_qk_prep_bwd(float *dx, float *dgain, const float *dy, const float *x, const float *rstd, const float *cos,
                          const float *sin, const float *gain, int b, int t, int h, int hd, int rd);
+void pg_cuda_qk_prep_fwd_x16(uint16_t *y16, float *rstd, const float *x, const float *cos, const float *sin,
+                             const float *gain, int b, int t, int h, int hd, int rd, double eps);
 void pg_cuda_qk_prep_bwd_x16(uint16_t *dx16, float *dgain, const float *dy, const float *x, const float *rstd,
                              const float *cos, const float *sin, const float *gain, int b, int t, int h, int hd, int rd);
 void pg_cuda_mix_norm_fwd(float *xin, float *xm, float *y, float *rstd, const float *x, const float *x0,
@@ -157,6 +159,14 @@ void pg_cuda_flash_fwd(float *out, float *lse, const float *q, const float *k, c
 void pg_cuda_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                        const float *q, const float *k, const float *v, const int32_t *doc_start, int b, int t,
                        int h, int kv, int hd, double scale);
+/* backend.h attention_x16 (the head dims whose attention the flash kernels run now),
+ * attention_fwd_x16 / attention_bwd_x16: the flash kernels with q and k given in bf16. */
+int pg_cuda_attention_x16(int hd);
+void pg_cuda_flash_fwd_x16(float *out, float *lse, const uint16_t *q16, const uint16_t *k16, const float *v,
+                           const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale);
+void pg_cuda_flash_bwd_x16(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                           const uint16_t *q16, const uint16_t *k16, const float *v, const int32_t *doc_start, int b,
+                           int t, int h, int kv, int hd, double scale);
 /* softcap_ce with the poly5 softcap and the z-loss (backend.h); losses and work as for
  * pg_cuda_softcap_ce, which is this with poly5 = 0 and z_loss = 0. */
 double pg_cuda_logit_ce(float *dh, float *demb, float *losses, const float *h, const float *emb,

@@ -26,6 +26,8 @@
  * operations run in bf16 mode, bit for bit. */
 #include "parity.h"
 
+#include "../../lib/optim.h" /* pg_bf16_round */
+
 #define LSE_TOL 1e-5
 #define AGREE_TOL 0x1p-6
 #define TIGHT_TOL 1e-5
@@ -83,9 +85,24 @@ static void cpu_att(struct att *a, const struct shape *s, const float *q, const 
     cpu->set_bf16(0);
 }
 
-/* The flash kernels on device copies of the inputs; backward from the given out and lse. */
+/* A device copy of n floats rounded to bf16, as bf16 bit patterns. */
+static uint16_t *dev_bf16(const float *h, size_t n)
+{
+    uint16_t *b = hkeep(malloc((n ? n : 1) * sizeof *b)), *d = dnew(n * sizeof *d);
+    for (size_t i = 0; i < n; i++) {
+        float r = pg_bf16_round(h[i]);
+        uint32_t u;
+        memcpy(&u, &r, sizeof u);
+        b[i] = (uint16_t)(u >> 16);
+    }
+    pg_cuda_upload(d, b, n * sizeof *b);
+    return d;
+}
+
+/* The flash kernels on device copies of the inputs (x16: q and k handed over in bf16, the
+ * flash_*_x16 entries); backward from the given out and lse. */
 static void flash_att(struct att *a, const struct shape *s, const float *q, const float *k, const float *v,
-                      const float *dout, const int32_t *ds, const float *out, const float *lse)
+                      const float *dout, const int32_t *ds, const float *out, const float *lse, int x16)
 {
     size_t nq = (size_t)s->b * s->t * s->h * s->hd, nk = (size_t)s->b * s->t * s->kv * s->hd;
     size_t nl = (size_t)s->b * s->h * s->t;
@@ -94,9 +111,16 @@ static void flash_att(struct att *a, const struct shape *s, const float *q, cons
     float *d_out = dnew(nq * 4), *d_lse = dnew(nl * 4), *d_dq = dnew(nq * 4), *d_dk = dnew(nk * 4);
     float *d_dv = dnew(nk * 4), *d_outc = dev(out, nq), *d_lsec = dev(lse, nl);
     int32_t *d_ds = ds ? dev_ids(ds, (size_t)s->b * s->t) : NULL;
-    pg_cuda_flash_fwd(d_out, d_lse, d_q, d_k, d_v, d_ds, s->b, s->t, s->h, s->kv, s->hd, scale);
-    pg_cuda_flash_bwd(d_dq, d_dk, d_dv, d_dout, d_outc, d_lsec, d_q, d_k, d_v, d_ds, s->b, s->t, s->h, s->kv, s->hd,
-                      scale);
+    if (x16) {
+        uint16_t *q16 = dev_bf16(q, nq), *k16 = dev_bf16(k, nk);
+        pg_cuda_flash_fwd_x16(d_out, d_lse, q16, k16, d_v, d_ds, s->b, s->t, s->h, s->kv, s->hd, scale);
+        pg_cuda_flash_bwd_x16(d_dq, d_dk, d_dv, d_dout, d_outc, d_lsec, q16, k16, d_v, d_ds, s->b, s->t, s->h, s->kv,
+                              s->hd, scale);
+    } else {
+        pg_cuda_flash_fwd(d_out, d_lse, d_q, d_k, d_v, d_ds, s->b, s->t, s->h, s->kv, s->hd, scale);
+        pg_cuda_flash_bwd(d_dq, d_dk, d_dv, d_dout, d_outc, d_lsec, d_q, d_k, d_v, d_ds, s->b, s->t, s->h, s->kv,
+                          s->hd, scale);
+    }
     a->out = back(d_out, nq), a->lse = back(d_lse, nl), a->dq = back(d_dq, nq), a->dk = back(d_dk, nk);
     a->dv = back(d_dv, nk);
 }
@@ -140,16 +164,18 @@ static void test_flash(struct shape s)
     cpu_att(&ref, &s, q, k, v, dout, ds, NULL, NULL, 0);
     cpu_att(&bf, &s, q, k, v, dout, ds, NULL, NULL, 1);
     /* the backward starts from the CPU's bf16 out and lse on both bf16 sides */
-    flash_att(&f, &s, q, k, v, dout, ds, bf.out, bf.lse);
+    flash_att(&f, &s, q, k, v, dout, ds, bf.out, bf.lse, 0);
     judge_all(what, &f, &bf, &ref, &s, 0);
 
-    flash_att(&again, &s, q, k, v, dout, ds, bf.out, bf.lse);
+    flash_att(&again, &s, q, k, v, dout, ds, bf.out, bf.lse, 0);
     ok(same_att(&f, &again, &s), "flash %s: a rerun gives the same bits", what);
+    flash_att(&again, &s, q, k, v, dout, ds, bf.out, bf.lse, 1);
+    ok(same_att(&f, &again, &s), "flash %s: q and k given in bf16 (the _x16 entries), the same bits", what);
 
     /* planted bugs: the documents ignored; the keys and values one row off (v rotated by a row) */
     struct att bug;
     if (ds) {
-        flash_att(&bug, &s, q, k, v, dout, NULL, bf.out, bf.lse);
+        flash_att(&bug, &s, q, k, v, dout, NULL, bf.out, bf.lse, 0);
         ok(judge_all(what, &bug, &bf, &ref, &s, 1) > 0, "flash %s: ignoring the documents is caught", what);
     }
     if (several) { /* halfway between the fp32 and bf16 gradients: a rounding missing */
@@ -163,7 +189,7 @@ static void test_flash(struct shape s)
         size_t row = (size_t)s.kv * s.hd;
         float *k1 = hnew(nk), *v1 = hnew(nk);
         for (size_t i = 0; i < nk; i++) k1[i] = k[(i + row) % nk], v1[i] = v[(i + row) % nk];
-        flash_att(&bug, &s, q, k1, v1, dout, ds, bf.out, bf.lse);
+        flash_att(&bug, &s, q, k1, v1, dout, ds, bf.out, bf.lse, 0);
         ok(judge_all(what, &bug, &bf, &ref, &s, 1) > 0, "flash %s: keys and values a row off are caught", what);
     }
 

@@ -88,6 +88,18 @@ static void test_qk_prep(int b, int t, int h, int hd, int rd, int with_gain)
     check("qk_prep_fwd y", what, back(d_y, nx), y, nx, TOL);
     check("qk_prep_fwd rstd", what, back(d_rstd, rows), rstd, rows, TOL);
     check("qk_prep_fwd x unchanged", what, back(d_x, nx), x, nx, 0);
+    { /* the x16 form: y rounded to bf16 (the device's fp32 y, rounded), rstd the same bits */
+        uint16_t *want = hkeep(malloc(nx * sizeof *want)), *got = hkeep(malloc(nx * sizeof *got));
+        bf16_bits(want, back(d_y, nx), nx);
+        memset(got, 0xff, nx * sizeof *got);
+        uint16_t *d_y16 = dnew(nx * sizeof *d_y16);
+        pg_cuda_upload(d_y16, got, nx * sizeof *got); /* poisoned: NaN patterns */
+        float *d_r16 = poisoned(rows);
+        pg_cuda_qk_prep_fwd_x16(d_y16, d_r16, d_x, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h, hd, rd, eps);
+        pg_cuda_download(got, d_y16, nx * sizeof *got);
+        ok(memcmp(got, want, nx * sizeof *got) == 0 && same_bits(back(d_r16, rows), back(d_rstd, rows), rows),
+           "qk_prep_fwd_x16 %s: qk_prep_fwd's y rounded to bf16 and its rstd, bit for bit", what);
+    }
 
     /* the backward from the CPU's rstd, so that only the backward is compared */
     float *d_dy = dev(dy, nx), *d_r = dev(rstd, rows), *d_dx = poisoned(nx), *d_dg = dev(dg0, (size_t)h);
