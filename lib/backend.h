@@ -269,13 +269,15 @@ struct pg_backend {
      * attention): attention_x16(hd) says whether attention at head dim hd is such now (bf16 mode,
      * a supported hd); qk_prep_fwd_x16 is qk_prep_fwd with y rounded to bf16; attention_fwd_x16
      * and attention_bwd_x16 are attention_varlen_fwd/_bwd (doc_start NULL: plain causal, as
-     * attention_fwd/_bwd) with q and k given so, no work buffer: the same bits. lib/model.c
-     * takes them with the operands above, all four or none. */
+     * attention_fwd/_bwd) with q and k given so, no work buffer: the same bits; out16, when not
+     * NULL, gets out rounded to bf16 too (the projection's operand). lib/model.c takes them
+     * with the operands above, all four or none. */
     int (*attention_x16)(int hd);
     void (*qk_prep_fwd_x16)(uint16_t *y16, pg_real *rstd, const pg_real *x, const pg_real *cos, const pg_real *sin,
                             const pg_real *gain, int b, int t, int h, int hd, int rd, double eps);
-    void (*attention_fwd_x16)(pg_real *out, pg_real *lse, const uint16_t *q16, const uint16_t *k16, const pg_real *v,
-                              const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale);
+    void (*attention_fwd_x16)(pg_real *out, uint16_t *out16, pg_real *lse, const uint16_t *q16, const uint16_t *k16,
+                              const pg_real *v, const int32_t *doc_start, int b, int t, int h, int kv, int hd,
+                              double scale);
     void (*attention_bwd_x16)(pg_real *dq, pg_real *dk, pg_real *dv, const pg_real *dout, const pg_real *out,
                               const pg_real *lse, const uint16_t *q16, const uint16_t *k16, const pg_real *v,
                               const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale);

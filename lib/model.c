@@ -504,6 +504,15 @@ static void side_bwd(const struct pg_model *m, int tensor, const pg_real *x, con
  * with the fused forms, when no side path runs beside them. */
 static int qkv_together(const struct pg_model *m) { return m->fused && m->be->matmul_fwd_qkv && !m->side; }
 
+/* The attention output in bf16 for the projection, made by the attention itself: with q and k
+ * in bf16 (m->qk16), where the output is the projection's input (no XSA, no gate), in the second
+ * half of a->q (q takes the first). NULL otherwise. */
+static uint16_t *proj_in16(const struct pg_model *m, int l, const struct pg_block_acts *a)
+{
+    if (!m->qk16 || has_xsa(m, l) || has_gate(m, l)) return NULL;
+    return (uint16_t *)a->q + (size_t)m->b * m->t * m->d;
+}
+
 /* Attention of layer l on the normed input a->ya: a->ao = proj(gate(xsa(attn(q, k, v)))). */
 static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int b)
 {
@@ -545,7 +554,7 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
     }
     double sc = 1.0 / sqrt((double)m->hd);
     if (m->qk16)
-        be->attention_fwd_x16(a->o, a->lse, (const uint16_t *)a->q, (const uint16_t *)a->k, a->v,
+        be->attention_fwd_x16(a->o, proj_in16(m, l, a), a->lse, (const uint16_t *)a->q, (const uint16_t *)a->k, a->v,
                               c->varlen_attn ? m->doc_start : NULL, b, m->t, m->h, m->kv, m->hd, sc);
     else if (c->varlen_attn)
         be->attention_varlen_fwd(a->o, a->lse, a->q, a->k, a->v, m->doc_start, b, m->t, m->h, m->kv, m->hd, sc,
@@ -565,6 +574,11 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
         o = a->oy;
     }
     tap(m, l, PG_TAP_PROJ, o, n, d);
+    const uint16_t *o16 = proj_in16(m, l, a);
+    if (o16) {
+        be->matmul_fwd_x16(a->ao, o16, P(p->proj), n, d, d);
+        return;
+    }
     be->matmul_fwd(a->ao, o, P(p->proj), n, d, d);
     side_fwd(m, p->proj, o, a->ao, d, d);
 }
@@ -808,8 +822,10 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
     int b = m->b, n = b * m->t, d = m->d, kvd = m->kvd;
     int xsa = has_xsa(m, l), gate = has_gate(m, l);
     const pg_real *o_in = gate ? a->oy : xsa ? a->ox : a->o; /* what proj multiplied */
-    if (m->x16) { /* dao in bf16 (branch_grad) */
-        be->matmul_bwd_16(m->dxm, G(p->proj), NULL, (const uint16_t *)dao, o_in, NULL, P(p->proj), n, d, d, 0);
+    if (m->x16) { /* dao in bf16 (branch_grad); the output too when the attention made it so */
+        const uint16_t *o16 = proj_in16(m, l, a);
+        be->matmul_bwd_16(m->dxm, G(p->proj), NULL, (const uint16_t *)dao, o16 ? NULL : o_in, o16, P(p->proj), n, d,
+                          d, 0);
     } else {
         be->matmul_bwd(m->dxm, GW(p->proj), dao, o_in, P(p->proj), n, d, d, 0); /* dxm = d(o_in) for now */
         side_bwd(m, p->proj, o_in, dao, m->dxm, d, d);

@@ -133,10 +133,12 @@ template <int HD> struct fa_smem {
 
 // ---- forward ---------------------------------------------------------------------------------
 
-// QK: the type q and k come in (float, or uint16_t bf16 bits); v, dO and O are float.
+// QK: the type q and k come in (float, or uint16_t bf16 bits); v, dO and O are float. out16,
+// when not null, gets O rounded to bf16 too (the projection's operand, flash_fwd_x16).
 template <int HD, class QK>
 __global__ void __launch_bounds__(FA_THREADS)
-    flash_fwd_kernel(float *out, float *lse, const QK *q, const QK *k, const float *v, const int32_t *ds, int t,
+    flash_fwd_kernel(float *out, uint16_t *out16, float *lse, const QK *q, const QK *k, const float *v,
+                     const int32_t *ds, int t,
                      int h, int kv, float scale)
 {
     typedef fa_smem<HD> S;
@@ -211,10 +213,12 @@ __global__ void __launch_bounds__(FA_THREADS)
         float sum = fa_quad_sum(l[r]);
         if (qi[r] >= t) continue;
         float inv = 1.0f / sum;
-        float *orow = out + ((size_t)b * t + qi[r]) * ldq + (size_t)hi * HD;
+        size_t row = ((size_t)b * t + qi[r]) * ldq + (size_t)hi * HD;
         for (int nt = 0; nt < HD / 8; nt++) {
-            orow[nt * 8 + 2 * c] = o[nt][2 * r] * inv;
-            orow[nt * 8 + 2 * c + 1] = o[nt][2 * r + 1] * inv;
+            float o0 = o[nt][2 * r] * inv, o1 = o[nt][2 * r + 1] * inv;
+            out[row + nt * 8 + 2 * c] = o0;
+            out[row + nt * 8 + 2 * c + 1] = o1;
+            if (out16) out16[row + nt * 8 + 2 * c] = fa_bf16(o0), out16[row + nt * 8 + 2 * c + 1] = fa_bf16(o1);
         }
         if (c == 0) lse[((size_t)b * h + hi) * t + qi[r]] = (m[r] + log2f(sum)) * FA_LN2;
     }
@@ -425,15 +429,16 @@ template <class K> static void fa_allow(K *kernel, size_t bytes, int *done)
 }
 
 template <int HD, class QK>
-static void fa_fwd(float *out, float *lse, const QK *q, const QK *k, const float *v, const int32_t *ds, int b, int t,
-                   int h, int kv, float scale)
+static void fa_fwd(float *out, uint16_t *out16, float *lse, const QK *q, const QK *k, const float *v,
+                   const int32_t *ds, int b, int t, int h, int kv, float scale)
 {
     static int allowed;
-    void (*kernel)(float *, float *, const QK *, const QK *, const float *, const int32_t *, int, int, int, float) =
-        flash_fwd_kernel<HD, QK>;
+    void (*kernel)(float *, uint16_t *, float *, const QK *, const QK *, const float *, const int32_t *, int, int, int,
+                   float) = flash_fwd_kernel<HD, QK>;
     fa_allow(kernel, fa_smem<HD>::fwd, &allowed);
     dim3 grid((unsigned)((t + FA_BM - 1) / FA_BM), (unsigned)h, (unsigned)b);
-    PG_LAUNCH(kernel, grid, FA_THREADS, fa_smem<HD>::fwd, pg_cuda_stream())(out, lse, q, k, v, ds, t, h, kv, scale);
+    PG_LAUNCH(kernel, grid, FA_THREADS, fa_smem<HD>::fwd, pg_cuda_stream())(out, out16, lse, q, k, v, ds, t, h, kv,
+                                                                            scale);
     PG_CUDA_LAUNCHED();
 }
 
@@ -459,16 +464,16 @@ static void fa_bwd(float *dq, float *dk, float *dv, const float *dout, const flo
 
 // The head dims the kernels are built for, or a recorded failure naming the caller.
 template <class QK>
-static void flash_fwd(float *out, float *lse, const QK *q, const QK *k, const float *v, const int32_t *doc_start, int b,
-                      int t, int h, int kv, int hd, double scale, const char *who)
+static void flash_fwd(float *out, uint16_t *out16, float *lse, const QK *q, const QK *k, const float *v,
+                      const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale, const char *who)
 {
     if (b <= 0 || t <= 0 || h <= 0 || kv <= 0) return;
     float s = (float)scale;
     switch (hd) {
-    case 16: fa_fwd<16>(out, lse, q, k, v, doc_start, b, t, h, kv, s); break;
-    case 32: fa_fwd<32>(out, lse, q, k, v, doc_start, b, t, h, kv, s); break;
-    case 64: fa_fwd<64>(out, lse, q, k, v, doc_start, b, t, h, kv, s); break;
-    case 128: fa_fwd<128>(out, lse, q, k, v, doc_start, b, t, h, kv, s); break;
+    case 16: fa_fwd<16>(out, out16, lse, q, k, v, doc_start, b, t, h, kv, s); break;
+    case 32: fa_fwd<32>(out, out16, lse, q, k, v, doc_start, b, t, h, kv, s); break;
+    case 64: fa_fwd<64>(out, out16, lse, q, k, v, doc_start, b, t, h, kv, s); break;
+    case 128: fa_fwd<128>(out, out16, lse, q, k, v, doc_start, b, t, h, kv, s); break;
     default: pg_cuda_failed(cudaErrorInvalidValue, who, __FILE__, __LINE__);
     }
 }
@@ -492,7 +497,7 @@ static void flash_bwd(float *dq, float *dk, float *dv, const float *dout, const 
 extern "C" void pg_cuda_flash_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
                                   const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale)
 {
-    flash_fwd(out, lse, q, k, v, doc_start, b, t, h, kv, hd, scale,
+    flash_fwd(out, nullptr, lse, q, k, v, doc_start, b, t, h, kv, hd, scale,
               "pg_cuda_flash_fwd: head dim not 16, 32, 64 or 128");
 }
 
@@ -504,10 +509,11 @@ extern "C" void pg_cuda_flash_bwd(float *dq, float *dk, float *dv, const float *
               "pg_cuda_flash_bwd: head dim not 16, 32, 64 or 128");
 }
 
-extern "C" void pg_cuda_flash_fwd_x16(float *out, float *lse, const uint16_t *q16, const uint16_t *k16, const float *v,
-                                      const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale)
+extern "C" void pg_cuda_flash_fwd_x16(float *out, uint16_t *out16, float *lse, const uint16_t *q16,
+                                      const uint16_t *k16, const float *v, const int32_t *doc_start, int b, int t,
+                                      int h, int kv, int hd, double scale)
 {
-    flash_fwd(out, lse, q16, k16, v, doc_start, b, t, h, kv, hd, scale,
+    flash_fwd(out, out16, lse, q16, k16, v, doc_start, b, t, h, kv, hd, scale,
               "pg_cuda_flash_fwd_x16: head dim not 16, 32, 64 or 128");
 }
 

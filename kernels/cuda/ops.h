@@ -162,8 +162,8 @@ void pg_cuda_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const
 /* backend.h attention_x16 (the head dims whose attention the flash kernels run now),
  * attention_fwd_x16 / attention_bwd_x16: the flash kernels with q and k given in bf16. */
 int pg_cuda_attention_x16(int hd);
-void pg_cuda_flash_fwd_x16(float *out, float *lse, const uint16_t *q16, const uint16_t *k16, const float *v,
-                           const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale);
+void pg_cuda_flash_fwd_x16(float *out, uint16_t *out16, float *lse, const uint16_t *q16, const uint16_t *k16,
+                           const float *v, const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale);
 void pg_cuda_flash_bwd_x16(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                            const uint16_t *q16, const uint16_t *k16, const float *v, const int32_t *doc_start, int b,
                            int t, int h, int kv, int hd, double scale);

@@ -61,6 +61,7 @@ static int judge(const char *name, const char *what, const float *fl, const floa
 
 struct att {
     float *out, *lse, *dq, *dk, *dv;
+    int out16_ok; /* x16 runs: the bf16 copy of out is out rounded, bit for bit */
 };
 
 struct shape {
@@ -85,17 +86,24 @@ static void cpu_att(struct att *a, const struct shape *s, const float *q, const 
     cpu->set_bf16(0);
 }
 
-/* A device copy of n floats rounded to bf16, as bf16 bit patterns. */
-static uint16_t *dev_bf16(const float *h, size_t n)
+/* n floats rounded to bf16, as bf16 bit patterns (a new host array). */
+static uint16_t *bf16_of(const float *h, size_t n)
 {
-    uint16_t *b = hkeep(malloc((n ? n : 1) * sizeof *b)), *d = dnew(n * sizeof *d);
+    uint16_t *b = hkeep(malloc((n ? n : 1) * sizeof *b));
     for (size_t i = 0; i < n; i++) {
         float r = pg_bf16_round(h[i]);
         uint32_t u;
         memcpy(&u, &r, sizeof u);
         b[i] = (uint16_t)(u >> 16);
     }
-    pg_cuda_upload(d, b, n * sizeof *b);
+    return b;
+}
+
+/* A device copy of n floats rounded to bf16. */
+static uint16_t *dev_bf16(const float *h, size_t n)
+{
+    uint16_t *d = dnew(n * sizeof *d);
+    pg_cuda_upload(d, bf16_of(h, n), n * sizeof *d);
     return d;
 }
 
@@ -112,11 +120,17 @@ static void flash_att(struct att *a, const struct shape *s, const float *q, cons
     float *d_dv = dnew(nk * 4), *d_outc = dev(out, nq), *d_lsec = dev(lse, nl);
     int32_t *d_ds = ds ? dev_ids(ds, (size_t)s->b * s->t) : NULL;
     if (x16) {
-        uint16_t *q16 = dev_bf16(q, nq), *k16 = dev_bf16(k, nk);
-        pg_cuda_flash_fwd_x16(d_out, d_lse, q16, k16, d_v, d_ds, s->b, s->t, s->h, s->kv, s->hd, scale);
+        uint16_t *q16 = dev_bf16(q, nq), *k16 = dev_bf16(k, nk), *d_out16 = dnew(nq * 2);
+        uint16_t *got = hkeep(malloc(nq * 2 + 2));
+        memset(got, 0xff, nq * 2);
+        pg_cuda_upload(d_out16, got, nq * 2); /* poisoned: NaN patterns */
+        pg_cuda_flash_fwd_x16(d_out, d_out16, d_lse, q16, k16, d_v, d_ds, s->b, s->t, s->h, s->kv, s->hd, scale);
+        pg_cuda_download(got, d_out16, nq * 2);
+        a->out16_ok = memcmp(got, bf16_of(back(d_out, nq), nq), nq * 2) == 0;
         pg_cuda_flash_bwd_x16(d_dq, d_dk, d_dv, d_dout, d_outc, d_lsec, q16, k16, d_v, d_ds, s->b, s->t, s->h, s->kv,
                               s->hd, scale);
     } else {
+        a->out16_ok = 0;
         pg_cuda_flash_fwd(d_out, d_lse, d_q, d_k, d_v, d_ds, s->b, s->t, s->h, s->kv, s->hd, scale);
         pg_cuda_flash_bwd(d_dq, d_dk, d_dv, d_dout, d_outc, d_lsec, d_q, d_k, d_v, d_ds, s->b, s->t, s->h, s->kv,
                           s->hd, scale);
@@ -171,6 +185,7 @@ static void test_flash(struct shape s)
     ok(same_att(&f, &again, &s), "flash %s: a rerun gives the same bits", what);
     flash_att(&again, &s, q, k, v, dout, ds, bf.out, bf.lse, 1);
     ok(same_att(&f, &again, &s), "flash %s: q and k given in bf16 (the _x16 entries), the same bits", what);
+    ok(again.out16_ok, "flash %s: the output's bf16 copy is the output rounded, bit for bit", what);
 
     /* planted bugs: the documents ignored; the keys and values one row off (v rotated by a row) */
     struct att bug;
