@@ -101,7 +101,8 @@ void pg_cuda_qk_prep_bwd(float *dx, float *dgain, const float *dy, const float *
 void pg_cuda_qk_prep_fwd_x16(uint16_t *y16, float *rstd, const float *x, const float *cos, const float *sin,
                              const float *gain, int b, int t, int h, int hd, int rd, double eps);
 void pg_cuda_qk_prep_bwd_x16(uint16_t *dx16, float *dgain, const float *dy, const float *x, const float *rstd,
-                             const float *cos, const float *sin, const float *gain, int b, int t, int h, int hd, int rd);
+                             const float *cos, const float *sin, const float *gain, int b, int t, int h, int hd,
+                             int rd);
 void pg_cuda_mix_norm_fwd(float *xin, float *xm, float *y, float *rstd, const float *x, const float *x0,
                           const float *m0, const float *m1, int n, int d, double eps, double scale);
 void pg_cuda_add_norm_fwd(float *x, float *y, float *rstd, const float *x_in, const float *s, const float *f, int n,
