@@ -36,6 +36,7 @@
 
 #include <limits.h>
 #include <string.h>
+#include <type_traits>
 
 enum { FA_BM = 64, FA_BN = 64, FA_THREADS = 128 };
 #define FA_LOG2E 1.4426950408889634f
@@ -462,20 +463,27 @@ static void fa_bwd(float *dq, float *dk, float *dv, const float *dout, const flo
     PG_CUDA_LAUNCHED();
 }
 
-// The head dims the kernels are built for, or a recorded failure naming the caller.
+// f(std::integral_constant<int, HD>()) for the head dims the kernels are built for, else a
+// recorded failure naming the caller.
+template <class F> static void by_head_dim(int hd, const char *who, F f)
+{
+    switch (hd) {
+    case 16: f(std::integral_constant<int, 16>()); break;
+    case 32: f(std::integral_constant<int, 32>()); break;
+    case 64: f(std::integral_constant<int, 64>()); break;
+    case 128: f(std::integral_constant<int, 128>()); break;
+    default: pg_cuda_failed(cudaErrorInvalidValue, who, __FILE__, __LINE__);
+    }
+}
+
 template <class QK>
 static void flash_fwd(float *out, uint16_t *out16, float *lse, const QK *q, const QK *k, const float *v,
                       const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale, const char *who)
 {
     if (b <= 0 || t <= 0 || h <= 0 || kv <= 0) return;
-    float s = (float)scale;
-    switch (hd) {
-    case 16: fa_fwd<16>(out, out16, lse, q, k, v, doc_start, b, t, h, kv, s); break;
-    case 32: fa_fwd<32>(out, out16, lse, q, k, v, doc_start, b, t, h, kv, s); break;
-    case 64: fa_fwd<64>(out, out16, lse, q, k, v, doc_start, b, t, h, kv, s); break;
-    case 128: fa_fwd<128>(out, out16, lse, q, k, v, doc_start, b, t, h, kv, s); break;
-    default: pg_cuda_failed(cudaErrorInvalidValue, who, __FILE__, __LINE__);
-    }
+    by_head_dim(hd, who, [&](auto d) {
+        fa_fwd<decltype(d)::value>(out, out16, lse, q, k, v, doc_start, b, t, h, kv, (float)scale);
+    });
 }
 
 template <class QK>
@@ -484,14 +492,9 @@ static void flash_bwd(float *dq, float *dk, float *dv, const float *dout, const 
                       int hd, double scale, const char *who)
 {
     if (b <= 0 || t <= 0 || h <= 0 || kv <= 0) return;
-    float s = (float)scale;
-    switch (hd) {
-    case 16: fa_bwd<16>(dq, dk, dv, dout, out, lse, q, k, v, doc_start, b, t, h, kv, s); break;
-    case 32: fa_bwd<32>(dq, dk, dv, dout, out, lse, q, k, v, doc_start, b, t, h, kv, s); break;
-    case 64: fa_bwd<64>(dq, dk, dv, dout, out, lse, q, k, v, doc_start, b, t, h, kv, s); break;
-    case 128: fa_bwd<128>(dq, dk, dv, dout, out, lse, q, k, v, doc_start, b, t, h, kv, s); break;
-    default: pg_cuda_failed(cudaErrorInvalidValue, who, __FILE__, __LINE__);
-    }
+    by_head_dim(hd, who, [&](auto d) {
+        fa_bwd<decltype(d)::value>(dq, dk, dv, dout, out, lse, q, k, v, doc_start, b, t, h, kv, (float)scale);
+    });
 }
 
 extern "C" void pg_cuda_flash_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
