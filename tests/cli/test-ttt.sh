@@ -115,8 +115,14 @@ check "--lora --phased 2 --prefix-docs 20: two phases of SGD steps" \
 ttt --lora --rank 8 --chunk-tokens 16 --no-warm-start --json --token-losses "$W/n1.f32" >"$W/n1.json"
 ttt --lora --rank 8 --chunk-tokens 16 --no-warm-start --doc-batch 6 --json --token-losses "$W/n6.f32" >"$W/n6.json"
 od -An -v -f -w4 "$W/n1.f32" >"$W/n1.txt"
-worst=$(od -An -v -f -w4 "$W/n6.f32" | paste "$W/n1.txt" - | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d } END { printf "%g", m }')
-check "--doc-batch 6 --no-warm-start: every target's loss as one document at a time (worst $worst < 1e-5)" \
+# Relative to the loss (a few nats): the two paths' products run at other batch shapes, whose
+# float sums BLAS orders differently by CPU (2.3e-5 nats apart on an AMD EPYC with OpenBLAS's
+# Cooperlake kernels, under 1e-5 elsewhere); a document scored with another's adapters is off
+# by 1e-2 or more.
+worst=$(od -An -v -f -w4 "$W/n6.f32" | paste "$W/n1.txt" - |
+    awk '{ d = $1 - $2; if (d < 0) d = -d; a = $1 < 0 ? -$1 : $1; d /= a > 1 ? a : 1; if (d > m) m = d }
+        END { printf "%g", m }')
+check "--doc-batch 6 --no-warm-start: every target's loss as one document at a time (worst relative $worst < 1e-5)" \
     awk -v w="$worst" 'BEGIN { exit !(w < 1e-5) }'
 check "--doc-batch 6 --no-warm-start: and not the rank-0 score" test "$(jq ".val_bpb != $b0" "$W/n6.json")" = true
 check "--doc-batch 6: the same documents, steps, tokens and bytes" \
