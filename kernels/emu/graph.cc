@@ -3,8 +3,11 @@
 // capture; a launch of the graph runs them in order. What the rules of capture forbid on a GPU
 // fails here too, so code that would break its capture on a device breaks it in `make check`:
 // a synchronization, an allocation or a free by the capturing thread, or its use of the legacy
-// stream, invalidates the capture.
+// stream, invalidates the capture. PG_EMU_CAPTURE_FAIL=k makes the k-th capture of the process
+// (1 the first) fail as an invalidated one, so that callers' way on without graphs is tested.
 #include "cuda_emu.h"
+
+#include <stdlib.h>
 
 #include <map>
 #include <mutex>
@@ -98,7 +101,9 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph)
         pg_emu::captures.erase(stream);
     }
     pg_emu::mine = nullptr;
-    bool invalid = c->invalid;
+    static long ended;                              // captures ended so far (the tests' hook)
+    static const char *fail_env = getenv("PG_EMU_CAPTURE_FAIL");
+    bool invalid = c->invalid || (fail_env && ++ended == atol(fail_env));
     pg_emu_graph *made = c->graph;
     delete c;
     if (invalid) {

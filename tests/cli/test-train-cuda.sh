@@ -154,6 +154,23 @@ for prec in fp32 bf16; do
         jqe -s '[.[] | select(.step_ms)] | length == 8 and
             all(.fwd_bwd_ms > 0 and .optim_ms > 0 and .fwd_bwd_ms + .optim_ms <= .step_ms + 0.002)' "$W/gg$prec/metrics.jsonl"
 done
+# A capture that fails (the emulator's PG_EMU_CAPTURE_FAIL=k fails the k-th: 1 the micro-batch's,
+# 2 the optimizers'): a warning, nothing of it run, training on without that graph, the same bytes.
+if [ "${PG_EXPECT_GPU:-0}" != 1 ]; then
+    for k in 1 2; do
+        # shellcheck disable=SC2086
+        PG_EMU_CAPTURE_FAIL=$k "$DTRAIN" -d "$W/data" --prefix t -m "$W/sp.model" $TINY --device cuda \
+            -o "$W/gx$k" --precision fp32 $GRAPHS >/dev/null 2>"$W/gx$k.err"
+        what=$([ $k = 1 ] && echo "the micro-batch's" || echo "the optimizers'")
+        check "graphs: $what capture failing, a warning" grep -q "warning: no CUDA graph" "$W/gx$k.err"
+        check "graphs: $what capture failing, the bytes of no graphs" cmp "$W/gx$k/model.safetensors" \
+            "$W/gqfp32/model.safetensors"
+    done
+    check "graphs: the micro-batch's capture failing, no graph after it" \
+        sh -c "! grep -q 'captured as a CUDA graph' '$W/gx1.err'"
+    check "graphs: the optimizers' capture failing, the micro-batch's graphs kept" \
+        sh -c "grep -c 'backward.*captured as a CUDA graph' '$W/gx2.err' | grep -qx 2"
+fi
 
 # ---- the device's checkpoint scores the same on the CPU and on the device ----
 "$EVAL" "$W/g/model.safetensors" -d "$W/data" --prefix t -m "$W/sp.model" --json >"$W/ec.json" 2>/dev/null
