@@ -125,7 +125,10 @@ cublasStatus_t gemm_now(cublasHandle_t h, const Gemm &g, bool check_only)
 // A product now, or, on a captured stream, checked now and recorded for the graph's replay.
 cublasStatus_t gemm(cublasHandle_t h, const Gemm &g)
 {
-    if (!h || !pg_emu::capturing(h->stream)) return gemm_now(h, g, false);
+    if (!h || !pg_emu::capturing(h->stream)) {
+        pg_emu::count_run();
+        return gemm_now(h, g, false);
+    }
     cublasStatus_t s = gemm_now(h, g, true);
     if (s != CUBLAS_STATUS_SUCCESS) return s;
     cudaError_t e = pg_emu::submit(h->stream, [h, g] {

@@ -260,6 +260,8 @@ cudaError_t submit(cudaStream_t stream, std::function<cudaError_t()> op);
 bool capture_forbids();
 // True when stream is captured now (by any thread).
 bool capturing(cudaStream_t stream);
+// PG_EMU_COUNT's tally of an operation run as issued without submit (an uncaptured cuBLAS call).
+void count_run();
 } // namespace pg_emu
 
 namespace pg_emu {

@@ -5,10 +5,15 @@
 // a synchronization, an allocation or a free by the capturing thread, or its use of the legacy
 // stream, invalidates the capture. PG_EMU_CAPTURE_FAIL=k makes the k-th capture of the process
 // (1 the first) fail as an invalidated one, so that callers' way on without graphs is tested.
+// PG_EMU_COUNT=1 counts what the device is asked to do (the launch counts of docs/BENCH.md): each
+// capture's size when it ends, and at exit the operations run as issued, those captured, and
+// the graph launches, on standard error.
 #include "cuda_emu.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -28,6 +33,25 @@ struct Capture {
     pg_emu_graph *graph;
     bool invalid; // a forbidden call happened: cudaStreamEndCapture fails
 };
+
+// PG_EMU_COUNT's tallies: operations (launches, copies, memsets, event records, cuBLAS
+// products) run as issued and captured; captures made; graph launches.
+std::atomic<long> n_run, n_captured, n_graphs, n_launches;
+
+bool counting()
+{
+    static const bool on = [] {
+        const char *e = getenv("PG_EMU_COUNT");
+        bool yes = e && *e && *e != '0';
+        if (yes)
+            atexit([] {
+                fprintf(stderr, "pg-emu: %ld operations run as issued, %ld captured into %ld graphs, %ld graph launches\n",
+                        n_run.load(), n_captured.load(), n_graphs.load(), n_launches.load());
+            });
+        return yes;
+    }();
+    return on;
+}
 
 std::mutex mu;                              // guards captures
 std::map<const void *, Capture *> captures; // captured stream → its capture
@@ -50,6 +74,11 @@ Capture *capture_of(cudaStream_t s)
 
 bool capturing(cudaStream_t stream) { return stream && capture_of(stream); }
 
+void count_run()
+{
+    if (counting()) ++n_run;
+}
+
 cudaError_t submit(cudaStream_t stream, std::function<cudaError_t()> op)
 {
     if (!stream && mine) { // the legacy stream waits for every blocking stream: the captured one too
@@ -57,6 +86,7 @@ cudaError_t submit(cudaStream_t stream, std::function<cudaError_t()> op)
         return fail(cudaErrorStreamCaptureImplicit);
     }
     Capture *c = stream ? capture_of(stream) : nullptr;
+    if (counting()) ++(c ? n_captured : n_run);
     if (!c) return op();
     if (c->invalid) return fail(cudaErrorStreamCaptureInvalidated);
     c->graph->ops.push_back(std::move(op));
@@ -110,6 +140,8 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph)
         delete made;
         return fail(cudaErrorStreamCaptureInvalidated);
     }
+    if (pg_emu::counting())
+        fprintf(stderr, "pg-emu: graph %ld captured, %zu operations\n", ++pg_emu::n_graphs, made->ops.size());
     *graph = made;
     return cudaSuccess;
 }
@@ -137,6 +169,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
     if (!exec) return fail(cudaErrorInvalidValue);
     if (!pg_emu::valid_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
     if (pg_emu::capturing(stream) || (!stream && pg_emu::mine)) return fail(cudaErrorStreamCaptureUnsupported);
+    if (pg_emu::counting()) ++pg_emu::n_launches;
     cudaError_t first = cudaSuccess;
     for (auto &op : exec->ops) {
         cudaError_t e = op();

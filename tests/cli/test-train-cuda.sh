@@ -170,6 +170,20 @@ if [ "${PG_EXPECT_GPU:-0}" != 1 ]; then
         sh -c "! grep -q 'captured as a CUDA graph' '$W/gx1.err'"
     check "graphs: the optimizers' capture failing, the micro-batch's graphs kept" \
         sh -c "grep -c 'backward.*captured as a CUDA graph' '$W/gx2.err' | grep -qx 2"
+    # The emulator's count (PG_EMU_COUNT=1) of what the host issues one by one: with the graphs,
+    # the 8 steps' 16 micro-batches and 8 optimizer steps are replays but for the first of each
+    # kind (3 graphs); without, every operation. The gx runs above fell back partly.
+    for g in 1 0; do
+        # shellcheck disable=SC2086
+        PG_GRAPHS=$g PG_EMU_COUNT=1 "$DTRAIN" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY --device cuda \
+            -o "$W/gc$g" --precision fp32 $GRAPHS 2>"$W/gc$g.err"
+    done
+    # "pg-emu: R operations run as issued, C captured into N graphs, L graph launches": field F
+    count() { awk -v f="$2" '/^pg-emu: .* graph launches$/ { print $f }' "$1"; }
+    r1=$(count "$W/gc1.err" 2) r0=$(count "$W/gc0.err" 2) c1=$(count "$W/gc1.err" 7) n1=$(count "$W/gc1.err" 10)
+    l1=$(count "$W/gc1.err" 12)
+    check "graphs: counted, 3 graphs replayed $l1 times, $r1 operations issued one by one against $r0 without" \
+        sh -c "test '$n1' = 3 && test '$l1' -ge 20 && test '$c1' -gt 0 && test $((r1 * 3)) -lt '$r0'"
 fi
 
 # ---- the device's checkpoint scores the same on the CPU and on the device ----
