@@ -440,11 +440,38 @@ static void steps_free(struct steps *sp, const struct pg_backend *be)
     if (sp->opt_sc) be->free(sp->opt_sc);
 }
 
-/* The staged micro-batch's forward, its loss added on the device, and its backward. */
-static void deferred_fwd_bwd(struct steps *sp, struct pg_model *m, double scale)
+/* run(ctx) captured as a graph, not run; NULL when the capture fails (nothing of it has run),
+ * with a warning that `what` goes on without one (`after`). */
+static void *capture(const struct pg_backend *be, void (*run)(void *), void *ctx, const char *what,
+                     const char *after, int verbosity)
 {
-    pg_model_forward_deferred(m, sp->loss, scale);
-    pg_model_backward(m, scale);
+    void *graph = NULL;
+    if (be->graph_begin() == 0) {
+        run(ctx);
+        graph = be->graph_end();
+    }
+    if (graph && verbosity > 0) fprintf(stderr, "pg-train: %s captured as a CUDA graph\n", what);
+    if (!graph) {
+        int rc = be->status();
+        if (verbosity > 0)
+            fprintf(stderr, "pg-train: warning: no CUDA graph of %s (%s); %s\n", what,
+                    rc ? pg_error_message() : "the capture failed", after);
+    }
+    return graph;
+}
+
+/* The staged micro-batch's forward, its loss added on the device, and its backward. */
+struct fwd_bwd {
+    struct steps *sp;
+    struct pg_model *m;
+    double scale;
+};
+
+static void deferred_fwd_bwd(void *ctx)
+{
+    const struct fwd_bwd *f = ctx;
+    pg_model_forward_deferred(f->m, f->sp->loss, f->scale);
+    pg_model_backward(f->m, f->scale);
 }
 
 /* The forward and backward of the staged micro-batch; *loss += its scale·Σloss where the host
@@ -458,26 +485,18 @@ static void micro_batch(struct steps *sp, struct pg_model *m, double scale, doub
         return;
     }
     int k = m->looping != 0;
+    struct fwd_bwd f = {sp, m, scale};
     if (sp->graphs && sp->warm[k] && !sp->graph[k]) {
-        if (be->graph_begin() == 0) {
-            deferred_fwd_bwd(sp, m, scale); /* captured, not run */
-            sp->graph[k] = be->graph_end();
-            if (sp->graph[k] && verbosity > 0)
-                fprintf(stderr, "pg-train: the micro-batch's forward and backward%s captured as a CUDA graph\n",
-                        k ? " (looping)" : "");
-        }
-        if (!sp->graph[k]) { /* nothing captured has run: this micro-batch runs eagerly below */
-            int rc = be->status();
-            if (verbosity > 0)
-                fprintf(stderr, "pg-train: warning: no CUDA graph (%s); training goes on without graphs\n",
-                        rc ? pg_error_message() : "the capture failed");
-            sp->graphs = 0;
-        }
+        sp->graph[k] = capture(be, deferred_fwd_bwd, &f,
+                               k ? "the micro-batch's forward and backward (looping)"
+                                 : "the micro-batch's forward and backward",
+                               "training goes on without graphs", verbosity);
+        if (!sp->graph[k]) sp->graphs = 0; /* this micro-batch runs eagerly below */
     }
     if (sp->graph[k]) {
         be->graph_launch(sp->graph[k]);
     } else {
-        deferred_fwd_bwd(sp, m, scale);
+        deferred_fwd_bwd(&f);
         sp->warm[k] = 1;
     }
 }
@@ -491,23 +510,40 @@ static void steps_begin(struct steps *sp, const struct pg_backend *be)
 
 /* The optimizers' updates of a step, their values prepared (pg_adam_prepare ...): clipping, Adam,
  * Muon; what follows them waits for the ranks' exchange of Muon's matrices. */
-static void optim_launch(struct groups *g, const struct pg_backend *be, double clip)
+struct optim_run {
+    struct groups *g;
+    const struct pg_backend *be;
+    double clip;
+};
+
+static void optim_launch(void *ctx)
 {
-    if (clip > 0) pg_clip_grad_norm_on(be, g->all, g->nall, clip);
+    const struct optim_run *o = ctx;
+    struct groups *g = o->g;
+    if (o->clip > 0) pg_clip_grad_norm_on(o->be, g->all, g->nall, o->clip);
     pg_adam_launch(&g->embed);
     if (g->has_head) pg_adam_launch(&g->head);
     pg_muon_launch(&g->muon);
     pg_adam_launch(&g->scalar);
 }
 
+/* Each optimizer's step values (sc) and where its kernels read them (sc_dev), in opt_sc's order. */
+static void optim_values(struct groups *g, double *sc[OPT_N], const double **dev[OPT_N])
+{
+    sc[OPT_EMBED] = g->embed.sc, dev[OPT_EMBED] = &g->embed.sc_dev;
+    sc[OPT_HEAD] = g->head.sc, dev[OPT_HEAD] = &g->head.sc_dev;
+    sc[OPT_MUON] = g->muon.sc, dev[OPT_MUON] = &g->muon.sc_dev;
+    sc[OPT_SCALAR] = g->scalar.sc, dev[OPT_SCALAR] = &g->scalar.sc_dev;
+}
+
 /* The optimizers' step values as their kernels read them: from sp->opt_sc (on 1), or as the
  * launch's arguments. */
 static void optim_values_on_device(struct steps *sp, struct groups *g, int on)
 {
-    g->embed.sc_dev = on ? sp->opt_sc + OPT_EMBED * PG_OPT_SCALARS : NULL;
-    g->head.sc_dev = on ? sp->opt_sc + OPT_HEAD * PG_OPT_SCALARS : NULL;
-    g->muon.sc_dev = on ? sp->opt_sc + OPT_MUON * PG_OPT_SCALARS : NULL;
-    g->scalar.sc_dev = on ? sp->opt_sc + OPT_SCALAR * PG_OPT_SCALARS : NULL;
+    double *sc[OPT_N];
+    const double **dev[OPT_N];
+    optim_values(g, sc, dev);
+    for (int k = 0; k < OPT_N; k++) *dev[k] = on ? sp->opt_sc + k * PG_OPT_SCALARS : NULL;
 }
 
 /* optim_launch, on a device with graphs captured once (after one eager step has sized every
@@ -515,34 +551,26 @@ static void optim_values_on_device(struct steps *sp, struct groups *g, int on)
  * to sp->opt_sc first, in one copy that waits for the device (the loss has waited already). */
 static void optim_step(struct steps *sp, struct groups *g, const struct pg_backend *be, double clip, int verbosity)
 {
+    struct optim_run run = {g, be, clip};
     if (sp->opt_sc && sp->graphs && sp->opt_warm == 1 && !sp->opt_graph) {
         optim_values_on_device(sp, g, 1);
-        if (be->graph_begin() == 0) {
-            optim_launch(g, be, clip); /* captured, not run */
-            sp->opt_graph = be->graph_end();
-        }
-        if (sp->opt_graph && verbosity > 0)
-            fprintf(stderr, "pg-train: the optimizers' updates captured as a CUDA graph\n");
-        if (!sp->opt_graph) { /* nothing captured has run: this step's updates run eagerly below */
-            int rc = be->status();
-            if (verbosity > 0)
-                fprintf(stderr, "pg-train: warning: no CUDA graph of the optimizers (%s); they go on without one\n",
-                        rc ? pg_error_message() : "the capture failed");
+        sp->opt_graph = capture(be, optim_launch, &run, "the optimizers' updates", "they go on without one",
+                                verbosity);
+        if (!sp->opt_graph) { /* this step's updates run eagerly below */
             optim_values_on_device(sp, g, 0);
             sp->opt_warm = -1;
         }
     }
     if (sp->opt_graph) {
-        double v[OPT_N * PG_OPT_SCALARS] = {0};
-        memcpy(v + OPT_EMBED * PG_OPT_SCALARS, g->embed.sc, sizeof g->embed.sc);
-        memcpy(v + OPT_HEAD * PG_OPT_SCALARS, g->head.sc, sizeof g->head.sc);
-        memcpy(v + OPT_MUON * PG_OPT_SCALARS, g->muon.sc, sizeof g->muon.sc);
-        memcpy(v + OPT_SCALAR * PG_OPT_SCALARS, g->scalar.sc, sizeof g->scalar.sc);
+        double v[OPT_N * PG_OPT_SCALARS], *sc[OPT_N];
+        const double **dev[OPT_N];
+        optim_values(g, sc, dev);
+        for (int k = 0; k < OPT_N; k++) memcpy(v + k * PG_OPT_SCALARS, sc[k], PG_OPT_SCALARS * sizeof *v);
         be->upload(sp->opt_sc, v, sizeof v);
         be->graph_launch(sp->opt_graph);
         return;
     }
-    optim_launch(g, be, clip);
+    optim_launch(&run);
     if (!sp->opt_warm) sp->opt_warm = 1;
 }
 
@@ -552,9 +580,6 @@ static void steps_loss(struct steps *sp, const struct pg_backend *be, double *lo
     if (sp->loss) be->download(loss, sp->loss, sizeof *loss);
 }
 
-/* The gradients of every rank, summed in rank order (each rank's are already divided by the
- * job's token count), on every rank; a device's through its communicator when joined (its own
- * order), else staged through the host. */
 /* The step's phases timed: the device's own clock where its work runs after the calls return
  * (backend.h mark), else the host's. Marks: 0 the step's start, 1 its micro-batches done, 2 the
  * optimizers (and the ranks' exchanges) done. */
@@ -575,6 +600,9 @@ static double phase_ms(const struct phases *ph, int a, int b)
     return ph->be->elapsed_ms ? ph->be->elapsed_ms(a, b) : (ph->host[b] - ph->host[a]) * 1000;
 }
 
+/* The gradients of every rank, summed in rank order (each rank's are already divided by the
+ * job's token count), on every rank; a device's through its communicator when joined (its own
+ * order), else staged through the host. */
 static int sum_grads(struct pg_dist *d, struct pg_model *m, int comm)
 {
     if (comm) {
