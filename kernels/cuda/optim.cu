@@ -133,19 +133,26 @@ static const list_table *table_of(const opt_tensor_view *t, const size_t *off, s
 // A grid over a list: x the blocks of its longest tensor, y its tensors (at most 65535 per launch).
 static const size_t MAX_GRID_Y = 65535;
 
-// kernel(table, args...) over the list t (state offsets off, or none) in one launch (per 65535
-// tensors): kernels that take tensor blockIdx.y of the table and stride over it by the x blocks.
+// kernel(table, args...) over a list's table in one launch (per 65535 tensors): kernels that
+// take tensor blockIdx.y of the table and stride over it by the x blocks.
 template <class... P, class... A>
-static void launch_list(void (*kernel)(const dev_tensor *, P...), const opt_tensor_view *t, const size_t *off,
-                        size_t n, A... args)
+static void launch_table(void (*kernel)(const dev_tensor *, P...), const list_table *lt, A... args)
 {
-    const list_table *lt = n ? table_of(t, off, n) : nullptr;
+    const size_t n = lt ? lt->host.size() : 0;
     if (!lt || lt->most == 0) return;
     for (size_t k = 0; k < n; k += MAX_GRID_Y) {
         dim3 grid(pg_cuda_blocks(lt->most, OPT_THREADS), (unsigned)(n - k < MAX_GRID_Y ? n - k : MAX_GRID_Y));
         PG_LAUNCH(kernel, grid, OPT_THREADS, 0, pg_cuda_stream())(lt->dev + k, args...);
         launched();
     }
+}
+
+// launch_table over the list t of n tensors (state offsets off, or none).
+template <class... P, class... A>
+static void launch_list(void (*kernel)(const dev_tensor *, P...), const opt_tensor_view *t, const size_t *off,
+                        size_t n, A... args)
+{
+    if (n) launch_table(kernel, table_of(t, off, n), args...);
 }
 
 // ---- Adam ---------------------------------------------------------------------------------------
@@ -355,9 +362,9 @@ extern "C" void pg_cuda_newton_schulz(float *x, int count, int rows, int cols, i
     else PG_CUDA_CHECK(cudaMemcpyAsync(x, X, g * mk * sizeof *X, cudaMemcpyDeviceToDevice, st));
 }
 
-// The decay and the update in one pass: p·decay, rounded, then the update (the host's two loops;
-// a decay of 1 leaves p's bits, as the host's skipped loop does).
-// Over tensor blockIdx.y of the list: p (its param) from G (its grad field).
+// Over tensor blockIdx.y of the list, p (its param) from G (its grad field): the decay and the
+// update in one pass, p·decay rounded, then the update (the host's two loops; a decay of 1
+// leaves p's bits, as the host's skipped loop does).
 __global__ void muon_apply_kernel(const dev_tensor *list, float decay, float lr, float scale, int bf16,
                                   const double *sc)
 {
@@ -421,7 +428,7 @@ extern "C" void pg_cuda_clip_grad_norm(const struct pg_opt_tensor *tensors, size
     }
     PG_LAUNCH(clip_coef_kernel, 1, 32, 0, pg_cuda_stream())(coef, part, (int)n, max_norm);
     launched();
-    launch_list(clip_scale_kernel, (const opt_tensor_view *)tensors, nullptr, n, (const float *)coef);
+    launch_table(clip_scale_kernel, lt, (const float *)coef);
 }
 
 // ---- weight averages and fake quantization ------------------------------------------------------------
