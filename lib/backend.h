@@ -90,6 +90,9 @@ struct pg_backend {
     void (*relu2_fwd)(pg_real *y, const pg_real *x, size_t n, double slope);
     /* dx = φ'(x)·dy = 2x·dy (x > 0), 2·slope²·x·dy (x <= 0). */
     void (*relu2_bwd)(pg_real *dx, const pg_real *dy, const pg_real *x, size_t n, double slope);
+    /* x rounded in place to bf16 (nearest even, as the products round their operands): the
+     * values autocast stores in bf16, in bf16 mode (lib/model.c: the MLP's first product). */
+    void (*round_bf16)(pg_real *x, size_t n);
 
     /* Residual mix: y = m0 ⊙ x + m1 ⊙ x0, with m0, m1 per-channel [D]. */
     void (*mix_fwd)(pg_real *y, const pg_real *x, const pg_real *x0, const pg_real *m0, const pg_real *m1, int n,
@@ -248,16 +251,20 @@ struct pg_backend {
     /* bf16 operands made by the kernel that computes them, for bf16 mode (set_bf16), where a
      * value's one reader is a product that rounds it to bf16 anyway: the MLP's activation
      * (relu2_fwd_x16: relu2_fwd's n values rounded to bf16, nearest even, as uint16 bit
-     * patterns) and its gradient (relu2_bwd_x16: relu2_bwd's dx so rounded). matmul_fwd_x16 is
-     * matmul_fwd (bf16 mode) with x given so; matmul_bwd_16 is matmul_bwd (bf16 mode) where dy16
-     * and x16, when not NULL, replace dy and x. The fp32 copies are never written, nor converted
-     * by each product. scale_add_bwd_x16 is scale_add_bwd (overwriting) with df = s ⊙ dy so
+     * patterns) and its gradient (relu2_bwd_x16: relu2_bwd's dx so rounded), both from the MLP's
+     * first product kept in bf16 (x16, as autocast stores it: round_bf16's values).
+     * matmul_fwd_x16 is matmul_fwd (bf16 mode) with x given so; matmul_fwd_to16 is matmul_fwd
+     * (bf16 mode, x or x16 as the input) with y rounded to bf16 into y16 (the bits of matmul_fwd
+     * then round_bf16); matmul_bwd_16 is matmul_bwd (bf16 mode) where dy16 and x16, when not
+     * NULL, replace dy and x. The fp32 copies are never written, nor converted by each product. scale_add_bwd_x16 is scale_add_bwd (overwriting) with df = s ⊙ dy so
      * rounded: a branch's output gradient for its last product (attention's proj, the MLP's
      * projection). qk_prep_bwd_x16 is qk_prep_bwd with dx so rounded: the q and k products'
      * gradients, for matmul_bwd_qkv's dq16 and dk16. lib/model.c takes them all or none. */
-    void (*relu2_fwd_x16)(uint16_t *y16, const pg_real *x, size_t n, double slope);
-    void (*relu2_bwd_x16)(uint16_t *dx16, const pg_real *dy, const pg_real *x, size_t n, double slope);
+    void (*relu2_fwd_x16)(uint16_t *y16, const uint16_t *x16, size_t n, double slope);
+    void (*relu2_bwd_x16)(uint16_t *dx16, const pg_real *dy, const uint16_t *x16, size_t n, double slope);
     void (*matmul_fwd_x16)(pg_real *y, const uint16_t *x16, const pg_real *w, int n, int in, int out);
+    void (*matmul_fwd_to16)(uint16_t *y16, const pg_real *x, const uint16_t *x16, const pg_real *w, int n, int in,
+                            int out);
     void (*matmul_bwd_16)(pg_real *dx, pg_real *dw, const pg_real *dy, const uint16_t *dy16, const pg_real *x,
                           const uint16_t *x16, const pg_real *w, int n, int in, int out, int dx_accumulate);
     void (*scale_add_bwd_x16)(uint16_t *df16, pg_real *ds, const pg_real *dy, const pg_real *s, const pg_real *f, int n,
@@ -294,7 +301,8 @@ struct pg_backend {
     /* Matrix products with bfloat16 inputs and fp32 accumulation (the records' bf16 autocast)
      * when on, fp32 when off (the default); process-wide. Covers matmul_fwd/bwd, the products
      * inside attention and the tied head's logits in softcap_ce/logit_ce; everything else (norms,
-     * softmax, the loss, the optimizers) stays fp32. The CPU backend rounds the inputs to bf16
+     * softmax, the loss, the optimizers) stays fp32, and the products' outputs but where
+     * lib/model.c rounds one (round_bf16) as autocast stores it. The CPU backend rounds the inputs to bf16
      * the same way, so the two compare like with like. */
     void (*set_bf16)(int on);
     /* set_bf16's current setting. */

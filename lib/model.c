@@ -308,6 +308,16 @@ static int has_xsa(const struct pg_model *m, int l) { return l >= m->nl - m->cfg
 static int has_gate(const struct pg_model *m, int l) { return m->blk[l].attn_gate >= 0; }
 static int ve_index(const struct pg_model *m, int l) { return m->cfg.ve_last_n ? l - (m->nl - m->cfg.ve_last_n) : -1; }
 
+/* The floats that hold k bf16 values, a multiple of 4 (16 bytes: what follows stays aligned). */
+static size_t bf16_floats(size_t k) { return ((k + 1) / 2 + 3) / 4 * 4; }
+
+/* Whether the backend has every form m->x16 takes (lib/backend.h relu2_fwd_x16 ...). */
+static int has_x16_forms(const struct pg_backend *be)
+{
+    return be->relu2_fwd_x16 && be->relu2_bwd_x16 && be->matmul_fwd_x16 && be->matmul_fwd_to16 && be->matmul_bwd_16 &&
+           be->scale_add_bwd_x16 && be->qk_prep_bwd_x16;
+}
+
 /* Carves the activation arena; with base NULL it only counts. @return elements used. */
 static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
 {
@@ -338,7 +348,13 @@ static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
         TAKE(a->rs_q, hn); TAKE(a->qr, n * d); TAKE(a->q, n * d);
         TAKE(a->kn, n * kvd); TAKE(a->rs_k, kn); TAKE(a->k, n * kvd); TAKE(a->v, n * kvd);
         TAKE(a->o, n * d); TAKE(a->lse, hn); TAKE(a->ao, n * d);
-        TAKE(a->ym, n * d); TAKE(a->rs_m, n); TAKE(a->hpre, n * hid); TAKE(a->r, n * hid); TAKE(a->mo, n * d);
+        TAKE(a->ym, n * d); TAKE(a->rs_m, n);
+        if (m->acts16) { /* bf16 only (x16): the fc output; the activation, then ym16 */
+            TAKE(a->hpre, bf16_floats(n * hid)); TAKE(a->r, bf16_floats(n * hid + n * d));
+        } else {
+            TAKE(a->hpre, n * hid); TAKE(a->r, n * hid);
+        }
+        TAKE(a->mo, n * d);
         TAKE(a->ox, any_xsa ? n * d : 0); TAKE(a->oy, any_gate ? n * d : 0); TAKE(a->gate, any_gate ? hn : 0);
         TAKE(a->xskip, gated_skip ? n * d : 0);
         TAKE(a->xin1, lanes ? n * d : 0); TAKE(a->as, lanes ? n * d : 0); TAKE(a->ms, lanes ? n * d : 0);
@@ -381,7 +397,8 @@ static void free_acts(struct pg_model *m)
             else free(m->stage_host[s]);
     }
     free(m->acts), free(m->enc_out), free(m->denc);
-    m->arena = NULL, m->in_dev = NULL, m->targets = NULL, m->ids = NULL, m->doc_start = NULL, m->bg_idx = NULL;
+    m->arena = NULL, m->arena_bytes = 0, m->in_dev = NULL;
+    m->targets = NULL, m->ids = NULL, m->doc_start = NULL, m->bg_idx = NULL;
     m->losses = NULL, m->acts = NULL, m->enc_out = NULL, m->denc = NULL;
     for (int s = 0; s < 2; s++) m->stage_host[s] = NULL, m->stage_dev[s] = NULL;
 }
@@ -393,6 +410,9 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
     int slots = m->training ? m->nv : 1, encs = m->n_venc > m->n_enc ? m->n_venc : m->n_enc;
     m->max_b = max_b;
     m->t = t;
+    /* a lean training model in bf16 mode on a backend with the x16 forms keeps the MLP's
+     * product and activation in bf16 only (forward_body then always takes those forms) */
+    m->acts16 = m->lean && m->training && m->fused && has_x16_forms(m->be) && m->be->get_bf16 && m->be->get_bf16();
     size_t total = carve(m, NULL, n, t);
     m->acts = pg_calloc((size_t)slots, sizeof *m->acts);
     m->enc_out = pg_calloc((size_t)(encs ? encs : 1), sizeof *m->enc_out);
@@ -428,6 +448,7 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
         return PG_E_NOMEM; /* pg_malloc and pg_calloc named the bytes */
     }
     carve(m, m->arena, n, t);
+    m->arena_bytes = total * sizeof *m->arena;
     /* RoPE tables for positions 0..t-1 over the rd rotated dims: theta = pos · base^(−2i/rd)
      * (partial RoPE's frequencies span its own slice, spec §2.2), computed in double. With
      * rope_bf16, as the PyTorch baseline after .bfloat16() (spec §3.3): inv_freq, the positions
@@ -587,15 +608,21 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
 static void mlp_forward(struct pg_model *m, int l, struct pg_block_acts *a, int n)
 {
     const struct pg_block_params *p = &m->blk[l];
+    const struct pg_backend *be = m->be;
+    size_t nh = (size_t)n * m->hid;
     tap(m, l, PG_TAP_FC, a->ym, n, m->d);
-    if (a->ym16) m->be->matmul_fwd_x16(a->hpre, a->ym16, P(p->fc), n, m->d, m->hid);
-    else m->be->matmul_fwd(a->hpre, a->ym, P(p->fc), n, m->d, m->hid);
-    if (m->x16) { /* a->r holds the n·hid bf16 values in its first half */
-        m->be->relu2_fwd_x16((uint16_t *)a->r, a->hpre, (size_t)n * m->hid, m->cfg.mlp_leaky_slope);
-        m->be->matmul_fwd_x16(a->mo, (const uint16_t *)a->r, P(p->mlp_proj), n, m->hid, m->d);
+    if (m->x16) { /* the fc output and the activation in bf16, each first in its buffer */
+        uint16_t *h16 = (uint16_t *)a->hpre;
+        be->matmul_fwd_to16(h16, a->ym16 ? NULL : a->ym, a->ym16, P(p->fc), n, m->d, m->hid);
+        be->relu2_fwd_x16((uint16_t *)a->r, h16, nh, m->cfg.mlp_leaky_slope);
+        be->matmul_fwd_x16(a->mo, (const uint16_t *)a->r, P(p->mlp_proj), n, m->hid, m->d);
         return;
     }
-    m->be->relu2_fwd(a->r, a->hpre, (size_t)n * m->hid, m->cfg.mlp_leaky_slope);
+    be->matmul_fwd(a->hpre, a->ym, P(p->fc), n, m->d, m->hid);
+    /* bf16 mode: the fc output as autocast stores it (a linear layer's output in bf16), which
+     * the x16 forms keep in bf16 only; the other products' outputs stay fp32 for now */
+    if (be->get_bf16 && be->get_bf16()) be->round_bf16(a->hpre, nh);
+    be->relu2_fwd(a->r, a->hpre, nh, m->cfg.mlp_leaky_slope);
     tap(m, l, PG_TAP_MLP_PROJ, a->r, n, m->hid);
     m->be->matmul_fwd(a->mo, a->r, P(p->mlp_proj), n, m->hid, m->d);
     side_fwd(m, p->mlp_proj, a->r, a->mo, m->hid, m->d);
@@ -610,9 +637,9 @@ static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, in
     size_t nd = (size_t)n * d;
     double eps = m->cfg.rms_norm_eps, s = ln_scale(m, l);
     const pg_real *mix = P(p->resid_mix);
-    /* with bf16 operands, a sequential block's MLP input is made in bf16 too, into the second half
-     * of r's buffer (r takes n·hid of its 2·n·hid bf16 places, ym n·d) */
-    uint16_t *ym16 = m->x16 && mode == BLOCK_SEQ && be->add_norm_fwd_x16 && m->d <= m->hid
+    /* with bf16 operands, a sequential block's MLP input is made in bf16 too, into r's buffer after
+     * the activation (r takes n·hid of its bf16 places, ym n·d: room at d <= hid, or laid out so) */
+    uint16_t *ym16 = m->x16 && mode == BLOCK_SEQ && be->add_norm_fwd_x16 && (m->acts16 || m->d <= m->hid)
                          ? (uint16_t *)a->r + (size_t)n * m->hid
                          : NULL;
     a->ym16 = NULL;
@@ -746,8 +773,7 @@ static void forward_body(struct pg_model *m)
     int b = m->b, n = b * m->t, d = m->d;
     size_t nd = (size_t)n * d;
     /* bf16 operands made by their producers where nothing but the next product reads them */
-    m->x16 = m->fused && be->relu2_fwd_x16 && be->relu2_bwd_x16 && be->matmul_fwd_x16 && be->matmul_bwd_16 &&
-             be->scale_add_bwd_x16 && be->qk_prep_bwd_x16 && be->get_bf16 && be->get_bf16() && !m->tap && !m->side;
+    m->x16 = m->acts16 || (m->fused && has_x16_forms(be) && be->get_bf16 && be->get_bf16() && !m->tap && !m->side);
     m->qk16 = m->x16 && be->attention_x16 && be->qk_prep_fwd_x16 && be->attention_fwd_x16 && be->attention_bwd_x16 &&
               be->attention_x16(m->hd);
     embed_forward(m, b);
@@ -900,7 +926,7 @@ static void mlp_backward(struct pg_model *m, int l, struct pg_block_acts *a, con
         uint16_t *dh16 = (uint16_t *)m->dh;
         be->matmul_bwd_16(m->dr, G(p->mlp_proj), NULL, (const uint16_t *)dmo, NULL, (const uint16_t *)a->r,
                           P(p->mlp_proj), n, hid, d, 0);
-        be->relu2_bwd_x16(dh16, m->dr, a->hpre, (size_t)n * hid, m->cfg.mlp_leaky_slope);
+        be->relu2_bwd_x16(dh16, m->dr, (const uint16_t *)a->hpre, (size_t)n * hid, m->cfg.mlp_leaky_slope);
         be->matmul_bwd_16(m->dym, G(p->fc), NULL, dh16, a->ym16 ? NULL : a->ym, a->ym16, P(p->fc), n, d, hid, 0);
         return;
     }

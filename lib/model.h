@@ -133,9 +133,14 @@ struct pg_model {
                                 * pg_model_alloc_acts sizes depend on it (fused: no a->qn) */
     int x16;                   /* bf16 operands made by their producers in the latest forward and
                                 * its backward (backend.h relu2_fwd_x16 ...: fused forms, bf16 mode,
-                                * no tap or side path reading the fp32 form): the MLP activation,
-                                * its gradient, the branches' output gradients, and the q and k
+                                * no tap or side path reading the fp32 form): the MLP product h and
+                                * activation, its gradient, the branches' output gradients, and the q and k
                                 * products' gradients */
+    int lean;                  /* set by the caller before pg_model_alloc_acts: no tap or side path
+                                * will be attached, nor bf16 mode changed (lib/train.c) */
+    int acts16;                /* laid out by pg_model_alloc_acts for the x16 forms alone (a lean
+                                * training model, fused forms, bf16 mode): the MLP's product and
+                                * activation in bf16 only, and x16 always on */
     int qk16;                  /* q and k kept in bf16 (the first half of a->q, a->k) for an
                                 * attention that reads them so (backend.h attention_x16), in the
                                 * latest forward and its backward; with x16 only */
@@ -151,6 +156,7 @@ struct pg_model {
     int32_t *stage_dev[2];      /* backend memory between the two (backend.h stage_in), or NULL */
     int stage_slot;             /* the slot of the latest pg_model_stage */
     pg_real *arena;             /* backend memory holding every activation buffer */
+    size_t arena_bytes;         /* its size */
     int nslots;                 /* slots used by the latest forward */
     int b;                      /* sequences in the latest forward */
     /* backward scratch */

@@ -715,6 +715,7 @@ int pg_train_run(const struct pg_train_opts *o, struct pg_train_result *r)
     const struct pg_backend *be = o->backend ? o->backend : &pg_backend_cpu;
     if (!rc) rc = pg_model_init(&m, c, be, 1);
     if (!rc) be->set_bf16(o->bf16);
+    m.lean = 1; /* no taps, side paths or precision changes: bf16 buffers where they suffice */
     if (!rc) rc = pg_model_alloc_acts(&m, b, c->train_seq_len);
     if (!rc) {
         rc = pg_model_init_weights(&m, c->seed);

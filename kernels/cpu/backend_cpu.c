@@ -30,6 +30,7 @@ const struct pg_backend pg_backend_cpu = {
     .attention_bwd = pg_cpu_attention_bwd,
     .relu2_fwd = pg_cpu_relu2_fwd,
     .relu2_bwd = pg_cpu_relu2_bwd,
+    .round_bf16 = pg_cpu_round_bf16,
     .mix_fwd = pg_cpu_mix_fwd,
     .mix_bwd = pg_cpu_mix_bwd,
     .scale_add_fwd = pg_cpu_scale_add_fwd,

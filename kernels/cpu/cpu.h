@@ -72,6 +72,7 @@ void pg_cpu_attention_bwd(pg_real *dq, pg_real *dk, pg_real *dv, const pg_real *
                           int h, int kv, int hd, double scale, pg_real *work);
 void pg_cpu_relu2_fwd(pg_real *y, const pg_real *x, size_t n, double slope);
 void pg_cpu_relu2_bwd(pg_real *dx, const pg_real *dy, const pg_real *x, size_t n, double slope);
+void pg_cpu_round_bf16(pg_real *x, size_t n);
 void pg_cpu_mix_fwd(pg_real *y, const pg_real *x, const pg_real *x0, const pg_real *m0, const pg_real *m1, int n,
                     int d);
 void pg_cpu_mix_bwd(pg_real *dx, pg_real *dx0, pg_real *dm0, pg_real *dm1, const pg_real *dy, const pg_real *x,

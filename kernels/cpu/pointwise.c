@@ -19,6 +19,12 @@ void pg_cpu_relu2_bwd(pg_real *dx, const pg_real *dy, const pg_real *x, size_t n
     for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? 2 * x[i] * dy[i] : slope != 0 ? 2 * s2 * x[i] * dy[i] : 0;
 }
 
+void pg_cpu_round_bf16(pg_real *x, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > PG_OMP_MIN)
+    for (size_t i = 0; i < n; i++) x[i] = pg_cpu_bf16_round(x[i]);
+}
+
 void pg_cpu_mix_fwd(pg_real *y, const pg_real *x, const pg_real *x0, const pg_real *m0, const pg_real *m1, int n, int d)
 {
 #pragma omp parallel for schedule(static) if ((size_t)n * d > PG_OMP_MIN)

@@ -11,10 +11,11 @@
 // converted to bfloat16 (round to nearest even, __float2bfloat16: the CPU's pg_bf16_round) into
 // dense copies, and cublasGemmEx multiplies them with CUDA_R_16BF inputs, a CUDA_R_32F output and
 // CUBLAS_COMPUTE_32F: tensor cores with fp32 accumulation. The output is not rounded (it stays
-// the fp32 accumulator, as the CPU backend's; kernels/cpu/README.md says why). cublasGemmEx,
-// not cuBLASLt: it takes exactly these types, picks tensor-core kernels itself for bf16 inputs,
-// and the emulator implements it, so `make check` runs this path; cuBLASLt's extra (epilogue
-// fusion, bf16 outputs) has no user here yet.
+// the fp32 accumulator, as the CPU backend's; kernels/cpu/README.md says why), but where autocast
+// stores it in bf16 and lib/model.c asks so (matmul_fwd_to16: CUDA_R_16BF output, the MLP's first
+// product). cublasGemmEx, not cuBLASLt: it takes exactly these types, picks tensor-core kernels
+// itself for bf16 inputs, and the emulator implements it, so `make check` runs this path;
+// cuBLASLt's extra (epilogue fusion) has no user here yet.
 //
 // The bf16 copies live in a scratch buffer of this file's own, not pg_cuda_scratch: callers hold
 // pg_cuda_scratch across their products (loss.cu keeps its running total there while it calls
@@ -135,17 +136,25 @@ void pg_cuda_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int 
 extern "C" void pg_cuda_matmul_fwd(float *y, const float *x, const float *w, int n, int in, int out)
 {
     if (n <= 0 || out <= 0) return;
-    pg_cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, 1, w, in, x, in, 0, y, out);
+    int ld = in > 0 ? in : 1; // in = 0: y = 0 (beta 0), and cuBLAS wants a leading dimension of 1 at least
+    pg_cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, 1, w, ld, x, ld, 0, y, out);
 }
 
 // A linear layer's products on bf16 operands already converted (dense, column-major as below),
 // fp32 accumulation and output. Forward: y = x·wᵀ. Backward: dx = dy·w (beta_dx 0 overwrites,
 // 1 accumulates; skipped when dx is NULL) and dw += dyᵀ·x (skipped when dw is NULL).
-static void fwd16(float *y, const __nv_bfloat16 *x16, const __nv_bfloat16 *w16, int n, int in, int out)
+// The output fp32 (yt CUDA_R_32F), or rounded to bf16 (CUDA_R_16BF: matmul_fwd_to16).
+static void fwd16_as(void *y, cudaDataType yt, const __nv_bfloat16 *x16, const __nv_bfloat16 *w16, int n, int in,
+                     int out)
 {
     float one = 1, zero = 0;
     PG_CUBLAS_CHECK(cublasGemmEx(pg_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w16, CUDA_R_16BF, in, x16,
-                                 CUDA_R_16BF, in, &zero, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                                 CUDA_R_16BF, in, &zero, y, yt, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+static void fwd16(float *y, const __nv_bfloat16 *x16, const __nv_bfloat16 *w16, int n, int in, int out)
+{
+    fwd16_as(y, CUDA_R_32F, x16, w16, n, in, out);
 }
 
 static void bwd16(float *dx, float *dw, const __nv_bfloat16 *dy16, const __nv_bfloat16 *x16,
@@ -237,6 +246,28 @@ extern "C" void pg_cuda_matmul_fwd_x16(float *y, const uint16_t *x16, const floa
     if (!w16) return;
     convert(w16, w, in, out, in, 0, 1);
     fwd16(y, (const __nv_bfloat16 *)x16, w16, n, in, out);
+}
+
+// The MLP's first product as autocast stores it: the accumulator rounded to bf16 by cuBLAS on
+// writing (the bits of the fp32 product and then round_bf16), from x or from x16 when given.
+extern "C" void pg_cuda_matmul_fwd_to16(uint16_t *y16, const float *x, const uint16_t *x16, const float *w, int n,
+                                        int in, int out)
+{
+    if (n <= 0 || out <= 0) return;
+    if (in <= 0) { // an empty sum: y = 0 (bf16 +0 is all zero bits)
+        PG_CUDA_CHECK(cudaMemsetAsync(y16, 0, (size_t)n * out * sizeof *y16, pg_cuda_stream()));
+        return;
+    }
+    size_t nw = ((size_t)out * in + 127) / 128 * 128, nx = x16 ? 0 : (size_t)n * in;
+    __nv_bfloat16 *w16 = bf16_scratch(nw + nx);
+    if (!w16) return;
+    convert(w16, w, in, out, in, 0, 1);
+    const __nv_bfloat16 *a16 = (const __nv_bfloat16 *)x16;
+    if (!x16) {
+        convert(w16 + nw, x, in, n, in, 0, 1);
+        a16 = w16 + nw;
+    }
+    fwd16_as(y16, CUDA_R_16BF, a16, w16, n, in, out);
 }
 
 extern "C" void pg_cuda_matmul_bwd_16(float *dx, float *dw, const float *dy, const uint16_t *dy16, const float *x,

@@ -70,6 +70,7 @@ void pg_cuda_rope_fwd(float *x, const float *cos, const float *sin, int b, int t
 void pg_cuda_rope_bwd(float *dx, const float *cos, const float *sin, int b, int t, int h, int hd, int rd);
 void pg_cuda_relu2_fwd(float *y, const float *x, size_t n, double slope);
 void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, size_t n, double slope);
+void pg_cuda_round_bf16(float *x, size_t n);
 /* backend.h matmul_fwd_qkv / matmul_bwd_qkv: the attention's three products of one input. */
 void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, const float *x, const float *wq, const float *wk,
                             const float *wv, int n, int in, int outq, int outkv);
@@ -77,12 +78,14 @@ void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float *dwv, const
                             const float *dv, const uint16_t *dq16, const uint16_t *dk16, const float *x,
                             const float *wq, const float *wk, const float *wv, int n, int in, int outq, int outkv,
                             int dx_accumulate);
-/* backend.h relu2_fwd_x16, relu2_bwd_x16, matmul_fwd_x16, matmul_bwd_16: bf16 operands made by
- * their producers (the MLP activation and its gradient). */
-void pg_cuda_relu2_fwd_x16(uint16_t *y16, const float *x, size_t n, double slope);
+/* backend.h relu2_fwd_x16, relu2_bwd_x16, matmul_fwd_x16, matmul_fwd_to16, matmul_bwd_16: bf16
+ * operands made by their producers (the MLP's first product, its activation and its gradient). */
+void pg_cuda_relu2_fwd_x16(uint16_t *y16, const uint16_t *x16, size_t n, double slope);
 void pg_cuda_matmul_fwd_x16(float *y, const uint16_t *x16, const float *w, int n, int in, int out);
+void pg_cuda_matmul_fwd_to16(uint16_t *y16, const float *x, const uint16_t *x16, const float *w, int n, int in,
+                             int out);
 void pg_cuda_scale_add_bwd_x16(uint16_t *df16, float *ds, const float *dy, const float *s, const float *f, int n, int d);
-void pg_cuda_relu2_bwd_x16(uint16_t *dx16, const float *dy, const float *x, size_t n, double slope);
+void pg_cuda_relu2_bwd_x16(uint16_t *dx16, const float *dy, const uint16_t *x16, size_t n, double slope);
 void pg_cuda_matmul_bwd_16(float *dx, float *dw, const float *dy, const uint16_t *dy16, const float *x,
                            const uint16_t *x16, const float *w, int n, int in, int out, int dx_accumulate);
 void pg_cuda_mix_fwd(float *y, const float *x, const float *x0, const float *m0, const float *m1, int n, int d);

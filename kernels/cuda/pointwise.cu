@@ -28,23 +28,31 @@ enum {
 // reads it so (backend.h relu2_fwd_x16, relu2_bwd_x16, scale_add_bwd_x16).
 __device__ inline void put(float *y, size_t i, float v) { y[i] = v; }
 __device__ inline void put(__nv_bfloat16 *y, size_t i, float v) { y[i] = __float2bfloat16(v); }
+// An input element, fp32 or bf16 (the MLP's first product kept in bf16: backend.h round_bf16).
+__device__ inline float get(const float *x, size_t i) { return x[i]; }
+__device__ inline float get(const __nv_bfloat16 *x, size_t i) { return __bfloat162float(x[i]); }
 
-template <class T> __global__ void relu2_fwd_kernel(T *y, const float *x, size_t n, float s2)
+template <class T, class X> __global__ void relu2_fwd_kernel(T *y, const X *x, size_t n, float s2)
 {
     GRID_STRIDE(i, n)
     {
-        float v = x[i];
+        float v = get(x, i);
         put(y, i, v > 0 ? v * v : s2 != 0 ? s2 * v * v : 0);
     }
 }
 
-template <class T> __global__ void relu2_bwd_kernel(T *dx, const float *dy, const float *x, size_t n, float s2)
+template <class T, class X> __global__ void relu2_bwd_kernel(T *dx, const float *dy, const X *x, size_t n, float s2)
 {
     GRID_STRIDE(i, n)
     {
-        float v = x[i];
+        float v = get(x, i);
         put(dx, i, v > 0 ? 2 * v * dy[i] : s2 != 0 ? 2 * s2 * v * dy[i] : 0);
     }
+}
+
+__global__ void round_bf16_kernel(float *x, size_t n)
+{
+    GRID_STRIDE(i, n) x[i] = __bfloat162float(__float2bfloat16(x[i]));
 }
 
 __global__ void mix_fwd_kernel(float *y, const float *x, const float *x0, const float *m0, const float *m1, size_t n,
@@ -186,27 +194,28 @@ __global__ void head_gain_bwd_kernel(float *dq, double *part, const float *q_pre
 
 // ---- host wrappers ----------------------------------------------------------------------------
 
-template <class T> static void relu2_fwd(T *y, const float *x, size_t n, double slope)
+template <class T, class X> static void relu2_fwd(T *y, const X *x, size_t n, double slope)
 {
     if (n == 0) return;
     float s2 = (float)(slope * slope);
-    PG_LAUNCH(relu2_fwd_kernel<T>, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())(y, x, n, s2);
+    PG_LAUNCH((relu2_fwd_kernel<T, X>), pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())(y, x, n, s2);
     PG_CUDA_LAUNCHED();
 }
 
-template <class T> static void relu2_bwd(T *dx, const float *dy, const float *x, size_t n, double slope)
+template <class T, class X> static void relu2_bwd(T *dx, const float *dy, const X *x, size_t n, double slope)
 {
     if (n == 0) return;
     float s2 = (float)(slope * slope);
-    PG_LAUNCH(relu2_bwd_kernel<T>, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())(dx, dy, x, n, s2);
+    PG_LAUNCH((relu2_bwd_kernel<T, X>), pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())(dx, dy, x, n,
+                                                                                                       s2);
     PG_CUDA_LAUNCHED();
 }
 
 extern "C" void pg_cuda_relu2_fwd(float *y, const float *x, size_t n, double slope) { relu2_fwd(y, x, n, slope); }
 
-extern "C" void pg_cuda_relu2_fwd_x16(uint16_t *y16, const float *x, size_t n, double slope)
+extern "C" void pg_cuda_relu2_fwd_x16(uint16_t *y16, const uint16_t *x16, size_t n, double slope)
 {
-    relu2_fwd((__nv_bfloat16 *)y16, x, n, slope);
+    relu2_fwd((__nv_bfloat16 *)y16, (const __nv_bfloat16 *)x16, n, slope);
 }
 
 extern "C" void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, size_t n, double slope)
@@ -214,9 +223,16 @@ extern "C" void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, si
     relu2_bwd(dx, dy, x, n, slope);
 }
 
-extern "C" void pg_cuda_relu2_bwd_x16(uint16_t *dx16, const float *dy, const float *x, size_t n, double slope)
+extern "C" void pg_cuda_relu2_bwd_x16(uint16_t *dx16, const float *dy, const uint16_t *x16, size_t n, double slope)
 {
-    relu2_bwd((__nv_bfloat16 *)dx16, dy, x, n, slope);
+    relu2_bwd((__nv_bfloat16 *)dx16, dy, (const __nv_bfloat16 *)x16, n, slope);
+}
+
+extern "C" void pg_cuda_round_bf16(float *x, size_t n)
+{
+    if (n == 0) return;
+    PG_LAUNCH(round_bf16_kernel, pg_cuda_blocks(n, ELT_THREADS), ELT_THREADS, 0, pg_cuda_stream())(x, n);
+    PG_CUDA_LAUNCHED();
 }
 
 extern "C" void pg_cuda_mix_fwd(float *y, const float *x, const float *x0, const float *m0, const float *m1, int n,

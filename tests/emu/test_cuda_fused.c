@@ -201,9 +201,9 @@ static void test_norm_bwd_add(int n, int d, double scale, int in_place)
 }
 
 /* The MLP activation and its gradient kept in bf16 (relu2_fwd_x16, relu2_bwd_x16, matmul_fwd_x16,
- * matmul_bwd_16) against the
- * CPU in bf16 mode: relu2_fwd then pg_bf16_round, bit for bit (the same float expression, rounded
- * once); the products against matmul_fwd/bwd on the CPU in bf16 mode from the fp32 activation
+ * matmul_bwd_16), from the fc output kept in bf16 (its bits widened: what relu2_fwd reads in
+ * bf16 mode after round_bf16), against the CPU in bf16 mode: relu2_fwd then pg_bf16_round, bit
+ * for bit (the same float expression, rounded once); the products against matmul_fwd/bwd on the CPU in bf16 mode from the fp32 activation
  * (which round it to the same bf16 values), at the parity rule's 1e-5 (the same exact bf16
  * products, summed in another order). The products would differ from the fp32 ones by bf16's
  * rounding; that the x16 path rounds is checked against the fp32 mode's result. */
@@ -213,13 +213,17 @@ static void test_mlp16(int n, int in, int out, double slope, int with_dx)
     snprintf(what, sizeof what, "n=%d in=%d out=%d slope=%g%s", n, in, out, slope, with_dx ? "" : " no dx");
     size_t ni = (size_t)n * in, no = (size_t)n * out, nw = (size_t)out * in;
     float *h = rnd(ni, 2), *r = hnew(ni), *w = rnd(nw, 0.5f), *dy = rnd(no, 1), *dw0 = rnd(nw, 0.1f);
+    uint16_t *h16 = hkeep(malloc((ni ? ni : 1) * sizeof *h16)), *d_h16 = dnew((ni ? ni : 1) * sizeof *d_h16);
+    cpu->round_bf16(h, ni);
+    bf16_bits(h16, h, ni);
+    pg_cuda_upload(d_h16, h16, ni * sizeof *h16);
     cpu->relu2_fwd(r, h, ni, slope);
     uint16_t *want16 = hkeep(malloc((ni ? ni : 1) * sizeof *want16));
     bf16_bits(want16, r, ni);
     uint16_t *d_r16 = dnew((ni ? ni : 1) * sizeof *d_r16), *got16 = hkeep(malloc((ni ? ni : 1) * sizeof *got16));
     memset(got16, 0xff, (ni ? ni : 1) * sizeof *got16);
     pg_cuda_upload(d_r16, got16, ni * sizeof *got16); /* poisoned: NaN patterns */
-    pg_cuda_relu2_fwd_x16(d_r16, dev(h, ni), ni, slope);
+    pg_cuda_relu2_fwd_x16(d_r16, d_h16, ni, slope);
     pg_cuda_download(got16, d_r16, ni * sizeof *got16);
     ok(memcmp(got16, want16, ni * sizeof *got16) == 0, "relu2_fwd_x16 %s: relu2_fwd rounded to bf16, bit for bit",
        what);
@@ -247,7 +251,7 @@ static void test_mlp16(int n, int in, int out, double slope, int with_dx)
     cpu->relu2_bwd(dh, g, h, ni, slope);
     bf16_bits(want16, dh, ni);
     pg_cuda_upload(d_r16, got16, 0);
-    pg_cuda_relu2_bwd_x16(d_r16, dev(g, ni), dev(h, ni), ni, slope);
+    pg_cuda_relu2_bwd_x16(d_r16, dev(g, ni), d_h16, ni, slope);
     pg_cuda_download(got16, d_r16, ni * sizeof *got16);
     ok(memcmp(got16, want16, ni * sizeof *got16) == 0, "relu2_bwd_x16 %s: relu2_bwd rounded to bf16, bit for bit",
        what);
@@ -266,6 +270,53 @@ static void test_mlp16(int n, int in, int out, double slope, int with_dx)
     for (size_t i = 0; i < no; i++) diff += (double)(gy[i] - yf[i]) * (gy[i] - yf[i]), ref += (double)yf[i] * yf[i];
     ok(no == 0 || sqrt(diff / (ref > 0 ? ref : 1)) > 1e-5,
        "matmul_fwd_x16 %s: bf16's rounding is there (relative rms %.2e from fp32)", what, sqrt(diff / (ref > 0 ? ref : 1)));
+}
+
+/* The MLP's first product kept in bf16 (matmul_fwd_to16, from x in fp32 or in bf16): the bits
+ * of the device's own matmul_fwd in bf16 mode and then round_bf16, whose rounding is the CPU's
+ * bit for bit; against the CPU's bf16 product rounded, within one bf16 step of the largest
+ * value (the two fp32 sums differ in their last bits, and a value near a midpoint rounds to a
+ * neighbour). in = 0: zeros. */
+static void test_fwd_to16(int n, int in, int out)
+{
+    char what[64];
+    snprintf(what, sizeof what, "n=%d in=%d out=%d", n, in, out);
+    size_t nx = (size_t)n * in, ny = (size_t)n * out, nw = (size_t)out * in;
+    float *x = rnd(nx, 1), *w = rnd(nw, 0.5f), *y = hnew(ny);
+    uint16_t *x16 = hkeep(malloc((nx ? nx : 1) * sizeof *x16)), *d_x16 = dnew((nx ? nx : 1) * sizeof *d_x16);
+    bf16_bits(x16, x, nx);
+    pg_cuda_upload(d_x16, x16, nx * sizeof *x16);
+    cpu->set_bf16(1);
+    cpu->matmul_fwd(y, x, w, n, in, out);
+    cpu->set_bf16(0);
+    cpu->round_bf16(y, ny);
+    float *d_x = dev(x, nx), *d_w = dev(w, nw), *d_y = poisoned(ny);
+    gpu->set_bf16(1);
+    pg_cuda_matmul_fwd(d_y, d_x, d_w, n, in, out);
+    float *unrounded = back(d_y, ny), *host_rounded = copy(unrounded, ny);
+    cpu->round_bf16(host_rounded, ny);
+    pg_cuda_round_bf16(d_y, ny);
+    float *rounded = back(d_y, ny);
+    ok(same_bits(rounded, host_rounded, ny), "round_bf16 %s: the CPU's rounding, bit for bit", what);
+    uint16_t *want = hkeep(malloc((ny ? ny : 1) * sizeof *want)), *got = hkeep(malloc((ny ? ny : 1) * sizeof *got));
+    bf16_bits(want, rounded, ny);
+    for (int from16 = 0; from16 < 2; from16++) {
+        uint16_t *d_y16 = dnew((ny ? ny : 1) * sizeof *d_y16);
+        memset(got, 0xff, (ny ? ny : 1) * sizeof *got);
+        pg_cuda_upload(d_y16, got, ny * sizeof *got); /* poisoned: NaN patterns */
+        pg_cuda_matmul_fwd_to16(d_y16, from16 ? NULL : d_x, from16 ? d_x16 : NULL, d_w, n, in, out);
+        pg_cuda_download(got, d_y16, ny * sizeof *got);
+        ok(memcmp(got, want, ny * sizeof *got) == 0, "matmul_fwd_to16 %s from %s: matmul_fwd then round_bf16", what,
+           from16 ? "bf16 x" : "fp32 x");
+    }
+    gpu->set_bf16(0);
+    double scale = 0, worst = 0;
+    for (size_t i = 0; i < ny; i++) {
+        if (fabs(y[i]) > scale) scale = fabs(y[i]);
+        if (fabs(rounded[i] - y[i]) > worst) worst = fabs(rounded[i] - y[i]);
+    }
+    ok(worst <= scale / 128 && (in > 0 || scale == 0), "matmul_fwd_to16 %s: the CPU's within a bf16 step (%.3g of %.3g)",
+       what, worst, scale);
 }
 
 /* The attention's three products of one input (matmul_fwd_qkv / matmul_bwd_qkv), in fp32 and in
@@ -410,6 +461,10 @@ int main(void)
     test_mlp16(1, 40, 8, 0.5, 1); /* one token, LeakyReLU(0.5)² */
     test_mlp16(33, 64, 48, 0.5, 0);
     test_mlp16(7, 1024, 512, 0, 1); /* the baseline's MLP projection */
+    test_fwd_to16(5, 24, 16);
+    test_fwd_to16(1, 40, 8);
+    test_fwd_to16(9, 512, 1024); /* the baseline's fc */
+    test_fwd_to16(3, 0, 8);
     test_qkv(6, 32, 32, 16, 1, 0);
     test_qkv(1, 24, 24, 8, 1, 1); /* one token, dx accumulated */
     test_qkv(17, 64, 64, 32, 0, 0);

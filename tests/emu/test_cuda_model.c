@@ -173,6 +173,54 @@ static void compare_qk16(struct pg_config cfg, const char *label)
     pg_model_free(&mp);
 }
 
+/* A lean training model (lib/train.c's) in bf16 mode keeps the MLP's product and activation in
+ * bf16 only (m->acts16): the bits of the same model laid out in full (loss, per-token losses,
+ * every gradient, two micro-batches), and an arena smaller by what the fp32 forms took: per
+ * slot, hpre and r (n·hid floats each) became n·hid and n·(hid + d) bf16 values, each rounded
+ * up to 16 bytes. */
+static void compare_lean(struct pg_config cfg, const struct shape *s, const char *label)
+{
+    shape_config(&cfg, s, 2);
+    struct pg_model ml, mf;
+    gpu->set_bf16(1);
+    int rc = pg_model_init(&ml, &cfg, gpu, 1) || pg_model_init(&mf, &cfg, gpu, 1);
+    ml.lean = 1;
+    if (rc || pg_model_alloc_acts(&ml, s->b, s->t) || pg_model_alloc_acts(&mf, s->b, s->t)) {
+        printf("Bail out! lean model setup (%s): %s\n", label, pg_error_message());
+        exit(1);
+    }
+    size_t np = ml.nparams, n = (size_t)s->b * s->t, nh = n * (size_t)ml.hid, nd = n * (size_t)ml.d;
+    float *p0 = rnd(np, 0.5f);
+    gpu->upload(ml.params, p0, np * sizeof(float));
+    gpu->upload(mf.params, p0, np * sizeof(float));
+    int32_t *x = hkeep(malloc(n * sizeof *x)), *y = hkeep(malloc(n * sizeof *y));
+    for (size_t i = 0; i < n; i++) {
+        x[i] = (int32_t)((urand() + 1) / 2 * s->vocab) % s->vocab;
+        y[i] = (int32_t)((urand() + 1) / 2 * s->vocab) % s->vocab;
+    }
+    float *ll = hnew(n), *lf = hnew(n), *gl = hnew(np), *gf = hnew(np);
+    pg_model_zero_grad(&ml);
+    pg_model_zero_grad(&mf);
+    double tl = 0, tf = 0;
+    for (int micro = 0; micro < 2; micro++) {
+        tl = pg_model_forward(&ml, x, y, s->b, ll), tf = pg_model_forward(&mf, x, y, s->b, lf);
+        pg_model_backward(&ml, 1.0 / n);
+        pg_model_backward(&mf, 1.0 / n);
+        x[micro] = (x[micro] + 1) % s->vocab;
+    }
+    gpu->set_bf16(0);
+    gpu->download(gl, ml.grads, np * sizeof(float));
+    gpu->download(gf, mf.grads, np * sizeof(float));
+    ok(ml.acts16 && !mf.acts16 && ml.x16 && mf.x16, "%s: the lean model's MLP buffers in bf16 only", label);
+    ok(tl == tf && same_bits(ll, lf, n) && same_bits(gl, gf, np),
+       "%s: the bits of the full layout (loss %.9g, %zu losses, %zu gradients)", label, tl, n, np);
+    size_t per_slot = 2 * nh - ((nh + 1) / 2 + 3) / 4 * 4 - ((nh + nd + 1) / 2 + 3) / 4 * 4;
+    size_t saved = mf.arena_bytes - ml.arena_bytes, want = (size_t)ml.nv * per_slot * sizeof(float);
+    ok(saved == want, "%s: the arena %zu bytes smaller (%zu expected, %d slots)", label, saved, want, ml.nv);
+    pg_model_free(&ml);
+    pg_model_free(&mf);
+}
+
 /* bf16 mode on both backends (set_bf16(1)): the CUDA model keeps each MLP activation in bf16
  * only (relu2_fwd_x16, matmul_fwd_x16/bwd_x16), the CPU rounds the fp32 one in its products; the
  * same bf16 operands but where a value computed by each side lies at a bf16 midpoint (then one
@@ -312,6 +360,9 @@ int main(void)
     compare_bf16(leaky, &WIDER, "bf16, LeakyReLU(0.5)²");
     compare_bf16(record_b(cfg), &TINY, "bf16, lanes + VE + bigram + out gate + ... (no loop)");
     compare_bf16(record_c(cfg), &TINY, "bf16, GPT-J parallel + dense gate + varlen + smear v2 (no loop)");
+    compare_lean(cfg, &WIDER, "lean, bf16, wider baseline");
+    compare_lean(record_b(cfg), &TINY, "lean, bf16, lanes + VE + bigram + ...");
+    compare_lean(record_c(cfg), &TINY, "lean, bf16, GPT-J parallel + dense gate + varlen");
     /* the plain chains the fused forms replace (PG_FUSED=0) */
     unfused = 1;
     compare(cfg, &TINY, "baseline, fused forms off", 0);
