@@ -91,7 +91,8 @@ struct pg_backend {
     /* dx = φ'(x)·dy = 2x·dy (x > 0), 2·slope²·x·dy (x <= 0). */
     void (*relu2_bwd)(pg_real *dx, const pg_real *dy, const pg_real *x, size_t n, double slope);
     /* x rounded in place to bf16 (nearest even, as the products round their operands): the
-     * values autocast stores in bf16, in bf16 mode (lib/model.c: the MLP's first product). */
+     * values autocast stores in bf16, in bf16 mode (lib/model.c: the outputs of the MLP's two
+     * products and of the attention's projection). */
     void (*round_bf16)(pg_real *x, size_t n);
 
     /* Residual mix: y = m0 ⊙ x + m1 ⊙ x0, with m0, m1 per-channel [D]. */
@@ -230,9 +231,11 @@ struct pg_backend {
     void (*add_norm_fwd)(pg_real *x, pg_real *y, pg_real *rstd, const pg_real *x_in, const pg_real *s,
                          const pg_real *f, int n, int d, double eps, double scale);
     /* add_norm_fwd that also writes y rounded to bf16 into y16 [N,D] (the bits of a product's own
-     * conversion of y): the MLP's first product reads it in the forward and its backward. */
+     * conversion of y): the MLP's first product reads it in the forward and its backward. The
+     * branch f comes in bf16 (f16: the attention projection's output as autocast stores it,
+     * matmul_fwd_to16). */
     void (*add_norm_fwd_x16)(pg_real *x, pg_real *y, uint16_t *y16, pg_real *rstd, const pg_real *x_in,
-                             const pg_real *s, const pg_real *f, int n, int d, double eps, double scale);
+                             const pg_real *s, const uint16_t *f16, int n, int d, double eps, double scale);
     /* A residual's gradient joined by a norm's backward: dx = base + rmsnorm_bwd(dy) (base may be
      * dx), the bits of copying base to dx and then rmsnorm_bwd accumulating, without the copy. */
     void (*rmsnorm_bwd_add)(pg_real *dx, const pg_real *base, const pg_real *dy, const pg_real *y,
@@ -256,10 +259,13 @@ struct pg_backend {
      * matmul_fwd_x16 is matmul_fwd (bf16 mode) with x given so; matmul_fwd_to16 is matmul_fwd
      * (bf16 mode, x or x16 as the input) with y rounded to bf16 into y16 (the bits of matmul_fwd
      * then round_bf16); matmul_bwd_16 is matmul_bwd (bf16 mode) where dy16 and x16, when not
-     * NULL, replace dy and x. The fp32 copies are never written, nor converted by each product. scale_add_bwd_x16 is scale_add_bwd (overwriting) with df = s ⊙ dy so
-     * rounded: a branch's output gradient for its last product (attention's proj, the MLP's
-     * projection). qk_prep_bwd_x16 is qk_prep_bwd with dx so rounded: the q and k products'
-     * gradients, for matmul_bwd_qkv's dq16 and dk16. lib/model.c takes them all or none. */
+     * NULL, replace dy and x. The fp32 copies are never written, nor converted by each product.
+     * The branches' outputs (attention's proj, the MLP's projection) are kept in bf16 too
+     * (matmul_fwd_to16, as autocast stores them): scale_add_fwd_x16 is scale_add_fwd with f so,
+     * and scale_add_bwd_x16 is scale_add_bwd (overwriting) with f so and df = s ⊙ dy rounded to
+     * bf16: the branch's output gradient for its last product. qk_prep_bwd_x16 is qk_prep_bwd
+     * with dx so rounded: the q and k products' gradients, for matmul_bwd_qkv's dq16 and dk16.
+     * lib/model.c takes them all or none. */
     void (*relu2_fwd_x16)(uint16_t *y16, const uint16_t *x16, size_t n, double slope);
     void (*relu2_bwd_x16)(uint16_t *dx16, const pg_real *dy, const uint16_t *x16, size_t n, double slope);
     void (*matmul_fwd_x16)(pg_real *y, const uint16_t *x16, const pg_real *w, int n, int in, int out);
@@ -267,8 +273,9 @@ struct pg_backend {
                             int out);
     void (*matmul_bwd_16)(pg_real *dx, pg_real *dw, const pg_real *dy, const uint16_t *dy16, const pg_real *x,
                           const uint16_t *x16, const pg_real *w, int n, int in, int out, int dx_accumulate);
-    void (*scale_add_bwd_x16)(uint16_t *df16, pg_real *ds, const pg_real *dy, const pg_real *s, const pg_real *f, int n,
-                              int d);
+    void (*scale_add_fwd_x16)(pg_real *x, const pg_real *s, const uint16_t *f16, int n, int d);
+    void (*scale_add_bwd_x16)(uint16_t *df16, pg_real *ds, const pg_real *dy, const pg_real *s, const uint16_t *f16,
+                              int n, int d);
     void (*qk_prep_bwd_x16)(uint16_t *dx16, pg_real *dgain, const pg_real *dy, const pg_real *x, const pg_real *rstd,
                             const pg_real *cos, const pg_real *sin, const pg_real *gain, int b, int t, int h, int hd,
                             int rd);

@@ -315,7 +315,7 @@ static size_t bf16_floats(size_t k) { return ((k + 1) / 2 + 3) / 4 * 4; }
 static int has_x16_forms(const struct pg_backend *be)
 {
     return be->relu2_fwd_x16 && be->relu2_bwd_x16 && be->matmul_fwd_x16 && be->matmul_fwd_to16 && be->matmul_bwd_16 &&
-           be->scale_add_bwd_x16 && be->qk_prep_bwd_x16;
+           be->scale_add_fwd_x16 && be->scale_add_bwd_x16 && be->add_norm_fwd_x16 && be->qk_prep_bwd_x16;
 }
 
 /* Carves the activation arena; with base NULL it only counts. @return elements used. */
@@ -347,14 +347,14 @@ static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
         TAKE(a->qn, m->fused ? 0 : n * d); /* the plain chain's normed q: qk_prep_fwd writes q at once */
         TAKE(a->rs_q, hn); TAKE(a->qr, n * d); TAKE(a->q, n * d);
         TAKE(a->kn, n * kvd); TAKE(a->rs_k, kn); TAKE(a->k, n * kvd); TAKE(a->v, n * kvd);
-        TAKE(a->o, n * d); TAKE(a->lse, hn); TAKE(a->ao, n * d);
+        TAKE(a->o, n * d); TAKE(a->lse, hn); TAKE(a->ao, m->acts16 ? bf16_floats(n * d) : n * d);
         TAKE(a->ym, n * d); TAKE(a->rs_m, n);
         if (m->acts16) { /* bf16 only (x16): the fc output; the activation, then ym16 */
             TAKE(a->hpre, bf16_floats(n * hid)); TAKE(a->r, bf16_floats(n * hid + n * d));
         } else {
             TAKE(a->hpre, n * hid); TAKE(a->r, n * hid);
         }
-        TAKE(a->mo, n * d);
+        TAKE(a->mo, m->acts16 ? bf16_floats(n * d) : n * d);
         TAKE(a->ox, any_xsa ? n * d : 0); TAKE(a->oy, any_gate ? n * d : 0); TAKE(a->gate, any_gate ? hn : 0);
         TAKE(a->xskip, gated_skip ? n * d : 0);
         TAKE(a->xin1, lanes ? n * d : 0); TAKE(a->as, lanes ? n * d : 0); TAKE(a->ms, lanes ? n * d : 0);
@@ -534,6 +534,21 @@ static uint16_t *proj_in16(const struct pg_model *m, int l, const struct pg_bloc
     return (uint16_t *)a->q + (size_t)m->b * m->t * m->d;
 }
 
+/* In bf16 mode, a product's output rounded as autocast stores it (a linear layer's output is
+ * bf16 there), where lib/model.c keeps it so: the MLP's two products and the attention's
+ * projection. The x16 forms write those in bf16 only (matmul_fwd_to16). */
+static void store_bf16(const struct pg_model *m, pg_real *y, size_t n)
+{
+    if (m->be->get_bf16 && m->be->get_bf16()) m->be->round_bf16(y, n);
+}
+
+/* x += s ⊙ f for a branch output f (a->ao, a->mo: bf16 with the x16 forms), s parameter si. */
+static void branch_add(const struct pg_model *m, pg_real *x, int si, const pg_real *f, int n)
+{
+    if (m->x16) m->be->scale_add_fwd_x16(x, P(si), (const uint16_t *)f, n, m->d);
+    else m->be->scale_add_fwd(x, P(si), f, n, m->d);
+}
+
 /* Attention of layer l on the normed input a->ya: a->ao = proj(gate(xsa(attn(q, k, v)))). */
 static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int b)
 {
@@ -595,37 +610,38 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
         o = a->oy;
     }
     tap(m, l, PG_TAP_PROJ, o, n, d);
-    const uint16_t *o16 = proj_in16(m, l, a);
-    if (o16) {
-        be->matmul_fwd_x16(a->ao, o16, P(p->proj), n, d, d);
+    if (m->x16) { /* the output in bf16 (from the attention's own bf16 copy when it made one) */
+        const uint16_t *o16 = proj_in16(m, l, a);
+        be->matmul_fwd_to16((uint16_t *)a->ao, o16 ? NULL : o, o16, P(p->proj), n, d, d);
         return;
     }
     be->matmul_fwd(a->ao, o, P(p->proj), n, d, d);
     side_fwd(m, p->proj, o, a->ao, d, d);
+    store_bf16(m, a->ao, (size_t)n * d);
 }
 
-/* The MLP of layer l on the normed input a->ym: a->mo. */
+/* The MLP of layer l on the normed input a->ym: a->mo (h and relu²(h) and mo in bf16 with the
+ * x16 forms, each first in its buffer). */
 static void mlp_forward(struct pg_model *m, int l, struct pg_block_acts *a, int n)
 {
     const struct pg_block_params *p = &m->blk[l];
     const struct pg_backend *be = m->be;
     size_t nh = (size_t)n * m->hid;
     tap(m, l, PG_TAP_FC, a->ym, n, m->d);
-    if (m->x16) { /* the fc output and the activation in bf16, each first in its buffer */
-        uint16_t *h16 = (uint16_t *)a->hpre;
+    if (m->x16) {
+        uint16_t *h16 = (uint16_t *)a->hpre, *r16 = (uint16_t *)a->r;
         be->matmul_fwd_to16(h16, a->ym16 ? NULL : a->ym, a->ym16, P(p->fc), n, m->d, m->hid);
-        be->relu2_fwd_x16((uint16_t *)a->r, h16, nh, m->cfg.mlp_leaky_slope);
-        be->matmul_fwd_x16(a->mo, (const uint16_t *)a->r, P(p->mlp_proj), n, m->hid, m->d);
+        be->relu2_fwd_x16(r16, h16, nh, m->cfg.mlp_leaky_slope);
+        be->matmul_fwd_to16((uint16_t *)a->mo, NULL, r16, P(p->mlp_proj), n, m->hid, m->d);
         return;
     }
     be->matmul_fwd(a->hpre, a->ym, P(p->fc), n, m->d, m->hid);
-    /* bf16 mode: the fc output as autocast stores it (a linear layer's output in bf16), which
-     * the x16 forms keep in bf16 only; the other products' outputs stay fp32 for now */
-    if (be->get_bf16 && be->get_bf16()) be->round_bf16(a->hpre, nh);
+    store_bf16(m, a->hpre, nh);
     be->relu2_fwd(a->r, a->hpre, nh, m->cfg.mlp_leaky_slope);
     tap(m, l, PG_TAP_MLP_PROJ, a->r, n, m->hid);
     m->be->matmul_fwd(a->mo, a->r, P(p->mlp_proj), n, m->hid, m->d);
     side_fwd(m, p->mlp_proj, a->r, a->mo, m->hid, m->d);
+    store_bf16(m, a->mo, (size_t)n * m->d);
 }
 
 /* One block (physical layer l) in place on m->x (and the second lane m->lane1). */
@@ -652,8 +668,9 @@ static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, in
     }
     attn_forward(m, l, a, b);
     if (mode == BLOCK_SEQ) { /* x1 = xm + as ⊙ ao; x = x1 + ms ⊙ MLP(norm(x1)) */
-        if (ym16) { /* the MLP input also in bf16, for its product */
-            be->add_norm_fwd_x16(m->x, a->ym, ym16, a->rs_m, a->xm, P(p->attn_scale), a->ao, n, d, eps, s);
+        if (m->x16) { /* ao in bf16; the MLP input also in bf16 where there is room, for its product */
+            be->add_norm_fwd_x16(m->x, a->ym, ym16, a->rs_m, a->xm, P(p->attn_scale), (const uint16_t *)a->ao, n, d,
+                                 eps, s);
             a->ym16 = ym16;
         } else if (m->fused) {
             be->add_norm_fwd(m->x, a->ym, a->rs_m, a->xm, P(p->attn_scale), a->ao, n, d, eps, s);
@@ -663,21 +680,21 @@ static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, in
             be->rmsnorm_fwd(a->ym, a->rs_m, m->x, n, d, eps, s);
         }
         mlp_forward(m, l, a, n);
-        be->scale_add_fwd(m->x, P(p->mlp_scale), a->mo, n, d);
+        branch_add(m, m->x, p->mlp_scale, a->mo, n);
     } else if (mode == BLOCK_GPTJ) { /* x = xm + as ⊙ ao + ms ⊙ MLP(norm(xm)) */
         be->rmsnorm_fwd(a->ym, a->rs_m, a->xm, n, d, eps, s);
         mlp_forward(m, l, a, n);
         be->copy(m->x, a->xm, nd);
-        be->scale_add_fwd(m->x, P(p->attn_scale), a->ao, n, d);
-        be->scale_add_fwd(m->x, P(p->mlp_scale), a->mo, n, d);
+        branch_add(m, m->x, p->attn_scale, a->ao, n);
+        branch_add(m, m->x, p->mlp_scale, a->mo, n);
     } else { /* lanes: attention reads mix(lane0, x0), the MLP lane1; a 2x2 write-back */
         be->copy(a->xin1, m->lane1, nd);
         be->rmsnorm_fwd(a->ym, a->rs_m, a->xin1, n, d, eps, s);
         mlp_forward(m, l, a, n);
         be->zero(a->as, nd);
-        be->scale_add_fwd(a->as, P(p->attn_scale), a->ao, n, d);
+        branch_add(m, a->as, p->attn_scale, a->ao, n);
         be->zero(a->ms, nd);
-        be->scale_add_fwd(a->ms, P(p->mlp_scale), a->mo, n, d);
+        branch_add(m, a->ms, p->mlp_scale, a->mo, n);
         be->lanes_fwd(m->x, m->lane1, a->as, a->ms, P(m->t_lane_resid) + 2 * l, P(m->t_lane_post) + 4 * l, nd);
     }
 }
@@ -937,12 +954,12 @@ static void mlp_backward(struct pg_model *m, int l, struct pg_block_acts *a, con
 }
 
 /* The gradient of a scaled branch's output (x += s ⊙ f, s = parameter si): ds accumulated, and
- * s ⊙ dy into m->dtmp for the branch's backward, in bf16 when m->x16 (its one reader, the
- * branch's last product, would round it so). */
+ * s ⊙ dy into m->dtmp for the branch's backward; with m->x16, f comes in bf16 and s ⊙ dy is made
+ * so (its one reader, the branch's last product, would round it so). */
 static void branch_grad(struct pg_model *m, int si, const pg_real *dy, const pg_real *f)
 {
     int n = m->b * m->t, d = m->d;
-    if (m->x16) m->be->scale_add_bwd_x16((uint16_t *)m->dtmp, G(si), dy, P(si), f, n, d);
+    if (m->x16) m->be->scale_add_bwd_x16((uint16_t *)m->dtmp, G(si), dy, P(si), (const uint16_t *)f, n, d);
     else m->be->scale_add_bwd(m->dtmp, G(si), dy, P(si), f, n, d, 0);
 }
 

@@ -139,7 +139,8 @@ struct pg_model {
     int lean;                  /* set by the caller before pg_model_alloc_acts: no tap or side path
                                 * will be attached, nor bf16 mode changed (lib/train.c) */
     int acts16;                /* laid out by pg_model_alloc_acts for the x16 forms alone (a lean
-                                * training model, fused forms, bf16 mode): the MLP's product and
+                                * training model, fused forms, bf16 mode): the outputs of the MLP's
+                                * products and the attention's projection (hpre, mo, ao) and the MLP
                                 * activation in bf16 only, and x16 always on */
     int qk16;                  /* q and k kept in bf16 (the first half of a->q, a->k) for an
                                 * attention that reads them so (backend.h attention_x16), in the

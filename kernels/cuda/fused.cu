@@ -210,14 +210,15 @@ __global__ void mix_norm_fwd_kernel(float *xin, float *xm, float *y, float *rstd
 
 // x = x_in + s ⊙ f (x_in may be x), y = scale·x/rms(x), rstd.
 // y16, when not null, gets y rounded to bf16 too (add_norm_fwd_x16: the next product's operand).
+template <class F>
 __global__ void add_norm_fwd_kernel(float *x, float *y, __nv_bfloat16 *y16, float *rstd, const float *x_in,
-                                    const float *s, const float *f, int d, double eps, float scale)
+                                    const float *s, const F *f, int d, double eps, float scale)
 {
     size_t off = (size_t)blockIdx.x * d;
     double ss = 0;
     for (int c = threadIdx.x; c < d; c += blockDim.x) {
         float v = x_in[off + c];
-        v += s[c] * f[off + c];
+        v += s[c] * pg_ld(f, off + c);
         x[off + c] = v;
         ss += (double)v * v;
     }
@@ -244,16 +245,16 @@ extern "C" void pg_cuda_add_norm_fwd(float *x, float *y, float *rstd, const floa
                                      const float *f, int n, int d, double eps, double scale)
 {
     if (n <= 0 || d <= 0) return;
-    PG_LAUNCH(add_norm_fwd_kernel, n, norm_threads(d), 0, pg_cuda_stream())(x, y, nullptr, rstd, x_in, s, f, d, eps,
-                                                                           (float)scale);
+    PG_LAUNCH(add_norm_fwd_kernel<float>, n, norm_threads(d), 0, pg_cuda_stream())(x, y, nullptr, rstd, x_in, s, f, d,
+                                                                                  eps, (float)scale);
     PG_CUDA_LAUNCHED();
 }
 
 extern "C" void pg_cuda_add_norm_fwd_x16(float *x, float *y, uint16_t *y16, float *rstd, const float *x_in,
-                                         const float *s, const float *f, int n, int d, double eps, double scale)
+                                         const float *s, const uint16_t *f16, int n, int d, double eps, double scale)
 {
     if (n <= 0 || d <= 0) return;
-    PG_LAUNCH(add_norm_fwd_kernel, n, norm_threads(d), 0, pg_cuda_stream())(x, y, (__nv_bfloat16 *)y16, rstd, x_in,
-                                                                           s, f, d, eps, (float)scale);
+    PG_LAUNCH(add_norm_fwd_kernel<__nv_bfloat16>, n, norm_threads(d), 0, pg_cuda_stream())(
+        x, y, (__nv_bfloat16 *)y16, rstd, x_in, s, (const __nv_bfloat16 *)f16, d, eps, (float)scale);
     PG_CUDA_LAUNCHED();
 }

@@ -12,8 +12,8 @@
 // dense copies, and cublasGemmEx multiplies them with CUDA_R_16BF inputs, a CUDA_R_32F output and
 // CUBLAS_COMPUTE_32F: tensor cores with fp32 accumulation. The output is not rounded (it stays
 // the fp32 accumulator, as the CPU backend's; kernels/cpu/README.md says why), but where autocast
-// stores it in bf16 and lib/model.c asks so (matmul_fwd_to16: CUDA_R_16BF output, the MLP's first
-// product). cublasGemmEx, not cuBLASLt: it takes exactly these types, picks tensor-core kernels
+// stores it in bf16 and lib/model.c asks so (matmul_fwd_to16: CUDA_R_16BF output, the MLP's two
+// products and the attention's projection). cublasGemmEx, not cuBLASLt: it takes exactly these types, picks tensor-core kernels
 // itself for bf16 inputs, and the emulator implements it, so `make check` runs this path;
 // cuBLASLt's extra (epilogue fusion) has no user here yet.
 //

@@ -84,7 +84,8 @@ void pg_cuda_relu2_fwd_x16(uint16_t *y16, const uint16_t *x16, size_t n, double 
 void pg_cuda_matmul_fwd_x16(float *y, const uint16_t *x16, const float *w, int n, int in, int out);
 void pg_cuda_matmul_fwd_to16(uint16_t *y16, const float *x, const uint16_t *x16, const float *w, int n, int in,
                              int out);
-void pg_cuda_scale_add_bwd_x16(uint16_t *df16, float *ds, const float *dy, const float *s, const float *f, int n, int d);
+void pg_cuda_scale_add_bwd_x16(uint16_t *df16, float *ds, const float *dy, const float *s, const uint16_t *f16, int n,
+                               int d);
 void pg_cuda_relu2_bwd_x16(uint16_t *dx16, const float *dy, const uint16_t *x16, size_t n, double slope);
 void pg_cuda_matmul_bwd_16(float *dx, float *dw, const float *dy, const uint16_t *dy16, const float *x,
                            const uint16_t *x16, const float *w, int n, int in, int out, int dx_accumulate);
@@ -92,6 +93,7 @@ void pg_cuda_mix_fwd(float *y, const float *x, const float *x0, const float *m0,
 void pg_cuda_mix_bwd(float *dx, float *dx0, float *dm0, float *dm1, const float *dy, const float *x, const float *x0,
                      const float *m0, const float *m1, int n, int d);
 void pg_cuda_scale_add_fwd(float *x, const float *s, const float *f, int n, int d);
+void pg_cuda_scale_add_fwd_x16(float *x, const float *s, const uint16_t *f16, int n, int d);
 void pg_cuda_scale_add_bwd(float *df, float *ds, const float *dy, const float *s, const float *f, int n, int d,
                            int df_accumulate);
 void pg_cuda_head_gain_fwd(float *q, const float *g, int n, int h, int hd);
@@ -111,7 +113,7 @@ void pg_cuda_mix_norm_fwd(float *xin, float *xm, float *y, float *rstd, const fl
 void pg_cuda_add_norm_fwd(float *x, float *y, float *rstd, const float *x_in, const float *s, const float *f, int n,
                           int d, double eps, double scale);
 void pg_cuda_add_norm_fwd_x16(float *x, float *y, uint16_t *y16, float *rstd, const float *x_in, const float *s,
-                              const float *f, int n, int d, double eps, double scale);
+                              const uint16_t *f16, int n, int d, double eps, double scale);
 void pg_cuda_rmsnorm_bwd_add(float *dx, const float *base, const float *dy, const float *y, const float *rstd,
                              int n, int d, double scale);
 

@@ -158,6 +158,11 @@ template <class T, class Op> __device__ __forceinline__ T pg_block_reduce(T v, O
     return v;
 }
 
+// An activation's element as a float: stored fp32, or bf16 where autocast stores it so (backend.h
+// round_bf16: the products' outputs that lib/model.c keeps in bf16).
+__device__ __forceinline__ float pg_ld(const float *x, size_t i) { return x[i]; }
+__device__ __forceinline__ float pg_ld(const __nv_bfloat16 *x, size_t i) { return __bfloat162float(x[i]); }
+
 template <class T> __device__ __forceinline__ T pg_warp_sum(T v) { return pg_warp_reduce(v, pg_sum_op()); }
 template <class T> __device__ __forceinline__ T pg_block_sum(T v) { return pg_block_reduce(v, pg_sum_op(), (T)0); }
 __device__ __forceinline__ float pg_block_max(float v) { return pg_block_reduce(v, pg_max_op(), -INFINITY); }

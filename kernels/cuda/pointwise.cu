@@ -28,15 +28,11 @@ enum {
 // reads it so (backend.h relu2_fwd_x16, relu2_bwd_x16, scale_add_bwd_x16).
 __device__ inline void put(float *y, size_t i, float v) { y[i] = v; }
 __device__ inline void put(__nv_bfloat16 *y, size_t i, float v) { y[i] = __float2bfloat16(v); }
-// An input element, fp32 or bf16 (the MLP's first product kept in bf16: backend.h round_bf16).
-__device__ inline float get(const float *x, size_t i) { return x[i]; }
-__device__ inline float get(const __nv_bfloat16 *x, size_t i) { return __bfloat162float(x[i]); }
-
 template <class T, class X> __global__ void relu2_fwd_kernel(T *y, const X *x, size_t n, float s2)
 {
     GRID_STRIDE(i, n)
     {
-        float v = get(x, i);
+        float v = pg_ld(x, i);
         put(y, i, v > 0 ? v * v : s2 != 0 ? s2 * v * v : 0);
     }
 }
@@ -45,7 +41,7 @@ template <class T, class X> __global__ void relu2_bwd_kernel(T *dx, const float 
 {
     GRID_STRIDE(i, n)
     {
-        float v = get(x, i);
+        float v = pg_ld(x, i);
         put(dx, i, v > 0 ? 2 * v * dy[i] : s2 != 0 ? 2 * s2 * v * dy[i] : 0);
     }
 }
@@ -65,9 +61,9 @@ __global__ void mix_fwd_kernel(float *y, const float *x, const float *x0, const 
     }
 }
 
-__global__ void scale_add_fwd_kernel(float *x, const float *s, const float *f, size_t n, int d)
+template <class F> __global__ void scale_add_fwd_kernel(float *x, const float *s, const F *f, size_t n, int d)
 {
-    GRID_STRIDE(k, n) x[k] += s[k % (size_t)d] * f[k];
+    GRID_STRIDE(k, n) x[k] += s[k % (size_t)d] * pg_ld(f, k);
 }
 
 __global__ void head_gain_fwd_kernel(float *q, const float *g, size_t n, int h, int hd)
@@ -155,8 +151,8 @@ __global__ void mix_bwd_kernel(float *dx, float *dx0, double *part, const float 
 __device__ inline void put_df(float *df, size_t k, float v, int accumulate) { df[k] = accumulate ? df[k] + v : v; }
 __device__ inline void put_df(__nv_bfloat16 *df, size_t k, float v, int) { put(df, k, v); }
 
-template <class T>
-__global__ void scale_add_bwd_kernel(T *df, double *part, const float *dy, const float *s, const float *f, int n, int d,
+template <class T, class F>
+__global__ void scale_add_bwd_kernel(T *df, double *part, const float *dy, const float *s, const F *f, int n, int d,
                                      int rows, int accumulate)
 {
     int c = blockIdx.x * CS_X + threadIdx.x;
@@ -167,7 +163,7 @@ __global__ void scale_add_bwd_kernel(T *df, double *part, const float *dy, const
         {
             size_t k = (size_t)i * d + c;
             float g = dy[k];
-            acc += (double)g * f[k];
+            acc += (double)g * pg_ld(f, k);
             put_df(df, k, sc * g, accumulate);
         }
     }
@@ -259,23 +255,33 @@ extern "C" void pg_cuda_mix_bwd(float *dx, float *dx0, float *dm0, float *dm1, c
     cs_finish(dm1, part + (size_t)ch.count * d, ch, d, 1);
 }
 
-extern "C" void pg_cuda_scale_add_fwd(float *x, const float *s, const float *f, int n, int d)
+template <class F> static void scale_add_fwd(float *x, const float *s, const F *f, int n, int d)
 {
     size_t total = (size_t)(n > 0 ? n : 0) * (size_t)(d > 0 ? d : 0);
     if (total == 0) return;
-    PG_LAUNCH(scale_add_fwd_kernel, pg_cuda_blocks(total, ELT_THREADS), ELT_THREADS, 0,
+    PG_LAUNCH(scale_add_fwd_kernel<F>, pg_cuda_blocks(total, ELT_THREADS), ELT_THREADS, 0,
               pg_cuda_stream())(x, s, f, total, d);
     PG_CUDA_LAUNCHED();
 }
 
-template <class T>
-static void scale_add_bwd(T *df, float *ds, const float *dy, const float *s, const float *f, int n, int d, int acc)
+extern "C" void pg_cuda_scale_add_fwd(float *x, const float *s, const float *f, int n, int d)
+{
+    scale_add_fwd(x, s, f, n, d);
+}
+
+extern "C" void pg_cuda_scale_add_fwd_x16(float *x, const float *s, const uint16_t *f16, int n, int d)
+{
+    scale_add_fwd(x, s, (const __nv_bfloat16 *)f16, n, d);
+}
+
+template <class T, class F>
+static void scale_add_bwd(T *df, float *ds, const float *dy, const float *s, const F *f, int n, int d, int acc)
 {
     if (n <= 0 || d <= 0) return;
     Chunks ch = chunks_for(n);
     double *part = (double *)pg_cuda_scratch((size_t)ch.count * d * sizeof(double));
     if (!part) return; // out of memory: recorded, reported by pg_cuda_status
-    PG_LAUNCH(scale_add_bwd_kernel<T>, cs_grid(ch, d), dim3(CS_X, CS_Y), 0,
+    PG_LAUNCH((scale_add_bwd_kernel<T, F>), cs_grid(ch, d), dim3(CS_X, CS_Y), 0,
               pg_cuda_stream())(df, part, dy, s, f, n, d, ch.rows, acc);
     PG_CUDA_LAUNCHED();
     cs_finish(ds, part, ch, d, 1);
@@ -287,10 +293,10 @@ extern "C" void pg_cuda_scale_add_bwd(float *df, float *ds, const float *dy, con
     scale_add_bwd(df, ds, dy, s, f, n, d, df_accumulate);
 }
 
-extern "C" void pg_cuda_scale_add_bwd_x16(uint16_t *df16, float *ds, const float *dy, const float *s, const float *f,
-                                          int n, int d)
+extern "C" void pg_cuda_scale_add_bwd_x16(uint16_t *df16, float *ds, const float *dy, const float *s,
+                                          const uint16_t *f16, int n, int d)
 {
-    scale_add_bwd((__nv_bfloat16 *)df16, ds, dy, s, f, n, d, 0);
+    scale_add_bwd((__nv_bfloat16 *)df16, ds, dy, s, (const __nv_bfloat16 *)f16, n, d, 0);
 }
 
 extern "C" void pg_cuda_head_gain_fwd(float *q, const float *g, int n, int h, int hd)

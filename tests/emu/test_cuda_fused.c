@@ -43,6 +43,17 @@ static void bf16_bits(uint16_t *dst, const float *src, size_t n)
     }
 }
 
+/* f rounded to bf16 in place (a product's output as lib/model.c keeps it in bf16 mode), and a
+ * device copy of its bf16 bits. */
+static uint16_t *dev16(float *f, size_t n)
+{
+    uint16_t *bits = hkeep(malloc((n ? n : 1) * sizeof *bits)), *d = dnew((n ? n : 1) * sizeof *d);
+    cpu->round_bf16(f, n);
+    bf16_bits(bits, f, n);
+    pg_cuda_upload(d, bits, n * sizeof *bits);
+    return d;
+}
+
 /* cos/sin tables [t, rd/2] as lib/model.c makes them (any angles do). */
 static void tables(float **cs, float **sn, int t, int rd)
 {
@@ -158,6 +169,7 @@ static void test_add_norm(int n, int d, double scale, int in_place)
     size_t nd = (size_t)n * d;
     double eps = 1e-6;
     float *xin = rnd(nd, 2), *s = rnd((size_t)d, 1), *f = rnd(nd, 1);
+    uint16_t *d_f16 = dev16(f, nd); /* f in bf16 for the x16 form: the same values */
     float *x = copy(xin, nd), *y = hnew(nd), *rstd = hnew((size_t)n);
     cpu->scale_add_fwd(x, s, f, n, d);
     cpu->rmsnorm_fwd(y, rstd, x, n, d, eps, scale);
@@ -167,12 +179,13 @@ static void test_add_norm(int n, int d, double scale, int in_place)
     check("add_norm_fwd x", what, back(d_x, nd), x, nd, TOL);
     check("add_norm_fwd y", what, back(d_y, nd), y, nd, TOL);
     check("add_norm_fwd rstd", what, back(d_r, (size_t)n), rstd, (size_t)n, TOL);
-    /* the x16 form: the same x, y and rstd bits, and y16 = y rounded to bf16 (pg_bf16_round's) */
+    /* the x16 form, f given in bf16: the same x, y and rstd bits, and y16 = y rounded to bf16
+     * (pg_bf16_round's) */
     float *gx = back(d_x, nd), *gy = back(d_y, nd), *gr = back(d_r, (size_t)n);
     float *d_x2 = in_place ? dev(xin, nd) : poisoned(nd), *d_y2 = poisoned(nd), *d_r2 = poisoned((size_t)n);
     uint16_t *d_y16 = dnew(nd * sizeof(uint16_t)), *y16 = hkeep(malloc(nd * sizeof *y16)),
              *want16 = hkeep(malloc(nd * sizeof *want16));
-    pg_cuda_add_norm_fwd_x16(d_x2, d_y2, d_y16, d_r2, in_place ? d_x2 : d_xin, d_s, d_f, n, d, eps, scale);
+    pg_cuda_add_norm_fwd_x16(d_x2, d_y2, d_y16, d_r2, in_place ? d_x2 : d_xin, d_s, d_f16, n, d, eps, scale);
     pg_cuda_download(y16, d_y16, nd * sizeof *y16);
     bf16_bits(want16, gy, nd);
     ok(same_bits(back(d_x2, nd), gx, nd) && same_bits(back(d_y2, nd), gy, nd) &&
@@ -400,6 +413,7 @@ static void test_scale_add_x16(int n, int d)
     snprintf(what, sizeof what, "n=%d d=%d", n, d);
     size_t nd = (size_t)n * d;
     float *dy = rnd(nd, 1), *s = rnd((size_t)d, 1), *f = rnd(nd, 1), *ds0 = rnd((size_t)d, 0.1f);
+    uint16_t *d_f16 = dev16(f, nd); /* the branch output in bf16, as the x16 forms keep it */
     float *df = hnew(nd), *ds = copy(ds0, (size_t)d);
     cpu->scale_add_bwd(df, ds, dy, s, f, n, d, 0);
     uint16_t *want = hkeep(malloc((nd ? nd : 1) * 2)), *got = hkeep(malloc((nd ? nd : 1) * 2));
@@ -407,7 +421,7 @@ static void test_scale_add_x16(int n, int d)
     float *d_dy = dev(dy, nd), *d_s = dev(s, (size_t)d), *d_f = dev(f, nd);
     float *d_ds = dev(ds0, (size_t)d), *d_ds2 = dev(ds0, (size_t)d), *d_df = poisoned(nd);
     uint16_t *d_df16 = dnew((nd ? nd : 1) * 2);
-    pg_cuda_scale_add_bwd_x16(d_df16, d_ds, d_dy, d_s, d_f, n, d);
+    pg_cuda_scale_add_bwd_x16(d_df16, d_ds, d_dy, d_s, d_f16, n, d);
     pg_cuda_scale_add_bwd(d_df, d_ds2, d_dy, d_s, d_f, n, d, 0);
     pg_cuda_download(got, d_df16, nd * 2);
     ok(memcmp(got, want, nd * 2) == 0, "scale_add_bwd_x16 %s: s ⊙ dy rounded to bf16, bit for bit", what);
@@ -415,6 +429,14 @@ static void test_scale_add_x16(int n, int d)
     ok(same_bits(gds, back(d_ds2, (size_t)d), (size_t)d), "scale_add_bwd_x16 %s: ds as scale_add_bwd's, bit for bit",
        what);
     check("scale_add_bwd_x16 ds (accumulated)", what, gds, ds, (size_t)d, TOL);
+    /* the forward: x += s ⊙ f with f in bf16, scale_add_fwd's bits on the widened values */
+    float *x0 = rnd(nd, 1), *x = copy(x0, nd), *d_x = dev(x0, nd), *d_x16 = dev(x0, nd);
+    cpu->scale_add_fwd(x, s, f, n, d);
+    pg_cuda_scale_add_fwd(d_x, d_s, d_f, n, d);
+    pg_cuda_scale_add_fwd_x16(d_x16, d_s, d_f16, n, d);
+    float *gx = back(d_x16, nd);
+    ok(same_bits(gx, back(d_x, nd), nd), "scale_add_fwd_x16 %s: scale_add_fwd's bits", what);
+    check("scale_add_fwd_x16", what, gx, x, nd, TOL);
 }
 
 /* Empty calls write nothing and record no failure. */
@@ -426,7 +448,8 @@ static void test_empty(void)
     pg_cuda_mix_norm_fwd(d, d, d, d, d, d, d, d, 0, 8, 1e-6, 1);
     pg_cuda_add_norm_fwd(d, d, d, d, d, d, 4, 0, 1e-6, 1);
     pg_cuda_rmsnorm_bwd_add(d, d, d, d, d, 0, 8, 1);
-    pg_cuda_add_norm_fwd_x16(d, d, (uint16_t *)d, d, d, d, d, 0, 8, 1e-6, 1);
+    pg_cuda_add_norm_fwd_x16(d, d, (uint16_t *)d, d, d, d, (uint16_t *)d, 0, 8, 1e-6, 1);
+    pg_cuda_scale_add_fwd_x16(d, d, (uint16_t *)d, 0, 8);
     float *h = back(d, 4);
     ok(pg_cuda_status() == 0 && isnan(h[0]) && isnan(h[3]), "empty shapes: nothing written, no failure");
 }

@@ -173,11 +173,12 @@ static void compare_qk16(struct pg_config cfg, const char *label)
     pg_model_free(&mp);
 }
 
-/* A lean training model (lib/train.c's) in bf16 mode keeps the MLP's product and activation in
- * bf16 only (m->acts16): the bits of the same model laid out in full (loss, per-token losses,
- * every gradient, two micro-batches), and an arena smaller by what the fp32 forms took: per
- * slot, hpre and r (n·hid floats each) became n·hid and n·(hid + d) bf16 values, each rounded
- * up to 16 bytes. */
+/* A lean training model (lib/train.c's) in bf16 mode keeps the outputs of the MLP's products
+ * and of the attention's projection, and the MLP activation, in bf16 only (m->acts16): the bits
+ * of the same model laid out in full (loss, per-token losses, every gradient, two
+ * micro-batches), and an arena smaller by what the fp32 forms took: per slot, hpre and r (n·hid
+ * floats each) became n·hid and n·(hid + d) bf16 values, ao and mo (n·d floats each) n·d bf16
+ * values, each buffer rounded up to 16 bytes. */
 static void compare_lean(struct pg_config cfg, const struct shape *s, const char *label)
 {
     shape_config(&cfg, s, 2);
@@ -211,10 +212,11 @@ static void compare_lean(struct pg_config cfg, const struct shape *s, const char
     gpu->set_bf16(0);
     gpu->download(gl, ml.grads, np * sizeof(float));
     gpu->download(gf, mf.grads, np * sizeof(float));
-    ok(ml.acts16 && !mf.acts16 && ml.x16 && mf.x16, "%s: the lean model's MLP buffers in bf16 only", label);
+    ok(ml.acts16 && !mf.acts16 && ml.x16 && mf.x16, "%s: the lean model's products' outputs in bf16 only", label);
     ok(tl == tf && same_bits(ll, lf, n) && same_bits(gl, gf, np),
        "%s: the bits of the full layout (loss %.9g, %zu losses, %zu gradients)", label, tl, n, np);
-    size_t per_slot = 2 * nh - ((nh + 1) / 2 + 3) / 4 * 4 - ((nh + nd + 1) / 2 + 3) / 4 * 4;
+    size_t per_slot = 2 * nh - ((nh + 1) / 2 + 3) / 4 * 4 - ((nh + nd + 1) / 2 + 3) / 4 * 4 +
+                      2 * (nd - ((nd + 1) / 2 + 3) / 4 * 4);
     size_t saved = mf.arena_bytes - ml.arena_bytes, want = (size_t)ml.nv * per_slot * sizeof(float);
     ok(saved == want, "%s: the arena %zu bytes smaller (%zu expected, %d slots)", label, saved, want, ml.nv);
     pg_model_free(&ml);
@@ -363,6 +365,7 @@ int main(void)
     compare_lean(cfg, &WIDER, "lean, bf16, wider baseline");
     compare_lean(record_b(cfg), &TINY, "lean, bf16, lanes + VE + bigram + ...");
     compare_lean(record_c(cfg), &TINY, "lean, bf16, GPT-J parallel + dense gate + varlen");
+    compare_lean(wa, &WIDER, "lean, bf16, wider xsa + sparse gate + skip gates + varlen");
     /* the plain chains the fused forms replace (PG_FUSED=0) */
     unfused = 1;
     compare(cfg, &TINY, "baseline, fused forms off", 0);
