@@ -92,7 +92,7 @@ struct pg_backend {
     void (*relu2_bwd)(pg_real *dx, const pg_real *dy, const pg_real *x, size_t n, double slope);
     /* x rounded in place to bf16 (nearest even, as the products round their operands): the
      * values autocast stores in bf16, in bf16 mode (lib/model.c: the outputs of the MLP's two
-     * products and of the attention's projection). */
+     * products, of the attention and of its projection). */
     void (*round_bf16)(pg_real *x, size_t n);
 
     /* Residual mix: y = m0 ⊙ x + m1 ⊙ x0, with m0, m1 per-channel [D]. */
@@ -283,16 +283,18 @@ struct pg_backend {
      * attention): attention_x16(hd) says whether attention at head dim hd is such now (bf16 mode,
      * a supported hd); qk_prep_fwd_x16 is qk_prep_fwd with y rounded to bf16; attention_fwd_x16
      * and attention_bwd_x16 are attention_varlen_fwd/_bwd (doc_start NULL: plain causal, as
-     * attention_fwd/_bwd) with q and k given so, no work buffer: the same bits; out16, when not
-     * NULL, gets out rounded to bf16 too (the projection's operand). lib/model.c takes them
-     * with the operands above, all four or none. */
+     * attention_fwd/_bwd) with q and k given so, no work buffer, and the output stored as
+     * autocast stores it: the forward writes it in bf16 into out16 and, when out is not NULL,
+     * rounded to bf16 into out (what attention_varlen_fwd then round_bf16 give), and the backward
+     * takes it as out16: the bits of the fp32 entries with that rounded output. lib/model.c
+     * takes them with the operands above, all four or none. */
     int (*attention_x16)(int hd);
     void (*qk_prep_fwd_x16)(uint16_t *y16, pg_real *rstd, const pg_real *x, const pg_real *cos, const pg_real *sin,
                             const pg_real *gain, int b, int t, int h, int hd, int rd, double eps);
     void (*attention_fwd_x16)(pg_real *out, uint16_t *out16, pg_real *lse, const uint16_t *q16, const uint16_t *k16,
                               const pg_real *v, const int32_t *doc_start, int b, int t, int h, int kv, int hd,
                               double scale);
-    void (*attention_bwd_x16)(pg_real *dq, pg_real *dk, pg_real *dv, const pg_real *dout, const pg_real *out,
+    void (*attention_bwd_x16)(pg_real *dq, pg_real *dk, pg_real *dv, const pg_real *dout, const uint16_t *out16,
                               const pg_real *lse, const uint16_t *q16, const uint16_t *k16, const pg_real *v,
                               const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale);
 

@@ -318,6 +318,12 @@ static int has_x16_forms(const struct pg_backend *be)
            be->scale_add_fwd_x16 && be->scale_add_bwd_x16 && be->add_norm_fwd_x16 && be->qk_prep_bwd_x16;
 }
 
+/* Whether the backend has every form m->qk16 takes (backend.h attention_x16 ...). */
+static int has_qk16_forms(const struct pg_backend *be)
+{
+    return be->attention_x16 && be->qk_prep_fwd_x16 && be->attention_fwd_x16 && be->attention_bwd_x16;
+}
+
 /* Carves the activation arena; with base NULL it only counts. @return elements used. */
 static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
 {
@@ -346,8 +352,11 @@ static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
         TAKE(a->xin, n * d); TAKE(a->ya, n * d); TAKE(a->rs_a, n);
         TAKE(a->qn, m->fused ? 0 : n * d); /* the plain chain's normed q: qk_prep_fwd writes q at once */
         TAKE(a->rs_q, hn); TAKE(a->qr, n * d); TAKE(a->q, n * d);
-        TAKE(a->kn, n * kvd); TAKE(a->rs_k, kn); TAKE(a->k, n * kvd); TAKE(a->v, n * kvd);
-        TAKE(a->o, n * d); TAKE(a->lse, hn); TAKE(a->ao, m->acts16 ? bf16_floats(n * d) : n * d);
+        TAKE(a->kn, n * kvd); TAKE(a->rs_k, kn); TAKE(a->k, m->acts_qk16 ? bf16_floats(n * kvd) : n * kvd);
+        TAKE(a->v, n * kvd);
+        /* the lean layout with q and k in bf16 keeps the attention output in bf16 only (in a->q)
+         * where nothing reads it in fp32 (XSA and the gates do) */
+        TAKE(a->o, m->acts_qk16 && !any_xsa && !any_gate ? 0 : n * d); TAKE(a->lse, hn); TAKE(a->ao, m->acts16 ? bf16_floats(n * d) : n * d);
         TAKE(a->ym, n * d); TAKE(a->rs_m, n);
         if (m->acts16) { /* bf16 only (x16): the fc output; the activation, then ym16 */
             TAKE(a->hpre, bf16_floats(n * hid)); TAKE(a->r, bf16_floats(n * hid + n * d));
@@ -413,6 +422,7 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
     /* a lean training model in bf16 mode on a backend with the x16 forms keeps the MLP's
      * product and activation in bf16 only (forward_body then always takes those forms) */
     m->acts16 = m->lean && m->training && m->fused && has_x16_forms(m->be) && m->be->get_bf16 && m->be->get_bf16();
+    m->acts_qk16 = m->acts16 && has_qk16_forms(m->be) && m->be->attention_x16(m->hd); /* and q, k in bf16 */
     size_t total = carve(m, NULL, n, t);
     m->acts = pg_calloc((size_t)slots, sizeof *m->acts);
     m->enc_out = pg_calloc((size_t)(encs ? encs : 1), sizeof *m->enc_out);
@@ -525,13 +535,17 @@ static void side_bwd(const struct pg_model *m, int tensor, const pg_real *x, con
  * with the fused forms, when no side path runs beside them. */
 static int qkv_together(const struct pg_model *m) { return m->fused && m->be->matmul_fwd_qkv && !m->side; }
 
-/* The attention output in bf16 for the projection, made by the attention itself: with q and k
- * in bf16 (m->qk16), where the output is the projection's input (no XSA, no gate), in the second
- * half of a->q (q takes the first). NULL otherwise. */
+/* The attention output in bf16, made by the attention itself with q and k in bf16 (m->qk16), in
+ * the second half of a->q (q takes the first): its backward reads it so. NULL without qk16. */
+static uint16_t *attn_out16(const struct pg_model *m, const struct pg_block_acts *a)
+{
+    return m->qk16 ? (uint16_t *)a->q + (size_t)m->b * m->t * m->d : NULL;
+}
+
+/* attn_out16 where it is the projection's input (no XSA, no gate in layer l), else NULL. */
 static uint16_t *proj_in16(const struct pg_model *m, int l, const struct pg_block_acts *a)
 {
-    if (!m->qk16 || has_xsa(m, l) || has_gate(m, l)) return NULL;
-    return (uint16_t *)a->q + (size_t)m->b * m->t * m->d;
+    return has_xsa(m, l) || has_gate(m, l) ? NULL : attn_out16(m, a);
 }
 
 /* In bf16 mode, a product's output rounded as autocast stores it (a linear layer's output is
@@ -589,14 +603,17 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
         be->head_gain_fwd(a->q, P(p->q_gain), n, m->h, m->hd);
     }
     double sc = 1.0 / sqrt((double)m->hd);
-    if (m->qk16)
-        be->attention_fwd_x16(a->o, proj_in16(m, l, a), a->lse, (const uint16_t *)a->q, (const uint16_t *)a->k, a->v,
+    if (m->qk16) { /* the output in bf16, and in a->o (rounded so) unless the lean layout has none */
+        be->attention_fwd_x16(a->o, attn_out16(m, a), a->lse, (const uint16_t *)a->q, (const uint16_t *)a->k, a->v,
                               c->varlen_attn ? m->doc_start : NULL, b, m->t, m->h, m->kv, m->hd, sc);
-    else if (c->varlen_attn)
-        be->attention_varlen_fwd(a->o, a->lse, a->q, a->k, a->v, m->doc_start, b, m->t, m->h, m->kv, m->hd, sc,
-                                 m->attn_work);
-    else
-        be->attention_fwd(a->o, a->lse, a->q, a->k, a->v, b, m->t, m->h, m->kv, m->hd, sc, m->attn_work);
+    } else {
+        if (c->varlen_attn)
+            be->attention_varlen_fwd(a->o, a->lse, a->q, a->k, a->v, m->doc_start, b, m->t, m->h, m->kv, m->hd, sc,
+                                     m->attn_work);
+        else
+            be->attention_fwd(a->o, a->lse, a->q, a->k, a->v, b, m->t, m->h, m->kv, m->hd, sc, m->attn_work);
+        store_bf16(m, a->o, (size_t)n * d);
+    }
     const pg_real *o = a->o;
     if (has_xsa(m, l)) {
         be->copy(a->ox, o, (size_t)n * d);
@@ -791,8 +808,7 @@ static void forward_body(struct pg_model *m)
     size_t nd = (size_t)n * d;
     /* bf16 operands made by their producers where nothing but the next product reads them */
     m->x16 = m->acts16 || (m->fused && has_x16_forms(be) && be->get_bf16 && be->get_bf16() && !m->tap && !m->side);
-    m->qk16 = m->x16 && be->attention_x16 && be->qk_prep_fwd_x16 && be->attention_fwd_x16 && be->attention_bwd_x16 &&
-              be->attention_x16(m->hd);
+    m->qk16 = m->acts_qk16 || (m->x16 && has_qk16_forms(be) && be->attention_x16(m->hd));
     embed_forward(m, b);
     int ns = slot_count(m), ne = slot_encoders(m), nskip = active_skips(m), pf = parallel_from(m);
     m->nslots = ns;
@@ -886,8 +902,8 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
     pg_real *dq = m->dtmp;
     double sc = 1.0 / sqrt((double)m->hd);
     if (m->qk16)
-        be->attention_bwd_x16(dq, m->dk, m->dv, m->dxm, a->o, a->lse, (const uint16_t *)a->q, (const uint16_t *)a->k,
-                              a->v, c->varlen_attn ? m->doc_start : NULL, b, m->t, m->h, m->kv, m->hd, sc);
+        be->attention_bwd_x16(dq, m->dk, m->dv, m->dxm, attn_out16(m, a), a->lse, (const uint16_t *)a->q,
+                              (const uint16_t *)a->k, a->v, c->varlen_attn ? m->doc_start : NULL, b, m->t, m->h, m->kv, m->hd, sc);
     else if (c->varlen_attn)
         be->attention_varlen_bwd(dq, m->dk, m->dv, m->dxm, a->o, a->lse, a->q, a->k, a->v, m->doc_start, b, m->t, m->h,
                                  m->kv, m->hd, sc, m->attn_work);

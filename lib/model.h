@@ -142,6 +142,9 @@ struct pg_model {
                                 * training model, fused forms, bf16 mode): the outputs of the MLP's
                                 * products and the attention's projection (hpre, mo, ao) and the MLP
                                 * activation in bf16 only, and x16 always on */
+    int acts_qk16;             /* laid out for q and k in bf16 too (an acts16 model whose attention
+                                * takes them so): k and, without XSA or gates, the attention output
+                                * in bf16 only, and qk16 always on */
     int qk16;                  /* q and k kept in bf16 (the first half of a->q, a->k) for an
                                 * attention that reads them so (backend.h attention_x16), in the
                                 * latest forward and its backward; with x16 only */

@@ -1,8 +1,9 @@
 // flash.cu: fused causal grouped-query attention (FlashAttention-2's algorithm) on tensor cores,
 // the attention of bf16 mode (lib/backend.h set_bf16): Q, K, V, dO are read in fp32 and rounded
 // to bf16 on their way into shared memory, every product is a warp's mma.sync m16n8k16 (bf16 in,
-// fp32 accumulate; mma.cuh), the softmax, its log-sum-exp and every output stay fp32, and the
-// T×T scores are never stored: a block keeps one 64×64 tile of them in registers.
+// fp32 accumulate; mma.cuh), the softmax, its log-sum-exp and every output stay fp32 (but O
+// from the _x16 entries: rounded to bf16 as autocast stores it, and read so by their backward),
+// and the T×T scores are never stored: a block keeps one 64×64 tile of them in registers.
 //
 // The same rounding points as the CPU's bf16 mode (kernels/cpu/attention.c), with one exception:
 //   forward   S = scale·bf(Q)·bf(K)ᵀ, online softmax by rows in fp32 (running max m, sum l of
@@ -63,6 +64,10 @@ __device__ __forceinline__ uint16_t fa_bf16(float x) { return __bfloat16_as_usho
 // by their preparation, flash_*_x16).
 __device__ __forceinline__ uint16_t fa_in(float x) { return fa_bf16(x); }
 __device__ __forceinline__ uint16_t fa_in(uint16_t x) { return x; }
+// An element as a float: as it is, or from its bf16 bits (the output O given in bf16 to the
+// backward of the _x16 entries).
+__device__ __forceinline__ float fa_f32(float x) { return x; }
+__device__ __forceinline__ float fa_f32(uint16_t x) { return __bfloat162float(__ushort_as_bfloat16(x)); }
 
 // Rows [r0, r0 + 64) of a [t, HD] slice (rows ld elements apart) into shared memory as bf16:
 // row-major into rm (row stride HD + 8) and/or transposed into tr (row stride 64 + 8), rows at
@@ -134,7 +139,9 @@ template <int HD> struct fa_smem {
 
 // ---- forward ---------------------------------------------------------------------------------
 
-// QK: the type q and k come in (float, or uint16_t bf16 bits); v, dO and O are float. out16,
+// QK: the type q and k come in (float, or uint16_t bf16 bits); v and dO are float, and O is QK
+// (the _x16 entries take it in bf16 in the backward, and write it rounded: autocast's storage).
+// out16,
 // when not null, gets O rounded to bf16 too (the projection's operand, flash_fwd_x16).
 template <int HD, class QK>
 __global__ void __launch_bounds__(FA_THREADS)
@@ -217,8 +224,9 @@ __global__ void __launch_bounds__(FA_THREADS)
         size_t row = ((size_t)b * t + qi[r]) * ldq + (size_t)hi * HD;
         for (int nt = 0; nt < HD / 8; nt++) {
             float o0 = o[nt][2 * r] * inv, o1 = o[nt][2 * r + 1] * inv;
-            out[row + nt * 8 + 2 * c] = o0;
-            out[row + nt * 8 + 2 * c + 1] = o1;
+            if (std::is_same<QK, uint16_t>::value) // the output as autocast stores it (bf16 values)
+                o0 = fa_f32(fa_bf16(o0)), o1 = fa_f32(fa_bf16(o1));
+            if (out) out[row + nt * 8 + 2 * c] = o0, out[row + nt * 8 + 2 * c + 1] = o1;
             if (out16) out16[row + nt * 8 + 2 * c] = fa_bf16(o0), out16[row + nt * 8 + 2 * c + 1] = fa_bf16(o1);
         }
         if (c == 0) lse[((size_t)b * h + hi) * t + qi[r]] = (m[r] + log2f(sum)) * FA_LN2;
@@ -229,15 +237,15 @@ __global__ void __launch_bounds__(FA_THREADS)
 
 // δ of a warp's 16 rows from row r0 (global rows q0 + r0 ..): rowsum(bf(dO) ⊙ O), two lanes a
 // row; each lane of the calling warp gets the δ of its fragment rows g and g + 8.
-template <int HD>
-__device__ __forceinline__ void fa_delta(float dl[2], const float *dob, const float *ob, size_t ld, int row0, int t)
+template <int HD, class O>
+__device__ __forceinline__ void fa_delta(float dl[2], const float *dob, const O *ob, size_t ld, int row0, int t)
 {
     int lane = threadIdx.x & 31, g = lane >> 2, row = row0 + (lane >> 1), half = lane & 1;
     float d = 0;
     if (row < t)
         for (int c = half * (HD / 2); c < (half + 1) * (HD / 2); c++) {
             size_t i = (size_t)row * ld + c;
-            d += __bfloat162float(__float2bfloat16(dob[i])) * ob[i];
+            d += __bfloat162float(__float2bfloat16(dob[i])) * fa_f32(ob[i]);
         }
     d += __shfl_xor_sync(0xffffffffu, d, 1);
     dl[0] = __shfl_sync(0xffffffffu, d, 2 * g);
@@ -246,7 +254,7 @@ __device__ __forceinline__ void fa_delta(float dl[2], const float *dob, const fl
 
 template <int HD, class QK>
 __global__ void __launch_bounds__(FA_THREADS)
-    flash_bwd_dq_kernel(float *dq, const float *dout, const float *out, const float *lse, const QK *q, const QK *k,
+    flash_bwd_dq_kernel(float *dq, const float *dout, const QK *out, const float *lse, const QK *q, const QK *k,
                         const float *v, const int32_t *ds, int t, int h, int kv, float scale)
 {
     typedef fa_smem<HD> S;
@@ -323,7 +331,7 @@ __global__ void __launch_bounds__(FA_THREADS)
 
 template <int HD, class QK>
 __global__ void __launch_bounds__(FA_THREADS)
-    flash_bwd_dkdv_kernel(float *dk, float *dv, const float *dout, const float *out, const float *lse, const QK *q,
+    flash_bwd_dkdv_kernel(float *dk, float *dv, const float *dout, const QK *out, const float *lse, const QK *q,
                           const QK *k, const float *v, const int32_t *ds, int t, int h, int kv, float scale)
 {
     typedef fa_smem<HD> S;
@@ -357,7 +365,7 @@ __global__ void __launch_bounds__(FA_THREADS)
                 if (qr < t)
                     for (int cc = half * (HD / 2); cc < (half + 1) * (HD / 2); cc++) {
                         size_t i = qoff + (size_t)qr * ldq + cc;
-                        d += __bfloat162float(__float2bfloat16(dout[i])) * out[i];
+                        d += __bfloat162float(__float2bfloat16(dout[i])) * fa_f32(out[i]);
                     }
                 d += __shfl_xor_sync(0xffffffffu, d, 1);
                 if (!half) {
@@ -444,13 +452,13 @@ static void fa_fwd(float *out, uint16_t *out16, float *lse, const QK *q, const Q
 }
 
 template <int HD, class QK>
-static void fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse, const QK *q,
+static void fa_bwd(float *dq, float *dk, float *dv, const float *dout, const QK *out, const float *lse, const QK *q,
                    const QK *k, const float *v, const int32_t *ds, int b, int t, int h, int kv, float scale)
 {
     static int allowed_dq, allowed_dkdv;
-    void (*dq_kernel)(float *, const float *, const float *, const float *, const QK *, const QK *, const float *,
+    void (*dq_kernel)(float *, const float *, const QK *, const float *, const QK *, const QK *, const float *,
                       const int32_t *, int, int, int, float) = flash_bwd_dq_kernel<HD, QK>;
-    void (*dkdv_kernel)(float *, float *, const float *, const float *, const float *, const QK *, const QK *,
+    void (*dkdv_kernel)(float *, float *, const float *, const QK *, const float *, const QK *, const QK *,
                         const float *, const int32_t *, int, int, int, float) = flash_bwd_dkdv_kernel<HD, QK>;
     fa_allow(dq_kernel, fa_smem<HD>::dq, &allowed_dq);
     fa_allow(dkdv_kernel, fa_smem<HD>::dkdv, &allowed_dkdv);
@@ -487,7 +495,7 @@ static void flash_fwd(float *out, uint16_t *out16, float *lse, const QK *q, cons
 }
 
 template <class QK>
-static void flash_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+static void flash_bwd(float *dq, float *dk, float *dv, const float *dout, const QK *out, const float *lse,
                       const QK *q, const QK *k, const float *v, const int32_t *doc_start, int b, int t, int h, int kv,
                       int hd, double scale, const char *who)
 {
@@ -520,10 +528,10 @@ extern "C" void pg_cuda_flash_fwd_x16(float *out, uint16_t *out16, float *lse, c
               "pg_cuda_flash_fwd_x16: head dim not 16, 32, 64 or 128");
 }
 
-extern "C" void pg_cuda_flash_bwd_x16(float *dq, float *dk, float *dv, const float *dout, const float *out,
+extern "C" void pg_cuda_flash_bwd_x16(float *dq, float *dk, float *dv, const float *dout, const uint16_t *out16,
                                       const float *lse, const uint16_t *q16, const uint16_t *k16, const float *v,
                                       const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale)
 {
-    flash_bwd(dq, dk, dv, dout, out, lse, q16, k16, v, doc_start, b, t, h, kv, hd, scale,
+    flash_bwd(dq, dk, dv, dout, out16, lse, q16, k16, v, doc_start, b, t, h, kv, hd, scale,
               "pg_cuda_flash_bwd_x16: head dim not 16, 32, 64 or 128");
 }

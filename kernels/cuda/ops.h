@@ -166,12 +166,14 @@ void pg_cuda_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const
                        const float *q, const float *k, const float *v, const int32_t *doc_start, int b, int t,
                        int h, int kv, int hd, double scale);
 /* backend.h attention_x16 (the head dims whose attention the flash kernels run now),
- * attention_fwd_x16 / attention_bwd_x16: the flash kernels with q and k given in bf16. */
+ * attention_fwd_x16 / attention_bwd_x16: the flash kernels with q and k given in bf16, the
+ * output stored as autocast stores it (out, when not NULL, rounded to bf16 values; out16 in
+ * bf16) and given to the backward in bf16. */
 int pg_cuda_attention_x16(int hd);
 void pg_cuda_flash_fwd_x16(float *out, uint16_t *out16, float *lse, const uint16_t *q16, const uint16_t *k16,
                            const float *v, const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale);
-void pg_cuda_flash_bwd_x16(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
-                           const uint16_t *q16, const uint16_t *k16, const float *v, const int32_t *doc_start, int b,
+void pg_cuda_flash_bwd_x16(float *dq, float *dk, float *dv, const float *dout, const uint16_t *out16,
+                           const float *lse, const uint16_t *q16, const uint16_t *k16, const float *v, const int32_t *doc_start, int b,
                            int t, int h, int kv, int hd, double scale);
 /* softcap_ce with the poly5 softcap and the z-loss (backend.h); losses and work as for
  * pg_cuda_softcap_ce, which is this with poly5 = 0 and z_loss = 0. */

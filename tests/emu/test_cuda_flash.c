@@ -61,7 +61,7 @@ static int judge(const char *name, const char *what, const float *fl, const floa
 
 struct att {
     float *out, *lse, *dq, *dk, *dv;
-    int out16_ok; /* x16 runs: the bf16 copy of out is out rounded, bit for bit */
+    int out16_ok; /* x16 runs: the bf16 copy of out is out (rounded) bit for bit, with or without out */
 };
 
 struct shape {
@@ -108,7 +108,7 @@ static uint16_t *dev_bf16(const float *h, size_t n)
 }
 
 /* The flash kernels on device copies of the inputs (x16: q and k handed over in bf16, the
- * flash_*_x16 entries); backward from the given out and lse. */
+ * flash_*_x16 entries, whose backward takes out in bf16); backward from the given out and lse. */
 static void flash_att(struct att *a, const struct shape *s, const float *q, const float *k, const float *v,
                       const float *dout, const int32_t *ds, const float *out, const float *lse, int x16)
 {
@@ -127,8 +127,12 @@ static void flash_att(struct att *a, const struct shape *s, const float *q, cons
         pg_cuda_flash_fwd_x16(d_out, d_out16, d_lse, q16, k16, d_v, d_ds, s->b, s->t, s->h, s->kv, s->hd, scale);
         pg_cuda_download(got, d_out16, nq * 2);
         a->out16_ok = memcmp(got, bf16_of(back(d_out, nq), nq), nq * 2) == 0;
-        pg_cuda_flash_bwd_x16(d_dq, d_dk, d_dv, d_dout, d_outc, d_lsec, q16, k16, d_v, d_ds, s->b, s->t, s->h, s->kv,
-                              s->hd, scale);
+        pg_cuda_flash_fwd_x16(NULL, d_out16, d_lse, q16, k16, d_v, d_ds, s->b, s->t, s->h, s->kv, s->hd, scale);
+        uint16_t *alone = hkeep(malloc(nq * 2 + 2));
+        pg_cuda_download(alone, d_out16, nq * 2);
+        a->out16_ok = a->out16_ok && memcmp(got, alone, nq * 2) == 0;
+        pg_cuda_flash_bwd_x16(d_dq, d_dk, d_dv, d_dout, dev_bf16(out, nq), d_lsec, q16, k16, d_v, d_ds, s->b, s->t,
+                              s->h, s->kv, s->hd, scale);
     } else {
         a->out16_ok = 0;
         pg_cuda_flash_fwd(d_out, d_lse, d_q, d_k, d_v, d_ds, s->b, s->t, s->h, s->kv, s->hd, scale);
@@ -183,8 +187,15 @@ static void test_flash(struct shape s)
 
     flash_att(&again, &s, q, k, v, dout, ds, bf.out, bf.lse, 0);
     ok(same_att(&f, &again, &s), "flash %s: a rerun gives the same bits", what);
-    flash_att(&again, &s, q, k, v, dout, ds, bf.out, bf.lse, 1);
-    ok(same_att(&f, &again, &s), "flash %s: q and k given in bf16 (the _x16 entries), the same bits", what);
+    /* the _x16 entries store the output as autocast does (rounded to bf16) and take it so in the
+     * backward: the fp32 entries' bits with that output rounded, given rounded to their backward */
+    float *outr = copy(bf.out, nq);
+    struct att fr;
+    cpu->round_bf16(outr, nq);
+    flash_att(&fr, &s, q, k, v, dout, ds, outr, bf.lse, 0);
+    cpu->round_bf16(fr.out, nq);
+    flash_att(&again, &s, q, k, v, dout, ds, outr, bf.lse, 1);
+    ok(same_att(&fr, &again, &s), "flash %s: q and k given in bf16 (the _x16 entries), the same bits", what);
     ok(again.out16_ok, "flash %s: the output's bf16 copy is the output rounded, bit for bit", what);
 
     /* planted bugs: the documents ignored; the keys and values one row off (v rotated by a row) */

@@ -45,6 +45,7 @@ struct shape {
 
 static const struct shape TINY = {32, 3, 16, 4, 2, 2, 6};
 static const struct shape WIDER = {96, 3, 32, 8, 4, 2, 16};
+static const struct shape FLASH = {64, 2, 64, 4, 2, 2, 20}; /* head dim 16: the fused bf16 attention */
 
 /* 1: the CUDA model composes the plain operations instead of its fused forms (PG_FUSED=0). */
 static int unfused;
@@ -138,7 +139,6 @@ static void compare(struct pg_config cfg, const struct shape *s, const char *lab
  * fp32 q and k on reading), loss, per-token losses and every gradient, documents included. */
 static void compare_qk16(struct pg_config cfg, const char *label)
 {
-    static const struct shape FLASH = {64, 2, 64, 4, 2, 2, 20}; /* head dim 16 */
     const struct shape *s = &FLASH;
     shape_config(&cfg, s, 1);
     struct pg_backend plain = pg_backend_cuda;
@@ -178,8 +178,10 @@ static void compare_qk16(struct pg_config cfg, const char *label)
  * of the same model laid out in full (loss, per-token losses, every gradient, two
  * micro-batches), and an arena smaller by what the fp32 forms took: per slot, hpre and r (n·hid
  * floats each) became n·hid and n·(hid + d) bf16 values, ao and mo (n·d floats each) n·d bf16
- * values, each buffer rounded up to 16 bytes. */
-static void compare_lean(struct pg_config cfg, const struct shape *s, const char *label)
+ * values, each buffer rounded up to 16 bytes; with q and k in bf16 (qk: the flash head dims) k
+ * too (n·kvd), and the attention output's fp32 copy (n·d) is gone where nothing reads it (o_gone:
+ * no XSA, no gate). */
+static void compare_lean(struct pg_config cfg, const struct shape *s, const char *label, int qk, int o_gone)
 {
     shape_config(&cfg, s, 2);
     struct pg_model ml, mf;
@@ -212,11 +214,14 @@ static void compare_lean(struct pg_config cfg, const struct shape *s, const char
     gpu->set_bf16(0);
     gpu->download(gl, ml.grads, np * sizeof(float));
     gpu->download(gf, mf.grads, np * sizeof(float));
-    ok(ml.acts16 && !mf.acts16 && ml.x16 && mf.x16, "%s: the lean model's products' outputs in bf16 only", label);
+    ok(ml.acts16 && !mf.acts16 && ml.x16 && mf.x16 && ml.acts_qk16 == qk && ml.qk16 == qk && mf.qk16 == qk,
+       "%s: the lean model's products' outputs in bf16 only%s", label, qk ? ", and q, k" : "");
     ok(tl == tf && same_bits(ll, lf, n) && same_bits(gl, gf, np),
        "%s: the bits of the full layout (loss %.9g, %zu losses, %zu gradients)", label, tl, n, np);
     size_t per_slot = 2 * nh - ((nh + 1) / 2 + 3) / 4 * 4 - ((nh + nd + 1) / 2 + 3) / 4 * 4 +
                       2 * (nd - ((nd + 1) / 2 + 3) / 4 * 4);
+    size_t nk = n * (size_t)ml.kvd;
+    if (qk) per_slot += nk - ((nk + 1) / 2 + 3) / 4 * 4 + (o_gone ? nd : 0);
     size_t saved = mf.arena_bytes - ml.arena_bytes, want = (size_t)ml.nv * per_slot * sizeof(float);
     ok(saved == want, "%s: the arena %zu bytes smaller (%zu expected, %d slots)", label, saved, want, ml.nv);
     pg_model_free(&ml);
@@ -362,10 +367,12 @@ int main(void)
     compare_bf16(leaky, &WIDER, "bf16, LeakyReLU(0.5)²");
     compare_bf16(record_b(cfg), &TINY, "bf16, lanes + VE + bigram + out gate + ... (no loop)");
     compare_bf16(record_c(cfg), &TINY, "bf16, GPT-J parallel + dense gate + varlen + smear v2 (no loop)");
-    compare_lean(cfg, &WIDER, "lean, bf16, wider baseline");
-    compare_lean(record_b(cfg), &TINY, "lean, bf16, lanes + VE + bigram + ...");
-    compare_lean(record_c(cfg), &TINY, "lean, bf16, GPT-J parallel + dense gate + varlen");
-    compare_lean(wa, &WIDER, "lean, bf16, wider xsa + sparse gate + skip gates + varlen");
+    compare_lean(cfg, &WIDER, "lean, bf16, wider baseline", 0, 0);
+    compare_lean(record_b(cfg), &TINY, "lean, bf16, lanes + VE + bigram + ...", 0, 0);
+    compare_lean(record_c(cfg), &TINY, "lean, bf16, GPT-J parallel + dense gate + varlen", 0, 0);
+    compare_lean(wa, &WIDER, "lean, bf16, wider xsa + sparse gate + skip gates + varlen", 0, 0);
+    compare_lean(cfg, &FLASH, "lean, bf16 flash, baseline", 1, 1);
+    compare_lean(record_a(cfg), &FLASH, "lean, bf16 flash, xsa + gates + varlen", 1, 0);
     /* the plain chains the fused forms replace (PG_FUSED=0) */
     unfused = 1;
     compare(cfg, &TINY, "baseline, fused forms off", 0);
