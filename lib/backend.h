@@ -92,7 +92,7 @@ struct pg_backend {
     void (*relu2_bwd)(pg_real *dx, const pg_real *dy, const pg_real *x, size_t n, double slope);
     /* x rounded in place to bf16 (nearest even, as the products round their operands): the
      * values autocast stores in bf16, in bf16 mode (lib/model.c: the outputs of the MLP's two
-     * products, of the attention and of its projection). */
+     * products, of the q and k products, of the attention and of its projection). */
     void (*round_bf16)(pg_real *x, size_t n);
 
     /* Residual mix: y = m0 ⊙ x + m1 ⊙ x0, with m0, m1 per-channel [D]. */
@@ -214,14 +214,15 @@ struct pg_backend {
 
     /* q/k preparation on rows of hd (x[B,T,H,hd], the q or k product, unchanged): y = gain[h] ⊙
      * rope(rmsnorm(x)) with rope_fwd's pairing over the first rd dims; gain NULL: 1 (k). rstd[B·T·H]
-     * as rmsnorm_fwd's (eps, scale 1). */
-    void (*qk_prep_fwd)(pg_real *y, pg_real *rstd, const pg_real *x, const pg_real *cos, const pg_real *sin,
-                        const pg_real *gain, int b, int t, int h, int hd, int rd, double eps);
+     * as rmsnorm_fwd's (eps, scale 1). x16, when not NULL, replaces x: the product kept in bf16
+     * (matmul_fwd_qkv's q16, k16), here and in the backward. */
+    void (*qk_prep_fwd)(pg_real *y, pg_real *rstd, const pg_real *x, const uint16_t *x16, const pg_real *cos,
+                        const pg_real *sin, const pg_real *gain, int b, int t, int h, int hd, int rd, double eps);
     /* From dy, the gradient of y: dx overwritten; dgain[h] += (when gain and dgain) Σ dy ⊙
-     * rope(rmsnorm(x)). x and rstd are the forward's. */
-    void (*qk_prep_bwd)(pg_real *dx, pg_real *dgain, const pg_real *dy, const pg_real *x, const pg_real *rstd,
-                        const pg_real *cos, const pg_real *sin, const pg_real *gain, int b, int t, int h, int hd,
-                        int rd);
+     * rope(rmsnorm(x)). x (or x16) and rstd are the forward's. */
+    void (*qk_prep_bwd)(pg_real *dx, pg_real *dgain, const pg_real *dy, const pg_real *x, const uint16_t *x16,
+                        const pg_real *rstd, const pg_real *cos, const pg_real *sin, const pg_real *gain, int b, int t,
+                        int h, int hd, int rd);
     /* The block's entry: xin = x (skipped when xin is NULL), then mix_fwd (xm) and rmsnorm_fwd (y,
      * rstd) on xm. */
     void (*mix_norm_fwd)(pg_real *xin, pg_real *xm, pg_real *y, pg_real *rstd, const pg_real *x, const pg_real *x0,
@@ -244,9 +245,11 @@ struct pg_backend {
      * into q, k, v (matmul_fwd's each), and their backward (matmul_bwd's three: dx overwritten
      * by the first unless dx_accumulate, then accumulated, in the order q, k, v; dwq, dwk, dwv
      * accumulated): the same results, with x converted to bf16 once for the three in bf16 mode.
-     * dq16 and dk16, when not NULL, replace dq and dk (bf16 mode: qk_prep_bwd_x16 made them). */
-    void (*matmul_fwd_qkv)(pg_real *q, pg_real *k, pg_real *v, const pg_real *x, const pg_real *wq, const pg_real *wk,
-                           const pg_real *wv, int n, int in, int outq, int outkv);
+     * dq16 and dk16, when not NULL, replace dq and dk (bf16 mode: qk_prep_bwd_x16 made them); in
+     * the forward, q16 and k16, when not NULL, replace q and k: those outputs rounded to bf16
+     * (bf16 mode: matmul_fwd_to16's, as autocast stores them). */
+    void (*matmul_fwd_qkv)(pg_real *q, pg_real *k, pg_real *v, uint16_t *q16, uint16_t *k16, const pg_real *x,
+                           const pg_real *wq, const pg_real *wk, const pg_real *wv, int n, int in, int outq, int outkv);
     void (*matmul_bwd_qkv)(pg_real *dx, pg_real *dwq, pg_real *dwk, pg_real *dwv, const pg_real *dq, const pg_real *dk,
                            const pg_real *dv, const uint16_t *dq16, const uint16_t *dk16, const pg_real *x,
                            const pg_real *wq, const pg_real *wk, const pg_real *wv, int n, int in, int outq, int outkv,
@@ -276,9 +279,9 @@ struct pg_backend {
     void (*scale_add_fwd_x16)(pg_real *x, const pg_real *s, const uint16_t *f16, int n, int d);
     void (*scale_add_bwd_x16)(uint16_t *df16, pg_real *ds, const pg_real *dy, const pg_real *s, const uint16_t *f16,
                               int n, int d);
-    void (*qk_prep_bwd_x16)(uint16_t *dx16, pg_real *dgain, const pg_real *dy, const pg_real *x, const pg_real *rstd,
-                            const pg_real *cos, const pg_real *sin, const pg_real *gain, int b, int t, int h, int hd,
-                            int rd);
+    void (*qk_prep_bwd_x16)(uint16_t *dx16, pg_real *dgain, const pg_real *dy, const pg_real *x, const uint16_t *x16,
+                            const pg_real *rstd, const pg_real *cos, const pg_real *sin, const pg_real *gain, int b,
+                            int t, int h, int hd, int rd);
     /* q and k kept in bf16 for an attention that rounds them so on reading (the fused bf16
      * attention): attention_x16(hd) says whether attention at head dim hd is such now (bf16 mode,
      * a supported hd); qk_prep_fwd_x16 is qk_prep_fwd with y rounded to bf16; attention_fwd_x16
@@ -289,8 +292,8 @@ struct pg_backend {
      * takes it as out16: the bits of the fp32 entries with that rounded output. lib/model.c
      * takes them with the operands above, all four or none. */
     int (*attention_x16)(int hd);
-    void (*qk_prep_fwd_x16)(uint16_t *y16, pg_real *rstd, const pg_real *x, const pg_real *cos, const pg_real *sin,
-                            const pg_real *gain, int b, int t, int h, int hd, int rd, double eps);
+    void (*qk_prep_fwd_x16)(uint16_t *y16, pg_real *rstd, const pg_real *x, const uint16_t *x16, const pg_real *cos,
+                            const pg_real *sin, const pg_real *gain, int b, int t, int h, int hd, int rd, double eps);
     void (*attention_fwd_x16)(pg_real *out, uint16_t *out16, pg_real *lse, const uint16_t *q16, const uint16_t *k16,
                               const pg_real *v, const int32_t *doc_start, int b, int t, int h, int kv, int hd,
                               double scale);

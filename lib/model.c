@@ -315,6 +315,7 @@ static size_t bf16_floats(size_t k) { return ((k + 1) / 2 + 3) / 4 * 4; }
 static int has_x16_forms(const struct pg_backend *be)
 {
     return be->relu2_fwd_x16 && be->relu2_bwd_x16 && be->matmul_fwd_x16 && be->matmul_fwd_to16 && be->matmul_bwd_16 &&
+           be->matmul_fwd_qkv && be->matmul_bwd_qkv && be->qk_prep_fwd && be->qk_prep_bwd &&
            be->scale_add_fwd_x16 && be->scale_add_bwd_x16 && be->add_norm_fwd_x16 && be->qk_prep_bwd_x16;
 }
 
@@ -351,8 +352,8 @@ static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
         a->xm = xm;
         TAKE(a->xin, n * d); TAKE(a->ya, n * d); TAKE(a->rs_a, n);
         TAKE(a->qn, m->fused ? 0 : n * d); /* the plain chain's normed q: qk_prep_fwd writes q at once */
-        TAKE(a->rs_q, hn); TAKE(a->qr, n * d); TAKE(a->q, n * d);
-        TAKE(a->kn, n * kvd); TAKE(a->rs_k, kn); TAKE(a->k, m->acts_qk16 ? bf16_floats(n * kvd) : n * kvd);
+        TAKE(a->rs_q, hn); TAKE(a->qr, m->acts16 ? bf16_floats(n * d) : n * d); TAKE(a->q, n * d);
+        TAKE(a->kn, m->acts16 ? bf16_floats(n * kvd) : n * kvd); TAKE(a->rs_k, kn); TAKE(a->k, m->acts_qk16 ? bf16_floats(n * kvd) : n * kvd);
         TAKE(a->v, n * kvd);
         /* the lean layout with q and k in bf16 keeps the attention output in bf16 only (in a->q)
          * where nothing reads it in fp32 (XSA and the gates do) */
@@ -556,6 +557,12 @@ static void store_bf16(const struct pg_model *m, pg_real *y, size_t n)
     if (m->be->get_bf16 && m->be->get_bf16()) m->be->round_bf16(y, n);
 }
 
+/* p as the bf16 values the x16 forms keep there (a product's output), else NULL. */
+static const uint16_t *as16(const struct pg_model *m, const pg_real *p)
+{
+    return m->x16 ? (const uint16_t *)p : NULL;
+}
+
 /* x += s ⊙ f for a branch output f (a->ao, a->mo: bf16 with the x16 forms), s parameter si. */
 static void branch_add(const struct pg_model *m, pg_real *x, int si, const pg_real *f, int n)
 {
@@ -573,8 +580,11 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
     double eps = c->rms_norm_eps;
     tap(m, l, PG_TAP_QKV, a->ya, n, d);
     pg_real *kp = m->fused ? a->kn : a->k; /* fused: kn keeps the product */
-    if (qkv_together(m)) {
-        be->matmul_fwd_qkv(a->qr, kp, a->v, a->ya, P(p->c_q), P(p->c_k), P(p->c_v), n, d, d, m->kvd);
+    if (m->x16) { /* the q and k products kept in bf16, as autocast stores them */
+        be->matmul_fwd_qkv(NULL, NULL, a->v, (uint16_t *)a->qr, (uint16_t *)kp, a->ya, P(p->c_q), P(p->c_k), P(p->c_v),
+                           n, d, d, m->kvd);
+    } else if (qkv_together(m)) {
+        be->matmul_fwd_qkv(a->qr, kp, a->v, NULL, NULL, a->ya, P(p->c_q), P(p->c_k), P(p->c_v), n, d, d, m->kvd);
     } else {
         be->matmul_fwd(a->qr, a->ya, P(p->c_q), n, d, d);
         side_fwd(m, p->c_q, a->ya, a->qr, d, d);
@@ -583,15 +593,19 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
         be->matmul_fwd(a->v, a->ya, P(p->c_v), n, d, m->kvd);
         side_fwd(m, p->c_v, a->ya, a->v, d, m->kvd);
     }
+    if (!m->x16) store_bf16(m, a->qr, (size_t)n * d), store_bf16(m, kp, (size_t)n * m->kvd);
+    const uint16_t *qr16 = as16(m, a->qr), *kp16 = as16(m, kp); /* the x16 forms' */
+    const pg_real *qr = qr16 ? NULL : a->qr, *kpf = kp16 ? NULL : kp;
     int vi = ve_index(m, l);
     if (vi >= 0) be->scalar_add_fwd(a->v, P(m->t_ve_layer) + vi, P(m->t_ve_scale), m->ve, (size_t)n * m->kvd);
     if (m->qk16) { /* as below, q and k in bf16 for the attention, which reads them so */
-        be->qk_prep_fwd_x16((uint16_t *)a->q, a->rs_q, a->qr, m->cos, m->sin, P(p->q_gain), b, m->t, m->h, m->hd,
+        be->qk_prep_fwd_x16((uint16_t *)a->q, a->rs_q, qr, qr16, m->cos, m->sin, P(p->q_gain), b, m->t, m->h, m->hd,
                             m->rd, eps);
-        be->qk_prep_fwd_x16((uint16_t *)a->k, a->rs_k, a->kn, m->cos, m->sin, NULL, b, m->t, m->kv, m->hd, m->rd, eps);
+        be->qk_prep_fwd_x16((uint16_t *)a->k, a->rs_k, kpf, kp16, m->cos, m->sin, NULL, b, m->t, m->kv, m->hd, m->rd,
+                            eps);
     } else if (m->fused) { /* qr and kn keep the products, which the backward recomputes from */
-        be->qk_prep_fwd(a->q, a->rs_q, a->qr, m->cos, m->sin, P(p->q_gain), b, m->t, m->h, m->hd, m->rd, eps);
-        be->qk_prep_fwd(a->k, a->rs_k, a->kn, m->cos, m->sin, NULL, b, m->t, m->kv, m->hd, m->rd, eps);
+        be->qk_prep_fwd(a->q, a->rs_q, qr, qr16, m->cos, m->sin, P(p->q_gain), b, m->t, m->h, m->hd, m->rd, eps);
+        be->qk_prep_fwd(a->k, a->rs_k, kpf, kp16, m->cos, m->sin, NULL, b, m->t, m->kv, m->hd, m->rd, eps);
     } else {
         be->rmsnorm_fwd(a->qn, a->rs_q, a->qr, n * m->h, m->hd, eps, 1);
         be->rmsnorm_fwd(a->kn, a->rs_k, a->k, n * m->kv, m->hd, eps, 1);
@@ -915,15 +929,18 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
      * by their norms' backward (their one reader rounds them so), in m->dh, free since the MLP's
      * backward (which runs first in every block) and large enough for both at hid >= (d + kvd)/2 */
     uint16_t *dq16 = NULL, *dk16 = NULL;
+    const uint16_t *qr16 = as16(m, a->qr), *kn16 = as16(m, a->kn); /* the q and k products, x16 */
     if (m->x16 && qkv_together(m) && 2 * (size_t)m->hid >= (size_t)d + kvd) {
         dq16 = (uint16_t *)m->dh, dk16 = dq16 + (size_t)n * d;
-        be->qk_prep_bwd_x16(dq16, G(p->q_gain), dq, a->qr, a->rs_q, m->cos, m->sin, P(p->q_gain), b, m->t, m->h,
+        be->qk_prep_bwd_x16(dq16, G(p->q_gain), dq, NULL, qr16, a->rs_q, m->cos, m->sin, P(p->q_gain), b, m->t, m->h,
                             m->hd, m->rd);
-        be->qk_prep_bwd_x16(dk16, NULL, m->dk, a->kn, a->rs_k, m->cos, m->sin, NULL, b, m->t, m->kv, m->hd, m->rd);
+        be->qk_prep_bwd_x16(dk16, NULL, m->dk, NULL, kn16, a->rs_k, m->cos, m->sin, NULL, b, m->t, m->kv, m->hd,
+                            m->rd);
     } else if (m->fused) {
-        be->qk_prep_bwd(m->dxm, G(p->q_gain), dq, a->qr, a->rs_q, m->cos, m->sin, P(p->q_gain), b, m->t, m->h, m->hd,
-                        m->rd);
-        be->qk_prep_bwd(m->dkn, NULL, m->dk, a->kn, a->rs_k, m->cos, m->sin, NULL, b, m->t, m->kv, m->hd, m->rd);
+        be->qk_prep_bwd(m->dxm, G(p->q_gain), dq, qr16 ? NULL : a->qr, qr16, a->rs_q, m->cos, m->sin, P(p->q_gain), b,
+                        m->t, m->h, m->hd, m->rd);
+        be->qk_prep_bwd(m->dkn, NULL, m->dk, kn16 ? NULL : a->kn, kn16, a->rs_k, m->cos, m->sin, NULL, b, m->t,
+                        m->kv, m->hd, m->rd);
     } else {
         be->head_gain_bwd(dq, G(p->q_gain), a->qr, P(p->q_gain), n, m->h, m->hd);
         be->rope_bwd(dq, m->cos, m->sin, b, m->t, m->h, m->hd, m->rd);

@@ -33,8 +33,9 @@ __device__ __forceinline__ void put(float *y, size_t i, float v) { y[i] = v; }
 __device__ __forceinline__ void put(__nv_bfloat16 *y, size_t i, float v) { y[i] = __float2bfloat16(v); }
 
 // y in fp32, or in bf16 for the fused attention that reads it so (qk_prep_fwd_x16).
-template <class T>
-__global__ void qk_prep_fwd_kernel(T *y, float *rstd, const float *x, const float *cos, const float *sin,
+// x, the q or k product, in fp32 or in bf16 (as autocast stores a linear output: X = bf16).
+template <class T, class X>
+__global__ void qk_prep_fwd_kernel(T *y, float *rstd, const X *x, const float *cos, const float *sin,
                                    const float *gain, size_t rows, int t, int h, int hd, int rd, double eps)
 {
     int lane = threadIdx.x & 31, half = rd / 2;
@@ -43,18 +44,18 @@ __global__ void qk_prep_fwd_kernel(T *y, float *rstd, const float *x, const floa
         int ti, hi;
         qk_row_ids(row, t, h, &ti, &hi);
         size_t off = row * (size_t)hd;
-        const float *xr = x + off;
+        const X *xr = x + off;
         double ss = 0;
-        for (int c = lane; c < hd; c += 32) ss += (double)xr[c] * xr[c];
+        for (int c = lane; c < hd; c += 32) ss += (double)pg_ld(xr, c) * pg_ld(xr, c);
         ss = pg_warp_sum(ss);
         float r = (float)(1.0 / sqrt(ss / hd + eps)), g = gain ? gain[hi] : 1.0f;
         const float *cr = cos + (size_t)ti * half, *sr = sin + (size_t)ti * half;
         for (int i = lane; i < half; i += 32) {
-            float x1 = xr[i] * r, x2 = xr[i + half] * r, c = cr[i], s = sr[i];
+            float x1 = pg_ld(xr, i) * r, x2 = pg_ld(xr, i + half) * r, c = cr[i], s = sr[i];
             put(y, off + i, (x1 * c + x2 * s) * g);
             put(y, off + i + half, (-x1 * s + x2 * c) * g);
         }
-        for (int c = rd + lane; c < hd; c += 32) put(y, off + c, xr[c] * r * g);
+        for (int c = rd + lane; c < hd; c += 32) put(y, off + c, pg_ld(xr, c) * r * g);
         if (lane == 0) rstd[row] = r;
     }
 }
@@ -63,8 +64,8 @@ __global__ void qk_prep_fwd_kernel(T *y, float *rstd, const float *x, const floa
 // rope(rmsnorm(x)), the row's share of the gain's gradient. The normed and rotated rows are
 // recomputed from x and rstd, the same floats the forward made (the plain chain kept them in
 // memory).
-template <class T>
-__global__ void qk_prep_bwd_kernel(T *dx, double *part, const float *dy, const float *x, const float *rstd,
+template <class T, class X>
+__global__ void qk_prep_bwd_kernel(T *dx, double *part, const float *dy, const X *x, const float *rstd,
                                    const float *cos, const float *sin, const float *gain, size_t rows, int t, int h,
                                    int hd, int rd)
 {
@@ -74,13 +75,14 @@ __global__ void qk_prep_bwd_kernel(T *dx, double *part, const float *dy, const f
         int ti, hi;
         qk_row_ids(row, t, h, &ti, &hi);
         size_t off = row * (size_t)hd;
-        const float *xr = x + off, *gr = dy + off;
+        const X *xr = x + off;
+        const float *gr = dy + off;
         float r = rstd[row], g = gain ? gain[hi] : 1.0f;
         const float *cr = cos + (size_t)ti * half, *sr = sin + (size_t)ti * half;
         double gdot = 0, ndot = 0;
         // pass 1: the gain's dot product and the norm's mean(dŷ·ŷ), ŷ the normed row
         for (int i = lane; i < half; i += 32) {
-            float x1 = xr[i] * r, x2 = xr[i + half] * r, c = cr[i], s = sr[i];
+            float x1 = pg_ld(xr, i) * r, x2 = pg_ld(xr, i + half) * r, c = cr[i], s = sr[i];
             float d1 = gr[i], d2 = gr[i + half];
             gdot += (double)d1 * (x1 * c + x2 * s) + (double)d2 * (-x1 * s + x2 * c);
             float e1 = d1 * g, e2 = d2 * g; // through the gain, then the inverse rotation
@@ -88,7 +90,7 @@ __global__ void qk_prep_bwd_kernel(T *dx, double *part, const float *dy, const f
             ndot += (double)n1 * x1 + (double)n2 * x2;
         }
         for (int c = rd + lane; c < hd; c += 32) {
-            float xn = xr[c] * r, d1 = gr[c];
+            float xn = pg_ld(xr, c) * r, d1 = gr[c];
             gdot += (double)d1 * xn;
             ndot += (double)(d1 * g) * xn;
         }
@@ -96,13 +98,13 @@ __global__ void qk_prep_bwd_kernel(T *dx, double *part, const float *dy, const f
         float m = (float)(ndot / hd);
         // pass 2: dx = r·(dŷ − ŷ·m)
         for (int i = lane; i < half; i += 32) {
-            float x1 = xr[i] * r, x2 = xr[i + half] * r, c = cr[i], s = sr[i];
+            float x1 = pg_ld(xr, i) * r, x2 = pg_ld(xr, i + half) * r, c = cr[i], s = sr[i];
             float e1 = gr[i] * g, e2 = gr[i + half] * g;
             float n1 = e1 * c + e2 * -s, n2 = -e1 * -s + e2 * c;
             put(dx, off + i, r * (n1 - x1 * m));
             put(dx, off + i + half, r * (n2 - x2 * m));
         }
-        for (int c = rd + lane; c < hd; c += 32) put(dx, off + c, r * (gr[c] * g - xr[c] * r * m));
+        for (int c = rd + lane; c < hd; c += 32) put(dx, off + c, r * (gr[c] * g - pg_ld(xr, c) * r * m));
         if (part) {
             gdot = pg_warp_sum(gdot);
             if (lane == 0) part[row] = gdot;
@@ -127,40 +129,51 @@ static unsigned row_blocks(size_t rows)
     return b < 1 ? 1 : b > 65535 ? 65535 : (unsigned)b;
 }
 
-template <class T>
-static void qk_prep_fwd(T *y, float *rstd, const float *x, const float *cos, const float *sin, const float *gain, int b,
-                        int t, int h, int hd, int rd, double eps)
+template <class T, class X>
+static void qk_prep_fwd_as(T *y, float *rstd, const X *x, const float *cos, const float *sin, const float *gain, int b,
+                           int t, int h, int hd, int rd, double eps)
 {
     size_t rows = (size_t)b * t * h;
     if (b <= 0 || t <= 0 || h <= 0 || hd <= 0) return;
     if (rd < 0 || rd > hd || rd % 2) rd = 0; // as rope_fwd: an invalid rd rotates nothing
-    PG_LAUNCH(qk_prep_fwd_kernel<T>, row_blocks(rows), 32 * ROW_WARPS, 0, pg_cuda_stream())(y, rstd, x, cos, sin, gain,
-                                                                                            rows, t, h, hd, rd, eps);
+    PG_LAUNCH((qk_prep_fwd_kernel<T, X>), row_blocks(rows), 32 * ROW_WARPS, 0, pg_cuda_stream())(
+        y, rstd, x, cos, sin, gain, rows, t, h, hd, rd, eps);
     PG_CUDA_LAUNCHED();
 }
 
-extern "C" void pg_cuda_qk_prep_fwd(float *y, float *rstd, const float *x, const float *cos, const float *sin,
-                                    const float *gain, int b, int t, int h, int hd, int rd, double eps)
-{
-    qk_prep_fwd(y, rstd, x, cos, sin, gain, b, t, h, hd, rd, eps);
-}
-
-extern "C" void pg_cuda_qk_prep_fwd_x16(uint16_t *y16, float *rstd, const float *x, const float *cos, const float *sin,
-                                        const float *gain, int b, int t, int h, int hd, int rd, double eps)
-{
-    qk_prep_fwd((__nv_bfloat16 *)y16, rstd, x, cos, sin, gain, b, t, h, hd, rd, eps);
-}
-
+// x16, when given, replaces x (backend.h: the product kept in bf16).
 template <class T>
-static void qk_prep_bwd(T *dx, float *dgain, const float *dy, const float *x, const float *rstd, const float *cos,
-                        const float *sin, const float *gain, int b, int t, int h, int hd, int rd)
+static void qk_prep_fwd(T *y, float *rstd, const float *x, const uint16_t *x16, const float *cos, const float *sin,
+                        const float *gain, int b, int t, int h, int hd, int rd, double eps)
+{
+    if (x16) qk_prep_fwd_as(y, rstd, (const __nv_bfloat16 *)x16, cos, sin, gain, b, t, h, hd, rd, eps);
+    else qk_prep_fwd_as(y, rstd, x, cos, sin, gain, b, t, h, hd, rd, eps);
+}
+
+extern "C" void pg_cuda_qk_prep_fwd(float *y, float *rstd, const float *x, const uint16_t *x16, const float *cos,
+                                    const float *sin, const float *gain, int b, int t, int h, int hd, int rd,
+                                    double eps)
+{
+    qk_prep_fwd(y, rstd, x, x16, cos, sin, gain, b, t, h, hd, rd, eps);
+}
+
+extern "C" void pg_cuda_qk_prep_fwd_x16(uint16_t *y16, float *rstd, const float *x, const uint16_t *x16,
+                                        const float *cos, const float *sin, const float *gain, int b, int t, int h,
+                                        int hd, int rd, double eps)
+{
+    qk_prep_fwd((__nv_bfloat16 *)y16, rstd, x, x16, cos, sin, gain, b, t, h, hd, rd, eps);
+}
+
+template <class T, class X>
+static void qk_prep_bwd_as(T *dx, float *dgain, const float *dy, const X *x, const float *rstd, const float *cos,
+                           const float *sin, const float *gain, int b, int t, int h, int hd, int rd)
 {
     size_t rows = (size_t)b * t * h;
     if (b <= 0 || t <= 0 || h <= 0 || hd <= 0) return;
     if (rd < 0 || rd > hd || rd % 2) rd = 0;
     double *part = NULL;
     if (gain && dgain && !(part = (double *)pg_cuda_scratch(rows * sizeof(double)))) return;
-    PG_LAUNCH(qk_prep_bwd_kernel<T>, row_blocks(rows), 32 * ROW_WARPS, 0,
+    PG_LAUNCH((qk_prep_bwd_kernel<T, X>), row_blocks(rows), 32 * ROW_WARPS, 0,
               pg_cuda_stream())(dx, part, dy, x, rstd, cos, sin, gain, rows, t, h, hd, rd);
     PG_CUDA_LAUNCHED();
     if (!part) return;
@@ -168,18 +181,26 @@ static void qk_prep_bwd(T *dx, float *dgain, const float *dy, const float *x, co
     PG_CUDA_LAUNCHED();
 }
 
-extern "C" void pg_cuda_qk_prep_bwd(float *dx, float *dgain, const float *dy, const float *x, const float *rstd,
-                                    const float *cos, const float *sin, const float *gain, int b, int t, int h,
-                                    int hd, int rd)
+template <class T>
+static void qk_prep_bwd(T *dx, float *dgain, const float *dy, const float *x, const uint16_t *x16, const float *rstd,
+                        const float *cos, const float *sin, const float *gain, int b, int t, int h, int hd, int rd)
 {
-    qk_prep_bwd(dx, dgain, dy, x, rstd, cos, sin, gain, b, t, h, hd, rd);
+    if (x16) qk_prep_bwd_as(dx, dgain, dy, (const __nv_bfloat16 *)x16, rstd, cos, sin, gain, b, t, h, hd, rd);
+    else qk_prep_bwd_as(dx, dgain, dy, x, rstd, cos, sin, gain, b, t, h, hd, rd);
+}
+
+extern "C" void pg_cuda_qk_prep_bwd(float *dx, float *dgain, const float *dy, const float *x, const uint16_t *x16,
+                                    const float *rstd, const float *cos, const float *sin, const float *gain, int b,
+                                    int t, int h, int hd, int rd)
+{
+    qk_prep_bwd(dx, dgain, dy, x, x16, rstd, cos, sin, gain, b, t, h, hd, rd);
 }
 
 extern "C" void pg_cuda_qk_prep_bwd_x16(uint16_t *dx16, float *dgain, const float *dy, const float *x,
-                                        const float *rstd, const float *cos, const float *sin, const float *gain, int b,
-                                        int t, int h, int hd, int rd)
+                                        const uint16_t *x16, const float *rstd, const float *cos, const float *sin,
+                                        const float *gain, int b, int t, int h, int hd, int rd)
 {
-    qk_prep_bwd((__nv_bfloat16 *)dx16, dgain, dy, x, rstd, cos, sin, gain, b, t, h, hd, rd);
+    qk_prep_bwd((__nv_bfloat16 *)dx16, dgain, dy, x, x16, rstd, cos, sin, gain, b, t, h, hd, rd);
 }
 
 // ---- the residual stream's norms: a block per row ---------------------------------------------------

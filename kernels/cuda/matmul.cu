@@ -176,18 +176,23 @@ static void bwd16(float *dx, float *dw, const __nv_bfloat16 *dy16, const __nv_bf
 // is converted once for the three instead of once per product (and once per product again in
 // the backward); each product is the one pg_cuda_matmul_fwd / matmul_bwd makes, so the bits are
 // theirs. fp32 mode (nothing to convert): the three plain calls. dq16 and dk16, when given, are
-// dq and dk already in bf16 (qk_prep_bwd_x16): not converted again.
-extern "C" void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, const float *x, const float *wq, const float *wk,
-                                       const float *wv, int n, int in, int outq, int outkv)
+// dq and dk already in bf16 (qk_prep_bwd_x16): not converted again; q16 and k16, when given,
+// get q and k rounded to bf16 by cuBLAS (matmul_fwd_to16's bits) instead of q and k.
+extern "C" void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, uint16_t *q16, uint16_t *k16, const float *x,
+                                       const float *wq, const float *wk, const float *wv, int n, int in, int outq,
+                                       int outkv)
 {
     if (!pg_cuda_bf16 || n <= 0 || in <= 0) {
-        pg_cuda_matmul_fwd(q, x, wq, n, in, outq);
-        pg_cuda_matmul_fwd(k, x, wk, n, in, outkv);
+        if (q16) pg_cuda_matmul_fwd_to16(q16, x, NULL, wq, n, in, outq);
+        else pg_cuda_matmul_fwd(q, x, wq, n, in, outq);
+        if (k16) pg_cuda_matmul_fwd_to16(k16, x, NULL, wk, n, in, outkv);
+        else pg_cuda_matmul_fwd(k, x, wk, n, in, outkv);
         pg_cuda_matmul_fwd(v, x, wv, n, in, outkv);
         return;
     }
     const int outs[3] = {outq, outkv, outkv};
     float *const ys[3] = {q, k, v};
+    uint16_t *const y16s[3] = {q16, k16, NULL};
     const float *const ws[3] = {wq, wk, wv};
     size_t nx = ((size_t)n * in + 127) / 128 * 128;
     __nv_bfloat16 *x16 = bf16_scratch(nx + (size_t)(outq > outkv ? outq : outkv) * in);
@@ -197,7 +202,8 @@ extern "C" void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, const float
     for (int i = 0; i < 3; i++) {
         if (outs[i] <= 0) continue;
         convert(w16, ws[i], in, outs[i], in, 0, 1); // after the previous product, in stream order
-        fwd16(ys[i], x16, w16, n, in, outs[i]);
+        if (y16s[i]) fwd16_as(y16s[i], CUDA_R_16BF, x16, w16, n, in, outs[i]);
+        else fwd16(ys[i], x16, w16, n, in, outs[i]);
     }
 }
 

@@ -72,8 +72,8 @@ void pg_cuda_relu2_fwd(float *y, const float *x, size_t n, double slope);
 void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, size_t n, double slope);
 void pg_cuda_round_bf16(float *x, size_t n);
 /* backend.h matmul_fwd_qkv / matmul_bwd_qkv: the attention's three products of one input. */
-void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, const float *x, const float *wq, const float *wk,
-                            const float *wv, int n, int in, int outq, int outkv);
+void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, uint16_t *q16, uint16_t *k16, const float *x,
+                            const float *wq, const float *wk, const float *wv, int n, int in, int outq, int outkv);
 void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float *dwv, const float *dq, const float *dk,
                             const float *dv, const uint16_t *dq16, const uint16_t *dk16, const float *x,
                             const float *wq, const float *wk, const float *wv, int n, int in, int outq, int outkv,
@@ -99,15 +99,16 @@ void pg_cuda_scale_add_bwd(float *df, float *ds, const float *dy, const float *s
 void pg_cuda_head_gain_fwd(float *q, const float *g, int n, int h, int hd);
 void pg_cuda_head_gain_bwd(float *dq, float *dg, const float *q_pre, const float *g, int n, int h, int hd);
 /* The fused forms of lib/backend.h (fused.cu; rmsnorm_bwd_add in norm.cu). */
-void pg_cuda_qk_prep_fwd(float *y, float *rstd, const float *x, const float *cos, const float *sin, const float *gain,
-                         int b, int t, int h, int hd, int rd, double eps);
-void pg_cuda_qk_prep_bwd(float *dx, float *dgain, const float *dy, const float *x, const float *rstd, const float *cos,
-                         const float *sin, const float *gain, int b, int t, int h, int hd, int rd);
-void pg_cuda_qk_prep_fwd_x16(uint16_t *y16, float *rstd, const float *x, const float *cos, const float *sin,
-                             const float *gain, int b, int t, int h, int hd, int rd, double eps);
-void pg_cuda_qk_prep_bwd_x16(uint16_t *dx16, float *dgain, const float *dy, const float *x, const float *rstd,
-                             const float *cos, const float *sin, const float *gain, int b, int t, int h, int hd,
-                             int rd);
+void pg_cuda_qk_prep_fwd(float *y, float *rstd, const float *x, const uint16_t *x16, const float *cos,
+                         const float *sin, const float *gain, int b, int t, int h, int hd, int rd, double eps);
+void pg_cuda_qk_prep_bwd(float *dx, float *dgain, const float *dy, const float *x, const uint16_t *x16,
+                         const float *rstd, const float *cos, const float *sin, const float *gain, int b, int t, int h,
+                         int hd, int rd);
+void pg_cuda_qk_prep_fwd_x16(uint16_t *y16, float *rstd, const float *x, const uint16_t *x16, const float *cos,
+                             const float *sin, const float *gain, int b, int t, int h, int hd, int rd, double eps);
+void pg_cuda_qk_prep_bwd_x16(uint16_t *dx16, float *dgain, const float *dy, const float *x, const uint16_t *x16,
+                             const float *rstd, const float *cos, const float *sin, const float *gain, int b, int t,
+                             int h, int hd, int rd);
 void pg_cuda_mix_norm_fwd(float *xin, float *xm, float *y, float *rstd, const float *x, const float *x0,
                           const float *m0, const float *m1, int n, int d, double eps, double scale);
 void pg_cuda_add_norm_fwd(float *x, float *y, float *rstd, const float *x_in, const float *s, const float *f, int n,

@@ -95,7 +95,7 @@ static void test_qk_prep(int b, int t, int h, int hd, int rd, int with_gain)
     /* the fused kernels */
     float *d_x = dev(x, nx), *d_cs = dev(cs, nt), *d_sn = dev(sn, nt), *d_g = dev(gain, (size_t)h);
     float *d_y = poisoned(nx), *d_rstd = poisoned(rows);
-    pg_cuda_qk_prep_fwd(d_y, d_rstd, d_x, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h, hd, rd, eps);
+    pg_cuda_qk_prep_fwd(d_y, d_rstd, d_x, NULL, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h, hd, rd, eps);
     check("qk_prep_fwd y", what, back(d_y, nx), y, nx, TOL);
     check("qk_prep_fwd rstd", what, back(d_rstd, rows), rstd, rows, TOL);
     check("qk_prep_fwd x unchanged", what, back(d_x, nx), x, nx, 0);
@@ -106,7 +106,7 @@ static void test_qk_prep(int b, int t, int h, int hd, int rd, int with_gain)
         uint16_t *d_y16 = dnew(nx * sizeof *d_y16);
         pg_cuda_upload(d_y16, got, nx * sizeof *got); /* poisoned: NaN patterns */
         float *d_r16 = poisoned(rows);
-        pg_cuda_qk_prep_fwd_x16(d_y16, d_r16, d_x, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h, hd, rd, eps);
+        pg_cuda_qk_prep_fwd_x16(d_y16, d_r16, d_x, NULL, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h, hd, rd, eps);
         pg_cuda_download(got, d_y16, nx * sizeof *got);
         ok(memcmp(got, want, nx * sizeof *got) == 0 && same_bits(back(d_r16, rows), back(d_rstd, rows), rows),
            "qk_prep_fwd_x16 %s: qk_prep_fwd's y rounded to bf16 and its rstd, bit for bit", what);
@@ -114,8 +114,8 @@ static void test_qk_prep(int b, int t, int h, int hd, int rd, int with_gain)
 
     /* the backward from the CPU's rstd, so that only the backward is compared */
     float *d_dy = dev(dy, nx), *d_r = dev(rstd, rows), *d_dx = poisoned(nx), *d_dg = dev(dg0, (size_t)h);
-    pg_cuda_qk_prep_bwd(d_dx, with_gain ? d_dg : NULL, d_dy, d_x, d_r, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h,
-                        hd, rd);
+    pg_cuda_qk_prep_bwd(d_dx, with_gain ? d_dg : NULL, d_dy, d_x, NULL, d_r, d_cs, d_sn, with_gain ? d_g : NULL, b, t,
+                        h, hd, rd);
     float *gdx = back(d_dx, nx), *gdg = back(d_dg, (size_t)h);
     check("qk_prep_bwd dx", what, gdx, dx, nx, TOL);
     if (with_gain) check("qk_prep_bwd dgain (accumulates)", what, gdg, dg, (size_t)h, TOL);
@@ -123,8 +123,8 @@ static void test_qk_prep(int b, int t, int h, int hd, int rd, int with_gain)
 
     /* the same bits again */
     float *d_dx2 = poisoned(nx), *d_dg2 = dev(dg0, (size_t)h);
-    pg_cuda_qk_prep_bwd(d_dx2, with_gain ? d_dg2 : NULL, d_dy, d_x, d_r, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h,
-                        hd, rd);
+    pg_cuda_qk_prep_bwd(d_dx2, with_gain ? d_dg2 : NULL, d_dy, d_x, NULL, d_r, d_cs, d_sn, with_gain ? d_g : NULL, b,
+                        t, h, hd, rd);
     ok(same_bits(back(d_dx2, nx), gdx, nx) && same_bits(back(d_dg2, (size_t)h), gdg, (size_t)h),
        "qk_prep_bwd %s: the same bits when run again", what);
 
@@ -135,11 +135,38 @@ static void test_qk_prep(int b, int t, int h, int hd, int rd, int with_gain)
     uint16_t *d_dx16 = dnew(nx * sizeof *d_dx16);
     pg_cuda_upload(d_dx16, got16, nx * sizeof *got16); /* poisoned: NaN patterns */
     float *d_dg3 = dev(dg0, (size_t)h);
-    pg_cuda_qk_prep_bwd_x16(d_dx16, with_gain ? d_dg3 : NULL, d_dy, d_x, d_r, d_cs, d_sn, with_gain ? d_g : NULL, b, t,
-                            h, hd, rd);
+    pg_cuda_qk_prep_bwd_x16(d_dx16, with_gain ? d_dg3 : NULL, d_dy, d_x, NULL, d_r, d_cs, d_sn, with_gain ? d_g : NULL,
+                            b, t, h, hd, rd);
     pg_cuda_download(got16, d_dx16, nx * sizeof *got16);
     ok(memcmp(got16, want16, nx * sizeof *got16) == 0 && same_bits(back(d_dg3, (size_t)h), gdg, (size_t)h),
        "qk_prep_bwd_x16 %s: qk_prep_bwd's dx rounded to bf16 and its gain gradient, bit for bit", what);
+
+    /* the product given in bf16 (x16, as autocast stores it): the bits of the fp32 entries on the
+     * same values, forward (y, rstd; y in bf16 too) and backward (dx, dx in bf16, dgain) */
+    float *xr = copy(x, nx), *o[2][4];
+    uint16_t *d_xr16 = dev16(xr, nx), *d_o16[2][2];
+    for (int from16 = 0; from16 < 2; from16++) {
+        const float *fx = from16 ? NULL : dev(xr, nx);
+        const uint16_t *hx = from16 ? d_xr16 : NULL;
+        float *d_oy = poisoned(nx), *d_or = poisoned(rows), *d_odx = poisoned(nx), *d_odg = dev(dg0, (size_t)h);
+        d_o16[from16][0] = dnew(nx * 2), d_o16[from16][1] = dnew(nx * 2);
+        pg_cuda_qk_prep_fwd(d_oy, d_or, fx, hx, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h, hd, rd, eps);
+        pg_cuda_qk_prep_fwd_x16(d_o16[from16][0], d_or, fx, hx, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h, hd, rd,
+                                eps);
+        pg_cuda_qk_prep_bwd(d_odx, with_gain ? d_odg : NULL, d_dy, fx, hx, d_r, d_cs, d_sn, with_gain ? d_g : NULL, b, t,
+                            h, hd, rd);
+        pg_cuda_qk_prep_bwd_x16(d_o16[from16][1], NULL, d_dy, fx, hx, d_r, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h,
+                                hd, rd);
+        o[from16][0] = back(d_oy, nx), o[from16][1] = back(d_or, rows), o[from16][2] = back(d_odx, nx);
+        o[from16][3] = back(d_odg, (size_t)h);
+    }
+    uint16_t *a16 = hkeep(malloc(nx * 2)), *b16 = hkeep(malloc(nx * 2)), *c16 = hkeep(malloc(nx * 2)),
+             *e16 = hkeep(malloc(nx * 2));
+    pg_cuda_download(a16, d_o16[0][0], nx * 2), pg_cuda_download(b16, d_o16[1][0], nx * 2);
+    pg_cuda_download(c16, d_o16[0][1], nx * 2), pg_cuda_download(e16, d_o16[1][1], nx * 2);
+    ok(same_bits(o[0][0], o[1][0], nx) && same_bits(o[0][1], o[1][1], rows) && same_bits(o[0][2], o[1][2], nx) &&
+           same_bits(o[0][3], o[1][3], (size_t)h) && !memcmp(a16, b16, nx * 2) && !memcmp(c16, e16, nx * 2),
+       "qk_prep %s: x given in bf16, the bits of the fp32 x of the same values (all four entries)", what);
 }
 
 static void test_mix_norm(int n, int d, double scale, int keep_xin)
@@ -371,7 +398,7 @@ static void test_qkv(int n, int in, int outq, int outkv, int bf16, int dx_accumu
         float *d_gq = dev(g0, nwq), *d_gk = dev(g0, nwk), *d_gv = dev(g0, nwk);
         gpu->set_bf16(bf16);
         if (way != 1) {
-            pg_cuda_matmul_fwd_qkv(d_q, d_k, d_v, d_x, d_wq, d_wk, d_wv, n, in, outq, outkv);
+            pg_cuda_matmul_fwd_qkv(d_q, d_k, d_v, NULL, NULL, d_x, d_wq, d_wk, d_wv, n, in, outq, outkv);
             pg_cuda_matmul_bwd_qkv(d_dx, d_gq, d_gk, d_gv, d_dq, d_dk, d_dv, way ? d_dq16 : NULL, way ? d_dk16 : NULL,
                                    d_x, d_wq, d_wk, d_wv, n, in, outq, outkv, dx_accumulate);
         } else {
@@ -395,6 +422,17 @@ static void test_qkv(int n, int in, int outq, int outkv, int bf16, int dx_accumu
         same = 1;
         for (int i = 3; i < 7; i++) same = same && same_bits(out[0][i], out[2][i], sizes[i]);
         ok(same, "matmul_bwd_qkv %s: dq and dk given in bf16, the same bits", what);
+        /* q and k made in bf16 (q16, k16): the fp32 outputs rounded, bit for bit; v as before */
+        uint16_t *d_q16 = dnew(nq * 2 + 2), *d_k16 = dnew(nk * 2 + 2), *gq16 = hkeep(malloc(nq * 2 + 2)),
+                 *gk16 = hkeep(malloc(nk * 2 + 2)), *wq16 = hkeep(malloc(nq * 2 + 2)), *wk16 = hkeep(malloc(nk * 2 + 2));
+        float *d_v2 = poisoned(nk);
+        gpu->set_bf16(1);
+        pg_cuda_matmul_fwd_qkv(NULL, NULL, d_v2, d_q16, d_k16, d_x, d_wq, d_wk, d_wv, n, in, outq, outkv);
+        gpu->set_bf16(0);
+        pg_cuda_download(gq16, d_q16, nq * 2), pg_cuda_download(gk16, d_k16, nk * 2);
+        bf16_bits(wq16, out[0][0], nq), bf16_bits(wk16, out[0][1], nk);
+        ok(!memcmp(gq16, wq16, nq * 2) && !memcmp(gk16, wk16, nk * 2) && same_bits(back(d_v2, nk), out[0][2], nk),
+           "matmul_fwd_qkv %s: q and k in bf16, the fp32 ones rounded, bit for bit", what);
     }
     check("matmul_fwd_qkv q", what, out[0][0], q, nq, TOL);
     check("matmul_fwd_qkv k", what, out[0][1], k, nk, TOL);
@@ -443,8 +481,8 @@ static void test_scale_add_x16(int n, int d)
 static void test_empty(void)
 {
     float *d = poisoned(4);
-    pg_cuda_qk_prep_fwd(d, d, d, d, d, d, 0, 3, 2, 8, 8, 1e-6);
-    pg_cuda_qk_prep_bwd(d, d, d, d, d, d, d, d, 2, 0, 2, 8, 8);
+    pg_cuda_qk_prep_fwd(d, d, d, NULL, d, d, d, 0, 3, 2, 8, 8, 1e-6);
+    pg_cuda_qk_prep_bwd(d, d, d, d, NULL, d, d, d, d, 2, 0, 2, 8, 8);
     pg_cuda_mix_norm_fwd(d, d, d, d, d, d, d, d, 0, 8, 1e-6, 1);
     pg_cuda_add_norm_fwd(d, d, d, d, d, d, 4, 0, 1e-6, 1);
     pg_cuda_rmsnorm_bwd_add(d, d, d, d, d, 0, 8, 1);

@@ -173,12 +173,13 @@ static void compare_qk16(struct pg_config cfg, const char *label)
     pg_model_free(&mp);
 }
 
-/* A lean training model (lib/train.c's) in bf16 mode keeps the outputs of the MLP's products
- * and of the attention's projection, and the MLP activation, in bf16 only (m->acts16): the bits
+/* A lean training model (lib/train.c's) in bf16 mode keeps the outputs of the MLP's products, of
+ * the q and k products and of the attention's projection, and the MLP activation, in bf16 only
+ * (m->acts16): the bits
  * of the same model laid out in full (loss, per-token losses, every gradient, two
  * micro-batches), and an arena smaller by what the fp32 forms took: per slot, hpre and r (n·hid
- * floats each) became n·hid and n·(hid + d) bf16 values, ao and mo (n·d floats each) n·d bf16
- * values, each buffer rounded up to 16 bytes; with q and k in bf16 (qk: the flash head dims) k
+ * floats each) became n·hid and n·(hid + d) bf16 values, ao, mo and the q product qr (n·d floats
+ * each) n·d bf16 values, the k product kn n·kvd, each buffer rounded up to 16 bytes; with q and k in bf16 (qk: the flash head dims) k
  * too (n·kvd), and the attention output's fp32 copy (n·d) is gone where nothing reads it (o_gone:
  * no XSA, no gate). */
 static void compare_lean(struct pg_config cfg, const struct shape *s, const char *label, int qk, int o_gone)
@@ -218,10 +219,10 @@ static void compare_lean(struct pg_config cfg, const struct shape *s, const char
        "%s: the lean model's products' outputs in bf16 only%s", label, qk ? ", and q, k" : "");
     ok(tl == tf && same_bits(ll, lf, n) && same_bits(gl, gf, np),
        "%s: the bits of the full layout (loss %.9g, %zu losses, %zu gradients)", label, tl, n, np);
-    size_t per_slot = 2 * nh - ((nh + 1) / 2 + 3) / 4 * 4 - ((nh + nd + 1) / 2 + 3) / 4 * 4 +
-                      2 * (nd - ((nd + 1) / 2 + 3) / 4 * 4);
-    size_t nk = n * (size_t)ml.kvd;
-    if (qk) per_slot += nk - ((nk + 1) / 2 + 3) / 4 * 4 + (o_gone ? nd : 0);
+    size_t nk = n * (size_t)ml.kvd, nd16 = ((nd + 1) / 2 + 3) / 4 * 4, nk16 = ((nk + 1) / 2 + 3) / 4 * 4;
+    size_t per_slot = 2 * nh - ((nh + 1) / 2 + 3) / 4 * 4 - ((nh + nd + 1) / 2 + 3) / 4 * 4 + 3 * (nd - nd16) +
+                      (nk - nk16);
+    if (qk) per_slot += nk - nk16 + (o_gone ? nd : 0);
     size_t saved = mf.arena_bytes - ml.arena_bytes, want = (size_t)ml.nv * per_slot * sizeof(float);
     ok(saved == want, "%s: the arena %zu bytes smaller (%zu expected, %d slots)", label, saved, want, ml.nv);
     pg_model_free(&ml);
