@@ -245,15 +245,16 @@ struct pg_backend {
      * into q, k, v (matmul_fwd's each), and their backward (matmul_bwd's three: dx overwritten
      * by the first unless dx_accumulate, then accumulated, in the order q, k, v; dwq, dwk, dwv
      * accumulated): the same results, with x converted to bf16 once for the three in bf16 mode.
-     * dq16 and dk16, when not NULL, replace dq and dk (bf16 mode: qk_prep_bwd_x16 made them); in
+     * dq16, dk16 and dv16, when not NULL, replace dq, dk and dv (bf16 mode: qk_prep_bwd_x16 and
+     * attention_bwd_x16 made them); in
      * the forward, q16 and k16, when not NULL, replace q and k: those outputs rounded to bf16
      * (bf16 mode: matmul_fwd_to16's, as autocast stores them). */
     void (*matmul_fwd_qkv)(pg_real *q, pg_real *k, pg_real *v, uint16_t *q16, uint16_t *k16, const pg_real *x,
                            const pg_real *wq, const pg_real *wk, const pg_real *wv, int n, int in, int outq, int outkv);
     void (*matmul_bwd_qkv)(pg_real *dx, pg_real *dwq, pg_real *dwk, pg_real *dwv, const pg_real *dq, const pg_real *dk,
-                           const pg_real *dv, const uint16_t *dq16, const uint16_t *dk16, const pg_real *x,
-                           const pg_real *wq, const pg_real *wk, const pg_real *wv, int n, int in, int outq, int outkv,
-                           int dx_accumulate);
+                           const pg_real *dv, const uint16_t *dq16, const uint16_t *dk16, const uint16_t *dv16,
+                           const pg_real *x, const pg_real *wq, const pg_real *wk, const pg_real *wv, int n, int in,
+                           int outq, int outkv, int dx_accumulate);
     /* bf16 operands made by the kernel that computes them, for bf16 mode (set_bf16), where a
      * value's one reader is a product that rounds it to bf16 anyway: the MLP's activation
      * (relu2_fwd_x16: relu2_fwd's n values rounded to bf16, nearest even, as uint16 bit
@@ -289,7 +290,9 @@ struct pg_backend {
      * attention_fwd/_bwd) with q and k given so, no work buffer, and the output stored as
      * autocast stores it: the forward writes it in bf16 into out16 and, when out is not NULL,
      * rounded to bf16 into out (what attention_varlen_fwd then round_bf16 give), and the backward
-     * takes it as out16: the bits of the fp32 entries with that rounded output. lib/model.c
+     * takes it as out16: the bits of the fp32 entries with that rounded output; dv16, when not
+     * NULL, gets dv rounded to bf16 instead of dv (its one reader, matmul_bwd_qkv, would round it
+     * so). lib/model.c
      * takes them with the operands above, all four or none. */
     int (*attention_x16)(int hd);
     void (*qk_prep_fwd_x16)(uint16_t *y16, pg_real *rstd, const pg_real *x, const uint16_t *x16, const pg_real *cos,
@@ -297,9 +300,10 @@ struct pg_backend {
     void (*attention_fwd_x16)(pg_real *out, uint16_t *out16, pg_real *lse, const uint16_t *q16, const uint16_t *k16,
                               const pg_real *v, const int32_t *doc_start, int b, int t, int h, int kv, int hd,
                               double scale);
-    void (*attention_bwd_x16)(pg_real *dq, pg_real *dk, pg_real *dv, const pg_real *dout, const uint16_t *out16,
-                              const pg_real *lse, const uint16_t *q16, const uint16_t *k16, const pg_real *v,
-                              const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale);
+    void (*attention_bwd_x16)(pg_real *dq, pg_real *dk, pg_real *dv, uint16_t *dv16, const pg_real *dout,
+                              const uint16_t *out16, const pg_real *lse, const uint16_t *q16, const uint16_t *k16,
+                              const pg_real *v, const int32_t *doc_start, int b, int t, int h, int kv, int hd,
+                              double scale);
 
     /* ---- the backend's state ---- */
 

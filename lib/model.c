@@ -353,11 +353,13 @@ static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
         TAKE(a->xin, n * d); TAKE(a->ya, n * d); TAKE(a->rs_a, n);
         TAKE(a->qn, m->fused ? 0 : n * d); /* the plain chain's normed q: qk_prep_fwd writes q at once */
         TAKE(a->rs_q, hn); TAKE(a->qr, m->acts16 ? bf16_floats(n * d) : n * d); TAKE(a->q, n * d);
-        TAKE(a->kn, m->acts16 ? bf16_floats(n * kvd) : n * kvd); TAKE(a->rs_k, kn); TAKE(a->k, m->acts_qk16 ? bf16_floats(n * kvd) : n * kvd);
+        TAKE(a->kn, m->acts16 ? bf16_floats(n * kvd) : n * kvd); TAKE(a->rs_k, kn);
+        TAKE(a->k, m->acts_qk16 ? bf16_floats(n * kvd) : n * kvd);
         TAKE(a->v, n * kvd);
         /* the lean layout with q and k in bf16 keeps the attention output in bf16 only (in a->q)
          * where nothing reads it in fp32 (XSA and the gates do) */
-        TAKE(a->o, m->acts_qk16 && !any_xsa && !any_gate ? 0 : n * d); TAKE(a->lse, hn); TAKE(a->ao, m->acts16 ? bf16_floats(n * d) : n * d);
+        TAKE(a->o, m->acts_qk16 && !any_xsa && !any_gate ? 0 : n * d); TAKE(a->lse, hn);
+        TAKE(a->ao, m->acts16 ? bf16_floats(n * d) : n * d);
         TAKE(a->ym, n * d); TAKE(a->rs_m, n);
         if (m->acts16) { /* bf16 only (x16): the fc output; the activation, then ym16 */
             TAKE(a->hpre, bf16_floats(n * hid)); TAKE(a->r, bf16_floats(n * hid + n * d));
@@ -915,9 +917,21 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
     }
     pg_real *dq = m->dtmp;
     double sc = 1.0 / sqrt((double)m->hd);
+    /* bf16 mode with the three products together: the gradients of the q, k and v products made in
+     * bf16 by their producers (their one reader rounds them so), in m->dh, free since the MLP's
+     * backward (which runs first in every block): q's and k's by their norms' backward (room at
+     * 2·hid >= d + kvd), v's by the fused attention (room at 2·hid >= d + 2·kvd) where nothing
+     * else reads it (no XSA, no value embedding) */
+    uint16_t *dq16 = NULL, *dk16 = NULL, *dv16 = NULL;
+    size_t room = 2 * (size_t)m->hid;
+    if (m->x16 && qkv_together(m) && room >= (size_t)d + kvd) {
+        dq16 = (uint16_t *)m->dh, dk16 = dq16 + (size_t)n * d;
+        if (m->qk16 && !xsa && ve_index(m, l) < 0 && room >= (size_t)d + 2 * (size_t)kvd) dv16 = dk16 + (size_t)n * kvd;
+    }
     if (m->qk16)
-        be->attention_bwd_x16(dq, m->dk, m->dv, m->dxm, attn_out16(m, a), a->lse, (const uint16_t *)a->q,
-                              (const uint16_t *)a->k, a->v, c->varlen_attn ? m->doc_start : NULL, b, m->t, m->h, m->kv, m->hd, sc);
+        be->attention_bwd_x16(dq, m->dk, m->dv, dv16, m->dxm, attn_out16(m, a), a->lse, (const uint16_t *)a->q,
+                              (const uint16_t *)a->k, a->v, c->varlen_attn ? m->doc_start : NULL, b, m->t, m->h, m->kv,
+                              m->hd, sc);
     else if (c->varlen_attn)
         be->attention_varlen_bwd(dq, m->dk, m->dv, m->dxm, a->o, a->lse, a->q, a->k, a->v, m->doc_start, b, m->t, m->h,
                                  m->kv, m->hd, sc, m->attn_work);
@@ -925,13 +939,8 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
         be->attention_bwd(dq, m->dk, m->dv, m->dxm, a->o, a->lse, a->q, a->k, a->v, b, m->t, m->h, m->kv, m->hd, sc,
                           m->attn_work);
     if (xsa) be->axpy(m->dv, 1, m->dvx, (size_t)n * kvd);
-    /* bf16 mode with the three products together: the q and k products' gradients made in bf16
-     * by their norms' backward (their one reader rounds them so), in m->dh, free since the MLP's
-     * backward (which runs first in every block) and large enough for both at hid >= (d + kvd)/2 */
-    uint16_t *dq16 = NULL, *dk16 = NULL;
     const uint16_t *qr16 = as16(m, a->qr), *kn16 = as16(m, a->kn); /* the q and k products, x16 */
-    if (m->x16 && qkv_together(m) && 2 * (size_t)m->hid >= (size_t)d + kvd) {
-        dq16 = (uint16_t *)m->dh, dk16 = dq16 + (size_t)n * d;
+    if (dq16) {
         be->qk_prep_bwd_x16(dq16, G(p->q_gain), dq, NULL, qr16, a->rs_q, m->cos, m->sin, P(p->q_gain), b, m->t, m->h,
                             m->hd, m->rd);
         be->qk_prep_bwd_x16(dk16, NULL, m->dk, NULL, kn16, a->rs_k, m->cos, m->sin, NULL, b, m->t, m->kv, m->hd,
@@ -953,7 +962,7 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
         be->scalar_add_bwd(m->dve, G(m->t_ve_layer) + vi, G(m->t_ve_scale), m->dv, P(m->t_ve_layer) + vi,
                            P(m->t_ve_scale), m->ve, (size_t)n * kvd, 1);
     if (qkv_together(m)) {
-        be->matmul_bwd_qkv(m->dya, G(p->c_q), G(p->c_k), G(p->c_v), m->dxm, m->dkn, m->dv, dq16, dk16, a->ya,
+        be->matmul_bwd_qkv(m->dya, G(p->c_q), G(p->c_k), G(p->c_v), m->dxm, m->dkn, m->dv, dq16, dk16, dv16, a->ya,
                            P(p->c_q), P(p->c_k), P(p->c_v), n, d, d, kvd, 0);
     } else {
         be->matmul_bwd(m->dya, GW(p->c_q), m->dxm, a->ya, P(p->c_q), n, d, d, 0);

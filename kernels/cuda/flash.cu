@@ -331,8 +331,9 @@ __global__ void __launch_bounds__(FA_THREADS)
 
 template <int HD, class QK>
 __global__ void __launch_bounds__(FA_THREADS)
-    flash_bwd_dkdv_kernel(float *dk, float *dv, const float *dout, const QK *out, const float *lse, const QK *q,
-                          const QK *k, const float *v, const int32_t *ds, int t, int h, int kv, float scale)
+    flash_bwd_dkdv_kernel(float *dk, float *dv, uint16_t *dv16, const float *dout, const QK *out, const float *lse,
+                          const QK *q, const QK *k, const float *v, const int32_t *ds, int t, int h, int kv,
+                          float scale)
 {
     typedef fa_smem<HD> S;
     PG_DYNAMIC_SMEM(uint16_t, sm);
@@ -415,12 +416,18 @@ __global__ void __launch_bounds__(FA_THREADS)
     }
     for (int r = 0; r < 2; r++) {
         if (key[r] >= t) continue;
-        float *kr = dk + koff + (size_t)key[r] * ldk, *vr = dv + koff + (size_t)key[r] * ldk;
+        size_t row = koff + (size_t)key[r] * ldk;
+        float *kr = dk + row;
         for (int nt = 0; nt < HD / 8; nt++) {
             kr[nt * 8 + 2 * c] = scale * dka[nt][2 * r];
             kr[nt * 8 + 2 * c + 1] = scale * dka[nt][2 * r + 1];
-            vr[nt * 8 + 2 * c] = dva[nt][2 * r];
-            vr[nt * 8 + 2 * c + 1] = dva[nt][2 * r + 1];
+            if (dv16) { // dV in bf16 for its one reader, the v product's backward (which rounds it so)
+                dv16[row + nt * 8 + 2 * c] = fa_bf16(dva[nt][2 * r]);
+                dv16[row + nt * 8 + 2 * c + 1] = fa_bf16(dva[nt][2 * r + 1]);
+            } else {
+                dv[row + nt * 8 + 2 * c] = dva[nt][2 * r];
+                dv[row + nt * 8 + 2 * c + 1] = dva[nt][2 * r + 1];
+            }
         }
     }
 }
@@ -452,13 +459,14 @@ static void fa_fwd(float *out, uint16_t *out16, float *lse, const QK *q, const Q
 }
 
 template <int HD, class QK>
-static void fa_bwd(float *dq, float *dk, float *dv, const float *dout, const QK *out, const float *lse, const QK *q,
-                   const QK *k, const float *v, const int32_t *ds, int b, int t, int h, int kv, float scale)
+static void fa_bwd(float *dq, float *dk, float *dv, uint16_t *dv16, const float *dout, const QK *out, const float *lse,
+                   const QK *q, const QK *k, const float *v, const int32_t *ds, int b, int t, int h, int kv,
+                   float scale)
 {
     static int allowed_dq, allowed_dkdv;
     void (*dq_kernel)(float *, const float *, const QK *, const float *, const QK *, const QK *, const float *,
                       const int32_t *, int, int, int, float) = flash_bwd_dq_kernel<HD, QK>;
-    void (*dkdv_kernel)(float *, float *, const float *, const QK *, const float *, const QK *, const QK *,
+    void (*dkdv_kernel)(float *, float *, uint16_t *, const float *, const QK *, const float *, const QK *, const QK *,
                         const float *, const int32_t *, int, int, int, float) = flash_bwd_dkdv_kernel<HD, QK>;
     fa_allow(dq_kernel, fa_smem<HD>::dq, &allowed_dq);
     fa_allow(dkdv_kernel, fa_smem<HD>::dkdv, &allowed_dkdv);
@@ -467,7 +475,7 @@ static void fa_bwd(float *dq, float *dk, float *dv, const float *dout, const QK 
         dq, dout, out, lse, q, k, v, ds, t, h, kv, scale);
     PG_CUDA_LAUNCHED();
     PG_LAUNCH(dkdv_kernel, dim3(tiles, (unsigned)kv, (unsigned)b), FA_THREADS, fa_smem<HD>::dkdv, pg_cuda_stream())(
-        dk, dv, dout, out, lse, q, k, v, ds, t, h, kv, scale);
+        dk, dv, dv16, dout, out, lse, q, k, v, ds, t, h, kv, scale);
     PG_CUDA_LAUNCHED();
 }
 
@@ -495,13 +503,13 @@ static void flash_fwd(float *out, uint16_t *out16, float *lse, const QK *q, cons
 }
 
 template <class QK>
-static void flash_bwd(float *dq, float *dk, float *dv, const float *dout, const QK *out, const float *lse,
-                      const QK *q, const QK *k, const float *v, const int32_t *doc_start, int b, int t, int h, int kv,
-                      int hd, double scale, const char *who)
+static void flash_bwd(float *dq, float *dk, float *dv, uint16_t *dv16, const float *dout, const QK *out,
+                      const float *lse, const QK *q, const QK *k, const float *v, const int32_t *doc_start, int b,
+                      int t, int h, int kv, int hd, double scale, const char *who)
 {
     if (b <= 0 || t <= 0 || h <= 0 || kv <= 0) return;
     by_head_dim(hd, who, [&](auto d) {
-        fa_bwd<decltype(d)::value>(dq, dk, dv, dout, out, lse, q, k, v, doc_start, b, t, h, kv, (float)scale);
+        fa_bwd<decltype(d)::value>(dq, dk, dv, dv16, dout, out, lse, q, k, v, doc_start, b, t, h, kv, (float)scale);
     });
 }
 
@@ -516,7 +524,7 @@ extern "C" void pg_cuda_flash_bwd(float *dq, float *dk, float *dv, const float *
                                   const float *lse, const float *q, const float *k, const float *v,
                                   const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale)
 {
-    flash_bwd(dq, dk, dv, dout, out, lse, q, k, v, doc_start, b, t, h, kv, hd, scale,
+    flash_bwd(dq, dk, dv, nullptr, dout, out, lse, q, k, v, doc_start, b, t, h, kv, hd, scale,
               "pg_cuda_flash_bwd: head dim not 16, 32, 64 or 128");
 }
 
@@ -528,10 +536,11 @@ extern "C" void pg_cuda_flash_fwd_x16(float *out, uint16_t *out16, float *lse, c
               "pg_cuda_flash_fwd_x16: head dim not 16, 32, 64 or 128");
 }
 
-extern "C" void pg_cuda_flash_bwd_x16(float *dq, float *dk, float *dv, const float *dout, const uint16_t *out16,
+extern "C" void pg_cuda_flash_bwd_x16(float *dq, float *dk, float *dv, uint16_t *dv16, const float *dout,
+                                      const uint16_t *out16,
                                       const float *lse, const uint16_t *q16, const uint16_t *k16, const float *v,
                                       const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale)
 {
-    flash_bwd(dq, dk, dv, dout, out16, lse, q16, k16, v, doc_start, b, t, h, kv, hd, scale,
+    flash_bwd(dq, dk, dv, dv16, dout, out16, lse, q16, k16, v, doc_start, b, t, h, kv, hd, scale,
               "pg_cuda_flash_bwd_x16: head dim not 16, 32, 64 or 128");
 }

@@ -12,9 +12,9 @@
 // dense copies, and cublasGemmEx multiplies them with CUDA_R_16BF inputs, a CUDA_R_32F output and
 // CUBLAS_COMPUTE_32F: tensor cores with fp32 accumulation. The output is not rounded (it stays
 // the fp32 accumulator, as the CPU backend's; kernels/cpu/README.md says why), but where autocast
-// stores it in bf16 and lib/model.c asks so (matmul_fwd_to16: CUDA_R_16BF output, the MLP's two
-// products and the attention's projection). cublasGemmEx, not cuBLASLt: it takes exactly these types, picks tensor-core kernels
-// itself for bf16 inputs, and the emulator implements it, so `make check` runs this path;
+// stores it in bf16 and lib/model.c asks so (matmul_fwd_to16, matmul_fwd_qkv's q16 and k16:
+// CUDA_R_16BF output). cublasGemmEx, not cuBLASLt: it takes exactly these types, picks tensor-core
+// kernels itself for bf16 inputs, and the emulator implements it, so `make check` runs this path;
 // cuBLASLt's extra (epilogue fusion) has no user here yet.
 //
 // The bf16 copies live in a scratch buffer of this file's own, not pg_cuda_scratch: callers hold
@@ -176,7 +176,8 @@ static void bwd16(float *dx, float *dw, const __nv_bfloat16 *dy16, const __nv_bf
 // is converted once for the three instead of once per product (and once per product again in
 // the backward); each product is the one pg_cuda_matmul_fwd / matmul_bwd makes, so the bits are
 // theirs. fp32 mode (nothing to convert): the three plain calls. dq16 and dk16, when given, are
-// dq and dk already in bf16 (qk_prep_bwd_x16): not converted again; q16 and k16, when given,
+// dq and dk already in bf16 (qk_prep_bwd_x16), dv16 dv (the flash backward's): not converted
+// again; q16 and k16, when given,
 // get q and k rounded to bf16 by cuBLAS (matmul_fwd_to16's bits) instead of q and k.
 extern "C" void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, uint16_t *q16, uint16_t *k16, const float *x,
                                        const float *wq, const float *wk, const float *wv, int n, int in, int outq,
@@ -208,22 +209,24 @@ extern "C" void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, uint16_t *q
 }
 
 extern "C" void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float *dwv, const float *dq, const float *dk,
-                                       const float *dv, const uint16_t *dq16, const uint16_t *dk16, const float *x,
-                                       const float *wq, const float *wk, const float *wv, int n, int in, int outq,
-                                       int outkv, int dx_accumulate)
+                                       const float *dv, const uint16_t *dq16, const uint16_t *dk16,
+                                       const uint16_t *dv16, const float *x, const float *wq, const float *wk,
+                                       const float *wv, int n, int in, int outq, int outkv, int dx_accumulate)
 {
     if (!pg_cuda_bf16 || n <= 0 || in <= 0 || outq <= 0 || outkv <= 0 || !dx || !dwq || !dwk || !dwv) {
         if (dq16) pg_cuda_matmul_bwd_16(dx, dwq, NULL, dq16, x, NULL, wq, n, in, outq, dx_accumulate);
         else pg_cuda_matmul_bwd(dx, dwq, dq, x, wq, n, in, outq, dx_accumulate);
         if (dk16) pg_cuda_matmul_bwd_16(dx, dwk, NULL, dk16, x, NULL, wk, n, in, outkv, 1);
         else pg_cuda_matmul_bwd(dx, dwk, dk, x, wk, n, in, outkv, 1);
-        pg_cuda_matmul_bwd(dx, dwv, dv, x, wv, n, in, outkv, 1);
+        if (dv16) pg_cuda_matmul_bwd_16(dx, dwv, NULL, dv16, x, NULL, wv, n, in, outkv, 1);
+        else pg_cuda_matmul_bwd(dx, dwv, dv, x, wv, n, in, outkv, 1);
         return;
     }
     const int outs[3] = {outq, outkv, outkv};
     float *const dws[3] = {dwq, dwk, dwv};
     const float *const ws[3] = {wq, wk, wv}, *const dys[3] = {dq, dk, dv};
-    const __nv_bfloat16 *const given[3] = {(const __nv_bfloat16 *)dq16, (const __nv_bfloat16 *)dk16, nullptr};
+    const __nv_bfloat16 *const given[3] = {(const __nv_bfloat16 *)dq16, (const __nv_bfloat16 *)dk16,
+                                           (const __nv_bfloat16 *)dv16};
     const int most = outq > outkv ? outq : outkv;
     size_t nx = ((size_t)n * in + 127) / 128 * 128, nw = ((size_t)most * in + 127) / 128 * 128;
     __nv_bfloat16 *x16 = bf16_scratch(nx + nw + (size_t)n * most);

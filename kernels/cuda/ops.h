@@ -75,9 +75,9 @@ void pg_cuda_round_bf16(float *x, size_t n);
 void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, uint16_t *q16, uint16_t *k16, const float *x,
                             const float *wq, const float *wk, const float *wv, int n, int in, int outq, int outkv);
 void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float *dwv, const float *dq, const float *dk,
-                            const float *dv, const uint16_t *dq16, const uint16_t *dk16, const float *x,
-                            const float *wq, const float *wk, const float *wv, int n, int in, int outq, int outkv,
-                            int dx_accumulate);
+                            const float *dv, const uint16_t *dq16, const uint16_t *dk16, const uint16_t *dv16,
+                            const float *x, const float *wq, const float *wk, const float *wv, int n, int in, int outq,
+                            int outkv, int dx_accumulate);
 /* backend.h relu2_fwd_x16, relu2_bwd_x16, matmul_fwd_x16, matmul_fwd_to16, matmul_bwd_16: bf16
  * operands made by their producers (the MLP's first product, its activation and its gradient). */
 void pg_cuda_relu2_fwd_x16(uint16_t *y16, const uint16_t *x16, size_t n, double slope);
@@ -169,13 +169,13 @@ void pg_cuda_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const
 /* backend.h attention_x16 (the head dims whose attention the flash kernels run now),
  * attention_fwd_x16 / attention_bwd_x16: the flash kernels with q and k given in bf16, the
  * output stored as autocast stores it (out, when not NULL, rounded to bf16 values; out16 in
- * bf16) and given to the backward in bf16. */
+ * bf16) and given to the backward in bf16; dv16, when not NULL, gets dv in bf16 instead. */
 int pg_cuda_attention_x16(int hd);
 void pg_cuda_flash_fwd_x16(float *out, uint16_t *out16, float *lse, const uint16_t *q16, const uint16_t *k16,
                            const float *v, const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale);
-void pg_cuda_flash_bwd_x16(float *dq, float *dk, float *dv, const float *dout, const uint16_t *out16,
-                           const float *lse, const uint16_t *q16, const uint16_t *k16, const float *v, const int32_t *doc_start, int b,
-                           int t, int h, int kv, int hd, double scale);
+void pg_cuda_flash_bwd_x16(float *dq, float *dk, float *dv, uint16_t *dv16, const float *dout, const uint16_t *out16,
+                           const float *lse, const uint16_t *q16, const uint16_t *k16, const float *v,
+                           const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale);
 /* softcap_ce with the poly5 softcap and the z-loss (backend.h); losses and work as for
  * pg_cuda_softcap_ce, which is this with poly5 = 0 and z_loss = 0. */
 double pg_cuda_logit_ce(float *dh, float *demb, float *losses, const float *h, const float *emb,

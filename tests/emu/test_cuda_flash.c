@@ -61,7 +61,8 @@ static int judge(const char *name, const char *what, const float *fl, const floa
 
 struct att {
     float *out, *lse, *dq, *dk, *dv;
-    int out16_ok; /* x16 runs: the bf16 copy of out is out (rounded) bit for bit, with or without out */
+    int out16_ok; /* x16 runs: the bf16 copy of out is out (rounded) bit for bit, with or without out;
+                   * and the backward's dv16 is dv rounded, dq and dk as without it, dv untouched */
 };
 
 struct shape {
@@ -131,8 +132,21 @@ static void flash_att(struct att *a, const struct shape *s, const float *q, cons
         uint16_t *alone = hkeep(malloc(nq * 2 + 2));
         pg_cuda_download(alone, d_out16, nq * 2);
         a->out16_ok = a->out16_ok && memcmp(got, alone, nq * 2) == 0;
-        pg_cuda_flash_bwd_x16(d_dq, d_dk, d_dv, d_dout, dev_bf16(out, nq), d_lsec, q16, k16, d_v, d_ds, s->b, s->t,
-                              s->h, s->kv, s->hd, scale);
+        uint16_t *d_o16 = dev_bf16(out, nq), *d_dv16 = dnew(nk * 2 + 2), *dv16 = hkeep(malloc(nk * 2 + 2));
+        pg_cuda_flash_bwd_x16(d_dq, d_dk, d_dv, NULL, d_dout, d_o16, d_lsec, q16, k16, d_v, d_ds, s->b, s->t, s->h,
+                              s->kv, s->hd, scale);
+        /* dv in bf16 instead (dq, dk into fresh buffers, dv's poisoned: not to be written) */
+        float *d_dq2 = dnew(nq * 4), *d_dk2 = dnew(nk * 4), *nan = hnew(nk);
+        for (size_t i = 0; i < nk; i++) nan[i] = NAN;
+        float *d_dv2 = dev(nan, nk);
+        pg_cuda_flash_bwd_x16(d_dq2, d_dk2, d_dv2, d_dv16, d_dout, d_o16, d_lsec, q16, k16, d_v, d_ds, s->b, s->t, s->h,
+                              s->kv, s->hd, scale);
+        pg_cuda_download(dv16, d_dv16, nk * 2);
+        float *gdv2 = back(d_dv2, nk);
+        a->out16_ok = a->out16_ok && memcmp(dv16, bf16_of(back(d_dv, nk), nk), nk * 2) == 0 &&
+                      same_bits(back(d_dq2, nq), back(d_dq, nq), nq) &&
+                      same_bits(back(d_dk2, nk), back(d_dk, nk), nk) &&
+                      (nk == 0 || (isnan(gdv2[0]) && isnan(gdv2[nk - 1])));
     } else {
         a->out16_ok = 0;
         pg_cuda_flash_fwd(d_out, d_lse, d_q, d_k, d_v, d_ds, s->b, s->t, s->h, s->kv, s->hd, scale);
@@ -196,7 +210,7 @@ static void test_flash(struct shape s)
     cpu->round_bf16(fr.out, nq);
     flash_att(&again, &s, q, k, v, dout, ds, outr, bf.lse, 1);
     ok(same_att(&fr, &again, &s), "flash %s: q and k given in bf16 (the _x16 entries), the same bits", what);
-    ok(again.out16_ok, "flash %s: the output's bf16 copy is the output rounded, bit for bit", what);
+    ok(again.out16_ok, "flash %s: the output's bf16 copy is the output rounded, and dv16 dv, bit for bit", what);
 
     /* planted bugs: the documents ignored; the keys and values one row off (v rotated by a row) */
     struct att bug;

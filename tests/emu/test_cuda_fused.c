@@ -153,8 +153,8 @@ static void test_qk_prep(int b, int t, int h, int hd, int rd, int with_gain)
         pg_cuda_qk_prep_fwd(d_oy, d_or, fx, hx, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h, hd, rd, eps);
         pg_cuda_qk_prep_fwd_x16(d_o16[from16][0], d_or, fx, hx, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h, hd, rd,
                                 eps);
-        pg_cuda_qk_prep_bwd(d_odx, with_gain ? d_odg : NULL, d_dy, fx, hx, d_r, d_cs, d_sn, with_gain ? d_g : NULL, b, t,
-                            h, hd, rd);
+        pg_cuda_qk_prep_bwd(d_odx, with_gain ? d_odg : NULL, d_dy, fx, hx, d_r, d_cs, d_sn, with_gain ? d_g : NULL, b,
+                            t, h, hd, rd);
         pg_cuda_qk_prep_bwd_x16(d_o16[from16][1], NULL, d_dy, fx, hx, d_r, d_cs, d_sn, with_gain ? d_g : NULL, b, t, h,
                                 hd, rd);
         o[from16][0] = back(d_oy, nx), o[from16][1] = back(d_or, rows), o[from16][2] = back(d_odx, nx);
@@ -243,10 +243,11 @@ static void test_norm_bwd_add(int n, int d, double scale, int in_place)
 /* The MLP activation and its gradient kept in bf16 (relu2_fwd_x16, relu2_bwd_x16, matmul_fwd_x16,
  * matmul_bwd_16), from the fc output kept in bf16 (its bits widened: what relu2_fwd reads in
  * bf16 mode after round_bf16), against the CPU in bf16 mode: relu2_fwd then pg_bf16_round, bit
- * for bit (the same float expression, rounded once); the products against matmul_fwd/bwd on the CPU in bf16 mode from the fp32 activation
- * (which round it to the same bf16 values), at the parity rule's 1e-5 (the same exact bf16
- * products, summed in another order). The products would differ from the fp32 ones by bf16's
- * rounding; that the x16 path rounds is checked against the fp32 mode's result. */
+ * for bit (the same float expression, rounded once); the products against matmul_fwd/bwd on
+ * the CPU in bf16 mode from the fp32 activation (which round it to the same bf16 values), at the
+ * parity rule's 1e-5 (the same exact bf16 products, summed in another order). The products would
+ * differ from the fp32 ones by bf16's rounding; that the x16 path rounds is checked against the
+ * fp32 mode's result. */
 static void test_mlp16(int n, int in, int out, double slope, int with_dx)
 {
     char what[80];
@@ -355,8 +356,8 @@ static void test_fwd_to16(int n, int in, int out)
         if (fabs(y[i]) > scale) scale = fabs(y[i]);
         if (fabs(rounded[i] - y[i]) > worst) worst = fabs(rounded[i] - y[i]);
     }
-    ok(worst <= scale / 128 && (in > 0 || scale == 0), "matmul_fwd_to16 %s: the CPU's within a bf16 step (%.3g of %.3g)",
-       what, worst, scale);
+    ok(worst <= scale / 128 && (in > 0 || scale == 0),
+       "matmul_fwd_to16 %s: the CPU's within a bf16 step (%.3g of %.3g)", what, worst, scale);
 }
 
 /* The attention's three products of one input (matmul_fwd_qkv / matmul_bwd_qkv), in fp32 and in
@@ -385,11 +386,13 @@ static void test_qkv(int n, int in, int outq, int outkv, int bf16, int dx_accumu
     /* the device: the fused call, and its own three calls */
     float *d_x = dev(x, nx), *d_wq = dev(wq, nwq), *d_wk = dev(wk, nwk), *d_wv = dev(wv, nwk);
     float *d_dq = dev(dq, nq), *d_dk = dev(dk, nk), *d_dv = dev(dv, nk);
-    /* dq and dk handed over in bf16 (qk_prep_bwd_x16's form): the rounding the product makes */
+    /* dq, dk and dv handed over in bf16 (qk_prep_bwd_x16's and the flash backward's form): the
+     * rounding the product makes */
     uint16_t *dq16 = hkeep(malloc(nq * sizeof *dq16)), *dk16 = hkeep(malloc(nk * sizeof *dk16));
     bf16_bits(dq16, dq, nq);
     bf16_bits(dk16, dk, nk);
     uint16_t *d_dq16 = dnew(nq * sizeof *d_dq16), *d_dk16 = dnew(nk * sizeof *d_dk16);
+    uint16_t *d_dv16 = dev16(copy(dv, nk), nk);
     pg_cuda_upload(d_dq16, dq16, nq * sizeof *dq16);
     pg_cuda_upload(d_dk16, dk16, nk * sizeof *dk16);
     float *out[3][7];
@@ -400,7 +403,7 @@ static void test_qkv(int n, int in, int outq, int outkv, int bf16, int dx_accumu
         if (way != 1) {
             pg_cuda_matmul_fwd_qkv(d_q, d_k, d_v, NULL, NULL, d_x, d_wq, d_wk, d_wv, n, in, outq, outkv);
             pg_cuda_matmul_bwd_qkv(d_dx, d_gq, d_gk, d_gv, d_dq, d_dk, d_dv, way ? d_dq16 : NULL, way ? d_dk16 : NULL,
-                                   d_x, d_wq, d_wk, d_wv, n, in, outq, outkv, dx_accumulate);
+                                   way ? d_dv16 : NULL, d_x, d_wq, d_wk, d_wv, n, in, outq, outkv, dx_accumulate);
         } else {
             pg_cuda_matmul_fwd(d_q, d_x, d_wq, n, in, outq);
             pg_cuda_matmul_fwd(d_k, d_x, d_wk, n, in, outkv);
@@ -421,10 +424,10 @@ static void test_qkv(int n, int in, int outq, int outkv, int bf16, int dx_accumu
     if (bf16) {
         same = 1;
         for (int i = 3; i < 7; i++) same = same && same_bits(out[0][i], out[2][i], sizes[i]);
-        ok(same, "matmul_bwd_qkv %s: dq and dk given in bf16, the same bits", what);
+        ok(same, "matmul_bwd_qkv %s: dq, dk and dv given in bf16, the same bits", what);
         /* q and k made in bf16 (q16, k16): the fp32 outputs rounded, bit for bit; v as before */
-        uint16_t *d_q16 = dnew(nq * 2 + 2), *d_k16 = dnew(nk * 2 + 2), *gq16 = hkeep(malloc(nq * 2 + 2)),
-                 *gk16 = hkeep(malloc(nk * 2 + 2)), *wq16 = hkeep(malloc(nq * 2 + 2)), *wk16 = hkeep(malloc(nk * 2 + 2));
+        uint16_t *d_q16 = dnew(nq * 2 + 2), *d_k16 = dnew(nk * 2 + 2), *gq16 = hkeep(malloc(nq * 2 + 2));
+        uint16_t *gk16 = hkeep(malloc(nk * 2 + 2)), *wq16 = hkeep(malloc(nq * 2 + 2)), *wk16 = hkeep(malloc(nk * 2 + 2));
         float *d_v2 = poisoned(nk);
         gpu->set_bf16(1);
         pg_cuda_matmul_fwd_qkv(NULL, NULL, d_v2, d_q16, d_k16, d_x, d_wq, d_wk, d_wv, n, in, outq, outkv);

@@ -179,9 +179,9 @@ static void compare_qk16(struct pg_config cfg, const char *label)
  * of the same model laid out in full (loss, per-token losses, every gradient, two
  * micro-batches), and an arena smaller by what the fp32 forms took: per slot, hpre and r (n·hid
  * floats each) became n·hid and n·(hid + d) bf16 values, ao, mo and the q product qr (n·d floats
- * each) n·d bf16 values, the k product kn n·kvd, each buffer rounded up to 16 bytes; with q and k in bf16 (qk: the flash head dims) k
- * too (n·kvd), and the attention output's fp32 copy (n·d) is gone where nothing reads it (o_gone:
- * no XSA, no gate). */
+ * each) n·d bf16 values, the k product kn n·kvd, each buffer rounded up to 16 bytes; with q and
+ * k in bf16 (qk: the flash head dims) k too (n·kvd), and the attention output's fp32 copy (n·d)
+ * is gone where nothing reads it (o_gone: no XSA, no gate). */
 static void compare_lean(struct pg_config cfg, const struct shape *s, const char *label, int qk, int o_gone)
 {
     shape_config(&cfg, s, 2);
