@@ -232,11 +232,17 @@ struct pg_backend {
     void (*add_norm_fwd)(pg_real *x, pg_real *y, pg_real *rstd, const pg_real *x_in, const pg_real *s,
                          const pg_real *f, int n, int d, double eps, double scale);
     /* add_norm_fwd that also writes y rounded to bf16 into y16 [N,D] (the bits of a product's own
-     * conversion of y): the MLP's first product reads it in the forward and its backward. The
-     * branch f comes in bf16 (f16: the attention projection's output as autocast stores it,
+     * conversion of y; y may be NULL): the MLP's first product reads it in the forward and its
+     * backward. The branch f comes in bf16 (f16: the attention projection's output as autocast stores it,
      * matmul_fwd_to16). */
     void (*add_norm_fwd_x16)(pg_real *x, pg_real *y, uint16_t *y16, pg_real *rstd, const pg_real *x_in,
                              const pg_real *s, const uint16_t *f16, int n, int d, double eps, double scale);
+    /* rmsnorm_bwd, accumulating into dx, of the norm add_norm_fwd_x16 made from x_in = mix_norm_fwd's
+     * xm of the block input xin: y recomputed from xin, x0, m0, m1, s and f16 as those two made it
+     * (the bits of rmsnorm_bwd with their y), for a layout that keeps no fp32 y. */
+    void (*add_norm_bwd_x16)(pg_real *dx, const pg_real *dy, const pg_real *xin, const pg_real *x0, const pg_real *m0,
+                             const pg_real *m1, const pg_real *s, const uint16_t *f16, const pg_real *rstd, int n,
+                             int d, double scale);
     /* A residual's gradient joined by a norm's backward: dx = base + rmsnorm_bwd(dy) (base may be
      * dx), the bits of copying base to dx and then rmsnorm_bwd accumulating, without the copy. */
     void (*rmsnorm_bwd_add)(pg_real *dx, const pg_real *base, const pg_real *dy, const pg_real *y,

@@ -316,7 +316,8 @@ static int has_x16_forms(const struct pg_backend *be)
 {
     return be->relu2_fwd_x16 && be->relu2_bwd_x16 && be->matmul_fwd_x16 && be->matmul_fwd_to16 && be->matmul_bwd_16 &&
            be->matmul_fwd_qkv && be->matmul_bwd_qkv && be->qk_prep_fwd && be->qk_prep_bwd &&
-           be->scale_add_fwd_x16 && be->scale_add_bwd_x16 && be->add_norm_fwd_x16 && be->qk_prep_bwd_x16;
+           be->scale_add_fwd_x16 && be->scale_add_bwd_x16 && be->add_norm_fwd_x16 && be->add_norm_bwd_x16 &&
+           be->qk_prep_bwd_x16;
 }
 
 /* Whether the backend has every form m->qk16 takes (backend.h attention_x16 ...). */
@@ -360,7 +361,9 @@ static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
          * where nothing reads it in fp32 (XSA and the gates do) */
         TAKE(a->o, m->acts_qk16 && !any_xsa && !any_gate ? 0 : n * d); TAKE(a->lse, hn);
         TAKE(a->ao, m->acts16 ? bf16_floats(n * d) : n * d);
-        TAKE(a->ym, n * d); TAKE(a->rs_m, n);
+        /* the MLP norm's fp32 output: the lean layout's sequential blocks recompute it for the
+         * backward (add_norm_bwd_x16) and their MLP reads ym16 */
+        TAKE(a->ym, m->acts16 && !lanes ? 0 : n * d); TAKE(a->rs_m, n);
         if (m->acts16) { /* bf16 only (x16): the fc output; the activation, then ym16 */
             TAKE(a->hpre, bf16_floats(n * hid)); TAKE(a->r, bf16_floats(n * hid + n * d));
         } else {
@@ -1034,7 +1037,9 @@ static void block_backward(struct pg_model *m, int l, struct pg_block_acts *a, i
     if (mode == BLOCK_SEQ) {
         branch_grad(m, p->mlp_scale, dy, a->mo);
         mlp_backward(m, l, a, m->dtmp);
-        be->rmsnorm_bwd(dy, m->dym, a->ym, a->rs_m, n, d, s, 1); /* dy is now d(x1) */
+        if (a->ym) be->rmsnorm_bwd(dy, m->dym, a->ym, a->rs_m, n, d, s, 1); /* dy is now d(x1) */
+        else be->add_norm_bwd_x16(dy, m->dym, a->xin, m->x0, mix, mix + d, P(p->attn_scale), (const uint16_t *)a->ao,
+                                  a->rs_m, n, d, s); /* the lean layout: the norm's output recomputed */
         branch_grad(m, p->attn_scale, dy, a->ao);
         attn_backward(m, l, a, m->dtmp);
         norm_bwd_add(m, m->dtmp2, dy, m->dya, a->ya, a->rs_a, s); /* d(xm) = d(x1) + the norm's backward */

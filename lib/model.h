@@ -140,8 +140,9 @@ struct pg_model {
                                 * will be attached, nor bf16 mode changed (lib/train.c) */
     int acts16;                /* laid out by pg_model_alloc_acts for the x16 forms alone (a lean
                                 * training model, fused forms, bf16 mode): the outputs of the MLP's
-                                * products and the attention's projection (hpre, mo, ao) and the MLP
-                                * activation in bf16 only, and x16 always on */
+                                * products, the q and k products and the attention's projection
+                                * (hpre, mo, qr, kn, ao) and the MLP activation in bf16 only, no fp32
+                                * MLP norm output in sequential blocks (recomputed), x16 always on */
     int acts_qk16;             /* laid out for q and k in bf16 too (an acts16 model whose attention
                                 * takes them so): k and, without XSA or gates, the attention output
                                 * in bf16 only, and qk16 always on */

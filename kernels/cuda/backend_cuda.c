@@ -58,6 +58,7 @@ const struct pg_backend pg_backend_cuda = {
     .matmul_fwd_x16 = pg_cuda_matmul_fwd_x16,
     .matmul_fwd_to16 = pg_cuda_matmul_fwd_to16,
     .scale_add_fwd_x16 = pg_cuda_scale_add_fwd_x16,
+    .add_norm_bwd_x16 = pg_cuda_add_norm_bwd_x16,
     .relu2_bwd_x16 = pg_cuda_relu2_bwd_x16,
     .scale_add_bwd_x16 = pg_cuda_scale_add_bwd_x16,
     .qk_prep_bwd_x16 = pg_cuda_qk_prep_bwd_x16,

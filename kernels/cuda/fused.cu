@@ -218,7 +218,7 @@ __global__ void mix_norm_fwd_kernel(float *xin, float *xm, float *y, float *rstd
     size_t off = (size_t)blockIdx.x * d;
     double ss = 0;
     for (int c = threadIdx.x; c < d; c += blockDim.x) {
-        float v = x[off + c], w = m0[c] * v + m1[c] * x0[off + c];
+        float v = x[off + c], w = pg_mix(m0[c], v, m1[c], x0[off + c]);
         if (xin) xin[off + c] = v;
         xm[off + c] = w;
         ss += (double)w * w;
@@ -230,7 +230,8 @@ __global__ void mix_norm_fwd_kernel(float *xin, float *xm, float *y, float *rstd
 }
 
 // x = x_in + s ⊙ f (x_in may be x), y = scale·x/rms(x), rstd.
-// y16, when not null, gets y rounded to bf16 too (add_norm_fwd_x16: the next product's operand).
+// y16, when not null, gets y rounded to bf16 too (add_norm_fwd_x16: the next product's operand);
+// y may then be null (the lean layout recomputes it in the backward: add_norm_bwd_x16).
 template <class F>
 __global__ void add_norm_fwd_kernel(float *x, float *y, __nv_bfloat16 *y16, float *rstd, const float *x_in,
                                     const float *s, const F *f, int d, double eps, float scale)
@@ -239,7 +240,7 @@ __global__ void add_norm_fwd_kernel(float *x, float *y, __nv_bfloat16 *y16, floa
     double ss = 0;
     for (int c = threadIdx.x; c < d; c += blockDim.x) {
         float v = x_in[off + c];
-        v += s[c] * pg_ld(f, off + c);
+        v = pg_add_scaled(v, s[c], pg_ld(f, off + c));
         x[off + c] = v;
         ss += (double)v * v;
     }
@@ -247,7 +248,7 @@ __global__ void add_norm_fwd_kernel(float *x, float *y, __nv_bfloat16 *y16, floa
     float r = (float)(1.0 / sqrt(ss / d + eps)), rs = r * scale;
     for (int c = threadIdx.x; c < d; c += blockDim.x) {
         float v = x[off + c] * rs;
-        y[off + c] = v;
+        if (y) y[off + c] = v;
         if (y16) y16[off + c] = __float2bfloat16(v);
     }
     if (threadIdx.x == 0) rstd[blockIdx.x] = r;

@@ -30,18 +30,36 @@ __global__ void rmsnorm_fwd_kernel(float *y, float *rstd, const float *x, int d,
 
 // y is the scaled output: dx = r·(scale·dy − y·mean(dy·y)/scale), as the CPU computes it.
 // dx = base + the norm's backward (base NULL: dx = it; base may be dx: it accumulates).
-__global__ void rmsnorm_bwd_kernel(float *dx, const float *base, const float *dy, const float *y, const float *rstd,
-                                   int d, double scale)
+// The norm's output y at element i (channel c) of a row whose r·scale is rs: as stored, or
+// recomputed from the block's input the way mix_norm_fwd and add_norm_fwd_x16 made it (the
+// lean layout keeps no fp32 y of the MLP's norm: add_norm_bwd_x16), the same floats.
+struct y_stored {
+    const float *y;
+    __device__ float at(size_t i, int, float) const { return y[i]; }
+};
+struct y_mix_add {
+    const float *xin, *x0, *m0, *m1, *s;
+    const __nv_bfloat16 *f;
+    __device__ float at(size_t i, int c, float rs) const
+    {
+        return pg_add_scaled(pg_mix(m0[c], xin[i], m1[c], x0[i]), s[c], __bfloat162float(f[i])) * rs;
+    }
+};
+
+template <class Y>
+__global__ void rmsnorm_bwd_kernel(float *dx, const float *base, const float *dy, Y y, const float *rstd, int d,
+                                   double scale)
 {
     size_t off = (size_t)blockIdx.x * d;
-    const float *yi = y + off, *gi = dy + off, *bi = base ? base + off : nullptr;
+    const float *gi = dy + off, *bi = base ? base + off : nullptr;
     float *dxi = dx + off;
+    float r = rstd[blockIdx.x], s = (float)scale, rs = r * s;
     double dot = 0;
-    for (int c = threadIdx.x; c < d; c += blockDim.x) dot += (double)gi[c] * yi[c];
+    for (int c = threadIdx.x; c < d; c += blockDim.x) dot += (double)gi[c] * y.at(off + c, c, rs);
     dot = pg_block_sum(dot);
-    float m = (float)(dot / d / scale), r = rstd[blockIdx.x], s = (float)scale;
+    float m = (float)(dot / d / scale);
     for (int c = threadIdx.x; c < d; c += blockDim.x) {
-        float g = r * (s * gi[c] - yi[c] * m);
+        float g = r * (s * gi[c] - y.at(off + c, c, rs) * m);
         dxi[c] = bi ? bi[c] + g : g;
     }
 }
@@ -57,8 +75,8 @@ extern "C" void pg_cuda_rmsnorm_bwd(float *dx, const float *dy, const float *y, 
                                     double scale, int dx_accumulate)
 {
     if (n <= 0 || d <= 0) return;
-    PG_LAUNCH(rmsnorm_bwd_kernel, n, row_threads(d), 0, pg_cuda_stream())(dx, dx_accumulate ? dx : nullptr, dy, y,
-                                                                          rstd, d, scale);
+    PG_LAUNCH(rmsnorm_bwd_kernel<y_stored>, n, row_threads(d), 0, pg_cuda_stream())(
+        dx, dx_accumulate ? dx : nullptr, dy, y_stored{y}, rstd, d, scale);
     PG_CUDA_LAUNCHED();
 }
 
@@ -66,6 +84,17 @@ extern "C" void pg_cuda_rmsnorm_bwd_add(float *dx, const float *base, const floa
                                         const float *rstd, int n, int d, double scale)
 {
     if (n <= 0 || d <= 0) return;
-    PG_LAUNCH(rmsnorm_bwd_kernel, n, row_threads(d), 0, pg_cuda_stream())(dx, base, dy, y, rstd, d, scale);
+    PG_LAUNCH(rmsnorm_bwd_kernel<y_stored>, n, row_threads(d), 0, pg_cuda_stream())(dx, base, dy, y_stored{y}, rstd, d,
+                                                                                     scale);
+    PG_CUDA_LAUNCHED();
+}
+
+extern "C" void pg_cuda_add_norm_bwd_x16(float *dx, const float *dy, const float *xin, const float *x0,
+                                         const float *m0, const float *m1, const float *s, const uint16_t *f16,
+                                         const float *rstd, int n, int d, double scale)
+{
+    if (n <= 0 || d <= 0) return;
+    y_mix_add y{xin, x0, m0, m1, s, (const __nv_bfloat16 *)f16};
+    PG_LAUNCH(rmsnorm_bwd_kernel<y_mix_add>, n, row_threads(d), 0, pg_cuda_stream())(dx, dx, dy, y, rstd, d, scale);
     PG_CUDA_LAUNCHED();
 }

@@ -113,6 +113,9 @@ void pg_cuda_mix_norm_fwd(float *xin, float *xm, float *y, float *rstd, const fl
                           const float *m0, const float *m1, int n, int d, double eps, double scale);
 void pg_cuda_add_norm_fwd(float *x, float *y, float *rstd, const float *x_in, const float *s, const float *f, int n,
                           int d, double eps, double scale);
+void pg_cuda_add_norm_bwd_x16(float *dx, const float *dy, const float *xin, const float *x0, const float *m0,
+                              const float *m1, const float *s, const uint16_t *f16, const float *rstd, int n, int d,
+                              double scale);
 void pg_cuda_add_norm_fwd_x16(float *x, float *y, uint16_t *y16, float *rstd, const float *x_in, const float *s,
                               const uint16_t *f16, int n, int d, double eps, double scale);
 void pg_cuda_rmsnorm_bwd_add(float *dx, const float *base, const float *dy, const float *y, const float *rstd,

@@ -163,6 +163,15 @@ template <class T, class Op> __device__ __forceinline__ T pg_block_reduce(T v, O
 __device__ __forceinline__ float pg_ld(const float *x, size_t i) { return x[i]; }
 __device__ __forceinline__ float pg_ld(const __nv_bfloat16 *x, size_t i) { return __bfloat162float(x[i]); }
 
+// The residual mix m0·x + m1·x0 and a scaled add x + s·f as the fused forms compute them: each
+// product rounded on its own (__fmul_rn is never contracted into an FMA), then the sum, the
+// CPU's arithmetic; so a backward can recompute them bit for bit (add_norm_bwd_x16).
+__device__ __forceinline__ float pg_mix(float m0, float x, float m1, float x0)
+{
+    return __fmul_rn(m0, x) + __fmul_rn(m1, x0);
+}
+__device__ __forceinline__ float pg_add_scaled(float x, float s, float f) { return x + __fmul_rn(s, f); }
+
 template <class T> __device__ __forceinline__ T pg_warp_sum(T v) { return pg_warp_reduce(v, pg_sum_op()); }
 template <class T> __device__ __forceinline__ T pg_block_sum(T v) { return pg_block_reduce(v, pg_sum_op(), (T)0); }
 __device__ __forceinline__ float pg_block_max(float v) { return pg_block_reduce(v, pg_max_op(), -INFINITY); }

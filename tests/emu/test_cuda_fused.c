@@ -220,6 +220,38 @@ static void test_add_norm(int n, int d, double scale, int in_place)
        "add_norm_fwd_x16 %s: add_norm_fwd's bits, and y in bf16", what);
 }
 
+/* add_norm_bwd_x16: the MLP norm's backward with its output recomputed from the block's input
+ * (mix_norm_fwd, then add_norm_fwd_x16 with a bf16 branch and no fp32 y): the bits of the
+ * accumulating rmsnorm_bwd on the y add_norm_fwd_x16 writes when asked. */
+static void test_add_norm_bwd16(int n, int d, double scale)
+{
+    char what[64];
+    snprintf(what, sizeof what, "n=%d d=%d scale=%g", n, d, scale);
+    size_t nd = (size_t)n * d;
+    double eps = 1e-6;
+    float *x = rnd(nd, 2), *x0 = rnd(nd, 1), *m0 = rnd((size_t)d, 1), *m1 = rnd((size_t)d, 1), *s = rnd((size_t)d, 1);
+    float *f = rnd(nd, 1), *dy = rnd(nd, 1), *base = rnd(nd, 1);
+    uint16_t *d_f16 = dev16(f, nd), *d_y16 = dnew(nd * 2 + 2), *d_y16b = dnew(nd * 2 + 2);
+    float *d_xin = poisoned(nd), *d_xm = poisoned(nd), *d_ya = poisoned(nd), *d_ra = poisoned((size_t)n);
+    float *d_m0 = dev(m0, (size_t)d), *d_m1 = dev(m1, (size_t)d), *d_s = dev(s, (size_t)d), *d_x0 = dev(x0, nd);
+    pg_cuda_mix_norm_fwd(d_xin, d_xm, d_ya, d_ra, dev(x, nd), d_x0, d_m0, d_m1, n, d, eps, scale);
+    /* the forward twice: with the fp32 y, and without (the lean layout's) */
+    float *d_x1 = poisoned(nd), *d_y = poisoned(nd), *d_r = poisoned((size_t)n), *d_x1b = poisoned(nd);
+    float *d_rb = poisoned((size_t)n);
+    pg_cuda_add_norm_fwd_x16(d_x1, d_y, d_y16, d_r, d_xm, d_s, d_f16, n, d, eps, scale);
+    pg_cuda_add_norm_fwd_x16(d_x1b, NULL, d_y16b, d_rb, d_xm, d_s, d_f16, n, d, eps, scale);
+    uint16_t *a16 = hkeep(malloc(nd * 2 + 2)), *b16 = hkeep(malloc(nd * 2 + 2));
+    pg_cuda_download(a16, d_y16, nd * 2), pg_cuda_download(b16, d_y16b, nd * 2);
+    ok(same_bits(back(d_x1, nd), back(d_x1b, nd), nd) && same_bits(back(d_r, (size_t)n), back(d_rb, (size_t)n), n) &&
+           !memcmp(a16, b16, nd * 2),
+       "add_norm_fwd_x16 %s: without y, the same x, rstd and y16", what);
+    float *d_dy = dev(dy, nd), *d_da = dev(base, nd), *d_db = dev(base, nd);
+    pg_cuda_rmsnorm_bwd(d_da, d_dy, d_y, d_r, n, d, scale, 1);
+    pg_cuda_add_norm_bwd_x16(d_db, d_dy, d_xin, d_x0, d_m0, d_m1, d_s, d_f16, d_r, n, d, scale);
+    ok(same_bits(back(d_da, nd), back(d_db, nd), nd),
+       "add_norm_bwd_x16 %s: the bits of rmsnorm_bwd (accumulating) on the stored y", what);
+}
+
 /* rmsnorm_bwd_add: dx = base + the norm's backward, against the CPU's copy + accumulating
  * rmsnorm_bwd, and bit for bit the device's own copy + rmsnorm_bwd (in_place: base is dx). */
 static void test_norm_bwd_add(int n, int d, double scale, int in_place)
@@ -521,6 +553,10 @@ int main(void)
     test_norm_bwd_add(1, 37, 0.7071, 1);
     test_norm_bwd_add(9, 512, 0.5, 0);
     test_norm_bwd_add(3, 700, 1, 1);
+    test_add_norm_bwd16(5, 16, 1);
+    test_add_norm_bwd16(1, 37, 0.7071);
+    test_add_norm_bwd16(9, 512, 0.5);
+    test_add_norm_bwd16(3, 700, 1); /* more channels than threads */
     test_mlp16(5, 24, 16, 0, 1);
     test_mlp16(1, 40, 8, 0.5, 1); /* one token, LeakyReLU(0.5)² */
     test_mlp16(33, 64, 48, 0.5, 0);
