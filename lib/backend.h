@@ -237,6 +237,16 @@ struct pg_backend {
      * matmul_fwd_to16). */
     void (*add_norm_fwd_x16)(pg_real *x, pg_real *y, uint16_t *y16, pg_real *rstd, const pg_real *x_in,
                              const pg_real *s, const uint16_t *f16, int n, int d, double eps, double scale);
+    /* mix_norm_fwd that also writes y rounded to bf16 into y16 (the attention's three products read
+     * it, matmul_fwd_qkv's x16); y may be NULL. */
+    void (*mix_norm_fwd_x16)(pg_real *xin, pg_real *xm, pg_real *y, uint16_t *y16, pg_real *rstd, const pg_real *x,
+                             const pg_real *x0, const pg_real *m0, const pg_real *m1, int n, int d, double eps,
+                             double scale);
+    /* rmsnorm_bwd_add (base NULL: overwriting) of the norm mix_norm_fwd made, y recomputed from the
+     * block input xin, x0, m0 and m1 as it made it: the bits of rmsnorm_bwd_add with its y. */
+    void (*mix_norm_bwd_x16)(pg_real *dx, const pg_real *base, const pg_real *dy, const pg_real *xin,
+                             const pg_real *x0, const pg_real *m0, const pg_real *m1, const pg_real *rstd, int n, int d,
+                             double scale);
     /* rmsnorm_bwd, accumulating into dx, of the norm add_norm_fwd_x16 made from x_in = mix_norm_fwd's
      * xm of the block input xin: y recomputed from xin, x0, m0, m1, s and f16 as those two made it
      * (the bits of rmsnorm_bwd with their y), for a layout that keeps no fp32 y. */
@@ -254,13 +264,15 @@ struct pg_backend {
      * dq16, dk16 and dv16, when not NULL, replace dq, dk and dv (bf16 mode: qk_prep_bwd_x16 and
      * attention_bwd_x16 made them); in
      * the forward, q16 and k16, when not NULL, replace q and k: those outputs rounded to bf16
-     * (bf16 mode: matmul_fwd_to16's, as autocast stores them). */
+     * (bf16 mode: matmul_fwd_to16's, as autocast stores them). x16, when not NULL, replaces x
+     * in both (bf16 mode: mix_norm_fwd_x16's copy). */
     void (*matmul_fwd_qkv)(pg_real *q, pg_real *k, pg_real *v, uint16_t *q16, uint16_t *k16, const pg_real *x,
-                           const pg_real *wq, const pg_real *wk, const pg_real *wv, int n, int in, int outq, int outkv);
+                           const uint16_t *x16, const pg_real *wq, const pg_real *wk, const pg_real *wv, int n, int in,
+                           int outq, int outkv);
     void (*matmul_bwd_qkv)(pg_real *dx, pg_real *dwq, pg_real *dwk, pg_real *dwv, const pg_real *dq, const pg_real *dk,
                            const pg_real *dv, const uint16_t *dq16, const uint16_t *dk16, const uint16_t *dv16,
-                           const pg_real *x, const pg_real *wq, const pg_real *wk, const pg_real *wv, int n, int in,
-                           int outq, int outkv, int dx_accumulate);
+                           const pg_real *x, const uint16_t *x16, const pg_real *wq, const pg_real *wk,
+                           const pg_real *wv, int n, int in, int outq, int outkv, int dx_accumulate);
     /* bf16 operands made by the kernel that computes them, for bf16 mode (set_bf16), where a
      * value's one reader is a product that rounds it to bf16 anyway: the MLP's activation
      * (relu2_fwd_x16: relu2_fwd's n values rounded to bf16, nearest even, as uint16 bit

@@ -317,7 +317,7 @@ static int has_x16_forms(const struct pg_backend *be)
     return be->relu2_fwd_x16 && be->relu2_bwd_x16 && be->matmul_fwd_x16 && be->matmul_fwd_to16 && be->matmul_bwd_16 &&
            be->matmul_fwd_qkv && be->matmul_bwd_qkv && be->qk_prep_fwd && be->qk_prep_bwd &&
            be->scale_add_fwd_x16 && be->scale_add_bwd_x16 && be->add_norm_fwd_x16 && be->add_norm_bwd_x16 &&
-           be->qk_prep_bwd_x16;
+           be->mix_norm_fwd_x16 && be->mix_norm_bwd_x16 && be->qk_prep_bwd_x16;
 }
 
 /* Whether the backend has every form m->qk16 takes (backend.h attention_x16 ...). */
@@ -351,7 +351,7 @@ static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
         struct pg_block_acts *a = base ? &m->acts[s] : NULL, dummy;
         if (!a) a = &dummy;
         a->xm = xm;
-        TAKE(a->xin, n * d); TAKE(a->ya, n * d); TAKE(a->rs_a, n);
+        TAKE(a->xin, n * d); TAKE(a->ya, m->ya16 ? bf16_floats(n * d) : n * d); TAKE(a->rs_a, n);
         TAKE(a->qn, m->fused ? 0 : n * d); /* the plain chain's normed q: qk_prep_fwd writes q at once */
         TAKE(a->rs_q, hn); TAKE(a->qr, m->acts16 ? bf16_floats(n * d) : n * d); TAKE(a->q, n * d);
         TAKE(a->kn, m->acts16 ? bf16_floats(n * kvd) : n * kvd); TAKE(a->rs_k, kn);
@@ -429,6 +429,8 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
      * product and activation in bf16 only (forward_body then always takes those forms) */
     m->acts16 = m->lean && m->training && m->fused && has_x16_forms(m->be) && m->be->get_bf16 && m->be->get_bf16();
     m->acts_qk16 = m->acts16 && has_qk16_forms(m->be) && m->be->attention_x16(m->hd); /* and q, k in bf16 */
+    const struct pg_config *c = &m->cfg; /* and the attention norm's output, where no gate reads it in fp32 */
+    m->ya16 = m->acts16 && !(c->attn_out_gate || c->gated_attn || c->sparse_attn_gate);
     size_t total = carve(m, NULL, n, t);
     m->acts = pg_calloc((size_t)slots, sizeof *m->acts);
     m->enc_out = pg_calloc((size_t)(encs ? encs : 1), sizeof *m->enc_out);
@@ -562,6 +564,12 @@ static void store_bf16(const struct pg_model *m, pg_real *y, size_t n)
     if (m->be->get_bf16 && m->be->get_bf16()) m->be->round_bf16(y, n);
 }
 
+/* The attention norm's output in bf16 (the lean layout keeps it so, in a->ya), else NULL. */
+static const uint16_t *ya16(const struct pg_model *m, const struct pg_block_acts *a)
+{
+    return m->ya16 ? (const uint16_t *)a->ya : NULL;
+}
+
 /* p as the bf16 values the x16 forms keep there (a product's output), else NULL. */
 static const uint16_t *as16(const struct pg_model *m, const pg_real *p)
 {
@@ -586,10 +594,11 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
     tap(m, l, PG_TAP_QKV, a->ya, n, d);
     pg_real *kp = m->fused ? a->kn : a->k; /* fused: kn keeps the product */
     if (m->x16) { /* the q and k products kept in bf16, as autocast stores them */
-        be->matmul_fwd_qkv(NULL, NULL, a->v, (uint16_t *)a->qr, (uint16_t *)kp, a->ya, P(p->c_q), P(p->c_k), P(p->c_v),
-                           n, d, d, m->kvd);
+        be->matmul_fwd_qkv(NULL, NULL, a->v, (uint16_t *)a->qr, (uint16_t *)kp, m->ya16 ? NULL : a->ya, ya16(m, a),
+                           P(p->c_q), P(p->c_k), P(p->c_v), n, d, d, m->kvd);
     } else if (qkv_together(m)) {
-        be->matmul_fwd_qkv(a->qr, kp, a->v, NULL, NULL, a->ya, P(p->c_q), P(p->c_k), P(p->c_v), n, d, d, m->kvd);
+        be->matmul_fwd_qkv(a->qr, kp, a->v, NULL, NULL, a->ya, NULL, P(p->c_q), P(p->c_k), P(p->c_v), n, d, d,
+                           m->kvd);
     } else {
         be->matmul_fwd(a->qr, a->ya, P(p->c_q), n, d, d);
         side_fwd(m, p->c_q, a->ya, a->qr, d, d);
@@ -696,7 +705,12 @@ static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, in
                          : NULL;
     a->ym16 = NULL;
     if (m->fused) { /* xin is read only by the backward */
-        be->mix_norm_fwd(m->training ? a->xin : NULL, a->xm, a->ya, a->rs_a, m->x, m->x0, mix, mix + d, n, d, eps, s);
+        if (m->ya16) /* the lean layout: the norm's output in bf16 only, for the three products */
+            be->mix_norm_fwd_x16(a->xin, a->xm, NULL, (uint16_t *)a->ya, a->rs_a, m->x, m->x0, mix, mix + d, n, d, eps,
+                                 s);
+        else
+            be->mix_norm_fwd(m->training ? a->xin : NULL, a->xm, a->ya, a->rs_a, m->x, m->x0, mix, mix + d, n, d, eps,
+                             s);
     } else {
         be->copy(a->xin, m->x, nd);
         be->mix_fwd(a->xm, a->xin, m->x0, mix, mix + d, n, d);
@@ -965,8 +979,8 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
         be->scalar_add_bwd(m->dve, G(m->t_ve_layer) + vi, G(m->t_ve_scale), m->dv, P(m->t_ve_layer) + vi,
                            P(m->t_ve_scale), m->ve, (size_t)n * kvd, 1);
     if (qkv_together(m)) {
-        be->matmul_bwd_qkv(m->dya, G(p->c_q), G(p->c_k), G(p->c_v), m->dxm, m->dkn, m->dv, dq16, dk16, dv16, a->ya,
-                           P(p->c_q), P(p->c_k), P(p->c_v), n, d, d, kvd, 0);
+        be->matmul_bwd_qkv(m->dya, G(p->c_q), G(p->c_k), G(p->c_v), m->dxm, m->dkn, m->dv, dq16, dk16, dv16,
+                           m->ya16 ? NULL : a->ya, ya16(m, a), P(p->c_q), P(p->c_k), P(p->c_v), n, d, d, kvd, 0);
     } else {
         be->matmul_bwd(m->dya, GW(p->c_q), m->dxm, a->ya, P(p->c_q), n, d, d, 0);
         side_bwd(m, p->c_q, a->ya, m->dxm, m->dya, d, d);
@@ -1023,6 +1037,19 @@ static void norm_bwd_add(struct pg_model *m, pg_real *dst, const pg_real *base, 
     }
 }
 
+/* dst = base + the backward of the attention's norm from m->dya (base NULL: nothing; base may be
+ * dst), its output stored or, in the lean layout, recomputed from the block's input. */
+static void attn_norm_bwd(struct pg_model *m, int l, struct pg_block_acts *a, pg_real *dst, const pg_real *base)
+{
+    const struct pg_backend *be = m->be;
+    const pg_real *mix = P(m->blk[l].resid_mix);
+    int n = m->b * m->t, d = m->d;
+    double s = ln_scale(m, l);
+    if (m->ya16) be->mix_norm_bwd_x16(dst, base, m->dya, a->xin, m->x0, mix, mix + d, a->rs_a, n, d, s);
+    else if (!base || base == dst) be->rmsnorm_bwd(dst, m->dya, a->ya, a->rs_a, n, d, s, base != NULL);
+    else norm_bwd_add(m, dst, base, m->dya, a->ya, a->rs_a, s);
+}
+
 /* In place on m->dx (and m->dl1 for lanes): the gradient of the block output becomes that of
  * its input; m->dx0 accumulates the x0 path. */
 static void block_backward(struct pg_model *m, int l, struct pg_block_acts *a, int mode)
@@ -1042,7 +1069,7 @@ static void block_backward(struct pg_model *m, int l, struct pg_block_acts *a, i
                                   a->rs_m, n, d, s); /* the lean layout: the norm's output recomputed */
         branch_grad(m, p->attn_scale, dy, a->ao);
         attn_backward(m, l, a, m->dtmp);
-        norm_bwd_add(m, m->dtmp2, dy, m->dya, a->ya, a->rs_a, s); /* d(xm) = d(x1) + the norm's backward */
+        attn_norm_bwd(m, l, a, m->dtmp2, dy); /* d(xm) = d(x1) + the norm's backward */
         be->mix_bwd(m->dx, m->dx0, gmix, gmix + d, m->dtmp2, a->xin, m->x0, mix, mix + d, n, d);
     } else if (mode == BLOCK_GPTJ) {
         branch_grad(m, p->mlp_scale, dy, a->mo);
@@ -1050,7 +1077,7 @@ static void block_backward(struct pg_model *m, int l, struct pg_block_acts *a, i
         norm_bwd_add(m, m->dtmp2, dy, m->dym, a->ym, a->rs_m, s);
         branch_grad(m, p->attn_scale, dy, a->ao);
         attn_backward(m, l, a, m->dtmp);
-        be->rmsnorm_bwd(m->dtmp2, m->dya, a->ya, a->rs_a, n, d, s, 1);
+        attn_norm_bwd(m, l, a, m->dtmp2, m->dtmp2);
         be->mix_bwd(m->dx, m->dx0, gmix, gmix + d, m->dtmp2, a->xin, m->x0, mix, mix + d, n, d);
     } else {
         pg_real *da = m->dtmp2, *dm = m->dtmp3;
@@ -1061,7 +1088,7 @@ static void block_backward(struct pg_model *m, int l, struct pg_block_acts *a, i
         be->rmsnorm_bwd(m->dl1, m->dym, a->ym, a->rs_m, n, d, s, 1);
         branch_grad(m, p->attn_scale, da, a->ao);
         attn_backward(m, l, a, m->dtmp);
-        be->rmsnorm_bwd(dm, m->dya, a->ya, a->rs_a, n, d, s, 0); /* dm is free again: d(xm) */
+        attn_norm_bwd(m, l, a, dm, NULL); /* dm is free again: d(xm) */
         be->mix_bwd(da, m->dx0, gmix, gmix + d, dm, a->xin, m->x0, mix, mix + d, n, d);
         be->axpy(m->dx, 1, da, nd);
     }

@@ -143,6 +143,8 @@ struct pg_model {
                                 * products, the q and k products and the attention's projection
                                 * (hpre, mo, qr, kn, ao) and the MLP activation in bf16 only, no fp32
                                 * MLP norm output in sequential blocks (recomputed), x16 always on */
+    int ya16;                  /* acts16 with the attention norm's output in bf16 only (no gate
+                                * reads it in fp32): a->ya holds it, the backward recomputes y */
     int acts_qk16;             /* laid out for q and k in bf16 too (an acts16 model whose attention
                                 * takes them so): k and, without XSA or gates, the attention output
                                 * in bf16 only, and qk16 always on */

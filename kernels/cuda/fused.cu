@@ -212,8 +212,10 @@ static unsigned norm_threads(int d)
 }
 
 // xin = x (when xin), xm = m0 ⊙ x + m1 ⊙ x0, y = scale·xm/rms(xm), rstd.
-__global__ void mix_norm_fwd_kernel(float *xin, float *xm, float *y, float *rstd, const float *x, const float *x0,
-                                    const float *m0, const float *m1, int d, double eps, float scale)
+// y16, when not null, gets y rounded to bf16 (mix_norm_fwd_x16: the three products' operand), and
+// y may then be null (the lean layout recomputes it in the backward: mix_norm_bwd_x16).
+__global__ void mix_norm_fwd_kernel(float *xin, float *xm, float *y, __nv_bfloat16 *y16, float *rstd, const float *x,
+                                    const float *x0, const float *m0, const float *m1, int d, double eps, float scale)
 {
     size_t off = (size_t)blockIdx.x * d;
     double ss = 0;
@@ -225,7 +227,11 @@ __global__ void mix_norm_fwd_kernel(float *xin, float *xm, float *y, float *rstd
     }
     ss = pg_block_sum(ss);
     float r = (float)(1.0 / sqrt(ss / d + eps)), rs = r * scale;
-    for (int c = threadIdx.x; c < d; c += blockDim.x) y[off + c] = xm[off + c] * rs; // this thread's own writes
+    for (int c = threadIdx.x; c < d; c += blockDim.x) { // xm: this thread's own writes
+        float v = xm[off + c] * rs;
+        if (y) y[off + c] = v;
+        if (y16) y16[off + c] = __float2bfloat16(v);
+    }
     if (threadIdx.x == 0) rstd[blockIdx.x] = r;
 }
 
@@ -258,8 +264,18 @@ extern "C" void pg_cuda_mix_norm_fwd(float *xin, float *xm, float *y, float *rst
                                      const float *m0, const float *m1, int n, int d, double eps, double scale)
 {
     if (n <= 0 || d <= 0) return;
-    PG_LAUNCH(mix_norm_fwd_kernel, n, norm_threads(d), 0, pg_cuda_stream())(xin, xm, y, rstd, x, x0, m0, m1, d, eps,
-                                                                           (float)scale);
+    PG_LAUNCH(mix_norm_fwd_kernel, n, norm_threads(d), 0, pg_cuda_stream())(xin, xm, y, nullptr, rstd, x, x0, m0, m1, d,
+                                                                           eps, (float)scale);
+    PG_CUDA_LAUNCHED();
+}
+
+extern "C" void pg_cuda_mix_norm_fwd_x16(float *xin, float *xm, float *y, uint16_t *y16, float *rstd, const float *x,
+                                         const float *x0, const float *m0, const float *m1, int n, int d, double eps,
+                                         double scale)
+{
+    if (n <= 0 || d <= 0) return;
+    PG_LAUNCH(mix_norm_fwd_kernel, n, norm_threads(d), 0, pg_cuda_stream())(xin, xm, y, (__nv_bfloat16 *)y16, rstd, x,
+                                                                           x0, m0, m1, d, eps, (float)scale);
     PG_CUDA_LAUNCHED();
 }
 

@@ -175,68 +175,71 @@ static void bwd16(float *dx, float *dw, const __nv_bfloat16 *dy16, const __nv_bf
 // The attention's three products of one input (backend.h matmul_fwd_qkv/bwd_qkv): in bf16 mode x
 // is converted once for the three instead of once per product (and once per product again in
 // the backward); each product is the one pg_cuda_matmul_fwd / matmul_bwd makes, so the bits are
-// theirs. fp32 mode (nothing to convert): the three plain calls. dq16 and dk16, when given, are
-// dq and dk already in bf16 (qk_prep_bwd_x16), dv16 dv (the flash backward's): not converted
-// again; q16 and k16, when given,
-// get q and k rounded to bf16 by cuBLAS (matmul_fwd_to16's bits) instead of q and k.
+// theirs. fp32 mode (nothing to convert): the three plain calls. Given in bf16 already, and not
+// converted again: x16, the input (the attention norm's bf16 copy, mix_norm_fwd_x16); dq16 and
+// dk16 (qk_prep_bwd_x16) and dv16 (the flash backward). q16 and k16, when given, get q and k
+// rounded to bf16 by cuBLAS (matmul_fwd_to16's bits) instead of q and k.
 extern "C" void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, uint16_t *q16, uint16_t *k16, const float *x,
-                                       const float *wq, const float *wk, const float *wv, int n, int in, int outq,
-                                       int outkv)
+                                       const uint16_t *x16, const float *wq, const float *wk, const float *wv, int n,
+                                       int in, int outq, int outkv)
 {
-    if (!pg_cuda_bf16 || n <= 0 || in <= 0) {
-        if (q16) pg_cuda_matmul_fwd_to16(q16, x, NULL, wq, n, in, outq);
-        else pg_cuda_matmul_fwd(q, x, wq, n, in, outq);
-        if (k16) pg_cuda_matmul_fwd_to16(k16, x, NULL, wk, n, in, outkv);
-        else pg_cuda_matmul_fwd(k, x, wk, n, in, outkv);
-        pg_cuda_matmul_fwd(v, x, wv, n, in, outkv);
-        return;
-    }
     const int outs[3] = {outq, outkv, outkv};
     float *const ys[3] = {q, k, v};
     uint16_t *const y16s[3] = {q16, k16, NULL};
     const float *const ws[3] = {wq, wk, wv};
-    size_t nx = ((size_t)n * in + 127) / 128 * 128;
-    __nv_bfloat16 *x16 = bf16_scratch(nx + (size_t)(outq > outkv ? outq : outkv) * in);
-    if (!x16) return;
-    __nv_bfloat16 *w16 = x16 + nx;
-    convert(x16, x, in, n, in, 0, 1);
+    if (!pg_cuda_bf16 || n <= 0 || in <= 0) {
+        for (int i = 0; i < 3; i++)
+            if (y16s[i]) pg_cuda_matmul_fwd_to16(y16s[i], x16 ? NULL : x, x16, ws[i], n, in, outs[i]);
+            else if (x16) pg_cuda_matmul_fwd_x16(ys[i], x16, ws[i], n, in, outs[i]);
+            else pg_cuda_matmul_fwd(ys[i], x, ws[i], n, in, outs[i]);
+        return;
+    }
+    size_t nx = x16 ? 0 : ((size_t)n * in + 127) / 128 * 128;
+    __nv_bfloat16 *a16 = bf16_scratch(nx + (size_t)(outq > outkv ? outq : outkv) * in);
+    if (!a16) return;
+    __nv_bfloat16 *w16 = a16 + nx;
+    const __nv_bfloat16 *xa = x16 ? (const __nv_bfloat16 *)x16 : a16;
+    if (!x16) convert(a16, x, in, n, in, 0, 1);
     for (int i = 0; i < 3; i++) {
         if (outs[i] <= 0) continue;
         convert(w16, ws[i], in, outs[i], in, 0, 1); // after the previous product, in stream order
-        if (y16s[i]) fwd16_as(y16s[i], CUDA_R_16BF, x16, w16, n, in, outs[i]);
-        else fwd16(ys[i], x16, w16, n, in, outs[i]);
+        if (y16s[i]) fwd16_as(y16s[i], CUDA_R_16BF, xa, w16, n, in, outs[i]);
+        else fwd16(ys[i], xa, w16, n, in, outs[i]);
     }
 }
 
 extern "C" void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float *dwv, const float *dq, const float *dk,
                                        const float *dv, const uint16_t *dq16, const uint16_t *dk16,
-                                       const uint16_t *dv16, const float *x, const float *wq, const float *wk,
-                                       const float *wv, int n, int in, int outq, int outkv, int dx_accumulate)
+                                       const uint16_t *dv16, const float *x, const uint16_t *x16, const float *wq,
+                                       const float *wk, const float *wv, int n, int in, int outq, int outkv,
+                                       int dx_accumulate)
 {
-    if (!pg_cuda_bf16 || n <= 0 || in <= 0 || outq <= 0 || outkv <= 0 || !dx || !dwq || !dwk || !dwv) {
-        if (dq16) pg_cuda_matmul_bwd_16(dx, dwq, NULL, dq16, x, NULL, wq, n, in, outq, dx_accumulate);
-        else pg_cuda_matmul_bwd(dx, dwq, dq, x, wq, n, in, outq, dx_accumulate);
-        if (dk16) pg_cuda_matmul_bwd_16(dx, dwk, NULL, dk16, x, NULL, wk, n, in, outkv, 1);
-        else pg_cuda_matmul_bwd(dx, dwk, dk, x, wk, n, in, outkv, 1);
-        if (dv16) pg_cuda_matmul_bwd_16(dx, dwv, NULL, dv16, x, NULL, wv, n, in, outkv, 1);
-        else pg_cuda_matmul_bwd(dx, dwv, dv, x, wv, n, in, outkv, 1);
-        return;
-    }
     const int outs[3] = {outq, outkv, outkv};
     float *const dws[3] = {dwq, dwk, dwv};
     const float *const ws[3] = {wq, wk, wv}, *const dys[3] = {dq, dk, dv};
-    const __nv_bfloat16 *const given[3] = {(const __nv_bfloat16 *)dq16, (const __nv_bfloat16 *)dk16,
-                                           (const __nv_bfloat16 *)dv16};
+    const uint16_t *const given[3] = {dq16, dk16, dv16};
+    if (!pg_cuda_bf16 || n <= 0 || in <= 0 || outq <= 0 || outkv <= 0 || !dx || !dwq || !dwk || !dwv) {
+        for (int i = 0; i < 3; i++) {
+            int acc = i > 0 || dx_accumulate;
+            if (given[i] || x16)
+                pg_cuda_matmul_bwd_16(dx, dws[i], given[i] ? NULL : dys[i], given[i], x16 ? NULL : x, x16, ws[i], n,
+                                      in, outs[i], acc);
+            else pg_cuda_matmul_bwd(dx, dws[i], dys[i], x, ws[i], n, in, outs[i], acc);
+        }
+        return;
+    }
     const int most = outq > outkv ? outq : outkv;
-    size_t nx = ((size_t)n * in + 127) / 128 * 128, nw = ((size_t)most * in + 127) / 128 * 128;
-    __nv_bfloat16 *x16 = bf16_scratch(nx + nw + (size_t)n * most);
-    if (!x16) return;
-    __nv_bfloat16 *w16 = x16 + nx, *dy16 = w16 + nw;
-    convert(x16, x, in, n, in, 0, 1);
+    size_t nx = x16 ? 0 : ((size_t)n * in + 127) / 128 * 128, nw = ((size_t)most * in + 127) / 128 * 128;
+    __nv_bfloat16 *a16 = bf16_scratch(nx + nw + (size_t)n * most);
+    if (!a16) return;
+    __nv_bfloat16 *w16 = a16 + nx, *dy16 = w16 + nw;
+    const __nv_bfloat16 *xa = x16 ? (const __nv_bfloat16 *)x16 : a16;
+    if (!x16) convert(a16, x, in, n, in, 0, 1);
     for (int i = 0; i < 3; i++) {
         convert(w16, ws[i], in, outs[i], in, 0, 1);
         if (!given[i]) convert(dy16, dys[i], outs[i], n, outs[i], 0, 1);
-        bwd16(dx, dws[i], given[i] ? given[i] : dy16, x16, w16, n, in, outs[i], i > 0 || dx_accumulate ? 1.0f : 0.0f);
+        const __nv_bfloat16 *g = given[i] ? (const __nv_bfloat16 *)given[i] : dy16;
+        bwd16(dx, dws[i], g, xa, w16, n, in, outs[i], i > 0 || dx_accumulate ? 1.0f : 0.0f);
     }
 }
 

@@ -46,6 +46,11 @@ struct y_mix_add {
     }
 };
 
+struct y_mix {
+    const float *xin, *x0, *m0, *m1;
+    __device__ float at(size_t i, int c, float rs) const { return pg_mix(m0[c], xin[i], m1[c], x0[i]) * rs; }
+};
+
 template <class Y>
 __global__ void rmsnorm_bwd_kernel(float *dx, const float *base, const float *dy, Y y, const float *rstd, int d,
                                    double scale)
@@ -86,6 +91,16 @@ extern "C" void pg_cuda_rmsnorm_bwd_add(float *dx, const float *base, const floa
     if (n <= 0 || d <= 0) return;
     PG_LAUNCH(rmsnorm_bwd_kernel<y_stored>, n, row_threads(d), 0, pg_cuda_stream())(dx, base, dy, y_stored{y}, rstd, d,
                                                                                      scale);
+    PG_CUDA_LAUNCHED();
+}
+
+extern "C" void pg_cuda_mix_norm_bwd_x16(float *dx, const float *base, const float *dy, const float *xin,
+                                         const float *x0, const float *m0, const float *m1, const float *rstd, int n,
+                                         int d, double scale)
+{
+    if (n <= 0 || d <= 0) return;
+    PG_LAUNCH(rmsnorm_bwd_kernel<y_mix>, n, row_threads(d), 0, pg_cuda_stream())(dx, base, dy, y_mix{xin, x0, m0, m1},
+                                                                                  rstd, d, scale);
     PG_CUDA_LAUNCHED();
 }
 

@@ -73,11 +73,12 @@ void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, size_t n, dou
 void pg_cuda_round_bf16(float *x, size_t n);
 /* backend.h matmul_fwd_qkv / matmul_bwd_qkv: the attention's three products of one input. */
 void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, uint16_t *q16, uint16_t *k16, const float *x,
-                            const float *wq, const float *wk, const float *wv, int n, int in, int outq, int outkv);
+                            const uint16_t *x16, const float *wq, const float *wk, const float *wv, int n, int in,
+                            int outq, int outkv);
 void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float *dwv, const float *dq, const float *dk,
                             const float *dv, const uint16_t *dq16, const uint16_t *dk16, const uint16_t *dv16,
-                            const float *x, const float *wq, const float *wk, const float *wv, int n, int in, int outq,
-                            int outkv, int dx_accumulate);
+                            const float *x, const uint16_t *x16, const float *wq, const float *wk, const float *wv,
+                            int n, int in, int outq, int outkv, int dx_accumulate);
 /* backend.h relu2_fwd_x16, relu2_bwd_x16, matmul_fwd_x16, matmul_fwd_to16, matmul_bwd_16: bf16
  * operands made by their producers (the MLP's first product, its activation and its gradient). */
 void pg_cuda_relu2_fwd_x16(uint16_t *y16, const uint16_t *x16, size_t n, double slope);
@@ -113,6 +114,10 @@ void pg_cuda_mix_norm_fwd(float *xin, float *xm, float *y, float *rstd, const fl
                           const float *m0, const float *m1, int n, int d, double eps, double scale);
 void pg_cuda_add_norm_fwd(float *x, float *y, float *rstd, const float *x_in, const float *s, const float *f, int n,
                           int d, double eps, double scale);
+void pg_cuda_mix_norm_fwd_x16(float *xin, float *xm, float *y, uint16_t *y16, float *rstd, const float *x,
+                              const float *x0, const float *m0, const float *m1, int n, int d, double eps, double scale);
+void pg_cuda_mix_norm_bwd_x16(float *dx, const float *base, const float *dy, const float *xin, const float *x0,
+                              const float *m0, const float *m1, const float *rstd, int n, int d, double scale);
 void pg_cuda_add_norm_bwd_x16(float *dx, const float *dy, const float *xin, const float *x0, const float *m0,
                               const float *m1, const float *s, const uint16_t *f16, const float *rstd, int n, int d,
                               double scale);

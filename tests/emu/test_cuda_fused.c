@@ -222,7 +222,8 @@ static void test_add_norm(int n, int d, double scale, int in_place)
 
 /* add_norm_bwd_x16: the MLP norm's backward with its output recomputed from the block's input
  * (mix_norm_fwd, then add_norm_fwd_x16 with a bf16 branch and no fp32 y): the bits of the
- * accumulating rmsnorm_bwd on the y add_norm_fwd_x16 writes when asked. */
+ * accumulating rmsnorm_bwd on the y add_norm_fwd_x16 writes when asked. And the attention
+ * norm's (mix_norm_fwd_x16, mix_norm_bwd_x16), likewise. */
 static void test_add_norm_bwd16(int n, int d, double scale)
 {
     char what[64];
@@ -235,6 +236,27 @@ static void test_add_norm_bwd16(int n, int d, double scale)
     float *d_xin = poisoned(nd), *d_xm = poisoned(nd), *d_ya = poisoned(nd), *d_ra = poisoned((size_t)n);
     float *d_m0 = dev(m0, (size_t)d), *d_m1 = dev(m1, (size_t)d), *d_s = dev(s, (size_t)d), *d_x0 = dev(x0, nd);
     pg_cuda_mix_norm_fwd(d_xin, d_xm, d_ya, d_ra, dev(x, nd), d_x0, d_m0, d_m1, n, d, eps, scale);
+    { /* the x16 form without y (the lean layout's): the same xin, xm, rstd, and y in bf16 */
+        float *d_xin2 = poisoned(nd), *d_xm2 = poisoned(nd), *d_ra2 = poisoned((size_t)n);
+        uint16_t *d_ya16 = dnew(nd * 2 + 2), *ga = hkeep(malloc(nd * 2 + 2)), *wa = hkeep(malloc(nd * 2 + 2));
+        pg_cuda_mix_norm_fwd_x16(d_xin2, d_xm2, NULL, d_ya16, d_ra2, dev(x, nd), d_x0, d_m0, d_m1, n, d, eps, scale);
+        pg_cuda_download(ga, d_ya16, nd * 2);
+        bf16_bits(wa, back(d_ya, nd), nd);
+        ok(same_bits(back(d_xin2, nd), back(d_xin, nd), nd) && same_bits(back(d_xm2, nd), back(d_xm, nd), nd) &&
+               same_bits(back(d_ra2, (size_t)n), back(d_ra, (size_t)n), n) && !memcmp(ga, wa, nd * 2),
+           "mix_norm_fwd_x16 %s: without y, mix_norm_fwd's xin, xm and rstd, and y in bf16", what);
+        /* its backward with y recomputed: rmsnorm_bwd_add's bits on the stored y, and with no base
+         * rmsnorm_bwd's (overwriting) */
+        float *dyb = rnd(nd, 1), *bb = rnd(nd, 1), *d_dyb = dev(dyb, nd);
+        float *d_e1 = poisoned(nd), *d_e2 = poisoned(nd), *d_e3 = poisoned(nd), *d_e4 = poisoned(nd);
+        float *d_bb = dev(bb, nd);
+        pg_cuda_rmsnorm_bwd_add(d_e1, d_bb, d_dyb, d_ya, d_ra, n, d, scale);
+        pg_cuda_mix_norm_bwd_x16(d_e2, d_bb, d_dyb, d_xin, d_x0, d_m0, d_m1, d_ra, n, d, scale);
+        pg_cuda_rmsnorm_bwd(d_e3, d_dyb, d_ya, d_ra, n, d, scale, 0);
+        pg_cuda_mix_norm_bwd_x16(d_e4, NULL, d_dyb, d_xin, d_x0, d_m0, d_m1, d_ra, n, d, scale);
+        ok(same_bits(back(d_e1, nd), back(d_e2, nd), nd) && same_bits(back(d_e3, nd), back(d_e4, nd), nd),
+           "mix_norm_bwd_x16 %s: the bits of rmsnorm_bwd_add and rmsnorm_bwd on the stored y", what);
+    }
     /* the forward twice: with the fp32 y, and without (the lean layout's) */
     float *d_x1 = poisoned(nd), *d_y = poisoned(nd), *d_r = poisoned((size_t)n), *d_x1b = poisoned(nd);
     float *d_rb = poisoned((size_t)n);
@@ -427,15 +449,18 @@ static void test_qkv(int n, int in, int outq, int outkv, int bf16, int dx_accumu
     uint16_t *d_dv16 = dev16(copy(dv, nk), nk);
     pg_cuda_upload(d_dq16, dq16, nq * sizeof *dq16);
     pg_cuda_upload(d_dk16, dk16, nk * sizeof *dk16);
+    uint16_t *d_x16 = dev16(copy(x, nx), nx); /* x as the attention norm's bf16 copy (way 2) */
     float *out[3][7];
     for (int way = 0; way < 3 && (way < 2 || bf16); way++) {
         float *d_q = poisoned(nq), *d_k = poisoned(nk), *d_v = poisoned(nk), *d_dx = dev(dx0, nx);
         float *d_gq = dev(g0, nwq), *d_gk = dev(g0, nwk), *d_gv = dev(g0, nwk);
         gpu->set_bf16(bf16);
         if (way != 1) {
-            pg_cuda_matmul_fwd_qkv(d_q, d_k, d_v, NULL, NULL, d_x, d_wq, d_wk, d_wv, n, in, outq, outkv);
+            const float *xf = way ? NULL : d_x;
+            const uint16_t *xh = way ? d_x16 : NULL;
+            pg_cuda_matmul_fwd_qkv(d_q, d_k, d_v, NULL, NULL, xf, xh, d_wq, d_wk, d_wv, n, in, outq, outkv);
             pg_cuda_matmul_bwd_qkv(d_dx, d_gq, d_gk, d_gv, d_dq, d_dk, d_dv, way ? d_dq16 : NULL, way ? d_dk16 : NULL,
-                                   way ? d_dv16 : NULL, d_x, d_wq, d_wk, d_wv, n, in, outq, outkv, dx_accumulate);
+                                   way ? d_dv16 : NULL, xf, xh, d_wq, d_wk, d_wv, n, in, outq, outkv, dx_accumulate);
         } else {
             pg_cuda_matmul_fwd(d_q, d_x, d_wq, n, in, outq);
             pg_cuda_matmul_fwd(d_k, d_x, d_wk, n, in, outkv);
@@ -455,14 +480,14 @@ static void test_qkv(int n, int in, int outq, int outkv, int bf16, int dx_accumu
     ok(same, "matmul_qkv %s: the bits of the device's three separate products, forward and backward", what);
     if (bf16) {
         same = 1;
-        for (int i = 3; i < 7; i++) same = same && same_bits(out[0][i], out[2][i], sizes[i]);
-        ok(same, "matmul_bwd_qkv %s: dq, dk and dv given in bf16, the same bits", what);
+        for (int i = 0; i < 7; i++) same = same && same_bits(out[0][i], out[2][i], sizes[i]);
+        ok(same, "matmul_qkv %s: x given in bf16, and dq, dk and dv in the backward, the same bits", what);
         /* q and k made in bf16 (q16, k16): the fp32 outputs rounded, bit for bit; v as before */
         uint16_t *d_q16 = dnew(nq * 2 + 2), *d_k16 = dnew(nk * 2 + 2), *gq16 = hkeep(malloc(nq * 2 + 2));
         uint16_t *gk16 = hkeep(malloc(nk * 2 + 2)), *wq16 = hkeep(malloc(nq * 2 + 2)), *wk16 = hkeep(malloc(nk * 2 + 2));
         float *d_v2 = poisoned(nk);
         gpu->set_bf16(1);
-        pg_cuda_matmul_fwd_qkv(NULL, NULL, d_v2, d_q16, d_k16, d_x, d_wq, d_wk, d_wv, n, in, outq, outkv);
+        pg_cuda_matmul_fwd_qkv(NULL, NULL, d_v2, d_q16, d_k16, d_x, NULL, d_wq, d_wk, d_wv, n, in, outq, outkv);
         gpu->set_bf16(0);
         pg_cuda_download(gq16, d_q16, nq * 2), pg_cuda_download(gk16, d_k16, nk * 2);
         bf16_bits(wq16, out[0][0], nq), bf16_bits(wk16, out[0][1], nk);
