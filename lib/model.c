@@ -364,8 +364,8 @@ static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
         /* the MLP norm's fp32 output: the lean layout's sequential blocks recompute it for the
          * backward (add_norm_bwd_x16) and their MLP reads ym16 */
         TAKE(a->ym, m->acts16 && !lanes ? 0 : n * d); TAKE(a->rs_m, n);
-        if (m->acts16) { /* bf16 only (x16): the fc output; the activation, then ym16 */
-            TAKE(a->hpre, bf16_floats(n * hid)); TAKE(a->r, bf16_floats(n * hid + n * d));
+        if (m->acts16) { /* bf16 only (x16): the fc output; ym16 (the activation: act16) */
+            TAKE(a->hpre, bf16_floats(n * hid)); TAKE(a->r, bf16_floats(n * d));
         } else {
             TAKE(a->hpre, n * hid); TAKE(a->r, n * hid);
         }
@@ -564,6 +564,15 @@ static void store_bf16(const struct pg_model *m, pg_real *y, size_t n)
     if (m->be->get_bf16 && m->be->get_bf16()) m->be->round_bf16(y, n);
 }
 
+/* The MLP activation in bf16 (x16): first in its slot's r buffer, or, in the lean layout, in the
+ * second half of m->dh (the backward's scratch, whose first half holds the activation's
+ * gradient): not kept between the forward and the backward, which recomputes it from h for the
+ * projection's weight gradient (before the attention's backward takes m->dh). */
+static uint16_t *act16(const struct pg_model *m, const struct pg_block_acts *a)
+{
+    return m->acts16 ? (uint16_t *)m->dh + (size_t)m->b * m->t * m->hid : (uint16_t *)a->r;
+}
+
 /* The attention norm's output in bf16 (the lean layout keeps it so, in a->ya), else NULL. */
 static const uint16_t *ya16(const struct pg_model *m, const struct pg_block_acts *a)
 {
@@ -674,7 +683,7 @@ static void mlp_forward(struct pg_model *m, int l, struct pg_block_acts *a, int 
     size_t nh = (size_t)n * m->hid;
     tap(m, l, PG_TAP_FC, a->ym, n, m->d);
     if (m->x16) {
-        uint16_t *h16 = (uint16_t *)a->hpre, *r16 = (uint16_t *)a->r;
+        uint16_t *h16 = (uint16_t *)a->hpre, *r16 = act16(m, a);
         be->matmul_fwd_to16(h16, a->ym16 ? NULL : a->ym, a->ym16, P(p->fc), n, m->d, m->hid);
         be->relu2_fwd_x16(r16, h16, nh, m->cfg.mlp_leaky_slope);
         be->matmul_fwd_to16((uint16_t *)a->mo, NULL, r16, P(p->mlp_proj), n, m->hid, m->d);
@@ -699,9 +708,10 @@ static void block_forward(struct pg_model *m, int l, struct pg_block_acts *a, in
     double eps = m->cfg.rms_norm_eps, s = ln_scale(m, l);
     const pg_real *mix = P(p->resid_mix);
     /* with bf16 operands, a sequential block's MLP input is made in bf16 too, into r's buffer after
-     * the activation (r takes n·hid of its bf16 places, ym n·d: room at d <= hid, or laid out so) */
+     * the activation (r takes n·hid of its bf16 places, ym n·d: room at d <= hid), or the lean
+     * layout's r buffer, which holds it alone */
     uint16_t *ym16 = m->x16 && mode == BLOCK_SEQ && be->add_norm_fwd_x16 && (m->acts16 || m->d <= m->hid)
-                         ? (uint16_t *)a->r + (size_t)n * m->hid
+                         ? (uint16_t *)a->r + (m->acts16 ? 0 : (size_t)n * m->hid)
                          : NULL;
     a->ym16 = NULL;
     if (m->fused) { /* xin is read only by the backward */
@@ -999,10 +1009,11 @@ static void mlp_backward(struct pg_model *m, int l, struct pg_block_acts *a, con
     const struct pg_block_params *p = &m->blk[l];
     int n = m->b * m->t, d = m->d, hid = m->hid;
     if (m->x16) { /* dmo (branch_grad), the activation and its gradient dh (in m->dh's first half) in bf16 */
-        uint16_t *dh16 = (uint16_t *)m->dh;
-        be->matmul_bwd_16(m->dr, G(p->mlp_proj), NULL, (const uint16_t *)dmo, NULL, (const uint16_t *)a->r,
-                          P(p->mlp_proj), n, hid, d, 0);
-        be->relu2_bwd_x16(dh16, m->dr, (const uint16_t *)a->hpre, (size_t)n * hid, m->cfg.mlp_leaky_slope);
+        uint16_t *dh16 = (uint16_t *)m->dh, *r16 = act16(m, a);
+        const uint16_t *h16 = (const uint16_t *)a->hpre;
+        if (m->acts16) be->relu2_fwd_x16(r16, h16, (size_t)n * hid, m->cfg.mlp_leaky_slope); /* recomputed */
+        be->matmul_bwd_16(m->dr, G(p->mlp_proj), NULL, (const uint16_t *)dmo, NULL, r16, P(p->mlp_proj), n, hid, d, 0);
+        be->relu2_bwd_x16(dh16, m->dr, h16, (size_t)n * hid, m->cfg.mlp_leaky_slope);
         be->matmul_bwd_16(m->dym, G(p->fc), NULL, dh16, a->ym16 ? NULL : a->ym, a->ym16, P(p->fc), n, d, hid, 0);
         return;
     }

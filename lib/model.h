@@ -141,8 +141,9 @@ struct pg_model {
     int acts16;                /* laid out by pg_model_alloc_acts for the x16 forms alone (a lean
                                 * training model, fused forms, bf16 mode): the outputs of the MLP's
                                 * products, the q and k products and the attention's projection
-                                * (hpre, mo, qr, kn, ao) and the MLP activation in bf16 only, no fp32
-                                * MLP norm output in sequential blocks (recomputed), x16 always on */
+                                * (hpre, mo, qr, kn, ao) in bf16 only; no fp32 MLP norm output in
+                                * sequential blocks and no MLP activation (both recomputed in the
+                                * backward); x16 always on */
     int ya16;                  /* acts16 with the attention norm's output in bf16 only (no gate
                                 * reads it in fp32): a->ya holds it, the backward recomputes y */
     int acts_qk16;             /* laid out for q and k in bf16 too (an acts16 model whose attention

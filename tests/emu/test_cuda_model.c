@@ -178,7 +178,8 @@ static void compare_qk16(struct pg_config cfg, const char *label)
  * (m->acts16): the bits
  * of the same model laid out in full (loss, per-token losses, every gradient, two
  * micro-batches), and an arena smaller by what the fp32 forms took: per slot, hpre and r (n·hid
- * floats each) became n·hid and n·(hid + d) bf16 values, ao, mo and the q product qr (n·d floats
+ * floats each) became n·hid and n·d bf16 values (h, and the MLP input ym16: the activation is
+ * recomputed in the backward), ao, mo and the q product qr (n·d floats
  * each) n·d bf16 values, the k product kn n·kvd, each buffer rounded up to 16 bytes; with q and
  * k in bf16 (qk: the flash head dims) k too (n·kvd), and the attention output's fp32 copy (n·d)
  * is gone where nothing reads it (o_gone: no XSA, no gate); without parallel blocks the MLP
@@ -222,7 +223,7 @@ static void compare_lean(struct pg_config cfg, const struct shape *s, const char
     ok(tl == tf && same_bits(ll, lf, n) && same_bits(gl, gf, np),
        "%s: the bits of the full layout (loss %.9g, %zu losses, %zu gradients)", label, tl, n, np);
     size_t nk = n * (size_t)ml.kvd, nd16 = ((nd + 1) / 2 + 3) / 4 * 4, nk16 = ((nk + 1) / 2 + 3) / 4 * 4;
-    size_t per_slot = 2 * nh - ((nh + 1) / 2 + 3) / 4 * 4 - ((nh + nd + 1) / 2 + 3) / 4 * 4 + 3 * (nd - nd16) +
+    size_t per_slot = 2 * nh - ((nh + 1) / 2 + 3) / 4 * 4 - nd16 + 3 * (nd - nd16) +
                       (nk - nk16) + (cfg.parallel_start_layer > 0 ? 0 : nd);
     if (!cfg.attn_out_gate && !cfg.gated_attn && !cfg.sparse_attn_gate) per_slot += nd - nd16; /* ya in bf16 */
     if (qk) per_slot += nk - nk16 + (o_gone ? nd : 0);
