@@ -92,7 +92,7 @@ struct pg_backend {
     void (*relu2_bwd)(pg_real *dx, const pg_real *dy, const pg_real *x, size_t n, double slope);
     /* x rounded in place to bf16 (nearest even, as the products round their operands): the
      * values autocast stores in bf16, in bf16 mode (lib/model.c: the outputs of the MLP's two
-     * products, of the q and k products, of the attention and of its projection). */
+     * products, of the q, k and v products, of the attention and of its projection). */
     void (*round_bf16)(pg_real *x, size_t n);
 
     /* Residual mix: y = m0 ⊙ x + m1 ⊙ x0, with m0, m1 per-channel [D]. */
@@ -263,12 +263,12 @@ struct pg_backend {
      * accumulated): the same results, with x converted to bf16 once for the three in bf16 mode.
      * dq16, dk16 and dv16, when not NULL, replace dq, dk and dv (bf16 mode: qk_prep_bwd_x16 and
      * attention_bwd_x16 made them); in
-     * the forward, q16 and k16, when not NULL, replace q and k: those outputs rounded to bf16
+     * the forward, q16, k16 and v16, when not NULL, replace q, k and v: those outputs rounded to bf16
      * (bf16 mode: matmul_fwd_to16's, as autocast stores them). x16, when not NULL, replaces x
      * in both (bf16 mode: mix_norm_fwd_x16's copy). */
-    void (*matmul_fwd_qkv)(pg_real *q, pg_real *k, pg_real *v, uint16_t *q16, uint16_t *k16, const pg_real *x,
-                           const uint16_t *x16, const pg_real *wq, const pg_real *wk, const pg_real *wv, int n, int in,
-                           int outq, int outkv);
+    void (*matmul_fwd_qkv)(pg_real *q, pg_real *k, pg_real *v, uint16_t *q16, uint16_t *k16, uint16_t *v16,
+                           const pg_real *x, const uint16_t *x16, const pg_real *wq, const pg_real *wk,
+                           const pg_real *wv, int n, int in, int outq, int outkv);
     void (*matmul_bwd_qkv)(pg_real *dx, pg_real *dwq, pg_real *dwk, pg_real *dwv, const pg_real *dq, const pg_real *dk,
                            const pg_real *dv, const uint16_t *dq16, const uint16_t *dk16, const uint16_t *dv16,
                            const pg_real *x, const uint16_t *x16, const pg_real *wq, const pg_real *wk,
@@ -310,18 +310,19 @@ struct pg_backend {
      * rounded to bf16 into out (what attention_varlen_fwd then round_bf16 give), and the backward
      * takes it as out16: the bits of the fp32 entries with that rounded output; dv16, when not
      * NULL, gets dv rounded to bf16 instead of dv (its one reader, matmul_bwd_qkv, would round it
-     * so). lib/model.c
+     * so); v16, when not NULL, replaces v in both (the v product kept in bf16: matmul_fwd_qkv's
+     * v16). lib/model.c
      * takes them with the operands above, all four or none. */
     int (*attention_x16)(int hd);
     void (*qk_prep_fwd_x16)(uint16_t *y16, pg_real *rstd, const pg_real *x, const uint16_t *x16, const pg_real *cos,
                             const pg_real *sin, const pg_real *gain, int b, int t, int h, int hd, int rd, double eps);
     void (*attention_fwd_x16)(pg_real *out, uint16_t *out16, pg_real *lse, const uint16_t *q16, const uint16_t *k16,
-                              const pg_real *v, const int32_t *doc_start, int b, int t, int h, int kv, int hd,
-                              double scale);
+                              const pg_real *v, const uint16_t *v16, const int32_t *doc_start, int b, int t, int h,
+                              int kv, int hd, double scale);
     void (*attention_bwd_x16)(pg_real *dq, pg_real *dk, pg_real *dv, uint16_t *dv16, const pg_real *dout,
                               const uint16_t *out16, const pg_real *lse, const uint16_t *q16, const uint16_t *k16,
-                              const pg_real *v, const int32_t *doc_start, int b, int t, int h, int kv, int hd,
-                              double scale);
+                              const pg_real *v, const uint16_t *v16, const int32_t *doc_start, int b, int t, int h,
+                              int kv, int hd, double scale);
 
     /* ---- the backend's state ---- */
 

@@ -356,7 +356,7 @@ static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
         TAKE(a->rs_q, hn); TAKE(a->qr, m->acts16 ? bf16_floats(n * d) : n * d); TAKE(a->q, n * d);
         TAKE(a->kn, m->acts16 ? bf16_floats(n * kvd) : n * kvd); TAKE(a->rs_k, kn);
         TAKE(a->k, m->acts_qk16 ? bf16_floats(n * kvd) : n * kvd);
-        TAKE(a->v, n * kvd);
+        TAKE(a->v, m->acts_qk16 && !any_xsa && !c->ve_last_n ? bf16_floats(n * kvd) : n * kvd); /* see v16_of */
         /* the lean layout with q and k in bf16 keeps the attention output in bf16 only (in a->q)
          * where nothing reads it in fp32 (XSA and the gates do) */
         TAKE(a->o, m->acts_qk16 && !any_xsa && !any_gate ? 0 : n * d); TAKE(a->lse, hn);
@@ -573,6 +573,13 @@ static uint16_t *act16(const struct pg_model *m, const struct pg_block_acts *a)
     return m->acts16 ? (uint16_t *)m->dh + (size_t)m->b * m->t * m->hid : (uint16_t *)a->r;
 }
 
+/* The v product in bf16 (first in a->v) where the fused attention is its one reader (q and k in
+ * bf16; no XSA, no value embedding in layer l, which read or modify it in fp32), else NULL. */
+static uint16_t *v16_of(const struct pg_model *m, int l, const struct pg_block_acts *a)
+{
+    return m->qk16 && !has_xsa(m, l) && ve_index(m, l) < 0 ? (uint16_t *)a->v : NULL;
+}
+
 /* The attention norm's output in bf16 (the lean layout keeps it so, in a->ya), else NULL. */
 static const uint16_t *ya16(const struct pg_model *m, const struct pg_block_acts *a)
 {
@@ -602,11 +609,12 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
     double eps = c->rms_norm_eps;
     tap(m, l, PG_TAP_QKV, a->ya, n, d);
     pg_real *kp = m->fused ? a->kn : a->k; /* fused: kn keeps the product */
+    uint16_t *v16 = v16_of(m, l, a);
     if (m->x16) { /* the q and k products kept in bf16, as autocast stores them */
-        be->matmul_fwd_qkv(NULL, NULL, a->v, (uint16_t *)a->qr, (uint16_t *)kp, m->ya16 ? NULL : a->ya, ya16(m, a),
-                           P(p->c_q), P(p->c_k), P(p->c_v), n, d, d, m->kvd);
+        be->matmul_fwd_qkv(NULL, NULL, v16 ? NULL : a->v, (uint16_t *)a->qr, (uint16_t *)kp, v16,
+                           m->ya16 ? NULL : a->ya, ya16(m, a), P(p->c_q), P(p->c_k), P(p->c_v), n, d, d, m->kvd);
     } else if (qkv_together(m)) {
-        be->matmul_fwd_qkv(a->qr, kp, a->v, NULL, NULL, a->ya, NULL, P(p->c_q), P(p->c_k), P(p->c_v), n, d, d,
+        be->matmul_fwd_qkv(a->qr, kp, a->v, NULL, NULL, NULL, a->ya, NULL, P(p->c_q), P(p->c_k), P(p->c_v), n, d, d,
                            m->kvd);
     } else {
         be->matmul_fwd(a->qr, a->ya, P(p->c_q), n, d, d);
@@ -617,6 +625,7 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
         side_fwd(m, p->c_v, a->ya, a->v, d, m->kvd);
     }
     if (!m->x16) store_bf16(m, a->qr, (size_t)n * d), store_bf16(m, kp, (size_t)n * m->kvd);
+    if (!v16) store_bf16(m, a->v, (size_t)n * m->kvd); /* v as autocast stores it, before a value embedding */
     const uint16_t *qr16 = as16(m, a->qr), *kp16 = as16(m, kp); /* the x16 forms' */
     const pg_real *qr = qr16 ? NULL : a->qr, *kpf = kp16 ? NULL : kp;
     int vi = ve_index(m, l);
@@ -641,8 +650,9 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
     }
     double sc = 1.0 / sqrt((double)m->hd);
     if (m->qk16) { /* the output in bf16, and in a->o (rounded so) unless the lean layout has none */
-        be->attention_fwd_x16(a->o, attn_out16(m, a), a->lse, (const uint16_t *)a->q, (const uint16_t *)a->k, a->v,
-                              c->varlen_attn ? m->doc_start : NULL, b, m->t, m->h, m->kv, m->hd, sc);
+        be->attention_fwd_x16(a->o, attn_out16(m, a), a->lse, (const uint16_t *)a->q, (const uint16_t *)a->k,
+                              v16 ? NULL : a->v, v16, c->varlen_attn ? m->doc_start : NULL, b, m->t, m->h, m->kv,
+                              m->hd, sc);
     } else {
         if (c->varlen_attn)
             be->attention_varlen_fwd(a->o, a->lse, a->q, a->k, a->v, m->doc_start, b, m->t, m->h, m->kv, m->hd, sc,
@@ -956,9 +966,12 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
         if (m->qk16 && !xsa && ve_index(m, l) < 0 && room >= (size_t)d + 2 * (size_t)kvd) dv16 = dk16 + (size_t)n * kvd;
     }
     if (m->qk16)
+    {
+        const uint16_t *v16 = v16_of(m, l, a);
         be->attention_bwd_x16(dq, m->dk, m->dv, dv16, m->dxm, attn_out16(m, a), a->lse, (const uint16_t *)a->q,
-                              (const uint16_t *)a->k, a->v, c->varlen_attn ? m->doc_start : NULL, b, m->t, m->h, m->kv,
-                              m->hd, sc);
+                              (const uint16_t *)a->k, v16 ? NULL : a->v, v16, c->varlen_attn ? m->doc_start : NULL, b,
+                              m->t, m->h, m->kv, m->hd, sc);
+    }
     else if (c->varlen_attn)
         be->attention_varlen_bwd(dq, m->dk, m->dv, m->dxm, a->o, a->lse, a->q, a->k, a->v, m->doc_start, b, m->t, m->h,
                                  m->kv, m->hd, sc, m->attn_work);

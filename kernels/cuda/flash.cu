@@ -139,15 +139,14 @@ template <int HD> struct fa_smem {
 
 // ---- forward ---------------------------------------------------------------------------------
 
-// QK: the type q and k come in (float, or uint16_t bf16 bits); v and dO are float, and O is QK
-// (the _x16 entries take it in bf16 in the backward, and write it rounded: autocast's storage).
-// out16,
-// when not null, gets O rounded to bf16 too (the projection's operand, flash_fwd_x16).
-template <int HD, class QK>
+// QK: the type q and k come in (float, or uint16_t bf16 bits), V v's (likewise: the _x16 entries
+// take v in bf16 where nothing else reads it in fp32); dO is float, and O is QK (the _x16 entries
+// take it in bf16 in the backward, and write it rounded: autocast's storage). out16, when not
+// null, gets O rounded to bf16 too (the projection's operand, flash_fwd_x16).
+template <int HD, class QK, class V>
 __global__ void __launch_bounds__(FA_THREADS)
-    flash_fwd_kernel(float *out, uint16_t *out16, float *lse, const QK *q, const QK *k, const float *v,
-                     const int32_t *ds, int t,
-                     int h, int kv, float scale)
+    flash_fwd_kernel(float *out, uint16_t *out16, float *lse, const QK *q, const QK *k, const V *v, const int32_t *ds,
+                     int t, int h, int kv, float scale)
 {
     typedef fa_smem<HD> S;
     PG_DYNAMIC_SMEM(uint16_t, sm);
@@ -157,7 +156,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     size_t ldq = (size_t)h * HD, ldk = (size_t)kv * HD;
     const QK *qb = q + (size_t)b * t * ldq + (size_t)hi * HD;
     const QK *kb = k + (size_t)b * t * ldk + (size_t)(hi / (h / kv)) * HD;
-    const float *vb = v + (kb - k);
+    const V *vb = v + (kb - k);
     const int32_t *dsb = ds ? ds + (size_t)b * t : nullptr;
     int first = fa_first_key(dsb, q0, q_last);
 
@@ -252,10 +251,10 @@ __device__ __forceinline__ void fa_delta(float dl[2], const float *dob, const O 
     dl[1] = __shfl_sync(0xffffffffu, d, 2 * (g + 8));
 }
 
-template <int HD, class QK>
+template <int HD, class QK, class V>
 __global__ void __launch_bounds__(FA_THREADS)
     flash_bwd_dq_kernel(float *dq, const float *dout, const QK *out, const float *lse, const QK *q, const QK *k,
-                        const float *v, const int32_t *ds, int t, int h, int kv, float scale)
+                        const V *v, const int32_t *ds, int t, int h, int kv, float scale)
 {
     typedef fa_smem<HD> S;
     PG_DYNAMIC_SMEM(uint16_t, sm);
@@ -264,7 +263,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
     size_t ldq = (size_t)h * HD, ldk = (size_t)kv * HD, qoff = (size_t)b * t * ldq + (size_t)hi * HD;
     const QK *kb = k + (size_t)b * t * ldk + (size_t)(hi / (h / kv)) * HD;
-    const float *vb = v + (kb - k);
+    const V *vb = v + (kb - k);
     const int32_t *dsb = ds ? ds + (size_t)b * t : nullptr;
     int first = fa_first_key(dsb, q0, q_last);
 
@@ -329,10 +328,10 @@ __global__ void __launch_bounds__(FA_THREADS)
 
 // ---- backward: dK, dV ------------------------------------------------------------------------
 
-template <int HD, class QK>
+template <int HD, class QK, class V>
 __global__ void __launch_bounds__(FA_THREADS)
     flash_bwd_dkdv_kernel(float *dk, float *dv, uint16_t *dv16, const float *dout, const QK *out, const float *lse,
-                          const QK *q, const QK *k, const float *v, const int32_t *ds, int t, int h, int kv,
+                          const QK *q, const QK *k, const V *v, const int32_t *ds, int t, int h, int kv,
                           float scale)
 {
     typedef fa_smem<HD> S;
@@ -444,13 +443,13 @@ template <class K> static void fa_allow(K *kernel, size_t bytes, int *done)
     *done = 1;
 }
 
-template <int HD, class QK>
-static void fa_fwd(float *out, uint16_t *out16, float *lse, const QK *q, const QK *k, const float *v,
-                   const int32_t *ds, int b, int t, int h, int kv, float scale)
+template <int HD, class QK, class V>
+static void fa_fwd(float *out, uint16_t *out16, float *lse, const QK *q, const QK *k, const V *v, const int32_t *ds,
+                   int b, int t, int h, int kv, float scale)
 {
     static int allowed;
-    void (*kernel)(float *, uint16_t *, float *, const QK *, const QK *, const float *, const int32_t *, int, int, int,
-                   float) = flash_fwd_kernel<HD, QK>;
+    void (*kernel)(float *, uint16_t *, float *, const QK *, const QK *, const V *, const int32_t *, int, int, int,
+                   float) = flash_fwd_kernel<HD, QK, V>;
     fa_allow(kernel, fa_smem<HD>::fwd, &allowed);
     dim3 grid((unsigned)((t + FA_BM - 1) / FA_BM), (unsigned)h, (unsigned)b);
     PG_LAUNCH(kernel, grid, FA_THREADS, fa_smem<HD>::fwd, pg_cuda_stream())(out, out16, lse, q, k, v, ds, t, h, kv,
@@ -458,16 +457,15 @@ static void fa_fwd(float *out, uint16_t *out16, float *lse, const QK *q, const Q
     PG_CUDA_LAUNCHED();
 }
 
-template <int HD, class QK>
+template <int HD, class QK, class V>
 static void fa_bwd(float *dq, float *dk, float *dv, uint16_t *dv16, const float *dout, const QK *out, const float *lse,
-                   const QK *q, const QK *k, const float *v, const int32_t *ds, int b, int t, int h, int kv,
-                   float scale)
+                   const QK *q, const QK *k, const V *v, const int32_t *ds, int b, int t, int h, int kv, float scale)
 {
     static int allowed_dq, allowed_dkdv;
-    void (*dq_kernel)(float *, const float *, const QK *, const float *, const QK *, const QK *, const float *,
-                      const int32_t *, int, int, int, float) = flash_bwd_dq_kernel<HD, QK>;
+    void (*dq_kernel)(float *, const float *, const QK *, const float *, const QK *, const QK *, const V *,
+                      const int32_t *, int, int, int, float) = flash_bwd_dq_kernel<HD, QK, V>;
     void (*dkdv_kernel)(float *, float *, uint16_t *, const float *, const QK *, const float *, const QK *, const QK *,
-                        const float *, const int32_t *, int, int, int, float) = flash_bwd_dkdv_kernel<HD, QK>;
+                        const V *, const int32_t *, int, int, int, float) = flash_bwd_dkdv_kernel<HD, QK, V>;
     fa_allow(dq_kernel, fa_smem<HD>::dq, &allowed_dq);
     fa_allow(dkdv_kernel, fa_smem<HD>::dkdv, &allowed_dkdv);
     unsigned tiles = (unsigned)((t + FA_BM - 1) / FA_BM);
@@ -492,8 +490,8 @@ template <class F> static void by_head_dim(int hd, const char *who, F f)
     }
 }
 
-template <class QK>
-static void flash_fwd(float *out, uint16_t *out16, float *lse, const QK *q, const QK *k, const float *v,
+template <class QK, class V>
+static void flash_fwd(float *out, uint16_t *out16, float *lse, const QK *q, const QK *k, const V *v,
                       const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale, const char *who)
 {
     if (b <= 0 || t <= 0 || h <= 0 || kv <= 0) return;
@@ -502,9 +500,9 @@ static void flash_fwd(float *out, uint16_t *out16, float *lse, const QK *q, cons
     });
 }
 
-template <class QK>
+template <class QK, class V>
 static void flash_bwd(float *dq, float *dk, float *dv, uint16_t *dv16, const float *dout, const QK *out,
-                      const float *lse, const QK *q, const QK *k, const float *v, const int32_t *doc_start, int b,
+                      const float *lse, const QK *q, const QK *k, const V *v, const int32_t *doc_start, int b,
                       int t, int h, int kv, int hd, double scale, const char *who)
 {
     if (b <= 0 || t <= 0 || h <= 0 || kv <= 0) return;
@@ -528,19 +526,22 @@ extern "C" void pg_cuda_flash_bwd(float *dq, float *dk, float *dv, const float *
               "pg_cuda_flash_bwd: head dim not 16, 32, 64 or 128");
 }
 
+// v16, when given, replaces v (the v product kept in bf16 where nothing reads it in fp32).
 extern "C" void pg_cuda_flash_fwd_x16(float *out, uint16_t *out16, float *lse, const uint16_t *q16,
-                                      const uint16_t *k16, const float *v, const int32_t *doc_start, int b, int t,
-                                      int h, int kv, int hd, double scale)
+                                      const uint16_t *k16, const float *v, const uint16_t *v16,
+                                      const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale)
 {
-    flash_fwd(out, out16, lse, q16, k16, v, doc_start, b, t, h, kv, hd, scale,
-              "pg_cuda_flash_fwd_x16: head dim not 16, 32, 64 or 128");
+    const char *who = "pg_cuda_flash_fwd_x16: head dim not 16, 32, 64 or 128";
+    if (v16) flash_fwd(out, out16, lse, q16, k16, v16, doc_start, b, t, h, kv, hd, scale, who);
+    else flash_fwd(out, out16, lse, q16, k16, v, doc_start, b, t, h, kv, hd, scale, who);
 }
 
 extern "C" void pg_cuda_flash_bwd_x16(float *dq, float *dk, float *dv, uint16_t *dv16, const float *dout,
-                                      const uint16_t *out16,
-                                      const float *lse, const uint16_t *q16, const uint16_t *k16, const float *v,
+                                      const uint16_t *out16, const float *lse, const uint16_t *q16,
+                                      const uint16_t *k16, const float *v, const uint16_t *v16,
                                       const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale)
 {
-    flash_bwd(dq, dk, dv, dv16, dout, out16, lse, q16, k16, v, doc_start, b, t, h, kv, hd, scale,
-              "pg_cuda_flash_bwd_x16: head dim not 16, 32, 64 or 128");
+    const char *who = "pg_cuda_flash_bwd_x16: head dim not 16, 32, 64 or 128";
+    if (v16) flash_bwd(dq, dk, dv, dv16, dout, out16, lse, q16, k16, v16, doc_start, b, t, h, kv, hd, scale, who);
+    else flash_bwd(dq, dk, dv, dv16, dout, out16, lse, q16, k16, v, doc_start, b, t, h, kv, hd, scale, who);
 }

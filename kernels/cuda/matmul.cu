@@ -177,15 +177,15 @@ static void bwd16(float *dx, float *dw, const __nv_bfloat16 *dy16, const __nv_bf
 // the backward); each product is the one pg_cuda_matmul_fwd / matmul_bwd makes, so the bits are
 // theirs. fp32 mode (nothing to convert): the three plain calls. Given in bf16 already, and not
 // converted again: x16, the input (the attention norm's bf16 copy, mix_norm_fwd_x16); dq16 and
-// dk16 (qk_prep_bwd_x16) and dv16 (the flash backward). q16 and k16, when given, get q and k
-// rounded to bf16 by cuBLAS (matmul_fwd_to16's bits) instead of q and k.
-extern "C" void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, uint16_t *q16, uint16_t *k16, const float *x,
-                                       const uint16_t *x16, const float *wq, const float *wk, const float *wv, int n,
-                                       int in, int outq, int outkv)
+// dk16 (qk_prep_bwd_x16) and dv16 (the flash backward). q16, k16 and v16, when given, get q, k
+// and v rounded to bf16 by cuBLAS (matmul_fwd_to16's bits) instead.
+extern "C" void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, uint16_t *q16, uint16_t *k16, uint16_t *v16,
+                                       const float *x, const uint16_t *x16, const float *wq, const float *wk,
+                                       const float *wv, int n, int in, int outq, int outkv)
 {
     const int outs[3] = {outq, outkv, outkv};
     float *const ys[3] = {q, k, v};
-    uint16_t *const y16s[3] = {q16, k16, NULL};
+    uint16_t *const y16s[3] = {q16, k16, v16};
     const float *const ws[3] = {wq, wk, wv};
     if (!pg_cuda_bf16 || n <= 0 || in <= 0) {
         for (int i = 0; i < 3; i++)

@@ -72,9 +72,9 @@ void pg_cuda_relu2_fwd(float *y, const float *x, size_t n, double slope);
 void pg_cuda_relu2_bwd(float *dx, const float *dy, const float *x, size_t n, double slope);
 void pg_cuda_round_bf16(float *x, size_t n);
 /* backend.h matmul_fwd_qkv / matmul_bwd_qkv: the attention's three products of one input. */
-void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, uint16_t *q16, uint16_t *k16, const float *x,
-                            const uint16_t *x16, const float *wq, const float *wk, const float *wv, int n, int in,
-                            int outq, int outkv);
+void pg_cuda_matmul_fwd_qkv(float *q, float *k, float *v, uint16_t *q16, uint16_t *k16, uint16_t *v16,
+                            const float *x, const uint16_t *x16, const float *wq, const float *wk, const float *wv,
+                            int n, int in, int outq, int outkv);
 void pg_cuda_matmul_bwd_qkv(float *dx, float *dwq, float *dwk, float *dwv, const float *dq, const float *dk,
                             const float *dv, const uint16_t *dq16, const uint16_t *dk16, const uint16_t *dv16,
                             const float *x, const uint16_t *x16, const float *wq, const float *wk, const float *wv,
@@ -115,7 +115,8 @@ void pg_cuda_mix_norm_fwd(float *xin, float *xm, float *y, float *rstd, const fl
 void pg_cuda_add_norm_fwd(float *x, float *y, float *rstd, const float *x_in, const float *s, const float *f, int n,
                           int d, double eps, double scale);
 void pg_cuda_mix_norm_fwd_x16(float *xin, float *xm, float *y, uint16_t *y16, float *rstd, const float *x,
-                              const float *x0, const float *m0, const float *m1, int n, int d, double eps, double scale);
+                              const float *x0, const float *m0, const float *m1, int n, int d, double eps,
+                              double scale);
 void pg_cuda_mix_norm_bwd_x16(float *dx, const float *base, const float *dy, const float *xin, const float *x0,
                               const float *m0, const float *m1, const float *rstd, int n, int d, double scale);
 void pg_cuda_add_norm_bwd_x16(float *dx, const float *dy, const float *xin, const float *x0, const float *m0,
@@ -177,13 +178,16 @@ void pg_cuda_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const
 /* backend.h attention_x16 (the head dims whose attention the flash kernels run now),
  * attention_fwd_x16 / attention_bwd_x16: the flash kernels with q and k given in bf16, the
  * output stored as autocast stores it (out, when not NULL, rounded to bf16 values; out16 in
- * bf16) and given to the backward in bf16; dv16, when not NULL, gets dv in bf16 instead. */
+ * bf16) and given to the backward in bf16; dv16, when not NULL, gets dv in bf16 instead; v16, when not
+ * NULL, replaces v. */
 int pg_cuda_attention_x16(int hd);
 void pg_cuda_flash_fwd_x16(float *out, uint16_t *out16, float *lse, const uint16_t *q16, const uint16_t *k16,
-                           const float *v, const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale);
+                           const float *v, const uint16_t *v16, const int32_t *doc_start, int b, int t, int h, int kv,
+                           int hd, double scale);
 void pg_cuda_flash_bwd_x16(float *dq, float *dk, float *dv, uint16_t *dv16, const float *dout, const uint16_t *out16,
                            const float *lse, const uint16_t *q16, const uint16_t *k16, const float *v,
-                           const int32_t *doc_start, int b, int t, int h, int kv, int hd, double scale);
+                           const uint16_t *v16, const int32_t *doc_start, int b, int t, int h, int kv, int hd,
+                           double scale);
 /* softcap_ce with the poly5 softcap and the z-loss (backend.h); losses and work as for
  * pg_cuda_softcap_ce, which is this with poly5 = 0 and z_loss = 0. */
 double pg_cuda_logit_ce(float *dh, float *demb, float *losses, const float *h, const float *emb,

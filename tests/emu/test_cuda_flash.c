@@ -125,22 +125,25 @@ static void flash_att(struct att *a, const struct shape *s, const float *q, cons
         uint16_t *got = hkeep(malloc(nq * 2 + 2));
         memset(got, 0xff, nq * 2);
         pg_cuda_upload(d_out16, got, nq * 2); /* poisoned: NaN patterns */
-        pg_cuda_flash_fwd_x16(d_out, d_out16, d_lse, q16, k16, d_v, d_ds, s->b, s->t, s->h, s->kv, s->hd, scale);
+        pg_cuda_flash_fwd_x16(d_out, d_out16, d_lse, q16, k16, d_v, NULL, d_ds, s->b, s->t, s->h, s->kv, s->hd, scale);
         pg_cuda_download(got, d_out16, nq * 2);
         a->out16_ok = memcmp(got, bf16_of(back(d_out, nq), nq), nq * 2) == 0;
-        pg_cuda_flash_fwd_x16(NULL, d_out16, d_lse, q16, k16, d_v, d_ds, s->b, s->t, s->h, s->kv, s->hd, scale);
+        /* again without out, and v given in bf16 (the kernels round it so on loading: the same bits) */
+        uint16_t *v16 = dev_bf16(v, nk);
+        pg_cuda_flash_fwd_x16(NULL, d_out16, d_lse, q16, k16, NULL, v16, d_ds, s->b, s->t, s->h, s->kv, s->hd, scale);
         uint16_t *alone = hkeep(malloc(nq * 2 + 2));
         pg_cuda_download(alone, d_out16, nq * 2);
         a->out16_ok = a->out16_ok && memcmp(got, alone, nq * 2) == 0;
         uint16_t *d_o16 = dev_bf16(out, nq), *d_dv16 = dnew(nk * 2 + 2), *dv16 = hkeep(malloc(nk * 2 + 2));
-        pg_cuda_flash_bwd_x16(d_dq, d_dk, d_dv, NULL, d_dout, d_o16, d_lsec, q16, k16, d_v, d_ds, s->b, s->t, s->h,
-                              s->kv, s->hd, scale);
-        /* dv in bf16 instead (dq, dk into fresh buffers, dv's poisoned: not to be written) */
+        pg_cuda_flash_bwd_x16(d_dq, d_dk, d_dv, NULL, d_dout, d_o16, d_lsec, q16, k16, d_v, NULL, d_ds, s->b, s->t,
+                              s->h, s->kv, s->hd, scale);
+        /* dv in bf16 instead, v given in bf16 (dq, dk into fresh buffers, dv's poisoned: not to be
+         * written) */
         float *d_dq2 = dnew(nq * 4), *d_dk2 = dnew(nk * 4), *nan = hnew(nk);
         for (size_t i = 0; i < nk; i++) nan[i] = NAN;
         float *d_dv2 = dev(nan, nk);
-        pg_cuda_flash_bwd_x16(d_dq2, d_dk2, d_dv2, d_dv16, d_dout, d_o16, d_lsec, q16, k16, d_v, d_ds, s->b, s->t, s->h,
-                              s->kv, s->hd, scale);
+        pg_cuda_flash_bwd_x16(d_dq2, d_dk2, d_dv2, d_dv16, d_dout, d_o16, d_lsec, q16, k16, NULL, v16, d_ds, s->b,
+                              s->t, s->h, s->kv, s->hd, scale);
         pg_cuda_download(dv16, d_dv16, nk * 2);
         float *gdv2 = back(d_dv2, nk);
         a->out16_ok = a->out16_ok && memcmp(dv16, bf16_of(back(d_dv, nk), nk), nk * 2) == 0 &&

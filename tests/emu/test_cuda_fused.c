@@ -458,7 +458,7 @@ static void test_qkv(int n, int in, int outq, int outkv, int bf16, int dx_accumu
         if (way != 1) {
             const float *xf = way ? NULL : d_x;
             const uint16_t *xh = way ? d_x16 : NULL;
-            pg_cuda_matmul_fwd_qkv(d_q, d_k, d_v, NULL, NULL, xf, xh, d_wq, d_wk, d_wv, n, in, outq, outkv);
+            pg_cuda_matmul_fwd_qkv(d_q, d_k, d_v, NULL, NULL, NULL, xf, xh, d_wq, d_wk, d_wv, n, in, outq, outkv);
             pg_cuda_matmul_bwd_qkv(d_dx, d_gq, d_gk, d_gv, d_dq, d_dk, d_dv, way ? d_dq16 : NULL, way ? d_dk16 : NULL,
                                    way ? d_dv16 : NULL, xf, xh, d_wq, d_wk, d_wv, n, in, outq, outkv, dx_accumulate);
         } else {
@@ -482,17 +482,23 @@ static void test_qkv(int n, int in, int outq, int outkv, int bf16, int dx_accumu
         same = 1;
         for (int i = 0; i < 7; i++) same = same && same_bits(out[0][i], out[2][i], sizes[i]);
         ok(same, "matmul_qkv %s: x given in bf16, and dq, dk and dv in the backward, the same bits", what);
-        /* q and k made in bf16 (q16, k16): the fp32 outputs rounded, bit for bit; v as before */
+        /* q and k made in bf16 (q16, k16): the fp32 outputs rounded, bit for bit; v as before; then
+         * v too (v16) */
         uint16_t *d_q16 = dnew(nq * 2 + 2), *d_k16 = dnew(nk * 2 + 2), *gq16 = hkeep(malloc(nq * 2 + 2));
-        uint16_t *gk16 = hkeep(malloc(nk * 2 + 2)), *wq16 = hkeep(malloc(nq * 2 + 2)), *wk16 = hkeep(malloc(nk * 2 + 2));
+        uint16_t *gk16 = hkeep(malloc(nk * 2 + 2)), *wq16 = hkeep(malloc(nq * 2 + 2));
+        uint16_t *wk16 = hkeep(malloc(nk * 2 + 2));
+        uint16_t *d_v16 = dnew(nk * 2 + 2), *gv16 = hkeep(malloc(nk * 2 + 2)), *wv16 = hkeep(malloc(nk * 2 + 2));
         float *d_v2 = poisoned(nk);
         gpu->set_bf16(1);
-        pg_cuda_matmul_fwd_qkv(NULL, NULL, d_v2, d_q16, d_k16, d_x, NULL, d_wq, d_wk, d_wv, n, in, outq, outkv);
-        gpu->set_bf16(0);
+        pg_cuda_matmul_fwd_qkv(NULL, NULL, d_v2, d_q16, d_k16, NULL, d_x, NULL, d_wq, d_wk, d_wv, n, in, outq, outkv);
         pg_cuda_download(gq16, d_q16, nq * 2), pg_cuda_download(gk16, d_k16, nk * 2);
-        bf16_bits(wq16, out[0][0], nq), bf16_bits(wk16, out[0][1], nk);
+        bf16_bits(wq16, out[0][0], nq), bf16_bits(wk16, out[0][1], nk), bf16_bits(wv16, out[0][2], nk);
         ok(!memcmp(gq16, wq16, nq * 2) && !memcmp(gk16, wk16, nk * 2) && same_bits(back(d_v2, nk), out[0][2], nk),
            "matmul_fwd_qkv %s: q and k in bf16, the fp32 ones rounded, bit for bit", what);
+        pg_cuda_matmul_fwd_qkv(NULL, NULL, NULL, d_q16, d_k16, d_v16, d_x, NULL, d_wq, d_wk, d_wv, n, in, outq, outkv);
+        gpu->set_bf16(0);
+        pg_cuda_download(gv16, d_v16, nk * 2);
+        ok(!memcmp(gv16, wv16, nk * 2), "matmul_fwd_qkv %s: v in bf16, the fp32 one rounded, bit for bit", what);
     }
     check("matmul_fwd_qkv q", what, out[0][0], q, nq, TOL);
     check("matmul_fwd_qkv k", what, out[0][1], k, nk, TOL);

@@ -182,7 +182,8 @@ static void compare_qk16(struct pg_config cfg, const char *label)
  * recomputed in the backward), ao, mo and the q product qr (n·d floats
  * each) n·d bf16 values, the k product kn n·kvd, each buffer rounded up to 16 bytes; with q and
  * k in bf16 (qk: the flash head dims) k too (n·kvd), and the attention output's fp32 copy (n·d)
- * is gone where nothing reads it (o_gone: no XSA, no gate); without parallel blocks the MLP
+ * is gone where nothing reads it (o_gone: no XSA, no gate), and v is kept in bf16 (n·kvd) without
+ * XSA or value embeddings; without parallel blocks the MLP
  * norm's fp32 output ym (n·d) too: recomputed in the backward; without gates the attention
  * norm's output ya is kept in bf16 only (n·d values). */
 static void compare_lean(struct pg_config cfg, const struct shape *s, const char *label, int qk, int o_gone)
@@ -227,6 +228,7 @@ static void compare_lean(struct pg_config cfg, const struct shape *s, const char
                       (nk - nk16) + (cfg.parallel_start_layer > 0 ? 0 : nd);
     if (!cfg.attn_out_gate && !cfg.gated_attn && !cfg.sparse_attn_gate) per_slot += nd - nd16; /* ya in bf16 */
     if (qk) per_slot += nk - nk16 + (o_gone ? nd : 0);
+    if (qk && !cfg.xsa_last_n && !cfg.ve_last_n) per_slot += nk - nk16; /* v in bf16 (no XSA, no value embedding) */
     size_t saved = mf.arena_bytes - ml.arena_bytes, want = (size_t)ml.nv * per_slot * sizeof(float);
     ok(saved == want, "%s: the arena %zu bytes smaller (%zu expected, %d slots)", label, saved, want, ml.nv);
     pg_model_free(&ml);
