@@ -425,8 +425,9 @@ int pg_model_alloc_acts(struct pg_model *m, int max_b, int t)
     int slots = m->training ? m->nv : 1, encs = m->n_venc > m->n_enc ? m->n_venc : m->n_enc;
     m->max_b = max_b;
     m->t = t;
-    /* a lean training model in bf16 mode on a backend with the x16 forms keeps the MLP's
-     * product and activation in bf16 only (forward_body then always takes those forms) */
+    /* a lean training model in bf16 mode on a backend with the x16 forms keeps the products'
+     * outputs in bf16 only and recomputes what is cheap to (model.h acts16; forward_body then
+     * always takes those forms) */
     m->acts16 = m->lean && m->training && m->fused && has_x16_forms(m->be) && m->be->get_bf16 && m->be->get_bf16();
     m->acts_qk16 = m->acts16 && has_qk16_forms(m->be) && m->be->attention_x16(m->hd); /* and q, k in bf16 */
     const struct pg_config *c = &m->cfg; /* and the attention norm's output, where no gate reads it in fp32 */
@@ -556,9 +557,9 @@ static uint16_t *proj_in16(const struct pg_model *m, int l, const struct pg_bloc
     return has_xsa(m, l) || has_gate(m, l) ? NULL : attn_out16(m, a);
 }
 
-/* In bf16 mode, a product's output rounded as autocast stores it (a linear layer's output is
- * bf16 there), where lib/model.c keeps it so: the MLP's two products and the attention's
- * projection. The x16 forms write those in bf16 only (matmul_fwd_to16). */
+/* In bf16 mode, a product's output rounded as autocast stores it (a linear layer's output and
+ * the attention's are bf16 there): the block's products and the attention. The x16 forms write
+ * those in bf16 (matmul_fwd_to16, matmul_fwd_qkv's q16, k16 and v16, the flash forward). */
 static void store_bf16(const struct pg_model *m, pg_real *y, size_t n)
 {
     if (m->be->get_bf16 && m->be->get_bf16()) m->be->round_bf16(y, n);
@@ -610,7 +611,7 @@ static void attn_forward(struct pg_model *m, int l, struct pg_block_acts *a, int
     tap(m, l, PG_TAP_QKV, a->ya, n, d);
     pg_real *kp = m->fused ? a->kn : a->k; /* fused: kn keeps the product */
     uint16_t *v16 = v16_of(m, l, a);
-    if (m->x16) { /* the q and k products kept in bf16, as autocast stores them */
+    if (m->x16) { /* the q and k products (and v for the fused attention) in bf16, from ya's bf16 copy */
         be->matmul_fwd_qkv(NULL, NULL, v16 ? NULL : a->v, (uint16_t *)a->qr, (uint16_t *)kp, v16,
                            m->ya16 ? NULL : a->ya, ya16(m, a), P(p->c_q), P(p->c_k), P(p->c_v), n, d, d, m->kvd);
     } else if (qkv_together(m)) {
