@@ -375,7 +375,11 @@ static size_t carve(struct pg_model *m, pg_real *base, size_t n, int t)
         TAKE(a->xin1, lanes ? n * d : 0); TAKE(a->as, lanes ? n * d : 0); TAKE(a->ms, lanes ? n * d : 0);
     }
     TAKE(m->x, n * d); TAKE(m->x0, n * d); TAKE(m->yf, n * d); TAKE(m->rs0, n); TAKE(m->rsf, n);
-    TAKE(m->emb, n * d); TAKE(m->emb2, c->smear_gate ? n * d : 0); TAKE(m->xn, c->smear_gate_v1 ? n * d : 0);
+    /* the embedding's output is read by the norm that makes x0 and, with the smear gate, by its
+     * backward: without it, x's buffer holds it until x0 is copied there */
+    TAKE(m->emb, c->smear_gate ? n * d : 0);
+    if (base && !c->smear_gate) m->emb = m->x;
+    TAKE(m->emb2, c->smear_gate ? n * d : 0); TAKE(m->xn, c->smear_gate_v1 ? n * d : 0);
     TAKE(m->smear_gate, c->smear_gate ? n : 0); TAKE(m->lane1, lanes ? n * d : 0);
     TAKE(m->bg_t, c->bigram_vocab ? n * (size_t)c->bigram_dim : 0); TAKE(m->bg_p, c->bigram_vocab ? n * d : 0);
     TAKE(m->ve_t, c->ve_last_n ? n * (size_t)c->ve_dim : 0); TAKE(m->ve, c->ve_last_n ? n * kvd : 0);
