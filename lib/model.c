@@ -965,18 +965,16 @@ static void attn_backward(struct pg_model *m, int l, struct pg_block_acts *a, co
      * 2·hid >= d + kvd), v's by the fused attention (room at 2·hid >= d + 2·kvd) where nothing
      * else reads it (no XSA, no value embedding) */
     uint16_t *dq16 = NULL, *dk16 = NULL, *dv16 = NULL;
+    const uint16_t *v16 = v16_of(m, l, a); /* v's one reader is the fused attention: so is its gradient's */
     size_t room = 2 * (size_t)m->hid;
     if (m->x16 && qkv_together(m) && room >= (size_t)d + kvd) {
         dq16 = (uint16_t *)m->dh, dk16 = dq16 + (size_t)n * d;
-        if (m->qk16 && !xsa && ve_index(m, l) < 0 && room >= (size_t)d + 2 * (size_t)kvd) dv16 = dk16 + (size_t)n * kvd;
+        if (v16 && room >= (size_t)d + 2 * (size_t)kvd) dv16 = dk16 + (size_t)n * kvd;
     }
     if (m->qk16)
-    {
-        const uint16_t *v16 = v16_of(m, l, a);
         be->attention_bwd_x16(dq, m->dk, m->dv, dv16, m->dxm, attn_out16(m, a), a->lse, (const uint16_t *)a->q,
                               (const uint16_t *)a->k, v16 ? NULL : a->v, v16, c->varlen_attn ? m->doc_start : NULL, b,
                               m->t, m->h, m->kv, m->hd, sc);
-    }
     else if (c->varlen_attn)
         be->attention_varlen_bwd(dq, m->dk, m->dv, m->dxm, a->o, a->lse, a->q, a->k, a->v, m->doc_start, b, m->t, m->h,
                                  m->kv, m->hd, sc, m->attn_work);
