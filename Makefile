@@ -168,7 +168,7 @@ ifeq ($(HAVE_CUDA),1)
 CUDA_TESTS += $(O)/tests/test_cuda_emu_gpu $(CUDA_PARITY:%=$(O)/tests/%_gpu)
 endif
 all: $(CUDA_TESTS)
-$(CUDA_OBJ): kernels/cuda/pg_cuda.cuh kernels/cuda/cublas_lazy.h kernels/cuda/ops.h kernels/cuda/optim_ops.h lib/backend.h lib/real.h lib/err.h # nvcc writes no .d files
+$(CUDA_OBJ): $(wildcard kernels/cuda/*.cuh) kernels/cuda/cublas_lazy.h kernels/cuda/ops.h kernels/cuda/optim_ops.h lib/backend.h lib/real.h lib/err.h # nvcc writes no .d files
 
 $(O)/emu/%.o: %.cu $(O)/features.mk
 	@mkdir -p $(@D)
