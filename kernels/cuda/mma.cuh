@@ -46,12 +46,25 @@ __device__ __forceinline__ void pg_mma_bf16_16816(float d[4], const uint32_t a[4
     const unsigned all = 0xffffffffu;
     int lane = (int)(threadIdx.x & 31), g = lane >> 2, c = lane & 3;
     float s00 = d[0], s01 = d[1], s10 = d[2], s11 = d[3];
+#ifdef PG_CUDA_EMU
+    // The emulator's fibers switch at every shuffle (32 lanes x 32 shuffles a product): one
+    // gather of the warp's fragments instead, each lane then reading the same lanes' registers.
+    const uint32_t mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
+    const unsigned char *warp = (const unsigned char *)pg_emu::warp_gather(mine, sizeof mine);
+    auto reg = [warp](int src, int i) {
+        uint32_t r;
+        memcpy(&r, warp + (size_t)src * pg_emu::GATHER_BYTES + 4 * i, 4);
+        return r;
+    };
+    (void)all;
+#else
+    auto reg = [all, a, b](int src, int i) { return __shfl_sync(all, i < 4 ? a[i] : b[i - 4], src); };
+#endif
     for (int j = 0; j < 4; j++) { // the group member j holds k = 2j, 2j+1 and 2j+8, 2j+9
         int ra = 4 * g + j, rb0 = 4 * (2 * c) + j, rb1 = 4 * (2 * c + 1) + j;
-        uint32_t a0 = __shfl_sync(all, a[0], ra), a1 = __shfl_sync(all, a[1], ra);
-        uint32_t a2 = __shfl_sync(all, a[2], ra), a3 = __shfl_sync(all, a[3], ra);
-        uint32_t b00 = __shfl_sync(all, b[0], rb0), b01 = __shfl_sync(all, b[1], rb0); // column 2c
-        uint32_t b10 = __shfl_sync(all, b[0], rb1), b11 = __shfl_sync(all, b[1], rb1); // column 2c+1
+        uint32_t a0 = reg(ra, 0), a1 = reg(ra, 1), a2 = reg(ra, 2), a3 = reg(ra, 3);
+        uint32_t b00 = reg(rb0, 4), b01 = reg(rb0, 5); // column 2c
+        uint32_t b10 = reg(rb1, 4), b11 = reg(rb1, 5); // column 2c+1
         // k = 2j, 2j+1 (a0/a1 · b?0), then k = 2j+8, 2j+9 (a2/a3 · b?1)
         s00 += pg_bf16_lo(a0) * pg_bf16_lo(b00) + pg_bf16_hi(a0) * pg_bf16_hi(b00);
         s01 += pg_bf16_lo(a0) * pg_bf16_lo(b10) + pg_bf16_hi(a0) * pg_bf16_hi(b10);

@@ -72,6 +72,10 @@ static double *partials(size_t n_doubles)
 // elements, in double: the same partials for an array whatever else the grid sums beside it.
 __device__ void block_squares(double *part, const float *x, size_t n)
 {
+    if ((size_t)blockIdx.x * blockDim.x >= n) { // no element for this block: its sum is 0 (the whole
+        if (threadIdx.x == 0) part[(size_t)blockIdx.y * gridDim.x + blockIdx.x] = 0; // block leaves)
+        return;
+    }
     double s = 0;
     GRID_STRIDE(i, n) s += (double)x[i] * (double)x[i];
     s = pg_block_sum(s);

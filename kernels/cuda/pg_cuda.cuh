@@ -144,18 +144,27 @@ template <class T, class Op> __device__ __forceinline__ T pg_warp_reduce(T v, Op
 
 // Reduces over a 1-D block (blockDim.x a multiple of 32, at most 1024) one value per thread;
 // every thread gets the result, with the same bits. Every thread of the block must call it;
-// `identity` fills the slots of absent warps (0 for sums, -INFINITY for maxima).
+// `identity` fills the slots of absent warps (0 for sums, -INFINITY for maxima). A block of one
+// warp needs no second stage; otherwise warp 0 reduces the warps' partials and shares the
+// result (the others waiting at the barrier rather than each repeating warp 0's five shuffles,
+// which cost as much as the rest of a reduction in the CUDA emulator of make check).
 template <class T, class Op> __device__ __forceinline__ T pg_block_reduce(T v, Op op, T identity)
 {
     __shared__ T part[32];
+    __shared__ T total;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
     v = pg_warp_reduce(v, op);
+    if (nwarps == 1) return v;
     if (lane == 0) part[warp] = v;
     __syncthreads();
-    v = lane < nwarps ? part[lane] : identity; // every warp reduces the partials: no broadcast step
-    v = pg_warp_reduce(v, op);
-    __syncthreads(); // part[] is free again for the next call
-    return v;
+    if (warp == 0) {
+        v = pg_warp_reduce(lane < nwarps ? part[lane] : identity, op);
+        if (lane == 0) total = v;
+    }
+    // Read after this barrier; rewritten (like part[]) only after the next call's first one,
+    // which every thread reaches after its read.
+    __syncthreads();
+    return total;
 }
 
 // An activation's element as a float: stored fp32, or bf16 where autocast stores it so (backend.h

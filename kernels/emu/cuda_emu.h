@@ -296,6 +296,12 @@ void syncthreads();
 // caller) each deposit `value`; when all have, each gets the value deposited by lane `src`
 // (its own when src < 0) and, in *ballot, the mask of lanes whose value was non-zero.
 uint64_t warp_exchange(unsigned mask, uint64_t value, int src, unsigned *ballot);
+// A warp-wide gather, for emulated fallbacks of warp-collective instructions (mma.cuh): every
+// lane of a full warp deposits `bytes` (at most GATHER_BYTES) from `mine`; when all have, each
+// gets the warp's deposits, lane i's at byte GATHER_BYTES·i, valid until its next warp operation.
+// One exchange where the same data through shuffles takes one per 4 bytes a lane.
+enum { GATHER_BYTES = 32 };
+const void *warp_gather(const void *mine, size_t bytes);
 // Lanes of the caller's warp that exist and have not exited.
 unsigned active_mask();
 // The launch's dynamic shared memory (PG_DYNAMIC_SMEM); nullptr when it asked for none.

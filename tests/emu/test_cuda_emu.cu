@@ -168,6 +168,43 @@ static void test_warp(void)
     CK(cudaFree(fd));
 }
 
+// ---- pg_block_reduce: every thread gets the block's sum and maximum, call after call ------------
+
+enum { REDUCE_CALLS = 3 };
+
+// Three reductions in a row (the shared slots reused at once), each thread writing what it got.
+__global__ void block_reduce_kernel(float *out)
+{
+    float x = (float)(threadIdx.x + 1), *o = out + threadIdx.x;
+    o[0] = pg_block_sum(x);
+    o[1024] = pg_block_max(x == 7 ? 5000.0f : x);
+    o[2048] = pg_block_sum(2 * x);
+}
+
+static void test_block_reduce(void)
+{
+    static const unsigned threads[] = {32, 96, 256, 1024};
+    float *d = dev_alloc<float>(1024 * REDUCE_CALLS);
+    static float h[1024 * REDUCE_CALLS];
+    for (unsigned n : threads) {
+        PG_LAUNCH(block_reduce_kernel, 1, n, 0, 0)(d);
+        CK(cudaGetLastError());
+        download(h, d, 1024 * REDUCE_CALLS);
+        float sum = (float)n * (n + 1) / 2, most = n >= 7 ? 5000.0f : (float)n;
+        int bad[REDUCE_CALLS] = {0};
+        for (unsigned t = 0; t < n; t++) {
+            bad[0] += h[t] != sum;
+            bad[1] += h[1024 + t] != most;
+            bad[2] += h[2048 + t] != 2 * sum;
+        }
+        ok(bad[0] == 0 && bad[1] == 0 && bad[2] == 0,
+           "pg_block_sum, pg_block_max, pg_block_sum in a row over %u threads: every thread gets each result "
+           "(wrong: %d, %d, %d)",
+           n, bad[0], bad[1], bad[2]);
+    }
+    CK(cudaFree(d));
+}
+
 // ---- atomics, big blocks, big grids, dynamic shared memory ----------------------------------------
 
 __global__ void atomic_kernel(int *count, float *fsum, int *maxv)
@@ -495,6 +532,66 @@ static int child_signal(void (*fn)(void))
     return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 }
 
+// ---- emulator only: the warp-wide gather behind mma.cuh's fallback --------------------------------
+
+enum { GATHERS = 3 };
+
+// GATHERS gathers in a row, a shuffle between two of them, each lane depositing 3 words that
+// name the gather, its warp and its lane; bad[thread] counts the words it read wrong.
+__global__ void gather_kernel(int *bad)
+{
+    unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int wrong = 0;
+    for (unsigned g = 0; g < GATHERS; g++) {
+        uint32_t mine[3] = {g, warp, lane * 7 + g};
+        const unsigned char *all = (const unsigned char *)pg_emu::warp_gather(mine, sizeof mine);
+        for (unsigned src = 0; src < 32; src++) {
+            uint32_t got[3];
+            memcpy(got, all + src * pg_emu::GATHER_BYTES, sizeof got);
+            wrong += got[0] != g || got[1] != warp || got[2] != src * 7 + g;
+        }
+        if (g == 1) wrong += __shfl_xor_sync(0xffffffffu, (int)lane, 1) != (int)(lane ^ 1);
+    }
+    bad[blockIdx.x * blockDim.x + threadIdx.x] = wrong;
+}
+
+// A gather by lanes 0-15 while lanes 16-31 wait in a shuffle; a gather in a block of 16 threads.
+__global__ void gather_diverged_kernel(int *p)
+{
+    uint32_t x = threadIdx.x;
+    if (threadIdx.x < 16) p[threadIdx.x] = (int)*(const uint32_t *)pg_emu::warp_gather(&x, sizeof x);
+    else p[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (int)x, 1);
+}
+
+__global__ void gather_partial_kernel(int *p)
+{
+    uint32_t x = threadIdx.x;
+    p[threadIdx.x] = (int)*(const uint32_t *)pg_emu::warp_gather(&x, sizeof x);
+}
+
+static void test_gather(void)
+{
+    enum { T = 96 };
+    int *d = dev_alloc<int>(2 * T), h[2 * T], wrong = 0;
+    PG_LAUNCH(gather_kernel, 2, T, 0, 0)(d);
+    CK(cudaGetLastError());
+    download(h, d, 2 * T);
+    for (int t = 0; t < 2 * T; t++) wrong += h[t];
+    is_int(wrong, 0, "emulator: three warp-wide gathers in a row: every lane reads every lane's words of each");
+    CK(cudaFree(d));
+}
+
+static void run_gather_diverged(void)
+{
+    int *p = dev_alloc<int>(32);
+    PG_LAUNCH(gather_diverged_kernel, 1, 32, 0, 0)(p);
+}
+static void run_gather_partial(void)
+{
+    int *p = dev_alloc<int>(16);
+    PG_LAUNCH(gather_partial_kernel, 1, 16, 0, 0)(p);
+}
+
 static void run_deadlock(void) { PG_LAUNCH(deadlock_kernel, 1, 64, 0, 0)(nullptr); }
 static void run_exited_lane(void)
 {
@@ -507,6 +604,9 @@ static void test_deadlocks(void)
     is_int(child_signal(run_deadlock), SIGABRT, "emulator: a barrier/__syncwarp deadlock is reported and aborts");
     is_int(child_signal(run_exited_lane), SIGABRT,
            "emulator: a full-warp shuffle after a lane exited is reported and aborts");
+    is_int(child_signal(run_gather_diverged), SIGABRT,
+           "emulator: a gather while other lanes of the warp wait in a shuffle is reported and aborts");
+    is_int(child_signal(run_gather_partial), SIGABRT, "emulator: a gather by a warp of 16 lanes is reported and aborts");
 }
 #endif
 
@@ -659,6 +759,7 @@ int main(void)
 #endif
     test_barrier();
     test_warp();
+    test_block_reduce();
     test_atomics();
     test_big_block();
     test_grid();
@@ -669,6 +770,7 @@ int main(void)
     test_cublas();
     test_graph();
 #ifdef PG_CUDA_EMU
+    test_gather();
     test_deadlocks();
 #endif
     return done_testing();
