@@ -138,8 +138,23 @@ struct pg_max_op {
 // (each step combines the same two values in either order, and sum and max are commutative).
 template <class T, class Op> __device__ __forceinline__ T pg_warp_reduce(T v, Op op)
 {
+#ifdef PG_CUDA_EMU
+    // The emulator's fibers switch at every shuffle (160 switches for these five): one gather of
+    // the warp's values instead, and the butterfly's steps replayed on them for this lane, the
+    // same bits. Step o updates the lanes lane ^ m, m < o, that the later steps read; the lanes
+    // it reads (m ^ o >= o) it does not write.
+    static_assert(sizeof(T) <= pg_emu::GATHER_BYTES, "a lane's value fits the gather");
+    const unsigned char *all = (const unsigned char *)pg_emu::warp_gather(&v, sizeof v);
+    T x[32];
+    for (int i = 0; i < 32; i++) memcpy(&x[i], all + (size_t)i * pg_emu::GATHER_BYTES, sizeof(T));
+    int lane = (int)(threadIdx.x & 31);
+    for (int o = 16; o > 0; o >>= 1)
+        for (int m = 0; m < o; m++) x[lane ^ m] = op(x[lane ^ m], x[lane ^ m ^ o]);
+    return x[lane];
+#else
     for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
+#endif
 }
 
 // Reduces over a 1-D block (blockDim.x a multiple of 32, at most 1024) one value per thread;
