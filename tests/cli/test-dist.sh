@@ -36,10 +36,11 @@ ranks() { n=$1; shift; $MPI -np "$n" "$TRAIN" -q -d "$W/data" --prefix t -m "$W/
 losses() { jq -r 'select(.train_loss) | "\(.train_loss) \(.qat)"' "$1/metrics.jsonl"; }
 # every step's train_loss within a relative tolerance (under late QAT, whose rounding to the grid
 # turns the sums' last-bit differences into whole steps now and then, the fourth argument), and
-# as many steps
+# as many steps, $STEPS
+STEPS=20
 same_losses() {
     losses "$1" >"$W/la" && losses "$2" >"$W/lb" && [ "$(wc -l <"$W/la")" -eq "$(wc -l <"$W/lb")" ] &&
-        [ "$(wc -l <"$W/la")" -eq 20 ] &&
+        [ "$(wc -l <"$W/la")" -eq "$STEPS" ] &&
         paste "$W/la" "$W/lb" | awk -v tol="$3" -v qtol="${4:-$3}" '{d = $1 - $3; if (d < 0) d = -d;
             s = $1 < 0 ? -$1 : $1; if (d > ($2 == 1 ? qtol : tol) * s) bad++} END {exit bad > 0}'
 }
@@ -97,8 +98,11 @@ check "resumed by 1 process for the last 10 steps" one -o "$W/s2" --resume "$W/s
 check "resumed across 2 -> 1 ranks: every step's train_loss within 1e-6" same_losses "$W/r1" "$W/s2" 1e-6
 weights "resumed across 2 -> 1 ranks: the final weights within 5e-5 of scale" 5e-5 "$W/s2" "$W/r1"
 
-# ranks on the (emulated) GPU: their gradients are staged through the host for the sums
+# ranks on the (emulated) GPU: their gradients are staged through the host for the sums. Ten
+# steps (the last --iterations wins): the record switches' phases (looping from step 4, SWA,
+# QAT in the warmdown's last steps) all come in ten, at half the emulator's time.
 EMU=$TB/tools/pg-train-emu
+TINY="$TINY --iterations 10" STEPS=10
 if [ -x "$EMU" ]; then
     dev() { n=$1; shift; $MPI -np "$n" "$EMU" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY --device cuda \
         --precision fp32 "$@"; }
@@ -117,6 +121,9 @@ if [ -x "$EMU" ]; then
     # still changes no bit
     check "emulated GPU, record switches (bf16, Polar Express, MuonEq-R, EMA/SWA, QAT): 2 ranks" dev 2 \
         -o "$W/gq2" $RECORD --precision bf16
+    check "emulated GPU, record: the ten steps ran late QAT and the loop switch" quiet jq -se \
+        '[.[] | select(.train_loss)] | length == 10 and (map(.qat) | max == 1) and (map(.looping) | min == 0 and max == 1)' \
+        "$W/gq2/metrics.jsonl"
     check "emulated GPU, record: 2 ranks with every rank orthogonalizing every matrix" env PG_MUON_SHARD=0 \
         $MPI -x PG_MUON_SHARD -np 2 "$EMU" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY --device cuda \
         -o "$W/gq2u" $RECORD --precision bf16
