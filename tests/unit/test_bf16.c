@@ -8,10 +8,17 @@
  * result. Covered: pg_cpu_gemm in every transposition with leading dimensions wider than the
  * rows, alpha and beta, k beyond one k tile (512), and the tiling forced onto small tiles
  * (pg_cpu_bf16_tile_limit); matmul_fwd/bwd through the table, split over OpenMP threads; and
- * set_bf16(0) giving the fp32 bits back. */
+ * set_bf16(0) giving the fp32 bits back. Then the model: in bf16 mode the forward stores the
+ * products' and the attention's outputs as autocast does, every element a bf16 value (the low
+ * 16 bits zero), in every block; in fp32 mode they are not (the check can fail). The CUDA
+ * backend's layouts are held to these CPU bits by test_cuda_model, so a rounding dropped from
+ * lib/model.c would pass there and is caught here. */
 #include "../tap.h"
 
 #include "../../kernels/cpu/cpu.h"
+#include "../../lib/config.h"
+#include "../../lib/err.h"
+#include "../../lib/model.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -138,8 +145,75 @@ static void test_matmul(int n, int in, int out)
     free(ry), free(rdx), free(rdw);
 }
 
+/* How many of x's n elements are not bf16 values. */
+static size_t not_bf16(const float *x, size_t n)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        bad += (u & 0xffff) != 0;
+    }
+    return bad;
+}
+
+/* One forward of a small model in bf16 mode (bf16 = 1) or fp32: for each stored output, the
+ * elements over all blocks that are not bf16 values. */
+enum { OUT_Q, OUT_K, OUT_V, OUT_O, OUT_AO, OUT_H, OUT_MO, OUTS };
+static const char *const out_name[OUTS] = {"c_q", "c_k", "c_v", "attention", "proj", "fc", "mlp_proj"};
+
+static void model_outputs(int bf16, size_t bad[OUTS], int *fused)
+{
+    enum { B = 2, T = 16 };
+    struct pg_config c;
+    pg_config_default(&c);
+    c.vocab_size = 64, c.num_layers = 3, c.model_dim = 32, c.num_heads = 4, c.num_kv_heads = 2, c.mlp_mult = 2;
+    c.train_seq_len = T;
+    struct pg_model m;
+    if (pg_config_validate(&c, 0) || pg_model_init(&m, &c, &pg_backend_cpu, 1) || pg_model_alloc_acts(&m, B, T) ||
+        pg_model_init_weights(&m, 3))
+        bail_out("model: %s", pg_error_message());
+    for (size_t i = 0; i < m.nparams; i++) m.params[i] += 0.05f * urand(); /* the zero-initialized projections too */
+    int32_t x[B * T], y[B * T];
+    for (int i = 0; i < B * T; i++) x[i] = (int32_t)(i * 7 % 64), y[i] = (int32_t)((i * 7 + 3) % 64);
+    pg_backend_cpu.set_bf16(bf16);
+    pg_model_forward(&m, x, y, B, NULL);
+    pg_backend_cpu.set_bf16(0);
+    size_t n = (size_t)B * T, d = (size_t)m.d, kvd = (size_t)m.kvd, nh = n * (size_t)m.hid;
+    memset(bad, 0, OUTS * sizeof *bad);
+    *fused = m.fused;
+    for (int l = 0; l < m.nl; l++) {
+        const struct pg_block_acts *a = &m.acts[l];
+        if (m.fused) { /* the q and k products are kept only by the fused forms (unfused: rotated in place) */
+            bad[OUT_Q] += not_bf16(a->qr, n * d);
+            bad[OUT_K] += not_bf16(a->kn, n * kvd);
+        }
+        bad[OUT_V] += not_bf16(a->v, n * kvd);
+        bad[OUT_O] += not_bf16(a->o, n * d);
+        bad[OUT_AO] += not_bf16(a->ao, n * d);
+        bad[OUT_H] += not_bf16(a->hpre, nh);
+        bad[OUT_MO] += not_bf16(a->mo, n * d);
+    }
+    pg_model_free(&m);
+}
+
+static void test_model_outputs(void)
+{
+    size_t in_bf16[OUTS], in_fp32[OUTS];
+    int fused;
+    model_outputs(1, in_bf16, &fused);
+    model_outputs(0, in_fp32, &fused);
+    for (int k = 0; k < OUTS; k++) {
+        if (!fused && (k == OUT_Q || k == OUT_K)) continue;
+        ok(in_bf16[k] == 0 && in_fp32[k] > 0,
+           "the model's %s output is stored in bf16 in bf16 mode (%zu elements not bf16), not in fp32 mode (%zu)",
+           out_name[k], in_bf16[k], in_fp32[k]);
+    }
+}
+
 int main(void)
 {
+    test_model_outputs();
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
             test_gemm(ta, tb, 7, 9, 13, 1, 0, 0);
