@@ -122,8 +122,8 @@ if [ -x "$EMU" ]; then
     check "emulated GPU, record switches (bf16, Polar Express, MuonEq-R, EMA/SWA, QAT): 2 ranks" dev 2 \
         -o "$W/gq2" $RECORD --precision bf16
     check "emulated GPU, record: the ten steps ran late QAT and the loop switch" quiet jq -se \
-        '[.[] | select(.train_loss)] | length == 10 and (map(.qat) | max == 1) and (map(.looping) | min == 0 and max == 1)' \
-        "$W/gq2/metrics.jsonl"
+        '[.[] | select(.train_loss)] | length == 10 and (map(.qat) | max == 1) and
+         (map(.looping) | min == 0 and max == 1)' "$W/gq2/metrics.jsonl"
     check "emulated GPU, record: 2 ranks with every rank orthogonalizing every matrix" env PG_MUON_SHARD=0 \
         $MPI -x PG_MUON_SHARD -np 2 "$EMU" -q -d "$W/data" --prefix t -m "$W/sp.model" $TINY --device cuda \
         -o "$W/gq2u" $RECORD --precision bf16

@@ -606,7 +606,8 @@ static void test_deadlocks(void)
            "emulator: a full-warp shuffle after a lane exited is reported and aborts");
     is_int(child_signal(run_gather_diverged), SIGABRT,
            "emulator: a gather while other lanes of the warp wait in a shuffle is reported and aborts");
-    is_int(child_signal(run_gather_partial), SIGABRT, "emulator: a gather by a warp of 16 lanes is reported and aborts");
+    is_int(child_signal(run_gather_partial), SIGABRT,
+           "emulator: a gather by a warp of 16 lanes is reported and aborts");
 }
 #endif
 
