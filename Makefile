@@ -157,6 +157,10 @@ $(O)/tests/tools/ref_eval_f64: tests/tools/ref_eval_f64.c $(F64_DEPS)
 # test_*_emu and run in every `make check`. With HAVE_CUDA=1 the same test sources are also built against the
 # real kernels as test_*_gpu: they skip without a device and fail under `make check-gpu` if none.
 EMU_FLAGS := -std=c++17 $(WARN) -pthread -MMD -MP $(SANFLAGS) -Ikernels/emu/include
+# The kernels' debug information as C++ (their templates' types) was most of each emulated test
+# program, 3 of its 4 MB in the GPU bundle (../shared/tools/gpu-bundle.sh, carried under 64 MiB):
+# line tables only, which sanitizer and crash reports need; EMU_DEBUG=-g for a debugger's locals.
+EMU_DEBUG ?= -g1
 EMU_OBJ := $(CUDA_SRC:%.cu=$(O)/emu/%.o) $(CUDA_C:%.c=$(O)/emu/%.o) $(patsubst %.cc,$(O)/emu/%.o,$(wildcard kernels/emu/*.cc))
 EMU_LIB := $(O)/libpg_cuda_emu.a
 # Parity tests: each tests/emu/test_cuda_X.c (C, against kernels/cuda/ops.h) is built as
@@ -172,7 +176,7 @@ $(CUDA_OBJ): $(wildcard kernels/cuda/*.cuh) kernels/cuda/cublas_lazy.h kernels/c
 
 $(O)/emu/%.o: %.cu $(O)/features.mk
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) $(EMU_FLAGS) -x c++ -c $< -o $@
+	$(CXX) $(CXXFLAGS) $(EMU_DEBUG) $(EMU_FLAGS) -x c++ -c $< -o $@
 
 $(O)/emu/%.o: %.c $(O)/features.mk
 	@mkdir -p $(@D)
