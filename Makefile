@@ -91,7 +91,7 @@ CLI_OBJ := $(O)/cmd/cli.o
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRC:tests/unit/%.c=$(O)/tests/%)
 TOOLS := $(O)/tests/tools/ref_eval_f64 $(O)/tests/tools/blas_info $(O)/tests/tools/st_diff $(O)/tests/tools/synth_shard \
-	$(O)/tests/tools/pga_exact
+	$(O)/tests/tools/pga_exact $(O)/tests/tools/pgq_bound
 
 LIBPG := $(O)/libpg.a
 
@@ -140,8 +140,10 @@ $(O)/tests/%: tests/unit/%.c tests/tap.h $(LIBPG)
 
 # Test tools (not tests themselves): blas_info (the OpenBLAS core, the CPU's level, one product's
 # GFLOP/s) for tests/cli/test-blas-cores.sh and the benchmarks; the float64 reference evaluator
-# of tests/cli/test-train.sh.
-$(O)/tests/tools/blas_info $(O)/tests/tools/st_diff $(O)/tests/tools/synth_shard $(O)/tests/tools/pga_exact: $(O)/tests/tools/%: tests/tools/%.c $(LIBPG)
+# of tests/cli/test-train.sh; pgq_bound (what models of scales or a shared direction leave in a
+# .pgq's integers) for scripts/bench-pack.sh.
+$(O)/tests/tools/blas_info $(O)/tests/tools/st_diff $(O)/tests/tools/synth_shard $(O)/tests/tools/pga_exact \
+	$(O)/tests/tools/pgq_bound: $(O)/tests/tools/%: tests/tools/%.c $(LIBPG)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPG) $(LDLIBS)
 

@@ -6,7 +6,8 @@
 # reference compressors run on the same .pgq file (lrzip -z -L 9 -T, brotli -q 11 -w 24, xz -9e),
 # the order-0 empirical entropy of its bytes, and for pgac: the order-0 entropy of the integer
 # values it codes and its own model's estimate of their cost (its conditional entropy), from
-# pg-pack --json.
+# pg-pack --json; and the bounds of build/tests/tools/pgq_bound (models of each value's scale or
+# signed rank-1 mean with their side information free) with the pgac artifact they would give.
 #
 #   scripts/bench-pack.sh [CKPT]
 #
@@ -105,6 +106,22 @@ for q in ${QUANTS-int8-baseline int6 int5 ternary}; do
             printf 'pgac artifact vs lrzip+brotli per-group: %.4f (whole artifacts); integer groups with their permutations: pgac %s bytes vs lrzip %s: %.4f\n' \
                 "$(echo "$pgac / $pergroup" | bc -l)" "$pg" "$lg" "$(echo "$pg / $lg" | bc -l)"
         fi
+        # what models of each value's scale (row x column) or signed rank-1 mean could reach with
+        # their side information free (build/tests/tools/pgq_bound): the pgac artifact with each
+        # group at the lower of its pgac stream and the better bound
+        bound=build/tests/tools/pgq_bound
+        [ -x "$bound" ] || make -s "$bound"
+        "$bound" "$pgq" >"$work/bound.txt"
+        sed 's/^/  /' "$work/bound.txt"
+        bin/pg-pack -l --json "$work/pgac.pga" | jq -r '.streams[] | "\(.name) \(.packed_bytes)"' >"$work/streams.txt"
+        atb=$(awk -v art="$pgac" 'NR == FNR { s[$1] = $2; next }
+            $1 != "group" && $1 != "total" && ($1 in s) { b = $5 < $6 + $7 ? $5 : $6 + $7; if (b < s[$1]) art -= s[$1] - b }
+            END { printf "%.0f", art }' "$work/streams.txt" "$work/bound.txt")
+        printf 'pgac payload / level bound %.4f, / rank1 bound + side %.4f; the pgac artifact at the bounds: %s bytes' \
+            "$(echo "$pay / $(awk '$1 == "total" { print $5 }' "$work/bound.txt")" | bc -l)" \
+            "$(echo "$pay / $(awk '$1 == "total" { print $6 + $7 }' "$work/bound.txt")" | bc -l)" "$atb"
+        [ "$pergroup" -gt 0 ] && printf ', %.4f of per-group lrzip+brotli' "$(echo "$atb / $pergroup" | bc -l)"
+        echo
     fi
 done
 

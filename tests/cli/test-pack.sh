@@ -90,6 +90,12 @@ expect_fail "--reorder with a whole-file codec" 2 "--reorder is for the per-grou
 expect_fail "--reorder with an unknown value" 2 "--reorder: none, hot or all, not 'some'" "$P" "$W/m.pgq" -o "$W/x.pga" \
     --pgac --reorder some
 check "pgac: --json reports values and bytes" test "$(jq '.pgac.values > 0 and .pgac.payload_bytes > 0 and .pgac.model_bytes > 0' "$W/pgac.json")" = true
+# pgq_bound (scripts/bench-pack.sh's instrument): the order-0 entropy of the same groups, counted
+# by other code, and bounds that only add contexts (so cannot exceed it)
+"${PG_TESTBIN:-build/tests}/tools/pgq_bound" "$W/m.pgq" >"$W/bound.txt"
+check "pgq_bound: its groups' order-0 total is pgac's to a byte, and rank1 <= level <= order0" \
+    awk -v o0="$(jq .pgac.order0_bytes "$W/pgac.json")" -v nv="$(jq .pgac.values "$W/pgac.json")" \
+    '$1 == "total" { ok = $3 == nv && ($4 - o0) ^ 2 < 1 && $6 <= $5 && $5 <= $4 && $5 > 0 } END { exit !ok }' "$W/bound.txt"
 OMP_NUM_THREADS=2 "$P" "$W/m.pgq" -o "$W/pgac2.pga" --codec pgac -v >/dev/null 2>"$W/pgac2.err"
 check "--codec pgac with 2 threads: the identical artifact" cmp -s "$W/pgac.pga" "$W/pgac2.pga"
 check "-v prints the coder's statistics" grep -q '^pgac: [0-9]* values in [0-9]* bytes of payload; the model' "$W/pgac2.err"
