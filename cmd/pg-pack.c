@@ -20,7 +20,8 @@
 
 static const char usage[] =
     "Usage: pg-pack MODEL.pgq -o ARTIFACT.pga [--zlib|--lzma|--brotli|--lrzip|--pgac|--best] [--shuffle]\n"
-    "               [--reorder none|hot|all] [--code FILE]... [--code-self DIR] [--budget BYTES]\n"
+    "               [--reorder none|hot|all] [--code FILE]... [--code-self DIR [--code-out FILE]]\n"
+    "               [--budget BYTES]\n"
     "       pg-pack -d ARTIFACT.pga -o MODEL.pgq\n"
     "       pg-pack -l ARTIFACT.pga\n"
     "\n"
@@ -52,7 +53,8 @@ static const char usage[] =
     "  -l, --list                 list an artifact's streams, codecs, sizes and ratios\n"
     "      --code FILE            count FILE's bytes as code (repeatable)\n"
     "      --code-self DIR        count as code the xz-compressed source (in the pgolf tree DIR)\n"
-    "                             that builds pg-eval and pg-ttt\n"
+    "                             that builds pg-eval and pg-ttt (comments and blanks stripped)\n"
+    "      --code-out FILE        write that xz archive of the source (what --code-self counts)\n"
     "      --budget BYTES         the size limit (default 16000000; k, M suffixes: 16M)\n"
     "      --json                 print the result as JSON on standard output\n"
     "  -q, --quiet                print only errors\n"
@@ -68,7 +70,7 @@ static const char usage[] =
 
 enum {
     OPT_ZLIB = PG_OPT_FIRST_CMD, OPT_LZMA, OPT_BROTLI, OPT_LRZIP, OPT_PGAC, OPT_BEST, OPT_CODEC, OPT_CODE, OPT_CODE_SELF,
-    OPT_BUDGET, OPT_SHUFFLE, OPT_REORDER
+    OPT_CODE_OUT, OPT_BUDGET, OPT_SHUFFLE, OPT_REORDER
 };
 
 static const struct option longopts[] = {
@@ -86,6 +88,7 @@ static const struct option longopts[] = {
     {"codec", required_argument, 0, OPT_CODEC},
     {"code", required_argument, 0, OPT_CODE},
     {"code-self", required_argument, 0, OPT_CODE_SELF},
+    {"code-out", required_argument, 0, OPT_CODE_OUT},
     {"budget", required_argument, 0, OPT_BUDGET},
     PG_CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
@@ -176,7 +179,7 @@ int main(int argc, char **argv)
     const char *out = NULL;
     const char **code = NULL;
     int ncode = 0, dflag = 0, lflag = 0, c;
-    const char *code_self = NULL;
+    const char *code_self = NULL, *code_out = NULL;
     unsigned codec_flags = 0;
     int shuffle = 0, reorder = -1;
     int64_t budget = 16000000;
@@ -210,6 +213,7 @@ int main(int argc, char **argv)
             break;
         case OPT_CODE: code[ncode++] = optarg; break;
         case OPT_CODE_SELF: code_self = optarg; break;
+        case OPT_CODE_OUT: code_out = optarg; break;
         case OPT_BUDGET:
             if (pg_parse_i64("--budget", optarg, 1, INT64_MAX / 2, &budget)) pg_cli_usage_error(&cli, "%s", pg_error_message());
             break;
@@ -219,8 +223,9 @@ int main(int argc, char **argv)
     if (optind + 1 != argc) pg_cli_usage_error(&cli, optind == argc ? "no input file" : "more than one input file");
     const char *in = argv[optind];
     if (dflag + lflag > 1) pg_cli_usage_error(&cli, "-d and -l exclude each other");
-    if ((dflag || lflag) && (codec_flags || ncode || code_self || shuffle || reorder >= 0))
+    if ((dflag || lflag) && (codec_flags || ncode || code_self || code_out || shuffle || reorder >= 0))
         pg_cli_usage_error(&cli, "codec and --code options are for packing");
+    if (code_out && !code_self) pg_cli_usage_error(&cli, "--code-out writes what --code-self counts: give --code-self DIR");
     if (lflag) {
         if (out) pg_cli_usage_error(&cli, "-l writes no file (drop -o)");
         list(&cli, in);
@@ -247,10 +252,11 @@ int main(int argc, char **argv)
     struct pg_code_self cs;
     memset(&cs, 0, sizeof cs);
     if (code_self) {
-        pg_cli_check(&cli, pg_code_self_measure(code_self, &cs));
+        pg_cli_check(&cli, pg_code_self_measure(code_self, &cs, code_out));
         code_bytes += cs.packed_bytes;
-        pg_cli_info(&cli, "%s: %zu source files, %llu bytes, %llu bytes in xz: counted as code", code_self, cs.files,
-                    (unsigned long long)cs.raw_bytes, (unsigned long long)cs.packed_bytes);
+        pg_cli_info(&cli, "%s: %zu source files, %llu bytes, %llu stripped, %llu bytes in xz: counted as code",
+                    code_self, cs.files, (unsigned long long)cs.raw_bytes, (unsigned long long)cs.archive_bytes,
+                    (unsigned long long)cs.packed_bytes);
     }
     struct pg_map m;
     pg_cli_check(&cli, pg_map_open(&m, in));

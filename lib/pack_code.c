@@ -4,6 +4,7 @@
 
 #include "codec.h"
 #include "err.h"
+#include "outfile.h"
 #include "xio.h"
 
 #include <dirent.h>
@@ -12,7 +13,7 @@
 #include <string.h>
 
 /* The files named one by one, and the folders taken whole (files ending in one of the suffixes). */
-static const char *const single[] = {"Makefile", "cmd/pg-eval.c", "cmd/pg-ttt.c", "cmd/scoring.c",
+static const char *const single[] = {"Makefile", "scripts/probe-features.sh", "cmd/pg-eval.c", "cmd/pg-ttt.c", "cmd/scoring.c",
                                      "cmd/scoring.h", "cmd/cli.c", "cmd/cli.h"};
 static const struct {
     const char *dir;
@@ -46,7 +47,88 @@ static int ends_with(const char *s, const char *suf)
 
 static int cmp_str(const void *x, const void *y) { return strcmp(*(char *const *)x, *(char *const *)y); }
 
-/* Appends "PATH\nSIZE\n" and the bytes of root/rel to buf. */
+static int is_blank(unsigned char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+
+/* C or C++ source s[0..n) without its comments, written to out (n bytes suffice): the lines kept
+ * where they were (so __LINE__ and the preprocessor's line structure do not move), each without
+ * the blanks at its start and end. A comment becomes a space, or as many newlines as it spanned;
+ * string and character literals are copied as they are. What the compiler sees is the same
+ * sequence of tokens. The blanks at a line's start become one space after a line that ends in a
+ * backslash, where they may separate two tokens of a continued line. @return the bytes written. */
+size_t pg_code_strip_c(const unsigned char *s, size_t n, unsigned char *out)
+{
+    /* first the comments */
+    unsigned char *t = out;
+    size_t m = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        if (c == '"' || c == '\'') { /* a literal, to its closing quote (never past the line) */
+            t[m++] = s[i++];
+            while (i < n && s[i] != c && s[i] != '\n') {
+                if (s[i] == '\\' && i + 1 < n) t[m++] = s[i++];
+                t[m++] = s[i++];
+            }
+            if (i < n && s[i] == c) t[m++] = s[i++];
+        } else if (c == '/' && i + 1 < n && s[i + 1] == '/') { /* to the line's end, continued lines too */
+            while (i < n && !(s[i] == '\n' && s[i - 1] != '\\')) {
+                if (s[i] == '\n') t[m++] = '\n';
+                i++;
+            }
+        } else if (c == '/' && i + 1 < n && s[i + 1] == '*') {
+            size_t lines = 0;
+            for (i += 2; i < n && !(s[i] == '*' && i + 1 < n && s[i + 1] == '/'); i++) lines += s[i] == '\n';
+            i = i < n ? i + 2 : n;
+            if (!lines) t[m++] = ' ';
+            while (lines--) t[m++] = '\n';
+        } else {
+            t[m++] = s[i++];
+        }
+    }
+    /* then the blanks at each line's start and end, in place */
+    size_t w = 0;
+    int continued = 0;
+    for (size_t i = 0; i < m;) {
+        size_t e = i;
+        while (e < m && t[e] != '\n') e++;
+        size_t a = i, b = e;
+        while (a < b && is_blank(t[a])) a++;
+        while (b > a && is_blank(t[b - 1])) b--;
+        if (continued && a > i && b > a) t[w++] = ' ';
+        memmove(t + w, t + a, b - a);
+        w += b - a;
+        continued = b > a && t[a + (b - a) - 1] == '\\';
+        if (e < m) t[w++] = '\n';
+        i = e + 1;
+    }
+    return w;
+}
+
+/* A Makefile without its comment lines (a line whose first non-blank is '#', with the lines
+ * that continue it) and its empty lines, to out (n bytes suffice). @return the bytes written. */
+static size_t strip_make(const unsigned char *s, size_t n, unsigned char *out)
+{
+    size_t w = 0;
+    int in_comment = 0, continued = 0;
+    for (size_t i = 0; i < n;) {
+        size_t e = i;
+        while (e < n && s[e] != '\n') e++;
+        size_t a = i;
+        while (a < e && is_blank(s[a])) a++;
+        int ends_bs = e > i && s[e - 1] == '\\';
+        int drop = in_comment || (!continued && (a == e || (s[i] != '\t' && s[a] == '#'))); /* recipes kept */
+        if (!drop) {
+            memcpy(out + w, s + i, e - i);
+            w += e - i;
+            out[w++] = '\n';
+        }
+        in_comment = drop && a < e && (in_comment || s[a] == '#') && ends_bs;
+        continued = !drop && ends_bs;
+        i = e + 1;
+    }
+    return w;
+}
+
+/* Appends "PATH\nSIZE\n" and the bytes of root/rel, stripped (C, C++ and the Makefile), to buf. */
 static int append_file(const char *root, const char *rel, unsigned char **buf, size_t *n, size_t *cap, uint64_t *raw)
 {
     char full[4096];
@@ -57,9 +139,22 @@ static int append_file(const char *root, const char *rel, unsigned char **buf, s
     if (fseek(f, 0, SEEK_END) || ftell(f) < 0) rc = pg_error(PG_E_IO, "%s: cannot read", full);
     long size = rc ? 0 : ftell(f);
     if (!rc && fseek(f, 0, SEEK_SET)) rc = pg_error(PG_E_IO, "%s: cannot read", full);
+    unsigned char *src = rc ? NULL : malloc((size_t)size + 1), *dst = rc ? NULL : malloc((size_t)size + 1);
+    if (!rc && (!src || !dst)) rc = pg_error(PG_E_NOMEM, "code-self: out of memory");
+    if (!rc && size && fread(src, 1, (size_t)size, f) != (size_t)size) rc = pg_error(PG_E_IO, "%s: short read", full);
+    fclose(f);
+    size_t len = 0;
+    if (!rc) {
+        if (ends_with(rel, ".c") || ends_with(rel, ".h") || ends_with(rel, ".cc"))
+            len = pg_code_strip_c(src, (size_t)size, dst);
+        else if (!strcmp(rel, "Makefile"))
+            len = strip_make(src, (size_t)size, dst);
+        else
+            memcpy(dst, src, (size_t)size), len = (size_t)size;
+    }
     char head[4200];
-    int hn = snprintf(head, sizeof head, "%s\n%ld\n", rel, size);
-    size_t need = *n + (size_t)hn + (size_t)size;
+    int hn = snprintf(head, sizeof head, "%s\n%zu\n", rel, len);
+    size_t need = *n + (size_t)hn + len;
     if (!rc && need > *cap) {
         size_t c = *cap ? *cap : 1 << 20;
         while (c < need) c *= 2;
@@ -69,14 +164,14 @@ static int append_file(const char *root, const char *rel, unsigned char **buf, s
     }
     if (!rc) {
         memcpy(*buf + *n, head, (size_t)hn);
-        if (size && fread(*buf + *n + hn, 1, (size_t)size, f) != (size_t)size) rc = pg_error(PG_E_IO, "%s: short read", full);
+        memcpy(*buf + *n + hn, dst, len);
+        *n = need, *raw += (uint64_t)size;
     }
-    fclose(f);
-    if (!rc) *n = need, *raw += (uint64_t)size;
+    free(src), free(dst);
     return rc;
 }
 
-int pg_code_self_measure(const char *root, struct pg_code_self *cs)
+int pg_code_self_measure(const char *root, struct pg_code_self *cs, const char *archive)
 {
     memset(cs, 0, sizeof *cs);
     struct list l = {0};
@@ -103,7 +198,13 @@ int pg_code_self_measure(const char *root, struct pg_code_self *cs)
     size_t n = 0, cap = 0, zn = 0;
     for (size_t i = 0; i < l.n && !rc; i++) rc = append_file(root, l.path[i], &buf, &n, &cap, &cs->raw_bytes);
     if (!rc) rc = pg_compress(PG_CODEC_LZMA, NULL, buf, n, &z, &zn);
-    if (!rc) cs->files = l.n, cs->packed_bytes = zn;
+    if (!rc) cs->files = l.n, cs->archive_bytes = n, cs->packed_bytes = zn;
+    if (!rc && archive) {
+        struct pg_out o;
+        rc = pg_out_open(&o, archive);
+        if (!rc && (rc = pg_out_write(&o, z, zn))) pg_out_abort(&o);
+        if (!rc) rc = pg_out_commit(&o);
+    }
     for (size_t i = 0; i < l.n; i++) free(l.path[i]);
     free(l.path), free(buf), free(z);
     return rc;

@@ -126,16 +126,36 @@ check "exactly at the budget fits, spare 0" grep -q 'fits, spare 0$' "$W/out4"
 # --code-self: the source that builds pg-eval and pg-ttt, compressed, counted as code
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 "$P" "$W/m.pgq" -o "$W/cs.pga" --zlib --code-self "$SRC" --code "$W/code.sh" --json >"$W/cs.json" 2>"$W/cs.err"
-files=$(cd "$SRC" && ls Makefile cmd/pg-eval.c cmd/pg-ttt.c cmd/scoring.c cmd/scoring.h cmd/cli.c cmd/cli.h lib/*.c lib/*.h \
-    kernels/cpu/*.c kernels/cpu/*.h $(ls lib/*.cc 2>/dev/null) | wc -l)
-raw=$(cd "$SRC" && cat Makefile cmd/pg-eval.c cmd/pg-ttt.c cmd/scoring.c cmd/scoring.h cmd/cli.c cmd/cli.h lib/*.c lib/*.h \
-    kernels/cpu/*.c kernels/cpu/*.h $(ls lib/*.cc 2>/dev/null) | wc -c)
-cs=$(sed -n 's/.* bytes, \([0-9]*\) bytes in xz: counted as code$/\1/p' "$W/cs.err")
+counted="Makefile scripts/probe-features.sh cmd/pg-eval.c cmd/pg-ttt.c cmd/scoring.c cmd/scoring.h cmd/cli.c cmd/cli.h
+    $(cd "$SRC" && echo lib/*.c lib/*.h kernels/cpu/*.c kernels/cpu/*.h $(ls lib/*.cc 2>/dev/null))"
+files=$(echo $counted | wc -w)
+raw=$(cd "$SRC" && cat $counted | wc -c)
+cs=$(sed -n 's/.* stripped, \([0-9]*\) bytes in xz: counted as code$/\1/p' "$W/cs.err")
 check "--code-self: $files files of $raw bytes, as the shell lists them" grep -q ": $files source files, $raw bytes," "$W/cs.err"
 check "--code-self: the xz bytes ($cs) are fewer than the raw ones and close to xz -9e's" \
     test -n "$cs" -a "$cs" -lt "$raw" -a "$cs" -gt $(( $(cd "$SRC" && cat Makefile lib/*.c | xz -9e | wc -c) / 2 ))
 check "--code-self plus --code: code_bytes = $cs + 1000" test "$(jq .code_bytes "$W/cs.json")" = "$((cs + 1000))"
 expect_fail "--code-self of a folder that is not a pgolf tree" 1 "is $W a pgolf source tree" "$P" "$W/m.pgq" -o "$W/x.pga" --code-self "$W"
+expect_fail "--code-out without --code-self" 2 "give --code-self DIR" "$P" "$W/m.pgq" -o "$W/x.pga" --code-out "$W/c.xz"
+# --code-out: the archive counted; unpacked, it builds pg-eval and pg-ttt (CPU backend), which
+# score as the real ones
+"$P" -q "$W/m.pgq" -o "$W/cs2.pga" --zlib --code-self "$SRC" --code-out "$W/code.xz"
+check "--code-out writes the $cs bytes counted" test "$(wc -c <"$W/code.xz")" = "$cs"
+sh "$SRC/scripts/code-unpack.sh" "$W/code.xz" "$W/src"
+check "code-unpack.sh gives back the $files files" test "$(cd "$W/src" && find . -type f | wc -l)" = "$files"
+check "the Makefile counted is the real one without its comment and empty lines" \
+    sh -c 'grep -v "^[[:space:]]*#" "$1/Makefile" | grep -v "^[[:space:]]*$" | cmp -s - "$2/Makefile"' sh "$SRC" "$W/src"
+check "the C files counted have no comment left where the real ones have" \
+    sh -c '! grep -l "^ *\(//\|/\*\)" "$1"/lib/*.c' sh "$W/src"
+check "the stripped source builds pg-eval and pg-ttt with no warning (-Wall -Wextra)" sh -c \
+    'make -s -C "$1" -j2 HAVE_CUDA=0 CUDA_HOME=/nonexistent bin/pg-eval bin/pg-ttt >"$1.log" 2>&1 && ! grep -q warning "$1.log"' \
+    sh "$W/src"
+score=$(evalm "$W/m.pgq") # (expect_fail sets want)
+check "the stripped pg-eval scores the .pgq as pg-eval does ($score)" \
+    test "$("$W/src/bin/pg-eval" -q "$W/m.pgq" -d "$W/data" --prefix t -m "$W/sp.model")" = "$score"
+ttt() { "$1" -q "$W/m.pgq" -d "$W/data" --prefix t -m "$W/sp.model" --epochs 1 --chunk-tokens 512 --json | jq -c "[.val_loss, .val_bpb]"; }
+score=$(ttt "$TTT")
+check "the stripped pg-ttt adapts and scores as pg-ttt does ($score)" test "$(ttt "$W/src/bin/pg-ttt")" = "$score"
 
 # damaged artifacts
 cp "$W/zlib.pga" "$W/flip.pga"
