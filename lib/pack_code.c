@@ -13,12 +13,30 @@
 #include <string.h>
 
 /* The files named one by one, and the folders taken whole (files ending in one of the suffixes). */
-static const char *const single[] = {"Makefile", "scripts/probe-features.sh", "cmd/pg-eval.c", "cmd/pg-ttt.c", "cmd/scoring.c",
-                                     "cmd/scoring.h", "cmd/cli.c", "cmd/cli.h"};
+static const char *const single[] = {"Makefile", "scripts/probe-features.sh", "cmd/pg-eval.c", "cmd/pg-ttt.c",
+                                     "cmd/scoring.c", "cmd/scoring.h", "cmd/cli.c", "cmd/cli.h"};
 static const struct {
     const char *dir;
     const char *const suffixes[3];
 } folders[] = {{"lib", {".c", ".h", ".cc"}}, {"kernels/cpu", {".c", ".h", NULL}}};
+
+/* The lib/ sources neither scorer links (the linker's map of pg-eval and pg-ttt: training,
+ * tokenizer training and encoding, the ranks, the quantizer's searches, the code count itself):
+ * left out, the Makefile builds libpg from the rest. tests/cli/test-pack.sh builds both scorers
+ * from the archive, so a file one of them comes to need fails make check until it leaves this
+ * list. */
+static const char *const unlinked[] = {"lib/calib_self.c", "lib/dist.c", "lib/docs.c", "lib/pack_code.c",
+                                       "lib/qfit.c", "lib/qsearch.c", "lib/runlock.c", "lib/tokenize_encode.c",
+                                       "lib/tokenize_shards.c", "lib/tokenize_train.c", "lib/train.c"};
+
+static int is_unlinked(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    for (size_t i = 0; i < sizeof unlinked / sizeof *unlinked; i++)
+        if (!strcmp(path, unlinked[i])) return 1;
+    return 0;
+}
 
 struct list {
     char **path;
@@ -189,7 +207,7 @@ int pg_code_self_measure(const char *root, struct pg_code_self *cs, const char *
         while (!rc && (e = readdir(d))) {
             int take = 0;
             for (int j = 0; j < 3 && folders[k].suffixes[j]; j++) take |= ends_with(e->d_name, folders[k].suffixes[j]);
-            if (take) rc = add(&l, folders[k].dir, e->d_name);
+            if (take && !is_unlinked(folders[k].dir, e->d_name)) rc = add(&l, folders[k].dir, e->d_name);
         }
         closedir(d);
     }

@@ -3,7 +3,7 @@
  * Parameter Golf counts code bytes beside the artifact. For pgolf the code a submission needs is
  * the source that builds its scorers, pg-eval and pg-ttt, with the CPU backend: the Makefile (and
  * scripts/probe-features.sh, which it runs), cmd/pg-eval.c, cmd/pg-ttt.c, cmd/scoring.[ch],
- * cmd/cli.[ch], every lib/ source (libpg is built whole) and kernels/cpu/. A submission ships its
+ * cmd/cli.[ch], the lib/ sources they link (every header) and kernels/cpu/. A submission ships its
  * source as small as it builds: the C and C++ files go in without their comments and the blanks
  * at their lines' starts and ends (pg_code_strip_c: the compiler sees the same tokens on the same
  * lines), the Makefile without its comment and empty lines. Those files, in sorted path order,
