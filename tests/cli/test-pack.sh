@@ -140,6 +140,10 @@ check "--code-self: the xz bytes ($cs) are fewer than the raw ones and close to 
 check "--code-self plus --code: code_bytes = $cs + 1000" test "$(jq .code_bytes "$W/cs.json")" = "$((cs + 1000))"
 expect_fail "--code-self of a folder that is not a pgolf tree" 1 "is $W a pgolf source tree" "$P" "$W/m.pgq" -o "$W/x.pga" --code-self "$W"
 expect_fail "--code-out without --code-self" 2 "give --code-self DIR" "$P" "$W/m.pgq" -o "$W/x.pga" --code-out "$W/c.xz"
+expect_fail "--code-out to standard output" 2 "--code-out needs a file" "$P" "$W/m.pgq" -o "$W/x.pga" --code-self "$SRC" \
+    --code-out -
+expect_fail "--code-out into a folder that does not exist" 1 "$W/none/c.xz" "$P" "$W/m.pgq" -o "$W/x.pga" \
+    --code-self "$SRC" --code-out "$W/none/c.xz"
 # --code-out: the archive counted; unpacked, it builds pg-eval and pg-ttt (CPU backend), which
 # score as the real ones
 "$P" -q "$W/m.pgq" -o "$W/cs2.pga" --zlib --code-self "$SRC" --code-out "$W/code.xz"
