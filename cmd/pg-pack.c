@@ -225,8 +225,10 @@ int main(int argc, char **argv)
     if (dflag + lflag > 1) pg_cli_usage_error(&cli, "-d and -l exclude each other");
     if ((dflag || lflag) && (codec_flags || ncode || code_self || code_out || shuffle || reorder >= 0))
         pg_cli_usage_error(&cli, "codec and --code options are for packing");
-    if (code_out && !code_self) pg_cli_usage_error(&cli, "--code-out writes what --code-self counts: give --code-self DIR");
-    if (code_out && !strcmp(code_out, "-")) pg_cli_usage_error(&cli, "--code-out needs a file (standard output has the report)");
+    if (code_out && !code_self)
+        pg_cli_usage_error(&cli, "--code-out writes what --code-self counts: give --code-self DIR");
+    if (code_out && !strcmp(code_out, "-"))
+        pg_cli_usage_error(&cli, "--code-out needs a file (standard output has the report)");
     if (lflag) {
         if (out) pg_cli_usage_error(&cli, "-l writes no file (drop -o)");
         list(&cli, in);

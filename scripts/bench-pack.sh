@@ -115,7 +115,8 @@ for q in ${QUANTS-int8-baseline int6 int5 ternary}; do
         sed 's/^/  /' "$work/bound.txt"
         bin/pg-pack -l --json "$work/pgac.pga" | jq -r '.streams[] | "\(.name) \(.packed_bytes)"' >"$work/streams.txt"
         atb=$(awk -v art="$pgac" 'NR == FNR { s[$1] = $2; next }
-            $1 != "group" && $1 != "total" && ($1 in s) { b = $5 < $6 + $7 ? $5 : $6 + $7; if (b < s[$1]) art -= s[$1] - b }
+            $1 != "group" && $1 != "total" && ($1 in s) {
+                b = $5 < $6 + $7 ? $5 : $6 + $7; if (b < s[$1]) art -= s[$1] - b }
             END { printf "%.0f", art }' "$work/streams.txt" "$work/bound.txt")
         printf 'pgac payload / level bound %.4f, / rank1 bound + side %.4f; the pgac artifact at the bounds: %s bytes' \
             "$(echo "$pay / $(awk '$1 == "total" { print $5 }' "$work/bound.txt")" | bc -l)" \

@@ -117,7 +117,8 @@ static int tensor_bounds(const int8_t *q, size_t rows, size_t cols, struct sums 
 
 static void print_row(const char *name, const char *shape, const struct sums *s)
 {
-    printf("%-16s %-10s %10.0f %10.0f %10.0f %10.0f %8.0f\n", name, shape, s->values, s->order0, s->level, s->rank1, s->side);
+    printf("%-16s %-10s %10.0f %10.0f %10.0f %10.0f %8.0f\n", name, shape, s->values, s->order0, s->level, s->rank1,
+           s->side);
 }
 
 int main(int argc, char **argv)

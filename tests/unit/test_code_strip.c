@@ -29,7 +29,8 @@ int main(void)
               "a block comment over three lines: two newlines, so y stays on line 3");
     strips_to("#include \"a.h\" /* spans\n */ int c;\n", "#include \"a.h\"\nint c;\n",
               "a comment spanning lines ends a directive's line, as before");
-    strips_to("s = \"// not /* a */ comment\";\n", "s = \"// not /* a */ comment\";\n", "comment marks in a string stay");
+    strips_to("s = \"// not /* a */ comment\";\n", "s = \"// not /* a */ comment\";\n",
+              "comment marks in a string stay");
     strips_to("c = '\"'; d = \"\\\"/*\"; e = '\\''; // x\n", "c = '\"'; d = \"\\\"/*\"; e = '\\'';\n",
               "escaped quotes do not end a literal");
     strips_to("u = \"http://x\"; // y\n", "u = \"http://x\";\n", "a // in a string, then a comment");
