@@ -202,6 +202,16 @@ int pg_out_rename(struct pg_out *o)
     return 0;
 }
 
+int pg_out_save(const char *path, const void *data, size_t n)
+{
+    struct pg_out o;
+    PG_TRY(pg_out_open(&o, path));
+    int rc = pg_out_write(&o, data, n);
+    if (!rc) return pg_out_commit(&o);
+    pg_out_abort(&o);
+    return rc;
+}
+
 int pg_out_commit(struct pg_out *o)
 {
     int rc = pg_out_finish(o);

@@ -49,6 +49,10 @@ int pg_out_rename(struct pg_out *o);
 /* Removes the temporary and frees o. Safe on a zeroed or already-closed struct. */
 void pg_out_abort(struct pg_out *o);
 
+/* Writes the n bytes at data to path atomically: open, write, commit, the temporary removed on
+ * any failure. @return 0 or PG_E_IO naming path. */
+int pg_out_save(const char *path, const void *data, size_t n);
+
 /* Installs handlers for SIGINT, SIGTERM and SIGHUP that unlink every open temporary, then
  * die of the same signal (so the shell sees the usual status). SIGXFSZ is ignored, so a write
  * past `ulimit -f` fails (and is reported) like one to a full disk. */

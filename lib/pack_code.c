@@ -4,6 +4,7 @@
 
 #include "codec.h"
 #include "err.h"
+#include "mapfile.h"
 #include "outfile.h"
 #include "xio.h"
 
@@ -79,7 +80,7 @@ static int is_blank(unsigned char c) { return c == ' ' || c == '\t' || c == '\r'
 size_t pg_code_strip_c(const unsigned char *s, size_t n, unsigned char *out)
 {
     /* first the comments */
-    unsigned char *t = out;
+    unsigned char *t = out; /* then stripped of blanks in place */
     size_t m = 0;
     for (size_t i = 0; i < n;) {
         unsigned char c = s[i];
@@ -117,7 +118,7 @@ size_t pg_code_strip_c(const unsigned char *s, size_t n, unsigned char *out)
         if (continued && a > i && b > a) t[w++] = ' ';
         memmove(t + w, t + a, b - a);
         w += b - a;
-        continued = b > a && t[a + (b - a) - 1] == '\\';
+        continued = b > a && t[w - 1] == '\\';
         if (e < m) t[w++] = '\n';
         i = e + 1;
     }
@@ -154,41 +155,28 @@ static int append_file(const char *root, const char *rel, unsigned char **buf, s
 {
     char full[4096];
     snprintf(full, sizeof full, "%s/%s", root, rel);
-    FILE *f = fopen(full, "rb");
-    if (!f) return pg_error(PG_E_IO, "%s: cannot read (is %s a pgolf source tree?)", full, root);
+    struct pg_map m;
+    if (pg_map_open(&m, full)) return pg_error(PG_E_IO, "%s: cannot read (is %s a pgolf source tree?)", full, root);
+    const int is_c = ends_with(rel, ".c") || ends_with(rel, ".h") || ends_with(rel, ".cc");
+    const unsigned char *body = m.data;
+    size_t len = m.size;
+    unsigned char *stripped = NULL;
     int rc = 0;
-    if (fseek(f, 0, SEEK_END) || ftell(f) < 0) rc = pg_error(PG_E_IO, "%s: cannot read", full);
-    long size = rc ? 0 : ftell(f);
-    if (!rc && fseek(f, 0, SEEK_SET)) rc = pg_error(PG_E_IO, "%s: cannot read", full);
-    unsigned char *src = rc ? NULL : malloc((size_t)size + 1), *dst = rc ? NULL : malloc((size_t)size + 1);
-    if (!rc && (!src || !dst)) rc = pg_error(PG_E_NOMEM, "code-self: out of memory");
-    if (!rc && size && fread(src, 1, (size_t)size, f) != (size_t)size) rc = pg_error(PG_E_IO, "%s: short read", full);
-    fclose(f);
-    size_t len = 0;
-    if (!rc) {
-        if (ends_with(rel, ".c") || ends_with(rel, ".h") || ends_with(rel, ".cc"))
-            len = pg_code_strip_c(src, (size_t)size, dst);
-        else if (!strcmp(rel, "Makefile"))
-            len = strip_make(src, (size_t)size, dst);
-        else
-            memcpy(dst, src, (size_t)size), len = (size_t)size;
+    if (is_c || !strcmp(rel, "Makefile")) {
+        if (!(stripped = malloc(m.size + 1))) rc = pg_error(PG_E_NOMEM, "code-self: out of memory");
+        else len = is_c ? pg_code_strip_c(m.data, m.size, stripped) : strip_make(m.data, m.size, stripped);
+        body = stripped;
     }
     char head[4200];
     int hn = snprintf(head, sizeof head, "%s\n%zu\n", rel, len);
-    size_t need = *n + (size_t)hn + len;
-    if (!rc && need > *cap) {
-        size_t c = *cap ? *cap : 1 << 20;
-        while (c < need) c *= 2;
-        unsigned char *nb = realloc(*buf, c);
-        if (!nb) rc = pg_error(PG_E_NOMEM, "code-self: out of memory");
-        else *buf = nb, *cap = c;
-    }
+    if (!rc) rc = pg_grow((void **)buf, cap, *n + (size_t)hn + len, 1);
     if (!rc) {
         memcpy(*buf + *n, head, (size_t)hn);
-        memcpy(*buf + *n + hn, dst, len);
-        *n = need, *raw += (uint64_t)size;
+        if (len) memcpy(*buf + *n + hn, body, len);
+        *n += (size_t)hn + len, *raw += m.size;
     }
-    free(src), free(dst);
+    free(stripped);
+    pg_map_close(&m);
     return rc;
 }
 
@@ -220,12 +208,7 @@ int pg_code_self_measure(const char *root, struct pg_code_self *cs, const char *
     for (size_t i = 0; i < l.n && !rc; i++) rc = append_file(root, l.path[i], &buf, &n, &cap, &cs->raw_bytes);
     if (!rc) rc = pg_compress(PG_CODEC_LZMA, NULL, buf, n, &z, &zn);
     if (!rc) cs->files = l.n, cs->archive_bytes = n, cs->packed_bytes = zn;
-    if (!rc && archive) {
-        struct pg_out o;
-        rc = pg_out_open(&o, archive);
-        if (!rc && (rc = pg_out_write(&o, z, zn))) pg_out_abort(&o);
-        if (!rc) rc = pg_out_commit(&o);
-    }
+    if (!rc && archive) rc = pg_out_save(archive, z, zn);
     for (size_t i = 0; i < l.n; i++) free(l.path[i]);
     free(l.path), free(buf), free(z);
     return rc;

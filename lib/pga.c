@@ -230,15 +230,7 @@ int pg_pga_build(const struct pg_pga_input *in, size_t n, unsigned char **out, s
     return rc;
 }
 
-int pg_pga_write(const char *path, const void *data, size_t size)
-{
-    struct pg_out o;
-    PG_TRY(pg_out_open(&o, path));
-    int rc = pg_out_write(&o, data, size);
-    if (!rc) return pg_out_commit(&o);
-    pg_out_abort(&o);
-    return rc;
-}
+int pg_pga_write(const char *path, const void *data, size_t size) { return pg_out_save(path, data, size); }
 
 /* ---- reading ---- */
 

@@ -197,13 +197,7 @@ int pg_pgq_write(const struct pg_qmodel *qm, const char *path)
     unsigned char *buf;
     size_t len;
     PG_TRY(pg_pgq_serialize(qm, &buf, &len));
-    struct pg_out o;
-    int rc = pg_out_open(&o, path);
-    if (!rc) {
-        rc = pg_out_write(&o, buf, len);
-        if (!rc) rc = pg_out_commit(&o);
-        else pg_out_abort(&o);
-    }
+    int rc = pg_out_save(path, buf, len);
     free(buf);
     return rc;
 }
